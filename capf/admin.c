@@ -1,0 +1,470 @@
+/*
+ * The admin socket: capfctl's way in. A Unix stream socket (mode 0600 or
+ * 0660) on the main loop, carrying AdminRequest/AdminResponse frames. One
+ * request at a time per client: reading pauses while a request waits for
+ * the store, so answers come back in order.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "capf/capfd.h"
+#include "capf/log.h"
+#include "store/store.h"
+
+struct admin_client {
+	struct admin_client *next, *prev;
+	struct server *srv;
+	uv_pipe_t pipe;
+	struct frame_decoder dec;
+	int refs;
+	bool closing;
+	bool busy; /* a request waits for the store */
+	Capf__Device put;   /* record being written, for the reply */
+	char name[DEVICE_NAME_MAX + 1];
+};
+
+struct admin_write {
+	uv_write_t req;
+	uint8_t *frame;
+};
+
+static struct admin_client *clients;
+
+static void client_unref(struct admin_client *ac)
+{
+	if (--ac->refs > 0)
+		return;
+	if (ac->prev != NULL)
+		ac->prev->next = ac->next;
+	else
+		clients = ac->next;
+	if (ac->next != NULL)
+		ac->next->prev = ac->prev;
+	frame_decoder_deinit(&ac->dec);
+	free(ac);
+}
+
+static void on_client_closed(uv_handle_t *h)
+{
+	client_unref(h->data);
+}
+
+static void client_close(struct admin_client *ac)
+{
+	if (ac->closing)
+		return;
+	ac->closing = true;
+	uv_close((uv_handle_t *)&ac->pipe, on_client_closed);
+}
+
+static void on_written(uv_write_t *req, int status)
+{
+	struct admin_write *aw = (struct admin_write *)req;
+	(void)status;
+	free(aw->frame);
+	free(aw);
+}
+
+static void respond(struct admin_client *ac, Capf__AdminResponse *resp)
+{
+	struct admin_write *aw;
+	size_t len;
+	uv_buf_t buf;
+
+	if (ac->closing)
+		return;
+	aw = calloc(1, sizeof(*aw));
+	if (aw == NULL || admin_resp_pack(resp, &aw->frame, &len) < 0) {
+		free(aw);
+		log_err("admin: cannot build a response");
+		client_close(ac);
+		return;
+	}
+	buf = uv_buf_init((char *)aw->frame, (unsigned)len);
+	if (uv_write(&aw->req, (uv_stream_t *)&ac->pipe, &buf, 1, on_written) < 0) {
+		free(aw->frame);
+		free(aw);
+		client_close(ac);
+	}
+}
+
+static void respond_error(struct admin_client *ac, int code, const char *text)
+{
+	Capf__AdminResponse resp = CAPF__ADMIN_RESPONSE__INIT;
+
+	resp.code = (uint32_t)-code;
+	resp.text = (char *)(text != NULL ? text : capf_strerror(code));
+	respond(ac, &resp);
+}
+
+/* ---- handlers ------------------------------------------------------------- */
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+
+static void resume(struct admin_client *ac)
+{
+	ac->busy = false;
+	if (!ac->closing)
+		uv_read_start((uv_stream_t *)&ac->pipe, on_alloc, on_read);
+}
+
+static void on_put_done(void *arg, int result)
+{
+	struct admin_client *ac = arg;
+
+	if (!ac->closing) {
+		if (result < 0) {
+			char text[160];
+			if (result == CAPF_EEXIST)
+				snprintf(text, sizeof(text), "device %s already exists", ac->name);
+			else if (result == CAPF_ENOENT)
+				snprintf(text, sizeof(text), "no device named %s", ac->name);
+			else
+				snprintf(text, sizeof(text), "cannot record device %s: %s", ac->name,
+					 capf_strerror(result));
+			respond_error(ac, result, text);
+		} else {
+			Capf__AdminResponse resp = CAPF__ADMIN_RESPONSE__INIT;
+			Capf__Device *devs[1] = { &ac->put };
+			resp.n_devices = 1;
+			resp.devices = devs;
+			log_info("admin: device %s recorded: op %s, auth %s", ac->name,
+				 op_name(ac->put.op), auth_name(ac->put.auth));
+			respond(ac, &resp);
+		}
+		resume(ac);
+	}
+	if (ac->put.lsc_serial.data != NULL)
+		free(ac->put.lsc_serial.data);
+	memset(&ac->put, 0, sizeof(ac->put));
+	client_unref(ac);
+}
+
+/* Only the operations and modes this server drives can be scheduled;
+ * anything else would sit pending forever. */
+static int check_schedulable(const Capf__Device *d, const char **why)
+{
+	if (d->op != CAPF__OPERATION__OP_NONE && d->op != CAPF__OPERATION__OP_INSTALL) {
+		*why = "this server drives only the install operation";
+		return CAPF_ENOTSUP;
+	}
+	if (d->auth != CAPF__AUTH_MODE__AUTH_MIC && d->auth != CAPF__AUTH_MODE__AUTH_UNSPECIFIED) {
+		*why = "this server authenticates phones only by MIC";
+		return CAPF_ENOTSUP;
+	}
+	return 0;
+}
+
+static void handle_device_put(struct admin_client *ac, const Capf__AdminRequest *req)
+{
+	const Capf__DevicePut *put = req->device_put;
+	const Capf__Device *in = put->device;
+	Capf__StoreRecord rec = CAPF__STORE_RECORD__INIT;
+	Capf__StoreRecord *recs[1] = { &rec };
+	Capf__Device *old = NULL;
+	const char *why = NULL;
+	time_t now = time(NULL);
+	int ret;
+
+	ret = check_schedulable(in, &why);
+	if (ret < 0) {
+		respond_error(ac, ret, why);
+		return;
+	}
+
+	capf__device__init(&ac->put);
+	snprintf(ac->name, sizeof(ac->name), "%s", in->name);
+	ac->put.name = ac->name;
+	ac->put.op = in->op;
+	ac->put.auth = in->auth != CAPF__AUTH_MODE__AUTH_UNSPECIFIED ? in->auth
+								      : CAPF__AUTH_MODE__AUTH_MIC;
+	ac->put.key_type = in->key_type != CAPF__KEY_TYPE__KEY_UNSPECIFIED
+				   ? in->key_type
+				   : CAPF__KEY_TYPE__KEY_EC_P256;
+	ac->put.deadline = in->deadline;
+	ac->put.updated = now;
+	ac->put.status = in->op != CAPF__OPERATION__OP_NONE ? CAPF__OP_STATUS__STATUS_PENDING
+							     : CAPF__OP_STATUS__STATUS_NONE;
+	if (put->create) {
+		ac->put.created = now;
+		rec.create_only = true;
+	} else {
+		/* Changing the schedule keeps what the device already has. */
+		ret = store_device_get(ac->srv->store, ac->name, &old);
+		if (ret < 0) {
+			char text[160];
+			snprintf(text, sizeof(text), "no device named %s", ac->name);
+			respond_error(ac, ret, text);
+			return;
+		}
+		ac->put.created = old->created;
+		if (old->lsc_serial.len > 0) {
+			ac->put.lsc_serial.data = malloc(old->lsc_serial.len);
+			if (ac->put.lsc_serial.data != NULL) {
+				memcpy(ac->put.lsc_serial.data, old->lsc_serial.data, old->lsc_serial.len);
+				ac->put.lsc_serial.len = old->lsc_serial.len;
+			}
+		}
+		if (in->op == CAPF__OPERATION__OP_NONE)
+			ac->put.status = old->status;
+		capf__device__free_unpacked(old, NULL);
+		rec.must_exist = true;
+	}
+	rec.body_case = CAPF__STORE_RECORD__BODY_DEVICE;
+	rec.device = &ac->put;
+
+	ret = bridge_submit(&ac->srv->bridge, ac->srv->store, recs, 1, on_put_done, ac);
+	if (ret < 0) {
+		free(ac->put.lsc_serial.data);
+		memset(&ac->put, 0, sizeof(ac->put));
+		respond_error(ac, ret, NULL);
+		return;
+	}
+	ac->refs++;
+	ac->busy = true;
+	uv_read_stop((uv_stream_t *)&ac->pipe);
+}
+
+/* Attach the current LSC record of each device that has one. */
+static int attach_certs(struct server *srv, Capf__Device **devs, size_t n,
+			Capf__AdminResponse *resp)
+{
+	resp->certificates = calloc(n > 0 ? n : 1, sizeof(*resp->certificates));
+	if (resp->certificates == NULL)
+		return CAPF_ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		Capf__Certificate *c = NULL;
+		if (devs[i]->lsc_serial.len == 0)
+			continue;
+		if (store_cert_get(srv->store, devs[i]->lsc_serial.data, devs[i]->lsc_serial.len,
+				   &c) == 0)
+			resp->certificates[resp->n_certificates++] = c;
+	}
+	return 0;
+}
+
+static void free_certs(Capf__AdminResponse *resp)
+{
+	for (size_t i = 0; i < resp->n_certificates; i++)
+		capf__certificate__free_unpacked(resp->certificates[i], NULL);
+	free(resp->certificates);
+}
+
+static void handle_device_get(struct admin_client *ac, const Capf__AdminRequest *req)
+{
+	Capf__AdminResponse resp = CAPF__ADMIN_RESPONSE__INIT;
+	Capf__Device *dev = NULL;
+	int ret;
+
+	ret = store_device_get(ac->srv->store, req->device_get->name, &dev);
+	if (ret < 0) {
+		char text[160];
+		snprintf(text, sizeof(text), "no device named %s", req->device_get->name);
+		respond_error(ac, ret, ret == CAPF_ENOENT ? text : NULL);
+		return;
+	}
+	resp.n_devices = 1;
+	resp.devices = &dev;
+	if (attach_certs(ac->srv, &dev, 1, &resp) < 0)
+		respond_error(ac, CAPF_ENOMEM, NULL);
+	else
+		respond(ac, &resp);
+	free_certs(&resp);
+	capf__device__free_unpacked(dev, NULL);
+}
+
+static void handle_device_list(struct admin_client *ac, const Capf__AdminRequest *req)
+{
+	Capf__AdminResponse resp = CAPF__ADMIN_RESPONSE__INIT;
+	Capf__Device **devs = NULL;
+	size_t n = 0;
+	int ret;
+	(void)req;
+
+	ret = store_device_list(ac->srv->store, &devs, &n);
+	if (ret < 0) {
+		respond_error(ac, ret, NULL);
+		return;
+	}
+	resp.n_devices = n;
+	resp.devices = devs;
+	if (attach_certs(ac->srv, devs, n, &resp) < 0)
+		respond_error(ac, CAPF_ENOMEM, NULL);
+	else
+		respond(ac, &resp);
+	free_certs(&resp);
+	store_device_list_free(devs, n);
+}
+
+static void handle_status(struct admin_client *ac, const Capf__AdminRequest *req)
+{
+	Capf__AdminResponse resp = CAPF__ADMIN_RESPONSE__INIT;
+	Capf__ServerStatus st = CAPF__SERVER_STATUS__INIT;
+	struct store_stats ss;
+	struct server *srv = ac->srv;
+	(void)req;
+
+	store_get_stats(srv->store, &ss);
+	st.pid = (uint32_t)getpid();
+	st.version = (char *)PACKAGE_VERSION;
+	st.port = srv->port;
+	st.workers = srv->nworkers;
+	st.devices = ss.devices;
+	st.certificates = ss.certificates;
+	st.enrollments = atomic_load(&srv->enrollments);
+	st.failures = atomic_load(&srv->failures);
+	st.connections = atomic_load(&srv->connections);
+	resp.status = &st;
+	respond(ac, &resp);
+}
+
+static const struct admin_handler {
+	Capf__AdminRequest__BodyCase body;
+	const char *name;
+	void (*handle)(struct admin_client *ac, const Capf__AdminRequest *req);
+} handlers[] = {
+	{ CAPF__ADMIN_REQUEST__BODY_DEVICE_PUT, "device-put", handle_device_put },
+	{ CAPF__ADMIN_REQUEST__BODY_DEVICE_GET, "device-get", handle_device_get },
+	{ CAPF__ADMIN_REQUEST__BODY_DEVICE_LIST, "device-list", handle_device_list },
+	{ CAPF__ADMIN_REQUEST__BODY_STATUS, "status", handle_status },
+};
+
+static void handle_request(struct admin_client *ac, const uint8_t *payload, size_t len)
+{
+	Capf__AdminRequest *req = NULL;
+	int ret = admin_req_unpack(payload, len, &req);
+
+	if (ret < 0) {
+		log_warn("admin: malformed request: %s", capf_strerror(ret));
+		respond_error(ac, ret, "malformed request");
+		return;
+	}
+	if (req->version != CAPF_PROTOCOL_VERSION) {
+		respond_error(ac, CAPF_EVERSION, "unsupported admin protocol version");
+		goto out;
+	}
+	for (size_t i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++) {
+		if (handlers[i].body == req->body_case) {
+			log_debug("admin: %s", handlers[i].name);
+			handlers[i].handle(ac, req);
+			goto out;
+		}
+	}
+	respond_error(ac, CAPF_ENOTSUP, "unknown admin request");
+out:
+	capf__admin_request__free_unpacked(req, NULL);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	static __thread char rbuf[65536];
+	(void)h;
+	(void)suggested;
+	*buf = uv_buf_init(rbuf, sizeof(rbuf));
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	struct admin_client *ac = s->data;
+	size_t off = 0;
+
+	if (ac->closing)
+		return;
+	if (nread < 0) {
+		client_close(ac);
+		return;
+	}
+	while (off < (size_t)nread && !ac->closing) {
+		const uint8_t *payload = NULL;
+		size_t plen = 0;
+		ssize_t used;
+
+		if (ac->busy) {
+			/* A client that pipelines while we wait is served one at a
+			 * time; the rest would be lost, so refuse it clearly. */
+			respond_error(ac, CAPF_EBUSY, "one request at a time");
+			client_close(ac);
+			return;
+		}
+		used = frame_decode(&ac->dec, (const uint8_t *)buf->base + off, (size_t)nread - off,
+				    &payload, &plen);
+		if (used < 0) {
+			log_warn("admin: bad frame: %s", capf_strerror((int)used));
+			respond_error(ac, (int)used, NULL);
+			client_close(ac);
+			return;
+		}
+		off += (size_t)used;
+		if (payload != NULL)
+			handle_request(ac, payload, plen);
+	}
+}
+
+static void on_admin_connection(uv_stream_t *server, int status)
+{
+	struct server *srv = server->data;
+	struct admin_client *ac;
+
+	if (status < 0)
+		return;
+	ac = calloc(1, sizeof(*ac));
+	if (ac == NULL)
+		return;
+	ac->srv = srv;
+	ac->refs = 1;
+	frame_decoder_init(&ac->dec, FRAME_MAX_LIMIT);
+	uv_pipe_init(srv->loop, &ac->pipe, 0);
+	ac->pipe.data = ac;
+	ac->next = clients;
+	if (clients != NULL)
+		clients->prev = ac;
+	clients = ac;
+	if (uv_accept(server, (uv_stream_t *)&ac->pipe) < 0) {
+		client_close(ac);
+		return;
+	}
+	uv_read_start((uv_stream_t *)&ac->pipe, on_alloc, on_read);
+}
+
+int admin_start(struct server *srv)
+{
+	const char *path = srv->cfg->admin_socket;
+	mode_t old;
+	int ret;
+
+	/* The state directory lock is ours, so a socket file left there is
+	 * stale: a second capfd would have failed on the lock already. */
+	unlink(path);
+	uv_pipe_init(srv->loop, &srv->admin, 0);
+	srv->admin.data = srv;
+	old = umask(0777 & ~srv->cfg->admin_mode);
+	ret = uv_pipe_bind(&srv->admin, path);
+	umask(old);
+	if (ret == 0)
+		ret = uv_listen((uv_stream_t *)&srv->admin, 64, on_admin_connection);
+	if (ret == 0 && chmod(path, srv->cfg->admin_mode) < 0)
+		ret = -errno;
+	if (ret < 0) {
+		log_err("cannot listen on admin socket %s: %s", path, uv_strerror(ret));
+		uv_close((uv_handle_t *)&srv->admin, NULL);
+		return ret;
+	}
+	srv->admin_open = true;
+	return 0;
+}
+
+void admin_stop(struct server *srv)
+{
+	if (!srv->admin_open)
+		return;
+	srv->admin_open = false;
+	uv_close((uv_handle_t *)&srv->admin, NULL);
+	unlink(srv->cfg->admin_socket);
+	for (struct admin_client *ac = clients; ac != NULL; ac = ac->next)
+		client_close(ac);
+}

@@ -1,0 +1,197 @@
+/*
+ * capf/capfd.h - the daemon's internal interfaces.
+ *
+ * Glossary
+ *   server   the process-wide state: config, CA, store, counters, the main
+ *            loop (signals, admin socket) and the workers.
+ *   worker   a thread with its own libuv loop and its own listening socket
+ *            on the phone port (SO_REUSEPORT: the kernel spreads the
+ *            connections over the workers). A connection lives and dies on
+ *            one worker.
+ *   conn     one phone connection: TCP, TLS, frame decoder, and its
+ *            enrollment state machine (capf/enroll.h).
+ *   bridge   how a store completion (which runs on the store's writer
+ *            thread) comes back to the loop that asked for it: a queue
+ *            and a uv_async_t per loop.
+ */
+#ifndef CAPF_CAPFD_H
+#define CAPF_CAPFD_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <gnutls/gnutls.h>
+#include <uv.h>
+
+#include "proto/proto.h"
+
+struct ca;
+struct store;
+struct conn;
+
+#define CAPFD_DEFAULT_PORT 3804
+#define CAPFD_DEFAULT_PRIORITY "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
+
+struct capfd_config {
+	char *state_dir;
+	char *listen;          /* address to listen on */
+	unsigned port;
+	unsigned workers;      /* 0 = one per core */
+	char *admin_socket;    /* NULL = <state_dir>/capfd.sock */
+	unsigned admin_mode;   /* 0600 or 0660 */
+	char *mfg_roots;       /* manufacturer roots (PEM) */
+	char *ca_subject;
+	unsigned ca_days;
+	unsigned lsc_days;
+	char *tls_priority;
+	unsigned handshake_timeout_ms;
+	unsigned idle_timeout_ms;
+	unsigned session_timeout_ms;
+	unsigned shutdown_timeout_ms;
+	unsigned max_connections;
+	unsigned max_per_source;
+	unsigned max_frame;
+	unsigned max_messages;
+	int log_level;
+	bool log_syslog;
+	char *ready_file;
+};
+
+/* config_defaults() - the embedded defaults (doc/capfd.conf.5). */
+void config_defaults(struct capfd_config *cfg);
+
+/* config_load() - read an INI file over cfg. Returns 0, or CAPF_ECONFIG
+ * after printing to stderr which line and option are wrong. */
+int config_load(struct capfd_config *cfg, const char *path);
+
+/* config_set() - set one option by section and name (also used by the
+ * command line). Returns 0 or CAPF_ECONFIG with a message in errbuf. */
+int config_set(struct capfd_config *cfg, const char *section, const char *name,
+	       const char *value, char *errbuf, size_t errlen);
+
+/* config_finish() - derive the unset paths from state_dir and check the
+ * whole; 0 or CAPF_ECONFIG with a message in errbuf. */
+int config_finish(struct capfd_config *cfg, char *errbuf, size_t errlen);
+
+void config_deinit(struct capfd_config *cfg);
+
+/* A store completion travelling back to a loop. */
+struct bridge_item {
+	struct bridge_item *next;
+	struct bridge *bridge;
+	void (*fn)(void *arg, int result);
+	void *arg;
+	int result;
+};
+
+struct bridge {
+	uv_async_t async;
+	pthread_mutex_t lock;
+	struct bridge_item *head, *tail;
+};
+
+/* bridge_init() - attach to loop; bridge_close() closes the handle. */
+int bridge_init(struct bridge *b, uv_loop_t *loop);
+void bridge_close(struct bridge *b);
+
+/*
+ * bridge_submit() - store_submit() whose completion runs fn(arg, result)
+ * on the bridge's loop. Returns 0, or the store_submit() error (then fn
+ * is not called).
+ */
+int bridge_submit(struct bridge *b, struct store *st, Capf__StoreRecord *const *recs, size_t n,
+		  void (*fn)(void *arg, int result), void *arg);
+
+struct worker {
+	struct server *srv;
+	unsigned id;
+	pthread_t thread;
+	uv_loop_t loop;
+	uv_tcp_t listener;
+	uv_async_t stop_async;
+	uv_timer_t drain_timer;
+	struct bridge bridge;
+	struct conn *conns;      /* list of live connections */
+	unsigned nconns;
+	bool stopping;
+	int listen_fd;
+};
+
+struct source_count;
+
+struct server {
+	struct capfd_config *cfg;
+	struct ca *ca;
+	struct store *store;
+	gnutls_certificate_credentials_t cred;
+	gnutls_priority_t priority;
+
+	uv_loop_t *loop;               /* main loop: signals, admin */
+	uv_signal_t sigint, sigterm;
+	uv_pipe_t admin;
+	struct bridge bridge;
+	bool admin_open, bridge_on, signals_on;
+
+	struct worker *workers;
+	unsigned nworkers;
+	unsigned port;                 /* actual bound port */
+	bool stopping;
+
+	/* Devices with a session in progress, and connections per source. */
+	pthread_mutex_t claims_lock;
+	struct claim *claims;
+	struct source_count *sources;
+
+	atomic_uint_fast64_t enrollments;
+	atomic_uint_fast64_t failures;
+	atomic_uint_fast64_t connections;  /* accepted, total */
+	atomic_uint active_connections;
+};
+
+/* server_start() - open CA and store, bind, start workers and the admin
+ * socket. Fatal errors are logged with what to fix; returns < 0 then. */
+int server_start(struct server *srv, struct capfd_config *cfg, uv_loop_t *loop);
+
+/* server_stop() - graceful: stop accepting, let sessions waiting on the
+ * store finish (up to shutdown_timeout), cut the others, join workers. */
+void server_stop(struct server *srv);
+
+/* server_free() - release what server_start() made. */
+void server_free(struct server *srv);
+
+/* claim/release of a device name for the enrollment env. */
+int server_claim(void *arg, const char *device);
+void server_release(void *arg, const char *device);
+
+/* source_acquire() - count a connection from addr; CAPF_ELIMIT over the
+ * per-source limit. source_release() undoes it. */
+int source_acquire(struct server *srv, const char *addr);
+void source_release(struct server *srv, const char *addr);
+
+/* worker_start()/worker_stop()/worker_join() - see capf/worker.c. */
+int worker_start(struct worker *w, struct server *srv, unsigned id, int listen_fd);
+void worker_stop(struct worker *w);
+void worker_join(struct worker *w);
+
+/* worker_maybe_finish() - called when a connection goes away: a stopping
+ * worker with no connections left closes its handles. */
+void worker_maybe_finish(struct worker *w);
+
+/* conn_accept() - accept one connection on w's listener. */
+void conn_accept(struct worker *w);
+
+/* conn_next() - the next connection of the same worker, or NULL. */
+struct conn *conn_next(struct conn *c);
+
+/* conn_shutdown() - the worker is stopping: close the connection unless it
+ * waits for the store (then it closes when the write completes). force
+ * cuts it regardless. */
+void conn_shutdown(struct conn *c, bool force);
+
+/* admin_start() - listen on the admin socket (mode from config). */
+int admin_start(struct server *srv);
+void admin_stop(struct server *srv);
+
+#endif /* CAPF_CAPFD_H */

@@ -1,0 +1,247 @@
+/*
+ * capfd.conf: an INI file (libinih) mapped onto struct capfd_config by one
+ * table, so that the parser, the command line and the man page agree on
+ * the same names.
+ */
+#include "config.h"
+
+#include <ini.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "capf/capfd.h"
+#include "capf/log.h"
+
+enum opt_type { OPT_STR, OPT_UINT, OPT_SECONDS, OPT_MODE, OPT_BOOL, OPT_LEVEL };
+
+struct opt {
+	const char *section;
+	const char *name;
+	enum opt_type type;
+	size_t offset;
+	unsigned min, max; /* for numbers */
+};
+
+#define O(f) offsetof(struct capfd_config, f)
+
+static const struct opt options[] = {
+	{ "server", "state_dir", OPT_STR, O(state_dir), 0, 0 },
+	{ "server", "listen", OPT_STR, O(listen), 0, 0 },
+	{ "server", "port", OPT_UINT, O(port), 0, 65535 },
+	{ "server", "workers", OPT_UINT, O(workers), 0, 256 },
+	{ "server", "admin_socket", OPT_STR, O(admin_socket), 0, 0 },
+	{ "server", "admin_mode", OPT_MODE, O(admin_mode), 0, 0 },
+	{ "server", "ready_file", OPT_STR, O(ready_file), 0, 0 },
+	{ "tls", "priority", OPT_STR, O(tls_priority), 0, 0 },
+	{ "ca", "subject", OPT_STR, O(ca_subject), 0, 0 },
+	{ "ca", "ca_days", OPT_UINT, O(ca_days), 1, 36500 },
+	{ "ca", "lsc_days", OPT_UINT, O(lsc_days), 1, 36500 },
+	{ "trust", "manufacturer_roots", OPT_STR, O(mfg_roots), 0, 0 },
+	{ "limits", "handshake_timeout", OPT_SECONDS, O(handshake_timeout_ms), 1, 3600 },
+	{ "limits", "idle_timeout", OPT_SECONDS, O(idle_timeout_ms), 1, 3600 },
+	{ "limits", "session_timeout", OPT_SECONDS, O(session_timeout_ms), 1, 86400 },
+	{ "limits", "shutdown_timeout", OPT_SECONDS, O(shutdown_timeout_ms), 0, 3600 },
+	{ "limits", "max_connections", OPT_UINT, O(max_connections), 1, 1000000 },
+	{ "limits", "max_per_source", OPT_UINT, O(max_per_source), 1, 1000000 },
+	{ "limits", "max_frame", OPT_UINT, O(max_frame), 1024, FRAME_MAX_LIMIT },
+	{ "limits", "max_messages", OPT_UINT, O(max_messages), 4, 100000 },
+	{ "log", "level", OPT_LEVEL, O(log_level), 0, 0 },
+	{ "log", "syslog", OPT_BOOL, O(log_syslog), 0, 0 },
+};
+
+#undef O
+
+void config_defaults(struct capfd_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->state_dir = strdup(LOCALSTATEDIR "/lib/capf");
+	cfg->listen = strdup("127.0.0.1");
+	cfg->port = CAPFD_DEFAULT_PORT;
+	cfg->admin_mode = 0600;
+	cfg->tls_priority = strdup(CAPFD_DEFAULT_PRIORITY);
+	cfg->ca_days = 3650;
+	cfg->lsc_days = 365;
+	cfg->handshake_timeout_ms = 10000;
+	cfg->idle_timeout_ms = 30000;
+	cfg->session_timeout_ms = 120000;
+	cfg->shutdown_timeout_ms = 10000;
+	cfg->max_connections = 10000;
+	cfg->max_per_source = 256;
+	cfg->max_frame = FRAME_MAX_DEFAULT;
+	cfg->max_messages = 16;
+	cfg->log_level = LOG_LVL_INFO;
+}
+
+static int parse_uint(const char *value, unsigned long *out)
+{
+	char *end;
+
+	if (*value == '\0' || *value == '-')
+		return -1;
+	errno = 0;
+	*out = strtoul(value, &end, 0);
+	if (errno != 0 || *end != '\0')
+		return -1;
+	return 0;
+}
+
+int config_set(struct capfd_config *cfg, const char *section, const char *name,
+	       const char *value, char *errbuf, size_t errlen)
+{
+	const struct opt *o = NULL;
+	unsigned long n;
+
+	for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++) {
+		if (strcmp(options[i].section, section) == 0 && strcmp(options[i].name, name) == 0) {
+			o = &options[i];
+			break;
+		}
+	}
+	if (o == NULL) {
+		snprintf(errbuf, errlen, "unknown option [%s] %s", section, name);
+		return CAPF_ECONFIG;
+	}
+
+	void *field = (char *)cfg + o->offset;
+	switch (o->type) {
+	case OPT_STR: {
+		char **s = field;
+		free(*s);
+		*s = value[0] != '\0' ? strdup(value) : NULL;
+		if (value[0] != '\0' && *s == NULL) {
+			snprintf(errbuf, errlen, "out of memory");
+			return CAPF_ENOMEM;
+		}
+		return 0;
+	}
+	case OPT_UINT:
+	case OPT_SECONDS:
+		if (parse_uint(value, &n) < 0 || n < o->min || n > o->max) {
+			snprintf(errbuf, errlen, "[%s] %s must be a number from %u to %u, not \"%s\"",
+				 section, name, o->min, o->max, value);
+			return CAPF_ECONFIG;
+		}
+		*(unsigned *)field = o->type == OPT_SECONDS ? (unsigned)n * 1000u : (unsigned)n;
+		return 0;
+	case OPT_MODE:
+		if (strcmp(value, "0600") == 0 || strcmp(value, "600") == 0) {
+			*(unsigned *)field = 0600;
+		} else if (strcmp(value, "0660") == 0 || strcmp(value, "660") == 0) {
+			*(unsigned *)field = 0660;
+		} else {
+			snprintf(errbuf, errlen, "[%s] %s must be 0600 or 0660, not \"%s\"", section,
+				 name, value);
+			return CAPF_ECONFIG;
+		}
+		return 0;
+	case OPT_BOOL:
+		if (strcasecmp(value, "yes") == 0 || strcasecmp(value, "true") == 0 ||
+		    strcmp(value, "1") == 0) {
+			*(bool *)field = true;
+		} else if (strcasecmp(value, "no") == 0 || strcasecmp(value, "false") == 0 ||
+			   strcmp(value, "0") == 0) {
+			*(bool *)field = false;
+		} else {
+			snprintf(errbuf, errlen, "[%s] %s must be yes or no, not \"%s\"", section, name,
+				 value);
+			return CAPF_ECONFIG;
+		}
+		return 0;
+	case OPT_LEVEL: {
+		int lvl = log_level_from_name(value);
+		if (lvl < 0) {
+			snprintf(errbuf, errlen,
+				 "[%s] %s must be error, warning, info or debug, not \"%s\"",
+				 section, name, value);
+			return CAPF_ECONFIG;
+		}
+		*(int *)field = lvl;
+		return 0;
+	}
+	}
+	return CAPF_ECONFIG;
+}
+
+struct load_ctx {
+	struct capfd_config *cfg;
+	const char *path;
+	int error;
+};
+
+static int ini_line(void *user, const char *section, const char *name, const char *value)
+{
+	struct load_ctx *ctx = user;
+	char err[256];
+
+	if (config_set(ctx->cfg, section, name, value, err, sizeof(err)) < 0) {
+		fprintf(stderr, "capfd: %s: %s\n", ctx->path, err);
+		ctx->error = CAPF_ECONFIG;
+		return 0;
+	}
+	return 1;
+}
+
+int config_load(struct capfd_config *cfg, const char *path)
+{
+	struct load_ctx ctx = { cfg, path, 0 };
+	int ret = ini_parse(path, ini_line, &ctx);
+
+	if (ret == -1) {
+		fprintf(stderr, "capfd: cannot open config file %s: %s\n", path, strerror(errno));
+		return CAPF_ECONFIG;
+	}
+	if (ret == -2) {
+		fprintf(stderr, "capfd: out of memory reading %s\n", path);
+		return CAPF_ENOMEM;
+	}
+	if (ret > 0) {
+		if (ctx.error == 0)
+			fprintf(stderr, "capfd: %s:%d: syntax error\n", path, ret);
+		else
+			fprintf(stderr, "capfd: %s:%d: fix the option above\n", path, ret);
+		return CAPF_ECONFIG;
+	}
+	return ctx.error;
+}
+
+int config_finish(struct capfd_config *cfg, char *errbuf, size_t errlen)
+{
+	if (cfg->state_dir == NULL) {
+		snprintf(errbuf, errlen, "[server] state_dir must be set");
+		return CAPF_ECONFIG;
+	}
+	if (cfg->listen == NULL) {
+		snprintf(errbuf, errlen, "[server] listen must be set");
+		return CAPF_ECONFIG;
+	}
+	if (cfg->admin_socket == NULL) {
+		size_t len = strlen(cfg->state_dir) + sizeof("/capfd.sock");
+		cfg->admin_socket = malloc(len);
+		if (cfg->admin_socket == NULL)
+			return CAPF_ENOMEM;
+		snprintf(cfg->admin_socket, len, "%s/capfd.sock", cfg->state_dir);
+	}
+	if (strlen(cfg->admin_socket) >= 108) {
+		snprintf(errbuf, errlen, "admin socket path %s is too long for a Unix socket",
+			 cfg->admin_socket);
+		return CAPF_ECONFIG;
+	}
+	if (cfg->tls_priority == NULL)
+		cfg->tls_priority = strdup(CAPFD_DEFAULT_PRIORITY);
+	return 0;
+}
+
+void config_deinit(struct capfd_config *cfg)
+{
+	for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++) {
+		if (options[i].type == OPT_STR) {
+			char **s = (char **)((char *)cfg + options[i].offset);
+			free(*s);
+			*s = NULL;
+		}
+	}
+}

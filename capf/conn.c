@@ -1,0 +1,686 @@
+/*
+ * One phone connection: TCP from libuv, TLS from GnuTLS in non-blocking
+ * mode over our own pull/push, frames from proto/, decisions from the
+ * enrollment state machine. This file only moves bytes and runs timers.
+ *
+ * Lifetime: the connection holds one reference per open handle (tcp and
+ * two timers) and one while a store write it asked for is in flight; it is
+ * freed when the last one is dropped, so a store completion never finds
+ * freed memory even if the phone went away meanwhile.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "ca/ca.h"
+#include "capf/capfd.h"
+#include "capf/enroll.h"
+#include "capf/log.h"
+
+#define RBUF_MAX (64u * 1024u)
+#define RBUF_CHUNK (16u * 1024u + 512u)
+#define WRITE_QUEUE_MAX (256u * 1024u)
+
+struct conn {
+	struct conn *next, *prev;
+	struct worker *w;
+	struct server *srv;
+	uv_tcp_t tcp;
+	uv_timer_t timer;          /* handshake, then idle timeout */
+	uv_timer_t session_timer;  /* the whole session, and the close deadline */
+	uv_shutdown_t shutdown_req;
+	gnutls_session_t tls;
+
+	/* Linear receive buffer feeding gnutls' pull function. */
+	uint8_t *rbuf;
+	size_t rlen, roff, rcap;
+
+	struct frame_decoder dec;
+	struct enroll *enroll;
+
+	int refs;
+	bool closing, handles_closed, handshaken, store_pending, reading, counted_source;
+	size_t write_queued;
+	unsigned nmsgs;
+	char addr[INET6_ADDRSTRLEN];
+	char peer[INET6_ADDRSTRLEN + 8];
+};
+
+struct write_req {
+	uv_write_t req;
+	struct conn *c;
+	size_t len;
+	uint8_t data[];
+};
+
+static void conn_close(struct conn *c);
+static void on_session_timeout(uv_timer_t *t);
+static void conn_process(struct conn *c);
+static void start_reading(struct conn *c);
+
+struct conn *conn_next(struct conn *c)
+{
+	return c->next;
+}
+
+static void conn_unref(struct conn *c)
+{
+	struct worker *w = c->w;
+
+	if (--c->refs > 0)
+		return;
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		w->conns = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	w->nconns--;
+	atomic_fetch_sub(&c->srv->active_connections, 1);
+	if (c->counted_source)
+		source_release(c->srv, c->addr);
+	enroll_free(c->enroll);
+	if (c->tls != NULL)
+		gnutls_deinit(c->tls);
+	frame_decoder_deinit(&c->dec);
+	free(c->rbuf);
+	free(c);
+	worker_maybe_finish(w);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+	conn_unref(h->data);
+}
+
+static void close_handles(struct conn *c)
+{
+	if (c->handles_closed)
+		return;
+	c->handles_closed = true;
+	uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+	uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+	uv_close((uv_handle_t *)&c->session_timer, on_handle_closed);
+}
+
+/* ---- GnuTLS transport ----------------------------------------------------- */
+
+static ssize_t tls_pull(gnutls_transport_ptr_t ptr, void *data, size_t len)
+{
+	struct conn *c = ptr;
+	size_t avail = c->rlen - c->roff;
+
+	if (avail == 0) {
+		gnutls_transport_set_errno(c->tls, EAGAIN);
+		return -1;
+	}
+	if (len > avail)
+		len = avail;
+	memcpy(data, c->rbuf + c->roff, len);
+	c->roff += len;
+	return (ssize_t)len;
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+	struct write_req *wr = (struct write_req *)req;
+	struct conn *c = wr->c;
+
+	c->write_queued -= wr->len;
+	free(wr);
+	if (status < 0 && status != UV_ECANCELED && !c->closing)
+		log_debug("%s: write failed: %s", c->peer, uv_strerror(status));
+	if (status < 0) {
+		conn_close(c);
+		return;
+	}
+	/* Back-pressure released: read again. */
+	if (!c->closing && !c->reading && c->write_queued < WRITE_QUEUE_MAX / 2)
+		start_reading(c);
+}
+
+/* Each push is one allocation holding the uv_write_t and the bytes; it
+ * never blocks, so a corked frame leaves as one TLS record in one write. */
+static ssize_t tls_vec_push(gnutls_transport_ptr_t ptr, const giovec_t *iov, int iovcnt)
+{
+	struct conn *c = ptr;
+	struct write_req *wr;
+	size_t total = 0, off = 0;
+	uv_buf_t buf;
+
+	for (int i = 0; i < iovcnt; i++)
+		total += iov[i].iov_len;
+	if (c->handles_closed) {
+		gnutls_transport_set_errno(c->tls, EPIPE);
+		return -1;
+	}
+	wr = malloc(sizeof(*wr) + total);
+	if (wr == NULL) {
+		gnutls_transport_set_errno(c->tls, ENOMEM);
+		return -1;
+	}
+	wr->c = c;
+	wr->len = total;
+	for (int i = 0; i < iovcnt; i++) {
+		memcpy(wr->data + off, iov[i].iov_base, iov[i].iov_len);
+		off += iov[i].iov_len;
+	}
+	buf = uv_buf_init((char *)wr->data, (unsigned)total);
+	if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, &buf, 1, on_write) < 0) {
+		free(wr);
+		gnutls_transport_set_errno(c->tls, EPIPE);
+		return -1;
+	}
+	c->write_queued += total;
+	if (c->write_queued > WRITE_QUEUE_MAX && c->reading) {
+		uv_read_stop((uv_stream_t *)&c->tcp);
+		c->reading = false;
+	}
+	return (ssize_t)total;
+}
+
+/* ---- closing ----------------------------------------------------------------- */
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+	(void)status;
+	close_handles(req->data);
+}
+
+static void conn_close(struct conn *c)
+{
+	if (c->closing)
+		return;
+	c->closing = true;
+	uv_timer_stop(&c->timer);
+	if (c->reading) {
+		uv_read_stop((uv_stream_t *)&c->tcp);
+		c->reading = false;
+	}
+	if (c->handshaken)
+		(void)gnutls_bye(c->tls, GNUTLS_SHUT_WR);
+
+	/* Let the last frame and the close_notify leave before closing, but
+	 * never wait longer than the session timer allows. */
+	if (c->write_queued > 0) {
+		c->shutdown_req.data = c;
+		if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown) == 0) {
+			uint64_t left = uv_timer_get_due_in(&c->session_timer);
+			if (left == 0 || left > 2000)
+				uv_timer_start(&c->session_timer, on_session_timeout, 2000, 0);
+			return;
+		}
+	}
+	close_handles(c);
+}
+
+/* ---- sending and the state machine's outputs --------------------------------- */
+
+static void send_frame(struct conn *c, const uint8_t *frame, size_t len)
+{
+	ssize_t n;
+
+	if (c->handles_closed || !c->handshaken)
+		return;
+	/* One frame, one record: clients read a whole message per record. */
+	gnutls_record_cork(c->tls);
+	n = gnutls_record_send(c->tls, frame, len);
+	if (n >= 0)
+		n = gnutls_record_uncork(c->tls, GNUTLS_RECORD_WAIT);
+	if (n < 0) {
+		log_debug("%s: TLS send failed: %s", c->peer, gnutls_strerror((int)n));
+		conn_close(c);
+	}
+}
+
+static void on_persisted(void *arg, int result);
+
+static void apply(struct conn *c, struct enroll_out *out)
+{
+	const char *device = c->enroll != NULL ? enroll_device(c->enroll) : "";
+
+	if (out->frame != NULL)
+		send_frame(c, out->frame, out->frame_len);
+
+	if (out->error != 0) {
+		atomic_fetch_add(&c->srv->failures, 1);
+		log_warn("%s: device \"%s\": %s (%s)", c->peer, device[0] ? device : "-",
+			 capf_strerror(out->error), capf_errname(out->error));
+	}
+	if (out->success) {
+		atomic_fetch_add(&c->srv->enrollments, 1);
+		log_info("%s: device \"%s\": LSC installed", c->peer, device);
+	}
+
+	if (out->npersist > 0 && !out->close) {
+		int ret = bridge_submit(&c->w->bridge, c->srv->store, out->persist, out->npersist,
+					on_persisted, c);
+		if (ret < 0) {
+			struct enroll_out next;
+			enroll_on_persisted(c->enroll, ret, &next);
+			enroll_out_deinit(out);
+			apply(c, &next);
+			enroll_out_deinit(&next);
+			return;
+		}
+		c->store_pending = true;
+		c->refs++;
+		/* The phone waits for us now: its idle time does not run. */
+		uv_timer_stop(&c->timer);
+	}
+
+	if (out->close) {
+		conn_close(c);
+	} else if (c->w->stopping && !c->store_pending) {
+		/* Shutting down: the durable part is done, cut the session here
+		 * rather than wait for the phone. */
+		conn_close(c);
+	}
+}
+
+static void on_idle_timeout(uv_timer_t *t);
+
+static void on_persisted(void *arg, int result)
+{
+	struct conn *c = arg;
+	struct enroll_out out;
+
+	c->store_pending = false;
+	if (!c->closing) {
+		if (result < 0)
+			log_err("%s: device \"%s\": store write failed: %s", c->peer,
+				enroll_device(c->enroll), capf_strerror(result));
+		enroll_on_persisted(c->enroll, result, &out);
+		apply(c, &out);
+		enroll_out_deinit(&out);
+		if (!c->closing) {
+			uv_timer_start(&c->timer, on_idle_timeout, c->srv->cfg->idle_timeout_ms, 0);
+			if (!c->reading)
+				start_reading(c);
+			conn_process(c);
+		}
+	}
+	conn_unref(c);
+}
+
+/* End a session that failed outside the state machine (framing, limits,
+ * timeouts): tell the phone why when we can, then close. */
+static void conn_fail(struct conn *c, int code)
+{
+	struct enroll_out out;
+
+	if (c->enroll != NULL) {
+		enroll_fail(c->enroll, code, &out);
+		apply(c, &out);
+		enroll_out_deinit(&out);
+		return;
+	}
+	atomic_fetch_add(&c->srv->failures, 1);
+	log_warn("%s: %s (%s)", c->peer, capf_strerror(code), capf_errname(code));
+	if (c->handshaken) {
+		uint8_t *frame = NULL;
+		size_t len = 0;
+		if (enroll_error_frame(code, NULL, &frame, &len) == 0)
+			send_frame(c, frame, len);
+		free(frame);
+	}
+	conn_close(c);
+}
+
+/* ---- receiving ------------------------------------------------------------------ */
+
+static void handle_frame(struct conn *c, const uint8_t *payload, size_t len)
+{
+	Capf__PhoneMessage *msg = NULL;
+	struct enroll_out out;
+	int ret;
+
+	if (++c->nmsgs > c->srv->cfg->max_messages) {
+		conn_fail(c, CAPF_ELIMIT);
+		return;
+	}
+	ret = phone_msg_unpack(payload, len, &msg);
+	if (ret < 0) {
+		conn_fail(c, CAPF_EBADMSG);
+		return;
+	}
+	log_debug("%s: received %s", c->peer, phone_msg_name(msg));
+	enroll_on_message(c->enroll, msg, &out);
+	capf__phone_message__free_unpacked(msg, NULL);
+	apply(c, &out);
+	enroll_out_deinit(&out);
+	if (!c->closing && !c->store_pending)
+		uv_timer_start(&c->timer, on_idle_timeout, c->srv->cfg->idle_timeout_ms, 0);
+}
+
+static void read_records(struct conn *c)
+{
+	uint8_t buf[16384 + 256];
+
+	while (!c->closing && !c->store_pending) {
+		ssize_t n = gnutls_record_recv(c->tls, buf, sizeof(buf));
+		if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED)
+			return;
+		if (n == 0) {
+			log_debug("%s: peer closed the session", c->peer);
+			conn_close(c);
+			return;
+		}
+		if (n < 0) {
+			log_info("%s: TLS error: %s", c->peer, gnutls_strerror((int)n));
+			conn_close(c);
+			return;
+		}
+		size_t off = 0;
+		while (off < (size_t)n && !c->closing) {
+			const uint8_t *payload = NULL;
+			size_t plen = 0;
+			ssize_t used = frame_decode(&c->dec, buf + off, (size_t)n - off, &payload, &plen);
+			if (used < 0) {
+				conn_fail(c, (int)used);
+				return;
+			}
+			off += (size_t)used;
+			if (payload != NULL)
+				handle_frame(c, payload, plen);
+		}
+	}
+}
+
+static int on_handshake_done(struct conn *c)
+{
+	const gnutls_datum_t *peers;
+	unsigned npeers = 0;
+	uint8_t binding[CA_BINDING_LEN];
+	const uint8_t *certs[16];
+	size_t lens[16];
+	struct enroll_env env = { 0 };
+	int ret;
+
+	/* RFC 9266 forbids tls-exporter on TLS 1.2 without extended master
+	 * secret: the value would not be unique to this session. */
+	if (gnutls_protocol_get_version(c->tls) == GNUTLS_TLS1_2 &&
+	    !gnutls_session_ext_master_secret_status(c->tls)) {
+		log_warn("%s: TLS 1.2 without extended master secret: cannot bind the CSR", c->peer);
+		return CAPF_EPROTO;
+	}
+	ret = gnutls_prf_rfc5705(c->tls, strlen(CA_BINDING_LABEL), CA_BINDING_LABEL, 0, NULL,
+				 sizeof(binding), (char *)binding);
+	if (ret < 0) {
+		log_warn("%s: cannot derive the channel binding: %s", c->peer, gnutls_strerror(ret));
+		return CAPF_ECRYPTO;
+	}
+
+	peers = gnutls_certificate_get_peers(c->tls, &npeers);
+	if (peers == NULL)
+		npeers = 0;
+	if (npeers > sizeof(certs) / sizeof(certs[0]))
+		npeers = sizeof(certs) / sizeof(certs[0]);
+	for (unsigned i = 0; i < npeers; i++) {
+		certs[i] = peers[i].data;
+		lens[i] = peers[i].size;
+	}
+
+	env.ca = c->srv->ca;
+	env.store = c->srv->store;
+	env.claim = server_claim;
+	env.release = server_release;
+	env.claim_arg = c->srv;
+	c->enroll = enroll_new(&env, certs, lens, npeers, binding, sizeof(binding));
+	gnutls_memset(binding, 0, sizeof(binding));
+	if (c->enroll == NULL)
+		return CAPF_ENOMEM;
+
+	log_debug("%s: TLS established (%s), %u client certificates", c->peer,
+		  gnutls_protocol_get_name(gnutls_protocol_get_version(c->tls)), npeers);
+	c->handshaken = true;
+	uv_timer_start(&c->timer, on_idle_timeout, c->srv->cfg->idle_timeout_ms, 0);
+	return 0;
+}
+
+static void conn_process(struct conn *c)
+{
+	if (!c->handshaken) {
+		int ret = gnutls_handshake(c->tls);
+		if (ret == GNUTLS_E_AGAIN || ret == GNUTLS_E_INTERRUPTED ||
+		    (ret < 0 && !gnutls_error_is_fatal(ret)))
+			goto compact;
+		if (ret < 0) {
+			atomic_fetch_add(&c->srv->failures, 1);
+			log_info("%s: TLS handshake failed: %s", c->peer, gnutls_strerror(ret));
+			conn_close(c);
+			return;
+		}
+		ret = on_handshake_done(c);
+		if (ret < 0) {
+			c->handshaken = true; /* the session exists: say why we close */
+			conn_fail(c, ret);
+			return;
+		}
+	}
+	read_records(c);
+compact:
+	/* Keep the receive buffer linear and small: move the unread rest to
+	 * the front. */
+	if (c->roff > 0) {
+		memmove(c->rbuf, c->rbuf + c->roff, c->rlen - c->roff);
+		c->rlen -= c->roff;
+		c->roff = 0;
+	}
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct conn *c = h->data;
+	(void)suggested;
+
+	if (c->rcap - c->rlen < RBUF_CHUNK && c->rcap < RBUF_MAX) {
+		size_t ncap = c->rlen + RBUF_CHUNK;
+		uint8_t *n = realloc(c->rbuf, ncap);
+		if (n != NULL) {
+			c->rbuf = n;
+			c->rcap = ncap;
+		}
+	}
+	*buf = uv_buf_init((char *)c->rbuf + c->rlen, (unsigned)(c->rcap - c->rlen));
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	struct conn *c = s->data;
+	(void)buf;
+
+	if (c->closing)
+		return;
+	if (nread < 0) {
+		if (nread != UV_EOF)
+			log_debug("%s: read error: %s", c->peer, uv_strerror((int)nread));
+		conn_close(c);
+		return;
+	}
+	c->rlen += (size_t)nread;
+	if (c->store_pending) {
+		/* Data while the store works: keep it buffered, and stop reading
+		 * once the buffer is full. */
+		if (c->rcap - c->rlen == 0) {
+			uv_read_stop(s);
+			c->reading = false;
+		}
+		return;
+	}
+	conn_process(c);
+	if (!c->closing && c->rcap == c->rlen && c->rcap >= RBUF_MAX) {
+		/* A peer that fills the buffer without completing a TLS record
+		 * is not a phone. */
+		conn_fail(c, CAPF_EPROTO);
+	}
+}
+
+static void start_reading(struct conn *c)
+{
+	if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+		c->reading = true;
+}
+
+/* ---- timers ------------------------------------------------------------------ */
+
+static void on_idle_timeout(uv_timer_t *t)
+{
+	struct conn *c = t->data;
+
+	if (c->closing)
+		return;
+	if (!c->handshaken) {
+		atomic_fetch_add(&c->srv->failures, 1);
+		log_info("%s: TLS handshake timed out", c->peer);
+		conn_close(c);
+		return;
+	}
+	conn_fail(c, CAPF_ETIMEOUT);
+}
+
+static void on_session_timeout(uv_timer_t *t)
+{
+	struct conn *c = t->data;
+
+	if (c->closing) {
+		/* The close deadline: the peer did not take our last bytes. */
+		close_handles(c);
+		return;
+	}
+	if (c->store_pending)
+		return; /* finishes when the store answers */
+	log_info("%s: session time limit reached", c->peer);
+	if (c->handshaken)
+		conn_fail(c, CAPF_ETIMEOUT);
+	else
+		conn_close(c);
+}
+
+/* ---- accept ------------------------------------------------------------------ */
+
+static void reject_close_cb(uv_handle_t *h)
+{
+	free(h);
+}
+
+void conn_accept(struct worker *w)
+{
+	struct server *srv = w->srv;
+	struct conn *c;
+	struct sockaddr_storage ss;
+	int sl = sizeof(ss), ret;
+
+	c = calloc(1, sizeof(*c));
+	if (c == NULL) {
+		uv_tcp_t *t = malloc(sizeof(*t));
+		if (t != NULL && uv_tcp_init(&w->loop, t) == 0) {
+			if (uv_accept((uv_stream_t *)&w->listener, (uv_stream_t *)t) < 0)
+				log_debug("accept failed");
+			uv_close((uv_handle_t *)t, reject_close_cb);
+		} else {
+			free(t);
+		}
+		return;
+	}
+	c->w = w;
+	c->srv = srv;
+	uv_tcp_init(&w->loop, &c->tcp);
+	uv_timer_init(&w->loop, &c->timer);
+	uv_timer_init(&w->loop, &c->session_timer);
+	c->tcp.data = c->timer.data = c->session_timer.data = c;
+	c->refs = 3;
+	c->next = w->conns;
+	if (w->conns != NULL)
+		w->conns->prev = c;
+	w->conns = c;
+	w->nconns++;
+	atomic_fetch_add(&srv->active_connections, 1);
+	frame_decoder_init(&c->dec, srv->cfg->max_frame);
+	snprintf(c->peer, sizeof(c->peer), "?");
+
+	if (uv_accept((uv_stream_t *)&w->listener, (uv_stream_t *)&c->tcp) < 0) {
+		close_handles(c);
+		c->closing = true;
+		return;
+	}
+	atomic_fetch_add(&srv->connections, 1);
+	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
+		int port;
+		if (ss.ss_family == AF_INET6) {
+			uv_ip6_name((struct sockaddr_in6 *)&ss, c->addr, sizeof(c->addr));
+			port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+			snprintf(c->peer, sizeof(c->peer), "[%s]:%d", c->addr, port);
+		} else {
+			uv_ip4_name((struct sockaddr_in *)&ss, c->addr, sizeof(c->addr));
+			port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+			snprintf(c->peer, sizeof(c->peer), "%s:%d", c->addr, port);
+		}
+	}
+	uv_tcp_nodelay(&c->tcp, 1);
+
+	if (w->stopping) {
+		conn_close(c);
+		return;
+	}
+	if (atomic_load(&srv->active_connections) > srv->cfg->max_connections) {
+		log_warn("%s: connection limit (%u) reached, refusing", c->peer,
+			 srv->cfg->max_connections);
+		conn_close(c);
+		return;
+	}
+	if (source_acquire(srv, c->addr) < 0) {
+		log_warn("%s: per-source connection limit (%u) reached, refusing", c->peer,
+			 srv->cfg->max_per_source);
+		conn_close(c);
+		return;
+	}
+	c->counted_source = true;
+
+	ret = gnutls_init(&c->tls, GNUTLS_SERVER | GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL);
+	if (ret < 0) {
+		c->tls = NULL;
+		goto tls_fail;
+	}
+	ret = gnutls_priority_set(c->tls, srv->priority);
+	if (ret < 0)
+		goto tls_fail;
+	ret = gnutls_credentials_set(c->tls, GNUTLS_CRD_CERTIFICATE, srv->cred);
+	if (ret < 0)
+		goto tls_fail;
+	/* Request, not require: the MIC is checked by the state machine, which
+	 * gives a phone without one a precise error instead of an alert. The
+	 * handshake still proves possession of the presented key. */
+	gnutls_certificate_server_set_request(c->tls, GNUTLS_CERT_REQUEST);
+	gnutls_handshake_set_timeout(c->tls, 0);
+	gnutls_transport_set_ptr(c->tls, c);
+	gnutls_transport_set_pull_function(c->tls, tls_pull);
+	gnutls_transport_set_vec_push_function(c->tls, tls_vec_push);
+
+	uv_timer_start(&c->timer, on_idle_timeout, srv->cfg->handshake_timeout_ms, 0);
+	uv_timer_start(&c->session_timer, on_session_timeout, srv->cfg->session_timeout_ms, 0);
+	start_reading(c);
+	log_debug("%s: connected (worker %u)", c->peer, w->id);
+	return;
+
+tls_fail:
+	log_err("%s: TLS session set-up failed: %s", c->peer, gnutls_strerror(ret));
+	conn_close(c);
+}
+
+void conn_shutdown(struct conn *c, bool force)
+{
+	if (force) {
+		if (!c->closing)
+			conn_close(c);
+		close_handles(c);
+		return;
+	}
+	if (c->closing || c->store_pending)
+		return;
+	if (c->handshaken)
+		conn_fail(c, CAPF_ESHUTDOWN);
+	else
+		conn_close(c);
+}

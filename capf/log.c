@@ -1,0 +1,82 @@
+#include "config.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "capf/log.h"
+
+static enum log_level min_level = LOG_LVL_INFO;
+static bool to_syslog;
+
+static const char *const level_names[] = {
+	[LOG_LVL_ERR] = "error",
+	[LOG_LVL_WARN] = "warning",
+	[LOG_LVL_INFO] = "info",
+	[LOG_LVL_DEBUG] = "debug",
+};
+
+static const int syslog_prio[] = {
+	[LOG_LVL_ERR] = LOG_ERR,
+	[LOG_LVL_WARN] = LOG_WARNING,
+	[LOG_LVL_INFO] = LOG_INFO,
+	[LOG_LVL_DEBUG] = LOG_DEBUG,
+};
+
+void log_init(enum log_level level, bool use_syslog)
+{
+	min_level = level;
+	to_syslog = use_syslog;
+	if (to_syslog)
+		openlog("capfd", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+}
+
+int log_level_from_name(const char *name)
+{
+	for (size_t i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++)
+		if (strcmp(name, level_names[i]) == 0)
+			return (int)i;
+	if (strcmp(name, "err") == 0)
+		return LOG_LVL_ERR;
+	if (strcmp(name, "warn") == 0)
+		return LOG_LVL_WARN;
+	return -1;
+}
+
+bool log_enabled(enum log_level level)
+{
+	return level <= min_level;
+}
+
+void log_msg(enum log_level level, const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+
+	if (!log_enabled(level))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+
+	if (to_syslog) {
+		syslog(syslog_prio[level], "%s", line);
+		return;
+	}
+
+	/* One fprintf per line under the stream lock, so lines from worker
+	 * threads never interleave. */
+	struct timespec ts;
+	struct tm tm;
+	char stamp[32];
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
+	flockfile(stderr);
+	fprintf(stderr, "%s.%03ldZ capfd[%d]: %s: %s\n", stamp, ts.tv_nsec / 1000000L, (int)getpid(),
+		level_names[level], line);
+	funlockfile(stderr);
+}

@@ -1,0 +1,168 @@
+/*
+ * capfd - the CAPF server. Parses the command line and the config file,
+ * starts the server and runs the main loop until a signal stops it.
+ */
+#include "config.h"
+
+#include <getopt.h>
+#include <gnutls/gnutls.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "capf/capfd.h"
+#include "capf/log.h"
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"Usage: capfd [options]\n"
+		"\n"
+		"The CAPF server: issues Locally Significant Certificates to IP phones.\n"
+		"Runs in the foreground; stop it with SIGINT or SIGTERM.\n"
+		"\n"
+		"Options:\n"
+		"  -c, --config FILE       read FILE (INI, see capfd.conf(5))\n"
+		"  -d, --state-dir DIR     state directory (default %s/lib/capf)\n"
+		"  -l, --listen ADDR       address to listen on (default 127.0.0.1)\n"
+		"  -p, --port PORT         phone port (default 3804; 0 picks a free one)\n"
+		"  -w, --workers N         worker threads (default: one per core)\n"
+		"  -s, --admin-socket PATH admin socket (default STATE_DIR/capfd.sock)\n"
+		"  -m, --mfg-roots FILE    manufacturer root certificates (PEM)\n"
+		"  -r, --ready-file FILE   write pid, port and socket to FILE when ready\n"
+		"  -v, --verbose           log debug messages\n"
+		"  -V, --version           print the version and exit\n"
+		"  -h, --help              print this help and exit\n",
+		LOCALSTATEDIR);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "state-dir", required_argument, NULL, 'd' },
+		{ "listen", required_argument, NULL, 'l' },
+		{ "port", required_argument, NULL, 'p' },
+		{ "workers", required_argument, NULL, 'w' },
+		{ "admin-socket", required_argument, NULL, 's' },
+		{ "mfg-roots", required_argument, NULL, 'm' },
+		{ "ready-file", required_argument, NULL, 'r' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	/* Command-line values override the file: collect them first. */
+	struct {
+		const char *section, *name, *value;
+	} overrides[16];
+	size_t noverrides = 0;
+	const char *config_path = NULL;
+	bool verbose = false;
+	struct capfd_config cfg;
+	struct server srv;
+	uv_loop_t loop;
+	char err[512];
+	int opt, ret, status = EXIT_FAILURE;
+
+	while ((opt = getopt_long(argc, argv, "c:d:l:p:w:s:m:r:vVh", longopts, NULL)) != -1) {
+		const char *name = NULL, *section = "server";
+		switch (opt) {
+		case 'c':
+			config_path = optarg;
+			continue;
+		case 'd':
+			name = "state_dir";
+			break;
+		case 'l':
+			name = "listen";
+			break;
+		case 'p':
+			name = "port";
+			break;
+		case 'w':
+			name = "workers";
+			break;
+		case 's':
+			name = "admin_socket";
+			break;
+		case 'm':
+			section = "trust";
+			name = "manufacturer_roots";
+			break;
+		case 'r':
+			name = "ready_file";
+			break;
+		case 'v':
+			verbose = true;
+			continue;
+		case 'V':
+			printf("capfd %s\n", PACKAGE_VERSION);
+			return EXIT_SUCCESS;
+		case 'h':
+			usage(stdout);
+			return EXIT_SUCCESS;
+		default:
+			usage(stderr);
+			return 2;
+		}
+		if (noverrides == sizeof(overrides) / sizeof(overrides[0])) {
+			fprintf(stderr, "capfd: too many options\n");
+			return 2;
+		}
+		overrides[noverrides].section = section;
+		overrides[noverrides].name = name;
+		overrides[noverrides].value = optarg;
+		noverrides++;
+	}
+	if (optind < argc) {
+		fprintf(stderr, "capfd: unexpected argument \"%s\"\n", argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+
+	config_defaults(&cfg);
+	if (config_path != NULL && config_load(&cfg, config_path) < 0)
+		goto out_cfg;
+	for (size_t i = 0; i < noverrides; i++) {
+		if (config_set(&cfg, overrides[i].section, overrides[i].name, overrides[i].value, err,
+			       sizeof(err)) < 0) {
+			fprintf(stderr, "capfd: %s\n", err);
+			goto out_cfg;
+		}
+	}
+	if (verbose)
+		cfg.log_level = LOG_LVL_DEBUG;
+	if (config_finish(&cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "capfd: %s\n", err);
+		goto out_cfg;
+	}
+	log_init((enum log_level)cfg.log_level, cfg.log_syslog);
+
+	/* A phone that vanishes mid-write must not kill the server. */
+	signal(SIGPIPE, SIG_IGN);
+	ret = gnutls_global_init();
+	if (ret < 0) {
+		log_err("GnuTLS initialisation failed: %s", gnutls_strerror(ret));
+		goto out_cfg;
+	}
+
+	uv_loop_init(&loop);
+	ret = server_start(&srv, &cfg, &loop);
+	if (ret == 0) {
+		uv_run(&loop, UV_RUN_DEFAULT);
+		status = EXIT_SUCCESS;
+	} else {
+		log_err("capfd not started");
+		server_stop(&srv);
+		uv_run(&loop, UV_RUN_DEFAULT);
+	}
+	server_free(&srv);
+	if (uv_loop_close(&loop) != 0)
+		log_warn("main loop closed with handles left");
+	gnutls_global_deinit();
+out_cfg:
+	config_deinit(&cfg);
+	return status;
+}

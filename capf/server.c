@@ -1,0 +1,482 @@
+/*
+ * The process-wide part of capfd: start-up (CA, store, listening sockets,
+ * workers, admin socket), the bridge that brings store completions back to
+ * a loop, the tables shared by workers, and graceful shutdown.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <uthash.h>
+
+#include "ca/ca.h"
+#include "capf/capfd.h"
+#include "capf/log.h"
+#include "store/store.h"
+
+/* ---- bridge ------------------------------------------------------------ */
+
+static void bridge_run(struct bridge *b)
+{
+	struct bridge_item *it;
+
+	pthread_mutex_lock(&b->lock);
+	it = b->head;
+	b->head = b->tail = NULL;
+	pthread_mutex_unlock(&b->lock);
+
+	while (it != NULL) {
+		struct bridge_item *next = it->next;
+		it->fn(it->arg, it->result);
+		free(it);
+		it = next;
+	}
+}
+
+static void bridge_async_cb(uv_async_t *h)
+{
+	bridge_run(h->data);
+}
+
+int bridge_init(struct bridge *b, uv_loop_t *loop)
+{
+	memset(b, 0, sizeof(*b));
+	pthread_mutex_init(&b->lock, NULL);
+	b->async.data = b;
+	return uv_async_init(loop, &b->async, bridge_async_cb);
+}
+
+static void bridge_closed(uv_handle_t *h)
+{
+	struct bridge *b = h->data;
+	pthread_mutex_destroy(&b->lock);
+}
+
+void bridge_close(struct bridge *b)
+{
+	/* Completions already queued still reach their owners, who see that
+	 * they are closing and only drop their references. */
+	bridge_run(b);
+	uv_close((uv_handle_t *)&b->async, bridge_closed);
+}
+
+/* Runs on the store's writer thread: queue and wake the loop. */
+static void bridge_store_done(int result, void *arg)
+{
+	struct bridge_item *it = arg;
+	struct bridge *b = it->bridge;
+
+	it->result = result;
+	it->next = NULL;
+	pthread_mutex_lock(&b->lock);
+	if (b->tail != NULL)
+		b->tail->next = it;
+	else
+		b->head = it;
+	b->tail = it;
+	pthread_mutex_unlock(&b->lock);
+	uv_async_send(&b->async);
+}
+
+int bridge_submit(struct bridge *b, struct store *st, Capf__StoreRecord *const *recs, size_t n,
+		  void (*fn)(void *arg, int result), void *arg)
+{
+	struct bridge_item *it = calloc(1, sizeof(*it));
+	int ret;
+
+	if (it == NULL)
+		return CAPF_ENOMEM;
+	it->bridge = b;
+	it->fn = fn;
+	it->arg = arg;
+	ret = store_submit(st, recs, n, bridge_store_done, it);
+	if (ret < 0)
+		free(it);
+	return ret;
+}
+
+/* ---- claims and per-source counts -------------------------------------- */
+
+struct claim {
+	char name[DEVICE_NAME_MAX + 1];
+	UT_hash_handle hh;
+};
+
+struct source_count {
+	char addr[INET6_ADDRSTRLEN];
+	unsigned n;
+	UT_hash_handle hh;
+};
+
+int server_claim(void *arg, const char *device)
+{
+	struct server *srv = arg;
+	struct claim *c;
+	int ret = 0;
+
+	pthread_mutex_lock(&srv->claims_lock);
+	HASH_FIND_STR(srv->claims, device, c);
+	if (c != NULL) {
+		ret = CAPF_EBUSY;
+	} else if ((c = calloc(1, sizeof(*c))) == NULL) {
+		ret = CAPF_ENOMEM;
+	} else {
+		snprintf(c->name, sizeof(c->name), "%s", device);
+		HASH_ADD_STR(srv->claims, name, c);
+	}
+	pthread_mutex_unlock(&srv->claims_lock);
+	return ret;
+}
+
+void server_release(void *arg, const char *device)
+{
+	struct server *srv = arg;
+	struct claim *c;
+
+	pthread_mutex_lock(&srv->claims_lock);
+	HASH_FIND_STR(srv->claims, device, c);
+	if (c != NULL) {
+		HASH_DEL(srv->claims, c);
+		free(c);
+	}
+	pthread_mutex_unlock(&srv->claims_lock);
+}
+
+int source_acquire(struct server *srv, const char *addr)
+{
+	struct source_count *s;
+	int ret = 0;
+
+	pthread_mutex_lock(&srv->claims_lock);
+	HASH_FIND_STR(srv->sources, addr, s);
+	if (s == NULL) {
+		s = calloc(1, sizeof(*s));
+		if (s == NULL) {
+			ret = CAPF_ENOMEM;
+			goto out;
+		}
+		snprintf(s->addr, sizeof(s->addr), "%s", addr);
+		HASH_ADD_STR(srv->sources, addr, s);
+	}
+	if (s->n >= srv->cfg->max_per_source) {
+		ret = CAPF_ELIMIT;
+		goto out;
+	}
+	s->n++;
+out:
+	pthread_mutex_unlock(&srv->claims_lock);
+	return ret;
+}
+
+void source_release(struct server *srv, const char *addr)
+{
+	struct source_count *s;
+
+	pthread_mutex_lock(&srv->claims_lock);
+	HASH_FIND_STR(srv->sources, addr, s);
+	if (s != NULL && --s->n == 0) {
+		HASH_DEL(srv->sources, s);
+		free(s);
+	}
+	pthread_mutex_unlock(&srv->claims_lock);
+}
+
+/* ---- listening sockets --------------------------------------------------- */
+
+/*
+ * One socket per worker, all bound to the same address with SO_REUSEPORT,
+ * so the kernel spreads connections over the workers. The first socket
+ * resolves port 0 to the port the others then bind.
+ */
+static int open_listener(const char *host, unsigned port, unsigned *bound_port)
+{
+	struct addrinfo hints = { 0 }, *ai = NULL;
+	char portstr[16];
+	int fd = -1, one = 1, ret;
+
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE;
+	snprintf(portstr, sizeof(portstr), "%u", port);
+	ret = getaddrinfo(host, portstr, &hints, &ai);
+	if (ret != 0) {
+		log_err("cannot listen on \"%s\": %s (listen must be a numeric IPv4 or IPv6 address)",
+			host, gai_strerror(ret));
+		return CAPF_ECONFIG;
+	}
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		goto fail;
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
+		goto fail;
+	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0)
+		goto fail;
+	if (listen(fd, 1024) < 0)
+		goto fail;
+	if (bound_port != NULL) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
+			goto fail;
+		*bound_port = ss.ss_family == AF_INET6
+				      ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+				      : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	}
+	freeaddrinfo(ai);
+	return fd;
+fail:
+	ret = -errno;
+	log_err("cannot listen on %s port %u: %s", host, port, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	freeaddrinfo(ai);
+	return ret;
+}
+
+/* ---- start-up ------------------------------------------------------------ */
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+	struct server *srv = h->data;
+
+	log_info("received %s, shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
+	server_stop(srv);
+}
+
+static int write_ready_file(const struct server *srv)
+{
+	char tmp[4096];
+	FILE *f;
+
+	if (srv->cfg->ready_file == NULL)
+		return 0;
+	snprintf(tmp, sizeof(tmp), "%s.tmp", srv->cfg->ready_file);
+	f = fopen(tmp, "w");
+	if (f == NULL)
+		goto fail;
+	fprintf(f, "pid=%d\nport=%u\nadmin_socket=%s\n", (int)getpid(), srv->port,
+		srv->cfg->admin_socket);
+	if (fclose(f) != 0 || rename(tmp, srv->cfg->ready_file) < 0)
+		goto fail;
+	return 0;
+fail:
+	log_err("cannot write ready file %s: %s", srv->cfg->ready_file, strerror(errno));
+	return -errno;
+}
+
+/* Tell systemd (Type=notify) that we are ready, if it is listening. */
+static void notify_systemd(const char *state)
+{
+	const char *path = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd;
+
+	if (path == NULL || (path[0] != '/' && path[0] != '@') || strlen(path) >= sizeof(sa.sun_path))
+		return;
+	memcpy(sa.sun_path, path, strlen(path));
+	if (sa.sun_path[0] == '@')
+		sa.sun_path[0] = '\0';
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	(void)sendto(fd, state, strlen(state), 0, (struct sockaddr *)&sa,
+		     (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path)));
+	close(fd);
+}
+
+static int tls_setup(struct server *srv)
+{
+	const char *errpos = NULL;
+	int ret;
+
+	ret = gnutls_certificate_allocate_credentials(&srv->cred);
+	if (ret < 0)
+		goto gnutls_fail;
+	ret = ca_tls_credentials(srv->ca, srv->cred);
+	if (ret < 0) {
+		log_err("cannot load the CAPF certificate into TLS: %s", capf_strerror(ret));
+		return ret;
+	}
+	ret = gnutls_priority_init2(&srv->priority, srv->cfg->tls_priority, &errpos,
+				    GNUTLS_PRIORITY_INIT_DEF_APPEND);
+	if (ret < 0) {
+		/* An explicit string replaces the default rather than append. */
+		ret = gnutls_priority_init(&srv->priority, srv->cfg->tls_priority, &errpos);
+	}
+	if (ret < 0) {
+		log_err("invalid [tls] priority \"%s\" near \"%s\": %s", srv->cfg->tls_priority,
+			errpos != NULL ? errpos : "", gnutls_strerror(ret));
+		return CAPF_ECONFIG;
+	}
+	return 0;
+gnutls_fail:
+	log_err("TLS set-up failed: %s", gnutls_strerror(ret));
+	return CAPF_ECRYPTO;
+}
+
+int server_start(struct server *srv, struct capfd_config *cfg, uv_loop_t *loop)
+{
+	struct ca_config cacfg = { 0 };
+	char cadir[4096];
+	int ret, fd;
+	unsigned n;
+
+	memset(srv, 0, sizeof(*srv));
+	srv->cfg = cfg;
+	srv->loop = loop;
+	pthread_mutex_init(&srv->claims_lock, NULL);
+
+	if (mkdir(cfg->state_dir, 0700) < 0 && errno != EEXIST) {
+		log_err("cannot create state directory %s: %s", cfg->state_dir, strerror(errno));
+		return -errno;
+	}
+
+	ret = store_open(&srv->store, cfg->state_dir);
+	if (ret < 0) {
+		log_err("cannot open the store: %s", store_last_error());
+		return ret;
+	}
+	{
+		struct store_stats st;
+		store_get_stats(srv->store, &st);
+		if (st.torn_bytes_dropped > 0)
+			log_warn("store: dropped a torn tail of %llu bytes (an interrupted write)",
+				 (unsigned long long)st.torn_bytes_dropped);
+		log_info("store %s: %llu devices, %llu certificates", cfg->state_dir,
+			 (unsigned long long)st.devices, (unsigned long long)st.certificates);
+	}
+
+	snprintf(cadir, sizeof(cadir), "%s/ca", cfg->state_dir);
+	cacfg.dir = cadir;
+	cacfg.subject = cfg->ca_subject;
+	cacfg.ca_days = cfg->ca_days;
+	cacfg.lsc_days = cfg->lsc_days;
+	cacfg.mfg_roots = cfg->mfg_roots;
+	ret = ca_new(&srv->ca, &cacfg);
+	if (ret < 0) {
+		log_err("cannot open the CAPF CA in %s: %s", cadir, ca_last_error());
+		return ret;
+	}
+	if (cfg->mfg_roots == NULL)
+		log_warn("no [trust] manufacturer_roots configured: no phone can authenticate by MIC");
+
+	ret = tls_setup(srv);
+	if (ret < 0)
+		return ret;
+
+	n = cfg->workers;
+	if (n == 0) {
+		long cores = sysconf(_SC_NPROCESSORS_ONLN);
+		n = cores > 0 ? (unsigned)cores : 1;
+	}
+	srv->workers = calloc(n, sizeof(*srv->workers));
+	if (srv->workers == NULL)
+		return CAPF_ENOMEM;
+
+	for (unsigned i = 0; i < n; i++) {
+		fd = open_listener(cfg->listen, i == 0 ? cfg->port : srv->port,
+				   i == 0 ? &srv->port : NULL);
+		if (fd < 0)
+			return fd;
+		ret = worker_start(&srv->workers[i], srv, i, fd);
+		if (ret < 0) {
+			close(fd);
+			log_err("cannot start worker %u: %s", i, capf_strerror(ret));
+			return ret;
+		}
+		srv->nworkers++;
+	}
+
+	ret = bridge_init(&srv->bridge, loop);
+	if (ret < 0)
+		return ret;
+	srv->bridge_on = true;
+	ret = admin_start(srv);
+	if (ret < 0)
+		return ret;
+
+	uv_signal_init(loop, &srv->sigint);
+	uv_signal_init(loop, &srv->sigterm);
+	srv->sigint.data = srv->sigterm.data = srv;
+	uv_signal_start(&srv->sigint, on_signal, SIGINT);
+	uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
+	srv->signals_on = true;
+
+	log_info("capfd %s listening on %s port %u with %u workers; admin socket %s",
+		 PACKAGE_VERSION, cfg->listen, srv->port, srv->nworkers, cfg->admin_socket);
+	ret = write_ready_file(srv);
+	if (ret < 0)
+		return ret;
+	notify_systemd("READY=1");
+	return 0;
+}
+
+void server_stop(struct server *srv)
+{
+	if (srv->stopping)
+		return;
+	srv->stopping = true;
+	notify_systemd("STOPPING=1");
+
+	/* Stop taking new work, let the workers finish or cut what is in
+	 * flight, then close the store so every acknowledged write is on disk
+	 * before the process exits. Joining blocks this loop, which by now
+	 * serves nothing but the signals. */
+	admin_stop(srv);
+	for (unsigned i = 0; i < srv->nworkers; i++)
+		worker_stop(&srv->workers[i]);
+	for (unsigned i = 0; i < srv->nworkers; i++)
+		worker_join(&srv->workers[i]);
+	store_close(srv->store);
+	srv->store = NULL;
+	if (srv->bridge_on)
+		bridge_close(&srv->bridge);
+	srv->bridge_on = false;
+	if (srv->signals_on) {
+		uv_close((uv_handle_t *)&srv->sigint, NULL);
+		uv_close((uv_handle_t *)&srv->sigterm, NULL);
+		srv->signals_on = false;
+	}
+	if (srv->cfg->ready_file != NULL)
+		unlink(srv->cfg->ready_file);
+	log_info("stopped: %llu enrollments, %llu failures",
+		 (unsigned long long)atomic_load(&srv->enrollments),
+		 (unsigned long long)atomic_load(&srv->failures));
+}
+
+void server_free(struct server *srv)
+{
+	struct claim *c, *ctmp;
+	struct source_count *s, *stmp;
+
+	store_close(srv->store);
+	srv->store = NULL;
+	free(srv->workers);
+	srv->workers = NULL;
+	if (srv->priority != NULL)
+		gnutls_priority_deinit(srv->priority);
+	if (srv->cred != NULL)
+		gnutls_certificate_free_credentials(srv->cred);
+	ca_free(srv->ca);
+	HASH_ITER(hh, srv->claims, c, ctmp)
+	{
+		HASH_DEL(srv->claims, c);
+		free(c);
+	}
+	HASH_ITER(hh, srv->sources, s, stmp)
+	{
+		HASH_DEL(srv->sources, s);
+		free(s);
+	}
+	pthread_mutex_destroy(&srv->claims_lock);
+}

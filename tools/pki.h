@@ -1,0 +1,67 @@
+/*
+ * tools/pki.h - X.509 helpers for the phone simulator and the tests: a
+ * test manufacturer CA, MICs, phone key pairs and CSRs bound to a TLS
+ * session. Never used by capfd: the server's keys live in ca/ only.
+ */
+#ifndef CAPF_TOOLS_PKI_H
+#define CAPF_TOOLS_PKI_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
+
+/* A key and its certificate. Release with pki_pair_deinit(). */
+struct pki_pair {
+	gnutls_x509_privkey_t key;
+	gnutls_x509_crt_t crt;
+};
+
+void pki_pair_deinit(struct pki_pair *p);
+
+/*
+ * pki_gen_key() - a new key of capf KeyType key_type (KEY_EC_P256, ...).
+ * Returns 0 or CAPF_EINVAL / CAPF_ECRYPTO.
+ */
+int pki_gen_key(int key_type, gnutls_x509_privkey_t *out);
+
+/*
+ * pki_make_root() - a self-signed CA (P-256, CA:TRUE, keyCertSign|cRLSign)
+ * with subject CN=cn, valid from now - 1 h for days days.
+ */
+int pki_make_root(const char *cn, unsigned days, struct pki_pair *out);
+
+/*
+ * pki_make_mic() - a MIC for subject CN=cn signed by issuer: P-256 key,
+ * CA:FALSE, digitalSignature, clientAuth, valid from not_before for days
+ * days (not_before 0 = now - 1 h).
+ */
+int pki_make_mic(const struct pki_pair *issuer, const char *cn, time_t not_before, unsigned days,
+		 struct pki_pair *out);
+
+/*
+ * pki_make_csr() - a DER PKCS#10 request signed by key, subject CN=cn,
+ * challengePassword = lower-case hex of binding (omitted when binding_len
+ * is 0). *der is malloc'd; the caller frees it.
+ */
+int pki_make_csr(gnutls_x509_privkey_t key, const char *cn, const uint8_t *binding,
+		 size_t binding_len, uint8_t **der, size_t *der_len);
+
+/* pki_write_pair() - write crt (PEM) to crt_path and key (PEM, mode 0600,
+ * O_EXCL through a temporary file and rename) to key_path. */
+int pki_write_pair(const struct pki_pair *p, const char *crt_path, const char *key_path);
+
+/* pki_read_pair() - read a PEM certificate and key. */
+int pki_read_pair(const char *crt_path, const char *key_path, struct pki_pair *out);
+
+/* pki_crt_der() - DER of a certificate; *der is malloc'd. */
+int pki_crt_der(gnutls_x509_crt_t crt, uint8_t **der, size_t *der_len);
+
+/* pki_tls_binding() - the tls-exporter value (RFC 9266: label
+ * "EXPORTER-Channel-Binding", no context, 32 bytes) of an established
+ * session. */
+int pki_tls_binding(gnutls_session_t session, uint8_t out[32]);
+
+#endif /* CAPF_TOOLS_PKI_H */
