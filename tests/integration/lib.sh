@@ -1,0 +1,77 @@
+# Shared by the integration tests: a temporary directory, a capfd on an
+# ephemeral loopback port, and helpers. Source it; it cleans up on exit.
+
+: "${CAPFD:=$(pwd)/capfd}"
+: "${CAPFCTL:=$(pwd)/capfctl}"
+: "${CAPF_PHONE:=$(pwd)/capf-phone}"
+
+for prog in "$CAPFD" "$CAPFCTL" "$CAPF_PHONE"; do
+	if [ ! -x "$prog" ]; then
+		echo "FAIL: $prog is not built"
+		exit 1
+	fi
+done
+
+tmp=$(mktemp -d /tmp/capf-it-XXXXXX)
+capfd_pid=""
+
+cleanup() {
+	if [ -n "$capfd_pid" ] && kill -0 "$capfd_pid" 2>/dev/null; then
+		kill -KILL "$capfd_pid" 2>/dev/null || true
+		wait "$capfd_pid" 2>/dev/null || true
+	fi
+	rm -rf "$tmp"
+}
+trap cleanup EXIT INT TERM
+
+fail() {
+	echo "FAIL: $*"
+	if [ -f "$tmp/capfd.log" ]; then
+		echo "---- capfd log (last 40 lines)"
+		tail -n 40 "$tmp/capfd.log"
+	fi
+	exit 1
+}
+
+# start_capfd [extra capfd options...]: start on 127.0.0.1, port 0, wait
+# until it is ready; sets port, sock, capf_ca.
+start_capfd() {
+	rm -f "$tmp/ready"
+	"$CAPFD" -d "$tmp/state" -l 127.0.0.1 -p 0 -w 2 -m "$tmp/mfg/mfg-ca.pem" \
+		-r "$tmp/ready" "$@" >>"$tmp/capfd.log" 2>&1 &
+	capfd_pid=$!
+	i=0
+	while [ ! -s "$tmp/ready" ]; do
+		kill -0 "$capfd_pid" 2>/dev/null || fail "capfd exited during start-up"
+		i=$((i + 1))
+		[ $i -lt 200 ] || fail "capfd not ready after 10 s"
+		sleep 0.05
+	done
+	port=$(sed -n 's/^port=//p' "$tmp/ready")
+	sock="$tmp/state/capfd.sock"
+	capf_ca="$tmp/state/ca/ca.pem"
+	[ -n "$port" ] || fail "no port in the ready file"
+}
+
+# stop_capfd: SIGTERM, and the server must exit 0.
+stop_capfd() {
+	kill -TERM "$capfd_pid"
+	rc=0
+	wait "$capfd_pid" || rc=$?
+	capfd_pid=""
+	[ "$rc" -eq 0 ] || fail "capfd exited with status $rc after SIGTERM"
+}
+
+ctl() {
+	"$CAPFCTL" -s "$sock" "$@"
+}
+
+# enroll NAME [options...]: enroll the device NAME with its MIC from
+# $tmp/mfg, writing $tmp/NAME.lsc.pem and $tmp/NAME.lsc.key.
+enroll() {
+	name=$1
+	shift
+	"$CAPF_PHONE" enroll --name "$name" --mic "$tmp/mfg/$name.pem" \
+		--mic-key "$tmp/mfg/$name.key" --ca "$capf_ca" --host 127.0.0.1 --port "$port" \
+		--out-cert "$tmp/$name.lsc.pem" --out-key "$tmp/$name.lsc.key" "$@"
+}
