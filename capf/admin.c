@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "capf/admin.h"
 #include "capf/capfd.h"
 #include "capf/log.h"
 #include "store/store.h"
@@ -69,7 +70,7 @@ static void on_written(uv_write_t *req, int status)
 	free(aw);
 }
 
-static void respond(struct admin_client *ac, Capf__AdminResponse *resp)
+void admin_respond(struct admin_client *ac, Capf__AdminResponse *resp)
 {
 	struct admin_write *aw;
 	size_t len;
@@ -92,13 +93,13 @@ static void respond(struct admin_client *ac, Capf__AdminResponse *resp)
 	}
 }
 
-static void respond_error(struct admin_client *ac, int code, const char *text)
+void admin_respond_error(struct admin_client *ac, int code, const char *text)
 {
 	Capf__AdminResponse resp = CAPF__ADMIN_RESPONSE__INIT;
 
 	resp.code = (uint32_t)-code;
 	resp.text = (char *)(text != NULL ? text : capf_strerror(code));
-	respond(ac, &resp);
+	admin_respond(ac, &resp);
 }
 
 /* ---- handlers ------------------------------------------------------------- */
@@ -106,11 +107,29 @@ static void respond_error(struct admin_client *ac, int code, const char *text)
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 
-static void resume(struct admin_client *ac)
+struct server *admin_server(struct admin_client *ac)
+{
+	return ac->srv;
+}
+
+bool admin_closing(const struct admin_client *ac)
+{
+	return ac->closing;
+}
+
+void admin_hold(struct admin_client *ac)
+{
+	ac->refs++;
+	ac->busy = true;
+	uv_read_stop((uv_stream_t *)&ac->pipe);
+}
+
+void admin_release(struct admin_client *ac)
 {
 	ac->busy = false;
 	if (!ac->closing)
 		uv_read_start((uv_stream_t *)&ac->pipe, on_alloc, on_read);
+	client_unref(ac);
 }
 
 static void on_put_done(void *arg, int result)
@@ -127,7 +146,7 @@ static void on_put_done(void *arg, int result)
 			else
 				snprintf(text, sizeof(text), "cannot record device %s: %s", ac->name,
 					 capf_strerror(result));
-			respond_error(ac, result, text);
+			admin_respond_error(ac, result, text);
 		} else {
 			Capf__AdminResponse resp = CAPF__ADMIN_RESPONSE__INIT;
 			Capf__Device *devs[1] = { &ac->put };
@@ -135,14 +154,13 @@ static void on_put_done(void *arg, int result)
 			resp.devices = devs;
 			log_info("admin: device %s recorded: op %s, auth %s", ac->name,
 				 op_name(ac->put.op), auth_name(ac->put.auth));
-			respond(ac, &resp);
+			admin_respond(ac, &resp);
 		}
-		resume(ac);
 	}
 	if (ac->put.lsc_serial.data != NULL)
 		free(ac->put.lsc_serial.data);
 	memset(&ac->put, 0, sizeof(ac->put));
-	client_unref(ac);
+	admin_release(ac);
 }
 
 /* Only the operations and modes this server drives can be scheduled;
@@ -173,7 +191,7 @@ static void handle_device_put(struct admin_client *ac, const Capf__AdminRequest 
 
 	ret = check_schedulable(in, &why);
 	if (ret < 0) {
-		respond_error(ac, ret, why);
+		admin_respond_error(ac, ret, why);
 		return;
 	}
 
@@ -199,7 +217,7 @@ static void handle_device_put(struct admin_client *ac, const Capf__AdminRequest 
 		if (ret < 0) {
 			char text[160];
 			snprintf(text, sizeof(text), "no device named %s", ac->name);
-			respond_error(ac, ret, text);
+			admin_respond_error(ac, ret, text);
 			return;
 		}
 		ac->put.created = old->created;
@@ -222,12 +240,10 @@ static void handle_device_put(struct admin_client *ac, const Capf__AdminRequest 
 	if (ret < 0) {
 		free(ac->put.lsc_serial.data);
 		memset(&ac->put, 0, sizeof(ac->put));
-		respond_error(ac, ret, NULL);
+		admin_respond_error(ac, ret, NULL);
 		return;
 	}
-	ac->refs++;
-	ac->busy = true;
-	uv_read_stop((uv_stream_t *)&ac->pipe);
+	admin_hold(ac);
 }
 
 /* Attach the current LSC record of each device that has one. */
@@ -265,15 +281,15 @@ static void handle_device_get(struct admin_client *ac, const Capf__AdminRequest 
 	if (ret < 0) {
 		char text[160];
 		snprintf(text, sizeof(text), "no device named %s", req->device_get->name);
-		respond_error(ac, ret, ret == CAPF_ENOENT ? text : NULL);
+		admin_respond_error(ac, ret, ret == CAPF_ENOENT ? text : NULL);
 		return;
 	}
 	resp.n_devices = 1;
 	resp.devices = &dev;
 	if (attach_certs(ac->srv, &dev, 1, &resp) < 0)
-		respond_error(ac, CAPF_ENOMEM, NULL);
+		admin_respond_error(ac, CAPF_ENOMEM, NULL);
 	else
-		respond(ac, &resp);
+		admin_respond(ac, &resp);
 	free_certs(&resp);
 	capf__device__free_unpacked(dev, NULL);
 }
@@ -288,15 +304,15 @@ static void handle_device_list(struct admin_client *ac, const Capf__AdminRequest
 
 	ret = store_device_list(ac->srv->store, &devs, &n);
 	if (ret < 0) {
-		respond_error(ac, ret, NULL);
+		admin_respond_error(ac, ret, NULL);
 		return;
 	}
 	resp.n_devices = n;
 	resp.devices = devs;
 	if (attach_certs(ac->srv, devs, n, &resp) < 0)
-		respond_error(ac, CAPF_ENOMEM, NULL);
+		admin_respond_error(ac, CAPF_ENOMEM, NULL);
 	else
-		respond(ac, &resp);
+		admin_respond(ac, &resp);
 	free_certs(&resp);
 	store_device_list_free(devs, n);
 }
@@ -320,18 +336,21 @@ static void handle_status(struct admin_client *ac, const Capf__AdminRequest *req
 	st.failures = atomic_load(&srv->failures);
 	st.connections = atomic_load(&srv->connections);
 	resp.status = &st;
-	respond(ac, &resp);
+	admin_respond(ac, &resp);
 }
 
-static const struct admin_handler {
-	Capf__AdminRequest__BodyCase body;
-	const char *name;
-	void (*handle)(struct admin_client *ac, const Capf__AdminRequest *req);
-} handlers[] = {
+const struct admin_handler admin_device_handlers[] = {
 	{ CAPF__ADMIN_REQUEST__BODY_DEVICE_PUT, "device-put", handle_device_put },
 	{ CAPF__ADMIN_REQUEST__BODY_DEVICE_GET, "device-get", handle_device_get },
 	{ CAPF__ADMIN_REQUEST__BODY_DEVICE_LIST, "device-list", handle_device_list },
 	{ CAPF__ADMIN_REQUEST__BODY_STATUS, "status", handle_status },
+	{ 0, NULL, NULL },
+};
+
+static const struct admin_handler *const handler_tables[] = {
+	admin_device_handlers,
+	admin_ca_handlers,
+	admin_store_handlers,
 };
 
 static void handle_request(struct admin_client *ac, const uint8_t *payload, size_t len)
@@ -341,21 +360,23 @@ static void handle_request(struct admin_client *ac, const uint8_t *payload, size
 
 	if (ret < 0) {
 		log_warn("admin: malformed request: %s", capf_strerror(ret));
-		respond_error(ac, ret, "malformed request");
+		admin_respond_error(ac, ret, "malformed request");
 		return;
 	}
 	if (req->version != CAPF_PROTOCOL_VERSION) {
-		respond_error(ac, CAPF_EVERSION, "unsupported admin protocol version");
+		admin_respond_error(ac, CAPF_EVERSION, "unsupported admin protocol version");
 		goto out;
 	}
-	for (size_t i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++) {
-		if (handlers[i].body == req->body_case) {
-			log_debug("admin: %s", handlers[i].name);
-			handlers[i].handle(ac, req);
-			goto out;
+	for (size_t t = 0; t < sizeof(handler_tables) / sizeof(handler_tables[0]); t++) {
+		for (const struct admin_handler *h = handler_tables[t]; h->handle != NULL; h++) {
+			if (h->body == req->body_case) {
+				log_debug("admin: %s", h->name);
+				h->handle(ac, req);
+				goto out;
+			}
 		}
 	}
-	respond_error(ac, CAPF_ENOTSUP, "unknown admin request");
+	admin_respond_error(ac, CAPF_ENOTSUP, "unknown admin request");
 out:
 	capf__admin_request__free_unpacked(req, NULL);
 }
@@ -387,7 +408,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		if (ac->busy) {
 			/* A client that pipelines while we wait is served one at a
 			 * time; the rest would be lost, so refuse it clearly. */
-			respond_error(ac, CAPF_EBUSY, "one request at a time");
+			admin_respond_error(ac, CAPF_EBUSY, "one request at a time");
 			client_close(ac);
 			return;
 		}
@@ -395,7 +416,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 				    &payload, &plen);
 		if (used < 0) {
 			log_warn("admin: bad frame: %s", capf_strerror((int)used));
-			respond_error(ac, (int)used, NULL);
+			admin_respond_error(ac, (int)used, NULL);
 			client_close(ac);
 			return;
 		}

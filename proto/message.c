@@ -1,0 +1,419 @@
+/*
+ * Message packing, unpacking and validation.
+ *
+ * Every message that arrives from a peer passes through one validate
+ * function per message family before any handler sees it. The checks
+ * depend only on the message itself (never on session state), and are
+ * driven by one static table per family: the oneof case, its name and the
+ * function that checks that body.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto/proto.h"
+
+#define CSR_MAX (16u * 1024u)
+#define CHAIN_MAX 8u
+#define TEXT_MAX 1024u
+
+/*
+ * protobuf-c in proto3 mode stores any integer in an enum field, so the
+ * range is checked here. Asking the generated descriptor means that a
+ * value added to capf.proto is accepted without a change here.
+ */
+static int enum_known(const ProtobufCEnumDescriptor *desc, int value)
+{
+	return protobuf_c_enum_descriptor_get_value(desc, value) != NULL;
+}
+
+/* A NULL text is what a caller gets by leaving the field unset. */
+static int text_ok(const char *text)
+{
+	return !text || strnlen(text, TEXT_MAX + 1) <= TEXT_MAX;
+}
+
+static int bytes_set(const ProtobufCBinaryData *b)
+{
+	return b->len > 0 && b->data != NULL;
+}
+
+/* The largest field number protobuf allows (2^29 - 1). */
+#define FIELD_NUMBER_MAX 536870911u
+
+/*
+ * protobuf-c keeps fields it does not know and packs them again. Its parser
+ * accepts an over-long encoding of field number 0, and field numbers beyond
+ * the protobuf maximum, which it then cannot pack into anything that parses
+ * again: a message holding one would turn into unreadable bytes once stored
+ * or forwarded. Such fields are rejected here, in the message and in every
+ * message it contains.
+ */
+static int unknown_fields_ok(const ProtobufCMessage *m)
+{
+	const ProtobufCMessageDescriptor *desc = m->descriptor;
+	unsigned i;
+	size_t j;
+
+	for (i = 0; i < m->n_unknown_fields; i++) {
+		uint32_t tag = m->unknown_fields[i].tag;
+
+		if (tag == 0 || tag > FIELD_NUMBER_MAX)
+			return 0;
+	}
+	for (i = 0; i < desc->n_fields; i++) {
+		const ProtobufCFieldDescriptor *f = &desc->fields[i];
+		const char *base = (const char *)m;
+
+		if (f->type != PROTOBUF_C_TYPE_MESSAGE)
+			continue;
+		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+			size_t n = *(const size_t *)(base + f->quantifier_offset);
+			ProtobufCMessage *const *sub =
+			    *(ProtobufCMessage *const *const *)(base + f->offset);
+
+			for (j = 0; j < n; j++)
+				if (sub[j] && !unknown_fields_ok(sub[j]))
+					return 0;
+		} else {
+			const ProtobufCMessage *sub;
+
+			if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+			    *(const uint32_t *)(base + f->quantifier_offset) != f->id)
+				continue;
+			sub = *(ProtobufCMessage *const *)(base + f->offset);
+			if (sub && !unknown_fields_ok(sub))
+				return 0;
+		}
+	}
+	return 1;
+}
+
+/* ---- packing ---------------------------------------------------------- */
+
+/*
+ * Packs m behind a frame header, in one allocation so that the caller can
+ * hand the whole frame to one write. A message whose fields are all
+ * defaults packs to nothing, and a zero-length frame is a protocol error:
+ * such a message is sent as the payload "empty" if the family has one,
+ * and refused otherwise.
+ */
+static int frame_pack(const ProtobufCMessage *m, const uint8_t *empty, size_t empty_len,
+		      uint8_t **out, size_t *out_len)
+{
+	uint8_t *buf = NULL;
+	size_t size;
+	int ret = 0;
+
+	if (!m || !out || !out_len) {
+		ret = CAPF_EINVAL;
+		goto out;
+	}
+	*out = NULL;
+	*out_len = 0;
+	size = protobuf_c_message_get_packed_size(m);
+	if (size > FRAME_MAX_LIMIT) {
+		ret = CAPF_EFRAME_TOO_BIG;
+		goto out;
+	}
+	if (size == 0 && !empty) {
+		ret = CAPF_EINVAL;
+		goto out;
+	}
+	buf = malloc(FRAME_HEADER_LEN + (size ? size : empty_len));
+	if (!buf) {
+		ret = CAPF_ENOMEM;
+		goto out;
+	}
+	if (size) {
+		protobuf_c_message_pack(m, buf + FRAME_HEADER_LEN);
+	} else {
+		memcpy(buf + FRAME_HEADER_LEN, empty, empty_len);
+		size = empty_len;
+	}
+	frame_write_header(buf, (uint32_t)size);
+	*out = buf;
+	*out_len = FRAME_HEADER_LEN + size;
+	buf = NULL;
+out:
+	free(buf);
+	return ret;
+}
+
+int phone_msg_pack(const Capf__PhoneMessage *msg, uint8_t **out, size_t *out_len)
+{
+	/* A phone message without a body is invalid: nothing to send. */
+	return frame_pack(msg ? &msg->base : NULL, NULL, 0, out, out_len);
+}
+
+int admin_req_pack(const Capf__AdminRequest *req, uint8_t **out, size_t *out_len)
+{
+	/* An admin request needs a version: an empty one is invalid. */
+	return frame_pack(req ? &req->base : NULL, NULL, 0, out, out_len);
+}
+
+int admin_resp_pack(const Capf__AdminResponse *resp, uint8_t **out, size_t *out_len)
+{
+	/*
+	 * A plain success (code 0, nothing else) is a valid response. It is
+	 * sent with field 1 (code) written out explicitly as 0, which a
+	 * proto3 parser reads back as the same default message.
+	 */
+	static const uint8_t code_zero[] = {0x08, 0x00};
+
+	return frame_pack(resp ? &resp->base : NULL, code_zero, sizeof(code_zero), out, out_len);
+}
+
+/* ---- phone messages ------------------------------------------------------ */
+
+static int validate_hello(const Capf__PhoneMessage *m)
+{
+	const Capf__Hello *h = m->hello;
+
+	return h && h->version != 0 && device_name_valid(h->device_name);
+}
+
+static int validate_op_request(const Capf__PhoneMessage *m)
+{
+	const Capf__OperationRequest *r = m->op_request;
+
+	return r && r->version != 0 && enum_known(&capf__operation__descriptor, r->op) &&
+	       enum_known(&capf__key_type__descriptor, r->key_type);
+}
+
+static int validate_csr(const Capf__PhoneMessage *m)
+{
+	const Capf__CsrSubmit *c = m->csr;
+
+	return c && bytes_set(&c->csr) && c->csr.len <= CSR_MAX;
+}
+
+static int validate_certificate(const Capf__PhoneMessage *m)
+{
+	const Capf__CertificateDelivery *c = m->certificate;
+	size_t i;
+
+	if (!c || !bytes_set(&c->certificate) || c->n_chain > CHAIN_MAX)
+		return 0;
+	if (c->n_chain > 0 && !c->chain)
+		return 0;
+	for (i = 0; i < c->n_chain; i++)
+		if (!bytes_set(&c->chain[i]))
+			return 0;
+	return 1;
+}
+
+static int validate_store_ack(const Capf__PhoneMessage *m)
+{
+	/* Any code: a non-zero one is the phone's report of a failure. */
+	return m->store_ack != NULL;
+}
+
+static int validate_end(const Capf__PhoneMessage *m)
+{
+	return m->end && text_ok(m->end->text);
+}
+
+static int validate_error(const Capf__PhoneMessage *m)
+{
+	return m->error && text_ok(m->error->text);
+}
+
+struct phone_body {
+	Capf__PhoneMessage__BodyCase body;
+	const char *name;
+	int (*valid)(const Capf__PhoneMessage *m);
+};
+
+static const struct phone_body phone_bodies[] = {
+    {CAPF__PHONE_MESSAGE__BODY_HELLO, "hello", validate_hello},
+    {CAPF__PHONE_MESSAGE__BODY_OP_REQUEST, "op_request", validate_op_request},
+    {CAPF__PHONE_MESSAGE__BODY_CSR, "csr", validate_csr},
+    {CAPF__PHONE_MESSAGE__BODY_CERTIFICATE, "certificate", validate_certificate},
+    {CAPF__PHONE_MESSAGE__BODY_STORE_ACK, "store_ack", validate_store_ack},
+    {CAPF__PHONE_MESSAGE__BODY_END, "end", validate_end},
+    {CAPF__PHONE_MESSAGE__BODY_ERROR, "error", validate_error},
+};
+
+static const struct phone_body *phone_body_find(const Capf__PhoneMessage *m)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(phone_bodies) / sizeof(phone_bodies[0]); i++)
+		if (phone_bodies[i].body == m->body_case)
+			return &phone_bodies[i];
+	return NULL;
+}
+
+int phone_msg_validate(const Capf__PhoneMessage *msg)
+{
+	const struct phone_body *b;
+
+	if (!msg || msg->base.descriptor != &capf__phone_message__descriptor)
+		return CAPF_EBADMSG;
+	b = phone_body_find(msg);
+	if (!b || !b->valid(msg))
+		return CAPF_EBADMSG;
+	return 0;
+}
+
+const char *phone_msg_name(const Capf__PhoneMessage *msg)
+{
+	const struct phone_body *b;
+
+	if (!msg)
+		return "?";
+	if (msg->body_case == CAPF__PHONE_MESSAGE__BODY__NOT_SET)
+		return "none";
+	b = phone_body_find(msg);
+	return b ? b->name : "?";
+}
+
+/*
+ * protobuf-c wants a non-NULL buffer even for zero bytes; an empty payload
+ * never reaches here from the frame decoder, but a direct caller may pass
+ * one.
+ */
+static const uint8_t *payload_or_empty(const uint8_t *payload)
+{
+	static const uint8_t empty[1];
+
+	return payload ? payload : empty;
+}
+
+int phone_msg_unpack(const uint8_t *payload, size_t len, Capf__PhoneMessage **out)
+{
+	Capf__PhoneMessage *m = NULL;
+	int ret = 0;
+
+	if (!out)
+		return CAPF_EINVAL;
+	*out = NULL;
+	if (!payload && len > 0)
+		return CAPF_EINVAL;
+	m = capf__phone_message__unpack(NULL, len, payload_or_empty(payload));
+	if (!m) {
+		ret = CAPF_EBADMSG;
+		goto out;
+	}
+	ret = phone_msg_validate(m);
+	if (ret < 0)
+		goto out;
+	if (!unknown_fields_ok(&m->base)) {
+		ret = CAPF_EBADMSG;
+		goto out;
+	}
+	*out = m;
+	m = NULL;
+out:
+	if (m)
+		capf__phone_message__free_unpacked(m, NULL);
+	return ret;
+}
+
+/* ---- admin requests ---------------------------------------------------- */
+
+static int validate_device_put(const Capf__AdminRequest *r)
+{
+	const Capf__DevicePut *p = r->device_put;
+	const Capf__Device *d;
+
+	if (!p || !p->device)
+		return 0;
+	d = p->device;
+	return device_name_valid(d->name) && enum_known(&capf__operation__descriptor, d->op) &&
+	       enum_known(&capf__auth_mode__descriptor, d->auth) &&
+	       enum_known(&capf__key_type__descriptor, d->key_type) &&
+	       enum_known(&capf__op_status__descriptor, d->status);
+}
+
+static int validate_device_get(const Capf__AdminRequest *r)
+{
+	return r->device_get && device_name_valid(r->device_get->name);
+}
+
+static int validate_device_list(const Capf__AdminRequest *r)
+{
+	return r->device_list != NULL;
+}
+
+static int validate_status(const Capf__AdminRequest *r)
+{
+	return r->status != NULL;
+}
+
+struct admin_body {
+	Capf__AdminRequest__BodyCase body;
+	const char *name;
+	int (*valid)(const Capf__AdminRequest *r);
+};
+
+static const struct admin_body admin_bodies[] = {
+    {CAPF__ADMIN_REQUEST__BODY_DEVICE_PUT, "device_put", validate_device_put},
+    {CAPF__ADMIN_REQUEST__BODY_DEVICE_GET, "device_get", validate_device_get},
+    {CAPF__ADMIN_REQUEST__BODY_DEVICE_LIST, "device_list", validate_device_list},
+    {CAPF__ADMIN_REQUEST__BODY_STATUS, "status", validate_status},
+};
+
+static int admin_req_validate(const Capf__AdminRequest *req)
+{
+	size_t i;
+
+	if (!req || req->base.descriptor != &capf__admin_request__descriptor || req->version == 0)
+		return CAPF_EBADMSG;
+	for (i = 0; i < sizeof(admin_bodies) / sizeof(admin_bodies[0]); i++)
+		if (admin_bodies[i].body == req->body_case)
+			return admin_bodies[i].valid(req) ? 0 : CAPF_EBADMSG;
+	return CAPF_EBADMSG;
+}
+
+int admin_req_unpack(const uint8_t *payload, size_t len, Capf__AdminRequest **out)
+{
+	Capf__AdminRequest *r = NULL;
+	int ret = 0;
+
+	if (!out)
+		return CAPF_EINVAL;
+	*out = NULL;
+	if (!payload && len > 0)
+		return CAPF_EINVAL;
+	r = capf__admin_request__unpack(NULL, len, payload_or_empty(payload));
+	if (!r) {
+		ret = CAPF_EBADMSG;
+		goto out;
+	}
+	ret = admin_req_validate(r);
+	if (ret < 0)
+		goto out;
+	if (!unknown_fields_ok(&r->base)) {
+		ret = CAPF_EBADMSG;
+		goto out;
+	}
+	*out = r;
+	r = NULL;
+out:
+	if (r)
+		capf__admin_request__free_unpacked(r, NULL);
+	return ret;
+}
+
+int admin_resp_unpack(const uint8_t *payload, size_t len, Capf__AdminResponse **out)
+{
+	Capf__AdminResponse *r;
+
+	if (!out)
+		return CAPF_EINVAL;
+	*out = NULL;
+	if (!payload && len > 0)
+		return CAPF_EINVAL;
+	r = capf__admin_response__unpack(NULL, len, payload_or_empty(payload));
+	if (!r)
+		return CAPF_EBADMSG;
+	if (!unknown_fields_ok(&r->base)) {
+		capf__admin_response__free_unpacked(r, NULL);
+		return CAPF_EBADMSG;
+	}
+	*out = r;
+	return 0;
+}
