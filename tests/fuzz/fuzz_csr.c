@@ -18,9 +18,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const int key_types[] = {
-		CAPF__KEY_TYPE__KEY_UNSPECIFIED, CAPF__KEY_TYPE__KEY_EC_P256,
-		CAPF__KEY_TYPE__KEY_EC_P384,     CAPF__KEY_TYPE__KEY_RSA_2048,
-		CAPF__KEY_TYPE__KEY_RSA_3072,    CAPF__KEY_TYPE__KEY_RSA_4096,
+	    CAPF__KEY_TYPE__KEY_UNSPECIFIED, CAPF__KEY_TYPE__KEY_EC_P256,
+	    CAPF__KEY_TYPE__KEY_EC_P384,     CAPF__KEY_TYPE__KEY_RSA_2048,
+	    CAPF__KEY_TYPE__KEY_RSA_3072,    CAPF__KEY_TYPE__KEY_RSA_4096,
 	};
 	uint8_t binding[CA_BINDING_LEN];
 	struct ca_csr *csr = NULL;

@@ -1,0 +1,216 @@
+/*
+ * ca/csr.c - PKCS#10 requests from phones: parsing and the checks that
+ * come before issuance (key policy, self-signature, channel binding).
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "ca/internal.h"
+#include "proto/capf.pb-c.h"
+
+#define CA_BINDING_MAX 64u	/* binding bytes accepted by ca_csr_check() */
+#define CA_RSA_MAX_BITS 8192u	/* larger moduli cost too much to verify */
+#define CA_RSA_MAX_EXP_BYTES 4u /* public exponents above 2^32 are refused */
+
+int ca_csr_parse(const uint8_t *der, size_t len, struct ca_csr **out)
+{
+	struct ca_csr *csr = NULL;
+	gnutls_datum_t in = {(unsigned char *)der, (unsigned)len};
+	int ret;
+
+	if (out == NULL)
+		return CAPF_EINVAL;
+	*out = NULL;
+	/* The size limit comes before any parsing: the bytes are the
+	 * phone's, and nothing about them is trusted yet. */
+	if (der == NULL || len == 0 || len > CA_CSR_MAX)
+		return CAPF_EBADCSR;
+	csr = calloc(1, sizeof(*csr));
+	if (csr == NULL)
+		return CAPF_ENOMEM;
+	CHECK_GNUTLS(gnutls_x509_crq_init(&csr->crq));
+	/* The decoder accepts structures with fields missing (even an empty
+	 * SEQUENCE); a request must at least carry a key and a signature
+	 * algorithm, known or not. */
+	if (gnutls_x509_crq_import(csr->crq, &in, GNUTLS_X509_FMT_DER) < 0 ||
+	    gnutls_x509_crq_get_pk_algorithm(csr->crq, NULL) < 0 ||
+	    gnutls_x509_crq_get_signature_algorithm(csr->crq) < 0) {
+		ret = CAPF_EBADCSR;
+		goto out;
+	}
+	*out = csr;
+	csr = NULL;
+	ret = 0;
+out:
+	ca_csr_free(csr);
+	return ret;
+}
+
+void ca_csr_free(struct ca_csr *csr)
+{
+	if (csr == NULL)
+		return;
+	if (csr->crq != NULL)
+		gnutls_x509_crq_deinit(csr->crq);
+	free(csr);
+}
+
+/* Only SHA-2 (and SHA-3) signatures are accepted: a request signed with
+ * SHA-1 or weaker proves too little about possession of the key. */
+static int hash_acceptable(gnutls_digest_algorithm_t dig)
+{
+	switch (dig) {
+	case GNUTLS_DIG_SHA256:
+	case GNUTLS_DIG_SHA384:
+	case GNUTLS_DIG_SHA512:
+	case GNUTLS_DIG_SHA3_256:
+	case GNUTLS_DIG_SHA3_384:
+	case GNUTLS_DIG_SHA3_512:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/*
+ * The key policy: the key must be exactly of the asked type; an
+ * unspecified type accepts P-256, P-384 or RSA of 2048 bits or more.
+ * Runs before the signature is verified, so an absurd RSA key is refused
+ * before it costs any verification time.
+ */
+static int check_key(gnutls_x509_crq_t crq, int key_type)
+{
+	gnutls_pubkey_t pub = NULL;
+	gnutls_ecc_curve_t curve = GNUTLS_ECC_CURVE_INVALID;
+	gnutls_datum_t m = {NULL, 0}, e = {NULL, 0};
+	unsigned bits = 0, e_skip = 0;
+	int pk;
+	int ret;
+
+	CHECK_GNUTLS(gnutls_pubkey_init(&pub));
+	if (gnutls_pubkey_import_x509_crq(pub, crq, 0) < 0) {
+		ret = CAPF_EPOLICY;
+		goto out;
+	}
+	pk = gnutls_pubkey_get_pk_algorithm(pub, &bits);
+	if (pk == GNUTLS_PK_ECDSA) {
+		if (gnutls_pubkey_export_ecc_raw2(pub, &curve, NULL, NULL, 0) < 0) {
+			ret = CAPF_EPOLICY;
+			goto out;
+		}
+	} else if (pk == GNUTLS_PK_RSA) {
+		if (gnutls_pubkey_export_rsa_raw2(pub, &m, &e, 0) < 0) {
+			ret = CAPF_EPOLICY;
+			goto out;
+		}
+		/* Leading zero bytes of the exponent do not count. */
+		while (e_skip < e.size && e.data[e_skip] == 0)
+			e_skip++;
+	} else {
+		ret = CAPF_EPOLICY;
+		goto out;
+	}
+
+	ret = CAPF_EPOLICY;
+	switch (key_type) {
+	case CAPF__KEY_TYPE__KEY_EC_P256:
+		if (pk == GNUTLS_PK_ECDSA && curve == GNUTLS_ECC_CURVE_SECP256R1)
+			ret = 0;
+		break;
+	case CAPF__KEY_TYPE__KEY_EC_P384:
+		if (pk == GNUTLS_PK_ECDSA && curve == GNUTLS_ECC_CURVE_SECP384R1)
+			ret = 0;
+		break;
+	case CAPF__KEY_TYPE__KEY_RSA_2048:
+		if (pk == GNUTLS_PK_RSA && bits == 2048)
+			ret = 0;
+		break;
+	case CAPF__KEY_TYPE__KEY_RSA_3072:
+		if (pk == GNUTLS_PK_RSA && bits == 3072)
+			ret = 0;
+		break;
+	case CAPF__KEY_TYPE__KEY_RSA_4096:
+		if (pk == GNUTLS_PK_RSA && bits == 4096)
+			ret = 0;
+		break;
+	case CAPF__KEY_TYPE__KEY_UNSPECIFIED:
+		if (pk == GNUTLS_PK_ECDSA &&
+		    (curve == GNUTLS_ECC_CURVE_SECP256R1 || curve == GNUTLS_ECC_CURVE_SECP384R1))
+			ret = 0;
+		if (pk == GNUTLS_PK_RSA && bits >= 2048 && bits <= CA_RSA_MAX_BITS)
+			ret = 0;
+		break;
+	default:
+		break;
+	}
+	if (ret == 0 && pk == GNUTLS_PK_RSA && e.size - e_skip > CA_RSA_MAX_EXP_BYTES)
+		ret = CAPF_EPOLICY;
+out:
+	gnutls_free(m.data);
+	gnutls_free(e.data);
+	gnutls_pubkey_deinit(pub);
+	return ret;
+}
+
+/* Compares two equal-length buffers in time that does not depend on
+ * where they differ. */
+static int ct_equal(const uint8_t *a, const uint8_t *b, size_t len)
+{
+	volatile uint8_t acc = 0;
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		acc |= a[i] ^ b[i];
+	return acc == 0;
+}
+
+static int check_binding(gnutls_x509_crq_t crq, const uint8_t *binding, size_t binding_len)
+{
+	static const char hex[] = "0123456789abcdef";
+	char want[2 * CA_BINDING_MAX + 1];
+	char got[2 * CA_BINDING_MAX + 2];
+	size_t got_len = sizeof(got);
+	size_t i;
+	int ret;
+
+	for (i = 0; i < binding_len; i++) {
+		want[2 * i] = hex[binding[i] >> 4];
+		want[2 * i + 1] = hex[binding[i] & 0x0f];
+	}
+	want[2 * binding_len] = '\0';
+
+	/* A missing password, one too long for the buffer, or one of
+	 * another length are all the same failure: not bound. */
+	memset(got, 0, sizeof(got));
+	ret = gnutls_x509_crq_get_challenge_password(crq, got, &got_len);
+	if (ret < 0)
+		return CAPF_EBINDING;
+	if (strnlen(got, sizeof(got)) != 2 * binding_len)
+		return CAPF_EBINDING;
+	if (!ct_equal((const uint8_t *)got, (const uint8_t *)want, 2 * binding_len))
+		return CAPF_EBINDING;
+	return 0;
+}
+
+int ca_csr_check(const struct ca_csr *csr, const uint8_t *binding, size_t binding_len, int key_type)
+{
+	int sig;
+	int ret;
+
+	if (csr == NULL || csr->crq == NULL || binding == NULL || binding_len == 0 ||
+	    binding_len > CA_BINDING_MAX)
+		return CAPF_EINVAL;
+
+	sig = gnutls_x509_crq_get_signature_algorithm(csr->crq);
+	if (sig < 0 ||
+	    !hash_acceptable(gnutls_sign_get_hash_algorithm((gnutls_sign_algorithm_t)sig)))
+		return CAPF_EPOLICY;
+	ret = check_key(csr->crq, key_type);
+	if (ret < 0)
+		return ret;
+	if (gnutls_x509_crq_verify(csr->crq, 0) < 0)
+		return CAPF_ECSRSIG;
+	return check_binding(csr->crq, binding, binding_len);
+}

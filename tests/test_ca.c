@@ -1,0 +1,1299 @@
+/*
+ * tests/test_ca.c - the CAPF CA: creation and loading, CSR checks, the
+ * LSC profile, MIC verification, TLS credentials and channel binding.
+ */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <CUnit/Basic.h>
+#include <gnutls/abstract.h>
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
+
+#include "ca/ca.h"
+#include "proto/capf.pb-c.h"
+#include "tools/pki.h"
+
+#define DEV "SEP001122334455"
+#define DAY 86400
+
+static char tmpdir[] = "/tmp/capf-test-ca.XXXXXX";
+
+/* Made once in suite setup: manufacturer roots, keys, the shared CA. */
+static struct pki_pair mfg_root;      /* in the roots bundle */
+static struct pki_pair other_root;    /* not in the bundle */
+static struct pki_pair ca_named_root; /* in the bundle, CN is a device name */
+static gnutls_x509_privkey_t key_p256, key_p384, key_rsa2048;
+static char roots_path[512];
+static struct ca *shared_ca;
+static const uint8_t binding[CA_BINDING_LEN] = {
+    0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f,
+    0xa0, 0xb1, 0xc2, 0xd3, 0xe4, 0xf5, 0x16, 0x27, 0x38, 0x49, 0x5a, 0x6b, 0x7c, 0x8d, 0x9e, 0xaf,
+};
+
+/* ---- helpers ---- */
+
+static const char *path_in(const char *name)
+{
+	static char buf[4][512];
+	static unsigned next;
+	char *p = buf[next++ % 4];
+
+	snprintf(p, sizeof(buf[0]), "%s/%s", tmpdir, name);
+	return p;
+}
+
+static int write_file(const char *path, const void *data, size_t len)
+{
+	FILE *f = fopen(path, "wb");
+	int ok;
+
+	if (f == NULL)
+		return -1;
+	ok = fwrite(data, 1, len, f) == len;
+	return (fclose(f) == 0 && ok) ? 0 : -1;
+}
+
+static int append_crt_pem(FILE *f, gnutls_x509_crt_t crt)
+{
+	gnutls_datum_t pem = {NULL, 0};
+	int ok;
+
+	if (gnutls_x509_crt_export2(crt, GNUTLS_X509_FMT_PEM, &pem) < 0)
+		return -1;
+	ok = fwrite(pem.data, 1, pem.size, f) == pem.size;
+	gnutls_free(pem.data);
+	return ok ? 0 : -1;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static gnutls_x509_crt_t crt_from_der(const uint8_t *der, size_t len)
+{
+	gnutls_x509_crt_t crt = NULL;
+	gnutls_datum_t d = {(unsigned char *)der, (unsigned)len};
+
+	if (gnutls_x509_crt_init(&crt) < 0)
+		return NULL;
+	if (gnutls_x509_crt_import(crt, &d, GNUTLS_X509_FMT_DER) < 0) {
+		gnutls_x509_crt_deinit(crt);
+		return NULL;
+	}
+	return crt;
+}
+
+static gnutls_x509_crt_t ca_crt(const struct ca *ca)
+{
+	const uint8_t *der;
+	size_t len;
+
+	ca_cert_der(ca, &der, &len);
+	return crt_from_der(der, len);
+}
+
+/* The key identifier ca/ puts in SKI: SHA-256 of the SPKI, 20 bytes. */
+static int expected_key_id(gnutls_x509_privkey_t key, uint8_t out[20])
+{
+	uint8_t id[32];
+	size_t len = sizeof(id);
+
+	if (gnutls_x509_privkey_get_key_id(key, GNUTLS_KEYID_USE_SHA256, id, &len) < 0 || len < 20)
+		return -1;
+	memcpy(out, id, 20);
+	return 0;
+}
+
+enum { CSR_EXT = 1, CSR_UPPER_HEX = 2, CSR_SHA1 = 4 };
+
+/* A CSR built by hand, for the cases pki_make_csr() cannot make:
+ * extensions a phone should not get, upper-case hex, SHA-1. */
+static int make_csr_custom(gnutls_x509_privkey_t key, const char *cn, unsigned flags, uint8_t **der,
+			   size_t *len)
+{
+	gnutls_x509_crq_t crq = NULL;
+	gnutls_datum_t out = {NULL, 0};
+	char pass[2 * CA_BINDING_LEN + 1];
+	const char *hex = (flags & CSR_UPPER_HEX) ? "0123456789ABCDEF" : "0123456789abcdef";
+	size_t i;
+	int ret = -1;
+
+	for (i = 0; i < CA_BINDING_LEN; i++) {
+		pass[2 * i] = hex[binding[i] >> 4];
+		pass[2 * i + 1] = hex[binding[i] & 15];
+	}
+	pass[2 * CA_BINDING_LEN] = '\0';
+	if (gnutls_x509_crq_init(&crq) < 0)
+		return -1;
+	if (gnutls_x509_crq_set_version(crq, 1) < 0 ||
+	    gnutls_x509_crq_set_dn_by_oid(crq, GNUTLS_OID_X520_COMMON_NAME, 0, cn, strlen(cn)) <
+		0 ||
+	    gnutls_x509_crq_set_key(crq, key) < 0 ||
+	    gnutls_x509_crq_set_challenge_password(crq, pass) < 0)
+		goto out;
+	if (flags & CSR_EXT) {
+		if (gnutls_x509_crq_set_basic_constraints(crq, 1, -1) < 0 ||
+		    gnutls_x509_crq_set_key_usage(crq, GNUTLS_KEY_KEY_CERT_SIGN) < 0 ||
+		    gnutls_x509_crq_set_subject_alt_name(crq, GNUTLS_SAN_DNSNAME, "evil.example",
+							 12, GNUTLS_FSAN_SET) < 0 ||
+		    gnutls_x509_crq_set_key_purpose_oid(crq, "1.3.6.1.5.5.7.3.3", 0) < 0)
+			goto out;
+	}
+	if (gnutls_x509_crq_sign2(crq, key,
+				  (flags & CSR_SHA1) ? GNUTLS_DIG_SHA1 : GNUTLS_DIG_SHA256, 0) < 0)
+		goto out;
+	if (gnutls_x509_crq_export2(crq, GNUTLS_X509_FMT_DER, &out) < 0)
+		goto out;
+	*der = malloc(out.size);
+	if (*der == NULL)
+		goto out;
+	memcpy(*der, out.data, out.size);
+	*len = out.size;
+	ret = 0;
+out:
+	gnutls_free(out.data);
+	gnutls_x509_crq_deinit(crq);
+	return ret;
+}
+
+/* Parses a CSR made by pki_make_csr() with the test binding. */
+static struct ca_csr *bound_csr(gnutls_x509_privkey_t key, const char *cn)
+{
+	struct ca_csr *csr = NULL;
+	uint8_t *der = NULL;
+	size_t len = 0;
+
+	if (pki_make_csr(key, cn, binding, sizeof(binding), &der, &len) == 0)
+		ca_csr_parse(der, len, &csr);
+	free(der);
+	return csr;
+}
+
+/* An intermediate CA signed by issuer (CA:TRUE, keyCertSign). */
+static int make_intermediate(const struct pki_pair *issuer, const char *cn, struct pki_pair *out)
+{
+	gnutls_datum_t der = {NULL, 0};
+	uint8_t serial[16] = {0x11, 0x22};
+	time_t now = time(NULL);
+	gnutls_x509_crt_t fresh = NULL;
+	int ret = -1;
+
+	out->key = NULL;
+	out->crt = NULL;
+	if (pki_gen_key(CAPF__KEY_TYPE__KEY_EC_P256, &out->key) < 0 ||
+	    gnutls_x509_crt_init(&out->crt) < 0)
+		goto out;
+	if (gnutls_x509_crt_set_version(out->crt, 3) < 0 ||
+	    gnutls_x509_crt_set_serial(out->crt, serial, sizeof(serial)) < 0 ||
+	    gnutls_x509_crt_set_activation_time(out->crt, now - 3600) < 0 ||
+	    gnutls_x509_crt_set_expiration_time(out->crt, now + 30 * DAY) < 0 ||
+	    gnutls_x509_crt_set_dn_by_oid(out->crt, GNUTLS_OID_X520_COMMON_NAME, 0, cn,
+					  strlen(cn)) < 0 ||
+	    gnutls_x509_crt_set_key(out->crt, out->key) < 0 ||
+	    gnutls_x509_crt_set_basic_constraints(out->crt, 1, 0) < 0 ||
+	    gnutls_x509_crt_set_key_usage(out->crt, GNUTLS_KEY_KEY_CERT_SIGN) < 0 ||
+	    gnutls_x509_crt_sign2(out->crt, issuer->crt, issuer->key, GNUTLS_DIG_SHA256, 0) < 0 ||
+	    gnutls_x509_crt_export2(out->crt, GNUTLS_X509_FMT_DER, &der) < 0)
+		goto out;
+	if (gnutls_x509_crt_init(&fresh) < 0 ||
+	    gnutls_x509_crt_import(fresh, &der, GNUTLS_X509_FMT_DER) < 0)
+		goto out;
+	gnutls_x509_crt_deinit(out->crt);
+	out->crt = fresh;
+	fresh = NULL;
+	ret = 0;
+out:
+	if (fresh != NULL)
+		gnutls_x509_crt_deinit(fresh);
+	gnutls_free(der.data);
+	if (ret < 0)
+		pki_pair_deinit(out);
+	return ret;
+}
+
+/* ca_mic_verify() of a chain of pairs, leaf first. */
+static int verify_pairs(struct ca *ca, const struct pki_pair *pairs, size_t n, const char *dev,
+			time_t now)
+{
+	uint8_t *der[4] = {NULL};
+	size_t len[4] = {0};
+	size_t i;
+	int ret = -1;
+
+	for (i = 0; i < n; i++)
+		if (pki_crt_der(pairs[i].crt, &der[i], &len[i]) < 0)
+			goto out;
+	ret = ca_mic_verify(ca, (const uint8_t *const *)der, len, n, dev, now);
+out:
+	for (i = 0; i < n; i++)
+		free(der[i]);
+	return ret;
+}
+
+/* A MIC for cn from issuer, valid now; verify it as dev. */
+static int verify_mic_cn(struct ca *ca, const char *cn, const char *dev)
+{
+	struct pki_pair mic;
+	int ret;
+
+	if (pki_make_mic(&mfg_root, cn, 0, 30, &mic) < 0)
+		return -1;
+	ret = verify_pairs(ca, &mic, 1, dev, time(NULL));
+	pki_pair_deinit(&mic);
+	return ret;
+}
+
+/* ---- suite setup ---- */
+
+static int suite_init(void)
+{
+	struct ca_config cfg = {0};
+	FILE *f;
+
+	if (mkdtemp(tmpdir) == NULL)
+		return -1;
+	if (pki_make_root("Test Manufacturing CA", 30, &mfg_root) < 0 ||
+	    pki_make_root("Other Manufacturing CA", 30, &other_root) < 0 ||
+	    pki_make_root("SEP00AABBCCDDEE", 30, &ca_named_root) < 0)
+		return -1;
+	if (pki_gen_key(CAPF__KEY_TYPE__KEY_EC_P256, &key_p256) < 0 ||
+	    pki_gen_key(CAPF__KEY_TYPE__KEY_EC_P384, &key_p384) < 0 ||
+	    pki_gen_key(CAPF__KEY_TYPE__KEY_RSA_2048, &key_rsa2048) < 0)
+		return -1;
+	snprintf(roots_path, sizeof(roots_path), "%s/roots.pem", tmpdir);
+	f = fopen(roots_path, "w");
+	if (f == NULL)
+		return -1;
+	if (append_crt_pem(f, mfg_root.crt) < 0 || append_crt_pem(f, ca_named_root.crt) < 0) {
+		fclose(f);
+		return -1;
+	}
+	if (fclose(f) != 0)
+		return -1;
+	cfg.dir = path_in("shared");
+	cfg.mfg_roots = roots_path;
+	cfg.lsc_days = 30;
+	return ca_new(&shared_ca, &cfg) == 0 ? 0 : -1;
+}
+
+static int suite_clean(void)
+{
+	ca_free(shared_ca);
+	shared_ca = NULL;
+	pki_pair_deinit(&mfg_root);
+	pki_pair_deinit(&other_root);
+	pki_pair_deinit(&ca_named_root);
+	gnutls_x509_privkey_deinit(key_p256);
+	gnutls_x509_privkey_deinit(key_p384);
+	gnutls_x509_privkey_deinit(key_rsa2048);
+	return nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* ---- ca_new ---- */
+
+static void test_new_invalid_args(void)
+{
+	struct ca_config cfg = {0};
+	struct ca *ca = (struct ca *)&cfg;
+
+	CU_ASSERT_EQUAL(ca_new(NULL, &cfg), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(ca_new(&ca, NULL), CAPF_EINVAL);
+	ca = (struct ca *)&cfg;
+	CU_ASSERT_EQUAL(ca_new(&ca, &cfg), CAPF_ECONFIG);
+	CU_ASSERT_PTR_NULL(ca);
+	CU_ASSERT_PTR_NOT_NULL(strstr(ca_last_error(), "directory"));
+	cfg.dir = "";
+	CU_ASSERT_EQUAL(ca_new(&ca, &cfg), CAPF_ECONFIG);
+	CU_ASSERT_PTR_NULL(ca);
+	cfg.dir = path_in("toolong");
+	cfg.ca_days = 1000000;
+	CU_ASSERT_EQUAL(ca_new(&ca, &cfg), CAPF_ECONFIG);
+	CU_ASSERT_PTR_NULL(ca);
+}
+
+static void test_new_one_file_missing(void)
+{
+	struct ca_config cfg = {0};
+	struct ca *ca = NULL;
+	const char *pem = ca_cert_pem(shared_ca);
+
+	CU_ASSERT_EQUAL_FATAL(mkdir(path_in("onlypem"), 0700), 0);
+	CU_ASSERT_EQUAL_FATAL(write_file(path_in("onlypem/ca.pem"), pem, strlen(pem)), 0);
+	cfg.dir = path_in("onlypem");
+	CU_ASSERT_EQUAL(ca_new(&ca, &cfg), CAPF_ECONFIG);
+	CU_ASSERT_PTR_NULL(ca);
+	CU_ASSERT_PTR_NOT_NULL(strstr(ca_last_error(), "ca.key is missing"));
+	/* Nothing was created in its place. */
+	CU_ASSERT_NOT_EQUAL(access(path_in("onlypem/ca.key"), F_OK), 0);
+
+	CU_ASSERT_EQUAL_FATAL(mkdir(path_in("onlykey"), 0700), 0);
+	CU_ASSERT_EQUAL_FATAL(write_file(path_in("onlykey/ca.key"), "x", 1), 0);
+	cfg.dir = path_in("onlykey");
+	CU_ASSERT_EQUAL(ca_new(&ca, &cfg), CAPF_ECONFIG);
+	CU_ASSERT_PTR_NOT_NULL(strstr(ca_last_error(), "ca.pem is missing"));
+}
+
+static void test_new_mismatched_key(void)
+{
+	struct ca_config cfg = {0};
+	struct ca *ca = NULL;
+	struct pki_pair wrong = {NULL, NULL};
+	gnutls_datum_t pem = {NULL, 0};
+
+	cfg.dir = path_in("mismatch");
+	CU_ASSERT_EQUAL_FATAL(ca_new(&ca, &cfg), 0);
+	ca_free(ca);
+	ca = NULL;
+	CU_ASSERT_EQUAL_FATAL(pki_gen_key(CAPF__KEY_TYPE__KEY_EC_P256, &wrong.key), 0);
+	CU_ASSERT_EQUAL_FATAL(gnutls_x509_privkey_export2_pkcs8(wrong.key, GNUTLS_X509_FMT_PEM,
+								NULL, GNUTLS_PKCS_PLAIN, &pem),
+			      0);
+	CU_ASSERT_EQUAL(write_file(path_in("mismatch/ca.key"), pem.data, pem.size), 0);
+	gnutls_free(pem.data);
+	pki_pair_deinit(&wrong);
+	CU_ASSERT_EQUAL(ca_new(&ca, &cfg), CAPF_ECONFIG);
+	CU_ASSERT_PTR_NULL(ca);
+	CU_ASSERT_PTR_NOT_NULL(strstr(ca_last_error(), "does not match"));
+
+	/* A key file that is no key at all. */
+	CU_ASSERT_EQUAL(write_file(path_in("mismatch/ca.key"), "garbage\n", 8), 0);
+	CU_ASSERT_EQUAL(ca_new(&ca, &cfg), CAPF_ECONFIG);
+	CU_ASSERT_PTR_NOT_NULL(strstr(ca_last_error(), "ca.key"));
+}
+
+static void test_new_not_a_ca(void)
+{
+	struct ca_config cfg = {0};
+	struct ca *ca = NULL;
+	struct pki_pair mic;
+
+	CU_ASSERT_EQUAL_FATAL(pki_make_mic(&mfg_root, DEV, 0, 30, &mic), 0);
+	CU_ASSERT_EQUAL_FATAL(mkdir(path_in("notca"), 0700), 0);
+	CU_ASSERT_EQUAL(pki_write_pair(&mic, path_in("notca/ca.pem"), path_in("notca/ca.key")), 0);
+	pki_pair_deinit(&mic);
+	cfg.dir = path_in("notca");
+	CU_ASSERT_EQUAL(ca_new(&ca, &cfg), CAPF_ECONFIG);
+	CU_ASSERT_PTR_NULL(ca);
+	CU_ASSERT_PTR_NOT_NULL(strstr(ca_last_error(), "not a CA"));
+}
+
+static void test_new_bad_subject(void)
+{
+	struct ca_config cfg = {0};
+	struct ca *ca = NULL;
+
+	cfg.dir = path_in("badsubject");
+	cfg.subject = "this is not a DN";
+	CU_ASSERT_EQUAL(ca_new(&ca, &cfg), CAPF_ECONFIG);
+	CU_ASSERT_PTR_NULL(ca);
+	CU_ASSERT_PTR_NOT_NULL(strstr(ca_last_error(), "subject"));
+	/* No key was left behind for a CA that was never made. */
+	CU_ASSERT_NOT_EQUAL(access(path_in("badsubject/ca.key"), F_OK), 0);
+	CU_ASSERT_NOT_EQUAL(access(path_in("badsubject/ca.pem"), F_OK), 0);
+}
+
+static void test_new_bad_roots(void)
+{
+	struct ca_config cfg = {0};
+	struct ca *ca = NULL;
+
+	cfg.dir = path_in("badroots");
+	cfg.mfg_roots = path_in("no-such-roots.pem");
+	CU_ASSERT_EQUAL(ca_new(&ca, &cfg), CAPF_ECONFIG);
+	CU_ASSERT_PTR_NULL(ca);
+	CU_ASSERT_PTR_NOT_NULL(strstr(ca_last_error(), "manufacturer roots"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(ca_last_error(), "no-such-roots.pem"));
+	/* The configuration error left no new CA behind. */
+	CU_ASSERT_NOT_EQUAL(access(path_in("badroots"), F_OK), 0);
+
+	cfg.mfg_roots = tmpdir; /* a directory */
+	CU_ASSERT_EQUAL(ca_new(&ca, &cfg), CAPF_ECONFIG);
+	CU_ASSERT_PTR_NULL(ca);
+
+	CU_ASSERT_EQUAL_FATAL(write_file(path_in("garbage-roots.pem"), "hello\n", 6), 0);
+	cfg.mfg_roots = path_in("garbage-roots.pem");
+	CU_ASSERT_EQUAL(ca_new(&ca, &cfg), CAPF_ECONFIG);
+	CU_ASSERT_PTR_NULL(ca);
+}
+
+/* Entries of a directory, without "." and "..". */
+static int count_entries(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int n = 0;
+
+	if (d == NULL)
+		return -1;
+	while ((e = readdir(d)) != NULL)
+		if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+			n++;
+	closedir(d);
+	return n;
+}
+
+static void test_new_creates_ca(void)
+{
+	struct ca_config cfg = {0};
+	struct ca *ca = NULL;
+	gnutls_x509_crt_t crt = NULL;
+	gnutls_datum_t dn = {NULL, 0}, file = {NULL, 0};
+	struct stat st;
+	uint8_t serial[32], ski[32];
+	size_t serial_len = sizeof(serial), ski_len = sizeof(ski);
+	unsigned critical = 0, is_ca = 0, usage = 0, status = 1, bits = 0;
+	int pathlen = -1;
+	time_t now = time(NULL);
+	const uint8_t *der;
+	size_t der_len;
+
+	cfg.dir = path_in("newca");
+	cfg.subject = "CN=Test CAPF,O=capf test";
+	cfg.ca_days = 100;
+	CU_ASSERT_EQUAL_FATAL(ca_new(&ca, &cfg), 0);
+
+	CU_ASSERT_EQUAL(stat(path_in("newca"), &st), 0);
+	CU_ASSERT_EQUAL(st.st_mode & 07777, 0700);
+	CU_ASSERT_EQUAL(stat(path_in("newca/ca.key"), &st), 0);
+	CU_ASSERT_EQUAL(st.st_mode & 07777, 0600);
+	CU_ASSERT_EQUAL(stat(path_in("newca/ca.pem"), &st), 0);
+	CU_ASSERT_EQUAL(st.st_mode & 07777, 0644);
+
+	/* The file on disk is the certificate the CA serves. */
+	CU_ASSERT_EQUAL_FATAL(gnutls_load_file(path_in("newca/ca.pem"), &file), 0);
+	CU_ASSERT_EQUAL(file.size, strlen(ca_cert_pem(ca)));
+	CU_ASSERT(memcmp(file.data, ca_cert_pem(ca), file.size) == 0);
+	gnutls_free(file.data);
+
+	ca_cert_der(ca, &der, &der_len);
+	crt = crt_from_der(der, der_len);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(crt);
+	CU_ASSERT_EQUAL(gnutls_x509_crt_get_version(crt), 3);
+	CU_ASSERT_EQUAL(gnutls_x509_crt_get_serial(crt, serial, &serial_len), 0);
+	CU_ASSERT_EQUAL(serial_len, CA_SERIAL_LEN);
+	CU_ASSERT(serial[0] != 0 && serial[0] < 0x80);
+	CU_ASSERT_EQUAL(gnutls_x509_crt_get_dn3(crt, &dn, 0), 0);
+	CU_ASSERT_STRING_EQUAL((char *)dn.data, "CN=Test CAPF,O=capf test");
+	gnutls_free(dn.data);
+	CU_ASSERT_EQUAL(gnutls_x509_crt_get_issuer_dn3(crt, &dn, 0), 0);
+	CU_ASSERT_STRING_EQUAL((char *)dn.data, "CN=Test CAPF,O=capf test");
+	gnutls_free(dn.data);
+
+	CU_ASSERT(gnutls_x509_crt_get_basic_constraints(crt, &critical, &is_ca, &pathlen) > 0);
+	CU_ASSERT_EQUAL(is_ca, 1);
+	CU_ASSERT_EQUAL(pathlen, 0);
+	CU_ASSERT_EQUAL(critical, 1);
+	critical = 0;
+	CU_ASSERT_EQUAL(gnutls_x509_crt_get_key_usage(crt, &usage, &critical), 0);
+	CU_ASSERT_EQUAL(usage, GNUTLS_KEY_KEY_CERT_SIGN | GNUTLS_KEY_CRL_SIGN |
+				   GNUTLS_KEY_DIGITAL_SIGNATURE);
+	CU_ASSERT_EQUAL(critical, 1);
+	CU_ASSERT_EQUAL(gnutls_x509_crt_get_subject_key_id(crt, ski, &ski_len, &critical), 0);
+	CU_ASSERT_EQUAL(ski_len, 20);
+	CU_ASSERT_EQUAL(critical, 0);
+
+	CU_ASSERT_EQUAL(gnutls_x509_crt_get_pk_algorithm(crt, &bits), GNUTLS_PK_ECDSA);
+	CU_ASSERT_EQUAL(bits, 256);
+	CU_ASSERT_EQUAL(gnutls_x509_crt_get_signature_algorithm(crt), GNUTLS_SIGN_ECDSA_SHA256);
+	CU_ASSERT_EQUAL(gnutls_x509_crt_verify(crt, &crt, 1, 0, &status), 0);
+	CU_ASSERT_EQUAL(status, 0);
+
+	CU_ASSERT(labs(gnutls_x509_crt_get_activation_time(crt) - (now - CA_BACKDATE_SECONDS)) <=
+		  5);
+	CU_ASSERT(labs(gnutls_x509_crt_get_expiration_time(crt) - (now + 100 * DAY)) <= 5);
+
+	/* Only the two files: no temporary file left behind. */
+	CU_ASSERT_EQUAL(count_entries(path_in("newca")), 2);
+
+	gnutls_x509_crt_deinit(crt);
+	ca_free(ca);
+}
+
+static void test_new_default_subject_and_reopen(void)
+{
+	struct ca_config cfg = {0};
+	struct ca *ca = NULL, *again = NULL;
+	gnutls_x509_crt_t a = NULL, b = NULL;
+	gnutls_datum_t dn = {NULL, 0};
+	uint8_t s1[32], s2[32];
+	size_t l1 = sizeof(s1), l2 = sizeof(s2);
+
+	cfg.dir = path_in("reopen");
+	CU_ASSERT_EQUAL_FATAL(ca_new(&ca, &cfg), 0);
+	CU_ASSERT_EQUAL(count_entries(path_in("reopen")), 2);
+	CU_ASSERT_EQUAL_FATAL(ca_new(&again, &cfg), 0);
+	a = ca_crt(ca);
+	b = ca_crt(again);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+	CU_ASSERT_EQUAL(gnutls_x509_crt_get_dn3(a, &dn, 0), 0);
+	CU_ASSERT_STRING_EQUAL((char *)dn.data, "CN=CAPF CA,O=capf");
+	gnutls_free(dn.data);
+	CU_ASSERT_EQUAL(gnutls_x509_crt_get_serial(a, s1, &l1), 0);
+	CU_ASSERT_EQUAL(gnutls_x509_crt_get_serial(b, s2, &l2), 0);
+	CU_ASSERT_EQUAL(l1, l2);
+	CU_ASSERT(memcmp(s1, s2, l1) == 0);
+	CU_ASSERT_STRING_EQUAL(ca_cert_pem(ca), ca_cert_pem(again));
+	/* Reopening wrote nothing. */
+	CU_ASSERT_EQUAL(count_entries(path_in("reopen")), 2);
+	gnutls_x509_crt_deinit(a);
+	gnutls_x509_crt_deinit(b);
+	ca_free(ca);
+	ca_free(again);
+	ca_free(NULL);
+}
+
+/* ---- ca_cert_subject ---- */
+
+static void test_cert_subject(void)
+{
+	const uint8_t *der;
+	size_t len;
+	char buf[256], tiny[4];
+	uint8_t junk[] = {0x30, 0x03, 0x02, 0x01, 0x01};
+
+	CU_ASSERT_EQUAL(ca_cert_subject(NULL, 10, buf, sizeof(buf)), CAPF_EBADMSG);
+	CU_ASSERT_EQUAL(ca_cert_subject(junk, sizeof(junk), buf, sizeof(buf)), CAPF_EBADMSG);
+	ca_cert_der(shared_ca, &der, &len);
+	CU_ASSERT_EQUAL(ca_cert_subject(der, len - 1, buf, sizeof(buf)), CAPF_EBADMSG);
+	CU_ASSERT_EQUAL(ca_cert_subject(der, len, NULL, 10), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(ca_cert_subject(der, len, tiny, sizeof(tiny)), CAPF_ERANGE);
+	CU_ASSERT_EQUAL(ca_cert_subject(der, len, buf, sizeof(buf)), 0);
+	CU_ASSERT_STRING_EQUAL(buf, "CN=CAPF CA,O=capf");
+}
+
+/* ---- CSR ---- */
+
+static void test_csr_parse(void)
+{
+	struct ca_csr *csr = (struct ca_csr *)&csr;
+	uint8_t garbage[64], *der = NULL, *big = NULL;
+	const uint8_t empty_seq[] = {0x30, 0x00};
+	size_t len = 0;
+	unsigned i;
+
+	for (i = 0; i < sizeof(garbage); i++)
+		garbage[i] = (uint8_t)(i * 37 + 5);
+	CU_ASSERT_EQUAL(ca_csr_parse(garbage, sizeof(garbage), NULL), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(ca_csr_parse(NULL, 10, &csr), CAPF_EBADCSR);
+	CU_ASSERT_PTR_NULL(csr);
+	CU_ASSERT_EQUAL(ca_csr_parse(garbage, 0, &csr), CAPF_EBADCSR);
+	CU_ASSERT_EQUAL(ca_csr_parse(garbage, sizeof(garbage), &csr), CAPF_EBADCSR);
+	CU_ASSERT_PTR_NULL(csr);
+	CU_ASSERT_EQUAL(ca_csr_parse(empty_seq, sizeof(empty_seq), &csr), CAPF_EBADCSR);
+	CU_ASSERT_PTR_NULL(csr);
+
+	CU_ASSERT_EQUAL_FATAL(pki_make_csr(key_p256, DEV, binding, sizeof(binding), &der, &len), 0);
+	CU_ASSERT_EQUAL(ca_csr_parse(der, len / 2, &csr), CAPF_EBADCSR);
+	CU_ASSERT_EQUAL(ca_csr_parse(der, len - 1, &csr), CAPF_EBADCSR);
+	/* Over 16 KiB is refused even when it starts with a valid request. */
+	big = calloc(1, 16385);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(big);
+	memcpy(big, der, len);
+	CU_ASSERT_EQUAL(ca_csr_parse(big, 16385, &csr), CAPF_EBADCSR);
+	CU_ASSERT_PTR_NULL(csr);
+	free(big);
+
+	CU_ASSERT_EQUAL(ca_csr_parse(der, len, &csr), 0);
+	CU_ASSERT_PTR_NOT_NULL(csr);
+	ca_csr_free(csr);
+	ca_csr_free(NULL);
+	free(der);
+}
+
+static int check_der(const uint8_t *der, size_t len, const uint8_t *b, size_t blen, int key_type)
+{
+	struct ca_csr *csr = NULL;
+	int ret = ca_csr_parse(der, len, &csr);
+
+	if (ret == 0)
+		ret = ca_csr_check(csr, b, blen, key_type);
+	ca_csr_free(csr);
+	return ret;
+}
+
+static void test_csr_check_invalid(void)
+{
+	struct ca_csr *csr = bound_csr(key_p256, DEV);
+	uint8_t *der = NULL;
+	size_t len = 0;
+	uint8_t other[CA_BINDING_LEN];
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(csr);
+	CU_ASSERT_EQUAL(ca_csr_check(NULL, binding, sizeof(binding), 0), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(ca_csr_check(csr, NULL, sizeof(binding), 0), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(ca_csr_check(csr, binding, 0, 0), CAPF_EINVAL);
+
+	/* Bad self-signature: the last byte of the DER is in the signature. */
+	CU_ASSERT_EQUAL_FATAL(pki_make_csr(key_p256, DEV, binding, sizeof(binding), &der, &len), 0);
+	der[len - 1] ^= 0x01;
+	CU_ASSERT_EQUAL(check_der(der, len, binding, sizeof(binding), CAPF__KEY_TYPE__KEY_EC_P256),
+			CAPF_ECSRSIG);
+	free(der);
+
+	/* Wrong binding: another session's value, or a prefix of this one. */
+	memcpy(other, binding, sizeof(other));
+	other[31] ^= 0x80;
+	CU_ASSERT_EQUAL(ca_csr_check(csr, other, sizeof(other), CAPF__KEY_TYPE__KEY_EC_P256),
+			CAPF_EBINDING);
+	CU_ASSERT_EQUAL(ca_csr_check(csr, binding, 31, CAPF__KEY_TYPE__KEY_EC_P256), CAPF_EBINDING);
+	ca_csr_free(csr);
+
+	/* No challengePassword at all. */
+	CU_ASSERT_EQUAL_FATAL(pki_make_csr(key_p256, DEV, NULL, 0, &der, &len), 0);
+	CU_ASSERT_EQUAL(check_der(der, len, binding, sizeof(binding), CAPF__KEY_TYPE__KEY_EC_P256),
+			CAPF_EBINDING);
+	free(der);
+
+	/* Upper-case hex is not the binding's encoding. */
+	CU_ASSERT_EQUAL_FATAL(make_csr_custom(key_p256, DEV, CSR_UPPER_HEX, &der, &len), 0);
+	CU_ASSERT_EQUAL(check_der(der, len, binding, sizeof(binding), CAPF__KEY_TYPE__KEY_EC_P256),
+			CAPF_EBINDING);
+	free(der);
+}
+
+static void test_csr_check_policy(void)
+{
+	struct ca_csr *p256 = bound_csr(key_p256, DEV);
+	struct ca_csr *p384 = bound_csr(key_p384, DEV);
+	struct ca_csr *rsa = bound_csr(key_rsa2048, DEV);
+	const size_t bl = sizeof(binding);
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(p256);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(p384);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(rsa);
+
+	CU_ASSERT_EQUAL(ca_csr_check(p384, binding, bl, CAPF__KEY_TYPE__KEY_EC_P256), CAPF_EPOLICY);
+	CU_ASSERT_EQUAL(ca_csr_check(rsa, binding, bl, CAPF__KEY_TYPE__KEY_EC_P256), CAPF_EPOLICY);
+	CU_ASSERT_EQUAL(ca_csr_check(p256, binding, bl, CAPF__KEY_TYPE__KEY_EC_P384), CAPF_EPOLICY);
+	CU_ASSERT_EQUAL(ca_csr_check(p256, binding, bl, CAPF__KEY_TYPE__KEY_RSA_2048),
+			CAPF_EPOLICY);
+	CU_ASSERT_EQUAL(ca_csr_check(rsa, binding, bl, CAPF__KEY_TYPE__KEY_RSA_3072), CAPF_EPOLICY);
+	CU_ASSERT_EQUAL(ca_csr_check(rsa, binding, bl, CAPF__KEY_TYPE__KEY_RSA_4096), CAPF_EPOLICY);
+	CU_ASSERT_EQUAL(ca_csr_check(p256, binding, bl, 99), CAPF_EPOLICY);
+	CU_ASSERT_EQUAL(ca_csr_check(p256, binding, bl, -1), CAPF_EPOLICY);
+
+	CU_ASSERT_EQUAL(ca_csr_check(p256, binding, bl, CAPF__KEY_TYPE__KEY_EC_P256), 0);
+	CU_ASSERT_EQUAL(ca_csr_check(p384, binding, bl, CAPF__KEY_TYPE__KEY_EC_P384), 0);
+	CU_ASSERT_EQUAL(ca_csr_check(rsa, binding, bl, CAPF__KEY_TYPE__KEY_RSA_2048), 0);
+	CU_ASSERT_EQUAL(ca_csr_check(p256, binding, bl, CAPF__KEY_TYPE__KEY_UNSPECIFIED), 0);
+	CU_ASSERT_EQUAL(ca_csr_check(p384, binding, bl, CAPF__KEY_TYPE__KEY_UNSPECIFIED), 0);
+	CU_ASSERT_EQUAL(ca_csr_check(rsa, binding, bl, CAPF__KEY_TYPE__KEY_UNSPECIFIED), 0);
+	ca_csr_free(p256);
+	ca_csr_free(p384);
+	ca_csr_free(rsa);
+}
+
+static void test_csr_check_sha1(void)
+{
+	uint8_t *der = NULL;
+	size_t len = 0;
+
+	/* The same request signed with SHA-256 passes; with SHA-1 it is
+	 * refused by policy even though its signature is good. */
+	CU_ASSERT_EQUAL_FATAL(make_csr_custom(key_rsa2048, DEV, 0, &der, &len), 0);
+	CU_ASSERT_EQUAL(check_der(der, len, binding, sizeof(binding), CAPF__KEY_TYPE__KEY_RSA_2048),
+			0);
+	free(der);
+	CU_ASSERT_EQUAL_FATAL(make_csr_custom(key_rsa2048, DEV, CSR_SHA1, &der, &len), 0);
+	CU_ASSERT_EQUAL(check_der(der, len, binding, sizeof(binding), CAPF__KEY_TYPE__KEY_RSA_2048),
+			CAPF_EPOLICY);
+	free(der);
+}
+
+/* ---- issuance ---- */
+
+static void test_issue_invalid(void)
+{
+	struct ca_csr *csr = bound_csr(key_p256, DEV);
+	struct ca_lsc lsc;
+	char longname[80];
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(csr);
+	memset(longname, 'A', sizeof(longname) - 1);
+	longname[sizeof(longname) - 1] = '\0';
+	memset(&lsc, 0xff, sizeof(lsc));
+	CU_ASSERT_EQUAL(ca_issue(shared_ca, csr, NULL, time(NULL), &lsc), CAPF_EINVAL);
+	CU_ASSERT_PTR_NULL(lsc.der);
+	CU_ASSERT_EQUAL(lsc.der_len, 0);
+	CU_ASSERT_EQUAL(ca_issue(shared_ca, csr, "", time(NULL), &lsc), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(ca_issue(shared_ca, csr, longname, time(NULL), &lsc), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(ca_issue(shared_ca, NULL, DEV, time(NULL), &lsc), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(ca_issue(NULL, csr, DEV, time(NULL), &lsc), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(ca_issue(shared_ca, csr, DEV, time(NULL), NULL), CAPF_EINVAL);
+	ca_lsc_deinit(&lsc);
+	ca_lsc_deinit(NULL);
+	ca_csr_free(csr);
+}
+
+static void test_issue_profile_ec(void)
+{
+	struct ca_csr *csr = NULL;
+	struct ca_lsc lsc = {0}, lsc2 = {0};
+	gnutls_x509_crt_t crt = NULL, cacrt = ca_crt(shared_ca);
+	gnutls_datum_t dn = {NULL, 0}, cadn = {NULL, 0};
+	uint8_t *der = NULL, buf[128], want[20], ca_ski[32];
+	size_t len = 0, blen, ca_ski_len = sizeof(ca_ski);
+	unsigned critical, is_ca, usage, status = 1, i;
+	int pathlen;
+	char oid[128];
+	size_t oid_len;
+	const time_t now = 1700000000;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(cacrt);
+	/* The request asks for CN=evil and for CA powers and a SAN. */
+	CU_ASSERT_EQUAL_FATAL(make_csr_custom(key_p256, "evil", CSR_EXT, &der, &len), 0);
+	CU_ASSERT_EQUAL_FATAL(ca_csr_parse(der, len, &csr), 0);
+	free(der);
+	CU_ASSERT_EQUAL_FATAL(
+	    ca_csr_check(csr, binding, sizeof(binding), CAPF__KEY_TYPE__KEY_EC_P256), 0);
+	CU_ASSERT_EQUAL_FATAL(ca_issue(shared_ca, csr, DEV, now, &lsc), 0);
+	CU_ASSERT_EQUAL_FATAL(ca_issue(shared_ca, csr, DEV, now, &lsc2), 0);
+	crt = crt_from_der(lsc.der, lsc.der_len);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(crt);
+
+	CU_ASSERT_EQUAL(gnutls_x509_crt_get_version(crt), 3);
+	CU_ASSERT_EQUAL(gnutls_x509_crt_get_dn3(crt, &dn, 0), 0);
+	CU_ASSERT_STRING_EQUAL((char *)dn.data, "CN=" DEV);
+	gnutls_free(dn.data);
+	CU_ASSERT_EQUAL(gnutls_x509_crt_get_issuer_dn3(crt, &dn, 0), 0);
+	CU_ASSERT_EQUAL(gnutls_x509_crt_get_dn3(cacrt, &cadn, 0), 0);
+	CU_ASSERT_STRING_EQUAL((char *)dn.data, (char *)cadn.data);
+	gnutls_free(dn.data);
+	gnutls_free(cadn.data);
+
+	/* Serial: 16 bytes, positive, as reported, different each time. */
+	blen = sizeof(buf);
+	CU_ASSERT_EQUAL(gnutls_x509_crt_get_serial(crt, buf, &blen), 0);
+	CU_ASSERT_EQUAL(blen, CA_SERIAL_LEN);
+	CU_ASSERT(buf[0] != 0 && buf[0] < 0x80);
+	CU_ASSERT(memcmp(buf, lsc.serial, CA_SERIAL_LEN) == 0);
+	CU_ASSERT(memcmp(lsc.serial, lsc2.serial, CA_SERIAL_LEN) != 0);
+
+	/* Validity: backdated 300 s, 30 days (the shared CA's lsc_days). */
+	CU_ASSERT_EQUAL(gnutls_x509_crt_get_activation_time(crt), now - 300);
+	CU_ASSERT_EQUAL(gnutls_x509_crt_get_expiration_time(crt), now + 30 * DAY);
+	CU_ASSERT_EQUAL(lsc.not_before, now - 300);
+	CU_ASSERT_EQUAL(lsc.not_after, now + 30 * DAY);
+
+	critical = 0;
+	is_ca = 1;
+	CU_ASSERT_EQUAL(gnutls_x509_crt_get_basic_constraints(crt, &critical, &is_ca, &pathlen), 0);
+	CU_ASSERT_EQUAL(is_ca, 0);
+	CU_ASSERT_EQUAL(critical, 1);
+	critical = 0;
+	CU_ASSERT_EQUAL(gnutls_x509_crt_get_key_usage(crt, &usage, &critical), 0);
+	CU_ASSERT_EQUAL(usage, GNUTLS_KEY_DIGITAL_SIGNATURE);
+	CU_ASSERT_EQUAL(critical, 1);
+
+	/* EKU: serverAuth and clientAuth, nothing else, not critical. */
+	oid_len = sizeof(oid);
+	CU_ASSERT_EQUAL(gnutls_x509_crt_get_key_purpose_oid(crt, 0, oid, &oid_len, &critical), 0);
+	CU_ASSERT_STRING_EQUAL(oid, GNUTLS_KP_TLS_WWW_SERVER);
+	CU_ASSERT_EQUAL(critical, 0);
+	oid_len = sizeof(oid);
+	CU_ASSERT_EQUAL(gnutls_x509_crt_get_key_purpose_oid(crt, 1, oid, &oid_len, &critical), 0);
+	CU_ASSERT_STRING_EQUAL(oid, GNUTLS_KP_TLS_WWW_CLIENT);
+	oid_len = sizeof(oid);
+	CU_ASSERT_EQUAL(gnutls_x509_crt_get_key_purpose_oid(crt, 2, oid, &oid_len, NULL),
+			GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE);
+
+	/* SKI from the phone's key, AKI equal to the CA's SKI. */
+	CU_ASSERT_EQUAL(expected_key_id(key_p256, want), 0);
+	blen = sizeof(buf);
+	CU_ASSERT_EQUAL(gnutls_x509_crt_get_subject_key_id(crt, buf, &blen, NULL), 0);
+	CU_ASSERT_EQUAL(blen, 20);
+	CU_ASSERT(memcmp(buf, want, 20) == 0);
+	CU_ASSERT_EQUAL(gnutls_x509_crt_get_subject_key_id(cacrt, ca_ski, &ca_ski_len, NULL), 0);
+	blen = sizeof(buf);
+	CU_ASSERT_EQUAL(gnutls_x509_crt_get_authority_key_id(crt, buf, &blen, NULL), 0);
+	CU_ASSERT_EQUAL(blen, ca_ski_len);
+	CU_ASSERT(memcmp(buf, ca_ski, ca_ski_len) == 0);
+
+	/* Nothing from the request but its key: no SAN, and exactly the
+	 * five extensions of the profile. */
+	blen = sizeof(buf);
+	CU_ASSERT_EQUAL(gnutls_x509_crt_get_subject_alt_name(crt, 0, buf, &blen, NULL),
+			GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE);
+	for (i = 0; i < 5; i++) {
+		oid_len = sizeof(oid);
+		CU_ASSERT_EQUAL(gnutls_x509_crt_get_extension_info(crt, i, oid, &oid_len, NULL), 0);
+	}
+	oid_len = sizeof(oid);
+	CU_ASSERT_EQUAL(gnutls_x509_crt_get_extension_info(crt, 5, oid, &oid_len, NULL),
+			GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE);
+
+	CU_ASSERT_EQUAL(gnutls_x509_crt_get_signature_algorithm(crt), GNUTLS_SIGN_ECDSA_SHA256);
+	CU_ASSERT_EQUAL(
+	    gnutls_x509_crt_verify(crt, &cacrt, 1, GNUTLS_VERIFY_DISABLE_TIME_CHECKS, &status), 0);
+	CU_ASSERT_EQUAL(status, 0);
+
+	gnutls_x509_crt_deinit(crt);
+	gnutls_x509_crt_deinit(cacrt);
+	ca_lsc_deinit(&lsc);
+	CU_ASSERT_PTR_NULL(lsc.der);
+	ca_lsc_deinit(&lsc2);
+	ca_csr_free(csr);
+}
+
+static void test_issue_profile_rsa_and_names(void)
+{
+	struct ca_csr *csr = bound_csr(key_rsa2048, "whatever");
+	struct ca_lsc lsc = {0};
+	gnutls_x509_crt_t crt = NULL, cacrt = ca_crt(shared_ca);
+	unsigned usage = 0, critical = 0, status = 1;
+	char buf[128];
+	size_t blen = sizeof(buf);
+	time_t now = time(NULL);
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(csr);
+	CU_ASSERT_EQUAL_FATAL(ca_issue(shared_ca, csr, DEV, now, &lsc), 0);
+	crt = crt_from_der(lsc.der, lsc.der_len);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(crt);
+	CU_ASSERT_EQUAL(gnutls_x509_crt_get_key_usage(crt, &usage, &critical), 0);
+	CU_ASSERT_EQUAL(usage, GNUTLS_KEY_DIGITAL_SIGNATURE | GNUTLS_KEY_KEY_ENCIPHERMENT);
+	CU_ASSERT_EQUAL(critical, 1);
+	CU_ASSERT_EQUAL(gnutls_x509_crt_get_pk_algorithm(crt, NULL), GNUTLS_PK_RSA);
+	CU_ASSERT_EQUAL(gnutls_x509_crt_verify(crt, &cacrt, 1, 0, &status), 0);
+	CU_ASSERT_EQUAL(status, 0);
+	gnutls_x509_crt_deinit(crt);
+	ca_lsc_deinit(&lsc);
+
+	/* A name with DN syntax in it stays one CN value. */
+	CU_ASSERT_EQUAL_FATAL(ca_issue(shared_ca, csr, "SEP00,O=evil+OU=x", now, &lsc), 0);
+	crt = crt_from_der(lsc.der, lsc.der_len);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(crt);
+	/* The raw value: a PrintableString or UTF8String of the name. */
+	CU_ASSERT_EQUAL(
+	    gnutls_x509_crt_get_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0, 1, buf, &blen), 0);
+	CU_ASSERT_EQUAL(blen, 2 + 17);
+	CU_ASSERT(buf[0] == 0x13 || buf[0] == 0x0c);
+	CU_ASSERT_EQUAL(buf[1], 17);
+	CU_ASSERT(memcmp(buf + 2, "SEP00,O=evil+OU=x", 17) == 0);
+	blen = sizeof(buf);
+	CU_ASSERT_EQUAL(
+	    gnutls_x509_crt_get_dn_by_oid(crt, GNUTLS_OID_X520_ORGANIZATION_NAME, 0, 0, buf, &blen),
+	    GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE);
+	blen = sizeof(buf);
+	CU_ASSERT_EQUAL(
+	    gnutls_x509_crt_get_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 1, 0, buf, &blen),
+	    GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE);
+	gnutls_x509_crt_deinit(crt);
+	ca_lsc_deinit(&lsc);
+
+	gnutls_x509_crt_deinit(cacrt);
+	ca_csr_free(csr);
+}
+
+#define ISSUE_THREADS 4
+#define ISSUE_EACH 16
+
+struct issue_job {
+	struct ca_csr *csr;
+	uint8_t serials[ISSUE_EACH][CA_SERIAL_LEN];
+	int failures;
+};
+
+static void *issue_worker(void *arg)
+{
+	struct issue_job *job = arg;
+	gnutls_x509_crt_t cacrt = ca_crt(shared_ca);
+	int i;
+
+	for (i = 0; i < ISSUE_EACH; i++) {
+		struct ca_lsc lsc = {0};
+		gnutls_x509_crt_t crt = NULL;
+		unsigned status = 1;
+
+		if (ca_issue(shared_ca, job->csr, DEV, time(NULL), &lsc) != 0) {
+			job->failures++;
+			continue;
+		}
+		memcpy(job->serials[i], lsc.serial, CA_SERIAL_LEN);
+		crt = crt_from_der(lsc.der, lsc.der_len);
+		if (crt == NULL || cacrt == NULL ||
+		    gnutls_x509_crt_verify(crt, &cacrt, 1, 0, &status) < 0 || status != 0)
+			job->failures++;
+		gnutls_x509_crt_deinit(crt);
+		ca_lsc_deinit(&lsc);
+	}
+	gnutls_x509_crt_deinit(cacrt);
+	return NULL;
+}
+
+static void test_issue_concurrent(void)
+{
+	pthread_t th[ISSUE_THREADS];
+	static struct issue_job jobs[ISSUE_THREADS];
+	int i, j, k, l;
+
+	for (i = 0; i < ISSUE_THREADS; i++) {
+		memset(&jobs[i], 0, sizeof(jobs[i]));
+		jobs[i].csr = bound_csr(key_p256, DEV);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(jobs[i].csr);
+	}
+	for (i = 0; i < ISSUE_THREADS; i++)
+		CU_ASSERT_EQUAL_FATAL(pthread_create(&th[i], NULL, issue_worker, &jobs[i]), 0);
+	for (i = 0; i < ISSUE_THREADS; i++)
+		pthread_join(th[i], NULL);
+	for (i = 0; i < ISSUE_THREADS; i++) {
+		CU_ASSERT_EQUAL(jobs[i].failures, 0);
+		ca_csr_free(jobs[i].csr);
+	}
+	/* Every serial is distinct. */
+	for (i = 0; i < ISSUE_THREADS; i++)
+		for (j = 0; j < ISSUE_EACH; j++)
+			for (k = i; k < ISSUE_THREADS; k++)
+				for (l = (k == i ? j + 1 : 0); l < ISSUE_EACH; l++)
+					CU_ASSERT(memcmp(jobs[i].serials[j], jobs[k].serials[l],
+							 CA_SERIAL_LEN) != 0);
+}
+
+/* ---- MIC verification ---- */
+
+static void test_mic_invalid(void)
+{
+	const uint8_t *certs[1] = {NULL};
+	size_t lens[1] = {0};
+	uint8_t junk[32] = {0x30, 0x1e};
+	const uint8_t *jp[1] = {junk};
+	size_t jl[1] = {sizeof(junk)};
+
+	CU_ASSERT_EQUAL(ca_mic_verify(shared_ca, certs, lens, 0, DEV, time(NULL)), CAPF_ENOCERT);
+	CU_ASSERT_EQUAL(ca_mic_verify(shared_ca, NULL, NULL, 1, DEV, time(NULL)), CAPF_ENOCERT);
+	CU_ASSERT_EQUAL(ca_mic_verify(shared_ca, jp, jl, 1, NULL, time(NULL)), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(ca_mic_verify(shared_ca, jp, jl, 1, DEV, time(NULL)), CAPF_EUNTRUSTED);
+	CU_ASSERT_EQUAL(ca_mic_verify(shared_ca, jp, jl, 17, DEV, time(NULL)), CAPF_EUNTRUSTED);
+}
+
+static void test_mic_trust(void)
+{
+	struct pki_pair mic, foreign, root_leaf;
+	uint8_t *der = NULL;
+	size_t len = 0;
+
+	CU_ASSERT_EQUAL_FATAL(pki_make_mic(&mfg_root, DEV, 0, 30, &mic), 0);
+	CU_ASSERT_EQUAL(verify_pairs(shared_ca, &mic, 1, DEV, time(NULL)), 0);
+
+	/* A bit flipped in the signature. */
+	CU_ASSERT_EQUAL_FATAL(pki_crt_der(mic.crt, &der, &len), 0);
+	der[len - 1] ^= 0x01;
+	{
+		const uint8_t *p[1] = {der};
+		size_t l[1] = {len};
+
+		CU_ASSERT_EQUAL(ca_mic_verify(shared_ca, p, l, 1, DEV, time(NULL)),
+				CAPF_EUNTRUSTED);
+	}
+	free(der);
+
+	/* Signed by a root the CA does not know. */
+	CU_ASSERT_EQUAL_FATAL(pki_make_mic(&other_root, DEV, 0, 30, &foreign), 0);
+	CU_ASSERT_EQUAL(verify_pairs(shared_ca, &foreign, 1, DEV, time(NULL)), CAPF_EUNTRUSTED);
+	pki_pair_deinit(&foreign);
+
+	/* A CA certificate (a trusted root, named like a device) as leaf. */
+	root_leaf = ca_named_root;
+	CU_ASSERT_EQUAL(verify_pairs(shared_ca, &root_leaf, 1, "SEP00AABBCCDDEE", time(NULL)),
+			CAPF_EUNTRUSTED);
+	pki_pair_deinit(&mic);
+}
+
+static void test_mic_no_roots(void)
+{
+	struct ca_config cfg = {0};
+	struct ca *ca = NULL;
+	struct pki_pair mic;
+
+	cfg.dir = path_in("shared");
+	CU_ASSERT_EQUAL_FATAL(ca_new(&ca, &cfg), 0);
+	CU_ASSERT_EQUAL_FATAL(pki_make_mic(&mfg_root, DEV, 0, 30, &mic), 0);
+	CU_ASSERT_EQUAL(verify_pairs(ca, &mic, 1, DEV, time(NULL)), CAPF_EUNTRUSTED);
+	CU_ASSERT_EQUAL(verify_pairs(shared_ca, &mic, 1, DEV, time(NULL)), 0);
+	pki_pair_deinit(&mic);
+	ca_free(ca);
+}
+
+static void test_mic_identity(void)
+{
+	CU_ASSERT_EQUAL(verify_mic_cn(shared_ca, "SEP00FFFFFFFFFF", DEV), CAPF_EIDENTITY);
+	CU_ASSERT_EQUAL(verify_mic_cn(shared_ca, "XSEP001122334455", DEV), CAPF_EIDENTITY);
+	CU_ASSERT_EQUAL(verify_mic_cn(shared_ca, "sep001122334455", DEV), CAPF_EIDENTITY);
+	CU_ASSERT_EQUAL(verify_mic_cn(shared_ca, "SEP001122334455-CP", DEV), CAPF_EIDENTITY);
+	CU_ASSERT_EQUAL(verify_mic_cn(shared_ca, "SEP00112233445", DEV), CAPF_EIDENTITY);
+	CU_ASSERT_EQUAL(verify_mic_cn(shared_ca, "CP-8865_SEP001122334455", DEV), CAPF_EIDENTITY);
+	CU_ASSERT_EQUAL(verify_mic_cn(shared_ca, DEV, ""), CAPF_EIDENTITY);
+
+	CU_ASSERT_EQUAL(verify_mic_cn(shared_ca, DEV, DEV), 0);
+	CU_ASSERT_EQUAL(verify_mic_cn(shared_ca, "CP-8865-SEP001122334455", DEV), 0);
+	CU_ASSERT_EQUAL(verify_mic_cn(shared_ca, "CP-8865-SEP001122334455", "8865-SEP001122334455"),
+			0);
+}
+
+static void test_mic_time(void)
+{
+	struct pki_pair expired, future, good;
+	time_t now = time(NULL);
+
+	CU_ASSERT_EQUAL_FATAL(pki_make_mic(&mfg_root, DEV, now - 10 * DAY, 1, &expired), 0);
+	CU_ASSERT_EQUAL(verify_pairs(shared_ca, &expired, 1, DEV, now), CAPF_EEXPIRED);
+	CU_ASSERT_EQUAL_FATAL(pki_make_mic(&mfg_root, DEV, now + DAY, 30, &future), 0);
+	CU_ASSERT_EQUAL(verify_pairs(shared_ca, &future, 1, DEV, now), CAPF_EEXPIRED);
+	CU_ASSERT_EQUAL(verify_pairs(shared_ca, &future, 1, DEV, now + 2 * DAY), 0);
+
+	/* now is honoured for the root too: the MIC outlives its root. */
+	CU_ASSERT_EQUAL_FATAL(pki_make_mic(&mfg_root, DEV, 0, 365, &good), 0);
+	CU_ASSERT_EQUAL(verify_pairs(shared_ca, &good, 1, DEV, now), 0);
+	CU_ASSERT_EQUAL(verify_pairs(shared_ca, &good, 1, DEV, now + 100 * DAY), CAPF_EEXPIRED);
+	pki_pair_deinit(&expired);
+	pki_pair_deinit(&future);
+	pki_pair_deinit(&good);
+}
+
+static void test_mic_intermediate(void)
+{
+	struct pki_pair chain[2];
+
+	CU_ASSERT_EQUAL_FATAL(make_intermediate(&mfg_root, "Test Manufacturing Sub CA", &chain[1]),
+			      0);
+	CU_ASSERT_EQUAL_FATAL(pki_make_mic(&chain[1], "CP-7841-" DEV, 0, 10, &chain[0]), 0);
+	CU_ASSERT_EQUAL(verify_pairs(shared_ca, chain, 2, DEV, time(NULL)), 0);
+	/* Without the intermediate the leaf leads nowhere. */
+	CU_ASSERT_EQUAL(verify_pairs(shared_ca, chain, 1, DEV, time(NULL)), CAPF_EUNTRUSTED);
+	/* The intermediate (a CA) presented as the leaf. */
+	CU_ASSERT_EQUAL(
+	    verify_pairs(shared_ca, &chain[1], 1, "Test Manufacturing Sub CA", time(NULL)),
+	    CAPF_EUNTRUSTED);
+	pki_pair_deinit(&chain[0]);
+	pki_pair_deinit(&chain[1]);
+}
+
+/* ---- TLS credentials and channel binding ---- */
+
+struct tls_side {
+	int fd;
+	gnutls_certificate_credentials_t cred;
+	uint8_t binding[32];
+	int handshake;
+	int binding_ret;
+	int mic_ret;
+};
+
+static void *tls_server(void *arg)
+{
+	struct tls_side *s = arg;
+	gnutls_session_t sess = NULL;
+	const gnutls_datum_t *peers;
+	unsigned n = 0, i;
+
+	s->handshake = -1;
+	if (gnutls_init(&sess, GNUTLS_SERVER) < 0)
+		return NULL;
+	gnutls_set_default_priority(sess);
+	gnutls_credentials_set(sess, GNUTLS_CRD_CERTIFICATE, s->cred);
+	gnutls_certificate_server_set_request(sess, GNUTLS_CERT_REQUIRE);
+	gnutls_transport_set_int(sess, s->fd);
+	do {
+		s->handshake = gnutls_handshake(sess);
+	} while (s->handshake < 0 && !gnutls_error_is_fatal(s->handshake));
+	if (s->handshake == 0) {
+		s->binding_ret = pki_tls_binding(sess, s->binding);
+		peers = gnutls_certificate_get_peers(sess, &n);
+		if (peers != NULL && n > 0 && n <= 4) {
+			const uint8_t *certs[4];
+			size_t lens[4];
+
+			for (i = 0; i < n; i++) {
+				certs[i] = peers[i].data;
+				lens[i] = peers[i].size;
+			}
+			s->mic_ret = ca_mic_verify(shared_ca, certs, lens, n, DEV, time(NULL));
+		} else {
+			s->mic_ret = CAPF_ENOCERT;
+		}
+		gnutls_bye(sess, GNUTLS_SHUT_WR);
+	}
+	gnutls_deinit(sess);
+	return NULL;
+}
+
+static void test_tls_credentials(void)
+{
+	gnutls_certificate_credentials_t scred = NULL, ccred = NULL;
+	gnutls_session_t sess = NULL;
+	gnutls_x509_crt_t cacrt = ca_crt(shared_ca);
+	struct tls_side server = {0};
+	struct pki_pair mic;
+	gnutls_datum_t raw;
+	const uint8_t *der;
+	size_t der_len;
+	uint8_t client_binding[32];
+	uint8_t *csr_der = NULL;
+	size_t csr_len = 0;
+	pthread_t th;
+	int sv[2], ret;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(cacrt);
+	CU_ASSERT_EQUAL(ca_tls_credentials(shared_ca, NULL), CAPF_EINVAL);
+	CU_ASSERT_EQUAL_FATAL(gnutls_certificate_allocate_credentials(&scred), 0);
+	CU_ASSERT_EQUAL(ca_tls_credentials(NULL, scred), CAPF_EINVAL);
+	CU_ASSERT_EQUAL_FATAL(ca_tls_credentials(shared_ca, scred), 0);
+	/* The TLS server certificate is the CAPF CA certificate. */
+	ca_cert_der(shared_ca, &der, &der_len);
+	CU_ASSERT_EQUAL(gnutls_certificate_get_crt_raw(scred, 0, 0, &raw), 0);
+	CU_ASSERT_EQUAL(raw.size, der_len);
+	CU_ASSERT(memcmp(raw.data, der, der_len) == 0);
+
+	/* A phone with a MIC connects, trusting the CAPF certificate. */
+	CU_ASSERT_EQUAL_FATAL(pki_make_mic(&mfg_root, DEV, 0, 30, &mic), 0);
+	CU_ASSERT_EQUAL_FATAL(gnutls_certificate_allocate_credentials(&ccred), 0);
+	CU_ASSERT(gnutls_certificate_set_x509_key(ccred, &mic.crt, 1, mic.key) >= 0);
+	CU_ASSERT(gnutls_certificate_set_x509_trust(ccred, &cacrt, 1) == 1);
+	CU_ASSERT_EQUAL_FATAL(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	server.fd = sv[0];
+	server.cred = scred;
+	CU_ASSERT_EQUAL_FATAL(pthread_create(&th, NULL, tls_server, &server), 0);
+
+	CU_ASSERT_EQUAL(gnutls_init(&sess, GNUTLS_CLIENT), 0);
+	gnutls_set_default_priority(sess);
+	gnutls_credentials_set(sess, GNUTLS_CRD_CERTIFICATE, ccred);
+	gnutls_session_set_verify_cert(sess, NULL, 0);
+	gnutls_transport_set_int(sess, sv[1]);
+	do {
+		ret = gnutls_handshake(sess);
+	} while (ret < 0 && !gnutls_error_is_fatal(ret));
+	CU_ASSERT_EQUAL(ret, 0);
+	CU_ASSERT_EQUAL(pki_tls_binding(sess, client_binding), 0);
+	CU_ASSERT_EQUAL(pki_tls_binding(NULL, client_binding), CAPF_EINVAL);
+	if (ret == 0)
+		gnutls_bye(sess, GNUTLS_SHUT_WR);
+	pthread_join(th, NULL);
+	close(sv[0]);
+	close(sv[1]);
+
+	CU_ASSERT_EQUAL(server.handshake, 0);
+	CU_ASSERT_EQUAL(server.binding_ret, 0);
+	CU_ASSERT(memcmp(server.binding, client_binding, 32) == 0);
+	/* The phone's MIC, as the TLS layer delivered it, verifies. */
+	CU_ASSERT_EQUAL(server.mic_ret, 0);
+	/* A CSR bound by the phone passes the server's check. */
+	CU_ASSERT_EQUAL(pki_make_csr(key_p256, DEV, client_binding, 32, &csr_der, &csr_len), 0);
+	CU_ASSERT_EQUAL(
+	    check_der(csr_der, csr_len, server.binding, 32, CAPF__KEY_TYPE__KEY_EC_P256), 0);
+	free(csr_der);
+
+	gnutls_deinit(sess);
+	gnutls_certificate_free_credentials(ccred);
+	gnutls_certificate_free_credentials(scred);
+	gnutls_x509_crt_deinit(cacrt);
+	pki_pair_deinit(&mic);
+}
+
+/* ---- tools/pki.c ---- */
+
+static void test_pki_files(void)
+{
+	struct pki_pair in, out = {NULL, NULL};
+	struct stat st;
+	uint8_t *d1 = NULL, *d2 = NULL;
+	size_t l1 = 0, l2 = 0;
+	gnutls_x509_privkey_t k = NULL;
+
+	CU_ASSERT_EQUAL(pki_gen_key(42, &k), CAPF_EINVAL);
+	CU_ASSERT_PTR_NULL(k);
+	CU_ASSERT_EQUAL(pki_read_pair(path_in("nope.pem"), path_in("nope.key"), &out), -ENOENT);
+	CU_ASSERT_PTR_NULL(out.crt);
+	CU_ASSERT_EQUAL(pki_make_mic(NULL, DEV, 0, 1, &out), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(pki_make_csr(key_p256, "", NULL, 0, &d1, &l1), CAPF_EINVAL);
+
+	CU_ASSERT_EQUAL_FATAL(pki_make_mic(&mfg_root, DEV, 0, 30, &in), 0);
+	CU_ASSERT_EQUAL(pki_write_pair(&in, path_in("mic.pem"), path_in("mic.key")), 0);
+	CU_ASSERT_EQUAL(stat(path_in("mic.key"), &st), 0);
+	CU_ASSERT_EQUAL(st.st_mode & 0777, 0600);
+	/* Writing again replaces the files, and leaves the same modes. */
+	CU_ASSERT_EQUAL(pki_write_pair(&in, path_in("mic.pem"), path_in("mic.key")), 0);
+	CU_ASSERT_EQUAL(stat(path_in("mic.key"), &st), 0);
+	CU_ASSERT_EQUAL(st.st_mode & 0777, 0600);
+	CU_ASSERT_EQUAL_FATAL(pki_read_pair(path_in("mic.pem"), path_in("mic.key"), &out), 0);
+	CU_ASSERT_EQUAL(pki_crt_der(in.crt, &d1, &l1), 0);
+	CU_ASSERT_EQUAL(pki_crt_der(out.crt, &d2, &l2), 0);
+	CU_ASSERT_EQUAL(l1, l2);
+	CU_ASSERT(l1 == l2 && memcmp(d1, d2, l1) == 0);
+	free(d1);
+	free(d2);
+	d1 = d2 = NULL;
+	CU_ASSERT_EQUAL(gnutls_x509_privkey_get_pk_algorithm(out.key), GNUTLS_PK_ECDSA);
+	/* The key read back signs CSRs that the CA accepts. */
+	CU_ASSERT_EQUAL(pki_make_csr(out.key, DEV, binding, sizeof(binding), &d1, &l1), 0);
+	CU_ASSERT_EQUAL(check_der(d1, l1, binding, sizeof(binding), CAPF__KEY_TYPE__KEY_EC_P256),
+			0);
+	free(d1);
+	pki_pair_deinit(&in);
+	pki_pair_deinit(&out);
+	pki_pair_deinit(NULL);
+}
+
+int main(void)
+{
+	CU_pSuite s;
+	unsigned failures;
+
+	if (CU_initialize_registry() != CUE_SUCCESS)
+		return 1;
+	s = CU_add_suite("ca", suite_init, suite_clean);
+	if (s == NULL || !CU_add_test(s, "ca_new invalid arguments", test_new_invalid_args) ||
+	    !CU_add_test(s, "ca_new one file missing", test_new_one_file_missing) ||
+	    !CU_add_test(s, "ca_new mismatched key", test_new_mismatched_key) ||
+	    !CU_add_test(s, "ca_new certificate not a CA", test_new_not_a_ca) ||
+	    !CU_add_test(s, "ca_new bad subject", test_new_bad_subject) ||
+	    !CU_add_test(s, "ca_new bad manufacturer roots", test_new_bad_roots) ||
+	    !CU_add_test(s, "ca_new creates a CA", test_new_creates_ca) ||
+	    !CU_add_test(s, "ca_new default subject, reopen",
+			 test_new_default_subject_and_reopen) ||
+	    !CU_add_test(s, "ca_cert_subject", test_cert_subject) ||
+	    !CU_add_test(s, "ca_csr_parse", test_csr_parse) ||
+	    !CU_add_test(s, "ca_csr_check invalid", test_csr_check_invalid) ||
+	    !CU_add_test(s, "ca_csr_check key policy", test_csr_check_policy) ||
+	    !CU_add_test(s, "ca_csr_check SHA-1", test_csr_check_sha1) ||
+	    !CU_add_test(s, "ca_issue invalid", test_issue_invalid) ||
+	    !CU_add_test(s, "ca_issue EC profile", test_issue_profile_ec) ||
+	    !CU_add_test(s, "ca_issue RSA profile, names", test_issue_profile_rsa_and_names) ||
+	    !CU_add_test(s, "ca_issue concurrent", test_issue_concurrent) ||
+	    !CU_add_test(s, "ca_mic_verify invalid", test_mic_invalid) ||
+	    !CU_add_test(s, "ca_mic_verify trust", test_mic_trust) ||
+	    !CU_add_test(s, "ca_mic_verify without roots", test_mic_no_roots) ||
+	    !CU_add_test(s, "ca_mic_verify identity rule", test_mic_identity) ||
+	    !CU_add_test(s, "ca_mic_verify time", test_mic_time) ||
+	    !CU_add_test(s, "ca_mic_verify intermediate", test_mic_intermediate) ||
+	    !CU_add_test(s, "ca_tls_credentials and binding", test_tls_credentials) ||
+	    !CU_add_test(s, "pki files", test_pki_files)) {
+		CU_cleanup_registry();
+		return 1;
+	}
+	CU_basic_set_mode(CU_BRM_VERBOSE);
+	if (CU_basic_run_tests() != CUE_SUCCESS) {
+		CU_cleanup_registry();
+		return 1;
+	}
+	failures = CU_get_number_of_failures();
+	/* A suite whose setup failed ran no test; that is a failure too. */
+	if (CU_get_run_summary()->nSuitesFailed > 0)
+		failures++;
+	CU_cleanup_registry();
+	return (int)failures;
+}

@@ -1,0 +1,947 @@
+/*
+ * capfctl - administer a running capfd over its admin socket.
+ *
+ *   capfctl [-s SOCKET] [--json|--csv] COMMAND ...
+ *
+ * Exit statuses (capfctl(8)): 0 success, 1 the server refused a request,
+ * 2 usage error, 3 the admin socket cannot be reached.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ca/ca.h"
+#include "tools/capfctl.h"
+#include "tools/client.h"
+
+
+/* ---- help ------------------------------------------------------------- */
+
+static const struct ctl_command *const areas[] = {
+	ctl_ca_commands,
+	ctl_store_commands,
+};
+
+static void usage_main(FILE *f)
+{
+	fprintf(f, "Usage: " PROG " [-s SOCKET] [--json|--csv] COMMAND ...\n"
+		   "Administer capfd through its admin socket.\n"
+		   "\n"
+		   "Commands:\n"
+		   "  device add NAME...   add devices and schedule their operation\n"
+		   "  device set NAME...   change the settings of existing devices\n"
+		   "  device show NAME     show one device and its LSC\n"
+		   "  device list          list every device\n"
+		   "  status               show the server's status\n");
+	for (size_t t = 0; t < sizeof(areas) / sizeof(areas[0]); t++)
+		for (const struct ctl_command *cmd = areas[t]; cmd->name != NULL; cmd++)
+			fprintf(f, "  %s\n", cmd->summary);
+	fprintf(f, "\n"
+		   "Options:\n"
+		   "  -s, --socket PATH    admin socket, default $CAPF_SOCKET or\n"
+		   "                       " CLIENT_ADMIN_SOCKET_DEFAULT "\n"
+		   "      --json           print JSON\n"
+		   "      --csv            print CSV (a header line, then rows)\n"
+		   "  -h, --help           show this help\n"
+		   "  -V, --version        show the version\n"
+		   "\n"
+		   "'" PROG " COMMAND --help' describes a command. Exit status: 0 success,\n"
+		   "1 the server refused, 2 usage error, 3 cannot reach the socket.\n");
+}
+
+static void usage_device(FILE *f)
+{
+	fprintf(f, "Usage: " PROG " device COMMAND ...\n"
+		   "\n"
+		   "Commands:\n"
+		   "  add NAME... [--op OP] [--auth MODE] [--key TYPE] [--deadline DATE]\n"
+		   "  set NAME... [--op OP] [--auth MODE] [--key TYPE] [--deadline DATE]\n"
+		   "  show NAME\n"
+		   "  list\n"
+		   "\n"
+		   "'" PROG " device COMMAND --help' describes a command.\n");
+}
+
+static void usage_put(FILE *f, bool create)
+{
+	if (create)
+		fprintf(f, "Usage: " PROG " device add NAME... [OPTION]...\n"
+			   "Add devices. Each NAME is added, and reported, on its own.\n");
+	else
+		fprintf(f, "Usage: " PROG " device set NAME... [OPTION]...\n"
+			   "Change the settings of existing devices; settings not given\n"
+			   "keep their current values.\n");
+	fprintf(f, "\n"
+		   "  -o, --op OP          install, none, delete or fetch%s\n"
+		   "  -a, --auth MODE      mic, string, null, lsc-or-mic or mic-or-lsc%s\n"
+		   "  -k, --key TYPE       ec-p256, ec-p384, rsa-2048, rsa-3072 or rsa-4096%s\n"
+		   "  -d, --deadline DATE  the operation completes by DATE (YYYY-MM-DD, the\n"
+		   "                       end of that day in UTC, or YYYY-MM-DDTHH:MM:SSZ);\n"
+		   "                       'none' for no deadline\n"
+		   "      --json, --csv    output format\n"
+		   "  -h, --help           show this help\n",
+		create ? " (default install)" : "", create ? " (default mic)" : "",
+		create ? " (default ec-p256)" : "");
+}
+
+static void usage_show(FILE *f)
+{
+	fprintf(f, "Usage: " PROG " device show NAME [--json|--csv]\n"
+		   "Show every field of a device record and its current LSC.\n");
+}
+
+static void usage_list(FILE *f)
+{
+	fprintf(f, "Usage: " PROG " device list [--json|--csv]\n"
+		   "List every device, sorted by name: a table, a JSON array of objects\n"
+		   "or CSV with a header line.\n");
+}
+
+static void usage_status(FILE *f)
+{
+	fprintf(f, "Usage: " PROG " status [--json|--csv]\n"
+		   "Show the server's process id, version, port, workers and counters.\n");
+}
+
+int usage_error(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, PROG ": ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry '" PROG "%s%s --help'.\n", cmd ? " " : "", cmd ? cmd : "");
+	return CTL_EXIT_USAGE;
+}
+
+/* ---- talking to the server -------------------------------------------- */
+
+/* Sends req; on a connection failure says which path and why. Returns 0 or
+ * CTL_EXIT_CONNECT. */
+int ctl_call(struct ctl *c, Capf__AdminRequest *req, Capf__AdminResponse **resp)
+{
+	int ret;
+
+	if (!c->connected) {
+		ret = client_admin_open(&c->admin, c->socket, 0);
+		if (ret < 0) {
+			fprintf(stderr, PROG ": cannot connect to %s: %s\n", c->socket,
+				ret == CAPF_EINVAL ? "path too long" : strerror(-ret));
+			return CTL_EXIT_CONNECT;
+		}
+		c->connected = true;
+	}
+	ret = client_admin_call(&c->admin, req, resp);
+	if (ret < 0) {
+		fprintf(stderr, PROG ": %s: %s\n", c->socket,
+			ret == CAPF_ECONNRESET ? "the server closed the connection"
+			: ret < -999	       ? capf_strerror(ret)
+					       : strerror(-ret));
+		client_admin_close(&c->admin);
+		c->connected = false;
+		return CTL_EXIT_CONNECT;
+	}
+	return 0;
+}
+
+/* Reports a refused request: "capfctl: CAPF_ENAME: [what: ]text". */
+void report_refusal(const Capf__AdminResponse *resp, const char *what)
+{
+	const char *text = resp->text && *resp->text ? resp->text : capf_strerror((int)resp->code);
+
+	/* Name the device unless the server's text already does. */
+	if (what && strstr(text, what))
+		what = NULL;
+	fprintf(stderr, PROG ": %s: %s%s%s\n", capf_errname((int)resp->code), what ? what : "",
+		what ? ": " : "", text);
+}
+
+/* ---- formatting ------------------------------------------------------- */
+
+static const char *or_dash(const char *s)
+{
+	return s && *s ? s : "-";
+}
+
+/* A time for people and scripts: ISO 8601, or NULL for 0 (unset). */
+static const char *fmt_time(int64_t t, char *buf, size_t len)
+{
+	if (t == 0)
+		return NULL;
+	return client_time_iso(t, buf, len);
+}
+
+/* The certificate record of a device's current LSC in resp, or NULL. */
+static const Capf__Certificate *find_lsc(const Capf__AdminResponse *resp,
+					 const Capf__Certificate *const *index, const Capf__Device *d)
+{
+	size_t lo = 0, hi = resp->n_certificates, mid;
+	int cmp;
+
+	if (d->lsc_serial.len == 0 || !index)
+		return NULL;
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		cmp = strcmp(index[mid]->device, d->name);
+		if (cmp < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	/* lo is the first record of this device; a device may have several. */
+	for (; lo < resp->n_certificates && !strcmp(index[lo]->device, d->name); lo++)
+		if (index[lo]->serial.len == d->lsc_serial.len &&
+		    !memcmp(index[lo]->serial.data, d->lsc_serial.data, d->lsc_serial.len))
+			return index[lo];
+	return NULL;
+}
+
+static int cmp_cert_device(const void *a, const void *b)
+{
+	const Capf__Certificate *const *x = a, *const *y = b;
+
+	return strcmp((*x)->device, (*y)->device);
+}
+
+/* Certificates of resp sorted by device name (NULL when there are none or
+ * memory is short: then no LSC is shown). The caller frees the array. */
+static const Capf__Certificate **cert_index(const Capf__AdminResponse *resp)
+{
+	const Capf__Certificate **index;
+
+	if (resp->n_certificates == 0)
+		return NULL;
+	index = malloc(resp->n_certificates * sizeof(*index));
+	if (!index)
+		return NULL;
+	memcpy(index, resp->certificates, resp->n_certificates * sizeof(*index));
+	qsort(index, resp->n_certificates, sizeof(*index), cmp_cert_device);
+	return index;
+}
+
+/* Everything printed about one device, as strings. */
+struct device_view {
+	const char *name, *op, *auth, *key, *status, *cert_state;
+	char deadline[32], created[32], updated[32];
+	char lsc_nb[32], lsc_na[32], lsc_issued[32];
+	bool has_deadline, has_lsc, has_lsc_times;
+	char last_error[40];
+	char *serial;     /* malloc'd hex of the LSC serial, NULL when none */
+	char subject[512];
+};
+
+static void view_init(struct device_view *v, const Capf__Device *d, const Capf__Certificate *c,
+		      bool want_subject)
+{
+	memset(v, 0, sizeof(*v));
+	v->name = d->name;
+	v->op = op_name(d->op);
+	v->auth = auth_name(d->auth);
+	v->key = key_type_name(d->key_type);
+	v->status = status_name(d->status);
+	v->has_deadline = fmt_time(d->deadline, v->deadline, sizeof(v->deadline)) != NULL;
+	fmt_time(d->created, v->created, sizeof(v->created));
+	fmt_time(d->updated, v->updated, sizeof(v->updated));
+	if (d->last_error)
+		snprintf(v->last_error, sizeof(v->last_error), "%s", capf_errname((int)d->last_error));
+	if (d->lsc_serial.len)
+		v->serial = client_hex(d->lsc_serial.data, d->lsc_serial.len);
+	v->has_lsc = v->serial != NULL;
+	if (c) {
+		v->has_lsc_times = true;
+		client_time_iso(c->not_before, v->lsc_nb, sizeof(v->lsc_nb));
+		client_time_iso(c->not_after, v->lsc_na, sizeof(v->lsc_na));
+		fmt_time(c->issued_at, v->lsc_issued, sizeof(v->lsc_issued));
+		v->cert_state = cert_state_name(c->state);
+		if (want_subject && c->der.len &&
+		    ca_cert_subject(c->der.data, c->der.len, v->subject, sizeof(v->subject)) < 0)
+			v->subject[0] = '\0';
+	}
+}
+
+static void view_deinit(struct device_view *v)
+{
+	free(v->serial);
+	v->serial = NULL;
+}
+
+static void json_kv(FILE *f, const char *key, const char *val, bool comma)
+{
+	client_json_string(f, key);
+	fputc(':', f);
+	client_json_string(f, val);
+	if (comma)
+		fputc(',', f);
+}
+
+static void json_device(FILE *f, const Capf__Device *d, const struct device_view *v)
+{
+	fputc('{', f);
+	json_kv(f, "name", v->name, true);
+	json_kv(f, "op", v->op, true);
+	json_kv(f, "auth", v->auth, true);
+	json_kv(f, "key", v->key, true);
+	json_kv(f, "deadline", v->has_deadline ? v->deadline : NULL, true);
+	json_kv(f, "status", v->status, true);
+	json_kv(f, "last_error", d->last_error ? v->last_error : NULL, true);
+	fprintf(f, "\"last_error_code\":%u,", d->last_error);
+	json_kv(f, "created", v->created[0] ? v->created : NULL, true);
+	json_kv(f, "updated", v->updated[0] ? v->updated : NULL, true);
+	json_kv(f, "lsc_serial", v->serial, true);
+	fputs("\"lsc\":", f);
+	if (!v->has_lsc_times) {
+		fputs("null", f);
+	} else {
+		fputc('{', f);
+		json_kv(f, "serial", v->serial, true);
+		json_kv(f, "subject", v->subject[0] ? v->subject : NULL, true);
+		json_kv(f, "not_before", v->lsc_nb, true);
+		json_kv(f, "not_after", v->lsc_na, true);
+		json_kv(f, "issued_at", v->lsc_issued[0] ? v->lsc_issued : NULL, true);
+		json_kv(f, "state", v->cert_state, false);
+		fputc('}', f);
+	}
+	fputc('}', f);
+}
+
+static const char *const csv_device_header =
+	"name,op,auth,key,deadline,status,last_error,lsc_serial,lsc_subject,lsc_not_before,"
+	"lsc_not_after,lsc_state,created,updated\n";
+
+static void csv_device(FILE *f, const struct device_view *v)
+{
+	const char *fields[] = {
+		v->name,
+		v->op,
+		v->auth,
+		v->key,
+		v->has_deadline ? v->deadline : "",
+		v->status,
+		v->last_error,
+		v->serial ? v->serial : "",
+		v->subject,
+		v->has_lsc_times ? v->lsc_nb : "",
+		v->has_lsc_times ? v->lsc_na : "",
+		v->has_lsc_times ? v->cert_state : "",
+		v->created,
+		v->updated,
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+		if (i)
+			fputc(',', f);
+		client_csv_field(f, fields[i]);
+	}
+	fputc('\n', f);
+}
+
+/* ---- device add / set ------------------------------------------------- */
+
+struct put_opts {
+	bool has_op, has_auth, has_key, has_deadline;
+	int op, auth, key;
+	int64_t deadline;
+};
+
+/* Applies the options given to d (those not given are left alone). */
+static void put_apply(const struct put_opts *p, Capf__Device *d)
+{
+	if (p->has_op)
+		d->op = p->op;
+	if (p->has_auth)
+		d->auth = p->auth;
+	if (p->has_key)
+		d->key_type = p->key;
+	if (p->has_deadline)
+		d->deadline = p->deadline;
+}
+
+static void put_result(struct ctl *c, const char *name, const Capf__AdminResponse *resp,
+		       bool create, bool *first)
+{
+	const char *result = resp->code ? capf_errname((int)resp->code) : "ok";
+	const char *text = resp->code ? (resp->text && *resp->text ? resp->text
+								   : capf_strerror((int)resp->code))
+				      : "";
+
+	if (resp->code)
+		report_refusal(resp, name);
+	switch (c->fmt) {
+	case FMT_JSON:
+		fputs(*first ? "[" : ",\n", stdout);
+		fputc('{', stdout);
+		json_kv(stdout, "name", name, true);
+		json_kv(stdout, "result", result, true);
+		json_kv(stdout, "text", text, false);
+		fputc('}', stdout);
+		break;
+	case FMT_CSV:
+		if (*first)
+			fputs("name,result,text\n", stdout);
+		client_csv_field(stdout, name);
+		fputc(',', stdout);
+		client_csv_field(stdout, result);
+		fputc(',', stdout);
+		client_csv_field(stdout, text);
+		fputc('\n', stdout);
+		break;
+	default:
+		if (!resp->code)
+			printf("%s %s\n", create ? "added" : "updated", name);
+		break;
+	}
+	*first = false;
+}
+
+static void progress(unsigned long done, unsigned long total)
+{
+	unsigned width = 40, fill = (unsigned)(total ? done * width / total : width), i;
+
+	fputc('\r', stderr);
+	fputc('[', stderr);
+	for (i = 0; i < width; i++)
+		fputc(i < fill ? '#' : ' ', stderr);
+	fprintf(stderr, "] %lu/%lu", done, total);
+	if (done == total)
+		fputc('\n', stderr);
+}
+
+static int cmd_device_put(struct ctl *c, int argc, char **argv, bool create)
+{
+	static const struct option longopts[] = {
+		{ "op", required_argument, NULL, 'o' },
+		{ "auth", required_argument, NULL, 'a' },
+		{ "key", required_argument, NULL, 'k' },
+		{ "deadline", required_argument, NULL, 'd' },
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ "csv", no_argument, NULL, OPT_CSV },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *cmd = create ? "device add" : "device set";
+	struct put_opts p;
+	bool first = true, show_progress;
+	int status = CTL_EXIT_OK;
+	int opt, i, ret;
+
+	memset(&p, 0, sizeof(p));
+	optind = 0;
+	while ((opt = getopt_long(argc, argv, "o:a:k:d:h", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'o':
+			if (op_from_name(optarg, &p.op) < 0)
+				return usage_error(cmd, "unknown operation '%s'", optarg);
+			p.has_op = true;
+			break;
+		case 'a':
+			if (auth_from_name(optarg, &p.auth) < 0 ||
+			    p.auth == CAPF__AUTH_MODE__AUTH_UNSPECIFIED)
+				return usage_error(cmd, "unknown authentication mode '%s'", optarg);
+			p.has_auth = true;
+			break;
+		case 'k':
+			if (key_type_from_name(optarg, &p.key) < 0 ||
+			    p.key == CAPF__KEY_TYPE__KEY_UNSPECIFIED)
+				return usage_error(cmd, "unknown key type '%s'", optarg);
+			p.has_key = true;
+			break;
+		case 'd':
+			if (!strcmp(optarg, "none"))
+				p.deadline = 0;
+			else if (client_parse_date(optarg, &p.deadline) < 0)
+				return usage_error(cmd, "bad date '%s' (YYYY-MM-DD)", optarg);
+			p.has_deadline = true;
+			break;
+		case OPT_JSON:
+			c->fmt = FMT_JSON;
+			break;
+		case OPT_CSV:
+			c->fmt = FMT_CSV;
+			break;
+		case 'h':
+			usage_put(stdout, create);
+			return CTL_EXIT_OK;
+		default:
+			return usage_error(cmd, "bad option");
+		}
+	}
+	if (optind >= argc)
+		return usage_error(cmd, "give at least one device NAME");
+	for (i = optind; i < argc; i++)
+		if (!device_name_valid(argv[i]))
+			return usage_error(cmd,
+					   "'%s' is not a device name (letters, digits, '-', "
+					   "'_', '.'; at most %u)",
+					   argv[i], DEVICE_NAME_MAX);
+	if (create) {
+		/* The defaults of a new device. */
+		if (!p.has_op)
+			p.op = CAPF__OPERATION__OP_INSTALL;
+		if (!p.has_auth)
+			p.auth = CAPF__AUTH_MODE__AUTH_MIC;
+		if (!p.has_key)
+			p.key = CAPF__KEY_TYPE__KEY_EC_P256;
+		p.has_op = p.has_auth = p.has_key = true;
+	}
+	show_progress = argc - optind >= 100 && isatty(STDERR_FILENO);
+
+	for (i = optind; i < argc; i++) {
+		Capf__AdminRequest req = CAPF__ADMIN_REQUEST__INIT;
+		Capf__DevicePut put = CAPF__DEVICE_PUT__INIT;
+		Capf__DeviceGet get = CAPF__DEVICE_GET__INIT;
+		Capf__Device dev = CAPF__DEVICE__INIT;
+		Capf__AdminResponse *resp = NULL;
+
+		dev.name = argv[i];
+		if (!create) {
+			/* Start from the current settings so that only the options
+			 * given change. */
+			get.name = argv[i];
+			req.body_case = CAPF__ADMIN_REQUEST__BODY_DEVICE_GET;
+			req.device_get = &get;
+			ret = ctl_call(c, &req, &resp);
+			if (ret)
+				return ret;
+			if (resp->code == 0 && resp->n_devices > 0) {
+				dev.op = resp->devices[0]->op;
+				dev.auth = resp->devices[0]->auth;
+				dev.key_type = resp->devices[0]->key_type;
+				dev.deadline = resp->devices[0]->deadline;
+			} else {
+				if (resp->code)
+					put_result(c, argv[i], resp, create, &first);
+				else
+					fprintf(stderr, PROG ": %s: the server sent no device\n",
+						argv[i]);
+				status = CTL_EXIT_REFUSED;
+				capf__admin_response__free_unpacked(resp, NULL);
+				continue;
+			}
+			capf__admin_response__free_unpacked(resp, NULL);
+			resp = NULL;
+		}
+		put_apply(&p, &dev);
+		put.device = &dev;
+		put.create = create;
+		req.body_case = CAPF__ADMIN_REQUEST__BODY_DEVICE_PUT;
+		req.device_put = &put;
+		ret = ctl_call(c, &req, &resp);
+		if (ret) {
+			if (show_progress)
+				fputc('\n', stderr);
+			return ret;
+		}
+		put_result(c, argv[i], resp, create, &first);
+		if (resp->code)
+			status = CTL_EXIT_REFUSED;
+		capf__admin_response__free_unpacked(resp, NULL);
+		if (show_progress)
+			progress((unsigned long)(i - optind + 1), (unsigned long)(argc - optind));
+	}
+	if (c->fmt == FMT_JSON)
+		fputs(first ? "[]\n" : "]\n", stdout);
+	return status;
+}
+
+/* ---- device show / list ----------------------------------------------- */
+
+/* Parses the options of a command that takes only --json/--csv/--help. */
+int simple_opts(struct ctl *c, int argc, char **argv, const char *cmd,
+		       void (*usage)(FILE *), bool *help)
+{
+	static const struct option longopts[] = {
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ "csv", no_argument, NULL, OPT_CSV },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int opt;
+
+	*help = false;
+	optind = 0;
+	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (opt) {
+		case OPT_JSON:
+			c->fmt = FMT_JSON;
+			break;
+		case OPT_CSV:
+			c->fmt = FMT_CSV;
+			break;
+		case 'h':
+			usage(stdout);
+			*help = true;
+			return CTL_EXIT_OK;
+		default:
+			return usage_error(cmd, "bad option");
+		}
+	}
+	return CTL_EXIT_OK;
+}
+
+static void show_table(const Capf__Device *d, const struct device_view *v)
+{
+	printf("name:           %s\n", v->name);
+	printf("operation:      %s\n", v->op);
+	printf("authentication: %s\n", v->auth);
+	printf("key type:       %s\n", v->key);
+	printf("deadline:       %s\n", v->has_deadline ? v->deadline : "-");
+	printf("status:         %s\n", v->status);
+	if (d->last_error)
+		printf("last error:     %s (%u): %s\n", v->last_error, d->last_error,
+		       capf_strerror((int)d->last_error));
+	else
+		printf("last error:     -\n");
+	printf("created:        %s\n", or_dash(v->created));
+	printf("updated:        %s\n", or_dash(v->updated));
+	printf("lsc serial:     %s\n", or_dash(v->serial));
+	if (v->has_lsc_times) {
+		printf("lsc subject:    %s\n", or_dash(v->subject));
+		printf("lsc not before: %s\n", v->lsc_nb);
+		printf("lsc not after:  %s\n", v->lsc_na);
+		printf("lsc issued:     %s\n", or_dash(v->lsc_issued));
+		printf("lsc state:      %s\n", v->cert_state);
+	}
+}
+
+static int cmd_device_show(struct ctl *c, int argc, char **argv)
+{
+	Capf__AdminRequest req = CAPF__ADMIN_REQUEST__INIT;
+	Capf__DeviceGet get = CAPF__DEVICE_GET__INIT;
+	Capf__AdminResponse *resp = NULL;
+	const Capf__Certificate **index = NULL;
+	const Capf__Certificate *cert;
+	const Capf__Device *d;
+	struct device_view v;
+	bool help;
+	int ret;
+
+	ret = simple_opts(c, argc, argv, "device show", usage_show, &help);
+	if (ret || help)
+		return ret;
+	if (optind + 1 != argc)
+		return usage_error("device show", "give exactly one device NAME");
+	if (!device_name_valid(argv[optind]))
+		return usage_error("device show", "'%s' is not a device name", argv[optind]);
+	get.name = argv[optind];
+	req.body_case = CAPF__ADMIN_REQUEST__BODY_DEVICE_GET;
+	req.device_get = &get;
+	ret = ctl_call(c, &req, &resp);
+	if (ret)
+		return ret;
+	if (resp->code || resp->n_devices == 0) {
+		if (resp->code)
+			report_refusal(resp, argv[optind]);
+		else
+			fprintf(stderr, PROG ": the server sent no device\n");
+		ret = CTL_EXIT_REFUSED;
+		goto out;
+	}
+	d = resp->devices[0];
+	index = cert_index(resp);
+	cert = find_lsc(resp, index, d);
+	view_init(&v, d, cert, true);
+	switch (c->fmt) {
+	case FMT_JSON:
+		json_device(stdout, d, &v);
+		fputc('\n', stdout);
+		break;
+	case FMT_CSV:
+		fputs(csv_device_header, stdout);
+		csv_device(stdout, &v);
+		break;
+	default:
+		show_table(d, &v);
+		break;
+	}
+	view_deinit(&v);
+	ret = CTL_EXIT_OK;
+out:
+	free(index);
+	capf__admin_response__free_unpacked(resp, NULL);
+	return ret;
+}
+
+#define LIST_COLS 7
+
+static void list_row(const struct device_view *v, const char *cols[LIST_COLS], char *expires,
+		     size_t len)
+{
+	cols[0] = v->name;
+	cols[1] = v->op;
+	cols[2] = v->auth;
+	cols[3] = v->key;
+	cols[4] = v->status;
+	cols[5] = or_dash(v->serial);
+	/* The table shows the expiry date only; --json/--csv give the second. */
+	snprintf(expires, len, "%.10s", v->has_lsc_times ? v->lsc_na : "-");
+	cols[6] = expires;
+}
+
+static int cmd_device_list(struct ctl *c, int argc, char **argv)
+{
+	static const char *const heads[LIST_COLS] = {
+		"NAME", "OP", "AUTH", "KEY", "STATUS", "LSC SERIAL", "LSC EXPIRES",
+	};
+	Capf__AdminRequest req = CAPF__ADMIN_REQUEST__INIT;
+	Capf__DeviceList list = CAPF__DEVICE_LIST__INIT;
+	Capf__AdminResponse *resp = NULL;
+	const Capf__Certificate **index = NULL;
+	const char *cols[LIST_COLS];
+	size_t width[LIST_COLS], i, k, len;
+	struct device_view v;
+	char expires[32];
+	bool help;
+	int pass, ret;
+
+	ret = simple_opts(c, argc, argv, "device list", usage_list, &help);
+	if (ret || help)
+		return ret;
+	if (optind != argc)
+		return usage_error("device list", "unexpected argument '%s'", argv[optind]);
+	req.body_case = CAPF__ADMIN_REQUEST__BODY_DEVICE_LIST;
+	req.device_list = &list;
+	ret = ctl_call(c, &req, &resp);
+	if (ret)
+		return ret;
+	if (resp->code) {
+		report_refusal(resp, NULL);
+		ret = CTL_EXIT_REFUSED;
+		goto out;
+	}
+	index = cert_index(resp);
+
+	switch (c->fmt) {
+	case FMT_JSON:
+		fputc('[', stdout);
+		for (i = 0; i < resp->n_devices; i++) {
+			const Capf__Device *d = resp->devices[i];
+
+			view_init(&v, d, find_lsc(resp, index, d), true);
+			if (i)
+				fputs(",\n", stdout);
+			json_device(stdout, d, &v);
+			view_deinit(&v);
+		}
+		fputs("]\n", stdout);
+		break;
+	case FMT_CSV:
+		fputs(csv_device_header, stdout);
+		for (i = 0; i < resp->n_devices; i++) {
+			const Capf__Device *d = resp->devices[i];
+
+			view_init(&v, d, find_lsc(resp, index, d), true);
+			csv_device(stdout, &v);
+			view_deinit(&v);
+		}
+		break;
+	default:
+		/* Two passes: the column widths, then the rows. */
+		for (k = 0; k < LIST_COLS; k++)
+			width[k] = strlen(heads[k]);
+		for (pass = 0; pass < 2; pass++) {
+			if (pass == 1) {
+				for (k = 0; k < LIST_COLS; k++)
+					printf("%-*s%s", k + 1 < LIST_COLS ? (int)width[k] : 0,
+					       heads[k], k + 1 < LIST_COLS ? "  " : "\n");
+			}
+			for (i = 0; i < resp->n_devices; i++) {
+				const Capf__Device *d = resp->devices[i];
+
+				view_init(&v, d, find_lsc(resp, index, d), false);
+				list_row(&v, cols, expires, sizeof(expires));
+				for (k = 0; k < LIST_COLS; k++) {
+					len = strlen(cols[k]);
+					if (pass == 0 && len > width[k])
+						width[k] = len;
+					if (pass == 1)
+						printf("%-*s%s",
+						       k + 1 < LIST_COLS ? (int)width[k] : 0,
+						       cols[k], k + 1 < LIST_COLS ? "  " : "\n");
+				}
+				view_deinit(&v);
+			}
+		}
+		break;
+	}
+	ret = CTL_EXIT_OK;
+out:
+	free(index);
+	capf__admin_response__free_unpacked(resp, NULL);
+	return ret;
+}
+
+static int cmd_device(struct ctl *c, int argc, char **argv)
+{
+	if (argc < 2)
+		return usage_error("device", "give a device command");
+	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+		usage_device(stdout);
+		return CTL_EXIT_OK;
+	}
+	if (!strcmp(argv[1], "add"))
+		return cmd_device_put(c, argc - 1, argv + 1, true);
+	if (!strcmp(argv[1], "set"))
+		return cmd_device_put(c, argc - 1, argv + 1, false);
+	if (!strcmp(argv[1], "show"))
+		return cmd_device_show(c, argc - 1, argv + 1);
+	if (!strcmp(argv[1], "list"))
+		return cmd_device_list(c, argc - 1, argv + 1);
+	return usage_error("device", "unknown device command '%s'", argv[1]);
+}
+
+/* ---- status ----------------------------------------------------------- */
+
+static int cmd_status(struct ctl *c, int argc, char **argv)
+{
+	Capf__AdminRequest req = CAPF__ADMIN_REQUEST__INIT;
+	Capf__StatusRequest st = CAPF__STATUS_REQUEST__INIT;
+	Capf__AdminResponse *resp = NULL;
+	const Capf__ServerStatus *s;
+	bool help;
+	int ret;
+
+	ret = simple_opts(c, argc, argv, "status", usage_status, &help);
+	if (ret || help)
+		return ret;
+	if (optind != argc)
+		return usage_error("status", "unexpected argument '%s'", argv[optind]);
+	req.body_case = CAPF__ADMIN_REQUEST__BODY_STATUS;
+	req.status = &st;
+	ret = ctl_call(c, &req, &resp);
+	if (ret)
+		return ret;
+	if (resp->code || !resp->status) {
+		if (resp->code)
+			report_refusal(resp, NULL);
+		else
+			fprintf(stderr, PROG ": the server sent no status\n");
+		ret = CTL_EXIT_REFUSED;
+		goto out;
+	}
+	s = resp->status;
+	switch (c->fmt) {
+	case FMT_JSON:
+		printf("{\"pid\":%u,\"version\":", s->pid);
+		client_json_string(stdout, s->version);
+		printf(",\"port\":%u,\"workers\":%u,\"devices\":%llu,\"certificates\":%llu,"
+		       "\"enrollments\":%llu,\"failures\":%llu,\"connections\":%llu}\n",
+		       s->port, s->workers, (unsigned long long)s->devices,
+		       (unsigned long long)s->certificates, (unsigned long long)s->enrollments,
+		       (unsigned long long)s->failures, (unsigned long long)s->connections);
+		break;
+	case FMT_CSV:
+		fputs("pid,version,port,workers,devices,certificates,enrollments,failures,"
+		      "connections\n",
+		      stdout);
+		printf("%u,", s->pid);
+		client_csv_field(stdout, s->version);
+		printf(",%u,%u,%llu,%llu,%llu,%llu,%llu\n", s->port, s->workers,
+		       (unsigned long long)s->devices, (unsigned long long)s->certificates,
+		       (unsigned long long)s->enrollments, (unsigned long long)s->failures,
+		       (unsigned long long)s->connections);
+		break;
+	default:
+		printf("pid:          %u\n", s->pid);
+		printf("version:      %s\n", or_dash(s->version));
+		printf("port:         %u\n", s->port);
+		printf("workers:      %u\n", s->workers);
+		printf("devices:      %llu\n", (unsigned long long)s->devices);
+		printf("certificates: %llu\n", (unsigned long long)s->certificates);
+		printf("enrollments:  %llu\n", (unsigned long long)s->enrollments);
+		printf("failures:     %llu\n", (unsigned long long)s->failures);
+		printf("connections:  %llu\n", (unsigned long long)s->connections);
+		break;
+	}
+	ret = CTL_EXIT_OK;
+out:
+	capf__admin_response__free_unpacked(resp, NULL);
+	return ret;
+}
+
+/* ---- main ------------------------------------------------------------- */
+
+static int run_area_command(struct ctl *c, const char *name, int argc, char **argv)
+{
+	for (size_t t = 0; t < sizeof(areas) / sizeof(areas[0]); t++)
+		for (const struct ctl_command *cmd = areas[t]; cmd->name != NULL; cmd++)
+			if (!strcmp(cmd->name, name))
+				return cmd->run(c, argc, argv);
+	return usage_error(NULL, "unknown command '%s'", name);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "socket", required_argument, NULL, 's' },
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ "csv", no_argument, NULL, OPT_CSV },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct ctl c;
+	const char *cmd;
+	int opt, ret;
+
+	memset(&c, 0, sizeof(c));
+	c.admin.fd = -1;
+	c.socket = getenv("CAPF_SOCKET");
+	if (!c.socket || !*c.socket)
+		c.socket = CLIENT_ADMIN_SOCKET_DEFAULT;
+
+	/* "+": stop at the command; its own options follow it. */
+	while ((opt = getopt_long(argc, argv, "+s:hV", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 's':
+			c.socket = optarg;
+			break;
+		case OPT_JSON:
+			c.fmt = FMT_JSON;
+			break;
+		case OPT_CSV:
+			c.fmt = FMT_CSV;
+			break;
+		case 'h':
+			usage_main(stdout);
+			return CTL_EXIT_OK;
+		case 'V':
+			printf(PROG " " PACKAGE_VERSION "\n");
+			return CTL_EXIT_OK;
+		default:
+			return usage_error(NULL, "bad option");
+		}
+	}
+	if (optind >= argc)
+		return usage_error(NULL, "give a command");
+	if (!*c.socket)
+		return usage_error(NULL, "empty socket path");
+	cmd = argv[optind];
+	argc -= optind;
+	argv += optind;
+	if (!strcmp(cmd, "help")) {
+		usage_main(stdout);
+		return CTL_EXIT_OK;
+	}
+	if (!strcmp(cmd, "device"))
+		ret = cmd_device(&c, argc, argv);
+	else if (!strcmp(cmd, "status"))
+		ret = cmd_status(&c, argc, argv);
+	else
+		ret = run_area_command(&c, cmd, argc, argv);
+	if (c.connected)
+		client_admin_close(&c.admin);
+	if (fflush(stdout) != 0 && ret == CTL_EXIT_OK) {
+		fprintf(stderr, PROG ": cannot write the output: %s\n", strerror(errno));
+		ret = CTL_EXIT_REFUSED;
+	}
+	return ret;
+}

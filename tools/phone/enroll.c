@@ -1,0 +1,340 @@
+/*
+ * capf-phone enroll - one phone session: get an LSC and store it.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ca/ca.h"
+#include "tools/phone/phone.h"
+
+#define ENROLL_TIMEOUT_DEFAULT 30ul
+
+enum {
+	OPT_BAD_BINDING = 256,
+	OPT_BAD_CSR_SIG,
+	OPT_OVERSIZED,
+	OPT_OUT_OF_ORDER,
+	OPT_NO_ACK,
+	OPT_CLAIM,
+	OPT_NO_MIC,
+	OPT_TIMEOUT,
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: " PHONE_PROG " enroll --name NAME --mic FILE --mic-key FILE --ca FILE\n"
+		"         [--host HOST] [--port PORT] [--key-type TYPE] [--out-cert FILE]\n"
+		"         [--out-key FILE] [--der] [--timeout SECONDS]\n"
+		"Enroll one phone: present its MIC, send a CSR bound to the TLS session,\n"
+		"check and store the LSC that capfd issues.\n"
+		"\n"
+		"  -n, --name NAME        device name (e.g. SEP001122334455)\n"
+		"  -m, --mic FILE         the phone's MIC (PEM)\n"
+		"  -k, --mic-key FILE     the MIC's private key (PEM)\n"
+		"  -c, --ca FILE          the CAPF CA certificate to trust (PEM)\n"
+		"  -H, --host HOST        capfd's address, default 127.0.0.1\n"
+		"  -p, --port PORT        capfd's port, default " CLIENT_PHONE_PORT_DEFAULT "\n"
+		"  -t, --key-type TYPE    generate this key instead of the one the server asks\n"
+		"                         for: ec-p256 ec-p384 rsa-2048 rsa-3072 rsa-4096\n"
+		"  -o, --out-cert FILE    where the LSC goes, default NAME-lsc.pem (.der)\n"
+		"  -K, --out-key FILE     where its key goes (mode 0600), default NAME-lsc.key\n"
+		"  -d, --der              write the LSC and its key in DER instead of PEM\n"
+		"      --timeout SECONDS  wait at most this long for each answer, default %lu\n"
+		"  -h, --help             show this help\n"
+		"\n"
+		"For testing the server only (see capf-phone(1)):\n"
+		"  --bad-binding --bad-csr-signature --oversized-frame --out-of-order\n"
+		"  --no-ack --claim NAME2 --no-mic\n"
+		"\n"
+		"Exit status: 0 enrolled, 1 refused or failed, 2 usage, 3 connection/TLS failure.\n",
+		ENROLL_TIMEOUT_DEFAULT);
+}
+
+/* Writes data to path through a temporary file and rename, so that a
+ * reader never sees half a file and an old file is replaced whole. */
+static int write_file(const char *path, const void *data, size_t len, mode_t mode)
+{
+	char tmp[PATH_MAX];
+	const uint8_t *p = data;
+	int fd = -1;
+	ssize_t n;
+	int ret;
+
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmpXXXXXX", path) >= sizeof(tmp))
+		return CAPF_EINVAL;
+	fd = mkstemp(tmp);
+	if (fd < 0)
+		return -errno;
+	if (fchmod(fd, mode) < 0) {
+		ret = -errno;
+		goto out;
+	}
+	while (len > 0) {
+		n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			ret = -errno;
+			goto out;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	if (fsync(fd) < 0 || close(fd) < 0) {
+		fd = -1;
+		ret = -errno;
+		goto out;
+	}
+	fd = -1;
+	if (rename(tmp, path) < 0) {
+		ret = -errno;
+		goto out;
+	}
+	return 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	unlink(tmp);
+	return ret;
+}
+
+static int save_lsc(const struct phone_enroll_result *r, const char *cert_path,
+		    const char *key_path, int der)
+{
+	gnutls_datum_t crt = { r->lsc_der, (unsigned)r->lsc_len };
+	gnutls_datum_t pem = { NULL, 0 };
+	gnutls_datum_t key = { NULL, 0 };
+	gnutls_x509_crt_fmt_t fmt = der ? GNUTLS_X509_FMT_DER : GNUTLS_X509_FMT_PEM;
+	int ret;
+
+	if (gnutls_x509_privkey_export2_pkcs8(r->key, fmt, NULL, GNUTLS_PKCS_PLAIN, &key) < 0) {
+		fprintf(stderr, PHONE_PROG ": cannot export the LSC key\n");
+		ret = CAPF_ECRYPTO;
+		goto out;
+	}
+	ret = write_file(key_path, key.data, key.size, 0600);
+	if (ret < 0) {
+		fprintf(stderr, PHONE_PROG ": cannot write %s: %s\n", key_path, strerror(-ret));
+		goto out;
+	}
+	if (!der) {
+		if (gnutls_pem_base64_encode2("CERTIFICATE", &crt, &pem) < 0) {
+			ret = CAPF_ENOMEM;
+			goto out;
+		}
+		crt = pem;
+	}
+	ret = write_file(cert_path, crt.data, crt.size, 0644);
+	if (ret < 0)
+		fprintf(stderr, PHONE_PROG ": cannot write %s: %s\n", cert_path, strerror(-ret));
+out:
+	if (key.data) {
+		gnutls_memset(key.data, 0, key.size);
+		gnutls_free(key.data);
+	}
+	gnutls_free(pem.data);
+	return ret;
+}
+
+static void print_lsc(const struct phone_enroll_result *r)
+{
+	char subject[512];
+	char when[32];
+	char *serial;
+
+	if (ca_cert_subject(r->lsc_der, r->lsc_len, subject, sizeof(subject)) < 0)
+		snprintf(subject, sizeof(subject), "?");
+	serial = client_hex(r->serial, r->serial_len);
+	printf("subject:    %s\n", subject);
+	printf("serial:     %s\n", serial ? serial : "?");
+	printf("not before: %s\n", client_time_iso(r->not_before, when, sizeof(when)));
+	printf("not after:  %s\n", client_time_iso(r->not_after, when, sizeof(when)));
+	free(serial);
+}
+
+int phone_cmd_enroll(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "name", required_argument, NULL, 'n' },
+		{ "mic", required_argument, NULL, 'm' },
+		{ "mic-key", required_argument, NULL, 'k' },
+		{ "ca", required_argument, NULL, 'c' },
+		{ "host", required_argument, NULL, 'H' },
+		{ "port", required_argument, NULL, 'p' },
+		{ "key-type", required_argument, NULL, 't' },
+		{ "out-cert", required_argument, NULL, 'o' },
+		{ "out-key", required_argument, NULL, 'K' },
+		{ "der", no_argument, NULL, 'd' },
+		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+		{ "help", no_argument, NULL, 'h' },
+		{ "bad-binding", no_argument, NULL, OPT_BAD_BINDING },
+		{ "bad-csr-signature", no_argument, NULL, OPT_BAD_CSR_SIG },
+		{ "oversized-frame", no_argument, NULL, OPT_OVERSIZED },
+		{ "out-of-order", no_argument, NULL, OPT_OUT_OF_ORDER },
+		{ "no-ack", no_argument, NULL, OPT_NO_ACK },
+		{ "claim", required_argument, NULL, OPT_CLAIM },
+		{ "no-mic", no_argument, NULL, OPT_NO_MIC },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct phone_enroll_opts o;
+	struct phone_enroll_result r;
+	struct pki_pair mic = { NULL, NULL };
+	const char *name = NULL, *mic_path = NULL, *mic_key = NULL, *claim = NULL;
+	const char *out_cert = NULL, *out_key = NULL;
+	char def_cert[PATH_MAX], def_key[PATH_MAX];
+	unsigned long timeout = ENROLL_TIMEOUT_DEFAULT;
+	int der = 0, no_mic = 0;
+	int status = PHONE_EXIT_FAIL;
+	int c, ret;
+
+	memset(&o, 0, sizeof(o));
+	memset(&r, 0, sizeof(r));
+	o.host = "127.0.0.1";
+	o.port = CLIENT_PHONE_PORT_DEFAULT;
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "n:m:k:c:H:p:t:o:K:dh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'n':
+			name = optarg;
+			break;
+		case 'm':
+			mic_path = optarg;
+			break;
+		case 'k':
+			mic_key = optarg;
+			break;
+		case 'c':
+			o.ca_file = optarg;
+			break;
+		case 'H':
+			o.host = optarg;
+			break;
+		case 'p':
+			if (phone_parse_port(optarg) < 0)
+				return phone_usage_error("enroll", "bad port '%s'", optarg);
+			o.port = optarg;
+			break;
+		case 't':
+			if (key_type_from_name(optarg, &o.key_type) < 0 || o.key_type == 0)
+				return phone_usage_error("enroll", "unknown key type '%s'", optarg);
+			break;
+		case 'o':
+			out_cert = optarg;
+			break;
+		case 'K':
+			out_key = optarg;
+			break;
+		case 'd':
+			der = 1;
+			break;
+		case OPT_TIMEOUT:
+			if (phone_parse_uint(optarg, 1, 3600, &timeout) < 0)
+				return phone_usage_error("enroll", "--timeout wants 1..3600 seconds");
+			break;
+		case OPT_BAD_BINDING:
+			o.misbehave |= PHONE_BAD_BINDING;
+			break;
+		case OPT_BAD_CSR_SIG:
+			o.misbehave |= PHONE_BAD_CSR_SIGNATURE;
+			break;
+		case OPT_OVERSIZED:
+			o.misbehave |= PHONE_OVERSIZED_FRAME;
+			break;
+		case OPT_OUT_OF_ORDER:
+			o.misbehave |= PHONE_OUT_OF_ORDER;
+			break;
+		case OPT_NO_ACK:
+			o.misbehave |= PHONE_NO_ACK;
+			break;
+		case OPT_CLAIM:
+			claim = optarg;
+			break;
+		case OPT_NO_MIC:
+			no_mic = 1;
+			break;
+		case 'h':
+			usage(stdout);
+			return PHONE_EXIT_OK;
+		default:
+			return phone_usage_error("enroll", "bad option");
+		}
+	}
+	if (optind < argc)
+		return phone_usage_error("enroll", "unexpected argument '%s'", argv[optind]);
+	if (!name)
+		return phone_usage_error("enroll", "--name is required");
+	if (!device_name_valid(name))
+		return phone_usage_error("enroll", "'%s' is not a device name", name);
+	if (claim && !device_name_valid(claim))
+		return phone_usage_error("enroll", "'%s' is not a device name", claim);
+	if (!o.ca_file)
+		return phone_usage_error("enroll", "--ca is required");
+	if (no_mic && (mic_path || mic_key))
+		return phone_usage_error("enroll", "--no-mic excludes --mic and --mic-key");
+	if (!no_mic && (!mic_path || !mic_key))
+		return phone_usage_error("enroll", "--mic and --mic-key are required");
+	if (!out_cert) {
+		snprintf(def_cert, sizeof(def_cert), "%s-lsc.%s", name, der ? "der" : "pem");
+		out_cert = def_cert;
+	}
+	if (!out_key) {
+		snprintf(def_key, sizeof(def_key), "%s-lsc.key", name);
+		out_key = def_key;
+	}
+
+	if (!no_mic) {
+		ret = pki_read_pair(mic_path, mic_key, &mic);
+		if (ret < 0) {
+			fprintf(stderr, PHONE_PROG ": cannot read the MIC %s and key %s: %s\n",
+				mic_path, mic_key, capf_strerror(ret));
+			goto out;
+		}
+		o.mic = &mic;
+	}
+	o.name = claim ? claim : name;
+	o.timeout_ms = (unsigned)timeout * 1000u;
+
+	ret = phone_enroll(&o, &r);
+	if (ret < 0) {
+		if (r.server_code) {
+			fprintf(stderr, PHONE_PROG ": server error %d (%s): %s\n", r.server_code,
+				capf_errname(r.server_code), r.text);
+			status = PHONE_EXIT_FAIL;
+		} else if (r.stage == PHONE_STAGE_CONNECT || ret == CAPF_ECONNRESET ||
+			   ret == CAPF_ETIMEDOUT || ret == CAPF_EIO) {
+			fprintf(stderr, PHONE_PROG ": %s\n", r.text[0] ? r.text : capf_strerror(ret));
+			status = PHONE_EXIT_CONNECT;
+		} else {
+			fprintf(stderr, PHONE_PROG ": enrollment failed (%s): %s\n",
+				capf_errname(ret), r.text[0] ? r.text : capf_strerror(ret));
+			status = PHONE_EXIT_FAIL;
+		}
+		goto out;
+	}
+
+	print_lsc(&r);
+	if (o.misbehave & PHONE_NO_ACK) {
+		printf("not acknowledged (--no-ack): nothing stored\n");
+		status = PHONE_EXIT_OK;
+		goto out;
+	}
+	if (save_lsc(&r, out_cert, out_key, der) < 0)
+		goto out;
+	printf("lsc file:   %s\n", out_cert);
+	printf("key file:   %s\n", out_key);
+	status = PHONE_EXIT_OK;
+out:
+	phone_enroll_result_deinit(&r);
+	pki_pair_deinit(&mic);
+	return status;
+}

@@ -1,0 +1,617 @@
+/*
+ * capf-phone load - enroll many simulated phones concurrently and report
+ * throughput, latency and the server's CPU cost per enrollment.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include "tools/phone/phone.h"
+
+#define LOAD_PREFIX_DEFAULT "SEPLOAD"
+#define LOAD_TIMEOUT_DEFAULT 120ul
+#define LOAD_COUNT_MAX 0xfffffful     /* six hex digits */
+#define LOAD_CONCURRENCY_MAX 4096ul
+#define LOAD_SETUP_THREADS_MAX 8ul
+#define LOAD_PHONE_TIMEOUT_MS 30000u
+#define LOAD_BENCH_SECONDS 0.5
+
+struct load {
+	/* options */
+	const char *mfg_dir;
+	const char *ca_file;
+	const char *socket;
+	const char *host;
+	const char *port;
+	const char *prefix;
+	unsigned long count;
+	unsigned long concurrency;
+	double deadline;            /* phone_now() after which no enrollment starts */
+
+	/* per phone */
+	char (*names)[DEVICE_NAME_MAX + 1];
+	struct pki_pair *mics;
+	double *latency_ms;
+	int *result;                /* 0 ok, negative capf code, 1 = not started */
+
+	atomic_ulong next;
+	atomic_ulong finished;
+	atomic_ulong exited;        /* threads that returned */
+	atomic_int setup_failed;
+	pthread_mutex_t err_lock;   /* serialises setup error messages */
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: " PHONE_PROG " load --count N --concurrency C --mfg-dir DIR --ca FILE\n"
+		"         [--socket PATH] [--host HOST] [--port PORT] [--prefix PREFIX]\n"
+		"         [--timeout SECONDS]\n"
+		"Add N devices through the admin socket, then enroll them with C phones at a\n"
+		"time, and report rates, latencies and the server's CPU time per enrollment.\n"
+		"\n"
+		"  -n, --count N          number of phones (1..%lu)\n"
+		"  -j, --concurrency C    phones enrolling at the same time (1..%lu)\n"
+		"  -m, --mfg-dir DIR      test manufacturer CA made by '" PHONE_PROG " mkmic'\n"
+		"  -c, --ca FILE          the CAPF CA certificate to trust (PEM)\n"
+		"  -s, --socket PATH      capfd's admin socket, default $CAPF_SOCKET or\n"
+		"                         " CLIENT_ADMIN_SOCKET_DEFAULT "\n"
+		"  -H, --host HOST        capfd's address, default 127.0.0.1\n"
+		"  -p, --port PORT        capfd's port, default " CLIENT_PHONE_PORT_DEFAULT "\n"
+		"  -P, --prefix PREFIX    device names are PREFIX and 6 hex digits,\n"
+		"                         default " LOAD_PREFIX_DEFAULT "\n"
+		"  -t, --timeout SECONDS  start no enrollment after this long, default %lu\n"
+		"  -h, --help             show this help\n"
+		"\n"
+		"Exit status: 0 all enrolled, 1 some did not, 2 usage, 3 cannot connect.\n",
+		LOAD_COUNT_MAX, LOAD_CONCURRENCY_MAX, LOAD_TIMEOUT_DEFAULT);
+}
+
+/* Records the first setup failure (exit status code) and reports only it:
+ * the other threads usually hit the same cause. */
+static void setup_fail(struct load *l, int code, const char *what, const char *name,
+		       const char *text)
+{
+	int expected = 0;
+
+	if (!atomic_compare_exchange_strong(&l->setup_failed, &expected, code))
+		return;
+	pthread_mutex_lock(&l->err_lock);
+	fprintf(stderr, PHONE_PROG " load: %s %s: %s\n", what, name, text);
+	pthread_mutex_unlock(&l->err_lock);
+}
+
+/* Adds (or resets) one device: install, MIC authentication, P-256. */
+static int put_device(struct load *l, struct client_admin *a, const char *name)
+{
+	Capf__AdminRequest req = CAPF__ADMIN_REQUEST__INIT;
+	Capf__DevicePut put = CAPF__DEVICE_PUT__INIT;
+	Capf__Device dev = CAPF__DEVICE__INIT;
+	Capf__AdminResponse *resp = NULL;
+	int ret;
+
+	dev.name = (char *)name;
+	dev.op = CAPF__OPERATION__OP_INSTALL;
+	dev.auth = CAPF__AUTH_MODE__AUTH_MIC;
+	dev.key_type = CAPF__KEY_TYPE__KEY_EC_P256;
+	put.device = &dev;
+	put.create = 1;
+	req.body_case = CAPF__ADMIN_REQUEST__BODY_DEVICE_PUT;
+	req.device_put = &put;
+	ret = client_admin_call(a, &req, &resp);
+	if (ret == 0 && resp->code == (uint32_t)-CAPF_EEXIST) {
+		capf__admin_response__free_unpacked(resp, NULL);
+		resp = NULL;
+		put.create = 0;
+		ret = client_admin_call(a, &req, &resp);
+	}
+	if (ret < 0) {
+		setup_fail(l, PHONE_EXIT_CONNECT, "admin socket failed on", name,
+			   capf_strerror(ret));
+		return PHONE_EXIT_CONNECT;
+	}
+	if (resp->code != 0) {
+		char text[300];
+
+		snprintf(text, sizeof(text), "%s: %s", capf_errname((int)resp->code),
+			 resp->text && *resp->text ? resp->text : capf_strerror((int)resp->code));
+		setup_fail(l, PHONE_EXIT_FAIL, "cannot add device", name, text);
+		capf__admin_response__free_unpacked(resp, NULL);
+		return PHONE_EXIT_FAIL;
+	}
+	capf__admin_response__free_unpacked(resp, NULL);
+	return 0;
+}
+
+/*
+ * Setup thread: makes MICs and adds devices. Each thread has its own copy
+ * of the manufacturer CA and its own admin connection, so that no GnuTLS
+ * object is shared between threads.
+ */
+static void *setup_thread(void *arg)
+{
+	struct load *l = arg;
+	struct client_admin a = { .fd = -1 };
+	struct pki_pair ca = { NULL, NULL };
+	unsigned long i;
+	int ret;
+
+	ret = phone_mfg_ca_load(l->mfg_dir, &ca);
+	if (ret < 0) {
+		setup_fail(l, PHONE_EXIT_FAIL, "cannot read the manufacturer CA in", l->mfg_dir,
+			   capf_strerror(ret));
+		goto out;
+	}
+	ret = client_admin_open(&a, l->socket, 0);
+	if (ret < 0) {
+		setup_fail(l, PHONE_EXIT_CONNECT, "cannot connect to", l->socket,
+			   strerror(-ret));
+		goto out;
+	}
+	while (!atomic_load(&l->setup_failed)) {
+		i = atomic_fetch_add(&l->next, 1);
+		if (i >= l->count)
+			break;
+		ret = pki_make_mic(&ca, l->names[i], 0, 3650, &l->mics[i]);
+		if (ret < 0) {
+			setup_fail(l, PHONE_EXIT_FAIL, "cannot make the MIC of", l->names[i],
+				   capf_strerror(ret));
+			break;
+		}
+		if (put_device(l, &a, l->names[i]) != 0)
+			break;
+		atomic_fetch_add(&l->finished, 1);
+	}
+out:
+	client_admin_close(&a);
+	pki_pair_deinit(&ca);
+	atomic_fetch_add(&l->exited, 1);
+	return NULL;
+}
+
+static void *enroll_thread(void *arg)
+{
+	struct load *l = arg;
+	struct client_trust trust = { NULL, 0 };
+	struct phone_enroll_opts o;
+	struct phone_enroll_result r;
+	unsigned long i;
+	double start, left;
+	int ret;
+
+	/* Each thread reads its own copy: GnuTLS objects stay per thread. */
+	ret = client_trust_load(l->ca_file, &trust);
+	memset(&o, 0, sizeof(o));
+	o.host = l->host;
+	o.port = l->port;
+	o.trust = &trust;
+	for (;;) {
+		start = phone_now();
+		if (start >= l->deadline)
+			break;
+		i = atomic_fetch_add(&l->next, 1);
+		if (i >= l->count)
+			break;
+		if (ret < 0) {
+			l->result[i] = ret;
+			atomic_fetch_add(&l->finished, 1);
+			continue;
+		}
+		memset(&r, 0, sizeof(r));
+		o.name = l->names[i];
+		o.mic = &l->mics[i];
+		/* Never wait on one phone much past the end of the run. */
+		left = (l->deadline - start) * 1000.0;
+		o.timeout_ms = left > LOAD_PHONE_TIMEOUT_MS ? LOAD_PHONE_TIMEOUT_MS
+			       : left < 1000.0		    ? 1000u
+							    : (unsigned)left;
+		l->result[i] = phone_enroll(&o, &r);
+		l->latency_ms[i] = (phone_now() - start) * 1000.0;
+		phone_enroll_result_deinit(&r);
+		atomic_fetch_add(&l->finished, 1);
+	}
+	client_trust_deinit(&trust);
+	atomic_fetch_add(&l->exited, 1);
+	return NULL;
+}
+
+/* Runs n threads of fn, showing progress on a terminal. */
+static int run_threads(struct load *l, unsigned long n, void *(*fn)(void *), const char *what)
+{
+	pthread_t *th = calloc(n, sizeof(*th));
+	unsigned long i, started = 0;
+	int tty = isatty(STDERR_FILENO);
+	int ret = 0;
+
+	if (!th)
+		return CAPF_ENOMEM;
+	atomic_store(&l->next, 0);
+	atomic_store(&l->finished, 0);
+	atomic_store(&l->exited, 0);
+	for (i = 0; i < n; i++) {
+		if (pthread_create(&th[i], NULL, fn, l) != 0) {
+			ret = CAPF_EAGAIN;
+			break;
+		}
+		started++;
+	}
+	if (tty) {
+		while (atomic_load(&l->exited) < started) {
+			fprintf(stderr, "\r%s: %lu/%lu", what, atomic_load(&l->finished), l->count);
+			usleep(200000);
+		}
+		fprintf(stderr, "\r%s: %lu/%lu\n", what, atomic_load(&l->finished), l->count);
+	}
+	for (i = 0; i < started; i++)
+		pthread_join(th[i], NULL);
+	free(th);
+	return ret;
+}
+
+/* utime + stime of a local process in ms, or -1 when it cannot be read or
+ * is not a capfd (the server may run on another machine). */
+static double proc_cpu_ms(uint32_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long utime, stime;
+	long hz = sysconf(_SC_CLK_TCK);
+	FILE *f;
+	size_t n;
+	int i;
+
+	if (pid == 0 || hz <= 0)
+		return -1;
+	snprintf(path, sizeof(path), "/proc/%u/comm", pid);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	if (strncmp(buf, "capfd", 5) != 0)
+		return -1;
+	snprintf(path, sizeof(path), "/proc/%u/stat", pid);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* The command name may hold spaces and parentheses: start after the last ')'. */
+	p = strrchr(buf, ')');
+	if (!p)
+		return -1;
+	p++;
+	/* Fields after the name: state is field 3, utime 14, stime 15. */
+	for (i = 3; i < 14; i++) {
+		p = strchr(p + 1, ' ');
+		if (!p)
+			return -1;
+	}
+	if (sscanf(p, " %llu %llu", &utime, &stime) != 2)
+		return -1;
+	return (double)(utime + stime) * 1000.0 / (double)hz;
+}
+
+/* The server's pid from the admin status, 0 if unknown. */
+static uint32_t server_pid(const char *socket_path)
+{
+	Capf__AdminRequest req = CAPF__ADMIN_REQUEST__INIT;
+	Capf__StatusRequest st = CAPF__STATUS_REQUEST__INIT;
+	Capf__AdminResponse *resp = NULL;
+	struct client_admin a;
+	uint32_t pid = 0;
+
+	if (client_admin_open(&a, socket_path, 5000) < 0)
+		return 0;
+	req.body_case = CAPF__ADMIN_REQUEST__BODY_STATUS;
+	req.status = &st;
+	if (client_admin_call(&a, &req, &resp) == 0 && resp->code == 0 && resp->status)
+		pid = resp->status->pid;
+	if (resp)
+		capf__admin_response__free_unpacked(resp, NULL);
+	client_admin_close(&a);
+	return pid;
+}
+
+/* Key + CSR operations per second on this machine, one thread: what each
+ * simulated phone pays before the server does any work. */
+static double bench_key_csr(void)
+{
+	static const uint8_t binding[CLIENT_BINDING_LEN] = { 0 };
+	double start = phone_now(), now = start;
+	unsigned long n = 0;
+
+	while (now - start < LOAD_BENCH_SECONDS) {
+		gnutls_x509_privkey_t key = NULL;
+		uint8_t *der = NULL;
+		size_t len = 0;
+		int ret;
+
+		ret = pki_gen_key(CAPF__KEY_TYPE__KEY_EC_P256, &key);
+		if (ret == 0)
+			ret = pki_make_csr(key, "SEPBENCH00000000", binding, sizeof(binding), &der,
+					   &len);
+		free(der);
+		if (key)
+			gnutls_x509_privkey_deinit(key);
+		if (ret < 0)
+			return -1;
+		n++;
+		now = phone_now();
+	}
+	return (double)n / (now - start);
+}
+
+/* A failure's name: the capf name, or the errno text for system errors
+ * that capf has no name for (e.g. "Connection refused"). */
+static const char *fail_name(int code)
+{
+	const char *name = capf_errname(code);
+
+	if (!strcmp(name, "CAPF_EUNKNOWN") && code < 0 && code > -1000)
+		return strerror(-code);
+	return name;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* Nearest-rank percentile of n sorted values. */
+static double percentile(const double *v, size_t n, double p)
+{
+	size_t rank;
+
+	if (n == 0)
+		return 0;
+	rank = (size_t)(p / 100.0 * (double)n + 0.999999);
+	if (rank < 1)
+		rank = 1;
+	if (rank > n)
+		rank = n;
+	return v[rank - 1];
+}
+
+static void report(const struct load *l, double wall, double cpu_ms, uint32_t pid)
+{
+	struct {
+		int code;
+		unsigned long n;
+	} fails[64];
+	size_t nfails = 0, k, nok = 0;
+	unsigned long failed = 0, not_started = 0, other = 0;
+	double *ok_lat = malloc(sizeof(double) * (l->count ? l->count : 1));
+	double rate;
+	unsigned long i;
+
+	for (i = 0; i < l->count; i++) {
+		if (l->result[i] == 1) {
+			not_started++;
+			continue;
+		}
+		if (l->result[i] == 0) {
+			if (ok_lat)
+				ok_lat[nok] = l->latency_ms[i];
+			nok++;
+			continue;
+		}
+		failed++;
+		for (k = 0; k < nfails; k++)
+			if (fails[k].code == l->result[i])
+				break;
+		if (k == nfails && nfails < sizeof(fails) / sizeof(fails[0])) {
+			fails[nfails].code = l->result[i];
+			fails[nfails].n = 0;
+			nfails++;
+		}
+		if (k < nfails)
+			fails[k].n++;
+		else
+			other++;
+	}
+	printf("enrollments: %zu ok, %lu failed", nok, failed);
+	if (not_started)
+		printf(", %lu not started (timeout)", not_started);
+	printf(" of %lu\n", l->count);
+	for (k = 0; k < nfails; k++)
+		printf("  failed with %s (%d): %lu\n", fail_name(fails[k].code),
+		       fails[k].code < 0 ? -fails[k].code : fails[k].code, fails[k].n);
+	if (other)
+		printf("  failed with other errors: %lu\n", other);
+	printf("wall time: %.3f s\n", wall);
+	rate = wall > 0 ? (double)nok / wall : 0;
+	printf("rate: %.1f enrollments/s\n", rate);
+	if (ok_lat && nok > 0) {
+		qsort(ok_lat, nok, sizeof(double), cmp_double);
+		printf("latency (ms, successful enrollments): p50 %.1f p90 %.1f p99 %.1f max %.1f\n",
+		       percentile(ok_lat, nok, 50), percentile(ok_lat, nok, 90),
+		       percentile(ok_lat, nok, 99), ok_lat[nok - 1]);
+	}
+	if (cpu_ms >= 0 && nok > 0)
+		printf("server cpu: %.0f ms in total, %.2f ms per enrollment (pid %u)\n", cpu_ms,
+		       cpu_ms / (double)nok, pid);
+	else
+		printf("server cpu: not available (no local capfd process to read)\n");
+	free(ok_lat);
+}
+
+int phone_cmd_load(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "count", required_argument, NULL, 'n' },
+		{ "concurrency", required_argument, NULL, 'j' },
+		{ "mfg-dir", required_argument, NULL, 'm' },
+		{ "ca", required_argument, NULL, 'c' },
+		{ "socket", required_argument, NULL, 's' },
+		{ "host", required_argument, NULL, 'H' },
+		{ "port", required_argument, NULL, 'p' },
+		{ "prefix", required_argument, NULL, 'P' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct load l;
+	struct client_trust trust = { NULL, 0 };
+	struct pki_pair ca = { NULL, NULL };
+	unsigned long timeout = LOAD_TIMEOUT_DEFAULT, i, nsetup;
+	double start, wall, cpu0 = -1, cpu1 = -1, bench;
+	uint32_t pid;
+	int status = PHONE_EXIT_FAIL;
+	int c, ret;
+
+	memset(&l, 0, sizeof(l));
+	pthread_mutex_init(&l.err_lock, NULL);
+	l.host = "127.0.0.1";
+	l.port = CLIENT_PHONE_PORT_DEFAULT;
+	l.prefix = LOAD_PREFIX_DEFAULT;
+	l.socket = getenv("CAPF_SOCKET");
+	if (!l.socket || !*l.socket)
+		l.socket = CLIENT_ADMIN_SOCKET_DEFAULT;
+	l.concurrency = 1;
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "n:j:m:c:s:H:p:P:t:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'n':
+			if (phone_parse_uint(optarg, 1, LOAD_COUNT_MAX, &l.count) < 0)
+				return phone_usage_error("load", "--count wants 1..%lu",
+							 LOAD_COUNT_MAX);
+			break;
+		case 'j':
+			if (phone_parse_uint(optarg, 1, LOAD_CONCURRENCY_MAX, &l.concurrency) < 0)
+				return phone_usage_error("load", "--concurrency wants 1..%lu",
+							 LOAD_CONCURRENCY_MAX);
+			break;
+		case 'm':
+			l.mfg_dir = optarg;
+			break;
+		case 'c':
+			l.ca_file = optarg;
+			break;
+		case 's':
+			l.socket = optarg;
+			break;
+		case 'H':
+			l.host = optarg;
+			break;
+		case 'p':
+			if (phone_parse_port(optarg) < 0)
+				return phone_usage_error("load", "bad port '%s'", optarg);
+			l.port = optarg;
+			break;
+		case 'P':
+			l.prefix = optarg;
+			if (strlen(l.prefix) + 6 > DEVICE_NAME_MAX)
+				return phone_usage_error("load", "--prefix is too long");
+			break;
+		case 't':
+			if (phone_parse_uint(optarg, 1, 86400, &timeout) < 0)
+				return phone_usage_error("load", "--timeout wants 1..86400 seconds");
+			break;
+		case 'h':
+			usage(stdout);
+			return PHONE_EXIT_OK;
+		default:
+			return phone_usage_error("load", "bad option");
+		}
+	}
+	if (optind < argc)
+		return phone_usage_error("load", "unexpected argument '%s'", argv[optind]);
+	if (!l.count)
+		return phone_usage_error("load", "--count is required");
+	if (!l.mfg_dir)
+		return phone_usage_error("load", "--mfg-dir is required");
+	if (!l.ca_file)
+		return phone_usage_error("load", "--ca is required");
+	if (l.concurrency > l.count)
+		l.concurrency = l.count;
+
+	/* Check the inputs once here, so that the threads fail only on the server. */
+	ret = phone_mfg_ca_load(l.mfg_dir, &ca);
+	pki_pair_deinit(&ca);
+	if (ret < 0) {
+		fprintf(stderr, PHONE_PROG " load: cannot read the manufacturer CA in %s: %s\n",
+			l.mfg_dir, capf_strerror(ret));
+		goto out;
+	}
+	ret = client_trust_load(l.ca_file, &trust);
+	client_trust_deinit(&trust);
+	if (ret < 0) {
+		fprintf(stderr, PHONE_PROG " load: cannot read the CAPF CA %s: %s\n", l.ca_file,
+			capf_strerror(ret));
+		goto out;
+	}
+
+	l.names = calloc(l.count, sizeof(*l.names));
+	l.mics = calloc(l.count, sizeof(*l.mics));
+	l.latency_ms = calloc(l.count, sizeof(*l.latency_ms));
+	l.result = calloc(l.count, sizeof(*l.result));
+	if (!l.names || !l.mics || !l.latency_ms || !l.result) {
+		fprintf(stderr, PHONE_PROG " load: out of memory\n");
+		goto out;
+	}
+	for (i = 0; i < l.count; i++) {
+		snprintf(l.names[i], sizeof(l.names[i]), "%s%06lX", l.prefix, i + 1);
+		if (!device_name_valid(l.names[i])) {
+			status = phone_usage_error("load", "'%s' is not a device name",
+						   l.names[i]);
+			goto out;
+		}
+		l.result[i] = 1;
+	}
+
+	/* Setup: MICs and device records, not part of the measurement. */
+	nsetup = l.concurrency < LOAD_SETUP_THREADS_MAX ? l.concurrency : LOAD_SETUP_THREADS_MAX;
+	if (run_threads(&l, nsetup, setup_thread, "adding devices") < 0) {
+		fprintf(stderr, PHONE_PROG " load: cannot start threads\n");
+		goto out;
+	}
+	ret = atomic_load(&l.setup_failed);
+	if (ret) {
+		status = ret;
+		goto out;
+	}
+
+	pid = server_pid(l.socket);
+	cpu0 = proc_cpu_ms(pid);
+	start = phone_now();
+	l.deadline = start + (double)timeout;
+	if (run_threads(&l, l.concurrency, enroll_thread, "enrolling") < 0) {
+		fprintf(stderr, PHONE_PROG " load: cannot start all threads\n");
+		goto out;
+	}
+	wall = phone_now() - start;
+	cpu1 = proc_cpu_ms(pid);
+
+	report(&l, wall, cpu0 >= 0 && cpu1 >= 0 ? cpu1 - cpu0 : -1, pid);
+	bench = bench_key_csr();
+	if (bench > 0)
+		printf("client key+csr (ec-p256, one thread on this machine): %.0f/s, %.3f ms each\n",
+		       bench, 1000.0 / bench);
+
+	status = PHONE_EXIT_OK;
+	for (i = 0; i < l.count; i++)
+		if (l.result[i] != 0)
+			status = PHONE_EXIT_FAIL;
+out:
+	if (l.mics)
+		for (i = 0; i < l.count; i++)
+			pki_pair_deinit(&l.mics[i]);
+	free(l.names);
+	free(l.mics);
+	free(l.latency_ms);
+	free(l.result);
+	pthread_mutex_destroy(&l.err_lock);
+	return status;
+}
