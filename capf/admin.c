@@ -24,6 +24,10 @@ struct admin_client {
 	int refs;
 	bool closing;
 	bool busy; /* a request waits for the store */
+	/* Bytes that arrived behind a request that is still waiting: they
+	 * are served, in order, once it is answered. */
+	uint8_t *backlog;
+	size_t backlog_len;
 	Capf__Device put;   /* record being written, for the reply */
 	char name[DEVICE_NAME_MAX + 1];
 };
@@ -46,6 +50,7 @@ static void client_unref(struct admin_client *ac)
 	if (ac->next != NULL)
 		ac->next->prev = ac->prev;
 	frame_decoder_deinit(&ac->dec);
+	free(ac->backlog);
 	free(ac);
 }
 
@@ -106,6 +111,7 @@ void admin_respond_error(struct admin_client *ac, int code, const char *text)
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void feed(struct admin_client *ac, const uint8_t *data, size_t len);
 
 struct server *admin_server(struct admin_client *ac)
 {
@@ -127,7 +133,15 @@ void admin_hold(struct admin_client *ac)
 void admin_release(struct admin_client *ac)
 {
 	ac->busy = false;
-	if (!ac->closing)
+	if (!ac->closing && ac->backlog != NULL) {
+		uint8_t *b = ac->backlog;
+		size_t len = ac->backlog_len;
+		ac->backlog = NULL;
+		ac->backlog_len = 0;
+		feed(ac, b, len);
+		free(b);
+	}
+	if (!ac->closing && !ac->busy)
 		uv_read_start((uv_stream_t *)&ac->pipe, on_alloc, on_read);
 	client_unref(ac);
 }
@@ -246,8 +260,10 @@ static void handle_device_put(struct admin_client *ac, const Capf__AdminRequest 
 	admin_hold(ac);
 }
 
-/* Attach the current LSC record of each device that has one. */
-static int attach_certs(struct server *srv, Capf__Device **devs, size_t n,
+/* Attach the current LSC record of each device that has one; without
+ * with_der only the record's fields (a list must stay small enough for
+ * one frame). */
+static int attach_certs(struct server *srv, Capf__Device **devs, size_t n, bool with_der,
 			Capf__AdminResponse *resp)
 {
 	resp->certificates = calloc(n > 0 ? n : 1, sizeof(*resp->certificates));
@@ -258,8 +274,14 @@ static int attach_certs(struct server *srv, Capf__Device **devs, size_t n,
 		if (devs[i]->lsc_serial.len == 0)
 			continue;
 		if (store_cert_get(srv->store, devs[i]->lsc_serial.data, devs[i]->lsc_serial.len,
-				   &c) == 0)
+				   &c) == 0) {
+			if (!with_der) {
+				free(c->der.data);
+				c->der.data = NULL;
+				c->der.len = 0;
+			}
 			resp->certificates[resp->n_certificates++] = c;
+		}
 	}
 	return 0;
 }
@@ -286,7 +308,7 @@ static void handle_device_get(struct admin_client *ac, const Capf__AdminRequest 
 	}
 	resp.n_devices = 1;
 	resp.devices = &dev;
-	if (attach_certs(ac->srv, &dev, 1, &resp) < 0)
+	if (attach_certs(ac->srv, &dev, 1, true, &resp) < 0)
 		admin_respond_error(ac, CAPF_ENOMEM, NULL);
 	else
 		admin_respond(ac, &resp);
@@ -309,7 +331,7 @@ static void handle_device_list(struct admin_client *ac, const Capf__AdminRequest
 	}
 	resp.n_devices = n;
 	resp.devices = devs;
-	if (attach_certs(ac->srv, devs, n, &resp) < 0)
+	if (attach_certs(ac->srv, devs, n, false, &resp) < 0)
 		admin_respond_error(ac, CAPF_ENOMEM, NULL);
 	else
 		admin_respond(ac, &resp);
@@ -389,31 +411,30 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 	*buf = uv_buf_init(rbuf, sizeof(rbuf));
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+/* Serve the requests in data, in order; stop at one that has to wait and
+ * keep the rest for admin_release(). */
+static void feed(struct admin_client *ac, const uint8_t *data, size_t len)
 {
-	struct admin_client *ac = s->data;
 	size_t off = 0;
 
-	if (ac->closing)
-		return;
-	if (nread < 0) {
-		client_close(ac);
-		return;
-	}
-	while (off < (size_t)nread && !ac->closing) {
+	while (off < len && !ac->closing) {
 		const uint8_t *payload = NULL;
 		size_t plen = 0;
 		ssize_t used;
 
 		if (ac->busy) {
-			/* A client that pipelines while we wait is served one at a
-			 * time; the rest would be lost, so refuse it clearly. */
-			admin_respond_error(ac, CAPF_EBUSY, "one request at a time");
-			client_close(ac);
+			uint8_t *b = malloc(len - off);
+			if (b == NULL) {
+				client_close(ac);
+				return;
+			}
+			memcpy(b, data + off, len - off);
+			free(ac->backlog);
+			ac->backlog = b;
+			ac->backlog_len = len - off;
 			return;
 		}
-		used = frame_decode(&ac->dec, (const uint8_t *)buf->base + off, (size_t)nread - off,
-				    &payload, &plen);
+		used = frame_decode(&ac->dec, data + off, len - off, &payload, &plen);
 		if (used < 0) {
 			log_warn("admin: bad frame: %s", capf_strerror((int)used));
 			admin_respond_error(ac, (int)used, NULL);
@@ -424,6 +445,19 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		if (payload != NULL)
 			handle_request(ac, payload, plen);
 	}
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	struct admin_client *ac = s->data;
+
+	if (ac->closing)
+		return;
+	if (nread < 0) {
+		client_close(ac);
+		return;
+	}
+	feed(ac, (const uint8_t *)buf->base, (size_t)nread);
 }
 
 static void on_admin_connection(uv_stream_t *server, int status)
@@ -458,9 +492,18 @@ int admin_start(struct server *srv)
 	mode_t old;
 	int ret;
 
-	/* The state directory lock is ours, so a socket file left there is
-	 * stale: a second capfd would have failed on the lock already. */
-	unlink(path);
+	/* The state directory lock is ours, so a socket left there is stale:
+	 * a second capfd would have failed on the lock already. Anything
+	 * that is not a socket is not ours to remove. */
+	struct stat sb;
+	if (lstat(path, &sb) == 0) {
+		if (!S_ISSOCK(sb.st_mode)) {
+			log_err("admin socket path %s exists and is not a socket: remove it or "
+				"choose another admin_socket", path);
+			return CAPF_ECONFIG;
+		}
+		unlink(path);
+	}
 	uv_pipe_init(srv->loop, &srv->admin, 0);
 	srv->admin.data = srv;
 	old = umask(0777 & ~srv->cfg->admin_mode);

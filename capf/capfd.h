@@ -129,7 +129,7 @@ struct server {
 	gnutls_priority_t priority;
 
 	uv_loop_t *loop;               /* main loop: signals, admin */
-	uv_signal_t sigint, sigterm;
+	uv_signal_t sigint, sigterm, sighup;
 	uv_pipe_t admin;
 	struct bridge bridge;
 	bool admin_open, bridge_on, signals_on;
@@ -138,6 +138,7 @@ struct server {
 	unsigned nworkers;
 	unsigned port;                 /* actual bound port */
 	bool stopping;
+	bool started;                  /* fully up: owns the ready file */
 
 	/* Devices with a session in progress, and connections per source. */
 	pthread_mutex_t claims_lock;

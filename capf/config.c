@@ -83,7 +83,7 @@ static int parse_uint(const char *value, unsigned long *out)
 	if (*value == '\0' || *value == '-')
 		return -1;
 	errno = 0;
-	*out = strtoul(value, &end, 0);
+	*out = strtoul(value, &end, 10);
 	if (errno != 0 || *end != '\0')
 		return -1;
 	return 0;

@@ -400,8 +400,13 @@ static int on_handshake_done(struct conn *c)
 
 	/* RFC 9266 forbids tls-exporter on TLS 1.2 without extended master
 	 * secret: the value would not be unique to this session. */
-	if (gnutls_protocol_get_version(c->tls) == GNUTLS_TLS1_2 &&
-	    !gnutls_session_ext_master_secret_status(c->tls)) {
+	gnutls_protocol_t version = gnutls_protocol_get_version(c->tls);
+	if (version != GNUTLS_TLS1_2 && version != GNUTLS_TLS1_3) {
+		log_warn("%s: %s is below the TLS 1.2 minimum", c->peer,
+			 gnutls_protocol_get_name(version));
+		return CAPF_EPROTO;
+	}
+	if (version == GNUTLS_TLS1_2 && !gnutls_session_ext_master_secret_status(c->tls)) {
 		log_warn("%s: TLS 1.2 without extended master secret: cannot bind the CSR", c->peer);
 		return CAPF_EPROTO;
 	}
@@ -549,8 +554,12 @@ static void on_session_timeout(uv_timer_t *t)
 		close_handles(c);
 		return;
 	}
-	if (c->store_pending)
-		return; /* finishes when the store answers */
+	if (c->store_pending) {
+		/* Never cut a session between the store and the phone; look
+		 * again shortly, so the limit still holds afterwards. */
+		uv_timer_start(&c->session_timer, on_session_timeout, 1000, 0);
+		return;
+	}
 	log_info("%s: session time limit reached", c->peer);
 	if (c->handshaken)
 		conn_fail(c, CAPF_ETIMEOUT);

@@ -249,6 +249,10 @@ static void on_signal(uv_signal_t *h, int signum)
 {
 	struct server *srv = h->data;
 
+	if (signum == SIGHUP) {
+		log_info("received SIGHUP: configuration reload is not supported, ignoring it");
+		return;
+	}
 	log_info("received %s, shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
 	server_stop(srv);
 }
@@ -310,7 +314,8 @@ static int tls_setup(struct server *srv)
 	ret = gnutls_priority_init2(&srv->priority, srv->cfg->tls_priority, &errpos,
 				    GNUTLS_PRIORITY_INIT_DEF_APPEND);
 	if (ret < 0) {
-		/* An explicit string replaces the default rather than append. */
+		/* The string is not an addition to the defaults (it starts
+		 * with a keyword such as NORMAL): use it on its own. */
 		ret = gnutls_priority_init(&srv->priority, srv->cfg->tls_priority, &errpos);
 	}
 	if (ret < 0) {
@@ -407,7 +412,9 @@ int server_start(struct server *srv, struct capfd_config *cfg, uv_loop_t *loop)
 
 	uv_signal_init(loop, &srv->sigint);
 	uv_signal_init(loop, &srv->sigterm);
-	srv->sigint.data = srv->sigterm.data = srv;
+	uv_signal_init(loop, &srv->sighup);
+	srv->sigint.data = srv->sigterm.data = srv->sighup.data = srv;
+	uv_signal_start(&srv->sighup, on_signal, SIGHUP);
 	uv_signal_start(&srv->sigint, on_signal, SIGINT);
 	uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
 	srv->signals_on = true;
@@ -417,6 +424,7 @@ int server_start(struct server *srv, struct capfd_config *cfg, uv_loop_t *loop)
 	ret = write_ready_file(srv);
 	if (ret < 0)
 		return ret;
+	srv->started = true;
 	notify_systemd("READY=1");
 	return 0;
 }
@@ -426,7 +434,8 @@ void server_stop(struct server *srv)
 	if (srv->stopping)
 		return;
 	srv->stopping = true;
-	notify_systemd("STOPPING=1");
+	if (srv->started)
+		notify_systemd("STOPPING=1");
 
 	/* Stop taking new work, let the workers finish or cut what is in
 	 * flight, then close the store so every acknowledged write is on disk
@@ -445,8 +454,13 @@ void server_stop(struct server *srv)
 	if (srv->signals_on) {
 		uv_close((uv_handle_t *)&srv->sigint, NULL);
 		uv_close((uv_handle_t *)&srv->sigterm, NULL);
+		uv_close((uv_handle_t *)&srv->sighup, NULL);
 		srv->signals_on = false;
 	}
+	/* Only a server that started owns the ready file: a second capfd
+	 * refused by the lock must not remove the first one's. */
+	if (!srv->started)
+		return;
 	if (srv->cfg->ready_file != NULL)
 		unlink(srv->cfg->ready_file);
 	log_info("stopped: %llu enrollments, %llu failures",

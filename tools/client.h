@@ -32,7 +32,7 @@
 #include "proto/proto.h"
 #include "tools/pki.h"
 
-#define CLIENT_ADMIN_SOCKET_DEFAULT "/var/lib/capf/capfd.sock"
+#define CLIENT_ADMIN_SOCKET_DEFAULT LOCALSTATEDIR "/lib/capf/capfd.sock"
 #define CLIENT_PHONE_PORT_DEFAULT "3804"
 #define CLIENT_TLS_PRIORITY "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
 #define CLIENT_TIMEOUT_MS_DEFAULT 30000u
