@@ -37,14 +37,16 @@ fail() {
 # until it is ready; sets port, sock, capf_ca.
 start_capfd() {
 	rm -f "$tmp/ready"
-	"$CAPFD" -d "$tmp/state" -l 127.0.0.1 -p 0 -w 2 -m "$tmp/mfg/mfg-ca.pem" \
-		-r "$tmp/ready" "$@" >>"$tmp/capfd.log" 2>&1 &
+	# CAPFD_WRAPPER runs the server under a tool, e.g.
+	# CAPFD_WRAPPER="valgrind --leak-check=full --error-exitcode=99".
+	${CAPFD_WRAPPER:-} "$CAPFD" -d "$tmp/state" -l 127.0.0.1 -p 0 -w 2 \
+		-m "$tmp/mfg/mfg-ca.pem" -r "$tmp/ready" "$@" >>"$tmp/capfd.log" 2>&1 &
 	capfd_pid=$!
 	i=0
 	while [ ! -s "$tmp/ready" ]; do
 		kill -0 "$capfd_pid" 2>/dev/null || fail "capfd exited during start-up"
 		i=$((i + 1))
-		[ $i -lt 200 ] || fail "capfd not ready after 10 s"
+		[ $i -lt 600 ] || fail "capfd not ready after 30 s"
 		sleep 0.05
 	done
 	port=$(sed -n 's/^port=//p' "$tmp/ready")
@@ -60,6 +62,10 @@ stop_capfd() {
 	wait "$capfd_pid" || rc=$?
 	capfd_pid=""
 	[ "$rc" -eq 0 ] || fail "capfd exited with status $rc after SIGTERM"
+	# Every handle of every loop must have been closed.
+	if grep -q "handles left" "$tmp/capfd.log"; then
+		fail "capfd left libuv handles open at shutdown"
+	fi
 }
 
 ctl() {
