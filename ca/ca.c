@@ -1,11 +1,20 @@
 /*
- * ca/ca.c - the CAPF CA lifecycle: create or load the CA certificate and
- * key, load the manufacturer roots, hand the CA to TLS.
+ * ca/ca.c - the CAPF CA lifecycle: open or create the CA directory, load
+ * every trusted CAPF CA (the issuers), hand the current one to TLS, and
+ * change it at run time: rollover, and the enterprise-signed path (a
+ * request, then the import of the signed certificate).
+ *
+ * The directory (doc/ca-lifecycle.md) keeps each CAPF CA in gen/<id>/
+ * (id = its serial in hex) and a symbolic link "current" to the issuing
+ * one; replacing that link with rename() is the one atomic step of every
+ * change, so a crash leaves either the old CA or the new one in charge.
  */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -15,17 +24,12 @@
 #include <unistd.h>
 
 #include "ca/internal.h"
-
-#define CA_KEY_FILE "ca.key"
-#define CA_CRT_FILE "ca.pem"
-#define CA_FILE_MAX (64u * 1024u)	  /* ca.pem or ca.key */
-#define CA_ROOTS_MAX (4u * 1024u * 1024u) /* a manufacturer roots bundle */
+#include "proto/capf.pb-c.h"
+#include "proto/proto.h"
 
 static _Thread_local char last_error[512];
 
-/* The message for ca_last_error(). It never contains key material: only
- * file names, system error texts and GnuTLS error texts. */
-__attribute__((format(printf, 1, 2))) static void set_error(const char *fmt, ...)
+void ca_set_error(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -84,192 +88,501 @@ int ca_random_serial(uint8_t serial[CA_SERIAL_LEN])
 	return 0;
 }
 
-/* Reads a whole regular file of at most max bytes into a malloc'd buffer
- * with a NUL after the data. Sets errno and returns -1 on failure. */
-static int read_file(const char *path, size_t max, gnutls_datum_t *out)
+int ca_check_time(gnutls_x509_crt_t crt, time_t now)
 {
-	struct stat st;
-	uint8_t *buf = NULL;
-	size_t size = 0, done = 0;
-	int fd = -1;
-	int saved;
+	time_t start = gnutls_x509_crt_get_activation_time(crt);
+	time_t end = gnutls_x509_crt_get_expiration_time(crt);
 
-	out->data = NULL;
-	out->size = 0;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	if (fstat(fd, &st) < 0)
-		goto fail;
-	if (!S_ISREG(st.st_mode)) {
-		errno = EINVAL;
-		goto fail;
-	}
-	if ((uintmax_t)st.st_size > max) {
-		errno = EFBIG;
-		goto fail;
-	}
-	size = (size_t)st.st_size;
-	buf = malloc(size + 1);
-	if (buf == NULL)
-		goto fail;
-	while (done < size) {
-		ssize_t n = read(fd, buf + done, size - done);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			goto fail;
-		if (n == 0)
-			break;
-		done += (size_t)n;
-	}
-	buf[done] = '\0';
-	close(fd);
-	out->data = buf;
-	out->size = (unsigned)done;
+	/* GnuTLS reports 99991231235959Z, "no well-defined expiration"
+	 * (RFC 5280 4.1.2.5, used by 802.1AR IDevIDs), as (time_t)-1. */
+	if (start == (time_t)-1)
+		return CAPF_EUNTRUSTED;
+	if (now < start || (end != (time_t)-1 && now > end))
+		return CAPF_EEXPIRED;
 	return 0;
-fail:
-	saved = errno;
-	if (buf != NULL) {
-		gnutls_memset(buf, 0, size + 1);
-		free(buf);
-	}
-	if (fd >= 0)
-		close(fd);
-	errno = saved;
-	return -1;
 }
 
-/* Frees a buffer of read_file() that may have held a key, wiping it. */
-static void free_file(gnutls_datum_t *d)
+int ca_fingerprint(gnutls_x509_crt_t crt, char out[CA_FPR_HEX_LEN + 1])
 {
-	if (d->data != NULL) {
-		gnutls_memset(d->data, 0, d->size);
-		free(d->data);
-	}
-	d->data = NULL;
-	d->size = 0;
+	uint8_t fpr[32];
+	size_t len = sizeof(fpr);
+	int ret;
+
+	ret = gnutls_x509_crt_get_fingerprint(crt, GNUTLS_DIG_SHA256, fpr, &len);
+	if (ret < 0 || len != sizeof(fpr))
+		return CAPF_ECRYPTO;
+	hex_encode(fpr, len, out);
+	return 0;
 }
 
-static int fsync_dir(const char *dir)
+int ca_crt_parse_all(const uint8_t *data, size_t len, gnutls_x509_crt_t **out, unsigned *n)
 {
-	int fd, ret = 0;
+	gnutls_datum_t in = {(unsigned char *)data, (unsigned)len};
+	gnutls_x509_crt_t *list = NULL;
+	unsigned count = 0, i;
+	int ret;
 
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	if (fsync(fd) < 0)
-		ret = -1;
-	close(fd);
+	*out = NULL;
+	*n = 0;
+	if (data == NULL || len == 0 || len > CA_BUNDLE_MAX)
+		return CAPF_EBADMSG;
+	/* PEM if it says so; otherwise one DER certificate. */
+	if (memmem(data, len, "-----BEGIN", 10) != NULL)
+		ret = gnutls_x509_crt_list_import2(&list, &count, &in, GNUTLS_X509_FMT_PEM, 0);
+	else
+		ret = gnutls_x509_crt_list_import2(&list, &count, &in, GNUTLS_X509_FMT_DER, 0);
+	if (ret == GNUTLS_E_MEMORY_ERROR)
+		return CAPF_ENOMEM;
+	if (ret < 0 || count == 0) {
+		gnutls_free(list);
+		return CAPF_EBADMSG;
+	}
+	if (count > CA_CHAIN_MAX * 16) {
+		for (i = 0; i < count; i++)
+			gnutls_x509_crt_deinit(list[i]);
+		gnutls_free(list);
+		return CAPF_EBADMSG;
+	}
+	*out = list;
+	*n = count;
+	return 0;
+}
+
+/*
+ * The CN of a certificate, as the bytes of its string value. GnuTLS's
+ * text form escapes RFC 4514 specials, so the DER value is read instead
+ * and only the string types that carry ASCII/UTF-8 bytes are accepted.
+ */
+int ca_leaf_cn(gnutls_x509_crt_t leaf, char *cn, size_t size, size_t *cn_len)
+{
+	uint8_t raw[CA_CN_MAX * 4 + 8];
+	size_t raw_len = sizeof(raw);
+	size_t extra_len = sizeof(raw);
+	size_t hdr, len;
+
+	if (gnutls_x509_crt_get_dn_by_oid(leaf, GNUTLS_OID_X520_COMMON_NAME, 0, 1, raw, &raw_len) <
+	    0)
+		return CAPF_EIDENTITY;
+	/* A second CN would make "the" name ambiguous. */
+	if (gnutls_x509_crt_get_dn_by_oid(leaf, GNUTLS_OID_X520_COMMON_NAME, 1, 1, NULL,
+					  &extra_len) != GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
+		return CAPF_EIDENTITY;
+	if (raw_len < 2)
+		return CAPF_EIDENTITY;
+	switch (raw[0]) {
+	case 0x0c: /* UTF8String */
+	case 0x13: /* PrintableString */
+	case 0x14: /* TeletexString */
+	case 0x16: /* IA5String */
+		break;
+	default:
+		return CAPF_EIDENTITY;
+	}
+	if (raw[1] < 0x80) {
+		hdr = 2;
+		len = raw[1];
+	} else if (raw[1] == 0x81 && raw_len >= 3) {
+		hdr = 3;
+		len = raw[2];
+	} else {
+		return CAPF_EIDENTITY;
+	}
+	if (hdr + len != raw_len || len >= size || memchr(raw + hdr, 0, len) != NULL)
+		return CAPF_EIDENTITY;
+	memcpy(cn, raw + hdr, len);
+	cn[len] = '\0';
+	*cn_len = len;
+	return 0;
+}
+
+/* ---- issuers ------------------------------------------------------------ */
+
+static void issuer_free(struct ca_issuer *is)
+{
+	unsigned i;
+
+	if (is == NULL)
+		return;
+	/* gnutls_privkey_deinit() wipes the key parameters it owns. */
+	gnutls_privkey_deinit(is->key);
+	if (is->key_url != NULL) {
+		gnutls_memset(is->key_url, 0, strlen(is->key_url));
+		free(is->key_url);
+	}
+	gnutls_x509_crt_deinit(is->crt);
+	gnutls_free(is->der.data);
+	gnutls_free(is->raw_dn.data);
+	gnutls_free(is->crl_der.data);
+	free(is->pem);
+	for (i = 0; i < is->chain_len; i++)
+		gnutls_x509_crt_deinit(is->chain[i]);
+	gnutls_free(is->chain);
+	pthread_mutex_destroy(&is->sign_lock);
+	free(is);
+}
+
+static struct ca_issuer *issuer_alloc(void)
+{
+	struct ca_issuer *is = calloc(1, sizeof(*is));
+
+	if (is == NULL)
+		return NULL;
+	if (pthread_mutex_init(&is->sign_lock, NULL) != 0) {
+		free(is);
+		return NULL;
+	}
+	return is;
+}
+
+/* 1 if the public keys of key and crt are the same key. */
+static int key_matches(gnutls_privkey_t key, gnutls_x509_crt_t crt)
+{
+	gnutls_pubkey_t kpub = NULL, cpub = NULL;
+	uint8_t kid[CA_KEY_ID_LEN], cid[CA_KEY_ID_LEN];
+	int match = 0;
+
+	if (gnutls_pubkey_init(&kpub) < 0 || gnutls_pubkey_init(&cpub) < 0)
+		goto out;
+	if (gnutls_pubkey_import_privkey(kpub, key, 0, 0) < 0 ||
+	    gnutls_pubkey_import_x509(cpub, crt, 0) < 0)
+		goto out;
+	if (ca_key_id(kpub, kid) < 0 || ca_key_id(cpub, cid) < 0)
+		goto out;
+	match = memcmp(kid, cid, sizeof(kid)) == 0;
+out:
+	gnutls_pubkey_deinit(kpub);
+	gnutls_pubkey_deinit(cpub);
+	return match;
+}
+
+/*
+ * Fills the derived fields of an issuer whose crt is set (DER, PEM, raw
+ * subject, SKI, signing algorithm, id) and checks that it is a CA that
+ * may sign certificates, and that its key (if any) is its key.
+ */
+static int issuer_adopt(struct ca_issuer *is, const char *where)
+{
+	gnutls_pubkey_t cpub = NULL;
+	gnutls_datum_t pem = {NULL, 0};
+	uint8_t serial[CA_SERIAL_MAX], cid[CA_KEY_ID_LEN];
+	size_t serial_len = sizeof(serial), ski_len;
+	unsigned usage = 0;
+	int ret;
+
+	if (gnutls_x509_crt_get_ca_status(is->crt, NULL) <= 0) {
+		ca_set_error("%s is not a CA certificate (basicConstraints CA:TRUE missing)",
+			     where);
+		return CAPF_ECONFIG;
+	}
+	if (gnutls_x509_crt_get_key_usage(is->crt, &usage, NULL) >= 0 &&
+	    !(usage & GNUTLS_KEY_KEY_CERT_SIGN)) {
+		ca_set_error("%s does not allow certificate signing (keyUsage)", where);
+		return CAPF_ECONFIG;
+	}
+	if (is->key != NULL && !key_matches(is->key, is->crt)) {
+		ca_set_error("the CA key does not match the CA certificate %s", where);
+		return CAPF_ECONFIG;
+	}
+	if (gnutls_x509_crt_get_serial(is->crt, serial, &serial_len) < 0 || serial_len == 0 ||
+	    serial_len > CA_SERIAL_MAX) {
+		ca_set_error("%s has no usable serial number", where);
+		return CAPF_ECONFIG;
+	}
+	hex_encode(serial, serial_len, is->id);
+
+	CHECK_GNUTLS(gnutls_pubkey_init(&cpub));
+	CHECK_GNUTLS(gnutls_pubkey_import_x509(cpub, is->crt, 0));
+	ret = ca_key_sign_params(cpub, &is->sign_hash, &is->sign_algo);
+	if (ret < 0) {
+		ca_set_error("%s: the key type of the CA is not supported (EC or RSA)", where);
+		ret = CAPF_ECONFIG;
+		goto out;
+	}
+	/* Keep the CA's own SKI for the AKI of LSCs; a certificate from an
+	 * enterprise CA may lack one, then derive it as for new keys. */
+	ski_len = sizeof(is->ski);
+	ret = gnutls_x509_crt_get_subject_key_id(is->crt, is->ski, &ski_len, NULL);
+	if (ret >= 0 && ski_len > 0) {
+		is->ski_len = ski_len;
+	} else {
+		ret = ca_key_id(cpub, cid);
+		if (ret < 0)
+			goto out;
+		memcpy(is->ski, cid, sizeof(cid));
+		is->ski_len = sizeof(cid);
+	}
+	CHECK_GNUTLS(gnutls_x509_crt_get_raw_dn(is->crt, &is->raw_dn));
+	CHECK_GNUTLS(gnutls_x509_crt_export2(is->crt, GNUTLS_X509_FMT_DER, &is->der));
+	CHECK_GNUTLS(gnutls_x509_crt_export2(is->crt, GNUTLS_X509_FMT_PEM, &pem));
+	is->pem = malloc(pem.size + 1);
+	if (is->pem == NULL) {
+		ret = CAPF_ENOMEM;
+		goto out;
+	}
+	memcpy(is->pem, pem.data, pem.size);
+	is->pem[pem.size] = '\0';
+	ret = 0;
+out:
+	gnutls_free(pem.data);
+	gnutls_pubkey_deinit(cpub);
+	return ret;
+}
+
+/* Reads the key of a CA directory: key.pem, or the ref in key.ref. */
+static int gen_key_load(const char *gdir, gnutls_privkey_t *key, char **url)
+{
+	char path[PATH_MAX];
+	gnutls_datum_t ref = {NULL, 0};
+	int ret;
+
+	*key = NULL;
+	*url = NULL;
+	ret = ca_path(path, sizeof(path), gdir, CA_FILE_KEYREF);
+	if (ret < 0)
+		return ret;
+	if (ca_file_read(path, CA_FILE_MAX, &ref) == 0) {
+		/* One line: drop the newline an editor may have added. */
+		while (ref.size > 0 && (ref.data[ref.size - 1] == '\n' ||
+					ref.data[ref.size - 1] == '\r'))
+			ref.data[--ref.size] = '\0';
+		ret = ca_key_load((char *)ref.data, key);
+		if (ret == 0 && ca_key_is_url((char *)ref.data)) {
+			*url = strdup((char *)ref.data);
+			if (*url == NULL)
+				ret = CAPF_ENOMEM;
+		}
+		ca_file_free(&ref);
+		return ret;
+	}
+	if (errno != ENOENT) {
+		ca_set_error("cannot read %s: %s", path, strerror(errno));
+		return CAPF_EIO;
+	}
+	ret = ca_path(path, sizeof(path), gdir, CA_FILE_KEY);
+	if (ret < 0)
+		return ret;
+	return ca_key_load(path, key);
+}
+
+/* Reads one whole certificate file into *crt. */
+static int crt_load(const char *path, gnutls_x509_crt_t *crt)
+{
+	gnutls_datum_t data = {NULL, 0};
+	int ret;
+
+	*crt = NULL;
+	if (ca_file_read(path, CA_FILE_MAX, &data) < 0) {
+		ca_set_error("cannot read CA certificate %s: %s", path, strerror(errno));
+		return errno == ENOENT ? CAPF_ECONFIG : CAPF_EIO;
+	}
+	CHECK_GNUTLS(gnutls_x509_crt_init(crt));
+	ret = gnutls_x509_crt_import(*crt, &data, GNUTLS_X509_FMT_PEM);
+	if (ret < 0) {
+		ca_set_error("CA certificate %s is not a PEM certificate: %s", path,
+			     gnutls_strerror(ret));
+		gnutls_x509_crt_deinit(*crt);
+		*crt = NULL;
+		ret = CAPF_ECONFIG;
+		goto out;
+	}
+	ret = 0;
+out:
+	ca_file_free(&data);
 	return ret;
 }
 
 /*
- * Writes data to a new temporary file next to final (created with
- * O_CREAT|O_EXCL by mkostemp, so never someone else's file) with the
- * given mode, and fsyncs it. The caller renames it into place. tmp
- * receives the temporary path.
+ * Loads gen/<id>: its certificate, chain and overlap end, and its key
+ * unless key is given (then it is used instead, and owned by the issuer
+ * on success). need_key: a key that cannot be loaded is an error;
+ * otherwise the issuer verifies but signs no CRL.
  */
-static int write_temp(const char *dir, const char *name, const void *data, size_t len, mode_t mode,
-		      char *tmp, size_t tmp_size)
+static int issuer_load(struct ca *ca, const char *id, gnutls_privkey_t key, const char *key_url,
+		       int need_key, struct ca_issuer **out)
 {
-	const uint8_t *p = data;
-	int fd = -1;
-	int n;
-
-	n = snprintf(tmp, tmp_size, "%s/.%s.XXXXXX", dir, name);
-	if (n < 0 || (size_t)n >= tmp_size) {
-		set_error("CA directory path too long: %s", dir);
-		return CAPF_ECONFIG;
-	}
-	fd = mkostemp(tmp, O_CLOEXEC);
-	if (fd < 0) {
-		set_error("cannot create a file in %s: %s", dir, strerror(errno));
-		tmp[0] = '\0';
-		return CAPF_EIO;
-	}
-	if (fchmod(fd, mode) < 0)
-		goto fail;
-	while (len > 0) {
-		ssize_t w = write(fd, p, len);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			goto fail;
-		p += w;
-		len -= (size_t)w;
-	}
-	if (fsync(fd) < 0)
-		goto fail;
-	if (close(fd) < 0) {
-		fd = -1;
-		goto fail;
-	}
-	return 0;
-fail:
-	set_error("cannot write %s/%s: %s", dir, name, strerror(errno));
-	if (fd >= 0)
-		close(fd);
-	unlink(tmp);
-	tmp[0] = '\0';
-	return CAPF_EIO;
-}
-
-/* Builds dir/name into buf; CAPF_ECONFIG when it does not fit. */
-static int join_path(char *buf, size_t size, const char *dir, const char *name)
-{
-	int n = snprintf(buf, size, "%s/%s", dir, name);
-
-	if (n < 0 || (size_t)n >= size) {
-		set_error("CA directory path too long: %s", dir);
-		return CAPF_ECONFIG;
-	}
-	return 0;
-}
-
-/*
- * Makes a new self-signed CAPF CA: a P-256 key and a v3 certificate, both
- * written to the CA directory. On success *key holds the key and *crt_pem
- * the certificate (gnutls_free).
- */
-static int create_ca(const struct ca_config *cfg, gnutls_privkey_t *key, gnutls_datum_t *crt_pem)
-{
-	gnutls_x509_privkey_t xkey = NULL;
-	gnutls_privkey_t pkey = NULL;
-	gnutls_pubkey_t pub = NULL;
-	gnutls_x509_crt_t crt = NULL;
-	gnutls_datum_t key_pem = {NULL, 0};
-	gnutls_datum_t pem = {NULL, 0};
-	uint8_t serial[CA_SERIAL_LEN];
-	uint8_t ski[CA_KEY_ID_LEN];
-	char key_tmp[PATH_MAX] = "", crt_tmp[PATH_MAX] = "";
-	char key_path[PATH_MAX], crt_path[PATH_MAX];
-	const char *subject = cfg->subject != NULL ? cfg->subject : CA_DEFAULT_SUBJECT;
-	unsigned days = cfg->ca_days != 0 ? cfg->ca_days : CA_DEFAULT_CA_DAYS;
-	const char *dn_err = NULL;
-	time_t now = time(NULL);
+	struct ca_issuer *is = NULL;
+	char gdir[PATH_MAX], path[PATH_MAX], rel[64];
+	gnutls_datum_t data = {NULL, 0};
 	int ret;
 
-	ret = join_path(key_path, sizeof(key_path), cfg->dir, CA_KEY_FILE);
+	*out = NULL;
+	snprintf(rel, sizeof(rel), CA_DIR_GEN "/%.40s", id);
+	ret = ca_path(gdir, sizeof(gdir), ca->dir, rel);
+	if (ret < 0)
+		return ret;
+	is = issuer_alloc();
+	if (is == NULL)
+		return CAPF_ENOMEM;
+	ret = ca_path(path, sizeof(path), gdir, CA_FILE_CERT);
 	if (ret < 0)
 		goto out;
-	ret = join_path(crt_path, sizeof(crt_path), cfg->dir, CA_CRT_FILE);
+	ret = crt_load(path, &is->crt);
 	if (ret < 0)
 		goto out;
+	if (key != NULL) {
+		is->key = key;
+		if (key_url != NULL && (is->key_url = strdup(key_url)) == NULL) {
+			is->key = NULL;
+			ret = CAPF_ENOMEM;
+			goto out;
+		}
+	} else {
+		ret = gen_key_load(gdir, &is->key, &is->key_url);
+		if (ret < 0 && need_key)
+			goto out;
+	}
+	ret = issuer_adopt(is, path);
+	if (ret < 0) {
+		if (key != NULL)
+			is->key = NULL; /* the caller keeps it */
+		goto out;
+	}
+	if (strcmp(is->id, id) != 0) {
+		ca_set_error("%s: directory name %s is not the certificate's serial %s", path, id,
+			     is->id);
+		ret = CAPF_ECONFIG;
+		goto out;
+	}
 
-	CHECK_GNUTLS(gnutls_x509_privkey_init(&xkey));
-	CHECK_GNUTLS(gnutls_x509_privkey_generate(
-	    xkey, GNUTLS_PK_ECDSA, GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_SECP256R1), 0));
-	CHECK_GNUTLS(gnutls_x509_privkey_export2_pkcs8(xkey, GNUTLS_X509_FMT_PEM, NULL,
-						       GNUTLS_PKCS_PLAIN, &key_pem));
-	CHECK_GNUTLS(gnutls_privkey_init(&pkey));
-	CHECK_GNUTLS(gnutls_privkey_import_x509(pkey, xkey, GNUTLS_PRIVKEY_IMPORT_AUTO_RELEASE));
-	xkey = NULL; /* owned by pkey now */
+	/* The issuing chain of an enterprise-signed CA. */
+	ret = ca_path(path, sizeof(path), gdir, CA_FILE_CHAIN);
+	if (ret < 0)
+		goto out;
+	if (ca_file_read(path, CA_BUNDLE_MAX, &data) == 0) {
+		ret = ca_crt_parse_all(data.data, data.size, &is->chain, &is->chain_len);
+		ca_file_free(&data);
+		if (ret < 0) {
+			ca_set_error("%s holds no certificate", path);
+			ret = CAPF_ECONFIG;
+			goto out;
+		}
+	}
+
+	ret = ca_path(path, sizeof(path), gdir, CA_FILE_UNTIL);
+	if (ret < 0)
+		goto out;
+	if (ca_file_read(path, 64, &data) == 0) {
+		is->trusted_until = (time_t)strtoll((char *)data.data, NULL, 10);
+		is->retired = 1;
+		ca_file_free(&data);
+	}
+	*out = is;
+	is = NULL;
+	ret = 0;
+out:
+	issuer_free(is);
+	return ret;
+}
+
+int ca_issuer_trusted(const struct ca *ca, const struct ca_issuer *is, time_t now)
+{
+	if (is == ca->current)
+		return 1;
+	return is->retired && now <= is->trusted_until;
+}
+
+/* A hex id as capf makes them: 2..40 lower-case hex digits. */
+static int id_valid(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n < 2 || n > CA_ID_HEX_MAX || n % 2 != 0)
+		return 0;
+	return strspn(s, "0123456789abcdef") == n;
+}
+
+/* The id the "current" link names, into id; CAPF_ENOENT if no link. */
+static int read_current(const char *dir, char id[CA_ID_HEX_MAX + 1])
+{
+	char link[PATH_MAX], target[128];
+	ssize_t n;
+	int ret;
+
+	ret = ca_path(link, sizeof(link), dir, CA_LINK_CURRENT);
+	if (ret < 0)
+		return ret;
+	n = readlink(link, target, sizeof(target) - 1);
+	if (n < 0) {
+		if (errno == ENOENT)
+			return CAPF_ENOENT;
+		ca_set_error("cannot read %s: %s", link, strerror(errno));
+		return CAPF_EIO;
+	}
+	target[n] = '\0';
+	if (strncmp(target, CA_DIR_GEN "/", sizeof(CA_DIR_GEN)) != 0 ||
+	    !id_valid(target + sizeof(CA_DIR_GEN))) {
+		ca_set_error("%s points to %s, not to gen/<serial>", link, target);
+		return CAPF_ECONFIG;
+	}
+	snprintf(id, CA_ID_HEX_MAX + 1, "%s", target + sizeof(CA_DIR_GEN));
+	return 0;
+}
+
+/* Points "current" at gen/<id>: a new link renamed over the old one. */
+static int write_current(const char *dir, const char *id)
+{
+	char link[PATH_MAX], tmp[PATH_MAX], target[128];
+	int ret;
+
+	ret = ca_path(link, sizeof(link), dir, CA_LINK_CURRENT);
+	if (ret < 0)
+		return ret;
+	ret = ca_path(tmp, sizeof(tmp), dir, "." CA_LINK_CURRENT ".new");
+	if (ret < 0)
+		return ret;
+	snprintf(target, sizeof(target), CA_DIR_GEN "/%s", id);
+	unlink(tmp);
+	if (symlink(target, tmp) < 0 || rename(tmp, link) < 0) {
+		ca_set_error("cannot update %s: %s", link, strerror(errno));
+		unlink(tmp);
+		return CAPF_EIO;
+	}
+	if (ca_fsync_dir(dir) < 0) {
+		ca_set_error("cannot sync %s: %s", dir, strerror(errno));
+		return CAPF_EIO;
+	}
+	return 0;
+}
+
+/* ca.pem: a copy of the current certificate for people and tools. */
+static int write_ca_pem(const struct ca *ca, const struct ca_issuer *is)
+{
+	gnutls_datum_t old = {NULL, 0};
+	char path[PATH_MAX];
+	int same;
+
+	if (ca_path(path, sizeof(path), ca->dir, CA_FILE_CA_PEM) < 0)
+		return CAPF_ECONFIG;
+	same = ca_file_read(path, CA_FILE_MAX, &old) == 0 && strlen(is->pem) == old.size &&
+	       memcmp(old.data, is->pem, old.size) == 0;
+	ca_file_free(&old);
+	if (same)
+		return 0;
+	return ca_file_write(ca->dir, CA_FILE_CA_PEM, is->pem, strlen(is->pem), 0644);
+}
+
+/* Makes a v3 CA certificate for key: self-signed, CA:TRUE pathlen 0. */
+static int build_ca_cert(gnutls_privkey_t key, const char *subject, unsigned days, time_t now,
+			 gnutls_x509_crt_t *out)
+{
+	gnutls_pubkey_t pub = NULL;
+	gnutls_x509_crt_t crt = NULL;
+	gnutls_digest_algorithm_t hash;
+	gnutls_sign_algorithm_t algo;
+	uint8_t serial[CA_SERIAL_LEN];
+	uint8_t ski[CA_KEY_ID_LEN];
+	const char *dn_err = NULL;
+	int ret;
+
+	*out = NULL;
 	CHECK_GNUTLS(gnutls_pubkey_init(&pub));
-	CHECK_GNUTLS(gnutls_pubkey_import_privkey(pub, pkey, 0, 0));
-
+	CHECK_GNUTLS(gnutls_pubkey_import_privkey(pub, key, 0, 0));
+	ret = ca_key_sign_params(pub, &hash, &algo);
+	if (ret < 0) {
+		ca_set_error("the CA key is neither EC nor RSA");
+		ret = CAPF_ECONFIG;
+		goto out;
+	}
 	CHECK_GNUTLS(gnutls_x509_crt_init(&crt));
 	CHECK_GNUTLS(gnutls_x509_crt_set_version(crt, 3));
 	ret = ca_random_serial(serial);
@@ -279,8 +592,8 @@ static int create_ca(const struct ca_config *cfg, gnutls_privkey_t *key, gnutls_
 	CHECK_GNUTLS(gnutls_x509_crt_set_activation_time(crt, now - CA_BACKDATE_SECONDS));
 	CHECK_GNUTLS(gnutls_x509_crt_set_expiration_time(crt, now + (time_t)days * 86400));
 	if (gnutls_x509_crt_set_dn(crt, subject, &dn_err) < 0) {
-		set_error("invalid CA subject \"%s\" (at \"%s\")", subject,
-			  dn_err != NULL ? dn_err : "");
+		ca_set_error("invalid CA subject \"%s\" (at \"%s\")", subject,
+			     dn_err != NULL ? dn_err : "");
 		ret = CAPF_ECONFIG;
 		goto out;
 	}
@@ -292,311 +605,441 @@ static int create_ca(const struct ca_config *cfg, gnutls_privkey_t *key, gnutls_
 	if (ret < 0)
 		goto out;
 	CHECK_GNUTLS(gnutls_x509_crt_set_subject_key_id(crt, ski, sizeof(ski)));
-	CHECK_GNUTLS(gnutls_x509_crt_privkey_sign(crt, crt, pkey, GNUTLS_DIG_SHA256, 0));
-	CHECK_GNUTLS(gnutls_x509_crt_export2(crt, GNUTLS_X509_FMT_PEM, &pem));
-
-	/*
-	 * Both files are complete and durable under temporary names before
-	 * either takes its real name, so a crash leaves at worst one of the
-	 * two, which ca_new() reports instead of silently making a new CA.
-	 */
-	ret = write_temp(cfg->dir, CA_KEY_FILE, key_pem.data, key_pem.size, 0600, key_tmp,
-			 sizeof(key_tmp));
-	if (ret < 0)
-		goto out;
-	ret = write_temp(cfg->dir, CA_CRT_FILE, pem.data, pem.size, 0644, crt_tmp, sizeof(crt_tmp));
-	if (ret < 0)
-		goto out;
-	if (rename(key_tmp, key_path) < 0) {
-		set_error("cannot create %s: %s", key_path, strerror(errno));
-		ret = CAPF_EIO;
+	ret = gnutls_x509_crt_privkey_sign(crt, crt, key, hash, 0);
+	if (ret < 0) {
+		ca_set_error("cannot sign the CA certificate: %s", gnutls_strerror(ret));
+		ret = CAPF_ECRYPTO;
 		goto out;
 	}
-	key_tmp[0] = '\0';
-	if (rename(crt_tmp, crt_path) < 0) {
-		set_error("cannot create %s: %s", crt_path, strerror(errno));
-		ret = CAPF_EIO;
-		goto out;
-	}
-	crt_tmp[0] = '\0';
-	if (fsync_dir(cfg->dir) < 0) {
-		set_error("cannot sync CA directory %s: %s", cfg->dir, strerror(errno));
-		ret = CAPF_EIO;
-		goto out;
-	}
-
-	*key = pkey;
-	pkey = NULL;
-	*crt_pem = pem;
-	pem.data = NULL;
+	*out = crt;
+	crt = NULL;
 	ret = 0;
 out:
-	if (ret < 0 && last_error[0] == '\0')
-		set_error("cannot create the CA in %s: %s", cfg->dir, capf_strerror(ret));
-	if (key_tmp[0] != '\0')
-		unlink(key_tmp);
-	if (crt_tmp[0] != '\0')
-		unlink(crt_tmp);
-	if (key_pem.data != NULL) {
-		gnutls_memset(key_pem.data, 0, key_pem.size);
-		gnutls_free(key_pem.data);
-	}
-	gnutls_free(pem.data);
 	gnutls_x509_crt_deinit(crt);
 	gnutls_pubkey_deinit(pub);
-	gnutls_privkey_deinit(pkey);
-	gnutls_x509_privkey_deinit(xkey);
 	return ret;
 }
 
-/* Loads ca.key and ca.pem of an existing CA. */
-static int load_ca(const char *key_path, const char *crt_path, gnutls_privkey_t *key,
-		   gnutls_datum_t *crt_pem)
+/* Writes a certificate as PEM to dir/name (mode 0644). */
+static int crt_write(gnutls_x509_crt_t crt, const char *dir, const char *name)
 {
-	gnutls_datum_t kd = {NULL, 0}, cd = {NULL, 0};
-	gnutls_privkey_t pkey = NULL;
+	gnutls_datum_t pem = {NULL, 0};
 	int ret;
 
-	if (read_file(key_path, CA_FILE_MAX, &kd) < 0) {
-		set_error("cannot read CA key %s: %s", key_path, strerror(errno));
-		ret = CAPF_EIO;
-		goto out;
-	}
-	if (read_file(crt_path, CA_FILE_MAX, &cd) < 0) {
-		set_error("cannot read CA certificate %s: %s", crt_path, strerror(errno));
-		ret = CAPF_EIO;
-		goto out;
-	}
-	CHECK_GNUTLS(gnutls_privkey_init(&pkey));
-	ret = gnutls_privkey_import_x509_raw(pkey, &kd, GNUTLS_X509_FMT_PEM, NULL, 0);
-	if (ret < 0) {
-		set_error("CA key %s is not a PEM private key: %s", key_path, gnutls_strerror(ret));
-		ret = CAPF_ECONFIG;
-		goto out;
-	}
-	/* gnutls_free must be able to release what the caller gets, so the
-	 * certificate text moves to a gnutls_malloc'd copy. */
-	crt_pem->data = gnutls_malloc(cd.size + 1);
-	if (crt_pem->data == NULL) {
-		ret = CAPF_ENOMEM;
-		goto out;
-	}
-	memcpy(crt_pem->data, cd.data, cd.size + 1);
-	crt_pem->size = cd.size;
-	*key = pkey;
-	pkey = NULL;
-	ret = 0;
+	CHECK_GNUTLS(gnutls_x509_crt_export2(crt, GNUTLS_X509_FMT_PEM, &pem));
+	ret = ca_file_write(dir, name, pem.data, pem.size, 0644);
 out:
-	gnutls_privkey_deinit(pkey);
-	free_file(&kd);
-	free_file(&cd);
+	gnutls_free(pem.data);
 	return ret;
 }
 
 /*
- * Parses the CA certificate, checks it against the key and that it is a
- * CA, and fills the derived fields of ca (DER, PEM, SKI, hash).
+ * Moves a fully written temporary generation directory to gen/<id>. The
+ * files are durable already; the rename and the sync of gen/ publish it.
  */
-static int adopt_ca(struct ca *ca, const char *crt_path, const gnutls_datum_t *crt_pem)
+static int publish_gen(const struct ca *ca, const char *tmpdir, const char *id)
 {
-	gnutls_pubkey_t kpub = NULL, cpub = NULL;
-	gnutls_datum_t pem = {NULL, 0};
-	uint8_t kid[CA_KEY_ID_LEN], cid[CA_KEY_ID_LEN];
-	unsigned usage = 0, mand = 0;
-	size_t ski_len;
+	char gen[PATH_MAX], final[PATH_MAX];
 	int ret;
 
-	CHECK_GNUTLS(gnutls_x509_crt_init(&ca->crt));
-	ret = gnutls_x509_crt_import(ca->crt, crt_pem, GNUTLS_X509_FMT_PEM);
-	if (ret < 0) {
-		set_error("CA certificate %s is not a PEM certificate: %s", crt_path,
-			  gnutls_strerror(ret));
-		ret = CAPF_ECONFIG;
-		goto out;
+	ret = ca_path(gen, sizeof(gen), ca->dir, CA_DIR_GEN);
+	if (ret < 0)
+		return ret;
+	ret = ca_path(final, sizeof(final), gen, id);
+	if (ret < 0)
+		return ret;
+	if (rename(tmpdir, final) < 0) {
+		ca_set_error("cannot create %s: %s", final, strerror(errno));
+		return CAPF_EIO;
 	}
-	CHECK_GNUTLS(gnutls_pubkey_init(&kpub));
-	CHECK_GNUTLS(gnutls_pubkey_init(&cpub));
-	CHECK_GNUTLS(gnutls_pubkey_import_privkey(kpub, ca->key, 0, 0));
-	CHECK_GNUTLS(gnutls_pubkey_import_x509(cpub, ca->crt, 0));
-	ret = ca_key_id(kpub, kid);
+	if (ca_fsync_dir(gen) < 0) {
+		ca_set_error("cannot sync %s: %s", gen, strerror(errno));
+		return CAPF_EIO;
+	}
+	return 0;
+}
+
+/* A new empty directory gen/.new-XXXXXX for a CA being made. */
+static int make_tmp_gen(const struct ca *ca, char *tmpdir, size_t size)
+{
+	char gen[PATH_MAX];
+	int ret, n;
+
+	ret = ca_path(gen, sizeof(gen), ca->dir, CA_DIR_GEN);
+	if (ret < 0)
+		return ret;
+	ret = ca_mkdir(gen);
+	if (ret < 0)
+		return ret;
+	n = snprintf(tmpdir, size, "%s/.new-XXXXXX", gen);
+	if (n < 0 || (size_t)n >= size) {
+		ca_set_error("CA directory path too long: %s", ca->dir);
+		return CAPF_ECONFIG;
+	}
+	if (mkdtemp(tmpdir) == NULL) {
+		ca_set_error("cannot create a directory in %s: %s", gen, strerror(errno));
+		tmpdir[0] = '\0';
+		return CAPF_EIO;
+	}
+	return 0;
+}
+
+/*
+ * Makes a new self-signed CAPF CA in gen/<id> with the key of spec and
+ * returns it loaded (not yet current).
+ */
+static int make_self_signed(struct ca *ca, const struct ca_keyspec *spec, const char *subject,
+			    time_t now, struct ca_issuer **out)
+{
+	struct ca_issuer *is = NULL;
+	gnutls_privkey_t key = NULL;
+	gnutls_x509_crt_t crt = NULL;
+	char tmpdir[PATH_MAX] = "";
+	char *url = NULL;
+	int ret;
+
+	*out = NULL;
+	ret = make_tmp_gen(ca, tmpdir, sizeof(tmpdir));
 	if (ret < 0)
 		goto out;
-	ret = ca_key_id(cpub, cid);
+	ret = ca_key_obtain(spec, ca->key_type, tmpdir, &key, &url);
 	if (ret < 0)
 		goto out;
-	if (memcmp(kid, cid, sizeof(kid)) != 0) {
-		set_error("CA key does not match the CA certificate %s", crt_path);
-		ret = CAPF_ECONFIG;
+	ret = build_ca_cert(key, subject, ca->ca_days, now, &crt);
+	if (ret < 0)
 		goto out;
-	}
-	if (gnutls_x509_crt_get_ca_status(ca->crt, NULL) <= 0) {
-		set_error(
-		    "CA certificate %s is not a CA certificate (basicConstraints CA:TRUE missing)",
-		    crt_path);
-		ret = CAPF_ECONFIG;
+	ret = crt_write(crt, tmpdir, CA_FILE_CERT);
+	if (ret < 0)
 		goto out;
-	}
-	if (gnutls_x509_crt_get_key_usage(ca->crt, &usage, NULL) >= 0 &&
-	    !(usage & GNUTLS_KEY_KEY_CERT_SIGN)) {
-		set_error("CA certificate %s does not allow certificate signing (keyUsage)",
-			  crt_path);
-		ret = CAPF_ECONFIG;
-		goto out;
-	}
-
-	/* Keep the CA's own SKI for the AKI of LSCs; a certificate from an
-	 * enterprise CA may lack one, then derive it as for new keys. */
-	ski_len = sizeof(ca->ski);
-	ret = gnutls_x509_crt_get_subject_key_id(ca->crt, ca->ski, &ski_len, NULL);
-	if (ret >= 0 && ski_len > 0) {
-		ca->ski_len = ski_len;
-	} else {
-		memcpy(ca->ski, cid, sizeof(cid));
-		ca->ski_len = sizeof(cid);
-	}
-
-	/* SHA-256 for P-256 and RSA, SHA-384 for P-384: what the key
-	 * prefers, never weaker than SHA-256. */
-	ca->sign_hash = GNUTLS_DIG_SHA256;
-	if (gnutls_pubkey_get_preferred_hash_algorithm(cpub, &ca->sign_hash, &mand) < 0 ||
-	    ca->sign_hash == GNUTLS_DIG_SHA1 || ca->sign_hash == GNUTLS_DIG_SHA224 ||
-	    ca->sign_hash == GNUTLS_DIG_MD5 || ca->sign_hash == GNUTLS_DIG_UNKNOWN)
-		ca->sign_hash = GNUTLS_DIG_SHA256;
-
-	CHECK_GNUTLS(gnutls_x509_crt_export2(ca->crt, GNUTLS_X509_FMT_DER, &ca->der));
-	CHECK_GNUTLS(gnutls_x509_crt_export2(ca->crt, GNUTLS_X509_FMT_PEM, &pem));
-	ca->pem = malloc(pem.size + 1);
-	if (ca->pem == NULL) {
+	is = issuer_alloc();
+	if (is == NULL) {
 		ret = CAPF_ENOMEM;
 		goto out;
 	}
-	memcpy(ca->pem, pem.data, pem.size);
-	ca->pem[pem.size] = '\0';
+	/* Read back what was written: a certificate object that was built
+	 * and signed in memory does not answer every query (its raw subject,
+	 * for one) as a parsed one does, and the issuer must behave the
+	 * same whether it was made now or loaded at start. */
+	{
+		char path[PATH_MAX];
+
+		ret = ca_path(path, sizeof(path), tmpdir, CA_FILE_CERT);
+		if (ret == 0)
+			ret = crt_load(path, &is->crt);
+		if (ret < 0)
+			goto out;
+	}
+	is->key = key;
+	key = NULL;
+	is->key_url = url;
+	url = NULL;
+	ret = issuer_adopt(is, "the new CA certificate");
+	if (ret < 0)
+		goto out;
+	ret = publish_gen(ca, tmpdir, is->id);
+	if (ret < 0)
+		goto out;
+	tmpdir[0] = '\0';
+	*out = is;
+	is = NULL;
 	ret = 0;
 out:
-	gnutls_free(pem.data);
-	gnutls_pubkey_deinit(kpub);
-	gnutls_pubkey_deinit(cpub);
+	if (tmpdir[0] != '\0')
+		ca_rmtree(tmpdir);
+	issuer_free(is);
+	gnutls_x509_crt_deinit(crt);
+	gnutls_privkey_deinit(key);
+	if (url != NULL) {
+		gnutls_memset(url, 0, strlen(url));
+		free(url);
+	}
 	return ret;
 }
 
-/* Loads the manufacturer roots bundle into ca->roots and ca->root_crts. */
-static int load_roots(struct ca *ca, const char *path)
+/*
+ * The directory of the walking skeleton held ca.pem and ca.key only.
+ * Such a CA becomes gen/<id> (the key is linked, never copied through
+ * memory) and the current one.
+ */
+static int adopt_legacy(struct ca *ca, const char *crt_path, const char *key_path)
 {
-	gnutls_datum_t data = {NULL, 0};
+	struct ca_issuer *is = NULL;
+	char tmpdir[PATH_MAX] = "", path[PATH_MAX];
+	gnutls_privkey_t key = NULL;
 	int ret;
 
-	if (read_file(path, CA_ROOTS_MAX, &data) < 0) {
-		set_error("cannot read manufacturer roots %s: %s", path, strerror(errno));
-		ret = CAPF_ECONFIG;
+	is = issuer_alloc();
+	if (is == NULL)
+		return CAPF_ENOMEM;
+	ret = crt_load(crt_path, &is->crt);
+	if (ret < 0)
+		goto out;
+	ret = ca_key_load(key_path, &key);
+	if (ret < 0)
+		goto out;
+	is->key = key;
+	key = NULL;
+	ret = issuer_adopt(is, crt_path);
+	if (ret < 0)
+		goto out;
+	ret = make_tmp_gen(ca, tmpdir, sizeof(tmpdir));
+	if (ret < 0)
+		goto out;
+	ret = ca_path(path, sizeof(path), tmpdir, CA_FILE_KEY);
+	if (ret < 0)
+		goto out;
+	if (link(key_path, path) < 0) {
+		ca_set_error("cannot link %s into %s: %s", key_path, tmpdir, strerror(errno));
+		ret = CAPF_EIO;
 		goto out;
 	}
-	ret = gnutls_x509_crt_list_import2(&ca->root_crts, &ca->root_count, &data,
-					   GNUTLS_X509_FMT_PEM, 0);
-	if (ret < 0 || ca->root_count == 0) {
-		set_error("manufacturer roots %s: %s", path,
-			  ret < 0 ? gnutls_strerror(ret) : "no certificate found");
-		ret = CAPF_ECONFIG;
+	ret = crt_write(is->crt, tmpdir, CA_FILE_CERT);
+	if (ret < 0)
 		goto out;
-	}
-	CHECK_GNUTLS(gnutls_x509_trust_list_init(&ca->roots, 0));
-	ret =
-	    gnutls_x509_trust_list_add_trust_mem(ca->roots, &data, NULL, GNUTLS_X509_FMT_PEM, 0, 0);
-	if (ret <= 0) {
-		set_error("manufacturer roots %s: %s", path,
-			  ret < 0 ? gnutls_strerror(ret) : "no certificate found");
-		ret = CAPF_ECONFIG;
+	ret = publish_gen(ca, tmpdir, is->id);
+	if (ret < 0)
 		goto out;
-	}
+	tmpdir[0] = '\0';
+	ret = write_current(ca->dir, is->id);
+	if (ret < 0)
+		goto out;
+	/* The key lives on under gen/<id>/key.pem. */
+	unlink(key_path);
+	ca_fsync_dir(ca->dir);
 	ret = 0;
 out:
-	free(data.data);
+	if (tmpdir[0] != '\0')
+		ca_rmtree(tmpdir);
+	issuer_free(is);
+	return ret;
+}
+
+/* Adds an issuer to the list (newest first). Caller holds the lock. */
+static void issuer_link(struct ca *ca, struct ca_issuer *is)
+{
+	is->next = ca->issuers;
+	ca->issuers = is;
+}
+
+static int set_notice(struct ca *ca, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int set_notice(struct ca *ca, const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	free(ca->notice);
+	ca->notice = strdup(buf);
+	return ca->notice != NULL ? 0 : CAPF_ENOMEM;
+}
+
+/*
+ * Loads the current CA. A configured key is used if it is the current
+ * CA's key (so a new PIN in the configuration applies); otherwise the key
+ * the CA directory records for it.
+ */
+static int load_current(struct ca *ca, const char *id)
+{
+	struct ca_issuer *is = NULL;
+	gnutls_privkey_t key = NULL;
+	gnutls_x509_crt_t crt = NULL;
+	char gdir[PATH_MAX], path[PATH_MAX], rel[64], shown[512];
+	int ret;
+
+	if (ca->key_cfg != NULL) {
+		snprintf(rel, sizeof(rel), CA_DIR_GEN "/%s/" CA_FILE_CERT, id);
+		ret = ca_path(path, sizeof(path), ca->dir, rel);
+		if (ret < 0)
+			return ret;
+		if (crt_load(path, &crt) == 0 && ca_key_load(ca->key_cfg, &key) == 0 &&
+		    key_matches(key, crt)) {
+			ret = issuer_load(ca, id, key,
+					  ca_key_is_url(ca->key_cfg) ? ca->key_cfg : NULL, 1, &is);
+			if (ret == 0)
+				key = NULL;
+		} else {
+			ret = -1;
+		}
+		gnutls_x509_crt_deinit(crt);
+		gnutls_privkey_deinit(key);
+		key = NULL;
+		if (ret == 0)
+			goto done;
+		snprintf(rel, sizeof(rel), CA_DIR_GEN "/%s", id);
+		if (ca_path(gdir, sizeof(gdir), ca->dir, rel) == 0)
+			set_notice(ca,
+				   "the configured [ca] key %s is not the key of the current CAPF "
+				   "CA %s (it made the first CA only); using the key recorded in %s",
+				   ca_key_ref_redact(ca->key_cfg, shown, sizeof(shown)), id, gdir);
+	}
+	ret = issuer_load(ca, id, NULL, NULL, 1, &is);
+	if (ret < 0)
+		return ret;
+done:
+	issuer_link(ca, is);
+	ca->current = is;
+	return 0;
+}
+
+/* Loads every retired CA whose overlap has not ended. */
+static int load_retired(struct ca *ca, time_t now)
+{
+	char gen[PATH_MAX];
+	struct dirent *e;
+	DIR *d;
+	int ret = 0;
+
+	if (ca_path(gen, sizeof(gen), ca->dir, CA_DIR_GEN) < 0)
+		return CAPF_ECONFIG;
+	d = opendir(gen);
+	if (d == NULL)
+		return errno == ENOENT ? 0 : CAPF_EIO;
+	while ((e = readdir(d)) != NULL) {
+		char path[PATH_MAX], rel[64];
+		gnutls_datum_t until = {NULL, 0};
+		struct ca_issuer *is = NULL;
+		time_t t;
+
+		if (!id_valid(e->d_name) || strcmp(e->d_name, ca->current->id) == 0)
+			continue;
+		snprintf(rel, sizeof(rel), CA_DIR_GEN "/%s/" CA_FILE_UNTIL, e->d_name);
+		if (ca_path(path, sizeof(path), ca->dir, rel) < 0 ||
+		    ca_file_read(path, 64, &until) < 0)
+			continue; /* never current, or damaged: not trusted */
+		t = (time_t)strtoll((char *)until.data, NULL, 10);
+		ca_file_free(&until);
+		if (t < now)
+			continue;
+		/* Its key signs its CRL; without it the CA still verifies. */
+		ret = issuer_load(ca, e->d_name, NULL, NULL, 0, &is);
+		if (ret < 0)
+			break;
+		issuer_link(ca, is);
+	}
+	closedir(d);
 	return ret;
 }
 
 int ca_new(struct ca **out, const struct ca_config *cfg)
 {
 	struct ca *ca = NULL;
-	gnutls_datum_t crt_pem = {NULL, 0};
-	char key_path[PATH_MAX], crt_path[PATH_MAX];
+	struct ca_keyspec spec = {0, NULL};
+	struct ca_issuer *is = NULL;
+	char crt_path[PATH_MAX], key_path[PATH_MAX], id[CA_ID_HEX_MAX + 1];
 	struct stat st;
+	time_t now = time(NULL);
 	int have_key, have_crt;
 	int ret;
 
 	last_error[0] = '\0';
 	if (out == NULL || cfg == NULL) {
-		set_error("ca_new: missing argument");
+		ca_set_error("ca_new: missing argument");
 		return CAPF_EINVAL;
 	}
 	*out = NULL;
 	if (cfg->dir == NULL || cfg->dir[0] == '\0') {
-		set_error("CA directory not set");
+		ca_set_error("CA directory not set");
 		return CAPF_ECONFIG;
 	}
-	if (cfg->ca_days > CA_MAX_DAYS || cfg->lsc_days > CA_MAX_DAYS) {
-		set_error("validity too long: at most %u days", CA_MAX_DAYS);
+	if (cfg->ca_days > CA_MAX_DAYS || cfg->lsc_days > CA_MAX_DAYS ||
+	    cfg->overlap_days > CA_MAX_DAYS || cfg->crl_days > CA_MAX_DAYS) {
+		ca_set_error("validity too long: at most %u days", CA_MAX_DAYS);
+		return CAPF_ECONFIG;
+	}
+	if (cfg->key_type < 0 || cfg->key_type > CAPF__KEY_TYPE__KEY_RSA_4096) {
+		ca_set_error("unknown CA key type %d", cfg->key_type);
 		return CAPF_ECONFIG;
 	}
 
 	ca = calloc(1, sizeof(*ca));
 	if (ca == NULL)
 		return CAPF_ENOMEM;
-	if (pthread_mutex_init(&ca->sign_lock, NULL) != 0) {
+	if (pthread_rwlock_init(&ca->lock, NULL) != 0) {
+		free(ca);
+		return CAPF_ENOMEM;
+	}
+	if (pthread_mutex_init(&ca->admin_lock, NULL) != 0) {
+		pthread_rwlock_destroy(&ca->lock);
 		free(ca);
 		return CAPF_ENOMEM;
 	}
 	ca->lsc_days = cfg->lsc_days != 0 ? cfg->lsc_days : CA_DEFAULT_LSC_DAYS;
+	ca->ca_days = cfg->ca_days != 0 ? cfg->ca_days : CA_DEFAULT_CA_DAYS;
+	ca->overlap_days = cfg->overlap_days != 0 ? cfg->overlap_days : CA_DEFAULT_OVERLAP_DAYS;
+	ca->crl_days = cfg->crl_days != 0 ? cfg->crl_days : CA_DEFAULT_CRL_DAYS;
+	ca->key_type = cfg->key_type != 0 ? cfg->key_type : CAPF__KEY_TYPE__KEY_EC_P256;
+	ca->dir = strdup(cfg->dir);
+	ca->subject_cfg = strdup(cfg->subject != NULL ? cfg->subject : CA_DEFAULT_SUBJECT);
+	if (ca->dir == NULL || ca->subject_cfg == NULL ||
+	    (cfg->key != NULL && cfg->key[0] != '\0' &&
+	     (ca->key_cfg = strdup(cfg->key)) == NULL)) {
+		ret = CAPF_ENOMEM;
+		goto out;
+	}
 
-	ret = join_path(key_path, sizeof(key_path), cfg->dir, CA_KEY_FILE);
+	ret = ca_path(key_path, sizeof(key_path), cfg->dir, CA_FILE_LEGACY_KEY);
 	if (ret < 0)
 		goto out;
-	ret = join_path(crt_path, sizeof(crt_path), cfg->dir, CA_CRT_FILE);
+	ret = ca_path(crt_path, sizeof(crt_path), cfg->dir, CA_FILE_CA_PEM);
 	if (ret < 0)
 		goto out;
 
 	/* Roots first: a configuration error must not leave a new CA behind. */
-	if (cfg->mfg_roots != NULL) {
-		ret = load_roots(ca, cfg->mfg_roots);
-		if (ret < 0)
-			goto out;
-	}
-	if (mkdir(cfg->dir, 0700) < 0 && errno != EEXIST) {
-		set_error("cannot create CA directory %s: %s", cfg->dir, strerror(errno));
-		ret = CAPF_EIO;
-		goto out;
-	}
-	if (stat(cfg->dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
-		set_error("CA directory %s is not a directory", cfg->dir);
+	if (cfg->mfg_roots != NULL && stat(cfg->mfg_roots, &st) < 0) {
+		ca_set_error("cannot read manufacturer roots %s: %s", cfg->mfg_roots,
+			     strerror(errno));
 		ret = CAPF_ECONFIG;
 		goto out;
 	}
-	have_key = stat(key_path, &st) == 0;
-	if (!have_key && errno != ENOENT) {
-		set_error("cannot access %s: %s", key_path, strerror(errno));
-		ret = CAPF_EIO;
-		goto out;
-	}
-	have_crt = stat(crt_path, &st) == 0;
-	if (!have_crt && errno != ENOENT) {
-		set_error("cannot access %s: %s", crt_path, strerror(errno));
-		ret = CAPF_EIO;
-		goto out;
-	}
-	if (have_key != have_crt) {
-		set_error(
-		    "%s is missing but %s exists; restore it, or remove both to create a new CA",
-		    have_key ? crt_path : key_path, have_key ? key_path : crt_path);
-		ret = CAPF_ECONFIG;
-		goto out;
-	}
-
-	if (have_key)
-		ret = load_ca(key_path, crt_path, &ca->key, &crt_pem);
-	else
-		ret = create_ca(cfg, &ca->key, &crt_pem);
+	ret = ca_mkdir(cfg->dir);
 	if (ret < 0)
 		goto out;
-	ret = adopt_ca(ca, crt_path, &crt_pem);
+	ret = ca_trust_load(ca, cfg->mfg_roots);
+	if (ret < 0)
+		goto out;
+
+	ret = read_current(cfg->dir, id);
+	if (ret == CAPF_ENOENT) {
+		have_key = stat(key_path, &st) == 0;
+		have_crt = stat(crt_path, &st) == 0;
+		if (have_key != have_crt) {
+			ca_set_error("%s is missing but %s exists; restore it, or remove both to "
+				     "create a new CA",
+				     have_key ? crt_path : key_path, have_key ? key_path : crt_path);
+			ret = CAPF_ECONFIG;
+			goto out;
+		}
+		if (have_key) {
+			ret = adopt_legacy(ca, crt_path, key_path);
+			if (ret < 0)
+				goto out;
+			ret = read_current(cfg->dir, id);
+		} else {
+			spec.key = ca->key_cfg;
+			ret = make_self_signed(ca, &spec, ca->subject_cfg, now, &is);
+			if (ret < 0)
+				goto out;
+			snprintf(id, sizeof(id), "%s", is->id);
+			issuer_free(is);
+			is = NULL;
+			ret = write_current(cfg->dir, id);
+		}
+	}
+	if (ret < 0)
+		goto out;
+	ret = load_current(ca, id);
+	if (ret < 0)
+		goto out;
+	ret = load_retired(ca, now);
+	if (ret < 0)
+		goto out;
+	ret = write_ca_pem(ca, ca->current);
+	if (ret < 0)
+		goto out;
+	ret = ca_crl_init(ca);
 	if (ret < 0)
 		goto out;
 	*out = ca;
@@ -604,52 +1047,73 @@ int ca_new(struct ca **out, const struct ca_config *cfg)
 	ret = 0;
 out:
 	if (ret < 0 && last_error[0] == '\0')
-		set_error("cannot open the CA in %s: %s", cfg->dir, capf_strerror(ret));
-	gnutls_free(crt_pem.data);
+		ca_set_error("cannot open the CA in %s: %s", cfg->dir, capf_strerror(ret));
 	ca_free(ca);
 	return ret;
 }
 
 void ca_free(struct ca *ca)
 {
-	unsigned i;
+	struct ca_issuer *is, *next;
 
 	if (ca == NULL)
 		return;
-	/* gnutls_privkey_deinit() wipes the key parameters it owns. */
-	gnutls_privkey_deinit(ca->key);
-	gnutls_x509_crt_deinit(ca->crt);
-	gnutls_free(ca->der.data);
-	free(ca->pem);
-	if (ca->roots != NULL)
-		gnutls_x509_trust_list_deinit(ca->roots, 1);
-	for (i = 0; i < ca->root_count; i++)
-		gnutls_x509_crt_deinit(ca->root_crts[i]);
-	gnutls_free(ca->root_crts);
-	pthread_mutex_destroy(&ca->sign_lock);
+	for (is = ca->issuers; is != NULL; is = next) {
+		next = is->next;
+		issuer_free(is);
+	}
+	ca_trust_free(ca);
+	ca_revoked_free(ca);
+	free(ca->dir);
+	free(ca->subject_cfg);
+	if (ca->key_cfg != NULL) {
+		gnutls_memset(ca->key_cfg, 0, strlen(ca->key_cfg));
+		free(ca->key_cfg);
+	}
+	free(ca->notice);
+	free(ca->crl_pem);
+	pthread_mutex_destroy(&ca->admin_lock);
+	pthread_rwlock_destroy(&ca->lock);
 	free(ca);
 }
 
-/* A second handle on the CA key, for credentials that take ownership of
- * the key they are given. */
-static int dup_key(struct ca *ca, gnutls_privkey_t *out)
+const char *ca_start_notice(const struct ca *ca)
+{
+	return ca != NULL ? ca->notice : NULL;
+}
+
+/* ---- TLS ---------------------------------------------------------------- */
+
+/* A second handle on the current key for credentials, which take
+ * ownership of the key they are given: a copy of a file key, or a new
+ * handle on the same token object (the key stays in the token). */
+static int dup_key(struct ca_issuer *is, gnutls_privkey_t *out)
 {
 	gnutls_x509_privkey_t xkey = NULL;
 	gnutls_privkey_t pkey = NULL;
 	int ret;
 
-	if (gnutls_privkey_get_type(ca->key) != GNUTLS_PRIVKEY_X509)
-		return CAPF_ENOTSUP;
-	pthread_mutex_lock(&ca->sign_lock);
-	ret = gnutls_privkey_export_x509(ca->key, &xkey);
-	pthread_mutex_unlock(&ca->sign_lock);
-	if (ret < 0) {
-		ret = ca_gnutls_err(ret);
-		goto out;
+	*out = NULL;
+	if (is->key == NULL)
+		return CAPF_ENOENT;
+	if (is->key_url != NULL) {
+		CHECK_GNUTLS(gnutls_privkey_init(&pkey));
+		CHECK_GNUTLS(gnutls_privkey_import_url(pkey, is->key_url, 0));
+	} else {
+		if (gnutls_privkey_get_type(is->key) != GNUTLS_PRIVKEY_X509)
+			return CAPF_ENOTSUP;
+		pthread_mutex_lock(&is->sign_lock);
+		ret = gnutls_privkey_export_x509(is->key, &xkey);
+		pthread_mutex_unlock(&is->sign_lock);
+		if (ret < 0) {
+			ret = ca_gnutls_err(ret);
+			goto out;
+		}
+		CHECK_GNUTLS(gnutls_privkey_init(&pkey));
+		CHECK_GNUTLS(
+		    gnutls_privkey_import_x509(pkey, xkey, GNUTLS_PRIVKEY_IMPORT_AUTO_RELEASE));
+		xkey = NULL;
 	}
-	CHECK_GNUTLS(gnutls_privkey_init(&pkey));
-	CHECK_GNUTLS(gnutls_privkey_import_x509(pkey, xkey, GNUTLS_PRIVKEY_IMPORT_AUTO_RELEASE));
-	xkey = NULL;
 	*out = pkey;
 	pkey = NULL;
 	ret = 0;
@@ -661,51 +1125,72 @@ out:
 
 int ca_tls_credentials(struct ca *ca, gnutls_certificate_credentials_t cred)
 {
-	gnutls_pcert_st pcert;
-	int have_pcert = 0;
+	gnutls_pcert_st pcerts[CA_CHAIN_MAX];
+	unsigned npcerts = 0, i;
 	gnutls_privkey_t key = NULL;
+	struct ca_issuer *cur, *is;
+	time_t now = time(NULL);
 	int ret;
 
 	if (ca == NULL || cred == NULL)
 		return CAPF_EINVAL;
-	CHECK_GNUTLS(gnutls_pcert_import_x509_raw(&pcert, &ca->der, GNUTLS_X509_FMT_DER, 0));
-	have_pcert = 1;
-	ret = dup_key(ca, &key);
+	pthread_rwlock_rdlock(&ca->lock);
+	cur = ca->current;
+	/* The certificate list: the CAPF CA, then its issuing chain without
+	 * the self-signed anchor, which the client has or does not need. */
+	CHECK_GNUTLS(gnutls_pcert_import_x509_raw(&pcerts[0], &cur->der, GNUTLS_X509_FMT_DER, 0));
+	npcerts = 1;
+	for (i = 0; i < cur->chain_len && npcerts < CA_CHAIN_MAX; i++) {
+		if (gnutls_x509_crt_check_issuer(cur->chain[i], cur->chain[i]))
+			continue;
+		CHECK_GNUTLS(gnutls_pcert_import_x509(&pcerts[npcerts], cur->chain[i], 0));
+		npcerts++;
+	}
+	ret = dup_key(cur, &key);
 	if (ret < 0)
 		goto out;
-	/* On success the credentials own pcert's data and key. */
-	CHECK_GNUTLS(gnutls_certificate_set_key(cred, NULL, 0, &pcert, 1, key));
-	have_pcert = 0;
+	/* On success the credentials own the pcerts' data and the key. */
+	CHECK_GNUTLS(gnutls_certificate_set_key(cred, NULL, 0, pcerts, (int)npcerts, key));
+	npcerts = 0;
 	key = NULL;
 
-	if (ca->root_count > 0)
-		CHECK_GNUTLS(
-		    gnutls_certificate_set_x509_trust(cred, ca->root_crts, (int)ca->root_count));
+	if (ca->mfg.n > 0)
+		CHECK_GNUTLS(gnutls_certificate_set_x509_trust(cred, ca->mfg.crts, (int)ca->mfg.n));
 	/*
-	 * The CAPF CA is named in certificate requests too: a phone that
+	 * The CAPF CAs are named in certificate requests too: a phone that
 	 * authenticates with its LSC offers it only if the server lists the
-	 * CA that issued it.
+	 * CA that issued it, old or new.
 	 */
-	CHECK_GNUTLS(gnutls_certificate_set_x509_trust(cred, &ca->crt, 1));
+	for (is = ca->issuers; is != NULL; is = is->next)
+		if (ca_issuer_trusted(ca, is, now))
+			CHECK_GNUTLS(gnutls_certificate_set_x509_trust(cred, &is->crt, 1));
 	ret = 0;
 out:
-	if (ret < 0)
+	pthread_rwlock_unlock(&ca->lock);
+	if (ret < 0 && ret != CAPF_ENOMEM)
 		ret = CAPF_ECRYPTO;
-	if (have_pcert)
-		gnutls_pcert_deinit(&pcert);
+	for (i = 0; i < npcerts; i++)
+		gnutls_pcert_deinit(&pcerts[i]);
 	gnutls_privkey_deinit(key);
 	return ret;
 }
 
 const char *ca_cert_pem(const struct ca *ca)
 {
-	return ca->pem;
+	const char *pem;
+
+	pthread_rwlock_rdlock((pthread_rwlock_t *)&ca->lock);
+	pem = ca->current->pem;
+	pthread_rwlock_unlock((pthread_rwlock_t *)&ca->lock);
+	return pem;
 }
 
 void ca_cert_der(const struct ca *ca, const uint8_t **der, size_t *len)
 {
-	*der = ca->der.data;
-	*len = ca->der.size;
+	pthread_rwlock_rdlock((pthread_rwlock_t *)&ca->lock);
+	*der = ca->current->der.data;
+	*len = ca->current->der.size;
+	pthread_rwlock_unlock((pthread_rwlock_t *)&ca->lock);
 }
 
 int ca_cert_subject(const uint8_t *der, size_t len, char *buf, size_t buflen)
@@ -736,5 +1221,657 @@ int ca_cert_subject(const uint8_t *der, size_t len, char *buf, size_t buflen)
 out:
 	gnutls_free(dn.data);
 	gnutls_x509_crt_deinit(crt);
+	return ret;
+}
+
+int ca_issuer_sign_bench(struct ca *ca, const uint8_t *data, size_t len)
+{
+	gnutls_datum_t in = {(unsigned char *)data, (unsigned)len};
+	gnutls_datum_t sig = {NULL, 0};
+	struct ca_issuer *is;
+	int ret;
+
+	if (ca == NULL || data == NULL)
+		return CAPF_EINVAL;
+	pthread_rwlock_rdlock(&ca->lock);
+	is = ca->current;
+	pthread_rwlock_unlock(&ca->lock);
+	pthread_mutex_lock(&is->sign_lock);
+	ret = gnutls_privkey_sign_data2(is->key, is->sign_algo, 0, &in, &sig);
+	pthread_mutex_unlock(&is->sign_lock);
+	gnutls_free(sig.data);
+	return ret < 0 ? CAPF_ECRYPTO : 0;
+}
+
+/* ---- status ------------------------------------------------------------- */
+
+static void dn_text(gnutls_x509_crt_t crt, int issuer, char *buf, size_t len)
+{
+	gnutls_datum_t dn = {NULL, 0};
+	int ret = issuer ? gnutls_x509_crt_get_issuer_dn3(crt, &dn, 0)
+			 : gnutls_x509_crt_get_dn3(crt, &dn, 0);
+
+	snprintf(buf, len, "%s", ret >= 0 && dn.data != NULL ? (char *)dn.data : "");
+	gnutls_free(dn.data);
+}
+
+static void info_fill(const struct ca *ca, const struct ca_issuer *is, struct ca_info *inf)
+{
+	gnutls_pubkey_t pub = NULL;
+
+	memset(inf, 0, sizeof(*inf));
+	snprintf(inf->id, sizeof(inf->id), "%s", is->id);
+	dn_text(is->crt, 0, inf->subject, sizeof(inf->subject));
+	dn_text(is->crt, 1, inf->issuer, sizeof(inf->issuer));
+	ca_fingerprint(is->crt, inf->fingerprint);
+	if (gnutls_pubkey_init(&pub) == 0 && gnutls_pubkey_import_x509(pub, is->crt, 0) == 0)
+		ca_key_describe(pub, is->key_url, inf->key_type, sizeof(inf->key_type),
+				inf->key_store, sizeof(inf->key_store));
+	gnutls_pubkey_deinit(pub);
+	if (is->key == NULL)
+		snprintf(inf->key_store, sizeof(inf->key_store), "unavailable");
+	inf->not_before = gnutls_x509_crt_get_activation_time(is->crt);
+	inf->not_after = gnutls_x509_crt_get_expiration_time(is->crt);
+	inf->current = is == ca->current;
+	inf->trusted_until = inf->current ? 0 : is->trusted_until;
+	inf->self_signed = gnutls_x509_crt_check_issuer(is->crt, is->crt) != 0;
+}
+
+/* The pending request, read from pending/csr.pem. */
+static int pending_info(const struct ca *ca, struct ca_info *inf)
+{
+	char path[PATH_MAX], keyref[PATH_MAX];
+	gnutls_datum_t data = {NULL, 0}, dn = {NULL, 0};
+	gnutls_x509_crq_t crq = NULL;
+	gnutls_pubkey_t pub = NULL;
+	struct stat st;
+	int ret = CAPF_ENOENT;
+
+	memset(inf, 0, sizeof(*inf));
+	if (ca_path(path, sizeof(path), ca->dir, CA_DIR_PENDING "/" CA_FILE_CSR) < 0 ||
+	    ca_file_read(path, CA_FILE_MAX, &data) < 0)
+		return CAPF_ENOENT;
+	if (gnutls_x509_crq_init(&crq) < 0 ||
+	    gnutls_x509_crq_import(crq, &data, GNUTLS_X509_FMT_PEM) < 0 ||
+	    gnutls_pubkey_init(&pub) < 0 || gnutls_pubkey_import_x509_crq(pub, crq, 0) < 0)
+		goto out;
+	if (gnutls_x509_crq_get_dn3(crq, &dn, 0) >= 0)
+		snprintf(inf->subject, sizeof(inf->subject), "%s", (char *)dn.data);
+	ca_path(keyref, sizeof(keyref), ca->dir, CA_DIR_PENDING "/" CA_FILE_KEYREF);
+	ca_key_describe(pub, NULL, inf->key_type, sizeof(inf->key_type), inf->key_store,
+			sizeof(inf->key_store));
+	if (stat(keyref, &st) == 0) {
+		gnutls_datum_t ref = {NULL, 0};
+
+		if (ca_file_read(keyref, CA_FILE_MAX, &ref) == 0 &&
+		    ca_key_is_url((char *)ref.data))
+			snprintf(inf->key_store, sizeof(inf->key_store), "pkcs11");
+		ca_file_free(&ref);
+	}
+	inf->pending = 1;
+	if (stat(path, &st) == 0)
+		inf->not_before = st.st_mtime;
+	ret = 0;
+out:
+	gnutls_free(dn.data);
+	gnutls_pubkey_deinit(pub);
+	gnutls_x509_crq_deinit(crq);
+	ca_file_free(&data);
+	return ret;
+}
+
+static int cmp_info(const void *a, const void *b)
+{
+	const struct ca_info *x = a, *y = b;
+
+	if (x->current != y->current)
+		return y->current - x->current;
+	return (x->trusted_until > y->trusted_until) - (x->trusted_until < y->trusted_until);
+}
+
+int ca_status(struct ca *ca, time_t now, struct ca_info **out, size_t *n)
+{
+	struct ca_info *list = NULL;
+	struct ca_issuer *is;
+	size_t count = 0, i = 0;
+
+	*out = NULL;
+	*n = 0;
+	pthread_rwlock_rdlock(&ca->lock);
+	for (is = ca->issuers; is != NULL; is = is->next)
+		count++;
+	list = calloc(count + 1, sizeof(*list));
+	if (list == NULL) {
+		pthread_rwlock_unlock(&ca->lock);
+		return CAPF_ENOMEM;
+	}
+	for (is = ca->issuers; is != NULL; is = is->next)
+		if (ca_issuer_trusted(ca, is, now))
+			info_fill(ca, is, &list[i++]);
+	pthread_rwlock_unlock(&ca->lock);
+	qsort(list, i, sizeof(*list), cmp_info);
+	pthread_mutex_lock(&ca->admin_lock);
+	if (pending_info(ca, &list[i]) == 0)
+		i++;
+	pthread_mutex_unlock(&ca->admin_lock);
+	*out = list;
+	*n = i;
+	return 0;
+}
+
+/* ---- enterprise signing: request and import ----------------------------- */
+
+int ca_csr(struct ca *ca, const struct ca_keyspec *spec, const char *subject, char **pem)
+{
+	gnutls_x509_crq_t crq = NULL;
+	gnutls_privkey_t key = NULL;
+	gnutls_pubkey_t pub = NULL;
+	gnutls_datum_t out = {NULL, 0}, cur_dn = {NULL, 0};
+	gnutls_digest_algorithm_t hash;
+	gnutls_sign_algorithm_t algo;
+	char tmpdir[PATH_MAX] = "", pending[PATH_MAX], old[PATH_MAX] = "";
+	char *url = NULL;
+	uint8_t ski[CA_KEY_ID_LEN];
+	const char *dn_err = NULL;
+	int ret;
+
+	if (ca == NULL || pem == NULL)
+		return CAPF_EINVAL;
+	*pem = NULL;
+	last_error[0] = '\0';
+	pthread_mutex_lock(&ca->admin_lock);
+	if (subject == NULL || subject[0] == '\0') {
+		pthread_rwlock_rdlock(&ca->lock);
+		ret = gnutls_x509_crt_get_dn3(ca->current->crt, &cur_dn, 0);
+		pthread_rwlock_unlock(&ca->lock);
+		if (ret < 0) {
+			ret = CAPF_ECRYPTO;
+			goto out;
+		}
+		subject = (const char *)cur_dn.data;
+	}
+	ret = ca_path(pending, sizeof(pending), ca->dir, CA_DIR_PENDING);
+	if (ret < 0)
+		goto out;
+	if (snprintf(tmpdir, sizeof(tmpdir), "%s/.pending-XXXXXX", ca->dir) >= (int)sizeof(tmpdir) ||
+	    mkdtemp(tmpdir) == NULL) {
+		ca_set_error("cannot create a directory in %s: %s", ca->dir, strerror(errno));
+		tmpdir[0] = '\0';
+		ret = CAPF_EIO;
+		goto out;
+	}
+	ret = ca_key_obtain(spec, ca->key_type, tmpdir, &key, &url);
+	if (ret < 0)
+		goto out;
+
+	CHECK_GNUTLS(gnutls_pubkey_init(&pub));
+	CHECK_GNUTLS(gnutls_pubkey_import_privkey(pub, key, 0, 0));
+	ret = ca_key_sign_params(pub, &hash, &algo);
+	if (ret < 0) {
+		ca_set_error("the key is neither EC nor RSA");
+		ret = CAPF_ECONFIG;
+		goto out;
+	}
+	CHECK_GNUTLS(gnutls_x509_crq_init(&crq));
+	CHECK_GNUTLS(gnutls_x509_crq_set_version(crq, 1));
+	if (gnutls_x509_crq_set_dn(crq, subject, &dn_err) < 0) {
+		ca_set_error("invalid subject \"%s\" (at \"%s\")", subject,
+			     dn_err != NULL ? dn_err : "");
+		ret = CAPF_ECONFIG;
+		goto out;
+	}
+	CHECK_GNUTLS(gnutls_x509_crq_set_pubkey(crq, pub));
+	/* What the CAPF certificate needs, asked as extensions: the
+	 * enterprise CA decides, ca_import() checks. */
+	CHECK_GNUTLS(gnutls_x509_crq_set_basic_constraints(crq, 1, 0));
+	CHECK_GNUTLS(gnutls_x509_crq_set_key_usage(
+	    crq, GNUTLS_KEY_KEY_CERT_SIGN | GNUTLS_KEY_CRL_SIGN | GNUTLS_KEY_DIGITAL_SIGNATURE));
+	ret = ca_key_id(pub, ski);
+	if (ret < 0)
+		goto out;
+	{
+		/* GnuTLS has no setter for a request's SKI: the extension's
+		 * value is an OCTET STRING of the identifier. */
+		uint8_t ext[2 + CA_KEY_ID_LEN] = {0x04, CA_KEY_ID_LEN};
+		gnutls_datum_t d = {ext, sizeof(ext)};
+
+		memcpy(ext + 2, ski, sizeof(ski));
+		CHECK_GNUTLS(gnutls_x509_crq_set_extension_by_oid(crq, "2.5.29.14", d.data,
+								   d.size, 0));
+	}
+	ret = gnutls_x509_crq_privkey_sign(crq, key, hash, 0);
+	if (ret < 0) {
+		ca_set_error("cannot sign the request: %s", gnutls_strerror(ret));
+		ret = CAPF_ECRYPTO;
+		goto out;
+	}
+	CHECK_GNUTLS(gnutls_x509_crq_export2(crq, GNUTLS_X509_FMT_PEM, &out));
+	ret = ca_file_write(tmpdir, CA_FILE_CSR, out.data, out.size, 0644);
+	if (ret < 0)
+		goto out;
+
+	/* Replace the pending request: the old one moves aside, the new one
+	 * takes its name, then the old one goes. */
+	snprintf(old, sizeof(old), "%s/.pending-old", ca->dir);
+	ca_rmtree(old);
+	if (rename(pending, old) < 0 && errno != ENOENT) {
+		ca_set_error("cannot replace %s: %s", pending, strerror(errno));
+		old[0] = '\0';
+		ret = CAPF_EIO;
+		goto out;
+	}
+	if (rename(tmpdir, pending) < 0 || ca_fsync_dir(ca->dir) < 0) {
+		ca_set_error("cannot create %s: %s", pending, strerror(errno));
+		ret = CAPF_EIO;
+		goto out;
+	}
+	tmpdir[0] = '\0';
+	*pem = malloc(out.size + 1);
+	if (*pem == NULL) {
+		ret = CAPF_ENOMEM;
+		goto out;
+	}
+	memcpy(*pem, out.data, out.size);
+	(*pem)[out.size] = '\0';
+	ret = 0;
+out:
+	if (old[0] != '\0')
+		ca_rmtree(old);
+	if (tmpdir[0] != '\0')
+		ca_rmtree(tmpdir);
+	pthread_mutex_unlock(&ca->admin_lock);
+	gnutls_free(out.data);
+	gnutls_free(cur_dn.data);
+	gnutls_x509_crq_deinit(crq);
+	gnutls_pubkey_deinit(pub);
+	gnutls_privkey_deinit(key);
+	if (url != NULL) {
+		gnutls_memset(url, 0, strlen(url));
+		free(url);
+	}
+	return ret;
+}
+
+/* Writes gen/<id>/until for a CA leaving office. */
+static int write_until(const struct ca *ca, const char *id, time_t until)
+{
+	char gdir[PATH_MAX], rel[64], text[32];
+	int n;
+
+	snprintf(rel, sizeof(rel), CA_DIR_GEN "/%s", id);
+	if (ca_path(gdir, sizeof(gdir), ca->dir, rel) < 0)
+		return CAPF_ECONFIG;
+	n = snprintf(text, sizeof(text), "%" PRId64 "\n", (int64_t)until);
+	return ca_file_write(gdir, CA_FILE_UNTIL, text, (size_t)n, 0644);
+}
+
+/*
+ * Makes is (already in gen/<id>) the current CA: the old one is retired
+ * with an overlap of overlap_days (never beyond its own expiry), then the
+ * "current" link moves. In memory the swap happens under the write lock.
+ */
+static int switch_to(struct ca *ca, struct ca_issuer *is, unsigned overlap_days, time_t now)
+{
+	struct ca_issuer *old = ca->current;
+	time_t until, expiry;
+	int ret;
+
+	if (overlap_days == 0)
+		overlap_days = ca->overlap_days;
+	until = now + (time_t)overlap_days * 86400;
+	expiry = gnutls_x509_crt_get_expiration_time(old->crt);
+	if (expiry != (time_t)-1 && until > expiry)
+		until = expiry;
+	ret = write_until(ca, old->id, until);
+	if (ret < 0)
+		return ret;
+	ret = write_current(ca->dir, is->id);
+	if (ret < 0)
+		return ret;
+	pthread_rwlock_wrlock(&ca->lock);
+	old->retired = 1;
+	old->trusted_until = until;
+	issuer_link(ca, is);
+	ca->current = is;
+	pthread_rwlock_unlock(&ca->lock);
+	/* ca.pem is a convenience copy: the link above is what counts. */
+	if (write_ca_pem(ca, is) < 0)
+		return 0;
+	return 0;
+}
+
+int ca_rollover(struct ca *ca, const struct ca_keyspec *spec, const char *subject,
+		unsigned overlap_days, time_t now, char id[CA_ID_HEX_MAX + 1])
+{
+	struct ca_issuer *is = NULL;
+	gnutls_datum_t cur_dn = {NULL, 0};
+	int ret;
+
+	if (ca == NULL)
+		return CAPF_EINVAL;
+	last_error[0] = '\0';
+	if (overlap_days > CA_MAX_DAYS) {
+		ca_set_error("overlap too long: at most %u days", CA_MAX_DAYS);
+		return CAPF_EINVAL;
+	}
+	pthread_mutex_lock(&ca->admin_lock);
+	if (subject == NULL || subject[0] == '\0') {
+		pthread_rwlock_rdlock(&ca->lock);
+		ret = gnutls_x509_crt_get_dn3(ca->current->crt, &cur_dn, 0);
+		pthread_rwlock_unlock(&ca->lock);
+		if (ret < 0) {
+			ret = CAPF_ECRYPTO;
+			goto out;
+		}
+		subject = (const char *)cur_dn.data;
+	}
+	ret = make_self_signed(ca, spec, subject, now, &is);
+	if (ret < 0)
+		goto out;
+	if (id != NULL)
+		snprintf(id, CA_ID_HEX_MAX + 1, "%s", is->id);
+	ret = switch_to(ca, is, overlap_days, now);
+	if (ret < 0)
+		goto out;
+	is = NULL;
+	ret = 0;
+out:
+	pthread_mutex_unlock(&ca->admin_lock);
+	issuer_free(is);
+	gnutls_free(cur_dn.data);
+	return ret;
+}
+
+/* The hashes an imported CAPF certificate may be signed with. */
+static int sig_acceptable(gnutls_x509_crt_t crt)
+{
+	int sig = gnutls_x509_crt_get_signature_algorithm(crt);
+
+	switch (gnutls_sign_get_hash_algorithm((gnutls_sign_algorithm_t)sig)) {
+	case GNUTLS_DIG_SHA256:
+	case GNUTLS_DIG_SHA384:
+	case GNUTLS_DIG_SHA512:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+int ca_import(struct ca *ca, const uint8_t *data, size_t len, unsigned overlap_days, time_t now)
+{
+	gnutls_x509_crt_t *certs = NULL, path[CA_CHAIN_MAX];
+	unsigned ncerts = 0, npath = 0, i;
+	struct ca_issuer *is = NULL;
+	gnutls_privkey_t key = NULL;
+	char pending[PATH_MAX], tmpdir[PATH_MAX] = "", src[PATH_MAX] = "", dst[PATH_MAX] = "";
+	char *url = NULL;
+	gnutls_datum_t chain_pem = {NULL, 0};
+	unsigned usage = 0;
+	int ret;
+
+	if (ca == NULL)
+		return CAPF_EINVAL;
+	last_error[0] = '\0';
+	if (overlap_days > CA_MAX_DAYS) {
+		ca_set_error("overlap too long: at most %u days", CA_MAX_DAYS);
+		return CAPF_EINVAL;
+	}
+	ret = ca_crt_parse_all(data, len, &certs, &ncerts);
+	if (ret < 0) {
+		ca_set_error("no certificate in the file (PEM or DER expected)");
+		return ret;
+	}
+	pthread_mutex_lock(&ca->admin_lock);
+	ret = ca_path(pending, sizeof(pending), ca->dir, CA_DIR_PENDING);
+	if (ret < 0)
+		goto out;
+	if (access(pending, F_OK) < 0) {
+		ca_set_error("no pending request: make one with 'capfctl ca csr' and have it "
+			     "signed first");
+		ret = CAPF_ENOENT;
+		goto out;
+	}
+
+	/* 1. The chain: to an anchor the admin imported. */
+	pthread_rwlock_rdlock(&ca->lock);
+	ret = ca_chain_build(ca, certs[0], now, path, &npath);
+	if (ret == 0) {
+		/* Keep copies: the store may change once the lock is gone. */
+		gnutls_datum_t one = {NULL, 0};
+
+		for (i = 0; i < npath && ret == 0; i++) {
+			if (gnutls_x509_crt_export2(path[i], GNUTLS_X509_FMT_PEM, &one) < 0) {
+				ret = CAPF_ENOMEM;
+				break;
+			}
+			uint8_t *grown = realloc(chain_pem.data, chain_pem.size + one.size);
+			if (grown == NULL) {
+				ret = CAPF_ENOMEM;
+			} else {
+				memcpy(grown + chain_pem.size, one.data, one.size);
+				chain_pem.data = grown;
+				chain_pem.size += one.size;
+			}
+			gnutls_free(one.data);
+			one.data = NULL;
+		}
+	}
+	pthread_rwlock_unlock(&ca->lock);
+	if (ret < 0)
+		goto out;
+
+	/* 2. The key: the pending request's. */
+	ret = gen_key_load(pending, &key, &url);
+	if (ret < 0)
+		goto out;
+	if (!key_matches(key, certs[0])) {
+		ca_set_error("the certificate's key is not the key of the pending request (made "
+			     "by 'capfctl ca csr'); was it issued for another request?");
+		ret = CAPF_EPOLICY;
+		goto out;
+	}
+
+	/* 3. A CA that may sign certificates, with a modern signature, valid now. */
+	if (gnutls_x509_crt_get_ca_status(certs[0], NULL) <= 0) {
+		ca_set_error("the certificate is not a CA certificate (basicConstraints CA:TRUE "
+			     "missing): ask the enterprise CA for a subordinate CA certificate");
+		ret = CAPF_EPOLICY;
+		goto out;
+	}
+	if (gnutls_x509_crt_get_key_usage(certs[0], &usage, NULL) >= 0 &&
+	    !(usage & GNUTLS_KEY_KEY_CERT_SIGN)) {
+		ca_set_error("the certificate does not allow certificate signing (keyUsage "
+			     "keyCertSign missing)");
+		ret = CAPF_EPOLICY;
+		goto out;
+	}
+	if (!sig_acceptable(certs[0])) {
+		ca_set_error("the certificate is signed with a hash weaker than SHA-256");
+		ret = CAPF_EPOLICY;
+		goto out;
+	}
+	ret = ca_check_time(certs[0], now);
+	if (ret < 0) {
+		ca_set_error("the certificate is not valid now (expired or not yet valid)");
+		ret = CAPF_EEXPIRED;
+		goto out;
+	}
+
+	/* Build gen/<id>: certificate, chain, and the pending key moved in. */
+	ret = make_tmp_gen(ca, tmpdir, sizeof(tmpdir));
+	if (ret < 0)
+		goto out;
+	ret = crt_write(certs[0], tmpdir, CA_FILE_CERT);
+	if (ret < 0)
+		goto out;
+	if (chain_pem.size > 0) {
+		ret = ca_file_write(tmpdir, CA_FILE_CHAIN, chain_pem.data, chain_pem.size, 0644);
+		if (ret < 0)
+			goto out;
+	}
+	ret = ca_path(src, sizeof(src), pending, url != NULL ? CA_FILE_KEYREF : CA_FILE_KEY);
+	if (ret == 0 && access(src, F_OK) < 0)
+		ret = ca_path(src, sizeof(src), pending, CA_FILE_KEYREF);
+	if (ret == 0)
+		ret = ca_path(dst, sizeof(dst), tmpdir, strrchr(src, '/') + 1);
+	if (ret < 0)
+		goto out;
+	if (rename(src, dst) < 0 || ca_fsync_dir(tmpdir) < 0 || ca_fsync_dir(pending) < 0) {
+		ca_set_error("cannot move the pending key: %s", strerror(errno));
+		ret = CAPF_EIO;
+		goto out;
+	}
+	is = issuer_alloc();
+	if (is == NULL) {
+		ret = CAPF_ENOMEM;
+		goto out;
+	}
+	/* The issuer takes the parsed certificate over. */
+	is->crt = certs[0];
+	certs[0] = NULL;
+	is->key = key;
+	key = NULL;
+	is->key_url = url;
+	url = NULL;
+	ret = issuer_adopt(is, "the imported certificate");
+	if (ret < 0)
+		goto out;
+	if (chain_pem.size > 0) {
+		ret = ca_crt_parse_all(chain_pem.data, chain_pem.size, &is->chain, &is->chain_len);
+		if (ret < 0)
+			goto out;
+	}
+	ret = publish_gen(ca, tmpdir, is->id);
+	if (ret < 0) {
+		/* Put the key back where the request can still use it. */
+		rename(dst, src);
+		goto out;
+	}
+	tmpdir[0] = '\0';
+	ret = switch_to(ca, is, overlap_days, now);
+	if (ret < 0)
+		goto out;
+	is = NULL;
+	ca_rmtree(pending);
+	ca_fsync_dir(ca->dir);
+	ret = 0;
+out:
+	if (tmpdir[0] != '\0') {
+		if (access(dst, F_OK) == 0)
+			rename(dst, src);
+		ca_rmtree(tmpdir);
+	}
+	pthread_mutex_unlock(&ca->admin_lock);
+	issuer_free(is);
+	gnutls_privkey_deinit(key);
+	if (url != NULL) {
+		gnutls_memset(url, 0, strlen(url));
+		free(url);
+	}
+	free(chain_pem.data);
+	for (i = 0; i < ncerts; i++)
+		if (certs[i] != NULL)
+			gnutls_x509_crt_deinit(certs[i]);
+	gnutls_free(certs);
+	return ret;
+}
+
+/* ---- the trust bundle --------------------------------------------------- */
+
+/* Appends crt to list unless a certificate with its fingerprint is there. */
+static int bundle_add(gnutls_x509_crt_t crt, gnutls_x509_crt_t *list, char (*fprs)[CA_FPR_HEX_LEN + 1],
+		      unsigned *n, unsigned max)
+{
+	char fpr[CA_FPR_HEX_LEN + 1];
+	unsigned i;
+
+	if (ca_fingerprint(crt, fpr) < 0)
+		return CAPF_ECRYPTO;
+	for (i = 0; i < *n; i++)
+		if (strcmp(fprs[i], fpr) == 0)
+			return 0;
+	if (*n >= max)
+		return CAPF_ERANGE;
+	list[*n] = crt;
+	memcpy(fprs[*n], fpr, sizeof(fpr));
+	(*n)++;
+	return 0;
+}
+
+int ca_bundle(struct ca *ca, time_t now, int pem, uint8_t **out, size_t *len)
+{
+	enum { MAX = 256 };
+	gnutls_x509_crt_t list[MAX];
+	char(*f)[CA_FPR_HEX_LEN + 1] = NULL;
+	gnutls_pkcs7_t p7 = NULL;
+	gnutls_datum_t one = {NULL, 0};
+	struct ca_issuer *is;
+	uint8_t *buf = NULL;
+	size_t size = 0;
+	unsigned n = 0, i, k;
+	int ret = 0;
+
+	if (ca == NULL || out == NULL || len == NULL)
+		return CAPF_EINVAL;
+	*out = NULL;
+	*len = 0;
+	f = calloc(MAX, sizeof(*f));
+	if (f == NULL)
+		return CAPF_ENOMEM;
+	pthread_rwlock_rdlock(&ca->lock);
+	/* The current CA first, then the others still trusted, each
+	 * followed by its issuing chain. */
+	for (k = 0; k < 2 && ret == 0; k++) {
+		for (is = ca->issuers; is != NULL && ret == 0; is = is->next) {
+			if ((k == 0) != (is == ca->current) || !ca_issuer_trusted(ca, is, now))
+				continue;
+			ret = bundle_add(is->crt, list, f, &n, MAX);
+			for (i = 0; i < is->chain_len && ret == 0; i++)
+				ret = bundle_add(is->chain[i], list, f, &n, MAX);
+		}
+	}
+	if (ret < 0)
+		goto out;
+	if (pem) {
+		for (i = 0; i < n; i++) {
+			uint8_t *grown;
+
+			CHECK_GNUTLS(gnutls_x509_crt_export2(list[i], GNUTLS_X509_FMT_PEM, &one));
+			grown = realloc(buf, size + one.size + 1);
+			if (grown == NULL) {
+				ret = CAPF_ENOMEM;
+				goto out;
+			}
+			buf = grown;
+			memcpy(buf + size, one.data, one.size);
+			size += one.size;
+			buf[size] = '\0';
+			gnutls_free(one.data);
+			one.data = NULL;
+		}
+	} else {
+		CHECK_GNUTLS(gnutls_pkcs7_init(&p7));
+		for (i = 0; i < n; i++)
+			CHECK_GNUTLS(gnutls_pkcs7_set_crt(p7, list[i]));
+		CHECK_GNUTLS(gnutls_pkcs7_export2(p7, GNUTLS_X509_FMT_DER, &one));
+		buf = malloc(one.size);
+		if (buf == NULL) {
+			ret = CAPF_ENOMEM;
+			goto out;
+		}
+		memcpy(buf, one.data, one.size);
+		size = one.size;
+	}
+	*out = buf;
+	*len = size;
+	buf = NULL;
+	ret = 0;
+out:
+	pthread_rwlock_unlock(&ca->lock);
+	if (p7 != NULL)
+		gnutls_pkcs7_deinit(p7);
+	gnutls_free(one.data);
+	free(buf);
+	free(f);
 	return ret;
 }

@@ -14,6 +14,39 @@
 #define CA_RSA_MAX_BITS 8192u	/* larger moduli cost too much to verify */
 #define CA_RSA_MAX_EXP_BYTES 4u /* public exponents above 2^32 are refused */
 
+/*
+ * Keeps what issuance takes from the request: its key, encoded once as
+ * GnuTLS encodes a SubjectPublicKeyInfo (canonical DER whatever the phone
+ * sent), and the key identifier of that encoding. A key GnuTLS cannot
+ * read is left out here and refused by ca_csr_check().
+ */
+static int take_key(struct ca_csr *csr)
+{
+	gnutls_pubkey_t pub = NULL;
+	uint8_t id[32];
+	int ret = 0;
+
+	if (gnutls_pubkey_init(&pub) < 0)
+		return CAPF_ENOMEM;
+	if (gnutls_pubkey_import_x509_crq(pub, csr->crq, 0) < 0)
+		goto out;
+	csr->pk = gnutls_pubkey_get_pk_algorithm(pub, NULL);
+	if (gnutls_pubkey_export2(pub, GNUTLS_X509_FMT_DER, &csr->spki) < 0 ||
+	    gnutls_hash_fast(GNUTLS_DIG_SHA256, csr->spki.data, csr->spki.size, id) < 0) {
+		gnutls_free(csr->spki.data);
+		csr->spki.data = NULL;
+		csr->spki.size = 0;
+		ret = CAPF_ENOMEM;
+		goto out;
+	}
+	/* The first 160 bits of SHA-256 over the SubjectPublicKeyInfo, as
+	 * ca_key_id() computes for the CA. */
+	memcpy(csr->key_id, id, CA_KEY_ID_LEN);
+out:
+	gnutls_pubkey_deinit(pub);
+	return ret;
+}
+
 int ca_csr_parse(const uint8_t *der, size_t len, struct ca_csr **out)
 {
 	struct ca_csr *csr = NULL;
@@ -40,6 +73,9 @@ int ca_csr_parse(const uint8_t *der, size_t len, struct ca_csr **out)
 		ret = CAPF_EBADCSR;
 		goto out;
 	}
+	ret = take_key(csr);
+	if (ret < 0)
+		goto out;
 	*out = csr;
 	csr = NULL;
 	ret = 0;
@@ -54,6 +90,7 @@ void ca_csr_free(struct ca_csr *csr)
 		return;
 	if (csr->crq != NULL)
 		gnutls_x509_crq_deinit(csr->crq);
+	gnutls_free(csr->spki.data);
 	free(csr);
 }
 

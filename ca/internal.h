@@ -1,6 +1,16 @@
 /*
- * ca/internal.h - what the files of ca/ share: the CA object, the CSR
- * wrapper and the GnuTLS error mapping. Not for use outside ca/.
+ * ca/internal.h - what the files of ca/ share: the CA object, issuers,
+ * trust stores, the revocation list, file helpers and the GnuTLS error
+ * mapping. Not for use outside ca/.
+ *
+ * Locking: ca->lock (a rwlock) protects everything that administrative
+ * calls change: the current issuer pointer, the issuer list, the trust
+ * stores, the revocation list, the CRLs and the pending request. Readers
+ * (issuance, MIC and LSC verification, status) take it for reading; an
+ * administrative call takes it for writing only while it swaps in what it
+ * prepared. Each issuer's key has its own sign_lock. admin_lock
+ * serialises administrative calls against each other, so one of them may
+ * prepare its files without holding ca->lock.
  */
 #ifndef CAPF_CA_INTERNAL_H
 #define CAPF_CA_INTERNAL_H
@@ -19,38 +29,114 @@
 #define CA_DEFAULT_SUBJECT "CN=CAPF CA,O=capf"
 #define CA_DEFAULT_CA_DAYS 3650u
 #define CA_DEFAULT_LSC_DAYS 365u
+#define CA_DEFAULT_OVERLAP_DAYS 30u
+#define CA_DEFAULT_CRL_DAYS 7u
 /* One century: beyond it GnuTLS cannot encode the date for every start. */
 #define CA_MAX_DAYS 36500u
 #define CA_CSR_MAX 16384u  /* larger DER is refused before parsing */
 #define CA_CERT_MAX 65536u /* largest DER certificate accepted */
-#define CA_CHAIN_MAX 16u   /* certificates accepted in a MIC chain */
+#define CA_CHAIN_MAX 16u   /* certificates accepted in a chain */
 #define CA_KEY_ID_LEN 20u  /* subject/authority key identifier bytes */
+#define CA_KEY_ID_MAX 64u  /* key identifiers read from certificates */
 #define CA_CN_MAX 64u	   /* X.520 ub-common-name */
+#define CA_FILE_MAX (64u * 1024u)	  /* a certificate, key or key ref file */
+#define CA_BUNDLE_MAX (4u * 1024u * 1024u) /* a roots bundle or an imported file */
+#define CA_STORE_MAX 4096u		  /* certificates in one trust store */
 
-struct ca {
-	/*
-	 * The CA key. One gnutls_privkey_t serves every worker thread;
-	 * sign_lock serialises its use (see ca_issue()).
-	 */
-	gnutls_privkey_t key;
+/* Names in the CA directory (doc/ca-lifecycle.md). */
+#define CA_DIR_GEN "gen"
+#define CA_DIR_MFG "mfg"
+#define CA_DIR_CHAIN "chain"
+#define CA_DIR_PENDING "pending"
+#define CA_LINK_CURRENT "current"
+#define CA_FILE_CERT "cert.pem"
+#define CA_FILE_KEY "key.pem"
+#define CA_FILE_KEYREF "key.ref"
+#define CA_FILE_CHAIN "chain.pem"
+#define CA_FILE_UNTIL "until"
+#define CA_FILE_CSR "csr.pem"
+#define CA_FILE_CA_PEM "ca.pem"
+#define CA_FILE_LEGACY_KEY "ca.key"
+#define CA_FILE_CRL_DER "crl.der"
+#define CA_FILE_CRL_PEM "crl.pem"
+#define CA_FILE_REVOKED "revoked.txt"
+
+/* One CAPF CA in memory. Immutable once published, except trusted_until
+ * and the CRL fields (under ca->lock). */
+struct ca_issuer {
+	struct ca_issuer *next;	 /* every issuer loaded, freed at ca_free() */
+	char id[CA_ID_HEX_MAX + 1]; /* serial in hex: its directory gen/<id> */
+	gnutls_privkey_t key;	 /* NULL: key unavailable (verifies, signs nothing) */
 	pthread_mutex_t sign_lock;
-	gnutls_x509_crt_t crt;	    /* the CAPF CA certificate */
-	gnutls_datum_t der;	    /* its DER (gnutls_malloc'd) */
-	char *pem;		    /* its PEM, NUL-terminated (malloc'd) */
-	uint8_t ski[CA_KEY_ID_LEN]; /* becomes the AKI of every LSC */
+	char *key_url;		 /* pkcs11: URI of the key, or NULL (a file key) */
+	gnutls_x509_crt_t crt;
+	gnutls_datum_t der;	 /* gnutls_malloc'd */
+	char *pem;		 /* malloc'd, NUL-terminated */
+	gnutls_datum_t raw_dn;	 /* its subject, DER (gnutls_malloc'd): CRL issuer */
+	uint8_t ski[CA_KEY_ID_MAX];
 	size_t ski_len;
 	gnutls_digest_algorithm_t sign_hash;
-	unsigned lsc_days;
+	gnutls_sign_algorithm_t sign_algo;
+	gnutls_x509_crt_t *chain; /* its issuing chain (enterprise-signed), leaf side first */
+	unsigned chain_len;
+	time_t trusted_until;	 /* 0: current, or not retired */
+	int retired;		 /* 1: a previous CA */
+	gnutls_datum_t crl_der;	 /* its last CRL, or empty */
+};
 
-	/* Manufacturer roots: the trust list decides MICs; the array is
-	 * what TLS credentials copy. Both NULL when none are configured. */
-	gnutls_x509_trust_list_t roots;
-	gnutls_x509_crt_t *root_crts;
-	unsigned root_count;
+/* One revoked serial. */
+struct ca_revoked {
+	uint8_t serial[CA_SERIAL_MAX];
+	uint8_t serial_len;
+	uint8_t reason;
+	uint8_t issuer_id_len; /* 0: unknown issuer, listed by every CRL */
+	uint8_t issuer_id[CA_KEY_ID_MAX];
+	int64_t when;
+};
+
+/* A trust store: certificates with their fingerprints. */
+struct ca_store {
+	gnutls_x509_crt_t *crts;
+	char (*fprs)[CA_FPR_HEX_LEN + 1];
+	unsigned char *from_config;
+	unsigned n, cap;
+};
+
+struct ca {
+	pthread_rwlock_t lock;
+	pthread_mutex_t admin_lock;
+	char *dir;
+	char *subject_cfg;
+	char *key_cfg;
+	int key_type;
+	unsigned ca_days, lsc_days, overlap_days, crl_days;
+	char *notice;
+
+	struct ca_issuer *issuers; /* all, newest first */
+	struct ca_issuer *current;
+
+	/* Manufacturer roots: the store, and the trust list built from it
+	 * (NULL when empty). */
+	struct ca_store mfg;
+	gnutls_x509_trust_list_t mfg_tl;
+	/* Enterprise chain: anchors and intermediates. */
+	struct ca_store chain;
+
+	struct ca_revoked *revoked; /* sorted by serial */
+	size_t n_revoked, cap_revoked;
+	uint64_t crl_number;
+	char *crl_pem; /* all CRLs of the last update */
+	size_t crl_pem_len;
 };
 
 struct ca_csr {
 	gnutls_x509_crq_t crq;
+	/* The request's key as GnuTLS encodes a SubjectPublicKeyInfo
+	 * (empty if GnuTLS cannot read the key: ca_csr_check() refuses
+	 * it), its key identifier and algorithm: what ca_issue() takes. */
+	gnutls_datum_t spki;
+	uint8_t key_id[CA_KEY_ID_LEN];
+	int pk;
 };
 
 /* ca_gnutls_err() - the capf code for a GnuTLS error. */
@@ -70,6 +156,9 @@ int ca_gnutls_err(int gnutls_ret);
 		}                                                                                  \
 	} while (0)
 
+/* ca_set_error() - set the text of ca_last_error(). */
+void ca_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* ca_key_id() - the key identifier used for SKI and AKI: the first 160
  * bits of the SHA-256 of the SubjectPublicKeyInfo. out holds
  * CA_KEY_ID_LEN bytes. */
@@ -78,5 +167,149 @@ int ca_key_id(gnutls_pubkey_t pub, uint8_t out[CA_KEY_ID_LEN]);
 /* ca_random_serial() - a positive serial of exactly CA_SERIAL_LEN bytes
  * in DER (first byte in 0x01..0x7f). */
 int ca_random_serial(uint8_t serial[CA_SERIAL_LEN]);
+
+/* ca_check_time() - 0 if crt is valid at now, CAPF_EEXPIRED if not,
+ * CAPF_EUNTRUSTED if it has no readable start. 99991231235959Z never
+ * expires. */
+int ca_check_time(gnutls_x509_crt_t crt, time_t now);
+
+/* ca_leaf_cn() - the single CN of crt as its string bytes (cn holds at
+ * least CA_CN_MAX * 4 + 8 bytes); CAPF_EIDENTITY if absent, repeated, of
+ * an unexpected string type, or holding a NUL. */
+int ca_leaf_cn(gnutls_x509_crt_t crt, char *cn, size_t size, size_t *cn_len);
+
+/* ca_fingerprint() - SHA-256 of crt's DER in lower-case hex. */
+int ca_fingerprint(gnutls_x509_crt_t crt, char out[CA_FPR_HEX_LEN + 1]);
+
+/* ca_crt_parse_all() - every certificate of data (PEM, or one DER), at
+ * most CA_CHAIN_MAX * 16. *out is gnutls_malloc'd; deinit each and
+ * gnutls_free. Returns 0, CAPF_EBADMSG (none or unparsable), CAPF_ENOMEM. */
+int ca_crt_parse_all(const uint8_t *data, size_t len, gnutls_x509_crt_t **out, unsigned *n);
+
+/* ---- files (ca/file.c) ---- */
+
+/* Reads a regular file of at most max bytes, NUL-terminated (free with
+ * ca_file_free(), which wipes it). Sets errno and returns -1 on failure. */
+int ca_file_read(const char *path, size_t max, gnutls_datum_t *out);
+void ca_file_free(gnutls_datum_t *d);
+
+/*
+ * ca_file_write() - write data to dir/name atomically: a new temporary
+ * file in dir (O_CREAT|O_EXCL, mode), write, fsync, rename over name,
+ * fsync dir. Returns 0 or CAPF_EIO / CAPF_ECONFIG with ca_last_error().
+ */
+int ca_file_write(const char *dir, const char *name, const void *data, size_t len, mode_t mode);
+
+/* ca_fsync_dir() - 0 or -1 (errno). */
+int ca_fsync_dir(const char *dir);
+
+/* ca_path() - dir/name into buf; CAPF_ECONFIG when it does not fit. */
+int ca_path(char *buf, size_t size, const char *dir, const char *name);
+
+/* ca_mkdir() - mkdir mode 0700 unless it exists as a directory. */
+int ca_mkdir(const char *path);
+
+/* ca_rmtree() - remove a directory of plain files (one level). */
+int ca_rmtree(const char *path);
+
+/* ---- keys (ca/key.c) ---- */
+
+/* ca_key_is_url() - 1 for a "pkcs11:" URI. */
+int ca_key_is_url(const char *ref);
+
+/*
+ * ca_key_load() - open the key ref names: a PEM/DER key file, or a
+ * PKCS#11 object (the key stays in the token). Returns 0 and *out, or
+ * CAPF_ECONFIG / CAPF_EIO with ca_last_error() (which names the ref
+ * redacted).
+ */
+int ca_key_load(const char *ref, gnutls_privkey_t *out);
+
+/*
+ * ca_key_generate() - a new key of capf KeyType key_type written as
+ * PKCS#8 PEM to dir/name (mode 0600, ca_file_write()); *out is the key.
+ */
+int ca_key_generate(int key_type, const char *dir, const char *name, gnutls_privkey_t *out);
+
+/*
+ * ca_key_obtain() - the key of spec for a new CA whose files go to dir:
+ * an existing ref (a file that does not exist yet is generated there;
+ * either way dir/key.ref records the ref), or a new key file dir/key.pem.
+ * *url receives a malloc'd copy of a pkcs11: ref (else NULL).
+ */
+int ca_key_obtain(const struct ca_keyspec *spec, int default_type, const char *dir,
+		  gnutls_privkey_t *out, char **url);
+
+/* ca_key_describe() - key type name and store ("file"/"pkcs11"). */
+void ca_key_describe(gnutls_pubkey_t pub, const char *url, char *type, size_t tlen, char *store,
+		     size_t slen);
+
+/* ca_key_sign_params() - the hash and signature algorithm capf uses with
+ * a key: SHA-256 (SHA-384 for P-384), never weaker. */
+int ca_key_sign_params(gnutls_pubkey_t pub, gnutls_digest_algorithm_t *hash,
+		       gnutls_sign_algorithm_t *algo);
+
+/* ---- issuers (ca/ca.c) ---- */
+
+/* ca_issuer_trusted() - 1 if the issuer is current, or retired with an
+ * overlap that has not ended at now. */
+int ca_issuer_trusted(const struct ca *ca, const struct ca_issuer *is, time_t now);
+
+/* ---- trust stores (ca/trust.c) ---- */
+
+/* ca_trust_load() - the stores at start: roots from the config file and
+ * dir/mfg, chain certificates from dir/chain. */
+int ca_trust_load(struct ca *ca, const char *mfg_roots);
+void ca_trust_free(struct ca *ca);
+
+/*
+ * ca_chain_build() - the path from leaf up to a chain anchor, through the
+ * chain store's intermediates: path[0..*n) (gnutls_x509_crt_t borrowed
+ * from the store; the last is the anchor). Verifies it at now. Returns 0,
+ * CAPF_EUNTRUSTED (no anchor reached: ca_last_error() says to import the
+ * chain), CAPF_EEXPIRED. Call with ca->lock held.
+ */
+int ca_chain_build(struct ca *ca, gnutls_x509_crt_t leaf, time_t now, gnutls_x509_crt_t *path,
+		   unsigned *n);
+
+/* ---- DER (ca/der.c) ---- */
+
+/* A growing DER buffer; err sticks at the first failure (CAPF_ENOMEM). */
+struct ca_der {
+	uint8_t *p;
+	size_t len, cap;
+	int err;
+};
+
+/* ca_der_put() - append raw bytes. */
+void ca_der_put(struct ca_der *b, const void *data, size_t n);
+
+/* ca_der_head() - append a tag and a definite length. */
+void ca_der_head(struct ca_der *b, uint8_t tag, size_t len);
+
+/* ca_der_wrap() - append tag { inner }, consuming (freeing) inner. */
+void ca_der_wrap(struct ca_der *b, uint8_t tag, struct ca_der *inner);
+
+/* ca_der_uint() - append a positive INTEGER of big-endian magnitude bytes. */
+void ca_der_uint(struct ca_der *b, const uint8_t *mag, size_t len);
+
+/* ca_der_u64() - append a positive INTEGER. */
+void ca_der_u64(struct ca_der *b, uint64_t v);
+
+/* ca_der_time() - append a Time: UTCTime through 2049, GeneralizedTime
+ * after (RFC 5280 4.1.2.5). */
+void ca_der_time(struct ca_der *b, time_t t);
+
+/* ca_der_sigalg() - append the AlgorithmIdentifier of algo (ECDSA or
+ * RSA PKCS#1 v1.5 with SHA-256/384/512); CAPF_ENOTSUP for another. */
+int ca_der_sigalg(struct ca_der *b, gnutls_sign_algorithm_t algo);
+
+/* ---- revocation (ca/crl.c) ---- */
+
+void ca_revoked_free(struct ca *ca);
+
+/* ca_crl_init() - read the CRL number of an existing crl.der and the
+ * revocation list revoked.txt. */
+int ca_crl_init(struct ca *ca);
 
 #endif /* CAPF_CA_INTERNAL_H */

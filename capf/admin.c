@@ -8,6 +8,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -121,6 +122,19 @@ struct server *admin_server(struct admin_client *ac)
 bool admin_closing(const struct admin_client *ac)
 {
 	return ac->closing;
+}
+
+void admin_peer(struct admin_client *ac, char *buf, size_t len)
+{
+	struct ucred cred;
+	socklen_t cl = sizeof(cred);
+	uv_os_fd_t fd;
+
+	if (uv_fileno((uv_handle_t *)&ac->pipe, &fd) == 0 &&
+	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0)
+		snprintf(buf, len, "admin uid=%u pid=%d", (unsigned)cred.uid, (int)cred.pid);
+	else
+		snprintf(buf, len, "admin");
 }
 
 void admin_hold(struct admin_client *ac)
@@ -250,7 +264,17 @@ static void handle_device_put(struct admin_client *ac, const Capf__AdminRequest 
 	rec.body_case = CAPF__STORE_RECORD__BODY_DEVICE;
 	rec.device = &ac->put;
 
-	ret = bridge_submit(&ac->srv->bridge, ac->srv->store, recs, 1, on_put_done, ac);
+	/* The change and its audit entry are written together. */
+	char peer[80], detail[160];
+	struct store_audit_event ev = { .kind = CAPF__AUDIT_KIND__AUDIT_ADMIN };
+	admin_peer(ac, peer, sizeof(peer));
+	snprintf(detail, sizeof(detail), "device %s: op %s, auth %s, key %s, deadline %lld",
+		 put->create ? "add" : "set", op_name(ac->put.op), auth_name(ac->put.auth),
+		 key_type_name(ac->put.key_type), (long long)ac->put.deadline);
+	ev.device = ac->name;
+	ev.peer = peer;
+	ev.detail = detail;
+	ret = bridge_submit_audit(&ac->srv->bridge, ac->srv->store, recs, 1, &ev, on_put_done, ac);
 	if (ret < 0) {
 		free(ac->put.lsc_serial.data);
 		memset(&ac->put, 0, sizeof(ac->put));

@@ -51,4 +51,8 @@ void admin_release(struct admin_client *ac);
 /* admin_closing() - the client went away: a held handler only releases. */
 bool admin_closing(const struct admin_client *ac);
 
+/* admin_peer() - who the client is, for the audit log: "admin uid=N
+ * pid=P" from the socket's peer credentials, or "admin". */
+void admin_peer(struct admin_client *ac, char *buf, size_t len);
+
 #endif /* CAPF_ADMIN_H */

@@ -45,6 +45,12 @@ struct capfd_config {
 	char *ca_subject;
 	unsigned ca_days;
 	unsigned lsc_days;
+	/* The CAPF CA (doc/ca-lifecycle.md). */
+	char *ca_key;          /* key of the first CA: a file or a pkcs11: URI */
+	char *ca_key_type;     /* type of new CA keys: ec-p256, rsa-3072, ... */
+	unsigned ca_overlap_days;
+	unsigned crl_days;
+	unsigned crl_refresh_ms;
 	char *tls_priority;
 	unsigned handshake_timeout_ms;
 	unsigned idle_timeout_ms;
@@ -57,6 +63,9 @@ struct capfd_config {
 	int log_level;
 	bool log_syslog;
 	char *ready_file;
+	/* The store (doc/store-format.md). */
+	unsigned store_compact_mb; /* snapshot once a segment reaches this size */
+	bool fault_injection;      /* [testing]: allow capfctl store fault */
 };
 
 /* config_defaults() - the embedded defaults (doc/capfd.conf.5). */
@@ -104,6 +113,13 @@ void bridge_close(struct bridge *b);
 int bridge_submit(struct bridge *b, struct store *st, Capf__StoreRecord *const *recs, size_t n,
 		  void (*fn)(void *arg, int result), void *arg);
 
+/* bridge_submit_audit() - bridge_submit() with an audit event written in
+ * the same group commit (store_submit_audit()); ev may be NULL. */
+struct store_audit_event;
+int bridge_submit_audit(struct bridge *b, struct store *st, Capf__StoreRecord *const *recs,
+			size_t n, const struct store_audit_event *ev,
+			void (*fn)(void *arg, int result), void *arg);
+
 struct worker {
 	struct server *srv;
 	unsigned id;
@@ -125,8 +141,14 @@ struct server {
 	struct capfd_config *cfg;
 	struct ca *ca;
 	struct store *store;
-	gnutls_certificate_credentials_t cred;
 	gnutls_priority_t priority;
+	/* The TLS credentials new sessions take (server_creds_get()):
+	 * replaced when the CA or the trust stores change, freed when the
+	 * last session holding the old ones ends. */
+	pthread_mutex_t creds_lock;
+	struct tls_creds *creds;
+	uv_timer_t crl_timer;          /* regenerates the CRL (crl_refresh) */
+	bool crl_timer_on;
 
 	uv_loop_t *loop;               /* main loop: signals, admin */
 	uv_signal_t sigint, sigterm, sighup;
@@ -150,6 +172,27 @@ struct server {
 	atomic_uint_fast64_t connections;  /* accepted, total */
 	atomic_uint active_connections;
 };
+
+/* Reference-counted TLS credentials: a session holds a reference from
+ * accept to free, so a change never pulls them from under it. */
+struct tls_creds {
+	gnutls_certificate_credentials_t cred;
+	atomic_int refs;
+};
+
+/* server_creds_get() - the current credentials, with a reference. */
+struct tls_creds *server_creds_get(struct server *srv);
+
+/* server_creds_put() - drop a reference (frees the last). Accepts NULL. */
+void server_creds_put(struct tls_creds *creds);
+
+/*
+ * server_ca_changed() - the CA or a trust store changed: make new TLS
+ * credentials for the sessions that start from now on, and regenerate
+ * the CRL. Sessions in flight keep theirs. Returns 0 or the error
+ * (logged; the old credentials stay).
+ */
+int server_ca_changed(struct server *srv);
 
 /* server_start() - open CA and store, bind, start workers and the admin
  * socket. Fatal errors are logged with what to fix; returns < 0 then. */

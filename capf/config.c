@@ -40,6 +40,11 @@ static const struct opt options[] = {
 	{ "ca", "subject", OPT_STR, O(ca_subject), 0, 0 },
 	{ "ca", "ca_days", OPT_UINT, O(ca_days), 1, 36500 },
 	{ "ca", "lsc_days", OPT_UINT, O(lsc_days), 1, 36500 },
+	{ "ca", "key", OPT_STR, O(ca_key), 0, 0 },
+	{ "ca", "key_type", OPT_STR, O(ca_key_type), 0, 0 },
+	{ "ca", "overlap_days", OPT_UINT, O(ca_overlap_days), 1, 36500 },
+	{ "ca", "crl_days", OPT_UINT, O(crl_days), 1, 3650 },
+	{ "ca", "crl_refresh", OPT_SECONDS, O(crl_refresh_ms), 1, 604800 },
 	{ "trust", "manufacturer_roots", OPT_STR, O(mfg_roots), 0, 0 },
 	{ "limits", "handshake_timeout", OPT_SECONDS, O(handshake_timeout_ms), 1, 3600 },
 	{ "limits", "idle_timeout", OPT_SECONDS, O(idle_timeout_ms), 1, 3600 },
@@ -51,6 +56,8 @@ static const struct opt options[] = {
 	{ "limits", "max_messages", OPT_UINT, O(max_messages), 4, 100000 },
 	{ "log", "level", OPT_LEVEL, O(log_level), 0, 0 },
 	{ "log", "syslog", OPT_BOOL, O(log_syslog), 0, 0 },
+	{ "store", "compact_size", OPT_UINT, O(store_compact_mb), 1, 1048576 },
+	{ "testing", "fault_injection", OPT_BOOL, O(fault_injection), 0, 0 },
 };
 
 #undef O
@@ -65,6 +72,9 @@ void config_defaults(struct capfd_config *cfg)
 	cfg->tls_priority = strdup(CAPFD_DEFAULT_PRIORITY);
 	cfg->ca_days = 3650;
 	cfg->lsc_days = 365;
+	cfg->ca_overlap_days = 30;
+	cfg->crl_days = 7;
+	cfg->crl_refresh_ms = 86400u * 1000u;
 	cfg->handshake_timeout_ms = 10000;
 	cfg->idle_timeout_ms = 30000;
 	cfg->session_timeout_ms = 120000;
@@ -74,6 +84,7 @@ void config_defaults(struct capfd_config *cfg)
 	cfg->max_frame = FRAME_MAX_DEFAULT;
 	cfg->max_messages = 16;
 	cfg->log_level = LOG_LVL_INFO;
+	cfg->store_compact_mb = 64;
 }
 
 static int parse_uint(const char *value, unsigned long *out)

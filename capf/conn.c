@@ -17,6 +17,7 @@
 #include "capf/capfd.h"
 #include "capf/enroll.h"
 #include "capf/log.h"
+#include "store/store.h"
 
 #define RBUF_MAX (64u * 1024u)
 #define RBUF_CHUNK (16u * 1024u + 512u)
@@ -26,6 +27,7 @@ struct conn {
 	struct conn *next, *prev;
 	struct worker *w;
 	struct server *srv;
+	struct tls_creds *creds;   /* the credentials this session started with */
 	uv_tcp_t tcp;
 	uv_timer_t timer;          /* handshake, then idle timeout */
 	uv_timer_t session_timer;  /* the whole session, and the close deadline */
@@ -41,6 +43,7 @@ struct conn {
 
 	int refs;
 	bool closing, handles_closed, handshaken, store_pending, reading, counted_source;
+	bool authenticated; /* audited: the phone passed Hello */
 	size_t write_queued;
 	unsigned nmsgs;
 	char addr[INET6_ADDRSTRLEN];
@@ -83,6 +86,7 @@ static void conn_unref(struct conn *c)
 	enroll_free(c->enroll);
 	if (c->tls != NULL)
 		gnutls_deinit(c->tls);
+	server_creds_put(c->creds);
 	frame_decoder_deinit(&c->dec);
 	free(c->rbuf);
 	free(c);
@@ -236,9 +240,30 @@ static void send_frame(struct conn *c, const uint8_t *frame, size_t len)
 
 static void on_persisted(void *arg, int result);
 
+/* The audit event of a session step; its serial is the certificate the
+ * step records, if any. */
+static void audit_event(struct conn *c, struct store_audit_event *ev, Capf__AuditKind kind,
+			int code, const struct enroll_out *out)
+{
+	memset(ev, 0, sizeof(*ev));
+	ev->kind = kind;
+	ev->device = c->enroll != NULL ? enroll_device(c->enroll) : "";
+	ev->peer = c->peer;
+	ev->code = code;
+	ev->detail = code != 0 ? capf_strerror(code) : NULL;
+	for (size_t i = 0; out != NULL && i < out->npersist; i++) {
+		const Capf__StoreRecord *r = out->persist[i];
+		if (r->body_case == CAPF__STORE_RECORD__BODY_CERT) {
+			ev->serial = r->cert->serial.data;
+			ev->serial_len = r->cert->serial.len;
+		}
+	}
+}
+
 static void apply(struct conn *c, struct enroll_out *out)
 {
 	const char *device = c->enroll != NULL ? enroll_device(c->enroll) : "";
+	struct store_audit_event ev;
 
 	if (out->frame != NULL)
 		send_frame(c, out->frame, out->frame_len);
@@ -247,6 +272,16 @@ static void apply(struct conn *c, struct enroll_out *out)
 		atomic_fetch_add(&c->srv->failures, 1);
 		log_warn("%s: device \"%s\": %s (%s)", c->peer, device[0] ? device : "-",
 			 capf_strerror(out->error), capf_errname(out->error));
+		audit_event(c, &ev,
+			    c->authenticated ? CAPF__AUDIT_KIND__AUDIT_ENROLL_FAIL
+					     : CAPF__AUDIT_KIND__AUDIT_AUTH_FAIL,
+			    out->error, NULL);
+		(void)store_audit(c->srv->store, &ev);
+	} else if (!c->authenticated && c->enroll != NULL &&
+		   enroll_state(c->enroll) == ENROLL_WAIT_CSR) {
+		c->authenticated = true;
+		audit_event(c, &ev, CAPF__AUDIT_KIND__AUDIT_AUTH_OK, 0, NULL);
+		(void)store_audit(c->srv->store, &ev);
 	}
 	if (out->success) {
 		atomic_fetch_add(&c->srv->enrollments, 1);
@@ -254,8 +289,15 @@ static void apply(struct conn *c, struct enroll_out *out)
 	}
 
 	if (out->npersist > 0 && !out->close) {
-		int ret = bridge_submit(&c->w->bridge, c->srv->store, out->persist, out->npersist,
-					on_persisted, c);
+		/* Issuance and acknowledgement are audited in the same group
+		 * commit as the records they write. */
+		audit_event(c, &ev,
+			    enroll_state(c->enroll) == ENROLL_PERSIST_ISSUE
+				    ? CAPF__AUDIT_KIND__AUDIT_ISSUE
+				    : CAPF__AUDIT_KIND__AUDIT_ACK,
+			    0, out);
+		int ret = bridge_submit_audit(&c->w->bridge, c->srv->store, out->persist,
+					      out->npersist, &ev, on_persisted, c);
 		if (ret < 0) {
 			struct enroll_out next;
 			enroll_on_persisted(c->enroll, ret, &next);
@@ -288,9 +330,10 @@ static void on_persisted(void *arg, int result)
 
 	c->store_pending = false;
 	if (!c->closing) {
+		/* The store logs its faults itself, once per interval. */
 		if (result < 0)
-			log_err("%s: device \"%s\": store write failed: %s", c->peer,
-				enroll_device(c->enroll), capf_strerror(result));
+			log_debug("%s: device \"%s\": store write failed: %s", c->peer,
+				  enroll_device(c->enroll), capf_strerror(result));
 		enroll_on_persisted(c->enroll, result, &out);
 		apply(c, &out);
 		enroll_out_deinit(&out);
@@ -655,7 +698,10 @@ void conn_accept(struct worker *w)
 	ret = gnutls_priority_set(c->tls, srv->priority);
 	if (ret < 0)
 		goto tls_fail;
-	ret = gnutls_credentials_set(c->tls, GNUTLS_CRD_CERTIFICATE, srv->cred);
+	/* A CA change while this session runs does not touch it: it keeps
+	 * the credentials it started with. */
+	c->creds = server_creds_get(srv);
+	ret = gnutls_credentials_set(c->tls, GNUTLS_CRD_CERTIFICATE, c->creds->cred);
 	if (ret < 0)
 		goto tls_fail;
 	/* Request, not require: the MIC is checked by the state machine, which

@@ -288,6 +288,8 @@ static int on_csr(struct enroll *e, const Capf__CsrSubmit *csr_msg, struct enrol
 	prepare_cert(e, CAPF__CERT_STATE__CERT_UNCONFIRMED);
 	prepare_device(e, CAPF__OP_STATUS__STATUS_ISSUED, false);
 	emit_persist(e, out);
+	/* Serials are unique: the store refuses to record one it knows. */
+	e->rec[0].create_only = true;
 	e->state = ENROLL_PERSIST_ISSUE;
 out:
 	ca_csr_free(csr);
@@ -361,7 +363,12 @@ int enroll_on_persisted(struct enroll *e, int result, struct enroll_out *out)
 		const uint8_t *ca_der;
 		size_t ca_len;
 
-		ca_cert_der(e->env.ca, &ca_der, &ca_len);
+		/* The CA that signed this LSC, even if a rollover made
+		 * another one current since. */
+		ca_der = e->lsc.issuer_der;
+		ca_len = e->lsc.issuer_der_len;
+		if (ca_der == NULL)
+			ca_cert_der(e->env.ca, &ca_der, &ca_len);
 		chain[0].data = (uint8_t *)ca_der;
 		chain[0].len = ca_len;
 		cd.certificate.data = e->lsc.der;

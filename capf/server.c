@@ -87,8 +87,9 @@ static void bridge_store_done(int result, void *arg)
 	uv_async_send(&b->async);
 }
 
-int bridge_submit(struct bridge *b, struct store *st, Capf__StoreRecord *const *recs, size_t n,
-		  void (*fn)(void *arg, int result), void *arg)
+int bridge_submit_audit(struct bridge *b, struct store *st, Capf__StoreRecord *const *recs,
+			size_t n, const struct store_audit_event *ev,
+			void (*fn)(void *arg, int result), void *arg)
 {
 	struct bridge_item *it = calloc(1, sizeof(*it));
 	int ret;
@@ -98,10 +99,16 @@ int bridge_submit(struct bridge *b, struct store *st, Capf__StoreRecord *const *
 	it->bridge = b;
 	it->fn = fn;
 	it->arg = arg;
-	ret = store_submit(st, recs, n, bridge_store_done, it);
+	ret = store_submit_audit(st, recs, n, ev, bridge_store_done, it);
 	if (ret < 0)
 		free(it);
 	return ret;
+}
+
+int bridge_submit(struct bridge *b, struct store *st, Capf__StoreRecord *const *recs, size_t n,
+		  void (*fn)(void *arg, int result), void *arg)
+{
+	return bridge_submit_audit(b, st, recs, n, NULL, fn, arg);
 }
 
 /* ---- claims and per-source counts -------------------------------------- */
@@ -243,7 +250,158 @@ fail:
 	return ret;
 }
 
+/* ---- the CA at run time: TLS credentials, CRL, revocations -------------- */
+
+/* New credentials from the CA as it is now (one reference, the caller's). */
+static struct tls_creds *creds_new(struct server *srv)
+{
+	struct tls_creds *c = calloc(1, sizeof(*c));
+	int ret;
+
+	if (c == NULL)
+		return NULL;
+	atomic_init(&c->refs, 1);
+	ret = gnutls_certificate_allocate_credentials(&c->cred);
+	if (ret < 0) {
+		log_err("TLS set-up failed: %s", gnutls_strerror(ret));
+		free(c);
+		return NULL;
+	}
+	ret = ca_tls_credentials(srv->ca, c->cred);
+	if (ret < 0) {
+		log_err("cannot load the CAPF certificate into TLS: %s", capf_strerror(ret));
+		gnutls_certificate_free_credentials(c->cred);
+		free(c);
+		return NULL;
+	}
+	return c;
+}
+
+struct tls_creds *server_creds_get(struct server *srv)
+{
+	struct tls_creds *c;
+
+	pthread_mutex_lock(&srv->creds_lock);
+	c = srv->creds;
+	if (c != NULL)
+		atomic_fetch_add(&c->refs, 1);
+	pthread_mutex_unlock(&srv->creds_lock);
+	return c;
+}
+
+void server_creds_put(struct tls_creds *c)
+{
+	if (c == NULL || atomic_fetch_sub(&c->refs, 1) != 1)
+		return;
+	gnutls_certificate_free_credentials(c->cred);
+	free(c);
+}
+
+static void crl_refresh(struct server *srv)
+{
+	if (ca_crl_update(srv->ca, time(NULL)) < 0)
+		log_err("cannot regenerate the CRL: %s", ca_last_error());
+}
+
+int server_ca_changed(struct server *srv)
+{
+	struct tls_creds *fresh = creds_new(srv), *old;
+
+	if (fresh == NULL)
+		return CAPF_ECRYPTO;
+	pthread_mutex_lock(&srv->creds_lock);
+	old = srv->creds;
+	srv->creds = fresh;
+	pthread_mutex_unlock(&srv->creds_lock);
+	server_creds_put(old);
+	crl_refresh(srv);
+	return 0;
+}
+
+static void on_crl_timer(uv_timer_t *t)
+{
+	struct server *srv = t->data;
+
+	if (!srv->stopping)
+		crl_refresh(srv);
+}
+
+/* Completes the store record of a revocation the CA holds: a crash
+ * between the CA's write and the store's leaves it to do here. */
+static int sync_one(const uint8_t *serial, size_t len, time_t when, int reason, void *arg)
+{
+	struct server *srv = arg;
+	Capf__Certificate *c = NULL;
+	Capf__StoreRecord rec = CAPF__STORE_RECORD__INIT;
+	Capf__StoreRecord *recs[1] = { &rec };
+	int ret;
+
+	if (store_cert_get(srv->store, serial, len, &c) < 0)
+		return 0;
+	if (c->state != CAPF__CERT_STATE__CERT_REVOKED) {
+		c->state = CAPF__CERT_STATE__CERT_REVOKED;
+		c->revoked_at = when;
+		c->revocation_reason = (uint32_t)reason;
+		rec.body_case = CAPF__STORE_RECORD__BODY_CERT;
+		rec.cert = c;
+		ret = store_submit_wait(srv->store, recs, 1);
+		if (ret < 0) {
+			log_err("cannot record a revocation in the store: %s", capf_strerror(ret));
+			capf__certificate__free_unpacked(c, NULL);
+			return ret;
+		}
+		log_info("completed the store record of a revocation");
+	}
+	capf__certificate__free_unpacked(c, NULL);
+	return 0;
+}
+
+/*
+ * At start the CA's revocation list and the store agree: revocations the
+ * CA holds are completed in the store, and a device's current LSC that
+ * the store says is revoked is revoked in the CA too.
+ */
+static int sync_revocations(struct server *srv)
+{
+	Capf__Device **devs = NULL;
+	size_t n = 0;
+	int ret;
+
+	ret = ca_revoked_each(srv->ca, sync_one, srv);
+	if (ret < 0)
+		return ret;
+	ret = store_device_list(srv->store, &devs, &n);
+	if (ret < 0)
+		return ret;
+	for (size_t i = 0; i < n && ret == 0; i++) {
+		Capf__Certificate *c = NULL;
+
+		if (devs[i]->lsc_serial.len == 0 ||
+		    store_cert_get(srv->store, devs[i]->lsc_serial.data, devs[i]->lsc_serial.len,
+				   &c) < 0)
+			continue;
+		if (c->state == CAPF__CERT_STATE__CERT_REVOKED &&
+		    !ca_is_revoked(srv->ca, c->serial.data, c->serial.len))
+			ret = ca_revoke(srv->ca, c->serial.data, c->serial.len, c->revoked_at,
+					(int)c->revocation_reason, c->der.data, c->der.len);
+		capf__certificate__free_unpacked(c, NULL);
+	}
+	store_device_list_free(devs, n);
+	return ret;
+}
+
 /* ---- start-up ------------------------------------------------------------ */
+
+/* The store's own reports (faults, already rate-limited; compaction;
+ * recovery at open), on whichever thread saw them. */
+static void on_store_event(enum store_severity sev, const char *msg, void *arg)
+{
+	(void)arg;
+	log_msg(sev == STORE_SEV_ERROR ? LOG_LVL_ERR
+		: sev == STORE_SEV_WARNING ? LOG_LVL_WARN
+					   : LOG_LVL_INFO,
+		"%s", msg);
+}
 
 static void on_signal(uv_signal_t *h, int signum)
 {
@@ -303,14 +461,9 @@ static int tls_setup(struct server *srv)
 	const char *errpos = NULL;
 	int ret;
 
-	ret = gnutls_certificate_allocate_credentials(&srv->cred);
-	if (ret < 0)
-		goto gnutls_fail;
-	ret = ca_tls_credentials(srv->ca, srv->cred);
-	if (ret < 0) {
-		log_err("cannot load the CAPF certificate into TLS: %s", capf_strerror(ret));
-		return ret;
-	}
+	srv->creds = creds_new(srv);
+	if (srv->creds == NULL)
+		return CAPF_ECRYPTO;
 	ret = gnutls_priority_init2(&srv->priority, srv->cfg->tls_priority, &errpos,
 				    GNUTLS_PRIORITY_INIT_DEF_APPEND);
 	if (ret < 0) {
@@ -324,9 +477,6 @@ static int tls_setup(struct server *srv)
 		return CAPF_ECONFIG;
 	}
 	return 0;
-gnutls_fail:
-	log_err("TLS set-up failed: %s", gnutls_strerror(ret));
-	return CAPF_ECRYPTO;
 }
 
 int server_start(struct server *srv, struct capfd_config *cfg, uv_loop_t *loop)
@@ -340,25 +490,31 @@ int server_start(struct server *srv, struct capfd_config *cfg, uv_loop_t *loop)
 	srv->cfg = cfg;
 	srv->loop = loop;
 	pthread_mutex_init(&srv->claims_lock, NULL);
+	pthread_mutex_init(&srv->creds_lock, NULL);
 
 	if (mkdir(cfg->state_dir, 0700) < 0 && errno != EEXIST) {
 		log_err("cannot create state directory %s: %s", cfg->state_dir, strerror(errno));
 		return -errno;
 	}
 
-	ret = store_open(&srv->store, cfg->state_dir);
-	if (ret < 0) {
-		log_err("cannot open the store: %s", store_last_error());
-		return ret;
-	}
 	{
+		/* Torn tails dropped and faults are logged through the event. */
+		struct store_options so = { .event_cb = on_store_event };
 		struct store_stats st;
+		uint64_t t0 = uv_hrtime();
+
+		so.compact_bytes = (uint64_t)cfg->store_compact_mb * 1024u * 1024u;
+		ret = store_open_opts(&srv->store, cfg->state_dir, &so);
+		if (ret < 0) {
+			log_err("cannot open the store: %s", store_last_error());
+			return ret;
+		}
 		store_get_stats(srv->store, &st);
-		if (st.torn_bytes_dropped > 0)
-			log_warn("store: dropped a torn tail of %llu bytes (an interrupted write)",
-				 (unsigned long long)st.torn_bytes_dropped);
-		log_info("store %s: %llu devices, %llu certificates", cfg->state_dir,
-			 (unsigned long long)st.devices, (unsigned long long)st.certificates);
+		log_info("store %s: %llu devices, %llu certificates, audit entry %llu; loaded in "
+			 "%.3f s",
+			 cfg->state_dir, (unsigned long long)st.devices,
+			 (unsigned long long)st.certificates, (unsigned long long)st.audit_seq,
+			 (double)(uv_hrtime() - t0) / 1e9);
 	}
 
 	snprintf(cadir, sizeof(cadir), "%s/ca", cfg->state_dir);
@@ -367,13 +523,43 @@ int server_start(struct server *srv, struct capfd_config *cfg, uv_loop_t *loop)
 	cacfg.ca_days = cfg->ca_days;
 	cacfg.lsc_days = cfg->lsc_days;
 	cacfg.mfg_roots = cfg->mfg_roots;
+	cacfg.key = cfg->ca_key;
+	cacfg.overlap_days = cfg->ca_overlap_days;
+	cacfg.crl_days = cfg->crl_days;
+	if (cfg->ca_key_type != NULL &&
+	    (key_type_from_name(cfg->ca_key_type, &cacfg.key_type) < 0 || cacfg.key_type == 0)) {
+		log_err("[ca] key_type must be ec-p256, ec-p384, rsa-2048, rsa-3072 or rsa-4096, "
+			"not \"%s\"", cfg->ca_key_type);
+		return CAPF_ECONFIG;
+	}
 	ret = ca_new(&srv->ca, &cacfg);
 	if (ret < 0) {
 		log_err("cannot open the CAPF CA in %s: %s", cadir, ca_last_error());
 		return ret;
 	}
-	if (cfg->mfg_roots == NULL)
-		log_warn("no [trust] manufacturer_roots configured: no phone can authenticate by MIC");
+	if (ca_start_notice(srv->ca) != NULL)
+		log_warn("%s", ca_start_notice(srv->ca));
+	ret = sync_revocations(srv);
+	if (ret < 0) {
+		log_err("cannot reconcile the revocations of the CA and the store: %s",
+			capf_strerror(ret));
+		return ret;
+	}
+	ret = ca_crl_update(srv->ca, time(NULL));
+	if (ret < 0) {
+		log_err("cannot write the CRL: %s", ca_last_error());
+		return ret;
+	}
+	if (cfg->mfg_roots == NULL) {
+		/* Roots may also have been added at run time (capfctl trust). */
+		struct ca_trust_entry *roots = NULL;
+		size_t nroots = 0;
+
+		if (ca_trust_list(srv->ca, CA_TRUST_MFG, &roots, &nroots) == 0 && nroots == 0)
+			log_warn("no manufacturer roots ([trust] manufacturer_roots, capfctl trust "
+				 "add --mfg): no phone can authenticate by MIC");
+		free(roots);
+	}
 
 	ret = tls_setup(srv);
 	if (ret < 0)
@@ -418,6 +604,10 @@ int server_start(struct server *srv, struct capfd_config *cfg, uv_loop_t *loop)
 	uv_signal_start(&srv->sigint, on_signal, SIGINT);
 	uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
 	srv->signals_on = true;
+	uv_timer_init(loop, &srv->crl_timer);
+	srv->crl_timer.data = srv;
+	uv_timer_start(&srv->crl_timer, on_crl_timer, cfg->crl_refresh_ms, cfg->crl_refresh_ms);
+	srv->crl_timer_on = true;
 
 	log_info("capfd %s listening on %s port %u with %u workers; admin socket %s",
 		 PACKAGE_VERSION, cfg->listen, srv->port, srv->nworkers, cfg->admin_socket);
@@ -451,6 +641,10 @@ void server_stop(struct server *srv)
 	if (srv->bridge_on)
 		bridge_close(&srv->bridge);
 	srv->bridge_on = false;
+	if (srv->crl_timer_on) {
+		uv_close((uv_handle_t *)&srv->crl_timer, NULL);
+		srv->crl_timer_on = false;
+	}
 	if (srv->signals_on) {
 		uv_close((uv_handle_t *)&srv->sigint, NULL);
 		uv_close((uv_handle_t *)&srv->sigterm, NULL);
@@ -479,8 +673,8 @@ void server_free(struct server *srv)
 	srv->workers = NULL;
 	if (srv->priority != NULL)
 		gnutls_priority_deinit(srv->priority);
-	if (srv->cred != NULL)
-		gnutls_certificate_free_credentials(srv->cred);
+	server_creds_put(srv->creds);
+	srv->creds = NULL;
 	ca_free(srv->ca);
 	HASH_ITER(hh, srv->claims, c, ctmp)
 	{
@@ -493,4 +687,5 @@ void server_free(struct server *srv)
 		free(s);
 	}
 	pthread_mutex_destroy(&srv->claims_lock);
+	pthread_mutex_destroy(&srv->creds_lock);
 }

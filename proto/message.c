@@ -343,6 +343,112 @@ static int validate_status(const Capf__AdminRequest *r)
 	return r->status != NULL;
 }
 
+/* Store administration: the fault name is checked by the handler, which
+ * answers an unknown one with a clear message. */
+static int validate_store_compact(const Capf__AdminRequest *r)
+{
+	return r->store_compact != NULL;
+}
+
+static int validate_store_fault(const Capf__AdminRequest *r)
+{
+	return r->store_fault != NULL && r->store_fault->fault != NULL &&
+	       strlen(r->store_fault->fault) <= 16;
+}
+
+static int validate_store_info(const Capf__AdminRequest *r)
+{
+	return r->store_info != NULL;
+}
+
+/* The CA, trust stores and revocation: sizes and enums here; every
+ * certificate and key reference is judged by ca/, which says why it
+ * refuses one. */
+#define ADMIN_TEXT_MAX 4096u	       /* a subject or a key reference */
+#define ADMIN_BLOB_MAX (1024u * 1024u) /* certificates in one request */
+#define ADMIN_SERIAL_MAX 20u	       /* RFC 5280 4.1.2.2 */
+
+static int admin_text_ok(const char *s)
+{
+	return s != NULL && strlen(s) <= ADMIN_TEXT_MAX;
+}
+
+static int validate_ca_status(const Capf__AdminRequest *r)
+{
+	return r->ca_status != NULL;
+}
+
+static int validate_ca_csr(const Capf__AdminRequest *r)
+{
+	const Capf__CaCsrRequest *q = r->ca_csr;
+
+	return q != NULL && enum_known(&capf__key_type__descriptor, q->key_type) &&
+	       admin_text_ok(q->key) && admin_text_ok(q->subject);
+}
+
+static int validate_ca_import(const Capf__AdminRequest *r)
+{
+	const Capf__CaImportRequest *q = r->ca_import;
+
+	return q != NULL && q->certificate.len > 0 && q->certificate.len <= ADMIN_BLOB_MAX &&
+	       q->overlap_days <= 36500;
+}
+
+static int validate_ca_rollover(const Capf__AdminRequest *r)
+{
+	const Capf__CaRolloverRequest *q = r->ca_rollover;
+
+	return q != NULL && enum_known(&capf__key_type__descriptor, q->key_type) &&
+	       admin_text_ok(q->key) && admin_text_ok(q->subject) && q->overlap_days <= 36500;
+}
+
+static int validate_ca_bundle(const Capf__AdminRequest *r)
+{
+	return r->ca_bundle != NULL;
+}
+
+static int validate_trust_add(const Capf__AdminRequest *r)
+{
+	const Capf__TrustAddRequest *q = r->trust_add;
+
+	return q != NULL &&
+	       (q->kind == CAPF__TRUST_KIND__TRUST_MFG || q->kind == CAPF__TRUST_KIND__TRUST_CHAIN) &&
+	       q->certificates.len > 0 && q->certificates.len <= ADMIN_BLOB_MAX;
+}
+
+static int validate_trust_list(const Capf__AdminRequest *r)
+{
+	return r->trust_list != NULL && enum_known(&capf__trust_kind__descriptor, r->trust_list->kind);
+}
+
+static int validate_trust_remove(const Capf__AdminRequest *r)
+{
+	const Capf__TrustRemoveRequest *q = r->trust_remove;
+
+	return q != NULL && enum_known(&capf__trust_kind__descriptor, q->kind) &&
+	       q->fingerprint != NULL && strlen(q->fingerprint) <= 64;
+}
+
+static int validate_cert_revoke(const Capf__AdminRequest *r)
+{
+	const Capf__CertRevokeRequest *q = r->cert_revoke;
+
+	return q != NULL && q->serial.len > 0 && q->serial.len <= ADMIN_SERIAL_MAX &&
+	       q->reason <= 10;
+}
+
+static int validate_cert_show(const Capf__AdminRequest *r)
+{
+	const Capf__CertShowRequest *q = r->cert_show;
+
+	return q != NULL && q->serial.len > 0 && q->serial.len <= ADMIN_SERIAL_MAX;
+}
+
+static int validate_crl(const Capf__AdminRequest *r)
+{
+	return r->crl != NULL;
+}
+
 struct admin_body {
 	Capf__AdminRequest__BodyCase body;
 	const char *name;
@@ -354,6 +460,20 @@ static const struct admin_body admin_bodies[] = {
     {CAPF__ADMIN_REQUEST__BODY_DEVICE_GET, "device_get", validate_device_get},
     {CAPF__ADMIN_REQUEST__BODY_DEVICE_LIST, "device_list", validate_device_list},
     {CAPF__ADMIN_REQUEST__BODY_STATUS, "status", validate_status},
+    {CAPF__ADMIN_REQUEST__BODY_STORE_COMPACT, "store_compact", validate_store_compact},
+    {CAPF__ADMIN_REQUEST__BODY_STORE_FAULT, "store_fault", validate_store_fault},
+    {CAPF__ADMIN_REQUEST__BODY_STORE_INFO, "store_info", validate_store_info},
+    {CAPF__ADMIN_REQUEST__BODY_CA_STATUS, "ca_status", validate_ca_status},
+    {CAPF__ADMIN_REQUEST__BODY_CA_CSR, "ca_csr", validate_ca_csr},
+    {CAPF__ADMIN_REQUEST__BODY_CA_IMPORT, "ca_import", validate_ca_import},
+    {CAPF__ADMIN_REQUEST__BODY_CA_ROLLOVER, "ca_rollover", validate_ca_rollover},
+    {CAPF__ADMIN_REQUEST__BODY_CA_BUNDLE, "ca_bundle", validate_ca_bundle},
+    {CAPF__ADMIN_REQUEST__BODY_TRUST_ADD, "trust_add", validate_trust_add},
+    {CAPF__ADMIN_REQUEST__BODY_TRUST_LIST, "trust_list", validate_trust_list},
+    {CAPF__ADMIN_REQUEST__BODY_TRUST_REMOVE, "trust_remove", validate_trust_remove},
+    {CAPF__ADMIN_REQUEST__BODY_CERT_REVOKE, "cert_revoke", validate_cert_revoke},
+    {CAPF__ADMIN_REQUEST__BODY_CERT_SHOW, "cert_show", validate_cert_show},
+    {CAPF__ADMIN_REQUEST__BODY_CRL, "crl", validate_crl},
 };
 
 static int admin_req_validate(const Capf__AdminRequest *req)

@@ -1,25 +1,69 @@
 /*
- * store/ internals shared by store.c and log.c (and the store tests and
- * fuzz target). The file format is described in doc/store-format.md.
+ * store/ internals shared by the files of the module (and the store tests
+ * and fuzz targets). The file formats are described in doc/store-format.md.
+ *
+ * Files of a state directory
+ *   log.<seq>       segments: a header, then entries, each one StoreTxn.
+ *                   The writer appends to the newest; rotation starts the
+ *                   next one.
+ *   snapshot.<seq>  every record of every segment before log.<seq>, as
+ *                   batches of records after a StoreSnapshotInfo entry.
+ *   audit.log       the hash-chained audit log, one AuditEntry per entry.
+ *   lock            the flock(2) that keeps a second process out.
  */
 #ifndef CAPF_STORE_INTERNAL_H
 #define CAPF_STORE_INTERNAL_H
 
+#include <inttypes.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "store/store.h"
 
-#define STORE_LOG_NAME "records.log"
 #define STORE_LOCK_NAME "lock"
-#define STORE_LOG_MAGIC "CAPFSTOR"
-#define STORE_LOG_MAGIC_LEN 8u
-#define STORE_LOG_VERSION 1u
-#define STORE_LOG_HEADER_LEN 16u   /* magic, u32 BE version, u32 BE flags */
+#define STORE_SEG_PREFIX "log."
+#define STORE_SNAP_PREFIX "snapshot."
+#define STORE_AUDIT_NAME "audit.log"
+#define STORE_LEGACY_NAME "records.log"
+#define STORE_TMP_SUFFIX ".tmp"
+#define STORE_SEQ_FMT "%010" PRIu64
+
+#define STORE_MAGIC_LEN 8u
+#define STORE_SEG_MAGIC "CAPFSTOR"
+#define STORE_SNAP_MAGIC "CAPFSNAP"
+#define STORE_AUDIT_MAGIC "CAPFAUDT"
+#define STORE_FORMAT_VERSION 2u
+#define STORE_HEADER_LEN 24u       /* magic, u32 version, u32 flags, u64 seq */
+#define STORE_LEGACY_HEADER_LEN 16u /* version 1 records.log: no seq */
 #define STORE_ENTRY_HEADER_LEN 8u  /* u32 BE payload length, u32 BE CRC32C */
 #define STORE_ENTRY_MAX (16u * 1024u * 1024u)
+#define STORE_HASH_LEN 32u         /* SHA-256 */
+/* The hash field of an AuditEntry: tag (10, length-delimited), length 32. */
+#define STORE_AUDIT_HASH_TAG 0x52u
+#define STORE_AUDIT_HASH_FIELD_LEN (2u + STORE_HASH_LEN)
+#define STORE_AUDIT_TEXT_MAX 512u  /* device, peer, detail are cut to this */
+#define STORE_AUDIT_SERIAL_MAX 64u
 
-/* store_be32_get()/store_be32_put() - big-endian u32 access. */
+#define STORE_COMPACT_DEFAULT (64ull * 1024u * 1024u)
+#define STORE_FAULT_LOG_INTERVAL_DEFAULT 10u
+#define STORE_AUDIT_RETRY_MAX 10000u /* audit events kept while writes fail */
+#define STORE_RETRY_SECONDS 5        /* and tried again this often when idle */
+#define STORE_SNAP_BATCH_BYTES (1024u * 1024u)
+
+enum store_file_kind {
+	STORE_FILE_SEGMENT,
+	STORE_FILE_SNAPSHOT,
+	STORE_FILE_AUDIT,
+	STORE_FILE_LEGACY, /* version 1 records.log, read only to migrate it */
+};
+
+enum store_rec_kind {
+	STORE_REC_DEVICE = 0,
+	STORE_REC_CERT = 1,
+};
+
+/* store_be32_get()/store_be32_put()/store_be64_*() - big-endian access. */
 static inline uint32_t store_be32_get(const uint8_t *p)
 {
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
@@ -33,51 +77,311 @@ static inline void store_be32_put(uint8_t *p, uint32_t v)
 	p[3] = (uint8_t)v;
 }
 
-/* store_log_header_encode() - the 16-byte header of a fresh log. */
-void store_log_header_encode(uint8_t out[STORE_LOG_HEADER_LEN]);
+static inline uint64_t store_be64_get(const uint8_t *p)
+{
+	return (uint64_t)store_be32_get(p) << 32 | store_be32_get(p + 4);
+}
+
+static inline void store_be64_put(uint8_t *p, uint64_t v)
+{
+	store_be32_put(p, (uint32_t)(v >> 32));
+	store_be32_put(p + 4, (uint32_t)v);
+}
+
+/* store_crc32c_table() - crc32c() computed with the table only, whatever
+ * the processor offers (for the tests). */
+uint32_t store_crc32c_table(uint32_t crc, const void *buf, size_t len);
+
+/* ---- headers and entries (log.c) ---------------------------------------- */
+
+/* store_header_encode() - the 24-byte header of a file of this kind. */
+void store_header_encode(uint8_t out[STORE_HEADER_LEN], enum store_file_kind kind, uint64_t seq);
+
+/* store_header_len() - the header length of a kind (16 for the legacy log). */
+size_t store_header_len(enum store_file_kind kind);
+
+/*
+ * store_header_check() - check the header at the start of buf for kind.
+ * Returns 0 and *seq (0 for the audit and legacy files), or CAPF_ECORRUPT
+ * with *reason (static text) and *version (the version read, 0 if the
+ * magic is already wrong).
+ */
+int store_header_check(const uint8_t *buf, size_t len, enum store_file_kind kind, uint64_t *seq,
+		       uint32_t *version, const char **reason);
 
 /* store_entry_header_encode() - the 8-byte header of an entry whose
  * payload is the len bytes at payload. */
 void store_entry_header_encode(uint8_t out[STORE_ENTRY_HEADER_LEN], const uint8_t *payload,
 			       uint32_t len);
 
-/*
- * store_txn_valid() - 1 if txn is a txn the writer could have written: at
- * least one record, each with a body whose key (device name, certificate
- * serial) is not empty; else 0.
- */
-int store_txn_valid(const Capf__StoreTxn *txn);
+/* ---- records: a protobuf walker that needs no allocation (log.c) ------- */
 
-/* Called by store_log_scan() for each good entry, in log order. The txn is
- * freed after the call. A negative return stops the scan with that code. */
-typedef int (*store_scan_cb)(const Capf__StoreTxn *txn, void *arg);
+/* An audit anchor as stored in a txn or a snapshot. */
+struct store_anchor {
+	uint64_t seq;    /* 0: none */
+	uint64_t offset; /* where the entry starts in audit.log */
+	uint8_t hash[STORE_HASH_LEN];
+};
+
+/* One record of a txn, pointing into the payload. */
+struct store_rec_view {
+	enum store_rec_kind kind;
+	const uint8_t *key; /* device name or certificate serial, inside val */
+	size_t key_len;
+	const uint8_t *val; /* the packed Device or Certificate */
+	size_t val_len;
+	bool create_only;
+	bool must_exist;
+};
+
+/* What a txn holds besides its records. */
+struct store_txn_meta {
+	int64_t time;
+	size_t n_records;
+	struct store_anchor anchor; /* anchor.seq == 0: none */
+};
+
+typedef int (*store_rec_cb)(const struct store_rec_view *rec, void *arg);
+
+/*
+ * store_txn_parse() - check a packed StoreTxn and, when on_rec is not
+ * NULL, hand each record to it in order. Pure; allocates nothing.
+ *
+ * A txn is valid when it is well-formed protobuf of the StoreTxn schema
+ * (every field of the wire type its schema says; Device and Certificate
+ * checked the same way), each record has exactly one body, a device has a
+ * non-empty name without NUL bytes, a certificate a non-empty serial, and
+ * it has at least one record or an audit anchor (seq > 0, 32-byte hash).
+ * A valid txn unpacks with capf__store_txn__unpack() to the same records.
+ *
+ * Returns 0 (meta filled), CAPF_EBADMSG (not valid; *reason may be NULL)
+ * or what on_rec returned (< 0 stops the walk).
+ */
+int store_txn_parse(const uint8_t *p, size_t len, struct store_txn_meta *meta,
+		    store_rec_cb on_rec, void *arg);
+
+/* store_pb_check() - 0 if p is well-formed protobuf of the schema desc
+ * (the rule of store_txn_parse()), else CAPF_EBADMSG. */
+int store_pb_check(const ProtobufCMessageDescriptor *desc, const uint8_t *p, size_t len);
+
+/* store_pb_varint_put() - protobuf varint of v into out (10 bytes room);
+ * returns its length. */
+size_t store_pb_varint_put(uint8_t *out, uint64_t v);
+
+/* store_anchor_from_pb() - copy a decoded AuditAnchor; 0 or CAPF_EBADMSG
+ * (hash not 32 bytes, seq 0). */
+int store_anchor_from_pb(const Capf__AuditAnchor *pb, struct store_anchor *out);
+
+/* ---- scanning files held in memory (log.c) ----------------------------- */
+
+/* Checks one payload: 0 good, CAPF_EBADMSG bad (*reason set when known),
+ * CAPF_ENOMEM. ctx is the scan's. */
+typedef int (*store_payload_check_fn)(const uint8_t *p, size_t len, void *ctx,
+				      const char **reason);
+
+/* Called for each good entry, in file order, with its offset. A negative
+ * return stops the scan with that code. */
+typedef int (*store_entry_cb)(const uint8_t *payload, size_t len, size_t off, void *arg);
 
 struct store_scan_result {
 	size_t valid_len;   /* header plus every good entry before the first bad one */
-	size_t entries;     /* good entries (those passed to on_txn) */
+	size_t entries;     /* good entries (those passed to on_entry) */
 	int torn;           /* 1: the bytes from valid_len to the end are a torn tail */
 	size_t bad_off;     /* offset of the first bad entry (or 0 for a bad header) */
 	const char *reason; /* why the header or the entry at bad_off is bad (static) */
 	uint32_t version;   /* format version read from the header */
+	uint64_t seq;       /* seq from the header */
 };
 
 /*
- * store_log_scan() - check a whole log held in memory and hand each good
- * entry to on_txn (may be NULL). Pure: no I/O, no global state.
+ * store_scan() - check a whole file of kind held in memory, from its
+ * header, and hand each good entry to on_entry (may be NULL). Pure.
  *
  * An entry is good when its length is 1..STORE_ENTRY_MAX, it lies inside
- * the buffer, its CRC32C matches and its payload unpacks to a txn that
- * store_txn_valid() accepts. The first entry that is not good ends the
- * scan: if no good entry starts anywhere after it, it and everything after
- * it are a torn tail (res->torn = 1; a crash stopped the last write);
- * otherwise the log is damaged in the middle.
+ * the buffer, its CRC32C matches and check accepts its payload. The first
+ * entry that is not good ends the scan: if no good entry starts anywhere
+ * after it, it and everything after it are a torn tail (res->torn = 1);
+ * otherwise the file is damaged in the middle.
  *
  * Returns 0 (res->valid_len bytes are good; an empty buffer gives
  * valid_len 0), CAPF_ECORRUPT (bad header, or damage in the middle at
- * res->bad_off; res->reason says what), CAPF_ENOMEM, or what on_txn
+ * res->bad_off; res->reason says what), CAPF_ENOMEM, or what on_entry
  * returned.
  */
-int store_log_scan(const uint8_t *buf, size_t len, store_scan_cb on_txn, void *arg,
+int store_scan(const uint8_t *buf, size_t len, enum store_file_kind kind,
+	       store_payload_check_fn check, void *check_ctx, store_entry_cb on_entry, void *arg,
+	       struct store_scan_result *res);
+
+/*
+ * store_entry_at() - check the entry at off: 1 good (*entry_len set), 0
+ * bad (*reason set), CAPF_ENOMEM.
+ */
+int store_entry_at(const uint8_t *buf, size_t len, size_t off, store_payload_check_fn check,
+		   void *check_ctx, size_t *entry_len, const char **reason);
+
+/* store_next_good() - the first offset after off where a good entry
+ * starts, or len if none does; CAPF_ENOMEM. */
+long long store_next_good(const uint8_t *buf, size_t len, size_t off,
+			  store_payload_check_fn check, void *check_ctx);
+
+/*
+ * Payload checks. Segments hold StoreTxn payloads; snapshots a
+ * StoreSnapshotInfo payload first, then StoreTxn payloads of records only
+ * (the two cannot be confused: field 1 of one is a varint, of the other a
+ * message). store_check_snap_payload() accepts either; the order and the
+ * record count are checked by the reader.
+ */
+int store_check_txn_payload(const uint8_t *p, size_t len, void *ctx, const char **reason);
+int store_check_snap_payload(const uint8_t *p, size_t len, void *ctx, const char **reason);
+
+/* store_snap_info_parse() - 1 and *info (free with
+ * capf__store_snapshot_info__free_unpacked()) if p is a valid snapshot
+ * info payload, 0 if it is not, CAPF_ENOMEM. */
+int store_snap_info_parse(const uint8_t *p, size_t len, Capf__StoreSnapshotInfo **info);
+
+/*
+ * store_log_scan() - store_scan() of a segment with StoreTxn payloads.
+ * Kept for the tests and the fuzz target: on_entry gets raw payloads.
+ */
+int store_log_scan(const uint8_t *buf, size_t len, store_entry_cb on_entry, void *arg,
 		   struct store_scan_result *res);
+
+/* ---- audit entries (audit.c) --------------------------------------------- */
+
+/* The writer's view of the audit chain: the last entry written. */
+struct store_audit_chain {
+	uint64_t seq;
+	uint64_t offset;  /* start of the last entry; 0 when seq == 0 */
+	uint64_t end;     /* end of the file (where the next entry starts) */
+	uint8_t hash[STORE_HASH_LEN];
+};
+
+/*
+ * store_audit_encode() - build the complete entry (length, CRC, payload)
+ * of ev as entry seq after prev_hash, at time t. *hash gets its hash.
+ * Returns 0 and *out (malloc'd), *out_len; CAPF_ENOMEM; CAPF_ECRYPTO.
+ */
+int store_audit_encode(const struct store_audit_event *ev, uint64_t seq, int64_t t,
+		       const uint8_t prev_hash[STORE_HASH_LEN], uint8_t **out, size_t *out_len,
+		       uint8_t hash[STORE_HASH_LEN]);
+
+/* store_audit_hash() - SHA-256(prev || body); 0 or CAPF_ECRYPTO. */
+int store_audit_hash(const uint8_t prev[STORE_HASH_LEN], const uint8_t *body, size_t len,
+		     uint8_t out[STORE_HASH_LEN]);
+
+/*
+ * store_check_audit_payload() - framing-level check of an audit entry:
+ * it unpacks as an AuditEntry with seq > 0, a 32-byte prev_hash and the
+ * 32-byte hash field encoded last. The chain is not checked here.
+ */
+int store_check_audit_payload(const uint8_t *p, size_t len, void *ctx, const char **reason);
+
+/* What the chain check says about one entry. */
+enum store_audit_link {
+	STORE_AUDIT_LINK_OK = 0,
+	STORE_AUDIT_LINK_HASH,     /* its hash does not match its contents: edited */
+	STORE_AUDIT_LINK_PREV,     /* prev_hash is not the previous entry's hash */
+	STORE_AUDIT_LINK_SEQ_GAP,  /* seq jumps forward: entries removed */
+	STORE_AUDIT_LINK_SEQ_BACK, /* seq does not grow: reordered or duplicated */
+};
+
+/*
+ * store_audit_link() - check the entry (payload p of len bytes, already
+ * accepted by store_check_audit_payload()) against the chain so far
+ * (*chain; seq 0 = none yet, then any start is accepted and reported
+ * through *continued). Advances *chain on success. Returns a link verdict
+ * (>= 0) or CAPF_ENOMEM / CAPF_ECRYPTO; *entry gets the unpacked entry
+ * when entry is not NULL (free with capf__audit_entry__free_unpacked()).
+ */
+int store_audit_link(const uint8_t *p, size_t len, uint64_t off, struct store_audit_chain *chain,
+		     Capf__AuditEntry **entry);
+
+/* store_audit_link_text() - words for a link verdict. */
+const char *store_audit_link_text(int link);
+
+/* ---- files (file.c) ------------------------------------------------------ */
+
+/* store_path() - "dir/name" (malloc'd) or NULL. */
+char *store_path(const char *dir, const char *name);
+
+/* store_seq_name() - "<prefix><seq>" into buf. */
+void store_seq_name(char *buf, size_t len, const char *prefix, uint64_t seq);
+
+/* A listing of the state directory: segments and snapshots by seq. */
+struct store_dir_list {
+	uint64_t *segs;
+	size_t n_segs;
+	uint64_t *snaps;
+	size_t n_snaps;
+	bool legacy;     /* records.log exists */
+	bool audit;      /* audit.log exists */
+};
+
+/* store_dir_list() - list dir (sorted ascending); 0 or a capf code. */
+int store_dir_list(const char *dir, struct store_dir_list *out);
+void store_dir_list_free(struct store_dir_list *l);
+
+/* A whole file read into memory (mmap'd when not empty). */
+struct store_file_map {
+	const uint8_t *data;
+	size_t len;
+	void *map;
+};
+
+/* store_map_file() - map path read-only; an empty file gives len 0.
+ * Returns 0, or the capf code of open/fstat/mmap (CAPF_ENOENT...). */
+int store_map_file(const char *path, struct store_file_map *m);
+void store_unmap_file(struct store_file_map *m);
+
+/* store_sync_dir() - fsync a directory so that renames in it last. */
+int store_sync_dir(const char *dir);
+
+/* store_err_from_errno() / store_write_err() - errno to capf codes; a
+ * failed write or sync is only ever CAPF_ENOSPC or CAPF_EIO. */
+int store_err_from_errno(int e);
+int store_write_err(int e);
+
+/* store_write_full() - write all of buf at the file position; 0 or the
+ * store_write_err() code. */
+int store_write_full(int fd, const void *buf, size_t len);
+
+/*
+ * store_create_file() - write header (and optional body) to path.tmp,
+ * fsync, rename to path, fsync dir. Returns 0 and, if fd_out is not NULL,
+ * an O_RDWR|O_APPEND descriptor on the new file; or a capf code with
+ * set_error text in err (if not NULL).
+ */
+int store_create_file(const char *dir, const char *name, const uint8_t *data, size_t len,
+		      int *fd_out, char *err, size_t errlen);
+
+/* store_lock_dir() - flock dir/lock without waiting, write our pid into
+ * it. Returns 0 and *fd, CAPF_ELOCKED (text in err names the directory
+ * and the holder's pid), or another capf code. */
+int store_lock_dir(const char *dir, int *fd, char *err, size_t errlen);
+
+/* store_set_error()/store_clear_error() - the text of store_last_error()
+ * (thread-local). */
+void store_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void store_clear_error(void);
+
+/* store_txn_walk() - store_txn_parse() without the checks, for a payload
+ * that store_txn_parse() (or a scan with its check) already accepted. */
+int store_txn_walk(const uint8_t *p, size_t len, struct store_txn_meta *meta,
+		   store_rec_cb on_rec, void *arg);
+
+/*
+ * store_find_anchor() - the store's audit anchor as the files of dir say
+ * (newest snapshot, then every segment after it), without the lock.
+ * Returns 0 and *anchor (seq 0: none), or a capf code.
+ */
+int store_find_anchor(const char *dir, struct store_anchor *anchor);
+
+/* store_lock_offline() - store_lock_dir() for the offline functions: a
+ * state directory that must exist, and a message telling to stop capfd
+ * when it holds the lock (store_last_error()). */
+int store_lock_offline(const char *dir, int *fd);
+
+/* store_format_time() - "YYYY-MM-DDTHH:MM:SSZ" of t into buf (>= 21). */
+void store_format_time(int64_t t, char *buf, size_t len);
 
 #endif /* CAPF_STORE_INTERNAL_H */

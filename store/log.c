@@ -1,7 +1,15 @@
 /*
- * The store log format: encoding of headers and the scan that replays and
- * checks a log held in memory. No I/O here, so the fuzz target can feed
- * it arbitrary bytes.
+ * The store's file formats: headers, entries, the StoreTxn walker and the
+ * scan that checks a file held in memory. No I/O here, so the fuzz
+ * targets can feed it arbitrary bytes.
+ *
+ * Records are read straight from the packed bytes: the index keeps each
+ * record as the packed Device or Certificate, so loading a store needs no
+ * unpacking and packing again, only a check of the wire format against
+ * the schema (from the protobuf-c descriptors). The check is stricter than
+ * protobuf-c (no repeated singular field, at most one member of a oneof,
+ * short tags), so whatever it accepts protobuf-c unpacks to the same
+ * values.
  */
 #include "config.h"
 
@@ -10,11 +18,66 @@
 
 #include "store/internal.h"
 
-void store_log_header_encode(uint8_t out[STORE_LOG_HEADER_LEN])
+static const char *header_magic(enum store_file_kind kind)
 {
-	memcpy(out, STORE_LOG_MAGIC, STORE_LOG_MAGIC_LEN);
-	store_be32_put(out + 8, STORE_LOG_VERSION);
+	switch (kind) {
+	case STORE_FILE_SNAPSHOT:
+		return STORE_SNAP_MAGIC;
+	case STORE_FILE_AUDIT:
+		return STORE_AUDIT_MAGIC;
+	case STORE_FILE_SEGMENT:
+	case STORE_FILE_LEGACY:
+	default:
+		return STORE_SEG_MAGIC;
+	}
+}
+
+size_t store_header_len(enum store_file_kind kind)
+{
+	return kind == STORE_FILE_LEGACY ? STORE_LEGACY_HEADER_LEN : STORE_HEADER_LEN;
+}
+
+void store_header_encode(uint8_t out[STORE_HEADER_LEN], enum store_file_kind kind, uint64_t seq)
+{
+	memcpy(out, header_magic(kind), STORE_MAGIC_LEN);
+	store_be32_put(out + 8, STORE_FORMAT_VERSION);
 	store_be32_put(out + 12, 0);
+	store_be64_put(out + 16, seq);
+}
+
+int store_header_check(const uint8_t *buf, size_t len, enum store_file_kind kind, uint64_t *seq,
+		       uint32_t *version, const char **reason)
+{
+	uint32_t want = kind == STORE_FILE_LEGACY ? 1u : STORE_FORMAT_VERSION;
+
+	*seq = 0;
+	*version = 0;
+	if (len < store_header_len(kind)) {
+		*reason = "file is shorter than its header";
+		return CAPF_ECORRUPT;
+	}
+	if (memcmp(buf, header_magic(kind), STORE_MAGIC_LEN) != 0) {
+		*reason = "bad magic: not a capf store file of this kind";
+		return CAPF_ECORRUPT;
+	}
+	*version = store_be32_get(buf + 8);
+	if (*version != want) {
+		*reason = "unsupported format version";
+		return CAPF_ECORRUPT;
+	}
+	if (store_be32_get(buf + 12) != 0) {
+		*reason = "unknown flags in the header";
+		return CAPF_ECORRUPT;
+	}
+	if (kind == STORE_FILE_LEGACY)
+		return 0;
+	*seq = store_be64_get(buf + 16);
+	if ((kind == STORE_FILE_AUDIT) != (*seq == 0)) {
+		*reason = kind == STORE_FILE_AUDIT ? "audit log header with a sequence number"
+						   : "sequence number 0 in the header";
+		return CAPF_ECORRUPT;
+	}
+	return 0;
 }
 
 void store_entry_header_encode(uint8_t out[STORE_ENTRY_HEADER_LEN], const uint8_t *payload,
@@ -24,31 +87,394 @@ void store_entry_header_encode(uint8_t out[STORE_ENTRY_HEADER_LEN], const uint8_
 	store_be32_put(out + 4, crc32c(0, payload, len));
 }
 
-int store_txn_valid(const Capf__StoreTxn *txn)
+/* ---- protobuf wire format ------------------------------------------------ */
+
+size_t store_pb_varint_put(uint8_t *out, uint64_t v)
 {
-	size_t i;
+	size_t n = 0;
 
-	if (!txn || txn->n_records == 0)
-		return 0;
-	for (i = 0; i < txn->n_records; i++) {
-		const Capf__StoreRecord *r = txn->records[i];
+	while (v >= 0x80) {
+		out[n++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	out[n++] = (uint8_t)v;
+	return n;
+}
 
-		if (!r)
-			return 0;
-		switch (r->body_case) {
-		case CAPF__STORE_RECORD__BODY_DEVICE:
-			if (!r->device || !r->device->name || r->device->name[0] == '\0')
-				return 0;
-			break;
-		case CAPF__STORE_RECORD__BODY_CERT:
-			if (!r->cert || r->cert->serial.len == 0)
-				return 0;
-			break;
-		default:
+/* A varint of at most max bytes (protobuf-c reads values up to 10). */
+static int get_varint(const uint8_t **pp, const uint8_t *end, unsigned max, uint64_t *v)
+{
+	const uint8_t *p = *pp;
+	uint64_t val = 0;
+	unsigned i;
+
+	for (i = 0; i < max && p + i < end; i++) {
+		val |= (uint64_t)(p[i] & 0x7f) << (7 * i);
+		if (!(p[i] & 0x80)) {
+			*pp = p + i + 1;
+			*v = val;
 			return 0;
 		}
 	}
-	return 1;
+	return CAPF_EBADMSG;
+}
+
+/*
+ * A field's tag. protobuf-c refuses a first byte without field bits even
+ * when more bytes follow; tags are kept to three bytes (field numbers up
+ * to 2^18) so that no wrap-around of longer ones can alias a known field.
+ */
+static int get_tag(const uint8_t **pp, const uint8_t *end, uint32_t *num, unsigned *wt)
+{
+	uint64_t v;
+
+	if (*pp >= end || (**pp & 0xf8) == 0)
+		return CAPF_EBADMSG;
+	if (get_varint(pp, end, 3, &v) < 0)
+		return CAPF_EBADMSG;
+	*num = (uint32_t)(v >> 3);
+	*wt = (unsigned)(v & 7);
+	return 0;
+}
+
+/* A length-delimited value: at most 5 length bytes, inside the buffer. */
+static int get_bytes(const uint8_t **pp, const uint8_t *end, const uint8_t **data, size_t *len)
+{
+	uint64_t n;
+
+	if (get_varint(pp, end, 5, &n) < 0 || n > (uint64_t)(end - *pp))
+		return CAPF_EBADMSG;
+	*data = *pp;
+	*len = (size_t)n;
+	*pp += n;
+	return 0;
+}
+
+/* Skips a value of wire type wt; groups (3, 4) and 6, 7 are refused, as
+ * protobuf-c does. */
+static int skip_value(const uint8_t **pp, const uint8_t *end, unsigned wt)
+{
+	const uint8_t *d;
+	uint64_t v;
+	size_t n;
+
+	switch (wt) {
+	case 0:
+		return get_varint(pp, end, 10, &v);
+	case 1:
+		if (end - *pp < 8)
+			return CAPF_EBADMSG;
+		*pp += 8;
+		return 0;
+	case 2:
+		return get_bytes(pp, end, &d, &n);
+	case 5:
+		if (end - *pp < 4)
+			return CAPF_EBADMSG;
+		*pp += 4;
+		return 0;
+	default:
+		return CAPF_EBADMSG;
+	}
+}
+
+static unsigned wire_type_of(ProtobufCType t)
+{
+	switch (t) {
+	case PROTOBUF_C_TYPE_SFIXED32:
+	case PROTOBUF_C_TYPE_FIXED32:
+	case PROTOBUF_C_TYPE_FLOAT:
+		return 5;
+	case PROTOBUF_C_TYPE_SFIXED64:
+	case PROTOBUF_C_TYPE_FIXED64:
+	case PROTOBUF_C_TYPE_DOUBLE:
+		return 1;
+	case PROTOBUF_C_TYPE_STRING:
+	case PROTOBUF_C_TYPE_BYTES:
+	case PROTOBUF_C_TYPE_MESSAGE:
+		return 2;
+	default:
+		return 0;
+	}
+}
+
+/* The values of a packed repeated field of wire type wt. */
+static int check_packed(const uint8_t *p, size_t len, unsigned wt)
+{
+	const uint8_t *end = p + len;
+
+	while (p < end) {
+		if (skip_value(&p, end, wt) < 0)
+			return CAPF_EBADMSG;
+	}
+	return 0;
+}
+
+#define PB_DEPTH_MAX 8
+
+static int pb_check_depth(const ProtobufCMessageDescriptor *desc, const uint8_t *p, size_t len,
+			  unsigned depth)
+{
+	const uint8_t *end = p + len;
+	uint64_t seen = 0;
+	unsigned oneofs[8];
+	size_t n_oneofs = 0;
+
+	if (depth > PB_DEPTH_MAX || desc->n_fields > 64)
+		return CAPF_EBADMSG;
+	while (p < end) {
+		const ProtobufCFieldDescriptor *f;
+		uint32_t num;
+		unsigned wt, want;
+		size_t idx, i;
+
+		if (get_tag(&p, end, &num, &wt) < 0)
+			return CAPF_EBADMSG;
+		f = protobuf_c_message_descriptor_get_field(desc, (unsigned)num);
+		if (!f) {
+			if (skip_value(&p, end, wt) < 0)
+				return CAPF_EBADMSG;
+			continue;
+		}
+		idx = (size_t)(f - desc->fields);
+		want = wire_type_of(f->type);
+		if (f->label == PROTOBUF_C_LABEL_REPEATED && wt == 2 && want != 2) {
+			const uint8_t *d;
+			size_t n;
+
+			if (get_bytes(&p, end, &d, &n) < 0 || check_packed(d, n, want) < 0)
+				return CAPF_EBADMSG;
+			continue;
+		}
+		if (wt != want)
+			return CAPF_EBADMSG;
+		if (f->label != PROTOBUF_C_LABEL_REPEATED) {
+			if (seen & ((uint64_t)1 << idx))
+				return CAPF_EBADMSG;
+			seen |= (uint64_t)1 << idx;
+			if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
+				for (i = 0; i < n_oneofs; i++)
+					if (oneofs[i] == f->quantifier_offset)
+						return CAPF_EBADMSG;
+				if (n_oneofs == sizeof(oneofs) / sizeof(oneofs[0]))
+					return CAPF_EBADMSG;
+				oneofs[n_oneofs++] = f->quantifier_offset;
+			}
+		}
+		if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
+			const uint8_t *d;
+			size_t n;
+
+			if (get_bytes(&p, end, &d, &n) < 0 ||
+			    pb_check_depth(f->descriptor, d, n, depth + 1) < 0)
+				return CAPF_EBADMSG;
+			continue;
+		}
+		if (skip_value(&p, end, wt) < 0)
+			return CAPF_EBADMSG;
+	}
+	return 0;
+}
+
+int store_pb_check(const ProtobufCMessageDescriptor *desc, const uint8_t *p, size_t len)
+{
+	if (!desc || (!p && len > 0))
+		return CAPF_EBADMSG;
+	return pb_check_depth(desc, p, len, 0);
+}
+
+/* Field 1 (length-delimited) of a checked message: a Device's name or a
+ * Certificate's serial. Absent gives length 0. */
+static void find_key(const uint8_t *p, size_t len, const uint8_t **key, size_t *key_len)
+{
+	const uint8_t *end = p + len;
+
+	*key = p;
+	*key_len = 0;
+	while (p < end) {
+		uint32_t num;
+		unsigned wt;
+
+		if (get_tag(&p, end, &num, &wt) < 0)
+			return;
+		if (num == 1 && wt == 2) {
+			(void)get_bytes(&p, end, key, key_len);
+			return;
+		}
+		if (skip_value(&p, end, wt) < 0)
+			return;
+	}
+}
+
+/* Reads one checked StoreRecord into a view; CAPF_EBADMSG if it breaks a
+ * store rule (no body, empty key, a NUL in a device name). */
+static int record_view(const uint8_t *p, size_t len, struct store_rec_view *v)
+{
+	const uint8_t *end = p + len;
+	int bodies = 0;
+
+	memset(v, 0, sizeof(*v));
+	while (p < end) {
+		const uint8_t *d;
+		uint32_t num;
+		unsigned wt;
+		uint64_t x;
+		size_t n;
+
+		if (get_tag(&p, end, &num, &wt) < 0)
+			return CAPF_EBADMSG;
+		if ((num == 1 || num == 2) && wt == 2) {
+			if (get_bytes(&p, end, &d, &n) < 0)
+				return CAPF_EBADMSG;
+			v->kind = num == 1 ? STORE_REC_DEVICE : STORE_REC_CERT;
+			v->val = d;
+			v->val_len = n;
+			bodies++;
+		} else if ((num == 15 || num == 16) && wt == 0) {
+			if (get_varint(&p, end, 10, &x) < 0)
+				return CAPF_EBADMSG;
+			if (num == 15)
+				v->create_only = x != 0;
+			else
+				v->must_exist = x != 0;
+		} else if (skip_value(&p, end, wt) < 0) {
+			return CAPF_EBADMSG;
+		}
+	}
+	if (bodies != 1)
+		return CAPF_EBADMSG;
+	find_key(v->val, v->val_len, &v->key, &v->key_len);
+	if (v->key_len == 0)
+		return CAPF_EBADMSG;
+	if (v->kind == STORE_REC_DEVICE && memchr(v->key, '\0', v->key_len))
+		return CAPF_EBADMSG;
+	/* The key points into val, which the index keeps whole. */
+	return 0;
+}
+
+/* Reads a checked AuditAnchor. */
+static int anchor_view(const uint8_t *p, size_t len, struct store_anchor *a)
+{
+	const uint8_t *end = p + len;
+	int have_hash = 0;
+
+	memset(a, 0, sizeof(*a));
+	while (p < end) {
+		const uint8_t *d;
+		uint32_t num;
+		unsigned wt;
+		size_t n;
+
+		if (get_tag(&p, end, &num, &wt) < 0)
+			return CAPF_EBADMSG;
+		if (num == 1 && wt == 0) {
+			if (get_varint(&p, end, 10, &a->seq) < 0)
+				return CAPF_EBADMSG;
+		} else if (num == 2 && wt == 0) {
+			if (get_varint(&p, end, 10, &a->offset) < 0)
+				return CAPF_EBADMSG;
+		} else if (num == 3 && wt == 2) {
+			if (get_bytes(&p, end, &d, &n) < 0 || n != STORE_HASH_LEN)
+				return CAPF_EBADMSG;
+			memcpy(a->hash, d, STORE_HASH_LEN);
+			have_hash = 1;
+		} else if (skip_value(&p, end, wt) < 0) {
+			return CAPF_EBADMSG;
+		}
+	}
+	return a->seq > 0 && have_hash ? 0 : CAPF_EBADMSG;
+}
+
+int store_anchor_from_pb(const Capf__AuditAnchor *pb, struct store_anchor *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (!pb || pb->seq == 0 || pb->hash.len != STORE_HASH_LEN)
+		return CAPF_EBADMSG;
+	out->seq = pb->seq;
+	out->offset = pb->offset;
+	memcpy(out->hash, pb->hash.data, STORE_HASH_LEN);
+	return 0;
+}
+
+/* One walk over a checked StoreTxn: meta, and each record to on_rec. */
+static int txn_walk(const uint8_t *p, size_t len, struct store_txn_meta *meta,
+		    store_rec_cb on_rec, void *arg)
+{
+	const uint8_t *end = p + len;
+	int ret;
+
+	memset(meta, 0, sizeof(*meta));
+	while (p < end) {
+		struct store_rec_view v;
+		const uint8_t *d;
+		uint32_t num;
+		unsigned wt;
+		uint64_t x;
+		size_t n;
+
+		if (get_tag(&p, end, &num, &wt) < 0)
+			return CAPF_EBADMSG;
+		if (num == 1 && wt == 2) {
+			if (get_bytes(&p, end, &d, &n) < 0 || record_view(d, n, &v) < 0)
+				return CAPF_EBADMSG;
+			meta->n_records++;
+			if (on_rec) {
+				ret = on_rec(&v, arg);
+				if (ret < 0)
+					return ret;
+			}
+		} else if (num == 2 && wt == 0) {
+			if (get_varint(&p, end, 10, &x) < 0)
+				return CAPF_EBADMSG;
+			meta->time = (int64_t)x;
+		} else if (num == 3 && wt == 2) {
+			if (get_bytes(&p, end, &d, &n) < 0 || anchor_view(d, n, &meta->anchor) < 0)
+				return CAPF_EBADMSG;
+		} else if (skip_value(&p, end, wt) < 0) {
+			return CAPF_EBADMSG;
+		}
+	}
+	if (meta->n_records == 0 && meta->anchor.seq == 0)
+		return CAPF_EBADMSG;
+	return 0;
+}
+
+int store_txn_walk(const uint8_t *p, size_t len, struct store_txn_meta *meta,
+		   store_rec_cb on_rec, void *arg)
+{
+	struct store_txn_meta m;
+
+	return txn_walk(p, len, meta ? meta : &m, on_rec, arg);
+}
+
+int store_txn_parse(const uint8_t *p, size_t len, struct store_txn_meta *meta,
+		    store_rec_cb on_rec, void *arg)
+{
+	struct store_txn_meta m;
+	int ret;
+
+	if (!meta)
+		meta = &m;
+	memset(meta, 0, sizeof(*meta));
+	if (store_pb_check(&capf__store_txn__descriptor, p, len) < 0)
+		return CAPF_EBADMSG;
+	/* Check every record before handing out the first: all or none. */
+	ret = txn_walk(p, len, meta, NULL, NULL);
+	if (ret < 0 || !on_rec)
+		return ret;
+	return txn_walk(p, len, meta, on_rec, arg);
+}
+
+/* ---- payload checks ------------------------------------------------------- */
+
+int store_check_txn_payload(const uint8_t *p, size_t len, void *ctx, const char **reason)
+{
+	(void)ctx;
+	if (store_txn_parse(p, len, NULL, NULL, NULL) < 0) {
+		*reason = "entry payload is not a valid StoreTxn";
+		return CAPF_EBADMSG;
+	}
+	return 0;
 }
 
 /*
@@ -71,168 +497,172 @@ static void oom_free(void *data, void *p)
 	free(p);
 }
 
-enum entry_check {
-	ENTRY_GOOD,
-	ENTRY_BAD,
-	ENTRY_NOMEM,
-};
-
-/*
- * Checks the entry at off. When good, sets *entry_len and, if txn_out is
- * not NULL, hands over the unpacked txn (free it with the allocator in
- * *alloc). When bad, sets *reason.
- */
-static enum entry_check entry_check(const uint8_t *buf, size_t len, size_t off,
-				    ProtobufCAllocator *alloc, size_t *entry_len,
-				    Capf__StoreTxn **txn_out, const char **reason)
+int store_snap_info_parse(const uint8_t *p, size_t len, Capf__StoreSnapshotInfo **info)
 {
-	const uint8_t *payload;
-	Capf__StoreTxn *txn = NULL;
-	size_t rest = len - off;
-	uint32_t plen;
+	int oom = 0;
+	ProtobufCAllocator alloc = { .alloc = oom_alloc, .free = oom_free, .allocator_data = &oom };
+	Capf__StoreSnapshotInfo *si;
+	struct store_anchor a;
 
-	if (rest < STORE_ENTRY_HEADER_LEN) {
-		*reason = "entry header runs past the end of the file";
-		return ENTRY_BAD;
+	*info = NULL;
+	if (len == 0 || p[0] != 0x08 ||
+	    store_pb_check(&capf__store_snapshot_info__descriptor, p, len) < 0)
+		return 0;
+	si = capf__store_snapshot_info__unpack(&alloc, len, p);
+	if (!si)
+		return oom ? CAPF_ENOMEM : 0;
+	if (si->seq == 0 || (si->audit && store_anchor_from_pb(si->audit, &a) < 0)) {
+		capf__store_snapshot_info__free_unpacked(si, &alloc);
+		return 0;
 	}
-	plen = store_be32_get(buf + off);
-	if (plen == 0) {
-		*reason = "entry length is zero";
-		return ENTRY_BAD;
-	}
-	if (plen > STORE_ENTRY_MAX) {
-		*reason = "entry length is over the 16 MiB maximum";
-		return ENTRY_BAD;
-	}
-	if (plen > rest - STORE_ENTRY_HEADER_LEN) {
-		*reason = "entry payload runs past the end of the file";
-		return ENTRY_BAD;
-	}
-	payload = buf + off + STORE_ENTRY_HEADER_LEN;
-	if (crc32c(0, payload, plen) != store_be32_get(buf + off + 4)) {
-		*reason = "entry CRC32C does not match";
-		return ENTRY_BAD;
-	}
-	*(int *)alloc->allocator_data = 0;
-	txn = capf__store_txn__unpack(alloc, plen, payload);
-	if (!txn) {
-		if (*(int *)alloc->allocator_data)
-			return ENTRY_NOMEM;
-		*reason = "entry payload is not a StoreTxn";
-		return ENTRY_BAD;
-	}
-	if (!store_txn_valid(txn)) {
-		capf__store_txn__free_unpacked(txn, alloc);
-		*reason = "entry payload is not a valid StoreTxn";
-		return ENTRY_BAD;
-	}
-	*entry_len = STORE_ENTRY_HEADER_LEN + (size_t)plen;
-	if (txn_out)
-		*txn_out = txn;
-	else
-		capf__store_txn__free_unpacked(txn, alloc);
-	return ENTRY_GOOD;
+	/* The caller frees with the default allocator: malloc/free as well. */
+	*info = si;
+	return 1;
 }
 
-/*
- * Looks for a good entry starting anywhere after bad_off. A crash can only
- * damage the end of the log, where the last group was being written, so a
- * good entry after a bad one means the damage is in the middle. Trying
- * every offset costs little: the region after a real torn tail is short,
- * and in damaged data most offsets fail the length check at once.
- */
-static int good_entry_after(const uint8_t *buf, size_t len, size_t bad_off,
-			    ProtobufCAllocator *alloc)
+int store_check_snap_payload(const uint8_t *p, size_t len, void *ctx, const char **reason)
 {
-	size_t off, entry_len;
-	const char *reason;
+	Capf__StoreSnapshotInfo *si = NULL;
+	struct store_txn_meta m;
+	int ret;
 
-	for (off = bad_off + 1; off + STORE_ENTRY_HEADER_LEN < len; off++) {
-		enum entry_check c = entry_check(buf, len, off, alloc, &entry_len, NULL, &reason);
-
-		if (c == ENTRY_GOOD)
-			return 1;
-		if (c == ENTRY_NOMEM)
-			return CAPF_ENOMEM;
+	(void)ctx;
+	if (len > 0 && p[0] == 0x08) {
+		ret = store_snap_info_parse(p, len, &si);
+		if (ret < 0)
+			return ret;
+		if (si) {
+			capf__store_snapshot_info__free_unpacked(si, NULL);
+			return 0;
+		}
+		*reason = "entry payload is not a valid StoreSnapshotInfo";
+		return CAPF_EBADMSG;
+	}
+	if (store_txn_parse(p, len, &m, NULL, NULL) < 0 || m.n_records == 0 || m.anchor.seq) {
+		*reason = "entry payload is not a valid snapshot batch";
+		return CAPF_EBADMSG;
 	}
 	return 0;
 }
 
-int store_log_scan(const uint8_t *buf, size_t len, store_scan_cb on_txn, void *arg,
-		   struct store_scan_result *res)
+/* ---- scanning ------------------------------------------------------------- */
+
+int store_entry_at(const uint8_t *buf, size_t len, size_t off, store_payload_check_fn check,
+		   void *check_ctx, size_t *entry_len, const char **reason)
 {
-	int oom = 0;
-	ProtobufCAllocator alloc = {
-		.alloc = oom_alloc,
-		.free = oom_free,
-		.allocator_data = &oom,
-	};
-	Capf__StoreTxn *txn = NULL;
+	size_t rest = len - off;
+	uint32_t plen;
+	int ret;
+
+	if (off > len || rest < STORE_ENTRY_HEADER_LEN) {
+		*reason = "entry header runs past the end of the file";
+		return 0;
+	}
+	plen = store_be32_get(buf + off);
+	if (plen == 0) {
+		*reason = "entry length is zero";
+		return 0;
+	}
+	if (plen > STORE_ENTRY_MAX) {
+		*reason = "entry length is over the 16 MiB maximum";
+		return 0;
+	}
+	if (plen > rest - STORE_ENTRY_HEADER_LEN) {
+		*reason = "entry payload runs past the end of the file";
+		return 0;
+	}
+	if (crc32c(0, buf + off + STORE_ENTRY_HEADER_LEN, plen) != store_be32_get(buf + off + 4)) {
+		*reason = "entry CRC32C does not match";
+		return 0;
+	}
+	*reason = "entry payload is not valid";
+	ret = check(buf + off + STORE_ENTRY_HEADER_LEN, plen, check_ctx, reason);
+	if (ret == CAPF_ENOMEM)
+		return ret;
+	if (ret < 0)
+		return 0;
+	*entry_len = STORE_ENTRY_HEADER_LEN + (size_t)plen;
+	return 1;
+}
+
+/*
+ * A crash can only damage the end of a file, where the last group was
+ * being written, so a good entry after a bad one means the damage is in
+ * the middle. Trying every offset costs little: the region after a real
+ * torn tail is short, and in damaged data most offsets fail the length
+ * check at once.
+ */
+long long store_next_good(const uint8_t *buf, size_t len, size_t off,
+			  store_payload_check_fn check, void *check_ctx)
+{
+	size_t pos, entry_len;
+	const char *reason;
+
+	for (pos = off + 1; pos + STORE_ENTRY_HEADER_LEN < len; pos++) {
+		int c = store_entry_at(buf, len, pos, check, check_ctx, &entry_len, &reason);
+
+		if (c < 0)
+			return c;
+		if (c == 1)
+			return (long long)pos;
+	}
+	return (long long)len;
+}
+
+int store_scan(const uint8_t *buf, size_t len, enum store_file_kind kind,
+	       store_payload_check_fn check, void *check_ctx, store_entry_cb on_entry, void *arg,
+	       struct store_scan_result *res)
+{
 	size_t off, entry_len = 0;
 	int ret = 0;
 
 	memset(res, 0, sizeof(*res));
 	if (len == 0)
 		goto out;
-	if (len < STORE_LOG_HEADER_LEN) {
-		res->reason = "file is shorter than the log header";
-		ret = CAPF_ECORRUPT;
+	ret = store_header_check(buf, len, kind, &res->seq, &res->version, &res->reason);
+	if (ret < 0)
 		goto out;
-	}
-	if (memcmp(buf, STORE_LOG_MAGIC, STORE_LOG_MAGIC_LEN) != 0) {
-		res->reason = "bad magic: not a capf store log";
-		ret = CAPF_ECORRUPT;
-		goto out;
-	}
-	res->version = store_be32_get(buf + 8);
-	if (res->version != STORE_LOG_VERSION) {
-		res->reason = "unsupported log format version";
-		ret = CAPF_ECORRUPT;
-		goto out;
-	}
-	if (store_be32_get(buf + 12) != 0) {
-		res->reason = "unknown flags in the log header";
-		ret = CAPF_ECORRUPT;
-		goto out;
-	}
 
-	off = STORE_LOG_HEADER_LEN;
+	off = store_header_len(kind);
 	while (off < len) {
 		const char *reason = NULL;
-		enum entry_check c = entry_check(buf, len, off, &alloc, &entry_len, &txn, &reason);
+		int c = store_entry_at(buf, len, off, check, check_ctx, &entry_len, &reason);
 
-		if (c == ENTRY_NOMEM) {
-			ret = CAPF_ENOMEM;
+		if (c < 0) {
+			ret = c;
 			goto out;
 		}
-		if (c == ENTRY_BAD) {
-			int after = good_entry_after(buf, len, off, &alloc);
+		if (c == 0) {
+			long long next = store_next_good(buf, len, off, check, check_ctx);
 
 			res->bad_off = off;
 			res->reason = reason;
-			if (after < 0) {
-				ret = after;
-			} else if (after) {
+			if (next < 0)
+				ret = (int)next;
+			else if ((size_t)next < len)
 				ret = CAPF_ECORRUPT;
-			} else {
+			else
 				res->torn = 1;
-			}
 			break;
 		}
-		if (on_txn) {
-			ret = on_txn(txn, arg);
+		if (on_entry) {
+			ret = on_entry(buf + off + STORE_ENTRY_HEADER_LEN,
+				       entry_len - STORE_ENTRY_HEADER_LEN, off, arg);
 			if (ret < 0)
 				goto out;
 			ret = 0;
 		}
-		capf__store_txn__free_unpacked(txn, &alloc);
-		txn = NULL;
 		res->entries++;
 		off += entry_len;
 	}
 	res->valid_len = off;
 out:
-	if (txn)
-		capf__store_txn__free_unpacked(txn, &alloc);
 	return ret;
+}
+
+int store_log_scan(const uint8_t *buf, size_t len, store_entry_cb on_entry, void *arg,
+		   struct store_scan_result *res)
+{
+	return store_scan(buf, len, STORE_FILE_SEGMENT, store_check_txn_payload, NULL, on_entry,
+			  arg, res);
 }

@@ -1,18 +1,29 @@
 /*
- * store/ - the durable memory of capf: device and certificate records in
- * flat files of one state directory. See doc/store-format.md.
+ * store/ - the durable memory of capf: device and certificate records and
+ * the audit log, in flat files of one state directory. See
+ * doc/store-format.md.
  *
  * Glossary
- *   log      store/records.log: a header, then entries, each a u32 BE
- *            length, a u32 BE CRC32C of the payload and the payload (one
- *            capf.StoreTxn protobuf).
- *   txn      records applied all or none; one log entry.
- *   writer   the one thread that appends to the log. Callers hand it txns
- *            with store_submit(); it writes every txn waiting, makes them
- *            durable with one fdatasync (group commit), applies them to the
- *            in-memory index, then runs each txn's callback.
- *   index    hash tables (uthash) of device name -> record and certificate
- *            serial -> record, rebuilt from the log at open.
+ *   entry     the unit of every file: a u32 BE length, a u32 BE CRC32C of
+ *             the payload and the payload (one protobuf message).
+ *   segment   log.<seq>: a header, then entries, each one capf.StoreTxn.
+ *             The writer appends to the newest segment only.
+ *   snapshot  snapshot.<seq>: every record of the segments before
+ *             log.<seq>, written in the background by compaction.
+ *   txn       records applied all or none; one segment entry.
+ *   audit     audit.log: security events, each entry carrying the SHA-256
+ *             of the one before it (a hash chain), so that an edited,
+ *             removed or reordered entry shows.
+ *   anchor    the audit log's last entry (seq, offset, hash), recorded in
+ *             the segment after every group that appended to the audit
+ *             log: the store knows how long the audit log must be.
+ *   writer    the one thread that appends. Callers hand it txns and audit
+ *             events; it writes every item waiting, makes them durable
+ *             with one fdatasync per file (group commit), applies the
+ *             txns to the in-memory index, then runs each txn's callback.
+ *   index     hash tables (uthash) of device name -> record and
+ *             certificate serial -> record, rebuilt at open from the
+ *             newest snapshot and the segments after it.
  *
  * Reads are thread-safe and return copies that the caller owns. A read
  * sees every txn whose callback has run.
@@ -31,8 +42,18 @@ struct store_stats {
 	uint64_t devices;
 	uint64_t certificates;
 	uint64_t txns_written;
-	uint64_t syncs;           /* fdatasync calls: txns_written / syncs is the group size */
-	uint64_t torn_bytes_dropped;
+	uint64_t syncs;           /* group commits: txns_written / syncs is the group size */
+	uint64_t torn_bytes_dropped;       /* at open, from the last segment */
+	uint64_t audit_torn_bytes_dropped; /* at open, from audit.log */
+	uint64_t segment_seq;     /* the segment being appended to */
+	uint64_t segment_bytes;   /* its size */
+	uint64_t snapshot_seq;    /* the newest snapshot, 0 = none */
+	uint64_t compactions;     /* snapshots written since open */
+	uint64_t audit_seq;       /* last audit entry written */
+	uint64_t audit_pending;   /* audit events waiting to be written */
+	uint64_t audit_lost;      /* audit events dropped (queue full while writes failed) */
+	uint64_t write_failures;  /* groups whose write failed */
+	int fault;                /* the injected fault, 0 = none */
 };
 
 /*
@@ -43,25 +64,73 @@ struct store_stats {
  */
 typedef void (*store_done_cb)(int result, void *arg);
 
+/* How much an event matters, for the log of the program using the store. */
+enum store_severity {
+	STORE_SEV_ERROR = 0,
+	STORE_SEV_WARNING,
+	STORE_SEV_INFO,
+};
+
 /*
- * store_open() - lock dir (creating it mode 0700 if absent), load the log
- * and start the writer. Returns 0 and *out (close with store_close()), or
- * CAPF_ELOCKED (another process holds the directory), CAPF_ECORRUPT (a
- * damaged entry before the tail: see store_last_error() for file and
- * offset), CAPF_EIO, CAPF_ENOMEM. A torn tail is dropped and reported in
- * store_stats.torn_bytes_dropped.
+ * Events the store reports while it runs (write faults, rate-limited;
+ * recovery; compaction; what open found and repaired). Called on the
+ * thread that saw it (writer, compaction or the caller of
+ * store_open_opts()); must not block nor call into the store.
  */
+typedef void (*store_event_cb)(enum store_severity sev, const char *msg, void *arg);
+
+struct store_options {
+	/* Rotate to a new segment and write a snapshot once the segment
+	 * reaches this many bytes. 0 = 64 MiB; UINT64_MAX = only on request. */
+	uint64_t compact_bytes;
+	/* A failing write is reported at most once per this many seconds
+	 * (the others are counted). 0 = 10. */
+	unsigned fault_log_interval;
+	store_event_cb event_cb;
+	void *event_arg;
+};
+
+/*
+ * store_open_opts() - lock dir (creating it mode 0700 if absent), load the
+ * newest snapshot and the segments after it, check the end of the audit
+ * log against the store's anchor and start the writer. opts may be NULL
+ * (defaults). Returns 0 and *out (close with store_close()), or
+ * CAPF_ELOCKED (another process holds the directory), CAPF_ECORRUPT (a
+ * damaged entry that is not a torn tail, or an audit log that does not
+ * match the anchor: see store_last_error() for the file and offset),
+ * CAPF_EIO, CAPF_ENOMEM. A torn tail is dropped and reported (event and
+ * store_stats).
+ */
+int store_open_opts(struct store **out, const char *dir, const struct store_options *opts);
+
+/* store_open() - store_open_opts() with the defaults. */
 int store_open(struct store **out, const char *dir);
 
-/* store_last_error() - text of the last store_open() failure in this
- * thread, naming the file and offset where it applies. */
+/* store_last_error() - text of the last failure of store_open_opts() (or
+ * of the offline functions below) in this thread, naming the file and
+ * offset where it applies. */
 const char *store_last_error(void);
 
 /*
- * store_close() - finish every submitted txn (its callback runs), stop the
- * writer, unlock. Accepts NULL.
+ * store_close() - finish every submitted txn and audit event (callbacks
+ * run), stop a running compaction (its temporary file is removed), stop
+ * the writer, unlock. Accepts NULL.
  */
 void store_close(struct store *st);
+
+/* ---- writing ------------------------------------------------------------- */
+
+/* A security event for the audit log. Strings may be NULL; they are
+ * copied (and cut to 512 bytes) before the call returns. */
+struct store_audit_event {
+	Capf__AuditKind kind;
+	const char *device;
+	const char *peer;       /* who: a phone's address, "admin uid=N", ... */
+	const uint8_t *serial;  /* a certificate serial, up to 64 bytes */
+	size_t serial_len;
+	int code;               /* a capf error code (either sign), 0 = none */
+	const char *detail;
+};
 
 /*
  * store_submit() - queue a txn of n records for the writer. The records are
@@ -74,10 +143,47 @@ int store_submit(struct store *st, Capf__StoreRecord *const *recs, size_t n, sto
 		 void *arg);
 
 /*
+ * store_submit_audit() - store_submit() with an audit event (may be NULL)
+ * that is written in the same group commit: it is durable no later than
+ * the records (the audit log is synced first), and it is written only if
+ * the txn is (a txn that fails drops its event).
+ */
+int store_submit_audit(struct store *st, Capf__StoreRecord *const *recs, size_t n,
+		       const struct store_audit_event *ev, store_done_cb cb, void *arg);
+
+/*
  * store_submit_wait() - store_submit() and wait for the result. For tools
  * and tests; never call it on an event loop.
  */
 int store_submit_wait(struct store *st, Capf__StoreRecord *const *recs, size_t n);
+
+/*
+ * store_audit() - queue a security event on its own. It is written with
+ * the next group; if that write fails, it is kept (up to 10000 events,
+ * then counted as lost and reported in the log itself) and written once
+ * writes work again. Returns 0, CAPF_EINVAL (no kind), CAPF_ENOMEM,
+ * CAPF_ESHUTDOWN.
+ */
+int store_audit(struct store *st, const struct store_audit_event *ev);
+
+/*
+ * store_flush() - wait until everything queued before the call is written
+ * (or failed). Returns 0, or the write error that keeps audit events
+ * waiting. For tools and tests; never call it on an event loop.
+ */
+int store_flush(struct store *st);
+
+/*
+ * store_compact() - rotate to a new segment now and write a snapshot of
+ * the index as of the rotation, in the background (writes go on), then
+ * remove what the snapshot replaces; waits until that is done. Returns 0,
+ * CAPF_EBUSY (a compaction is running), CAPF_ESHUTDOWN, or the write
+ * error (the old files stay; nothing is lost). Never call it on an event
+ * loop.
+ */
+int store_compact(struct store *st);
+
+/* ---- reading ------------------------------------------------------------- */
 
 /* store_device_get() - copy of the device record, or CAPF_ENOENT. Free with
  * capf__device__free_unpacked(*out, NULL). */
@@ -98,11 +204,109 @@ void store_device_list_free(Capf__Device **list, size_t n);
 /* store_get_stats() - counters, a consistent snapshot. */
 void store_get_stats(struct store *st, struct store_stats *out);
 
+/* store_dir() - the state directory the store was opened on. */
+const char *store_dir(const struct store *st);
+
 /*
- * store_set_fault() - test seam: make every following write fail with err
- * (a negative capf code such as CAPF_ENOSPC), or succeed again with 0.
+ * store_set_fault() - test seam: make every following write (segments,
+ * audit log, snapshots) fail with err (a negative capf code such as
+ * CAPF_ENOSPC), or succeed again with 0. A faulty write leaves half an
+ * entry in the file before it fails, like a real one can.
  */
 void store_set_fault(struct store *st, int err);
+
+/* ---- offline: check, repair, audit ---------------------------------------- */
+
+/* A finding of the offline functions. */
+struct store_finding {
+	const char *file;    /* path */
+	uint64_t offset;     /* byte offset in file */
+	uint64_t length;     /* bytes concerned (0 if not applicable) */
+	int damage;          /* 1: damage (check fails), 0: a note */
+	const char *text;    /* what */
+};
+
+typedef void (*store_report_cb)(const struct store_finding *f, void *arg);
+
+struct store_check_summary {
+	unsigned files;
+	uint64_t entries;       /* good entries read */
+	uint64_t records;       /* records in the state the files give */
+	unsigned damaged;       /* damaged regions found */
+	uint64_t dropped_bytes; /* store_repair(): bytes moved out of the files */
+	unsigned repaired;      /* store_repair(): files rewritten */
+};
+
+/*
+ * store_check() - check every file of a state directory that no process
+ * holds: every entry of every snapshot and segment, the order of the
+ * files, and the audit log (framing, hash chain, anchor). Each damaged
+ * region and each note (a torn tail, which the next start drops) goes to
+ * cb. Returns 0 (no damage), CAPF_ECORRUPT (damage reported), CAPF_ELOCKED
+ * (in use: store_last_error() says by whom), or an I/O error.
+ */
+int store_check(const char *dir, store_report_cb cb, void *arg, struct store_check_summary *sum);
+
+/*
+ * store_repair() - for every file with damage or a torn tail: write a new
+ * file with every good entry (reading on after damage from the next entry
+ * whose length and CRC verify), keep the original as NAME.bak-<time>,
+ * put the new one in place atomically. The audit log keeps its entries up
+ * to the first damaged or unchained one and gets an entry saying what was
+ * moved out; the store's anchor is updated to match. Reports every
+ * dropped region to cb. Same returns as store_check(), 0 when done.
+ */
+int store_repair(const char *dir, store_report_cb cb, void *arg,
+		 struct store_check_summary *sum);
+
+/* One audit entry as read back. */
+typedef int (*store_audit_read_cb)(const Capf__AuditEntry *e, uint64_t offset, void *arg);
+
+/*
+ * store_audit_read() - read an audit log (a path) and hand each good entry
+ * to cb in order (a non-zero return stops). Safe while capfd appends: a
+ * torn tail is the end. Returns 0, CAPF_ECORRUPT (damage after the good
+ * entries: store_last_error()), or an I/O error.
+ */
+int store_audit_read(const char *path, store_audit_read_cb cb, void *arg);
+
+struct store_audit_summary {
+	uint64_t entries;
+	uint64_t first_seq;
+	uint64_t last_seq;
+	uint64_t anchor_seq;  /* the store's anchor (0: none found) */
+	unsigned problems;
+};
+
+/*
+ * store_audit_verify() - verify the hash chain of the audit log files
+ * (files, in order, as one chain; or DIR/audit.log when nfiles is 0) and,
+ * when dir is not NULL, that the log reaches the store's anchor. Every
+ * edited, removed, reordered or inserted entry goes to cb with the file
+ * and offset. Works while capfd runs. Returns 0 (intact), CAPF_ECORRUPT
+ * (problems reported), or an I/O error.
+ */
+int store_audit_verify(const char *dir, const char *const *files, size_t nfiles,
+		       store_report_cb cb, void *arg, struct store_audit_summary *sum);
+
+/* One record of store_dump(): a device (c NULL) or a certificate (d NULL),
+ * valid during the call. A non-zero return stops the dump. */
+typedef int (*store_dump_cb)(const Capf__Device *d, const Capf__Certificate *c, void *arg);
+
+/*
+ * store_dump() - load a state directory that no process holds, as capfd
+ * would (newest snapshot, then the segments), without changing a file,
+ * and hand every record to cb: devices first, then certificates, each in
+ * no particular order. Returns 0, CAPF_ELOCKED, CAPF_ECORRUPT (damage:
+ * store_last_error()), or an I/O error.
+ */
+int store_dump(const char *dir, store_dump_cb cb, void *arg);
+
+/* store_audit_kind_name() - "auth-ok", "issue", ... for a kind. */
+const char *store_audit_kind_name(int kind);
+
+/* store_audit_kind_from_name() - the kind of a name, or -1. */
+int store_audit_kind_from_name(const char *name);
 
 /* crc32c() - CRC-32C (Castagnoli) of buf, continuing from crc (0 to start). */
 uint32_t crc32c(uint32_t crc, const void *buf, size_t len);

@@ -17,11 +17,15 @@
 
 #include <CUnit/Basic.h>
 #include <gnutls/abstract.h>
+#include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
 
 #include "ca/ca.h"
+#include "capf/enroll.h"
 #include "proto/capf.pb-c.h"
+#include "proto/proto.h"
+#include "store/store.h"
 #include "tools/pki.h"
 
 #define DEV "SEP001122334455"
@@ -226,6 +230,67 @@ out:
 	return ret;
 }
 
+/*
+ * A CA certificate with subject dn (an RFC 4514 string): self-signed when
+ * issuer is NULL, else signed by it. pathlen < 0: no constraint.
+ */
+static int make_sub_ca(const struct pki_pair *issuer, const char *dn, int pathlen,
+		       struct pki_pair *out)
+{
+	gnutls_datum_t der = {NULL, 0};
+	uint8_t serial[16];
+	time_t now = time(NULL);
+	gnutls_x509_crt_t fresh = NULL;
+	int ret = -1;
+
+	out->key = NULL;
+	out->crt = NULL;
+	if (gnutls_rnd(GNUTLS_RND_NONCE, serial, sizeof(serial)) < 0)
+		return -1;
+	serial[0] = (serial[0] & 0x3f) | 0x01;
+	if (pki_gen_key(CAPF__KEY_TYPE__KEY_EC_P256, &out->key) < 0 ||
+	    gnutls_x509_crt_init(&out->crt) < 0)
+		goto out;
+	if (gnutls_x509_crt_set_version(out->crt, 3) < 0 ||
+	    gnutls_x509_crt_set_serial(out->crt, serial, sizeof(serial)) < 0 ||
+	    gnutls_x509_crt_set_activation_time(out->crt, now - 3600) < 0 ||
+	    gnutls_x509_crt_set_expiration_time(out->crt, now + 365 * DAY) < 0 ||
+	    gnutls_x509_crt_set_dn(out->crt, dn, NULL) < 0 ||
+	    gnutls_x509_crt_set_key(out->crt, out->key) < 0 ||
+	    gnutls_x509_crt_set_basic_constraints(out->crt, 1, pathlen) < 0 ||
+	    gnutls_x509_crt_set_key_usage(out->crt, GNUTLS_KEY_KEY_CERT_SIGN |
+							GNUTLS_KEY_CRL_SIGN) < 0)
+		goto out;
+	if (gnutls_x509_crt_sign2(out->crt, issuer != NULL ? issuer->crt : out->crt,
+				  issuer != NULL ? issuer->key : out->key, GNUTLS_DIG_SHA256,
+				  0) < 0 ||
+	    gnutls_x509_crt_export2(out->crt, GNUTLS_X509_FMT_DER, &der) < 0)
+		goto out;
+	if (gnutls_x509_crt_init(&fresh) < 0 ||
+	    gnutls_x509_crt_import(fresh, &der, GNUTLS_X509_FMT_DER) < 0)
+		goto out;
+	gnutls_x509_crt_deinit(out->crt);
+	out->crt = fresh;
+	fresh = NULL;
+	ret = 0;
+out:
+	if (fresh != NULL)
+		gnutls_x509_crt_deinit(fresh);
+	gnutls_free(der.data);
+	if (ret < 0)
+		pki_pair_deinit(out);
+	return ret;
+}
+
+/* Every certificate of a PEM bundle (gnutls_free the array). */
+static int ca_crt_parse_all_for_test(const uint8_t *data, size_t len, gnutls_x509_crt_t **out,
+				     unsigned *n)
+{
+	gnutls_datum_t in = {(unsigned char *)data, (unsigned)len};
+
+	return gnutls_x509_crt_list_import2(out, n, &in, GNUTLS_X509_FMT_PEM, 0) < 0 ? -1 : 0;
+}
+
 /* ca_mic_verify() of a chain of pairs, leaf first. */
 static int verify_pairs(struct ca *ca, const struct pki_pair *pairs, size_t n, const char *dev,
 			time_t now)
@@ -255,6 +320,21 @@ static int verify_mic_cn(struct ca *ca, const char *cn, const char *dev)
 		return -1;
 	ret = verify_pairs(ca, &mic, 1, dev, time(NULL));
 	pki_pair_deinit(&mic);
+	return ret;
+}
+
+/* The key file of the current CA of ca, opened on tmpdir/dir. */
+static int current_key_path(struct ca *ca, const char *dir, char *buf, size_t len)
+{
+	struct ca_info *info = NULL;
+	size_t n = 0;
+	int ret = -1;
+
+	if (ca_status(ca, time(NULL), &info, &n) == 0 && n > 0 && info[0].current) {
+		snprintf(buf, len, "%s/%s/gen/%s/key.pem", tmpdir, dir, info[0].id);
+		ret = 0;
+	}
+	free(info);
 	return ret;
 }
 
@@ -354,16 +434,18 @@ static void test_new_mismatched_key(void)
 	struct ca *ca = NULL;
 	struct pki_pair wrong = {NULL, NULL};
 	gnutls_datum_t pem = {NULL, 0};
+	char keyfile[512];
 
 	cfg.dir = path_in("mismatch");
 	CU_ASSERT_EQUAL_FATAL(ca_new(&ca, &cfg), 0);
+	CU_ASSERT_EQUAL_FATAL(current_key_path(ca, "mismatch", keyfile, sizeof(keyfile)), 0);
 	ca_free(ca);
 	ca = NULL;
 	CU_ASSERT_EQUAL_FATAL(pki_gen_key(CAPF__KEY_TYPE__KEY_EC_P256, &wrong.key), 0);
 	CU_ASSERT_EQUAL_FATAL(gnutls_x509_privkey_export2_pkcs8(wrong.key, GNUTLS_X509_FMT_PEM,
 								NULL, GNUTLS_PKCS_PLAIN, &pem),
 			      0);
-	CU_ASSERT_EQUAL(write_file(path_in("mismatch/ca.key"), pem.data, pem.size), 0);
+	CU_ASSERT_EQUAL(write_file(keyfile, pem.data, pem.size), 0);
 	gnutls_free(pem.data);
 	pki_pair_deinit(&wrong);
 	CU_ASSERT_EQUAL(ca_new(&ca, &cfg), CAPF_ECONFIG);
@@ -371,9 +453,9 @@ static void test_new_mismatched_key(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(ca_last_error(), "does not match"));
 
 	/* A key file that is no key at all. */
-	CU_ASSERT_EQUAL(write_file(path_in("mismatch/ca.key"), "garbage\n", 8), 0);
+	CU_ASSERT_EQUAL(write_file(keyfile, "garbage\n", 8), 0);
 	CU_ASSERT_EQUAL(ca_new(&ca, &cfg), CAPF_ECONFIG);
-	CU_ASSERT_PTR_NOT_NULL(strstr(ca_last_error(), "ca.key"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(ca_last_error(), "key.pem"));
 }
 
 static void test_new_not_a_ca(void)
@@ -455,6 +537,7 @@ static void test_new_creates_ca(void)
 	gnutls_datum_t dn = {NULL, 0}, file = {NULL, 0};
 	struct stat st;
 	uint8_t serial[32], ski[32];
+	char keyfile[512];
 	size_t serial_len = sizeof(serial), ski_len = sizeof(ski);
 	unsigned critical = 0, is_ca = 0, usage = 0, status = 1, bits = 0;
 	int pathlen = -1;
@@ -469,10 +552,13 @@ static void test_new_creates_ca(void)
 
 	CU_ASSERT_EQUAL(stat(path_in("newca"), &st), 0);
 	CU_ASSERT_EQUAL(st.st_mode & 07777, 0700);
-	CU_ASSERT_EQUAL(stat(path_in("newca/ca.key"), &st), 0);
+	CU_ASSERT_EQUAL_FATAL(current_key_path(ca, "newca", keyfile, sizeof(keyfile)), 0);
+	CU_ASSERT_EQUAL(stat(keyfile, &st), 0);
 	CU_ASSERT_EQUAL(st.st_mode & 07777, 0600);
 	CU_ASSERT_EQUAL(stat(path_in("newca/ca.pem"), &st), 0);
 	CU_ASSERT_EQUAL(st.st_mode & 07777, 0644);
+	CU_ASSERT_EQUAL(stat(path_in("newca/gen"), &st), 0);
+	CU_ASSERT_EQUAL(st.st_mode & 07777, 0700);
 
 	/* The file on disk is the certificate the CA serves. */
 	CU_ASSERT_EQUAL_FATAL(gnutls_load_file(path_in("newca/ca.pem"), &file), 0);
@@ -517,8 +603,12 @@ static void test_new_creates_ca(void)
 		  5);
 	CU_ASSERT(labs(gnutls_x509_crt_get_expiration_time(crt) - (now + 100 * DAY)) <= 5);
 
-	/* Only the two files: no temporary file left behind. */
-	CU_ASSERT_EQUAL(count_entries(path_in("newca")), 2);
+	/* ca.pem, current, gen/<id>/{cert.pem,key.pem}: no temporary file
+	 * left behind. */
+	CU_ASSERT_EQUAL(count_entries(path_in("newca")), 3);
+	CU_ASSERT_EQUAL(count_entries(path_in("newca/gen")), 1);
+	*strrchr(keyfile, '/') = '\0';
+	CU_ASSERT_EQUAL(count_entries(keyfile), 2);
 
 	gnutls_x509_crt_deinit(crt);
 	ca_free(ca);
@@ -535,7 +625,7 @@ static void test_new_default_subject_and_reopen(void)
 
 	cfg.dir = path_in("reopen");
 	CU_ASSERT_EQUAL_FATAL(ca_new(&ca, &cfg), 0);
-	CU_ASSERT_EQUAL(count_entries(path_in("reopen")), 2);
+	CU_ASSERT_EQUAL(count_entries(path_in("reopen")), 3);
 	CU_ASSERT_EQUAL_FATAL(ca_new(&again, &cfg), 0);
 	a = ca_crt(ca);
 	b = ca_crt(again);
@@ -550,7 +640,7 @@ static void test_new_default_subject_and_reopen(void)
 	CU_ASSERT(memcmp(s1, s2, l1) == 0);
 	CU_ASSERT_STRING_EQUAL(ca_cert_pem(ca), ca_cert_pem(again));
 	/* Reopening wrote nothing. */
-	CU_ASSERT_EQUAL(count_entries(path_in("reopen")), 2);
+	CU_ASSERT_EQUAL(count_entries(path_in("reopen")), 3);
 	gnutls_x509_crt_deinit(a);
 	gnutls_x509_crt_deinit(b);
 	ca_free(ca);
@@ -1248,6 +1338,1098 @@ static void test_pki_files(void)
 	pki_pair_deinit(NULL);
 }
 
+/* ---- the CA certificate profile, per key type ---- */
+
+/* Checks every field of a CA certificate made by ca/ (certificate-profile.md). */
+static void check_ca_profile(struct ca *ca, gnutls_x509_privkey_t key_or_null, const char *dn,
+			     unsigned days, int sign_algo, int pk, unsigned bits_want)
+{
+	gnutls_x509_crt_t crt = ca_crt(ca);
+	gnutls_datum_t d = {NULL, 0};
+	uint8_t serial[32], ski[32], want[20], id[32];
+	size_t serial_len = sizeof(serial), ski_len = sizeof(ski), id_len = sizeof(id);
+	unsigned critical = 0, is_ca = 0, usage = 0, status = 1, bits = 0;
+	int pathlen = -1;
+	char oid[128];
+	size_t oid_len;
+	time_t now = time(NULL);
+	gnutls_pubkey_t pub = NULL;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(crt);
+	CU_ASSERT_EQUAL(gnutls_x509_crt_get_version(crt), 3);
+	CU_ASSERT_EQUAL(gnutls_x509_crt_get_serial(crt, serial, &serial_len), 0);
+	CU_ASSERT_EQUAL(serial_len, CA_SERIAL_LEN);
+	CU_ASSERT(serial[0] != 0 && serial[0] < 0x80);
+	CU_ASSERT_EQUAL(gnutls_x509_crt_get_dn3(crt, &d, 0), 0);
+	CU_ASSERT_STRING_EQUAL((char *)d.data, dn);
+	gnutls_free(d.data);
+	CU_ASSERT_EQUAL(gnutls_x509_crt_get_issuer_dn3(crt, &d, 0), 0);
+	CU_ASSERT_STRING_EQUAL((char *)d.data, dn);
+	gnutls_free(d.data);
+	CU_ASSERT(labs(gnutls_x509_crt_get_activation_time(crt) - (now - CA_BACKDATE_SECONDS)) <=
+		  5);
+	CU_ASSERT(labs(gnutls_x509_crt_get_expiration_time(crt) - (now + (time_t)days * DAY)) <=
+		  5);
+	CU_ASSERT(gnutls_x509_crt_get_basic_constraints(crt, &critical, &is_ca, &pathlen) > 0);
+	CU_ASSERT_EQUAL(is_ca, 1);
+	CU_ASSERT_EQUAL(pathlen, 0);
+	CU_ASSERT_EQUAL(critical, 1);
+	critical = 0;
+	CU_ASSERT_EQUAL(gnutls_x509_crt_get_key_usage(crt, &usage, &critical), 0);
+	CU_ASSERT_EQUAL(usage, GNUTLS_KEY_KEY_CERT_SIGN | GNUTLS_KEY_CRL_SIGN |
+				   GNUTLS_KEY_DIGITAL_SIGNATURE);
+	CU_ASSERT_EQUAL(critical, 1);
+	CU_ASSERT_EQUAL(gnutls_x509_crt_get_subject_key_id(crt, ski, &ski_len, &critical), 0);
+	CU_ASSERT_EQUAL(ski_len, 20);
+	CU_ASSERT_EQUAL(critical, 0);
+	/* SKI = first 20 bytes of SHA-256 over the SPKI. */
+	CU_ASSERT_EQUAL_FATAL(gnutls_pubkey_init(&pub), 0);
+	CU_ASSERT_EQUAL(gnutls_pubkey_import_x509(pub, crt, 0), 0);
+	CU_ASSERT_EQUAL(gnutls_pubkey_get_key_id(pub, GNUTLS_KEYID_USE_SHA256, id, &id_len), 0);
+	CU_ASSERT(memcmp(ski, id, 20) == 0);
+	gnutls_pubkey_deinit(pub);
+	if (key_or_null != NULL) {
+		CU_ASSERT_EQUAL(expected_key_id(key_or_null, want), 0);
+		CU_ASSERT(memcmp(ski, want, 20) == 0);
+	}
+	/* Exactly three extensions: basicConstraints, keyUsage, SKI. */
+	oid_len = sizeof(oid);
+	CU_ASSERT_EQUAL(gnutls_x509_crt_get_extension_info(crt, 2, oid, &oid_len, NULL), 0);
+	oid_len = sizeof(oid);
+	CU_ASSERT_EQUAL(gnutls_x509_crt_get_extension_info(crt, 3, oid, &oid_len, NULL),
+			GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE);
+	CU_ASSERT_EQUAL(gnutls_x509_crt_get_pk_algorithm(crt, &bits), pk);
+	CU_ASSERT_EQUAL(bits, bits_want);
+	CU_ASSERT_EQUAL(gnutls_x509_crt_get_signature_algorithm(crt), sign_algo);
+	CU_ASSERT_EQUAL(gnutls_x509_crt_verify(crt, &crt, 1, 0, &status), 0);
+	CU_ASSERT_EQUAL(status, 0);
+	gnutls_x509_crt_deinit(crt);
+}
+
+static void test_ca_profile_key_types(void)
+{
+	struct ca_config cfg = {0};
+	struct ca *ca = NULL;
+
+	/* Invalid key types are configuration errors, caught before any file. */
+	cfg.dir = path_in("kt-bad");
+	cfg.key_type = 42;
+	CU_ASSERT_EQUAL(ca_new(&ca, &cfg), CAPF_ECONFIG);
+	CU_ASSERT_NOT_EQUAL(access(path_in("kt-bad"), F_OK), 0);
+
+	cfg.dir = path_in("kt-p256");
+	cfg.key_type = 0;
+	cfg.subject = "CN=P256 CAPF,O=test";
+	cfg.ca_days = 20;
+	CU_ASSERT_EQUAL_FATAL(ca_new(&ca, &cfg), 0);
+	check_ca_profile(ca, NULL, "CN=P256 CAPF,O=test", 20, GNUTLS_SIGN_ECDSA_SHA256,
+			 GNUTLS_PK_ECDSA, 256);
+	ca_free(ca);
+
+	cfg.dir = path_in("kt-p384");
+	cfg.key_type = CAPF__KEY_TYPE__KEY_EC_P384;
+	cfg.subject = "CN=P384 CAPF";
+	cfg.ca_days = 30;
+	CU_ASSERT_EQUAL_FATAL(ca_new(&ca, &cfg), 0);
+	check_ca_profile(ca, NULL, "CN=P384 CAPF", 30, GNUTLS_SIGN_ECDSA_SHA384, GNUTLS_PK_ECDSA,
+			 384);
+	ca_free(ca);
+
+	cfg.dir = path_in("kt-rsa");
+	cfg.key_type = CAPF__KEY_TYPE__KEY_RSA_2048;
+	cfg.subject = "CN=RSA CAPF,OU=phones,O=test";
+	cfg.ca_days = 40;
+	CU_ASSERT_EQUAL_FATAL(ca_new(&ca, &cfg), 0);
+	check_ca_profile(ca, NULL, "CN=RSA CAPF,OU=phones,O=test", 40, GNUTLS_SIGN_RSA_SHA256,
+			 GNUTLS_PK_RSA, 2048);
+	ca_free(ca);
+}
+
+/* ---- keys: a configured file, legacy layout, redaction ---- */
+
+static void test_key_configured_file(void)
+{
+	struct ca_config cfg = {0};
+	struct ca *ca = NULL, *again = NULL;
+	gnutls_datum_t ref = {NULL, 0};
+	struct stat st;
+	char keyref[512], dir[512], key[512];
+	struct ca_info *info = NULL;
+	size_t n = 0;
+
+	CU_ASSERT_EQUAL_FATAL(mkdir(path_in("keys"), 0700), 0);
+	/* path_in() reuses its buffers: the configuration keeps copies. */
+	snprintf(dir, sizeof(dir), "%s", path_in("cfgkey"));
+	snprintf(key, sizeof(key), "%s", path_in("keys/capf.key"));
+	cfg.dir = dir;
+	cfg.key = key;
+	/* The configured file does not exist: it is made, mode 0600. */
+	CU_ASSERT_EQUAL_FATAL(ca_new(&ca, &cfg), 0);
+	CU_ASSERT_EQUAL(stat(path_in("keys/capf.key"), &st), 0);
+	CU_ASSERT_EQUAL(st.st_mode & 07777, 0600);
+	CU_ASSERT_EQUAL(count_entries(path_in("keys")), 1);
+	CU_ASSERT_EQUAL_FATAL(ca_status(ca, time(NULL), &info, &n), 0);
+	CU_ASSERT_EQUAL_FATAL(n, 1);
+	CU_ASSERT_STRING_EQUAL(info[0].key_store, "file");
+	CU_ASSERT_STRING_EQUAL(info[0].key_type, "ec-p256");
+	/* The CA directory records where the key is (mode 0600: a ref may
+	 * carry a PIN), not the key. */
+	snprintf(keyref, sizeof(keyref), "%s/cfgkey/gen/%s/key.ref", tmpdir, info[0].id);
+	CU_ASSERT_EQUAL(stat(keyref, &st), 0);
+	CU_ASSERT_EQUAL(st.st_mode & 07777, 0600);
+	CU_ASSERT_EQUAL(gnutls_load_file(keyref, &ref), 0);
+	CU_ASSERT_EQUAL(ref.size, strlen(path_in("keys/capf.key")));
+	gnutls_free(ref.data);
+	free(info);
+	CU_ASSERT_PTR_NULL(ca_start_notice(ca));
+
+	/* Opened again, with the same configuration: the same CA. */
+	CU_ASSERT_EQUAL_FATAL(ca_new(&again, &cfg), 0);
+	CU_ASSERT_STRING_EQUAL(ca_cert_pem(ca), ca_cert_pem(again));
+	CU_ASSERT_PTR_NULL(ca_start_notice(again));
+	ca_free(again);
+	again = NULL;
+
+	/* After a rollover the configured key is not the current CA's: it
+	 * is not used, and the start-up notice says so. */
+	CU_ASSERT_EQUAL(ca_rollover(ca, NULL, NULL, 5, time(NULL), NULL), 0);
+	CU_ASSERT_EQUAL_FATAL(ca_new(&again, &cfg), 0);
+	CU_ASSERT_STRING_EQUAL(ca_cert_pem(ca), ca_cert_pem(again));
+	CU_ASSERT_PTR_NOT_NULL(ca_start_notice(again));
+	if (ca_start_notice(again) != NULL)
+		CU_ASSERT_PTR_NOT_NULL(strstr(ca_start_notice(again), "not the key"));
+	ca_free(again);
+	ca_free(ca);
+
+	/* A configured key that is no key. */
+	CU_ASSERT_EQUAL_FATAL(write_file(path_in("keys/junk.key"), "junk\n", 5), 0);
+	snprintf(dir, sizeof(dir), "%s", path_in("cfgkey-junk"));
+	snprintf(key, sizeof(key), "%s", path_in("keys/junk.key"));
+	CU_ASSERT_EQUAL(ca_new(&ca, &cfg), CAPF_ECONFIG);
+	CU_ASSERT_PTR_NOT_NULL(strstr(ca_last_error(), "junk.key"));
+}
+
+static void test_key_ref_redact(void)
+{
+	char buf[256];
+
+	CU_ASSERT_STRING_EQUAL(ca_key_ref_redact("/etc/capf/ca.key", buf, sizeof(buf)),
+			       "/etc/capf/ca.key");
+	CU_ASSERT_STRING_EQUAL(
+	    ca_key_ref_redact("pkcs11:token=capf;object=ca;pin-value=1234", buf, sizeof(buf)),
+	    "pkcs11:token=capf;object=ca");
+	CU_ASSERT_STRING_EQUAL(
+	    ca_key_ref_redact("pkcs11:pin-value=1234;token=capf?pin-source=/x", buf, sizeof(buf)),
+	    "pkcs11:token=capf");
+	CU_ASSERT_STRING_EQUAL(ca_key_ref_redact("PKCS11:object=a?module-name=softhsm2", buf,
+						 sizeof(buf)),
+			       "PKCS11:object=a?module-name=softhsm2");
+	CU_ASSERT_PTR_NULL(strstr(ca_key_ref_redact("pkcs11:PIN-VALUE=9;x=y", buf, sizeof(buf)),
+				  "9"));
+	CU_ASSERT_STRING_EQUAL(ca_key_ref_redact(NULL, buf, sizeof(buf)), "");
+}
+
+static void test_legacy_layout(void)
+{
+	struct ca_config cfg = {0};
+	struct ca *ca = NULL;
+	struct pki_pair legacy;
+
+	/* The first layout kept ca.pem and ca.key at the top: adopted. */
+	CU_ASSERT_EQUAL_FATAL(make_sub_ca(NULL, "CN=Legacy CAPF", 0, &legacy), 0);
+	CU_ASSERT_EQUAL_FATAL(mkdir(path_in("legacy"), 0700), 0);
+	CU_ASSERT_EQUAL_FATAL(
+	    pki_write_pair(&legacy, path_in("legacy/ca.pem"), path_in("legacy/ca.key")), 0);
+	cfg.dir = path_in("legacy");
+	CU_ASSERT_EQUAL_FATAL(ca_new(&ca, &cfg), 0);
+	CU_ASSERT_NOT_EQUAL(access(path_in("legacy/ca.key"), F_OK), 0);
+	CU_ASSERT_EQUAL(access(path_in("legacy/current"), F_OK), 0);
+	{
+		gnutls_x509_crt_t crt = ca_crt(ca);
+		uint8_t *d1 = NULL;
+		size_t l1 = 0;
+		const uint8_t *d2;
+		size_t l2;
+
+		CU_ASSERT_EQUAL(pki_crt_der(legacy.crt, &d1, &l1), 0);
+		ca_cert_der(ca, &d2, &l2);
+		CU_ASSERT(l1 == l2 && memcmp(d1, d2, l1) == 0);
+		free(d1);
+		gnutls_x509_crt_deinit(crt);
+	}
+	ca_free(ca);
+	/* And it opens again from the new layout. */
+	CU_ASSERT_EQUAL(ca_new(&ca, &cfg), 0);
+	ca_free(ca);
+	pki_pair_deinit(&legacy);
+}
+
+/* ---- LSC trust decision ---- */
+
+static int lsc_check(struct ca *ca, const struct ca_lsc *lsc, const char *dev, time_t now)
+{
+	const uint8_t *p[1] = {lsc->der};
+	size_t l[1] = {lsc->der_len};
+
+	return ca_lsc_verify(ca, p, l, 1, dev, now);
+}
+
+static int issue_for(struct ca *ca, const char *dev, time_t now, struct ca_lsc *out)
+{
+	struct ca_csr *csr = bound_csr(key_p256, dev);
+	int ret = csr != NULL ? ca_issue(ca, csr, dev, now, out) : -1;
+
+	ca_csr_free(csr);
+	return ret;
+}
+
+static void test_lsc_verify(void)
+{
+	struct ca_config cfg = {0};
+	struct ca *ca = NULL, *other = NULL;
+	struct ca_lsc lsc = {0}, foreign = {0};
+	struct pki_pair mic;
+	const uint8_t *p[1];
+	size_t l[1];
+	uint8_t junk[40] = {0x30, 0x26};
+	uint8_t *der = NULL;
+	size_t len = 0;
+	time_t now = time(NULL);
+
+	cfg.dir = path_in("lscv");
+	cfg.lsc_days = 10;
+	CU_ASSERT_EQUAL_FATAL(ca_new(&ca, &cfg), 0);
+	cfg.dir = path_in("lscv-other");
+	CU_ASSERT_EQUAL_FATAL(ca_new(&other, &cfg), 0);
+	CU_ASSERT_EQUAL_FATAL(issue_for(ca, DEV, now, &lsc), 0);
+	CU_ASSERT_EQUAL_FATAL(issue_for(other, DEV, now, &foreign), 0);
+
+	/* Invalid input first. */
+	p[0] = lsc.der;
+	l[0] = lsc.der_len;
+	CU_ASSERT_EQUAL(ca_lsc_verify(NULL, p, l, 1, DEV, now), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(ca_lsc_verify(ca, p, l, 0, DEV, now), CAPF_ENOCERT);
+	CU_ASSERT_EQUAL(ca_lsc_verify(ca, NULL, NULL, 1, DEV, now), CAPF_ENOCERT);
+	p[0] = junk;
+	l[0] = sizeof(junk);
+	CU_ASSERT_EQUAL(ca_lsc_verify(ca, p, l, 1, DEV, now), CAPF_EUNTRUSTED);
+	/* One bit of the signature flipped. */
+	der = malloc(lsc.der_len);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(der);
+	memcpy(der, lsc.der, lsc.der_len);
+	der[lsc.der_len - 1] ^= 1;
+	p[0] = der;
+	l[0] = lsc.der_len;
+	CU_ASSERT_EQUAL(ca_lsc_verify(ca, p, l, 1, DEV, now), CAPF_EUNTRUSTED);
+	free(der);
+	/* Another CAPF's LSC, and a MIC, are not ours. */
+	CU_ASSERT_EQUAL(lsc_check(ca, &foreign, DEV, now), CAPF_EUNTRUSTED);
+	CU_ASSERT_EQUAL_FATAL(pki_make_mic(&mfg_root, DEV, 0, 30, &mic), 0);
+	CU_ASSERT_EQUAL_FATAL(pki_crt_der(mic.crt, &der, &len), 0);
+	p[0] = der;
+	l[0] = len;
+	CU_ASSERT_EQUAL(ca_lsc_verify(ca, p, l, 1, DEV, now), CAPF_EUNTRUSTED);
+	free(der);
+	pki_pair_deinit(&mic);
+	/* The CA certificate itself is not an LSC. */
+	ca_cert_der(ca, &p[0], &l[0]);
+	CU_ASSERT_EQUAL(ca_lsc_verify(ca, p, l, 1, NULL, now), CAPF_EUNTRUSTED);
+
+	/* Time: not yet valid, then expired (10 days). */
+	CU_ASSERT_EQUAL(lsc_check(ca, &lsc, DEV, now - 3600), CAPF_EEXPIRED);
+	CU_ASSERT_EQUAL(lsc_check(ca, &lsc, DEV, now + 11 * DAY), CAPF_EEXPIRED);
+	/* Identity: exactly the device. */
+	CU_ASSERT_EQUAL(lsc_check(ca, &lsc, "SEP001122334456", now), CAPF_EIDENTITY);
+	CU_ASSERT_EQUAL(lsc_check(ca, &lsc, "SEP00112233445", now), CAPF_EIDENTITY);
+	CU_ASSERT_EQUAL(lsc_check(ca, &lsc, "X" DEV, now), CAPF_EIDENTITY);
+
+	CU_ASSERT_EQUAL(lsc_check(ca, &lsc, DEV, now), 0);
+	CU_ASSERT_EQUAL(lsc_check(ca, &lsc, NULL, now), 0);
+	CU_ASSERT_EQUAL(lsc_check(other, &foreign, DEV, now), 0);
+
+	/* Revoked: refused, before time and identity are looked at. */
+	CU_ASSERT_EQUAL(ca_is_revoked(ca, lsc.serial, sizeof(lsc.serial)), 0);
+	CU_ASSERT_EQUAL(ca_revoke(ca, lsc.serial, sizeof(lsc.serial), now, CA_REASON_KEY_COMPROMISE,
+				  lsc.der, lsc.der_len),
+			0);
+	CU_ASSERT_EQUAL(ca_is_revoked(ca, lsc.serial, sizeof(lsc.serial)), 1);
+	CU_ASSERT_EQUAL(lsc_check(ca, &lsc, DEV, now), CAPF_EREVOKED);
+	CU_ASSERT_EQUAL(lsc_check(ca, &lsc, "SEP001122334456", now + 11 * DAY), CAPF_EREVOKED);
+	/* The other CA knows nothing of it. */
+	CU_ASSERT_EQUAL(lsc_check(other, &foreign, DEV, now), 0);
+	/* The revocation survives a restart of the CA. */
+	ca_free(ca);
+	cfg.dir = path_in("lscv");
+	CU_ASSERT_EQUAL_FATAL(ca_new(&ca, &cfg), 0);
+	CU_ASSERT_EQUAL(lsc_check(ca, &lsc, DEV, now), CAPF_EREVOKED);
+
+	ca_lsc_deinit(&lsc);
+	ca_lsc_deinit(&foreign);
+	ca_free(ca);
+	ca_free(other);
+}
+
+/* ---- rollover ---- */
+
+static void test_rollover(void)
+{
+	struct ca_config cfg = {0};
+	struct ca *ca = NULL, *again = NULL;
+	struct ca_lsc old_lsc = {0}, new_lsc = {0};
+	struct ca_info *info = NULL;
+	char id[CA_ID_HEX_MAX + 1] = "", old_id[CA_ID_HEX_MAX + 1];
+	uint8_t *bundle = NULL;
+	size_t n = 0, blen = 0;
+	gnutls_x509_crt_t *certs = NULL, lsc_crt = NULL;
+	unsigned ncerts = 0, i;
+	const uint8_t *cur_der;
+	size_t cur_len;
+	time_t now = time(NULL);
+	gnutls_datum_t raw = {NULL, 0};
+	gnutls_certificate_credentials_t cred = NULL;
+
+	cfg.dir = path_in("roll");
+	cfg.lsc_days = 365;
+	cfg.overlap_days = 30;
+	CU_ASSERT_EQUAL_FATAL(ca_new(&ca, &cfg), 0);
+	CU_ASSERT_EQUAL_FATAL(issue_for(ca, DEV, now, &old_lsc), 0);
+	CU_ASSERT_EQUAL_FATAL(ca_status(ca, now, &info, &n), 0);
+	CU_ASSERT_EQUAL_FATAL(n, 1);
+	snprintf(old_id, sizeof(old_id), "%s", info[0].id);
+	free(info);
+
+	/* Invalid: an overlap beyond a century, a key that does not exist. */
+	CU_ASSERT_EQUAL(ca_rollover(NULL, NULL, NULL, 0, now, id), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(ca_rollover(ca, NULL, NULL, 40000, now, id), CAPF_EINVAL);
+	{
+		struct ca_keyspec bad = {0, "pkcs11:token=no-such-token;object=x"};
+
+		CU_ASSERT(ca_rollover(ca, &bad, NULL, 0, now, id) < 0);
+	}
+
+	/* Roll over to an RSA key, with the default (configured) overlap. */
+	{
+		struct ca_keyspec spec = {CAPF__KEY_TYPE__KEY_RSA_2048, NULL};
+
+		CU_ASSERT_EQUAL_FATAL(ca_rollover(ca, &spec, NULL, 0, now, id), 0);
+	}
+	CU_ASSERT_STRING_NOT_EQUAL(id, old_id);
+	CU_ASSERT_EQUAL_FATAL(ca_status(ca, now, &info, &n), 0);
+	CU_ASSERT_EQUAL_FATAL(n, 2);
+	CU_ASSERT_EQUAL(info[0].current, 1);
+	CU_ASSERT_STRING_EQUAL(info[0].id, id);
+	CU_ASSERT_STRING_EQUAL(info[0].key_type, "rsa-2048");
+	CU_ASSERT_EQUAL(info[0].trusted_until, 0);
+	CU_ASSERT_EQUAL(info[1].current, 0);
+	CU_ASSERT_STRING_EQUAL(info[1].id, old_id);
+	CU_ASSERT_EQUAL(info[1].trusted_until, now + 30 * DAY);
+	CU_ASSERT_STRING_EQUAL(info[0].subject, info[1].subject);
+	free(info);
+
+	/* New LSCs come from the new CA; old ones still verify. */
+	CU_ASSERT_EQUAL_FATAL(issue_for(ca, DEV, now, &new_lsc), 0);
+	ca_cert_der(ca, &cur_der, &cur_len);
+	CU_ASSERT_EQUAL(new_lsc.issuer_der_len, cur_len);
+	CU_ASSERT(new_lsc.issuer_der == cur_der);
+	CU_ASSERT(old_lsc.issuer_der != cur_der);
+	CU_ASSERT_EQUAL(lsc_check(ca, &old_lsc, DEV, now), 0);
+	CU_ASSERT_EQUAL(lsc_check(ca, &new_lsc, DEV, now), 0);
+	lsc_crt = crt_from_der(new_lsc.der, new_lsc.der_len);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(lsc_crt);
+	CU_ASSERT_EQUAL(gnutls_x509_crt_get_signature_algorithm(lsc_crt), GNUTLS_SIGN_RSA_SHA256);
+	gnutls_x509_crt_deinit(lsc_crt);
+
+	/* The bundle holds both, current first; both LSCs verify with it. */
+	CU_ASSERT_EQUAL_FATAL(ca_bundle(ca, now, 1, &bundle, &blen), 0);
+	CU_ASSERT_EQUAL_FATAL(ca_crt_parse_all_for_test(bundle, blen, &certs, &ncerts), 0);
+	CU_ASSERT_EQUAL(ncerts, 2);
+	if (ncerts == 2) {
+		gnutls_x509_crt_t a = crt_from_der(old_lsc.der, old_lsc.der_len);
+		gnutls_x509_crt_t b = crt_from_der(new_lsc.der, new_lsc.der_len);
+		unsigned st1 = 1, st2 = 1;
+		gnutls_datum_t d0 = {NULL, 0};
+
+		CU_ASSERT_EQUAL(gnutls_x509_crt_export2(certs[0], GNUTLS_X509_FMT_DER, &d0), 0);
+		CU_ASSERT(d0.size == cur_len && memcmp(d0.data, cur_der, cur_len) == 0);
+		gnutls_free(d0.data);
+		CU_ASSERT_EQUAL(gnutls_x509_crt_verify(a, certs, ncerts, 0, &st1), 0);
+		CU_ASSERT_EQUAL(st1, 0);
+		CU_ASSERT_EQUAL(gnutls_x509_crt_verify(b, certs, ncerts, 0, &st2), 0);
+		CU_ASSERT_EQUAL(st2, 0);
+		gnutls_x509_crt_deinit(a);
+		gnutls_x509_crt_deinit(b);
+	}
+	for (i = 0; i < ncerts; i++)
+		gnutls_x509_crt_deinit(certs[i]);
+	gnutls_free(certs);
+	free(bundle);
+	bundle = NULL;
+	/* DER: one PKCS#7 with both. */
+	CU_ASSERT_EQUAL_FATAL(ca_bundle(ca, now, 0, &bundle, &blen), 0);
+	{
+		gnutls_pkcs7_t p7 = NULL;
+		gnutls_datum_t d = {bundle, (unsigned)blen};
+
+		CU_ASSERT_EQUAL(gnutls_pkcs7_init(&p7), 0);
+		CU_ASSERT_EQUAL(gnutls_pkcs7_import(p7, &d, GNUTLS_X509_FMT_DER), 0);
+		CU_ASSERT_EQUAL(gnutls_pkcs7_get_crt_count(p7), 2);
+		gnutls_pkcs7_deinit(p7);
+	}
+	free(bundle);
+	bundle = NULL;
+
+	/* TLS: the new certificate serves new sessions. */
+	CU_ASSERT_EQUAL_FATAL(gnutls_certificate_allocate_credentials(&cred), 0);
+	CU_ASSERT_EQUAL(ca_tls_credentials(ca, cred), 0);
+	CU_ASSERT_EQUAL(gnutls_certificate_get_crt_raw(cred, 0, 0, &raw), 0);
+	CU_ASSERT(raw.size == cur_len && memcmp(raw.data, cur_der, cur_len) == 0);
+	gnutls_certificate_free_credentials(cred);
+
+	/* After the overlap, the old CA and its LSCs are trusted no more. */
+	CU_ASSERT_EQUAL(lsc_check(ca, &old_lsc, DEV, now + 30 * DAY - 1), 0);
+	CU_ASSERT_EQUAL(lsc_check(ca, &old_lsc, DEV, now + 31 * DAY), CAPF_EUNTRUSTED);
+	CU_ASSERT_EQUAL(lsc_check(ca, &new_lsc, DEV, now + 31 * DAY), 0);
+	CU_ASSERT_EQUAL_FATAL(ca_status(ca, now + 31 * DAY, &info, &n), 0);
+	CU_ASSERT_EQUAL(n, 1);
+	free(info);
+	CU_ASSERT_EQUAL_FATAL(ca_bundle(ca, now + 31 * DAY, 1, &bundle, &blen), 0);
+	CU_ASSERT_EQUAL(ca_crt_parse_all_for_test(bundle, blen, &certs, &ncerts), 0);
+	CU_ASSERT_EQUAL(ncerts, 1);
+	for (i = 0; i < ncerts; i++)
+		gnutls_x509_crt_deinit(certs[i]);
+	gnutls_free(certs);
+	free(bundle);
+
+	/* It all survives a restart. */
+	CU_ASSERT_EQUAL_FATAL(ca_new(&again, &cfg), 0);
+	CU_ASSERT_STRING_EQUAL(ca_cert_pem(again), ca_cert_pem(ca));
+	CU_ASSERT_EQUAL_FATAL(ca_status(again, now, &info, &n), 0);
+	CU_ASSERT_EQUAL(n, 2);
+	if (n == 2)
+		CU_ASSERT_EQUAL(info[1].trusted_until, now + 30 * DAY);
+	free(info);
+	CU_ASSERT_EQUAL(lsc_check(again, &old_lsc, DEV, now), 0);
+	/* ca.pem follows the current CA. */
+	{
+		gnutls_datum_t file = {NULL, 0};
+
+		CU_ASSERT_EQUAL(gnutls_load_file(path_in("roll/ca.pem"), &file), 0);
+		CU_ASSERT(file.size == strlen(ca_cert_pem(ca)) &&
+			  memcmp(file.data, ca_cert_pem(ca), file.size) == 0);
+		gnutls_free(file.data);
+	}
+	ca_free(again);
+
+	/* An overlap never outlives the old CA: a 100-year overlap ends at
+	 * its expiry (3650 days by default). */
+	CU_ASSERT_EQUAL(ca_rollover(ca, NULL, NULL, 36500, now, id), 0);
+	CU_ASSERT_EQUAL_FATAL(ca_status(ca, now, &info, &n), 0);
+	CU_ASSERT_EQUAL(n, 3);
+	if (n == 3)
+		CU_ASSERT(info[2].trusted_until <= now + 3650 * DAY);
+	free(info);
+
+	ca_lsc_deinit(&old_lsc);
+	ca_lsc_deinit(&new_lsc);
+	ca_free(ca);
+}
+
+/* ---- CRL ---- */
+
+static void test_reasons(void)
+{
+	int r = -1;
+
+	CU_ASSERT_EQUAL(ca_reason_from_name(NULL, &r), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(ca_reason_from_name("certificateHold", &r), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(ca_reason_from_name("", &r), CAPF_EINVAL);
+	CU_ASSERT_STRING_EQUAL(ca_reason_name(6), "?");
+	CU_ASSERT_EQUAL(ca_reason_from_name("keyCompromise", &r), 0);
+	CU_ASSERT_EQUAL(r, 1);
+	CU_ASSERT_EQUAL(ca_reason_from_name("SUPERSEDED", &r), 0);
+	CU_ASSERT_EQUAL(r, 4);
+	CU_ASSERT_EQUAL(ca_reason_from_name("cessationOfOperation", &r), 0);
+	CU_ASSERT_EQUAL(r, 5);
+	CU_ASSERT_STRING_EQUAL(ca_reason_name(CA_REASON_PRIVILEGE_WITHDRAWN), "privilegeWithdrawn");
+}
+
+/* Finds the DER of one CRL entry extension list for a serial: the reason
+ * code travels as 30 0a 06 03 55 1d 15 04 03 0a 01 RR. */
+static int crl_has_reason(const uint8_t *der, size_t len, uint8_t reason)
+{
+	const uint8_t pat[] = {0x06, 0x03, 0x55, 0x1d, 0x15, 0x04, 0x03, 0x0a, 0x01, reason};
+
+	return memmem(der, len, pat, sizeof(pat)) != NULL;
+}
+
+static void test_crl_contents(void)
+{
+	struct ca_config cfg = {0};
+	struct ca *ca = NULL;
+	struct ca_lsc a = {0}, b = {0}, c = {0};
+	gnutls_x509_crl_t crl = NULL;
+	gnutls_x509_crt_t cacrt = NULL;
+	gnutls_datum_t d = {NULL, 0}, dn = {NULL, 0}, cadn = {NULL, 0}, file = {NULL, 0};
+	uint8_t *der = NULL, *pem = NULL, buf[64], ski[32], serial[32];
+	size_t len = 0, plen = 0, blen, ski_len = sizeof(ski), slen;
+	unsigned crit = 1, status = 1;
+	time_t now = time(NULL), t;
+	uint64_t number1 = 0, number2 = 0;
+	size_t i;
+
+	cfg.dir = path_in("crl");
+	cfg.crl_days = 3;
+	CU_ASSERT_EQUAL_FATAL(ca_new(&ca, &cfg), 0);
+	cacrt = ca_crt(ca);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(cacrt);
+
+	/* Invalid input first. */
+	CU_ASSERT_EQUAL(ca_crl_get(ca, 0, &der, &len), CAPF_ENOENT);
+	CU_ASSERT_EQUAL(ca_crl_get(NULL, 0, &der, &len), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(ca_crl_update(NULL, now), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(ca_revoked_add(ca, NULL, 4, now, 0, NULL, 0), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(ca_revoked_add(ca, buf, 0, now, 0, NULL, 0), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(ca_revoked_add(ca, buf, 21, now, 0, NULL, 0), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(ca_revoked_add(ca, buf, 4, now, 6, NULL, 0), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(ca_revoked_add(ca, buf, 4, now, 11, NULL, 0), CAPF_EINVAL);
+
+	/* An empty CRL first. */
+	CU_ASSERT_EQUAL_FATAL(ca_crl_update(ca, now), 0);
+	CU_ASSERT_EQUAL_FATAL(ca_crl_get(ca, 0, &der, &len), 0);
+	d.data = der;
+	d.size = (unsigned)len;
+	CU_ASSERT_EQUAL_FATAL(gnutls_x509_crl_init(&crl), 0);
+	CU_ASSERT_EQUAL_FATAL(gnutls_x509_crl_import(crl, &d, GNUTLS_X509_FMT_DER), 0);
+	CU_ASSERT_EQUAL(gnutls_x509_crl_get_version(crl), 2);
+	CU_ASSERT_EQUAL(gnutls_x509_crl_get_crt_count(crl), 0);
+	blen = sizeof(buf);
+	CU_ASSERT(gnutls_x509_crl_get_number(crl, buf, &blen, &crit) >= 0);
+	for (i = 0; i < blen; i++)
+		number1 = number1 << 8 | buf[i];
+	CU_ASSERT(number1 >= (uint64_t)now);
+	gnutls_x509_crl_deinit(crl);
+	crl = NULL;
+	free(der);
+	der = NULL;
+
+	/* Three LSCs, two revoked: a key compromise and an unspecified one. */
+	CU_ASSERT_EQUAL_FATAL(issue_for(ca, DEV, now, &a), 0);
+	CU_ASSERT_EQUAL_FATAL(issue_for(ca, DEV, now, &b), 0);
+	CU_ASSERT_EQUAL_FATAL(issue_for(ca, DEV, now, &c), 0);
+	CU_ASSERT_EQUAL(ca_revoke(ca, a.serial, sizeof(a.serial), now - 100,
+				  CA_REASON_KEY_COMPROMISE, a.der, a.der_len),
+			0);
+	CU_ASSERT_EQUAL(ca_revoke(ca, b.serial, sizeof(b.serial), now - 50,
+				  CA_REASON_UNSPECIFIED, b.der, b.der_len),
+			0);
+	/* Revoking again updates the entry, it does not add one. */
+	CU_ASSERT_EQUAL(ca_revoke(ca, b.serial, sizeof(b.serial), now - 50,
+				  CA_REASON_SUPERSEDED, b.der, b.der_len),
+			0);
+	CU_ASSERT_EQUAL_FATAL(ca_crl_update(ca, now), 0);
+	CU_ASSERT_EQUAL_FATAL(ca_crl_get(ca, 0, &der, &len), 0);
+	d.data = der;
+	d.size = (unsigned)len;
+	CU_ASSERT_EQUAL_FATAL(gnutls_x509_crl_init(&crl), 0);
+	CU_ASSERT_EQUAL_FATAL(gnutls_x509_crl_import(crl, &d, GNUTLS_X509_FMT_DER), 0);
+
+	/* Signed by the CA, whose subject is the issuer. */
+	CU_ASSERT_EQUAL(gnutls_x509_crl_verify(crl, &cacrt, 1, 0, &status), 0);
+	CU_ASSERT_EQUAL(status, 0);
+	CU_ASSERT_EQUAL(gnutls_x509_crl_get_signature_algorithm(crl), GNUTLS_SIGN_ECDSA_SHA256);
+	CU_ASSERT_EQUAL(gnutls_x509_crl_get_issuer_dn3(crl, &dn, 0), 0);
+	CU_ASSERT_EQUAL(gnutls_x509_crt_get_dn3(cacrt, &cadn, 0), 0);
+	CU_ASSERT_STRING_EQUAL((char *)dn.data, (char *)cadn.data);
+	gnutls_free(dn.data);
+	gnutls_free(cadn.data);
+	/* thisUpdate now, nextUpdate now + crl_days. */
+	CU_ASSERT_EQUAL(gnutls_x509_crl_get_this_update(crl), now);
+	CU_ASSERT_EQUAL(gnutls_x509_crl_get_next_update(crl), now + 3 * DAY);
+	/* AKI = the CA's SKI; the CRL number went up. */
+	CU_ASSERT_EQUAL(gnutls_x509_crt_get_subject_key_id(cacrt, ski, &ski_len, NULL), 0);
+	blen = sizeof(buf);
+	CU_ASSERT_EQUAL(gnutls_x509_crl_get_authority_key_id(crl, buf, &blen, &crit), 0);
+	CU_ASSERT_EQUAL(blen, ski_len);
+	CU_ASSERT(memcmp(buf, ski, ski_len) == 0);
+	CU_ASSERT_EQUAL(crit, 0);
+	blen = sizeof(buf);
+	CU_ASSERT(gnutls_x509_crl_get_number(crl, buf, &blen, &crit) >= 0);
+	for (i = 0; i < blen; i++)
+		number2 = number2 << 8 | buf[i];
+	CU_ASSERT(number2 > number1);
+
+	/* The two revoked serials, in order, with their dates. */
+	CU_ASSERT_EQUAL_FATAL(gnutls_x509_crl_get_crt_count(crl), 2);
+	for (i = 0; i < 2; i++) {
+		slen = sizeof(serial);
+		CU_ASSERT_EQUAL(gnutls_x509_crl_get_crt_serial(crl, (unsigned)i, serial, &slen, &t),
+				0);
+		CU_ASSERT_EQUAL(slen, CA_SERIAL_LEN);
+		if (memcmp(serial, a.serial, CA_SERIAL_LEN) == 0) {
+			CU_ASSERT_EQUAL(t, now - 100);
+		} else if (memcmp(serial, b.serial, CA_SERIAL_LEN) == 0) {
+			CU_ASSERT_EQUAL(t, now - 50);
+		} else {
+			CU_FAIL("an unknown serial in the CRL");
+		}
+	}
+	CU_ASSERT(memmem(der, len, c.serial, CA_SERIAL_LEN) == NULL);
+	/* Reason codes: keyCompromise (1) and superseded (4). */
+	CU_ASSERT(crl_has_reason(der, len, 1));
+	CU_ASSERT(crl_has_reason(der, len, 4));
+	CU_ASSERT(!crl_has_reason(der, len, 0));
+
+	/* crl.der is this CRL; crl.pem holds it as PEM. */
+	CU_ASSERT_EQUAL(gnutls_load_file(path_in("crl/crl.der"), &file), 0);
+	CU_ASSERT(file.size == len && memcmp(file.data, der, len) == 0);
+	gnutls_free(file.data);
+	CU_ASSERT_EQUAL(ca_crl_get(ca, 1, &pem, &plen), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr((char *)pem, "-----BEGIN X509 CRL-----"));
+	free(pem);
+
+	/* The CRL number keeps rising across a restart. */
+	gnutls_x509_crl_deinit(crl);
+	crl = NULL;
+	free(der);
+	der = NULL;
+	ca_free(ca);
+	ca = NULL;
+	CU_ASSERT_EQUAL_FATAL(ca_new(&ca, &cfg), 0);
+	CU_ASSERT_EQUAL(ca_is_revoked(ca, a.serial, sizeof(a.serial)), 1);
+	CU_ASSERT_EQUAL(ca_is_revoked(ca, c.serial, sizeof(c.serial)), 0);
+	CU_ASSERT_EQUAL_FATAL(ca_crl_update(ca, now - 3600), 0);
+	CU_ASSERT_EQUAL_FATAL(ca_crl_get(ca, 0, &der, &len), 0);
+	d.data = der;
+	d.size = (unsigned)len;
+	CU_ASSERT_EQUAL_FATAL(gnutls_x509_crl_init(&crl), 0);
+	CU_ASSERT_EQUAL_FATAL(gnutls_x509_crl_import(crl, &d, GNUTLS_X509_FMT_DER), 0);
+	CU_ASSERT_EQUAL(gnutls_x509_crl_get_crt_count(crl), 2);
+	blen = sizeof(buf);
+	CU_ASSERT(gnutls_x509_crl_get_number(crl, buf, &blen, &crit) >= 0);
+	number1 = 0;
+	for (i = 0; i < blen; i++)
+		number1 = number1 << 8 | buf[i];
+	CU_ASSERT(number1 > number2);
+	gnutls_x509_crl_deinit(crl);
+	free(der);
+
+	ca_lsc_deinit(&a);
+	ca_lsc_deinit(&b);
+	ca_lsc_deinit(&c);
+	gnutls_x509_crt_deinit(cacrt);
+	ca_free(ca);
+}
+
+/* ---- the enterprise-signed path: request, chain, import ---- */
+
+/* Signs the request in pem as a CA certificate (is_ca) from issuer. */
+static int sign_request(const struct pki_pair *issuer, const char *pem, int is_ca,
+			gnutls_x509_crt_t *out)
+{
+	gnutls_x509_crq_t crq = NULL;
+	gnutls_x509_crt_t crt = NULL;
+	gnutls_datum_t in = {(unsigned char *)pem, (unsigned)strlen(pem)};
+	uint8_t serial[8] = {0x42, 1, 2, 3, 4, 5, 6, 7};
+	time_t now = time(NULL);
+	int ret = -1;
+
+	serial[7] = (uint8_t)rand();
+	if (gnutls_x509_crq_init(&crq) < 0 ||
+	    gnutls_x509_crq_import(crq, &in, GNUTLS_X509_FMT_PEM) < 0 ||
+	    gnutls_x509_crt_init(&crt) < 0 || gnutls_x509_crt_set_crq(crt, crq) < 0 ||
+	    gnutls_x509_crt_set_version(crt, 3) < 0 ||
+	    gnutls_x509_crt_set_serial(crt, serial, sizeof(serial)) < 0 ||
+	    gnutls_x509_crt_set_activation_time(crt, now - 3600) < 0 ||
+	    gnutls_x509_crt_set_expiration_time(crt, now + 100 * DAY) < 0 ||
+	    gnutls_x509_crt_set_basic_constraints(crt, is_ca, is_ca ? 0 : -1) < 0 ||
+	    gnutls_x509_crt_set_key_usage(crt, is_ca ? GNUTLS_KEY_KEY_CERT_SIGN |
+							   GNUTLS_KEY_CRL_SIGN |
+							   GNUTLS_KEY_DIGITAL_SIGNATURE
+						 : GNUTLS_KEY_DIGITAL_SIGNATURE) < 0 ||
+	    gnutls_x509_crt_sign2(crt, issuer->crt, issuer->key, GNUTLS_DIG_SHA256, 0) < 0)
+		goto out;
+	*out = crt;
+	crt = NULL;
+	ret = 0;
+out:
+	gnutls_x509_crt_deinit(crt);
+	gnutls_x509_crq_deinit(crq);
+	return ret;
+}
+
+static int crt_pem(gnutls_x509_crt_t crt, char *buf, size_t len)
+{
+	size_t n = len;
+
+	return gnutls_x509_crt_export(crt, GNUTLS_X509_FMT_PEM, buf, &n) < 0 ? -1 : (int)n;
+}
+
+static void test_enterprise_import(void)
+{
+	struct ca_config cfg = {0};
+	struct ca *ca = NULL, *again = NULL;
+	struct pki_pair root, sub, mic;
+	gnutls_x509_crt_t signed_crt = NULL, wrong_key = NULL, not_ca = NULL;
+	gnutls_x509_crq_t crq = NULL;
+	char *req_pem = NULL, *other_pem = NULL;
+	char both[16384], one[8192];
+	int n1, n2;
+	size_t added = 0, n = 0, blen = 0;
+	struct ca_info *info = NULL;
+	struct ca_trust_entry *tl = NULL;
+	struct ca_lsc lsc = {0};
+	uint8_t *bundle = NULL;
+	unsigned crit = 0, is_ca = 0, usage = 0, status = 1, i, ncerts = 0;
+	int pathlen = -1;
+	time_t now = time(NULL);
+	gnutls_datum_t in = {NULL, 0};
+	gnutls_x509_crt_t *certs = NULL;
+	gnutls_certificate_credentials_t cred = NULL;
+	gnutls_datum_t raw = {NULL, 0};
+	char sub_fpr[CA_FPR_HEX_LEN + 1] = "";
+
+	CU_ASSERT_EQUAL_FATAL(make_sub_ca(NULL, "CN=Enterprise Root,O=Example", -1, &root), 0);
+	CU_ASSERT_EQUAL_FATAL(make_sub_ca(&root, "CN=Enterprise Issuing CA,O=Example", 1, &sub),
+			      0);
+	cfg.dir = path_in("ent");
+	CU_ASSERT_EQUAL_FATAL(ca_new(&ca, &cfg), 0);
+
+	/* No request yet: nothing to import. */
+	n1 = crt_pem(sub.crt, one, sizeof(one));
+	CU_ASSERT_FATAL(n1 > 0);
+	CU_ASSERT_EQUAL(ca_import(ca, (uint8_t *)one, (size_t)n1, 0, now), CAPF_ENOENT);
+	CU_ASSERT_EQUAL(ca_import(ca, (const uint8_t *)"junk", 4, 0, now), CAPF_EBADMSG);
+	CU_ASSERT_EQUAL(ca_csr(ca, NULL, "not a DN", &req_pem), CAPF_ECONFIG);
+	CU_ASSERT_PTR_NULL(req_pem);
+
+	/* The request: its own key, a CA's extensions. */
+	CU_ASSERT_EQUAL_FATAL(ca_csr(ca, NULL, "CN=CAPF Enterprise,O=Example", &req_pem), 0);
+	in.data = (unsigned char *)req_pem;
+	in.size = (unsigned)strlen(req_pem);
+	CU_ASSERT_EQUAL_FATAL(gnutls_x509_crq_init(&crq), 0);
+	CU_ASSERT_EQUAL_FATAL(gnutls_x509_crq_import(crq, &in, GNUTLS_X509_FMT_PEM), 0);
+	CU_ASSERT_EQUAL(gnutls_x509_crq_verify(crq, 0), 0);
+	CU_ASSERT(gnutls_x509_crq_get_basic_constraints(crq, &crit, &is_ca, &pathlen) >= 0);
+	CU_ASSERT_EQUAL(is_ca, 1);
+	CU_ASSERT_EQUAL(pathlen, 0);
+	CU_ASSERT(gnutls_x509_crq_get_key_usage(crq, &usage, &crit) >= 0);
+	CU_ASSERT_EQUAL(usage, GNUTLS_KEY_KEY_CERT_SIGN | GNUTLS_KEY_CRL_SIGN |
+				   GNUTLS_KEY_DIGITAL_SIGNATURE);
+	gnutls_x509_crq_deinit(crq);
+	CU_ASSERT_EQUAL_FATAL(ca_status(ca, now, &info, &n), 0);
+	CU_ASSERT_EQUAL(n, 2);
+	if (n == 2) {
+		CU_ASSERT_EQUAL(info[1].pending, 1);
+		CU_ASSERT_STRING_EQUAL(info[1].subject, "CN=CAPF Enterprise,O=Example");
+	}
+	free(info);
+
+	/* A request made and replaced: only the last one's key counts. */
+	CU_ASSERT_EQUAL_FATAL(ca_csr(ca, NULL, "CN=CAPF Old Request", &other_pem), 0);
+	CU_ASSERT_EQUAL_FATAL(sign_request(&sub, other_pem, 1, &wrong_key), 0);
+	free(other_pem);
+	free(req_pem);
+	CU_ASSERT_EQUAL_FATAL(ca_csr(ca, NULL, "CN=CAPF Enterprise,O=Example", &req_pem), 0);
+	CU_ASSERT_EQUAL_FATAL(sign_request(&sub, req_pem, 1, &signed_crt), 0);
+	CU_ASSERT_EQUAL_FATAL(sign_request(&sub, req_pem, 0, &not_ca), 0);
+
+	/* Before its chain: refused, saying to import the chain first. */
+	n1 = crt_pem(signed_crt, one, sizeof(one));
+	CU_ASSERT_FATAL(n1 > 0);
+	CU_ASSERT_EQUAL(ca_import(ca, (uint8_t *)one, (size_t)n1, 0, now), CAPF_EUNTRUSTED);
+	CU_ASSERT_PTR_NOT_NULL(strstr(ca_last_error(), "import the chain first"));
+	/* The intermediate alone cannot join: its issuer is unknown. */
+	n2 = crt_pem(sub.crt, both, sizeof(both));
+	CU_ASSERT_EQUAL(ca_trust_add(ca, CA_TRUST_CHAIN, (uint8_t *)both, (size_t)n2, &added),
+			CAPF_EUNTRUSTED);
+	CU_ASSERT_PTR_NOT_NULL(strstr(ca_last_error(), "add the issuer first"));
+	/* A leaf is no trust anchor. */
+	CU_ASSERT_EQUAL_FATAL(pki_make_mic(&mfg_root, DEV, 0, 30, &mic), 0);
+	n2 = crt_pem(mic.crt, both, sizeof(both));
+	CU_ASSERT_EQUAL(ca_trust_add(ca, CA_TRUST_CHAIN, (uint8_t *)both, (size_t)n2, &added),
+			CAPF_EPOLICY);
+	CU_ASSERT_EQUAL(ca_trust_add(ca, 7, (uint8_t *)both, (size_t)n2, &added), CAPF_EINVAL);
+	pki_pair_deinit(&mic);
+	/* The chain, intermediate first and then the root, in one file. */
+	n2 = crt_pem(sub.crt, both, sizeof(both));
+	n1 = crt_pem(root.crt, both + n2, sizeof(both) - (size_t)n2);
+	CU_ASSERT_FATAL(n1 > 0 && n2 > 0);
+	CU_ASSERT_EQUAL(ca_trust_add(ca, CA_TRUST_CHAIN, (uint8_t *)both, (size_t)(n1 + n2), &added),
+			0);
+	CU_ASSERT_EQUAL(added, 2);
+	/* Again: nothing new. */
+	CU_ASSERT_EQUAL(ca_trust_add(ca, CA_TRUST_CHAIN, (uint8_t *)both, (size_t)(n1 + n2), &added),
+			0);
+	CU_ASSERT_EQUAL(added, 0);
+	CU_ASSERT_EQUAL_FATAL(ca_trust_list(ca, CA_TRUST_CHAIN, &tl, &n), 0);
+	CU_ASSERT_EQUAL(n, 2);
+	for (i = 0; i < n; i++) {
+		CU_ASSERT_EQUAL(tl[i].kind, CA_TRUST_CHAIN);
+		CU_ASSERT_EQUAL(tl[i].anchor, strstr(tl[i].subject, "Root") != NULL);
+		if (!tl[i].anchor)
+			snprintf(sub_fpr, sizeof(sub_fpr), "%s", tl[i].fingerprint);
+	}
+	free(tl);
+
+	/* The key must be the pending request's. */
+	n1 = crt_pem(wrong_key, one, sizeof(one));
+	CU_ASSERT_EQUAL(ca_import(ca, (uint8_t *)one, (size_t)n1, 0, now), CAPF_EPOLICY);
+	CU_ASSERT_PTR_NOT_NULL(strstr(ca_last_error(), "pending request"));
+	/* It must be a CA. */
+	n1 = crt_pem(not_ca, one, sizeof(one));
+	CU_ASSERT_EQUAL(ca_import(ca, (uint8_t *)one, (size_t)n1, 0, now), CAPF_EPOLICY);
+	CU_ASSERT_PTR_NOT_NULL(strstr(ca_last_error(), "not a CA"));
+	/* And valid now. */
+	n1 = crt_pem(signed_crt, one, sizeof(one));
+	CU_ASSERT_EQUAL(ca_import(ca, (uint8_t *)one, (size_t)n1, 0, now + 200 * DAY),
+			CAPF_EEXPIRED);
+
+	/* Now it goes in, and issues. */
+	CU_ASSERT_EQUAL_FATAL(ca_import(ca, (uint8_t *)one, (size_t)n1, 7, now), 0);
+	CU_ASSERT_EQUAL_FATAL(ca_status(ca, now, &info, &n), 0);
+	CU_ASSERT_EQUAL(n, 2); /* no pending request any more */
+	if (n == 2) {
+		CU_ASSERT_EQUAL(info[0].current, 1);
+		CU_ASSERT_EQUAL(info[0].self_signed, 0);
+		CU_ASSERT_STRING_EQUAL(info[0].issuer, "CN=Enterprise Issuing CA,O=Example");
+		CU_ASSERT_EQUAL(info[1].trusted_until, now + 7 * DAY);
+	}
+	free(info);
+	CU_ASSERT_EQUAL_FATAL(issue_for(ca, DEV, now, &lsc), 0);
+	CU_ASSERT_EQUAL(lsc_check(ca, &lsc, DEV, now), 0);
+
+	/* The bundle: the CAPF CAs, the intermediate and the root. The new
+	 * LSC verifies to the enterprise root through it. */
+	CU_ASSERT_EQUAL_FATAL(ca_bundle(ca, now, 1, &bundle, &blen), 0);
+	CU_ASSERT_EQUAL_FATAL(ca_crt_parse_all_for_test(bundle, blen, &certs, &ncerts), 0);
+	CU_ASSERT_EQUAL(ncerts, 4);
+	{
+		gnutls_x509_trust_list_t tlist = NULL;
+		gnutls_x509_crt_t chain[3];
+		gnutls_datum_t rd = {NULL, 0};
+
+		chain[0] = crt_from_der(lsc.der, lsc.der_len);
+		chain[1] = certs[0];
+		chain[2] = certs[1];
+		CU_ASSERT_EQUAL(gnutls_x509_trust_list_init(&tlist, 0), 0);
+		CU_ASSERT_EQUAL(gnutls_x509_crt_export2(root.crt, GNUTLS_X509_FMT_DER, &rd), 0);
+		CU_ASSERT_EQUAL(gnutls_x509_trust_list_add_trust_mem(tlist, &rd, NULL,
+								     GNUTLS_X509_FMT_DER, 0, 0),
+				1);
+		status = 1;
+		CU_ASSERT_EQUAL(
+		    gnutls_x509_trust_list_verify_crt(tlist, chain, 3, 0, &status, NULL), 0);
+		CU_ASSERT_EQUAL(status, 0);
+		gnutls_free(rd.data);
+		gnutls_x509_trust_list_deinit(tlist, 1);
+		gnutls_x509_crt_deinit(chain[0]);
+	}
+	for (i = 0; i < ncerts; i++)
+		gnutls_x509_crt_deinit(certs[i]);
+	gnutls_free(certs);
+	free(bundle);
+
+	/* TLS sends the CAPF certificate and the intermediate. */
+	CU_ASSERT_EQUAL_FATAL(gnutls_certificate_allocate_credentials(&cred), 0);
+	CU_ASSERT_EQUAL(ca_tls_credentials(ca, cred), 0);
+	CU_ASSERT_EQUAL(gnutls_certificate_get_crt_raw(cred, 0, 1, &raw), 0);
+	CU_ASSERT_EQUAL(gnutls_certificate_get_crt_raw(cred, 0, 2, &raw),
+			GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE);
+	gnutls_certificate_free_credentials(cred);
+
+	/* The intermediate is in use: it cannot go. */
+	CU_ASSERT_EQUAL(ca_trust_remove(ca, CA_TRUST_CHAIN, sub_fpr), CAPF_EBUSY);
+	CU_ASSERT_EQUAL(ca_trust_remove(ca, 0, "abc"), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(ca_trust_remove(ca, 0, "zzzzzzzzzz"), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(ca_trust_remove(ca, 0, "0000000000000000"), CAPF_ENOENT);
+
+	/* All of it after a restart. */
+	CU_ASSERT_EQUAL_FATAL(ca_new(&again, &cfg), 0);
+	CU_ASSERT_STRING_EQUAL(ca_cert_pem(again), ca_cert_pem(ca));
+	CU_ASSERT_EQUAL(lsc_check(again, &lsc, DEV, now), 0);
+	CU_ASSERT_EQUAL_FATAL(gnutls_certificate_allocate_credentials(&cred), 0);
+	CU_ASSERT_EQUAL(ca_tls_credentials(again, cred), 0);
+	CU_ASSERT_EQUAL(gnutls_certificate_get_crt_raw(cred, 0, 1, &raw), 0);
+	gnutls_certificate_free_credentials(cred);
+	ca_free(again);
+
+	ca_lsc_deinit(&lsc);
+	free(req_pem);
+	gnutls_x509_crt_deinit(signed_crt);
+	gnutls_x509_crt_deinit(wrong_key);
+	gnutls_x509_crt_deinit(not_ca);
+	pki_pair_deinit(&root);
+	pki_pair_deinit(&sub);
+	ca_free(ca);
+}
+
+/* ---- manufacturer roots at run time ---- */
+
+static void test_trust_mfg(void)
+{
+	struct ca_config cfg = {0};
+	struct ca *ca = NULL;
+	struct pki_pair mic;
+	struct ca_trust_entry *tl = NULL;
+	char pem[8192], fpr[CA_FPR_HEX_LEN + 1] = "", cfg_fpr[CA_FPR_HEX_LEN + 1] = "";
+	size_t n = 0, added = 0, i;
+	int len;
+
+	cfg.dir = path_in("mfgrt");
+	cfg.mfg_roots = roots_path;
+	CU_ASSERT_EQUAL_FATAL(ca_new(&ca, &cfg), 0);
+	CU_ASSERT_EQUAL_FATAL(pki_make_mic(&other_root, DEV, 0, 30, &mic), 0);
+	CU_ASSERT_EQUAL(verify_pairs(ca, &mic, 1, DEV, time(NULL)), CAPF_EUNTRUSTED);
+
+	CU_ASSERT_EQUAL(ca_trust_add(ca, CA_TRUST_MFG, NULL, 0, &added), CAPF_EBADMSG);
+	len = crt_pem(other_root.crt, pem, sizeof(pem));
+	CU_ASSERT_FATAL(len > 0);
+	CU_ASSERT_EQUAL(ca_trust_add(ca, CA_TRUST_MFG, (uint8_t *)pem, (size_t)len, &added), 0);
+	CU_ASSERT_EQUAL(added, 1);
+	/* At once: MICs from that manufacturer authenticate. */
+	CU_ASSERT_EQUAL(verify_pairs(ca, &mic, 1, DEV, time(NULL)), 0);
+
+	CU_ASSERT_EQUAL_FATAL(ca_trust_list(ca, 0, &tl, &n), 0);
+	CU_ASSERT_EQUAL(n, 3); /* two from the configuration, one added */
+	for (i = 0; i < n; i++) {
+		CU_ASSERT_EQUAL(tl[i].kind, CA_TRUST_MFG);
+		CU_ASSERT_EQUAL(strlen(tl[i].fingerprint), CA_FPR_HEX_LEN);
+		if (strstr(tl[i].subject, "Other") != NULL) {
+			CU_ASSERT_EQUAL(tl[i].from_config, 0);
+			snprintf(fpr, sizeof(fpr), "%s", tl[i].fingerprint);
+		} else {
+			CU_ASSERT_EQUAL(tl[i].from_config, 1);
+			snprintf(cfg_fpr, sizeof(cfg_fpr), "%s", tl[i].fingerprint);
+		}
+	}
+	free(tl);
+	/* Roots of the configuration file stay. */
+	CU_ASSERT_EQUAL(ca_trust_remove(ca, CA_TRUST_MFG, cfg_fpr), CAPF_EPOLICY);
+	/* The one added survives a restart, and goes with remove. */
+	ca_free(ca);
+	CU_ASSERT_EQUAL_FATAL(ca_new(&ca, &cfg), 0);
+	CU_ASSERT_EQUAL(verify_pairs(ca, &mic, 1, DEV, time(NULL)), 0);
+	fpr[12] = '\0'; /* a prefix is enough */
+	CU_ASSERT_EQUAL(ca_trust_remove(ca, CA_TRUST_CHAIN, fpr), CAPF_ENOENT);
+	CU_ASSERT_EQUAL(ca_trust_remove(ca, CA_TRUST_MFG, fpr), 0);
+	CU_ASSERT_EQUAL(verify_pairs(ca, &mic, 1, DEV, time(NULL)), CAPF_EUNTRUSTED);
+	ca_free(ca);
+	CU_ASSERT_EQUAL_FATAL(ca_new(&ca, &cfg), 0);
+	CU_ASSERT_EQUAL(verify_pairs(ca, &mic, 1, DEV, time(NULL)), CAPF_EUNTRUSTED);
+	pki_pair_deinit(&mic);
+	ca_free(ca);
+}
+
+/* ---- serial uniqueness in the store ---- */
+
+static void test_serial_unique_in_store(void)
+{
+	struct store *st = NULL;
+	Capf__Certificate cert = CAPF__CERTIFICATE__INIT;
+	Capf__StoreRecord rec = CAPF__STORE_RECORD__INIT;
+	Capf__StoreRecord *recs[1] = {&rec};
+	struct ca_lsc lsc = {0};
+
+	CU_ASSERT_EQUAL_FATAL(store_open(&st, path_in("store")), 0);
+	CU_ASSERT_EQUAL_FATAL(issue_for(shared_ca, DEV, time(NULL), &lsc), 0);
+	cert.serial.data = lsc.serial;
+	cert.serial.len = sizeof(lsc.serial);
+	cert.device = (char *)DEV;
+	cert.der.data = lsc.der;
+	cert.der.len = lsc.der_len;
+	cert.state = CAPF__CERT_STATE__CERT_UNCONFIRMED;
+	rec.body_case = CAPF__STORE_RECORD__BODY_CERT;
+	rec.cert = &cert;
+	rec.create_only = true;
+	/* The first record of a serial goes in; a second is refused. */
+	CU_ASSERT_EQUAL(store_submit_wait(st, recs, 1), 0);
+	CU_ASSERT_EQUAL(store_submit_wait(st, recs, 1), CAPF_EEXIST);
+	/* An update of the record (no create_only) is fine. */
+	rec.create_only = false;
+	cert.state = CAPF__CERT_STATE__CERT_ACTIVE;
+	CU_ASSERT_EQUAL(store_submit_wait(st, recs, 1), 0);
+	store_close(st);
+	ca_lsc_deinit(&lsc);
+}
+
+/* The enrollment state machine asks the store for create-only on the
+ * certificate record of an issuance, and a refusal means retry. */
+static void test_serial_unique_in_enroll(void)
+{
+	struct store *st = NULL;
+	struct enroll_env env = {0};
+	struct enroll *e = NULL;
+	struct enroll_out out = {0};
+	struct pki_pair mic;
+	Capf__Device dev = CAPF__DEVICE__INIT;
+	Capf__StoreRecord rec = CAPF__STORE_RECORD__INIT;
+	Capf__StoreRecord *recs[1] = {&rec};
+	Capf__PhoneMessage msg = CAPF__PHONE_MESSAGE__INIT;
+	Capf__Hello hello = CAPF__HELLO__INIT;
+	Capf__CsrSubmit cs = CAPF__CSR_SUBMIT__INIT;
+	uint8_t *mic_der = NULL, *csr_der = NULL;
+	size_t mic_len = 0, csr_len = 0;
+	const uint8_t *certs[1];
+
+	CU_ASSERT_EQUAL_FATAL(store_open(&st, path_in("store-enroll")), 0);
+	dev.name = (char *)DEV;
+	dev.op = CAPF__OPERATION__OP_INSTALL;
+	dev.auth = CAPF__AUTH_MODE__AUTH_MIC;
+	dev.key_type = CAPF__KEY_TYPE__KEY_EC_P256;
+	rec.body_case = CAPF__STORE_RECORD__BODY_DEVICE;
+	rec.device = &dev;
+	CU_ASSERT_EQUAL_FATAL(store_submit_wait(st, recs, 1), 0);
+	CU_ASSERT_EQUAL_FATAL(pki_make_mic(&mfg_root, DEV, 0, 30, &mic), 0);
+	CU_ASSERT_EQUAL_FATAL(pki_crt_der(mic.crt, &mic_der, &mic_len), 0);
+	certs[0] = mic_der;
+	env.ca = shared_ca;
+	env.store = st;
+	e = enroll_new(&env, certs, &mic_len, 1, binding, sizeof(binding));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+
+	hello.version = CAPF_PROTOCOL_VERSION;
+	hello.device_name = (char *)DEV;
+	msg.body_case = CAPF__PHONE_MESSAGE__BODY_HELLO;
+	msg.hello = &hello;
+	CU_ASSERT_EQUAL_FATAL(enroll_on_message(e, &msg, &out), 0);
+	enroll_out_deinit(&out);
+	CU_ASSERT_EQUAL_FATAL(pki_make_csr(key_p256, DEV, binding, sizeof(binding), &csr_der,
+					   &csr_len),
+			      0);
+	cs.csr.data = csr_der;
+	cs.csr.len = csr_len;
+	msg.body_case = CAPF__PHONE_MESSAGE__BODY_CSR;
+	msg.csr = &cs;
+	CU_ASSERT_EQUAL_FATAL(enroll_on_message(e, &msg, &out), 0);
+	CU_ASSERT_EQUAL_FATAL(out.npersist, 2);
+	CU_ASSERT_EQUAL(out.persist[0]->body_case, CAPF__STORE_RECORD__BODY_CERT);
+	CU_ASSERT_EQUAL(out.persist[0]->create_only, 1);
+	CU_ASSERT_EQUAL(out.persist[1]->create_only, 0);
+	/* The store found the serial taken: no certificate leaves. */
+	enroll_out_deinit(&out);
+	CU_ASSERT_EQUAL(enroll_on_persisted(e, CAPF_EEXIST, &out), CAPF_ERETRY);
+	CU_ASSERT_EQUAL(out.close, 1);
+	CU_ASSERT_EQUAL(out.error, CAPF_ERETRY);
+	enroll_out_deinit(&out);
+
+	enroll_free(e);
+	free(mic_der);
+	free(csr_der);
+	pki_pair_deinit(&mic);
+	store_close(st);
+}
+
+/* ---- the benchmark's raw signature ---- */
+
+static void test_sign_bench(void)
+{
+	const uint8_t data[32] = {1, 2, 3};
+
+	CU_ASSERT_EQUAL(ca_issuer_sign_bench(NULL, data, sizeof(data)), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(ca_issuer_sign_bench(shared_ca, NULL, 0), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(ca_issuer_sign_bench(shared_ca, data, sizeof(data)), 0);
+}
+
 int main(void)
 {
 	CU_pSuite s;
@@ -1281,7 +2463,20 @@ int main(void)
 	    !CU_add_test(s, "ca_mic_verify time", test_mic_time) ||
 	    !CU_add_test(s, "ca_mic_verify intermediate", test_mic_intermediate) ||
 	    !CU_add_test(s, "ca_tls_credentials and binding", test_tls_credentials) ||
-	    !CU_add_test(s, "pki files", test_pki_files)) {
+	    !CU_add_test(s, "pki files", test_pki_files) ||
+	    !CU_add_test(s, "CA profile per key type", test_ca_profile_key_types) ||
+	    !CU_add_test(s, "configured key file", test_key_configured_file) ||
+	    !CU_add_test(s, "key ref redaction", test_key_ref_redact) ||
+	    !CU_add_test(s, "legacy layout adopted", test_legacy_layout) ||
+	    !CU_add_test(s, "ca_lsc_verify", test_lsc_verify) ||
+	    !CU_add_test(s, "rollover", test_rollover) ||
+	    !CU_add_test(s, "revocation reasons", test_reasons) ||
+	    !CU_add_test(s, "CRL contents", test_crl_contents) ||
+	    !CU_add_test(s, "enterprise CSR, chain order, import", test_enterprise_import) ||
+	    !CU_add_test(s, "manufacturer roots at run time", test_trust_mfg) ||
+	    !CU_add_test(s, "serial unique in the store", test_serial_unique_in_store) ||
+	    !CU_add_test(s, "serial unique in enrollment", test_serial_unique_in_enroll) ||
+	    !CU_add_test(s, "raw signature for the benchmark", test_sign_bench)) {
 		CU_cleanup_registry();
 		return 1;
 	}

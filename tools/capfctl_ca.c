@@ -1,12 +1,1062 @@
 /*
- * capfctl commands about the CAPF CA, trust stores and certificates.
+ * capfctl commands about the CAPF CA, trust stores and certificates:
+ *
+ *   ca status | csr | import | rollover | bundle
+ *   trust add | list | remove
+ *   cert show | revoke
+ *   crl
+ *
+ * The server makes every decision; these commands read files, send one
+ * request each and print the answer (table, --json or --csv).
  */
 #include "config.h"
 
-#include <stddef.h>
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "ca/ca.h"
 #include "tools/capfctl.h"
 
+#define FILE_MAX (1024u * 1024u) /* what one request may carry */
+
+enum {
+	OPT_KEY_TYPE = OPT_FIRST_FREE + 20,
+	OPT_KEY,
+	OPT_SUBJECT,
+	OPT_OUT,
+	OPT_OVERLAP,
+	OPT_DER,
+	OPT_PEM,
+	OPT_MFG,
+	OPT_CHAIN,
+	OPT_REASON,
+};
+
+/* ---- helpers ------------------------------------------------------------ */
+
+/* Reads a whole file ("-" = stdin) of at most FILE_MAX bytes. */
+static int read_input(const char *path, uint8_t **out, size_t *len)
+{
+	FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+	uint8_t *buf = NULL;
+	size_t n = 0;
+	int ret = 0;
+
+	*out = NULL;
+	*len = 0;
+	if (f == NULL) {
+		fprintf(stderr, PROG ": cannot read %s: %s\n", path, strerror(errno));
+		return CTL_EXIT_USAGE;
+	}
+	buf = malloc(FILE_MAX + 1);
+	if (buf == NULL) {
+		ret = CTL_EXIT_REFUSED;
+		goto out;
+	}
+	n = fread(buf, 1, FILE_MAX + 1, f);
+	if (ferror(f) || n == 0 || n > FILE_MAX) {
+		fprintf(stderr, PROG ": %s: %s\n", path,
+			ferror(f) ? strerror(errno)
+			: n == 0  ? "empty file"
+				  : "larger than 1 MiB");
+		ret = CTL_EXIT_USAGE;
+		goto out;
+	}
+	*out = buf;
+	*len = n;
+	buf = NULL;
+out:
+	free(buf);
+	if (f != stdin)
+		fclose(f);
+	return ret;
+}
+
+/* Writes data to path ("-" or NULL = stdout). Binary data is not sent to
+ * a terminal. Returns 0 or CTL_EXIT_REFUSED. */
+static int write_output(const char *path, const uint8_t *data, size_t len, bool binary)
+{
+	FILE *f;
+
+	if (path == NULL || strcmp(path, "-") == 0) {
+		if (binary && isatty(STDOUT_FILENO)) {
+			fprintf(stderr, PROG ": not writing DER to a terminal: use --out FILE\n");
+			return CTL_EXIT_USAGE;
+		}
+		if (fwrite(data, 1, len, stdout) != len)
+			return CTL_EXIT_REFUSED;
+		return 0;
+	}
+	f = fopen(path, "wb");
+	if (f == NULL || fwrite(data, 1, len, f) != len) {
+		fprintf(stderr, PROG ": cannot write %s: %s\n", path, strerror(errno));
+		if (f != NULL)
+			fclose(f);
+		return CTL_EXIT_REFUSED;
+	}
+	if (fclose(f) != 0) {
+		fprintf(stderr, PROG ": cannot write %s: %s\n", path, strerror(errno));
+		return CTL_EXIT_REFUSED;
+	}
+	return 0;
+}
+
+/* Sends req; on a refusal reports it. Returns 0 with *resp, or an exit code. */
+static int call(struct ctl *c, Capf__AdminRequest *req, Capf__AdminResponse **resp,
+		const char *what)
+{
+	int ret = ctl_call(c, req, resp);
+
+	if (ret)
+		return ret;
+	if ((*resp)->code) {
+		report_refusal(*resp, what);
+		capf__admin_response__free_unpacked(*resp, NULL);
+		*resp = NULL;
+		return CTL_EXIT_REFUSED;
+	}
+	return 0;
+}
+
+static const char *when(int64_t t, char *buf, size_t len)
+{
+	if (t == 0 || t == -1)
+		return "-";
+	return client_time_iso(t, buf, len);
+}
+
+static void json_str(const char *key, const char *val, bool comma)
+{
+	client_json_string(stdout, key);
+	fputc(':', stdout);
+	client_json_string(stdout, val);
+	if (comma)
+		fputc(',', stdout);
+}
+
+static void json_time(const char *key, int64_t t, bool comma)
+{
+	char buf[32];
+
+	json_str(key, t == 0 || t == -1 ? NULL : client_time_iso(t, buf, sizeof(buf)), comma);
+}
+
+static void csv_row(const char *const *fields, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			fputc(',', stdout);
+		client_csv_field(stdout, fields[i]);
+	}
+	fputc('\n', stdout);
+}
+
+/* A serial number in hex (colons and a 0x prefix allowed). */
+static int parse_serial(const char *s, uint8_t *out, size_t cap, size_t *len)
+{
+	char clean[2 * CA_SERIAL_MAX + 1];
+	size_t n = 0;
+	int ret;
+
+	if (strncmp(s, "0x", 2) == 0 || strncmp(s, "0X", 2) == 0)
+		s += 2;
+	for (; *s != '\0'; s++) {
+		if (*s == ':')
+			continue;
+		if (n + 1 >= sizeof(clean))
+			return -1;
+		clean[n++] = *s;
+	}
+	clean[n] = '\0';
+	if (n == 0 || n % 2 != 0)
+		return -1;
+	ret = hex_decode(clean, out, cap);
+	if (ret <= 0)
+		return -1;
+	*len = (size_t)ret;
+	return 0;
+}
+
+/* ---- ca status ---------------------------------------------------------- */
+
+static void usage_ca(FILE *f)
+{
+	fprintf(f, "Usage: " PROG " ca COMMAND ...\n"
+		   "\n"
+		   "Commands:\n"
+		   "  status                 the trusted CAPF CAs, with expiry, and the pending "
+		   "request\n"
+		   "  csr --out FILE [--key-type T] [--key REF] [--subject DN]\n"
+		   "                         new key and PKCS#10 request for an enterprise CA\n"
+		   "  import FILE [--overlap-days N]\n"
+		   "                         install the certificate signed for the request\n"
+		   "  rollover [--key-type T] [--key REF] [--subject DN] [--overlap-days N]\n"
+		   "                         replace the CAPF CA with a new self-signed one\n"
+		   "  bundle [--out FILE] [--der]\n"
+		   "                         the CAPF trust bundle, for phones and verifiers\n"
+		   "\n"
+		   "'" PROG " ca COMMAND --help' describes a command.\n");
+}
+
+static void usage_ca_status(FILE *f)
+{
+	fprintf(f, "Usage: " PROG " ca status [--json|--csv]\n"
+		   "Show every CAPF CA the server trusts: the current (issuing) one, then\n"
+		   "previous ones with the end of their overlap, then the pending request.\n");
+}
+
+static int cmd_ca_status(struct ctl *c, int argc, char **argv)
+{
+	Capf__AdminRequest req = CAPF__ADMIN_REQUEST__INIT;
+	Capf__CaStatusRequest q = CAPF__CA_STATUS_REQUEST__INIT;
+	Capf__AdminResponse *resp = NULL;
+	char b1[32], b2[32], b3[32];
+	bool help;
+	size_t i;
+	int ret;
+
+	ret = simple_opts(c, argc, argv, "ca status", usage_ca_status, &help);
+	if (ret || help)
+		return ret;
+	if (optind != argc)
+		return usage_error("ca status", "unexpected argument '%s'", argv[optind]);
+	req.body_case = CAPF__ADMIN_REQUEST__BODY_CA_STATUS;
+	req.ca_status = &q;
+	ret = call(c, &req, &resp, NULL);
+	if (ret)
+		return ret;
+	if (resp->ca == NULL) {
+		fprintf(stderr, PROG ": the server sent no CA status\n");
+		ret = CTL_EXIT_REFUSED;
+		goto out;
+	}
+	switch (c->fmt) {
+	case FMT_JSON:
+		fputc('[', stdout);
+		for (i = 0; i < resp->ca->n_cas; i++) {
+			const Capf__CaInfo *p = resp->ca->cas[i];
+
+			fputs(i ? ",\n{" : "{", stdout);
+			json_str("role", p->pending ? "pending" : p->current ? "current" : "previous",
+				 true);
+			json_str("id", p->pending ? NULL : p->id, true);
+			json_str("subject", p->subject, true);
+			json_str("issuer", p->pending ? NULL : p->issuer, true);
+			json_str("fingerprint", p->pending ? NULL : p->fingerprint, true);
+			json_str("key_type", p->key_type, true);
+			json_str("key_store", p->key_store, true);
+			json_time("not_before", p->pending ? 0 : p->not_before, true);
+			json_time("not_after", p->pending ? 0 : p->not_after, true);
+			json_time("trusted_until", p->trusted_until, true);
+			fprintf(stdout, "\"self_signed\":%s}", p->self_signed ? "true" : "false");
+		}
+		fputs("]\n", stdout);
+		break;
+	case FMT_CSV:
+		fputs("role,id,subject,issuer,fingerprint,key_type,key_store,not_before,not_after,"
+		      "trusted_until,self_signed\n",
+		      stdout);
+		for (i = 0; i < resp->ca->n_cas; i++) {
+			const Capf__CaInfo *p = resp->ca->cas[i];
+			const char *f[11] = {
+				p->pending ? "pending" : p->current ? "current" : "previous",
+				p->pending ? "" : p->id,
+				p->subject,
+				p->pending ? "" : p->issuer,
+				p->pending ? "" : p->fingerprint,
+				p->key_type,
+				p->key_store,
+				p->pending ? "" : when(p->not_before, b1, sizeof(b1)),
+				p->pending ? "" : when(p->not_after, b2, sizeof(b2)),
+				p->trusted_until ? when(p->trusted_until, b3, sizeof(b3)) : "",
+				p->self_signed ? "yes" : "no",
+			};
+			csv_row(f, 11);
+		}
+		break;
+	default:
+		for (i = 0; i < resp->ca->n_cas; i++) {
+			const Capf__CaInfo *p = resp->ca->cas[i];
+
+			if (i)
+				fputc('\n', stdout);
+			if (p->pending) {
+				printf("pending request:\n");
+				printf("  subject:      %s\n", p->subject);
+				printf("  key:          %s (%s)\n", p->key_type, p->key_store);
+				continue;
+			}
+			printf("%s CAPF CA:\n", p->current ? "current" : "previous");
+			printf("  id:           %s\n", p->id);
+			printf("  subject:      %s\n", p->subject);
+			printf("  issuer:       %s%s\n", p->issuer,
+			       p->self_signed ? " (self-signed)" : "");
+			printf("  key:          %s (%s)\n", p->key_type, p->key_store);
+			printf("  not before:   %s\n", when(p->not_before, b1, sizeof(b1)));
+			printf("  expires:      %s\n", when(p->not_after, b2, sizeof(b2)));
+			if (!p->current)
+				printf("  trusted until: %s (end of the overlap)\n",
+				       when(p->trusted_until, b3, sizeof(b3)));
+			printf("  sha256:       %s\n", p->fingerprint);
+		}
+		break;
+	}
+	ret = CTL_EXIT_OK;
+out:
+	capf__admin_response__free_unpacked(resp, NULL);
+	return ret;
+}
+
+/* ---- ca csr / rollover -------------------------------------------------- */
+
+static void usage_ca_csr(FILE *f)
+{
+	fprintf(f,
+		"Usage: " PROG " ca csr --out FILE [--key-type TYPE] [--key REF] [--subject DN]\n"
+		"Make the key of the next CAPF CA and a PKCS#10 request (PEM) for an\n"
+		"enterprise CA to sign; the server keeps both as the pending request.\n"
+		"Then import the enterprise chain ('" PROG " trust add --chain') and the\n"
+		"signed certificate ('" PROG " ca import').\n"
+		"\n"
+		"  -o, --out FILE       write the request to FILE ('-' for standard output)\n"
+		"      --key-type TYPE  ec-p256 (default: [ca] key_type), ec-p384, rsa-2048,\n"
+		"                       rsa-3072 or rsa-4096\n"
+		"      --key REF        use an existing key: a file on the server, or a\n"
+		"                       pkcs11: URI of a key in a token\n"
+		"      --subject DN     subject (RFC 4514), default the current CA's\n");
+}
+
+static void usage_ca_rollover(FILE *f)
+{
+	fprintf(f,
+		"Usage: " PROG " ca rollover [--key-type TYPE] [--key REF] [--subject DN]\n"
+		"                           [--overlap-days N]\n"
+		"Replace the CAPF CA with a new self-signed one, which issues from now on.\n"
+		"The old CA stays trusted (its LSCs authenticate, its CRL is kept) for the\n"
+		"overlap, never beyond its own expiry. New TLS sessions get the new\n"
+		"certificate; sessions in flight are not disturbed.\n"
+		"\n"
+		"      --key-type TYPE   type of the new key (default: [ca] key_type)\n"
+		"      --key REF         use an existing key (file or pkcs11: URI)\n"
+		"      --subject DN      subject, default the current CA's\n"
+		"      --overlap-days N  default: [ca] overlap_days\n");
+}
+
+/* Options of ca csr and ca rollover. */
+struct newkey_opts {
+	int key_type;
+	const char *key, *subject, *out;
+	unsigned overlap;
+};
+
+static int parse_newkey(struct ctl *c, int argc, char **argv, const char *cmd,
+			void (*usage)(FILE *), bool want_out, struct newkey_opts *o, bool *help)
+{
+	static const struct option longopts[] = {
+		{ "key-type", required_argument, NULL, OPT_KEY_TYPE },
+		{ "key", required_argument, NULL, OPT_KEY },
+		{ "subject", required_argument, NULL, OPT_SUBJECT },
+		{ "out", required_argument, NULL, 'o' },
+		{ "overlap-days", required_argument, NULL, OPT_OVERLAP },
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ "csv", no_argument, NULL, OPT_CSV },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	char *end;
+	unsigned long n;
+	int opt;
+
+	memset(o, 0, sizeof(*o));
+	*help = false;
+	optind = 0;
+	while ((opt = getopt_long(argc, argv, "o:h", longopts, NULL)) != -1) {
+		switch (opt) {
+		case OPT_KEY_TYPE:
+			if (key_type_from_name(optarg, &o->key_type) < 0 || o->key_type == 0)
+				return usage_error(cmd, "unknown key type '%s'", optarg);
+			break;
+		case OPT_KEY:
+			o->key = optarg;
+			break;
+		case OPT_SUBJECT:
+			o->subject = optarg;
+			break;
+		case 'o':
+			if (!want_out)
+				return usage_error(cmd, "no --out here");
+			o->out = optarg;
+			break;
+		case OPT_OVERLAP:
+			if (want_out)
+				return usage_error(cmd, "no --overlap-days here");
+			errno = 0;
+			n = strtoul(optarg, &end, 10);
+			if (errno || *end || optarg[0] == '-' || n == 0 || n > 36500)
+				return usage_error(cmd, "--overlap-days takes 1 to 36500");
+			o->overlap = (unsigned)n;
+			break;
+		case OPT_JSON:
+			c->fmt = FMT_JSON;
+			break;
+		case OPT_CSV:
+			c->fmt = FMT_CSV;
+			break;
+		case 'h':
+			usage(stdout);
+			*help = true;
+			return CTL_EXIT_OK;
+		default:
+			return usage_error(cmd, "bad option");
+		}
+	}
+	if (optind != argc)
+		return usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+	if (o->key != NULL && o->key_type != 0)
+		return usage_error(cmd, "--key names an existing key: no --key-type with it");
+	if (want_out && o->out == NULL)
+		return usage_error(cmd, "give --out FILE for the request");
+	return CTL_EXIT_OK;
+}
+
+static int cmd_ca_csr(struct ctl *c, int argc, char **argv)
+{
+	Capf__AdminRequest req = CAPF__ADMIN_REQUEST__INIT;
+	Capf__CaCsrRequest q = CAPF__CA_CSR_REQUEST__INIT;
+	Capf__AdminResponse *resp = NULL;
+	struct newkey_opts o;
+	bool help;
+	int ret;
+
+	ret = parse_newkey(c, argc, argv, "ca csr", usage_ca_csr, true, &o, &help);
+	if (ret || help)
+		return ret;
+	q.key_type = (Capf__KeyType)o.key_type;
+	q.key = (char *)(o.key != NULL ? o.key : "");
+	q.subject = (char *)(o.subject != NULL ? o.subject : "");
+	req.body_case = CAPF__ADMIN_REQUEST__BODY_CA_CSR;
+	req.ca_csr = &q;
+	ret = call(c, &req, &resp, NULL);
+	if (ret)
+		return ret;
+	if (resp->ca == NULL || resp->ca->data.len == 0) {
+		fprintf(stderr, PROG ": the server sent no request\n");
+		ret = CTL_EXIT_REFUSED;
+	} else {
+		ret = write_output(o.out, resp->ca->data.data, resp->ca->data.len, false);
+		if (ret == 0 && strcmp(o.out, "-") != 0)
+			fprintf(stderr, "request written to %s: have it signed as a CA certificate, "
+					"then import the chain and the certificate\n",
+				o.out);
+	}
+	capf__admin_response__free_unpacked(resp, NULL);
+	return ret;
+}
+
+static int cmd_ca_rollover(struct ctl *c, int argc, char **argv)
+{
+	Capf__AdminRequest req = CAPF__ADMIN_REQUEST__INIT;
+	Capf__CaRolloverRequest q = CAPF__CA_ROLLOVER_REQUEST__INIT;
+	Capf__AdminResponse *resp = NULL;
+	struct newkey_opts o;
+	bool help;
+	int ret;
+
+	ret = parse_newkey(c, argc, argv, "ca rollover", usage_ca_rollover, false, &o, &help);
+	if (ret || help)
+		return ret;
+	q.key_type = (Capf__KeyType)o.key_type;
+	q.key = (char *)(o.key != NULL ? o.key : "");
+	q.subject = (char *)(o.subject != NULL ? o.subject : "");
+	q.overlap_days = o.overlap;
+	req.body_case = CAPF__ADMIN_REQUEST__BODY_CA_ROLLOVER;
+	req.ca_rollover = &q;
+	ret = call(c, &req, &resp, NULL);
+	if (ret)
+		return ret;
+	if (c->fmt == FMT_JSON) {
+		fputc('{', stdout);
+		json_str("id", resp->ca != NULL ? resp->ca->id : NULL, false);
+		fputs("}\n", stdout);
+	} else if (c->fmt == FMT_CSV) {
+		printf("id\n%s\n", resp->ca != NULL ? resp->ca->id : "");
+	} else {
+		printf("rolled over: the current CAPF CA is now %s\n",
+		       resp->ca != NULL ? resp->ca->id : "?");
+	}
+	capf__admin_response__free_unpacked(resp, NULL);
+	return CTL_EXIT_OK;
+}
+
+/* ---- ca import ---------------------------------------------------------- */
+
+static void usage_ca_import(FILE *f)
+{
+	fprintf(f, "Usage: " PROG " ca import FILE [--overlap-days N]\n"
+		   "Install the CAPF certificate (PEM or DER) that an enterprise CA signed for\n"
+		   "the pending request. Its issuing chain must be imported first\n"
+		   "('" PROG " trust add --chain'). It becomes the current CA; the previous\n"
+		   "one stays trusted for the overlap.\n");
+}
+
+static int cmd_ca_import(struct ctl *c, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "overlap-days", required_argument, NULL, OPT_OVERLAP },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	Capf__AdminRequest req = CAPF__ADMIN_REQUEST__INIT;
+	Capf__CaImportRequest q = CAPF__CA_IMPORT_REQUEST__INIT;
+	Capf__AdminResponse *resp = NULL;
+	uint8_t *data = NULL;
+	size_t len = 0;
+	unsigned long n;
+	char *end;
+	int opt, ret;
+
+	optind = 0;
+	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (opt) {
+		case OPT_OVERLAP:
+			errno = 0;
+			n = strtoul(optarg, &end, 10);
+			if (errno || *end || optarg[0] == '-' || n == 0 || n > 36500)
+				return usage_error("ca import", "--overlap-days takes 1 to 36500");
+			q.overlap_days = (uint32_t)n;
+			break;
+		case 'h':
+			usage_ca_import(stdout);
+			return CTL_EXIT_OK;
+		default:
+			return usage_error("ca import", "bad option");
+		}
+	}
+	if (optind + 1 != argc)
+		return usage_error("ca import", "give exactly one FILE");
+	ret = read_input(argv[optind], &data, &len);
+	if (ret)
+		return ret;
+	q.certificate.data = data;
+	q.certificate.len = len;
+	req.body_case = CAPF__ADMIN_REQUEST__BODY_CA_IMPORT;
+	req.ca_import = &q;
+	ret = call(c, &req, &resp, NULL);
+	free(data);
+	if (ret)
+		return ret;
+	printf("imported: the current CAPF CA is now %s\n",
+	       resp->ca != NULL && resp->ca->id[0] ? resp->ca->id : "?");
+	capf__admin_response__free_unpacked(resp, NULL);
+	return CTL_EXIT_OK;
+}
+
+/* ---- ca bundle and crl -------------------------------------------------- */
+
+static void usage_ca_bundle(FILE *f)
+{
+	fprintf(f, "Usage: " PROG " ca bundle [--out FILE] [--der]\n"
+		   "The CAPF trust bundle: every CAPF CA the server trusts (current first) and\n"
+		   "the certificates of their issuing chains. PEM; with --der, one PKCS#7\n"
+		   "(certs-only) structure. Phones and every system that must trust LSCs\n"
+		   "load it.\n");
+}
+
+static void usage_crl(FILE *f)
+{
+	fprintf(f, "Usage: " PROG " crl [--pem|--der] [--out FILE]\n"
+		   "The certificate revocation list signed by the current CAPF CA (DER, the\n"
+		   "default), or with --pem the CRLs of every trusted CAPF CA (PEM).\n");
+}
+
+/* ca bundle and crl: --out, and a format switch. */
+static int fetch_blob(struct ctl *c, int argc, char **argv, const char *cmd, bool is_crl)
+{
+	static const struct option longopts[] = {
+		{ "out", required_argument, NULL, 'o' },
+		{ "der", no_argument, NULL, OPT_DER },
+		{ "pem", no_argument, NULL, OPT_PEM },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	Capf__AdminRequest req = CAPF__ADMIN_REQUEST__INIT;
+	Capf__CaBundleRequest bq = CAPF__CA_BUNDLE_REQUEST__INIT;
+	Capf__CrlRequest cq = CAPF__CRL_REQUEST__INIT;
+	Capf__AdminResponse *resp = NULL;
+	const char *out = NULL;
+	bool der = is_crl;
+	int opt, ret;
+
+	optind = 0;
+	while ((opt = getopt_long(argc, argv, "o:h", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'o':
+			out = optarg;
+			break;
+		case OPT_DER:
+			der = true;
+			break;
+		case OPT_PEM:
+			der = false;
+			break;
+		case 'h':
+			(is_crl ? usage_crl : usage_ca_bundle)(stdout);
+			return CTL_EXIT_OK;
+		default:
+			return usage_error(cmd, "bad option");
+		}
+	}
+	if (optind != argc)
+		return usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+	if (is_crl) {
+		cq.pem = !der;
+		req.body_case = CAPF__ADMIN_REQUEST__BODY_CRL;
+		req.crl = &cq;
+	} else {
+		bq.der = der;
+		req.body_case = CAPF__ADMIN_REQUEST__BODY_CA_BUNDLE;
+		req.ca_bundle = &bq;
+	}
+	ret = call(c, &req, &resp, NULL);
+	if (ret)
+		return ret;
+	if (resp->ca == NULL || resp->ca->data.len == 0) {
+		fprintf(stderr, PROG ": the server sent nothing\n");
+		ret = CTL_EXIT_REFUSED;
+	} else {
+		ret = write_output(out, resp->ca->data.data, resp->ca->data.len, der);
+	}
+	capf__admin_response__free_unpacked(resp, NULL);
+	return ret;
+}
+
+static int cmd_ca(struct ctl *c, int argc, char **argv)
+{
+	if (argc < 2)
+		return usage_error("ca", "give a ca command");
+	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+		usage_ca(stdout);
+		return CTL_EXIT_OK;
+	}
+	if (!strcmp(argv[1], "status"))
+		return cmd_ca_status(c, argc - 1, argv + 1);
+	if (!strcmp(argv[1], "csr"))
+		return cmd_ca_csr(c, argc - 1, argv + 1);
+	if (!strcmp(argv[1], "import"))
+		return cmd_ca_import(c, argc - 1, argv + 1);
+	if (!strcmp(argv[1], "rollover"))
+		return cmd_ca_rollover(c, argc - 1, argv + 1);
+	if (!strcmp(argv[1], "bundle"))
+		return fetch_blob(c, argc - 1, argv + 1, "ca bundle", false);
+	return usage_error("ca", "unknown ca command '%s'", argv[1]);
+}
+
+static int cmd_crl(struct ctl *c, int argc, char **argv)
+{
+	return fetch_blob(c, argc, argv, "crl", true);
+}
+
+/* ---- trust -------------------------------------------------------------- */
+
+static void usage_trust(FILE *f)
+{
+	fprintf(f,
+		"Usage: " PROG " trust COMMAND ...\n"
+		"\n"
+		"Commands:\n"
+		"  add --mfg|--chain FILE    add the certificates of FILE (PEM or DER)\n"
+		"  list [--mfg|--chain]      list the trusted certificates\n"
+		"  remove [--mfg|--chain] FINGERPRINT\n"
+		"                            remove one (8 or more hex digits of its SHA-256)\n"
+		"\n"
+		"--mfg: manufacturer roots, which authenticate phones by their MIC.\n"
+		"--chain: the enterprise CA chain (anchors and intermediates) that an\n"
+		"imported CAPF certificate must chain to.\n");
+}
+
+static int parse_kind(struct ctl *c, int argc, char **argv, const char *cmd, int *kind,
+		      bool *help)
+{
+	static const struct option longopts[] = {
+		{ "mfg", no_argument, NULL, OPT_MFG },
+		{ "chain", no_argument, NULL, OPT_CHAIN },
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ "csv", no_argument, NULL, OPT_CSV },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int opt;
+
+	*kind = CAPF__TRUST_KIND__TRUST_ANY;
+	*help = false;
+	optind = 0;
+	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (opt) {
+		case OPT_MFG:
+		case OPT_CHAIN:
+			if (*kind != CAPF__TRUST_KIND__TRUST_ANY)
+				return usage_error(cmd, "give --mfg or --chain, not both");
+			*kind = opt == OPT_MFG ? CAPF__TRUST_KIND__TRUST_MFG
+					       : CAPF__TRUST_KIND__TRUST_CHAIN;
+			break;
+		case OPT_JSON:
+			c->fmt = FMT_JSON;
+			break;
+		case OPT_CSV:
+			c->fmt = FMT_CSV;
+			break;
+		case 'h':
+			usage_trust(stdout);
+			*help = true;
+			return CTL_EXIT_OK;
+		default:
+			return usage_error(cmd, "bad option");
+		}
+	}
+	return CTL_EXIT_OK;
+}
+
+static int cmd_trust_add(struct ctl *c, int argc, char **argv)
+{
+	Capf__AdminRequest req = CAPF__ADMIN_REQUEST__INIT;
+	Capf__TrustAddRequest q = CAPF__TRUST_ADD_REQUEST__INIT;
+	Capf__AdminResponse *resp = NULL;
+	uint8_t *data = NULL;
+	size_t len = 0;
+	bool help;
+	int kind, ret;
+
+	ret = parse_kind(c, argc, argv, "trust add", &kind, &help);
+	if (ret || help)
+		return ret;
+	if (kind == CAPF__TRUST_KIND__TRUST_ANY)
+		return usage_error("trust add", "give --mfg or --chain");
+	if (optind + 1 != argc)
+		return usage_error("trust add", "give exactly one FILE");
+	ret = read_input(argv[optind], &data, &len);
+	if (ret)
+		return ret;
+	q.kind = (Capf__TrustKind)kind;
+	q.certificates.data = data;
+	q.certificates.len = len;
+	req.body_case = CAPF__ADMIN_REQUEST__BODY_TRUST_ADD;
+	req.trust_add = &q;
+	ret = call(c, &req, &resp, argv[optind]);
+	free(data);
+	if (ret)
+		return ret;
+	printf("added %u certificate%s to the %s\n", resp->ca != NULL ? resp->ca->added : 0,
+	       resp->ca != NULL && resp->ca->added == 1 ? "" : "s",
+	       kind == CAPF__TRUST_KIND__TRUST_MFG ? "manufacturer roots" : "enterprise chain");
+	capf__admin_response__free_unpacked(resp, NULL);
+	return CTL_EXIT_OK;
+}
+
+static const char *kind_name(int kind)
+{
+	return kind == CAPF__TRUST_KIND__TRUST_MFG ? "mfg" : "chain";
+}
+
+static int cmd_trust_list(struct ctl *c, int argc, char **argv)
+{
+	Capf__AdminRequest req = CAPF__ADMIN_REQUEST__INIT;
+	Capf__TrustListRequest q = CAPF__TRUST_LIST_REQUEST__INIT;
+	Capf__AdminResponse *resp = NULL;
+	char buf[32];
+	bool help;
+	size_t i;
+	int kind, ret;
+
+	ret = parse_kind(c, argc, argv, "trust list", &kind, &help);
+	if (ret || help)
+		return ret;
+	if (optind != argc)
+		return usage_error("trust list", "unexpected argument '%s'", argv[optind]);
+	q.kind = (Capf__TrustKind)kind;
+	req.body_case = CAPF__ADMIN_REQUEST__BODY_TRUST_LIST;
+	req.trust_list = &q;
+	ret = call(c, &req, &resp, NULL);
+	if (ret)
+		return ret;
+	size_t n = resp->ca != NULL ? resp->ca->n_trust : 0;
+	switch (c->fmt) {
+	case FMT_JSON:
+		fputc('[', stdout);
+		for (i = 0; i < n; i++) {
+			const Capf__TrustEntry *e = resp->ca->trust[i];
+
+			fputs(i ? ",\n{" : "{", stdout);
+			json_str("store", kind_name(e->kind), true);
+			json_str("fingerprint", e->fingerprint, true);
+			json_str("subject", e->subject, true);
+			json_time("not_after", e->not_after, true);
+			fprintf(stdout, "\"from_config\":%s,\"anchor\":%s}",
+				e->from_config ? "true" : "false", e->anchor ? "true" : "false");
+		}
+		fputs("]\n", stdout);
+		break;
+	case FMT_CSV:
+		fputs("store,fingerprint,subject,not_after,from_config,anchor\n", stdout);
+		for (i = 0; i < n; i++) {
+			const Capf__TrustEntry *e = resp->ca->trust[i];
+			const char *f[6] = { kind_name(e->kind), e->fingerprint, e->subject,
+					     when(e->not_after, buf, sizeof(buf)),
+					     e->from_config ? "yes" : "no", e->anchor ? "yes" : "no" };
+
+			csv_row(f, 6);
+		}
+		break;
+	default:
+		printf("%-6s %-16s %-10s %s\n", "STORE", "SHA256", "EXPIRES", "SUBJECT");
+		for (i = 0; i < n; i++) {
+			const Capf__TrustEntry *e = resp->ca->trust[i];
+
+			printf("%-6s %.16s %.10s %s%s%s\n", kind_name(e->kind), e->fingerprint,
+			       when(e->not_after, buf, sizeof(buf)), e->subject,
+			       e->from_config ? " (config)" : "",
+			       e->kind == CAPF__TRUST_KIND__TRUST_CHAIN && e->anchor ? " (anchor)" : "");
+		}
+		break;
+	}
+	capf__admin_response__free_unpacked(resp, NULL);
+	return CTL_EXIT_OK;
+}
+
+static int cmd_trust_remove(struct ctl *c, int argc, char **argv)
+{
+	Capf__AdminRequest req = CAPF__ADMIN_REQUEST__INIT;
+	Capf__TrustRemoveRequest q = CAPF__TRUST_REMOVE_REQUEST__INIT;
+	Capf__AdminResponse *resp = NULL;
+	bool help;
+	int kind, ret;
+
+	ret = parse_kind(c, argc, argv, "trust remove", &kind, &help);
+	if (ret || help)
+		return ret;
+	if (optind + 1 != argc)
+		return usage_error("trust remove", "give exactly one FINGERPRINT");
+	q.kind = (Capf__TrustKind)kind;
+	q.fingerprint = argv[optind];
+	req.body_case = CAPF__ADMIN_REQUEST__BODY_TRUST_REMOVE;
+	req.trust_remove = &q;
+	ret = call(c, &req, &resp, NULL);
+	if (ret)
+		return ret;
+	printf("removed %s\n", argv[optind]);
+	capf__admin_response__free_unpacked(resp, NULL);
+	return CTL_EXIT_OK;
+}
+
+static int cmd_trust(struct ctl *c, int argc, char **argv)
+{
+	if (argc < 2)
+		return usage_error("trust", "give a trust command");
+	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+		usage_trust(stdout);
+		return CTL_EXIT_OK;
+	}
+	if (!strcmp(argv[1], "add"))
+		return cmd_trust_add(c, argc - 1, argv + 1);
+	if (!strcmp(argv[1], "list"))
+		return cmd_trust_list(c, argc - 1, argv + 1);
+	if (!strcmp(argv[1], "remove"))
+		return cmd_trust_remove(c, argc - 1, argv + 1);
+	return usage_error("trust", "unknown trust command '%s'", argv[1]);
+}
+
+/* ---- cert --------------------------------------------------------------- */
+
+static void usage_cert(FILE *f)
+{
+	fprintf(f, "Usage: " PROG " cert COMMAND ...\n"
+		   "\n"
+		   "Commands:\n"
+		   "  show SERIAL                    one certificate record\n"
+		   "  revoke SERIAL --reason REASON  revoke an LSC: it no longer authenticates\n"
+		   "                                 and the CRL lists it\n"
+		   "\n"
+		   "SERIAL is hex ('" PROG " device show' prints it). REASON is one of\n"
+		   "unspecified, keyCompromise, cACompromise, affiliationChanged, superseded,\n"
+		   "cessationOfOperation, privilegeWithdrawn.\n");
+}
+
+/* Prints one certificate record in the chosen format. */
+static void print_cert(struct ctl *c, const Capf__Certificate *crt)
+{
+	char serial[2 * 64 + 1] = "?", subject[512] = "", b1[32], b2[32], b3[32], b4[32];
+	bool revoked = crt->state == CAPF__CERT_STATE__CERT_REVOKED;
+
+	if (crt->serial.len <= 64)
+		hex_encode(crt->serial.data, crt->serial.len, serial);
+	if (crt->der.len > 0)
+		ca_cert_subject(crt->der.data, crt->der.len, subject, sizeof(subject));
+	switch (c->fmt) {
+	case FMT_JSON:
+		fputc('{', stdout);
+		json_str("serial", serial, true);
+		json_str("device", crt->device, true);
+		json_str("subject", subject[0] ? subject : NULL, true);
+		json_str("state", cert_state_name(crt->state), true);
+		json_time("not_before", crt->not_before, true);
+		json_time("not_after", crt->not_after, true);
+		json_time("issued_at", crt->issued_at, true);
+		json_time("revoked_at", revoked ? crt->revoked_at : 0, true);
+		json_str("reason", revoked ? ca_reason_name((int)crt->revocation_reason) : NULL,
+			 false);
+		fputs("}\n", stdout);
+		break;
+	case FMT_CSV: {
+		const char *f[9] = { serial,
+				     crt->device,
+				     subject,
+				     cert_state_name(crt->state),
+				     when(crt->not_before, b1, sizeof(b1)),
+				     when(crt->not_after, b2, sizeof(b2)),
+				     when(crt->issued_at, b3, sizeof(b3)),
+				     revoked ? when(crt->revoked_at, b4, sizeof(b4)) : "",
+				     revoked ? ca_reason_name((int)crt->revocation_reason) : "" };
+
+		fputs("serial,device,subject,state,not_before,not_after,issued_at,revoked_at,"
+		      "reason\n",
+		      stdout);
+		csv_row(f, 9);
+		break;
+	}
+	default:
+		printf("serial:      %s\n", serial);
+		printf("device:      %s\n", crt->device);
+		printf("subject:     %s\n", subject[0] ? subject : "-");
+		printf("state:       %s\n", cert_state_name(crt->state));
+		printf("not before:  %s\n", when(crt->not_before, b1, sizeof(b1)));
+		printf("not after:   %s\n", when(crt->not_after, b2, sizeof(b2)));
+		printf("issued:      %s\n", when(crt->issued_at, b3, sizeof(b3)));
+		if (revoked) {
+			printf("revoked:     %s\n", when(crt->revoked_at, b4, sizeof(b4)));
+			printf("reason:      %s\n", ca_reason_name((int)crt->revocation_reason));
+		}
+		break;
+	}
+}
+
+static int cmd_cert_show(struct ctl *c, int argc, char **argv)
+{
+	Capf__AdminRequest req = CAPF__ADMIN_REQUEST__INIT;
+	Capf__CertShowRequest q = CAPF__CERT_SHOW_REQUEST__INIT;
+	Capf__AdminResponse *resp = NULL;
+	uint8_t serial[CA_SERIAL_MAX];
+	size_t len = 0;
+	bool help;
+	int ret;
+
+	ret = simple_opts(c, argc, argv, "cert show", usage_cert, &help);
+	if (ret || help)
+		return ret;
+	if (optind + 1 != argc)
+		return usage_error("cert show", "give exactly one SERIAL");
+	if (parse_serial(argv[optind], serial, sizeof(serial), &len) < 0)
+		return usage_error("cert show", "'%s' is not a serial number in hex", argv[optind]);
+	q.serial.data = serial;
+	q.serial.len = len;
+	req.body_case = CAPF__ADMIN_REQUEST__BODY_CERT_SHOW;
+	req.cert_show = &q;
+	ret = call(c, &req, &resp, NULL);
+	if (ret)
+		return ret;
+	if (resp->n_certificates == 0) {
+		fprintf(stderr, PROG ": the server sent no certificate\n");
+		ret = CTL_EXIT_REFUSED;
+	} else {
+		print_cert(c, resp->certificates[0]);
+	}
+	capf__admin_response__free_unpacked(resp, NULL);
+	return ret;
+}
+
+static int cmd_cert_revoke(struct ctl *c, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "reason", required_argument, NULL, OPT_REASON },
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ "csv", no_argument, NULL, OPT_CSV },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	Capf__AdminRequest req = CAPF__ADMIN_REQUEST__INIT;
+	Capf__CertRevokeRequest q = CAPF__CERT_REVOKE_REQUEST__INIT;
+	Capf__AdminResponse *resp = NULL;
+	uint8_t serial[CA_SERIAL_MAX];
+	size_t len = 0;
+	int reason = -1, opt, ret;
+
+	optind = 0;
+	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (opt) {
+		case OPT_REASON:
+			if (ca_reason_from_name(optarg, &reason) < 0)
+				return usage_error("cert revoke", "unknown reason '%s'", optarg);
+			break;
+		case OPT_JSON:
+			c->fmt = FMT_JSON;
+			break;
+		case OPT_CSV:
+			c->fmt = FMT_CSV;
+			break;
+		case 'h':
+			usage_cert(stdout);
+			return CTL_EXIT_OK;
+		default:
+			return usage_error("cert revoke", "bad option");
+		}
+	}
+	if (optind + 1 != argc)
+		return usage_error("cert revoke", "give exactly one SERIAL");
+	if (reason < 0)
+		return usage_error("cert revoke", "give --reason (keyCompromise, superseded, ...)");
+	if (parse_serial(argv[optind], serial, sizeof(serial), &len) < 0)
+		return usage_error("cert revoke", "'%s' is not a serial number in hex",
+				   argv[optind]);
+	q.serial.data = serial;
+	q.serial.len = len;
+	q.reason = (uint32_t)reason;
+	req.body_case = CAPF__ADMIN_REQUEST__BODY_CERT_REVOKE;
+	req.cert_revoke = &q;
+	ret = call(c, &req, &resp, NULL);
+	if (ret)
+		return ret;
+	if (c->fmt == FMT_TABLE)
+		printf("revoked %s (%s)\n", argv[optind], ca_reason_name(reason));
+	else if (resp->n_certificates > 0)
+		print_cert(c, resp->certificates[0]);
+	capf__admin_response__free_unpacked(resp, NULL);
+	return CTL_EXIT_OK;
+}
+
+static int cmd_cert(struct ctl *c, int argc, char **argv)
+{
+	if (argc < 2)
+		return usage_error("cert", "give a cert command");
+	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+		usage_cert(stdout);
+		return CTL_EXIT_OK;
+	}
+	if (!strcmp(argv[1], "show"))
+		return cmd_cert_show(c, argc - 1, argv + 1);
+	if (!strcmp(argv[1], "revoke"))
+		return cmd_cert_revoke(c, argc - 1, argv + 1);
+	return usage_error("cert", "unknown cert command '%s'", argv[1]);
+}
+
 const struct ctl_command ctl_ca_commands[] = {
+	{ "ca", "ca status|csr|import|rollover|bundle   the CAPF CA", cmd_ca },
+	{ "trust", "trust add|list|remove  manufacturer roots and the enterprise chain",
+	  cmd_trust },
+	{ "cert", "cert show|revoke SERIAL  one certificate; revocation", cmd_cert },
+	{ "crl", "crl [--pem|--der]     the certificate revocation list", cmd_crl },
 	{ NULL, NULL, NULL },
 };

@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -32,6 +33,8 @@ struct load {
 	const char *host;
 	const char *port;
 	const char *prefix;
+	const char *record_path;    /* --record: "DEVICE SERIAL" per certificate received */
+	int record_fd;
 	unsigned long count;
 	unsigned long concurrency;
 	double deadline;            /* phone_now() after which no enrollment starts */
@@ -54,7 +57,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"Usage: " PHONE_PROG " load --count N --concurrency C --mfg-dir DIR --ca FILE\n"
 		"         [--socket PATH] [--host HOST] [--port PORT] [--prefix PREFIX]\n"
-		"         [--timeout SECONDS]\n"
+		"         [--timeout SECONDS] [--record FILE]\n"
 		"Add N devices through the admin socket, then enroll them with C phones at a\n"
 		"time, and report rates, latencies and the server's CPU time per enrollment.\n"
 		"\n"
@@ -69,6 +72,8 @@ static void usage(FILE *f)
 		"  -P, --prefix PREFIX    device names are PREFIX and 6 hex digits,\n"
 		"                         default " LOAD_PREFIX_DEFAULT "\n"
 		"  -t, --timeout SECONDS  start no enrollment after this long, default %lu\n"
+		"  -r, --record FILE      append \"DEVICE SERIAL\" (hex) to FILE for every\n"
+		"                         certificate a phone received, whatever happened next\n"
 		"  -h, --help             show this help\n"
 		"\n"
 		"Exit status: 0 all enrolled, 1 some did not, 2 usage, 3 cannot connect.\n",
@@ -177,6 +182,29 @@ out:
 	return NULL;
 }
 
+/*
+ * Appends "DEVICE SERIAL" for a certificate the phone received, in one
+ * write(2) on an O_APPEND descriptor, so that lines of concurrent phones
+ * never mix and each is in the file as soon as this returns. It runs as
+ * soon as phone_enroll() has returned, whether or not the session ended
+ * well (a server killed after sending the certificate included).
+ */
+static void record_cert(struct load *l, const char *name, const struct phone_enroll_result *r)
+{
+	char line[DEVICE_NAME_MAX + 2 + 2 * sizeof(r->serial) + 2];
+	size_t n = (size_t)snprintf(line, sizeof(line), "%s ", name);
+
+	for (size_t i = 0; i < r->serial_len && n + 3 < sizeof(line); i++)
+		n += (size_t)snprintf(line + n, sizeof(line) - n, "%02x", r->serial[i]);
+	line[n++] = '\n';
+	if (write(l->record_fd, line, n) != (ssize_t)n) {
+		pthread_mutex_lock(&l->err_lock);
+		fprintf(stderr, PHONE_PROG " load: cannot write %s: %s\n", l->record_path,
+			strerror(errno));
+		pthread_mutex_unlock(&l->err_lock);
+	}
+}
+
 static void *enroll_thread(void *arg)
 {
 	struct load *l = arg;
@@ -215,6 +243,8 @@ static void *enroll_thread(void *arg)
 							    : (unsigned)left;
 		l->result[i] = phone_enroll(&o, &r);
 		l->latency_ms[i] = (phone_now() - start) * 1000.0;
+		if (l->record_fd >= 0 && r.serial_len > 0)
+			record_cert(l, l->names[i], &r);
 		phone_enroll_result_deinit(&r);
 		atomic_fetch_add(&l->finished, 1);
 	}
@@ -459,6 +489,7 @@ int phone_cmd_load(int argc, char **argv)
 		{ "port", required_argument, NULL, 'p' },
 		{ "prefix", required_argument, NULL, 'P' },
 		{ "timeout", required_argument, NULL, 't' },
+		{ "record", required_argument, NULL, 'r' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -472,6 +503,7 @@ int phone_cmd_load(int argc, char **argv)
 	int c, ret;
 
 	memset(&l, 0, sizeof(l));
+	l.record_fd = -1;
 	pthread_mutex_init(&l.err_lock, NULL);
 	l.host = "127.0.0.1";
 	l.port = CLIENT_PHONE_PORT_DEFAULT;
@@ -481,7 +513,7 @@ int phone_cmd_load(int argc, char **argv)
 		l.socket = CLIENT_ADMIN_SOCKET_DEFAULT;
 	l.concurrency = 1;
 	optind = 0;
-	while ((c = getopt_long(argc, argv, "n:j:m:c:s:H:p:P:t:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "n:j:m:c:s:H:p:P:t:r:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'n':
 			if (phone_parse_uint(optarg, 1, LOAD_COUNT_MAX, &l.count) < 0)
@@ -519,6 +551,9 @@ int phone_cmd_load(int argc, char **argv)
 			if (phone_parse_uint(optarg, 1, 86400, &timeout) < 0)
 				return phone_usage_error("load", "--timeout wants 1..86400 seconds");
 			break;
+		case 'r':
+			l.record_path = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return PHONE_EXIT_OK;
@@ -551,6 +586,14 @@ int phone_cmd_load(int argc, char **argv)
 		fprintf(stderr, PHONE_PROG " load: cannot read the CAPF CA %s: %s\n", l.ca_file,
 			capf_strerror(ret));
 		goto out;
+	}
+	if (l.record_path) {
+		l.record_fd = open(l.record_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		if (l.record_fd < 0) {
+			fprintf(stderr, PHONE_PROG " load: cannot open %s: %s\n", l.record_path,
+				strerror(errno));
+			goto out;
+		}
 	}
 
 	l.names = calloc(l.count, sizeof(*l.names));
@@ -612,6 +655,8 @@ out:
 	free(l.mics);
 	free(l.latency_ms);
 	free(l.result);
+	if (l.record_fd >= 0)
+		close(l.record_fd);
 	pthread_mutex_destroy(&l.err_lock);
 	return status;
 }

@@ -1,0 +1,553 @@
+/*
+ * The audit log: encoding of entries, the hash chain, and reading and
+ * verifying a log offline. An entry is an AuditEntry whose field 10 (hash)
+ * comes last and is SHA-256(prev_hash || every byte of the entry before
+ * field 10); prev_hash is the hash of the entry before (32 zero bytes for
+ * the first entry of a chain). Changing, removing, inserting or moving an
+ * entry therefore breaks the link at or right after it, and the store's
+ * anchor (the last entry as the store recorded it) catches entries cut
+ * from the end.
+ *
+ * The store holds no key: the chain proves the order and integrity of
+ * what it links, against anyone who cannot rewrite the rest of the log
+ * and the store's anchors after it.
+ */
+#include "config.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <gnutls/crypto.h>
+#include <gnutls/gnutls.h>
+
+#include "store/internal.h"
+
+static const char *const kind_names[] = {
+	[CAPF__AUDIT_KIND__AUDIT_UNKNOWN] = "unknown",
+	[CAPF__AUDIT_KIND__AUDIT_AUTH_OK] = "auth-ok",
+	[CAPF__AUDIT_KIND__AUDIT_AUTH_FAIL] = "auth-fail",
+	[CAPF__AUDIT_KIND__AUDIT_ISSUE] = "issue",
+	[CAPF__AUDIT_KIND__AUDIT_ACK] = "ack",
+	[CAPF__AUDIT_KIND__AUDIT_ENROLL_FAIL] = "enroll-fail",
+	[CAPF__AUDIT_KIND__AUDIT_REVOKE] = "revoke",
+	[CAPF__AUDIT_KIND__AUDIT_ADMIN] = "admin",
+	[CAPF__AUDIT_KIND__AUDIT_CA_CHANGE] = "ca-change",
+	[CAPF__AUDIT_KIND__AUDIT_STORE] = "store",
+};
+
+#define N_KINDS (sizeof(kind_names) / sizeof(kind_names[0]))
+
+const char *store_audit_kind_name(int kind)
+{
+	if (kind < 0 || (size_t)kind >= N_KINDS || !kind_names[kind])
+		return "unknown";
+	return kind_names[kind];
+}
+
+int store_audit_kind_from_name(const char *name)
+{
+	size_t i;
+
+	for (i = 0; name && i < N_KINDS; i++)
+		if (kind_names[i] && strcmp(kind_names[i], name) == 0)
+			return (int)i;
+	return -1;
+}
+
+int store_audit_hash(const uint8_t prev[STORE_HASH_LEN], const uint8_t *body, size_t len,
+		     uint8_t out[STORE_HASH_LEN])
+{
+	gnutls_hash_hd_t h = NULL;
+	int ret = 0;
+
+	if (gnutls_hash_init(&h, GNUTLS_DIG_SHA256) < 0)
+		return CAPF_ECRYPTO;
+	if (gnutls_hash(h, prev, STORE_HASH_LEN) < 0 || (len > 0 && gnutls_hash(h, body, len) < 0))
+		ret = CAPF_ECRYPTO;
+	gnutls_hash_deinit(h, ret == 0 ? out : NULL);
+	return ret;
+}
+
+/* Copies at most STORE_AUDIT_TEXT_MAX bytes of s ("" for NULL). */
+static char *cut(const char *s, char *buf)
+{
+	size_t n = s ? strnlen(s, STORE_AUDIT_TEXT_MAX) : 0;
+
+	if (n)
+		memcpy(buf, s, n);
+	buf[n] = '\0';
+	return buf;
+}
+
+int store_audit_encode(const struct store_audit_event *ev, uint64_t seq, int64_t t,
+		       const uint8_t prev_hash[STORE_HASH_LEN], uint8_t **out, size_t *out_len,
+		       uint8_t hash[STORE_HASH_LEN])
+{
+	Capf__AuditEntry e = CAPF__AUDIT_ENTRY__INIT;
+	char device[STORE_AUDIT_TEXT_MAX + 1], peer[STORE_AUDIT_TEXT_MAX + 1];
+	char detail[STORE_AUDIT_TEXT_MAX + 1];
+	uint8_t *buf = NULL, *body;
+	size_t blen, plen;
+	int ret;
+
+	*out = NULL;
+	*out_len = 0;
+	e.seq = seq;
+	e.time = t;
+	e.kind = ev->kind;
+	e.device = cut(ev->device, device);
+	e.peer = cut(ev->peer, peer);
+	e.detail = cut(ev->detail, detail);
+	if (ev->serial && ev->serial_len > 0) {
+		e.serial.data = (uint8_t *)ev->serial;
+		e.serial.len = ev->serial_len > STORE_AUDIT_SERIAL_MAX ? STORE_AUDIT_SERIAL_MAX
+									: ev->serial_len;
+	}
+	e.code = (uint32_t)(ev->code < 0 ? -ev->code : ev->code);
+	e.prev_hash.data = (uint8_t *)prev_hash;
+	e.prev_hash.len = STORE_HASH_LEN;
+
+	/* Field 10 has the highest number, so protobuf-c would encode it last:
+	 * the body is the entry without it, and the hash field follows. */
+	blen = capf__audit_entry__get_packed_size(&e);
+	plen = blen + STORE_AUDIT_HASH_FIELD_LEN;
+	buf = malloc(STORE_ENTRY_HEADER_LEN + plen);
+	if (!buf)
+		return CAPF_ENOMEM;
+	body = buf + STORE_ENTRY_HEADER_LEN;
+	capf__audit_entry__pack(&e, body);
+	ret = store_audit_hash(prev_hash, body, blen, hash);
+	if (ret < 0) {
+		free(buf);
+		return ret;
+	}
+	body[blen] = STORE_AUDIT_HASH_TAG;
+	body[blen + 1] = STORE_HASH_LEN;
+	memcpy(body + blen + 2, hash, STORE_HASH_LEN);
+	store_entry_header_encode(buf, body, (uint32_t)plen);
+	*out = buf;
+	*out_len = STORE_ENTRY_HEADER_LEN + plen;
+	return 0;
+}
+
+/* Reads seq and prev_hash of a checked entry without allocating. */
+static int audit_fields(const uint8_t *p, size_t len, uint64_t *seq, const uint8_t **prev)
+{
+	const uint8_t *end = p + len;
+
+	*seq = 0;
+	*prev = NULL;
+	while (p < end) {
+		uint64_t tag, v = 0;
+		unsigned shift = 0;
+
+		/* Tags and varints of an entry that passed store_pb_check(). */
+		tag = 0;
+		do {
+			tag |= (uint64_t)(*p & 0x7f) << shift;
+			shift += 7;
+		} while (*p++ & 0x80);
+		switch (tag & 7) {
+		case 0:
+			shift = 0;
+			do {
+				v |= (uint64_t)(*p & 0x7f) << shift;
+				shift += 7;
+			} while (*p++ & 0x80);
+			if (tag >> 3 == 1)
+				*seq = v;
+			break;
+		case 1:
+			p += 8;
+			break;
+		case 5:
+			p += 4;
+			break;
+		default:
+			shift = 0;
+			do {
+				v |= (uint64_t)(*p & 0x7f) << shift;
+				shift += 7;
+			} while (*p++ & 0x80);
+			if (tag >> 3 == 9)
+				*prev = v == STORE_HASH_LEN ? p : NULL;
+			p += v;
+			break;
+		}
+	}
+	return *seq > 0 && *prev ? 0 : CAPF_EBADMSG;
+}
+
+int store_check_audit_payload(const uint8_t *p, size_t len, void *ctx, const char **reason)
+{
+	const uint8_t *prev;
+	uint64_t seq;
+
+	(void)ctx;
+	if (len < STORE_AUDIT_HASH_FIELD_LEN ||
+	    p[len - STORE_AUDIT_HASH_FIELD_LEN] != STORE_AUDIT_HASH_TAG ||
+	    p[len - STORE_AUDIT_HASH_FIELD_LEN + 1] != STORE_HASH_LEN) {
+		*reason = "entry does not end with its 32-byte hash";
+		return CAPF_EBADMSG;
+	}
+	if (store_pb_check(&capf__audit_entry__descriptor, p, len) < 0 ||
+	    audit_fields(p, len, &seq, &prev) < 0) {
+		*reason = "entry payload is not a valid AuditEntry";
+		return CAPF_EBADMSG;
+	}
+	return 0;
+}
+
+int store_audit_link(const uint8_t *p, size_t len, uint64_t off, struct store_audit_chain *chain,
+		     Capf__AuditEntry **entry)
+{
+	size_t blen = len - STORE_AUDIT_HASH_FIELD_LEN;
+	const uint8_t *prev, *hash = p + blen + 2;
+	uint8_t h[STORE_HASH_LEN];
+	uint64_t seq;
+	int ret, link = STORE_AUDIT_LINK_OK;
+
+	if (entry)
+		*entry = NULL;
+	if (audit_fields(p, len, &seq, &prev) < 0)
+		return CAPF_EBADMSG;
+	ret = store_audit_hash(prev, p, blen, h);
+	if (ret < 0)
+		return ret;
+	if (memcmp(h, hash, STORE_HASH_LEN) != 0)
+		link = STORE_AUDIT_LINK_HASH;
+	else if (chain->seq > 0 && seq <= chain->seq)
+		link = STORE_AUDIT_LINK_SEQ_BACK;
+	else if (chain->seq > 0 && seq != chain->seq + 1)
+		link = STORE_AUDIT_LINK_SEQ_GAP;
+	else if (chain->seq > 0 && memcmp(prev, chain->hash, STORE_HASH_LEN) != 0)
+		link = STORE_AUDIT_LINK_PREV;
+	if (entry) {
+		*entry = capf__audit_entry__unpack(NULL, len, p);
+		if (!*entry)
+			return CAPF_ENOMEM;
+	}
+	/* Judge the next entry against this one as it stands, so that one
+	 * broken link is reported once. */
+	chain->seq = seq;
+	chain->offset = off;
+	chain->end = off + STORE_ENTRY_HEADER_LEN + len;
+	memcpy(chain->hash, hash, STORE_HASH_LEN);
+	return link;
+}
+
+const char *store_audit_link_text(int link)
+{
+	switch (link) {
+	case STORE_AUDIT_LINK_OK:
+		return "intact";
+	case STORE_AUDIT_LINK_HASH:
+		return "its hash does not match its contents: the entry was edited";
+	case STORE_AUDIT_LINK_PREV:
+		return "its prev_hash is not the hash of the entry before it: that entry was "
+		       "edited or replaced, or this one was inserted or moved";
+	case STORE_AUDIT_LINK_SEQ_GAP:
+		return "its sequence number skips: entries were removed before it";
+	case STORE_AUDIT_LINK_SEQ_BACK:
+		return "its sequence number does not grow: entries were reordered or repeated";
+	default:
+		return "cannot be checked";
+	}
+}
+
+/* ---- reading ------------------------------------------------------------- */
+
+#define READ_STOP 1
+
+int store_audit_read(const char *path, store_audit_read_cb cb, void *arg)
+{
+	struct store_file_map m;
+	const char *reason = NULL;
+	uint64_t seq;
+	uint32_t version;
+	size_t off;
+	int ret, damaged = 0;
+
+	store_clear_error();
+	ret = store_map_file(path, &m);
+	if (ret < 0)
+		return ret;
+	if (m.len == 0)
+		goto out;
+	ret = store_header_check(m.data, m.len, STORE_FILE_AUDIT, &seq, &version, &reason);
+	if (ret < 0) {
+		store_set_error("%s: %s", path, reason);
+		goto out;
+	}
+	off = STORE_HEADER_LEN;
+	while (off < m.len) {
+		size_t elen = 0;
+		int c = store_entry_at(m.data, m.len, off, store_check_audit_payload, NULL, &elen,
+				       &reason);
+
+		if (c < 0) {
+			ret = c;
+			goto out;
+		}
+		if (c == 0) {
+			long long next = store_next_good(m.data, m.len, off,
+							 store_check_audit_payload, NULL);
+
+			if (next < 0) {
+				ret = (int)next;
+				goto out;
+			}
+			/* A torn tail is an entry being written: the end. */
+			if ((size_t)next >= m.len)
+				break;
+			if (!damaged)
+				store_set_error("%s: damaged entry at byte offset %zu (%s)", path,
+						off, reason);
+			damaged = 1;
+			off = (size_t)next;
+			continue;
+		}
+		if (cb) {
+			const uint8_t *p = m.data + off + STORE_ENTRY_HEADER_LEN;
+			Capf__AuditEntry *e = capf__audit_entry__unpack(
+				NULL, elen - STORE_ENTRY_HEADER_LEN, p);
+			int r;
+
+			if (!e) {
+				ret = CAPF_ENOMEM;
+				goto out;
+			}
+			r = cb(e, off, arg);
+			capf__audit_entry__free_unpacked(e, NULL);
+			if (r != 0)
+				break;
+		}
+		off += elen;
+	}
+	ret = damaged ? CAPF_ECORRUPT : 0;
+out:
+	store_unmap_file(&m);
+	return ret;
+}
+
+/* ---- verifying ----------------------------------------------------------- */
+
+struct verify {
+	store_report_cb cb;
+	void *arg;
+	struct store_audit_summary *sum;
+	struct store_audit_chain chain;
+	struct store_anchor anchor;
+	bool anchor_seen;
+	bool after_damage;   /* the entry before is unreadable: only order is checked */
+	bool first;          /* no entry seen yet in any file */
+};
+
+static void report(struct verify *v, const char *file, uint64_t off, uint64_t len, int damage,
+		   const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+static void report(struct verify *v, const char *file, uint64_t off, uint64_t len, int damage,
+		   const char *fmt, ...)
+{
+	struct store_finding f;
+	char text[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	if (damage)
+		v->sum->problems++;
+	if (!v->cb)
+		return;
+	f.file = file;
+	f.offset = off;
+	f.length = len;
+	f.damage = damage;
+	f.text = text;
+	v->cb(&f, v->arg);
+}
+
+static int verify_entry(struct verify *v, const char *file, const uint8_t *p, size_t len,
+			uint64_t off)
+{
+	struct store_audit_chain before = v->chain;
+	Capf__AuditEntry *e = NULL;
+	int link;
+
+	link = store_audit_link(p, len, off, &v->chain, &e);
+	if (link < 0)
+		return link;
+	if (v->after_damage && (link == STORE_AUDIT_LINK_PREV || link == STORE_AUDIT_LINK_SEQ_GAP))
+		link = STORE_AUDIT_LINK_OK;
+	if (v->first) {
+		v->sum->first_seq = e->seq;
+		if (e->seq == 1) {
+			static const uint8_t zeros[STORE_HASH_LEN];
+
+			if (link == STORE_AUDIT_LINK_OK && memcmp(e->prev_hash.data, zeros,
+								  STORE_HASH_LEN) != 0)
+				report(v, file, off, 0, 1,
+				       "entry seq 1 has a prev_hash: it does not start a chain");
+		} else if (e->kind == CAPF__AUDIT_KIND__AUDIT_STORE &&
+			   strncmp(e->detail, "continues", 9) == 0) {
+			report(v, file, off, 0, 0, "the log starts at seq %llu: %s",
+			       (unsigned long long)e->seq, e->detail);
+		} else {
+			report(v, file, off, 0, 1,
+			       "the log starts at seq %llu: entries were removed from its start",
+			       (unsigned long long)e->seq);
+		}
+	}
+	if (link == STORE_AUDIT_LINK_SEQ_GAP)
+		report(v, file, off, 0, 1, "entry seq %llu follows seq %llu: %s",
+		       (unsigned long long)e->seq, (unsigned long long)before.seq,
+		       store_audit_link_text(link));
+	else if (link == STORE_AUDIT_LINK_SEQ_BACK)
+		report(v, file, off, 0, 1, "entry seq %llu follows seq %llu: %s",
+		       (unsigned long long)e->seq, (unsigned long long)before.seq,
+		       store_audit_link_text(link));
+	else if (link != STORE_AUDIT_LINK_OK)
+		report(v, file, off, 0, 1, "entry seq %llu: %s", (unsigned long long)e->seq,
+		       store_audit_link_text(link));
+	if (v->anchor.seq && e->seq == v->anchor.seq) {
+		v->anchor_seen = true;
+		if (memcmp(e->hash.data, v->anchor.hash, STORE_HASH_LEN) != 0)
+			report(v, file, off, 0, 1,
+			       "entry seq %llu is not the one the store recorded: it was replaced",
+			       (unsigned long long)e->seq);
+	}
+	v->first = false;
+	v->after_damage = false;
+	v->sum->entries++;
+	v->sum->last_seq = e->seq;
+	capf__audit_entry__free_unpacked(e, NULL);
+	return 0;
+}
+
+static int verify_file(struct verify *v, const char *path, bool last)
+{
+	struct store_file_map m;
+	const char *reason = NULL;
+	uint64_t seq;
+	uint32_t version;
+	size_t off;
+	int ret;
+
+	ret = store_map_file(path, &m);
+	if (ret < 0) {
+		report(v, path, 0, 0, 1, "cannot read: %s", store_last_error());
+		return ret == CAPF_ENOMEM ? ret : 0;
+	}
+	if (m.len == 0) {
+		report(v, path, 0, 0, 0, "empty file");
+		goto out;
+	}
+	if (store_header_check(m.data, m.len, STORE_FILE_AUDIT, &seq, &version, &reason) < 0) {
+		report(v, path, 0, m.len, 1, "bad header: %s", reason);
+		goto out;
+	}
+	off = STORE_HEADER_LEN;
+	while (off < m.len) {
+		size_t elen = 0;
+		int c = store_entry_at(m.data, m.len, off, store_check_audit_payload, NULL, &elen,
+				       &reason);
+		long long next;
+
+		if (c < 0) {
+			ret = c;
+			goto out;
+		}
+		if (c == 1) {
+			ret = verify_entry(v, path, m.data + off + STORE_ENTRY_HEADER_LEN,
+					   elen - STORE_ENTRY_HEADER_LEN, off);
+			if (ret < 0)
+				goto out;
+			off += elen;
+			continue;
+		}
+		next = store_next_good(m.data, m.len, off, store_check_audit_payload, NULL);
+		if (next < 0) {
+			ret = (int)next;
+			goto out;
+		}
+		if ((size_t)next >= m.len && last) {
+			report(v, path, off, m.len - off, 0,
+			       "torn tail of %zu bytes (%s): an entry being written, or an "
+			       "interrupted write that the next start drops",
+			       m.len - off, reason);
+			break;
+		}
+		report(v, path, off, (size_t)next - off, 1,
+		       "%zu damaged bytes (%s): the entries there were edited or damaged",
+		       (size_t)next - off, reason);
+		v->after_damage = true;
+		off = (size_t)next;
+	}
+out:
+	store_unmap_file(&m);
+	return ret;
+}
+
+int store_audit_verify(const char *dir, const char *const *files, size_t nfiles,
+		       store_report_cb cb, void *arg, struct store_audit_summary *sum)
+{
+	struct store_audit_summary s;
+	struct verify v;
+	char *own = NULL;
+	const char *one[1];
+	size_t i;
+	int ret = 0;
+
+	store_clear_error();
+	if (!sum)
+		sum = &s;
+	memset(sum, 0, sizeof(*sum));
+	memset(&v, 0, sizeof(v));
+	v.cb = cb;
+	v.arg = arg;
+	v.sum = sum;
+	v.first = true;
+	if (nfiles == 0) {
+		if (!dir)
+			return CAPF_EINVAL;
+		own = store_path(dir, STORE_AUDIT_NAME);
+		if (!own)
+			return CAPF_ENOMEM;
+		one[0] = own;
+		files = one;
+		nfiles = 1;
+	}
+	if (dir) {
+		ret = store_find_anchor(dir, &v.anchor);
+		if (ret < 0) {
+			report(&v, dir, 0, 0, 1, "cannot read the store's audit anchor: %s",
+			       store_last_error());
+			ret = 0;
+		}
+		sum->anchor_seq = v.anchor.seq;
+	}
+	for (i = 0; i < nfiles; i++) {
+		ret = verify_file(&v, files[i], i + 1 == nfiles);
+		if (ret < 0)
+			goto out;
+	}
+	if (v.anchor.seq && !v.anchor_seen) {
+		if (sum->last_seq < v.anchor.seq)
+			report(&v, files[nfiles - 1], 0, 0, 1,
+			       "the log ends at seq %llu but the store recorded seq %llu: entries "
+			       "were removed from its end",
+			       (unsigned long long)sum->last_seq,
+			       (unsigned long long)v.anchor.seq);
+		else
+			report(&v, files[nfiles - 1], 0, 0, 1,
+			       "entry seq %llu, which the store recorded, is missing",
+			       (unsigned long long)v.anchor.seq);
+	}
+	ret = sum->problems ? CAPF_ECORRUPT : 0;
+out:
+	free(own);
+	return ret;
+}
