@@ -361,33 +361,25 @@ static int sync_one(const uint8_t *serial, size_t len, time_t when, int reason, 
  * CA holds are completed in the store, and a device's current LSC that
  * the store says is revoked is revoked in the CA too.
  */
+/* A certificate the store says is revoked must be revoked for the CA too. */
+static int sync_store_revoked(const Capf__Certificate *c, void *arg)
+{
+	struct server *srv = arg;
+
+	if (c->state != CAPF__CERT_STATE__CERT_REVOKED ||
+	    ca_is_revoked(srv->ca, c->serial.data, c->serial.len))
+		return 0;
+	return ca_revoke(srv->ca, c->serial.data, c->serial.len, c->revoked_at,
+			 (int)c->revocation_reason, c->der.data, c->der.len);
+}
+
 static int sync_revocations(struct server *srv)
 {
-	Capf__Device **devs = NULL;
-	size_t n = 0;
-	int ret;
+	int ret = ca_revoked_each(srv->ca, sync_one, srv);
 
-	ret = ca_revoked_each(srv->ca, sync_one, srv);
 	if (ret < 0)
 		return ret;
-	ret = store_device_list(srv->store, &devs, &n);
-	if (ret < 0)
-		return ret;
-	for (size_t i = 0; i < n && ret == 0; i++) {
-		Capf__Certificate *c = NULL;
-
-		if (devs[i]->lsc_serial.len == 0 ||
-		    store_cert_get(srv->store, devs[i]->lsc_serial.data, devs[i]->lsc_serial.len,
-				   &c) < 0)
-			continue;
-		if (c->state == CAPF__CERT_STATE__CERT_REVOKED &&
-		    !ca_is_revoked(srv->ca, c->serial.data, c->serial.len))
-			ret = ca_revoke(srv->ca, c->serial.data, c->serial.len, c->revoked_at,
-					(int)c->revocation_reason, c->der.data, c->der.len);
-		capf__certificate__free_unpacked(c, NULL);
-	}
-	store_device_list_free(devs, n);
-	return ret;
+	return store_cert_foreach(srv->store, sync_store_revoked, srv);
 }
 
 /* ---- start-up ------------------------------------------------------------ */

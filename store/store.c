@@ -2298,6 +2298,40 @@ int store_cert_get(struct store *st, const uint8_t *serial, size_t serial_len,
 	return ret;
 }
 
+int store_cert_foreach(struct store *st, int (*cb)(const Capf__Certificate *cert, void *arg),
+		       void *arg)
+{
+	Capf__Certificate **list = NULL;
+	struct idx_entry *e, *tmp;
+	size_t count, i = 0;
+	int ret = 0;
+
+	if (!st || !cb)
+		return CAPF_EINVAL;
+	pthread_rwlock_rdlock(&st->idx_lock);
+	count = HASH_COUNT(st->certs);
+	if (count > 0 && !(list = calloc(count, sizeof(*list))))
+		ret = CAPF_ENOMEM;
+	if (ret == 0) {
+		HASH_ITER(hh, st->certs, e, tmp) {
+			list[i] = capf__certificate__unpack(NULL, e->val_len, e->val);
+			if (!list[i]) {
+				ret = CAPF_ENOMEM;
+				break;
+			}
+			i++;
+		}
+	}
+	pthread_rwlock_unlock(&st->idx_lock);
+	for (size_t j = 0; j < i; j++) {
+		if (ret == 0)
+			ret = cb(list[j], arg);
+		capf__certificate__free_unpacked(list[j], NULL);
+	}
+	free(list);
+	return ret;
+}
+
 static int device_cmp(const void *a, const void *b)
 {
 	const Capf__Device *da = *(const Capf__Device *const *)a;

@@ -201,6 +201,16 @@ int store_cert_get(struct store *st, const uint8_t *serial, size_t serial_len,
 int store_device_list(struct store *st, Capf__Device ***out, size_t *n);
 void store_device_list_free(Capf__Device **list, size_t n);
 
+/*
+ * store_cert_foreach() - call cb with a copy of every certificate record
+ * (the callback must not keep it), in no particular order, until cb
+ * returns non-zero (that value is returned). The copies are taken under
+ * the index lock and the callbacks run after it is released, so cb may
+ * call the store. Returns 0, cb's value, or CAPF_EINVAL / CAPF_ENOMEM.
+ */
+int store_cert_foreach(struct store *st, int (*cb)(const Capf__Certificate *cert, void *arg),
+		       void *arg);
+
 /* store_get_stats() - counters, a consistent snapshot. */
 void store_get_stats(struct store *st, struct store_stats *out);
 

@@ -717,6 +717,57 @@ static void test_cert_by_serial(void)
 	tmp_cleanup(&t);
 }
 
+struct foreach_seen {
+	unsigned calls;
+	unsigned mask;     /* bit i: serial {0x10 + i} seen */
+	unsigned stop_at;  /* return 7 at this call, 0 = never */
+};
+
+static int foreach_cb(const Capf__Certificate *c, void *arg)
+{
+	struct foreach_seen *seen = arg;
+
+	seen->calls++;
+	if (c->serial.len == 1 && c->serial.data[0] >= 0x10 && c->serial.data[0] < 0x14)
+		seen->mask |= 1u << (c->serial.data[0] - 0x10);
+	return seen->calls == seen->stop_at ? 7 : 0;
+}
+
+static void test_cert_foreach(void)
+{
+	static const uint8_t serials[4][1] = { { 0x10 }, { 0x11 }, { 0x12 }, { 0x13 } };
+	struct store *st = NULL;
+	Capf__Certificate c[4];
+	Capf__StoreRecord r[4];
+	Capf__StoreRecord *recs[4] = { &r[0], &r[1], &r[2], &r[3] };
+	struct foreach_seen seen = { 0 };
+	struct tmp t;
+
+	CU_ASSERT_EQUAL(store_cert_foreach(NULL, foreach_cb, &seen), CAPF_EINVAL);
+	CU_ASSERT_EQUAL_FATAL(tmp_setup(&t), 0);
+	CU_ASSERT_EQUAL_FATAL(store_open(&st, t.dir), 0);
+	CU_ASSERT_EQUAL(store_cert_foreach(st, NULL, &seen), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(store_cert_foreach(st, foreach_cb, &seen), 0);
+	CU_ASSERT_EQUAL(seen.calls, 0);
+	for (int i = 0; i < 4; i++) {
+		full_cert(&c[i], serials[i], 1);
+		cert_record(&r[i], &c[i]);
+	}
+	CU_ASSERT_EQUAL_FATAL(store_submit_wait(st, recs, 4), 0);
+
+	CU_ASSERT_EQUAL(store_cert_foreach(st, foreach_cb, &seen), 0);
+	CU_ASSERT_EQUAL(seen.calls, 4);
+	CU_ASSERT_EQUAL(seen.mask, 0xfu);
+
+	/* A non-zero return stops the walk and is passed back. */
+	memset(&seen, 0, sizeof(seen));
+	seen.stop_at = 2;
+	CU_ASSERT_EQUAL(store_cert_foreach(st, foreach_cb, &seen), 7);
+	CU_ASSERT_EQUAL(seen.calls, 2);
+	store_close(st);
+	tmp_cleanup(&t);
+}
+
 static void test_device_list_sorted(void)
 {
 	static const char *names[] = { "zeta", "alpha", "mike", "SEP0A", "bravo" };
@@ -2312,6 +2363,7 @@ int main(void)
 	if (!s || !CU_add_test(s, "invalid input", test_submit_invalid) ||
 	    !CU_add_test(s, "device round trip", test_device_roundtrip) ||
 	    !CU_add_test(s, "certificate by serial", test_cert_by_serial) ||
+	    !CU_add_test(s, "every certificate", test_cert_foreach) ||
 	    !CU_add_test(s, "device list sorted", test_device_list_sorted) ||
 	    !CU_add_test(s, "create_only and must_exist", test_create_only) ||
 	    !CU_add_test(s, "preconditions within a group", test_preconditions_in_group) ||
