@@ -282,9 +282,15 @@ static const uint8_t *payload_or_empty(const uint8_t *payload)
 	return payload ? payload : empty;
 }
 
-int phone_msg_unpack(const uint8_t *payload, size_t len, Capf__PhoneMessage **out)
+/*
+ * Every unpack: parse with the message's descriptor, run its validation
+ * (validate may be NULL), refuse unknown fields that would not survive a
+ * re-pack. On failure nothing is returned and nothing leaks.
+ */
+static int unpack_checked(const ProtobufCMessageDescriptor *desc, const uint8_t *payload,
+			  size_t len, int (*validate)(const ProtobufCMessage *m), void **out)
 {
-	Capf__PhoneMessage *m = NULL;
+	ProtobufCMessage *m;
 	int ret = 0;
 
 	if (!out)
@@ -292,24 +298,30 @@ int phone_msg_unpack(const uint8_t *payload, size_t len, Capf__PhoneMessage **ou
 	*out = NULL;
 	if (!payload && len > 0)
 		return CAPF_EINVAL;
-	m = capf__phone_message__unpack(NULL, len, payload_or_empty(payload));
-	if (!m) {
+	m = protobuf_c_message_unpack(desc, NULL, len, payload_or_empty(payload));
+	if (!m)
+		return CAPF_EBADMSG;
+	if (validate)
+		ret = validate(m);
+	if (ret == 0 && !unknown_fields_ok(m))
 		ret = CAPF_EBADMSG;
-		goto out;
-	}
-	ret = phone_msg_validate(m);
-	if (ret < 0)
-		goto out;
-	if (!unknown_fields_ok(&m->base)) {
-		ret = CAPF_EBADMSG;
-		goto out;
+	if (ret < 0) {
+		protobuf_c_message_free_unpacked(m, NULL);
+		return ret;
 	}
 	*out = m;
-	m = NULL;
-out:
-	if (m)
-		capf__phone_message__free_unpacked(m, NULL);
-	return ret;
+	return 0;
+}
+
+static int phone_validate_any(const ProtobufCMessage *m)
+{
+	return phone_msg_validate((const Capf__PhoneMessage *)m);
+}
+
+int phone_msg_unpack(const uint8_t *payload, size_t len, Capf__PhoneMessage **out)
+{
+	return unpack_checked(&capf__phone_message__descriptor, payload, len, phone_validate_any,
+			      (void **)out);
 }
 
 /* ---- admin requests ---------------------------------------------------- */
@@ -488,52 +500,18 @@ static int admin_req_validate(const Capf__AdminRequest *req)
 	return CAPF_EBADMSG;
 }
 
+static int admin_validate_any(const ProtobufCMessage *m)
+{
+	return admin_req_validate((const Capf__AdminRequest *)m);
+}
+
 int admin_req_unpack(const uint8_t *payload, size_t len, Capf__AdminRequest **out)
 {
-	Capf__AdminRequest *r = NULL;
-	int ret = 0;
-
-	if (!out)
-		return CAPF_EINVAL;
-	*out = NULL;
-	if (!payload && len > 0)
-		return CAPF_EINVAL;
-	r = capf__admin_request__unpack(NULL, len, payload_or_empty(payload));
-	if (!r) {
-		ret = CAPF_EBADMSG;
-		goto out;
-	}
-	ret = admin_req_validate(r);
-	if (ret < 0)
-		goto out;
-	if (!unknown_fields_ok(&r->base)) {
-		ret = CAPF_EBADMSG;
-		goto out;
-	}
-	*out = r;
-	r = NULL;
-out:
-	if (r)
-		capf__admin_request__free_unpacked(r, NULL);
-	return ret;
+	return unpack_checked(&capf__admin_request__descriptor, payload, len, admin_validate_any,
+			      (void **)out);
 }
 
 int admin_resp_unpack(const uint8_t *payload, size_t len, Capf__AdminResponse **out)
 {
-	Capf__AdminResponse *r;
-
-	if (!out)
-		return CAPF_EINVAL;
-	*out = NULL;
-	if (!payload && len > 0)
-		return CAPF_EINVAL;
-	r = capf__admin_response__unpack(NULL, len, payload_or_empty(payload));
-	if (!r)
-		return CAPF_EBADMSG;
-	if (!unknown_fields_ok(&r->base)) {
-		capf__admin_response__free_unpacked(r, NULL);
-		return CAPF_EBADMSG;
-	}
-	*out = r;
-	return 0;
+	return unpack_checked(&capf__admin_response__descriptor, payload, len, NULL, (void **)out);
 }
