@@ -50,6 +50,19 @@ int ca_gnutls_err(int gnutls_ret)
 	return CAPF_ECRYPTO;
 }
 
+int ca_text_append(char **text, size_t *len, const gnutls_datum_t *d)
+{
+	char *grown = realloc(*text, *len + d->size + 1);
+
+	if (grown == NULL)
+		return CAPF_ENOMEM;
+	memcpy(grown + *len, d->data, d->size);
+	*len += d->size;
+	grown[*len] = '\0';
+	*text = grown;
+	return 0;
+}
+
 int ca_key_id(gnutls_pubkey_t pub, uint8_t out[CA_KEY_ID_LEN])
 {
 	uint8_t id[64];
@@ -561,6 +574,28 @@ static int write_ca_pem(const struct ca *ca, const struct ca_issuer *is)
 	return ca_file_write(ca->dir, CA_FILE_CA_PEM, is->pem, strlen(is->pem), 0644);
 }
 
+/*
+ * The public half of a new CA key (*pub, which the caller deinits, also
+ * on failure) and the hash capf signs with it. A key that is neither EC
+ * nor RSA is CAPF_ECONFIG, with ca_last_error() naming it as what.
+ */
+static int new_key_public(gnutls_privkey_t key, const char *what, gnutls_pubkey_t *pub,
+			  gnutls_digest_algorithm_t *hash)
+{
+	gnutls_sign_algorithm_t algo;
+	int ret;
+
+	CHECK_GNUTLS(gnutls_pubkey_init(pub));
+	CHECK_GNUTLS(gnutls_pubkey_import_privkey(*pub, key, 0, 0));
+	ret = ca_key_sign_params(*pub, hash, &algo);
+	if (ret < 0) {
+		ca_set_error("%s is neither EC nor RSA", what);
+		ret = CAPF_ECONFIG;
+	}
+out:
+	return ret;
+}
+
 /* Makes a v3 CA certificate for key: self-signed, CA:TRUE pathlen 0. */
 static int build_ca_cert(gnutls_privkey_t key, const char *subject, unsigned days, time_t now,
 			 gnutls_x509_crt_t *out)
@@ -568,21 +603,15 @@ static int build_ca_cert(gnutls_privkey_t key, const char *subject, unsigned day
 	gnutls_pubkey_t pub = NULL;
 	gnutls_x509_crt_t crt = NULL;
 	gnutls_digest_algorithm_t hash;
-	gnutls_sign_algorithm_t algo;
 	uint8_t serial[CA_SERIAL_LEN];
 	uint8_t ski[CA_KEY_ID_LEN];
 	const char *dn_err = NULL;
 	int ret;
 
 	*out = NULL;
-	CHECK_GNUTLS(gnutls_pubkey_init(&pub));
-	CHECK_GNUTLS(gnutls_pubkey_import_privkey(pub, key, 0, 0));
-	ret = ca_key_sign_params(pub, &hash, &algo);
-	if (ret < 0) {
-		ca_set_error("the CA key is neither EC nor RSA");
-		ret = CAPF_ECONFIG;
+	ret = new_key_public(key, "the CA key", &pub, &hash);
+	if (ret < 0)
 		goto out;
-	}
 	CHECK_GNUTLS(gnutls_x509_crt_init(&crt));
 	CHECK_GNUTLS(gnutls_x509_crt_set_version(crt, 3));
 	ret = ca_random_serial(serial);
@@ -1368,7 +1397,6 @@ int ca_csr(struct ca *ca, const struct ca_keyspec *spec, const char *subject, ch
 	gnutls_pubkey_t pub = NULL;
 	gnutls_datum_t out = {NULL, 0}, cur_dn = {NULL, 0};
 	gnutls_digest_algorithm_t hash;
-	gnutls_sign_algorithm_t algo;
 	char tmpdir[PATH_MAX] = "", pending[PATH_MAX], old[PATH_MAX] = "";
 	char *url = NULL;
 	uint8_t ski[CA_KEY_ID_LEN];
@@ -1404,14 +1432,9 @@ int ca_csr(struct ca *ca, const struct ca_keyspec *spec, const char *subject, ch
 	if (ret < 0)
 		goto out;
 
-	CHECK_GNUTLS(gnutls_pubkey_init(&pub));
-	CHECK_GNUTLS(gnutls_pubkey_import_privkey(pub, key, 0, 0));
-	ret = ca_key_sign_params(pub, &hash, &algo);
-	if (ret < 0) {
-		ca_set_error("the key is neither EC nor RSA");
-		ret = CAPF_ECONFIG;
+	ret = new_key_public(key, "the key", &pub, &hash);
+	if (ret < 0)
 		goto out;
-	}
 	CHECK_GNUTLS(gnutls_x509_crq_init(&crq));
 	CHECK_GNUTLS(gnutls_x509_crq_set_version(crq, 1));
 	if (gnutls_x509_crq_set_dn(crq, subject, &dn_err) < 0) {
@@ -1605,7 +1628,8 @@ int ca_import(struct ca *ca, const uint8_t *data, size_t len, unsigned overlap_d
 	gnutls_privkey_t key = NULL;
 	char pending[PATH_MAX], tmpdir[PATH_MAX] = "", src[PATH_MAX] = "", dst[PATH_MAX] = "";
 	char *url = NULL;
-	gnutls_datum_t chain_pem = {NULL, 0};
+	char *chain_pem = NULL;
+	size_t chain_pem_len = 0;
 	unsigned usage = 0;
 	int ret;
 
@@ -1644,14 +1668,7 @@ int ca_import(struct ca *ca, const uint8_t *data, size_t len, unsigned overlap_d
 				ret = CAPF_ENOMEM;
 				break;
 			}
-			uint8_t *grown = realloc(chain_pem.data, chain_pem.size + one.size);
-			if (grown == NULL) {
-				ret = CAPF_ENOMEM;
-			} else {
-				memcpy(grown + chain_pem.size, one.data, one.size);
-				chain_pem.data = grown;
-				chain_pem.size += one.size;
-			}
+			ret = ca_text_append(&chain_pem, &chain_pem_len, &one);
 			gnutls_free(one.data);
 			one.data = NULL;
 		}
@@ -1704,8 +1721,8 @@ int ca_import(struct ca *ca, const uint8_t *data, size_t len, unsigned overlap_d
 	ret = crt_write(certs[0], tmpdir, CA_FILE_CERT);
 	if (ret < 0)
 		goto out;
-	if (chain_pem.size > 0) {
-		ret = ca_file_write(tmpdir, CA_FILE_CHAIN, chain_pem.data, chain_pem.size, 0644);
+	if (chain_pem_len > 0) {
+		ret = ca_file_write(tmpdir, CA_FILE_CHAIN, chain_pem, chain_pem_len, 0644);
 		if (ret < 0)
 			goto out;
 	}
@@ -1736,8 +1753,9 @@ int ca_import(struct ca *ca, const uint8_t *data, size_t len, unsigned overlap_d
 	ret = issuer_adopt(is, "the imported certificate");
 	if (ret < 0)
 		goto out;
-	if (chain_pem.size > 0) {
-		ret = ca_crt_parse_all(chain_pem.data, chain_pem.size, &is->chain, &is->chain_len);
+	if (chain_pem_len > 0) {
+		ret = ca_crt_parse_all((const uint8_t *)chain_pem, chain_pem_len, &is->chain,
+				       &is->chain_len);
 		if (ret < 0)
 			goto out;
 	}
@@ -1768,7 +1786,7 @@ out:
 		gnutls_memset(url, 0, strlen(url));
 		free(url);
 	}
-	free(chain_pem.data);
+	free(chain_pem);
 	for (i = 0; i < ncerts; i++)
 		if (certs[i] != NULL)
 			gnutls_x509_crt_deinit(certs[i]);
@@ -1806,7 +1824,7 @@ int ca_bundle(struct ca *ca, time_t now, int pem, uint8_t **out, size_t *len)
 	gnutls_pkcs7_t p7 = NULL;
 	gnutls_datum_t one = {NULL, 0};
 	struct ca_issuer *is;
-	uint8_t *buf = NULL;
+	char *buf = NULL;
 	size_t size = 0;
 	unsigned n = 0, i, k;
 	int ret = 0;
@@ -1834,18 +1852,10 @@ int ca_bundle(struct ca *ca, time_t now, int pem, uint8_t **out, size_t *len)
 		goto out;
 	if (pem) {
 		for (i = 0; i < n; i++) {
-			uint8_t *grown;
-
 			CHECK_GNUTLS(gnutls_x509_crt_export2(list[i], GNUTLS_X509_FMT_PEM, &one));
-			grown = realloc(buf, size + one.size + 1);
-			if (grown == NULL) {
-				ret = CAPF_ENOMEM;
+			ret = ca_text_append(&buf, &size, &one);
+			if (ret < 0)
 				goto out;
-			}
-			buf = grown;
-			memcpy(buf + size, one.data, one.size);
-			size += one.size;
-			buf[size] = '\0';
 			gnutls_free(one.data);
 			one.data = NULL;
 		}
@@ -1862,7 +1872,7 @@ int ca_bundle(struct ca *ca, time_t now, int pem, uint8_t **out, size_t *len)
 		memcpy(buf, one.data, one.size);
 		size = one.size;
 	}
-	*out = buf;
+	*out = (uint8_t *)buf;
 	*len = size;
 	buf = NULL;
 	ret = 0;

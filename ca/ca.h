@@ -45,6 +45,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include "proto/errcode.h"
@@ -54,6 +55,7 @@ struct ca_csr;
 
 /* Forward declarations keep GnuTLS out of users of this header. */
 typedef struct gnutls_certificate_credentials_st *gnutls_certificate_credentials_t;
+typedef struct gnutls_x509_privkey_int *gnutls_x509_privkey_t;
 
 #define CA_SERIAL_LEN 16u	/* serials capf makes */
 #define CA_SERIAL_MAX 20u	/* serials capf accepts (RFC 5280 4.1.2.2) */
@@ -392,6 +394,29 @@ int ca_crl_get(struct ca *ca, int pem, uint8_t **out, size_t *len);
  * at most buflen bytes (NUL-terminated) to buf and returns buf.
  */
 char *ca_key_ref_redact(const char *ref, char *buf, size_t buflen);
+
+/*
+ * ca_key_new() - a new private key of capf KeyType key_type (0 and
+ * KEY_EC_P256: P-256, KEY_EC_P384, KEY_RSA_2048/3072/4096), in memory
+ * only; the caller owns it (gnutls_x509_privkey_deinit()). For the tools
+ * that make test keys, and for the CA's own key files. Returns 0 and *out,
+ * or CAPF_EINVAL (unknown type, out NULL), CAPF_ECRYPTO, CAPF_ENOMEM.
+ */
+int ca_key_new(int key_type, gnutls_x509_privkey_t *out);
+
+/* ---- files -------------------------------------------------------------- */
+
+/*
+ * ca_file_write_atomic() - replace the file at path with data, so that a
+ * crash leaves either the old file or the new one: a temporary file in
+ * the same directory made with O_CREAT|O_EXCL (mode 0600 from the start,
+ * then mode), written, fsync'd, renamed over path, then the directory
+ * fsync'd. The CA directory's files are written this way. Returns 0,
+ * CAPF_EINVAL (path NULL, ending in '/', or with a directory part too
+ * long), CAPF_ECONFIG (path too long), CAPF_EIO; but for a NULL path,
+ * ca_last_error() says which file.
+ */
+int ca_file_write_atomic(const char *path, const void *data, size_t len, mode_t mode);
 
 /*
  * ca_issuer_sign_bench() - for the benchmark: one raw signature of data's

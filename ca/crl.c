@@ -502,22 +502,14 @@ int ca_crl_update(struct ca *ca, time_t now)
 		goto out;
 
 	for (i = 0; i < n; i++) {
-		char *grown;
-
 		ret = gnutls_pem_base64_encode2("X509 CRL", &crls[i], &pem);
 		if (ret < 0) {
 			ret = ca_gnutls_err(ret);
 			goto out;
 		}
-		grown = realloc(all, pem_len + pem.size + 1);
-		if (grown == NULL) {
-			ret = CAPF_ENOMEM;
+		ret = ca_text_append(&all, &pem_len, &pem);
+		if (ret < 0)
 			goto out;
-		}
-		all = grown;
-		memcpy(all + pem_len, pem.data, pem.size);
-		pem_len += pem.size;
-		all[pem_len] = '\0';
 		gnutls_free(pem.data);
 		pem.data = NULL;
 	}

@@ -200,3 +200,38 @@ fail:
 	unlink(tmp);
 	return CAPF_EIO;
 }
+
+int ca_path_split(const char *path, char *dir, size_t dlen, const char **base)
+{
+	const char *slash = strrchr(path, '/');
+
+	if (slash == NULL) {
+		snprintf(dir, dlen, ".");
+		*base = path;
+		return **base != '\0' ? 0 : CAPF_ECONFIG;
+	}
+	if ((size_t)(slash - path) + 1 > dlen)
+		return CAPF_ECONFIG;
+	if (slash == path) {
+		snprintf(dir, dlen, "/");
+	} else {
+		memcpy(dir, path, (size_t)(slash - path));
+		dir[slash - path] = '\0';
+	}
+	*base = slash + 1;
+	return **base != '\0' ? 0 : CAPF_ECONFIG;
+}
+
+int ca_file_write_atomic(const char *path, const void *data, size_t len, mode_t mode)
+{
+	char dir[PATH_MAX];
+	const char *base = NULL;
+
+	if (path == NULL || (data == NULL && len > 0))
+		return CAPF_EINVAL;
+	if (ca_path_split(path, dir, sizeof(dir), &base) < 0) {
+		ca_set_error("bad file path %s", path);
+		return CAPF_EINVAL;
+	}
+	return ca_file_write(dir, base, data, len, mode);
+}

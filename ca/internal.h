@@ -156,6 +156,11 @@ int ca_gnutls_err(int gnutls_ret);
 		}                                                                                  \
 	} while (0)
 
+/* ca_text_append() - append d to the malloc'd text *text of *len bytes,
+ * keeping it NUL-terminated (*text may be NULL, *len 0). On CAPF_ENOMEM
+ * *text and *len are unchanged; the caller frees *text either way. */
+int ca_text_append(char **text, size_t *len, const gnutls_datum_t *d);
+
 /* ca_set_error() - set the text of ca_last_error(). */
 void ca_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -206,6 +211,11 @@ int ca_fsync_dir(const char *dir);
 /* ca_path() - dir/name into buf; CAPF_ECONFIG when it does not fit. */
 int ca_path(char *buf, size_t size, const char *dir, const char *name);
 
+/* ca_path_split() - the directory of path into dir ("." when path has no
+ * '/') and *base pointing at its last component in path. CAPF_ECONFIG
+ * when dir does not fit or path ends with '/'. Sets no error text. */
+int ca_path_split(const char *path, char *dir, size_t dlen, const char **base);
+
 /* ca_mkdir() - mkdir mode 0700 unless it exists as a directory. */
 int ca_mkdir(const char *path);
 
@@ -226,8 +236,9 @@ int ca_key_is_url(const char *ref);
 int ca_key_load(const char *ref, gnutls_privkey_t *out);
 
 /*
- * ca_key_generate() - a new key of capf KeyType key_type written as
- * PKCS#8 PEM to dir/name (mode 0600, ca_file_write()); *out is the key.
+ * ca_key_generate() - a new key of capf KeyType key_type (ca_key_new())
+ * written as PKCS#8 PEM to dir/name (mode 0600, ca_file_write()); *out
+ * is the key. An unknown type is CAPF_EINVAL with ca_last_error().
  */
 int ca_key_generate(int key_type, const char *dir, const char *name, gnutls_privkey_t *out);
 

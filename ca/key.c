@@ -108,15 +108,15 @@ out:
 	return ret;
 }
 
-int ca_key_generate(int key_type, const char *dir, const char *name, gnutls_privkey_t *out)
+int ca_key_new(int key_type, gnutls_x509_privkey_t *out)
 {
 	gnutls_x509_privkey_t xkey = NULL;
-	gnutls_privkey_t pkey = NULL;
-	gnutls_datum_t pem = {NULL, 0};
 	gnutls_pk_algorithm_t pk;
 	unsigned bits;
 	int ret;
 
+	if (out == NULL)
+		return CAPF_EINVAL;
 	*out = NULL;
 	switch (key_type) {
 	case CAPF__KEY_TYPE__KEY_UNSPECIFIED:
@@ -141,11 +141,31 @@ int ca_key_generate(int key_type, const char *dir, const char *name, gnutls_priv
 		bits = 4096;
 		break;
 	default:
-		ca_set_error("unknown CA key type %d", key_type);
 		return CAPF_EINVAL;
 	}
 	CHECK_GNUTLS(gnutls_x509_privkey_init(&xkey));
 	CHECK_GNUTLS(gnutls_x509_privkey_generate(xkey, pk, bits, 0));
+	*out = xkey;
+	xkey = NULL;
+	ret = 0;
+out:
+	gnutls_x509_privkey_deinit(xkey);
+	return ret;
+}
+
+int ca_key_generate(int key_type, const char *dir, const char *name, gnutls_privkey_t *out)
+{
+	gnutls_x509_privkey_t xkey = NULL;
+	gnutls_privkey_t pkey = NULL;
+	gnutls_datum_t pem = {NULL, 0};
+	int ret;
+
+	*out = NULL;
+	ret = ca_key_new(key_type, &xkey);
+	if (ret == CAPF_EINVAL)
+		ca_set_error("unknown CA key type %d", key_type);
+	if (ret < 0)
+		goto out;
 	CHECK_GNUTLS(gnutls_x509_privkey_export2_pkcs8(xkey, GNUTLS_X509_FMT_PEM, NULL,
 						       GNUTLS_PKCS_PLAIN, &pem));
 	ret = ca_file_write(dir, name, pem.data, pem.size, 0600);
@@ -167,28 +187,6 @@ out:
 	return ret;
 }
 
-/* Splits path into its directory and file name, for ca_file_write(). */
-static int split_path(const char *path, char *dir, size_t dlen, const char **base)
-{
-	const char *slash = strrchr(path, '/');
-
-	if (slash == NULL) {
-		snprintf(dir, dlen, ".");
-		*base = path;
-		return 0;
-	}
-	if ((size_t)(slash - path) + 1 > dlen)
-		return CAPF_ECONFIG;
-	if (slash == path) {
-		snprintf(dir, dlen, "/");
-	} else {
-		memcpy(dir, path, (size_t)(slash - path));
-		dir[slash - path] = '\0';
-	}
-	*base = slash + 1;
-	return **base != '\0' ? 0 : CAPF_ECONFIG;
-}
-
 int ca_key_obtain(const struct ca_keyspec *spec, int default_type, const char *dir,
 		  gnutls_privkey_t *out, char **url)
 {
@@ -207,7 +205,7 @@ int ca_key_obtain(const struct ca_keyspec *spec, int default_type, const char *d
 	if (!ca_key_is_url(ref) && stat(ref, &st) < 0 && errno == ENOENT) {
 		/* A configured key file that does not exist yet is made
 		 * where the configuration says. */
-		ret = split_path(ref, kdir, sizeof(kdir), &base);
+		ret = ca_path_split(ref, kdir, sizeof(kdir), &base);
 		if (ret < 0) {
 			ca_set_error("bad key path %s", ref);
 			return ret;

@@ -68,6 +68,24 @@ static void respond_reply(struct admin_client *ac, Capf__CaReply *reply, const c
 	admin_respond(ac, &resp);
 }
 
+/* Answers a request for data: the error ret (with text, which may be
+ * NULL), or a reply that carries data. data is malloc'd or NULL and freed
+ * here either way. */
+static void respond_data(struct admin_client *ac, int ret, uint8_t *data, size_t len,
+			 const char *text)
+{
+	Capf__CaReply reply = CAPF__CA_REPLY__INIT;
+
+	if (ret < 0) {
+		admin_respond_error(ac, ret, text);
+	} else {
+		reply.data.data = data;
+		reply.data.len = len;
+		respond_reply(ac, &reply, NULL);
+	}
+	free(data);
+}
+
 static const char *str_or_null(const char *s)
 {
 	return s != NULL && s[0] != '\0' ? s : NULL;
@@ -129,7 +147,6 @@ static void handle_ca_csr(struct admin_client *ac, const Capf__AdminRequest *req
 {
 	struct server *srv = admin_server(ac);
 	const Capf__CaCsrRequest *q = req->ca_csr;
-	Capf__CaReply reply = CAPF__CA_REPLY__INIT;
 	struct ca_keyspec spec = { (int)q->key_type, str_or_null(q->key) };
 	char *pem = NULL;
 	int ret;
@@ -142,10 +159,7 @@ static void handle_ca_csr(struct admin_client *ac, const Capf__AdminRequest *req
 	audit(srv, CAPF__AUDIT_KIND__AUDIT_CA_CHANGE, NULL, 0, NULL,
 	      "new key and certificate request for the next CAPF CA");
 	log_info("admin: new key and certificate request for the next CAPF CA");
-	reply.data.data = (uint8_t *)pem;
-	reply.data.len = strlen(pem);
-	respond_reply(ac, &reply, NULL);
-	free(pem);
+	respond_data(ac, 0, (uint8_t *)pem, strlen(pem), NULL);
 }
 
 static void handle_ca_import(struct admin_client *ac, const Capf__AdminRequest *req)
@@ -197,20 +211,12 @@ static void handle_ca_rollover(struct admin_client *ac, const Capf__AdminRequest
 static void handle_ca_bundle(struct admin_client *ac, const Capf__AdminRequest *req)
 {
 	struct server *srv = admin_server(ac);
-	Capf__CaReply reply = CAPF__CA_REPLY__INIT;
 	uint8_t *data = NULL;
 	size_t len = 0;
 	int ret;
 
 	ret = ca_bundle(srv->ca, time(NULL), !req->ca_bundle->der, &data, &len);
-	if (ret < 0) {
-		admin_respond_error(ac, ret, NULL);
-		return;
-	}
-	reply.data.data = data;
-	reply.data.len = len;
-	respond_reply(ac, &reply, NULL);
-	free(data);
+	respond_data(ac, ret, data, len, NULL);
 }
 
 /* ---- trust stores ------------------------------------------------------- */
@@ -311,20 +317,29 @@ static void serial_text(const ProtobufCBinaryData *serial, char *buf, size_t len
 	hex_encode(serial->data, serial->len, buf);
 }
 
+/* Answers a failed store_cert_get() of the certificate whose serial is
+ * hex: a missing one is named. */
+static void respond_cert_error(struct admin_client *ac, int ret, const char *hex)
+{
+	char text[200];
+
+	snprintf(text, sizeof(text), "no certificate with serial %s", hex);
+	admin_respond_error(ac, ret, ret == CAPF_ENOENT ? text : NULL);
+}
+
 static void handle_cert_show(struct admin_client *ac, const Capf__AdminRequest *req)
 {
 	struct server *srv = admin_server(ac);
 	Capf__AdminResponse resp = CAPF__ADMIN_RESPONSE__INIT;
 	Capf__Certificate *c = NULL;
-	char hex[2 * 64 + 1], text[200];
+	char hex[2 * 64 + 1];
 	int ret;
 
 	ret = store_cert_get(srv->store, req->cert_show->serial.data, req->cert_show->serial.len,
 			     &c);
 	if (ret < 0) {
 		serial_text(&req->cert_show->serial, hex, sizeof(hex));
-		snprintf(text, sizeof(text), "no certificate with serial %s", hex);
-		admin_respond_error(ac, ret, ret == CAPF_ENOENT ? text : NULL);
+		respond_cert_error(ac, ret, hex);
 		return;
 	}
 	resp.n_certificates = 1;
@@ -410,8 +425,7 @@ static void handle_cert_revoke(struct admin_client *ac, const Capf__AdminRequest
 	}
 	ret = store_cert_get(srv->store, q->serial.data, q->serial.len, &c);
 	if (ret < 0) {
-		snprintf(text, sizeof(text), "no certificate with serial %s", job->hex);
-		admin_respond_error(ac, ret, ret == CAPF_ENOENT ? text : NULL);
+		respond_cert_error(ac, ret, job->hex);
 		goto fail;
 	}
 	if (c->state == CAPF__CERT_STATE__CERT_REVOKED) {
@@ -456,20 +470,12 @@ fail:
 static void handle_crl(struct admin_client *ac, const Capf__AdminRequest *req)
 {
 	struct server *srv = admin_server(ac);
-	Capf__CaReply reply = CAPF__CA_REPLY__INIT;
 	uint8_t *data = NULL;
 	size_t len = 0;
 	int ret;
 
 	ret = ca_crl_get(srv->ca, req->crl->pem, &data, &len);
-	if (ret < 0) {
-		admin_respond_error(ac, ret, ret == CAPF_ENOENT ? "no CRL made yet" : NULL);
-		return;
-	}
-	reply.data.data = data;
-	reply.data.len = len;
-	respond_reply(ac, &reply, NULL);
-	free(data);
+	respond_data(ac, ret, data, len, ret == CAPF_ENOENT ? "no CRL made yet" : NULL);
 }
 
 const struct admin_handler admin_ca_handlers[] = {

@@ -351,23 +351,13 @@ static void report(struct verify *v, const char *file, uint64_t off, uint64_t le
 static void report(struct verify *v, const char *file, uint64_t off, uint64_t len, int damage,
 		   const char *fmt, ...)
 {
-	struct store_finding f;
-	char text[512];
 	va_list ap;
 
-	va_start(ap, fmt);
-	vsnprintf(text, sizeof(text), fmt, ap);
-	va_end(ap);
 	if (damage)
 		v->sum->problems++;
-	if (!v->cb)
-		return;
-	f.file = file;
-	f.offset = off;
-	f.length = len;
-	f.damage = damage;
-	f.text = text;
-	v->cb(&f, v->arg);
+	va_start(ap, fmt);
+	store_report_v(v->cb, v->arg, file, off, len, damage, fmt, ap);
+	va_end(ap);
 }
 
 static int verify_entry(struct verify *v, const char *file, const uint8_t *p, size_t len,

@@ -120,23 +120,13 @@ static void finding(struct checker *c, const char *file, uint64_t off, uint64_t 
 static void finding(struct checker *c, const char *file, uint64_t off, uint64_t len, int damage,
 		    const char *fmt, ...)
 {
-	struct store_finding f;
-	char text[512];
 	va_list ap;
 
-	va_start(ap, fmt);
-	vsnprintf(text, sizeof(text), fmt, ap);
-	va_end(ap);
 	if (damage)
 		c->sum->damaged++;
-	if (!c->cb)
-		return;
-	f.file = file;
-	f.offset = off;
-	f.length = len;
-	f.damage = damage;
-	f.text = text;
-	c->cb(&f, c->arg);
+	va_start(ap, fmt);
+	store_report_v(c->cb, c->arg, file, off, len, damage, fmt, ap);
+	va_end(ap);
 }
 
 /* A region of a file: good entries are kept, bad ones dropped. */
@@ -377,6 +367,27 @@ static size_t first_live_segment(const struct store_dir_list *l, uint64_t snap)
 	return i;
 }
 
+/*
+ * The start of store_check() and store_repair(): a zeroed summary, the
+ * directory's lock (*lock_fd) and its listing (*l). On failure, what was
+ * taken is left in *lock_fd and *l for the caller to release.
+ */
+static int checker_start(struct checker *c, struct store_check_summary *sum, int *lock_fd,
+			 struct store_dir_list *l)
+{
+	int ret;
+
+	store_clear_error();
+	memset(sum, 0, sizeof(*sum));
+	c->sum = sum;
+	if (!c->dir)
+		return CAPF_EINVAL;
+	ret = store_lock_offline(c->dir, lock_fd);
+	if (ret < 0)
+		return ret;
+	return store_dir_list(c->dir, l);
+}
+
 int store_check(const char *dir, store_report_cb cb, void *arg, struct store_check_summary *sum)
 {
 	struct store_check_summary s;
@@ -388,17 +399,9 @@ int store_check(const char *dir, store_report_cb cb, void *arg, struct store_che
 	size_t i, start;
 	int lock_fd = -1, ret;
 
-	store_clear_error();
 	if (!sum)
 		sum = &s;
-	memset(sum, 0, sizeof(*sum));
-	c.sum = sum;
-	if (!dir)
-		return CAPF_EINVAL;
-	ret = store_lock_offline(dir, &lock_fd);
-	if (ret < 0)
-		return ret;
-	ret = store_dir_list(dir, &l);
+	ret = checker_start(&c, sum, &lock_fd, &l);
 	if (ret < 0)
 		goto out;
 	if (l.legacy && l.n_segs == 0 && l.n_snaps == 0) {
@@ -770,17 +773,9 @@ int store_repair(const char *dir, store_report_cb cb, void *arg, struct store_ch
 	size_t i, start;
 	int lock_fd = -1, ret;
 
-	store_clear_error();
 	if (!sum)
 		sum = &s;
-	memset(sum, 0, sizeof(*sum));
-	c.sum = sum;
-	if (!dir)
-		return CAPF_EINVAL;
-	ret = store_lock_offline(dir, &lock_fd);
-	if (ret < 0)
-		return ret;
-	ret = store_dir_list(dir, &l);
+	ret = checker_start(&c, sum, &lock_fd, &l);
 	if (ret < 0)
 		goto out;
 	if (l.n_snaps) {

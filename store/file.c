@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -28,6 +30,23 @@ void store_set_error(const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(last_error, sizeof(last_error), fmt, ap);
 	va_end(ap);
+}
+
+void store_report_v(store_report_cb cb, void *arg, const char *file, uint64_t off, uint64_t len,
+		    int damage, const char *fmt, va_list ap)
+{
+	struct store_finding f;
+	char text[512];
+
+	if (!cb)
+		return;
+	vsnprintf(text, sizeof(text), fmt, ap);
+	f.file = file;
+	f.offset = off;
+	f.length = len;
+	f.damage = damage;
+	f.text = text;
+	cb(&f, arg);
 }
 
 void store_clear_error(void)
@@ -227,12 +246,11 @@ int store_sync_dir(const char *dir)
 	return ret;
 }
 
-int store_write_full(int fd, const void *buf, size_t len)
+int store_writev_full(int fd, struct iovec *iov, size_t cnt)
 {
-	const uint8_t *p = buf;
-
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
+	while (cnt > 0) {
+		int batch = cnt > IOV_MAX ? IOV_MAX : (int)cnt;
+		ssize_t n = writev(fd, iov, batch);
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -241,10 +259,27 @@ int store_write_full(int fd, const void *buf, size_t len)
 		}
 		if (n == 0)
 			return CAPF_EIO;
-		p += n;
-		len -= (size_t)n;
+		while (cnt > 0 && (size_t)n >= iov->iov_len) {
+			n -= (ssize_t)iov->iov_len;
+			iov++;
+			cnt--;
+		}
+		if (n > 0) {
+			iov->iov_base = (uint8_t *)iov->iov_base + n;
+			iov->iov_len -= (size_t)n;
+		}
 	}
 	return 0;
+}
+
+int store_write_full(int fd, const void *buf, size_t len)
+{
+	struct iovec iov = { (void *)buf, len };
+
+	/* writev() of nothing returns 0, which the loop takes for a failure. */
+	if (len == 0)
+		return 0;
+	return store_writev_full(fd, &iov, 1);
 }
 
 int store_create_file(const char *dir, const char *name, const uint8_t *data, size_t len,

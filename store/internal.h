@@ -15,6 +15,7 @@
 #define CAPF_STORE_INTERNAL_H
 
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -345,6 +346,12 @@ int store_write_err(int e);
  * store_write_err() code. */
 int store_write_full(int fd, const void *buf, size_t len);
 
+/* store_writev_full() - write every one of the cnt iovecs, looping over
+ * partial writes and IOV_MAX; consumes iov. 0 or the store_write_err()
+ * code. */
+struct iovec;
+int store_writev_full(int fd, struct iovec *iov, size_t cnt);
+
 /*
  * store_create_file() - write header (and optional body) to path.tmp,
  * fsync, rename to path, fsync dir. Returns 0 and, if fd_out is not NULL,
@@ -380,6 +387,14 @@ int store_find_anchor(const char *dir, struct store_anchor *anchor);
  * state directory that must exist, and a message telling to stop capfd
  * when it holds the lock (store_last_error()). */
 int store_lock_offline(const char *dir, int *fd);
+
+/*
+ * store_report_v() - format a finding (fmt, ap) about file at off, len and
+ * pass it to cb with arg; nothing when cb is NULL. The text lives only for
+ * the call.
+ */
+void store_report_v(store_report_cb cb, void *arg, const char *file, uint64_t off, uint64_t len,
+		    int damage, const char *fmt, va_list ap) __attribute__((format(printf, 7, 0)));
 
 /* store_format_time() - "YYYY-MM-DDTHH:MM:SSZ" of t into buf (>= 21). */
 void store_format_time(int64_t t, char *buf, size_t len);

@@ -1270,33 +1270,6 @@ static int check_txn(struct store *st, struct pending_rec **gsets, struct item *
 	return 0;
 }
 
-/* Writes every iovec, looping over partial writes and IOV_MAX. Consumes iov. */
-static int write_all(int fd, struct iovec *iov, size_t cnt)
-{
-	while (cnt > 0) {
-		int batch = cnt > IOV_MAX ? IOV_MAX : (int)cnt;
-		ssize_t n = writev(fd, iov, batch);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return store_write_err(errno);
-		}
-		if (n == 0)
-			return CAPF_EIO;
-		while (cnt > 0 && (size_t)n >= iov->iov_len) {
-			n -= (ssize_t)iov->iov_len;
-			iov++;
-			cnt--;
-		}
-		if (n > 0) {
-			iov->iov_base = (uint8_t *)iov->iov_base + n;
-			iov->iov_len -= (size_t)n;
-		}
-	}
-	return 0;
-}
-
 /*
  * Undoes a failed group write: a partial entry must never stay in a file,
  * and the truncation itself must be durable, or a crash could bring back
@@ -1422,7 +1395,7 @@ static int write_group(struct store *st, struct item *head, size_t n_ok, struct 
 			iov[i].iov_base = b->evs[i]->entry;
 			iov[i].iov_len = b->evs[i]->entry_len;
 		}
-		ret = write_all(st->audit_fd, iov, b->n);
+		ret = store_writev_full(st->audit_fd, iov, b->n);
 		if (ret == 0 && fdatasync(st->audit_fd) < 0)
 			ret = store_write_err(errno);
 		if (ret < 0) {
@@ -1449,7 +1422,7 @@ static int write_group(struct store *st, struct item *head, size_t n_ok, struct 
 		ret = inject_fault(st, fault, st->seg_fd, iov[0].iov_base, iov[0].iov_len, segname);
 		goto fail;
 	}
-	ret = write_all(st->seg_fd, iov, cnt);
+	ret = store_writev_full(st->seg_fd, iov, cnt);
 	if (ret == 0 && fdatasync(st->seg_fd) < 0)
 		ret = store_write_err(errno);
 	if (ret < 0) {

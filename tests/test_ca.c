@@ -188,13 +188,40 @@ static struct ca_csr *bound_csr(gnutls_x509_privkey_t key, const char *cn)
 	return csr;
 }
 
+/*
+ * Signs out->crt with crt and key (its issuer, or out's own for a
+ * self-signed one), then replaces out->crt with the exported and
+ * re-imported certificate: GnuTLS verifies a certificate it signed only
+ * after that.
+ */
+static int sign_reload(struct pki_pair *out, gnutls_x509_crt_t crt, gnutls_x509_privkey_t key)
+{
+	gnutls_datum_t der = {NULL, 0};
+	gnutls_x509_crt_t fresh = NULL;
+	int ret = -1;
+
+	if (gnutls_x509_crt_sign2(out->crt, crt, key, GNUTLS_DIG_SHA256, 0) < 0 ||
+	    gnutls_x509_crt_export2(out->crt, GNUTLS_X509_FMT_DER, &der) < 0)
+		goto out;
+	if (gnutls_x509_crt_init(&fresh) < 0 ||
+	    gnutls_x509_crt_import(fresh, &der, GNUTLS_X509_FMT_DER) < 0)
+		goto out;
+	gnutls_x509_crt_deinit(out->crt);
+	out->crt = fresh;
+	fresh = NULL;
+	ret = 0;
+out:
+	if (fresh != NULL)
+		gnutls_x509_crt_deinit(fresh);
+	gnutls_free(der.data);
+	return ret;
+}
+
 /* An intermediate CA signed by issuer (CA:TRUE, keyCertSign). */
 static int make_intermediate(const struct pki_pair *issuer, const char *cn, struct pki_pair *out)
 {
-	gnutls_datum_t der = {NULL, 0};
 	uint8_t serial[16] = {0x11, 0x22};
 	time_t now = time(NULL);
-	gnutls_x509_crt_t fresh = NULL;
 	int ret = -1;
 
 	out->key = NULL;
@@ -211,20 +238,10 @@ static int make_intermediate(const struct pki_pair *issuer, const char *cn, stru
 	    gnutls_x509_crt_set_key(out->crt, out->key) < 0 ||
 	    gnutls_x509_crt_set_basic_constraints(out->crt, 1, 0) < 0 ||
 	    gnutls_x509_crt_set_key_usage(out->crt, GNUTLS_KEY_KEY_CERT_SIGN) < 0 ||
-	    gnutls_x509_crt_sign2(out->crt, issuer->crt, issuer->key, GNUTLS_DIG_SHA256, 0) < 0 ||
-	    gnutls_x509_crt_export2(out->crt, GNUTLS_X509_FMT_DER, &der) < 0)
+	    sign_reload(out, issuer->crt, issuer->key) < 0)
 		goto out;
-	if (gnutls_x509_crt_init(&fresh) < 0 ||
-	    gnutls_x509_crt_import(fresh, &der, GNUTLS_X509_FMT_DER) < 0)
-		goto out;
-	gnutls_x509_crt_deinit(out->crt);
-	out->crt = fresh;
-	fresh = NULL;
 	ret = 0;
 out:
-	if (fresh != NULL)
-		gnutls_x509_crt_deinit(fresh);
-	gnutls_free(der.data);
 	if (ret < 0)
 		pki_pair_deinit(out);
 	return ret;
@@ -237,10 +254,8 @@ out:
 static int make_sub_ca(const struct pki_pair *issuer, const char *dn, int pathlen,
 		       struct pki_pair *out)
 {
-	gnutls_datum_t der = {NULL, 0};
 	uint8_t serial[16];
 	time_t now = time(NULL);
-	gnutls_x509_crt_t fresh = NULL;
 	int ret = -1;
 
 	out->key = NULL;
@@ -261,22 +276,11 @@ static int make_sub_ca(const struct pki_pair *issuer, const char *dn, int pathle
 	    gnutls_x509_crt_set_key_usage(out->crt, GNUTLS_KEY_KEY_CERT_SIGN |
 							GNUTLS_KEY_CRL_SIGN) < 0)
 		goto out;
-	if (gnutls_x509_crt_sign2(out->crt, issuer != NULL ? issuer->crt : out->crt,
-				  issuer != NULL ? issuer->key : out->key, GNUTLS_DIG_SHA256,
-				  0) < 0 ||
-	    gnutls_x509_crt_export2(out->crt, GNUTLS_X509_FMT_DER, &der) < 0)
+	if (sign_reload(out, issuer != NULL ? issuer->crt : out->crt,
+			issuer != NULL ? issuer->key : out->key) < 0)
 		goto out;
-	if (gnutls_x509_crt_init(&fresh) < 0 ||
-	    gnutls_x509_crt_import(fresh, &der, GNUTLS_X509_FMT_DER) < 0)
-		goto out;
-	gnutls_x509_crt_deinit(out->crt);
-	out->crt = fresh;
-	fresh = NULL;
 	ret = 0;
 out:
-	if (fresh != NULL)
-		gnutls_x509_crt_deinit(fresh);
-	gnutls_free(der.data);
 	if (ret < 0)
 		pki_pair_deinit(out);
 	return ret;
@@ -529,21 +533,79 @@ static int count_entries(const char *dir)
 	return n;
 }
 
+/* Checks every field of a CA certificate made by ca/ (certificate-profile.md). */
+static void check_ca_profile(struct ca *ca, gnutls_x509_privkey_t key_or_null, const char *dn,
+			     unsigned days, int sign_algo, int pk, unsigned bits_want)
+{
+	gnutls_x509_crt_t crt = ca_crt(ca);
+	gnutls_datum_t d = {NULL, 0};
+	uint8_t serial[32], ski[32], want[20], id[32];
+	size_t serial_len = sizeof(serial), ski_len = sizeof(ski), id_len = sizeof(id);
+	unsigned critical = 0, is_ca = 0, usage = 0, status = 1, bits = 0;
+	int pathlen = -1;
+	char oid[128];
+	size_t oid_len;
+	time_t now = time(NULL);
+	gnutls_pubkey_t pub = NULL;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(crt);
+	CU_ASSERT_EQUAL(gnutls_x509_crt_get_version(crt), 3);
+	CU_ASSERT_EQUAL(gnutls_x509_crt_get_serial(crt, serial, &serial_len), 0);
+	CU_ASSERT_EQUAL(serial_len, CA_SERIAL_LEN);
+	CU_ASSERT(serial[0] != 0 && serial[0] < 0x80);
+	CU_ASSERT_EQUAL(gnutls_x509_crt_get_dn3(crt, &d, 0), 0);
+	CU_ASSERT_STRING_EQUAL((char *)d.data, dn);
+	gnutls_free(d.data);
+	CU_ASSERT_EQUAL(gnutls_x509_crt_get_issuer_dn3(crt, &d, 0), 0);
+	CU_ASSERT_STRING_EQUAL((char *)d.data, dn);
+	gnutls_free(d.data);
+	CU_ASSERT(labs(gnutls_x509_crt_get_activation_time(crt) - (now - CA_BACKDATE_SECONDS)) <=
+		  5);
+	CU_ASSERT(labs(gnutls_x509_crt_get_expiration_time(crt) - (now + (time_t)days * DAY)) <=
+		  5);
+	CU_ASSERT(gnutls_x509_crt_get_basic_constraints(crt, &critical, &is_ca, &pathlen) > 0);
+	CU_ASSERT_EQUAL(is_ca, 1);
+	CU_ASSERT_EQUAL(pathlen, 0);
+	CU_ASSERT_EQUAL(critical, 1);
+	critical = 0;
+	CU_ASSERT_EQUAL(gnutls_x509_crt_get_key_usage(crt, &usage, &critical), 0);
+	CU_ASSERT_EQUAL(usage, GNUTLS_KEY_KEY_CERT_SIGN | GNUTLS_KEY_CRL_SIGN |
+				   GNUTLS_KEY_DIGITAL_SIGNATURE);
+	CU_ASSERT_EQUAL(critical, 1);
+	CU_ASSERT_EQUAL(gnutls_x509_crt_get_subject_key_id(crt, ski, &ski_len, &critical), 0);
+	CU_ASSERT_EQUAL(ski_len, 20);
+	CU_ASSERT_EQUAL(critical, 0);
+	/* SKI = first 20 bytes of SHA-256 over the SPKI. */
+	CU_ASSERT_EQUAL_FATAL(gnutls_pubkey_init(&pub), 0);
+	CU_ASSERT_EQUAL(gnutls_pubkey_import_x509(pub, crt, 0), 0);
+	CU_ASSERT_EQUAL(gnutls_pubkey_get_key_id(pub, GNUTLS_KEYID_USE_SHA256, id, &id_len), 0);
+	CU_ASSERT(memcmp(ski, id, 20) == 0);
+	gnutls_pubkey_deinit(pub);
+	if (key_or_null != NULL) {
+		CU_ASSERT_EQUAL(expected_key_id(key_or_null, want), 0);
+		CU_ASSERT(memcmp(ski, want, 20) == 0);
+	}
+	/* Exactly three extensions: basicConstraints, keyUsage, SKI. */
+	oid_len = sizeof(oid);
+	CU_ASSERT_EQUAL(gnutls_x509_crt_get_extension_info(crt, 2, oid, &oid_len, NULL), 0);
+	oid_len = sizeof(oid);
+	CU_ASSERT_EQUAL(gnutls_x509_crt_get_extension_info(crt, 3, oid, &oid_len, NULL),
+			GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE);
+	CU_ASSERT_EQUAL(gnutls_x509_crt_get_pk_algorithm(crt, &bits), pk);
+	CU_ASSERT_EQUAL(bits, bits_want);
+	CU_ASSERT_EQUAL(gnutls_x509_crt_get_signature_algorithm(crt), sign_algo);
+	CU_ASSERT_EQUAL(gnutls_x509_crt_verify(crt, &crt, 1, 0, &status), 0);
+	CU_ASSERT_EQUAL(status, 0);
+	gnutls_x509_crt_deinit(crt);
+}
+
 static void test_new_creates_ca(void)
 {
 	struct ca_config cfg = {0};
 	struct ca *ca = NULL;
-	gnutls_x509_crt_t crt = NULL;
-	gnutls_datum_t dn = {NULL, 0}, file = {NULL, 0};
+	gnutls_datum_t file = {NULL, 0};
 	struct stat st;
-	uint8_t serial[32], ski[32];
 	char keyfile[512];
-	size_t serial_len = sizeof(serial), ski_len = sizeof(ski);
-	unsigned critical = 0, is_ca = 0, usage = 0, status = 1, bits = 0;
-	int pathlen = -1;
-	time_t now = time(NULL);
-	const uint8_t *der;
-	size_t der_len;
 
 	cfg.dir = path_in("newca");
 	cfg.subject = "CN=Test CAPF,O=capf test";
@@ -566,42 +628,8 @@ static void test_new_creates_ca(void)
 	CU_ASSERT(memcmp(file.data, ca_cert_pem(ca), file.size) == 0);
 	gnutls_free(file.data);
 
-	ca_cert_der(ca, &der, &der_len);
-	crt = crt_from_der(der, der_len);
-	CU_ASSERT_PTR_NOT_NULL_FATAL(crt);
-	CU_ASSERT_EQUAL(gnutls_x509_crt_get_version(crt), 3);
-	CU_ASSERT_EQUAL(gnutls_x509_crt_get_serial(crt, serial, &serial_len), 0);
-	CU_ASSERT_EQUAL(serial_len, CA_SERIAL_LEN);
-	CU_ASSERT(serial[0] != 0 && serial[0] < 0x80);
-	CU_ASSERT_EQUAL(gnutls_x509_crt_get_dn3(crt, &dn, 0), 0);
-	CU_ASSERT_STRING_EQUAL((char *)dn.data, "CN=Test CAPF,O=capf test");
-	gnutls_free(dn.data);
-	CU_ASSERT_EQUAL(gnutls_x509_crt_get_issuer_dn3(crt, &dn, 0), 0);
-	CU_ASSERT_STRING_EQUAL((char *)dn.data, "CN=Test CAPF,O=capf test");
-	gnutls_free(dn.data);
-
-	CU_ASSERT(gnutls_x509_crt_get_basic_constraints(crt, &critical, &is_ca, &pathlen) > 0);
-	CU_ASSERT_EQUAL(is_ca, 1);
-	CU_ASSERT_EQUAL(pathlen, 0);
-	CU_ASSERT_EQUAL(critical, 1);
-	critical = 0;
-	CU_ASSERT_EQUAL(gnutls_x509_crt_get_key_usage(crt, &usage, &critical), 0);
-	CU_ASSERT_EQUAL(usage, GNUTLS_KEY_KEY_CERT_SIGN | GNUTLS_KEY_CRL_SIGN |
-				   GNUTLS_KEY_DIGITAL_SIGNATURE);
-	CU_ASSERT_EQUAL(critical, 1);
-	CU_ASSERT_EQUAL(gnutls_x509_crt_get_subject_key_id(crt, ski, &ski_len, &critical), 0);
-	CU_ASSERT_EQUAL(ski_len, 20);
-	CU_ASSERT_EQUAL(critical, 0);
-
-	CU_ASSERT_EQUAL(gnutls_x509_crt_get_pk_algorithm(crt, &bits), GNUTLS_PK_ECDSA);
-	CU_ASSERT_EQUAL(bits, 256);
-	CU_ASSERT_EQUAL(gnutls_x509_crt_get_signature_algorithm(crt), GNUTLS_SIGN_ECDSA_SHA256);
-	CU_ASSERT_EQUAL(gnutls_x509_crt_verify(crt, &crt, 1, 0, &status), 0);
-	CU_ASSERT_EQUAL(status, 0);
-
-	CU_ASSERT(labs(gnutls_x509_crt_get_activation_time(crt) - (now - CA_BACKDATE_SECONDS)) <=
-		  5);
-	CU_ASSERT(labs(gnutls_x509_crt_get_expiration_time(crt) - (now + 100 * DAY)) <= 5);
+	check_ca_profile(ca, NULL, "CN=Test CAPF,O=capf test", 100, GNUTLS_SIGN_ECDSA_SHA256,
+			 GNUTLS_PK_ECDSA, 256);
 
 	/* ca.pem, current, gen/<id>/{cert.pem,key.pem}: no temporary file
 	 * left behind. */
@@ -610,7 +638,6 @@ static void test_new_creates_ca(void)
 	*strrchr(keyfile, '/') = '\0';
 	CU_ASSERT_EQUAL(count_entries(keyfile), 2);
 
-	gnutls_x509_crt_deinit(crt);
 	ca_free(ca);
 }
 
@@ -1339,72 +1366,6 @@ static void test_pki_files(void)
 }
 
 /* ---- the CA certificate profile, per key type ---- */
-
-/* Checks every field of a CA certificate made by ca/ (certificate-profile.md). */
-static void check_ca_profile(struct ca *ca, gnutls_x509_privkey_t key_or_null, const char *dn,
-			     unsigned days, int sign_algo, int pk, unsigned bits_want)
-{
-	gnutls_x509_crt_t crt = ca_crt(ca);
-	gnutls_datum_t d = {NULL, 0};
-	uint8_t serial[32], ski[32], want[20], id[32];
-	size_t serial_len = sizeof(serial), ski_len = sizeof(ski), id_len = sizeof(id);
-	unsigned critical = 0, is_ca = 0, usage = 0, status = 1, bits = 0;
-	int pathlen = -1;
-	char oid[128];
-	size_t oid_len;
-	time_t now = time(NULL);
-	gnutls_pubkey_t pub = NULL;
-
-	CU_ASSERT_PTR_NOT_NULL_FATAL(crt);
-	CU_ASSERT_EQUAL(gnutls_x509_crt_get_version(crt), 3);
-	CU_ASSERT_EQUAL(gnutls_x509_crt_get_serial(crt, serial, &serial_len), 0);
-	CU_ASSERT_EQUAL(serial_len, CA_SERIAL_LEN);
-	CU_ASSERT(serial[0] != 0 && serial[0] < 0x80);
-	CU_ASSERT_EQUAL(gnutls_x509_crt_get_dn3(crt, &d, 0), 0);
-	CU_ASSERT_STRING_EQUAL((char *)d.data, dn);
-	gnutls_free(d.data);
-	CU_ASSERT_EQUAL(gnutls_x509_crt_get_issuer_dn3(crt, &d, 0), 0);
-	CU_ASSERT_STRING_EQUAL((char *)d.data, dn);
-	gnutls_free(d.data);
-	CU_ASSERT(labs(gnutls_x509_crt_get_activation_time(crt) - (now - CA_BACKDATE_SECONDS)) <=
-		  5);
-	CU_ASSERT(labs(gnutls_x509_crt_get_expiration_time(crt) - (now + (time_t)days * DAY)) <=
-		  5);
-	CU_ASSERT(gnutls_x509_crt_get_basic_constraints(crt, &critical, &is_ca, &pathlen) > 0);
-	CU_ASSERT_EQUAL(is_ca, 1);
-	CU_ASSERT_EQUAL(pathlen, 0);
-	CU_ASSERT_EQUAL(critical, 1);
-	critical = 0;
-	CU_ASSERT_EQUAL(gnutls_x509_crt_get_key_usage(crt, &usage, &critical), 0);
-	CU_ASSERT_EQUAL(usage, GNUTLS_KEY_KEY_CERT_SIGN | GNUTLS_KEY_CRL_SIGN |
-				   GNUTLS_KEY_DIGITAL_SIGNATURE);
-	CU_ASSERT_EQUAL(critical, 1);
-	CU_ASSERT_EQUAL(gnutls_x509_crt_get_subject_key_id(crt, ski, &ski_len, &critical), 0);
-	CU_ASSERT_EQUAL(ski_len, 20);
-	CU_ASSERT_EQUAL(critical, 0);
-	/* SKI = first 20 bytes of SHA-256 over the SPKI. */
-	CU_ASSERT_EQUAL_FATAL(gnutls_pubkey_init(&pub), 0);
-	CU_ASSERT_EQUAL(gnutls_pubkey_import_x509(pub, crt, 0), 0);
-	CU_ASSERT_EQUAL(gnutls_pubkey_get_key_id(pub, GNUTLS_KEYID_USE_SHA256, id, &id_len), 0);
-	CU_ASSERT(memcmp(ski, id, 20) == 0);
-	gnutls_pubkey_deinit(pub);
-	if (key_or_null != NULL) {
-		CU_ASSERT_EQUAL(expected_key_id(key_or_null, want), 0);
-		CU_ASSERT(memcmp(ski, want, 20) == 0);
-	}
-	/* Exactly three extensions: basicConstraints, keyUsage, SKI. */
-	oid_len = sizeof(oid);
-	CU_ASSERT_EQUAL(gnutls_x509_crt_get_extension_info(crt, 2, oid, &oid_len, NULL), 0);
-	oid_len = sizeof(oid);
-	CU_ASSERT_EQUAL(gnutls_x509_crt_get_extension_info(crt, 3, oid, &oid_len, NULL),
-			GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE);
-	CU_ASSERT_EQUAL(gnutls_x509_crt_get_pk_algorithm(crt, &bits), pk);
-	CU_ASSERT_EQUAL(bits, bits_want);
-	CU_ASSERT_EQUAL(gnutls_x509_crt_get_signature_algorithm(crt), sign_algo);
-	CU_ASSERT_EQUAL(gnutls_x509_crt_verify(crt, &crt, 1, 0, &status), 0);
-	CU_ASSERT_EQUAL(status, 0);
-	gnutls_x509_crt_deinit(crt);
-}
 
 static void test_ca_profile_key_types(void)
 {

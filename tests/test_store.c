@@ -264,6 +264,18 @@ static int has_device(struct store *st, const char *name)
 	return ret == 0;
 }
 
+/* Asserts that the device name is in the store with the given status. */
+static void check_device_status(struct store *st, const char *name, Capf__OpStatus status)
+{
+	Capf__Device *d = NULL;
+
+	CU_ASSERT_EQUAL(store_device_get(st, name, &d), 0);
+	if (d) {
+		CU_ASSERT_EQUAL(d->status, status);
+		capf__device__free_unpacked(d, NULL);
+	}
+}
+
 /* Counts asynchronous callbacks. */
 struct counter {
 	pthread_mutex_t lock;
@@ -668,11 +680,7 @@ static void test_device_roundtrip(void)
 	CU_ASSERT_EQUAL(put_device(st, "SEP001122334455", 0, 0, CAPF__OP_STATUS__STATUS_SUCCESS), 0);
 	store_close(st);
 	CU_ASSERT_EQUAL_FATAL(store_open(&st, t.dir), 0);
-	CU_ASSERT_EQUAL(store_device_get(st, "SEP001122334455", &d), 0);
-	if (d) {
-		CU_ASSERT_EQUAL(d->status, CAPF__OP_STATUS__STATUS_SUCCESS);
-		capf__device__free_unpacked(d, NULL);
-	}
+	check_device_status(st, "SEP001122334455", CAPF__OP_STATUS__STATUS_SUCCESS);
 	store_get_stats(st, &stats);
 	CU_ASSERT_EQUAL(stats.devices, 1);
 	store_close(st);
@@ -810,12 +818,7 @@ static void test_create_only(void)
 			CAPF_EEXIST);
 	/* The refused txn wrote nothing and changed nothing. */
 	CU_ASSERT_EQUAL(file_size(t.log), size);
-	CU_ASSERT_EQUAL(store_device_get(st, "SEP0001", &d), 0);
-	if (d) {
-		CU_ASSERT_EQUAL(d->status, CAPF__OP_STATUS__STATUS_PENDING);
-		capf__device__free_unpacked(d, NULL);
-		d = NULL;
-	}
+	check_device_status(st, "SEP0001", CAPF__OP_STATUS__STATUS_PENDING);
 	store_get_stats(st, &stats);
 	CU_ASSERT_EQUAL(stats.txns_written, 1);
 
@@ -828,11 +831,7 @@ static void test_create_only(void)
 
 	CU_ASSERT_EQUAL_FATAL(store_open(&st, t.dir), 0);
 	CU_ASSERT_FALSE(has_device(st, "SEP0002"));
-	CU_ASSERT_EQUAL(store_device_get(st, "SEP0001", &d), 0);
-	if (d) {
-		CU_ASSERT_EQUAL(d->status, CAPF__OP_STATUS__STATUS_SUCCESS);
-		capf__device__free_unpacked(d, NULL);
-	}
+	check_device_status(st, "SEP0001", CAPF__OP_STATUS__STATUS_SUCCESS);
 	store_close(st);
 	tmp_cleanup(&t);
 }
@@ -1592,7 +1591,6 @@ static void test_compact(void)
 	struct store_stats stats;
 	struct bg_writer w;
 	pthread_t th;
-	Capf__Device *d = NULL;
 	Capf__Certificate c;
 	Capf__StoreRecord rc;
 	Capf__StoreRecord *recs[1] = { &rc };
@@ -1644,11 +1642,7 @@ static void test_compact(void)
 	}
 	CU_ASSERT_EQUAL(missing, 0);
 	CU_ASSERT(has_device(st, "SEP-LAST"));
-	CU_ASSERT_EQUAL(store_device_get(st, "SEP-A-000000", &d), 0);
-	if (d) {
-		CU_ASSERT_EQUAL(d->status, CAPF__OP_STATUS__STATUS_SUCCESS);
-		capf__device__free_unpacked(d, NULL);
-	}
+	check_device_status(st, "SEP-A-000000", CAPF__OP_STATUS__STATUS_SUCCESS);
 	store_close(st);
 	tmp_cleanup(&t);
 }
@@ -2335,81 +2329,109 @@ static void test_fault_compact(void)
 
 /* ---- main ----------------------------------------------------------------- */
 
+static CU_TestInfo tests_crc32c[] = {
+	{ "check values", test_crc32c },
+	CU_TEST_INFO_NULL,
+};
+
+static CU_TestInfo tests_store_log_scan[] = {
+	{ "invalid headers", test_scan_invalid },
+	{ "entries, torn tails, damage", test_scan_valid },
+	CU_TEST_INFO_NULL,
+};
+
+static CU_TestInfo tests_store_open[] = {
+	{ "invalid input", test_open_invalid },
+	{ "fresh directory", test_open_fresh },
+	{ "bad header", test_open_bad_header },
+	{ "directory lock", test_lock },
+	CU_TEST_INFO_NULL,
+};
+
+static CU_TestInfo tests_records[] = {
+	{ "invalid input", test_submit_invalid },
+	{ "device round trip", test_device_roundtrip },
+	{ "certificate by serial", test_cert_by_serial },
+	{ "every certificate", test_cert_foreach },
+	{ "device list sorted", test_device_list_sorted },
+	{ "create_only and must_exist", test_create_only },
+	{ "preconditions within a group", test_preconditions_in_group },
+	{ "multi-record txn", test_multi_record_txn },
+	CU_TEST_INFO_NULL,
+};
+
+static CU_TestInfo tests_recovery[] = {
+	{ "torn tail", test_torn_tail },
+	{ "bad CRC at the tail", test_bad_crc_tail },
+	{ "damaged middle", test_damaged_middle },
+	CU_TEST_INFO_NULL,
+};
+
+static CU_TestInfo tests_writer[] = {
+	{ "group commit", test_group_commit },
+	{ "write fault", test_fault },
+	{ "close with pending txns", test_close_pending },
+	CU_TEST_INFO_NULL,
+};
+
+static CU_TestInfo tests_record_codec[] = {
+	{ "invalid txns", test_codec_invalid },
+	{ "valid txns", test_codec_valid },
+	{ "file headers", test_header },
+	CU_TEST_INFO_NULL,
+};
+
+static CU_TestInfo tests_compaction[] = {
+	{ "invalid input, empty store", test_compact_invalid },
+	{ "snapshot while writing", test_compact },
+	{ "past the size threshold", test_compact_auto },
+	{ "crash leftovers, damage", test_compact_crash },
+	CU_TEST_INFO_NULL,
+};
+
+static CU_TestInfo tests_audit[] = {
+	{ "invalid input", test_audit_invalid },
+	{ "chain across restarts", test_audit_chain },
+	{ "tampering", test_audit_tamper },
+	{ "torn, missing, truncated", test_audit_recovery },
+	CU_TEST_INFO_NULL,
+};
+
+static CU_TestInfo tests_offline[] = {
+	{ "check and repair", test_check_repair },
+	{ "format 1 conversion", test_legacy },
+	CU_TEST_INFO_NULL,
+};
+
+static CU_TestInfo tests_fault_seam[] = {
+	{ "audit events kept while failing", test_fault_audit },
+	{ "compaction fault", test_fault_compact },
+	CU_TEST_INFO_NULL,
+};
+
+static CU_SuiteInfo suites[] = {
+	{ "crc32c", NULL, NULL, NULL, NULL, tests_crc32c },
+	{ "store_log_scan", NULL, NULL, NULL, NULL, tests_store_log_scan },
+	{ "store_open", NULL, NULL, NULL, NULL, tests_store_open },
+	{ "records", NULL, NULL, NULL, NULL, tests_records },
+	{ "recovery", NULL, NULL, NULL, NULL, tests_recovery },
+	{ "writer", NULL, NULL, NULL, NULL, tests_writer },
+	{ "record codec", NULL, NULL, NULL, NULL, tests_record_codec },
+	{ "compaction", NULL, NULL, NULL, NULL, tests_compaction },
+	{ "audit", NULL, NULL, NULL, NULL, tests_audit },
+	{ "offline", NULL, NULL, NULL, NULL, tests_offline },
+	{ "fault seam", NULL, NULL, NULL, NULL, tests_fault_seam },
+	CU_SUITE_INFO_NULL,
+};
+
 int main(void)
 {
-	CU_pSuite s;
 	unsigned int failures;
 
 	if (CU_initialize_registry() != CUE_SUCCESS)
 		return 1;
 
-	s = CU_add_suite("crc32c", NULL, NULL);
-	if (!s || !CU_add_test(s, "check values", test_crc32c))
-		goto fail;
-
-	s = CU_add_suite("store_log_scan", NULL, NULL);
-	if (!s || !CU_add_test(s, "invalid headers", test_scan_invalid) ||
-	    !CU_add_test(s, "entries, torn tails, damage", test_scan_valid))
-		goto fail;
-
-	s = CU_add_suite("store_open", NULL, NULL);
-	if (!s || !CU_add_test(s, "invalid input", test_open_invalid) ||
-	    !CU_add_test(s, "fresh directory", test_open_fresh) ||
-	    !CU_add_test(s, "bad header", test_open_bad_header) ||
-	    !CU_add_test(s, "directory lock", test_lock))
-		goto fail;
-
-	s = CU_add_suite("records", NULL, NULL);
-	if (!s || !CU_add_test(s, "invalid input", test_submit_invalid) ||
-	    !CU_add_test(s, "device round trip", test_device_roundtrip) ||
-	    !CU_add_test(s, "certificate by serial", test_cert_by_serial) ||
-	    !CU_add_test(s, "every certificate", test_cert_foreach) ||
-	    !CU_add_test(s, "device list sorted", test_device_list_sorted) ||
-	    !CU_add_test(s, "create_only and must_exist", test_create_only) ||
-	    !CU_add_test(s, "preconditions within a group", test_preconditions_in_group) ||
-	    !CU_add_test(s, "multi-record txn", test_multi_record_txn))
-		goto fail;
-
-	s = CU_add_suite("recovery", NULL, NULL);
-	if (!s || !CU_add_test(s, "torn tail", test_torn_tail) ||
-	    !CU_add_test(s, "bad CRC at the tail", test_bad_crc_tail) ||
-	    !CU_add_test(s, "damaged middle", test_damaged_middle))
-		goto fail;
-
-	s = CU_add_suite("writer", NULL, NULL);
-	if (!s || !CU_add_test(s, "group commit", test_group_commit) ||
-	    !CU_add_test(s, "write fault", test_fault) ||
-	    !CU_add_test(s, "close with pending txns", test_close_pending))
-		goto fail;
-
-	s = CU_add_suite("record codec", NULL, NULL);
-	if (!s || !CU_add_test(s, "invalid txns", test_codec_invalid) ||
-	    !CU_add_test(s, "valid txns", test_codec_valid) ||
-	    !CU_add_test(s, "file headers", test_header))
-		goto fail;
-
-	s = CU_add_suite("compaction", NULL, NULL);
-	if (!s || !CU_add_test(s, "invalid input, empty store", test_compact_invalid) ||
-	    !CU_add_test(s, "snapshot while writing", test_compact) ||
-	    !CU_add_test(s, "past the size threshold", test_compact_auto) ||
-	    !CU_add_test(s, "crash leftovers, damage", test_compact_crash))
-		goto fail;
-
-	s = CU_add_suite("audit", NULL, NULL);
-	if (!s || !CU_add_test(s, "invalid input", test_audit_invalid) ||
-	    !CU_add_test(s, "chain across restarts", test_audit_chain) ||
-	    !CU_add_test(s, "tampering", test_audit_tamper) ||
-	    !CU_add_test(s, "torn, missing, truncated", test_audit_recovery))
-		goto fail;
-
-	s = CU_add_suite("offline", NULL, NULL);
-	if (!s || !CU_add_test(s, "check and repair", test_check_repair) ||
-	    !CU_add_test(s, "format 1 conversion", test_legacy))
-		goto fail;
-
-	s = CU_add_suite("fault seam", NULL, NULL);
-	if (!s || !CU_add_test(s, "audit events kept while failing", test_fault_audit) ||
-	    !CU_add_test(s, "compaction fault", test_fault_compact))
+	if (CU_register_suites(suites) != CUE_SUCCESS)
 		goto fail;
 
 	CU_basic_set_mode(CU_BRM_VERBOSE);

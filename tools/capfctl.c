@@ -164,6 +164,57 @@ void report_refusal(const Capf__AdminResponse *resp, const char *what)
 		what ? ": " : "", text);
 }
 
+/* Sends req; on a refusal reports it. Returns 0 with *resp, or an exit code. */
+int ctl_call_ok(struct ctl *c, Capf__AdminRequest *req, Capf__AdminResponse **resp,
+		const char *what)
+{
+	int ret = ctl_call(c, req, resp);
+
+	if (ret)
+		return ret;
+	if ((*resp)->code) {
+		report_refusal(*resp, what);
+		capf__admin_response__free_unpacked(*resp, NULL);
+		*resp = NULL;
+		return CTL_EXIT_REFUSED;
+	}
+	return 0;
+}
+
+/* ---- command lines ---------------------------------------------------- */
+
+void ctl_set_format(struct ctl *c, int opt)
+{
+	c->fmt = opt == OPT_JSON ? FMT_JSON : FMT_CSV;
+}
+
+int ctl_no_operands(const char *cmd, int argc, char **argv)
+{
+	if (optind < argc)
+		return usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+	return CTL_EXIT_OK;
+}
+
+bool ctl_is_help(const char *word)
+{
+	return !strcmp(word, "-h") || !strcmp(word, "--help") || !strcmp(word, "help");
+}
+
+int ctl_dispatch(struct ctl *c, int argc, char **argv, const char *area, void (*usage)(FILE *),
+		 const struct ctl_subcommand *subs)
+{
+	if (argc < 2)
+		return usage_error(area, "give a %s command", area);
+	if (ctl_is_help(argv[1])) {
+		usage(stdout);
+		return CTL_EXIT_OK;
+	}
+	for (; subs->name != NULL; subs++)
+		if (!strcmp(argv[1], subs->name))
+			return subs->run(c, argc - 1, argv + 1);
+	return usage_error(area, "unknown %s command '%s'", area, argv[1]);
+}
+
 /* ---- formatting ------------------------------------------------------- */
 
 static const char *or_dash(const char *s)
@@ -422,9 +473,7 @@ static int cmd_device_put(struct ctl *c, int argc, char **argv, bool create)
 		{ "auth", required_argument, NULL, 'a' },
 		{ "key", required_argument, NULL, 'k' },
 		{ "deadline", required_argument, NULL, 'd' },
-		{ "json", no_argument, NULL, OPT_JSON },
-		{ "csv", no_argument, NULL, OPT_CSV },
-		{ "help", no_argument, NULL, 'h' },
+		CTL_FORMAT_LONGOPTS,
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *cmd = create ? "device add" : "device set";
@@ -462,10 +511,8 @@ static int cmd_device_put(struct ctl *c, int argc, char **argv, bool create)
 			p.has_deadline = true;
 			break;
 		case OPT_JSON:
-			c->fmt = FMT_JSON;
-			break;
 		case OPT_CSV:
-			c->fmt = FMT_CSV;
+			ctl_set_format(c, opt);
 			break;
 		case 'h':
 			usage_put(stdout, create);
@@ -559,9 +606,7 @@ int simple_opts(struct ctl *c, int argc, char **argv, const char *cmd,
 		       void (*usage)(FILE *), bool *help)
 {
 	static const struct option longopts[] = {
-		{ "json", no_argument, NULL, OPT_JSON },
-		{ "csv", no_argument, NULL, OPT_CSV },
-		{ "help", no_argument, NULL, 'h' },
+		CTL_FORMAT_LONGOPTS,
 		{ NULL, 0, NULL, 0 },
 	};
 	int opt;
@@ -571,10 +616,8 @@ int simple_opts(struct ctl *c, int argc, char **argv, const char *cmd,
 	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (opt) {
 		case OPT_JSON:
-			c->fmt = FMT_JSON;
-			break;
 		case OPT_CSV:
-			c->fmt = FMT_CSV;
+			ctl_set_format(c, opt);
 			break;
 		case 'h':
 			usage(stdout);
@@ -634,14 +677,11 @@ static int cmd_device_show(struct ctl *c, int argc, char **argv)
 	get.name = argv[optind];
 	req.body_case = CAPF__ADMIN_REQUEST__BODY_DEVICE_GET;
 	req.device_get = &get;
-	ret = ctl_call(c, &req, &resp);
+	ret = ctl_call_ok(c, &req, &resp, argv[optind]);
 	if (ret)
 		return ret;
-	if (resp->code || resp->n_devices == 0) {
-		if (resp->code)
-			report_refusal(resp, argv[optind]);
-		else
-			fprintf(stderr, PROG ": the server sent no device\n");
+	if (resp->n_devices == 0) {
+		fprintf(stderr, PROG ": the server sent no device\n");
 		ret = CTL_EXIT_REFUSED;
 		goto out;
 	}
@@ -705,18 +745,14 @@ static int cmd_device_list(struct ctl *c, int argc, char **argv)
 	ret = simple_opts(c, argc, argv, "device list", usage_list, &help);
 	if (ret || help)
 		return ret;
-	if (optind != argc)
-		return usage_error("device list", "unexpected argument '%s'", argv[optind]);
-	req.body_case = CAPF__ADMIN_REQUEST__BODY_DEVICE_LIST;
-	req.device_list = &list;
-	ret = ctl_call(c, &req, &resp);
+	ret = ctl_no_operands("device list", argc, argv);
 	if (ret)
 		return ret;
-	if (resp->code) {
-		report_refusal(resp, NULL);
-		ret = CTL_EXIT_REFUSED;
-		goto out;
-	}
+	req.body_case = CAPF__ADMIN_REQUEST__BODY_DEVICE_LIST;
+	req.device_list = &list;
+	ret = ctl_call_ok(c, &req, &resp, NULL);
+	if (ret)
+		return ret;
 	index = cert_index(resp);
 
 	switch (c->fmt) {
@@ -772,30 +808,32 @@ static int cmd_device_list(struct ctl *c, int argc, char **argv)
 		}
 		break;
 	}
-	ret = CTL_EXIT_OK;
-out:
 	free(index);
 	capf__admin_response__free_unpacked(resp, NULL);
-	return ret;
+	return CTL_EXIT_OK;
+}
+
+static int cmd_device_add(struct ctl *c, int argc, char **argv)
+{
+	return cmd_device_put(c, argc, argv, true);
+}
+
+static int cmd_device_set(struct ctl *c, int argc, char **argv)
+{
+	return cmd_device_put(c, argc, argv, false);
 }
 
 static int cmd_device(struct ctl *c, int argc, char **argv)
 {
-	if (argc < 2)
-		return usage_error("device", "give a device command");
-	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
-		usage_device(stdout);
-		return CTL_EXIT_OK;
-	}
-	if (!strcmp(argv[1], "add"))
-		return cmd_device_put(c, argc - 1, argv + 1, true);
-	if (!strcmp(argv[1], "set"))
-		return cmd_device_put(c, argc - 1, argv + 1, false);
-	if (!strcmp(argv[1], "show"))
-		return cmd_device_show(c, argc - 1, argv + 1);
-	if (!strcmp(argv[1], "list"))
-		return cmd_device_list(c, argc - 1, argv + 1);
-	return usage_error("device", "unknown device command '%s'", argv[1]);
+	static const struct ctl_subcommand subs[] = {
+		{ "add", cmd_device_add },
+		{ "set", cmd_device_set },
+		{ "show", cmd_device_show },
+		{ "list", cmd_device_list },
+		{ NULL, NULL },
+	};
+
+	return ctl_dispatch(c, argc, argv, "device", usage_device, subs);
 }
 
 /* ---- status ----------------------------------------------------------- */
@@ -812,18 +850,16 @@ static int cmd_status(struct ctl *c, int argc, char **argv)
 	ret = simple_opts(c, argc, argv, "status", usage_status, &help);
 	if (ret || help)
 		return ret;
-	if (optind != argc)
-		return usage_error("status", "unexpected argument '%s'", argv[optind]);
-	req.body_case = CAPF__ADMIN_REQUEST__BODY_STATUS;
-	req.status = &st;
-	ret = ctl_call(c, &req, &resp);
+	ret = ctl_no_operands("status", argc, argv);
 	if (ret)
 		return ret;
-	if (resp->code || !resp->status) {
-		if (resp->code)
-			report_refusal(resp, NULL);
-		else
-			fprintf(stderr, PROG ": the server sent no status\n");
+	req.body_case = CAPF__ADMIN_REQUEST__BODY_STATUS;
+	req.status = &st;
+	ret = ctl_call_ok(c, &req, &resp, NULL);
+	if (ret)
+		return ret;
+	if (!resp->status) {
+		fprintf(stderr, PROG ": the server sent no status\n");
 		ret = CTL_EXIT_REFUSED;
 		goto out;
 	}
@@ -905,10 +941,8 @@ int main(int argc, char **argv)
 			c.socket = optarg;
 			break;
 		case OPT_JSON:
-			c.fmt = FMT_JSON;
-			break;
 		case OPT_CSV:
-			c.fmt = FMT_CSV;
+			ctl_set_format(&c, opt);
 			break;
 		case 'h':
 			usage_main(stdout);

@@ -42,6 +42,11 @@ enum {
 	OPT_FIRST_FREE = 300, /* commands number their own long options from here */
 };
 
+/* The struct option entries of OPT_JSON, OPT_CSV and -h (<getopt.h>). */
+#define CTL_FORMAT_LONGOPTS                                                             \
+	{ "json", no_argument, NULL, OPT_JSON }, { "csv", no_argument, NULL, OPT_CSV }, \
+		{ "help", no_argument, NULL, 'h' }
+
 /* A top-level command: `capfctl NAME ...`; argv[0] is NAME. */
 struct ctl_command {
 	const char *name;
@@ -64,9 +69,43 @@ int ctl_call(struct ctl *c, Capf__AdminRequest *req, Capf__AdminResponse **resp)
 /* report_refusal() - "capfctl: CAPF_ENAME: [what: ]text" on stderr. */
 void report_refusal(const Capf__AdminResponse *resp, const char *what);
 
+/*
+ * ctl_call_ok() - ctl_call() that also treats a refusal as a failure: it
+ * reports it (report_refusal() with what), frees the answer and returns
+ * CTL_EXIT_REFUSED. Returns 0 with *resp (free it as for ctl_call()), or
+ * an exit status.
+ */
+int ctl_call_ok(struct ctl *c, Capf__AdminRequest *req, Capf__AdminResponse **resp,
+		const char *what);
+
 /* usage_error() - print the message and a hint to use --help for cmd
  * (NULL: the main help); returns CTL_EXIT_USAGE. */
 int usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ctl_set_format() - apply the option OPT_JSON or OPT_CSV (opt) to c. */
+void ctl_set_format(struct ctl *c, int opt);
+
+/* ctl_no_operands() - 0 if getopt left no operand in argv, else a usage
+ * error about the first one for cmd (CTL_EXIT_USAGE). */
+int ctl_no_operands(const char *cmd, int argc, char **argv);
+
+/* ctl_is_help() - whether a command word asks for help (-h, --help, help). */
+bool ctl_is_help(const char *word);
+
+/* A subcommand of an area: `capfctl AREA NAME ...`; argv[0] is NAME. */
+struct ctl_subcommand {
+	const char *name;
+	int (*run)(struct ctl *c, int argc, char **argv);
+};
+
+/*
+ * ctl_dispatch() - run the subcommand of area named by argv[1] from subs
+ * (ended by a zeroed entry), with argv[1] as its argv[0]. Prints usage on
+ * stdout for a help word; a missing or unknown subcommand is a usage error.
+ * Returns the subcommand's exit status.
+ */
+int ctl_dispatch(struct ctl *c, int argc, char **argv, const char *area, void (*usage)(FILE *),
+		 const struct ctl_subcommand *subs);
 
 /*
  * simple_opts() - parse a command that takes only --json, --csv, --help.

@@ -107,23 +107,6 @@ static int write_output(const char *path, const uint8_t *data, size_t len, bool 
 	return 0;
 }
 
-/* Sends req; on a refusal reports it. Returns 0 with *resp, or an exit code. */
-static int call(struct ctl *c, Capf__AdminRequest *req, Capf__AdminResponse **resp,
-		const char *what)
-{
-	int ret = ctl_call(c, req, resp);
-
-	if (ret)
-		return ret;
-	if ((*resp)->code) {
-		report_refusal(*resp, what);
-		capf__admin_response__free_unpacked(*resp, NULL);
-		*resp = NULL;
-		return CTL_EXIT_REFUSED;
-	}
-	return 0;
-}
-
 static const char *when(int64_t t, char *buf, size_t len)
 {
 	if (t == 0 || t == -1)
@@ -183,6 +166,20 @@ static int parse_serial(const char *s, uint8_t *out, size_t cap, size_t *len)
 	return 0;
 }
 
+/* --overlap-days: a whole number of days from 1 to 36500. */
+static int parse_overlap(const char *s, unsigned *out)
+{
+	unsigned long n;
+	char *end;
+
+	errno = 0;
+	n = strtoul(s, &end, 10);
+	if (errno || *end || s[0] == '-' || n == 0 || n > 36500)
+		return -1;
+	*out = (unsigned)n;
+	return 0;
+}
+
 /* ---- ca status ---------------------------------------------------------- */
 
 static void usage_ca(FILE *f)
@@ -224,11 +221,12 @@ static int cmd_ca_status(struct ctl *c, int argc, char **argv)
 	ret = simple_opts(c, argc, argv, "ca status", usage_ca_status, &help);
 	if (ret || help)
 		return ret;
-	if (optind != argc)
-		return usage_error("ca status", "unexpected argument '%s'", argv[optind]);
+	ret = ctl_no_operands("ca status", argc, argv);
+	if (ret)
+		return ret;
 	req.body_case = CAPF__ADMIN_REQUEST__BODY_CA_STATUS;
 	req.ca_status = &q;
-	ret = call(c, &req, &resp, NULL);
+	ret = ctl_call_ok(c, &req, &resp, NULL);
 	if (ret)
 		return ret;
 	if (resp->ca == NULL) {
@@ -364,14 +362,10 @@ static int parse_newkey(struct ctl *c, int argc, char **argv, const char *cmd,
 		{ "subject", required_argument, NULL, OPT_SUBJECT },
 		{ "out", required_argument, NULL, 'o' },
 		{ "overlap-days", required_argument, NULL, OPT_OVERLAP },
-		{ "json", no_argument, NULL, OPT_JSON },
-		{ "csv", no_argument, NULL, OPT_CSV },
-		{ "help", no_argument, NULL, 'h' },
+		CTL_FORMAT_LONGOPTS,
 		{ NULL, 0, NULL, 0 },
 	};
-	char *end;
-	unsigned long n;
-	int opt;
+	int opt, ret;
 
 	memset(o, 0, sizeof(*o));
 	*help = false;
@@ -396,17 +390,12 @@ static int parse_newkey(struct ctl *c, int argc, char **argv, const char *cmd,
 		case OPT_OVERLAP:
 			if (want_out)
 				return usage_error(cmd, "no --overlap-days here");
-			errno = 0;
-			n = strtoul(optarg, &end, 10);
-			if (errno || *end || optarg[0] == '-' || n == 0 || n > 36500)
+			if (parse_overlap(optarg, &o->overlap) < 0)
 				return usage_error(cmd, "--overlap-days takes 1 to 36500");
-			o->overlap = (unsigned)n;
 			break;
 		case OPT_JSON:
-			c->fmt = FMT_JSON;
-			break;
 		case OPT_CSV:
-			c->fmt = FMT_CSV;
+			ctl_set_format(c, opt);
 			break;
 		case 'h':
 			usage(stdout);
@@ -416,8 +405,9 @@ static int parse_newkey(struct ctl *c, int argc, char **argv, const char *cmd,
 			return usage_error(cmd, "bad option");
 		}
 	}
-	if (optind != argc)
-		return usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+	ret = ctl_no_operands(cmd, argc, argv);
+	if (ret)
+		return ret;
 	if (o->key != NULL && o->key_type != 0)
 		return usage_error(cmd, "--key names an existing key: no --key-type with it");
 	if (want_out && o->out == NULL)
@@ -442,7 +432,7 @@ static int cmd_ca_csr(struct ctl *c, int argc, char **argv)
 	q.subject = (char *)(o.subject != NULL ? o.subject : "");
 	req.body_case = CAPF__ADMIN_REQUEST__BODY_CA_CSR;
 	req.ca_csr = &q;
-	ret = call(c, &req, &resp, NULL);
+	ret = ctl_call_ok(c, &req, &resp, NULL);
 	if (ret)
 		return ret;
 	if (resp->ca == NULL || resp->ca->data.len == 0) {
@@ -477,7 +467,7 @@ static int cmd_ca_rollover(struct ctl *c, int argc, char **argv)
 	q.overlap_days = o.overlap;
 	req.body_case = CAPF__ADMIN_REQUEST__BODY_CA_ROLLOVER;
 	req.ca_rollover = &q;
-	ret = call(c, &req, &resp, NULL);
+	ret = ctl_call_ok(c, &req, &resp, NULL);
 	if (ret)
 		return ret;
 	if (c->fmt == FMT_JSON) {
@@ -517,19 +507,14 @@ static int cmd_ca_import(struct ctl *c, int argc, char **argv)
 	Capf__AdminResponse *resp = NULL;
 	uint8_t *data = NULL;
 	size_t len = 0;
-	unsigned long n;
-	char *end;
 	int opt, ret;
 
 	optind = 0;
 	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (opt) {
 		case OPT_OVERLAP:
-			errno = 0;
-			n = strtoul(optarg, &end, 10);
-			if (errno || *end || optarg[0] == '-' || n == 0 || n > 36500)
+			if (parse_overlap(optarg, &q.overlap_days) < 0)
 				return usage_error("ca import", "--overlap-days takes 1 to 36500");
-			q.overlap_days = (uint32_t)n;
 			break;
 		case 'h':
 			usage_ca_import(stdout);
@@ -547,7 +532,7 @@ static int cmd_ca_import(struct ctl *c, int argc, char **argv)
 	q.certificate.len = len;
 	req.body_case = CAPF__ADMIN_REQUEST__BODY_CA_IMPORT;
 	req.ca_import = &q;
-	ret = call(c, &req, &resp, NULL);
+	ret = ctl_call_ok(c, &req, &resp, NULL);
 	free(data);
 	if (ret)
 		return ret;
@@ -612,8 +597,9 @@ static int fetch_blob(struct ctl *c, int argc, char **argv, const char *cmd, boo
 			return usage_error(cmd, "bad option");
 		}
 	}
-	if (optind != argc)
-		return usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+	ret = ctl_no_operands(cmd, argc, argv);
+	if (ret)
+		return ret;
 	if (is_crl) {
 		cq.pem = !der;
 		req.body_case = CAPF__ADMIN_REQUEST__BODY_CRL;
@@ -623,7 +609,7 @@ static int fetch_blob(struct ctl *c, int argc, char **argv, const char *cmd, boo
 		req.body_case = CAPF__ADMIN_REQUEST__BODY_CA_BUNDLE;
 		req.ca_bundle = &bq;
 	}
-	ret = call(c, &req, &resp, NULL);
+	ret = ctl_call_ok(c, &req, &resp, NULL);
 	if (ret)
 		return ret;
 	if (resp->ca == NULL || resp->ca->data.len == 0) {
@@ -636,25 +622,23 @@ static int fetch_blob(struct ctl *c, int argc, char **argv, const char *cmd, boo
 	return ret;
 }
 
+static int cmd_ca_bundle(struct ctl *c, int argc, char **argv)
+{
+	return fetch_blob(c, argc, argv, "ca bundle", false);
+}
+
 static int cmd_ca(struct ctl *c, int argc, char **argv)
 {
-	if (argc < 2)
-		return usage_error("ca", "give a ca command");
-	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
-		usage_ca(stdout);
-		return CTL_EXIT_OK;
-	}
-	if (!strcmp(argv[1], "status"))
-		return cmd_ca_status(c, argc - 1, argv + 1);
-	if (!strcmp(argv[1], "csr"))
-		return cmd_ca_csr(c, argc - 1, argv + 1);
-	if (!strcmp(argv[1], "import"))
-		return cmd_ca_import(c, argc - 1, argv + 1);
-	if (!strcmp(argv[1], "rollover"))
-		return cmd_ca_rollover(c, argc - 1, argv + 1);
-	if (!strcmp(argv[1], "bundle"))
-		return fetch_blob(c, argc - 1, argv + 1, "ca bundle", false);
-	return usage_error("ca", "unknown ca command '%s'", argv[1]);
+	static const struct ctl_subcommand subs[] = {
+		{ "status", cmd_ca_status },
+		{ "csr", cmd_ca_csr },
+		{ "import", cmd_ca_import },
+		{ "rollover", cmd_ca_rollover },
+		{ "bundle", cmd_ca_bundle },
+		{ NULL, NULL },
+	};
+
+	return ctl_dispatch(c, argc, argv, "ca", usage_ca, subs);
 }
 
 static int cmd_crl(struct ctl *c, int argc, char **argv)
@@ -686,9 +670,7 @@ static int parse_kind(struct ctl *c, int argc, char **argv, const char *cmd, int
 	static const struct option longopts[] = {
 		{ "mfg", no_argument, NULL, OPT_MFG },
 		{ "chain", no_argument, NULL, OPT_CHAIN },
-		{ "json", no_argument, NULL, OPT_JSON },
-		{ "csv", no_argument, NULL, OPT_CSV },
-		{ "help", no_argument, NULL, 'h' },
+		CTL_FORMAT_LONGOPTS,
 		{ NULL, 0, NULL, 0 },
 	};
 	int opt;
@@ -706,10 +688,8 @@ static int parse_kind(struct ctl *c, int argc, char **argv, const char *cmd, int
 					       : CAPF__TRUST_KIND__TRUST_CHAIN;
 			break;
 		case OPT_JSON:
-			c->fmt = FMT_JSON;
-			break;
 		case OPT_CSV:
-			c->fmt = FMT_CSV;
+			ctl_set_format(c, opt);
 			break;
 		case 'h':
 			usage_trust(stdout);
@@ -747,7 +727,7 @@ static int cmd_trust_add(struct ctl *c, int argc, char **argv)
 	q.certificates.len = len;
 	req.body_case = CAPF__ADMIN_REQUEST__BODY_TRUST_ADD;
 	req.trust_add = &q;
-	ret = call(c, &req, &resp, argv[optind]);
+	ret = ctl_call_ok(c, &req, &resp, argv[optind]);
 	free(data);
 	if (ret)
 		return ret;
@@ -776,12 +756,13 @@ static int cmd_trust_list(struct ctl *c, int argc, char **argv)
 	ret = parse_kind(c, argc, argv, "trust list", &kind, &help);
 	if (ret || help)
 		return ret;
-	if (optind != argc)
-		return usage_error("trust list", "unexpected argument '%s'", argv[optind]);
+	ret = ctl_no_operands("trust list", argc, argv);
+	if (ret)
+		return ret;
 	q.kind = (Capf__TrustKind)kind;
 	req.body_case = CAPF__ADMIN_REQUEST__BODY_TRUST_LIST;
 	req.trust_list = &q;
-	ret = call(c, &req, &resp, NULL);
+	ret = ctl_call_ok(c, &req, &resp, NULL);
 	if (ret)
 		return ret;
 	size_t n = resp->ca != NULL ? resp->ca->n_trust : 0;
@@ -845,7 +826,7 @@ static int cmd_trust_remove(struct ctl *c, int argc, char **argv)
 	q.fingerprint = argv[optind];
 	req.body_case = CAPF__ADMIN_REQUEST__BODY_TRUST_REMOVE;
 	req.trust_remove = &q;
-	ret = call(c, &req, &resp, NULL);
+	ret = ctl_call_ok(c, &req, &resp, NULL);
 	if (ret)
 		return ret;
 	printf("removed %s\n", argv[optind]);
@@ -855,19 +836,14 @@ static int cmd_trust_remove(struct ctl *c, int argc, char **argv)
 
 static int cmd_trust(struct ctl *c, int argc, char **argv)
 {
-	if (argc < 2)
-		return usage_error("trust", "give a trust command");
-	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
-		usage_trust(stdout);
-		return CTL_EXIT_OK;
-	}
-	if (!strcmp(argv[1], "add"))
-		return cmd_trust_add(c, argc - 1, argv + 1);
-	if (!strcmp(argv[1], "list"))
-		return cmd_trust_list(c, argc - 1, argv + 1);
-	if (!strcmp(argv[1], "remove"))
-		return cmd_trust_remove(c, argc - 1, argv + 1);
-	return usage_error("trust", "unknown trust command '%s'", argv[1]);
+	static const struct ctl_subcommand subs[] = {
+		{ "add", cmd_trust_add },
+		{ "list", cmd_trust_list },
+		{ "remove", cmd_trust_remove },
+		{ NULL, NULL },
+	};
+
+	return ctl_dispatch(c, argc, argv, "trust", usage_trust, subs);
 }
 
 /* ---- cert --------------------------------------------------------------- */
@@ -965,7 +941,7 @@ static int cmd_cert_show(struct ctl *c, int argc, char **argv)
 	q.serial.len = len;
 	req.body_case = CAPF__ADMIN_REQUEST__BODY_CERT_SHOW;
 	req.cert_show = &q;
-	ret = call(c, &req, &resp, NULL);
+	ret = ctl_call_ok(c, &req, &resp, NULL);
 	if (ret)
 		return ret;
 	if (resp->n_certificates == 0) {
@@ -982,9 +958,7 @@ static int cmd_cert_revoke(struct ctl *c, int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "reason", required_argument, NULL, OPT_REASON },
-		{ "json", no_argument, NULL, OPT_JSON },
-		{ "csv", no_argument, NULL, OPT_CSV },
-		{ "help", no_argument, NULL, 'h' },
+		CTL_FORMAT_LONGOPTS,
 		{ NULL, 0, NULL, 0 },
 	};
 	Capf__AdminRequest req = CAPF__ADMIN_REQUEST__INIT;
@@ -1002,10 +976,8 @@ static int cmd_cert_revoke(struct ctl *c, int argc, char **argv)
 				return usage_error("cert revoke", "unknown reason '%s'", optarg);
 			break;
 		case OPT_JSON:
-			c->fmt = FMT_JSON;
-			break;
 		case OPT_CSV:
-			c->fmt = FMT_CSV;
+			ctl_set_format(c, opt);
 			break;
 		case 'h':
 			usage_cert(stdout);
@@ -1026,7 +998,7 @@ static int cmd_cert_revoke(struct ctl *c, int argc, char **argv)
 	q.reason = (uint32_t)reason;
 	req.body_case = CAPF__ADMIN_REQUEST__BODY_CERT_REVOKE;
 	req.cert_revoke = &q;
-	ret = call(c, &req, &resp, NULL);
+	ret = ctl_call_ok(c, &req, &resp, NULL);
 	if (ret)
 		return ret;
 	if (c->fmt == FMT_TABLE)
@@ -1039,17 +1011,13 @@ static int cmd_cert_revoke(struct ctl *c, int argc, char **argv)
 
 static int cmd_cert(struct ctl *c, int argc, char **argv)
 {
-	if (argc < 2)
-		return usage_error("cert", "give a cert command");
-	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
-		usage_cert(stdout);
-		return CTL_EXIT_OK;
-	}
-	if (!strcmp(argv[1], "show"))
-		return cmd_cert_show(c, argc - 1, argv + 1);
-	if (!strcmp(argv[1], "revoke"))
-		return cmd_cert_revoke(c, argc - 1, argv + 1);
-	return usage_error("cert", "unknown cert command '%s'", argv[1]);
+	static const struct ctl_subcommand subs[] = {
+		{ "show", cmd_cert_show },
+		{ "revoke", cmd_cert_revoke },
+		{ NULL, NULL },
+	};
+
+	return ctl_dispatch(c, argc, argv, "cert", usage_cert, subs);
 }
 
 const struct ctl_command ctl_ca_commands[] = {

@@ -82,14 +82,11 @@ static void usage_audit(FILE *f)
 static int call_text(struct ctl *c, Capf__AdminRequest *req, const char *what)
 {
 	Capf__AdminResponse *resp = NULL;
-	int ret = ctl_call(c, req, &resp);
+	int ret = ctl_call_ok(c, req, &resp, what);
 
 	if (ret)
 		return ret;
-	if (resp->code) {
-		report_refusal(resp, what);
-		ret = CTL_EXIT_REFUSED;
-	} else if (c->fmt == FMT_JSON) {
+	if (c->fmt == FMT_JSON) {
 		printf("{\"result\":");
 		client_json_string(stdout, resp->text);
 		printf("}\n");
@@ -97,7 +94,7 @@ static int call_text(struct ctl *c, Capf__AdminRequest *req, const char *what)
 		printf("%s\n", resp->text);
 	}
 	capf__admin_response__free_unpacked(resp, NULL);
-	return ret;
+	return CTL_EXIT_OK;
 }
 
 static int store_info(struct ctl *c)
@@ -110,14 +107,11 @@ static int store_info(struct ctl *c)
 
 	req.body_case = CAPF__ADMIN_REQUEST__BODY_STORE_INFO;
 	req.store_info = &si;
-	ret = ctl_call(c, &req, &resp);
+	ret = ctl_call_ok(c, &req, &resp, NULL);
 	if (ret)
 		return ret;
-	if (resp->code || !resp->store) {
-		if (resp->code)
-			report_refusal(resp, NULL);
-		else
-			fprintf(stderr, PROG ": the server sent no store figures\n");
+	if (!resp->store) {
+		fprintf(stderr, PROG ": the server sent no store figures\n");
 		ret = CTL_EXIT_REFUSED;
 		goto out;
 	}
@@ -162,6 +156,14 @@ out:
 
 /* ---- offline -------------------------------------------------------------- */
 
+/* Says on stderr why the store library failed: its own message if it left
+ * one, else the error's. */
+static void report_store_error(int err)
+{
+	fprintf(stderr, PROG ": %s: %s\n", capf_errname(err),
+		store_last_error()[0] ? store_last_error() : capf_strerror(err));
+}
+
 struct findings {
 	enum ctl_format fmt;
 	unsigned n;
@@ -201,8 +203,7 @@ static int store_offline(struct ctl *c, const char *dir, bool repair)
 	if (ret < 0 && ret != CAPF_ECORRUPT) {
 		if (c->fmt == FMT_JSON)
 			printf("]}\n");
-		fprintf(stderr, PROG ": %s: %s\n", capf_errname(ret),
-			store_last_error()[0] ? store_last_error() : capf_strerror(ret));
+		report_store_error(ret);
 		return CTL_EXIT_REFUSED;
 	}
 	if (c->fmt == FMT_JSON) {
@@ -280,8 +281,7 @@ static int store_dump_cmd(struct ctl *c, const char *dir)
 	if (c->fmt == FMT_JSON)
 		printf("]\n");
 	if (ret < 0) {
-		fprintf(stderr, PROG ": %s: %s\n", capf_errname(ret),
-			store_last_error()[0] ? store_last_error() : capf_strerror(ret));
+		report_store_error(ret);
 		return CTL_EXIT_REFUSED;
 	}
 	return CTL_EXIT_OK;
@@ -319,9 +319,7 @@ static int offline_opts(struct ctl *c, int argc, char **argv, const char *cmd,
 		{ "until", required_argument, NULL, OPT_UNTIL },
 		{ "device", required_argument, NULL, OPT_DEVICE },
 		{ "kind", required_argument, NULL, OPT_KIND },
-		{ "json", no_argument, NULL, OPT_JSON },
-		{ "csv", no_argument, NULL, OPT_CSV },
-		{ "help", no_argument, NULL, 'h' },
+		CTL_FORMAT_LONGOPTS,
 		{ NULL, 0, NULL, 0 },
 	};
 	int opt;
@@ -354,10 +352,8 @@ static int offline_opts(struct ctl *c, int argc, char **argv, const char *cmd,
 				return usage_error(cmd, "unknown kind '%s'", optarg);
 			break;
 		case OPT_JSON:
-			c->fmt = FMT_JSON;
-			break;
 		case OPT_CSV:
-			c->fmt = FMT_CSV;
+			ctl_set_format(c, opt);
 			break;
 		case 'h':
 			usage(stdout);
@@ -464,8 +460,7 @@ static int audit_show(struct ctl *c, const struct off_opts *o)
 	if (c->fmt == FMT_JSON)
 		printf("]\n");
 	if (ret < 0) {
-		fprintf(stderr, PROG ": %s: %s\n", capf_errname(ret),
-			store_last_error()[0] ? store_last_error() : capf_strerror(ret));
+		report_store_error(ret);
 		if (ret == CAPF_ECORRUPT)
 			fprintf(stderr, PROG ": the entries after the damage were shown; run '" PROG
 					" audit verify -d %s'\n",
@@ -491,8 +486,7 @@ static int audit_verify(struct ctl *c, const struct off_opts *o, int nfiles,
 	if (ret < 0 && ret != CAPF_ECORRUPT) {
 		if (c->fmt == FMT_JSON)
 			printf("]}\n");
-		fprintf(stderr, PROG ": %s: %s\n", capf_errname(ret),
-			store_last_error()[0] ? store_last_error() : capf_strerror(ret));
+		report_store_error(ret);
 		return CTL_EXIT_REFUSED;
 	}
 	if (c->fmt == FMT_JSON) {
@@ -513,6 +507,24 @@ static int audit_verify(struct ctl *c, const struct off_opts *o, int nfiles,
 
 /* ---- dispatch --------------------------------------------------------------- */
 
+/*
+ * The start of store and audit: without a subcommand, their usage on
+ * stderr (CTL_EXIT_USAGE); asked for help, on stdout (CTL_EXIT_OK).
+ * Returns -1 when argv[1] is a subcommand to run.
+ */
+static int area_start(int argc, char **argv, void (*usage)(FILE *))
+{
+	if (argc < 2) {
+		usage(stderr);
+		return CTL_EXIT_USAGE;
+	}
+	if (ctl_is_help(argv[1])) {
+		usage(stdout);
+		return CTL_EXIT_OK;
+	}
+	return -1;
+}
+
 static int cmd_store(struct ctl *c, int argc, char **argv)
 {
 	Capf__AdminRequest req = CAPF__ADMIN_REQUEST__INIT;
@@ -521,43 +533,34 @@ static int cmd_store(struct ctl *c, int argc, char **argv)
 	bool help;
 	int ret;
 
-	if (argc < 2) {
-		usage_store(stderr);
-		return CTL_EXIT_USAGE;
-	}
+	ret = area_start(argc, argv, usage_store);
+	if (ret >= 0)
+		return ret;
 	sub = argv[1];
 	argc--;
 	argv++;
-	if (!strcmp(sub, "-h") || !strcmp(sub, "--help") || !strcmp(sub, "help")) {
-		usage_store(stdout);
-		return CTL_EXIT_OK;
-	}
 	if (!strcmp(sub, "check") || !strcmp(sub, "repair") || !strcmp(sub, "dump")) {
 		ret = offline_opts(c, argc, argv, "store", usage_store, &o);
 		if (ret || o.help)
 			return ret;
-		if (optind < argc)
-			return usage_error("store", "unexpected argument '%s'", argv[optind]);
+		ret = ctl_no_operands("store", argc, argv);
+		if (ret)
+			return ret;
 		if (!strcmp(sub, "dump"))
 			return store_dump_cmd(c, o.dir);
 		return store_offline(c, o.dir, !strcmp(sub, "repair"));
 	}
-	if (!strcmp(sub, "info")) {
-		ret = simple_opts(c, argc, argv, "store", usage_store, &help);
-		if (ret || help)
-			return ret;
-		if (optind < argc)
-			return usage_error("store", "unexpected argument '%s'", argv[optind]);
-		return store_info(c);
-	}
-	if (!strcmp(sub, "compact")) {
+	if (!strcmp(sub, "info") || !strcmp(sub, "compact")) {
 		Capf__StoreCompact sc = CAPF__STORE_COMPACT__INIT;
 
 		ret = simple_opts(c, argc, argv, "store", usage_store, &help);
 		if (ret || help)
 			return ret;
-		if (optind < argc)
-			return usage_error("store", "unexpected argument '%s'", argv[optind]);
+		ret = ctl_no_operands("store", argc, argv);
+		if (ret)
+			return ret;
+		if (!strcmp(sub, "info"))
+			return store_info(c);
 		req.body_case = CAPF__ADMIN_REQUEST__BODY_STORE_COMPACT;
 		req.store_compact = &sc;
 		return call_text(c, &req, "store compact");
@@ -586,25 +589,21 @@ static int cmd_audit(struct ctl *c, int argc, char **argv)
 	struct off_opts o;
 	int ret;
 
-	if (argc < 2) {
-		usage_audit(stderr);
-		return CTL_EXIT_USAGE;
-	}
+	ret = area_start(argc, argv, usage_audit);
+	if (ret >= 0)
+		return ret;
 	sub = argv[1];
 	argc--;
 	argv++;
-	if (!strcmp(sub, "-h") || !strcmp(sub, "--help") || !strcmp(sub, "help")) {
-		usage_audit(stdout);
-		return CTL_EXIT_OK;
-	}
 	if (strcmp(sub, "verify") != 0 && strcmp(sub, "show") != 0)
 		return usage_error("audit", "unknown command 'audit %s'", sub);
 	ret = offline_opts(c, argc, argv, "audit", usage_audit, &o);
 	if (ret || o.help)
 		return ret;
 	if (!strcmp(sub, "show")) {
-		if (optind < argc)
-			return usage_error("audit", "unexpected argument '%s'", argv[optind]);
+		ret = ctl_no_operands("audit", argc, argv);
+		if (ret)
+			return ret;
 		return audit_show(c, &o);
 	}
 	if (o.device || o.kind >= 0 || o.since || o.until != INT64_MAX)

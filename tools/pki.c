@@ -16,6 +16,7 @@
 #include <gnutls/abstract.h>
 #include <gnutls/crypto.h>
 
+#include "ca/ca.h"
 #include "proto/capf.pb-c.h"
 #include "proto/errcode.h"
 #include "tools/pki.h"
@@ -54,48 +55,9 @@ void pki_pair_deinit(struct pki_pair *p)
 
 int pki_gen_key(int key_type, gnutls_x509_privkey_t *out)
 {
-	gnutls_x509_privkey_t key = NULL;
-	gnutls_pk_algorithm_t pk;
-	unsigned bits;
-	int ret;
-
-	if (out == NULL)
-		return CAPF_EINVAL;
-	*out = NULL;
-	switch (key_type) {
-	case CAPF__KEY_TYPE__KEY_UNSPECIFIED: /* a phone's default: P-256 */
-	case CAPF__KEY_TYPE__KEY_EC_P256:
-		pk = GNUTLS_PK_ECDSA;
-		bits = GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_SECP256R1);
-		break;
-	case CAPF__KEY_TYPE__KEY_EC_P384:
-		pk = GNUTLS_PK_ECDSA;
-		bits = GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_SECP384R1);
-		break;
-	case CAPF__KEY_TYPE__KEY_RSA_2048:
-		pk = GNUTLS_PK_RSA;
-		bits = 2048;
-		break;
-	case CAPF__KEY_TYPE__KEY_RSA_3072:
-		pk = GNUTLS_PK_RSA;
-		bits = 3072;
-		break;
-	case CAPF__KEY_TYPE__KEY_RSA_4096:
-		pk = GNUTLS_PK_RSA;
-		bits = 4096;
-		break;
-	default:
-		return CAPF_EINVAL;
-	}
-	CHECK(gnutls_x509_privkey_init(&key));
-	CHECK(gnutls_x509_privkey_generate(key, pk, bits, 0));
-	*out = key;
-	key = NULL;
-	ret = 0;
-out:
-	if (key != NULL)
-		gnutls_x509_privkey_deinit(key);
-	return ret;
+	/* One key generator for the CA and the tools: ca/ makes the key in
+	 * memory and hands it over; nothing is written. */
+	return ca_key_new(key_type, out);
 }
 
 /* A positive 16-byte serial, as ca/ makes them. */
@@ -233,6 +195,18 @@ out:
 	return ret;
 }
 
+/* Copies what GnuTLS exported into a malloc'd buffer, which callers of
+ * this API free() rather than gnutls_free(). */
+static int copy_out(const gnutls_datum_t *d, uint8_t **der, size_t *der_len)
+{
+	*der = malloc(d->size);
+	if (*der == NULL)
+		return CAPF_ENOMEM;
+	memcpy(*der, d->data, d->size);
+	*der_len = d->size;
+	return 0;
+}
+
 int pki_make_csr(gnutls_x509_privkey_t key, const char *cn, const uint8_t *binding,
 		 size_t binding_len, uint8_t **der, size_t *der_len)
 {
@@ -266,82 +240,11 @@ int pki_make_csr(gnutls_x509_privkey_t key, const char *cn, const uint8_t *bindi
 	}
 	CHECK(gnutls_x509_crq_sign2(crq, key, GNUTLS_DIG_SHA256, 0));
 	CHECK(gnutls_x509_crq_export2(crq, GNUTLS_X509_FMT_DER, &out));
-	*der = malloc(out.size);
-	if (*der == NULL) {
-		ret = CAPF_ENOMEM;
-		goto out;
-	}
-	memcpy(*der, out.data, out.size);
-	*der_len = out.size;
-	ret = 0;
+	ret = copy_out(&out, der, der_len);
 out:
 	gnutls_free(out.data);
 	if (crq != NULL)
 		gnutls_x509_crq_deinit(crq);
-	return ret;
-}
-
-/*
- * Writes data to path atomically: a new temporary file in the same
- * directory (O_CREAT|O_EXCL), the given mode, fsync, rename over path,
- * fsync of the directory.
- */
-static int write_atomic(const char *path, const void *data, size_t len, mode_t mode)
-{
-	char tmp[PATH_MAX], dir[PATH_MAX];
-	const uint8_t *p = data;
-	char *slash;
-	int fd = -1, dfd;
-	int n, ret;
-
-	n = snprintf(tmp, sizeof(tmp), "%s.XXXXXX", path);
-	if (n < 0 || (size_t)n >= sizeof(tmp))
-		return CAPF_EINVAL;
-	snprintf(dir, sizeof(dir), "%s", path);
-	slash = strrchr(dir, '/');
-	if (slash == NULL)
-		snprintf(dir, sizeof(dir), ".");
-	else if (slash == dir)
-		dir[1] = '\0';
-	else
-		*slash = '\0';
-
-	fd = mkostemp(tmp, O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (fchmod(fd, mode) < 0)
-		goto fail;
-	while (len > 0) {
-		ssize_t w = write(fd, p, len);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			goto fail;
-		p += w;
-		len -= (size_t)w;
-	}
-	if (fsync(fd) < 0)
-		goto fail;
-	ret = close(fd);
-	fd = -1;
-	if (ret < 0)
-		goto fail;
-	if (rename(tmp, path) < 0)
-		goto fail;
-	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		n = fsync(dfd);
-		close(dfd);
-		if (n < 0)
-			return -errno;
-	}
-	return 0;
-fail:
-	ret = -errno;
-	if (fd >= 0)
-		close(fd);
-	unlink(tmp);
 	return ret;
 }
 
@@ -355,10 +258,10 @@ int pki_write_pair(const struct pki_pair *p, const char *crt_path, const char *k
 	CHECK(gnutls_x509_crt_export2(p->crt, GNUTLS_X509_FMT_PEM, &crt));
 	CHECK(gnutls_x509_privkey_export2_pkcs8(p->key, GNUTLS_X509_FMT_PEM, NULL,
 						GNUTLS_PKCS_PLAIN, &key));
-	ret = write_atomic(key_path, key.data, key.size, 0600);
+	ret = ca_file_write_atomic(key_path, key.data, key.size, 0600);
 	if (ret < 0)
 		goto out;
-	ret = write_atomic(crt_path, crt.data, crt.size, 0644);
+	ret = ca_file_write_atomic(crt_path, crt.data, crt.size, 0644);
 out:
 	gnutls_free(crt.data);
 	if (key.data != NULL) {
@@ -464,14 +367,7 @@ int pki_crt_der(gnutls_x509_crt_t crt, uint8_t **der, size_t *der_len)
 	if (crt == NULL)
 		return CAPF_EINVAL;
 	CHECK(gnutls_x509_crt_export2(crt, GNUTLS_X509_FMT_DER, &out));
-	*der = malloc(out.size);
-	if (*der == NULL) {
-		ret = CAPF_ENOMEM;
-		goto out;
-	}
-	memcpy(*der, out.data, out.size);
-	*der_len = out.size;
-	ret = 0;
+	ret = copy_out(&out, der, der_len);
 out:
 	gnutls_free(out.data);
 	return ret;

@@ -49,8 +49,9 @@ int pki_make_mic(const struct pki_pair *issuer, const char *cn, time_t not_befor
 int pki_make_csr(gnutls_x509_privkey_t key, const char *cn, const uint8_t *binding,
 		 size_t binding_len, uint8_t **der, size_t *der_len);
 
-/* pki_write_pair() - write crt (PEM) to crt_path and key (PEM, mode 0600,
- * O_EXCL through a temporary file and rename) to key_path. */
+/* pki_write_pair() - write crt (PEM, mode 0644) to crt_path and key
+ * (PKCS#8 PEM, mode 0600) to key_path, each with ca_file_write_atomic().
+ * Returns 0, CAPF_EINVAL, CAPF_ECRYPTO, CAPF_ENOMEM or its error. */
 int pki_write_pair(const struct pki_pair *p, const char *crt_path, const char *key_path);
 
 /* pki_read_pair() - read a PEM certificate and key. */

@@ -286,35 +286,39 @@ static int run_threads(struct load *l, unsigned long n, void *(*fn)(void *), con
 	return ret;
 }
 
+/* Reads the start of /proc/PID/NAME into buf as a string; -1 if it cannot
+ * be opened. */
+static int proc_read(uint32_t pid, const char *name, char *buf, size_t len)
+{
+	char path[64];
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/%u/%s", pid, name);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	n = fread(buf, 1, len - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	return 0;
+}
+
 /* utime + stime of a local process in ms, or -1 when it cannot be read or
  * is not a capfd (the server may run on another machine). */
 static double proc_cpu_ms(uint32_t pid)
 {
-	char path[64], buf[1024], *p;
+	char buf[1024], *p;
 	unsigned long long utime, stime;
 	long hz = sysconf(_SC_CLK_TCK);
-	FILE *f;
-	size_t n;
 	int i;
 
 	if (pid == 0 || hz <= 0)
 		return -1;
-	snprintf(path, sizeof(path), "/proc/%u/comm", pid);
-	f = fopen(path, "r");
-	if (!f)
+	if (proc_read(pid, "comm", buf, sizeof(buf)) < 0 || strncmp(buf, "capfd", 5) != 0)
 		return -1;
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	if (strncmp(buf, "capfd", 5) != 0)
+	if (proc_read(pid, "stat", buf, sizeof(buf)) < 0)
 		return -1;
-	snprintf(path, sizeof(path), "/proc/%u/stat", pid);
-	f = fopen(path, "r");
-	if (!f)
-		return -1;
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
 	/* The command name may hold spaces and parentheses: start after the last ')'. */
 	p = strrchr(buf, ')');
 	if (!p)

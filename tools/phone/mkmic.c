@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "ca/ca.h"
 #include "tools/phone/phone.h"
 
 #define MKMIC_DAYS_DEFAULT 3650ul
@@ -85,11 +86,16 @@ static int open_mfg_ca(const char *dir, unsigned days, struct pki_pair *ca)
 		return CAPF_EEXIST;
 	}
 	ret = pki_make_root(PHONE_MFG_CA_CN, days, ca);
-	if (ret == 0)
-		ret = pki_write_pair(ca, crt, key);
 	if (ret < 0) {
 		fprintf(stderr, PHONE_PROG " mkmic: cannot make the manufacturer CA in %s: %s\n", dir,
 			capf_strerror(ret));
+		return ret;
+	}
+	ret = pki_write_pair(ca, crt, key);
+	if (ret < 0) {
+		/* The file writer says which file and why. */
+		fprintf(stderr, PHONE_PROG " mkmic: cannot write the manufacturer CA: %s\n",
+			ca_last_error());
 		return ret;
 	}
 	fprintf(stderr, PHONE_PROG " mkmic: made test manufacturer CA %s\n", crt);
@@ -167,14 +173,16 @@ int phone_cmd_mkmic(int argc, char **argv)
 			goto out;
 		}
 		ret = pki_make_mic(&ca, cn, 0, (unsigned)days, &mic);
-		if (ret == 0)
-			ret = pki_write_pair(&mic, crt, key);
-		pki_pair_deinit(&mic);
-		if (ret < 0) {
+		if (ret == 0 && (ret = pki_write_pair(&mic, crt, key)) < 0) {
+			fprintf(stderr, PHONE_PROG " mkmic: cannot write the MIC of %s: %s\n",
+				argv[i], ca_last_error());
+		} else if (ret < 0) {
 			fprintf(stderr, PHONE_PROG " mkmic: cannot make the MIC of %s: %s\n",
 				argv[i], capf_strerror(ret));
-			goto out;
 		}
+		pki_pair_deinit(&mic);
+		if (ret < 0)
+			goto out;
 		printf("%s: MIC CN=%s, key %s, %lu days\n", crt, cn, key, days);
 	}
 	status = PHONE_EXIT_OK;
