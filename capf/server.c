@@ -16,6 +16,11 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
+/* A full table must fail one request, never end the process: uthash then
+ * calls uthash_nonfatal_oom(), which records the failure for the caller. */
+#define HASH_NONFATAL_OOM 1
+static __thread int hash_oom;
+#define uthash_nonfatal_oom(elt) (hash_oom = 1)
 #include <uthash.h>
 
 #include "ca/ca.h"
@@ -138,7 +143,12 @@ int server_claim(void *arg, const char *device)
 		ret = CAPF_ENOMEM;
 	} else {
 		snprintf(c->name, sizeof(c->name), "%s", device);
+		hash_oom = 0;
 		HASH_ADD_STR(srv->claims, name, c);
+		if (hash_oom) {
+			free(c);
+			ret = CAPF_ENOMEM;
+		}
 	}
 	pthread_mutex_unlock(&srv->claims_lock);
 	return ret;
@@ -172,7 +182,13 @@ int source_acquire(struct server *srv, const char *addr)
 			goto out;
 		}
 		snprintf(s->addr, sizeof(s->addr), "%s", addr);
+		hash_oom = 0;
 		HASH_ADD_STR(srv->sources, addr, s);
+		if (hash_oom) {
+			free(s);
+			ret = CAPF_ENOMEM;
+			goto out;
+		}
 	}
 	if (s->n >= srv->cfg->max_per_source) {
 		ret = CAPF_ELIMIT;

@@ -31,7 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Make uthash report allocation failures instead of calling exit(). */
+/* Make uthash report allocation failures instead of ending the process. */
 #define HASH_NONFATAL_OOM 1
 #include <uthash.h>
 
