@@ -62,6 +62,9 @@ static const struct capf_err_desc capf_errors[] = {
     {CAPF_EREJECTED, "CAPF_EREJECTED", "the peer reported a failure"},
     {CAPF_ESHUTDOWN, "CAPF_ESHUTDOWN", "server shutting down"},
     {CAPF_EREVOKED, "CAPF_EREVOKED", "certificate revoked"},
+    {CAPF_ESTALE, "CAPF_ESTALE", "record changed since it was read"},
+    {CAPF_ECANCELED, "CAPF_ECANCELED", "operation cancelled or changed by an administrator"},
+    {CAPF_ESUPERSEDED, "CAPF_ESUPERSEDED", "certificate superseded by a newer one"},
 };
 
 static const struct capf_err_desc *capf_err_find(int code)

@@ -56,6 +56,9 @@ enum capf_err {
 	CAPF_EREJECTED = -1024,    /* the peer reported a failure */
 	CAPF_ESHUTDOWN = -1025,    /* the server is shutting down */
 	CAPF_EREVOKED = -1026,     /* certificate revoked */
+	CAPF_ESTALE = -1027,       /* the record changed since it was read */
+	CAPF_ECANCELED = -1028,    /* the operation was cancelled or changed meanwhile */
+	CAPF_ESUPERSEDED = -1029,  /* the certificate was replaced by a newer one */
 };
 
 /*
