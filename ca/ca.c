@@ -218,6 +218,11 @@ static void issuer_free(struct ca_issuer *is)
 		return;
 	/* gnutls_privkey_deinit() wipes the key parameters it owns. */
 	gnutls_privkey_deinit(is->key);
+	gnutls_pubkey_deinit(is->key_pub);
+	if (is->key_ref != NULL) {
+		gnutls_memset(is->key_ref, 0, strlen(is->key_ref));
+		free(is->key_ref);
+	}
 	if (is->key_url != NULL) {
 		gnutls_memset(is->key_url, 0, strlen(is->key_url));
 		free(is->key_url);
@@ -247,25 +252,154 @@ static struct ca_issuer *issuer_alloc(void)
 	return is;
 }
 
-/* 1 if the public keys of key and crt are the same key. */
-static int key_matches(gnutls_privkey_t key, gnutls_x509_crt_t crt)
+/* 1 if kpub (a key's public half, as it was loaded) and crt's are the
+ * same key. */
+static int key_matches(gnutls_pubkey_t kpub, gnutls_x509_crt_t crt)
 {
-	gnutls_pubkey_t kpub = NULL, cpub = NULL;
+	gnutls_pubkey_t cpub = NULL;
 	uint8_t kid[CA_KEY_ID_LEN], cid[CA_KEY_ID_LEN];
 	int match = 0;
 
-	if (gnutls_pubkey_init(&kpub) < 0 || gnutls_pubkey_init(&cpub) < 0)
+	if (kpub == NULL || gnutls_pubkey_init(&cpub) < 0)
 		goto out;
-	if (gnutls_pubkey_import_privkey(kpub, key, 0, 0) < 0 ||
-	    gnutls_pubkey_import_x509(cpub, crt, 0) < 0)
+	if (gnutls_pubkey_import_x509(cpub, crt, 0) < 0)
 		goto out;
 	if (ca_key_id(kpub, kid) < 0 || ca_key_id(cpub, cid) < 0)
 		goto out;
 	match = memcmp(kid, cid, sizeof(kid)) == 0;
 out:
-	gnutls_pubkey_deinit(kpub);
 	gnutls_pubkey_deinit(cpub);
 	return match;
+}
+
+/* A key in hand before an issuer takes it: the key, its public half, its
+ * ref, and the ref again when it is a pkcs11: URI. */
+struct held_key {
+	gnutls_privkey_t key;
+	gnutls_pubkey_t pub;
+	char *ref;
+	char *url;
+};
+
+static void wipe_str(char **p)
+{
+	if (*p != NULL) {
+		gnutls_memset(*p, 0, strlen(*p));
+		free(*p);
+		*p = NULL;
+	}
+}
+
+static void held_key_clear(struct held_key *k)
+{
+	gnutls_privkey_deinit(k->key);
+	gnutls_pubkey_deinit(k->pub);
+	wipe_str(&k->ref);
+	wipe_str(&k->url);
+	memset(k, 0, sizeof(*k));
+}
+
+/* Opens ref into k (ca_key_open()) and records it. */
+static int held_key_open(const struct ca *ca, const char *ref, struct held_key *k)
+{
+	int ret;
+
+	memset(k, 0, sizeof(*k));
+	ret = ca_key_open(ca, ref, &k->key, &k->pub);
+	if (ret < 0)
+		return ret;
+	if ((k->ref = strdup(ref)) == NULL ||
+	    (ca_key_is_url(ref) && (k->url = strdup(ref)) == NULL)) {
+		held_key_clear(k);
+		return CAPF_ENOMEM;
+	}
+	return 0;
+}
+
+/* The issuer takes the key over (k is left empty). */
+static void issuer_take_key(struct ca_issuer *is, struct held_key *k)
+{
+	is->key = k->key;
+	is->key_pub = k->pub;
+	is->key_ref = k->ref;
+	is->key_url = k->url;
+	memset(k, 0, sizeof(*k));
+}
+
+/* The reverse of issuer_take_key(). */
+static void issuer_give_key(struct ca_issuer *is, struct held_key *k)
+{
+	k->key = is->key;
+	k->pub = is->key_pub;
+	k->ref = is->key_ref;
+	k->url = is->key_url;
+	is->key = NULL;
+	is->key_pub = NULL;
+	is->key_ref = NULL;
+	is->key_url = NULL;
+}
+
+int ca_issuer_sign(struct ca_issuer *is, const gnutls_datum_t *data, gnutls_datum_t *sig)
+{
+	int ret;
+
+	if (is->key == NULL)
+		return GNUTLS_E_INVALID_REQUEST;
+	if (ca_key_remote(is->key))
+		return gnutls_privkey_sign_data2(is->key, is->sign_algo, 0, data, sig);
+	/*
+	 * GnuTLS promises thread safety per object, not for one key shared
+	 * by several threads; a PKCS#11 key may also sit behind a single
+	 * token session. Signing here therefore holds the CA's lock.
+	 */
+	pthread_mutex_lock(&is->sign_lock);
+	ret = gnutls_privkey_sign_data2(is->key, is->sign_algo, 0, data, sig);
+	pthread_mutex_unlock(&is->sign_lock);
+	return ret;
+}
+
+/*
+ * A key that a new CA made in its temporary directory changes its path
+ * when that directory becomes gen/<id>. Its ref follows; a remote key is
+ * opened again under the new ref (and must be the same key), so that a
+ * restarted signer finds it there.
+ */
+static int issuer_key_moved(const struct ca *ca, struct ca_issuer *is, const char *gdir)
+{
+	struct held_key k = {0};
+	char path[PATH_MAX];
+	uint8_t a[CA_KEY_ID_LEN], b[CA_KEY_ID_LEN];
+	int ret;
+
+	ret = ca_path(path, sizeof(path), gdir, CA_FILE_KEY);
+	if (ret < 0)
+		return ret;
+	if (!ca_key_remote(is->key)) {
+		char *ref = strdup(path);
+
+		if (ref == NULL)
+			return CAPF_ENOMEM;
+		wipe_str(&is->key_ref);
+		is->key_ref = ref;
+		return 0;
+	}
+	ret = held_key_open(ca, path, &k);
+	if (ret < 0)
+		return ret;
+	if (ca_key_id(k.pub, a) < 0 || ca_key_id(is->key_pub, b) < 0 ||
+	    memcmp(a, b, sizeof(a)) != 0) {
+		ca_set_error("the key in %s is not the key the CA was made with", gdir);
+		held_key_clear(&k);
+		return CAPF_ECRYPTO;
+	}
+	{
+		struct held_key old;
+
+		issuer_give_key(is, &old);
+		issuer_take_key(is, &k);
+		held_key_clear(&old);
+	}
+	return 0;
 }
 
 /*
@@ -292,7 +426,7 @@ static int issuer_adopt(struct ca_issuer *is, const char *where)
 		ca_set_error("%s does not allow certificate signing (keyUsage)", where);
 		return CAPF_ECONFIG;
 	}
-	if (is->key != NULL && !key_matches(is->key, is->crt)) {
+	if (is->key != NULL && !key_matches(is->key_pub, is->crt)) {
 		ca_set_error("the CA key does not match the CA certificate %s", where);
 		return CAPF_ECONFIG;
 	}
@@ -342,14 +476,13 @@ out:
 }
 
 /* Reads the key of a CA directory: key.pem, or the ref in key.ref. */
-static int gen_key_load(const char *gdir, gnutls_privkey_t *key, char **url)
+static int gen_key_load(const struct ca *ca, const char *gdir, struct held_key *k)
 {
 	char path[PATH_MAX];
 	gnutls_datum_t ref = {NULL, 0};
 	int ret;
 
-	*key = NULL;
-	*url = NULL;
+	memset(k, 0, sizeof(*k));
 	ret = ca_path(path, sizeof(path), gdir, CA_FILE_KEYREF);
 	if (ret < 0)
 		return ret;
@@ -358,12 +491,7 @@ static int gen_key_load(const char *gdir, gnutls_privkey_t *key, char **url)
 		while (ref.size > 0 && (ref.data[ref.size - 1] == '\n' ||
 					ref.data[ref.size - 1] == '\r'))
 			ref.data[--ref.size] = '\0';
-		ret = ca_key_load((char *)ref.data, key);
-		if (ret == 0 && ca_key_is_url((char *)ref.data)) {
-			*url = strdup((char *)ref.data);
-			if (*url == NULL)
-				ret = CAPF_ENOMEM;
-		}
+		ret = held_key_open(ca, (char *)ref.data, k);
 		ca_file_free(&ref);
 		return ret;
 	}
@@ -374,7 +502,7 @@ static int gen_key_load(const char *gdir, gnutls_privkey_t *key, char **url)
 	ret = ca_path(path, sizeof(path), gdir, CA_FILE_KEY);
 	if (ret < 0)
 		return ret;
-	return ca_key_load(path, key);
+	return held_key_open(ca, path, k);
 }
 
 /* Reads one whole certificate file into *crt. */
@@ -410,8 +538,8 @@ out:
  * on success). need_key: a key that cannot be loaded is an error;
  * otherwise the issuer verifies but signs no CRL.
  */
-static int issuer_load(struct ca *ca, const char *id, gnutls_privkey_t key, const char *key_url,
-		       int need_key, struct ca_issuer **out)
+static int issuer_load(struct ca *ca, const char *id, struct held_key *key, int need_key,
+		       struct ca_issuer **out)
 {
 	struct ca_issuer *is = NULL;
 	char gdir[PATH_MAX], path[PATH_MAX], rel[64];
@@ -433,21 +561,20 @@ static int issuer_load(struct ca *ca, const char *id, gnutls_privkey_t key, cons
 	if (ret < 0)
 		goto out;
 	if (key != NULL) {
-		is->key = key;
-		if (key_url != NULL && (is->key_url = strdup(key_url)) == NULL) {
-			is->key = NULL;
-			ret = CAPF_ENOMEM;
-			goto out;
-		}
+		issuer_take_key(is, key);
 	} else {
-		ret = gen_key_load(gdir, &is->key, &is->key_url);
+		struct held_key k;
+
+		ret = gen_key_load(ca, gdir, &k);
 		if (ret < 0 && need_key)
 			goto out;
+		if (ret == 0)
+			issuer_take_key(is, &k);
 	}
 	ret = issuer_adopt(is, path);
 	if (ret < 0) {
 		if (key != NULL)
-			is->key = NULL; /* the caller keeps it */
+			issuer_give_key(is, key); /* the caller keeps it */
 		goto out;
 	}
 	if (strcmp(is->id, id) != 0) {
@@ -579,28 +706,24 @@ static int write_ca_pem(const struct ca *ca, const struct ca_issuer *is)
  * on failure) and the hash capf signs with it. A key that is neither EC
  * nor RSA is CAPF_ECONFIG, with ca_last_error() naming it as what.
  */
-static int new_key_public(gnutls_privkey_t key, const char *what, gnutls_pubkey_t *pub,
-			  gnutls_digest_algorithm_t *hash)
+static int new_key_hash(gnutls_pubkey_t pub, const char *what, gnutls_digest_algorithm_t *hash)
 {
 	gnutls_sign_algorithm_t algo;
 	int ret;
 
-	CHECK_GNUTLS(gnutls_pubkey_init(pub));
-	CHECK_GNUTLS(gnutls_pubkey_import_privkey(*pub, key, 0, 0));
-	ret = ca_key_sign_params(*pub, hash, &algo);
+	ret = ca_key_sign_params(pub, hash, &algo);
 	if (ret < 0) {
 		ca_set_error("%s is neither EC nor RSA", what);
 		ret = CAPF_ECONFIG;
 	}
-out:
 	return ret;
 }
 
-/* Makes a v3 CA certificate for key: self-signed, CA:TRUE pathlen 0. */
-static int build_ca_cert(gnutls_privkey_t key, const char *subject, unsigned days, time_t now,
-			 gnutls_x509_crt_t *out)
+/* Makes a v3 CA certificate for key (public half pub): self-signed,
+ * CA:TRUE pathlen 0. */
+static int build_ca_cert(gnutls_privkey_t key, gnutls_pubkey_t pub, const char *subject,
+			 unsigned days, time_t now, gnutls_x509_crt_t *out)
 {
-	gnutls_pubkey_t pub = NULL;
 	gnutls_x509_crt_t crt = NULL;
 	gnutls_digest_algorithm_t hash;
 	uint8_t serial[CA_SERIAL_LEN];
@@ -609,7 +732,7 @@ static int build_ca_cert(gnutls_privkey_t key, const char *subject, unsigned day
 	int ret;
 
 	*out = NULL;
-	ret = new_key_public(key, "the CA key", &pub, &hash);
+	ret = new_key_hash(pub, "the CA key", &hash);
 	if (ret < 0)
 		goto out;
 	CHECK_GNUTLS(gnutls_x509_crt_init(&crt));
@@ -645,7 +768,6 @@ static int build_ca_cert(gnutls_privkey_t key, const char *subject, unsigned day
 	ret = 0;
 out:
 	gnutls_x509_crt_deinit(crt);
-	gnutls_pubkey_deinit(pub);
 	return ret;
 }
 
@@ -721,20 +843,28 @@ static int make_self_signed(struct ca *ca, const struct ca_keyspec *spec, const 
 			    time_t now, struct ca_issuer **out)
 {
 	struct ca_issuer *is = NULL;
-	gnutls_privkey_t key = NULL;
+	struct held_key k = {0};
 	gnutls_x509_crt_t crt = NULL;
-	char tmpdir[PATH_MAX] = "";
-	char *url = NULL;
+	char tmpdir[PATH_MAX] = "", gdir[PATH_MAX], kpath[PATH_MAX];
+	int in_tmpdir = spec == NULL || spec->key == NULL || spec->key[0] == '\0';
 	int ret;
 
 	*out = NULL;
 	ret = make_tmp_gen(ca, tmpdir, sizeof(tmpdir));
 	if (ret < 0)
 		goto out;
-	ret = ca_key_obtain(spec, ca->key_type, tmpdir, &key, &url);
+	ret = ca_key_obtain(ca, spec, ca->key_type, tmpdir, &k.key, &k.pub, &k.url);
 	if (ret < 0)
 		goto out;
-	ret = build_ca_cert(key, subject, ca->ca_days, now, &crt);
+	ret = ca_path(kpath, sizeof(kpath), tmpdir, CA_FILE_KEY);
+	if (ret < 0)
+		goto out;
+	k.ref = strdup(in_tmpdir ? kpath : spec->key);
+	if (k.ref == NULL) {
+		ret = CAPF_ENOMEM;
+		goto out;
+	}
+	ret = build_ca_cert(k.key, k.pub, subject, ca->ca_days, now, &crt);
 	if (ret < 0)
 		goto out;
 	ret = crt_write(crt, tmpdir, CA_FILE_CERT);
@@ -758,10 +888,7 @@ static int make_self_signed(struct ca *ca, const struct ca_keyspec *spec, const 
 		if (ret < 0)
 			goto out;
 	}
-	is->key = key;
-	key = NULL;
-	is->key_url = url;
-	url = NULL;
+	issuer_take_key(is, &k);
 	ret = issuer_adopt(is, "the new CA certificate");
 	if (ret < 0)
 		goto out;
@@ -769,6 +896,16 @@ static int make_self_signed(struct ca *ca, const struct ca_keyspec *spec, const 
 	if (ret < 0)
 		goto out;
 	tmpdir[0] = '\0';
+	if (in_tmpdir) {
+		char rel[64];
+
+		snprintf(rel, sizeof(rel), CA_DIR_GEN "/%s", is->id);
+		ret = ca_path(gdir, sizeof(gdir), ca->dir, rel);
+		if (ret == 0)
+			ret = issuer_key_moved(ca, is, gdir);
+		if (ret < 0)
+			goto out;
+	}
 	*out = is;
 	is = NULL;
 	ret = 0;
@@ -777,11 +914,7 @@ out:
 		ca_rmtree(tmpdir);
 	issuer_free(is);
 	gnutls_x509_crt_deinit(crt);
-	gnutls_privkey_deinit(key);
-	if (url != NULL) {
-		gnutls_memset(url, 0, strlen(url));
-		free(url);
-	}
+	held_key_clear(&k);
 	return ret;
 }
 
@@ -794,7 +927,7 @@ static int adopt_legacy(struct ca *ca, const char *crt_path, const char *key_pat
 {
 	struct ca_issuer *is = NULL;
 	char tmpdir[PATH_MAX] = "", path[PATH_MAX];
-	gnutls_privkey_t key = NULL;
+	struct held_key k;
 	int ret;
 
 	is = issuer_alloc();
@@ -803,11 +936,10 @@ static int adopt_legacy(struct ca *ca, const char *crt_path, const char *key_pat
 	ret = crt_load(crt_path, &is->crt);
 	if (ret < 0)
 		goto out;
-	ret = ca_key_load(key_path, &key);
+	ret = held_key_open(ca, key_path, &k);
 	if (ret < 0)
 		goto out;
-	is->key = key;
-	key = NULL;
+	issuer_take_key(is, &k);
 	ret = issuer_adopt(is, crt_path);
 	if (ret < 0)
 		goto out;
@@ -873,7 +1005,7 @@ static int set_notice(struct ca *ca, const char *fmt, ...)
 static int load_current(struct ca *ca, const char *id)
 {
 	struct ca_issuer *is = NULL;
-	gnutls_privkey_t key = NULL;
+	struct held_key k = {0};
 	gnutls_x509_crt_t crt = NULL;
 	char gdir[PATH_MAX], path[PATH_MAX], rel[64], shown[512];
 	int ret;
@@ -883,18 +1015,13 @@ static int load_current(struct ca *ca, const char *id)
 		ret = ca_path(path, sizeof(path), ca->dir, rel);
 		if (ret < 0)
 			return ret;
-		if (crt_load(path, &crt) == 0 && ca_key_load(ca->key_cfg, &key) == 0 &&
-		    key_matches(key, crt)) {
-			ret = issuer_load(ca, id, key,
-					  ca_key_is_url(ca->key_cfg) ? ca->key_cfg : NULL, 1, &is);
-			if (ret == 0)
-				key = NULL;
-		} else {
+		if (crt_load(path, &crt) == 0 && held_key_open(ca, ca->key_cfg, &k) == 0 &&
+		    key_matches(k.pub, crt))
+			ret = issuer_load(ca, id, &k, 1, &is);
+		else
 			ret = -1;
-		}
 		gnutls_x509_crt_deinit(crt);
-		gnutls_privkey_deinit(key);
-		key = NULL;
+		held_key_clear(&k);
 		if (ret == 0)
 			goto done;
 		snprintf(rel, sizeof(rel), CA_DIR_GEN "/%s", id);
@@ -904,7 +1031,7 @@ static int load_current(struct ca *ca, const char *id)
 				   "CA %s (it made the first CA only); using the key recorded in %s",
 				   ca_key_ref_redact(ca->key_cfg, shown, sizeof(shown)), id, gdir);
 	}
-	ret = issuer_load(ca, id, NULL, NULL, 1, &is);
+	ret = issuer_load(ca, id, NULL, 1, &is);
 	if (ret < 0)
 		return ret;
 done:
@@ -943,7 +1070,7 @@ static int load_retired(struct ca *ca, time_t now)
 		if (t < now)
 			continue;
 		/* Its key signs its CRL; without it the CA still verifies. */
-		ret = issuer_load(ca, e->d_name, NULL, NULL, 0, &is);
+		ret = issuer_load(ca, e->d_name, NULL, 0, &is);
 		if (ret < 0)
 			break;
 		issuer_link(ca, is);
@@ -1000,6 +1127,16 @@ int ca_new(struct ca **out, const struct ca_config *cfg)
 	ca->overlap_days = cfg->overlap_days != 0 ? cfg->overlap_days : CA_DEFAULT_OVERLAP_DAYS;
 	ca->crl_days = cfg->crl_days != 0 ? cfg->crl_days : CA_DEFAULT_CRL_DAYS;
 	ca->key_type = cfg->key_type != 0 ? cfg->key_type : CAPF__KEY_TYPE__KEY_EC_P256;
+	if (cfg->keyops != NULL) {
+		if (cfg->keyops->load == NULL || cfg->keyops->generate == NULL ||
+		    cfg->keyops->sign == NULL) {
+			ca_set_error("ca_new: incomplete keyops");
+			ret = CAPF_EINVAL;
+			goto out;
+		}
+		ca->keyops = *cfg->keyops;
+		ca->has_keyops = 1;
+	}
 	ca->dir = strdup(cfg->dir);
 	ca->subject_cfg = strdup(cfg->subject != NULL ? cfg->subject : CA_DEFAULT_SUBJECT);
 	if (ca->dir == NULL || ca->subject_cfg == NULL ||
@@ -1113,45 +1250,6 @@ const char *ca_start_notice(const struct ca *ca)
 
 /* ---- TLS ---------------------------------------------------------------- */
 
-/* A second handle on the current key for credentials, which take
- * ownership of the key they are given: a copy of a file key, or a new
- * handle on the same token object (the key stays in the token). */
-static int dup_key(struct ca_issuer *is, gnutls_privkey_t *out)
-{
-	gnutls_x509_privkey_t xkey = NULL;
-	gnutls_privkey_t pkey = NULL;
-	int ret;
-
-	*out = NULL;
-	if (is->key == NULL)
-		return CAPF_ENOENT;
-	if (is->key_url != NULL) {
-		CHECK_GNUTLS(gnutls_privkey_init(&pkey));
-		CHECK_GNUTLS(gnutls_privkey_import_url(pkey, is->key_url, 0));
-	} else {
-		if (gnutls_privkey_get_type(is->key) != GNUTLS_PRIVKEY_X509)
-			return CAPF_ENOTSUP;
-		pthread_mutex_lock(&is->sign_lock);
-		ret = gnutls_privkey_export_x509(is->key, &xkey);
-		pthread_mutex_unlock(&is->sign_lock);
-		if (ret < 0) {
-			ret = ca_gnutls_err(ret);
-			goto out;
-		}
-		CHECK_GNUTLS(gnutls_privkey_init(&pkey));
-		CHECK_GNUTLS(
-		    gnutls_privkey_import_x509(pkey, xkey, GNUTLS_PRIVKEY_IMPORT_AUTO_RELEASE));
-		xkey = NULL;
-	}
-	*out = pkey;
-	pkey = NULL;
-	ret = 0;
-out:
-	gnutls_privkey_deinit(pkey);
-	gnutls_x509_privkey_deinit(xkey);
-	return ret;
-}
-
 int ca_tls_credentials(struct ca *ca, gnutls_certificate_credentials_t cred)
 {
 	gnutls_pcert_st pcerts[CA_CHAIN_MAX];
@@ -1175,7 +1273,9 @@ int ca_tls_credentials(struct ca *ca, gnutls_certificate_credentials_t cred)
 		CHECK_GNUTLS(gnutls_pcert_import_x509(&pcerts[npcerts], cur->chain[i], 0));
 		npcerts++;
 	}
-	ret = dup_key(cur, &key);
+	/* The credentials take ownership of the key they are given: a
+	 * second handle on the current one. */
+	ret = ca_key_dup(ca, cur->key, cur->key_pub, cur->key_ref, &cur->sign_lock, &key);
 	if (ret < 0)
 		goto out;
 	/* On success the credentials own the pcerts' data and the key. */
@@ -1265,9 +1365,7 @@ int ca_issuer_sign_bench(struct ca *ca, const uint8_t *data, size_t len)
 	pthread_rwlock_rdlock(&ca->lock);
 	is = ca->current;
 	pthread_rwlock_unlock(&ca->lock);
-	pthread_mutex_lock(&is->sign_lock);
-	ret = gnutls_privkey_sign_data2(is->key, is->sign_algo, 0, &in, &sig);
-	pthread_mutex_unlock(&is->sign_lock);
+	ret = ca_issuer_sign(is, &in, &sig);
 	gnutls_free(sig.data);
 	return ret < 0 ? CAPF_ECRYPTO : 0;
 }
@@ -1396,6 +1494,8 @@ int ca_csr(struct ca *ca, const struct ca_keyspec *spec, const char *subject, ch
 	gnutls_privkey_t key = NULL;
 	gnutls_pubkey_t pub = NULL;
 	gnutls_datum_t out = {NULL, 0}, cur_dn = {NULL, 0};
+	/* ca_csr() signs its request with the new key once; the key is
+	 * opened again by ca_import(). */
 	gnutls_digest_algorithm_t hash;
 	char tmpdir[PATH_MAX] = "", pending[PATH_MAX], old[PATH_MAX] = "";
 	char *url = NULL;
@@ -1428,11 +1528,11 @@ int ca_csr(struct ca *ca, const struct ca_keyspec *spec, const char *subject, ch
 		ret = CAPF_EIO;
 		goto out;
 	}
-	ret = ca_key_obtain(spec, ca->key_type, tmpdir, &key, &url);
+	ret = ca_key_obtain(ca, spec, ca->key_type, tmpdir, &key, &pub, &url);
 	if (ret < 0)
 		goto out;
 
-	ret = new_key_public(key, "the key", &pub, &hash);
+	ret = new_key_hash(pub, "the key", &hash);
 	if (ret < 0)
 		goto out;
 	CHECK_GNUTLS(gnutls_x509_crq_init(&crq));
@@ -1625,9 +1725,8 @@ int ca_import(struct ca *ca, const uint8_t *data, size_t len, unsigned overlap_d
 	gnutls_x509_crt_t *certs = NULL, path[CA_CHAIN_MAX];
 	unsigned ncerts = 0, npath = 0, i;
 	struct ca_issuer *is = NULL;
-	gnutls_privkey_t key = NULL;
+	struct held_key k = {0};
 	char pending[PATH_MAX], tmpdir[PATH_MAX] = "", src[PATH_MAX] = "", dst[PATH_MAX] = "";
-	char *url = NULL;
 	char *chain_pem = NULL;
 	size_t chain_pem_len = 0;
 	unsigned usage = 0;
@@ -1678,10 +1777,10 @@ int ca_import(struct ca *ca, const uint8_t *data, size_t len, unsigned overlap_d
 		goto out;
 
 	/* 2. The key: the pending request's. */
-	ret = gen_key_load(pending, &key, &url);
+	ret = gen_key_load(ca, pending, &k);
 	if (ret < 0)
 		goto out;
-	if (!key_matches(key, certs[0])) {
+	if (!key_matches(k.pub, certs[0])) {
 		ca_set_error("the certificate's key is not the key of the pending request (made "
 			     "by 'capfctl ca csr'); was it issued for another request?");
 		ret = CAPF_EPOLICY;
@@ -1726,7 +1825,7 @@ int ca_import(struct ca *ca, const uint8_t *data, size_t len, unsigned overlap_d
 		if (ret < 0)
 			goto out;
 	}
-	ret = ca_path(src, sizeof(src), pending, url != NULL ? CA_FILE_KEYREF : CA_FILE_KEY);
+	ret = ca_path(src, sizeof(src), pending, k.url != NULL ? CA_FILE_KEYREF : CA_FILE_KEY);
 	if (ret == 0 && access(src, F_OK) < 0)
 		ret = ca_path(src, sizeof(src), pending, CA_FILE_KEYREF);
 	if (ret == 0)
@@ -1746,10 +1845,7 @@ int ca_import(struct ca *ca, const uint8_t *data, size_t len, unsigned overlap_d
 	/* The issuer takes the parsed certificate over. */
 	is->crt = certs[0];
 	certs[0] = NULL;
-	is->key = key;
-	key = NULL;
-	is->key_url = url;
-	url = NULL;
+	issuer_take_key(is, &k);
 	ret = issuer_adopt(is, "the imported certificate");
 	if (ret < 0)
 		goto out;
@@ -1766,6 +1862,17 @@ int ca_import(struct ca *ca, const uint8_t *data, size_t len, unsigned overlap_d
 		goto out;
 	}
 	tmpdir[0] = '\0';
+	if (strcmp(strrchr(src, '/') + 1, CA_FILE_KEY) == 0) {
+		/* The key file moved with the directory: its ref follows. */
+		char gdir[PATH_MAX], rel[64];
+
+		snprintf(rel, sizeof(rel), CA_DIR_GEN "/%s", is->id);
+		ret = ca_path(gdir, sizeof(gdir), ca->dir, rel);
+		if (ret == 0)
+			ret = issuer_key_moved(ca, is, gdir);
+		if (ret < 0)
+			goto out;
+	}
 	ret = switch_to(ca, is, overlap_days, now);
 	if (ret < 0)
 		goto out;
@@ -1781,11 +1888,7 @@ out:
 	}
 	pthread_mutex_unlock(&ca->admin_lock);
 	issuer_free(is);
-	gnutls_privkey_deinit(key);
-	if (url != NULL) {
-		gnutls_memset(url, 0, strlen(url));
-		free(url);
-	}
+	held_key_clear(&k);
 	free(chain_pem);
 	for (i = 0; i < ncerts; i++)
 		if (certs[i] != NULL)

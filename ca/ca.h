@@ -56,6 +56,7 @@ struct ca_csr;
 /* Forward declarations keep GnuTLS out of users of this header. */
 typedef struct gnutls_certificate_credentials_st *gnutls_certificate_credentials_t;
 typedef struct gnutls_x509_privkey_int *gnutls_x509_privkey_t;
+typedef struct gnutls_privkey_st *gnutls_privkey_t;
 
 #define CA_SERIAL_LEN 16u	/* serials capf makes */
 #define CA_SERIAL_MAX 20u	/* serials capf accepts (RFC 5280 4.1.2.2) */
@@ -64,6 +65,32 @@ typedef struct gnutls_x509_privkey_int *gnutls_x509_privkey_t;
 #define CA_BACKDATE_SECONDS 300
 #define CA_FPR_HEX_LEN 64u	/* SHA-256 fingerprint in hex */
 #define CA_ID_HEX_MAX (2 * CA_SERIAL_MAX) /* a CAPF CA's id: its serial in hex */
+
+/*
+ * Where the CA's private keys live when they are not in this process
+ * (struct ca_config.keyops). A key is named by its ref (a path or a
+ * pkcs11: URI); public keys travel as DER SubjectPublicKeyInfo, malloc'd
+ * (the caller free()s). The functions may block, and are called from any
+ * thread, concurrently. They return 0 or a negative enum capf_err; load
+ * and generate may leave a sentence for people in errbuf.
+ */
+#define CA_SIGN_HASH 1u /* sign(): data is a digest (gnutls sign_hash) */
+struct ca_keyops {
+	/* load() - open the key ref names (again, if already open). */
+	int (*load)(void *arg, const char *ref, uint8_t **spki, size_t *spki_len, char *errbuf,
+		    size_t errlen);
+	/* generate() - a new key of capf KeyType key_type written to
+	 * dir/name (mode 0600), held under the ref "dir/name". */
+	int (*generate)(void *arg, int key_type, const char *dir, const char *name,
+			uint8_t **spki, size_t *spki_len, char *errbuf, size_t errlen);
+	/* sign() - sign data with the key ref (loaded first if needed):
+	 * sign_algo is a gnutls_sign_algorithm_t; flags CA_SIGN_HASH means
+	 * data is the digest (GNUTLS_SIGN_RSA_RAW: a DigestInfo), else the
+	 * whole message. *sig is malloc'd. */
+	int (*sign)(void *arg, const char *ref, unsigned sign_algo, unsigned flags,
+		    const uint8_t *data, size_t len, uint8_t **sig, size_t *sig_len);
+	void *arg;
+};
 
 struct ca_config {
 	const char *dir;	   /* CA directory (required); see doc/ca-lifecycle.md */
@@ -75,6 +102,10 @@ struct ca_config {
 	int key_type;		   /* capf KeyType of new CA keys; 0 = KEY_EC_P256 */
 	unsigned overlap_days;	   /* default rollover overlap; 0 = 30 */
 	unsigned crl_days;	   /* CRL nextUpdate - thisUpdate; 0 = 7 */
+	/* NULL: the keys are loaded and used in this process. Otherwise
+	 * (copied) every key is loaded, made and used through these, and
+	 * this process never holds a private key. */
+	const struct ca_keyops *keyops;
 };
 
 /* An issued LSC. Release with ca_lsc_deinit(). */
@@ -88,6 +119,7 @@ struct ca_lsc {
 	 * until ca_free(): the chain to deliver with the LSC. */
 	const uint8_t *issuer_der;
 	size_t issuer_der_len;
+	uint8_t spki_sha256[32];    /* SHA-256 of the LSC's SubjectPublicKeyInfo DER */
 };
 
 /*
@@ -190,6 +222,72 @@ int ca_issue(struct ca *ca, const struct ca_csr *csr, const char *device_name, t
 
 /* ca_lsc_deinit() - free the DER held by an issued LSC. Accepts a zeroed one. */
 void ca_lsc_deinit(struct ca_lsc *lsc);
+
+/* ---- issuance in two steps: no thread waits on the signature ------------ */
+
+struct ca_pubkey; /* a phone's public key, parsed and checked */
+
+/*
+ * ca_pubkey_parse() - a bare SubjectPublicKeyInfo (DER, strict: BER
+ * lengths and trailing bytes are refused) of a supported key: RSA
+ * 2048/3072/4096 (public exponent of at most 32 bits) or EC P-256/P-384.
+ * Returns 0 and *out (ca_pubkey_free()), CAPF_EBADMSG (not a valid SPKI),
+ * CAPF_EPOLICY (unsupported algorithm, curve or size), CAPF_EINVAL,
+ * CAPF_ENOMEM.
+ */
+int ca_pubkey_parse(const uint8_t *der, size_t len, struct ca_pubkey **out);
+
+/* ca_csr_pubkey() - the public key of a parsed CSR, in the same form and
+ * under the same policy as ca_pubkey_parse(). */
+int ca_csr_pubkey(const struct ca_csr *csr, struct ca_pubkey **out);
+
+/* ca_pubkey_free() - accepts NULL. */
+void ca_pubkey_free(struct ca_pubkey *key);
+
+/* ca_pubkey_type() - the capf KeyType value of the key (KEY_EC_P256, ...). */
+int ca_pubkey_type(const struct ca_pubkey *key);
+
+/* ca_pubkey_sha256() - SHA-256 of the key's SubjectPublicKeyInfo DER. */
+void ca_pubkey_sha256(const struct ca_pubkey *key, uint8_t out[32]);
+
+/* An LSC waiting for its signature (ca_issue_prepare()). */
+struct ca_tbs {
+	uint8_t *data;		/* the bytes to sign: the DER TBSCertificate */
+	size_t len;
+	const char *key_ref;	/* the issuing CA's key ref (owned by the CA, valid until ca_free()) */
+	unsigned sign_algo;	/* gnutls_sign_algorithm_t to sign data with */
+	/* Private: for ca_issue_complete(). */
+	const void *issuer_;
+	uint8_t serial_[CA_SERIAL_LEN];
+	time_t not_before_, not_after_;
+	uint8_t spki_sha256_[32];
+};
+
+/*
+ * ca_issue_prepare() - everything ca_issue() does but the signature, for
+ * the current CAPF CA: serial, validity (days; 0 = the configured
+ * lsc_days), subject CN=device_name, the profile of
+ * doc/certificate-profile.md, the key. Sign out->data with out->sign_algo
+ * by out->key_ref (e.g. signer_sign_async()), then ca_issue_complete().
+ * Returns 0 and fills *out (ca_tbs_deinit() in every case), CAPF_EINVAL
+ * (bad name, days over 36500), CAPF_ENOTSUP (no key ref for the CA),
+ * CAPF_ECRYPTO, CAPF_ENOMEM. Thread-safe.
+ */
+int ca_issue_prepare(struct ca *ca, const struct ca_pubkey *key, const char *device_name,
+		     time_t now, unsigned days, struct ca_tbs *out);
+
+/*
+ * ca_issue_complete() - wrap the signature (sig_len bytes, as GnuTLS
+ * makes it for sign_algo) around tbs into the LSC; fills *out like
+ * ca_issue() (ca_lsc_deinit()). tbs is left as it was. Returns 0,
+ * CAPF_EINVAL, CAPF_ENOMEM.
+ */
+int ca_issue_complete(struct ca_tbs *tbs, const uint8_t *sig, size_t sig_len,
+		      struct ca_lsc *out);
+
+/* ca_tbs_deinit() - free what ca_issue_prepare() left in tbs. Accepts a
+ * zeroed one. */
+void ca_tbs_deinit(struct ca_tbs *tbs);
 
 /* ca_cert_subject() - the subject DN of a DER certificate as text, into
  * buf. Returns 0, CAPF_EINVAL, CAPF_EBADMSG or CAPF_ERANGE. For reports. */
@@ -403,6 +501,26 @@ char *ca_key_ref_redact(const char *ref, char *buf, size_t buflen);
  * or CAPF_EINVAL (unknown type, out NULL), CAPF_ECRYPTO, CAPF_ENOMEM.
  */
 int ca_key_new(int key_type, gnutls_x509_privkey_t *out);
+
+/*
+ * ca_key_load() - open the key ref names in this process: a PEM/DER key
+ * file, or a PKCS#11 object (the key stays in the token). For the signer
+ * and the tools. Returns 0 and *out (gnutls_privkey_deinit()), or
+ * CAPF_ECONFIG / CAPF_EIO with ca_last_error() (which names the ref
+ * redacted).
+ */
+int ca_key_load(const char *ref, gnutls_privkey_t *out);
+
+/*
+ * ca_key_generate() - a new key of capf KeyType key_type (ca_key_new())
+ * written as PKCS#8 PEM to dir/name (mode 0600, atomically); *out is the
+ * key. An unknown type is CAPF_EINVAL with ca_last_error().
+ */
+int ca_key_generate(int key_type, const char *dir, const char *name, gnutls_privkey_t *out);
+
+/* ca_key_spki() - the DER SubjectPublicKeyInfo of a key held here
+ * (*der malloc'd). Returns 0, CAPF_ECRYPTO, CAPF_ENOMEM. */
+int ca_key_spki(gnutls_privkey_t key, uint8_t **der, size_t *len);
 
 /* ---- files -------------------------------------------------------------- */
 

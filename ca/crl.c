@@ -255,9 +255,7 @@ static int crl_sign(const struct ca *ca, struct ca_issuer *is, time_t now, uint6
 
 	data.data = crl.p;
 	data.size = (unsigned)crl.len;
-	pthread_mutex_lock(&is->sign_lock);
-	ret = gnutls_privkey_sign_data2(is->key, is->sign_algo, 0, &data, &sig);
-	pthread_mutex_unlock(&is->sign_lock);
+	ret = ca_issuer_sign(is, &data, &sig);
 	if (ret < 0) {
 		ca_set_error("cannot sign the CRL of CA %s: %s", is->id, gnutls_strerror(ret));
 		ret = CAPF_ECRYPTO;

@@ -251,3 +251,210 @@ int ca_csr_check(const struct ca_csr *csr, const uint8_t *binding, size_t bindin
 		return CAPF_ECSRSIG;
 	return check_binding(csr->crq, binding, binding_len);
 }
+
+/* ---- public keys ---------------------------------------------------------- */
+
+/*
+ * Reads the header of one DER element of tag at p (len bytes left): a
+ * definite length in its shortest form, within len. Returns the header
+ * size and *body, or -1.
+ */
+static int der_element(const uint8_t *p, size_t len, uint8_t tag, size_t *body)
+{
+	size_t n, l = 0, i;
+
+	if (len < 2 || p[0] != tag)
+		return -1;
+	if (p[1] < 0x80) {
+		l = p[1];
+		n = 2;
+	} else {
+		size_t nb = p[1] & 0x7fu;
+
+		/* 0x80 is BER's indefinite length; a leading zero byte or a
+		 * long form for a short length is not the shortest form. */
+		if (nb == 0 || nb > 3 || len < 2 + nb || p[2] == 0)
+			return -1;
+		for (i = 0; i < nb; i++)
+			l = (l << 8) | p[2 + i];
+		if (l < 0x80)
+			return -1;
+		n = 2 + nb;
+	}
+	if (l > len - n)
+		return -1;
+	*body = l;
+	return (int)n;
+}
+
+static const uint8_t oid_rsa[] = {0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01};
+static const uint8_t oid_ec[] = {0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01};
+static const uint8_t oid_p256[] = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
+static const uint8_t oid_p384[] = {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22};
+
+/*
+ * The outer structure of a SubjectPublicKeyInfo, strictly:
+ * SEQUENCE { SEQUENCE { OID, params }, BIT STRING } covering exactly len
+ * bytes. Returns 0 and whether the algorithm (and curve) is one capf
+ * takes (*known), or CAPF_EBADMSG.
+ */
+static int spki_outer(const uint8_t *der, size_t len, int *known)
+{
+	size_t body, alg_len, oid_len, bits_len;
+	const uint8_t *p, *alg;
+	int h;
+
+	*known = 0;
+	h = der_element(der, len, 0x30, &body);
+	if (h < 0 || (size_t)h + body != len)
+		return CAPF_EBADMSG;
+	p = der + h;
+	h = der_element(p, body, 0x30, &alg_len);
+	if (h < 0)
+		return CAPF_EBADMSG;
+	alg = p + h;
+	p += (size_t)h + alg_len;
+	body -= (size_t)h + alg_len;
+	h = der_element(p, body, 0x03, &bits_len);
+	if (h < 0 || (size_t)h + bits_len != body || bits_len < 2 || p[h] != 0)
+		return CAPF_EBADMSG;
+	h = der_element(alg, alg_len, 0x06, &oid_len);
+	if (h < 0 || oid_len == 0)
+		return CAPF_EBADMSG;
+	oid_len += (size_t)h;
+	if (oid_len == sizeof(oid_rsa) && memcmp(alg, oid_rsa, oid_len) == 0) {
+		/* parameters NULL (RFC 3279 2.3.1) */
+		*known = alg_len == oid_len + 2 && alg[oid_len] == 0x05 && alg[oid_len + 1] == 0;
+		return *known ? 0 : CAPF_EBADMSG;
+	}
+	if (oid_len == sizeof(oid_ec) && memcmp(alg, oid_ec, oid_len) == 0) {
+		const uint8_t *curve = alg + oid_len;
+		size_t clen = alg_len - oid_len, cbody;
+
+		/* namedCurve only (RFC 5480 2.1.1) */
+		h = der_element(curve, clen, 0x06, &cbody);
+		if (h < 0 || (size_t)h + cbody != clen)
+			return CAPF_EBADMSG;
+		*known = (clen == sizeof(oid_p256) && memcmp(curve, oid_p256, clen) == 0) ||
+			 (clen == sizeof(oid_p384) && memcmp(curve, oid_p384, clen) == 0);
+		return 0;
+	}
+	return 0;
+}
+
+/* The capf KeyType of a key, or 0 when capf does not take it. */
+static int pubkey_policy(gnutls_pubkey_t pub, int *pk)
+{
+	gnutls_ecc_curve_t curve = GNUTLS_ECC_CURVE_INVALID;
+	gnutls_datum_t m = {NULL, 0}, e = {NULL, 0};
+	unsigned bits = 0, e_skip = 0;
+	int type = 0;
+
+	*pk = gnutls_pubkey_get_pk_algorithm(pub, &bits);
+	if (*pk == GNUTLS_PK_ECDSA) {
+		if (gnutls_pubkey_export_ecc_raw2(pub, &curve, NULL, NULL, 0) < 0)
+			return 0;
+		if (curve == GNUTLS_ECC_CURVE_SECP256R1)
+			type = CAPF__KEY_TYPE__KEY_EC_P256;
+		else if (curve == GNUTLS_ECC_CURVE_SECP384R1)
+			type = CAPF__KEY_TYPE__KEY_EC_P384;
+	} else if (*pk == GNUTLS_PK_RSA) {
+		if (gnutls_pubkey_export_rsa_raw2(pub, &m, &e, 0) < 0)
+			return 0;
+		while (e_skip < e.size && e.data[e_skip] == 0)
+			e_skip++;
+		if (e.size - e_skip <= CA_RSA_MAX_EXP_BYTES) {
+			if (bits == 2048)
+				type = CAPF__KEY_TYPE__KEY_RSA_2048;
+			else if (bits == 3072)
+				type = CAPF__KEY_TYPE__KEY_RSA_3072;
+			else if (bits == 4096)
+				type = CAPF__KEY_TYPE__KEY_RSA_4096;
+		}
+		gnutls_free(m.data);
+		gnutls_free(e.data);
+	}
+	return type;
+}
+
+int ca_pubkey_parse(const uint8_t *der, size_t len, struct ca_pubkey **out)
+{
+	gnutls_datum_t in = {(unsigned char *)der, (unsigned)len};
+	gnutls_pubkey_t pub = NULL;
+	struct ca_pubkey *k = NULL;
+	int known, ret;
+
+	if (out == NULL)
+		return CAPF_EINVAL;
+	*out = NULL;
+	/* Structure first, by hand: GnuTLS's decoder is lenient about what
+	 * follows the key and about how lengths are written. */
+	if (der == NULL || len == 0 || len > CA_CSR_MAX)
+		return CAPF_EBADMSG;
+	ret = spki_outer(der, len, &known);
+	if (ret < 0)
+		return ret;
+	if (!known)
+		return CAPF_EPOLICY;
+	k = calloc(1, sizeof(*k));
+	if (k == NULL)
+		return CAPF_ENOMEM;
+	CHECK_GNUTLS(gnutls_pubkey_init(&pub));
+	if (gnutls_pubkey_import(pub, &in, GNUTLS_X509_FMT_DER) < 0) {
+		ret = CAPF_EBADMSG;
+		goto out;
+	}
+	/* The key inside the BIT STRING must be DER too: GnuTLS re-encodes
+	 * it canonically, and any difference is refused. */
+	CHECK_GNUTLS(gnutls_pubkey_export2(pub, GNUTLS_X509_FMT_DER, &k->spki));
+	if (k->spki.size != len || memcmp(k->spki.data, der, len) != 0) {
+		ret = CAPF_EBADMSG;
+		goto out;
+	}
+	k->type = pubkey_policy(pub, &k->pk);
+	if (k->type == 0) {
+		ret = CAPF_EPOLICY;
+		goto out;
+	}
+	CHECK_GNUTLS(gnutls_hash_fast(GNUTLS_DIG_SHA256, der, len, k->sha256));
+	/* The key identifier: the first 160 bits of that hash, as for the
+	 * CA's own keys (ca_key_id()). */
+	memcpy(k->key_id, k->sha256, CA_KEY_ID_LEN);
+	*out = k;
+	k = NULL;
+	ret = 0;
+out:
+	gnutls_pubkey_deinit(pub);
+	ca_pubkey_free(k);
+	return ret;
+}
+
+int ca_csr_pubkey(const struct ca_csr *csr, struct ca_pubkey **out)
+{
+	if (out == NULL)
+		return CAPF_EINVAL;
+	*out = NULL;
+	if (csr == NULL || csr->crq == NULL)
+		return CAPF_EINVAL;
+	if (csr->spki.size == 0)
+		return CAPF_EPOLICY; /* a key GnuTLS cannot read */
+	return ca_pubkey_parse(csr->spki.data, csr->spki.size, out);
+}
+
+void ca_pubkey_free(struct ca_pubkey *key)
+{
+	if (key == NULL)
+		return;
+	gnutls_free(key->spki.data);
+	free(key);
+}
+
+int ca_pubkey_type(const struct ca_pubkey *key)
+{
+	return key != NULL ? key->type : 0;
+}
+
+void ca_pubkey_sha256(const struct ca_pubkey *key, uint8_t out[32])
+{
+	memcpy(out, key->sha256, 32);
+}

@@ -67,6 +67,8 @@ struct ca_issuer {
 	struct ca_issuer *next;	 /* every issuer loaded, freed at ca_free() */
 	char id[CA_ID_HEX_MAX + 1]; /* serial in hex: its directory gen/<id> */
 	gnutls_privkey_t key;	 /* NULL: key unavailable (verifies, signs nothing) */
+	gnutls_pubkey_t key_pub; /* its public key, as loaded (NULL with key) */
+	char *key_ref;		 /* the key's ref: a path or pkcs11: URI (NULL with key) */
 	pthread_mutex_t sign_lock;
 	char *key_url;		 /* pkcs11: URI of the key, or NULL (a file key) */
 	gnutls_x509_crt_t crt;
@@ -127,6 +129,9 @@ struct ca {
 	uint64_t crl_number;
 	char *crl_pem; /* all CRLs of the last update */
 	size_t crl_pem_len;
+
+	struct ca_keyops keyops; /* valid when has_keyops */
+	int has_keyops;
 };
 
 struct ca_csr {
@@ -137,6 +142,15 @@ struct ca_csr {
 	gnutls_datum_t spki;
 	uint8_t key_id[CA_KEY_ID_LEN];
 	int pk;
+};
+
+/* A phone's public key (ca_pubkey_parse(), ca_csr_pubkey()). */
+struct ca_pubkey {
+	gnutls_datum_t spki; /* canonical DER, gnutls_malloc'd */
+	uint8_t key_id[CA_KEY_ID_LEN];
+	uint8_t sha256[32];
+	int pk;	  /* gnutls_pk_algorithm_t */
+	int type; /* capf KeyType */
 };
 
 /* ca_gnutls_err() - the capf code for a GnuTLS error. */
@@ -228,19 +242,30 @@ int ca_rmtree(const char *path);
 int ca_key_is_url(const char *ref);
 
 /*
- * ca_key_load() - open the key ref names: a PEM/DER key file, or a
- * PKCS#11 object (the key stays in the token). Returns 0 and *out, or
- * CAPF_ECONFIG / CAPF_EIO with ca_last_error() (which names the ref
- * redacted).
+ * ca_key_open() - the key ref names, with its public key (*pub, which the
+ * caller deinits): through the CA's keyops when it has them (then *key is
+ * a handle whose signatures go to them), else ca_key_load(). ca may be
+ * NULL (local). Returns 0 or CAPF_ECONFIG / CAPF_EIO / ... with
+ * ca_last_error().
  */
-int ca_key_load(const char *ref, gnutls_privkey_t *out);
+int ca_key_open(const struct ca *ca, const char *ref, gnutls_privkey_t *key,
+		gnutls_pubkey_t *pub);
 
-/*
- * ca_key_generate() - a new key of capf KeyType key_type (ca_key_new())
- * written as PKCS#8 PEM to dir/name (mode 0600, ca_file_write()); *out
- * is the key. An unknown type is CAPF_EINVAL with ca_last_error().
- */
-int ca_key_generate(int key_type, const char *dir, const char *name, gnutls_privkey_t *out);
+/* ca_key_make() - ca_key_generate() through the CA's keyops when it has
+ * them; *pub as for ca_key_open(). */
+int ca_key_make(const struct ca *ca, int key_type, const char *dir, const char *name,
+		gnutls_privkey_t *key, gnutls_pubkey_t *pub);
+
+/* ca_key_dup() - a second handle on key (of public key pub, ref url or
+ * NULL for a file) for TLS credentials, which take ownership. */
+int ca_key_dup(const struct ca *ca, gnutls_privkey_t key, gnutls_pubkey_t pub, const char *ref,
+	       pthread_mutex_t *lock, gnutls_privkey_t *out);
+
+/* ca_key_remote() - 1 if key's signatures are made through keyops. */
+int ca_key_remote(gnutls_privkey_t key);
+
+/* ca_key_ref() - the ref of a keyops key (owned by the key), else NULL. */
+const char *ca_key_ref(gnutls_privkey_t key);
 
 /*
  * ca_key_obtain() - the key of spec for a new CA whose files go to dir:
@@ -248,8 +273,8 @@ int ca_key_generate(int key_type, const char *dir, const char *name, gnutls_priv
  * either way dir/key.ref records the ref), or a new key file dir/key.pem.
  * *url receives a malloc'd copy of a pkcs11: ref (else NULL).
  */
-int ca_key_obtain(const struct ca_keyspec *spec, int default_type, const char *dir,
-		  gnutls_privkey_t *out, char **url);
+int ca_key_obtain(const struct ca *ca, const struct ca_keyspec *spec, int default_type,
+		  const char *dir, gnutls_privkey_t *out, gnutls_pubkey_t *pub, char **url);
 
 /* ca_key_describe() - key type name and store ("file"/"pkcs11"). */
 void ca_key_describe(gnutls_pubkey_t pub, const char *url, char *type, size_t tlen, char *store,
@@ -261,6 +286,12 @@ int ca_key_sign_params(gnutls_pubkey_t pub, gnutls_digest_algorithm_t *hash,
 		       gnutls_sign_algorithm_t *algo);
 
 /* ---- issuers (ca/ca.c) ---- */
+
+/* ca_issuer_sign() - data signed with the issuer's key and sign_algo
+ * (*sig gnutls_malloc'd). A key held here is used under sign_lock; a
+ * remote key is not (the signer orders its own work). Returns 0 or the
+ * GnuTLS error. */
+int ca_issuer_sign(struct ca_issuer *is, const gnutls_datum_t *data, gnutls_datum_t *sig);
 
 /* ca_issuer_trusted() - 1 if the issuer is current, or retired with an
  * overlap that has not ended at now. */

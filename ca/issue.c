@@ -6,8 +6,12 @@
  * The certificate is encoded here in DER (ca/der.c) rather than through
  * GnuTLS's certificate object: that object builds every field as a
  * libtasn1 node and costs more than the signature itself, and the
- * profile is fixed, so most of the encoding is constant bytes. The
- * signature is GnuTLS's, with the CA key loaded once.
+ * profile is fixed, so most of the encoding is constant bytes.
+ *
+ * Issuance comes in two steps, so that no thread has to wait for the
+ * signature: ca_issue_prepare() encodes the TBSCertificate, someone has
+ * it signed (the signer process, asynchronously), ca_issue_complete()
+ * wraps the signature. ca_issue() does all three in one call.
  */
 #include "config.h"
 
@@ -58,7 +62,8 @@ static int printable(const char *s, size_t len)
 }
 
 /* Encodes the TBSCertificate of an LSC into tbs. */
-static void encode_tbs(struct ca_der *tbs, const struct ca_issuer *is, const struct ca_csr *csr,
+static void encode_tbs(struct ca_der *tbs, const struct ca_issuer *is, const gnutls_datum_t *spki,
+		       const uint8_t key_id[CA_KEY_ID_LEN], int pk,
 		       const uint8_t serial[CA_SERIAL_LEN], time_t not_before, time_t not_after,
 		       const char *name, size_t name_len)
 {
@@ -82,17 +87,17 @@ static void encode_tbs(struct ca_der *tbs, const struct ca_issuer *is, const str
 	ca_der_wrap(&t, 0x31, &u);
 	ca_der_wrap(tbs, 0x30, &t);
 
-	ca_der_put(tbs, csr->spki.data, csr->spki.size);
+	ca_der_put(tbs, spki->data, spki->size);
 
 	/* extensions [3] { basicConstraints, keyUsage, extKeyUsage, SKI, AKI } */
 	ca_der_put(&exts, ext_basic_constraints, sizeof(ext_basic_constraints));
-	if (csr->pk == GNUTLS_PK_RSA)
+	if (pk == GNUTLS_PK_RSA)
 		ca_der_put(&exts, ext_key_usage_rsa, sizeof(ext_key_usage_rsa));
 	else
 		ca_der_put(&exts, ext_key_usage_ec, sizeof(ext_key_usage_ec));
 	ca_der_put(&exts, ext_eku, sizeof(ext_eku));
 	ca_der_head(&t, 0x04, CA_KEY_ID_LEN);
-	ca_der_put(&t, csr->key_id, CA_KEY_ID_LEN);
+	ca_der_put(&t, key_id, CA_KEY_ID_LEN);
 	ca_der_put(&u, oid_ski, sizeof(oid_ski));
 	ca_der_wrap(&u, 0x04, &t);
 	ca_der_wrap(&exts, 0x30, &u);
@@ -106,94 +111,165 @@ static void encode_tbs(struct ca_der *tbs, const struct ca_issuer *is, const str
 	ca_der_wrap(tbs, 0xa3, &t);
 }
 
-int ca_issue(struct ca *ca, const struct ca_csr *csr, const char *device_name, time_t now,
-	     struct ca_lsc *out)
+/* Device names are printable ASCII of 1 to 64 characters; anything else
+ * would need a string type and checks that no name needs. */
+static int name_valid(const char *name, size_t *len)
 {
-	struct ca_der tbs = {0}, body = {0}, cert = {0};
-	gnutls_datum_t data, sig = {NULL, 0};
+	size_t i;
+
+	if (name == NULL)
+		return 0;
+	*len = strlen(name);
+	if (*len == 0 || *len > CA_CN_MAX)
+		return 0;
+	for (i = 0; i < *len; i++)
+		if ((unsigned char)name[i] < 0x20 || (unsigned char)name[i] > 0x7e)
+			return 0;
+	return 1;
+}
+
+/* ca_issue_prepare() for a key given by its parts. */
+static int prepare(struct ca *ca, const gnutls_datum_t *spki, const uint8_t key_id[CA_KEY_ID_LEN],
+		   int pk, const char *device_name, time_t now, unsigned days,
+		   struct ca_tbs *out)
+{
+	struct ca_der tbs = {0}, body = {0};
 	struct ca_issuer *is;
-	uint8_t serial[CA_SERIAL_LEN];
-	size_t name_len, i;
-	time_t not_before, not_after;
+	size_t name_len;
 	int ret;
 
-	if (out == NULL)
+	if (!name_valid(device_name, &name_len) || days > CA_MAX_DAYS || spki->size == 0)
 		return CAPF_EINVAL;
-	memset(out, 0, sizeof(*out));
-	if (ca == NULL || csr == NULL || csr->crq == NULL || device_name == NULL ||
-	    csr->spki.size == 0)
-		return CAPF_EINVAL;
-	name_len = strlen(device_name);
-	if (name_len == 0 || name_len > CA_CN_MAX)
-		return CAPF_EINVAL;
-	/* Device names are printable ASCII; anything else would need a
-	 * string type and checks that no name needs. */
-	for (i = 0; i < name_len; i++)
-		if ((unsigned char)device_name[i] < 0x20 || (unsigned char)device_name[i] > 0x7e)
-			return CAPF_EINVAL;
-
 	/* The issuer is the current CA when the call starts; a rollover
 	 * that happens meanwhile affects the next call. Issuers live until
 	 * ca_free(), so the pointer stays good without the lock. */
 	pthread_rwlock_rdlock(&ca->lock);
 	is = ca->current;
 	pthread_rwlock_unlock(&ca->lock);
+	if (days == 0)
+		days = ca->lsc_days;
 
-	not_before = now - CA_BACKDATE_SECONDS;
-	not_after = now + (time_t)ca->lsc_days * 86400;
-	ret = ca_random_serial(serial);
+	out->not_before_ = now - CA_BACKDATE_SECONDS;
+	out->not_after_ = now + (time_t)days * 86400;
+	ret = ca_random_serial(out->serial_);
 	if (ret < 0)
 		return ret;
-	encode_tbs(&tbs, is, csr, serial, not_before, not_after, device_name, name_len);
+	if (gnutls_hash_fast(GNUTLS_DIG_SHA256, spki->data, spki->size, out->spki_sha256_) < 0)
+		return CAPF_ECRYPTO;
+	encode_tbs(&tbs, is, spki, key_id, pk, out->serial_, out->not_before_, out->not_after_,
+		   device_name, name_len);
 	ca_der_wrap(&body, 0x30, &tbs);
 	if (body.err) {
-		ret = body.err == CAPF_ENOMEM ? CAPF_ENOMEM : CAPF_ECRYPTO;
-		goto out;
+		free(body.p);
+		return body.err == CAPF_ENOMEM ? CAPF_ENOMEM : CAPF_ECRYPTO;
 	}
+	out->data = body.p;
+	out->len = body.len;
+	out->key_ref = is->key_ref;
+	out->sign_algo = (unsigned)is->sign_algo;
+	out->issuer_ = is;
+	return 0;
+}
 
-	/*
-	 * GnuTLS promises thread safety per object, not for one key shared
-	 * by several threads; a PKCS#11 key may also sit behind a single
-	 * token session. Signing therefore holds the CA's lock. It costs one
-	 * signature of serialisation per LSC, far below what the store's
-	 * fsync already costs.
-	 */
-	data.data = body.p;
-	data.size = (unsigned)body.len;
-	pthread_mutex_lock(&is->sign_lock);
-	ret = gnutls_privkey_sign_data2(is->key, is->sign_algo, 0, &data, &sig);
-	pthread_mutex_unlock(&is->sign_lock);
-	if (ret < 0) {
-		ret = ca_gnutls_err(ret);
+int ca_issue_prepare(struct ca *ca, const struct ca_pubkey *key, const char *device_name,
+		     time_t now, unsigned days, struct ca_tbs *out)
+{
+	int ret;
+
+	if (out == NULL)
+		return CAPF_EINVAL;
+	memset(out, 0, sizeof(*out));
+	if (ca == NULL || key == NULL)
+		return CAPF_EINVAL;
+	ret = prepare(ca, &key->spki, key->key_id, key->pk, device_name, now, days, out);
+	if (ret == 0 && out->key_ref == NULL)
+		ret = CAPF_ENOTSUP;
+	if (ret < 0)
+		ca_tbs_deinit(out);
+	return ret;
+}
+
+int ca_issue_complete(struct ca_tbs *tbs, const uint8_t *sig, size_t sig_len, struct ca_lsc *out)
+{
+	const struct ca_issuer *is;
+	struct ca_der body = {0}, cert = {0};
+	int ret;
+
+	if (out == NULL)
+		return CAPF_EINVAL;
+	memset(out, 0, sizeof(*out));
+	if (tbs == NULL || tbs->data == NULL || tbs->issuer_ == NULL || sig == NULL ||
+	    sig_len == 0 || sig_len > CA_CERT_MAX)
+		return CAPF_EINVAL;
+	is = tbs->issuer_;
+	/* Certificate ::= SEQUENCE { tbs, signatureAlgorithm, BIT STRING } */
+	ca_der_put(&body, tbs->data, tbs->len);
+	if (ca_der_sigalg(&body, (gnutls_sign_algorithm_t)tbs->sign_algo) < 0) {
+		ret = CAPF_EINVAL;
 		goto out;
 	}
-	if (ca_der_sigalg(&body, is->sign_algo) < 0) {
-		ret = CAPF_ECRYPTO;
-		goto out;
-	}
-	ca_der_head(&body, 0x03, sig.size + 1);
+	ca_der_head(&body, 0x03, sig_len + 1);
 	ca_der_put(&body, (const uint8_t[]){0x00}, 1);
-	ca_der_put(&body, sig.data, sig.size);
+	ca_der_put(&body, sig, sig_len);
 	ca_der_wrap(&cert, 0x30, &body);
 	if (cert.err) {
 		ret = cert.err;
 		goto out;
 	}
-
 	out->der = cert.p;
 	out->der_len = cert.len;
 	cert.p = NULL;
-	memcpy(out->serial, serial, sizeof(serial));
-	out->not_before = not_before;
-	out->not_after = not_after;
+	memcpy(out->serial, tbs->serial_, sizeof(out->serial));
+	out->not_before = tbs->not_before_;
+	out->not_after = tbs->not_after_;
 	out->issuer_der = is->der.data;
 	out->issuer_der_len = is->der.size;
+	memcpy(out->spki_sha256, tbs->spki_sha256_, sizeof(out->spki_sha256));
 	ret = 0;
 out:
-	gnutls_free(sig.data);
-	free(tbs.p);
 	free(body.p);
 	free(cert.p);
+	return ret;
+}
+
+void ca_tbs_deinit(struct ca_tbs *tbs)
+{
+	if (tbs == NULL)
+		return;
+	free(tbs->data);
+	memset(tbs, 0, sizeof(*tbs));
+}
+
+int ca_issue(struct ca *ca, const struct ca_csr *csr, const char *device_name, time_t now,
+	     struct ca_lsc *out)
+{
+	struct ca_tbs tbs = {0};
+	gnutls_datum_t data, sig = {NULL, 0};
+	int ret;
+
+	if (out == NULL)
+		return CAPF_EINVAL;
+	memset(out, 0, sizeof(*out));
+	if (ca == NULL || csr == NULL || csr->crq == NULL || csr->spki.size == 0)
+		return CAPF_EINVAL;
+	/* The key as ca_csr_parse() took it, without ca_pubkey_parse()'s
+	 * narrower policy: ca_csr_check() decided already. */
+	ret = prepare(ca, &csr->spki, csr->key_id, csr->pk, device_name, now, 0, &tbs);
+	if (ret < 0)
+		goto out;
+	/* The signature through the issuer's key handle: a key held here, or
+	 * the signer's through keyops. */
+	data.data = tbs.data;
+	data.size = (unsigned)tbs.len;
+	ret = ca_issuer_sign((struct ca_issuer *)tbs.issuer_, &data, &sig);
+	if (ret < 0) {
+		ret = ca_gnutls_err(ret);
+		goto out;
+	}
+	ret = ca_issue_complete(&tbs, sig.data, sig.size, out);
+out:
+	gnutls_free(sig.data);
+	ca_tbs_deinit(&tbs);
 	return ret;
 }
 

@@ -187,8 +187,354 @@ out:
 	return ret;
 }
 
-int ca_key_obtain(const struct ca_keyspec *spec, int default_type, const char *dir,
-		  gnutls_privkey_t *out, char **url)
+int ca_key_spki(gnutls_privkey_t key, uint8_t **der, size_t *len)
+{
+	gnutls_pubkey_t pub = NULL;
+	gnutls_datum_t d = {NULL, 0};
+	int ret;
+
+	*der = NULL;
+	*len = 0;
+	CHECK_GNUTLS(gnutls_pubkey_init(&pub));
+	CHECK_GNUTLS(gnutls_pubkey_import_privkey(pub, key, 0, 0));
+	CHECK_GNUTLS(gnutls_pubkey_export2(pub, GNUTLS_X509_FMT_DER, &d));
+	*der = malloc(d.size);
+	if (*der == NULL) {
+		ret = CAPF_ENOMEM;
+		goto out;
+	}
+	memcpy(*der, d.data, d.size);
+	*len = d.size;
+	ret = 0;
+out:
+	gnutls_free(d.data);
+	gnutls_pubkey_deinit(pub);
+	return ret;
+}
+
+/* ---- keys behind keyops ------------------------------------------------- */
+
+/*
+ * A key that another process holds: GnuTLS sees a gnutls_privkey_t made
+ * with gnutls_privkey_import_ext4(), whose callbacks send the bytes to
+ * sign to the keyops with the key's ref. The algorithm, size and curve
+ * come from the public key the keyops returned, so nothing here ever
+ * asks for the private half.
+ */
+struct extkey {
+	struct ca_keyops ops;
+	char *ref;
+	gnutls_pk_algorithm_t pk;
+	unsigned bits;
+	gnutls_ecc_curve_t curve;
+};
+
+static void extkey_free(struct extkey *x)
+{
+	if (x == NULL)
+		return;
+	if (x->ref != NULL) {
+		/* A pkcs11: ref may carry a PIN. */
+		gnutls_memset(x->ref, 0, strlen(x->ref));
+		free(x->ref);
+	}
+	free(x);
+}
+
+static int extkey_sign(struct extkey *x, gnutls_sign_algorithm_t algo, unsigned flags,
+		       const gnutls_datum_t *data, gnutls_datum_t *sig)
+{
+	uint8_t *s = NULL;
+	size_t slen = 0;
+	int ret;
+
+	ret = x->ops.sign(x->ops.arg, x->ref, (unsigned)algo, flags, data->data, data->size, &s,
+			  &slen);
+	if (ret < 0 || s == NULL || slen == 0 || slen > UINT_MAX) {
+		free(s);
+		return GNUTLS_E_PK_SIGN_FAILED;
+	}
+	sig->data = gnutls_malloc(slen);
+	if (sig->data == NULL) {
+		free(s);
+		return GNUTLS_E_MEMORY_ERROR;
+	}
+	memcpy(sig->data, s, slen);
+	sig->size = (unsigned)slen;
+	free(s);
+	return 0;
+}
+
+static int extkey_sign_data(gnutls_privkey_t key, gnutls_sign_algorithm_t algo, void *userdata,
+			    unsigned int flags, const gnutls_datum_t *data, gnutls_datum_t *sig)
+{
+	(void)key;
+	(void)flags;
+	return extkey_sign(userdata, algo, 0, data, sig);
+}
+
+static int extkey_sign_hash(gnutls_privkey_t key, gnutls_sign_algorithm_t algo, void *userdata,
+			    unsigned int flags, const gnutls_datum_t *hash, gnutls_datum_t *sig)
+{
+	(void)key;
+	(void)flags;
+	return extkey_sign(userdata, algo, CA_SIGN_HASH, hash, sig);
+}
+
+/* The signature algorithms a CA key makes: ECDSA or RSA (PKCS#1 v1.5
+ * and, for TLS 1.3, PSS with the rsaEncryption key) with SHA-2. */
+static int extkey_supports(const struct extkey *x, gnutls_sign_algorithm_t algo)
+{
+	switch (algo) {
+	case GNUTLS_SIGN_ECDSA_SHA256:
+	case GNUTLS_SIGN_ECDSA_SHA384:
+	case GNUTLS_SIGN_ECDSA_SHA512:
+		return x->pk == GNUTLS_PK_ECDSA;
+	case GNUTLS_SIGN_ECDSA_SECP256R1_SHA256:
+		return x->pk == GNUTLS_PK_ECDSA && x->curve == GNUTLS_ECC_CURVE_SECP256R1;
+	case GNUTLS_SIGN_ECDSA_SECP384R1_SHA384:
+		return x->pk == GNUTLS_PK_ECDSA && x->curve == GNUTLS_ECC_CURVE_SECP384R1;
+	case GNUTLS_SIGN_ECDSA_SECP521R1_SHA512:
+		return x->pk == GNUTLS_PK_ECDSA && x->curve == GNUTLS_ECC_CURVE_SECP521R1;
+	case GNUTLS_SIGN_RSA_SHA256:
+	case GNUTLS_SIGN_RSA_SHA384:
+	case GNUTLS_SIGN_RSA_SHA512:
+	case GNUTLS_SIGN_RSA_PSS_RSAE_SHA256:
+	case GNUTLS_SIGN_RSA_PSS_RSAE_SHA384:
+	case GNUTLS_SIGN_RSA_PSS_RSAE_SHA512:
+		return x->pk == GNUTLS_PK_RSA;
+	default:
+		return 0;
+	}
+}
+
+static int extkey_info(gnutls_privkey_t key, unsigned int flags, void *userdata)
+{
+	const struct extkey *x = userdata;
+
+	(void)key;
+	if (flags & GNUTLS_PRIVKEY_INFO_HAVE_SIGN_ALGO)
+		return extkey_supports(x, (gnutls_sign_algorithm_t)GNUTLS_FLAGS_TO_SIGN_ALGO(flags));
+	if (flags & GNUTLS_PRIVKEY_INFO_PK_ALGO)
+		return (int)x->pk;
+	if (flags & GNUTLS_PRIVKEY_INFO_PK_ALGO_BITS)
+		return (int)x->bits;
+	return -1;
+}
+
+static void extkey_deinit(gnutls_privkey_t key, void *userdata)
+{
+	(void)key;
+	extkey_free(userdata);
+}
+
+/* A gnutls_privkey_t for ref whose public key is pub: signatures go to ops. */
+static int extkey_wrap(const struct ca_keyops *ops, const char *ref, gnutls_pubkey_t pub,
+		       gnutls_privkey_t *out)
+{
+	struct extkey *x = NULL;
+	gnutls_privkey_t key = NULL;
+	int pk, ret;
+
+	*out = NULL;
+	x = calloc(1, sizeof(*x));
+	if (x == NULL || (x->ref = strdup(ref)) == NULL) {
+		ret = CAPF_ENOMEM;
+		goto out;
+	}
+	x->ops = *ops;
+	pk = gnutls_pubkey_get_pk_algorithm(pub, &x->bits);
+	if (pk != GNUTLS_PK_ECDSA && pk != GNUTLS_PK_RSA) {
+		ca_set_error("the key %s is neither EC nor RSA", ref);
+		ret = CAPF_ECONFIG;
+		goto out;
+	}
+	x->pk = (gnutls_pk_algorithm_t)pk;
+	if (pk == GNUTLS_PK_ECDSA)
+		CHECK_GNUTLS(gnutls_pubkey_export_ecc_raw2(pub, &x->curve, NULL, NULL, 0));
+	CHECK_GNUTLS(gnutls_privkey_init(&key));
+	CHECK_GNUTLS(gnutls_privkey_import_ext4(key, x, extkey_sign_data, extkey_sign_hash,
+						 NULL, extkey_deinit, extkey_info,
+						 GNUTLS_PRIVKEY_IMPORT_AUTO_RELEASE));
+	x = NULL; /* the key owns it now */
+	*out = key;
+	key = NULL;
+	ret = 0;
+out:
+	gnutls_privkey_deinit(key);
+	extkey_free(x);
+	return ret;
+}
+
+/* A pubkey from the SPKI the keyops returned (and freed here). */
+static int pub_from_spki(uint8_t *spki, size_t len, gnutls_pubkey_t *pub)
+{
+	gnutls_datum_t d = {spki, (unsigned)len};
+	int ret;
+
+	*pub = NULL;
+	if (spki == NULL || len == 0 || len > CA_FILE_MAX) {
+		ret = CAPF_ECRYPTO;
+		goto out;
+	}
+	CHECK_GNUTLS(gnutls_pubkey_init(pub));
+	CHECK_GNUTLS(gnutls_pubkey_import(*pub, &d, GNUTLS_X509_FMT_DER));
+	ret = 0;
+out:
+	if (ret < 0) {
+		gnutls_pubkey_deinit(*pub);
+		*pub = NULL;
+	}
+	free(spki);
+	return ret;
+}
+
+/* The public key of a key held here. */
+static int pub_of_local(gnutls_privkey_t key, gnutls_pubkey_t *pub)
+{
+	int ret;
+
+	*pub = NULL;
+	CHECK_GNUTLS(gnutls_pubkey_init(pub));
+	CHECK_GNUTLS(gnutls_pubkey_import_privkey(*pub, key, 0, 0));
+	ret = 0;
+out:
+	if (ret < 0) {
+		gnutls_pubkey_deinit(*pub);
+		*pub = NULL;
+	}
+	return ret;
+}
+
+/* Ends a keyops call: its public key into a wrapped key. */
+static int ops_finish(const struct ca *ca, const char *ref, int ret, uint8_t *spki, size_t len,
+		      const char *err, gnutls_privkey_t *key, gnutls_pubkey_t *pub)
+{
+	char shown[PATH_MAX];
+
+	if (ret < 0) {
+		free(spki);
+		ca_key_ref_redact(ref, shown, sizeof(shown));
+		if (err[0] != '\0')
+			ca_set_error("%s", err);
+		else
+			ca_set_error("the signer cannot open the key %s: %s", shown,
+				     capf_strerror(ret));
+		return ret;
+	}
+	ret = pub_from_spki(spki, len, pub);
+	if (ret == 0)
+		ret = extkey_wrap(&ca->keyops, ref, *pub, key);
+	if (ret < 0) {
+		gnutls_pubkey_deinit(*pub);
+		*pub = NULL;
+		if (ret != CAPF_ECONFIG)
+			ca_set_error("the signer returned a bad public key for %s",
+				     ca_key_ref_redact(ref, shown, sizeof(shown)));
+	}
+	return ret;
+}
+
+int ca_key_open(const struct ca *ca, const char *ref, gnutls_privkey_t *key,
+		gnutls_pubkey_t *pub)
+{
+	uint8_t *spki = NULL;
+	size_t len = 0;
+	char err[512] = "";
+	int ret;
+
+	*key = NULL;
+	*pub = NULL;
+	if (ca == NULL || !ca->has_keyops) {
+		ret = ca_key_load(ref, key);
+		if (ret == 0 && (ret = pub_of_local(*key, pub)) < 0) {
+			gnutls_privkey_deinit(*key);
+			*key = NULL;
+		}
+		return ret;
+	}
+	ret = ca->keyops.load(ca->keyops.arg, ref, &spki, &len, err, sizeof(err));
+	return ops_finish(ca, ref, ret, spki, len, err, key, pub);
+}
+
+int ca_key_make(const struct ca *ca, int key_type, const char *dir, const char *name,
+		gnutls_privkey_t *key, gnutls_pubkey_t *pub)
+{
+	uint8_t *spki = NULL;
+	size_t len = 0;
+	char err[512] = "", ref[PATH_MAX];
+	int ret;
+
+	*key = NULL;
+	*pub = NULL;
+	if (ca == NULL || !ca->has_keyops) {
+		ret = ca_key_generate(key_type, dir, name, key);
+		if (ret == 0 && (ret = pub_of_local(*key, pub)) < 0) {
+			gnutls_privkey_deinit(*key);
+			*key = NULL;
+		}
+		return ret;
+	}
+	ret = ca_path(ref, sizeof(ref), dir, name);
+	if (ret < 0)
+		return ret;
+	ret = ca->keyops.generate(ca->keyops.arg, key_type, dir, name, &spki, &len, err,
+				  sizeof(err));
+	return ops_finish(ca, ref, ret, spki, len, err, key, pub);
+}
+
+int ca_key_remote(gnutls_privkey_t key)
+{
+	return key != NULL && gnutls_privkey_get_type(key) == GNUTLS_PRIVKEY_EXT;
+}
+
+int ca_key_dup(const struct ca *ca, gnutls_privkey_t key, gnutls_pubkey_t pub, const char *ref,
+	       pthread_mutex_t *lock, gnutls_privkey_t *out)
+{
+	gnutls_x509_privkey_t xkey = NULL;
+	gnutls_privkey_t pkey = NULL;
+	int ret;
+
+	*out = NULL;
+	if (key == NULL)
+		return CAPF_ENOENT;
+	if (ca_key_remote(key)) {
+		/* Another handle on the same remote key: no round trip. */
+		if (ref == NULL || pub == NULL)
+			return CAPF_ENOTSUP;
+		return extkey_wrap(&ca->keyops, ref, pub, out);
+	}
+	if (ca_key_is_url(ref)) {
+		/* A new handle on the same token object (the key stays in
+		 * the token). */
+		CHECK_GNUTLS(gnutls_privkey_init(&pkey));
+		CHECK_GNUTLS(gnutls_privkey_import_url(pkey, ref, 0));
+	} else {
+		if (gnutls_privkey_get_type(key) != GNUTLS_PRIVKEY_X509)
+			return CAPF_ENOTSUP;
+		pthread_mutex_lock(lock);
+		ret = gnutls_privkey_export_x509(key, &xkey);
+		pthread_mutex_unlock(lock);
+		if (ret < 0) {
+			ret = ca_gnutls_err(ret);
+			goto out;
+		}
+		CHECK_GNUTLS(gnutls_privkey_init(&pkey));
+		CHECK_GNUTLS(
+		    gnutls_privkey_import_x509(pkey, xkey, GNUTLS_PRIVKEY_IMPORT_AUTO_RELEASE));
+		xkey = NULL;
+	}
+	*out = pkey;
+	pkey = NULL;
+	ret = 0;
+out:
+	gnutls_privkey_deinit(pkey);
+	gnutls_x509_privkey_deinit(xkey);
+	return ret;
+}
+
+int ca_key_obtain(const struct ca *ca, const struct ca_keyspec *spec, int default_type,
+		  const char *dir, gnutls_privkey_t *out, gnutls_pubkey_t *pub, char **url)
 {
 	const char *ref = spec != NULL ? spec->key : NULL;
 	int key_type = spec != NULL && spec->key_type != 0 ? spec->key_type : default_type;
@@ -198,9 +544,10 @@ int ca_key_obtain(const struct ca_keyspec *spec, int default_type, const char *d
 	int ret;
 
 	*out = NULL;
+	*pub = NULL;
 	*url = NULL;
 	if (ref == NULL || ref[0] == '\0')
-		return ca_key_generate(key_type, dir, CA_FILE_KEY, out);
+		return ca_key_make(ca, key_type, dir, CA_FILE_KEY, out, pub);
 
 	if (!ca_key_is_url(ref) && stat(ref, &st) < 0 && errno == ENOENT) {
 		/* A configured key file that does not exist yet is made
@@ -210,9 +557,9 @@ int ca_key_obtain(const struct ca_keyspec *spec, int default_type, const char *d
 			ca_set_error("bad key path %s", ref);
 			return ret;
 		}
-		ret = ca_key_generate(key_type, kdir, base, out);
+		ret = ca_key_make(ca, key_type, kdir, base, out, pub);
 	} else {
-		ret = ca_key_load(ref, out);
+		ret = ca_key_open(ca, ref, out, pub);
 	}
 	if (ret < 0)
 		return ret;
@@ -230,7 +577,9 @@ int ca_key_obtain(const struct ca_keyspec *spec, int default_type, const char *d
 	return 0;
 fail:
 	gnutls_privkey_deinit(*out);
+	gnutls_pubkey_deinit(*pub);
 	*out = NULL;
+	*pub = NULL;
 	return ret;
 }
 

@@ -2391,6 +2391,564 @@ static void test_sign_bench(void)
 	CU_ASSERT_EQUAL(ca_issuer_sign_bench(shared_ca, data, sizeof(data)), 0);
 }
 
+/* ---- public keys, two-step issuance ---- */
+
+/* The SPKI DER of an x509 private key (malloc'd). */
+static int spki_of(gnutls_x509_privkey_t xkey, uint8_t **der, size_t *len)
+{
+	gnutls_privkey_t key = NULL;
+	int ret;
+
+	if (gnutls_privkey_init(&key) < 0 || gnutls_privkey_import_x509(key, xkey, 0) < 0) {
+		gnutls_privkey_deinit(key);
+		return -1;
+	}
+	ret = ca_key_spki(key, der, len);
+	gnutls_privkey_deinit(key);
+	return ret;
+}
+
+static int spki_of_new(gnutls_pk_algorithm_t pk, unsigned bits, uint8_t **der, size_t *len)
+{
+	gnutls_x509_privkey_t xkey = NULL;
+	int ret = -1;
+
+	if (gnutls_x509_privkey_init(&xkey) == 0 &&
+	    gnutls_x509_privkey_generate(xkey, pk, bits, 0) == 0)
+		ret = spki_of(xkey, der, len);
+	gnutls_x509_privkey_deinit(xkey);
+	return ret;
+}
+
+static void test_pubkey_parse(void)
+{
+	struct ca_pubkey *k = (struct ca_pubkey *)&k;
+	uint8_t *der = NULL, *ber = NULL, *other = NULL, sha[32], want[32];
+	size_t len = 0, olen = 0;
+
+	CU_ASSERT_EQUAL_FATAL(spki_of(key_p256, &der, &len), 0);
+	CU_ASSERT_EQUAL_FATAL(len < 0x80 + 2, 1);
+	/* Invalid input first. */
+	CU_ASSERT_EQUAL(ca_pubkey_parse(der, len, NULL), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(ca_pubkey_parse(NULL, 0, &k), CAPF_EBADMSG);
+	CU_ASSERT_PTR_NULL(k);
+	CU_ASSERT_EQUAL(ca_pubkey_parse(der, 0, &k), CAPF_EBADMSG);
+	/* Truncated, anywhere. */
+	for (size_t cut = 1; cut < len; cut += 7)
+		CU_ASSERT_EQUAL(ca_pubkey_parse(der, len - cut, &k), CAPF_EBADMSG);
+	/* A BER (long form, not minimal) length on the outer SEQUENCE. */
+	ber = malloc(len + 1);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(ber);
+	ber[0] = 0x30;
+	ber[1] = 0x81;
+	memcpy(ber + 2, der + 1, len - 1);
+	CU_ASSERT_EQUAL(ca_pubkey_parse(ber, len + 1, &k), CAPF_EBADMSG);
+	/* The indefinite length. */
+	ber[1] = 0x80;
+	CU_ASSERT_EQUAL(ca_pubkey_parse(ber, len + 1, &k), CAPF_EBADMSG);
+	/* A trailing byte. */
+	memcpy(ber, der, len);
+	ber[len] = 0;
+	CU_ASSERT_EQUAL(ca_pubkey_parse(ber, len + 1, &k), CAPF_EBADMSG);
+	free(ber);
+	/* An unsupported curve: P-521. */
+	CU_ASSERT_EQUAL_FATAL(
+	    spki_of_new(GNUTLS_PK_ECDSA, GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_SECP521R1), &other,
+			&olen),
+	    0);
+	CU_ASSERT_EQUAL(ca_pubkey_parse(other, olen, &k), CAPF_EPOLICY);
+	free(other);
+	/* An unsupported size: RSA 1024. */
+	CU_ASSERT_EQUAL_FATAL(spki_of_new(GNUTLS_PK_RSA, 1024, &other, &olen), 0);
+	CU_ASSERT_EQUAL(ca_pubkey_parse(other, olen, &k), CAPF_EPOLICY);
+	CU_ASSERT_PTR_NULL(k);
+	free(other);
+	/* An unsupported algorithm: Ed25519. */
+	if (spki_of_new(GNUTLS_PK_EDDSA_ED25519, 256, &other, &olen) == 0)
+		CU_ASSERT_EQUAL(ca_pubkey_parse(other, olen, &k), CAPF_EPOLICY);
+	free(other);
+
+	/* Then the keys capf takes. */
+	CU_ASSERT_EQUAL_FATAL(ca_pubkey_parse(der, len, &k), 0);
+	CU_ASSERT_EQUAL(ca_pubkey_type(k), CAPF__KEY_TYPE__KEY_EC_P256);
+	ca_pubkey_sha256(k, sha);
+	CU_ASSERT_EQUAL(gnutls_hash_fast(GNUTLS_DIG_SHA256, der, len, want), 0);
+	CU_ASSERT(memcmp(sha, want, 32) == 0);
+	ca_pubkey_free(k);
+	free(der);
+	CU_ASSERT_EQUAL_FATAL(spki_of(key_p384, &der, &len), 0);
+	CU_ASSERT_EQUAL_FATAL(ca_pubkey_parse(der, len, &k), 0);
+	CU_ASSERT_EQUAL(ca_pubkey_type(k), CAPF__KEY_TYPE__KEY_EC_P384);
+	ca_pubkey_free(k);
+	free(der);
+	CU_ASSERT_EQUAL_FATAL(spki_of(key_rsa2048, &der, &len), 0);
+	CU_ASSERT_EQUAL_FATAL(ca_pubkey_parse(der, len, &k), 0);
+	CU_ASSERT_EQUAL(ca_pubkey_type(k), CAPF__KEY_TYPE__KEY_RSA_2048);
+	ca_pubkey_free(k);
+	free(der);
+	ca_pubkey_free(NULL);
+}
+
+/* Signs tbs as a signer would: with the key its ref names. */
+static int sign_tbs(const struct ca_tbs *tbs, uint8_t **sig, size_t *sig_len)
+{
+	gnutls_privkey_t key = NULL;
+	gnutls_datum_t in = {tbs->data, (unsigned)tbs->len}, out = {NULL, 0};
+	int ret = -1;
+
+	if (tbs->key_ref == NULL || ca_key_load(tbs->key_ref, &key) < 0)
+		return -1;
+	if (gnutls_privkey_sign_data2(key, (gnutls_sign_algorithm_t)tbs->sign_algo, 0, &in,
+				      &out) == 0) {
+		*sig = malloc(out.size);
+		if (*sig != NULL) {
+			memcpy(*sig, out.data, out.size);
+			*sig_len = out.size;
+			ret = 0;
+		}
+	}
+	gnutls_free(out.data);
+	gnutls_privkey_deinit(key);
+	return ret;
+}
+
+/* 1 if two LSCs for the same key, name and time share their profile:
+ * issuer, subject, validity, key, key usage, extensions, algorithm. */
+static int same_profile(const struct ca_lsc *a, const struct ca_lsc *b)
+{
+	gnutls_x509_crt_t ca_ = crt_from_der(a->der, a->der_len);
+	gnutls_x509_crt_t cb = crt_from_der(b->der, b->der_len);
+	gnutls_datum_t ta = {NULL, 0}, tb = {NULL, 0};
+	int same = 0;
+
+	if (ca_ == NULL || cb == NULL)
+		goto out;
+	if (gnutls_x509_crt_get_raw_issuer_dn(ca_, &ta) < 0 ||
+	    gnutls_x509_crt_get_raw_issuer_dn(cb, &tb) < 0)
+		goto out;
+	same = ta.size == tb.size && memcmp(ta.data, tb.data, ta.size) == 0;
+	same = same && a->not_before == b->not_before && a->not_after == b->not_after &&
+	       memcmp(a->spki_sha256, b->spki_sha256, 32) == 0 &&
+	       a->issuer_der == b->issuer_der;
+	{
+		gnutls_datum_t sa = {NULL, 0}, sb = {NULL, 0};
+		unsigned ua = 0, ub = 0;
+
+		same = same && gnutls_x509_crt_get_dn3(ca_, &sa, 0) == 0 &&
+		       gnutls_x509_crt_get_dn3(cb, &sb, 0) == 0 && strcmp((char *)sa.data,
+									 (char *)sb.data) == 0;
+		gnutls_free(sa.data);
+		gnutls_free(sb.data);
+		same = same && gnutls_x509_crt_get_key_usage(ca_, &ua, NULL) >= 0 &&
+		       gnutls_x509_crt_get_key_usage(cb, &ub, NULL) >= 0 && ua == ub;
+		same = same && gnutls_x509_crt_get_signature_algorithm(ca_) ==
+				   gnutls_x509_crt_get_signature_algorithm(cb);
+	}
+	for (unsigned i = 0; same && i < 8; i++) {
+		char oa[64], ob[64];
+		size_t la = sizeof(oa), lb = sizeof(ob);
+		int ra = gnutls_x509_crt_get_extension_oid(ca_, i, oa, &la);
+		int rb = gnutls_x509_crt_get_extension_oid(cb, i, ob, &lb);
+
+		same = ra == rb && (ra < 0 || strcmp(oa, ob) == 0);
+		if (ra < 0)
+			break;
+	}
+out:
+	gnutls_free(ta.data);
+	gnutls_free(tb.data);
+	gnutls_x509_crt_deinit(ca_);
+	gnutls_x509_crt_deinit(cb);
+	return same;
+}
+
+static void test_issue_prepare_complete(void)
+{
+	struct ca_csr *csr = bound_csr(key_p256, DEV);
+	struct ca_pubkey *key = NULL;
+	struct ca_tbs tbs = {0};
+	struct ca_lsc lsc = {0}, ref = {0};
+	uint8_t *sig = NULL, want[32];
+	size_t sig_len = 0;
+	const time_t now = time(NULL);
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(csr);
+	CU_ASSERT_EQUAL(ca_csr_pubkey(NULL, &key), CAPF_EINVAL);
+	CU_ASSERT_EQUAL_FATAL(ca_csr_pubkey(csr, &key), 0);
+	CU_ASSERT_EQUAL(ca_pubkey_type(key), CAPF__KEY_TYPE__KEY_EC_P256);
+	/* Invalid input first. */
+	CU_ASSERT_EQUAL(ca_issue_prepare(shared_ca, key, DEV, now, 0, NULL), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(ca_issue_prepare(NULL, key, DEV, now, 0, &tbs), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(ca_issue_prepare(shared_ca, NULL, DEV, now, 0, &tbs), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(ca_issue_prepare(shared_ca, key, "", now, 0, &tbs), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(ca_issue_prepare(shared_ca, key, "a\nb", now, 0, &tbs), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(ca_issue_prepare(shared_ca, key, DEV, now, 36501, &tbs), CAPF_EINVAL);
+	CU_ASSERT_PTR_NULL(tbs.data);
+	CU_ASSERT_EQUAL(ca_issue_complete(NULL, (const uint8_t *)"x", 1, &lsc), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(ca_issue_complete(&tbs, (const uint8_t *)"x", 1, &lsc), CAPF_EINVAL);
+
+	/* The round trip. */
+	CU_ASSERT_EQUAL_FATAL(ca_issue_prepare(shared_ca, key, DEV, now, 0, &tbs), 0);
+	CU_ASSERT_PTR_NOT_NULL(tbs.data);
+	CU_ASSERT(tbs.len > 100);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(tbs.key_ref);
+	CU_ASSERT_EQUAL(tbs.sign_algo, GNUTLS_SIGN_ECDSA_SHA256);
+	CU_ASSERT_EQUAL(ca_issue_complete(&tbs, NULL, 0, &lsc), CAPF_EINVAL);
+	CU_ASSERT_EQUAL_FATAL(sign_tbs(&tbs, &sig, &sig_len), 0);
+	CU_ASSERT_EQUAL_FATAL(ca_issue_complete(&tbs, sig, sig_len, &lsc), 0);
+	CU_ASSERT_EQUAL(lsc_check(shared_ca, &lsc, DEV, now), 0);
+	ca_pubkey_sha256(key, want);
+	CU_ASSERT(memcmp(lsc.spki_sha256, want, 32) == 0);
+	/* 30 days, as shared_ca is configured. */
+	CU_ASSERT_EQUAL(lsc.not_after - lsc.not_before, 30 * DAY + CA_BACKDATE_SECONDS);
+	/* The same profile as ca_issue()'s. */
+	CU_ASSERT_EQUAL_FATAL(ca_issue(shared_ca, csr, DEV, now, &ref), 0);
+	CU_ASSERT(memcmp(ref.spki_sha256, want, 32) == 0);
+	CU_ASSERT(same_profile(&lsc, &ref));
+	CU_ASSERT(memcmp(lsc.serial, ref.serial, CA_SERIAL_LEN) != 0);
+	ca_lsc_deinit(&lsc);
+	ca_tbs_deinit(&tbs);
+	free(sig);
+	sig = NULL;
+	/* Explicit validity. */
+	CU_ASSERT_EQUAL_FATAL(ca_issue_prepare(shared_ca, key, DEV, now, 7, &tbs), 0);
+	CU_ASSERT_EQUAL_FATAL(sign_tbs(&tbs, &sig, &sig_len), 0);
+	CU_ASSERT_EQUAL_FATAL(ca_issue_complete(&tbs, sig, sig_len, &lsc), 0);
+	CU_ASSERT_EQUAL(lsc.not_after - lsc.not_before, 7 * DAY + CA_BACKDATE_SECONDS);
+	CU_ASSERT_EQUAL(lsc_check(shared_ca, &lsc, DEV, now), 0);
+	/* A signature of other bytes does not make a valid LSC. */
+	ca_lsc_deinit(&lsc);
+	sig[sig_len / 2] ^= 1;
+	CU_ASSERT_EQUAL_FATAL(ca_issue_complete(&tbs, sig, sig_len, &lsc), 0);
+	CU_ASSERT_NOT_EQUAL(lsc_check(shared_ca, &lsc, DEV, now), 0);
+	ca_lsc_deinit(&lsc);
+	ca_tbs_deinit(&tbs);
+	ca_tbs_deinit(NULL);
+	free(sig);
+	ca_lsc_deinit(&ref);
+	ca_pubkey_free(key);
+	ca_csr_free(csr);
+}
+
+/* ---- keyops: a fake signer that holds the keys ---- */
+
+struct fake_key {
+	char ref[512];
+	gnutls_privkey_t key;
+};
+
+static struct fake_signer {
+	pthread_mutex_t lock;
+	struct fake_key keys[16];
+	unsigned n;
+	unsigned loads, generates, signs, hash_signs;
+	int fail; /* 1: every call fails, as a dead signer */
+} fake = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static int fake_spki(gnutls_privkey_t key, uint8_t **spki, size_t *len)
+{
+	return ca_key_spki(key, spki, len);
+}
+
+static struct fake_key *fake_find(const char *ref)
+{
+	for (unsigned i = 0; i < fake.n; i++)
+		if (strcmp(fake.keys[i].ref, ref) == 0)
+			return &fake.keys[i];
+	return NULL;
+}
+
+static struct fake_key *fake_add(const char *ref, gnutls_privkey_t key)
+{
+	struct fake_key *k = fake_find(ref);
+
+	if (k != NULL) {
+		gnutls_privkey_deinit(k->key);
+	} else {
+		if (fake.n == sizeof(fake.keys) / sizeof(fake.keys[0]))
+			return NULL;
+		k = &fake.keys[fake.n++];
+	}
+	snprintf(k->ref, sizeof(k->ref), "%s", ref);
+	k->key = key;
+	return k;
+}
+
+/* A restart of the signer: it holds nothing any more. */
+static void fake_forget(void)
+{
+	pthread_mutex_lock(&fake.lock);
+	for (unsigned i = 0; i < fake.n; i++)
+		gnutls_privkey_deinit(fake.keys[i].key);
+	fake.n = 0;
+	pthread_mutex_unlock(&fake.lock);
+}
+
+static int fake_load(void *arg, const char *ref, uint8_t **spki, size_t *len, char *err,
+		     size_t errlen)
+{
+	gnutls_privkey_t key = NULL;
+	struct fake_key *k;
+	int ret;
+
+	(void)arg;
+	if (fake.fail)
+		return CAPF_ERETRY;
+	ret = ca_key_load(ref, &key);
+	if (ret < 0) {
+		snprintf(err, errlen, "%s", ca_last_error());
+		return ret;
+	}
+	pthread_mutex_lock(&fake.lock);
+	fake.loads++;
+	k = fake_add(ref, key);
+	ret = k != NULL ? fake_spki(key, spki, len) : CAPF_ENOMEM;
+	pthread_mutex_unlock(&fake.lock);
+	if (k == NULL)
+		gnutls_privkey_deinit(key);
+	return ret;
+}
+
+static int fake_generate(void *arg, int key_type, const char *dir, const char *name,
+			 uint8_t **spki, size_t *len, char *err, size_t errlen)
+{
+	gnutls_privkey_t key = NULL;
+	char ref[512];
+	struct fake_key *k;
+	int ret;
+
+	(void)arg;
+	if (fake.fail)
+		return CAPF_ERETRY;
+	ret = ca_key_generate(key_type, dir, name, &key);
+	if (ret < 0) {
+		snprintf(err, errlen, "%s", ca_last_error());
+		return ret;
+	}
+	snprintf(ref, sizeof(ref), "%s/%s", dir, name);
+	pthread_mutex_lock(&fake.lock);
+	fake.generates++;
+	k = fake_add(ref, key);
+	ret = k != NULL ? fake_spki(key, spki, len) : CAPF_ENOMEM;
+	pthread_mutex_unlock(&fake.lock);
+	if (k == NULL)
+		gnutls_privkey_deinit(key);
+	return ret;
+}
+
+static int fake_sign(void *arg, const char *ref, unsigned algo, unsigned flags,
+		     const uint8_t *data, size_t len, uint8_t **sig, size_t *sig_len)
+{
+	gnutls_datum_t in = {(unsigned char *)data, (unsigned)len}, out = {NULL, 0};
+	struct fake_key *k;
+	int ret;
+
+	if (fake.fail)
+		return CAPF_ERETRY;
+	pthread_mutex_lock(&fake.lock);
+	k = fake_find(ref);
+	pthread_mutex_unlock(&fake.lock);
+	if (k == NULL) {
+		/* Not held (a restarted signer): load it by its ref. */
+		uint8_t *spki = NULL;
+		size_t slen = 0;
+		char err[256];
+
+		ret = fake_load(arg, ref, &spki, &slen, err, sizeof(err));
+		free(spki);
+		if (ret < 0)
+			return ret;
+		pthread_mutex_lock(&fake.lock);
+		k = fake_find(ref);
+		pthread_mutex_unlock(&fake.lock);
+	}
+	pthread_mutex_lock(&fake.lock);
+	if (!(flags & CA_SIGN_HASH))
+		ret = gnutls_privkey_sign_data2(k->key, (gnutls_sign_algorithm_t)algo, 0, &in,
+						&out);
+	else if (algo == GNUTLS_SIGN_RSA_RAW)
+		ret = gnutls_privkey_sign_hash(k->key, 0, GNUTLS_PRIVKEY_SIGN_FLAG_TLS1_RSA, &in,
+					       &out);
+	else
+		ret = gnutls_privkey_sign_hash2(k->key, (gnutls_sign_algorithm_t)algo, 0, &in,
+						&out);
+	if (ret == 0) {
+		fake.signs++;
+		if (flags & CA_SIGN_HASH)
+			fake.hash_signs++;
+	}
+	pthread_mutex_unlock(&fake.lock);
+	if (ret < 0)
+		return CAPF_ECRYPTO;
+	*sig = malloc(out.size);
+	if (*sig == NULL) {
+		gnutls_free(out.data);
+		return CAPF_ENOMEM;
+	}
+	memcpy(*sig, out.data, out.size);
+	*sig_len = out.size;
+	gnutls_free(out.data);
+	return 0;
+}
+
+static const struct ca_keyops fake_ops = {fake_load, fake_generate, fake_sign, NULL};
+
+/* A TLS handshake against credentials; the server side in a thread. */
+static int handshake_with(struct ca *ca, gnutls_certificate_credentials_t scred)
+{
+	gnutls_certificate_credentials_t ccred = NULL;
+	gnutls_session_t sess = NULL;
+	gnutls_x509_crt_t cacrt = ca_crt(ca);
+	struct tls_side server = {0};
+	struct pki_pair mic;
+	pthread_t th;
+	int sv[2], ret = -1;
+
+	if (cacrt == NULL || pki_make_mic(&mfg_root, DEV, 0, 30, &mic) < 0)
+		return -1;
+	gnutls_certificate_allocate_credentials(&ccred);
+	gnutls_certificate_set_x509_key(ccred, &mic.crt, 1, mic.key);
+	gnutls_certificate_set_x509_trust(ccred, &cacrt, 1);
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+		goto out;
+	server.fd = sv[0];
+	server.cred = scred;
+	pthread_create(&th, NULL, tls_server, &server);
+	gnutls_init(&sess, GNUTLS_CLIENT);
+	gnutls_set_default_priority(sess);
+	gnutls_credentials_set(sess, GNUTLS_CRD_CERTIFICATE, ccred);
+	gnutls_session_set_verify_cert(sess, NULL, 0);
+	gnutls_transport_set_int(sess, sv[1]);
+	do {
+		ret = gnutls_handshake(sess);
+	} while (ret < 0 && !gnutls_error_is_fatal(ret));
+	if (ret == 0)
+		gnutls_bye(sess, GNUTLS_SHUT_WR);
+	else
+		close(sv[1]), sv[1] = -1;
+	pthread_join(th, NULL);
+	close(sv[0]);
+	if (sv[1] >= 0)
+		close(sv[1]);
+	gnutls_deinit(sess);
+out:
+	gnutls_certificate_free_credentials(ccred);
+	gnutls_x509_crt_deinit(cacrt);
+	pki_pair_deinit(&mic);
+	return ret == 0 && server.handshake == 0 ? 0 : -1;
+}
+
+static void test_keyops(void)
+{
+	struct ca_config cfg = {0};
+	struct ca_keyops bad = fake_ops;
+	struct ca *ca = NULL;
+	struct ca_lsc lsc = {0};
+	struct ca_csr *csr = bound_csr(key_p256, DEV);
+	struct ca_pubkey *key = NULL;
+	struct ca_tbs tbs = {0};
+	gnutls_certificate_credentials_t cred = NULL;
+	uint8_t *sig = NULL, *crl = NULL;
+	size_t sig_len = 0, crl_len = 0;
+	unsigned signs;
+	char *pem = NULL, id[CA_ID_HEX_MAX + 1], path[1024];
+	time_t now = time(NULL);
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(csr);
+	cfg.dir = path_in("keyops");
+	cfg.mfg_roots = roots_path;
+	/* Incomplete ops are refused. */
+	bad.sign = NULL;
+	cfg.keyops = &bad;
+	CU_ASSERT_EQUAL(ca_new(&ca, &cfg), CAPF_EINVAL);
+	/* A new CA: its key is made and its certificate signed by the ops. */
+	cfg.keyops = &fake_ops;
+	CU_ASSERT_EQUAL_FATAL(ca_new(&ca, &cfg), 0);
+	CU_ASSERT_EQUAL(fake.generates, 1);
+	CU_ASSERT_EQUAL(fake.signs, 1);
+	/* Issuance, both ways: each is one signature by the fake. */
+	CU_ASSERT_EQUAL_FATAL(ca_issue(ca, csr, DEV, now, &lsc), 0);
+	CU_ASSERT_EQUAL(fake.signs, 2);
+	CU_ASSERT_EQUAL(lsc_check(ca, &lsc, DEV, now), 0);
+	ca_lsc_deinit(&lsc);
+	CU_ASSERT_EQUAL_FATAL(ca_csr_pubkey(csr, &key), 0);
+	CU_ASSERT_EQUAL_FATAL(ca_issue_prepare(ca, key, DEV, now, 0, &tbs), 0);
+	CU_ASSERT_EQUAL(current_key_path(ca, "keyops", path, sizeof(path)), 0);
+	CU_ASSERT_STRING_EQUAL(tbs.key_ref, path);
+	CU_ASSERT_EQUAL_FATAL(fake_sign(NULL, tbs.key_ref, tbs.sign_algo, 0, tbs.data, tbs.len,
+					&sig, &sig_len),
+			      0);
+	CU_ASSERT_EQUAL_FATAL(ca_issue_complete(&tbs, sig, sig_len, &lsc), 0);
+	CU_ASSERT_EQUAL(lsc_check(ca, &lsc, DEV, now), 0);
+	CU_ASSERT_EQUAL(fake.signs, 3);
+	ca_lsc_deinit(&lsc);
+	ca_tbs_deinit(&tbs);
+	free(sig);
+	/* The signer restarts: it loads the key again by its ref. */
+	fake_forget();
+	signs = fake.signs;
+	CU_ASSERT_EQUAL_FATAL(ca_issue(ca, csr, DEV, now, &lsc), 0);
+	CU_ASSERT_EQUAL(fake.signs, signs + 1);
+	CU_ASSERT_EQUAL(fake.n, 1);
+	CU_ASSERT_EQUAL(lsc_check(ca, &lsc, DEV, now), 0);
+	ca_lsc_deinit(&lsc);
+	/* A dead signer fails issuance, and nothing else. */
+	fake.fail = 1;
+	CU_ASSERT_NOT_EQUAL(ca_issue(ca, csr, DEV, now, &lsc), 0);
+	CU_ASSERT_PTR_NULL(lsc.der);
+	fake.fail = 0;
+	/* The CRL. */
+	signs = fake.signs;
+	CU_ASSERT_EQUAL(ca_crl_update(ca, now), 0);
+	CU_ASSERT_EQUAL(fake.signs, signs + 1);
+	CU_ASSERT_EQUAL(ca_crl_get(ca, 0, &crl, &crl_len), 0);
+	free(crl);
+	/* The TLS credentials: the handshake's signature is the fake's. */
+	CU_ASSERT_EQUAL_FATAL(gnutls_certificate_allocate_credentials(&cred), 0);
+	CU_ASSERT_EQUAL_FATAL(ca_tls_credentials(ca, cred), 0);
+	signs = fake.hash_signs;
+	CU_ASSERT_EQUAL(handshake_with(ca, cred), 0);
+	CU_ASSERT_EQUAL(fake.hash_signs, signs + 1);
+	gnutls_certificate_free_credentials(cred);
+	/* Rollover: a new key and a self-signed certificate, by the ops;
+	 * the key is then found under its final ref after a restart. */
+	signs = fake.signs;
+	CU_ASSERT_EQUAL_FATAL(ca_rollover(ca, NULL, NULL, 0, now, id), 0);
+	CU_ASSERT_EQUAL(fake.generates, 2);
+	CU_ASSERT_EQUAL(fake.signs, signs + 1);
+	fake_forget();
+	CU_ASSERT_EQUAL_FATAL(ca_issue(ca, csr, DEV, now, &lsc), 0);
+	CU_ASSERT_EQUAL(lsc_check(ca, &lsc, DEV, now), 0);
+	CU_ASSERT_EQUAL(current_key_path(ca, "keyops", path, sizeof(path)), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(path, id));
+	CU_ASSERT_PTR_NOT_NULL(fake_find(path));
+	ca_lsc_deinit(&lsc);
+	/* The CRLs of both CAs. */
+	signs = fake.signs;
+	CU_ASSERT_EQUAL(ca_crl_update(ca, now), 0);
+	CU_ASSERT_EQUAL(fake.signs, signs + 2);
+	/* An enterprise request: key and signature by the ops. */
+	signs = fake.signs;
+	CU_ASSERT_EQUAL_FATAL(ca_csr(ca, NULL, "CN=CAPF keyops,O=test", &pem), 0);
+	CU_ASSERT_EQUAL(fake.generates, 3);
+	CU_ASSERT_EQUAL(fake.signs, signs + 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(pem, "CERTIFICATE REQUEST"));
+	free(pem);
+	ca_free(ca);
+	/* Reopened: the keys are loaded by the ops, none here. */
+	fake_forget();
+	signs = fake.loads;
+	CU_ASSERT_EQUAL_FATAL(ca_new(&ca, &cfg), 0);
+	CU_ASSERT(fake.loads > signs);
+	CU_ASSERT_EQUAL_FATAL(ca_issue(ca, csr, DEV, now, &lsc), 0);
+	CU_ASSERT_EQUAL(lsc_check(ca, &lsc, DEV, now), 0);
+	ca_lsc_deinit(&lsc);
+	ca_free(ca);
+	fake_forget();
+	ca_pubkey_free(key);
+	ca_csr_free(csr);
+}
+
 int main(void)
 {
 	CU_pSuite s;
@@ -2437,7 +2995,10 @@ int main(void)
 	    !CU_add_test(s, "manufacturer roots at run time", test_trust_mfg) ||
 	    !CU_add_test(s, "serial unique in the store", test_serial_unique_in_store) ||
 	    !CU_add_test(s, "serial unique in enrollment", test_serial_unique_in_enroll) ||
-	    !CU_add_test(s, "raw signature for the benchmark", test_sign_bench)) {
+	    !CU_add_test(s, "raw signature for the benchmark", test_sign_bench) ||
+	    !CU_add_test(s, "ca_pubkey_parse", test_pubkey_parse) ||
+	    !CU_add_test(s, "ca_issue_prepare and complete", test_issue_prepare_complete) ||
+	    !CU_add_test(s, "keyops: no key in ca/", test_keyops)) {
 		CU_cleanup_registry();
 		return 1;
 	}
