@@ -126,15 +126,7 @@ const char *core_auth_method(const struct core *s)
 
 bool core_mic_names(const char *cn, const char *device)
 {
-	size_t cl, dl;
-
-	if (cn == NULL || device == NULL || device[0] == '\0')
-		return false;
-	if (strcmp(cn, device) == 0)
-		return true;
-	cl = strlen(cn);
-	dl = strlen(device);
-	return cl > dl + 1 && cn[cl - dl - 1] == '-' && strcmp(cn + cl - dl, device) == 0;
+	return cn != NULL && mic_cn_names_device(cn, strlen(cn), device);
 }
 
 struct core *core_new(const struct core_config *cfg)
@@ -534,6 +526,8 @@ static int on_key(struct core *s, const struct core_event *ev, struct core_out *
 	 * without one (the phone authenticated inside this very session)
 	 * may send a bare key.
 	 */
+	if (k->pop_result < 0 && k->pop_result != CAPF_EBINDING && k->pop_result != CAPF_ECSRSIG)
+		return fail(s, k->pop_result, NULL, out);
 	if (s->binding_len > 0 && k->kind != CORE_KEY_CSR)
 		return fail(s, CAPF_EBINDING, "a key without proof of possession on this channel",
 			    out);

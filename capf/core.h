@@ -115,9 +115,10 @@ enum core_key_kind {
 
 struct core_key {
 	enum core_key_kind kind;
-	/* CSR: 0 when its self-signature verifies and its challengePassword
-	 * is this session's binding; else the code (CAPF_ECSRSIG,
-	 * CAPF_EBINDING). Ignored for a bare key. */
+	/* 0 when the key could be read and, for a CSR, its self-signature
+	 * verifies and its challengePassword is this session's binding;
+	 * else the code: CAPF_EBADCSR (unreadable), CAPF_EPOLICY (a key
+	 * type capf does not issue to), CAPF_ECSRSIG, CAPF_EBINDING. */
 	int pop_result;
 	int key_type;                        /* capf KeyType of the key */
 	uint8_t spki_sha256[CORE_HASH_LEN];  /* identifies the key */

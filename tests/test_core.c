@@ -710,6 +710,8 @@ static void test_refusals(void)
 	check_refusal(CAPF_EUNTRUSTED, NULL, "untrusted", good);
 	check_refusal(CAPF_EIDENTITY, NULL, OTHER, good);
 	check_refusal(CAPF_EIDENTITY, NULL, "X" DEV, good);
+	check_refusal(CAPF_EBADCSR, NULL, NULL, ev_key(key_a, 0, CAPF_EBADCSR));
+	check_refusal(CAPF_EPOLICY, NULL, NULL, ev_key(key_a, 0, CAPF_EPOLICY));
 	check_refusal(CAPF_ECSRSIG, NULL, NULL, ev_key(key_a, CAPF__KEY_TYPE__KEY_EC_P256, CAPF_ECSRSIG));
 	check_refusal(CAPF_EBINDING, NULL, NULL, ev_key(key_a, CAPF__KEY_TYPE__KEY_EC_P256, CAPF_EBINDING));
 	check_refusal(CAPF_EBINDING, NULL, NULL, bare);
