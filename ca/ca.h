@@ -215,7 +215,9 @@ int ca_csr_check(const struct ca_csr *csr, const uint8_t *binding, size_t bindin
  * is CN=device_name; nothing but the public key is taken from the CSR.
  * The CA key is not read again: it was loaded once. Profile:
  * doc/certificate-profile.md. Returns 0 and fills *out, or CAPF_EINVAL /
- * CAPF_ECRYPTO / CAPF_ENOMEM. Thread-safe.
+ * CAPF_ECRYPTO / CAPF_ENOMEM, or CAPF_ERETRY when the keyops could not
+ * reach their keys (a signer restarting). Thread-safe; with keyops it
+ * waits for the signature: loops use ca_issue_prepare() instead.
  */
 int ca_issue(struct ca *ca, const struct ca_csr *csr, const char *device_name, time_t now,
 	     struct ca_lsc *out);
@@ -501,6 +503,9 @@ char *ca_key_ref_redact(const char *ref, char *buf, size_t buflen);
  * or CAPF_EINVAL (unknown type, out NULL), CAPF_ECRYPTO, CAPF_ENOMEM.
  */
 int ca_key_new(int key_type, gnutls_x509_privkey_t *out);
+
+/* ca_key_is_url() - 1 for a "pkcs11:" URI (a key ref in a token). */
+int ca_key_is_url(const char *ref);
 
 /*
  * ca_key_load() - open the key ref names in this process: a PEM/DER key

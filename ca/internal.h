@@ -238,8 +238,6 @@ int ca_rmtree(const char *path);
 
 /* ---- keys (ca/key.c) ---- */
 
-/* ca_key_is_url() - 1 for a "pkcs11:" URI. */
-int ca_key_is_url(const char *ref);
 
 /*
  * ca_key_open() - the key ref names, with its public key (*pub, which the
@@ -260,6 +258,10 @@ int ca_key_make(const struct ca *ca, int key_type, const char *dir, const char *
  * NULL for a file) for TLS credentials, which take ownership. */
 int ca_key_dup(const struct ca *ca, gnutls_privkey_t key, gnutls_pubkey_t pub, const char *ref,
 	       pthread_mutex_t *lock, gnutls_privkey_t *out);
+
+/* ca_key_ops_error() - the code of the last failed keyops signature of
+ * this thread (then forgotten), or 0. */
+int ca_key_ops_error(void);
 
 /* ca_key_remote() - 1 if key's signatures are made through keyops. */
 int ca_key_remote(gnutls_privkey_t key);

@@ -261,9 +261,11 @@ int ca_issue(struct ca *ca, const struct ca_csr *csr, const char *device_name, t
 	 * the signer's through keyops. */
 	data.data = tbs.data;
 	data.size = (unsigned)tbs.len;
+	(void)ca_key_ops_error();
 	ret = ca_issuer_sign((struct ca_issuer *)tbs.issuer_, &data, &sig);
 	if (ret < 0) {
-		ret = ca_gnutls_err(ret);
+		/* A signer that is away (restarting) is worth a retry. */
+		ret = ca_key_ops_error() == CAPF_ERETRY ? CAPF_ERETRY : ca_gnutls_err(ret);
 		goto out;
 	}
 	ret = ca_issue_complete(&tbs, sig.data, sig.size, out);

@@ -241,6 +241,18 @@ static void extkey_free(struct extkey *x)
 	free(x);
 }
 
+/* What the last keyops signature of this thread failed with: GnuTLS
+ * only carries its own codes back from a callback. */
+static _Thread_local int ops_error;
+
+int ca_key_ops_error(void)
+{
+	int ret = ops_error;
+
+	ops_error = 0;
+	return ret;
+}
+
 static int extkey_sign(struct extkey *x, gnutls_sign_algorithm_t algo, unsigned flags,
 		       const gnutls_datum_t *data, gnutls_datum_t *sig)
 {
@@ -251,6 +263,7 @@ static int extkey_sign(struct extkey *x, gnutls_sign_algorithm_t algo, unsigned 
 	ret = x->ops.sign(x->ops.arg, x->ref, (unsigned)algo, flags, data->data, data->size, &s,
 			  &slen);
 	if (ret < 0 || s == NULL || slen == 0 || slen > UINT_MAX) {
+		ops_error = ret < 0 ? ret : CAPF_EPROTO;
 		free(s);
 		return GNUTLS_E_PK_SIGN_FAILED;
 	}

@@ -13,6 +13,7 @@
 
 #include "capf/capfd.h"
 #include "capf/log.h"
+#include "capf/signer.h"
 
 static void usage(FILE *out)
 {
@@ -66,6 +67,10 @@ int main(int argc, char **argv)
 	char err[512];
 	int opt, ret, status = EXIT_FAILURE;
 
+	/* Not an option people use: capfd starts itself this way as its
+	 * signer process (capf/signer_sup.c). */
+	if (argc == 2 && strcmp(argv[1], "--signer") == 0)
+		return signer_main();
 	while ((opt = getopt_long(argc, argv, "c:d:l:p:w:s:m:r:vVh", longopts, NULL)) != -1) {
 		const char *name = NULL, *section = "server";
 		switch (opt) {
