@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "capf/capfd.h"
 #include "capf/log.h"
@@ -144,6 +145,17 @@ int main(int argc, char **argv)
 		goto out_cfg;
 	}
 	log_init((enum log_level)cfg.log_level, cfg.log_syslog);
+	if (getenv("UV_THREADPOOL_SIZE") == NULL) {
+		/* TLS handshakes wait for the signer on libuv's threadpool
+		 * (capf/conn.c): four threads per worker, so that a slow
+		 * signature stalls a few handshakes, not all of them. */
+		long cores = sysconf(_SC_NPROCESSORS_ONLN);
+		unsigned n = cfg.workers != 0 ? cfg.workers : cores > 0 ? (unsigned)cores : 1;
+		char v[16];
+
+		snprintf(v, sizeof(v), "%u", n * 4 < 4 ? 4 : n * 4 > 128 ? 128 : n * 4);
+		setenv("UV_THREADPOOL_SIZE", v, 0);
+	}
 
 	/* A phone that vanishes mid-write must not kill the server. */
 	signal(SIGPIPE, SIG_IGN);
