@@ -202,8 +202,9 @@ static int exchange(int fd, const uint8_t *frame, size_t len, uint64_t deadline,
 
 /*
  * One request, one answer. A connection taken from the pool may have
- * died with a signer that was restarted since: a broken one is replaced
- * by a fresh connection once. A timeout is not retried.
+ * died with a signer that was restarted since: then the pool is emptied
+ * and the request goes once more on a fresh connection. A timeout is not
+ * retried.
  */
 static int roundtrip(struct signer_client *sc, Capf__Signer__Request *req,
 		     Capf__Signer__Response **resp)
@@ -253,8 +254,14 @@ static int roundtrip(struct signer_client *sc, Capf__Signer__Request *req,
 			break;
 		}
 		close(fd);
-		if (r == -1 && pooled)
+		if (r == -1 && pooled) {
+			/* The others in the pool went with the same signer. */
+			pthread_mutex_lock(&sc->lock);
+			while (sc->nidle > 0)
+				close(sc->idle[--sc->nidle]);
+			pthread_mutex_unlock(&sc->lock);
 			continue;
+		}
 		break;
 	}
 	gnutls_memset(frame, 0, len);
