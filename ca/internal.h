@@ -238,7 +238,6 @@ int ca_rmtree(const char *path);
 
 /* ---- keys (ca/key.c) ---- */
 
-
 /*
  * ca_key_open() - the key ref names, with its public key (*pub, which the
  * caller deinits): through the CA's keyops when it has them (then *key is
@@ -246,8 +245,7 @@ int ca_rmtree(const char *path);
  * NULL (local). Returns 0 or CAPF_ECONFIG / CAPF_EIO / ... with
  * ca_last_error().
  */
-int ca_key_open(const struct ca *ca, const char *ref, gnutls_privkey_t *key,
-		gnutls_pubkey_t *pub);
+int ca_key_open(const struct ca *ca, const char *ref, gnutls_privkey_t *key, gnutls_pubkey_t *pub);
 
 /* ca_key_make() - ca_key_generate() through the CA's keyops when it has
  * them; *pub as for ca_key_open(). */

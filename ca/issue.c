@@ -130,8 +130,7 @@ static int name_valid(const char *name, size_t *len)
 
 /* ca_issue_prepare() for a key given by its parts. */
 static int prepare(struct ca *ca, const gnutls_datum_t *spki, const uint8_t key_id[CA_KEY_ID_LEN],
-		   int pk, const char *device_name, time_t now, unsigned days,
-		   struct ca_tbs *out)
+		   int pk, const char *device_name, time_t now, unsigned days, struct ca_tbs *out)
 {
 	struct ca_der tbs = {0}, body = {0};
 	struct ca_issuer *is;

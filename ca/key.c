@@ -327,7 +327,8 @@ static int extkey_info(gnutls_privkey_t key, unsigned int flags, void *userdata)
 
 	(void)key;
 	if (flags & GNUTLS_PRIVKEY_INFO_HAVE_SIGN_ALGO)
-		return extkey_supports(x, (gnutls_sign_algorithm_t)GNUTLS_FLAGS_TO_SIGN_ALGO(flags));
+		return extkey_supports(x,
+				       (gnutls_sign_algorithm_t)GNUTLS_FLAGS_TO_SIGN_ALGO(flags));
 	if (flags & GNUTLS_PRIVKEY_INFO_PK_ALGO)
 		return (int)x->pk;
 	if (flags & GNUTLS_PRIVKEY_INFO_PK_ALGO_BITS)
@@ -366,9 +367,9 @@ static int extkey_wrap(const struct ca_keyops *ops, const char *ref, gnutls_pubk
 	if (pk == GNUTLS_PK_ECDSA)
 		CHECK_GNUTLS(gnutls_pubkey_export_ecc_raw2(pub, &x->curve, NULL, NULL, 0));
 	CHECK_GNUTLS(gnutls_privkey_init(&key));
-	CHECK_GNUTLS(gnutls_privkey_import_ext4(key, x, extkey_sign_data, extkey_sign_hash,
-						 NULL, extkey_deinit, extkey_info,
-						 GNUTLS_PRIVKEY_IMPORT_AUTO_RELEASE));
+	CHECK_GNUTLS(gnutls_privkey_import_ext4(key, x, extkey_sign_data, extkey_sign_hash, NULL,
+						extkey_deinit, extkey_info,
+						GNUTLS_PRIVKEY_IMPORT_AUTO_RELEASE));
 	x = NULL; /* the key owns it now */
 	*out = key;
 	key = NULL;
@@ -448,8 +449,7 @@ static int ops_finish(const struct ca *ca, const char *ref, int ret, uint8_t *sp
 	return ret;
 }
 
-int ca_key_open(const struct ca *ca, const char *ref, gnutls_privkey_t *key,
-		gnutls_pubkey_t *pub)
+int ca_key_open(const struct ca *ca, const char *ref, gnutls_privkey_t *key, gnutls_pubkey_t *pub)
 {
 	uint8_t *spki = NULL;
 	size_t len = 0;
@@ -491,8 +491,8 @@ int ca_key_make(const struct ca *ca, int key_type, const char *dir, const char *
 	ret = ca_path(ref, sizeof(ref), dir, name);
 	if (ret < 0)
 		return ret;
-	ret = ca->keyops.generate(ca->keyops.arg, key_type, dir, name, &spki, &len, err,
-				  sizeof(err));
+	ret =
+	    ca->keyops.generate(ca->keyops.arg, key_type, dir, name, &spki, &len, err, sizeof(err));
 	return ops_finish(ca, ref, ret, spki, len, err, key, pub);
 }
 

@@ -246,8 +246,9 @@ static int op_load(const char *ref, struct held **out, char *err, size_t errlen)
 
 	*out = NULL;
 	if (!ref_allowed(ref)) {
-		snprintf(err, errlen, "the signer refuses the key %.900s: not in the CA directory "
-				      "nor the configured [ca] key",
+		snprintf(err, errlen,
+			 "the signer refuses the key %.900s: not in the CA directory "
+			 "nor the configured [ca] key",
 			 ref);
 		return CAPF_EACCES;
 	}
@@ -273,8 +274,7 @@ static int op_load(const char *ref, struct held **out, char *err, size_t errlen)
 	return 0;
 }
 
-static int op_generate(const Capf__Signer__Generate *g, struct held **out, char *err,
-		       size_t errlen)
+static int op_generate(const Capf__Signer__Generate *g, struct held **out, char *err, size_t errlen)
 {
 	gnutls_privkey_t key = NULL;
 	char ref[PATH_MAX];
@@ -285,8 +285,9 @@ static int op_generate(const Capf__Signer__Generate *g, struct held **out, char 
 	n = snprintf(ref, sizeof(ref), "%s/%s", g->dir, g->name);
 	if (n < 0 || (size_t)n >= sizeof(ref) || strchr(g->name, '/') != NULL ||
 	    !ref_allowed(ref)) {
-		snprintf(err, errlen, "the signer refuses to make the key %.900s: not in the CA "
-				      "directory nor the configured [ca] key",
+		snprintf(err, errlen,
+			 "the signer refuses to make the key %.900s: not in the CA "
+			 "directory nor the configured [ca] key",
 			 ref);
 		return CAPF_EACCES;
 	}

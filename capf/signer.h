@@ -35,7 +35,7 @@ struct ca_keyops;
 #define SIGNER_DATA_MAX (60u * 1024u)  /* bytes to sign in one request */
 #define SIGNER_DEFAULT_QUEUE 64u
 #define SIGNER_DEFAULT_TIMEOUT_MS 5000u
-#define SIGNER_SIGN_HASH 1u	       /* Sign.flags: data is a digest */
+#define SIGNER_SIGN_HASH 1u /* Sign.flags: data is a digest */
 
 /* ---- the signer process (capf/signer.c) -------------------------------- */
 
@@ -49,11 +49,11 @@ int signer_main(void);
 /* ---- supervision, on capfd's main loop (capf/signer_sup.c) ------------- */
 
 struct signer_params {
-	const char *socket;   /* Unix socket path */
-	const char *ca_dir;   /* the CA directory */
-	const char *key;      /* [ca] key, or NULL */
-	unsigned delay_ms;    /* [testing] signer_delay_ms */
-	int log_level;	      /* enum log_level */
+	const char *socket; /* Unix socket path */
+	const char *ca_dir; /* the CA directory */
+	const char *key;    /* [ca] key, or NULL */
+	unsigned delay_ms;  /* [testing] signer_delay_ms */
+	int log_level;	    /* enum log_level */
 	int log_syslog;
 };
 

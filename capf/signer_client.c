@@ -27,8 +27,8 @@
 #include "proto/proto.h"
 #include "proto/signer.pb-c.h"
 
-#define POOL_MAX 32u	       /* idle connections kept */
-#define CONNECT_RETRY_MS 20    /* while the signer (re)starts */
+#define POOL_MAX 32u	    /* idle connections kept */
+#define CONNECT_RETRY_MS 20 /* while the signer (re)starts */
 
 static atomic_uint_fast64_t next_id = 1;
 static _Thread_local int thread_result;
@@ -405,8 +405,8 @@ static int ops_load(void *arg, const char *ref, uint8_t **spki, size_t *len, cha
 	return signer_load(arg, ref, spki, len, err, errlen);
 }
 
-static int ops_generate(void *arg, int key_type, const char *dir, const char *name,
-			uint8_t **spki, size_t *len, char *err, size_t errlen)
+static int ops_generate(void *arg, int key_type, const char *dir, const char *name, uint8_t **spki,
+			size_t *len, char *err, size_t errlen)
 {
 	return signer_generate(arg, key_type, dir, name, spki, len, err, errlen);
 }
@@ -454,7 +454,7 @@ struct signer_chan {
 	unsigned queue, timeout_ms;
 	enum chan_state state;
 	bool closing;
-	int handles; /* open handles: the memory goes with the last */
+	int handles;		  /* open handles: the memory goes with the last */
 	struct sreq *head, *tail; /* in submission order, so by deadline */
 	unsigned ninflight;
 	struct frame_decoder dec;

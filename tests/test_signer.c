@@ -92,7 +92,8 @@ static int verify(const uint8_t *spki, size_t spki_len, unsigned algo, const uin
 	gnutls_datum_t s = {(unsigned char *)sig, (unsigned)sig_len};
 	int ret = -1;
 
-	if (gnutls_pubkey_init(&pub) == 0 && gnutls_pubkey_import(pub, &k, GNUTLS_X509_FMT_DER) == 0)
+	if (gnutls_pubkey_init(&pub) == 0 &&
+	    gnutls_pubkey_import(pub, &k, GNUTLS_X509_FMT_DER) == 0)
 		ret = gnutls_pubkey_verify_data2(pub, (gnutls_sign_algorithm_t)algo, 0, &d, &s);
 	gnutls_pubkey_deinit(pub);
 	return ret;
@@ -141,9 +142,9 @@ static void test_sync_invalid(void)
 	/* Nobody listening: retry-later once the timeout has passed. */
 	CU_ASSERT_EQUAL_FATAL(signer_client_new("/nonexistent/signer.sock", 150, &sc), 0);
 	CU_ASSERT_EQUAL(signer_ping(sc), CAPF_ERETRY);
-	CU_ASSERT_EQUAL(signer_sign(sc, "x", GNUTLS_SIGN_ECDSA_SHA256, 0, msg, sizeof(msg), &out,
-				    &len),
-			CAPF_ERETRY);
+	CU_ASSERT_EQUAL(
+	    signer_sign(sc, "x", GNUTLS_SIGN_ECDSA_SHA256, 0, msg, sizeof(msg), &out, &len),
+	    CAPF_ERETRY);
 	CU_ASSERT_EQUAL(signer_sign(sc, "x", 0, 0, NULL, 0, &out, &len), CAPF_EINVAL);
 	CU_ASSERT_PTR_NULL(out);
 	signer_client_free(sc);
@@ -165,9 +166,8 @@ static void test_sync(void)
 			CAPF_EACCES);
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "refuses"));
 	snprintf(outside, sizeof(outside), "%s/outside.pem", tmpdir);
-	CU_ASSERT_EQUAL_FATAL(ca_key_generate(CAPF__KEY_TYPE__KEY_EC_P256, tmpdir, "outside.pem",
-					      &key),
-			      0);
+	CU_ASSERT_EQUAL_FATAL(
+	    ca_key_generate(CAPF__KEY_TYPE__KEY_EC_P256, tmpdir, "outside.pem", &key), 0);
 	gnutls_privkey_deinit(key);
 	snprintf(link_path, sizeof(link_path), "%s/link.pem", cadir);
 	CU_ASSERT_EQUAL_FATAL(symlink(outside, link_path), 0);
@@ -179,9 +179,9 @@ static void test_sync(void)
 	CU_ASSERT_EQUAL(signer_generate(sc, CAPF__KEY_TYPE__KEY_EC_P256, cadir, "../x.pem", &spki,
 					&spki_len, err, sizeof(err)),
 			CAPF_EACCES);
-	CU_ASSERT_EQUAL(signer_sign(sc, outside, GNUTLS_SIGN_ECDSA_SHA256, 0, msg, sizeof(msg),
-				    &sig, &sig_len),
-			CAPF_EACCES);
+	CU_ASSERT_EQUAL(
+	    signer_sign(sc, outside, GNUTLS_SIGN_ECDSA_SHA256, 0, msg, sizeof(msg), &sig, &sig_len),
+	    CAPF_EACCES);
 	/* A missing key file: the signer's explanation comes back. */
 	CU_ASSERT_NOT_EQUAL(signer_load(sc, keyref, &spki, &spki_len, err, sizeof(err)), 0);
 	CU_ASSERT(strlen(err) > 0);
@@ -192,9 +192,9 @@ static void test_sync(void)
 			      0);
 	CU_ASSERT_EQUAL(stat(keyref, &st), 0);
 	CU_ASSERT_EQUAL(st.st_mode & 0777, 0600);
-	CU_ASSERT_EQUAL(signer_sign(sc, keyref, GNUTLS_SIGN_ECDSA_SHA256, 0, msg, sizeof(msg), &sig,
-				    &sig_len),
-			0);
+	CU_ASSERT_EQUAL(
+	    signer_sign(sc, keyref, GNUTLS_SIGN_ECDSA_SHA256, 0, msg, sizeof(msg), &sig, &sig_len),
+	    0);
 	CU_ASSERT_EQUAL(verify(the_spki, the_spki_len, GNUTLS_SIGN_ECDSA_SHA256, sig, sig_len), 0);
 	free(sig);
 	CU_ASSERT_EQUAL(gnutls_hash_fast(GNUTLS_DIG_SHA256, msg, sizeof(msg), hash), 0);
@@ -211,14 +211,14 @@ static void test_sync(void)
 	/* The signer dies: retry-later; once restarted, the same ref signs
 	 * (it loads the key again), even on the pooled connection. */
 	stop_signer();
-	CU_ASSERT_EQUAL(signer_sign(sc, keyref, GNUTLS_SIGN_ECDSA_SHA256, 0, msg, sizeof(msg), &sig,
-				    &sig_len),
-			CAPF_ERETRY);
+	CU_ASSERT_EQUAL(
+	    signer_sign(sc, keyref, GNUTLS_SIGN_ECDSA_SHA256, 0, msg, sizeof(msg), &sig, &sig_len),
+	    CAPF_ERETRY);
 	signer_pid = start_signer(0);
 	CU_ASSERT_FATAL(signer_pid > 0);
-	CU_ASSERT_EQUAL(signer_sign(sc, keyref, GNUTLS_SIGN_ECDSA_SHA256, 0, msg, sizeof(msg), &sig,
-				    &sig_len),
-			0);
+	CU_ASSERT_EQUAL(
+	    signer_sign(sc, keyref, GNUTLS_SIGN_ECDSA_SHA256, 0, msg, sizeof(msg), &sig, &sig_len),
+	    0);
 	CU_ASSERT_EQUAL(verify(the_spki, the_spki_len, GNUTLS_SIGN_ECDSA_SHA256, sig, sig_len), 0);
 	free(sig);
 	signer_client_free(sc);
@@ -300,8 +300,8 @@ static void on_done(void *arg, int result, const uint8_t *sig, size_t sig_len)
 	d->calls++;
 	d->result = result;
 	if (result == 0)
-		d->verified = verify(the_spki, the_spki_len, GNUTLS_SIGN_ECDSA_SHA256, sig,
-				     sig_len) == 0;
+		d->verified =
+		    verify(the_spki, the_spki_len, GNUTLS_SIGN_ECDSA_SHA256, sig, sig_len) == 0;
 }
 
 static void run_until(uv_loop_t *loop, const struct done *d, int n, unsigned max_ms)
@@ -337,15 +337,15 @@ static void test_async(void)
 	CU_ASSERT_EQUAL(signer_chan_new(&loop, sockpath, 2, 300, NULL), CAPF_EINVAL);
 	CU_ASSERT_EQUAL_FATAL(signer_chan_new(&loop, sockpath, 2, 300, &ch), 0);
 	memset(d, 0, sizeof(d));
-	CU_ASSERT_EQUAL(signer_sign_async(ch, keyref, GNUTLS_SIGN_ECDSA_SHA256, msg, 0, on_done,
-					  &d[0]),
-			CAPF_EINVAL);
-	CU_ASSERT_EQUAL(signer_sign_async(ch, NULL, GNUTLS_SIGN_ECDSA_SHA256, msg, sizeof(msg),
-					  on_done, &d[0]),
-			CAPF_EINVAL);
-	CU_ASSERT_EQUAL(signer_sign_async(ch, keyref, GNUTLS_SIGN_ECDSA_SHA256, msg, sizeof(msg),
-					  NULL, &d[0]),
-			CAPF_EINVAL);
+	CU_ASSERT_EQUAL(
+	    signer_sign_async(ch, keyref, GNUTLS_SIGN_ECDSA_SHA256, msg, 0, on_done, &d[0]),
+	    CAPF_EINVAL);
+	CU_ASSERT_EQUAL(
+	    signer_sign_async(ch, NULL, GNUTLS_SIGN_ECDSA_SHA256, msg, sizeof(msg), on_done, &d[0]),
+	    CAPF_EINVAL);
+	CU_ASSERT_EQUAL(
+	    signer_sign_async(ch, keyref, GNUTLS_SIGN_ECDSA_SHA256, msg, sizeof(msg), NULL, &d[0]),
+	    CAPF_EINVAL);
 
 	/* Two in flight (the queue); a third is refused at once. The
 	 * callbacks run later, on the loop, once each. */
