@@ -1,8 +1,11 @@
 /*
- * ca/ - the CAPF certificate authority: every private key and every X.509
- * decision of the server. doc/certificate-profile.md lists every field of
- * what it makes; doc/ca-lifecycle.md describes the CA directory and the
- * life of a CAPF CA (creation, enterprise signing, rollover, revocation).
+ * ca/ - the CAPF certificate authority: every X.509 decision of the
+ * server, and every use of its keys. With keyops (struct ca_config) the
+ * keys themselves stay in another process (capfd's signer): ca/ holds a
+ * handle and the public key, and sends what is to be signed.
+ * doc/certificate-profile.md lists every field of what it makes;
+ * doc/ca-lifecycle.md describes the CA directory and the life of a CAPF
+ * CA (creation, enterprise signing, rollover, revocation).
  *
  * Glossary
  *   CAPF CA   a certificate that signs LSCs; self-signed by default, made
@@ -10,9 +13,10 @@
  *             ca_import()). Exactly one is current (it issues); after a
  *             rollover the previous ones stay trusted until their overlap
  *             ends ("trusted_until").
- *   issuer    one CAPF CA held in memory: certificate, key (loaded once,
- *             a file or a PKCS#11 URI), issuing chain. Issuers are never
- *             freed before ca_free(), so pointers into them stay valid.
+ *   issuer    one CAPF CA held in memory: certificate, key (opened once,
+ *             a file or a PKCS#11 URI, here or through keyops), its public
+ *             key, issuing chain. Issuers are never freed before
+ *             ca_free(), so pointers into them stay valid.
  *   MIC       manufacturer-installed certificate, presented by the phone in
  *             the TLS handshake; verified against the manufacturer roots.
  *   LSC       locally significant certificate, issued by ca_issue();
@@ -24,7 +28,10 @@
  *             intermediates; an imported CAPF certificate must chain to an
  *             anchor.
  *   key ref   where a key is: a file path, or a "pkcs11:" URI (RFC 7512,
- *             may carry pin-value) that GnuTLS opens through p11-kit.
+ *             may carry pin-value) that GnuTLS opens through p11-kit. It
+ *             is also how keyops name a key.
+ *   TBS       the TBSCertificate of an LSC, encoded by ca_issue_prepare()
+ *             and signed elsewhere, then wrapped by ca_issue_complete().
  *
  * The identity rule for MICs: a MIC names device D when its subject CN is
  * exactly D, or ends with "-D" (manufacturers prefix the model, e.g.
@@ -81,8 +88,8 @@ struct ca_keyops {
 		    size_t errlen);
 	/* generate() - a new key of capf KeyType key_type written to
 	 * dir/name (mode 0600), held under the ref "dir/name". */
-	int (*generate)(void *arg, int key_type, const char *dir, const char *name,
-			uint8_t **spki, size_t *spki_len, char *errbuf, size_t errlen);
+	int (*generate)(void *arg, int key_type, const char *dir, const char *name, uint8_t **spki,
+			size_t *spki_len, char *errbuf, size_t errlen);
 	/* sign() - sign data with the key ref (loaded first if needed):
 	 * sign_algo is a gnutls_sign_algorithm_t; flags CA_SIGN_HASH means
 	 * data is the digest (GNUTLS_SIGN_RSA_RAW: a DigestInfo), else the
@@ -119,7 +126,7 @@ struct ca_lsc {
 	 * until ca_free(): the chain to deliver with the LSC. */
 	const uint8_t *issuer_der;
 	size_t issuer_der_len;
-	uint8_t spki_sha256[32];    /* SHA-256 of the LSC's SubjectPublicKeyInfo DER */
+	uint8_t spki_sha256[32]; /* SHA-256 of the LSC's SubjectPublicKeyInfo DER */
 };
 
 /*
@@ -216,7 +223,9 @@ int ca_csr_check(const struct ca_csr *csr, const uint8_t *binding, size_t bindin
  * is CN=device_name; nothing but the public key is taken from the CSR.
  * The CA key is not read again: it was loaded once. Profile:
  * doc/certificate-profile.md. Returns 0 and fills *out, or CAPF_EINVAL /
- * CAPF_ECRYPTO / CAPF_ENOMEM. Thread-safe.
+ * CAPF_ECRYPTO / CAPF_ENOMEM, or CAPF_ERETRY when the keyops could not
+ * reach their keys (a signer restarting). Thread-safe; with keyops it
+ * waits for the signature: loops use ca_issue_prepare() instead.
  */
 int ca_issue(struct ca *ca, const struct ca_csr *csr, const char *device_name, time_t now,
 	     struct ca_lsc *out);
@@ -277,10 +286,10 @@ void ca_pubkey_sha256(const struct ca_pubkey *key, uint8_t out[32]);
 
 /* An LSC waiting for its signature (ca_issue_prepare()). */
 struct ca_tbs {
-	uint8_t *data;		/* the bytes to sign: the DER TBSCertificate */
+	uint8_t *data; /* the bytes to sign: the DER TBSCertificate */
 	size_t len;
-	const char *key_ref;	/* the issuing CA's key ref (owned by the CA, valid until ca_free()) */
-	unsigned sign_algo;	/* gnutls_sign_algorithm_t to sign data with */
+	const char *key_ref; /* the issuing CA's key ref (owned by the CA, valid until ca_free()) */
+	unsigned sign_algo;  /* gnutls_sign_algorithm_t to sign data with */
 	/* Private: for ca_issue_complete(). */
 	const void *issuer_;
 	uint8_t serial_[CA_SERIAL_LEN];
@@ -307,8 +316,7 @@ int ca_issue_prepare(struct ca *ca, const struct ca_pubkey *key, const char *dev
  * ca_issue() (ca_lsc_deinit()). tbs is left as it was. Returns 0,
  * CAPF_EINVAL, CAPF_ENOMEM.
  */
-int ca_issue_complete(struct ca_tbs *tbs, const uint8_t *sig, size_t sig_len,
-		      struct ca_lsc *out);
+int ca_issue_complete(struct ca_tbs *tbs, const uint8_t *sig, size_t sig_len, struct ca_lsc *out);
 
 /* ca_tbs_deinit() - free what ca_issue_prepare() left in tbs. Accepts a
  * zeroed one. */
@@ -526,6 +534,9 @@ char *ca_key_ref_redact(const char *ref, char *buf, size_t buflen);
  * or CAPF_EINVAL (unknown type, out NULL), CAPF_ECRYPTO, CAPF_ENOMEM.
  */
 int ca_key_new(int key_type, gnutls_x509_privkey_t *out);
+
+/* ca_key_is_url() - 1 for a "pkcs11:" URI (a key ref in a token). */
+int ca_key_is_url(const char *ref);
 
 /*
  * ca_key_load() - open the key ref names in this process: a PEM/DER key

@@ -238,9 +238,6 @@ int ca_rmtree(const char *path);
 
 /* ---- keys (ca/key.c) ---- */
 
-/* ca_key_is_url() - 1 for a "pkcs11:" URI. */
-int ca_key_is_url(const char *ref);
-
 /*
  * ca_key_open() - the key ref names, with its public key (*pub, which the
  * caller deinits): through the CA's keyops when it has them (then *key is
@@ -248,8 +245,7 @@ int ca_key_is_url(const char *ref);
  * NULL (local). Returns 0 or CAPF_ECONFIG / CAPF_EIO / ... with
  * ca_last_error().
  */
-int ca_key_open(const struct ca *ca, const char *ref, gnutls_privkey_t *key,
-		gnutls_pubkey_t *pub);
+int ca_key_open(const struct ca *ca, const char *ref, gnutls_privkey_t *key, gnutls_pubkey_t *pub);
 
 /* ca_key_make() - ca_key_generate() through the CA's keyops when it has
  * them; *pub as for ca_key_open(). */
@@ -260,6 +256,10 @@ int ca_key_make(const struct ca *ca, int key_type, const char *dir, const char *
  * NULL for a file) for TLS credentials, which take ownership. */
 int ca_key_dup(const struct ca *ca, gnutls_privkey_t key, gnutls_pubkey_t pub, const char *ref,
 	       pthread_mutex_t *lock, gnutls_privkey_t *out);
+
+/* ca_key_ops_error() - the code of the last failed keyops signature of
+ * this thread (then forgotten), or 0. */
+int ca_key_ops_error(void);
 
 /* ca_key_remote() - 1 if key's signatures are made through keyops. */
 int ca_key_remote(gnutls_privkey_t key);

@@ -130,8 +130,7 @@ static int name_valid(const char *name, size_t *len)
 
 /* ca_issue_prepare() for a key given by its parts. */
 static int prepare(struct ca *ca, const gnutls_datum_t *spki, const uint8_t key_id[CA_KEY_ID_LEN],
-		   int pk, const char *device_name, time_t now, unsigned days,
-		   struct ca_tbs *out)
+		   int pk, const char *device_name, time_t now, unsigned days, struct ca_tbs *out)
 {
 	struct ca_der tbs = {0}, body = {0};
 	struct ca_issuer *is;
@@ -261,9 +260,11 @@ int ca_issue(struct ca *ca, const struct ca_csr *csr, const char *device_name, t
 	 * the signer's through keyops. */
 	data.data = tbs.data;
 	data.size = (unsigned)tbs.len;
+	(void)ca_key_ops_error();
 	ret = ca_issuer_sign((struct ca_issuer *)tbs.issuer_, &data, &sig);
 	if (ret < 0) {
-		ret = ca_gnutls_err(ret);
+		/* A signer that is away (restarting) is worth a retry. */
+		ret = ca_key_ops_error() == CAPF_ERETRY ? CAPF_ERETRY : ca_gnutls_err(ret);
 		goto out;
 	}
 	ret = ca_issue_complete(&tbs, sig.data, sig.size, out);

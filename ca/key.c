@@ -241,6 +241,18 @@ static void extkey_free(struct extkey *x)
 	free(x);
 }
 
+/* What the last keyops signature of this thread failed with: GnuTLS
+ * only carries its own codes back from a callback. */
+static _Thread_local int ops_error;
+
+int ca_key_ops_error(void)
+{
+	int ret = ops_error;
+
+	ops_error = 0;
+	return ret;
+}
+
 static int extkey_sign(struct extkey *x, gnutls_sign_algorithm_t algo, unsigned flags,
 		       const gnutls_datum_t *data, gnutls_datum_t *sig)
 {
@@ -251,6 +263,7 @@ static int extkey_sign(struct extkey *x, gnutls_sign_algorithm_t algo, unsigned 
 	ret = x->ops.sign(x->ops.arg, x->ref, (unsigned)algo, flags, data->data, data->size, &s,
 			  &slen);
 	if (ret < 0 || s == NULL || slen == 0 || slen > UINT_MAX) {
+		ops_error = ret < 0 ? ret : CAPF_EPROTO;
 		free(s);
 		return GNUTLS_E_PK_SIGN_FAILED;
 	}
@@ -314,7 +327,8 @@ static int extkey_info(gnutls_privkey_t key, unsigned int flags, void *userdata)
 
 	(void)key;
 	if (flags & GNUTLS_PRIVKEY_INFO_HAVE_SIGN_ALGO)
-		return extkey_supports(x, (gnutls_sign_algorithm_t)GNUTLS_FLAGS_TO_SIGN_ALGO(flags));
+		return extkey_supports(x,
+				       (gnutls_sign_algorithm_t)GNUTLS_FLAGS_TO_SIGN_ALGO(flags));
 	if (flags & GNUTLS_PRIVKEY_INFO_PK_ALGO)
 		return (int)x->pk;
 	if (flags & GNUTLS_PRIVKEY_INFO_PK_ALGO_BITS)
@@ -353,9 +367,9 @@ static int extkey_wrap(const struct ca_keyops *ops, const char *ref, gnutls_pubk
 	if (pk == GNUTLS_PK_ECDSA)
 		CHECK_GNUTLS(gnutls_pubkey_export_ecc_raw2(pub, &x->curve, NULL, NULL, 0));
 	CHECK_GNUTLS(gnutls_privkey_init(&key));
-	CHECK_GNUTLS(gnutls_privkey_import_ext4(key, x, extkey_sign_data, extkey_sign_hash,
-						 NULL, extkey_deinit, extkey_info,
-						 GNUTLS_PRIVKEY_IMPORT_AUTO_RELEASE));
+	CHECK_GNUTLS(gnutls_privkey_import_ext4(key, x, extkey_sign_data, extkey_sign_hash, NULL,
+						extkey_deinit, extkey_info,
+						GNUTLS_PRIVKEY_IMPORT_AUTO_RELEASE));
 	x = NULL; /* the key owns it now */
 	*out = key;
 	key = NULL;
@@ -435,8 +449,7 @@ static int ops_finish(const struct ca *ca, const char *ref, int ret, uint8_t *sp
 	return ret;
 }
 
-int ca_key_open(const struct ca *ca, const char *ref, gnutls_privkey_t *key,
-		gnutls_pubkey_t *pub)
+int ca_key_open(const struct ca *ca, const char *ref, gnutls_privkey_t *key, gnutls_pubkey_t *pub)
 {
 	uint8_t *spki = NULL;
 	size_t len = 0;
@@ -478,8 +491,8 @@ int ca_key_make(const struct ca *ca, int key_type, const char *dir, const char *
 	ret = ca_path(ref, sizeof(ref), dir, name);
 	if (ret < 0)
 		return ret;
-	ret = ca->keyops.generate(ca->keyops.arg, key_type, dir, name, &spki, &len, err,
-				  sizeof(err));
+	ret =
+	    ca->keyops.generate(ca->keyops.arg, key_type, dir, name, &spki, &len, err, sizeof(err));
 	return ops_finish(ca, ref, ret, spki, len, err, key, pub);
 }
 

@@ -30,6 +30,9 @@
 struct ca;
 struct store;
 struct conn;
+struct signer_chan;
+struct signer_client;
+struct signer_sup;
 
 #define CAPFD_DEFAULT_PORT 3804
 #define CAPFD_DEFAULT_PRIORITY "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
@@ -67,6 +70,11 @@ struct capfd_config {
 	/* The store (doc/store-format.md). */
 	unsigned store_compact_mb; /* snapshot once a segment reaches this size */
 	bool fault_injection;      /* [testing]: allow capfctl store fault */
+	unsigned signer_delay_ms;  /* [testing]: the signer sleeps before each signature */
+	/* The signer process (doc/signer.md). */
+	unsigned signer_queue;      /* requests in flight per worker channel */
+	unsigned signer_timeout_ms; /* per request */
+	char *signer_socket;        /* NULL = <state_dir>/signer.sock */
 };
 
 /* config_defaults() - the embedded defaults (doc/capfd.conf.5). */
@@ -130,6 +138,7 @@ struct worker {
 	uv_async_t stop_async;
 	uv_timer_t drain_timer;
 	struct bridge bridge;
+	struct signer_chan *signer; /* this loop's channel to the signer */
 	struct conn *conns;      /* list of live connections */
 	unsigned nconns;
 	bool stopping;
@@ -160,6 +169,11 @@ struct server {
 	uv_pipe_t admin;
 	struct bridge bridge;
 	bool admin_open, bridge_on, signals_on;
+
+	/* The signer process, kept running by the main loop, and the pool
+	 * of blocking connections that ca/'s keyops use. */
+	struct signer_sup *signer_sup;
+	struct signer_client *signer;
 
 	struct worker *workers;
 	unsigned nworkers;

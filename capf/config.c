@@ -59,6 +59,10 @@ static const struct opt options[] = {
 	{ "log", "syslog", OPT_BOOL, O(log_syslog), 0, 0 },
 	{ "store", "compact_size", OPT_UINT, O(store_compact_mb), 1, 1048576 },
 	{ "testing", "fault_injection", OPT_BOOL, O(fault_injection), 0, 0 },
+	{ "testing", "signer_delay_ms", OPT_UINT, O(signer_delay_ms), 0, 600000 },
+	{ "signer", "queue", OPT_UINT, O(signer_queue), 1, 100000 },
+	{ "signer", "timeout_ms", OPT_UINT, O(signer_timeout_ms), 100, 600000 },
+	{ "signer", "socket", OPT_STR, O(signer_socket), 0, 0 },
 };
 
 #undef O
@@ -86,6 +90,8 @@ void config_defaults(struct capfd_config *cfg)
 	cfg->max_messages = 16;
 	cfg->log_level = LOG_LVL_INFO;
 	cfg->store_compact_mb = 64;
+	cfg->signer_queue = 64;
+	cfg->signer_timeout_ms = 5000;
 }
 
 static int parse_uint(const char *value, unsigned long *out)
@@ -240,6 +246,25 @@ int config_finish(struct capfd_config *cfg, char *errbuf, size_t errlen)
 	if (strlen(cfg->admin_socket) >= 108) {
 		snprintf(errbuf, errlen, "admin socket path %s is too long for a Unix socket",
 			 cfg->admin_socket);
+		return CAPF_ECONFIG;
+	}
+	if (cfg->signer_socket == NULL) {
+		size_t len = strlen(cfg->state_dir) + sizeof("/signer.sock");
+		cfg->signer_socket = malloc(len);
+		if (cfg->signer_socket == NULL)
+			return CAPF_ENOMEM;
+		snprintf(cfg->signer_socket, len, "%s/signer.sock", cfg->state_dir);
+	}
+	if (strlen(cfg->signer_socket) >= 108) {
+		snprintf(errbuf, errlen,
+			 "signer socket path %s is too long for a Unix socket; set [signer] socket",
+			 cfg->signer_socket);
+		return CAPF_ECONFIG;
+	}
+	/* A test seam slows every signature: never by accident. */
+	if (cfg->signer_delay_ms > 0 && !cfg->fault_injection) {
+		snprintf(errbuf, errlen,
+			 "[testing] signer_delay_ms needs [testing] fault_injection = true");
 		return CAPF_ECONFIG;
 	}
 	if (cfg->tls_priority == NULL)

@@ -8,9 +8,21 @@
  * to the core as an event.
  *
  * Lifetime: the connection holds one reference per open handle (tcp and
- * two timers) and one while a store write or a signature it asked for is
- * in flight; it is freed when the last one is dropped, so a completion
- * never finds freed memory even if the phone went away meanwhile.
+ * two timers), one while a store write or a signature it asked for is in
+ * flight and one while a handshake step runs on the threadpool; it is
+ * freed when the last one is dropped, so a completion never finds freed
+ * memory even if the phone went away meanwhile.
+ *
+ * The handshake signs with the CAPF key, which lives in the signer
+ * process: GnuTLS calls the key's sign callback synchronously inside
+ * gnutls_handshake(), and a GNUTLS_E_AGAIN from it cannot be resumed. So
+ * until the server's signature is made, each gnutls_handshake() call runs
+ * on libuv's threadpool (handshake_off_loop()); meanwhile the loop does
+ * not read (the receive buffer stays where GnuTLS pulls from), what
+ * GnuTLS pushes is kept in hs_out and written once the call is back, and
+ * nothing on the loop touches the session. The rest of the handshake and
+ * the session run on the loop; the LSC's signature is asked of the signer
+ * asynchronously (signer_sign_async()).
  */
 #include "config.h"
 
@@ -57,6 +69,12 @@ struct conn {
 	int refs;
 	bool closing, handles_closed, handshaken, reading, counted_source;
 	bool busy; /* a store write or a signature of this session is in flight */
+	/* A gnutls_handshake() call on the threadpool (see the top). */
+	uv_work_t hs_work;
+	bool hs_off_loop, hs_signed;
+	int hs_ret, hs_signer;	/* its result, and signer_thread_result() */
+	uint8_t *hs_out;	/* what it pushed, for the loop to write */
+	size_t hs_out_len, hs_out_cap;
 	size_t write_queued;
 	unsigned nmsgs;
 	char addr[INET6_ADDRSTRLEN];
@@ -107,6 +125,7 @@ static void conn_unref(struct conn *c)
 	server_creds_put(c->creds);
 	frame_decoder_deinit(&c->dec);
 	free(c->rbuf);
+	free(c->hs_out);
 	free(c);
 	worker_maybe_finish(w);
 }
@@ -158,30 +177,23 @@ static void on_write(uv_write_t *req, int status)
 		return;
 	}
 	/* Back-pressure released: read again. */
-	if (!c->closing && !c->reading && c->write_queued < WRITE_QUEUE_MAX / 2)
+	if (!c->closing && !c->reading && !c->hs_off_loop && c->write_queued < WRITE_QUEUE_MAX / 2)
 		start_reading(c);
 }
 
-/* Each push is one allocation holding the uv_write_t and the bytes; it
- * never blocks, so a corked frame leaves as one TLS record in one write. */
-static ssize_t tls_vec_push(gnutls_transport_ptr_t ptr, const giovec_t *iov, int iovcnt)
+/* One write: a single allocation holding the uv_write_t and the bytes.
+ * Returns 0 or an errno value. On the loop only. */
+static int queue_write(struct conn *c, const giovec_t *iov, int iovcnt, size_t total)
 {
-	struct conn *c = ptr;
 	struct write_req *wr;
-	size_t total = 0, off = 0;
+	size_t off = 0;
 	uv_buf_t buf;
 
-	for (int i = 0; i < iovcnt; i++)
-		total += iov[i].iov_len;
-	if (c->handles_closed) {
-		gnutls_transport_set_errno(c->tls, EPIPE);
-		return -1;
-	}
+	if (c->handles_closed)
+		return EPIPE;
 	wr = malloc(sizeof(*wr) + total);
-	if (wr == NULL) {
-		gnutls_transport_set_errno(c->tls, ENOMEM);
-		return -1;
-	}
+	if (wr == NULL)
+		return ENOMEM;
 	wr->c = c;
 	wr->len = total;
 	for (int i = 0; i < iovcnt; i++) {
@@ -191,13 +203,48 @@ static ssize_t tls_vec_push(gnutls_transport_ptr_t ptr, const giovec_t *iov, int
 	buf = uv_buf_init((char *)wr->data, (unsigned)total);
 	if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, &buf, 1, on_write) < 0) {
 		free(wr);
-		gnutls_transport_set_errno(c->tls, EPIPE);
-		return -1;
+		return EPIPE;
 	}
 	c->write_queued += total;
 	if (c->write_queued > WRITE_QUEUE_MAX && c->reading) {
 		uv_read_stop((uv_stream_t *)&c->tcp);
 		c->reading = false;
+	}
+	return 0;
+}
+
+/* Each push is one write; it never blocks, so a corked frame leaves as
+ * one TLS record in one write. During a handshake step on the threadpool
+ * the bytes wait in hs_out instead: libuv handles belong to the loop. */
+static ssize_t tls_vec_push(gnutls_transport_ptr_t ptr, const giovec_t *iov, int iovcnt)
+{
+	struct conn *c = ptr;
+	size_t total = 0;
+	int err;
+
+	for (int i = 0; i < iovcnt; i++)
+		total += iov[i].iov_len;
+	if (c->hs_off_loop) {
+		if (c->hs_out_len + total > c->hs_out_cap) {
+			size_t ncap = c->hs_out_len + total + 4096;
+			uint8_t *n = ncap <= WRITE_QUEUE_MAX ? realloc(c->hs_out, ncap) : NULL;
+			if (n == NULL) {
+				gnutls_transport_set_errno(c->tls, ENOMEM);
+				return -1;
+			}
+			c->hs_out = n;
+			c->hs_out_cap = ncap;
+		}
+		for (int i = 0; i < iovcnt; i++) {
+			memcpy(c->hs_out + c->hs_out_len, iov[i].iov_base, iov[i].iov_len);
+			c->hs_out_len += iov[i].iov_len;
+		}
+		return (ssize_t)total;
+	}
+	err = queue_write(c, iov, iovcnt, total);
+	if (err != 0) {
+		gnutls_transport_set_errno(c->tls, err);
+		return -1;
 	}
 	return (ssize_t)total;
 }
@@ -782,28 +829,38 @@ static int on_handshake_done(struct conn *c)
 	return 0;
 }
 
-static void conn_process(struct conn *c)
+/* What a gnutls_handshake() call returned: 1 done (records follow), 0
+ * more bytes needed, -1 the connection is closing. */
+static int handshake_result(struct conn *c, int ret)
 {
-	if (!c->handshaken) {
-		int ret = gnutls_handshake(c->tls);
-		if (ret == GNUTLS_E_AGAIN || ret == GNUTLS_E_INTERRUPTED ||
-		    (ret < 0 && !gnutls_error_is_fatal(ret)))
-			goto compact;
-		if (ret < 0) {
-			atomic_fetch_add(&c->srv->failures, 1);
+	if (ret == GNUTLS_E_AGAIN || ret == GNUTLS_E_INTERRUPTED ||
+	    (ret < 0 && !gnutls_error_is_fatal(ret)))
+		return 0;
+	if (ret < 0) {
+		atomic_fetch_add(&c->srv->failures, 1);
+		if (c->hs_signer < 0) {
+			/* The phone learns it with an alert; it may try again. */
+			log_warn("%s: TLS handshake failed: the signer could not sign (%s)", c->peer,
+				 capf_strerror(c->hs_signer));
+			if (gnutls_alert_send(c->tls, GNUTLS_AL_FATAL, GNUTLS_A_INTERNAL_ERROR) < 0)
+				log_debug("%s: cannot send the alert", c->peer);
+		} else {
 			log_info("%s: TLS handshake failed: %s", c->peer, gnutls_strerror(ret));
-			conn_close(c);
-			return;
 		}
-		ret = on_handshake_done(c);
-		if (ret < 0) {
-			c->handshaken = true; /* the session exists: say why we close */
-			conn_fail(c, ret);
-			return;
-		}
+		conn_close(c);
+		return -1;
 	}
-	read_records(c);
-compact:
+	ret = on_handshake_done(c);
+	if (ret < 0) {
+		c->handshaken = true; /* the session exists: say why we close */
+		conn_fail(c, ret);
+		return -1;
+	}
+	return 1;
+}
+
+static void compact_rbuf(struct conn *c)
+{
 	/* Keep the receive buffer linear and small: move the unread rest to
 	 * the front. */
 	if (c->roff > 0) {
@@ -811,6 +868,80 @@ compact:
 		c->rlen -= c->roff;
 		c->roff = 0;
 	}
+}
+
+/* On the threadpool: one handshake step, which may wait for the signer. */
+static void hs_work(uv_work_t *req)
+{
+	struct conn *c = req->data;
+
+	signer_thread_reset();
+	c->hs_ret = gnutls_handshake(c->tls);
+	c->hs_signer = signer_thread_result();
+}
+
+/* Back on the loop: write what the step pushed, then go on as on the loop. */
+static void hs_after_work(uv_work_t *req, int status)
+{
+	struct conn *c = req->data;
+	giovec_t iov = { c->hs_out, c->hs_out_len };
+
+	c->hs_off_loop = false;
+	if (c->hs_out_len > 0 && !c->closing) {
+		int err = queue_write(c, &iov, 1, c->hs_out_len);
+		if (err != 0)
+			log_debug("%s: write failed: %s", c->peer, strerror(err));
+	}
+	c->hs_out_len = 0;
+	if (c->hs_signer > 0)
+		c->hs_signed = true;
+	if (!c->closing && status == 0) {
+		int r = handshake_result(c, c->hs_ret);
+		if (r == 1)
+			read_records(c);
+		if (!c->closing) {
+			compact_rbuf(c);
+			if (!c->reading && c->write_queued < WRITE_QUEUE_MAX)
+				start_reading(c);
+		}
+	}
+	conn_unref(c);
+}
+
+static void handshake_off_loop(struct conn *c)
+{
+	if (c->reading) {
+		uv_read_stop((uv_stream_t *)&c->tcp);
+		c->reading = false;
+	}
+	c->hs_off_loop = true;
+	c->refs++;
+	c->hs_work.data = c;
+	if (uv_queue_work(&c->w->loop, &c->hs_work, hs_work, hs_after_work) < 0) {
+		c->hs_off_loop = false;
+		c->refs--;
+		log_warn("%s: cannot run the TLS handshake", c->peer);
+		conn_close(c);
+	}
+}
+
+static void conn_process(struct conn *c)
+{
+	if (c->hs_off_loop)
+		return;
+	if (!c->handshaken) {
+		if (!c->hs_signed) {
+			handshake_off_loop(c);
+			return;
+		}
+		if (handshake_result(c, gnutls_handshake(c->tls)) <= 0) {
+			if (!c->closing)
+				compact_rbuf(c);
+			return;
+		}
+	}
+	read_records(c);
+	compact_rbuf(c);
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -862,6 +993,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 static void start_reading(struct conn *c)
 {
+	/* A handshake step on the threadpool pulls from rbuf: not now. */
+	if (c->hs_off_loop)
+		return;
 	if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
 		c->reading = true;
 }

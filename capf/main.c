@@ -10,9 +10,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "capf/capfd.h"
 #include "capf/log.h"
+#include "capf/signer.h"
 
 static void usage(FILE *out)
 {
@@ -66,6 +68,10 @@ int main(int argc, char **argv)
 	char err[512];
 	int opt, ret, status = EXIT_FAILURE;
 
+	/* Not an option people use: capfd starts itself this way as its
+	 * signer process (capf/signer_sup.c). */
+	if (argc == 2 && strcmp(argv[1], "--signer") == 0)
+		return signer_main();
 	while ((opt = getopt_long(argc, argv, "c:d:l:p:w:s:m:r:vVh", longopts, NULL)) != -1) {
 		const char *name = NULL, *section = "server";
 		switch (opt) {
@@ -139,6 +145,17 @@ int main(int argc, char **argv)
 		goto out_cfg;
 	}
 	log_init((enum log_level)cfg.log_level, cfg.log_syslog);
+	if (getenv("UV_THREADPOOL_SIZE") == NULL) {
+		/* TLS handshakes wait for the signer on libuv's threadpool
+		 * (capf/conn.c): four threads per worker, so that a slow
+		 * signature stalls a few handshakes, not all of them. */
+		long cores = sysconf(_SC_NPROCESSORS_ONLN);
+		unsigned n = cfg.workers != 0 ? cfg.workers : cores > 0 ? (unsigned)cores : 1;
+		char v[16];
+
+		snprintf(v, sizeof(v), "%u", n * 4 < 4 ? 4 : n * 4 > 128 ? 128 : n * 4);
+		setenv("UV_THREADPOOL_SIZE", v, 0);
+	}
 
 	/* A phone that vanishes mid-write must not kill the server. */
 	signal(SIGPIPE, SIG_IGN);

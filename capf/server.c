@@ -26,6 +26,7 @@ static __thread int hash_oom;
 #include "ca/ca.h"
 #include "capf/capfd.h"
 #include "capf/log.h"
+#include "capf/signer.h"
 #include "store/store.h"
 
 /* ---- bridge ------------------------------------------------------------ */
@@ -593,9 +594,53 @@ static int tls_setup(struct server *srv)
 	return 0;
 }
 
+/*
+ * Starts the signer process and waits until it answers: from here on the
+ * CA's keys are opened, made and used there only (keyops), never in this
+ * process, which parses what phones send.
+ */
+static int start_signer(struct server *srv, const char *cadir, struct ca_keyops *keyops)
+{
+	struct signer_params p = { 0 };
+	int ret;
+
+	/* The signer checks key paths against the CA directory: it must
+	 * exist before the first CA is made. */
+	if (mkdir(cadir, 0700) < 0 && errno != EEXIST) {
+		log_err("cannot create the CA directory %s: %s", cadir, strerror(errno));
+		return -errno;
+	}
+	p.socket = srv->cfg->signer_socket;
+	p.ca_dir = cadir;
+	p.key = srv->cfg->ca_key;
+	p.delay_ms = srv->cfg->signer_delay_ms;
+	p.log_level = srv->cfg->log_level;
+	p.log_syslog = srv->cfg->log_syslog;
+	ret = signer_sup_start(srv->loop, &p, &srv->signer_sup);
+	if (ret < 0) {
+		log_err("cannot start the signer process: %s", uv_strerror(ret));
+		return ret;
+	}
+	ret = signer_client_new(srv->cfg->signer_socket, srv->cfg->signer_timeout_ms,
+				&srv->signer);
+	if (ret < 0)
+		return ret;
+	ret = signer_ping(srv->signer);
+	if (ret < 0) {
+		log_err("the signer process does not answer on %s", srv->cfg->signer_socket);
+		return ret;
+	}
+	if (srv->cfg->signer_delay_ms > 0)
+		log_warn("[testing] signer_delay_ms = %u: every signature is delayed",
+			 srv->cfg->signer_delay_ms);
+	signer_keyops(srv->signer, keyops);
+	return 0;
+}
+
 int server_start(struct server *srv, struct capfd_config *cfg, uv_loop_t *loop)
 {
 	struct ca_config cacfg = { 0 };
+	struct ca_keyops keyops;
 	char cadir[4096];
 	int ret, fd;
 	unsigned n;
@@ -632,6 +677,10 @@ int server_start(struct server *srv, struct capfd_config *cfg, uv_loop_t *loop)
 	}
 
 	snprintf(cadir, sizeof(cadir), "%s/ca", cfg->state_dir);
+	ret = start_signer(srv, cadir, &keyops);
+	if (ret < 0)
+		return ret;
+	cacfg.keyops = &keyops;
 	cacfg.dir = cadir;
 	cacfg.subject = cfg->ca_subject;
 	cacfg.ca_days = cfg->ca_days;
@@ -767,6 +816,9 @@ void server_stop(struct server *srv)
 		worker_join(&srv->workers[i]);
 	store_close(srv->store);
 	srv->store = NULL;
+	/* Last: until the workers are gone, a handshake may need a signature. */
+	signer_sup_stop(srv->signer_sup);
+	srv->signer_sup = NULL;
 	if (srv->bridge_on)
 		bridge_close(&srv->bridge);
 	srv->bridge_on = false;
@@ -813,6 +865,9 @@ void server_free(struct server *srv)
 	server_creds_put(srv->creds);
 	srv->creds = NULL;
 	ca_free(srv->ca);
+	srv->ca = NULL;
+	signer_client_free(srv->signer);
+	srv->signer = NULL;
 	HASH_ITER(hh, srv->claims, c, ctmp)
 	{
 		HASH_DEL(srv->claims, c);

@@ -12,6 +12,7 @@
 
 #include "capf/capfd.h"
 #include "capf/log.h"
+#include "capf/signer.h"
 
 static void on_connection(uv_stream_t *listener, int status)
 {
@@ -53,6 +54,8 @@ void worker_maybe_finish(struct worker *w)
 	uv_close((uv_handle_t *)&w->drain_timer, handle_noop_close);
 	uv_close((uv_handle_t *)&w->stop_async, handle_noop_close);
 	bridge_close(&w->bridge);
+	signer_chan_close(w->signer);
+	w->signer = NULL;
 }
 
 static void on_drain_timeout(uv_timer_t *t)
@@ -117,6 +120,10 @@ int worker_start(struct worker *w, struct server *srv, unsigned id, int listen_f
 	ret = bridge_init(&w->bridge, &w->loop);
 	if (ret < 0)
 		goto fail;
+	ret = signer_chan_new(&w->loop, srv->cfg->signer_socket, srv->cfg->signer_queue,
+			      srv->cfg->signer_timeout_ms, &w->signer);
+	if (ret < 0)
+		goto fail;
 
 	ret = pthread_create(&w->thread, NULL, worker_main, w);
 	if (ret != 0) {
@@ -133,6 +140,8 @@ fail:
 		uv_close((uv_handle_t *)&w->drain_timer, NULL);
 	if (w->bridge.async.loop != NULL)
 		uv_close((uv_handle_t *)&w->bridge.async, NULL);
+	signer_chan_close(w->signer);
+	w->signer = NULL;
 	uv_run(&w->loop, UV_RUN_DEFAULT);
 	uv_loop_close(&w->loop);
 	return ret;

@@ -2452,10 +2452,10 @@ static void test_pubkey_parse(void)
 	CU_ASSERT_EQUAL(ca_pubkey_parse(ber, len + 1, &k), CAPF_EBADMSG);
 	free(ber);
 	/* An unsupported curve: P-521. */
-	CU_ASSERT_EQUAL_FATAL(
-	    spki_of_new(GNUTLS_PK_ECDSA, GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_SECP521R1), &other,
-			&olen),
-	    0);
+	CU_ASSERT_EQUAL_FATAL(spki_of_new(GNUTLS_PK_ECDSA,
+					  GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_SECP521R1), &other,
+					  &olen),
+			      0);
 	CU_ASSERT_EQUAL(ca_pubkey_parse(other, olen, &k), CAPF_EPOLICY);
 	free(other);
 	/* An unsupported size: RSA 1024. */
@@ -2498,8 +2498,8 @@ static int sign_tbs(const struct ca_tbs *tbs, uint8_t **sig, size_t *sig_len)
 
 	if (tbs->key_ref == NULL || ca_key_load(tbs->key_ref, &key) < 0)
 		return -1;
-	if (gnutls_privkey_sign_data2(key, (gnutls_sign_algorithm_t)tbs->sign_algo, 0, &in,
-				      &out) == 0) {
+	if (gnutls_privkey_sign_data2(key, (gnutls_sign_algorithm_t)tbs->sign_algo, 0, &in, &out) ==
+	    0) {
 		*sig = malloc(out.size);
 		if (*sig != NULL) {
 			memcpy(*sig, out.data, out.size);
@@ -2528,15 +2528,14 @@ static int same_profile(const struct ca_lsc *a, const struct ca_lsc *b)
 		goto out;
 	same = ta.size == tb.size && memcmp(ta.data, tb.data, ta.size) == 0;
 	same = same && a->not_before == b->not_before && a->not_after == b->not_after &&
-	       memcmp(a->spki_sha256, b->spki_sha256, 32) == 0 &&
-	       a->issuer_der == b->issuer_der;
+	       memcmp(a->spki_sha256, b->spki_sha256, 32) == 0 && a->issuer_der == b->issuer_der;
 	{
 		gnutls_datum_t sa = {NULL, 0}, sb = {NULL, 0};
 		unsigned ua = 0, ub = 0;
 
 		same = same && gnutls_x509_crt_get_dn3(ca_, &sa, 0) == 0 &&
-		       gnutls_x509_crt_get_dn3(cb, &sb, 0) == 0 && strcmp((char *)sa.data,
-									 (char *)sb.data) == 0;
+		       gnutls_x509_crt_get_dn3(cb, &sb, 0) == 0 &&
+		       strcmp((char *)sa.data, (char *)sb.data) == 0;
 		gnutls_free(sa.data);
 		gnutls_free(sb.data);
 		same = same && gnutls_x509_crt_get_key_usage(ca_, &ua, NULL) >= 0 &&
@@ -2709,8 +2708,8 @@ static int fake_load(void *arg, const char *ref, uint8_t **spki, size_t *len, ch
 	return ret;
 }
 
-static int fake_generate(void *arg, int key_type, const char *dir, const char *name,
-			 uint8_t **spki, size_t *len, char *err, size_t errlen)
+static int fake_generate(void *arg, int key_type, const char *dir, const char *name, uint8_t **spki,
+			 size_t *len, char *err, size_t errlen)
 {
 	gnutls_privkey_t key = NULL;
 	char ref[512];
@@ -2736,8 +2735,8 @@ static int fake_generate(void *arg, int key_type, const char *dir, const char *n
 	return ret;
 }
 
-static int fake_sign(void *arg, const char *ref, unsigned algo, unsigned flags,
-		     const uint8_t *data, size_t len, uint8_t **sig, size_t *sig_len)
+static int fake_sign(void *arg, const char *ref, unsigned algo, unsigned flags, const uint8_t *data,
+		     size_t len, uint8_t **sig, size_t *sig_len)
 {
 	gnutls_datum_t in = {(unsigned char *)data, (unsigned)len}, out = {NULL, 0};
 	struct fake_key *k;
@@ -2764,14 +2763,14 @@ static int fake_sign(void *arg, const char *ref, unsigned algo, unsigned flags,
 	}
 	pthread_mutex_lock(&fake.lock);
 	if (!(flags & CA_SIGN_HASH))
-		ret = gnutls_privkey_sign_data2(k->key, (gnutls_sign_algorithm_t)algo, 0, &in,
-						&out);
+		ret =
+		    gnutls_privkey_sign_data2(k->key, (gnutls_sign_algorithm_t)algo, 0, &in, &out);
 	else if (algo == GNUTLS_SIGN_RSA_RAW)
 		ret = gnutls_privkey_sign_hash(k->key, 0, GNUTLS_PRIVKEY_SIGN_FLAG_TLS1_RSA, &in,
 					       &out);
 	else
-		ret = gnutls_privkey_sign_hash2(k->key, (gnutls_sign_algorithm_t)algo, 0, &in,
-						&out);
+		ret =
+		    gnutls_privkey_sign_hash2(k->key, (gnutls_sign_algorithm_t)algo, 0, &in, &out);
 	if (ret == 0) {
 		fake.signs++;
 		if (flags & CA_SIGN_HASH)
@@ -2875,9 +2874,8 @@ static void test_keyops(void)
 	CU_ASSERT_EQUAL_FATAL(ca_issue_prepare(ca, key, DEV, now, 0, &tbs), 0);
 	CU_ASSERT_EQUAL(current_key_path(ca, "keyops", path, sizeof(path)), 0);
 	CU_ASSERT_STRING_EQUAL(tbs.key_ref, path);
-	CU_ASSERT_EQUAL_FATAL(fake_sign(NULL, tbs.key_ref, tbs.sign_algo, 0, tbs.data, tbs.len,
-					&sig, &sig_len),
-			      0);
+	CU_ASSERT_EQUAL_FATAL(
+	    fake_sign(NULL, tbs.key_ref, tbs.sign_algo, 0, tbs.data, tbs.len, &sig, &sig_len), 0);
 	CU_ASSERT_EQUAL_FATAL(ca_issue_complete(&tbs, sig, sig_len, &lsc), 0);
 	CU_ASSERT_EQUAL(lsc_check(ca, &lsc, DEV, now), 0);
 	CU_ASSERT_EQUAL(fake.signs, 3);
@@ -2894,7 +2892,7 @@ static void test_keyops(void)
 	ca_lsc_deinit(&lsc);
 	/* A dead signer fails issuance, and nothing else. */
 	fake.fail = 1;
-	CU_ASSERT_NOT_EQUAL(ca_issue(ca, csr, DEV, now, &lsc), 0);
+	CU_ASSERT_EQUAL(ca_issue(ca, csr, DEV, now, &lsc), CAPF_ERETRY);
 	CU_ASSERT_PTR_NULL(lsc.der);
 	fake.fail = 0;
 	/* The CRL. */

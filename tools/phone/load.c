@@ -24,6 +24,8 @@
 #define LOAD_SETUP_THREADS_MAX 8ul
 #define LOAD_PHONE_TIMEOUT_MS 30000u
 #define LOAD_BENCH_SECONDS 0.5
+#define LOAD_RETRY_MAX 100ul
+#define LOAD_RETRY_PAUSE_US 200000u
 
 struct load {
 	/* options */
@@ -37,6 +39,8 @@ struct load {
 	int record_fd;
 	unsigned long count;
 	unsigned long concurrency;
+	unsigned long retries;      /* --retry: attempts after a retry-later or lost connection */
+	atomic_ulong retried;
 	double deadline;            /* phone_now() after which no enrollment starts */
 
 	/* per phone */
@@ -57,7 +61,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"Usage: " PHONE_PROG " load --count N --concurrency C --mfg-dir DIR --ca FILE\n"
 		"         [--socket PATH] [--host HOST] [--port PORT] [--prefix PREFIX]\n"
-		"         [--timeout SECONDS] [--record FILE]\n"
+		"         [--timeout SECONDS] [--record FILE] [--retry N]\n"
 		"Add N devices through the admin socket, then enroll them with C phones at a\n"
 		"time, and report rates, latencies and the server's CPU time per enrollment.\n"
 		"\n"
@@ -74,10 +78,13 @@ static void usage(FILE *f)
 		"  -t, --timeout SECONDS  start no enrollment after this long, default %lu\n"
 		"  -r, --record FILE      append \"DEVICE SERIAL\" (hex) to FILE for every\n"
 		"                         certificate a phone received, whatever happened next\n"
+		"  -R, --retry N          enroll a phone again, up to N times (0..%lu) after a\n"
+		"                         short pause, when the server said retry-later or the\n"
+		"                         connection or handshake failed; default 0\n"
 		"  -h, --help             show this help\n"
 		"\n"
 		"Exit status: 0 all enrolled, 1 some did not, 2 usage, 3 cannot connect.\n",
-		LOAD_COUNT_MAX, LOAD_CONCURRENCY_MAX, LOAD_TIMEOUT_DEFAULT);
+		LOAD_COUNT_MAX, LOAD_CONCURRENCY_MAX, LOAD_TIMEOUT_DEFAULT, LOAD_RETRY_MAX);
 }
 
 /* Records the first setup failure (exit status code) and reports only it:
@@ -205,6 +212,14 @@ static void record_cert(struct load *l, const char *name, const struct phone_enr
 	}
 }
 
+/* Worth another try: the server asked for it, or the connection (or its
+ * handshake) broke, as when its signer restarts. */
+static int retryable(int code)
+{
+	return code == CAPF_ERETRY || code == CAPF_ECONNRESET || code == -ECONNREFUSED ||
+	       code == -EPIPE;
+}
+
 static void *enroll_thread(void *arg)
 {
 	struct load *l = arg;
@@ -241,11 +256,19 @@ static void *enroll_thread(void *arg)
 		o.timeout_ms = left > LOAD_PHONE_TIMEOUT_MS ? LOAD_PHONE_TIMEOUT_MS
 			       : left < 1000.0		    ? 1000u
 							    : (unsigned)left;
-		l->result[i] = phone_enroll(&o, &r);
+		for (unsigned long attempt = 0;; attempt++) {
+			l->result[i] = phone_enroll(&o, &r);
+			if (l->record_fd >= 0 && r.serial_len > 0)
+				record_cert(l, l->names[i], &r);
+			phone_enroll_result_deinit(&r);
+			memset(&r, 0, sizeof(r));
+			if (attempt >= l->retries || !retryable(l->result[i]) ||
+			    phone_now() >= l->deadline)
+				break;
+			atomic_fetch_add(&l->retried, 1);
+			usleep(LOAD_RETRY_PAUSE_US);
+		}
 		l->latency_ms[i] = (phone_now() - start) * 1000.0;
-		if (l->record_fd >= 0 && r.serial_len > 0)
-			record_cert(l, l->names[i], &r);
-		phone_enroll_result_deinit(&r);
 		atomic_fetch_add(&l->finished, 1);
 	}
 	client_trust_deinit(&trust);
@@ -459,6 +482,8 @@ static void report(const struct load *l, double wall, double cpu_ms, uint32_t pi
 	if (not_started)
 		printf(", %lu not started (timeout)", not_started);
 	printf(" of %lu\n", l->count);
+	if (atomic_load(&l->retried) > 0)
+		printf("retries: %lu\n", (unsigned long)atomic_load(&l->retried));
 	for (k = 0; k < nfails; k++)
 		printf("  failed with %s (%d): %lu\n", fail_name(fails[k].code),
 		       fails[k].code < 0 ? -fails[k].code : fails[k].code, fails[k].n);
@@ -494,6 +519,7 @@ int phone_cmd_load(int argc, char **argv)
 		{ "prefix", required_argument, NULL, 'P' },
 		{ "timeout", required_argument, NULL, 't' },
 		{ "record", required_argument, NULL, 'r' },
+		{ "retry", required_argument, NULL, 'R' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -517,7 +543,7 @@ int phone_cmd_load(int argc, char **argv)
 		l.socket = CLIENT_ADMIN_SOCKET_DEFAULT;
 	l.concurrency = 1;
 	optind = 0;
-	while ((c = getopt_long(argc, argv, "n:j:m:c:s:H:p:P:t:r:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "n:j:m:c:s:H:p:P:t:r:R:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'n':
 			if (phone_parse_uint(optarg, 1, LOAD_COUNT_MAX, &l.count) < 0)
@@ -557,6 +583,11 @@ int phone_cmd_load(int argc, char **argv)
 			break;
 		case 'r':
 			l.record_path = optarg;
+			break;
+		case 'R':
+			if (phone_parse_uint(optarg, 0, LOAD_RETRY_MAX, &l.retries) < 0)
+				return phone_usage_error("load", "--retry wants 0..%lu",
+							 LOAD_RETRY_MAX);
 			break;
 		case 'h':
 			usage(stdout);

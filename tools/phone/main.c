@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,6 +112,9 @@ int main(int argc, char **argv)
 		printf(PHONE_PROG " " PACKAGE_VERSION "\n");
 		return PHONE_EXIT_OK;
 	}
+	/* A server that closes while a phone writes (an alert, a restart)
+	 * is a failed enrollment to report, not the end of the program. */
+	signal(SIGPIPE, SIG_IGN);
 	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
 		if (strcmp(argv[1], cmds[i].name) != 0)
 			continue;

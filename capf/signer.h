@@ -1,0 +1,161 @@
+/*
+ * capf/signer.h - the signer: a separate process that holds every CAPF CA
+ * private key (files or PKCS#11 objects) and makes every signature, and
+ * capfd's clients of it. doc/signer.md describes the protocol.
+ *
+ * Glossary
+ *   signer    the process: capfd re-executed with the hidden --signer
+ *             option, started before the CA is opened and restarted (with
+ *             a back-off) whenever it exits. It listens on a Unix socket
+ *             and answers only its parent (SO_PEERCRED).
+ *   client    the synchronous side (struct signer_client): a pool of
+ *             blocking connections shared by every thread, each request
+ *             bounded by a poll timeout. ca/'s keyops call it: the main
+ *             thread (CA lifecycle, CRLs) and the threadpool threads that
+ *             run TLS handshakes until the server's signature is made.
+ *   channel   the asynchronous side (struct signer_chan): one connection
+ *             per worker loop, a bounded queue of requests in flight, a
+ *             callback on that loop for each. For LSC signatures
+ *             (ca_issue_prepare() / ca_issue_complete()).
+ *   ref       a key's name: a path (inside the CA directory, or the
+ *             configured [ca] key) or a pkcs11: URI. The signer loads a
+ *             ref it does not hold yet, so a restart is invisible to ca/.
+ */
+#ifndef CAPF_SIGNER_H
+#define CAPF_SIGNER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+struct ca_keyops;
+
+#define SIGNER_FRAME_MAX (64u * 1024u) /* a request or response, header excluded */
+#define SIGNER_DATA_MAX (60u * 1024u)  /* bytes to sign in one request */
+#define SIGNER_DEFAULT_QUEUE 64u
+#define SIGNER_DEFAULT_TIMEOUT_MS 5000u
+#define SIGNER_SIGN_HASH 1u /* Sign.flags: data is a digest */
+
+/* ---- the signer process (capf/signer.c) -------------------------------- */
+
+/*
+ * signer_main() - the body of "capfd --signer": read the Init message from
+ * stdin, listen, serve until the parent is gone or SIGTERM. Returns the
+ * process exit status.
+ */
+int signer_main(void);
+
+/* ---- supervision, on capfd's main loop (capf/signer_sup.c) ------------- */
+
+struct signer_params {
+	const char *socket; /* Unix socket path */
+	const char *ca_dir; /* the CA directory */
+	const char *key;    /* [ca] key, or NULL */
+	unsigned delay_ms;  /* [testing] signer_delay_ms */
+	int log_level;	    /* enum log_level */
+	int log_syslog;
+};
+
+struct signer_sup;
+
+/*
+ * signer_sup_start() - spawn the signer (re-executing this program) and
+ * keep it running: when it exits, log it and spawn it again after a
+ * back-off (100 ms, doubling up to 5 s; back to 100 ms after 10 s of
+ * life). The strings of p are copied. Returns 0 and *out, or a negative
+ * code (the first spawn failed).
+ */
+int signer_sup_start(uv_loop_t *loop, const struct signer_params *p, struct signer_sup **out);
+
+/* signer_sup_pid() - the running signer's pid, or 0. */
+int signer_sup_pid(const struct signer_sup *s);
+
+/*
+ * signer_sup_stop() - stop supervising: SIGTERM to the signer, close the
+ * handles; the memory goes when the last close callback ran (the loop
+ * must run). Accepts NULL.
+ */
+void signer_sup_stop(struct signer_sup *s);
+
+/* ---- the synchronous client (capf/signer_client.c) --------------------- */
+
+struct signer_client;
+
+/*
+ * signer_client_new() - a pool of blocking connections to the signer at
+ * socket; each request waits at most timeout_ms (0 = the default) for
+ * its answer, and as long for a connection while the signer (re)starts.
+ * Returns 0 and *out, CAPF_EINVAL, CAPF_ENOMEM.
+ */
+int signer_client_new(const char *socket, unsigned timeout_ms, struct signer_client **out);
+
+/* signer_client_free() - close the connections. Accepts NULL. */
+void signer_client_free(struct signer_client *sc);
+
+/* signer_ping() - 0 once the signer answers, CAPF_ERETRY if it does not
+ * within the timeout. */
+int signer_ping(struct signer_client *sc);
+
+/* signer_load(), signer_generate(), signer_sign() - one request each, as
+ * struct ca_keyops describes them (ca/ca.h): *spki and *sig are malloc'd.
+ * They return 0, the signer's code, or CAPF_ERETRY (no signer, broken
+ * connection, timeout). Thread-safe. */
+int signer_load(struct signer_client *sc, const char *ref, uint8_t **spki, size_t *spki_len,
+		char *errbuf, size_t errlen);
+int signer_generate(struct signer_client *sc, int key_type, const char *dir, const char *name,
+		    uint8_t **spki, size_t *spki_len, char *errbuf, size_t errlen);
+int signer_sign(struct signer_client *sc, const char *ref, unsigned sign_algo, unsigned flags,
+		const uint8_t *data, size_t len, uint8_t **sig, size_t *sig_len);
+
+/* signer_keyops() - keyops for ca_new() that go through sc. */
+void signer_keyops(struct signer_client *sc, struct ca_keyops *ops);
+
+/*
+ * signer_thread_reset() / signer_thread_result() - per thread: forget, then
+ * read, what the signer_sign() calls of this thread did since: 0 none,
+ * 1 a signature was made, or the negative code of the last failure. A TLS
+ * handshake step uses it to know whether the server's signature is done.
+ */
+void signer_thread_reset(void);
+int signer_thread_result(void);
+
+/* ---- the asynchronous channel (capf/signer_client.c) ------------------- */
+
+typedef void (*signer_done_cb)(void *arg, int result, const uint8_t *sig, size_t sig_len);
+
+struct signer_chan;
+
+/*
+ * signer_chan_new() - a channel on loop (its thread only) to the signer
+ * at socket, with at most queue requests in flight (0 = 64) and
+ * timeout_ms (0 = 5000) per request. It connects when first used, and
+ * again after a failure. Returns 0 and *out, CAPF_EINVAL, CAPF_ENOMEM.
+ */
+int signer_chan_new(uv_loop_t *loop, const char *socket, unsigned queue, unsigned timeout_ms,
+		    struct signer_chan **out);
+
+/*
+ * signer_sign_async() - ask for a signature of data (at most
+ * SIGNER_DATA_MAX bytes, copied) with sign_algo (gnutls_sign_algorithm_t)
+ * by key_ref. On 0, cb(arg, result, sig, sig_len) runs exactly once on
+ * the channel's loop, never inside this call: result 0 with the
+ * signature (valid during cb only), or CAPF_ERETRY (dead signer, broken
+ * connection, timeout), CAPF_ESHUTDOWN (channel closed) or the signer's
+ * code. Returns CAPF_ERETRY at once when the queue is full, CAPF_EINVAL,
+ * CAPF_ENOMEM (then cb never runs).
+ */
+int signer_sign_async(struct signer_chan *ch, const char *key_ref, unsigned sign_algo,
+		      const uint8_t *data, size_t len, signer_done_cb cb, void *arg);
+
+/* signer_chan_inflight() - requests waiting for their answer. */
+unsigned signer_chan_inflight(const struct signer_chan *ch);
+
+/*
+ * signer_chan_close() - close the channel: every request still in flight
+ * gets CAPF_ESHUTDOWN (from here), then the handles close and the memory
+ * goes once the loop has run their callbacks. Accepts NULL.
+ */
+void signer_chan_close(struct signer_chan *ch);
+
+#endif /* CAPF_SIGNER_H */

@@ -1,0 +1,804 @@
+/*
+ * capf/signer_client.c - capfd's side of the signer protocol: a pool of
+ * blocking connections for the threads that may wait (the main thread,
+ * threadpool threads running TLS handshakes), and one asynchronous
+ * channel per worker loop for the LSC signatures that a loop must not
+ * wait for.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <gnutls/gnutls.h>
+
+#include "ca/ca.h"
+#include "capf/log.h"
+#include "capf/signer.h"
+#include "proto/proto.h"
+#include "proto/signer.pb-c.h"
+
+#define POOL_MAX 32u	    /* idle connections kept */
+#define CONNECT_RETRY_MS 20 /* while the signer (re)starts */
+
+static atomic_uint_fast64_t next_id = 1;
+static _Thread_local int thread_result;
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* A request packed into a frame (malloc'd). */
+static int pack_request(const Capf__Signer__Request *req, uint8_t **frame, size_t *len)
+{
+	size_t n = capf__signer__request__get_packed_size(req);
+
+	*frame = NULL;
+	if (n == 0 || n > SIGNER_FRAME_MAX)
+		return CAPF_EINVAL;
+	*frame = malloc(FRAME_HEADER_LEN + n);
+	if (*frame == NULL)
+		return CAPF_ENOMEM;
+	frame_write_header(*frame, (uint32_t)n);
+	capf__signer__request__pack(req, *frame + FRAME_HEADER_LEN);
+	*len = FRAME_HEADER_LEN + n;
+	return 0;
+}
+
+/* ---- the synchronous pool -------------------------------------------------- */
+
+struct signer_client {
+	struct sockaddr_un sa;
+	unsigned timeout_ms;
+	pthread_mutex_t lock;
+	int idle[POOL_MAX];
+	unsigned nidle;
+};
+
+int signer_client_new(const char *socket_path, unsigned timeout_ms, struct signer_client **out)
+{
+	struct signer_client *sc;
+
+	if (out == NULL)
+		return CAPF_EINVAL;
+	*out = NULL;
+	if (socket_path == NULL || strlen(socket_path) >= sizeof(sc->sa.sun_path))
+		return CAPF_EINVAL;
+	sc = calloc(1, sizeof(*sc));
+	if (sc == NULL)
+		return CAPF_ENOMEM;
+	sc->sa.sun_family = AF_UNIX;
+	memcpy(sc->sa.sun_path, socket_path, strlen(socket_path));
+	sc->timeout_ms = timeout_ms != 0 ? timeout_ms : SIGNER_DEFAULT_TIMEOUT_MS;
+	pthread_mutex_init(&sc->lock, NULL);
+	*out = sc;
+	return 0;
+}
+
+void signer_client_free(struct signer_client *sc)
+{
+	if (sc == NULL)
+		return;
+	for (unsigned i = 0; i < sc->nidle; i++)
+		close(sc->idle[i]);
+	pthread_mutex_destroy(&sc->lock);
+	free(sc);
+}
+
+/* Connects, waiting while the socket is missing or refuses (the signer
+ * is starting) until deadline. */
+static int connect_until(struct signer_client *sc, uint64_t deadline)
+{
+	for (;;) {
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), e;
+
+		if (fd < 0)
+			return -1;
+		if (connect(fd, (struct sockaddr *)&sc->sa, sizeof(sc->sa)) == 0)
+			return fd;
+		e = errno;
+		close(fd);
+		if ((e != ENOENT && e != ECONNREFUSED && e != EAGAIN && e != EINTR) ||
+		    now_ms() + CONNECT_RETRY_MS >= deadline)
+			return -1;
+		poll(NULL, 0, CONNECT_RETRY_MS);
+	}
+}
+
+/* Waits for fd to be ready for events until deadline: 0, or -2 on
+ * timeout, -1 on error. */
+static int wait_fd(int fd, short events, uint64_t deadline)
+{
+	for (;;) {
+		struct pollfd p = {fd, events, 0};
+		uint64_t now = now_ms();
+		int n;
+
+		if (now >= deadline)
+			return -2;
+		n = poll(&p, 1, (int)(deadline - now));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		if (n == 0)
+			return -2;
+		return 0;
+	}
+}
+
+/* Sends frame and reads the answer: 0 and *resp, -1 (broken connection:
+ * the signer went away), -2 (timeout). */
+static int exchange(int fd, const uint8_t *frame, size_t len, uint64_t deadline,
+		    Capf__Signer__Response **resp)
+{
+	uint8_t hdr[FRAME_HEADER_LEN], *buf = NULL;
+	size_t off = 0, need;
+	uint32_t n;
+	int r;
+
+	*resp = NULL;
+	while (off < len) {
+		ssize_t k;
+
+		if ((r = wait_fd(fd, POLLOUT, deadline)) < 0)
+			return r;
+		k = send(fd, frame + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (k < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (k <= 0)
+			return -1;
+		off += (size_t)k;
+	}
+	/* Header, then payload: the length is checked before allocating. */
+	for (int part = 0; part < 2; part++) {
+		uint8_t *dst = part == 0 ? hdr : buf;
+
+		need = part == 0 ? sizeof(hdr) : n;
+		off = 0;
+		while (off < need) {
+			ssize_t k;
+
+			if ((r = wait_fd(fd, POLLIN, deadline)) < 0) {
+				free(buf);
+				return r;
+			}
+			k = recv(fd, dst + off, need - off, MSG_DONTWAIT);
+			if (k < 0 && (errno == EINTR || errno == EAGAIN))
+				continue;
+			if (k <= 0) {
+				free(buf);
+				return -1;
+			}
+			off += (size_t)k;
+		}
+		if (part == 0) {
+			n = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 |
+			    (uint32_t)hdr[2] << 8 | hdr[3];
+			if (n == 0 || n > SIGNER_FRAME_MAX)
+				return -1;
+			buf = malloc(n);
+			if (buf == NULL)
+				return -1;
+		}
+	}
+	*resp = capf__signer__response__unpack(NULL, n, buf);
+	free(buf);
+	return *resp != NULL ? 0 : -1;
+}
+
+/*
+ * One request, one answer. A connection taken from the pool may have
+ * died with a signer that was restarted since: then the pool is emptied
+ * and the request goes once more on a fresh connection. A timeout is not
+ * retried.
+ */
+static int roundtrip(struct signer_client *sc, Capf__Signer__Request *req,
+		     Capf__Signer__Response **resp)
+{
+	uint64_t deadline = now_ms() + sc->timeout_ms;
+	uint8_t *frame = NULL;
+	size_t len = 0;
+	int ret;
+
+	*resp = NULL;
+	req->id = atomic_fetch_add(&next_id, 1);
+	ret = pack_request(req, &frame, &len);
+	if (ret < 0)
+		return ret;
+	ret = CAPF_ERETRY;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		bool pooled = false;
+		int fd = -1, r;
+
+		pthread_mutex_lock(&sc->lock);
+		if (sc->nidle > 0) {
+			fd = sc->idle[--sc->nidle];
+			pooled = true;
+		}
+		pthread_mutex_unlock(&sc->lock);
+		if (fd < 0)
+			fd = connect_until(sc, deadline);
+		if (fd < 0)
+			break;
+		r = exchange(fd, frame, len, deadline, resp);
+		if (r == 0 && (*resp)->id != req->id) {
+			capf__signer__response__free_unpacked(*resp, NULL);
+			*resp = NULL;
+			r = -1;
+			pooled = false;
+		}
+		if (r == 0) {
+			pthread_mutex_lock(&sc->lock);
+			if (sc->nidle < POOL_MAX) {
+				sc->idle[sc->nidle++] = fd;
+				fd = -1;
+			}
+			pthread_mutex_unlock(&sc->lock);
+			if (fd >= 0)
+				close(fd);
+			ret = 0;
+			break;
+		}
+		close(fd);
+		if (r == -1 && pooled) {
+			/* The others in the pool went with the same signer. */
+			pthread_mutex_lock(&sc->lock);
+			while (sc->nidle > 0)
+				close(sc->idle[--sc->nidle]);
+			pthread_mutex_unlock(&sc->lock);
+			continue;
+		}
+		break;
+	}
+	gnutls_memset(frame, 0, len);
+	free(frame);
+	return ret;
+}
+
+int signer_ping(struct signer_client *sc)
+{
+	Capf__Signer__Request req = CAPF__SIGNER__REQUEST__INIT;
+	Capf__Signer__Ping ping = CAPF__SIGNER__PING__INIT;
+	Capf__Signer__Response *resp = NULL;
+	int ret;
+
+	req.op_case = CAPF__SIGNER__REQUEST__OP_PING;
+	req.ping = &ping;
+	ret = roundtrip(sc, &req, &resp);
+	if (ret == 0)
+		ret = resp->code;
+	capf__signer__response__free_unpacked(resp, NULL);
+	return ret;
+}
+
+/* The public key of a Load or Generate answer. */
+static int take_spki(int ret, Capf__Signer__Response *resp, uint8_t **spki, size_t *spki_len,
+		     char *errbuf, size_t errlen)
+{
+	if (ret == 0 && resp->code < 0) {
+		ret = resp->code;
+		if (errbuf != NULL && errlen > 0)
+			snprintf(errbuf, errlen, "%s", resp->error);
+	} else if (ret == 0 && resp->spki.len == 0) {
+		ret = CAPF_EPROTO;
+	} else if (ret == 0) {
+		*spki = malloc(resp->spki.len);
+		if (*spki == NULL) {
+			ret = CAPF_ENOMEM;
+		} else {
+			memcpy(*spki, resp->spki.data, resp->spki.len);
+			*spki_len = resp->spki.len;
+		}
+	} else if (errbuf != NULL && errlen > 0) {
+		snprintf(errbuf, errlen, "the signer process does not answer (%s)",
+			 capf_strerror(ret));
+	}
+	capf__signer__response__free_unpacked(resp, NULL);
+	return ret;
+}
+
+int signer_load(struct signer_client *sc, const char *ref, uint8_t **spki, size_t *spki_len,
+		char *errbuf, size_t errlen)
+{
+	Capf__Signer__Request req = CAPF__SIGNER__REQUEST__INIT;
+	Capf__Signer__Load load = CAPF__SIGNER__LOAD__INIT;
+	Capf__Signer__Response *resp = NULL;
+	int ret;
+
+	*spki = NULL;
+	*spki_len = 0;
+	if (sc == NULL || ref == NULL)
+		return CAPF_EINVAL;
+	load.ref = (char *)ref;
+	req.op_case = CAPF__SIGNER__REQUEST__OP_LOAD;
+	req.load = &load;
+	ret = roundtrip(sc, &req, &resp);
+	return take_spki(ret, resp, spki, spki_len, errbuf, errlen);
+}
+
+int signer_generate(struct signer_client *sc, int key_type, const char *dir, const char *name,
+		    uint8_t **spki, size_t *spki_len, char *errbuf, size_t errlen)
+{
+	Capf__Signer__Request req = CAPF__SIGNER__REQUEST__INIT;
+	Capf__Signer__Generate gen = CAPF__SIGNER__GENERATE__INIT;
+	Capf__Signer__Response *resp = NULL;
+	int ret;
+
+	*spki = NULL;
+	*spki_len = 0;
+	if (sc == NULL || dir == NULL || name == NULL)
+		return CAPF_EINVAL;
+	gen.key_type = key_type;
+	gen.dir = (char *)dir;
+	gen.name = (char *)name;
+	req.op_case = CAPF__SIGNER__REQUEST__OP_GENERATE;
+	req.generate = &gen;
+	ret = roundtrip(sc, &req, &resp);
+	return take_spki(ret, resp, spki, spki_len, errbuf, errlen);
+}
+
+int signer_sign(struct signer_client *sc, const char *ref, unsigned sign_algo, unsigned flags,
+		const uint8_t *data, size_t len, uint8_t **sig, size_t *sig_len)
+{
+	Capf__Signer__Request req = CAPF__SIGNER__REQUEST__INIT;
+	Capf__Signer__Sign sign = CAPF__SIGNER__SIGN__INIT;
+	Capf__Signer__Response *resp = NULL;
+	int ret;
+
+	*sig = NULL;
+	*sig_len = 0;
+	if (sc == NULL || ref == NULL || data == NULL || len == 0 || len > SIGNER_DATA_MAX)
+		return CAPF_EINVAL;
+	sign.ref = (char *)ref;
+	sign.algo = sign_algo;
+	sign.flags = flags & CA_SIGN_HASH ? SIGNER_SIGN_HASH : 0;
+	sign.data.data = (uint8_t *)data;
+	sign.data.len = len;
+	req.op_case = CAPF__SIGNER__REQUEST__OP_SIGN;
+	req.sign = &sign;
+	ret = roundtrip(sc, &req, &resp);
+	if (ret == 0 && resp->code < 0)
+		ret = resp->code;
+	else if (ret == 0 && resp->signature.len == 0)
+		ret = CAPF_EPROTO;
+	if (ret == 0) {
+		*sig = malloc(resp->signature.len);
+		if (*sig == NULL) {
+			ret = CAPF_ENOMEM;
+		} else {
+			memcpy(*sig, resp->signature.data, resp->signature.len);
+			*sig_len = resp->signature.len;
+		}
+	}
+	capf__signer__response__free_unpacked(resp, NULL);
+	thread_result = ret == 0 ? 1 : ret;
+	return ret;
+}
+
+void signer_thread_reset(void)
+{
+	thread_result = 0;
+}
+
+int signer_thread_result(void)
+{
+	return thread_result;
+}
+
+static int ops_load(void *arg, const char *ref, uint8_t **spki, size_t *len, char *err,
+		    size_t errlen)
+{
+	return signer_load(arg, ref, spki, len, err, errlen);
+}
+
+static int ops_generate(void *arg, int key_type, const char *dir, const char *name, uint8_t **spki,
+			size_t *len, char *err, size_t errlen)
+{
+	return signer_generate(arg, key_type, dir, name, spki, len, err, errlen);
+}
+
+static int ops_sign(void *arg, const char *ref, unsigned algo, unsigned flags, const uint8_t *data,
+		    size_t len, uint8_t **sig, size_t *sig_len)
+{
+	return signer_sign(arg, ref, algo, flags, data, len, sig, sig_len);
+}
+
+void signer_keyops(struct signer_client *sc, struct ca_keyops *ops)
+{
+	ops->load = ops_load;
+	ops->generate = ops_generate;
+	ops->sign = ops_sign;
+	ops->arg = sc;
+}
+
+/* ---- the asynchronous channel ---------------------------------------------- */
+
+struct sreq {
+	struct sreq *next;
+	uint64_t id;
+	uint64_t deadline;
+	signer_done_cb cb;
+	void *arg;
+	uint8_t *frame; /* until written */
+	size_t frame_len;
+};
+
+struct wbuf {
+	uv_write_t req;
+	uint8_t *frame;
+	size_t len;
+};
+
+enum chan_state { CH_IDLE, CH_CONNECTING, CH_CONNECTED, CH_RESETTING };
+
+struct signer_chan {
+	uv_loop_t *loop;
+	uv_pipe_t pipe;
+	uv_connect_t connect_req;
+	uv_timer_t timer;
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	unsigned queue, timeout_ms;
+	enum chan_state state;
+	bool closing;
+	int handles;		  /* open handles: the memory goes with the last */
+	struct sreq *head, *tail; /* in submission order, so by deadline */
+	unsigned ninflight;
+	struct frame_decoder dec;
+};
+
+static void chan_connect(struct signer_chan *ch);
+
+static void chan_maybe_free(struct signer_chan *ch)
+{
+	if (ch->closing && ch->handles == 0) {
+		frame_decoder_deinit(&ch->dec);
+		free(ch);
+	}
+}
+
+static void sreq_free(struct sreq *r)
+{
+	if (r->frame != NULL) {
+		gnutls_memset(r->frame, 0, r->frame_len);
+		free(r->frame);
+	}
+	free(r);
+}
+
+/* Takes r out of the list. */
+static void unlink_req(struct signer_chan *ch, struct sreq *r)
+{
+	struct sreq **pp = &ch->head, *prev = NULL;
+
+	while (*pp != NULL && *pp != r) {
+		prev = *pp;
+		pp = &(*pp)->next;
+	}
+	if (*pp == NULL)
+		return;
+	*pp = r->next;
+	if (ch->tail == r)
+		ch->tail = prev;
+	ch->ninflight--;
+}
+
+/* Finishes every request (the list is detached first: a callback may
+ * submit again). */
+static void fail_all(struct signer_chan *ch, int code)
+{
+	struct sreq *r = ch->head, *next;
+
+	ch->head = ch->tail = NULL;
+	ch->ninflight = 0;
+	for (; r != NULL; r = next) {
+		next = r->next;
+		r->cb(r->arg, code, NULL, 0);
+		sreq_free(r);
+	}
+}
+
+static void on_pipe_closed(uv_handle_t *h)
+{
+	struct signer_chan *ch = h->data;
+
+	ch->handles--;
+	if (ch->closing) {
+		chan_maybe_free(ch);
+		return;
+	}
+	ch->state = CH_IDLE;
+	frame_decoder_deinit(&ch->dec);
+	frame_decoder_init(&ch->dec, SIGNER_FRAME_MAX);
+	/* Requests made while the old connection closed go on a new one. */
+	if (ch->head != NULL)
+		chan_connect(ch);
+}
+
+/* The connection is broken: everything in flight gets CAPF_ERETRY, and
+ * the next request connects again. */
+static void chan_reset(struct signer_chan *ch, const char *why)
+{
+	if (ch->state == CH_RESETTING || ch->state == CH_IDLE)
+		return;
+	log_debug("signer channel: %s; %u requests fail", why, ch->ninflight);
+	ch->state = CH_RESETTING;
+	uv_close((uv_handle_t *)&ch->pipe, on_pipe_closed);
+	fail_all(ch, CAPF_ERETRY);
+}
+
+static void on_written(uv_write_t *req, int status)
+{
+	struct wbuf *wb = (struct wbuf *)req;
+	struct signer_chan *ch = req->data;
+
+	gnutls_memset(wb->frame, 0, wb->len);
+	free(wb->frame);
+	free(wb);
+	if (status < 0 && status != UV_ECANCELED && !ch->closing && ch->state == CH_CONNECTED)
+		chan_reset(ch, uv_strerror(status));
+}
+
+static void send_req(struct signer_chan *ch, struct sreq *r)
+{
+	struct wbuf *wb = malloc(sizeof(*wb));
+	uv_buf_t buf;
+
+	if (wb == NULL) {
+		chan_reset(ch, "out of memory");
+		return;
+	}
+	wb->frame = r->frame;
+	wb->len = r->frame_len;
+	r->frame = NULL;
+	wb->req.data = ch;
+	buf = uv_buf_init((char *)wb->frame, (unsigned)wb->len);
+	if (uv_write(&wb->req, (uv_stream_t *)&ch->pipe, &buf, 1, on_written) < 0) {
+		gnutls_memset(wb->frame, 0, wb->len);
+		free(wb->frame);
+		free(wb);
+		chan_reset(ch, "write failed");
+	}
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	static _Thread_local char rbuf[16384];
+
+	(void)h;
+	(void)suggested;
+	*buf = uv_buf_init(rbuf, sizeof(rbuf));
+}
+
+static void on_response(struct signer_chan *ch, const uint8_t *payload, size_t len)
+{
+	Capf__Signer__Response *resp = capf__signer__response__unpack(NULL, len, payload);
+	struct sreq *r;
+
+	if (resp == NULL) {
+		chan_reset(ch, "bad response");
+		return;
+	}
+	for (r = ch->head; r != NULL && r->id != resp->id; r = r->next)
+		;
+	/* An answer to a request that timed out already is dropped. */
+	if (r != NULL) {
+		int code = resp->code < 0 ? resp->code : 0;
+
+		if (code == 0 && resp->signature.len == 0)
+			code = CAPF_EPROTO;
+		unlink_req(ch, r);
+		r->cb(r->arg, code, code == 0 ? resp->signature.data : NULL,
+		      code == 0 ? resp->signature.len : 0);
+		sreq_free(r);
+	}
+	capf__signer__response__free_unpacked(resp, NULL);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	struct signer_chan *ch = s->data;
+	size_t off = 0;
+
+	if (ch->closing || ch->state != CH_CONNECTED)
+		return;
+	if (nread < 0) {
+		chan_reset(ch, nread == UV_EOF ? "the signer closed the connection"
+					       : uv_strerror((int)nread));
+		return;
+	}
+	while (off < (size_t)nread && ch->state == CH_CONNECTED) {
+		const uint8_t *payload = NULL;
+		size_t plen = 0;
+		ssize_t used = frame_decode(&ch->dec, (const uint8_t *)buf->base + off,
+					    (size_t)nread - off, &payload, &plen);
+
+		if (used < 0) {
+			chan_reset(ch, "bad frame");
+			return;
+		}
+		off += (size_t)used;
+		if (payload != NULL)
+			on_response(ch, payload, plen);
+	}
+}
+
+static void on_connected(uv_connect_t *req, int status)
+{
+	struct signer_chan *ch = req->data;
+
+	if (ch->closing || ch->state != CH_CONNECTING)
+		return;
+	if (status < 0) {
+		ch->state = CH_CONNECTED; /* so that the reset closes the pipe */
+		chan_reset(ch, uv_strerror(status));
+		return;
+	}
+	ch->state = CH_CONNECTED;
+	if (uv_read_start((uv_stream_t *)&ch->pipe, on_alloc, on_read) < 0) {
+		chan_reset(ch, "cannot read");
+		return;
+	}
+	for (struct sreq *r = ch->head; r != NULL && ch->state == CH_CONNECTED; r = r->next)
+		if (r->frame != NULL)
+			send_req(ch, r);
+}
+
+static void chan_connect(struct signer_chan *ch)
+{
+	if (uv_pipe_init(ch->loop, &ch->pipe, 0) < 0) {
+		/* Cannot happen for a pipe; the requests are failed by the
+		 * timer. */
+		return;
+	}
+	ch->pipe.data = ch;
+	ch->handles++;
+	ch->state = CH_CONNECTING;
+	ch->connect_req.data = ch;
+	uv_pipe_connect(&ch->connect_req, &ch->pipe, ch->path, on_connected);
+}
+
+static void arm_timer(struct signer_chan *ch);
+
+static void on_timer(uv_timer_t *t)
+{
+	struct signer_chan *ch = t->data;
+	uint64_t now = uv_now(ch->loop);
+
+	if (ch->closing)
+		return;
+	while (ch->head != NULL && ch->head->deadline <= now) {
+		struct sreq *r = ch->head;
+
+		unlink_req(ch, r);
+		log_debug("signer channel: request %llu timed out", (unsigned long long)r->id);
+		r->cb(r->arg, CAPF_ERETRY, NULL, 0);
+		sreq_free(r);
+	}
+	arm_timer(ch);
+}
+
+static void arm_timer(struct signer_chan *ch)
+{
+	uint64_t now = uv_now(ch->loop);
+
+	if (ch->head == NULL) {
+		uv_timer_stop(&ch->timer);
+		return;
+	}
+	uv_timer_start(&ch->timer, on_timer,
+		       ch->head->deadline > now ? ch->head->deadline - now : 0, 0);
+}
+
+int signer_chan_new(uv_loop_t *loop, const char *socket_path, unsigned queue, unsigned timeout_ms,
+		    struct signer_chan **out)
+{
+	struct signer_chan *ch;
+
+	if (out == NULL)
+		return CAPF_EINVAL;
+	*out = NULL;
+	if (loop == NULL || socket_path == NULL || strlen(socket_path) >= sizeof(ch->path))
+		return CAPF_EINVAL;
+	ch = calloc(1, sizeof(*ch));
+	if (ch == NULL)
+		return CAPF_ENOMEM;
+	ch->loop = loop;
+	snprintf(ch->path, sizeof(ch->path), "%s", socket_path);
+	ch->queue = queue != 0 ? queue : SIGNER_DEFAULT_QUEUE;
+	ch->timeout_ms = timeout_ms != 0 ? timeout_ms : SIGNER_DEFAULT_TIMEOUT_MS;
+	frame_decoder_init(&ch->dec, SIGNER_FRAME_MAX);
+	uv_timer_init(loop, &ch->timer);
+	ch->timer.data = ch;
+	ch->handles = 1;
+	*out = ch;
+	return 0;
+}
+
+int signer_sign_async(struct signer_chan *ch, const char *key_ref, unsigned sign_algo,
+		      const uint8_t *data, size_t len, signer_done_cb cb, void *arg)
+{
+	Capf__Signer__Request req = CAPF__SIGNER__REQUEST__INIT;
+	Capf__Signer__Sign sign = CAPF__SIGNER__SIGN__INIT;
+	struct sreq *r;
+	int ret;
+
+	if (ch == NULL || key_ref == NULL || data == NULL || len == 0 || len > SIGNER_DATA_MAX ||
+	    cb == NULL || ch->closing)
+		return CAPF_EINVAL;
+	/* Bounded: a slow signer makes callers retry instead of queueing
+	 * without end. */
+	if (ch->ninflight >= ch->queue)
+		return CAPF_ERETRY;
+	r = calloc(1, sizeof(*r));
+	if (r == NULL)
+		return CAPF_ENOMEM;
+	r->id = atomic_fetch_add(&next_id, 1);
+	r->cb = cb;
+	r->arg = arg;
+	r->deadline = uv_now(ch->loop) + ch->timeout_ms;
+	sign.ref = (char *)key_ref;
+	sign.algo = sign_algo;
+	sign.data.data = (uint8_t *)data;
+	sign.data.len = len;
+	req.id = r->id;
+	req.op_case = CAPF__SIGNER__REQUEST__OP_SIGN;
+	req.sign = &sign;
+	ret = pack_request(&req, &r->frame, &r->frame_len);
+	if (ret < 0) {
+		free(r);
+		return ret;
+	}
+	if (ch->tail != NULL)
+		ch->tail->next = r;
+	else
+		ch->head = r;
+	ch->tail = r;
+	ch->ninflight++;
+	if (ch->ninflight == 1)
+		arm_timer(ch);
+	if (ch->state == CH_CONNECTED)
+		send_req(ch, r);
+	else if (ch->state == CH_IDLE)
+		chan_connect(ch);
+	/* CH_CONNECTING: sent once connected; CH_RESETTING: once closed,
+	 * on a new connection. */
+	return 0;
+}
+
+unsigned signer_chan_inflight(const struct signer_chan *ch)
+{
+	return ch != NULL ? ch->ninflight : 0;
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+	struct signer_chan *ch = h->data;
+
+	ch->handles--;
+	chan_maybe_free(ch);
+}
+
+void signer_chan_close(struct signer_chan *ch)
+{
+	if (ch == NULL || ch->closing)
+		return;
+	ch->closing = true;
+	fail_all(ch, CAPF_ESHUTDOWN);
+	if (ch->state == CH_CONNECTING || ch->state == CH_CONNECTED)
+		uv_close((uv_handle_t *)&ch->pipe, on_pipe_closed);
+	uv_close((uv_handle_t *)&ch->timer, on_timer_closed);
+}
