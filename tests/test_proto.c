@@ -59,13 +59,16 @@ static const int all_codes[] = {
     CAPF_EREJECTED,
     CAPF_ESHUTDOWN,
     CAPF_EREVOKED,
+    CAPF_ESTALE,
+    CAPF_ECANCELED,
+    CAPF_ESUPERSEDED,
 };
 
 static void test_errcode_unknown(void)
 {
 	CU_ASSERT_STRING_EQUAL(capf_strerror(-999), "unknown error");
 	CU_ASSERT_STRING_EQUAL(capf_errname(-999), "CAPF_EUNKNOWN");
-	CU_ASSERT_STRING_EQUAL(capf_strerror(-1027), "unknown error");
+	CU_ASSERT_STRING_EQUAL(capf_strerror(-1030), "unknown error");
 	CU_ASSERT_STRING_EQUAL(capf_errname(5000), "CAPF_EUNKNOWN");
 	CU_ASSERT_STRING_EQUAL(capf_errname(INT_MIN), "CAPF_EUNKNOWN");
 	CU_ASSERT_STRING_EQUAL(capf_strerror(INT_MAX), "unknown error");
