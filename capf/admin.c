@@ -398,10 +398,22 @@ static void free_certs(Capf__AdminResponse *resp)
 	free(resp->certificates);
 }
 
+static bool serial_is(const Capf__Certificate *c, const ProtobufCBinaryData *serial)
+{
+	return serial->len > 0 && c->serial.len == serial->len &&
+	       memcmp(c->serial.data, serial->data, serial->len) == 0;
+}
+
+/* One device and every certificate it was ever issued (the per-device
+ * index): the current LSC and the unacknowledged one with their DER (for
+ * the subject), the past ones without, so that a phone enrolled many times
+ * still fits one frame. */
 static void handle_device_get(struct admin_client *ac, const Capf__AdminRequest *req)
 {
 	Capf__AdminResponse resp = CAPF__ADMIN_RESPONSE__INIT;
+	Capf__Certificate **certs = NULL;
 	Capf__Device *dev = NULL;
+	size_t n = 0;
 	int ret;
 
 	ret = store_device_get(ac->srv->store, req->device_get->name, &dev);
@@ -411,13 +423,27 @@ static void handle_device_get(struct admin_client *ac, const Capf__AdminRequest 
 		admin_respond_error(ac, ret, ret == CAPF_ENOENT ? text : NULL);
 		return;
 	}
+	ret = store_cert_list_device(ac->srv->store, dev->name, &certs, &n);
+	if (ret < 0) {
+		admin_respond_error(ac, ret, NULL);
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		Capf__Certificate *c = certs[i];
+
+		if (serial_is(c, &dev->lsc_serial) || serial_is(c, &dev->pending_serial))
+			continue;
+		free(c->der.data);
+		c->der.data = NULL;
+		c->der.len = 0;
+	}
 	resp.n_devices = 1;
 	resp.devices = &dev;
-	if (attach_certs(ac->srv, &dev, 1, true, &resp) < 0)
-		admin_respond_error(ac, CAPF_ENOMEM, NULL);
-	else
-		admin_respond(ac, &resp);
-	free_certs(&resp);
+	resp.n_certificates = n;
+	resp.certificates = certs;
+	admin_respond(ac, &resp);
+out:
+	store_cert_list_free(certs, n);
 	capf__device__free_unpacked(dev, NULL);
 }
 
