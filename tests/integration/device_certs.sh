@@ -63,6 +63,25 @@ has '"pending_serial":null' json "json: pending serial"
 ctl device show $other >"$tmp/show2" || fail "device show $other"
 has "^certificates: *1$" show2 "$other lists another device's certificates"
 
+# Admin writes racing each other: each one that loses re-reads and tries
+# again, so every one is applied and none is lost.
+rev0=$(sed -n 's/^revision: *//p' "$tmp/show")
+gen0=$(sed -n 's/^op generation: *//p' "$tmp/show")
+pids=""
+for k in ec-p256 ec-p384 rsa-2048 rsa-3072 ec-p256 ec-p384 rsa-2048 rsa-3072; do
+	ctl device set $d --op install --key $k >"$tmp/race.$k.$$" 2>&1 &
+	pids="$pids $!"
+done
+for p in $pids; do
+	wait "$p" || { cat "$tmp"/race.*; fail "a concurrent device set failed"; }
+done
+show
+[ "$(sed -n 's/^revision: *//p' "$tmp/show")" -eq $((rev0 + 8)) ] ||
+	{ cat "$tmp/show"; fail "concurrent device set: revisions lost (from $rev0)"; }
+[ "$(sed -n 's/^op generation: *//p' "$tmp/show")" -eq $((gen0 + 8)) ] ||
+	{ cat "$tmp/show"; fail "concurrent device set: generations lost (from $gen0)"; }
+has "^lsc serial: *$s2$" show "concurrent device set lost the LSC"
+
 # The records and the index come back from the files.
 stop_capfd
 start_capfd
