@@ -89,6 +89,7 @@ struct write_req {
 };
 
 static void conn_close(struct conn *c);
+static void revoked_free(struct conn *c);
 static void on_session_timeout(uv_timer_t *t);
 static void conn_process(struct conn *c);
 static void start_reading(struct conn *c);

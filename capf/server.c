@@ -450,32 +450,40 @@ static void on_sweep_timer(uv_timer_t *t)
 }
 
 /* Completes the store record of a revocation the CA holds: a crash
- * between the CA's write and the store's leaves it to do here. */
+ * between the CA's write and the store's leaves it to do here. The write
+ * names the revision it read, like every writer of a record it read. */
 static int sync_one(const uint8_t *serial, size_t len, time_t when, int reason, void *arg)
 {
 	struct server *srv = arg;
-	Capf__Certificate *c = NULL;
 	Capf__StoreRecord rec = CAPF__STORE_RECORD__INIT;
 	Capf__StoreRecord *recs[1] = { &rec };
-	int ret;
+	int ret = CAPF_ESTALE;
 
-	if (store_cert_get(srv->store, serial, len, &c) < 0)
-		return 0;
-	if (c->state != CAPF__CERT_STATE__CERT_REVOKED) {
+	for (unsigned attempt = 0; attempt < 8 && ret == CAPF_ESTALE; attempt++) {
+		Capf__Certificate *c = NULL;
+
+		if (store_cert_get(srv->store, serial, len, &c) < 0)
+			return 0;
+		if (c->state == CAPF__CERT_STATE__CERT_REVOKED) {
+			capf__certificate__free_unpacked(c, NULL);
+			return 0;
+		}
+		rec.body_case = CAPF__STORE_RECORD__BODY_CERT;
+		rec.cert = c;
+		rec.check_revision = true;
+		rec.expect_revision = c->revision;
 		c->state = CAPF__CERT_STATE__CERT_REVOKED;
 		c->revoked_at = when;
 		c->revocation_reason = (uint32_t)reason;
-		rec.body_case = CAPF__STORE_RECORD__BODY_CERT;
-		rec.cert = c;
+		c->revision++;
 		ret = store_submit_wait(srv->store, recs, 1);
-		if (ret < 0) {
-			log_err("cannot record a revocation in the store: %s", capf_strerror(ret));
-			capf__certificate__free_unpacked(c, NULL);
-			return ret;
-		}
-		log_info("completed the store record of a revocation");
+		capf__certificate__free_unpacked(c, NULL);
 	}
-	capf__certificate__free_unpacked(c, NULL);
+	if (ret < 0) {
+		log_err("cannot record a revocation in the store: %s", capf_strerror(ret));
+		return ret;
+	}
+	log_info("completed the store record of a revocation");
 	return 0;
 }
 

@@ -2299,14 +2299,18 @@ static void test_serial_unique_in_store(void)
 	cert.der.data = lsc.der;
 	cert.der.len = lsc.der_len;
 	cert.state = CAPF__CERT_STATE__CERT_UNCONFIRMED;
+	cert.revision = 1;
 	rec.body_case = CAPF__STORE_RECORD__BODY_CERT;
 	rec.cert = &cert;
 	rec.create_only = true;
 	/* The first record of a serial goes in; a second is refused. */
 	CU_ASSERT_EQUAL(store_submit_wait(st, recs, 1), 0);
 	CU_ASSERT_EQUAL(store_submit_wait(st, recs, 1), CAPF_EEXIST);
-	/* An update of the record (no create_only) is fine. */
+	/* An update of the record at the revision it has is fine. */
 	rec.create_only = false;
+	rec.check_revision = true;
+	rec.expect_revision = 1;
+	cert.revision = 2;
 	cert.state = CAPF__CERT_STATE__CERT_ACTIVE;
 	CU_ASSERT_EQUAL(store_submit_wait(st, recs, 1), 0);
 	store_close(st);
