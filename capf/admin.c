@@ -237,8 +237,10 @@ static int check_schedulable(const Capf__Device *d, const char **why)
 		*why = "this server drives only the install operation";
 		return CAPF_ENOTSUP;
 	}
-	if (d->auth != CAPF__AUTH_MODE__AUTH_MIC && d->auth != CAPF__AUTH_MODE__AUTH_UNSPECIFIED) {
-		*why = "this server authenticates phones only by MIC";
+	if (d->auth != CAPF__AUTH_MODE__AUTH_MIC && d->auth != CAPF__AUTH_MODE__AUTH_UNSPECIFIED &&
+	    d->auth != CAPF__AUTH_MODE__AUTH_LSC_OR_MIC && d->auth != CAPF__AUTH_MODE__AUTH_MIC_OR_LSC) {
+		*why = "this server authenticates phones by certificate only (mic, lsc-or-mic, "
+		       "mic-or-lsc)";
 		return CAPF_ENOTSUP;
 	}
 	return 0;
@@ -246,24 +248,27 @@ static int check_schedulable(const Capf__Device *d, const char **why)
 
 /*
  * The admin owns op, auth, key_type and deadline; every other field is
- * the phone session's and is kept as read. Scheduling an operation, or
- * changing any of the four, starts a new operation generation (a session
- * still running the old one then cannot complete it) and makes the status
- * pending again; clearing the operation leaves the status to what the
- * last session recorded.
+ * the phone session's and is kept as read. Asking for another operation
+ * (op, auth or key type changed) starts a new operation generation: a
+ * session still running the old one then records its certificate but
+ * leaves the new request pending. A deadline moved on the same operation
+ * is the same operation. Scheduling makes the status pending again, but
+ * never while a session has issued and waits for the phone's
+ * acknowledgement (that status is the session's); clearing the operation
+ * leaves the status to what the last session recorded.
  */
 static void put_apply(const struct device_put_job *job, Capf__Device *d)
 {
-	bool changed = d->op != job->op || d->auth != job->auth || d->key_type != job->key_type ||
-		       d->deadline != job->deadline;
+	bool new_op = d->op != job->op || d->auth != job->auth || d->key_type != job->key_type;
 
 	d->op = job->op;
 	d->auth = job->auth;
 	d->key_type = job->key_type;
 	d->deadline = job->deadline;
-	if (job->op != CAPF__OPERATION__OP_NONE || changed)
+	if (new_op)
 		d->op_generation++;
-	if (job->op != CAPF__OPERATION__OP_NONE)
+	if (job->op != CAPF__OPERATION__OP_NONE &&
+	    (new_op || d->status != CAPF__OP_STATUS__STATUS_ISSUED))
 		d->status = CAPF__OP_STATUS__STATUS_PENDING;
 }
 

@@ -298,6 +298,7 @@ static int auth_either(struct core *s, const struct core_view *v, time_t now, bo
 static int authenticate(struct core *s, const struct core_view *v, time_t now)
 {
 	switch (v->device->auth) {
+	case CAPF__AUTH_MODE__AUTH_UNSPECIFIED: /* records older than the modes */
 	case CAPF__AUTH_MODE__AUTH_MIC: {
 		int ret = auth_mic(s);
 		if (ret == 0)

@@ -1122,7 +1122,6 @@ static void item_free(struct item *it)
 static int record_ok(const Capf__StoreRecord *r)
 {
 	uint64_t rev;
-	bool cert = false;
 
 	if (!r)
 		return 0;
@@ -1136,7 +1135,6 @@ static int record_ok(const Capf__StoreRecord *r)
 		if (!r->cert || r->cert->serial.len == 0 || !r->cert->serial.data)
 			return 0;
 		rev = r->cert->revision;
-		cert = true;
 		break;
 	default:
 		return 0;
@@ -1144,10 +1142,7 @@ static int record_ok(const Capf__StoreRecord *r)
 	if (r->check_revision &&
 	    (r->create_only || r->expect_revision == UINT64_MAX || rev != r->expect_revision + 1))
 		return 0;
-	/* Transitional: the enrollment core creates its certificates without
-	 * a revision still; such a record starts at 0 and the first
-	 * compare-and-set names 0. */
-	if (r->create_only && rev != 1 && !(cert && rev == 0))
+	if (r->create_only && rev != 1)
 		return 0;
 	return 1;
 }

@@ -144,8 +144,7 @@ struct store_audit_event {
  * index, the earlier txns of the group and the earlier records of the txn
  * (a txn that fails one is not applied at all, cb gets the code):
  *   create_only     the key must be absent (CAPF_EEXIST); the record
- *                   carries revision 1 (0 is still taken for a
- *                   certificate, from writers that do not track revisions).
+ *                   carries revision 1.
  *   must_exist      the key must be present (CAPF_ENOENT).
  *   check_revision  compare-and-set: the key must be present (CAPF_ENOENT)
  *                   at exactly expect_revision (CAPF_ESTALE), and the

@@ -795,6 +795,33 @@ static void test_failures_after_issue(void)
 	CU_ASSERT_EQUAL(fail_code(s, ev_simple(CORE_EV_TIMEOUT, 0)), CAPF_ETIMEOUT);
 	core_free(s);
 
+	/* Serials are unique: the certificate record is create-only, and a
+	 * serial the store already knows means retry, with nothing sent. */
+	world_reset();
+	add_device(DEV, CAPF__OPERATION__OP_INSTALL, CAPF__AUTH_MODE__AUTH_MIC,
+		   CAPF__KEY_TYPE__KEY_EC_P256);
+	s = to_wait_key(DEV);
+	{
+		struct core_out out;
+		run(s, ev_key(key_a, CAPF__KEY_TYPE__KEY_EC_P256, 0), CORE_FX_PERSIST, &out);
+		CU_ASSERT_EQUAL_FATAL(core_state(s), CORE_S_PERSIST_ISSUE);
+		for (size_t i = 0; i < out.nfx; i++) {
+			if (out.fx[i].type != CORE_FX_PERSIST)
+				continue;
+			CU_ASSERT_EQUAL_FATAL(out.fx[i].persist.nrecs, 2);
+			CU_ASSERT_EQUAL(out.fx[i].persist.recs[0]->body_case,
+					CAPF__STORE_RECORD__BODY_CERT);
+			CU_ASSERT(out.fx[i].persist.recs[0]->create_only);
+			CU_ASSERT(out.fx[i].persist.recs[1]->check_revision);
+		}
+		struct core_event done = ev_simple(CORE_EV_PERSISTED, 0);
+		done.result = CAPF_EEXIST;
+		CU_ASSERT_EQUAL(fail_code(s, done), CAPF_ERETRY);
+		for (size_t i = 0; i < W.nsent; i++)
+			CU_ASSERT_NOT_EQUAL(W.sent[i], CORE_MSG_DELIVER);
+	}
+	core_free(s);
+
 	/* Conflicts without end: retry later after a bounded number. */
 	world_reset();
 	add_device(DEV, CAPF__OPERATION__OP_INSTALL, CAPF__AUTH_MODE__AUTH_MIC,

@@ -252,13 +252,15 @@ static Capf__Certificate *get_cert(const ProtobufCBinaryData *serial)
 /* Carry out effects until the session waits for the phone or is done. */
 static void rig_run(struct rig *r, struct core_event ev)
 {
+	/* What a SIGNED event points to lives across iterations. */
+	const uint8_t *chain[1];
+	size_t chain_len[1];
+	struct core_lsc cl;
+
 	for (;;) {
 		struct core_out out;
 		struct core_event next;
 		bool have_next = false;
-		const uint8_t *chain[1];
-		size_t chain_len[1];
-		struct core_lsc cl;
 
 		core_step(r->core, &ev, &out);
 		for (size_t i = 0; i < out.nfx; i++) {
@@ -606,6 +608,8 @@ static void install(const char *name, gnutls_x509_privkey_t key, struct ca_lsc *
 	make_csr(key, binding, &der, &len);
 	csr(r, der, len);
 	free(der);
+	if (last(r)->body_case == CAPF__PHONE_MESSAGE__BODY_ERROR)
+		fprintf(stderr, "\ninstall %s: %s\n", name, last(r)->error->text);
 	CU_ASSERT_EQUAL_FATAL(last(r)->body_case, CAPF__PHONE_MESSAGE__BODY_CERTIFICATE);
 	if (copy != NULL) {
 		const Capf__CertificateDelivery *cd = last(r)->certificate;
