@@ -230,6 +230,31 @@ int ca_csr_check(const struct ca_csr *csr, const uint8_t *binding, size_t bindin
 int ca_issue(struct ca *ca, const struct ca_csr *csr, const char *device_name, time_t now,
 	     struct ca_lsc *out);
 
+/* ---- authentication strings (ca/secret.c) --------------------------------- */
+
+#define CA_SECRET_HASH_LEN 32u
+#define CA_SECRET_SALT_LEN 16u
+#define CA_SECRET_ITERATIONS 100000u /* PBKDF2 rounds of a new string */
+
+/* ca_secret_hash() - PBKDF2-HMAC-SHA256 of secret (len bytes, may be 0)
+ * with salt, iterations rounds, into out. Returns 0, CAPF_EINVAL,
+ * CAPF_ECRYPTO. */
+int ca_secret_hash(const uint8_t *secret, size_t len, const uint8_t *salt, size_t salt_len,
+		   unsigned iterations, uint8_t out[CA_SECRET_HASH_LEN]);
+
+/* ca_secret_check() - 0 if secret hashes to hash (compared in constant
+ * time), CAPF_EAUTH if not, CAPF_EINVAL / CAPF_ECRYPTO. */
+int ca_secret_check(const uint8_t *secret, size_t len, const uint8_t *salt, size_t salt_len,
+		    unsigned iterations, const uint8_t *hash, size_t hash_len);
+
+/* ca_secret_new() - a random salt and the hash of secret with it. */
+int ca_secret_new(const uint8_t *secret, size_t len, unsigned iterations,
+		  uint8_t salt[CA_SECRET_SALT_LEN], uint8_t hash[CA_SECRET_HASH_LEN]);
+
+/* ca_secret_generate() - a random string of digits (digits of them, at
+ * most 64) into out (digits + 1 bytes). */
+int ca_secret_generate(char *out, size_t digits);
+
 /* What a certificate says about itself, for the enrollment core. */
 struct ca_cert_summary {
 	char cn[256];			      /* its single CN ("" if none or malformed) */
@@ -264,7 +289,7 @@ struct ca_pubkey; /* a phone's public key, parsed and checked */
 /*
  * ca_pubkey_parse() - a bare SubjectPublicKeyInfo (DER, strict: BER
  * lengths and trailing bytes are refused) of a supported key: RSA
- * 2048/3072/4096 (public exponent of at most 32 bits) or EC P-256/P-384.
+ * 2048/3072/4096 (public exponent of at most 32 bits) or EC P-256/P-384/P-521.
  * Returns 0 and *out (ca_pubkey_free()), CAPF_EBADMSG (not a valid SPKI),
  * CAPF_EPOLICY (unsupported algorithm, curve or size), CAPF_EINVAL,
  * CAPF_ENOMEM.

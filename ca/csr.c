@@ -160,6 +160,10 @@ static int check_key(gnutls_x509_crq_t crq, int key_type)
 		if (pk == GNUTLS_PK_ECDSA && curve == GNUTLS_ECC_CURVE_SECP384R1)
 			ret = 0;
 		break;
+	case CAPF__KEY_TYPE__KEY_EC_P521:
+		if (pk == GNUTLS_PK_ECDSA && curve == GNUTLS_ECC_CURVE_SECP521R1)
+			ret = 0;
+		break;
 	case CAPF__KEY_TYPE__KEY_RSA_2048:
 		if (pk == GNUTLS_PK_RSA && bits == 2048)
 			ret = 0;
@@ -174,7 +178,8 @@ static int check_key(gnutls_x509_crq_t crq, int key_type)
 		break;
 	case CAPF__KEY_TYPE__KEY_UNSPECIFIED:
 		if (pk == GNUTLS_PK_ECDSA &&
-		    (curve == GNUTLS_ECC_CURVE_SECP256R1 || curve == GNUTLS_ECC_CURVE_SECP384R1))
+		    (curve == GNUTLS_ECC_CURVE_SECP256R1 || curve == GNUTLS_ECC_CURVE_SECP384R1 ||
+		     curve == GNUTLS_ECC_CURVE_SECP521R1))
 			ret = 0;
 		if (pk == GNUTLS_PK_RSA && bits >= 2048 && bits <= CA_RSA_MAX_BITS)
 			ret = 0;
@@ -358,6 +363,8 @@ static int pubkey_policy(gnutls_pubkey_t pub, int *pk)
 			type = CAPF__KEY_TYPE__KEY_EC_P256;
 		else if (curve == GNUTLS_ECC_CURVE_SECP384R1)
 			type = CAPF__KEY_TYPE__KEY_EC_P384;
+		else if (curve == GNUTLS_ECC_CURVE_SECP521R1)
+			type = CAPF__KEY_TYPE__KEY_EC_P521;
 	} else if (*pk == GNUTLS_PK_RSA) {
 		if (gnutls_pubkey_export_rsa_raw2(pub, &m, &e, 0) < 0)
 			return 0;

@@ -150,6 +150,19 @@ static int prepare(struct ca *ca, const gnutls_datum_t *spki, const uint8_t key_
 
 	out->not_before_ = now - CA_BACKDATE_SECONDS;
 	out->not_after_ = now + (time_t)days * 86400;
+	{
+		/* An LSC never outlives, nor starts before, the CA that signs
+		 * it: a verifier would reject the part outside. */
+		time_t ca_nb = gnutls_x509_crt_get_activation_time(is->crt);
+		time_t ca_na = gnutls_x509_crt_get_expiration_time(is->crt);
+
+		if (ca_nb != (time_t)-1 && out->not_before_ < ca_nb)
+			out->not_before_ = ca_nb;
+		if (ca_na != (time_t)-1 && out->not_after_ > ca_na)
+			out->not_after_ = ca_na;
+		if (out->not_after_ <= out->not_before_)
+			return CAPF_EEXPIRED;
+	}
 	ret = ca_random_serial(out->serial_);
 	if (ret < 0)
 		return ret;

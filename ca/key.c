@@ -128,6 +128,10 @@ int ca_key_new(int key_type, gnutls_x509_privkey_t *out)
 		pk = GNUTLS_PK_ECDSA;
 		bits = GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_SECP384R1);
 		break;
+	case CAPF__KEY_TYPE__KEY_EC_P521:
+		pk = GNUTLS_PK_ECDSA;
+		bits = GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_SECP521R1);
+		break;
 	case CAPF__KEY_TYPE__KEY_RSA_2048:
 		pk = GNUTLS_PK_RSA;
 		bits = 2048;

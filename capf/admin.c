@@ -36,7 +36,14 @@ struct admin_client {
 		Capf__Operation op;
 		Capf__AuthMode auth;
 		Capf__KeyType key_type;
+		Capf__KeyType ec_key_type;
+		Capf__KeyOrder key_order;
+		uint32_t lsc_days;
 		int64_t deadline;
+		bool set_secret, unlock;
+		Capf__AuthSecret secret; /* with set_secret and has_secret */
+		bool has_secret;
+		uint8_t salt[AUTH_SALT_MAX], hash[AUTH_HASH_LEN];
 		unsigned attempts;
 		Capf__Device fresh; /* the record of a creation */
 		Capf__Device *cur;  /* the record of an update (a store copy) */
@@ -177,11 +184,37 @@ void admin_release(struct admin_client *ac)
 	client_unref(ac);
 }
 
+/* A store copy that put_apply() pointed at the job's secret. */
+static void put_cur_free(struct device_put_job *job)
+{
+	if (job->cur == NULL)
+		return;
+	if (job->cur->auth_secret == &job->secret)
+		job->cur->auth_secret = NULL;
+	capf__device__free_unpacked(job->cur, NULL);
+	job->cur = NULL;
+}
+
 static void put_job_clear(struct admin_client *ac)
 {
-	if (ac->put.cur != NULL)
-		capf__device__free_unpacked(ac->put.cur, NULL);
-	memset(&ac->put, 0, sizeof(ac->put));
+	put_cur_free(&ac->put);
+	gnutls_memset(&ac->put, 0, sizeof(ac->put));
+}
+
+/* Not even the hash of an authentication string leaves the server: an
+ * answer says only that there is one, and whether it is reusable. The
+ * fetch report is big and goes only with one device. */
+static void redact(Capf__Device *d, bool with_report)
+{
+	if (d->auth_secret != NULL) {
+		d->auth_secret->hash.len = 0;
+		d->auth_secret->salt.len = 0;
+	}
+	if (!with_report) {
+		for (size_t i = 0; i < d->n_fetched; i++)
+			free(d->fetched[i].data);
+		d->n_fetched = 0;
+	}
 }
 
 static int put_submit(struct admin_client *ac);
@@ -206,6 +239,11 @@ static void on_put_done(void *arg, int result)
 				snprintf(text, sizeof(text), "device %s already exists", ac->name);
 			else if (result == CAPF_ENOENT)
 				snprintf(text, sizeof(text), "no device named %s", ac->name);
+			else if (result == CAPF_EAUTH)
+				snprintf(text, sizeof(text),
+					 "device %s has no authentication string: set one "
+					 "(--auth-string or --generate-string)",
+					 ac->name);
 			else if (result == CAPF_ESTALE)
 				snprintf(text, sizeof(text),
 					 "device %s kept changing while being written (%u attempts); "
@@ -218,6 +256,7 @@ static void on_put_done(void *arg, int result)
 		} else {
 			Capf__AdminResponse resp = CAPF__ADMIN_RESPONSE__INIT;
 			Capf__Device *devs[1] = { d };
+			redact(d, true);
 			resp.n_devices = 1;
 			resp.devices = devs;
 			log_info("admin: device %s recorded: op %s, auth %s (revision %llu)", ac->name,
@@ -231,17 +270,19 @@ static void on_put_done(void *arg, int result)
 
 /* Only the operations and modes this server drives can be scheduled;
  * anything else would sit pending forever. */
-static int check_schedulable(const Capf__Device *d, const char **why)
+static int check_schedulable(const Capf__DevicePut *put, const char **why)
 {
-	if (d->op != CAPF__OPERATION__OP_NONE && d->op != CAPF__OPERATION__OP_INSTALL) {
-		*why = "this server drives only the install operation";
+	const Capf__Device *d = put->device;
+
+	if (d->op != CAPF__OPERATION__OP_NONE && d->op != CAPF__OPERATION__OP_INSTALL &&
+	    d->op != CAPF__OPERATION__OP_DELETE && d->op != CAPF__OPERATION__OP_FETCH) {
+		*why = "unknown operation";
 		return CAPF_ENOTSUP;
 	}
-	if (d->auth != CAPF__AUTH_MODE__AUTH_MIC && d->auth != CAPF__AUTH_MODE__AUTH_UNSPECIFIED &&
-	    d->auth != CAPF__AUTH_MODE__AUTH_LSC_OR_MIC && d->auth != CAPF__AUTH_MODE__AUTH_MIC_OR_LSC) {
-		*why = "this server authenticates phones by certificate only (mic, lsc-or-mic, "
-		       "mic-or-lsc)";
-		return CAPF_ENOTSUP;
+	if (d->auth == CAPF__AUTH_MODE__AUTH_STRING && put->create &&
+	    (!put->set_secret || d->auth_secret == NULL)) {
+		*why = "authentication by string needs a string (--auth-string or --generate-string)";
+		return CAPF_EINVAL;
 	}
 	return 0;
 }
@@ -257,19 +298,35 @@ static int check_schedulable(const Capf__Device *d, const char **why)
  * acknowledgement (that status is the session's); clearing the operation
  * leaves the status to what the last session recorded.
  */
-static void put_apply(const struct device_put_job *job, Capf__Device *d)
+static void put_apply(struct device_put_job *job, Capf__Device *d)
 {
-	bool new_op = d->op != job->op || d->auth != job->auth || d->key_type != job->key_type;
+	bool new_op = d->op != job->op || d->auth != job->auth || d->key_type != job->key_type ||
+		      d->ec_key_type != job->ec_key_type || d->key_order != job->key_order;
 
 	d->op = job->op;
 	d->auth = job->auth;
 	d->key_type = job->key_type;
+	d->ec_key_type = job->ec_key_type;
+	d->key_order = job->key_order;
+	d->lsc_days = job->lsc_days;
 	d->deadline = job->deadline;
 	if (new_op)
 		d->op_generation++;
 	if (job->op != CAPF__OPERATION__OP_NONE &&
 	    (new_op || d->status != CAPF__OP_STATUS__STATUS_ISSUED))
 		d->status = CAPF__OP_STATUS__STATUS_PENDING;
+	if (job->set_secret) {
+		/* The record points at the job's copy; the store packs it at
+		 * submission. A store copy's own secret goes first. */
+		if (d == job->cur && d->auth_secret != NULL && d->auth_secret != &job->secret)
+			capf__auth_secret__free_unpacked(d->auth_secret, NULL);
+		d->auth_secret = job->has_secret ? &job->secret : NULL;
+	}
+	if (job->set_secret || job->unlock) {
+		d->auth_failures = 0;
+		d->lockouts = 0;
+		d->locked_until = 0;
+	}
 }
 
 /*
@@ -304,9 +361,7 @@ static int put_submit(struct admin_client *ac)
 		d->revision = 1;
 		rec.create_only = true;
 	} else {
-		if (job->cur != NULL)
-			capf__device__free_unpacked(job->cur, NULL);
-		job->cur = NULL;
+		put_cur_free(job);
 		ret = store_device_get(ac->srv->store, ac->name, &job->cur);
 		if (ret < 0)
 			return ret;
@@ -315,6 +370,8 @@ static int put_submit(struct admin_client *ac)
 		rec.expect_revision = d->revision;
 		put_apply(job, d);
 		d->revision = rec.expect_revision + 1;
+		if (d->auth == CAPF__AUTH_MODE__AUTH_STRING && d->auth_secret == NULL)
+			return CAPF_EAUTH;
 	}
 	rec.body_case = CAPF__STORE_RECORD__BODY_DEVICE;
 	rec.device = d;
@@ -342,7 +399,7 @@ static void handle_device_put(struct admin_client *ac, const Capf__AdminRequest 
 	const char *why = NULL;
 	int ret;
 
-	ret = check_schedulable(in, &why);
+	ret = check_schedulable(put, &why);
 	if (ret < 0) {
 		admin_respond_error(ac, ret, why);
 		return;
@@ -358,12 +415,36 @@ static void handle_device_put(struct admin_client *ac, const Capf__AdminRequest 
 				   ? in->key_type
 				   : CAPF__KEY_TYPE__KEY_EC_P256;
 	ac->put.deadline = in->deadline;
+	ac->put.ec_key_type = in->ec_key_type;
+	ac->put.key_order = in->key_order;
+	ac->put.lsc_days = in->lsc_days;
+	ac->put.unlock = put->unlock;
+	ac->put.set_secret = put->set_secret;
+	if (put->set_secret && in->auth_secret != NULL) {
+		/* Only the hash travels; it was made by capfctl. */
+		capf__auth_secret__init(&ac->put.secret);
+		memcpy(ac->put.salt, in->auth_secret->salt.data, in->auth_secret->salt.len);
+		memcpy(ac->put.hash, in->auth_secret->hash.data, AUTH_HASH_LEN);
+		ac->put.secret.salt.data = ac->put.salt;
+		ac->put.secret.salt.len = in->auth_secret->salt.len;
+		ac->put.secret.hash.data = ac->put.hash;
+		ac->put.secret.hash.len = AUTH_HASH_LEN;
+		ac->put.secret.iterations = in->auth_secret->iterations;
+		ac->put.secret.reusable = in->auth_secret->reusable;
+		ac->put.has_secret = true;
+	}
 	ret = put_submit(ac);
 	if (ret < 0) {
 		char text[160];
 
-		snprintf(text, sizeof(text), "no device named %s", ac->name);
-		admin_respond_error(ac, ret, ret == CAPF_ENOENT ? text : NULL);
+		if (ret == CAPF_EAUTH)
+			snprintf(text, sizeof(text),
+				 "device %s has no authentication string: set one (--auth-string or "
+				 "--generate-string)",
+				 ac->name);
+		else
+			snprintf(text, sizeof(text), "no device named %s", ac->name);
+		admin_respond_error(ac, ret, ret == CAPF_ENOENT || ret == CAPF_EAUTH ? text : NULL);
 		put_job_clear(ac);
 		return;
 	}
@@ -442,6 +523,7 @@ static void handle_device_get(struct admin_client *ac, const Capf__AdminRequest 
 		c->der.data = NULL;
 		c->der.len = 0;
 	}
+	redact(dev, true);
 	resp.n_devices = 1;
 	resp.devices = &dev;
 	resp.n_certificates = n;
@@ -465,6 +547,8 @@ static void handle_device_list(struct admin_client *ac, const Capf__AdminRequest
 		admin_respond_error(ac, ret, NULL);
 		return;
 	}
+	for (size_t i = 0; i < n; i++)
+		redact(devs[i], false);
 	resp.n_devices = n;
 	resp.devices = devs;
 	if (attach_certs(ac->srv, devs, n, false, &resp) < 0)

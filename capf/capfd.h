@@ -49,6 +49,11 @@ struct capfd_config {
 	unsigned ca_days;
 	unsigned lsc_days;
 	unsigned supersede_grace;  /* seconds a replaced LSC stays valid; 0 = revoked at once */
+	unsigned renew_window;     /* percent of an LSC's life at its end: renewal; 0 = off */
+	/* [auth]: authentication strings and the null string. */
+	bool allow_null_string;
+	unsigned max_auth_failures;
+	unsigned lockout_seconds;
 	/* The CAPF CA (doc/ca-lifecycle.md). */
 	char *ca_key;          /* key of the first CA: a file or a pkcs11: URI */
 	char *ca_key_type;     /* type of new CA keys: ec-p256, rsa-3072, ... */

@@ -46,13 +46,14 @@ int codec_native_decode(struct codec_native *n, const uint8_t *payload, size_t l
 
 /*
  * codec_native_encode() - one abstract message as a frame (header and
- * payload), malloc'd into *frame. A DELIVER message with no chain gets
- * the chain from fallback_chain (may be NULL). Returns 0, CAPF_EINVAL or
- * CAPF_ENOMEM.
+ * payload), malloc'd into *frame, in the protocol version the phone spoke
+ * in its Hello (n NULL, or before Hello: version 1). A DELIVER message
+ * with no chain gets the chain from fallback_chain (may be NULL).
+ * Returns 0, CAPF_EINVAL or CAPF_ENOMEM.
  */
-int codec_native_encode(const struct core_msg *m, const uint8_t *const *fallback_chain,
-			const size_t *fallback_lens, size_t nfallback, uint8_t **frame,
-			size_t *len);
+int codec_native_encode(const struct codec_native *n, const struct core_msg *m,
+			const uint8_t *const *fallback_chain, const size_t *fallback_lens,
+			size_t nfallback, uint8_t **frame, size_t *len);
 
 /* codec_native_message_name() - the wire name of the last decoded message. */
 const char *codec_native_message_name(const struct codec_native *n);

@@ -18,6 +18,10 @@ struct codec_native {
 	Capf__PhoneMessage *msg;  /* the last decoded message */
 	struct ca_pubkey *key;    /* the key of the last CSR */
 	const char *name;
+	uint32_t version;         /* the phone's, from Hello; 0 before */
+	int supported[CORE_MAX_KEYS];
+	const uint8_t *certs[FETCH_MAX]; /* a FetchReport, into msg */
+	size_t lens[FETCH_MAX];
 };
 
 int codec_native_new(struct codec_native **out, const uint8_t *binding, size_t binding_len)
@@ -118,12 +122,49 @@ int codec_native_decode(struct codec_native *n, const uint8_t *payload, size_t l
 	n->name = phone_msg_name(msg);
 
 	switch (msg->body_case) {
-	case CAPF__PHONE_MESSAGE__BODY_HELLO:
-		if (msg->hello->version != CAPF_PROTOCOL_VERSION)
+	case CAPF__PHONE_MESSAGE__BODY_HELLO: {
+		const Capf__Hello *h = msg->hello;
+
+		if (h->version < CAPF_PROTOCOL_VERSION_MIN || h->version > CAPF_PROTOCOL_VERSION)
 			return abort_with(ev, CAPF_EVERSION);
+		n->version = h->version;
 		ev->type = CORE_EV_CLAIM;
-		ev->claim.device = msg->hello->device_name;
+		ev->claim.device = h->device_name;
+		if (h->version >= 2) {
+			/* Version 2 carries the string, the keys the phone can
+			 * make, and the delete and fetch exchanges. */
+			ev->claim.caps = CORE_CAP_DELETE | CORE_CAP_FETCH | CORE_CAP_RESULT;
+			if (h->auth_string != NULL && h->auth_string[0] != '\0') {
+				ev->claim.auth_string = h->auth_string;
+				ev->claim.auth_string_len = strlen(h->auth_string);
+			}
+			for (size_t i = 0; i < h->n_supported_keys && i < CORE_MAX_KEYS; i++)
+				n->supported[i] = (int)h->supported_keys[i];
+			ev->claim.supported_keys = n->supported;
+			ev->claim.nsupported =
+				h->n_supported_keys < CORE_MAX_KEYS ? h->n_supported_keys : CORE_MAX_KEYS;
+		}
 		return 0;
+	}
+	case CAPF__PHONE_MESSAGE__BODY_DELETE_RESULT:
+		ev->type = CORE_EV_DELETED;
+		ev->code = (int)(msg->delete_result->code > 0x7fffffffu ? 0x7fffffffu
+									: msg->delete_result->code);
+		return 0;
+	case CAPF__PHONE_MESSAGE__BODY_FETCH_REPORT: {
+		const Capf__FetchReport *r = msg->fetch_report;
+
+		/* Validation bounds the count and the sizes. */
+		for (size_t i = 0; i < r->n_certificates && i < FETCH_MAX; i++) {
+			n->certs[i] = r->certificates[i].data;
+			n->lens[i] = r->certificates[i].len;
+		}
+		ev->type = CORE_EV_FETCHED;
+		ev->report.certs = n->certs;
+		ev->report.lens = n->lens;
+		ev->report.n = r->n_certificates < FETCH_MAX ? r->n_certificates : FETCH_MAX;
+		return 0;
+	}
 	case CAPF__PHONE_MESSAGE__BODY_CSR:
 		return decode_csr(n, msg->csr, ev);
 	case CAPF__PHONE_MESSAGE__BODY_STORE_ACK:
@@ -141,10 +182,11 @@ int codec_native_decode(struct codec_native *n, const uint8_t *payload, size_t l
 	}
 }
 
-int codec_native_encode(const struct core_msg *m, const uint8_t *const *fallback_chain,
-			const size_t *fallback_lens, size_t nfallback, uint8_t **frame,
-			size_t *len)
+int codec_native_encode(const struct codec_native *n, const struct core_msg *m,
+			const uint8_t *const *fallback_chain, const size_t *fallback_lens,
+			size_t nfallback, uint8_t **frame, size_t *len)
 {
+	uint32_t version = n != NULL && n->version != 0 ? n->version : CAPF_PROTOCOL_VERSION_MIN;
 	Capf__PhoneMessage msg = CAPF__PHONE_MESSAGE__INIT;
 	Capf__OperationRequest req = CAPF__OPERATION_REQUEST__INIT;
 	Capf__CertificateDelivery cd = CAPF__CERTIFICATE_DELIVERY__INIT;
@@ -159,7 +201,7 @@ int codec_native_encode(const struct core_msg *m, const uint8_t *const *fallback
 	*len = 0;
 	switch (m->type) {
 	case CORE_MSG_OP_REQUEST:
-		req.version = CAPF_PROTOCOL_VERSION;
+		req.version = version;
 		req.op = (Capf__Operation)m->op;
 		req.key_type = (Capf__KeyType)m->key_type;
 		msg.body_case = CAPF__PHONE_MESSAGE__BODY_OP_REQUEST;
@@ -185,7 +227,10 @@ int codec_native_encode(const struct core_msg *m, const uint8_t *const *fallback
 		msg.certificate = &cd;
 		break;
 	case CORE_MSG_END:
-		if (m->code == 0) {
+		/* A version 2 phone hears "nothing to do" as a result, not as
+		 * an error; version 1 knows only the error. */
+		if (m->code == 0 || (m->code == CAPF_ENO_OPERATION && version >= 2)) {
+			end.code = (uint32_t)(m->code < 0 ? -m->code : m->code);
 			end.text = (char *)(m->text != NULL ? m->text : "");
 			msg.body_case = CAPF__PHONE_MESSAGE__BODY_END;
 			msg.end = &end;

@@ -41,6 +41,10 @@ static const struct opt options[] = {
 	{ "ca", "ca_days", OPT_UINT, O(ca_days), 1, 36500 },
 	{ "ca", "lsc_days", OPT_UINT, O(lsc_days), 1, 36500 },
 	{ "ca", "supersede_grace", OPT_UINT, O(supersede_grace), 0, 31536000 },
+	{ "ca", "renew_window", OPT_UINT, O(renew_window), 0, 99 },
+	{ "auth", "allow_null_string", OPT_BOOL, O(allow_null_string), 0, 0 },
+	{ "auth", "max_failures", OPT_UINT, O(max_auth_failures), 1, 1000 },
+	{ "auth", "lockout", OPT_UINT, O(lockout_seconds), 1, 86400 },
 	{ "ca", "key", OPT_STR, O(ca_key), 0, 0 },
 	{ "ca", "key_type", OPT_STR, O(ca_key_type), 0, 0 },
 	{ "ca", "overlap_days", OPT_UINT, O(ca_overlap_days), 1, 36500 },
@@ -80,6 +84,8 @@ void config_defaults(struct capfd_config *cfg)
 	cfg->ca_overlap_days = 30;
 	cfg->crl_days = 7;
 	cfg->crl_refresh_ms = 86400u * 1000u;
+	cfg->max_auth_failures = 5;
+	cfg->lockout_seconds = 60;
 	cfg->handshake_timeout_ms = 10000;
 	cfg->idle_timeout_ms = 30000;
 	cfg->session_timeout_ms = 120000;

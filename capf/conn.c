@@ -558,6 +558,75 @@ static int start_sign(struct conn *c, const struct core_fx *fx)
 	return 0;
 }
 
+/* An authentication string checked on libuv's threadpool: PBKDF2 costs
+ * tens of milliseconds on purpose, which no loop may spend. */
+struct verify_req {
+	uv_work_t req;
+	struct conn *c;
+	uint8_t secret[AUTH_STRING_MAX];
+	size_t secret_len;
+	uint8_t salt[AUTH_SALT_MAX];
+	size_t salt_len;
+	uint8_t hash[AUTH_HASH_LEN];
+	unsigned iterations;
+	int result;
+};
+
+static void verify_work(uv_work_t *req)
+{
+	struct verify_req *v = req->data;
+
+	v->result = ca_secret_check(v->secret, v->secret_len, v->salt, v->salt_len, v->iterations,
+				    v->hash, sizeof(v->hash));
+}
+
+static void verify_done(uv_work_t *req, int status)
+{
+	struct verify_req *v = req->data;
+	struct conn *c = v->c;
+	struct core_event ev = { .type = CORE_EV_VERIFIED };
+
+	c->busy = false;
+	if (!c->closing) {
+		ev.now = time(NULL);
+		ev.result = status < 0 ? CAPF_ERETRY : v->result;
+		session_run(c, &ev);
+		resume(c);
+	}
+	gnutls_memset(v, 0, sizeof(*v));
+	free(v);
+	conn_unref(c);
+}
+
+static int start_verify(struct conn *c, const struct core_fx *fx)
+{
+	struct verify_req *v;
+	int ret;
+
+	if (fx->verify.secret_len > sizeof(v->secret) || fx->verify.salt_len > sizeof(v->salt) ||
+	    fx->verify.hash_len != sizeof(v->hash))
+		return CAPF_EINVAL;
+	v = calloc(1, sizeof(*v));
+	if (v == NULL)
+		return CAPF_ENOMEM;
+	v->c = c;
+	memcpy(v->secret, fx->verify.secret, fx->verify.secret_len);
+	v->secret_len = fx->verify.secret_len;
+	memcpy(v->salt, fx->verify.salt, fx->verify.salt_len);
+	v->salt_len = fx->verify.salt_len;
+	memcpy(v->hash, fx->verify.hash, sizeof(v->hash));
+	v->iterations = fx->verify.iterations;
+	v->req.data = v;
+	ret = uv_queue_work(&c->w->loop, &v->req, verify_work, verify_done);
+	if (ret < 0) {
+		gnutls_memset(v, 0, sizeof(*v));
+		free(v);
+		return ret;
+	}
+	set_busy(c);
+	return 0;
+}
+
 static void send_msg(struct conn *c, const struct core_msg *m)
 {
 	const uint8_t *issuer = NULL;
@@ -569,7 +638,8 @@ static void send_msg(struct conn *c, const struct core_msg *m)
 	 * CA that signed it. */
 	if (m->type == CORE_MSG_DELIVER && m->nchain == 0)
 		(void)ca_issuer_of(c->srv->ca, m->cert, m->cert_len, &issuer, &issuer_len);
-	if (codec_native_encode(m, &issuer, &issuer_len, issuer != NULL ? 1 : 0, &frame, &len) == 0)
+	if (codec_native_encode(c->codec, m, &issuer, &issuer_len, issuer != NULL ? 1 : 0, &frame,
+				&len) == 0)
 		send_frame(c, frame, len);
 	free(frame);
 }
@@ -644,6 +714,16 @@ static void session_run(struct conn *c, const struct core_event *first)
 				audit_fill(c, &aev, &fx->audit);
 				(void)store_audit(c->srv->store, &aev);
 				break;
+			case CORE_FX_VERIFY:
+				ret = start_verify(c, fx);
+				if (ret < 0) {
+					memset(&next, 0, sizeof(next));
+					next.type = CORE_EV_VERIFIED;
+					next.now = time(NULL);
+					next.result = CAPF_ERETRY;
+					have_next = true;
+				}
+				break;
 			case CORE_FX_CLOSE:
 				close = true;
 				break;
@@ -687,7 +767,7 @@ static void conn_fail(struct conn *c, int code)
 		struct core_msg m = { .type = CORE_MSG_END, .code = code };
 		uint8_t *frame = NULL;
 		size_t len = 0;
-		if (codec_native_encode(&m, NULL, NULL, 0, &frame, &len) == 0)
+		if (codec_native_encode(NULL, &m, NULL, NULL, 0, &frame, &len) == 0)
 			send_frame(c, frame, len);
 		free(frame);
 	}
@@ -813,6 +893,10 @@ static int on_handshake_done(struct conn *c)
 	memcpy(ev.start.binding, binding, sizeof(binding));
 	ev.start.binding_len = sizeof(binding);
 	ccfg.supersede_grace = c->srv->cfg->supersede_grace;
+	ccfg.renew_percent = c->srv->cfg->renew_window;
+	ccfg.allow_null_string = c->srv->cfg->allow_null_string;
+	ccfg.max_auth_failures = c->srv->cfg->max_auth_failures;
+	ccfg.lockout_seconds = c->srv->cfg->lockout_seconds;
 	c->core = core_new(&ccfg);
 	ret = codec_native_new(&c->codec, binding, sizeof(binding));
 	gnutls_memset(binding, 0, sizeof(binding));

@@ -24,52 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "capf/core.h"
-
-/* RFC 5280 CRLReason superseded. */
-#define REASON_SUPERSEDED 4
-
-struct core {
-	struct core_config cfg;
-	enum core_state state;
-	char device[DEVICE_NAME_MAX + 1];
-	struct core_peer peer;
-	uint8_t binding[CORE_BINDING_MAX];
-	size_t binding_len;
-	bool authenticated;
-	const char *auth_method;
-
-	/* The operation as authenticated at the claim. */
-	uint64_t op_generation;
-	int op;
-	int key_type;
-
-	struct core_key key;
-	unsigned conflicts;
-	int ack_outcome; /* recorded refusal to report once persisted */
-
-	/* The LSC of this session (signed now, or recorded earlier). */
-	uint8_t *lsc_der;
-	size_t lsc_der_len;
-	uint8_t serial[CORE_SERIAL_MAX];
-	size_t serial_len;
-	time_t not_before, not_after, issued_at;
-	uint8_t lsc_spki[CORE_HASH_LEN];
-	uint8_t *chain[CORE_MAX_CHAIN];
-	size_t chain_lens[CORE_MAX_CHAIN];
-	size_t nchain;
-
-	/* Records handed out with CORE_FX_PERSIST; they borrow from the view
-	 * of the same event and from the fields above. */
-	Capf__Device dev_out;
-	Capf__Certificate cert_out[CORE_MAX_RECS];
-	Capf__StoreRecord rec[CORE_MAX_RECS];
-	Capf__StoreRecord *rec_ptrs[CORE_MAX_RECS];
-	size_t nrec;
-	struct core_revoked revoked[CORE_MAX_RECS];
-	size_t nrevoked;
-	char text[160];
-};
+#include "capf/core_internal.h"
 
 typedef int (*core_handler)(struct core *s, const struct core_event *ev, struct core_out *out);
 
@@ -79,6 +34,9 @@ static const char *const state_names[CORE_S__COUNT] = {
 	[CORE_S_NEW] = "new",
 	[CORE_S_WAIT_CLAIM] = "wait-claim",
 	[CORE_S_LOAD_CLAIM] = "load-claim",
+	[CORE_S_VERIFY] = "verify",
+	[CORE_S_LOAD_AUTHFAIL] = "load-authfail",
+	[CORE_S_PERSIST_AUTHFAIL] = "persist-authfail",
 	[CORE_S_WAIT_KEY] = "wait-key",
 	[CORE_S_LOAD_KEY] = "load-key",
 	[CORE_S_SUPERSEDE] = "supersede",
@@ -86,8 +44,10 @@ static const char *const state_names[CORE_S__COUNT] = {
 	[CORE_S_PERSIST_ISSUE] = "persist-issue",
 	[CORE_S_LOAD_ISSUE] = "load-issue",
 	[CORE_S_WAIT_ACK] = "wait-ack",
-	[CORE_S_LOAD_ACK] = "load-ack",
-	[CORE_S_PERSIST_ACK] = "persist-ack",
+	[CORE_S_WAIT_DELETE] = "wait-delete",
+	[CORE_S_WAIT_FETCH] = "wait-fetch",
+	[CORE_S_LOAD_FINISH] = "load-finish",
+	[CORE_S_PERSIST_FINISH] = "persist-finish",
 	[CORE_S_DONE] = "done",
 };
 
@@ -95,7 +55,9 @@ static const char *const event_names[CORE_EV__COUNT] = {
 	[CORE_EV_START] = "start",	   [CORE_EV_CLAIM] = "claim",
 	[CORE_EV_KEY] = "key",		   [CORE_EV_LOADED] = "loaded",
 	[CORE_EV_PERSISTED] = "persisted", [CORE_EV_SIGNED] = "signed",
-	[CORE_EV_ACK] = "ack",		   [CORE_EV_PEER_END] = "peer-end",
+	[CORE_EV_ACK] = "ack",		   [CORE_EV_DELETED] = "deleted",
+	[CORE_EV_FETCHED] = "fetched",	   [CORE_EV_VERIFIED] = "verified",
+	[CORE_EV_PEER_END] = "peer-end",
 	[CORE_EV_TIMEOUT] = "timeout",	   [CORE_EV_ABORT] = "abort",
 };
 
@@ -124,9 +86,14 @@ const char *core_auth_method(const struct core *s)
 	return s->auth_method;
 }
 
-bool core_mic_names(const char *cn, const char *device)
+int core_operation(const struct core *s)
 {
-	return cn != NULL && mic_cn_names_device(cn, strlen(cn), device);
+	return s->op;
+}
+
+int core_renewal(const struct core *s)
+{
+	return s->renewal;
 }
 
 struct core *core_new(const struct core_config *cfg)
@@ -139,8 +106,19 @@ struct core *core_new(const struct core_config *cfg)
 		s->cfg = *cfg;
 	if (s->cfg.max_conflicts == 0)
 		s->cfg.max_conflicts = 8;
+	if (s->cfg.max_auth_failures == 0)
+		s->cfg.max_auth_failures = 5;
+	if (s->cfg.lockout_seconds == 0)
+		s->cfg.lockout_seconds = 60;
 	s->state = CORE_S_NEW;
 	return s;
+}
+
+static void drop_fetched(struct core *s)
+{
+	for (size_t i = 0; i < s->nfetched; i++)
+		free(s->fetched[i].data);
+	s->nfetched = 0;
 }
 
 static void drop_lsc(struct core *s)
@@ -158,7 +136,11 @@ void core_free(struct core *s)
 	if (s == NULL)
 		return;
 	drop_lsc(s);
+	drop_fetched(s);
+	/* What could open a device to someone else does not linger. */
 	memset(s->binding, 0, sizeof(s->binding));
+	memset(s->secret, 0, sizeof(s->secret));
+	memset(s->hash, 0, sizeof(s->hash));
 	free(s);
 }
 
@@ -187,18 +169,21 @@ static void audit_init(struct core *s, struct core_audit *a, Capf__AuditKind kin
 	a->detail = detail;
 }
 
-/* Every failure ends here: an audit event, the END message with the code,
- * close. Nothing else is written. */
-static int fail(struct core *s, int code, const char *text, struct core_out *out)
+/* The end of a session that did not do its operation: the END message
+ * with the code, close; an audit event unless the refusal was already
+ * audited with a record it wrote. Nothing else is written. */
+static int end_with(struct core *s, int code, const char *text, bool audit, struct core_out *out)
 {
 	struct core_fx *fx;
 
 	out->nfx = 0;
-	fx = fx_add(out, CORE_FX_AUDIT);
-	audit_init(s, &fx->audit,
-		   s->authenticated ? CAPF__AUDIT_KIND__AUDIT_ENROLL_FAIL
-				    : CAPF__AUDIT_KIND__AUDIT_AUTH_FAIL,
-		   code, text != NULL ? text : capf_strerror(code));
+	if (audit) {
+		fx = fx_add(out, CORE_FX_AUDIT);
+		audit_init(s, &fx->audit,
+			   s->authenticated ? CAPF__AUDIT_KIND__AUDIT_ENROLL_FAIL
+					    : CAPF__AUDIT_KIND__AUDIT_AUTH_FAIL,
+			   code, text != NULL ? text : capf_strerror(code));
+	}
 	fx = fx_add(out, CORE_FX_SEND);
 	fx->send.type = CORE_MSG_END;
 	fx->send.code = code;
@@ -208,6 +193,11 @@ static int fail(struct core *s, int code, const char *text, struct core_out *out
 	out->done = true;
 	s->state = CORE_S_DONE;
 	return code;
+}
+
+static int fail(struct core *s, int code, const char *text, struct core_out *out)
+{
+	return end_with(s, code, text, true, out);
 }
 
 static void emit_load(struct core *s, bool claim, struct core_out *out, enum core_state next)
@@ -226,129 +216,6 @@ static void emit_load(struct core *s, bool claim, struct core_out *out, enum cor
 static bool serial_eq(const ProtobufCBinaryData *a, const uint8_t *b, size_t blen)
 {
 	return a->len == blen && blen > 0 && memcmp(a->data, b, blen) == 0;
-}
-
-static int effective_key_type(const Capf__Device *d)
-{
-	return d->key_type != CAPF__KEY_TYPE__KEY_UNSPECIFIED ? (int)d->key_type
-							      : CAPF__KEY_TYPE__KEY_EC_P256;
-}
-
-/* ---- authentication ------------------------------------------------------ */
-
-static int auth_mic(const struct core *s)
-{
-	if (!s->peer.present)
-		return CAPF_ENOCERT;
-	if (s->peer.mic_result < 0)
-		return s->peer.mic_result;
-	if (!core_mic_names(s->peer.cn, s->device))
-		return CAPF_EIDENTITY;
-	return 0;
-}
-
-/*
- * Only the device's current, unrevoked, unexpired LSC from a trusted CAPF
- * CA authenticates it: the transport checked the chain and the CRL, the
- * store's record decides the rest.
- */
-static int auth_lsc(const struct core *s, const struct core_view *v, time_t now)
-{
-	const Capf__Certificate *c = v->presented;
-
-	if (!s->peer.present)
-		return CAPF_ENOCERT;
-	if (s->peer.lsc_result < 0)
-		return s->peer.lsc_result;
-	if (strcmp(s->peer.cn, s->device) != 0)
-		return CAPF_EIDENTITY;
-	if (c == NULL)
-		return CAPF_EUNTRUSTED; /* not a certificate this CAPF recorded */
-	if (c->device == NULL || strcmp(c->device, s->device) != 0)
-		return CAPF_EIDENTITY;
-	if (c->state == CAPF__CERT_STATE__CERT_REVOKED)
-		return CAPF_EREVOKED;
-	if (now < c->not_before || now >= c->not_after)
-		return CAPF_EEXPIRED;
-	if (c->state != CAPF__CERT_STATE__CERT_ACTIVE ||
-	    !serial_eq(&v->device->lsc_serial, s->peer.serial, s->peer.serial_len))
-		return CAPF_ESUPERSEDED;
-	return 0;
-}
-
-/* With two ways in, the error worth reporting is the one of the kind of
- * certificate the phone presented. */
-static int auth_either(struct core *s, const struct core_view *v, time_t now, bool lsc_first)
-{
-	int rl = auth_lsc(s, v, now);
-	int rm = auth_mic(s);
-
-	if (lsc_first ? rl == 0 : (rm != 0 && rl == 0)) {
-		s->auth_method = "lsc";
-		return 0;
-	}
-	if (rm == 0) {
-		s->auth_method = "mic";
-		return 0;
-	}
-	return s->peer.mic_result == CAPF_EUNTRUSTED && s->peer.lsc_result != CAPF_EUNTRUSTED ? rl
-											  : rm;
-}
-
-static int authenticate(struct core *s, const struct core_view *v, time_t now)
-{
-	switch (v->device->auth) {
-	case CAPF__AUTH_MODE__AUTH_UNSPECIFIED: /* records older than the modes */
-	case CAPF__AUTH_MODE__AUTH_MIC: {
-		int ret = auth_mic(s);
-		if (ret == 0)
-			s->auth_method = "mic";
-		return ret;
-	}
-	case CAPF__AUTH_MODE__AUTH_LSC_OR_MIC:
-		return auth_either(s, v, now, true);
-	case CAPF__AUTH_MODE__AUTH_MIC_OR_LSC:
-		return auth_either(s, v, now, false);
-	default:
-		return CAPF_ENOTSUP;
-	}
-}
-
-/*
- * The decision of a session, taken at the claim and taken again on every
- * later read: the record must still ask for this operation, in time, and
- * the phone's evidence must satisfy its authentication mode.
- */
-static int decide(struct core *s, const struct core_view *v, time_t now, bool first,
-		  const char **why)
-{
-	const Capf__Device *d = v->device;
-	int ret;
-
-	*why = NULL;
-	if (d == NULL) {
-		*why = first ? "unknown device" : "the device record was removed";
-		return first ? CAPF_EUNKNOWN_DEVICE : CAPF_ECANCELED;
-	}
-	if (d->op == CAPF__OPERATION__OP_NONE) {
-		*why = first ? "no operation pending for this device"
-			     : "the operation was cancelled by an administrator";
-		return first ? CAPF_ENO_OPERATION : CAPF_ECANCELED;
-	}
-	if (d->deadline != 0 && now > d->deadline) {
-		*why = "the operation's deadline has passed";
-		return CAPF_ENO_OPERATION;
-	}
-	if (d->op != CAPF__OPERATION__OP_INSTALL) {
-		*why = "operation not supported by this server";
-		return CAPF_ENOTSUP;
-	}
-	ret = authenticate(s, v, now);
-	if (ret == CAPF_ENOTSUP)
-		*why = "authentication mode not supported by this server";
-	else if (ret < 0 && !first)
-		*why = "the phone no longer meets the device's authentication mode";
-	return ret;
 }
 
 /* ---- records -------------------------------------------------------------- */
@@ -393,19 +260,19 @@ static Capf__Certificate *persist_cert(struct core *s, const Capf__Certificate *
 	return c;
 }
 
-static void revoke_cert(struct core *s, const Capf__Certificate *cur, time_t now)
+static void revoke_cert(struct core *s, const Capf__Certificate *cur, time_t now, int reason)
 {
 	Capf__Certificate *c = persist_cert(s, cur);
 	struct core_revoked *rv = &s->revoked[s->nrevoked++];
 
 	c->state = CAPF__CERT_STATE__CERT_REVOKED;
 	c->revoked_at = now;
-	c->revocation_reason = REASON_SUPERSEDED;
+	c->revocation_reason = (uint32_t)reason;
 	c->revoke_after = 0;
 	rv->serial = cur->serial.data;
 	rv->serial_len = cur->serial.len;
 	rv->when = now;
-	rv->reason = REASON_SUPERSEDED;
+	rv->reason = reason;
 	rv->der = cur->der.data;
 	rv->der_len = cur->der.len;
 }
@@ -443,6 +310,7 @@ static void emit_sign(struct core *s, struct core_out *out)
 	fx->sign.device = s->device;
 	fx->sign.key_handle = s->key.handle;
 	fx->sign.key_type = s->key.key_type;
+	fx->sign.days = s->lsc_days;
 	s->state = CORE_S_SIGN;
 }
 
@@ -480,7 +348,46 @@ static int on_claim(struct core *s, const struct core_event *ev, struct core_out
 	if (ev->claim.device == NULL || !device_name_valid(ev->claim.device))
 		return fail(s, CAPF_EBADMSG, "invalid device name", out);
 	snprintf(s->device, sizeof(s->device), "%s", ev->claim.device);
+	s->caps = ev->claim.caps;
+	s->nsupported = 0;
+	for (size_t i = 0; i < ev->claim.nsupported && i < CORE_MAX_KEYS; i++)
+		s->supported[s->nsupported++] = ev->claim.supported_keys[i];
+	s->has_secret = false;
+	if (ev->claim.auth_string != NULL) {
+		if (ev->claim.auth_string_len > sizeof(s->secret))
+			return fail(s, CAPF_EBADMSG, "authentication string too long", out);
+		memcpy(s->secret, ev->claim.auth_string, ev->claim.auth_string_len);
+		s->secret_len = ev->claim.auth_string_len;
+		s->has_secret = true;
+	}
 	emit_load(s, true, out, CORE_S_LOAD_CLAIM);
+	return 0;
+}
+
+/* Authenticated: ask the phone for what its record says. */
+static int begin_operation(struct core *s, struct core_out *out)
+{
+	struct core_fx *fx;
+
+	s->authenticated = true;
+	fx = fx_add(out, CORE_FX_AUDIT);
+	audit_init(s, &fx->audit, CAPF__AUDIT_KIND__AUDIT_AUTH_OK, 0,
+		   s->renewal ? "lsc (renewal window)" : s->auth_method);
+	fx = fx_add(out, CORE_FX_SEND);
+	fx->send.type = CORE_MSG_OP_REQUEST;
+	fx->send.op = s->op;
+	fx->send.key_type = s->op == CAPF__OPERATION__OP_INSTALL ? s->key_type : 0;
+	switch (s->op) {
+	case CAPF__OPERATION__OP_DELETE:
+		s->state = CORE_S_WAIT_DELETE;
+		break;
+	case CAPF__OPERATION__OP_FETCH:
+		s->state = CORE_S_WAIT_FETCH;
+		break;
+	default:
+		s->state = CORE_S_WAIT_KEY;
+		break;
+	}
 	return 0;
 }
 
@@ -488,30 +395,95 @@ static int on_loaded_claim(struct core *s, const struct core_event *ev, struct c
 {
 	const struct core_view *v = &ev->loaded;
 	const char *why;
-	struct core_fx *fx;
 	int ret;
 
 	if (v->result == CAPF_EBUSY)
 		return fail(s, CAPF_EBUSY, "another session for this device is in progress", out);
 	if (v->result < 0)
 		return fail(s, CAPF_ERETRY, "cannot read the device record; retry later", out);
-	ret = decide(s, v, ev->now, true, &why);
+	ret = core_decide(s, v, ev->now, true, &why);
 	if (ret < 0)
 		return fail(s, ret, why, out);
 
-	s->authenticated = true;
 	s->op_generation = v->device->op_generation;
-	s->op = v->device->op;
-	s->key_type = effective_key_type(v->device);
+	s->op = s->renewal ? CAPF__OPERATION__OP_INSTALL : (int)v->device->op;
+	s->lsc_days = v->device->lsc_days;
+	if (s->op == CAPF__OPERATION__OP_INSTALL) {
+		int r = core_pick_key(s, v->device, &s->key_type, &why);
+		if (r < 0)
+			return fail(s, r, why, out);
+	}
+	if (ret == CORE_NEED_VERIFY) {
+		/* The string is checked off the loop: PBKDF2 is slow on
+		 * purpose. */
+		struct core_fx *fx = fx_add(out, CORE_FX_VERIFY);
 
-	fx = fx_add(out, CORE_FX_AUDIT);
-	audit_init(s, &fx->audit, CAPF__AUDIT_KIND__AUDIT_AUTH_OK, 0, s->auth_method);
-	fx = fx_add(out, CORE_FX_SEND);
-	fx->send.type = CORE_MSG_OP_REQUEST;
-	fx->send.op = s->op;
-	fx->send.key_type = s->key_type;
-	s->state = CORE_S_WAIT_KEY;
+		fx->verify.secret = s->secret;
+		fx->verify.secret_len = s->secret_len;
+		fx->verify.salt = s->salt;
+		fx->verify.salt_len = s->salt_len;
+		fx->verify.iterations = s->iterations;
+		fx->verify.hash = s->hash;
+		fx->verify.hash_len = sizeof(s->hash);
+		s->state = CORE_S_VERIFY;
+		return 0;
+	}
+	return begin_operation(s, out);
+}
+
+static int on_verified(struct core *s, const struct core_event *ev, struct core_out *out)
+{
+	memset(s->secret, 0, sizeof(s->secret));
+	if (ev->result == 0) {
+		s->string_ok = true;
+		s->auth_method = "string";
+		return begin_operation(s, out);
+	}
+	if (ev->result != CAPF_EAUTH)
+		return fail(s, CAPF_ERETRY, "cannot check the authentication string now; retry "
+					    "later",
+			    out);
+	/* A wrong string is counted in the record, and locks the device
+	 * once there were too many. */
+	emit_load(s, false, out, CORE_S_LOAD_AUTHFAIL);
 	return 0;
+}
+
+static int on_loaded_authfail(struct core *s, const struct core_event *ev, struct core_out *out)
+{
+	const struct core_view *v = &ev->loaded;
+	Capf__Device *d;
+
+	if (v->result < 0 || v->device == NULL)
+		return fail(s, CAPF_EAUTH, "wrong authentication string", out);
+	persist_begin(s);
+	d = persist_device(s, v->device, ev->now);
+	d->auth_failures = v->device->auth_failures + 1;
+	s->outcome = CAPF_EAUTH;
+	if (d->auth_failures >= s->cfg.max_auth_failures) {
+		d->locked_until = core_lockout_until(s, v->device->lockouts, ev->now);
+		d->lockouts = v->device->lockouts + 1;
+		d->auth_failures = 0;
+		s->outcome = CAPF_ELOCKOUT;
+	}
+	snprintf(s->text, sizeof(s->text), "wrong authentication string (%u in a row)%s",
+		 d->auth_failures != 0 ? d->auth_failures : s->cfg.max_auth_failures,
+		 s->outcome == CAPF_ELOCKOUT ? ": device locked out" : "");
+	emit_persist(s, out, CAPF__AUDIT_KIND__AUDIT_AUTH_FAIL, s->text,
+		     CORE_S_PERSIST_AUTHFAIL);
+	s->rec_ptrs[0]->device->last_error = (uint32_t)-s->outcome;
+	return 0;
+}
+
+static int on_persisted_authfail(struct core *s, const struct core_event *ev,
+				 struct core_out *out)
+{
+	if (ev->result == CAPF_ESTALE && ++s->conflicts <= s->cfg.max_conflicts) {
+		emit_load(s, false, out, CORE_S_LOAD_AUTHFAIL);
+		return 0;
+	}
+	/* Audited with the record (or, if that failed, here). */
+	return end_with(s, s->outcome < 0 ? s->outcome : CAPF_EAUTH, s->text, ev->result < 0, out);
 }
 
 static int on_key(struct core *s, const struct core_event *ev, struct core_out *out)
@@ -548,14 +520,20 @@ static int recheck(struct core *s, const struct core_view *v, time_t now, struct
 
 	if (v->result < 0)
 		return fail(s, CAPF_ERETRY, "cannot read the device record; retry later", out);
-	ret = decide(s, v, now, false, &why);
+	int want;
+
+	ret = core_decide(s, v, now, false, &why);
 	if (ret < 0)
 		return fail(s, ret, why, out);
-	if (s->key.key_type != effective_key_type(v->device)) {
+	ret = core_pick_key(s, v->device, &want, &why);
+	if (ret < 0)
+		return fail(s, ret, why, out);
+	if (s->key.key_type != want) {
 		snprintf(s->text, sizeof(s->text), "the device's key policy asks for %s, not %s",
-			 key_type_name(effective_key_type(v->device)), key_type_name(s->key.key_type));
+			 key_type_name(want), key_type_name(s->key.key_type));
 		return fail(s, CAPF_EPOLICY, s->text, out);
 	}
+	s->lsc_days = v->device->lsc_days;
 	return 0;
 }
 
@@ -601,7 +579,7 @@ static int on_loaded_key(struct core *s, const struct core_event *ev, struct cor
 	/* Another key: the unacknowledged LSC is revoked before a new one
 	 * is even signed, so a device never holds two. */
 	persist_begin(s);
-	revoke_cert(s, p, ev->now);
+	revoke_cert(s, p, ev->now, CORE_REASON_SUPERSEDED);
 	Capf__Device *d = persist_device(s, v->device, ev->now);
 	d->pending_serial.data = NULL;
 	d->pending_serial.len = 0;
@@ -725,21 +703,72 @@ static int on_ack(struct core *s, const struct core_event *ev, struct core_out *
 		 * retry with the same key gets it again. */
 		return fail(s, CAPF_EREJECTED, "the phone did not store the certificate", out);
 	}
-	emit_load(s, false, out, CORE_S_LOAD_ACK);
+	emit_load(s, false, out, CORE_S_LOAD_FINISH);
 	return 0;
 }
 
-static int on_loaded_ack(struct core *s, const struct core_event *ev, struct core_out *out)
+static int on_deleted(struct core *s, const struct core_event *ev, struct core_out *out)
+{
+	if (ev->code != 0) {
+		/* The operation stays pending; an administrator can still
+		 * revoke the certificate (capfctl cert revoke). */
+		return fail(s, CAPF_EREJECTED, "the phone did not delete its certificate", out);
+	}
+	emit_load(s, false, out, CORE_S_LOAD_FINISH);
+	return 0;
+}
+
+static int on_fetched(struct core *s, const struct core_event *ev, struct core_out *out)
+{
+	const struct core_report *r = &ev->report;
+
+	drop_fetched(s);
+	if (r->n > FETCH_MAX)
+		return fail(s, CAPF_EBADMSG, "too many certificates in the report", out);
+	for (size_t i = 0; i < r->n; i++) {
+		if (r->lens[i] == 0 || r->lens[i] > FETCH_CERT_MAX)
+			return fail(s, CAPF_EBADMSG, "a reported certificate is empty or too large",
+				    out);
+		s->fetched[i].data = malloc(r->lens[i]);
+		if (s->fetched[i].data == NULL)
+			return fail(s, CAPF_ENOMEM, NULL, out);
+		memcpy(s->fetched[i].data, r->certs[i], r->lens[i]);
+		s->fetched[i].len = r->lens[i];
+		s->nfetched++;
+	}
+	emit_load(s, false, out, CORE_S_LOAD_FINISH);
+	return 0;
+}
+
+/* What every completed operation writes to its device: the operation
+ * done (unless an administrator asked for another since: that one stays
+ * pending), and the authentication string's bookkeeping. */
+static void finish_device(struct core *s, const Capf__Device *cur, Capf__Device *d)
+{
+	d->last_error = 0;
+	if (cur->op_generation == s->op_generation) {
+		if (!s->renewal)
+			d->op = CAPF__OPERATION__OP_NONE;
+		if (!s->renewal || cur->op == CAPF__OPERATION__OP_NONE)
+			d->status = CAPF__OP_STATUS__STATUS_SUCCESS;
+	}
+	if (s->string_ok) {
+		d->auth_failures = 0;
+		d->lockouts = 0;
+		d->locked_until = 0;
+		/* Single use unless the record says otherwise. */
+		if (cur->auth_secret != NULL && !cur->auth_secret->reusable)
+			d->auth_secret = NULL;
+	}
+}
+
+static int finish_install(struct core *s, const struct core_event *ev, struct core_out *out)
 {
 	const struct core_view *v = &ev->loaded;
 	const Capf__Certificate *p = v->pending, *old = v->current;
 	Capf__Certificate *c;
 	Capf__Device *d;
 
-	if (v->result < 0)
-		return fail(s, CAPF_ERETRY, "cannot read the device record; retry later", out);
-	if (v->device == NULL)
-		return fail(s, CAPF_ECANCELED, "the device record was removed", out);
 	if (!serial_eq(&v->device->pending_serial, s->serial, s->serial_len) || p == NULL)
 		return fail(s, CAPF_ESUPERSEDED, "this certificate is no longer the device's "
 						 "pending one",
@@ -754,9 +783,9 @@ static int on_loaded_ack(struct core *s, const struct core_event *ev, struct cor
 		d->pending_serial.len = 0;
 		d->status = CAPF__OP_STATUS__STATUS_FAILED;
 		d->last_error = (uint32_t)-CAPF_EREVOKED;
-		s->ack_outcome = CAPF_EREVOKED;
+		s->outcome = CAPF_EREVOKED;
 		emit_persist(s, out, CAPF__AUDIT_KIND__AUDIT_ENROLL_FAIL,
-			     "certificate revoked before its acknowledgement", CORE_S_PERSIST_ACK);
+			     "certificate revoked before its acknowledgement", CORE_S_PERSIST_FINISH);
 		return 0;
 	}
 
@@ -767,7 +796,7 @@ static int on_loaded_ack(struct core *s, const struct core_event *ev, struct cor
 		/* The LSC this one replaces is superseded: at once, or after
 		 * the configured grace period. */
 		if (s->cfg.supersede_grace == 0) {
-			revoke_cert(s, old, ev->now);
+			revoke_cert(s, old, ev->now, CORE_REASON_SUPERSEDED);
 		} else {
 			Capf__Certificate *o = persist_cert(s, old);
 			o->revoke_after = ev->now + (int64_t)s->cfg.supersede_grace;
@@ -781,28 +810,92 @@ static int on_loaded_ack(struct core *s, const struct core_event *ev, struct cor
 	d->last_error = 0;
 	/* The operation done is the one authenticated for; if an
 	 * administrator scheduled another since, that one stands. */
-	if (v->device->op_generation == s->op_generation) {
-		d->op = CAPF__OPERATION__OP_NONE;
-		d->status = CAPF__OP_STATUS__STATUS_SUCCESS;
-	}
-	emit_persist(s, out, CAPF__AUDIT_KIND__AUDIT_ACK, NULL, CORE_S_PERSIST_ACK);
+	finish_device(s, v->device, d);
+	emit_persist(s, out, CAPF__AUDIT_KIND__AUDIT_ACK, s->renewal ? "renewal" : NULL,
+		     CORE_S_PERSIST_FINISH);
 	return 0;
 }
 
-static int on_persisted_ack(struct core *s, const struct core_event *ev, struct core_out *out)
+static int finish_delete(struct core *s, const struct core_event *ev, struct core_out *out)
+{
+	const struct core_view *v = &ev->loaded;
+	Capf__Device *d;
+
+	/* The phone has dropped its LSC: whatever an administrator did
+	 * meanwhile, that certificate is revoked now. */
+	persist_begin(s);
+	if (v->current != NULL && v->current->state != CAPF__CERT_STATE__CERT_REVOKED)
+		revoke_cert(s, v->current, ev->now, CORE_REASON_CESSATION);
+	if (v->pending != NULL && v->pending->state != CAPF__CERT_STATE__CERT_REVOKED &&
+	    v->pending != v->current)
+		revoke_cert(s, v->pending, ev->now, CORE_REASON_CESSATION);
+	d = persist_device(s, v->device, ev->now);
+	d->lsc_serial.data = NULL;
+	d->lsc_serial.len = 0;
+	d->pending_serial.data = NULL;
+	d->pending_serial.len = 0;
+	finish_device(s, v->device, d);
+	if (v->current != NULL && v->current->serial.len <= sizeof(s->serial)) {
+		s->serial_len = v->current->serial.len;
+		memcpy(s->serial, v->current->serial.data, s->serial_len);
+	}
+	emit_persist(s, out, CAPF__AUDIT_KIND__AUDIT_REVOKE,
+		     v->current != NULL ? "deleted by the phone (cessationOfOperation)"
+					: "deleted by the phone (it held no LSC of ours)",
+		     CORE_S_PERSIST_FINISH);
+	return 0;
+}
+
+static int finish_fetch(struct core *s, const struct core_event *ev, struct core_out *out)
+{
+	const struct core_view *v = &ev->loaded;
+	Capf__Device *d;
+
+	persist_begin(s);
+	d = persist_device(s, v->device, ev->now);
+	d->fetched = s->fetched;
+	d->n_fetched = s->nfetched;
+	d->fetched_at = ev->now;
+	finish_device(s, v->device, d);
+	snprintf(s->text, sizeof(s->text), "the phone reported %zu certificates", s->nfetched);
+	emit_persist(s, out, CAPF__AUDIT_KIND__AUDIT_ADMIN, s->text, CORE_S_PERSIST_FINISH);
+	return 0;
+}
+
+static int on_loaded_finish(struct core *s, const struct core_event *ev, struct core_out *out)
+{
+	const struct core_view *v = &ev->loaded;
+
+	if (v->result < 0)
+		return fail(s, CAPF_ERETRY, "cannot read the device record; retry later", out);
+	if (v->device == NULL)
+		return fail(s, CAPF_ECANCELED, "the device record was removed", out);
+	switch (s->op) {
+	case CAPF__OPERATION__OP_DELETE:
+		return finish_delete(s, ev, out);
+	case CAPF__OPERATION__OP_FETCH:
+		return finish_fetch(s, ev, out);
+	default:
+		return finish_install(s, ev, out);
+	}
+}
+
+static int on_persisted_finish(struct core *s, const struct core_event *ev, struct core_out *out)
 {
 	struct core_fx *fx;
 
 	if (ev->result < 0)
-		return on_conflict(s, ev->result, CORE_S_LOAD_ACK, out);
-	if (s->ack_outcome < 0)
-		return fail(s, s->ack_outcome, "the certificate was revoked before it was "
+		return on_conflict(s, ev->result, CORE_S_LOAD_FINISH, out);
+	if (s->outcome < 0)
+		return end_with(s, s->outcome, "the certificate was revoked before it was "
 					       "acknowledged",
-			    out);
+				false, out);
 	fx = fx_add(out, CORE_FX_SEND);
 	fx->send.type = CORE_MSG_END;
 	fx->send.code = 0;
-	fx->send.text = "certificate installed";
+	fx->send.text = s->op == CAPF__OPERATION__OP_DELETE  ? "certificate deleted"
+			: s->op == CAPF__OPERATION__OP_FETCH ? "report recorded"
+							     : "certificate installed";
 	fx_add(out, CORE_FX_CLOSE);
 	out->success = true;
 	out->done = true;
@@ -841,6 +934,9 @@ static const core_handler table[CORE_S__COUNT][CORE_EV__COUNT] = {
 	[CORE_S_NEW] = { [CORE_EV_START] = on_start, [CORE_EV_ABORT] = on_abort },
 	[CORE_S_WAIT_CLAIM] = { [CORE_EV_CLAIM] = on_claim, LIVE_ENDS },
 	[CORE_S_LOAD_CLAIM] = { [CORE_EV_LOADED] = on_loaded_claim, LIVE_ENDS },
+	[CORE_S_VERIFY] = { [CORE_EV_VERIFIED] = on_verified, LIVE_ENDS },
+	[CORE_S_LOAD_AUTHFAIL] = { [CORE_EV_LOADED] = on_loaded_authfail, LIVE_ENDS },
+	[CORE_S_PERSIST_AUTHFAIL] = { [CORE_EV_PERSISTED] = on_persisted_authfail, LIVE_ENDS },
 	[CORE_S_WAIT_KEY] = { [CORE_EV_KEY] = on_key, LIVE_ENDS },
 	[CORE_S_LOAD_KEY] = { [CORE_EV_LOADED] = on_loaded_key, LIVE_ENDS },
 	[CORE_S_SUPERSEDE] = { [CORE_EV_PERSISTED] = on_persisted_supersede, LIVE_ENDS },
@@ -848,15 +944,18 @@ static const core_handler table[CORE_S__COUNT][CORE_EV__COUNT] = {
 	[CORE_S_PERSIST_ISSUE] = { [CORE_EV_PERSISTED] = on_persisted_issue, LIVE_ENDS },
 	[CORE_S_LOAD_ISSUE] = { [CORE_EV_LOADED] = on_loaded_issue, LIVE_ENDS },
 	[CORE_S_WAIT_ACK] = { [CORE_EV_ACK] = on_ack, LIVE_ENDS },
-	[CORE_S_LOAD_ACK] = { [CORE_EV_LOADED] = on_loaded_ack, LIVE_ENDS },
-	[CORE_S_PERSIST_ACK] = { [CORE_EV_PERSISTED] = on_persisted_ack, LIVE_ENDS },
+	[CORE_S_WAIT_DELETE] = { [CORE_EV_DELETED] = on_deleted, LIVE_ENDS },
+	[CORE_S_WAIT_FETCH] = { [CORE_EV_FETCHED] = on_fetched, LIVE_ENDS },
+	[CORE_S_LOAD_FINISH] = { [CORE_EV_LOADED] = on_loaded_finish, LIVE_ENDS },
+	[CORE_S_PERSIST_FINISH] = { [CORE_EV_PERSISTED] = on_persisted_finish, LIVE_ENDS },
 	[CORE_S_DONE] = { 0 },
 };
 
 /* Events the phone causes; any other unexpected one is the glue's fault. */
 static bool from_phone(enum core_ev_type t)
 {
-	return t == CORE_EV_CLAIM || t == CORE_EV_KEY || t == CORE_EV_ACK;
+	return t == CORE_EV_CLAIM || t == CORE_EV_KEY || t == CORE_EV_ACK || t == CORE_EV_DELETED ||
+	       t == CORE_EV_FETCHED;
 }
 
 int core_step(struct core *s, const struct core_event *ev, struct core_out *out)

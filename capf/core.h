@@ -58,15 +58,20 @@ enum core_state {
 	CORE_S_NEW = 0,       /* made, not started */
 	CORE_S_WAIT_CLAIM,    /* waiting for the phone's identity claim */
 	CORE_S_LOAD_CLAIM,    /* loading the claimed device */
-	CORE_S_WAIT_KEY,      /* operation requested, waiting for the phone's key */
+	CORE_S_VERIFY,        /* checking the authentication string */
+	CORE_S_LOAD_AUTHFAIL, /* re-reading to count a wrong string */
+	CORE_S_PERSIST_AUTHFAIL, /* recording the wrong string (and a lockout) */
+	CORE_S_WAIT_KEY,      /* install requested, waiting for the phone's key */
 	CORE_S_LOAD_KEY,      /* re-reading the device before issuing */
 	CORE_S_SUPERSEDE,     /* revoking an unacknowledged LSC of another key */
 	CORE_S_SIGN,          /* waiting for the signature of the LSC */
 	CORE_S_PERSIST_ISSUE, /* recording the LSC before it is sent */
 	CORE_S_LOAD_ISSUE,    /* re-reading after a conflict while recording */
 	CORE_S_WAIT_ACK,      /* LSC delivered, waiting for the acknowledgement */
-	CORE_S_LOAD_ACK,      /* re-reading before completing */
-	CORE_S_PERSIST_ACK,   /* recording the completion */
+	CORE_S_WAIT_DELETE,   /* delete requested, waiting for the phone's result */
+	CORE_S_WAIT_FETCH,    /* fetch requested, waiting for the phone's report */
+	CORE_S_LOAD_FINISH,   /* re-reading before completing the operation */
+	CORE_S_PERSIST_FINISH, /* recording the completion */
 	CORE_S_DONE,
 	CORE_S__COUNT
 };
@@ -79,6 +84,9 @@ enum core_ev_type {
 	CORE_EV_PERSISTED, /* persist result (core_event.result) */
 	CORE_EV_SIGNED,    /* signature made (core_event.signed_lsc) or failed (result) */
 	CORE_EV_ACK,       /* the phone's acknowledgement (core_event.code, 0 = stored) */
+	CORE_EV_DELETED,   /* the phone's delete result (core_event.code, 0 = deleted) */
+	CORE_EV_FETCHED,   /* the phone's report of its certificates (core_event.report) */
+	CORE_EV_VERIFIED,  /* the string check (core_event.result: 0 match, CAPF_EAUTH not) */
 	CORE_EV_PEER_END,  /* the phone ended the session with an error (code) */
 	CORE_EV_TIMEOUT,   /* the phone took too long */
 	CORE_EV_ABORT,     /* the transport or codec gives up (code) */
@@ -104,8 +112,27 @@ struct core_start {
 	size_t binding_len;
 };
 
+/* What the phone's protocol lets the core do (a codec sets them by the
+ * version the phone speaks). */
+#define CORE_CAP_DELETE 0x1u   /* the phone can be told to delete its LSC */
+#define CORE_CAP_FETCH 0x2u    /* the phone can report its certificates */
+#define CORE_CAP_RESULT 0x4u   /* an END may carry a result that is no error */
+#define CORE_MAX_KEYS 8u
+
 struct core_claim {
-	const char *device; /* the device name the phone claims (valid name) */
+	const char *device;      /* the device name the phone claims (valid name) */
+	const char *auth_string; /* the authentication string offered, or NULL */
+	size_t auth_string_len;
+	const int *supported_keys; /* capf KeyTypes the phone can make; n 0 = any */
+	size_t nsupported;
+	unsigned caps;           /* CORE_CAP_* */
+};
+
+/* The certificates a phone reported (fetch), DER, owned by the glue. */
+struct core_report {
+	const uint8_t *const *certs;
+	const size_t *lens;
+	size_t n;
 };
 
 enum core_key_kind {
@@ -159,6 +186,7 @@ struct core_event {
 		struct core_key key;
 		struct core_view loaded;
 		const struct core_lsc *signed_lsc;
+		struct core_report report;
 		int result;
 		int code;
 	};
@@ -192,6 +220,7 @@ enum core_fx_type {
 	CORE_FX_SIGN,     /* issue an LSC for device to key; then CORE_EV_SIGNED */
 	CORE_FX_SEND,     /* send msg */
 	CORE_FX_AUDIT,    /* write an audit event on its own */
+	CORE_FX_VERIFY,   /* check an authentication string; then CORE_EV_VERIFIED */
 	CORE_FX_CLOSE,    /* end the session (after what was sent) */
 };
 
@@ -240,6 +269,17 @@ struct core_fx {
 		} sign;
 		struct core_msg send;
 		struct core_audit audit;
+		struct {
+			/* PBKDF2-HMAC-SHA256(secret, salt, iterations) == hash?
+			 * Compared in constant time, off the loop. */
+			const uint8_t *secret;
+			size_t secret_len;
+			const uint8_t *salt;
+			size_t salt_len;
+			unsigned iterations;
+			const uint8_t *hash;
+			size_t hash_len;
+		} verify;
 	};
 };
 
@@ -257,6 +297,13 @@ struct core_out {
 struct core_config {
 	unsigned supersede_grace; /* seconds before a replaced LSC is revoked; 0 = at once */
 	unsigned max_conflicts;   /* revision conflicts before retry-later; 0 = 8 */
+	/* Renewal window: a phone that authenticates with its current LSC in
+	 * the last renew_percent % of its lifetime is re-keyed without an
+	 * operation scheduled. 0 = off. */
+	unsigned renew_percent;
+	bool allow_null_string;   /* records may say "null string" */
+	unsigned max_auth_failures; /* wrong strings before a lockout; 0 = 5 */
+	unsigned lockout_seconds; /* the first lockout; doubles with each; 0 = 60 */
 };
 
 struct core;
@@ -282,7 +329,13 @@ enum core_state core_state(const struct core *s);
 /* core_device() - the claimed device name, "" before the claim. */
 const char *core_device(const struct core *s);
 
-/* core_auth_method() - how the phone authenticated ("mic", "lsc") or NULL. */
+/* core_operation() - the capf Operation the session runs (OP_NONE before
+ * it is decided); core_renewal() - 1 if it is a renewal nobody scheduled. */
+int core_operation(const struct core *s);
+int core_renewal(const struct core *s);
+
+/* core_auth_method() - how the phone authenticated ("mic", "lsc",
+ * "string", "null") or NULL. */
 const char *core_auth_method(const struct core *s);
 
 const char *core_state_name(int state);

@@ -65,6 +65,8 @@ static const struct capf_err_desc capf_errors[] = {
     {CAPF_ESTALE, "CAPF_ESTALE", "record changed since it was read"},
     {CAPF_ECANCELED, "CAPF_ECANCELED", "operation cancelled or changed by an administrator"},
     {CAPF_ESUPERSEDED, "CAPF_ESUPERSEDED", "certificate superseded by a newer one"},
+    {CAPF_EDEADLINE, "CAPF_EDEADLINE", "the operation's deadline has passed"},
+    {CAPF_ELOCKOUT, "CAPF_ELOCKOUT", "locked out after too many wrong authentication strings"},
 };
 
 static const struct capf_err_desc *capf_err_find(int code)

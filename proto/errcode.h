@@ -59,6 +59,8 @@ enum capf_err {
 	CAPF_ESTALE = -1027,       /* the record changed since it was read */
 	CAPF_ECANCELED = -1028,    /* the operation was cancelled or changed meanwhile */
 	CAPF_ESUPERSEDED = -1029,  /* the certificate was replaced by a newer one */
+	CAPF_EDEADLINE = -1030,    /* the operation's deadline has passed */
+	CAPF_ELOCKOUT = -1031,     /* too many wrong authentication strings: locked out */
 };
 
 /*

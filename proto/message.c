@@ -171,7 +171,31 @@ static int validate_hello(const Capf__PhoneMessage *m)
 {
 	const Capf__Hello *h = m->hello;
 
-	return h && h->version != 0 && device_name_valid(h->device_name);
+	if (!h || h->version == 0 || !device_name_valid(h->device_name) ||
+	    strlen(h->auth_string) > AUTH_STRING_MAX || h->n_supported_keys > 8)
+		return 0;
+	for (size_t i = 0; i < h->n_supported_keys; i++)
+		if (!enum_known(&capf__key_type__descriptor, (int)h->supported_keys[i]) ||
+		    h->supported_keys[i] == CAPF__KEY_TYPE__KEY_UNSPECIFIED)
+			return 0;
+	return 1;
+}
+
+static int validate_delete_result(const Capf__PhoneMessage *m)
+{
+	return m->delete_result != NULL;
+}
+
+static int validate_fetch_report(const Capf__PhoneMessage *m)
+{
+	const Capf__FetchReport *r = m->fetch_report;
+
+	if (!r || r->n_certificates > FETCH_MAX || (r->n_certificates > 0 && !r->certificates))
+		return 0;
+	for (size_t i = 0; i < r->n_certificates; i++)
+		if (!bytes_set(&r->certificates[i]) || r->certificates[i].len > FETCH_CERT_MAX)
+			return 0;
+	return 1;
 }
 
 static int validate_op_request(const Capf__PhoneMessage *m)
@@ -234,6 +258,8 @@ static const struct phone_body phone_bodies[] = {
     {CAPF__PHONE_MESSAGE__BODY_STORE_ACK, "store_ack", validate_store_ack},
     {CAPF__PHONE_MESSAGE__BODY_END, "end", validate_end},
     {CAPF__PHONE_MESSAGE__BODY_ERROR, "error", validate_error},
+    {CAPF__PHONE_MESSAGE__BODY_DELETE_RESULT, "delete_result", validate_delete_result},
+    {CAPF__PHONE_MESSAGE__BODY_FETCH_REPORT, "fetch_report", validate_fetch_report},
 };
 
 static const struct phone_body *phone_body_find(const Capf__PhoneMessage *m)
@@ -334,10 +360,17 @@ static int validate_device_put(const Capf__AdminRequest *r)
 	if (!p || !p->device)
 		return 0;
 	d = p->device;
+	if (d->auth_secret != NULL &&
+	    (d->auth_secret->hash.len != AUTH_HASH_LEN || d->auth_secret->salt.len == 0 ||
+	     d->auth_secret->salt.len > AUTH_SALT_MAX ||
+	     d->auth_secret->iterations < AUTH_ITERATIONS_MIN))
+		return 0;
 	return device_name_valid(d->name) && enum_known(&capf__operation__descriptor, d->op) &&
 	       enum_known(&capf__auth_mode__descriptor, d->auth) &&
 	       enum_known(&capf__key_type__descriptor, d->key_type) &&
-	       enum_known(&capf__op_status__descriptor, d->status);
+	       enum_known(&capf__key_type__descriptor, d->ec_key_type) &&
+	       enum_known(&capf__key_order__descriptor, d->key_order) &&
+	       enum_known(&capf__op_status__descriptor, d->status) && d->lsc_days <= 36500;
 }
 
 static int validate_device_get(const Capf__AdminRequest *r)

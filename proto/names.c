@@ -68,6 +68,14 @@ static const char *const key_type_names[] = {
     [CAPF__KEY_TYPE__KEY_UNSPECIFIED] = "unspecified", [CAPF__KEY_TYPE__KEY_EC_P256] = "ec-p256",
     [CAPF__KEY_TYPE__KEY_EC_P384] = "ec-p384",	       [CAPF__KEY_TYPE__KEY_RSA_2048] = "rsa-2048",
     [CAPF__KEY_TYPE__KEY_RSA_3072] = "rsa-3072",       [CAPF__KEY_TYPE__KEY_RSA_4096] = "rsa-4096",
+    [CAPF__KEY_TYPE__KEY_EC_P521] = "ec-p521",
+};
+
+static const char *const key_order_names[] = {
+    [CAPF__KEY_ORDER__KEY_ORDER_UNSPECIFIED] = "unspecified",
+    [CAPF__KEY_ORDER__KEY_ORDER_RSA_ONLY] = "rsa-only",
+    [CAPF__KEY_ORDER__KEY_ORDER_EC_ONLY] = "ec-only",
+    [CAPF__KEY_ORDER__KEY_ORDER_EC_PREFERRED] = "ec-preferred",
 };
 
 static const char *const status_names[] = {
@@ -145,6 +153,16 @@ int auth_from_name(const char *s, int *out)
 int key_type_from_name(const char *s, int *out)
 {
 	return value_of(key_type_names, NELEM(key_type_names), s, out);
+}
+
+const char *key_order_name(int ko)
+{
+	return name_of(key_order_names, NELEM(key_order_names), ko);
+}
+
+int key_order_from_name(const char *s, int *out)
+{
+	return value_of(key_order_names, NELEM(key_order_names), s, out);
 }
 
 void hex_encode(const uint8_t *in, size_t len, char *out)

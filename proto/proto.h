@@ -22,11 +22,18 @@
 #include "proto/capf.pb-c.h"
 #include "proto/errcode.h"
 
-#define CAPF_PROTOCOL_VERSION 1u
+#define CAPF_PROTOCOL_VERSION 2u     /* the newest this code speaks */
+#define CAPF_PROTOCOL_VERSION_MIN 1u
 #define FRAME_HEADER_LEN 4u
 #define FRAME_MAX_DEFAULT (64u * 1024u)
 #define FRAME_MAX_LIMIT (16u * 1024u * 1024u)
 #define DEVICE_NAME_MAX 64u
+#define AUTH_STRING_MAX 128u    /* an authentication string, bytes */
+#define AUTH_HASH_LEN 32u       /* PBKDF2-HMAC-SHA256 output */
+#define AUTH_SALT_MAX 64u
+#define AUTH_ITERATIONS_MIN 1000u
+#define FETCH_MAX 8u            /* certificates in one FetchReport */
+#define FETCH_CERT_MAX (8u * 1024u)
 
 /*
  * Frame decoder. Embed it (frame_decoder_init/deinit). After an error it
@@ -134,6 +141,8 @@ const char *auth_name(int auth);
 const char *key_type_name(int kt);
 const char *status_name(int st);
 const char *cert_state_name(int st);
+const char *key_order_name(int ko);
+int key_order_from_name(const char *s, int *out);
 int op_from_name(const char *s, int *out);
 int auth_from_name(const char *s, int *out);
 int key_type_from_name(const char *s, int *out);

@@ -41,6 +41,14 @@ struct world {
 	void (*before_persist)(struct world *w, struct core *s);
 	void (*before_load)(struct world *w, struct core *s);
 	unsigned supersede_grace;
+	struct core_config cfg; /* the rest of the policy */
+	/* What the phone says at the claim. */
+	unsigned caps;
+	const char *secret;
+	int supported[4];
+	size_t nsupported;
+	unsigned last_days; /* of the last SIGN */
+	unsigned verifies;
 	/* The view of the last load, owned here. */
 	Capf__Device *vdev;
 	Capf__Certificate *vcur, *vpend, *vpres;
@@ -102,6 +110,7 @@ static void world_reset(void)
 		capf__certificate__free_unpacked(W.cert[i], NULL);
 	memset(&W, 0, sizeof(W));
 	W.next_serial = 1;
+	W.caps = CORE_CAP_DELETE | CORE_CAP_FETCH | CORE_CAP_RESULT;
 }
 
 static void add_device(const char *name, Capf__Operation op, Capf__AuthMode auth,
@@ -182,8 +191,43 @@ static int world_persist(Capf__StoreRecord *const *recs, size_t n)
 
 static struct core *new_session(void)
 {
-	struct core_config cfg = { .supersede_grace = W.supersede_grace };
+	struct core_config cfg = W.cfg;
+
+	cfg.supersede_grace = W.supersede_grace;
 	return core_new(&cfg);
+}
+
+/* The fake hash of a string: the string itself, zero-padded. */
+static void fake_hash(const char *str, uint8_t out[32])
+{
+	memset(out, 0, 32);
+	memcpy(out, str, strlen(str) < 32 ? strlen(str) : 32);
+}
+
+static uint8_t salt[4] = { 1, 2, 3, 4 };
+
+static void set_secret(Capf__Device *d, const char *str, bool reusable)
+{
+	static Capf__AuthSecret sec;
+	static uint8_t h[32];
+
+	capf__auth_secret__init(&sec);
+	fake_hash(str, h);
+	sec.hash.data = h;
+	sec.hash.len = 32;
+	sec.salt.data = salt;
+	sec.salt.len = sizeof(salt);
+	sec.iterations = 1000;
+	sec.reusable = reusable;
+	/* The world keeps a deep copy, like the store. */
+	Capf__Device *copy;
+	if (d->auth_secret != NULL)
+		capf__auth_secret__free_unpacked(d->auth_secret, NULL);
+	d->auth_secret = &sec;
+	copy = dev_copy(d);
+	d->auth_secret = copy->auth_secret;
+	copy->auth_secret = NULL;
+	capf__device__free_unpacked(copy, NULL);
 }
 
 /* A peer that presented a valid MIC whose CN is cn. */
@@ -230,6 +274,13 @@ static struct core_event ev_claim(const char *name)
 	struct core_event ev = { .type = CORE_EV_CLAIM, .now = NOW };
 
 	ev.claim.device = name;
+	ev.claim.caps = W.caps;
+	if (W.secret != NULL) {
+		ev.claim.auth_string = W.secret;
+		ev.claim.auth_string_len = strlen(W.secret);
+	}
+	ev.claim.supported_keys = W.supported;
+	ev.claim.nsupported = W.nsupported;
 	return ev;
 }
 
@@ -281,12 +332,27 @@ static const uint8_t ca_der[] = "CA";
 static const uint8_t *chain[1] = { ca_der };
 static const size_t chain_len[1] = { 2 };
 
+static struct core_event do_verify(const struct core_fx *fx)
+{
+	struct core_event ev = { .type = CORE_EV_VERIFIED, .now = NOW };
+	uint8_t h[32] = { 0 };
+
+	W.verifies++;
+	memcpy(h, fx->verify.secret, fx->verify.secret_len < 32 ? fx->verify.secret_len : 32);
+	ev.result = fx->verify.hash_len == 32 && memcmp(h, fx->verify.hash, 32) == 0 &&
+				    fx->verify.salt_len == sizeof(salt)
+			    ? 0
+			    : CAPF_EAUTH;
+	return ev;
+}
+
 static struct core_event do_sign(const struct core_fx *fx)
 {
 	struct core_event ev = { .type = CORE_EV_SIGNED, .now = NOW };
 	unsigned n = W.next_serial++;
 
 	W.signs++;
+	W.last_days = fx->sign.days;
 	if (W.sign_fail) {
 		ev.sign_result = W.sign_fail;
 		return ev;
@@ -370,6 +436,10 @@ static int run(struct core *s, struct core_event ev, enum core_fx_type stop_at,
 			case CORE_FX_AUDIT:
 				W.audits++;
 				break;
+			case CORE_FX_VERIFY:
+				next = do_verify(fx);
+				have_next = true;
+				break;
 			case CORE_FX_CLOSE:
 				break;
 			}
@@ -448,6 +518,28 @@ static struct core *reach(enum core_state st)
 	run(s, ev_start_mic(DEV), 0, NULL);
 	if (st == CORE_S_WAIT_CLAIM)
 		return s;
+	if (st == CORE_S_VERIFY || st == CORE_S_LOAD_AUTHFAIL || st == CORE_S_PERSIST_AUTHFAIL) {
+		Capf__Device *d = world_dev(DEV);
+		d->auth = CAPF__AUTH_MODE__AUTH_STRING;
+		set_secret(d, "1234", false);
+		W.secret = st == CORE_S_VERIFY ? "1234" : "9999";
+		run(s, ev_claim(DEV), st == CORE_S_VERIFY ? CORE_FX_VERIFY : CORE_FX_LOAD, &out);
+		if (st != CORE_S_VERIFY) {
+			/* Stopped at the claim's own load: one step further. */
+			struct core_event v = do_load(s, &out.fx[0]);
+			run(s, v, CORE_FX_VERIFY, &out);
+			v = do_verify(&out.fx[0]);
+			run(s, v, st == CORE_S_LOAD_AUTHFAIL ? CORE_FX_LOAD : CORE_FX_PERSIST, NULL);
+		}
+		W.secret = NULL;
+		return s;
+	}
+	if (st == CORE_S_WAIT_DELETE || st == CORE_S_WAIT_FETCH) {
+		world_dev(DEV)->op = st == CORE_S_WAIT_DELETE ? CAPF__OPERATION__OP_DELETE
+							      : CAPF__OPERATION__OP_FETCH;
+		run(s, ev_claim(DEV), 0, NULL);
+		return s;
+	}
 	if (st == CORE_S_LOAD_CLAIM) {
 		run(s, ev_claim(DEV), CORE_FX_LOAD, NULL);
 		return s;
@@ -487,9 +579,9 @@ static struct core *reach(enum core_state st)
 	run(s, ev_key(key_a, CAPF__KEY_TYPE__KEY_EC_P256, 0), 0, NULL);
 	if (st == CORE_S_WAIT_ACK)
 		return s;
-	if (st == CORE_S_LOAD_ACK || st == CORE_S_PERSIST_ACK) {
-		run(s, ev_simple(CORE_EV_ACK, 0), st == CORE_S_LOAD_ACK ? CORE_FX_LOAD : CORE_FX_PERSIST,
-		    NULL);
+	if (st == CORE_S_LOAD_FINISH || st == CORE_S_PERSIST_FINISH) {
+		run(s, ev_simple(CORE_EV_ACK, 0),
+		    st == CORE_S_LOAD_FINISH ? CORE_FX_LOAD : CORE_FX_PERSIST, NULL);
 		return s;
 	}
 	run(s, ev_simple(CORE_EV_ACK, 0), 0, NULL);
@@ -521,6 +613,9 @@ static struct core_event any_event(enum core_ev_type t)
 	case CORE_EV_ABORT:
 		ev.code = CAPF_EBADMSG;
 		return ev;
+	case CORE_EV_VERIFIED:
+		ev.result = 0;
+		return ev;
 	default:
 		return ev;
 	}
@@ -532,21 +627,28 @@ static void test_table_walk(void)
 	 * valid (state, event), CORE_S__COUNT for the unexpected ones. */
 	static const int E = CORE_S__COUNT, D = CORE_S_DONE;
 	static const int expect[CORE_S__COUNT][CORE_EV__COUNT] = {
-		/*            START CLAIM KEY LOADED PERSISTED SIGNED ACK PEER_END TIMEOUT ABORT */
-		[CORE_S_NEW] = { CORE_S_WAIT_CLAIM, E, E, E, E, E, E, E, E, D },
-		[CORE_S_WAIT_CLAIM] = { E, CORE_S_LOAD_CLAIM, E, E, E, E, E, D, D, D },
-		[CORE_S_LOAD_CLAIM] = { E, E, E, CORE_S_WAIT_KEY, E, E, E, D, D, D },
-		[CORE_S_WAIT_KEY] = { E, E, CORE_S_LOAD_KEY, E, E, E, E, D, D, D },
-		[CORE_S_LOAD_KEY] = { E, E, E, CORE_S_SIGN, E, E, E, D, D, D },
-		[CORE_S_SUPERSEDE] = { E, E, E, E, CORE_S_SIGN, E, E, D, D, D },
-		[CORE_S_SIGN] = { E, E, E, E, E, CORE_S_LOAD_ISSUE, E, D, D, D },
-		[CORE_S_PERSIST_ISSUE] = { E, E, E, E, CORE_S_WAIT_ACK, E, E, D, D, D },
-		[CORE_S_LOAD_ISSUE] = { E, E, E, CORE_S_PERSIST_ISSUE, E, E, E, D, D, D },
-		[CORE_S_WAIT_ACK] = { E, E, E, E, E, E, CORE_S_LOAD_ACK, D, D, D },
-		[CORE_S_LOAD_ACK] = { E, E, E, CORE_S_PERSIST_ACK, E, E, E, D, D, D },
-		[CORE_S_PERSIST_ACK] = { E, E, E, E, D, E, E, D, D, D },
-		[CORE_S_DONE] = { E, E, E, E, E, E, E, E, E, E },
+		/* START CLAIM KEY LOADED PERSISTED SIGNED ACK DELETED FETCHED VERIFIED,
+		 * then PEER_END TIMEOUT ABORT */
+		[CORE_S_NEW] = { CORE_S_WAIT_CLAIM, E, E, E, E, E, E, E, E, E, E, E, D },
+		[CORE_S_WAIT_CLAIM] = { E, CORE_S_LOAD_CLAIM, E, E, E, E, E, E, E, E, D, D, D },
+		[CORE_S_LOAD_CLAIM] = { E, E, E, CORE_S_WAIT_KEY, E, E, E, E, E, E, D, D, D },
+		[CORE_S_VERIFY] = { E, E, E, E, E, E, E, E, E, CORE_S_WAIT_KEY, D, D, D },
+		[CORE_S_LOAD_AUTHFAIL] = { E, E, E, CORE_S_PERSIST_AUTHFAIL, E, E, E, E, E, E, D, D, D },
+		[CORE_S_PERSIST_AUTHFAIL] = { E, E, E, E, D, E, E, E, E, E, D, D, D },
+		[CORE_S_WAIT_KEY] = { E, E, CORE_S_LOAD_KEY, E, E, E, E, E, E, E, D, D, D },
+		[CORE_S_LOAD_KEY] = { E, E, E, CORE_S_SIGN, E, E, E, E, E, E, D, D, D },
+		[CORE_S_SUPERSEDE] = { E, E, E, E, CORE_S_SIGN, E, E, E, E, E, D, D, D },
+		[CORE_S_SIGN] = { E, E, E, E, E, CORE_S_LOAD_ISSUE, E, E, E, E, D, D, D },
+		[CORE_S_PERSIST_ISSUE] = { E, E, E, E, CORE_S_WAIT_ACK, E, E, E, E, E, D, D, D },
+		[CORE_S_LOAD_ISSUE] = { E, E, E, CORE_S_PERSIST_ISSUE, E, E, E, E, E, E, D, D, D },
+		[CORE_S_WAIT_ACK] = { E, E, E, E, E, E, CORE_S_LOAD_FINISH, E, E, E, D, D, D },
+		[CORE_S_WAIT_DELETE] = { E, E, E, E, E, E, E, CORE_S_LOAD_FINISH, E, E, D, D, D },
+		[CORE_S_WAIT_FETCH] = { E, E, E, E, E, E, E, E, CORE_S_LOAD_FINISH, E, D, D, D },
+		[CORE_S_LOAD_FINISH] = { E, E, E, CORE_S_PERSIST_FINISH, E, E, E, E, E, E, D, D, D },
+		[CORE_S_PERSIST_FINISH] = { E, E, E, E, D, E, E, E, E, E, D, D, D },
+		[CORE_S_DONE] = { E, E, E, E, E, E, E, E, E, E, E, E, E },
 	};
+
 
 	for (int st = 0; st < CORE_S__COUNT; st++) {
 		for (int t = 0; t < CORE_EV__COUNT; t++) {
@@ -685,7 +787,28 @@ static void check_refusal(int code, void (*setup)(void), const char *cn, struct 
 
 static void no_op(void) { world_dev(DEV)->op = CAPF__OPERATION__OP_NONE; }
 static void past_deadline(void) { world_dev(DEV)->deadline = NOW - 1; }
-static void op_delete(void) { world_dev(DEV)->op = CAPF__OPERATION__OP_DELETE; }
+static void op_delete_v1(void)
+{
+	world_dev(DEV)->op = CAPF__OPERATION__OP_DELETE;
+	W.caps = 0;
+}
+static void op_fetch_v1(void)
+{
+	world_dev(DEV)->op = CAPF__OPERATION__OP_FETCH;
+	W.caps = 0;
+}
+static void only_rsa_phone(void)
+{
+	world_dev(DEV)->key_order = CAPF__KEY_ORDER__KEY_ORDER_EC_ONLY;
+	W.supported[0] = CAPF__KEY_TYPE__KEY_RSA_2048;
+	W.nsupported = 1;
+}
+static void null_disabled(void) { world_dev(DEV)->auth = CAPF__AUTH_MODE__AUTH_NULL_STRING; }
+static void string_missing(void)
+{
+	world_dev(DEV)->auth = CAPF__AUTH_MODE__AUTH_STRING;
+	set_secret(world_dev(DEV), "4321", false);
+}
 static void auth_string(void) { world_dev(DEV)->auth = CAPF__AUTH_MODE__AUTH_STRING; }
 static void claimed(void) { snprintf(W.claimed[0], sizeof(W.claimed[0]), DEV); }
 static void load_fails(void) { W.load_fail = CAPF_EIO; }
@@ -701,9 +824,13 @@ static void test_refusals(void)
 	bare.key.kind = CORE_KEY_SPKI;
 	check_refusal(CAPF_EUNKNOWN_DEVICE, unknown, NULL, good);
 	check_refusal(CAPF_ENO_OPERATION, no_op, NULL, good);
-	check_refusal(CAPF_ENO_OPERATION, past_deadline, NULL, good);
-	check_refusal(CAPF_ENOTSUP, op_delete, NULL, good);
-	check_refusal(CAPF_ENOTSUP, auth_string, NULL, good);
+	check_refusal(CAPF_EDEADLINE, past_deadline, NULL, good);
+	check_refusal(CAPF_ENOTSUP, op_delete_v1, NULL, good);
+	check_refusal(CAPF_ENOTSUP, op_fetch_v1, NULL, good);
+	check_refusal(CAPF_EAUTH, auth_string, NULL, good);     /* no string set */
+	check_refusal(CAPF_EAUTH, string_missing, NULL, good);  /* none offered */
+	check_refusal(CAPF_EAUTH, null_disabled, NULL, good);
+	check_refusal(CAPF_EPOLICY, only_rsa_phone, NULL, good);
 	check_refusal(CAPF_EBUSY, claimed, NULL, good);
 	check_refusal(CAPF_ERETRY, load_fails, NULL, good);
 	check_refusal(CAPF_ENOCERT, NULL, "none", good);
@@ -1189,6 +1316,310 @@ static void test_lsc_authentication(void)
 	world_reset();
 }
 
+
+/* ---- operations ------------------------------------------------------------- */
+
+static void test_delete(void)
+{
+	struct core *s;
+	Capf__Device *d;
+	struct core_out out;
+
+	world_reset();
+	add_device(DEV, CAPF__OPERATION__OP_INSTALL, CAPF__AUTH_MODE__AUTH_MIC,
+		   CAPF__KEY_TYPE__KEY_EC_P256);
+	install_once(key_a);
+	d = world_dev(DEV);
+	d->op = CAPF__OPERATION__OP_DELETE;
+	admin_touch(d, true);
+
+	/* The phone refuses: nothing changes, the operation stays. */
+	s = to_wait_key(DEV);
+	CU_ASSERT_EQUAL(core_state(s), CORE_S_WAIT_DELETE);
+	CU_ASSERT_EQUAL(W.sent[W.nsent - 1], CORE_MSG_OP_REQUEST);
+	CU_ASSERT_EQUAL(fail_code(s, ev_simple(CORE_EV_DELETED, 1)), CAPF_EREJECTED);
+	CU_ASSERT_EQUAL(W.cert[0]->state, CAPF__CERT_STATE__CERT_ACTIVE);
+	CU_ASSERT_EQUAL(world_dev(DEV)->op, CAPF__OPERATION__OP_DELETE);
+	core_free(s);
+
+	/* It confirms: the LSC is revoked (cessation of operation). */
+	s = to_wait_key(DEV);
+	CU_ASSERT_EQUAL(run(s, ev_simple(CORE_EV_DELETED, 0), 0, &out), 0);
+	CU_ASSERT(out.success);
+	CU_ASSERT_EQUAL(last_code(), 0);
+	CU_ASSERT_EQUAL(W.cert[0]->state, CAPF__CERT_STATE__CERT_REVOKED);
+	CU_ASSERT_EQUAL(W.cert[0]->revocation_reason, 5);
+	CU_ASSERT_EQUAL(W.revoked_notes, 1);
+	d = world_dev(DEV);
+	CU_ASSERT_EQUAL(d->lsc_serial.len, 0);
+	CU_ASSERT_EQUAL(d->op, CAPF__OPERATION__OP_NONE);
+	CU_ASSERT_EQUAL(d->status, CAPF__OP_STATUS__STATUS_SUCCESS);
+	core_free(s);
+	world_reset();
+}
+
+static void test_fetch(void)
+{
+	struct core *s;
+	Capf__Device *d;
+	struct core_event ev = ev_simple(CORE_EV_FETCHED, 0);
+	static const uint8_t c1[] = "LSC-DER", c2[] = "MIC-DER";
+	const uint8_t *certs[2] = { c1, c2 };
+	size_t lens[2] = { sizeof(c1), sizeof(c2) };
+
+	world_reset();
+	add_device(DEV, CAPF__OPERATION__OP_FETCH, CAPF__AUTH_MODE__AUTH_MIC,
+		   CAPF__KEY_TYPE__KEY_EC_P256);
+	s = to_wait_key(DEV);
+	CU_ASSERT_EQUAL(core_state(s), CORE_S_WAIT_FETCH);
+	ev.report.certs = certs;
+	ev.report.lens = lens;
+	ev.report.n = 2;
+	CU_ASSERT_EQUAL(run(s, ev, 0, NULL), 0);
+	d = world_dev(DEV);
+	CU_ASSERT_EQUAL_FATAL(d->n_fetched, 2);
+	CU_ASSERT_EQUAL(memcmp(d->fetched[1].data, c2, sizeof(c2)), 0);
+	CU_ASSERT_EQUAL(d->fetched_at, NOW);
+	CU_ASSERT_EQUAL(d->op, CAPF__OPERATION__OP_NONE);
+	CU_ASSERT_EQUAL(d->status, CAPF__OP_STATUS__STATUS_SUCCESS);
+	CU_ASSERT_EQUAL(W.ncert, 0);
+	core_free(s);
+
+	/* A report that breaks the bounds is refused and not kept. */
+	d->op = CAPF__OPERATION__OP_FETCH;
+	admin_touch(d, true);
+	s = to_wait_key(DEV);
+	lens[0] = FETCH_CERT_MAX + 1;
+	CU_ASSERT_EQUAL(fail_code(s, ev), CAPF_EBADMSG);
+	CU_ASSERT_EQUAL(world_dev(DEV)->op, CAPF__OPERATION__OP_FETCH);
+	core_free(s);
+	world_reset();
+}
+
+static void test_nothing_to_do_and_deadline(void)
+{
+	struct core *s;
+
+	world_reset();
+	add_device(DEV, CAPF__OPERATION__OP_NONE, CAPF__AUTH_MODE__AUTH_MIC,
+		   CAPF__KEY_TYPE__KEY_EC_P256);
+	s = new_session();
+	run(s, ev_start_mic(DEV), 0, NULL);
+	CU_ASSERT_EQUAL(fail_code(s, ev_claim(DEV)), CAPF_ENO_OPERATION);
+	CU_ASSERT_EQUAL(W.persists, 0);
+	core_free(s);
+
+	/* A deadline in the future is no obstacle; one passed is. */
+	world_dev(DEV)->op = CAPF__OPERATION__OP_INSTALL;
+	world_dev(DEV)->deadline = NOW + 1;
+	s = to_wait_key(DEV);
+	CU_ASSERT_EQUAL(core_state(s), CORE_S_WAIT_KEY);
+	core_free(s);
+	world_dev(DEV)->deadline = NOW - 1;
+	s = new_session();
+	run(s, ev_start_mic(DEV), 0, NULL);
+	CU_ASSERT_EQUAL(fail_code(s, ev_claim(DEV)), CAPF_EDEADLINE);
+	core_free(s);
+	world_reset();
+}
+
+static void test_renewal_window(void)
+{
+	struct core *s;
+	Capf__Device *d;
+	struct core_event st;
+
+	world_reset();
+	add_device(DEV, CAPF__OPERATION__OP_INSTALL, CAPF__AUTH_MODE__AUTH_MIC,
+		   CAPF__KEY_TYPE__KEY_EC_P256);
+	install_once(key_a);
+	/* Nothing scheduled, the LSC at 90 % of its life, a window of 33 %. */
+	W.cert[0]->not_before = NOW - 90 * 86400;
+	W.cert[0]->not_after = NOW + 10 * 86400;
+	st = ev_start_lsc(0, DEV);
+
+	s = new_session(); /* off by default */
+	run(s, st, 0, NULL);
+	CU_ASSERT_EQUAL(fail_code(s, ev_claim(DEV)), CAPF_ENO_OPERATION);
+	core_free(s);
+
+	W.cfg.renew_percent = 33;
+	W.cert[0]->not_before = NOW - 50 * 86400; /* at half its life: not yet */
+	W.cert[0]->not_after = NOW + 50 * 86400;
+	s = new_session();
+	run(s, st, 0, NULL);
+	CU_ASSERT_EQUAL(fail_code(s, ev_claim(DEV)), CAPF_ENO_OPERATION);
+	core_free(s);
+
+	W.cert[0]->not_before = NOW - 90 * 86400;
+	W.cert[0]->not_after = NOW + 10 * 86400;
+	s = new_session();
+	run(s, st, 0, NULL);
+	CU_ASSERT_EQUAL(run(s, ev_claim(DEV), 0, NULL), 0);
+	CU_ASSERT_EQUAL(core_state(s), CORE_S_WAIT_KEY);
+	CU_ASSERT(core_renewal(s));
+	run(s, ev_key(key_b, CAPF__KEY_TYPE__KEY_EC_P256, 0), 0, NULL);
+	CU_ASSERT_EQUAL(run(s, ev_simple(CORE_EV_ACK, 0), 0, NULL), 0);
+	d = world_dev(DEV);
+	CU_ASSERT_EQUAL(d->op, CAPF__OPERATION__OP_NONE);
+	CU_ASSERT_EQUAL(d->status, CAPF__OP_STATUS__STATUS_SUCCESS);
+	CU_ASSERT_EQUAL_FATAL(W.ncert, 2);
+	CU_ASSERT_EQUAL(W.cert[0]->state, CAPF__CERT_STATE__CERT_REVOKED);
+	CU_ASSERT_EQUAL(memcmp(d->lsc_serial.data, W.cert[1]->serial.data, 2), 0);
+	core_free(s);
+
+	/* A MIC alone never opens the window. */
+	s = new_session();
+	run(s, ev_start_mic(DEV), 0, NULL);
+	CU_ASSERT_EQUAL(fail_code(s, ev_claim(DEV)), CAPF_ENO_OPERATION);
+	core_free(s);
+	world_reset();
+}
+
+static void test_key_order_and_validity(void)
+{
+	struct core *s;
+	Capf__Device *d;
+	struct core_out out;
+
+	world_reset();
+	add_device(DEV, CAPF__OPERATION__OP_INSTALL, CAPF__AUTH_MODE__AUTH_MIC,
+		   CAPF__KEY_TYPE__KEY_RSA_3072);
+	d = world_dev(DEV);
+	d->key_order = CAPF__KEY_ORDER__KEY_ORDER_EC_PREFERRED;
+	d->ec_key_type = CAPF__KEY_TYPE__KEY_EC_P521;
+	d->lsc_days = 90;
+
+	/* EC preferred, the phone makes P-521: asked for P-521. */
+	W.supported[0] = CAPF__KEY_TYPE__KEY_RSA_3072;
+	W.supported[1] = CAPF__KEY_TYPE__KEY_EC_P521;
+	W.nsupported = 2;
+	s = to_wait_key(DEV);
+	CU_ASSERT_EQUAL(core_state(s), CORE_S_WAIT_KEY);
+	run(s, ev_key(key_a, CAPF__KEY_TYPE__KEY_EC_P521, 0), CORE_FX_SIGN, &out);
+	CU_ASSERT_EQUAL(core_state(s), CORE_S_SIGN);
+	for (size_t i = 0; i < out.nfx; i++)
+		if (out.fx[i].type == CORE_FX_SIGN)
+			CU_ASSERT_EQUAL(out.fx[i].sign.days, 90);
+	core_free(s);
+
+	/* EC preferred, the phone makes RSA only: RSA backup; a P-256 key
+	 * then is refused. */
+	W.nsupported = 1;
+	s = to_wait_key(DEV);
+	CU_ASSERT_EQUAL(fail_code(s, ev_key(key_a, CAPF__KEY_TYPE__KEY_EC_P256, 0)), CAPF_EPOLICY);
+	core_free(s);
+	s = to_wait_key(DEV);
+	CU_ASSERT_EQUAL(run(s, ev_key(key_a, CAPF__KEY_TYPE__KEY_RSA_3072, 0), 0, NULL), 0);
+	CU_ASSERT_EQUAL(core_state(s), CORE_S_WAIT_ACK);
+	CU_ASSERT_EQUAL(W.last_days, 90);
+	core_free(s);
+
+	/* RSA only: whatever EC the phone prefers. */
+	world_dev(DEV)->key_order = CAPF__KEY_ORDER__KEY_ORDER_RSA_ONLY;
+	W.nsupported = 0;
+	s = to_wait_key(DEV);
+	CU_ASSERT_EQUAL(fail_code(s, ev_key(key_a, CAPF__KEY_TYPE__KEY_EC_P521, 0)), CAPF_EPOLICY);
+	core_free(s);
+	world_reset();
+}
+
+/* ---- authentication strings ----------------------------------------------------- */
+
+static int string_session(const char *str)
+{
+	struct core *s = new_session();
+	int ret;
+
+	W.secret = str;
+	run(s, ev_start_mic("someone-else"), 0, NULL); /* no MIC needed */
+	ret = run(s, ev_claim(DEV), 0, NULL);
+	if (ret == 0 && core_state(s) == CORE_S_WAIT_KEY) {
+		CU_ASSERT_STRING_EQUAL(core_auth_method(s), "string");
+		run(s, ev_key(key_a, CAPF__KEY_TYPE__KEY_EC_P256, 0), 0, NULL);
+		ret = run(s, ev_simple(CORE_EV_ACK, 0), 0, NULL);
+	}
+	W.secret = NULL;
+	core_free(s);
+	return ret;
+}
+
+static void test_auth_string(void)
+{
+	Capf__Device *d;
+
+	world_reset();
+	add_device(DEV, CAPF__OPERATION__OP_INSTALL, CAPF__AUTH_MODE__AUTH_STRING,
+		   CAPF__KEY_TYPE__KEY_EC_P256);
+	set_secret(world_dev(DEV), "246810", false);
+
+	/* The right string: done, and the string is used up. */
+	CU_ASSERT_EQUAL(string_session("246810"), 0);
+	d = world_dev(DEV);
+	CU_ASSERT_EQUAL(d->status, CAPF__OP_STATUS__STATUS_SUCCESS);
+	CU_ASSERT_PTR_NULL(d->auth_secret);
+	CU_ASSERT_EQUAL(W.verifies, 1);
+
+	/* Reusable: kept. */
+	d->op = CAPF__OPERATION__OP_INSTALL;
+	admin_touch(d, true);
+	set_secret(d, "246810", true);
+	CU_ASSERT_EQUAL(string_session("246810"), 0);
+	CU_ASSERT_PTR_NOT_NULL(world_dev(DEV)->auth_secret);
+
+	/* Wrong strings: counted, then a lockout; the right one is refused
+	 * while it lasts. */
+	d = world_dev(DEV);
+	d->op = CAPF__OPERATION__OP_INSTALL;
+	admin_touch(d, true);
+	for (int i = 1; i <= 4; i++) {
+		CU_ASSERT_EQUAL(string_session("000000"), CAPF_EAUTH);
+		CU_ASSERT_EQUAL(world_dev(DEV)->auth_failures, (uint32_t)i);
+	}
+	CU_ASSERT_EQUAL(string_session("000000"), CAPF_ELOCKOUT);
+	d = world_dev(DEV);
+	CU_ASSERT_EQUAL(d->auth_failures, 0);
+	CU_ASSERT_EQUAL(d->lockouts, 1);
+	CU_ASSERT_EQUAL(d->locked_until, NOW + 60);
+	unsigned verifies = W.verifies;
+	CU_ASSERT_EQUAL(string_session("246810"), CAPF_ELOCKOUT);
+	CU_ASSERT_EQUAL(W.verifies, verifies); /* not even checked */
+	CU_ASSERT_EQUAL(W.ncert, 2);
+
+	/* The lock is over: five more wrong ones lock it for twice as long. */
+	d->locked_until = NOW - 1;
+	for (int i = 1; i <= 4; i++)
+		CU_ASSERT_EQUAL(string_session("000000"), CAPF_EAUTH);
+	CU_ASSERT_EQUAL(string_session("000000"), CAPF_ELOCKOUT);
+	CU_ASSERT_EQUAL(world_dev(DEV)->locked_until, NOW + 120);
+	CU_ASSERT_EQUAL(world_dev(DEV)->lockouts, 2);
+
+	/* And the right one, once the lock is over, resets everything. */
+	world_dev(DEV)->locked_until = NOW - 1;
+	CU_ASSERT_EQUAL(string_session("246810"), 0);
+	d = world_dev(DEV);
+	CU_ASSERT_EQUAL(d->lockouts, 0);
+	CU_ASSERT_EQUAL(d->auth_failures, 0);
+	CU_ASSERT_EQUAL(d->locked_until, 0);
+	world_reset();
+}
+
+static void test_null_string(void)
+{
+	struct core *s;
+
+	world_reset();
+	W.cfg.allow_null_string = true;
+	add_device(DEV, CAPF__OPERATION__OP_INSTALL, CAPF__AUTH_MODE__AUTH_NULL_STRING,
+		   CAPF__KEY_TYPE__KEY_EC_P256);
+	s = new_session();
+	run(s, ev_start_mic("nobody"), 0, NULL);
+	CU_ASSERT_EQUAL(run(s, ev_claim(DEV), 0, NULL), 0);
+	CU_ASSERT_STRING_EQUAL(core_auth_method(s), "null");
+	core_free(s);
+	world_reset();
+}
+
 int main(void)
 {
 	CU_pSuite s;
@@ -1210,7 +1641,14 @@ int main(void)
 	    CU_add_test(s, "same key, same certificate", test_same_key_gets_same_certificate) == NULL ||
 	    CU_add_test(s, "other key supersedes", test_other_key_supersedes_unacknowledged) == NULL ||
 	    CU_add_test(s, "ack supersedes current", test_ack_supersedes_current) == NULL ||
-	    CU_add_test(s, "LSC authentication", test_lsc_authentication) == NULL) {
+	    CU_add_test(s, "LSC authentication", test_lsc_authentication) == NULL ||
+	    CU_add_test(s, "delete", test_delete) == NULL ||
+	    CU_add_test(s, "fetch", test_fetch) == NULL ||
+	    CU_add_test(s, "nothing to do, deadline", test_nothing_to_do_and_deadline) == NULL ||
+	    CU_add_test(s, "renewal window", test_renewal_window) == NULL ||
+	    CU_add_test(s, "key order and validity", test_key_order_and_validity) == NULL ||
+	    CU_add_test(s, "authentication string", test_auth_string) == NULL ||
+	    CU_add_test(s, "null string", test_null_string) == NULL) {
 		CU_cleanup_registry();
 		return 1;
 	}

@@ -581,7 +581,7 @@ static void test_msg_unknown_fields(void)
 	/* Field number 2^32 / 8 - 1: beyond the protobuf maximum. */
 	static const uint8_t phone_tag_big[] = {0xf8, 0xff, 0xff, 0xff, 0xff, 0x05, 0x32, 0x00};
 	/* Field 9 (varint 5), unknown but harmless, then an empty End. */
-	static const uint8_t phone_tag9[] = {0x48, 0x05, 0x32, 0x00};
+	static const uint8_t phone_tag9[] = {0x78, 0x05, 0x32, 0x00}; /* field 15: unknown */
 	/* DeviceGet "abc" carrying field number 0, one level down. */
 	static const uint8_t admin_tag0[] = {0x08, 0x01, 0x1a, 0x08, 0x0a, 0x03,
 					     'a',  'b',	 'c',  0x80, 0x00, 0x05};
@@ -674,7 +674,7 @@ static void test_msg_op_request(void)
 	CU_ASSERT_EQUAL(phone_msg_validate(&m), CAPF_EBADMSG);
 	CU_ASSERT_PTR_NULL(phone_round_trip(&m));
 	r.op = CAPF__OPERATION__OP_FETCH;
-	r.key_type = 6;
+	r.key_type = 7;
 	CU_ASSERT_EQUAL(phone_msg_validate(&m), CAPF_EBADMSG);
 	CU_ASSERT_PTR_NULL(phone_round_trip(&m));
 
