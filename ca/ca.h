@@ -279,6 +279,17 @@ int ca_cert_summarize(const uint8_t *der, size_t len, struct ca_cert_summary *ou
 int ca_issuer_of(struct ca *ca, const uint8_t *der, size_t len, const uint8_t **issuer_der,
 		 size_t *issuer_len);
 
+/*
+ * ca_cert_signed_verify() - does sig, made by the key of the certificate
+ * der over msg, verify? The signatures of Cisco phones inside the CAPF
+ * protocol: SHA-1 (sha512 0) or SHA-512; RSA as PKCS#1 v1.5 padding
+ * around the bare digest (no DigestInfo), EC as DER ECDSA. Returns 0,
+ * CAPF_EAUTH (does not verify), CAPF_EBADMSG, CAPF_EPOLICY (another key
+ * type), CAPF_EINVAL, CAPF_ECRYPTO.
+ */
+int ca_cert_signed_verify(const uint8_t *der, size_t len, const uint8_t *msg, size_t msg_len,
+			  int sha512, const uint8_t *sig, size_t sig_len);
+
 /* ca_lsc_deinit() - free the DER held by an issued LSC. Accepts a zeroed one. */
 void ca_lsc_deinit(struct ca_lsc *lsc);
 

@@ -91,3 +91,44 @@ int ca_issuer_of(struct ca *ca, const uint8_t *der, size_t len, const uint8_t **
 	gnutls_x509_crt_deinit(crt);
 	return ret;
 }
+
+int ca_cert_signed_verify(const uint8_t *der, size_t len, const uint8_t *msg, size_t msg_len,
+			  int sha512, const uint8_t *sig, size_t sig_len)
+{
+	gnutls_x509_crt_t crt = NULL;
+	gnutls_pubkey_t pub = NULL;
+	gnutls_digest_algorithm_t dig = sha512 ? GNUTLS_DIG_SHA512 : GNUTLS_DIG_SHA1;
+	uint8_t hash[64];
+	gnutls_datum_t h = {hash, (unsigned)gnutls_hash_get_len(dig)};
+	gnutls_datum_t s = {(unsigned char *)sig, (unsigned)sig_len};
+	int ret, pk;
+
+	if (msg == NULL || sig == NULL || sig_len == 0)
+		return CAPF_EINVAL;
+	ret = import_der(der, len, &crt);
+	if (ret < 0)
+		return ret;
+	ret = CAPF_ECRYPTO;
+	if (gnutls_pubkey_init(&pub) < 0 || gnutls_pubkey_import_x509(pub, crt, 0) < 0)
+		goto out;
+	if (gnutls_hash_fast(dig, msg, msg_len, hash) < 0)
+		goto out;
+	pk = gnutls_pubkey_get_pk_algorithm(pub, NULL);
+	if (pk == GNUTLS_PK_RSA) {
+		/* PKCS#1 v1.5 around the bare digest, without DigestInfo: the
+		 * TLS 1.0 flavour, which GnuTLS verifies with this flag. */
+		ret = gnutls_pubkey_verify_hash2(pub, GNUTLS_SIGN_RSA_RAW,
+						 GNUTLS_PUBKEY_VERIFY_FLAG_TLS1_RSA, &h, &s);
+	} else if (pk == GNUTLS_PK_ECDSA) {
+		ret = gnutls_pubkey_verify_hash2(pub, gnutls_pk_to_sign(GNUTLS_PK_ECDSA, dig),
+						 GNUTLS_VERIFY_ALLOW_SIGN_WITH_SHA1, &h, &s);
+	} else {
+		ret = CAPF_EPOLICY;
+		goto out;
+	}
+	ret = ret < 0 ? CAPF_EAUTH : 0;
+out:
+	gnutls_pubkey_deinit(pub);
+	gnutls_x509_crt_deinit(crt);
+	return ret;
+}

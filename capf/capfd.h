@@ -36,6 +36,9 @@ struct signer_sup;
 
 #define CAPFD_DEFAULT_PORT 3804
 #define CAPFD_DEFAULT_PRIORITY "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
+/* Phones in the field: TLS 1.2 or 1.3, ECDHE or RSA key exchange with AEAD
+ * suites; no CBC, no SHA-1 signatures. */
+#define CAPFD_CISCO_PRIORITY "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
 
 struct capfd_config {
 	char *state_dir;
@@ -61,6 +64,10 @@ struct capfd_config {
 	unsigned crl_days;
 	unsigned crl_refresh_ms;
 	char *tls_priority;
+	/* [cisco]: Cisco's CAPF v3 on its own port (0 = off). */
+	unsigned cisco_port;
+	char *cisco_priority;
+	unsigned cisco_max_in_progress;
 	unsigned handshake_timeout_ms;
 	unsigned idle_timeout_ms;
 	unsigned session_timeout_ms;
@@ -138,6 +145,8 @@ struct worker {
 	struct server *srv;
 	unsigned id;
 	pthread_t thread;
+	uv_tcp_t cisco_listener;   /* Cisco CAPF v3, when [cisco] port is set */
+	bool cisco_on;
 	uv_loop_t loop;
 	uv_tcp_t listener;
 	uv_async_t stop_async;
@@ -157,6 +166,8 @@ struct server {
 	struct ca *ca;
 	struct store *store;
 	gnutls_priority_t priority;
+	gnutls_priority_t cisco_priority;
+	unsigned cisco_port;           /* actual bound port, 0 = off */
 	/* The TLS credentials new sessions take (server_creds_get()):
 	 * replaced when the CA or the trust stores change, freed when the
 	 * last session holding the old ones ends. */
@@ -243,7 +254,8 @@ int source_acquire(struct server *srv, const char *addr);
 void source_release(struct server *srv, const char *addr);
 
 /* worker_start()/worker_stop()/worker_join() - see capf/worker.c. */
-int worker_start(struct worker *w, struct server *srv, unsigned id, int listen_fd);
+int worker_start(struct worker *w, struct server *srv, unsigned id, int listen_fd,
+		 int cisco_fd);
 void worker_stop(struct worker *w);
 void worker_join(struct worker *w);
 
@@ -251,8 +263,14 @@ void worker_join(struct worker *w);
  * worker with no connections left closes its handles. */
 void worker_maybe_finish(struct worker *w);
 
-/* conn_accept() - accept one connection on w's listener. */
-void conn_accept(struct worker *w);
+/* The wire protocol of a listener. */
+enum conn_proto {
+	CONN_NATIVE = 0, /* capf's own (proto/capf.proto) */
+	CONN_CISCO,      /* Cisco CAPF version 3 */
+};
+
+/* conn_accept() - accept one connection on w's listener of that protocol. */
+void conn_accept(struct worker *w, enum conn_proto proto);
 
 /* conn_next() - the next connection of the same worker, or NULL. */
 struct conn *conn_next(struct conn *c);

@@ -58,4 +58,42 @@ int codec_native_encode(const struct codec_native *n, const struct core_msg *m,
 /* codec_native_message_name() - the wire name of the last decoded message. */
 const char *codec_native_message_name(const struct codec_native *n);
 
+/* ---- Cisco CAPF version 3 ------------------------------------------------ */
+
+struct codec_cisco;
+
+/*
+ * codec_cisco_new() - a codec for one session, with a random session id;
+ * ca checks the certificates phones authenticate with inside the
+ * protocol; max_in_progress bounds REQUEST_IN_PROGRESS (0 = 32). Returns
+ * 0 and *out (codec_cisco_free()), CAPF_ENOMEM, CAPF_ECRYPTO.
+ */
+int codec_cisco_new(struct codec_cisco **out, struct ca *ca, unsigned max_in_progress);
+void codec_cisco_free(struct codec_cisco *n);
+uint32_t codec_cisco_session_id(const struct codec_cisco *n);
+
+/* codec_cisco_greeting() - the server's first message, AUTH_REQUEST
+ * {VERSION 3, AUTH_TYPE}; *msg points into the codec until its next call. */
+int codec_cisco_greeting(struct codec_cisco *n, const uint8_t **msg, size_t *len);
+
+/*
+ * codec_cisco_decode() - one whole message (header and body, as
+ * cisco_msg_length() delimits it) into *ev. Returns 0 (an event), 1 (a
+ * message that makes no event: REQUEST_IN_PROGRESS), or a negative code
+ * with *ev CORE_EV_ABORT and codec_cisco_why() saying what was wrong.
+ */
+int codec_cisco_decode(struct codec_cisco *n, const uint8_t *buf, size_t len, time_t now,
+		       struct core_event *ev);
+
+/* codec_cisco_why() - the last refusal's reason for the log, or NULL. */
+const char *codec_cisco_why(const struct codec_cisco *n);
+
+/*
+ * codec_cisco_encode() - one abstract message as one Cisco message (to
+ * be sent as one TLS record); *out points into the codec until its next
+ * call. Returns 0, CAPF_EINVAL, CAPF_ERANGE.
+ */
+int codec_cisco_encode(struct codec_cisco *n, const struct core_msg *m, const uint8_t **out,
+		       size_t *len);
+
 #endif /* CAPF_CODEC_H */

@@ -37,6 +37,9 @@ static const struct opt options[] = {
 	{ "server", "admin_mode", OPT_MODE, O(admin_mode), 0, 0 },
 	{ "server", "ready_file", OPT_STR, O(ready_file), 0, 0 },
 	{ "tls", "priority", OPT_STR, O(tls_priority), 0, 0 },
+	{ "cisco", "port", OPT_UINT, O(cisco_port), 0, 65535 },
+	{ "cisco", "priority", OPT_STR, O(cisco_priority), 0, 0 },
+	{ "cisco", "max_in_progress", OPT_UINT, O(cisco_max_in_progress), 1, 10000 },
 	{ "ca", "subject", OPT_STR, O(ca_subject), 0, 0 },
 	{ "ca", "ca_days", OPT_UINT, O(ca_days), 1, 36500 },
 	{ "ca", "lsc_days", OPT_UINT, O(lsc_days), 1, 36500 },
@@ -85,6 +88,7 @@ void config_defaults(struct capfd_config *cfg)
 	cfg->crl_days = 7;
 	cfg->crl_refresh_ms = 86400u * 1000u;
 	cfg->max_auth_failures = 5;
+	cfg->cisco_max_in_progress = 32;
 	cfg->lockout_seconds = 60;
 	cfg->handshake_timeout_ms = 10000;
 	cfg->idle_timeout_ms = 30000;
@@ -275,6 +279,13 @@ int config_finish(struct capfd_config *cfg, char *errbuf, size_t errlen)
 	}
 	if (cfg->tls_priority == NULL)
 		cfg->tls_priority = strdup(CAPFD_DEFAULT_PRIORITY);
+	if (cfg->cisco_priority == NULL)
+		cfg->cisco_priority = strdup(CAPFD_CISCO_PRIORITY);
+	if (cfg->cisco_port != 0 && cfg->cisco_port == cfg->port) {
+		snprintf(errbuf, errlen, "[cisco] port %u is also the port of capf's own protocol",
+			 cfg->cisco_port);
+		return CAPF_ECONFIG;
+	}
 	return 0;
 }
 

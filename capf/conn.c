@@ -59,6 +59,12 @@ struct conn {
 	struct frame_decoder dec;
 	struct core *core;
 	struct codec_native *codec;
+	/* Cisco CAPF v3: its codec, and the bytes of messages not yet whole
+	 * or not yet handled (a message may span records). */
+	enum conn_proto proto;
+	struct codec_cisco *cisco;
+	uint8_t *cbuf;
+	size_t clen;
 	/* The LSC being signed, and the revocations of the write in flight
 	 * (told to the CA once durable). */
 	struct ca_tbs tbs;
@@ -119,6 +125,8 @@ static void conn_unref(struct conn *c)
 		server_release(c->srv, c->claimed);
 	core_free(c->core);
 	codec_native_free(c->codec);
+	codec_cisco_free(c->cisco);
+	free(c->cbuf);
 	ca_tbs_deinit(&c->tbs);
 	revoked_free(c);
 	if (c->tls != NULL)
@@ -634,6 +642,16 @@ static void send_msg(struct conn *c, const struct core_msg *m)
 	uint8_t *frame = NULL;
 	size_t len = 0;
 
+	if (c->proto == CONN_CISCO) {
+		const uint8_t *msg;
+		size_t mlen;
+
+		/* One message, one TLS record: phones read a message per
+		 * record. */
+		if (codec_cisco_encode(c->cisco, m, &msg, &mlen) == 0)
+			send_frame(c, msg, mlen);
+		return;
+	}
 	/* A recorded certificate delivered again goes with the chain of the
 	 * CA that signed it. */
 	if (m->type == CORE_MSG_DELIVER && m->nchain == 0)
@@ -763,7 +781,13 @@ static void conn_fail(struct conn *c, int code)
 	}
 	atomic_fetch_add(&c->srv->failures, 1);
 	log_warn("%s: %s (%s)", c->peer, capf_strerror(code), capf_errname(code));
-	if (c->handshaken) {
+	if (c->handshaken && c->proto == CONN_CISCO && c->cisco != NULL) {
+		struct core_msg m = { .type = CORE_MSG_END, .code = code };
+		const uint8_t *msg;
+		size_t mlen;
+		if (codec_cisco_encode(c->cisco, &m, &msg, &mlen) == 0)
+			send_frame(c, msg, mlen);
+	} else if (c->handshaken && c->proto == CONN_NATIVE) {
 		struct core_msg m = { .type = CORE_MSG_END, .code = code };
 		uint8_t *frame = NULL;
 		size_t len = 0;
@@ -791,10 +815,54 @@ static void handle_frame(struct conn *c, const uint8_t *payload, size_t len)
 		uv_timer_start(&c->timer, on_idle_timeout, c->srv->cfg->idle_timeout_ms, 0);
 }
 
+/* Cisco messages: whole ones from cbuf, one at a time, while the session
+ * is not waiting for the store, the signer or a string check. */
+static void handle_cisco(struct conn *c)
+{
+	while (!c->closing && !c->busy) {
+		ssize_t mlen = cisco_msg_length(c->cbuf, c->clen);
+		struct core_event ev;
+		int ret;
+
+		if (mlen == 0 || (mlen > 0 && (size_t)mlen > c->clen))
+			return; /* not whole yet */
+		if (++c->nmsgs > c->srv->cfg->max_messages) {
+			conn_fail(c, CAPF_ELIMIT);
+			return;
+		}
+		if (mlen < 0) {
+			log_info("%s: Cisco CAPF: bad header byte", c->peer);
+			ev.type = CORE_EV_ABORT;
+			ev.now = time(NULL);
+			ev.code = CAPF_EPROTO;
+			c->clen = 0;
+			session_run(c, &ev);
+			return;
+		}
+		ret = codec_cisco_decode(c->cisco, c->cbuf, (size_t)mlen, time(NULL), &ev);
+		memmove(c->cbuf, c->cbuf + mlen, c->clen - (size_t)mlen);
+		c->clen -= (size_t)mlen;
+		if (ret < 0 || codec_cisco_why(c->cisco) != NULL)
+			log_info("%s: Cisco CAPF: %s", c->peer,
+				 codec_cisco_why(c->cisco) != NULL ? codec_cisco_why(c->cisco)
+								    : capf_strerror(ret));
+		if (ret == 1) {
+			/* REQUEST_IN_PROGRESS: the phone is alive. */
+			uv_timer_start(&c->timer, on_idle_timeout, c->srv->cfg->idle_timeout_ms, 0);
+			continue;
+		}
+		session_run(c, &ev);
+		if (!c->closing && !c->busy)
+			uv_timer_start(&c->timer, on_idle_timeout, c->srv->cfg->idle_timeout_ms, 0);
+	}
+}
+
 static void read_records(struct conn *c)
 {
 	uint8_t buf[16384 + 256];
 
+	if (c->proto == CONN_CISCO)
+		handle_cisco(c);
 	while (!c->closing && !c->busy) {
 		ssize_t n = gnutls_record_recv(c->tls, buf, sizeof(buf));
 		if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED)
@@ -808,6 +876,16 @@ static void read_records(struct conn *c)
 			log_info("%s: TLS error: %s", c->peer, gnutls_strerror((int)n));
 			conn_close(c);
 			return;
+		}
+		if (c->proto == CONN_CISCO) {
+			if (c->clen + (size_t)n > CISCO_MSG_MAX) {
+				conn_fail(c, CAPF_EFRAME_TOO_BIG);
+				return;
+			}
+			memcpy(c->cbuf + c->clen, buf, (size_t)n);
+			c->clen += (size_t)n;
+			handle_cisco(c);
+			continue;
 		}
 		size_t off = 0;
 		while (off < (size_t)n && !c->closing) {
@@ -848,6 +926,51 @@ static void peer_evidence(struct conn *c, const uint8_t *const *certs, const siz
 	}
 }
 
+static struct core_config core_config_of(const struct server *srv)
+{
+	struct core_config ccfg = { 0 };
+
+	ccfg.supersede_grace = srv->cfg->supersede_grace;
+	ccfg.renew_percent = srv->cfg->renew_window;
+	ccfg.allow_null_string = srv->cfg->allow_null_string;
+	ccfg.max_auth_failures = srv->cfg->max_auth_failures;
+	ccfg.lockout_seconds = srv->cfg->lockout_seconds;
+	return ccfg;
+}
+
+/*
+ * Cisco CAPF: no client certificate, no channel binding; the phone proves
+ * who it is inside the protocol, and the server speaks first.
+ */
+static int cisco_handshake_done(struct conn *c, gnutls_protocol_t version)
+{
+	struct core_config ccfg = core_config_of(c->srv);
+	struct core_event ev = { .type = CORE_EV_START, .now = time(NULL) };
+	const uint8_t *msg;
+	size_t len;
+	int ret;
+
+	if (version != GNUTLS_TLS1_2 && version != GNUTLS_TLS1_3) {
+		log_warn("%s: %s is below the TLS 1.2 minimum", c->peer,
+			 gnutls_protocol_get_name(version));
+		return CAPF_EPROTO;
+	}
+	c->cbuf = malloc(CISCO_MSG_MAX);
+	c->core = core_new(&ccfg);
+	ret = codec_cisco_new(&c->cisco, c->srv->ca, c->srv->cfg->cisco_max_in_progress);
+	if (c->cbuf == NULL || c->core == NULL || ret < 0)
+		return CAPF_ENOMEM;
+	ev.start.peer.mic_result = ev.start.peer.lsc_result = CAPF_ENOCERT;
+	log_debug("%s: Cisco CAPF session %08x (%s)", c->peer, codec_cisco_session_id(c->cisco),
+		  gnutls_protocol_get_name(version));
+	c->handshaken = true;
+	session_run(c, &ev);
+	if (codec_cisco_greeting(c->cisco, &msg, &len) == 0)
+		send_frame(c, msg, len);
+	uv_timer_start(&c->timer, on_idle_timeout, c->srv->cfg->idle_timeout_ms, 0);
+	return 0;
+}
+
 static int on_handshake_done(struct conn *c)
 {
 	const gnutls_datum_t *peers;
@@ -859,9 +982,12 @@ static int on_handshake_done(struct conn *c)
 	struct core_event ev = { .type = CORE_EV_START };
 	int ret;
 
+	gnutls_protocol_t version = gnutls_protocol_get_version(c->tls);
+
+	if (c->proto == CONN_CISCO)
+		return cisco_handshake_done(c, version);
 	/* RFC 9266 forbids tls-exporter on TLS 1.2 without extended master
 	 * secret: the value would not be unique to this session. */
-	gnutls_protocol_t version = gnutls_protocol_get_version(c->tls);
 	if (version != GNUTLS_TLS1_2 && version != GNUTLS_TLS1_3) {
 		log_warn("%s: %s is below the TLS 1.2 minimum", c->peer,
 			 gnutls_protocol_get_name(version));
@@ -892,11 +1018,7 @@ static int on_handshake_done(struct conn *c)
 	peer_evidence(c, certs, lens, npeers, ev.now, &ev.start.peer);
 	memcpy(ev.start.binding, binding, sizeof(binding));
 	ev.start.binding_len = sizeof(binding);
-	ccfg.supersede_grace = c->srv->cfg->supersede_grace;
-	ccfg.renew_percent = c->srv->cfg->renew_window;
-	ccfg.allow_null_string = c->srv->cfg->allow_null_string;
-	ccfg.max_auth_failures = c->srv->cfg->max_auth_failures;
-	ccfg.lockout_seconds = c->srv->cfg->lockout_seconds;
+	ccfg = core_config_of(c->srv);
 	c->core = core_new(&ccfg);
 	ret = codec_native_new(&c->codec, binding, sizeof(binding));
 	gnutls_memset(binding, 0, sizeof(binding));
@@ -1132,7 +1254,7 @@ static void reject_close_cb(uv_handle_t *h)
 	free(h);
 }
 
-void conn_accept(struct worker *w)
+void conn_accept(struct worker *w, enum conn_proto proto)
 {
 	struct server *srv = w->srv;
 	struct conn *c;
@@ -1143,7 +1265,9 @@ void conn_accept(struct worker *w)
 	if (c == NULL) {
 		uv_tcp_t *t = malloc(sizeof(*t));
 		if (t != NULL && uv_tcp_init(&w->loop, t) == 0) {
-			if (uv_accept((uv_stream_t *)&w->listener, (uv_stream_t *)t) < 0)
+			if (uv_accept(proto == CONN_CISCO ? (uv_stream_t *)&w->cisco_listener
+							  : (uv_stream_t *)&w->listener,
+				      (uv_stream_t *)t) < 0)
 				log_debug("accept failed");
 			uv_close((uv_handle_t *)t, reject_close_cb);
 		} else {
@@ -1152,6 +1276,7 @@ void conn_accept(struct worker *w)
 		return;
 	}
 	c->w = w;
+	c->proto = proto;
 	c->srv = srv;
 	uv_tcp_init(&w->loop, &c->tcp);
 	uv_timer_init(&w->loop, &c->timer);
@@ -1167,7 +1292,9 @@ void conn_accept(struct worker *w)
 	frame_decoder_init(&c->dec, srv->cfg->max_frame);
 	snprintf(c->peer, sizeof(c->peer), "?");
 
-	if (uv_accept((uv_stream_t *)&w->listener, (uv_stream_t *)&c->tcp) < 0) {
+	if (uv_accept(proto == CONN_CISCO ? (uv_stream_t *)&w->cisco_listener
+					  : (uv_stream_t *)&w->listener,
+		      (uv_stream_t *)&c->tcp) < 0) {
 		close_handles(c);
 		c->closing = true;
 		return;
@@ -1210,7 +1337,7 @@ void conn_accept(struct worker *w)
 		c->tls = NULL;
 		goto tls_fail;
 	}
-	ret = gnutls_priority_set(c->tls, srv->priority);
+	ret = gnutls_priority_set(c->tls, proto == CONN_CISCO ? srv->cisco_priority : srv->priority);
 	if (ret < 0)
 		goto tls_fail;
 	/* A CA change while this session runs does not touch it: it keeps
@@ -1222,7 +1349,8 @@ void conn_accept(struct worker *w)
 	/* Request, not require: the MIC is checked by the state machine, which
 	 * gives a phone without one a precise error instead of an alert. The
 	 * handshake still proves possession of the presented key. */
-	gnutls_certificate_server_set_request(c->tls, GNUTLS_CERT_REQUEST);
+	gnutls_certificate_server_set_request(c->tls, proto == CONN_CISCO ? GNUTLS_CERT_IGNORE
+									    : GNUTLS_CERT_REQUEST);
 	gnutls_handshake_set_timeout(c->tls, 0);
 	gnutls_transport_set_ptr(c->tls, c);
 	gnutls_transport_set_pull_function(c->tls, tls_pull);

@@ -349,6 +349,13 @@ static int on_claim(struct core *s, const struct core_event *ev, struct core_out
 		return fail(s, CAPF_EBADMSG, "invalid device name", out);
 	snprintf(s->device, sizeof(s->device), "%s", ev->claim.device);
 	s->caps = ev->claim.caps;
+	if (ev->claim.peer != NULL) {
+		s->peer = *ev->claim.peer;
+		s->peer.cn[sizeof(s->peer.cn) - 1] = '\0';
+		s->peer.fingerprint[sizeof(s->peer.fingerprint) - 1] = '\0';
+		if (s->peer.serial_len > sizeof(s->peer.serial))
+			s->peer.serial_len = 0;
+	}
 	s->nsupported = 0;
 	for (size_t i = 0; i < ev->claim.nsupported && i < CORE_MAX_KEYS; i++)
 		s->supported[s->nsupported++] = ev->claim.supported_keys[i];

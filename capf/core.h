@@ -126,6 +126,9 @@ struct core_claim {
 	const int *supported_keys; /* capf KeyTypes the phone can make; n 0 = any */
 	size_t nsupported;
 	unsigned caps;           /* CORE_CAP_* */
+	/* Evidence proved inside the protocol (a certificate and a signature
+	 * with its key), replacing the transport's; NULL: none. */
+	const struct core_peer *peer;
 };
 
 /* The certificates a phone reported (fetch), DER, owned by the glue. */

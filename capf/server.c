@@ -599,6 +599,17 @@ static int tls_setup(struct server *srv)
 			errpos != NULL ? errpos : "", gnutls_strerror(ret));
 		return CAPF_ECONFIG;
 	}
+	if (srv->cfg->cisco_port == 0)
+		return 0;
+	ret = gnutls_priority_init2(&srv->cisco_priority, srv->cfg->cisco_priority, &errpos,
+				    GNUTLS_PRIORITY_INIT_DEF_APPEND);
+	if (ret < 0)
+		ret = gnutls_priority_init(&srv->cisco_priority, srv->cfg->cisco_priority, &errpos);
+	if (ret < 0) {
+		log_err("invalid [cisco] priority \"%s\" near \"%s\": %s", srv->cfg->cisco_priority,
+			errpos != NULL ? errpos : "", gnutls_strerror(ret));
+		return CAPF_ECONFIG;
+	}
 	return 0;
 }
 
@@ -746,13 +757,25 @@ int server_start(struct server *srv, struct capfd_config *cfg, uv_loop_t *loop)
 		return CAPF_ENOMEM;
 
 	for (unsigned i = 0; i < n; i++) {
+		int cfd = -1;
+
 		fd = open_listener(cfg->listen, i == 0 ? cfg->port : srv->port,
 				   i == 0 ? &srv->port : NULL);
 		if (fd < 0)
 			return fd;
-		ret = worker_start(&srv->workers[i], srv, i, fd);
+		if (cfg->cisco_port != 0) {
+			cfd = open_listener(cfg->listen, cfg->cisco_port,
+					    i == 0 ? &srv->cisco_port : NULL);
+			if (cfd < 0) {
+				close(fd);
+				return cfd;
+			}
+		}
+		ret = worker_start(&srv->workers[i], srv, i, fd, cfd);
 		if (ret < 0) {
 			close(fd);
+			if (cfd >= 0)
+				close(cfd);
 			log_err("cannot start worker %u: %s", i, capf_strerror(ret));
 			return ret;
 		}
@@ -797,6 +820,8 @@ int server_start(struct server *srv, struct capfd_config *cfg, uv_loop_t *loop)
 
 	log_info("capfd %s listening on %s port %u with %u workers; admin socket %s",
 		 PACKAGE_VERSION, cfg->listen, srv->port, srv->nworkers, cfg->admin_socket);
+	if (srv->cisco_port != 0)
+		log_info("Cisco CAPF v3 on %s port %u", cfg->listen, srv->cisco_port);
 	ret = write_ready_file(srv);
 	if (ret < 0)
 		return ret;
@@ -870,6 +895,8 @@ void server_free(struct server *srv)
 	srv->workers = NULL;
 	if (srv->priority != NULL)
 		gnutls_priority_deinit(srv->priority);
+	if (srv->cisco_priority != NULL)
+		gnutls_priority_deinit(srv->cisco_priority);
 	server_creds_put(srv->creds);
 	srv->creds = NULL;
 	ca_free(srv->ca);

@@ -22,7 +22,18 @@ static void on_connection(uv_stream_t *listener, int status)
 		log_warn("worker %u: accept failed: %s", w->id, uv_strerror(status));
 		return;
 	}
-	conn_accept(w);
+	conn_accept(w, CONN_NATIVE);
+}
+
+static void on_cisco_connection(uv_stream_t *listener, int status)
+{
+	struct worker *w = listener->data;
+
+	if (status < 0) {
+		log_warn("worker %u: accept failed: %s", w->id, uv_strerror(status));
+		return;
+	}
+	conn_accept(w, CONN_CISCO);
 }
 
 static void *worker_main(void *arg)
@@ -79,6 +90,8 @@ static void on_stop(uv_async_t *a)
 		return;
 	w->stopping = true;
 	uv_close((uv_handle_t *)&w->listener, handle_noop_close);
+	if (w->cisco_on)
+		uv_close((uv_handle_t *)&w->cisco_listener, handle_noop_close);
 
 	struct conn *c = w->conns;
 	while (c != NULL) {
@@ -93,7 +106,8 @@ static void on_stop(uv_async_t *a)
 	worker_maybe_finish(w);
 }
 
-int worker_start(struct worker *w, struct server *srv, unsigned id, int listen_fd)
+int worker_start(struct worker *w, struct server *srv, unsigned id, int listen_fd,
+		 int cisco_fd)
 {
 	int ret;
 
@@ -113,6 +127,17 @@ int worker_start(struct worker *w, struct server *srv, unsigned id, int listen_f
 	ret = uv_listen((uv_stream_t *)&w->listener, 1024, on_connection);
 	if (ret < 0)
 		goto fail;
+	if (cisco_fd >= 0) {
+		uv_tcp_init(&w->loop, &w->cisco_listener);
+		w->cisco_listener.data = w;
+		w->cisco_on = true;
+		ret = uv_tcp_open(&w->cisco_listener, cisco_fd);
+		if (ret < 0)
+			goto fail;
+		ret = uv_listen((uv_stream_t *)&w->cisco_listener, 1024, on_cisco_connection);
+		if (ret < 0)
+			goto fail;
+	}
 	uv_async_init(&w->loop, &w->stop_async, on_stop);
 	w->stop_async.data = w;
 	uv_timer_init(&w->loop, &w->drain_timer);
@@ -134,6 +159,8 @@ int worker_start(struct worker *w, struct server *srv, unsigned id, int listen_f
 fail:
 	/* Nothing ran on this loop yet: closing its handles here is safe. */
 	uv_close((uv_handle_t *)&w->listener, NULL);
+	if (w->cisco_on)
+		uv_close((uv_handle_t *)&w->cisco_listener, NULL);
 	if (uv_is_active((uv_handle_t *)&w->stop_async) || w->stop_async.loop != NULL)
 		uv_close((uv_handle_t *)&w->stop_async, NULL);
 	if (w->drain_timer.loop != NULL)

@@ -153,4 +153,114 @@ void hex_encode(const uint8_t *in, size_t len, char *out);
  * number of bytes written or CAPF_EINVAL. */
 int hex_decode(const char *in, uint8_t *out, size_t out_cap);
 
+/* ---- Cisco CAPF version 3 (proto/cisco.c) --------------------------------- */
+
+#define CISCO_MAGIC 0x55
+#define CISCO_HEADER_LEN 8u
+#define CISCO_MSG_MAX (CISCO_HEADER_LEN + 0xffffu)
+#define CISCO_MAX_TAG 32u
+#define CISCO_VERSION 3u
+
+/* Commands. */
+enum cisco_command {
+	CISCO_AUTH_REQUEST = 1,
+	CISCO_AUTH_RESPONSE = 2,
+	CISCO_KEY_GENERATE_REQUEST = 3,
+	CISCO_KEY_GENERATE_RESPONSE = 4,
+	CISCO_STORE_CERTIFICATE_REQUEST = 9,
+	CISCO_STORE_CERTIFICATE_RESPONSE = 10,
+	CISCO_FETCH_CERTIFICATE_REQUEST = 11,
+	CISCO_FETCH_CERTIFICATE_RESPONSE = 12,
+	CISCO_DELETE_CERTIFICATE_REQUEST = 13,
+	CISCO_DELETE_CERTIFICATE_RESPONSE = 14,
+	CISCO_END_SESSION = 15,
+	CISCO_RETRY_LATER = 16,
+	CISCO_REQUEST_IN_PROGRESS = 17,
+};
+
+/* Elements. */
+enum cisco_tag {
+	CISCO_EL_REASON = 1,
+	CISCO_EL_REASON_INFO = 2,
+	CISCO_EL_CERTIFICATE_TYPE = 3,
+	CISCO_EL_CERTIFICATE = 4,
+	CISCO_EL_SIGNED_DATA = 6,
+	CISCO_EL_VERSION = 7,
+	CISCO_EL_AUTH_TYPE = 8,
+	CISCO_EL_PUBLIC_KEY = 9,
+	CISCO_EL_KEY_SIZE = 10,
+	CISCO_EL_PASSWORD = 11,
+	CISCO_EL_RETRY_DELAY = 12,
+	CISCO_EL_DEVICE_NAME = 13,
+	CISCO_EL_SUDI_DATA = 16,
+	CISCO_EL_KEY_TYPE = 17,
+	CISCO_EL_CURVE = 18,
+	CISCO_EL_SHA2_SIGNED_DATA = 20,
+};
+
+/* Reasons (END_SESSION, responses). */
+#define CISCO_REASON_NO_ACTION 0
+#define CISCO_REASON_SUCCESS 1
+#define CISCO_REASON_FAILURE 7
+#define CISCO_REASON_UNKNOWN_DEVICE 9
+
+struct cisco_el {
+	const uint8_t *data; /* NULL: absent */
+	size_t len;
+};
+
+/* One message as read: its header and each known element's first copy,
+ * pointing into the buffer parsed. */
+struct cisco_msg {
+	unsigned command;
+	uint32_t session_id;
+	uint64_t present; /* bit tag: element present */
+	struct cisco_el el[CISCO_MAX_TAG];
+	const char *why;  /* the reason of a refusal, for the log */
+};
+
+/*
+ * cisco_msg_length() - the length of the whole message that buf starts
+ * with, once its header is there: 0 (not yet 8 bytes), the length, or
+ * CAPF_EPROTO (the first byte is not 0x55).
+ */
+ssize_t cisco_msg_length(const uint8_t *buf, size_t len);
+
+/*
+ * cisco_msg_parse() - check one whole message (len bytes: its header and
+ * exactly its body) and index its elements: every element lies inside the
+ * body, the body inside the message; unknown elements are skipped.
+ * Returns 0, CAPF_EPROTO (bad header byte), CAPF_EBADMSG (lengths), with
+ * out->why saying what.
+ */
+int cisco_msg_parse(const uint8_t *buf, size_t len, struct cisco_msg *out);
+
+/* Element readers: 0, CAPF_ENOENT (absent), CAPF_EBADMSG (malformed).
+ * cisco_el_string() wants exactly one NUL, at the end (CAPF_ERANGE: more
+ * than size bytes); cisco_el_certificate() skips the 5 fixed bytes. */
+int cisco_el_u8(const struct cisco_msg *m, unsigned tag, unsigned *out);
+int cisco_el_u16(const struct cisco_msg *m, unsigned tag, unsigned *out);
+int cisco_el_string(const struct cisco_msg *m, unsigned tag, char *out, size_t size);
+int cisco_el_certificate(const struct cisco_msg *m, unsigned tag, const uint8_t **der,
+			 size_t *len);
+
+/* A message being written, in a buffer of its own (no allocation). */
+struct cisco_builder {
+	uint8_t buf[CISCO_MSG_MAX];
+	size_t len;
+	int err;
+};
+
+void cisco_builder_init(struct cisco_builder *b, unsigned command, uint32_t session_id);
+void cisco_put(struct cisco_builder *b, unsigned tag, const void *data, size_t len);
+void cisco_put_u8(struct cisco_builder *b, unsigned tag, unsigned v);
+void cisco_put_u16(struct cisco_builder *b, unsigned tag, unsigned v);
+void cisco_put_string(struct cisco_builder *b, unsigned tag, const char *s);
+void cisco_put_certificate(struct cisco_builder *b, unsigned tag, const uint8_t *der,
+			   size_t len);
+
+/* cisco_finish() - the message (header's length set): *out points into b.
+ * Returns 0 or CAPF_ERANGE (an element did not fit). */
+int cisco_finish(struct cisco_builder *b, const uint8_t **out, size_t *len);
+
 #endif /* CAPF_PROTO_PROTO_H */
