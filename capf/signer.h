@@ -72,9 +72,9 @@ int signer_sup_start(uv_loop_t *loop, const struct signer_params *p, struct sign
 int signer_sup_pid(const struct signer_sup *s);
 
 /*
- * signer_sup_stop() - stop supervising: SIGTERM to the signer, close the
- * handles; the memory goes when the last close callback ran (the loop
- * must run). Accepts NULL.
+ * signer_sup_stop() - stop supervising: SIGTERM to the signer (SIGKILL
+ * if it has not exited 2 s later), close the handles; the memory goes
+ * when the last close callback ran (the loop must run). Accepts NULL.
  */
 void signer_sup_stop(struct signer_sup *s);
 
