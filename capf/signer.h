@@ -85,8 +85,9 @@ struct signer_client;
 /*
  * signer_client_new() - a pool of blocking connections to the signer at
  * socket; each request waits at most timeout_ms (0 = the default) for
- * its answer, and as long for a connection while the signer (re)starts.
- * Returns 0 and *out, CAPF_EINVAL, CAPF_ENOMEM.
+ * its answer, and as long for a connection while the signer (re)starts
+ * (a new key: at least 120 s). Returns 0 and *out, CAPF_EINVAL,
+ * CAPF_ENOMEM.
  */
 int signer_client_new(const char *socket, unsigned timeout_ms, struct signer_client **out);
 
