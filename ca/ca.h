@@ -178,8 +178,9 @@ void ca_cert_der(const struct ca *ca, const uint8_t **der, size_t *len);
 /*
  * ca_mic_verify() - decide whether a certificate chain presented in a TLS
  * handshake (DER certificates, leaf first) is a MIC of device_name:
- * the chain verifies to a manufacturer root at time now and the leaf names
- * the device by the identity rule. Returns 0, CAPF_ENOCERT (n == 0),
+ * the chain verifies to a manufacturer root at time now and, when
+ * device_name is not NULL, the leaf names the device by the identity
+ * rule. Returns 0, CAPF_ENOCERT (n == 0),
  * CAPF_EUNTRUSTED, CAPF_EEXPIRED or CAPF_EIDENTITY.
  */
 int ca_mic_verify(struct ca *ca, const uint8_t *const *certs, const size_t *lens, size_t n,
@@ -228,6 +229,30 @@ int ca_csr_check(const struct ca_csr *csr, const uint8_t *binding, size_t bindin
  */
 int ca_issue(struct ca *ca, const struct ca_csr *csr, const char *device_name, time_t now,
 	     struct ca_lsc *out);
+
+/* What a certificate says about itself, for the enrollment core. */
+struct ca_cert_summary {
+	char cn[256];			      /* its single CN ("" if none or malformed) */
+	char fingerprint[CA_FPR_HEX_LEN + 1]; /* SHA-256 of the DER, hex */
+	uint8_t serial[CA_SERIAL_MAX];
+	size_t serial_len;
+};
+
+/*
+ * ca_cert_summarize() - the CN, fingerprint and serial of a DER
+ * certificate; nothing is verified. Returns 0, CAPF_EINVAL or
+ * CAPF_EBADMSG.
+ */
+int ca_cert_summarize(const uint8_t *der, size_t len, struct ca_cert_summary *out);
+
+/*
+ * ca_issuer_of() - the DER of the CAPF CA (current or previous) whose
+ * signature the certificate der carries, owned by the CA and valid until
+ * ca_free(). Returns 0, CAPF_ENOENT (none of ours), CAPF_EBADMSG,
+ * CAPF_EINVAL.
+ */
+int ca_issuer_of(struct ca *ca, const uint8_t *der, size_t len, const uint8_t **issuer_der,
+		 size_t *issuer_len);
 
 /* ca_lsc_deinit() - free the DER held by an issued LSC. Accepts a zeroed one. */
 void ca_lsc_deinit(struct ca_lsc *lsc);

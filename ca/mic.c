@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "ca/internal.h"
+#include "proto/proto.h"
 
 /*
  * Time checks: GnuTLS verifies against the clock of the moment, so it is
@@ -37,25 +38,17 @@ static int check_chain_times(struct ca *ca, gnutls_x509_crt_t *chain, size_t n, 
 	return 0;
 }
 
-/*
- * The identity rule of ca/ca.h: exactly one CN, equal to the device name
- * or ending with "-" and the device name. Case matters; a CN with an
- * embedded NUL never matches.
- */
+/* The identity rule (proto/proto.h): exactly one CN, which names the
+ * device. */
 static int check_identity(gnutls_x509_crt_t leaf, const char *device_name)
 {
 	char cn[CA_CN_MAX * 4 + 8];
 	size_t cn_len = 0;
-	size_t dlen = strlen(device_name);
 
-	if (dlen == 0 || ca_leaf_cn(leaf, cn, sizeof(cn), &cn_len) < 0)
+	if (ca_leaf_cn(leaf, cn, sizeof(cn), &cn_len) < 0 ||
+	    !mic_cn_names_device(cn, cn_len, device_name))
 		return CAPF_EIDENTITY;
-	if (cn_len == dlen && memcmp(cn, device_name, dlen) == 0)
-		return 0;
-	if (cn_len > dlen && cn[cn_len - dlen - 1] == '-' &&
-	    memcmp(cn + cn_len - dlen, device_name, dlen) == 0)
-		return 0;
-	return CAPF_EIDENTITY;
+	return 0;
 }
 
 int ca_mic_verify(struct ca *ca, const uint8_t *const *certs, const size_t *lens, size_t n,
@@ -66,7 +59,7 @@ int ca_mic_verify(struct ca *ca, const uint8_t *const *certs, const size_t *lens
 	size_t i, loaded = 0;
 	int ret;
 
-	if (ca == NULL || device_name == NULL)
+	if (ca == NULL)
 		return CAPF_EINVAL;
 	if (n == 0 || certs == NULL || lens == NULL)
 		return CAPF_ENOCERT;
@@ -115,7 +108,7 @@ int ca_mic_verify(struct ca *ca, const uint8_t *const *certs, const size_t *lens
 		ret = CAPF_EUNTRUSTED;
 		goto out;
 	}
-	ret = check_identity(chain[0], device_name);
+	ret = device_name != NULL ? check_identity(chain[0], device_name) : 0;
 out:
 	for (i = 0; i < loaded; i++)
 		gnutls_x509_crt_deinit(chain[i]);

@@ -29,9 +29,26 @@ struct admin_client {
 	 * are served, in order, once it is answered. */
 	uint8_t *backlog;
 	size_t backlog_len;
-	Capf__Device put;   /* record being written, for the reply */
+	/* A device-put in progress: what the admin asked for, and the record
+	 * being written (the current one with those fields applied). */
+	struct device_put_job {
+		bool create;
+		Capf__Operation op;
+		Capf__AuthMode auth;
+		Capf__KeyType key_type;
+		int64_t deadline;
+		unsigned attempts;
+		Capf__Device fresh; /* the record of a creation */
+		Capf__Device *cur;  /* the record of an update (a store copy) */
+	} put;
 	char name[DEVICE_NAME_MAX + 1];
 };
+
+/* Attempts of an admin write that keeps meeting a newer record before it
+ * gives up with CAPF_ESTALE: a phone session writes a device a handful of
+ * times at most, so losing this many races in a row means something else
+ * is writing in a loop. */
+#define ADMIN_CAS_ATTEMPTS 8
 
 struct admin_write {
 	uv_write_t req;
@@ -160,10 +177,28 @@ void admin_release(struct admin_client *ac)
 	client_unref(ac);
 }
 
+static void put_job_clear(struct admin_client *ac)
+{
+	if (ac->put.cur != NULL)
+		capf__device__free_unpacked(ac->put.cur, NULL);
+	memset(&ac->put, 0, sizeof(ac->put));
+}
+
+static int put_submit(struct admin_client *ac);
+
 static void on_put_done(void *arg, int result)
 {
 	struct admin_client *ac = arg;
+	Capf__Device *d = ac->put.create ? &ac->put.fresh : ac->put.cur;
 
+	/* Someone wrote the record since it was read: read it again and
+	 * apply the admin's fields to what is there now. */
+	if (result == CAPF_ESTALE && !ac->closing && ac->put.attempts < ADMIN_CAS_ATTEMPTS) {
+		log_debug("admin: device %s changed while being written, trying again", ac->name);
+		result = put_submit(ac);
+		if (result == 0)
+			return; /* still held: this runs again */
+	}
 	if (!ac->closing) {
 		if (result < 0) {
 			char text[160];
@@ -171,23 +206,26 @@ static void on_put_done(void *arg, int result)
 				snprintf(text, sizeof(text), "device %s already exists", ac->name);
 			else if (result == CAPF_ENOENT)
 				snprintf(text, sizeof(text), "no device named %s", ac->name);
+			else if (result == CAPF_ESTALE)
+				snprintf(text, sizeof(text),
+					 "device %s kept changing while being written (%u attempts); "
+					 "try again",
+					 ac->name, ac->put.attempts);
 			else
 				snprintf(text, sizeof(text), "cannot record device %s: %s", ac->name,
 					 capf_strerror(result));
 			admin_respond_error(ac, result, text);
 		} else {
 			Capf__AdminResponse resp = CAPF__ADMIN_RESPONSE__INIT;
-			Capf__Device *devs[1] = { &ac->put };
+			Capf__Device *devs[1] = { d };
 			resp.n_devices = 1;
 			resp.devices = devs;
-			log_info("admin: device %s recorded: op %s, auth %s", ac->name,
-				 op_name(ac->put.op), auth_name(ac->put.auth));
+			log_info("admin: device %s recorded: op %s, auth %s (revision %llu)", ac->name,
+				 op_name(d->op), auth_name(d->auth), (unsigned long long)d->revision);
 			admin_respond(ac, &resp);
 		}
 	}
-	if (ac->put.lsc_serial.data != NULL)
-		free(ac->put.lsc_serial.data);
-	memset(&ac->put, 0, sizeof(ac->put));
+	put_job_clear(ac);
 	admin_release(ac);
 }
 
@@ -199,22 +237,109 @@ static int check_schedulable(const Capf__Device *d, const char **why)
 		*why = "this server drives only the install operation";
 		return CAPF_ENOTSUP;
 	}
-	if (d->auth != CAPF__AUTH_MODE__AUTH_MIC && d->auth != CAPF__AUTH_MODE__AUTH_UNSPECIFIED) {
-		*why = "this server authenticates phones only by MIC";
+	if (d->auth != CAPF__AUTH_MODE__AUTH_MIC && d->auth != CAPF__AUTH_MODE__AUTH_UNSPECIFIED &&
+	    d->auth != CAPF__AUTH_MODE__AUTH_LSC_OR_MIC && d->auth != CAPF__AUTH_MODE__AUTH_MIC_OR_LSC) {
+		*why = "this server authenticates phones by certificate only (mic, lsc-or-mic, "
+		       "mic-or-lsc)";
 		return CAPF_ENOTSUP;
 	}
 	return 0;
+}
+
+/*
+ * The admin owns op, auth, key_type and deadline; every other field is
+ * the phone session's and is kept as read. Asking for another operation
+ * (op, auth or key type changed) starts a new operation generation: a
+ * session still running the old one then records its certificate but
+ * leaves the new request pending. A deadline moved on the same operation
+ * is the same operation. Scheduling makes the status pending again, but
+ * never while a session has issued and waits for the phone's
+ * acknowledgement (that status is the session's); clearing the operation
+ * leaves the status to what the last session recorded.
+ */
+static void put_apply(const struct device_put_job *job, Capf__Device *d)
+{
+	bool new_op = d->op != job->op || d->auth != job->auth || d->key_type != job->key_type;
+
+	d->op = job->op;
+	d->auth = job->auth;
+	d->key_type = job->key_type;
+	d->deadline = job->deadline;
+	if (new_op)
+		d->op_generation++;
+	if (job->op != CAPF__OPERATION__OP_NONE &&
+	    (new_op || d->status != CAPF__OP_STATUS__STATUS_ISSUED))
+		d->status = CAPF__OP_STATUS__STATUS_PENDING;
+}
+
+/*
+ * One attempt of a device-put: build the record (a new one for a
+ * creation, else the current one as the store has it now with the
+ * admin's fields applied) and hand it to the writer with a
+ * compare-and-set on the revision read. The result comes back to
+ * on_put_done() on this loop. Returns 0 (submitted) or an error (nothing
+ * submitted, nothing to undo but the job).
+ */
+static int put_submit(struct admin_client *ac)
+{
+	struct device_put_job *job = &ac->put;
+	Capf__StoreRecord rec = CAPF__STORE_RECORD__INIT;
+	Capf__StoreRecord *recs[1] = { &rec };
+	struct store_audit_event ev = { .kind = CAPF__AUDIT_KIND__AUDIT_ADMIN };
+	char peer[80], detail[200];
+	Capf__Device *d;
+	int ret;
+
+	job->attempts++;
+	if (job->create) {
+		time_t now = time(NULL);
+
+		d = &job->fresh;
+		capf__device__init(d);
+		d->name = ac->name;
+		d->created = now;
+		d->updated = now;
+		d->status = CAPF__OP_STATUS__STATUS_NONE;
+		put_apply(job, d);
+		d->revision = 1;
+		rec.create_only = true;
+	} else {
+		if (job->cur != NULL)
+			capf__device__free_unpacked(job->cur, NULL);
+		job->cur = NULL;
+		ret = store_device_get(ac->srv->store, ac->name, &job->cur);
+		if (ret < 0)
+			return ret;
+		d = job->cur;
+		rec.check_revision = true;
+		rec.expect_revision = d->revision;
+		put_apply(job, d);
+		d->revision = rec.expect_revision + 1;
+	}
+	rec.body_case = CAPF__STORE_RECORD__BODY_DEVICE;
+	rec.device = d;
+
+	/* The change and its audit entry are written together; a refused
+	 * attempt drops its entry, so the log holds what took effect. */
+	admin_peer(ac, peer, sizeof(peer));
+	snprintf(detail, sizeof(detail),
+		 "device %s: op %s, auth %s, key %s, deadline %lld (revision %llu, generation "
+		 "%llu)",
+		 job->create ? "add" : "set", op_name(d->op), auth_name(d->auth),
+		 key_type_name(d->key_type), (long long)d->deadline,
+		 (unsigned long long)d->revision, (unsigned long long)d->op_generation);
+	ev.device = ac->name;
+	ev.peer = peer;
+	ev.detail = detail;
+	return bridge_submit_audit(&ac->srv->bridge, ac->srv->store, recs, 1, &ev, on_put_done,
+				   ac);
 }
 
 static void handle_device_put(struct admin_client *ac, const Capf__AdminRequest *req)
 {
 	const Capf__DevicePut *put = req->device_put;
 	const Capf__Device *in = put->device;
-	Capf__StoreRecord rec = CAPF__STORE_RECORD__INIT;
-	Capf__StoreRecord *recs[1] = { &rec };
-	Capf__Device *old = NULL;
 	const char *why = NULL;
-	time_t now = time(NULL);
 	int ret;
 
 	ret = check_schedulable(in, &why);
@@ -223,9 +348,9 @@ static void handle_device_put(struct admin_client *ac, const Capf__AdminRequest 
 		return;
 	}
 
-	capf__device__init(&ac->put);
+	memset(&ac->put, 0, sizeof(ac->put));
 	snprintf(ac->name, sizeof(ac->name), "%s", in->name);
-	ac->put.name = ac->name;
+	ac->put.create = put->create;
 	ac->put.op = in->op;
 	ac->put.auth = in->auth != CAPF__AUTH_MODE__AUTH_UNSPECIFIED ? in->auth
 								      : CAPF__AUTH_MODE__AUTH_MIC;
@@ -233,52 +358,13 @@ static void handle_device_put(struct admin_client *ac, const Capf__AdminRequest 
 				   ? in->key_type
 				   : CAPF__KEY_TYPE__KEY_EC_P256;
 	ac->put.deadline = in->deadline;
-	ac->put.updated = now;
-	ac->put.status = in->op != CAPF__OPERATION__OP_NONE ? CAPF__OP_STATUS__STATUS_PENDING
-							     : CAPF__OP_STATUS__STATUS_NONE;
-	if (put->create) {
-		ac->put.created = now;
-		rec.create_only = true;
-	} else {
-		/* Changing the schedule keeps what the device already has. */
-		ret = store_device_get(ac->srv->store, ac->name, &old);
-		if (ret < 0) {
-			char text[160];
-			snprintf(text, sizeof(text), "no device named %s", ac->name);
-			admin_respond_error(ac, ret, text);
-			return;
-		}
-		ac->put.created = old->created;
-		if (old->lsc_serial.len > 0) {
-			ac->put.lsc_serial.data = malloc(old->lsc_serial.len);
-			if (ac->put.lsc_serial.data != NULL) {
-				memcpy(ac->put.lsc_serial.data, old->lsc_serial.data, old->lsc_serial.len);
-				ac->put.lsc_serial.len = old->lsc_serial.len;
-			}
-		}
-		if (in->op == CAPF__OPERATION__OP_NONE)
-			ac->put.status = old->status;
-		capf__device__free_unpacked(old, NULL);
-		rec.must_exist = true;
-	}
-	rec.body_case = CAPF__STORE_RECORD__BODY_DEVICE;
-	rec.device = &ac->put;
-
-	/* The change and its audit entry are written together. */
-	char peer[80], detail[160];
-	struct store_audit_event ev = { .kind = CAPF__AUDIT_KIND__AUDIT_ADMIN };
-	admin_peer(ac, peer, sizeof(peer));
-	snprintf(detail, sizeof(detail), "device %s: op %s, auth %s, key %s, deadline %lld",
-		 put->create ? "add" : "set", op_name(ac->put.op), auth_name(ac->put.auth),
-		 key_type_name(ac->put.key_type), (long long)ac->put.deadline);
-	ev.device = ac->name;
-	ev.peer = peer;
-	ev.detail = detail;
-	ret = bridge_submit_audit(&ac->srv->bridge, ac->srv->store, recs, 1, &ev, on_put_done, ac);
+	ret = put_submit(ac);
 	if (ret < 0) {
-		free(ac->put.lsc_serial.data);
-		memset(&ac->put, 0, sizeof(ac->put));
-		admin_respond_error(ac, ret, NULL);
+		char text[160];
+
+		snprintf(text, sizeof(text), "no device named %s", ac->name);
+		admin_respond_error(ac, ret, ret == CAPF_ENOENT ? text : NULL);
+		put_job_clear(ac);
 		return;
 	}
 	admin_hold(ac);
@@ -317,10 +403,22 @@ static void free_certs(Capf__AdminResponse *resp)
 	free(resp->certificates);
 }
 
+static bool serial_is(const Capf__Certificate *c, const ProtobufCBinaryData *serial)
+{
+	return serial->len > 0 && c->serial.len == serial->len &&
+	       memcmp(c->serial.data, serial->data, serial->len) == 0;
+}
+
+/* One device and every certificate it was ever issued (the per-device
+ * index): the current LSC and the unacknowledged one with their DER (for
+ * the subject), the past ones without, so that a phone enrolled many times
+ * still fits one frame. */
 static void handle_device_get(struct admin_client *ac, const Capf__AdminRequest *req)
 {
 	Capf__AdminResponse resp = CAPF__ADMIN_RESPONSE__INIT;
+	Capf__Certificate **certs = NULL;
 	Capf__Device *dev = NULL;
+	size_t n = 0;
 	int ret;
 
 	ret = store_device_get(ac->srv->store, req->device_get->name, &dev);
@@ -330,13 +428,27 @@ static void handle_device_get(struct admin_client *ac, const Capf__AdminRequest 
 		admin_respond_error(ac, ret, ret == CAPF_ENOENT ? text : NULL);
 		return;
 	}
+	ret = store_cert_list_device(ac->srv->store, dev->name, &certs, &n);
+	if (ret < 0) {
+		admin_respond_error(ac, ret, NULL);
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		Capf__Certificate *c = certs[i];
+
+		if (serial_is(c, &dev->lsc_serial) || serial_is(c, &dev->pending_serial))
+			continue;
+		free(c->der.data);
+		c->der.data = NULL;
+		c->der.len = 0;
+	}
 	resp.n_devices = 1;
 	resp.devices = &dev;
-	if (attach_certs(ac->srv, &dev, 1, true, &resp) < 0)
-		admin_respond_error(ac, CAPF_ENOMEM, NULL);
-	else
-		admin_respond(ac, &resp);
-	free_certs(&resp);
+	resp.n_certificates = n;
+	resp.certificates = certs;
+	admin_respond(ac, &resp);
+out:
+	store_cert_list_free(certs, n);
 	capf__device__free_unpacked(dev, NULL);
 }
 

@@ -354,14 +354,72 @@ struct revoke_job {
 	struct server *srv;
 	Capf__Certificate *cert; /* the updated record */
 	char hex[2 * 64 + 1];
+	time_t when;
+	uint32_t reason;
+	unsigned attempts;
 };
+
+/* As for device records (capf/admin.c): a bound on the races lost in a row. */
+#define REVOKE_CAS_ATTEMPTS 8
+
+/* The revocation's fields on a certificate record; the rest stays as read. */
+static void revoke_apply(const struct revoke_job *job, Capf__Certificate *c)
+{
+	c->state = CAPF__CERT_STATE__CERT_REVOKED;
+	c->revoked_at = job->when;
+	c->revocation_reason = job->reason;
+	c->revision++;
+}
+
+static void on_revoke_done(void *arg, int result);
+
+/*
+ * Writes job->cert (read at some revision, the revocation applied and the
+ * revision bumped) with a compare-and-set on the revision it was read at.
+ * Returns 0 (on_revoke_done() follows on this loop) or the submit error.
+ */
+static int revoke_submit(struct revoke_job *job)
+{
+	Capf__StoreRecord rec = CAPF__STORE_RECORD__INIT;
+	Capf__StoreRecord *recs[1] = { &rec };
+
+	job->attempts++;
+	rec.body_case = CAPF__STORE_RECORD__BODY_CERT;
+	rec.cert = job->cert;
+	rec.check_revision = true;
+	rec.expect_revision = job->cert->revision - 1;
+	return bridge_submit(&job->srv->bridge, job->srv->store, recs, 1, on_revoke_done, job);
+}
+
+/* Re-reads the record after a lost race and writes the revocation onto
+ * what is there now. Returns 0 (submitted) or an error. */
+static int revoke_retry(struct revoke_job *job)
+{
+	Capf__Certificate *c = NULL;
+	int ret;
+
+	ret = store_cert_get(job->srv->store, job->cert->serial.data, job->cert->serial.len, &c);
+	if (ret < 0)
+		return ret;
+	capf__certificate__free_unpacked(job->cert, NULL);
+	job->cert = c;
+	revoke_apply(job, c);
+	return revoke_submit(job);
+}
 
 static void on_revoke_done(void *arg, int result)
 {
 	struct revoke_job *job = arg;
 	struct server *srv = job->srv;
-	Capf__Certificate *c = job->cert;
+	Capf__Certificate *c;
 	char detail[300];
+
+	if (result == CAPF_ESTALE && job->attempts < REVOKE_CAS_ATTEMPTS) {
+		result = revoke_retry(job);
+		if (result == 0)
+			return; /* this runs again with the next result */
+	}
+	c = job->cert;
 
 	/* The CA revoked it already; the CRL lists it whatever the store
 	 * said, because a revocation that was asked for must hold. */
@@ -405,8 +463,6 @@ static void handle_cert_revoke(struct admin_client *ac, const Capf__AdminRequest
 {
 	struct server *srv = admin_server(ac);
 	const Capf__CertRevokeRequest *q = req->cert_revoke;
-	Capf__StoreRecord rec = CAPF__STORE_RECORD__INIT;
-	Capf__StoreRecord *recs[1] = { &rec };
 	struct revoke_job *job = NULL;
 	Capf__Certificate *c = NULL;
 	char text[300];
@@ -443,16 +499,15 @@ static void handle_cert_revoke(struct admin_client *ac, const Capf__AdminRequest
 		respond_ca_error(ac, ret, "not revoked");
 		goto fail;
 	}
-	c->state = CAPF__CERT_STATE__CERT_REVOKED;
-	c->revoked_at = now;
-	c->revocation_reason = q->reason;
-	rec.body_case = CAPF__STORE_RECORD__BODY_CERT;
-	rec.cert = c;
-	rec.must_exist = true;
 	job->ac = ac;
 	job->srv = srv;
 	job->cert = c;
-	ret = bridge_submit(&srv->bridge, srv->store, recs, 1, on_revoke_done, job);
+	job->when = now;
+	job->reason = q->reason;
+	/* Only the revocation's fields change; a record that changed since it
+	 * was read is read again and revoked as it is then. */
+	revoke_apply(job, c);
+	ret = revoke_submit(job);
 	if (ret < 0) {
 		/* As on a failed write: revoked, reported, completed later. */
 		admin_hold(ac);

@@ -48,6 +48,7 @@ struct capfd_config {
 	char *ca_subject;
 	unsigned ca_days;
 	unsigned lsc_days;
+	unsigned supersede_grace;  /* seconds a replaced LSC stays valid; 0 = revoked at once */
 	/* The CAPF CA (doc/ca-lifecycle.md). */
 	char *ca_key;          /* key of the first CA: a file or a pkcs11: URI */
 	char *ca_key_type;     /* type of new CA keys: ec-p256, rsa-3072, ... */
@@ -158,6 +159,10 @@ struct server {
 	struct tls_creds *creds;
 	uv_timer_t crl_timer;          /* regenerates the CRL (crl_refresh) */
 	bool crl_timer_on;
+	uv_async_t crl_async;          /* a worker recorded revocations: regenerate */
+	bool crl_async_on;
+	uv_timer_t sweep_timer;        /* revokes superseded LSCs after their grace */
+	bool sweep_timer_on;
 
 	uv_loop_t *loop;               /* main loop: signals, admin */
 	uv_signal_t sigint, sigterm, sighup;
@@ -219,7 +224,11 @@ void server_stop(struct server *srv);
 /* server_free() - release what server_start() made. */
 void server_free(struct server *srv);
 
-/* claim/release of a device name for the enrollment env. */
+/* server_crl_dirty() - from any thread: revocations were recorded, make
+ * new CRLs on the main loop. */
+void server_crl_dirty(struct server *srv);
+
+/* claim/release of a device name for a session. */
 int server_claim(void *arg, const char *device);
 void server_release(void *arg, const char *device);
 

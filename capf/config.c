@@ -40,6 +40,7 @@ static const struct opt options[] = {
 	{ "ca", "subject", OPT_STR, O(ca_subject), 0, 0 },
 	{ "ca", "ca_days", OPT_UINT, O(ca_days), 1, 36500 },
 	{ "ca", "lsc_days", OPT_UINT, O(lsc_days), 1, 36500 },
+	{ "ca", "supersede_grace", OPT_UINT, O(supersede_grace), 0, 31536000 },
 	{ "ca", "key", OPT_STR, O(ca_key), 0, 0 },
 	{ "ca", "key_type", OPT_STR, O(ca_key_type), 0, 0 },
 	{ "ca", "overlap_days", OPT_UINT, O(ca_overlap_days), 1, 36500 },

@@ -1,13 +1,17 @@
 /*
  * One phone connection: TCP from libuv, TLS from GnuTLS in non-blocking
- * mode over our own pull/push, frames from proto/, decisions from the
- * enrollment state machine. This file only moves bytes and runs timers.
+ * mode over our own pull/push, frames from proto/, wire messages from the
+ * native codec (capf/codec.h), decisions from the enrollment core
+ * (capf/core.h). This file moves bytes, runs timers and carries out the
+ * core's effects: it reads records from the store, hands writes to the
+ * store's writer and signatures to the signer, and feeds each result back
+ * to the core as an event.
  *
  * Lifetime: the connection holds one reference per open handle (tcp and
- * two timers), one while a store write it asked for is in flight and one
- * while a handshake step runs on the threadpool; it is freed when the
- * last one is dropped, so a completion never finds freed memory even if
- * the phone went away meanwhile.
+ * two timers), one while a store write or a signature it asked for is in
+ * flight and one while a handshake step runs on the threadpool; it is
+ * freed when the last one is dropped, so a completion never finds freed
+ * memory even if the phone went away meanwhile.
  *
  * The handshake signs with the CAPF key, which lives in the signer
  * process: GnuTLS calls the key's sign callback synchronously inside
@@ -17,7 +21,8 @@
  * not read (the receive buffer stays where GnuTLS pulls from), what
  * GnuTLS pushes is kept in hs_out and written once the call is back, and
  * nothing on the loop touches the session. The rest of the handshake and
- * the session run on the loop.
+ * the session run on the loop; the LSC's signature is asked of the signer
+ * asynchronously (signer_sign_async()).
  */
 #include "config.h"
 
@@ -26,7 +31,8 @@
 
 #include "ca/ca.h"
 #include "capf/capfd.h"
-#include "capf/enroll.h"
+#include "capf/codec.h"
+#include "capf/core.h"
 #include "capf/log.h"
 #include "capf/signer.h"
 #include "store/store.h"
@@ -51,11 +57,18 @@ struct conn {
 	size_t rlen, roff, rcap;
 
 	struct frame_decoder dec;
-	struct enroll *enroll;
+	struct core *core;
+	struct codec_native *codec;
+	/* The LSC being signed, and the revocations of the write in flight
+	 * (told to the CA once durable). */
+	struct ca_tbs tbs;
+	struct revoked_copy *revoked;
+	size_t nrevoked;
+	char claimed[DEVICE_NAME_MAX + 1]; /* the device this session holds, or "" */
 
 	int refs;
-	bool closing, handles_closed, handshaken, store_pending, reading, counted_source;
-	bool authenticated; /* audited: the phone passed Hello */
+	bool closing, handles_closed, handshaken, reading, counted_source;
+	bool busy; /* a store write or a signature of this session is in flight */
 	/* A gnutls_handshake() call on the threadpool (see the top). */
 	uv_work_t hs_work;
 	bool hs_off_loop, hs_signed;
@@ -76,6 +89,7 @@ struct write_req {
 };
 
 static void conn_close(struct conn *c);
+static void revoked_free(struct conn *c);
 static void on_session_timeout(uv_timer_t *t);
 static void conn_process(struct conn *c);
 static void start_reading(struct conn *c);
@@ -101,7 +115,12 @@ static void conn_unref(struct conn *c)
 	atomic_fetch_sub(&c->srv->active_connections, 1);
 	if (c->counted_source)
 		source_release(c->srv, c->addr);
-	enroll_free(c->enroll);
+	if (c->claimed[0] != '\0')
+		server_release(c->srv, c->claimed);
+	core_free(c->core);
+	codec_native_free(c->codec);
+	ca_tbs_deinit(&c->tbs);
+	revoked_free(c);
 	if (c->tls != NULL)
 		gnutls_deinit(c->tls);
 	server_creds_put(c->creds);
@@ -285,133 +304,390 @@ static void send_frame(struct conn *c, const uint8_t *frame, size_t len)
 	}
 }
 
-static void on_persisted(void *arg, int result);
+/* ---- the core's effects ------------------------------------------------------ */
 
-/* The audit event of a session step; its serial is the certificate the
- * step records, if any. */
-static void audit_event(struct conn *c, struct store_audit_event *ev, Capf__AuditKind kind,
-			int code, const struct enroll_out *out)
+/* A revocation recorded by a write in flight, copied for the CA. */
+struct revoked_copy {
+	uint8_t serial[CORE_SERIAL_MAX];
+	size_t serial_len;
+	time_t when;
+	int reason;
+	uint8_t *der;
+	size_t der_len;
+};
+
+static void revoked_free(struct conn *c)
 {
-	memset(ev, 0, sizeof(*ev));
-	ev->kind = kind;
-	ev->device = c->enroll != NULL ? enroll_device(c->enroll) : "";
-	ev->peer = c->peer;
-	ev->code = code;
-	ev->detail = code != 0 ? capf_strerror(code) : NULL;
-	for (size_t i = 0; out != NULL && i < out->npersist; i++) {
-		const Capf__StoreRecord *r = out->persist[i];
-		if (r->body_case == CAPF__STORE_RECORD__BODY_CERT) {
-			ev->serial = r->cert->serial.data;
-			ev->serial_len = r->cert->serial.len;
-		}
-	}
+	for (size_t i = 0; i < c->nrevoked; i++)
+		free(c->revoked[i].der);
+	free(c->revoked);
+	c->revoked = NULL;
+	c->nrevoked = 0;
 }
 
-static void apply(struct conn *c, struct enroll_out *out)
+static void on_idle_timeout(uv_timer_t *t);
+static void session_run(struct conn *c, const struct core_event *first);
+
+/* The records a LOAD effect asked for, owned here until the event that
+ * carries them has been handled. */
+struct view_buf {
+	Capf__Device *dev;
+	Capf__Certificate *cur, *pend, *pres;
+};
+
+static void view_free(struct view_buf *v)
 {
-	const char *device = c->enroll != NULL ? enroll_device(c->enroll) : "";
-	struct store_audit_event ev;
+	if (v->dev != NULL)
+		capf__device__free_unpacked(v->dev, NULL);
+	if (v->cur != NULL)
+		capf__certificate__free_unpacked(v->cur, NULL);
+	if (v->pend != NULL)
+		capf__certificate__free_unpacked(v->pend, NULL);
+	if (v->pres != NULL)
+		capf__certificate__free_unpacked(v->pres, NULL);
+	memset(v, 0, sizeof(*v));
+}
 
-	if (out->frame != NULL)
-		send_frame(c, out->frame, out->frame_len);
+static Capf__Certificate *cert_or_null(struct store *st, const ProtobufCBinaryData *serial)
+{
+	Capf__Certificate *c = NULL;
 
-	if (out->error != 0) {
-		atomic_fetch_add(&c->srv->failures, 1);
-		log_warn("%s: device \"%s\": %s (%s)", c->peer, device[0] ? device : "-",
-			 capf_strerror(out->error), capf_errname(out->error));
-		audit_event(c, &ev,
-			    c->authenticated ? CAPF__AUDIT_KIND__AUDIT_ENROLL_FAIL
-					     : CAPF__AUDIT_KIND__AUDIT_AUTH_FAIL,
-			    out->error, NULL);
-		(void)store_audit(c->srv->store, &ev);
-	} else if (!c->authenticated && c->enroll != NULL &&
-		   enroll_state(c->enroll) == ENROLL_WAIT_CSR) {
-		c->authenticated = true;
-		audit_event(c, &ev, CAPF__AUDIT_KIND__AUDIT_AUTH_OK, 0, NULL);
-		(void)store_audit(c->srv->store, &ev);
-	}
-	if (out->success) {
-		atomic_fetch_add(&c->srv->enrollments, 1);
-		log_info("%s: device \"%s\": LSC installed", c->peer, device);
-	}
+	if (serial->len == 0 || store_cert_get(st, serial->data, serial->len, &c) < 0)
+		return NULL;
+	return c;
+}
 
-	if (out->npersist > 0 && !out->close) {
-		/* Issuance and acknowledgement are audited in the same group
-		 * commit as the records they write. */
-		audit_event(c, &ev,
-			    enroll_state(c->enroll) == ENROLL_PERSIST_ISSUE
-				    ? CAPF__AUDIT_KIND__AUDIT_ISSUE
-				    : CAPF__AUDIT_KIND__AUDIT_ACK,
-			    0, out);
-		int ret = bridge_submit_audit(&c->w->bridge, c->srv->store, out->persist,
-					      out->npersist, &ev, on_persisted, c);
-		if (ret < 0) {
-			struct enroll_out next;
-			enroll_on_persisted(c->enroll, ret, &next);
-			enroll_out_deinit(out);
-			apply(c, &next);
-			enroll_out_deinit(&next);
+/* Reads are copies from the store's in-memory index: cheap, and done
+ * right here on the loop. */
+static void load_view(struct conn *c, const struct core_fx *fx, struct view_buf *vb,
+		      struct core_event *ev)
+{
+	struct store *st = c->srv->store;
+	int ret;
+
+	memset(ev, 0, sizeof(*ev));
+	ev->type = CORE_EV_LOADED;
+	ev->now = time(NULL);
+	if (fx->load.claim && c->claimed[0] == '\0') {
+		if (server_claim(c->srv, fx->load.device) < 0) {
+			ev->loaded.result = CAPF_EBUSY;
 			return;
 		}
-		c->store_pending = true;
-		c->refs++;
-		/* The phone waits for us now: its idle time does not run. */
-		uv_timer_stop(&c->timer);
+		snprintf(c->claimed, sizeof(c->claimed), "%s", fx->load.device);
 	}
+	ret = store_device_get(st, fx->load.device, &vb->dev);
+	if (ret < 0 && ret != CAPF_ENOENT) {
+		ev->loaded.result = ret;
+		return;
+	}
+	if (vb->dev != NULL) {
+		vb->cur = cert_or_null(st, &vb->dev->lsc_serial);
+		vb->pend = cert_or_null(st, &vb->dev->pending_serial);
+	}
+	if (fx->load.presented != NULL) {
+		ProtobufCBinaryData s = { fx->load.presented_len, (uint8_t *)fx->load.presented };
+		vb->pres = cert_or_null(st, &s);
+	}
+	ev->loaded.device = vb->dev;
+	ev->loaded.current = vb->cur;
+	ev->loaded.pending = vb->pend;
+	ev->loaded.presented = vb->pres;
+}
 
-	if (out->close) {
-		conn_close(c);
-	} else if (c->w->stopping && !c->store_pending) {
+static void audit_fill(struct conn *c, struct store_audit_event *ev, const struct core_audit *a)
+{
+	memset(ev, 0, sizeof(*ev));
+	ev->kind = a->kind;
+	ev->device = a->device;
+	ev->peer = c->peer;
+	ev->serial = a->serial;
+	ev->serial_len = a->serial_len;
+	ev->code = a->code;
+	ev->detail = a->detail;
+}
+
+/* Waiting for the store or the signer: the phone's idle time does not
+ * run, and nothing it sends is read. */
+static void set_busy(struct conn *c)
+{
+	c->busy = true;
+	c->refs++;
+	uv_timer_stop(&c->timer);
+}
+
+/* Back from the store or the signer: read what the phone sent meanwhile. */
+static void resume(struct conn *c)
+{
+	if (c->closing || c->busy)
+		return;
+	uv_timer_start(&c->timer, on_idle_timeout, c->srv->cfg->idle_timeout_ms, 0);
+	if (!c->reading)
+		start_reading(c);
+	conn_process(c);
+}
+
+static void on_persisted(void *arg, int result)
+{
+	struct conn *c = arg;
+	struct core_event ev = { .type = CORE_EV_PERSISTED };
+
+	c->busy = false;
+	if (result == 0) {
+		/* Durable: now the CA's CRLs may list what it revoked, even if
+		 * the phone is gone. */
+		for (size_t i = 0; i < c->nrevoked; i++) {
+			const struct revoked_copy *r = &c->revoked[i];
+			(void)ca_revoked_add(c->srv->ca, r->serial, r->serial_len, r->when, r->reason,
+					     r->der, r->der_len);
+		}
+		if (c->nrevoked > 0)
+			server_crl_dirty(c->srv);
+	} else {
+		log_debug("%s: device \"%s\": store write failed: %s", c->peer,
+			  core_device(c->core), capf_strerror(result));
+	}
+	revoked_free(c);
+	if (!c->closing) {
+		ev.now = time(NULL);
+		ev.result = result;
+		session_run(c, &ev);
+		resume(c);
+	}
+	conn_unref(c);
+}
+
+static int start_persist(struct conn *c, const struct core_fx *fx)
+{
+	struct store_audit_event ev;
+	int ret;
+
+	revoked_free(c);
+	if (fx->persist.nrevoked > 0) {
+		c->revoked = calloc(fx->persist.nrevoked, sizeof(*c->revoked));
+		if (c->revoked == NULL)
+			return CAPF_ENOMEM;
+		for (size_t i = 0; i < fx->persist.nrevoked; i++) {
+			const struct core_revoked *r = &fx->persist.revoked[i];
+			struct revoked_copy *k = &c->revoked[c->nrevoked++];
+
+			k->serial_len = r->serial_len <= sizeof(k->serial) ? r->serial_len : 0;
+			memcpy(k->serial, r->serial, k->serial_len);
+			k->when = r->when;
+			k->reason = r->reason;
+			if (r->der_len > 0 && (k->der = malloc(r->der_len)) != NULL) {
+				memcpy(k->der, r->der, r->der_len);
+				k->der_len = r->der_len;
+			}
+		}
+	}
+	/* The audit entry of the step goes in the same group commit as the
+	 * records it describes. */
+	audit_fill(c, &ev, &fx->persist.audit);
+	ret = bridge_submit_audit(&c->w->bridge, c->srv->store, fx->persist.recs,
+				  fx->persist.nrecs, &ev, on_persisted, c);
+	if (ret < 0) {
+		revoked_free(c);
+		return ret;
+	}
+	set_busy(c);
+	return 0;
+}
+
+static void on_signed(void *arg, int result, const uint8_t *sig, size_t sig_len)
+{
+	struct conn *c = arg;
+	struct core_event ev = { .type = CORE_EV_SIGNED };
+	struct ca_lsc lsc = { 0 };
+	struct core_lsc cl = { 0 };
+	const uint8_t *chain[1];
+	size_t chain_len[1];
+
+	c->busy = false;
+	if (!c->closing) {
+		if (result == 0)
+			result = ca_issue_complete(&c->tbs, sig, sig_len, &lsc);
+		if (result == 0) {
+			cl.der = lsc.der;
+			cl.der_len = lsc.der_len;
+			cl.serial = lsc.serial;
+			cl.serial_len = sizeof(lsc.serial);
+			cl.not_before = lsc.not_before;
+			cl.not_after = lsc.not_after;
+			cl.issued_at = lsc.not_before + CA_BACKDATE_SECONDS;
+			memcpy(cl.spki_sha256, lsc.spki_sha256, sizeof(cl.spki_sha256));
+			/* The CA that signed it, even if a rollover made another
+			 * one current since. */
+			chain[0] = lsc.issuer_der;
+			chain_len[0] = lsc.issuer_der_len;
+			cl.chain = chain;
+			cl.chain_lens = chain_len;
+			cl.nchain = lsc.issuer_der != NULL ? 1 : 0;
+			ev.signed_lsc = &cl;
+		} else {
+			log_info("%s: device \"%s\": cannot sign: %s", c->peer, core_device(c->core),
+				 capf_strerror(result));
+		}
+		ev.now = time(NULL);
+		ev.sign_result = result;
+		session_run(c, &ev);
+		ca_lsc_deinit(&lsc);
+		resume(c);
+	}
+	ca_tbs_deinit(&c->tbs);
+	conn_unref(c);
+}
+
+static int start_sign(struct conn *c, const struct core_fx *fx)
+{
+	int ret;
+
+	ca_tbs_deinit(&c->tbs);
+	ret = ca_issue_prepare(c->srv->ca, fx->sign.key_handle, fx->sign.device, time(NULL),
+			       fx->sign.days, &c->tbs);
+	if (ret < 0)
+		return ret;
+	/* The worker never signs: the signer does, while this loop serves
+	 * the other phones. */
+	ret = signer_sign_async(c->w->signer, c->tbs.key_ref, c->tbs.sign_algo, c->tbs.data,
+				c->tbs.len, on_signed, c);
+	if (ret < 0) {
+		ca_tbs_deinit(&c->tbs);
+		return ret;
+	}
+	set_busy(c);
+	return 0;
+}
+
+static void send_msg(struct conn *c, const struct core_msg *m)
+{
+	const uint8_t *issuer = NULL;
+	size_t issuer_len = 0;
+	uint8_t *frame = NULL;
+	size_t len = 0;
+
+	/* A recorded certificate delivered again goes with the chain of the
+	 * CA that signed it. */
+	if (m->type == CORE_MSG_DELIVER && m->nchain == 0)
+		(void)ca_issuer_of(c->srv->ca, m->cert, m->cert_len, &issuer, &issuer_len);
+	if (codec_native_encode(m, &issuer, &issuer_len, issuer != NULL ? 1 : 0, &frame, &len) == 0)
+		send_frame(c, frame, len);
+	free(frame);
+}
+
+/* One log line for every session that ends, with its outcome. */
+static void session_outcome(struct conn *c, const struct core_out *out)
+{
+	const char *device = core_device(c->core);
+
+	if (out->success) {
+		atomic_fetch_add(&c->srv->enrollments, 1);
+		log_info("%s: device \"%s\": LSC installed (authenticated by %s)", c->peer, device,
+			 core_auth_method(c->core) != NULL ? core_auth_method(c->core) : "-");
+		return;
+	}
+	atomic_fetch_add(&c->srv->failures, 1);
+	log_warn("%s: device \"%s\": %s (%s)", c->peer, device[0] ? device : "-",
+		 capf_strerror(out->error), capf_errname(out->error));
+}
+
+/*
+ * Feed an event to the core and carry out its effects; an effect whose
+ * result is at hand at once (a read, a refused submission) is fed back in
+ * the same loop, one that takes time (a store write, a signature) comes
+ * back through its callback.
+ */
+static void session_run(struct conn *c, const struct core_event *first)
+{
+	struct view_buf views[2] = { { 0 } };
+	struct core_event ev = *first, next;
+	struct core_out out;
+	unsigned cur = 0;
+
+	for (;;) {
+		bool have_next = false, close = false;
+		int ret;
+
+		core_step(c->core, &ev, &out);
+		for (size_t i = 0; i < out.nfx; i++) {
+			const struct core_fx *fx = &out.fx[i];
+			struct store_audit_event aev;
+
+			switch (fx->type) {
+			case CORE_FX_LOAD:
+				load_view(c, fx, &views[cur ^ 1], &next);
+				have_next = true;
+				break;
+			case CORE_FX_PERSIST:
+				ret = start_persist(c, fx);
+				if (ret < 0) {
+					memset(&next, 0, sizeof(next));
+					next.type = CORE_EV_PERSISTED;
+					next.now = time(NULL);
+					next.result = ret;
+					have_next = true;
+				}
+				break;
+			case CORE_FX_SIGN:
+				ret = start_sign(c, fx);
+				if (ret < 0) {
+					memset(&next, 0, sizeof(next));
+					next.type = CORE_EV_SIGNED;
+					next.now = time(NULL);
+					next.sign_result = ret;
+					have_next = true;
+				}
+				break;
+			case CORE_FX_SEND:
+				send_msg(c, &fx->send);
+				break;
+			case CORE_FX_AUDIT:
+				audit_fill(c, &aev, &fx->audit);
+				(void)store_audit(c->srv->store, &aev);
+				break;
+			case CORE_FX_CLOSE:
+				close = true;
+				break;
+			}
+		}
+		if (out.done)
+			session_outcome(c, &out);
+		view_free(&views[cur]);
+		cur ^= 1;
+		if (close) {
+			conn_close(c);
+			break;
+		}
+		if (!have_next)
+			break;
+		ev = next;
+	}
+	view_free(&views[0]);
+	view_free(&views[1]);
+	if (!c->closing && !c->busy && c->w->stopping) {
 		/* Shutting down: the durable part is done, cut the session here
 		 * rather than wait for the phone. */
 		conn_close(c);
 	}
 }
 
-static void on_idle_timeout(uv_timer_t *t);
-
-static void on_persisted(void *arg, int result)
-{
-	struct conn *c = arg;
-	struct enroll_out out;
-
-	c->store_pending = false;
-	if (!c->closing) {
-		/* The store logs its faults itself, once per interval. */
-		if (result < 0)
-			log_debug("%s: device \"%s\": store write failed: %s", c->peer,
-				  enroll_device(c->enroll), capf_strerror(result));
-		enroll_on_persisted(c->enroll, result, &out);
-		apply(c, &out);
-		enroll_out_deinit(&out);
-		if (!c->closing) {
-			uv_timer_start(&c->timer, on_idle_timeout, c->srv->cfg->idle_timeout_ms, 0);
-			if (!c->reading)
-				start_reading(c);
-			conn_process(c);
-		}
-	}
-	conn_unref(c);
-}
-
-/* End a session that failed outside the state machine (framing, limits,
- * timeouts): tell the phone why when we can, then close. */
+/* End a session that failed outside the core (framing, limits, timeouts):
+ * the core tells the phone why, then closes. */
 static void conn_fail(struct conn *c, int code)
 {
-	struct enroll_out out;
+	struct core_event ev = { .type = CORE_EV_ABORT, .now = time(NULL) };
 
-	if (c->enroll != NULL) {
-		enroll_fail(c->enroll, code, &out);
-		apply(c, &out);
-		enroll_out_deinit(&out);
+	if (c->core != NULL) {
+		ev.code = code;
+		session_run(c, &ev);
 		return;
 	}
 	atomic_fetch_add(&c->srv->failures, 1);
 	log_warn("%s: %s (%s)", c->peer, capf_strerror(code), capf_errname(code));
 	if (c->handshaken) {
+		struct core_msg m = { .type = CORE_MSG_END, .code = code };
 		uint8_t *frame = NULL;
 		size_t len = 0;
-		if (enroll_error_frame(code, NULL, &frame, &len) == 0)
+		if (codec_native_encode(&m, NULL, NULL, 0, &frame, &len) == 0)
 			send_frame(c, frame, len);
 		free(frame);
 	}
@@ -422,25 +698,16 @@ static void conn_fail(struct conn *c, int code)
 
 static void handle_frame(struct conn *c, const uint8_t *payload, size_t len)
 {
-	Capf__PhoneMessage *msg = NULL;
-	struct enroll_out out;
-	int ret;
+	struct core_event ev;
 
 	if (++c->nmsgs > c->srv->cfg->max_messages) {
 		conn_fail(c, CAPF_ELIMIT);
 		return;
 	}
-	ret = phone_msg_unpack(payload, len, &msg);
-	if (ret < 0) {
-		conn_fail(c, CAPF_EBADMSG);
-		return;
-	}
-	log_debug("%s: received %s", c->peer, phone_msg_name(msg));
-	enroll_on_message(c->enroll, msg, &out);
-	capf__phone_message__free_unpacked(msg, NULL);
-	apply(c, &out);
-	enroll_out_deinit(&out);
-	if (!c->closing && !c->store_pending)
+	(void)codec_native_decode(c->codec, payload, len, time(NULL), &ev);
+	log_debug("%s: received %s", c->peer, codec_native_message_name(c->codec));
+	session_run(c, &ev);
+	if (!c->closing && !c->busy)
 		uv_timer_start(&c->timer, on_idle_timeout, c->srv->cfg->idle_timeout_ms, 0);
 }
 
@@ -448,7 +715,7 @@ static void read_records(struct conn *c)
 {
 	uint8_t buf[16384 + 256];
 
-	while (!c->closing && !c->store_pending) {
+	while (!c->closing && !c->busy) {
 		ssize_t n = gnutls_record_recv(c->tls, buf, sizeof(buf));
 		if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED)
 			return;
@@ -478,6 +745,29 @@ static void read_records(struct conn *c)
 	}
 }
 
+/* What the TLS handshake proved about the peer: its chain checked as a
+ * MIC and as an LSC; which one counts is the core's decision. */
+static void peer_evidence(struct conn *c, const uint8_t *const *certs, const size_t *lens,
+			  size_t n, time_t now, struct core_peer *p)
+{
+	struct ca_cert_summary sum;
+
+	memset(p, 0, sizeof(*p));
+	p->mic_result = CAPF_ENOCERT;
+	p->lsc_result = CAPF_ENOCERT;
+	if (n == 0)
+		return;
+	p->present = true;
+	p->mic_result = ca_mic_verify(c->srv->ca, certs, lens, n, NULL, now);
+	p->lsc_result = ca_lsc_verify(c->srv->ca, certs, lens, n, NULL, now);
+	if (ca_cert_summarize(certs[0], lens[0], &sum) == 0) {
+		snprintf(p->cn, sizeof(p->cn), "%s", sum.cn);
+		snprintf(p->fingerprint, sizeof(p->fingerprint), "%s", sum.fingerprint);
+		p->serial_len = sum.serial_len <= sizeof(p->serial) ? sum.serial_len : 0;
+		memcpy(p->serial, sum.serial, p->serial_len);
+	}
+}
+
 static int on_handshake_done(struct conn *c)
 {
 	const gnutls_datum_t *peers;
@@ -485,7 +775,8 @@ static int on_handshake_done(struct conn *c)
 	uint8_t binding[CA_BINDING_LEN];
 	const uint8_t *certs[16];
 	size_t lens[16];
-	struct enroll_env env = { 0 };
+	struct core_config ccfg = { 0 };
+	struct core_event ev = { .type = CORE_EV_START };
 	int ret;
 
 	/* RFC 9266 forbids tls-exporter on TLS 1.2 without extended master
@@ -517,19 +808,24 @@ static int on_handshake_done(struct conn *c)
 		lens[i] = peers[i].size;
 	}
 
-	env.ca = c->srv->ca;
-	env.store = c->srv->store;
-	env.claim = server_claim;
-	env.release = server_release;
-	env.claim_arg = c->srv;
-	c->enroll = enroll_new(&env, certs, lens, npeers, binding, sizeof(binding));
+	ev.now = time(NULL);
+	peer_evidence(c, certs, lens, npeers, ev.now, &ev.start.peer);
+	memcpy(ev.start.binding, binding, sizeof(binding));
+	ev.start.binding_len = sizeof(binding);
+	ccfg.supersede_grace = c->srv->cfg->supersede_grace;
+	c->core = core_new(&ccfg);
+	ret = codec_native_new(&c->codec, binding, sizeof(binding));
 	gnutls_memset(binding, 0, sizeof(binding));
-	if (c->enroll == NULL)
+	if (c->core == NULL || ret < 0) {
+		gnutls_memset(&ev, 0, sizeof(ev));
 		return CAPF_ENOMEM;
+	}
 
 	log_debug("%s: TLS established (%s), %u client certificates", c->peer,
 		  gnutls_protocol_get_name(gnutls_protocol_get_version(c->tls)), npeers);
 	c->handshaken = true;
+	session_run(c, &ev);
+	gnutls_memset(&ev, 0, sizeof(ev));
 	uv_timer_start(&c->timer, on_idle_timeout, c->srv->cfg->idle_timeout_ms, 0);
 	return 0;
 }
@@ -679,9 +975,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		return;
 	}
 	c->rlen += (size_t)nread;
-	if (c->store_pending) {
-		/* Data while the store works: keep it buffered, and stop reading
-		 * once the buffer is full. */
+	if (c->busy) {
+		/* Data while the store or the signer works: keep it buffered,
+		 * and stop reading once the buffer is full. */
 		if (c->rcap - c->rlen == 0) {
 			uv_read_stop(s);
 			c->reading = false;
@@ -731,9 +1027,10 @@ static void on_session_timeout(uv_timer_t *t)
 		close_handles(c);
 		return;
 	}
-	if (c->store_pending) {
-		/* Never cut a session between the store and the phone; look
-		 * again shortly, so the limit still holds afterwards. */
+	if (c->busy) {
+		/* Never cut a session between the store or the signer and the
+		 * phone; look again shortly, so the limit still holds
+		 * afterwards. */
 		uv_timer_start(&c->session_timer, on_session_timeout, 1000, 0);
 		return;
 	}
@@ -866,7 +1163,7 @@ void conn_shutdown(struct conn *c, bool force)
 		close_handles(c);
 		return;
 	}
-	if (c->closing || c->store_pending)
+	if (c->closing || c->busy)
 		return;
 	if (c->handshaken)
 		conn_fail(c, CAPF_ESHUTDOWN);

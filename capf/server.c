@@ -343,33 +343,147 @@ static void on_crl_timer(uv_timer_t *t)
 		crl_refresh(srv);
 }
 
+/* A session recorded revocations (a superseded LSC): the CRLs follow on
+ * the main loop, however many sessions asked meanwhile. */
+static void on_crl_async(uv_async_t *a)
+{
+	struct server *srv = a->data;
+
+	if (!srv->stopping)
+		crl_refresh(srv);
+}
+
+void server_crl_dirty(struct server *srv)
+{
+	if (srv->crl_async_on)
+		uv_async_send(&srv->crl_async);
+}
+
+/* Superseded LSCs whose grace period is over ([ca] supersede_grace). */
+struct due_list {
+	Capf__Certificate **certs;
+	size_t n, cap;
+	time_t now;
+};
+
+static int collect_due(const Capf__Certificate *c, void *arg)
+{
+	struct due_list *l = arg;
+	uint8_t buf[8192];
+	size_t len;
+
+	if (c->revoke_after == 0 || c->revoke_after > l->now ||
+	    c->state == CAPF__CERT_STATE__CERT_REVOKED)
+		return 0;
+	if (l->n == l->cap) {
+		size_t ncap = l->cap ? 2 * l->cap : 16;
+		Capf__Certificate **n = realloc(l->certs, ncap * sizeof(*n));
+		if (n == NULL)
+			return CAPF_ENOMEM;
+		l->certs = n;
+		l->cap = ncap;
+	}
+	len = capf__certificate__get_packed_size(c);
+	if (len > sizeof(buf))
+		return 0;
+	capf__certificate__pack(c, buf);
+	l->certs[l->n] = capf__certificate__unpack(NULL, len, buf);
+	if (l->certs[l->n] != NULL)
+		l->n++;
+	return 0;
+}
+
+static void on_sweep_written(void *arg, int result)
+{
+	(void)arg;
+	if (result < 0 && result != CAPF_ESTALE)
+		log_warn("cannot record the revocation of a superseded LSC: %s; trying again later",
+			 capf_strerror(result));
+}
+
+static void sweep_superseded(struct server *srv)
+{
+	struct due_list l = { .now = time(NULL) };
+	size_t done = 0;
+
+	if (store_cert_foreach(srv->store, collect_due, &l) < 0)
+		log_warn("cannot look for superseded LSCs to revoke");
+	for (size_t i = 0; i < l.n; i++) {
+		Capf__Certificate *c = l.certs[i];
+		Capf__StoreRecord rec = CAPF__STORE_RECORD__INIT;
+		Capf__StoreRecord *recs[1] = { &rec };
+
+		/* The CA's list first, as for every revocation: durable
+		 * before the store says so. */
+		if (ca_revoke(srv->ca, c->serial.data, c->serial.len, l.now, CA_REASON_SUPERSEDED,
+			      c->der.data, c->der.len) < 0) {
+			log_warn("cannot revoke a superseded LSC: %s", ca_last_error());
+			continue;
+		}
+		rec.body_case = CAPF__STORE_RECORD__BODY_CERT;
+		rec.cert = c;
+		rec.check_revision = true;
+		rec.expect_revision = c->revision;
+		c->revision++;
+		c->state = CAPF__CERT_STATE__CERT_REVOKED;
+		c->revoked_at = l.now;
+		c->revocation_reason = CA_REASON_SUPERSEDED;
+		c->revoke_after = 0;
+		if (bridge_submit(&srv->bridge, srv->store, recs, 1, on_sweep_written, NULL) == 0)
+			done++;
+	}
+	for (size_t i = 0; i < l.n; i++)
+		capf__certificate__free_unpacked(l.certs[i], NULL);
+	free(l.certs);
+	if (done > 0) {
+		log_info("revoked %zu superseded LSCs whose grace period ended", done);
+		crl_refresh(srv);
+	}
+}
+
+static void on_sweep_timer(uv_timer_t *t)
+{
+	struct server *srv = t->data;
+
+	if (!srv->stopping)
+		sweep_superseded(srv);
+}
+
 /* Completes the store record of a revocation the CA holds: a crash
- * between the CA's write and the store's leaves it to do here. */
+ * between the CA's write and the store's leaves it to do here. The write
+ * names the revision it read, like every writer of a record it read. */
 static int sync_one(const uint8_t *serial, size_t len, time_t when, int reason, void *arg)
 {
 	struct server *srv = arg;
-	Capf__Certificate *c = NULL;
 	Capf__StoreRecord rec = CAPF__STORE_RECORD__INIT;
 	Capf__StoreRecord *recs[1] = { &rec };
-	int ret;
+	int ret = CAPF_ESTALE;
 
-	if (store_cert_get(srv->store, serial, len, &c) < 0)
-		return 0;
-	if (c->state != CAPF__CERT_STATE__CERT_REVOKED) {
+	for (unsigned attempt = 0; attempt < 8 && ret == CAPF_ESTALE; attempt++) {
+		Capf__Certificate *c = NULL;
+
+		if (store_cert_get(srv->store, serial, len, &c) < 0)
+			return 0;
+		if (c->state == CAPF__CERT_STATE__CERT_REVOKED) {
+			capf__certificate__free_unpacked(c, NULL);
+			return 0;
+		}
+		rec.body_case = CAPF__STORE_RECORD__BODY_CERT;
+		rec.cert = c;
+		rec.check_revision = true;
+		rec.expect_revision = c->revision;
 		c->state = CAPF__CERT_STATE__CERT_REVOKED;
 		c->revoked_at = when;
 		c->revocation_reason = (uint32_t)reason;
-		rec.body_case = CAPF__STORE_RECORD__BODY_CERT;
-		rec.cert = c;
+		c->revision++;
 		ret = store_submit_wait(srv->store, recs, 1);
-		if (ret < 0) {
-			log_err("cannot record a revocation in the store: %s", capf_strerror(ret));
-			capf__certificate__free_unpacked(c, NULL);
-			return ret;
-		}
-		log_info("completed the store record of a revocation");
+		capf__certificate__free_unpacked(c, NULL);
 	}
-	capf__certificate__free_unpacked(c, NULL);
+	if (ret < 0) {
+		log_err("cannot record a revocation in the store: %s", capf_strerror(ret));
+		return ret;
+	}
+	log_info("completed the store record of a revocation");
 	return 0;
 }
 
@@ -665,6 +779,21 @@ int server_start(struct server *srv, struct capfd_config *cfg, uv_loop_t *loop)
 	srv->crl_timer.data = srv;
 	uv_timer_start(&srv->crl_timer, on_crl_timer, cfg->crl_refresh_ms, cfg->crl_refresh_ms);
 	srv->crl_timer_on = true;
+	ret = uv_async_init(loop, &srv->crl_async, on_crl_async);
+	if (ret < 0)
+		return ret;
+	srv->crl_async.data = srv;
+	srv->crl_async_on = true;
+	if (cfg->supersede_grace > 0) {
+		/* Once a minute is fine-grained enough for a grace period that
+		 * counts in minutes or days; a short one in tests still ends
+		 * within a minute of its time. */
+		unsigned every = cfg->supersede_grace < 60 ? cfg->supersede_grace * 1000u : 60000u;
+		uv_timer_init(loop, &srv->sweep_timer);
+		srv->sweep_timer.data = srv;
+		uv_timer_start(&srv->sweep_timer, on_sweep_timer, every, every);
+		srv->sweep_timer_on = true;
+	}
 
 	log_info("capfd %s listening on %s port %u with %u workers; admin socket %s",
 		 PACKAGE_VERSION, cfg->listen, srv->port, srv->nworkers, cfg->admin_socket);
@@ -706,6 +835,14 @@ void server_stop(struct server *srv)
 	if (srv->crl_timer_on) {
 		uv_close((uv_handle_t *)&srv->crl_timer, NULL);
 		srv->crl_timer_on = false;
+	}
+	if (srv->crl_async_on) {
+		uv_close((uv_handle_t *)&srv->crl_async, NULL);
+		srv->crl_async_on = false;
+	}
+	if (srv->sweep_timer_on) {
+		uv_close((uv_handle_t *)&srv->sweep_timer, NULL);
+		srv->sweep_timer_on = false;
 	}
 	if (srv->signals_on) {
 		uv_close((uv_handle_t *)&srv->sigint, NULL);

@@ -32,6 +32,21 @@ int device_name_valid(const char *name)
 	return 1;
 }
 
+int mic_cn_names_device(const char *cn, size_t cn_len, const char *device)
+{
+	size_t dl;
+
+	if (cn == NULL || device == NULL)
+		return 0;
+	dl = strlen(device);
+	if (dl == 0 || memchr(cn, '\0', cn_len) != NULL)
+		return 0;
+	if (cn_len == dl && memcmp(cn, device, dl) == 0)
+		return 1;
+	return cn_len > dl + 1 && cn[cn_len - dl - 1] == '-' &&
+	       memcmp(cn + cn_len - dl, device, dl) == 0;
+}
+
 /* Indexed by the enum values of capf.proto, which are dense from 0. */
 static const char *const op_names[] = {
     [CAPF__OPERATION__OP_NONE] = "none",

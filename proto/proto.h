@@ -117,6 +117,15 @@ int admin_resp_unpack(const uint8_t *payload, size_t len, Capf__AdminResponse **
  * letters, digits and "-_.", 1..DEVICE_NAME_MAX bytes), else 0. */
 int device_name_valid(const char *name);
 
+/*
+ * mic_cn_names_device() - the identity rule for manufacturer certificates:
+ * a MIC whose subject CN is the cn_len bytes at cn names device when cn is
+ * exactly device or ends with "-" and device (manufacturers prefix the
+ * model, e.g. "CP-8865-SEP001122334455"). Case matters; a CN holding a NUL
+ * never matches. Returns 1 or 0.
+ */
+int mic_cn_names_device(const char *cn, size_t cn_len, const char *device);
+
 /* Names of enum values for people and scripts ("install", "mic",
  * "ec-p256", "success", "active"); and the reverse look-ups, which return
  * 0 and set *out or CAPF_EINVAL for an unknown name. */

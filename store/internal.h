@@ -133,6 +133,11 @@ struct store_rec_view {
 	size_t val_len;
 	bool create_only;
 	bool must_exist;
+	bool check_revision;      /* compare-and-set: must exist at expect_revision */
+	uint64_t expect_revision;
+	uint64_t revision;        /* the body's revision (0 when absent) */
+	const uint8_t *device;    /* a certificate's device name, inside val */
+	size_t device_len;        /* 0: none (and always for a device) */
 };
 
 /* What a txn holds besides its records. */

@@ -283,14 +283,24 @@ int store_pb_check(const ProtobufCMessageDescriptor *desc, const uint8_t *p, siz
 	return pb_check_depth(desc, p, len, 0);
 }
 
-/* Field 1 (length-delimited) of a checked message: a Device's name or a
- * Certificate's serial. Absent gives length 0. */
-static void find_key(const uint8_t *p, size_t len, const uint8_t **key, size_t *key_len)
+/*
+ * What the store needs from a checked Device or Certificate body: field 1
+ * (a device's name or a certificate's serial; absent gives length 0), its
+ * revision (Device field 11, Certificate field 10; absent is 0) and, for a
+ * certificate, the device it belongs to (field 2). The schema check has
+ * already refused a repeated singular field and a wrong wire type, so the
+ * first occurrence is the only one and protobuf-c reads the same values.
+ */
+static void body_view(const uint8_t *p, size_t len, struct store_rec_view *v)
 {
 	const uint8_t *end = p + len;
+	uint32_t rev_field = v->kind == STORE_REC_DEVICE ? 11u : 10u;
 
-	*key = p;
-	*key_len = 0;
+	v->key = p;
+	v->key_len = 0;
+	v->device = NULL;
+	v->device_len = 0;
+	v->revision = 0;
 	while (p < end) {
 		uint32_t num;
 		unsigned wt;
@@ -298,11 +308,17 @@ static void find_key(const uint8_t *p, size_t len, const uint8_t **key, size_t *
 		if (get_tag(&p, end, &num, &wt) < 0)
 			return;
 		if (num == 1 && wt == 2) {
-			(void)get_bytes(&p, end, key, key_len);
+			if (get_bytes(&p, end, &v->key, &v->key_len) < 0)
+				return;
+		} else if (num == 2 && wt == 2 && v->kind == STORE_REC_CERT) {
+			if (get_bytes(&p, end, &v->device, &v->device_len) < 0)
+				return;
+		} else if (num == rev_field && wt == 0) {
+			if (get_varint(&p, end, 10, &v->revision) < 0)
+				return;
+		} else if (skip_value(&p, end, wt) < 0) {
 			return;
 		}
-		if (skip_value(&p, end, wt) < 0)
-			return;
 	}
 }
 
@@ -330,25 +346,29 @@ static int record_view(const uint8_t *p, size_t len, struct store_rec_view *v)
 			v->val = d;
 			v->val_len = n;
 			bodies++;
-		} else if ((num == 15 || num == 16) && wt == 0) {
+		} else if ((num == 15 || num == 16 || num == 17 || num == 18) && wt == 0) {
 			if (get_varint(&p, end, 10, &x) < 0)
 				return CAPF_EBADMSG;
 			if (num == 15)
 				v->create_only = x != 0;
-			else
+			else if (num == 16)
 				v->must_exist = x != 0;
+			else if (num == 17)
+				v->expect_revision = x;
+			else
+				v->check_revision = x != 0;
 		} else if (skip_value(&p, end, wt) < 0) {
 			return CAPF_EBADMSG;
 		}
 	}
 	if (bodies != 1)
 		return CAPF_EBADMSG;
-	find_key(v->val, v->val_len, &v->key, &v->key_len);
+	body_view(v->val, v->val_len, v);
 	if (v->key_len == 0)
 		return CAPF_EBADMSG;
 	if (v->kind == STORE_REC_DEVICE && memchr(v->key, '\0', v->key_len))
 		return CAPF_EBADMSG;
-	/* The key points into val, which the index keeps whole. */
+	/* The key and the device point into val, which the index keeps whole. */
 	return 0;
 }
 

@@ -34,6 +34,7 @@
 /* Make uthash report allocation failures instead of ending the process. */
 #define HASH_NONFATAL_OOM 1
 #include <uthash.h>
+#include <utlist.h>
 
 #include "store/internal.h"
 
@@ -43,17 +44,36 @@
 
 /*
  * One record in the index: the packed Device or Certificate, its key (the
- * name or serial) being a slice of those bytes. Entries are immutable and
- * reference-counted: the table holds one reference, a snapshot being
- * written holds another.
+ * name or serial) and a certificate's device name being slices of those
+ * bytes, and its revision as the walker read it. The record is immutable
+ * and reference-counted: the table holds one reference, a snapshot being
+ * written holds another. Only the links of the per-device list change,
+ * and only on the writer (or at load), while the entry is in the table.
  */
 struct idx_entry {
 	UT_hash_handle hh;
+	struct idx_entry *dprev, *dnext; /* a certificate in its device's list */
 	atomic_uint refs;
+	uint64_t revision;
 	uint32_t val_len;
 	uint32_t key_off;
 	uint32_t key_len;
+	uint32_t dev_off;
+	uint32_t dev_len;                 /* 0: a device, or a certificate of none */
 	uint8_t val[];
+};
+
+/*
+ * The certificates of one device (the per-device index): a list of the
+ * certificate entries in the table whose device field names it. A bucket
+ * exists only while its list is not empty.
+ */
+struct dev_certs {
+	UT_hash_handle hh;
+	struct idx_entry *head;
+	size_t n;
+	size_t name_len;
+	char name[];
 };
 
 /* A record of a queued txn, with its index entry already built. */
@@ -62,8 +82,13 @@ struct pending_rec {
 	enum store_rec_kind kind;
 	bool create_only;
 	bool must_exist;
+	bool check_revision;
+	uint64_t expect_revision;
 	bool in_group;         /* added to the group's key set */
-	UT_hash_handle ghh;    /* group key set: keys created by this group */
+	UT_hash_handle ghh;    /* group key set: keys written by this group */
+	/* In the key set: the last record of the group that wrote this key
+	 * (NULL: this one), whose revision is the key's as of that point. */
+	struct pending_rec *g_latest;
 };
 
 /* An audit event waiting to be written. */
@@ -165,6 +190,7 @@ struct store {
 	pthread_rwlock_t idx_lock; /* protects devices, certs, stats */
 	struct idx_entry *devices;
 	struct idx_entry *certs;
+	struct dev_certs *dev_certs; /* device name -> its certificates */
 	struct store_stats stats;
 };
 
@@ -236,9 +262,13 @@ static struct idx_entry *entry_new(const struct store_rec_view *v)
 		return NULL;
 	memset(&e->hh, 0, sizeof(e->hh));
 	atomic_init(&e->refs, 1);
+	e->dprev = e->dnext = NULL;
+	e->revision = v->revision;
 	e->val_len = (uint32_t)v->val_len;
 	e->key_off = (uint32_t)(v->key - v->val);
 	e->key_len = (uint32_t)v->key_len;
+	e->dev_off = v->device_len ? (uint32_t)(v->device - v->val) : 0;
+	e->dev_len = (uint32_t)v->device_len;
 	memcpy(e->val, v->val, v->val_len);
 	return e;
 }
@@ -267,23 +297,99 @@ static struct idx_entry *index_find(struct idx_entry *table, const void *key, si
 	return e;
 }
 
-/*
- * Puts e in the table, replacing (and releasing) an entry of the same key.
- * Returns 0 (e now belongs to the table) or CAPF_ENOMEM (e still belongs
- * to the caller; only possible for the first entry of a table).
- */
-static int index_put(struct idx_entry **table, struct idx_entry *e)
+static struct dev_certs *bucket_find(struct store *st, const void *name, size_t len)
 {
-	struct idx_entry *old = index_find(*table, entry_key(e), e->key_len);
+	struct dev_certs *b = NULL;
 
+	HASH_FIND(hh, st->dev_certs, name, len, b);
+	return b;
+}
+
+/* The bucket of e's device, made (empty) if there is none yet; *made says
+ * so. NULL: out of memory. */
+static struct dev_certs *bucket_get(struct store *st, const struct idx_entry *e, bool *made)
+{
+	struct dev_certs *b = bucket_find(st, e->val + e->dev_off, e->dev_len);
+
+	*made = false;
+	if (b)
+		return b;
+	b = malloc(sizeof(*b) + e->dev_len);
+	if (!b)
+		return NULL;
+	memset(b, 0, sizeof(*b));
+	b->name_len = e->dev_len;
+	memcpy(b->name, e->val + e->dev_off, e->dev_len);
+	HASH_ADD_KEYPTR(hh, st->dev_certs, b->name, b->name_len, b);
+	if (!b->hh.tbl) {
+		free(b);
+		return NULL;
+	}
+	*made = true;
+	return b;
+}
+
+static void bucket_drop_if_empty(struct store *st, struct dev_certs *b)
+{
+	if (b && !b->head) {
+		HASH_DELETE(hh, st->dev_certs, b);
+		free(b);
+	}
+}
+
+/* Takes a certificate entry that leaves the table out of its device's list. */
+static void dev_unlink(struct store *st, struct idx_entry *e)
+{
+	struct dev_certs *b;
+
+	if (e->dev_len == 0)
+		return;
+	b = bucket_find(st, e->val + e->dev_off, e->dev_len);
+	if (!b)
+		return;
+	DL_DELETE2(b->head, e, dprev, dnext);
+	e->dprev = e->dnext = NULL;
+	b->n--;
+	bucket_drop_if_empty(st, b);
+}
+
+/*
+ * Puts e in the table of kind, replacing (and releasing) an entry of the
+ * same key, and keeps the per-device certificate lists in step. Returns 0
+ * (e now belongs to the table) or CAPF_ENOMEM (nothing changed; e still
+ * belongs to the caller). Everything that can fail comes before the first
+ * change that could not be undone.
+ */
+static int index_put(struct store *st, enum store_rec_kind kind, struct idx_entry *e)
+{
+	struct idx_entry **table = index_table(st, kind);
+	struct idx_entry *old = index_find(*table, entry_key(e), e->key_len);
+	struct dev_certs *b = NULL;
+	bool made = false;
+
+	if (kind == STORE_REC_CERT && e->dev_len > 0) {
+		b = bucket_get(st, e, &made);
+		if (!b)
+			return CAPF_ENOMEM;
+	}
 	if (old)
 		HASH_DELETE(hh, *table, old);
 	HASH_ADD_KEYPTR(hh, *table, entry_key(e), e->key_len, e);
 	if (!e->hh.tbl) {
 		if (old)
 			HASH_ADD_KEYPTR(hh, *table, entry_key(old), old->key_len, old);
+		if (made)
+			bucket_drop_if_empty(st, b);
 		return CAPF_ENOMEM;
 	}
+	if (b) {
+		/* Linked before the old one leaves, so a bucket they share
+		 * never empties on the way. */
+		DL_APPEND2(b->head, e, dprev, dnext);
+		b->n++;
+	}
+	if (old && kind == STORE_REC_CERT)
+		dev_unlink(st, old);
 	entry_unref(old);
 	return 0;
 }
@@ -295,6 +401,16 @@ static void index_clear(struct idx_entry **table)
 	HASH_ITER(hh, *table, e, tmp) {
 		HASH_DELETE(hh, *table, e);
 		entry_unref(e);
+	}
+}
+
+static void dev_certs_clear(struct store *st)
+{
+	struct dev_certs *b, *tmp;
+
+	HASH_ITER(hh, st->dev_certs, b, tmp) {
+		HASH_DELETE(hh, st->dev_certs, b);
+		free(b);
 	}
 }
 
@@ -316,7 +432,7 @@ static int load_rec(const struct store_rec_view *v, void *arg)
 
 	if (!e)
 		return CAPF_ENOMEM;
-	if (index_put(index_table(st, v->kind), e) < 0) {
+	if (index_put(st, v->kind, e) < 0) {
 		free(e);
 		return CAPF_ENOMEM;
 	}
@@ -995,18 +1111,40 @@ static void item_free(struct item *it)
 	free(it);
 }
 
+/*
+ * A record the writer can take: a body with its key, and a revision that
+ * agrees with its precondition. A compare-and-set writes the revision
+ * after the one it expects; a creation writes revision 1. Checking this
+ * here, where the caller still is, makes a writer that forgot to bump the
+ * revision fail at once instead of leaving two different records under
+ * one revision.
+ */
 static int record_ok(const Capf__StoreRecord *r)
 {
+	uint64_t rev;
+
 	if (!r)
 		return 0;
 	switch (r->body_case) {
 	case CAPF__STORE_RECORD__BODY_DEVICE:
-		return r->device && r->device->name && r->device->name[0] != '\0';
+		if (!r->device || !r->device->name || r->device->name[0] == '\0')
+			return 0;
+		rev = r->device->revision;
+		break;
 	case CAPF__STORE_RECORD__BODY_CERT:
-		return r->cert && r->cert->serial.len > 0 && r->cert->serial.data;
+		if (!r->cert || r->cert->serial.len == 0 || !r->cert->serial.data)
+			return 0;
+		rev = r->cert->revision;
+		break;
 	default:
 		return 0;
 	}
+	if (r->check_revision &&
+	    (r->create_only || r->expect_revision == UINT64_MAX || rev != r->expect_revision + 1))
+		return 0;
+	if (r->create_only && rev != 1)
+		return 0;
+	return 1;
 }
 
 /* Builds the pending records from the txn's own packed bytes, so that the
@@ -1027,6 +1165,8 @@ static int build_rec(const struct store_rec_view *v, void *arg)
 	pr->kind = v->kind;
 	pr->create_only = v->create_only;
 	pr->must_exist = v->must_exist;
+	pr->check_revision = v->check_revision;
+	pr->expect_revision = v->expect_revision;
 	bc->i++;
 	return 0;
 }
@@ -1220,38 +1360,69 @@ static void group_keys_rollback(struct pending_rec **gsets, struct item *it)
 }
 
 /*
- * Checks the preconditions of one txn against the index and the keys that
- * earlier surviving txns of this group (gsets) and earlier records of this
- * txn will create. Records only ever add or replace, so "exists" is
- * simply "in the index or created before it". On success the txn's keys
- * join the group sets.
+ * The revision that the key of record i of it has at that point of the
+ * group: that of the last earlier record of the txn with the key, else of
+ * the last surviving txn of the group that wrote it (gsets), else of the
+ * index. Records only ever add or replace, so a key that none of them has
+ * is absent: returns false.
+ */
+static bool current_revision(struct store *st, struct pending_rec **gsets, struct item *it,
+			     size_t i, uint64_t *rev)
+{
+	const struct pending_rec *pr = &it->recs[i];
+	const uint8_t *key = entry_key(pr->e);
+	struct pending_rec *g = NULL;
+	struct idx_entry *e;
+	size_t j;
+
+	for (j = i; j-- > 0;) {
+		const struct pending_rec *q = &it->recs[j];
+
+		if (q->kind == pr->kind && q->e->key_len == pr->e->key_len &&
+		    memcmp(entry_key(q->e), key, pr->e->key_len) == 0) {
+			*rev = q->e->revision;
+			return true;
+		}
+	}
+	HASH_FIND(ghh, gsets[pr->kind], key, pr->e->key_len, g);
+	if (g) {
+		*rev = (g->g_latest ? g->g_latest : g)->e->revision;
+		return true;
+	}
+	e = index_find(*index_table(st, pr->kind), key, pr->e->key_len);
+	if (e) {
+		*rev = e->revision;
+		return true;
+	}
+	return false;
+}
+
+/*
+ * Checks the preconditions of one txn (create_only, must_exist,
+ * check_revision) against the state that the index, the earlier surviving
+ * txns of this group and the earlier records of this txn give. Returns 0
+ * (the txn's keys then join the group sets, its records becoming the
+ * latest of their keys), CAPF_EEXIST, CAPF_ENOENT, CAPF_ESTALE or
+ * CAPF_ENOMEM; a txn that fails leaves the sets as they were.
  */
 static int check_txn(struct store *st, struct pending_rec **gsets, struct item *it)
 {
-	size_t i, j;
+	size_t i;
 
 	for (i = 0; i < it->n_recs; i++) {
-		struct pending_rec *pr = &it->recs[i], *g = NULL;
-		const uint8_t *key = entry_key(pr->e);
+		struct pending_rec *pr = &it->recs[i];
+		uint64_t rev = 0;
 		bool exists;
 
-		if (!pr->create_only && !pr->must_exist)
+		if (!pr->create_only && !pr->must_exist && !pr->check_revision)
 			continue;
-		exists = index_find(*index_table(st, pr->kind), key, pr->e->key_len) != NULL;
-		if (!exists) {
-			HASH_FIND(ghh, gsets[pr->kind], key, pr->e->key_len, g);
-			exists = g != NULL;
-		}
-		for (j = 0; j < i && !exists; j++) {
-			const struct pending_rec *q = &it->recs[j];
-
-			exists = q->kind == pr->kind && q->e->key_len == pr->e->key_len &&
-				 memcmp(entry_key(q->e), key, pr->e->key_len) == 0;
-		}
+		exists = current_revision(st, gsets, it, i, &rev);
 		if (pr->create_only && exists)
 			return CAPF_EEXIST;
-		if (pr->must_exist && !exists)
+		if ((pr->must_exist || pr->check_revision) && !exists)
 			return CAPF_ENOENT;
+		if (pr->check_revision && rev != pr->expect_revision)
+			return CAPF_ESTALE;
 	}
 
 	for (i = 0; i < it->n_recs; i++) {
@@ -1260,12 +1431,21 @@ static int check_txn(struct store *st, struct pending_rec **gsets, struct item *
 		HASH_FIND(ghh, gsets[pr->kind], entry_key(pr->e), pr->e->key_len, g);
 		if (g)
 			continue;
+		pr->g_latest = NULL;
 		HASH_ADD_KEYPTR(ghh, gsets[pr->kind], entry_key(pr->e), pr->e->key_len, pr);
 		if (!pr->ghh.tbl) {
 			group_keys_rollback(gsets, it);
 			return CAPF_ENOMEM;
 		}
 		pr->in_group = true;
+	}
+	/* Nothing can fail from here, so no latest pointer needs undoing. */
+	for (i = 0; i < it->n_recs; i++) {
+		struct pending_rec *pr = &it->recs[i], *g = NULL;
+
+		HASH_FIND(ghh, gsets[pr->kind], entry_key(pr->e), pr->e->key_len, g);
+		if (g && g != pr)
+			g->g_latest = pr;
 	}
 	return 0;
 }
@@ -1450,7 +1630,7 @@ static void apply_group(struct store *st, struct item *head)
 		for (i = 0; i < it->n_recs; i++) {
 			struct pending_rec *pr = &it->recs[i];
 
-			if (index_put(index_table(st, pr->kind), pr->e) < 0) {
+			if (index_put(st, pr->kind, pr->e) < 0) {
 				/* The txn is durable but the index could not take
 				 * it: memory no longer matches the files, so report
 				 * the txn as failed and refuse later writes. */
@@ -2072,6 +2252,7 @@ static void store_free(struct store *st)
 
 	if (!st)
 		return;
+	dev_certs_clear(st);
 	index_clear(&st->devices);
 	index_clear(&st->certs);
 	for (a = st->retry_head; a; a = next) {
@@ -2302,6 +2483,83 @@ int store_cert_foreach(struct store *st, int (*cb)(const Capf__Certificate *cert
 		capf__certificate__free_unpacked(list[j], NULL);
 	}
 	free(list);
+	return ret;
+}
+
+/* Oldest first; serials (big-endian integers) by length, then bytes. */
+static int cert_issued_cmp(const void *a, const void *b)
+{
+	const Capf__Certificate *ca = *(const Capf__Certificate *const *)a;
+	const Capf__Certificate *cb = *(const Capf__Certificate *const *)b;
+
+	if (ca->issued_at != cb->issued_at)
+		return ca->issued_at < cb->issued_at ? -1 : 1;
+	if (ca->serial.len != cb->serial.len)
+		return ca->serial.len < cb->serial.len ? -1 : 1;
+	return memcmp(ca->serial.data, cb->serial.data, ca->serial.len);
+}
+
+void store_cert_list_free(Capf__Certificate **list, size_t n)
+{
+	size_t i;
+
+	if (!list)
+		return;
+	for (i = 0; i < n; i++)
+		if (list[i])
+			capf__certificate__free_unpacked(list[i], NULL);
+	free(list);
+}
+
+int store_cert_list_device(struct store *st, const char *device, Capf__Certificate ***out,
+			   size_t *n)
+{
+	Capf__Certificate **list = NULL;
+	struct dev_certs *b;
+	struct idx_entry *e;
+	size_t count = 0, i = 0;
+	bool locked = false;
+	int ret = 0;
+
+	if (out)
+		*out = NULL;
+	if (n)
+		*n = 0;
+	if (!st || !device || !out || !n) {
+		ret = CAPF_EINVAL;
+		goto out;
+	}
+	pthread_rwlock_rdlock(&st->idx_lock);
+	locked = true;
+	b = bucket_find(st, device, strlen(device));
+	if (!b || b->n == 0)
+		goto out;
+	count = b->n;
+	list = calloc(count, sizeof(*list));
+	if (!list) {
+		ret = CAPF_ENOMEM;
+		goto out;
+	}
+	DL_FOREACH2(b->head, e, dnext) {
+		if (i == count)
+			break;
+		list[i] = capf__certificate__unpack(NULL, e->val_len, e->val);
+		if (!list[i]) {
+			ret = CAPF_ENOMEM;
+			goto out;
+		}
+		i++;
+	}
+	pthread_rwlock_unlock(&st->idx_lock);
+	locked = false;
+	qsort(list, i, sizeof(*list), cert_issued_cmp);
+	*out = list;
+	*n = i;
+	list = NULL;
+out:
+	if (locked)
+		pthread_rwlock_unlock(&st->idx_lock);
+	store_cert_list_free(list, count);
 	return ret;
 }
 

@@ -58,9 +58,9 @@ struct store_stats {
 
 /*
  * Callback run on the writer thread when a txn is durable and applied
- * (result 0) or failed (CAPF_EEXIST / CAPF_ENOENT for a failed
- * precondition, CAPF_EIO / CAPF_ENOSPC for a write fault: nothing of the
- * txn is applied). Must not block; typically it wakes a loop.
+ * (result 0) or failed (CAPF_EEXIST / CAPF_ENOENT / CAPF_ESTALE for a
+ * failed precondition, CAPF_EIO / CAPF_ENOSPC for a write fault: nothing
+ * of the txn is applied). Must not block; typically it wakes a loop.
  */
 typedef void (*store_done_cb)(int result, void *arg);
 
@@ -136,8 +136,22 @@ struct store_audit_event {
  * store_submit() - queue a txn of n records for the writer. The records are
  * packed before return, so the caller may free them at once. cb (may be
  * NULL) runs later on the writer thread. Returns 0 if queued, or
- * CAPF_EINVAL (n == 0, a record with no body), CAPF_ENOMEM,
+ * CAPF_EINVAL (n == 0, a record with no body, a revision that does not
+ * match the record's precondition: see below), CAPF_ENOMEM,
  * CAPF_ESHUTDOWN (store closing); then cb is not called.
+ *
+ * Preconditions, checked by the writer in the group commit against the
+ * index, the earlier txns of the group and the earlier records of the txn
+ * (a txn that fails one is not applied at all, cb gets the code):
+ *   create_only     the key must be absent (CAPF_EEXIST); the record
+ *                   carries revision 1.
+ *   must_exist      the key must be present (CAPF_ENOENT).
+ *   check_revision  compare-and-set: the key must be present (CAPF_ENOENT)
+ *                   at exactly expect_revision (CAPF_ESTALE), and the
+ *                   record carries revision expect_revision + 1. Not with
+ *                   create_only.
+ * A record with none of them is written as it is, revision included (for
+ * repair and import).
  */
 int store_submit(struct store *st, Capf__StoreRecord *const *recs, size_t n, store_done_cb cb,
 		 void *arg);
@@ -210,6 +224,21 @@ void store_device_list_free(Capf__Device **list, size_t n);
  */
 int store_cert_foreach(struct store *st, int (*cb)(const Capf__Certificate *cert, void *arg),
 		       void *arg);
+
+/*
+ * store_cert_list_device() - copies of the certificate records whose
+ * device field is device (current, unacknowledged and past ones alike),
+ * oldest first: by issued_at, then by serial. The store keeps a
+ * per-device index, so this does not walk every certificate. A device
+ * with no certificate (or no record at all) gives 0 and *n == 0. Free
+ * with store_cert_list_free(). Returns 0, CAPF_EINVAL or CAPF_ENOMEM.
+ */
+int store_cert_list_device(struct store *st, const char *device, Capf__Certificate ***out,
+			   size_t *n);
+
+/* store_cert_list_free() - free what store_cert_list_device() returned;
+ * accepts NULL. */
+void store_cert_list_free(Capf__Certificate **list, size_t n);
 
 /* store_get_stats() - counters, a consistent snapshot. */
 void store_get_stats(struct store *st, struct store_stats *out);

@@ -16,13 +16,13 @@
 #include <unistd.h>
 
 #include <CUnit/Basic.h>
+#include <stdbool.h>
 #include <gnutls/abstract.h>
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
 
 #include "ca/ca.h"
-#include "capf/enroll.h"
 #include "proto/capf.pb-c.h"
 #include "proto/proto.h"
 #include "store/store.h"
@@ -1093,7 +1093,9 @@ static void test_mic_invalid(void)
 
 	CU_ASSERT_EQUAL(ca_mic_verify(shared_ca, certs, lens, 0, DEV, time(NULL)), CAPF_ENOCERT);
 	CU_ASSERT_EQUAL(ca_mic_verify(shared_ca, NULL, NULL, 1, DEV, time(NULL)), CAPF_ENOCERT);
-	CU_ASSERT_EQUAL(ca_mic_verify(shared_ca, jp, jl, 1, NULL, time(NULL)), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(ca_mic_verify(NULL, jp, jl, 1, DEV, time(NULL)), CAPF_EINVAL);
+	/* Without a name only the chain is checked. */
+	CU_ASSERT_EQUAL(ca_mic_verify(shared_ca, jp, jl, 1, NULL, time(NULL)), CAPF_EUNTRUSTED);
 	CU_ASSERT_EQUAL(ca_mic_verify(shared_ca, jp, jl, 1, DEV, time(NULL)), CAPF_EUNTRUSTED);
 	CU_ASSERT_EQUAL(ca_mic_verify(shared_ca, jp, jl, 17, DEV, time(NULL)), CAPF_EUNTRUSTED);
 }
@@ -2299,85 +2301,22 @@ static void test_serial_unique_in_store(void)
 	cert.der.data = lsc.der;
 	cert.der.len = lsc.der_len;
 	cert.state = CAPF__CERT_STATE__CERT_UNCONFIRMED;
+	cert.revision = 1;
 	rec.body_case = CAPF__STORE_RECORD__BODY_CERT;
 	rec.cert = &cert;
 	rec.create_only = true;
 	/* The first record of a serial goes in; a second is refused. */
 	CU_ASSERT_EQUAL(store_submit_wait(st, recs, 1), 0);
 	CU_ASSERT_EQUAL(store_submit_wait(st, recs, 1), CAPF_EEXIST);
-	/* An update of the record (no create_only) is fine. */
+	/* An update of the record at the revision it has is fine. */
 	rec.create_only = false;
+	rec.check_revision = true;
+	rec.expect_revision = 1;
+	cert.revision = 2;
 	cert.state = CAPF__CERT_STATE__CERT_ACTIVE;
 	CU_ASSERT_EQUAL(store_submit_wait(st, recs, 1), 0);
 	store_close(st);
 	ca_lsc_deinit(&lsc);
-}
-
-/* The enrollment state machine asks the store for create-only on the
- * certificate record of an issuance, and a refusal means retry. */
-static void test_serial_unique_in_enroll(void)
-{
-	struct store *st = NULL;
-	struct enroll_env env = {0};
-	struct enroll *e = NULL;
-	struct enroll_out out = {0};
-	struct pki_pair mic;
-	Capf__Device dev = CAPF__DEVICE__INIT;
-	Capf__StoreRecord rec = CAPF__STORE_RECORD__INIT;
-	Capf__StoreRecord *recs[1] = {&rec};
-	Capf__PhoneMessage msg = CAPF__PHONE_MESSAGE__INIT;
-	Capf__Hello hello = CAPF__HELLO__INIT;
-	Capf__CsrSubmit cs = CAPF__CSR_SUBMIT__INIT;
-	uint8_t *mic_der = NULL, *csr_der = NULL;
-	size_t mic_len = 0, csr_len = 0;
-	const uint8_t *certs[1];
-
-	CU_ASSERT_EQUAL_FATAL(store_open(&st, path_in("store-enroll")), 0);
-	dev.name = (char *)DEV;
-	dev.op = CAPF__OPERATION__OP_INSTALL;
-	dev.auth = CAPF__AUTH_MODE__AUTH_MIC;
-	dev.key_type = CAPF__KEY_TYPE__KEY_EC_P256;
-	rec.body_case = CAPF__STORE_RECORD__BODY_DEVICE;
-	rec.device = &dev;
-	CU_ASSERT_EQUAL_FATAL(store_submit_wait(st, recs, 1), 0);
-	CU_ASSERT_EQUAL_FATAL(pki_make_mic(&mfg_root, DEV, 0, 30, &mic), 0);
-	CU_ASSERT_EQUAL_FATAL(pki_crt_der(mic.crt, &mic_der, &mic_len), 0);
-	certs[0] = mic_der;
-	env.ca = shared_ca;
-	env.store = st;
-	e = enroll_new(&env, certs, &mic_len, 1, binding, sizeof(binding));
-	CU_ASSERT_PTR_NOT_NULL_FATAL(e);
-
-	hello.version = CAPF_PROTOCOL_VERSION;
-	hello.device_name = (char *)DEV;
-	msg.body_case = CAPF__PHONE_MESSAGE__BODY_HELLO;
-	msg.hello = &hello;
-	CU_ASSERT_EQUAL_FATAL(enroll_on_message(e, &msg, &out), 0);
-	enroll_out_deinit(&out);
-	CU_ASSERT_EQUAL_FATAL(pki_make_csr(key_p256, DEV, binding, sizeof(binding), &csr_der,
-					   &csr_len),
-			      0);
-	cs.csr.data = csr_der;
-	cs.csr.len = csr_len;
-	msg.body_case = CAPF__PHONE_MESSAGE__BODY_CSR;
-	msg.csr = &cs;
-	CU_ASSERT_EQUAL_FATAL(enroll_on_message(e, &msg, &out), 0);
-	CU_ASSERT_EQUAL_FATAL(out.npersist, 2);
-	CU_ASSERT_EQUAL(out.persist[0]->body_case, CAPF__STORE_RECORD__BODY_CERT);
-	CU_ASSERT_EQUAL(out.persist[0]->create_only, 1);
-	CU_ASSERT_EQUAL(out.persist[1]->create_only, 0);
-	/* The store found the serial taken: no certificate leaves. */
-	enroll_out_deinit(&out);
-	CU_ASSERT_EQUAL(enroll_on_persisted(e, CAPF_EEXIST, &out), CAPF_ERETRY);
-	CU_ASSERT_EQUAL(out.close, 1);
-	CU_ASSERT_EQUAL(out.error, CAPF_ERETRY);
-	enroll_out_deinit(&out);
-
-	enroll_free(e);
-	free(mic_der);
-	free(csr_der);
-	pki_pair_deinit(&mic);
-	store_close(st);
 }
 
 /* ---- the benchmark's raw signature ---- */
@@ -2992,7 +2931,6 @@ int main(void)
 	    !CU_add_test(s, "enterprise CSR, chain order, import", test_enterprise_import) ||
 	    !CU_add_test(s, "manufacturer roots at run time", test_trust_mfg) ||
 	    !CU_add_test(s, "serial unique in the store", test_serial_unique_in_store) ||
-	    !CU_add_test(s, "serial unique in enrollment", test_serial_unique_in_enroll) ||
 	    !CU_add_test(s, "raw signature for the benchmark", test_sign_bench) ||
 	    !CU_add_test(s, "ca_pubkey_parse", test_pubkey_parse) ||
 	    !CU_add_test(s, "ca_issue_prepare and complete", test_issue_prepare_complete) ||

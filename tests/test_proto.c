@@ -59,6 +59,9 @@ static const int all_codes[] = {
     CAPF_EREJECTED,
     CAPF_ESHUTDOWN,
     CAPF_EREVOKED,
+    CAPF_ESTALE,
+    CAPF_ECANCELED,
+    CAPF_ESUPERSEDED,
 };
 
 static void test_errcode_unknown(void)

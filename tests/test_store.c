@@ -173,6 +173,7 @@ static void full_device(Capf__Device *d, const char *name)
 	d->lsc_serial.len = sizeof(lsc_serial);
 	d->created = 1700000000;
 	d->updated = 1700000123;
+	d->revision = 1; /* as created: create_only takes it */
 }
 
 static void full_cert(Capf__Certificate *c, const uint8_t *serial, size_t serial_len)
@@ -187,6 +188,7 @@ static void full_cert(Capf__Certificate *c, const uint8_t *serial, size_t serial
 	c->der.len = sizeof(cert_der);
 	c->state = CAPF__CERT_STATE__CERT_UNCONFIRMED;
 	c->issued_at = 1700000001;
+	c->revision = 1;
 }
 
 static void device_record(Capf__StoreRecord *r, Capf__Device *d)
@@ -2327,6 +2329,455 @@ static void test_fault_compact(void)
 	tmp_cleanup(&t);
 }
 
+/* ---- revisions and compare-and-set ------------------------------------------ */
+
+/* One record of device name at revision rev, written with a
+ * compare-and-set on expect (check 0: unconditional). */
+static int cas_device(struct store *st, const char *name, uint64_t rev, int check,
+		      uint64_t expect, Capf__OpStatus status)
+{
+	Capf__Device d;
+	Capf__StoreRecord r;
+	Capf__StoreRecord *recs[1] = { &r };
+
+	full_device(&d, name);
+	d.revision = rev;
+	d.status = status;
+	device_record(&r, &d);
+	r.check_revision = check;
+	r.expect_revision = expect;
+	return store_submit_wait(st, recs, 1);
+}
+
+/* The revision of device name in the store, or UINT64_MAX if absent. */
+static uint64_t device_revision(struct store *st, const char *name)
+{
+	Capf__Device *d = NULL;
+	uint64_t rev = UINT64_MAX;
+
+	if (store_device_get(st, name, &d) == 0) {
+		rev = d->revision;
+		capf__device__free_unpacked(d, NULL);
+	}
+	return rev;
+}
+
+static uint64_t cert_revision(struct store *st, const uint8_t *serial, size_t len)
+{
+	Capf__Certificate *c = NULL;
+	uint64_t rev = UINT64_MAX;
+
+	if (store_cert_get(st, serial, len, &c) == 0) {
+		rev = c->revision;
+		capf__certificate__free_unpacked(c, NULL);
+	}
+	return rev;
+}
+
+/* A revision that does not match its precondition is refused at submit. */
+static void test_cas_invalid(void)
+{
+	struct store *st = NULL;
+	Capf__Device d;
+	Capf__Certificate c;
+	Capf__StoreRecord rd, rc;
+	Capf__StoreRecord *recs[1] = { &rd };
+	Capf__StoreRecord *crecs[1] = { &rc };
+	Capf__Certificate **list = (Capf__Certificate **)&d;
+	struct store_stats stats;
+	size_t n = 7;
+	struct tmp t;
+
+	CU_ASSERT_EQUAL_FATAL(tmp_setup(&t), 0);
+	CU_ASSERT_EQUAL_FATAL(store_open(&st, t.dir), 0);
+	full_device(&d, "SEP-CAS");
+	device_record(&rd, &d);
+
+	/* check_revision: the body must carry expect_revision + 1. */
+	rd.check_revision = 1;
+	rd.expect_revision = 1;
+	d.revision = 1;
+	CU_ASSERT_EQUAL(store_submit_wait(st, recs, 1), CAPF_EINVAL);
+	d.revision = 3;
+	CU_ASSERT_EQUAL(store_submit_wait(st, recs, 1), CAPF_EINVAL);
+	d.revision = 0;
+	CU_ASSERT_EQUAL(store_submit(st, recs, 1, NULL, NULL), CAPF_EINVAL);
+	rd.expect_revision = UINT64_MAX;
+	CU_ASSERT_EQUAL(store_submit_wait(st, recs, 1), CAPF_EINVAL);
+	/* ...and cannot be a creation too. */
+	rd.expect_revision = 0;
+	d.revision = 1;
+	rd.create_only = 1;
+	CU_ASSERT_EQUAL(store_submit_wait(st, recs, 1), CAPF_EINVAL);
+	/* create_only: a device starts at revision 1. */
+	rd.check_revision = 0;
+	d.revision = 0;
+	CU_ASSERT_EQUAL(store_submit_wait(st, recs, 1), CAPF_EINVAL);
+	d.revision = 2;
+	CU_ASSERT_EQUAL(store_submit_wait(st, recs, 1), CAPF_EINVAL);
+	full_cert(&c, cert_serial, sizeof(cert_serial));
+	cert_record(&rc, &c);
+	rc.create_only = 1;
+	c.revision = 2;
+	CU_ASSERT_EQUAL(store_submit_wait(st, crecs, 1), CAPF_EINVAL);
+	rc.create_only = 0;
+	rc.check_revision = 1;
+	rc.expect_revision = 4;
+	c.revision = 4;
+	CU_ASSERT_EQUAL(store_submit_wait(st, crecs, 1), CAPF_EINVAL);
+	store_get_stats(st, &stats);
+	CU_ASSERT_EQUAL(stats.txns_written, 0);
+	CU_ASSERT_EQUAL(stats.devices, 0);
+
+	/* store_cert_list_device(): the arguments. */
+	CU_ASSERT_EQUAL(store_cert_list_device(NULL, "SEP-CAS", &list, &n), CAPF_EINVAL);
+	CU_ASSERT_PTR_NULL(list);
+	CU_ASSERT_EQUAL(n, 0);
+	CU_ASSERT_EQUAL(store_cert_list_device(st, NULL, &list, &n), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(store_cert_list_device(st, "SEP-CAS", NULL, &n), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(store_cert_list_device(st, "SEP-CAS", &list, NULL), CAPF_EINVAL);
+	/* Nothing recorded for a device: an empty list. */
+	n = 7;
+	CU_ASSERT_EQUAL(store_cert_list_device(st, "SEP-CAS", &list, &n), 0);
+	CU_ASSERT_PTR_NULL(list);
+	CU_ASSERT_EQUAL(n, 0);
+	store_cert_list_free(NULL, 0);
+	store_close(st);
+	tmp_cleanup(&t);
+}
+
+/* A stale write fails with CAPF_ESTALE and changes nothing; an absent
+ * record with check_revision is CAPF_ENOENT. */
+static void test_cas_stale(void)
+{
+	struct store *st = NULL;
+	Capf__Device d;
+	Capf__Certificate c, *cout = NULL;
+	Capf__StoreRecord rd, rc;
+	Capf__StoreRecord *recs[2] = { &rc, &rd };
+	struct tmp t;
+	long size;
+
+	CU_ASSERT_EQUAL_FATAL(tmp_setup(&t), 0);
+	CU_ASSERT_EQUAL_FATAL(store_open(&st, t.dir), 0);
+	CU_ASSERT_EQUAL(cas_device(st, "SEP-ABSENT", 2, 1, 1, CAPF__OP_STATUS__STATUS_PENDING),
+			CAPF_ENOENT);
+	CU_ASSERT_FALSE(has_device(st, "SEP-ABSENT"));
+
+	CU_ASSERT_EQUAL(put_device(st, "SEP-S", 1, 0, CAPF__OP_STATUS__STATUS_PENDING), 0);
+	CU_ASSERT_EQUAL(device_revision(st, "SEP-S"), 1);
+	CU_ASSERT_EQUAL(cas_device(st, "SEP-S", 2, 1, 1, CAPF__OP_STATUS__STATUS_ISSUED), 0);
+	CU_ASSERT_EQUAL(device_revision(st, "SEP-S"), 2);
+	size = file_size(t.log);
+	/* A second writer that read revision 1 loses. */
+	CU_ASSERT_EQUAL(cas_device(st, "SEP-S", 2, 1, 1, CAPF__OP_STATUS__STATUS_FAILED),
+			CAPF_ESTALE);
+	/* A writer ahead of the store loses too. */
+	CU_ASSERT_EQUAL(cas_device(st, "SEP-S", 4, 1, 3, CAPF__OP_STATUS__STATUS_FAILED),
+			CAPF_ESTALE);
+	CU_ASSERT_EQUAL(file_size(t.log), size);
+	CU_ASSERT_EQUAL(device_revision(st, "SEP-S"), 2);
+	check_device_status(st, "SEP-S", CAPF__OP_STATUS__STATUS_ISSUED);
+
+	/* A stale device keeps the certificate of its txn out. */
+	full_cert(&c, cert_serial, sizeof(cert_serial));
+	c.device = "SEP-S";
+	cert_record(&rc, &c);
+	rc.create_only = 1;
+	full_device(&d, "SEP-S");
+	d.revision = 2;
+	device_record(&rd, &d);
+	rd.check_revision = 1;
+	rd.expect_revision = 1;
+	CU_ASSERT_EQUAL(store_submit_wait(st, recs, 2), CAPF_ESTALE);
+	CU_ASSERT_EQUAL(store_cert_get(st, cert_serial, sizeof(cert_serial), &cout), CAPF_ENOENT);
+	CU_ASSERT_EQUAL(file_size(t.log), size);
+	d.revision = 3;
+	rd.expect_revision = 2;
+	CU_ASSERT_EQUAL(store_submit_wait(st, recs, 2), 0);
+	CU_ASSERT_EQUAL(device_revision(st, "SEP-S"), 3);
+	CU_ASSERT_EQUAL(cert_revision(st, cert_serial, sizeof(cert_serial)), 1);
+
+	/* Certificates are compared the same way. */
+	rc.create_only = 0;
+	rc.check_revision = 1;
+	rc.expect_revision = 1;
+	c.revision = 2;
+	c.state = CAPF__CERT_STATE__CERT_ACTIVE;
+	CU_ASSERT_EQUAL(store_submit_wait(st, recs, 1), 0);
+	c.state = CAPF__CERT_STATE__CERT_REVOKED;
+	CU_ASSERT_EQUAL(store_submit_wait(st, recs, 1), CAPF_ESTALE);
+	CU_ASSERT_EQUAL_FATAL(store_cert_get(st, cert_serial, sizeof(cert_serial), &cout), 0);
+	CU_ASSERT_EQUAL(cout->state, CAPF__CERT_STATE__CERT_ACTIVE);
+	CU_ASSERT_EQUAL(cout->revision, 2);
+	capf__certificate__free_unpacked(cout, NULL);
+
+	/* Without a precondition a record is written as it is (repair,
+	 * import), its revision included. */
+	CU_ASSERT_EQUAL(cas_device(st, "SEP-S", 9, 0, 0, CAPF__OP_STATUS__STATUS_SUCCESS), 0);
+	CU_ASSERT_EQUAL(device_revision(st, "SEP-S"), 9);
+	CU_ASSERT_EQUAL(cas_device(st, "SEP-S", 10, 1, 9, CAPF__OP_STATUS__STATUS_SUCCESS), 0);
+	CU_ASSERT_EQUAL(device_revision(st, "SEP-S"), 10);
+	store_close(st);
+	tmp_cleanup(&t);
+}
+
+/* Holds the writer in a txn's callback, so that what is queued meanwhile
+ * forms exactly one group. */
+struct gate {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int entered;
+	int open;
+};
+
+static void gate_cb(int result, void *arg)
+{
+	struct gate *g = arg;
+
+	(void)result;
+	pthread_mutex_lock(&g->lock);
+	g->entered = 1;
+	pthread_cond_broadcast(&g->cond);
+	while (!g->open)
+		pthread_cond_wait(&g->cond, &g->lock);
+	pthread_mutex_unlock(&g->lock);
+}
+
+/*
+ * In one group: txns that chain revisions (1->2, 2->3, and a txn with two
+ * records 3->4->5) all pass, a txn naming a revision an earlier txn of the
+ * group replaced fails alone, and the txns after it still see the chain.
+ */
+static void test_cas_group(void)
+{
+	struct store *st = NULL;
+	struct gate g = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0 };
+	struct counter ca = COUNTER_INIT, cb = COUNTER_INIT, cc = COUNTER_INIT;
+	struct counter cd = COUNTER_INIT, ce = COUNTER_INIT;
+	Capf__Device dg, da, db, dc, dd1, dd2, de;
+	Capf__StoreRecord rg, ra, rb, rc, rd1, rd2, re;
+	Capf__StoreRecord *pg[1] = { &rg }, *pa[1] = { &ra }, *pb[1] = { &rb };
+	Capf__StoreRecord *pc[1] = { &rc }, *pd[2] = { &rd1, &rd2 }, *pe[1] = { &re };
+	struct store_stats before, after;
+	struct tmp t;
+
+	CU_ASSERT_EQUAL_FATAL(tmp_setup(&t), 0);
+	CU_ASSERT_EQUAL_FATAL(store_open(&st, t.dir), 0);
+	CU_ASSERT_EQUAL(put_device(st, "SEP-G", 1, 0, CAPF__OP_STATUS__STATUS_PENDING), 0);
+
+#define CAS_REC(r, d, rev, expect)              \
+	do {                                    \
+		full_device(&(d), "SEP-G");     \
+		(d).revision = (rev);           \
+		device_record(&(r), &(d));      \
+		(r).check_revision = 1;         \
+		(r).expect_revision = (expect); \
+	} while (0)
+	full_device(&dg, "SEP-GATE");
+	device_record(&rg, &dg);
+	CAS_REC(ra, da, 2, 1);
+	CAS_REC(rb, db, 3, 2);
+	CAS_REC(rc, dc, 3, 2); /* stale: rb replaced revision 2 */
+	CAS_REC(rd1, dd1, 4, 3);
+	CAS_REC(rd2, dd2, 5, 4);
+	CAS_REC(re, de, 6, 5);
+#undef CAS_REC
+	dc.status = CAPF__OP_STATUS__STATUS_FAILED;
+	de.status = CAPF__OP_STATUS__STATUS_SUCCESS;
+
+	CU_ASSERT_EQUAL_FATAL(store_submit(st, pg, 1, gate_cb, &g), 0);
+	pthread_mutex_lock(&g.lock);
+	while (!g.entered)
+		pthread_cond_wait(&g.cond, &g.lock);
+	pthread_mutex_unlock(&g.lock);
+	store_get_stats(st, &before);
+	CU_ASSERT_EQUAL(store_submit(st, pa, 1, counter_cb, &ca), 0);
+	CU_ASSERT_EQUAL(store_submit(st, pb, 1, counter_cb, &cb), 0);
+	CU_ASSERT_EQUAL(store_submit(st, pc, 1, counter_cb, &cc), 0);
+	CU_ASSERT_EQUAL(store_submit(st, pd, 2, counter_cb, &cd), 0);
+	CU_ASSERT_EQUAL(store_submit(st, pe, 1, counter_cb, &ce), 0);
+	pthread_mutex_lock(&g.lock);
+	g.open = 1;
+	pthread_cond_broadcast(&g.cond);
+	pthread_mutex_unlock(&g.lock);
+	counter_wait(&ca, 1);
+	counter_wait(&cb, 1);
+	counter_wait(&cc, 1);
+	counter_wait(&cd, 1);
+	counter_wait(&ce, 1);
+	store_get_stats(st, &after);
+	/* One group commit for the five. */
+	CU_ASSERT_EQUAL(after.syncs - before.syncs, 1);
+	CU_ASSERT_EQUAL(after.txns_written - before.txns_written, 4);
+	CU_ASSERT_EQUAL(ca.failed, 0);
+	CU_ASSERT_EQUAL(cb.failed, 0);
+	CU_ASSERT_EQUAL(cc.last_error, CAPF_ESTALE);
+	CU_ASSERT_EQUAL(cd.failed, 0);
+	CU_ASSERT_EQUAL(ce.failed, 0);
+	CU_ASSERT_EQUAL(device_revision(st, "SEP-G"), 6);
+	check_device_status(st, "SEP-G", CAPF__OP_STATUS__STATUS_SUCCESS);
+	store_close(st);
+
+	/* The same on disk. */
+	CU_ASSERT_EQUAL_FATAL(store_open(&st, t.dir), 0);
+	CU_ASSERT_EQUAL(device_revision(st, "SEP-G"), 6);
+	store_close(st);
+	tmp_cleanup(&t);
+}
+
+/* Revisions are in the records, so they survive a restart and a
+ * compaction, and compare-and-set goes on from them. */
+static void test_cas_persist(void)
+{
+	struct store *st = NULL;
+	Capf__Certificate c;
+	Capf__StoreRecord rc;
+	Capf__StoreRecord *recs[1] = { &rc };
+	struct tmp t;
+
+	CU_ASSERT_EQUAL_FATAL(tmp_setup(&t), 0);
+	CU_ASSERT_EQUAL_FATAL(store_open(&st, t.dir), 0);
+	CU_ASSERT_EQUAL(put_device(st, "SEP-P", 1, 0, CAPF__OP_STATUS__STATUS_PENDING), 0);
+	CU_ASSERT_EQUAL(cas_device(st, "SEP-P", 2, 1, 1, CAPF__OP_STATUS__STATUS_ISSUED), 0);
+	full_cert(&c, cert_serial, sizeof(cert_serial));
+	cert_record(&rc, &c);
+	rc.create_only = 1;
+	CU_ASSERT_EQUAL(store_submit_wait(st, recs, 1), 0);
+	rc.create_only = 0;
+	rc.check_revision = 1;
+	rc.expect_revision = 1;
+	c.revision = 2;
+	CU_ASSERT_EQUAL(store_submit_wait(st, recs, 1), 0);
+	store_close(st);
+
+	CU_ASSERT_EQUAL_FATAL(store_open(&st, t.dir), 0);
+	CU_ASSERT_EQUAL(device_revision(st, "SEP-P"), 2);
+	CU_ASSERT_EQUAL(cert_revision(st, cert_serial, sizeof(cert_serial)), 2);
+	CU_ASSERT_EQUAL(cas_device(st, "SEP-P", 2, 1, 1, 0), CAPF_ESTALE);
+	CU_ASSERT_EQUAL(cas_device(st, "SEP-P", 3, 1, 2, CAPF__OP_STATUS__STATUS_SUCCESS), 0);
+	CU_ASSERT_EQUAL(store_compact(st), 0);
+	/* The index entry keeps its revision across the rotation. */
+	CU_ASSERT_EQUAL(cas_device(st, "SEP-P", 4, 1, 3, CAPF__OP_STATUS__STATUS_SUCCESS), 0);
+	CU_ASSERT_EQUAL(store_compact(st), 0);
+	store_close(st);
+
+	/* Loaded from the snapshot alone. */
+	CU_ASSERT_EQUAL_FATAL(store_open(&st, t.dir), 0);
+	CU_ASSERT_EQUAL(device_revision(st, "SEP-P"), 4);
+	CU_ASSERT_EQUAL(cert_revision(st, cert_serial, sizeof(cert_serial)), 2);
+	CU_ASSERT_EQUAL(cas_device(st, "SEP-P", 4, 1, 3, 0), CAPF_ESTALE);
+	c.revision = 2;
+	CU_ASSERT_EQUAL(store_submit_wait(st, recs, 1), CAPF_ESTALE);
+	rc.expect_revision = 2;
+	c.revision = 3;
+	CU_ASSERT_EQUAL(store_submit_wait(st, recs, 1), 0);
+	CU_ASSERT_EQUAL(cas_device(st, "SEP-P", 5, 1, 4, CAPF__OP_STATUS__STATUS_SUCCESS), 0);
+	store_close(st);
+	tmp_cleanup(&t);
+}
+
+/* ---- the per-device certificate index ------------------------------------ */
+
+/* Writes a certificate: serial {0x10, id}, of device, issued at issued. */
+static int put_cert(struct store *st, uint8_t id, const char *device, int64_t issued,
+		    Capf__CertState state)
+{
+	uint8_t serial[2] = { 0x10, id };
+	Capf__Certificate c;
+	Capf__StoreRecord r;
+	Capf__StoreRecord *recs[1] = { &r };
+
+	full_cert(&c, serial, sizeof(serial));
+	c.device = (char *)device;
+	c.issued_at = issued;
+	c.state = state;
+	cert_record(&r, &c);
+	return store_submit_wait(st, recs, 1);
+}
+
+/* Asserts that device has exactly the certificates ids (serial {0x10, id}),
+ * in that order. */
+static void check_device_certs(struct store *st, const char *device, const uint8_t *ids,
+			       size_t n_ids)
+{
+	Capf__Certificate **list = NULL;
+	size_t n = 0, i;
+
+	CU_ASSERT_EQUAL_FATAL(store_cert_list_device(st, device, &list, &n), 0);
+	CU_ASSERT_EQUAL(n, n_ids);
+	for (i = 0; i < n && i < n_ids; i++) {
+		CU_ASSERT_EQUAL(list[i]->serial.len, 2);
+		if (list[i]->serial.len == 2)
+			CU_ASSERT_EQUAL(list[i]->serial.data[1], ids[i]);
+		CU_ASSERT_STRING_EQUAL(list[i]->device, device);
+	}
+	store_cert_list_free(list, n);
+}
+
+static void test_cert_list_device(void)
+{
+	static const uint8_t a_ids[] = { 1, 5, 3, 4 }, b_ids[] = { 2 }, a_after[] = { 1, 5, 4 };
+	static const uint8_t b_after[] = { 2, 3 }, c_ids[] = { 7, 6 };
+	struct store *st = NULL;
+	Capf__Certificate **list = NULL;
+	size_t n = 0;
+	struct tmp t;
+
+	CU_ASSERT_EQUAL_FATAL(tmp_setup(&t), 0);
+	CU_ASSERT_EQUAL_FATAL(store_open(&st, t.dir), 0);
+	/* Out of order on purpose: issued_at first, then the serial. */
+	CU_ASSERT_EQUAL(put_cert(st, 3, "SEP-A", 300, CAPF__CERT_STATE__CERT_ACTIVE), 0);
+	CU_ASSERT_EQUAL(put_cert(st, 1, "SEP-A", 100, CAPF__CERT_STATE__CERT_REVOKED), 0);
+	CU_ASSERT_EQUAL(put_cert(st, 2, "SEP-B", 200, CAPF__CERT_STATE__CERT_ACTIVE), 0);
+	CU_ASSERT_EQUAL(put_cert(st, 5, "SEP-A", 100, CAPF__CERT_STATE__CERT_REVOKED), 0);
+	CU_ASSERT_EQUAL(put_cert(st, 4, "SEP-A", 400, CAPF__CERT_STATE__CERT_UNCONFIRMED), 0);
+	/* A replaced record stays once, with its new contents. */
+	CU_ASSERT_EQUAL(put_cert(st, 4, "SEP-A", 400, CAPF__CERT_STATE__CERT_ACTIVE), 0);
+	check_device_certs(st, "SEP-A", a_ids, 4);
+	check_device_certs(st, "SEP-B", b_ids, 1);
+	CU_ASSERT_EQUAL(store_cert_list_device(st, "SEP-A", &list, &n), 0);
+	if (n == 4)
+		CU_ASSERT_EQUAL(list[3]->state, CAPF__CERT_STATE__CERT_ACTIVE);
+	store_cert_list_free(list, n);
+	CU_ASSERT_EQUAL(store_cert_list_device(st, "SEP-NONE", &list, &n), 0);
+	CU_ASSERT_EQUAL(n, 0);
+	/* A prefix of a name is another name. */
+	CU_ASSERT_EQUAL(store_cert_list_device(st, "SEP-", &list, &n), 0);
+	CU_ASSERT_EQUAL(n, 0);
+	store_close(st);
+
+	/* Rebuilt from the segments. */
+	CU_ASSERT_EQUAL_FATAL(store_open(&st, t.dir), 0);
+	check_device_certs(st, "SEP-A", a_ids, 4);
+	check_device_certs(st, "SEP-B", b_ids, 1);
+	/* A record rewritten for another device moves to its list. */
+	CU_ASSERT_EQUAL(put_cert(st, 3, "SEP-B", 300, CAPF__CERT_STATE__CERT_ACTIVE), 0);
+	check_device_certs(st, "SEP-A", a_after, 3);
+	check_device_certs(st, "SEP-B", b_after, 2);
+	CU_ASSERT_EQUAL(store_compact(st), 0);
+	/* Written after the rotation: in the new segment only. */
+	CU_ASSERT_EQUAL(put_cert(st, 7, "SEP-C", 50, CAPF__CERT_STATE__CERT_ACTIVE), 0);
+	CU_ASSERT_EQUAL(put_cert(st, 6, "SEP-C", 60, CAPF__CERT_STATE__CERT_ACTIVE), 0);
+	check_device_certs(st, "SEP-A", a_after, 3);
+	check_device_certs(st, "SEP-C", c_ids, 2);
+	store_close(st);
+
+	/* Rebuilt from the snapshot and the segment after it. */
+	CU_ASSERT_EQUAL_FATAL(store_open(&st, t.dir), 0);
+	check_device_certs(st, "SEP-A", a_after, 3);
+	check_device_certs(st, "SEP-B", b_after, 2);
+	check_device_certs(st, "SEP-C", c_ids, 2);
+	CU_ASSERT_EQUAL(store_compact(st), 0);
+	store_close(st);
+	CU_ASSERT_EQUAL_FATAL(store_open(&st, t.dir), 0);
+	check_device_certs(st, "SEP-A", a_after, 3);
+	check_device_certs(st, "SEP-B", b_after, 2);
+	check_device_certs(st, "SEP-C", c_ids, 2);
+	store_close(st);
+	tmp_cleanup(&t);
+}
+
 /* ---- main ----------------------------------------------------------------- */
 
 static CU_TestInfo tests_crc32c[] = {
@@ -2345,6 +2796,15 @@ static CU_TestInfo tests_store_open[] = {
 	{ "fresh directory", test_open_fresh },
 	{ "bad header", test_open_bad_header },
 	{ "directory lock", test_lock },
+	CU_TEST_INFO_NULL,
+};
+
+static CU_TestInfo tests_revisions[] = {
+	{ "invalid input", test_cas_invalid },
+	{ "stale and absent records", test_cas_stale },
+	{ "chained revisions in one group", test_cas_group },
+	{ "across restarts and compaction", test_cas_persist },
+	{ "certificates of a device", test_cert_list_device },
 	CU_TEST_INFO_NULL,
 };
 
@@ -2414,6 +2874,7 @@ static CU_SuiteInfo suites[] = {
 	{ "store_log_scan", NULL, NULL, NULL, NULL, tests_store_log_scan },
 	{ "store_open", NULL, NULL, NULL, NULL, tests_store_open },
 	{ "records", NULL, NULL, NULL, NULL, tests_records },
+	{ "revisions", NULL, NULL, NULL, NULL, tests_revisions },
 	{ "recovery", NULL, NULL, NULL, NULL, tests_recovery },
 	{ "writer", NULL, NULL, NULL, NULL, tests_writer },
 	{ "record codec", NULL, NULL, NULL, NULL, tests_record_codec },

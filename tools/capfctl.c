@@ -37,7 +37,7 @@ static void usage_main(FILE *f)
 		   "Commands:\n"
 		   "  device add NAME...   add devices and schedule their operation\n"
 		   "  device set NAME...   change the settings of existing devices\n"
-		   "  device show NAME     show one device and its LSC\n"
+		   "  device show NAME     show one device and its certificates\n"
 		   "  device list          list every device\n"
 		   "  status               show the server's status\n");
 	for (size_t t = 0; t < sizeof(areas) / sizeof(areas[0]); t++)
@@ -94,7 +94,8 @@ static void usage_put(FILE *f, bool create)
 static void usage_show(FILE *f)
 {
 	fprintf(f, "Usage: " PROG " device show NAME [--json|--csv]\n"
-		   "Show every field of a device record and its current LSC.\n");
+		   "Show every field of a device record, its current LSC and every\n"
+		   "certificate it was issued (current, unacknowledged, past).\n");
 }
 
 static void usage_list(FILE *f)
@@ -333,7 +334,13 @@ static void json_kv(FILE *f, const char *key, const char *val, bool comma)
 		fputc(',', f);
 }
 
-static void json_device(FILE *f, const Capf__Device *d, const struct device_view *v)
+static void json_device_extra(FILE *f, const Capf__Device *d);
+static void json_device_certs(FILE *f, const Capf__Device *d, const Capf__AdminResponse *resp);
+
+/* One device as a JSON object; with shown (device show), also the
+ * record's bookkeeping and every certificate of the device. */
+static void json_device(FILE *f, const Capf__Device *d, const struct device_view *v,
+			const Capf__AdminResponse *shown)
 {
 	fputc('{', f);
 	json_kv(f, "name", v->name, true);
@@ -359,6 +366,11 @@ static void json_device(FILE *f, const Capf__Device *d, const struct device_view
 		json_kv(f, "issued_at", v->lsc_issued[0] ? v->lsc_issued : NULL, true);
 		json_kv(f, "state", v->cert_state, false);
 		fputc('}', f);
+	}
+	if (shown) {
+		fputc(',', f);
+		json_device_extra(f, d);
+		json_device_certs(f, d, shown);
 	}
 	fputc('}', f);
 }
@@ -630,6 +642,104 @@ int simple_opts(struct ctl *c, int argc, char **argv, const char *cmd,
 	return CTL_EXIT_OK;
 }
 
+/* ---- a device's certificates (device show) ------------------------------- */
+
+static bool serial_eq(const Capf__Certificate *c, const ProtobufCBinaryData *s)
+{
+	return s->len > 0 && c->serial.len == s->len && !memcmp(c->serial.data, s->data, s->len);
+}
+
+/* What a certificate is to its device: the LSC it has, the one issued and
+ * recorded but not acknowledged yet, or one it had. */
+static const char *cert_role(const Capf__Device *d, const Capf__Certificate *c)
+{
+	if (serial_eq(c, &d->lsc_serial))
+		return "current";
+	if (serial_eq(c, &d->pending_serial))
+		return "unacknowledged";
+	return "past";
+}
+
+static void json_time_kv(FILE *f, const char *key, int64_t t, bool comma)
+{
+	char buf[32];
+
+	json_kv(f, key, fmt_time(t, buf, sizeof(buf)), comma);
+}
+
+static void json_device_certs(FILE *f, const Capf__Device *d, const Capf__AdminResponse *resp)
+{
+	size_t i;
+
+	fputs("\"certificates\":[", f);
+	for (i = 0; i < resp->n_certificates; i++) {
+		const Capf__Certificate *c = resp->certificates[i];
+		bool revoked = c->state == CAPF__CERT_STATE__CERT_REVOKED;
+		char *serial = client_hex(c->serial.data, c->serial.len);
+
+		if (i)
+			fputc(',', f);
+		fputc('{', f);
+		json_kv(f, "role", cert_role(d, c), true);
+		json_kv(f, "serial", serial, true);
+		json_kv(f, "state", cert_state_name(c->state), true);
+		json_time_kv(f, "not_before", c->not_before, true);
+		json_time_kv(f, "not_after", c->not_after, true);
+		json_time_kv(f, "issued_at", c->issued_at, true);
+		json_time_kv(f, "revoked_at", revoked ? c->revoked_at : 0, true);
+		json_kv(f, "reason", revoked ? ca_reason_name((int)c->revocation_reason) : NULL,
+			true);
+		fprintf(f, "\"revision\":%llu", (unsigned long long)c->revision);
+		fputc('}', f);
+		free(serial);
+	}
+	fputc(']', f);
+}
+
+/* The record's bookkeeping for --json: revision, operation generation,
+ * the unacknowledged serial and the MIC that last authenticated. */
+static void json_device_extra(FILE *f, const Capf__Device *d)
+{
+	char *pending = d->pending_serial.len
+				? client_hex(d->pending_serial.data, d->pending_serial.len)
+				: NULL;
+
+	fprintf(f, "\"revision\":%llu,\"op_generation\":%llu,", (unsigned long long)d->revision,
+		(unsigned long long)d->op_generation);
+	json_kv(f, "pending_serial", pending, true);
+	json_kv(f, "mic_fingerprint", d->mic_fingerprint && *d->mic_fingerprint
+					      ? d->mic_fingerprint
+					      : NULL,
+		true);
+	free(pending);
+}
+
+static void show_certs_table(const Capf__Device *d, const Capf__AdminResponse *resp)
+{
+	size_t i;
+
+	printf("certificates:   %zu\n", resp->n_certificates);
+	if (resp->n_certificates == 0)
+		return;
+	printf("  %-14s %-40s %-11s %-20s %-20s %s\n", "ROLE", "SERIAL", "STATE", "NOT BEFORE",
+	       "NOT AFTER", "REVOKED");
+	for (i = 0; i < resp->n_certificates; i++) {
+		const Capf__Certificate *c = resp->certificates[i];
+		char nb[32], na[32], rv[32];
+		char *serial = client_hex(c->serial.data, c->serial.len);
+
+		printf("  %-14s %-40s %-11s %-20s %-20s", cert_role(d, c), or_dash(serial),
+		       cert_state_name(c->state), or_dash(fmt_time(c->not_before, nb, sizeof(nb))),
+		       or_dash(fmt_time(c->not_after, na, sizeof(na))));
+		if (c->state == CAPF__CERT_STATE__CERT_REVOKED)
+			printf(" %s %s\n", or_dash(fmt_time(c->revoked_at, rv, sizeof(rv))),
+			       ca_reason_name((int)c->revocation_reason));
+		else
+			printf(" -\n");
+		free(serial);
+	}
+}
+
 static void show_table(const Capf__Device *d, const struct device_view *v)
 {
 	printf("name:           %s\n", v->name);
@@ -653,6 +763,17 @@ static void show_table(const Capf__Device *d, const struct device_view *v)
 		printf("lsc issued:     %s\n", or_dash(v->lsc_issued));
 		printf("lsc state:      %s\n", v->cert_state);
 	}
+	if (d->pending_serial.len) {
+		char *pending = client_hex(d->pending_serial.data, d->pending_serial.len);
+
+		printf("pending serial: %s\n", or_dash(pending));
+		free(pending);
+	} else {
+		printf("pending serial: -\n");
+	}
+	printf("mic fingerprint: %s\n", or_dash(d->mic_fingerprint));
+	printf("revision:       %llu\n", (unsigned long long)d->revision);
+	printf("op generation:  %llu\n", (unsigned long long)d->op_generation);
 }
 
 static int cmd_device_show(struct ctl *c, int argc, char **argv)
@@ -691,7 +812,7 @@ static int cmd_device_show(struct ctl *c, int argc, char **argv)
 	view_init(&v, d, cert, true);
 	switch (c->fmt) {
 	case FMT_JSON:
-		json_device(stdout, d, &v);
+		json_device(stdout, d, &v, resp);
 		fputc('\n', stdout);
 		break;
 	case FMT_CSV:
@@ -700,6 +821,7 @@ static int cmd_device_show(struct ctl *c, int argc, char **argv)
 		break;
 	default:
 		show_table(d, &v);
+		show_certs_table(d, resp);
 		break;
 	}
 	view_deinit(&v);
@@ -764,7 +886,7 @@ static int cmd_device_list(struct ctl *c, int argc, char **argv)
 			view_init(&v, d, find_lsc(resp, index, d), true);
 			if (i)
 				fputs(",\n", stdout);
-			json_device(stdout, d, &v);
+			json_device(stdout, d, &v, NULL);
 			view_deinit(&v);
 		}
 		fputs("]\n", stdout);

@@ -42,9 +42,11 @@ static int check_rec(const struct store_rec_view *v, void *arg)
 		    strlen(r->device->name) != v->key_len ||
 		    memcmp(r->device->name, v->key, v->key_len) != 0)
 			abort();
+		if (v->revision != r->device->revision || v->device_len != 0)
+			abort();
 		d = capf__device__unpack(NULL, v->val_len, v->val);
 		if (d) {
-			if (strcmp(d->name, r->device->name) != 0)
+			if (strcmp(d->name, r->device->name) != 0 || d->revision != v->revision)
 				abort();
 			capf__device__free_unpacked(d, NULL);
 		}
@@ -55,11 +57,17 @@ static int check_rec(const struct store_rec_view *v, void *arg)
 		    r->cert->serial.len != v->key_len ||
 		    memcmp(r->cert->serial.data, v->key, v->key_len) != 0)
 			abort();
+		/* The walker's revision and device are what protobuf-c reads. */
+		if (v->revision != r->cert->revision ||
+		    strlen(r->cert->device) != v->device_len ||
+		    (v->device_len && memcmp(r->cert->device, v->device, v->device_len) != 0))
+			abort();
 		c = capf__certificate__unpack(NULL, v->val_len, v->val);
 		if (c)
 			capf__certificate__free_unpacked(c, NULL);
 	}
-	if (!!r->create_only != v->create_only || !!r->must_exist != v->must_exist)
+	if (!!r->create_only != v->create_only || !!r->must_exist != v->must_exist ||
+	    !!r->check_revision != v->check_revision || r->expect_revision != v->expect_revision)
 		abort();
 	w->records++;
 	return 0;

@@ -71,6 +71,7 @@ static void make_device(Capf__Device *d, char *name, size_t len, unsigned long l
 	d->status = CAPF__OP_STATUS__STATUS_PENDING;
 	d->created = 1767225600;
 	d->updated = 1767225600;
+	d->revision = 1; /* every device of the benchmark is new */
 }
 
 /* ---- step 1: creation -------------------------------------------------------- */
