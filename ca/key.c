@@ -436,8 +436,7 @@ static int ops_finish(const struct ca *ca, const char *ref, int ret, uint8_t *sp
 		if (err[0] != '\0')
 			ca_set_error("%s", err);
 		else
-			ca_set_error("the signer cannot open the key %s: %s", shown,
-				     capf_strerror(ret));
+			ca_set_error("cannot open the key %s: %s", shown, capf_strerror(ret));
 		return ret;
 	}
 	ret = pub_from_spki(spki, len, pub);
@@ -447,7 +446,7 @@ static int ops_finish(const struct ca *ca, const char *ref, int ret, uint8_t *sp
 		gnutls_pubkey_deinit(*pub);
 		*pub = NULL;
 		if (ret != CAPF_ECONFIG)
-			ca_set_error("the signer returned a bad public key for %s",
+			ca_set_error("the keyops returned a bad public key for %s",
 				     ca_key_ref_redact(ref, shown, sizeof(shown)));
 	}
 	return ret;

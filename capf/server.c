@@ -850,6 +850,8 @@ void server_stop(struct server *srv)
 	store_close(srv->store);
 	srv->store = NULL;
 	/* Last: until the workers are gone, a handshake may need a signature. */
+	if (srv->signer_sup != NULL)
+		unlink(srv->cfg->signer_socket);
 	signer_sup_stop(srv->signer_sup);
 	srv->signer_sup = NULL;
 	if (srv->bridge_on)

@@ -19,6 +19,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +52,10 @@ struct held {
 	/* GnuTLS objects are not safe to share between threads; a token
 	 * key may sit behind one session. One signature at a time per key. */
 	pthread_mutex_t lock;
+	/* Requests using it (under sg.lock); one that was replaced by a
+	 * newer key of its ref goes when the last of them is done. */
+	unsigned users;
+	bool replaced;
 };
 
 static struct {
@@ -205,10 +210,39 @@ static void held_free(struct held *h)
 	free(h);
 }
 
-/* Keeps key under ref, the newest first. Returns the entry or NULL. */
+/* Done with h (held_add(), held_get()). */
+static void held_put(struct held *h)
+{
+	bool gone;
+
+	if (h == NULL)
+		return;
+	pthread_mutex_lock(&sg.lock);
+	gone = --h->users == 0 && h->replaced;
+	pthread_mutex_unlock(&sg.lock);
+	if (gone)
+		held_free(h);
+}
+
+/* The key held under ref, for the caller's use (held_put()), or NULL. */
+static struct held *held_get(const char *ref)
+{
+	struct held *h;
+
+	pthread_mutex_lock(&sg.lock);
+	h = held_find(ref);
+	if (h != NULL)
+		h->users++;
+	pthread_mutex_unlock(&sg.lock);
+	return h;
+}
+
+/* Keeps key under ref, replacing an older key of that ref. Returns the
+ * entry for the caller's use (held_put()), or NULL. */
 static struct held *held_add(const char *ref, gnutls_privkey_t key)
 {
-	struct held *h = calloc(1, sizeof(*h)), *old;
+	struct held *h = calloc(1, sizeof(*h)), *old, **pp;
+	bool free_old = false;
 
 	if (h == NULL)
 		return NULL;
@@ -219,6 +253,7 @@ static struct held *held_add(const char *ref, gnutls_privkey_t key)
 		return NULL;
 	}
 	h->key = key;
+	h->users = 1;
 	pthread_mutex_lock(&sg.lock);
 	old = held_find(ref);
 	if (old == NULL && sg.nkeys >= SIGNER_KEYS_MAX) {
@@ -227,18 +262,30 @@ static struct held *held_add(const char *ref, gnutls_privkey_t key)
 		held_free(h);
 		return NULL;
 	}
-	/* Newest first: a key made again under the same ref (a new pending
-	 * request) wins; the old entry stays until exit, as a signature may
-	 * be using it right now. */
+	if (old != NULL) {
+		/* Out of the list; a signature may still be using it. */
+		for (pp = &sg.keys; *pp != old; pp = &(*pp)->next)
+			;
+		*pp = old->next;
+		old->replaced = true;
+		free_old = old->users == 0;
+	} else {
+		sg.nkeys++;
+	}
 	h->next = sg.keys;
 	sg.keys = h;
-	if (old == NULL)
-		sg.nkeys++;
 	pthread_mutex_unlock(&sg.lock);
+	if (free_old)
+		held_free(old);
 	return h;
 }
 
-static int op_load(const char *ref, struct held **out, char *err, size_t errlen)
+/*
+ * The key ref names: opened again when asked to load it (the file behind
+ * a ref may have changed: a new pending request replaces pending/key.pem),
+ * the one held when a signature needs it (fresh: opened now).
+ */
+static int op_load(const char *ref, int fresh, struct held **out, char *err, size_t errlen)
 {
 	gnutls_privkey_t key = NULL;
 	struct held *h;
@@ -252,10 +299,7 @@ static int op_load(const char *ref, struct held **out, char *err, size_t errlen)
 			 ref);
 		return CAPF_EACCES;
 	}
-	pthread_mutex_lock(&sg.lock);
-	h = held_find(ref);
-	pthread_mutex_unlock(&sg.lock);
-	if (h != NULL) {
+	if (!fresh && (h = held_get(ref)) != NULL) {
 		*out = h;
 		return 0;
 	}
@@ -315,7 +359,7 @@ static int op_sign(const Capf__Signer__Sign *s, gnutls_datum_t *sig, char *err, 
 
 	if (s->data.len == 0 || s->data.len > SIGNER_DATA_MAX)
 		return CAPF_EINVAL;
-	ret = op_load(s->ref, &h, err, errlen);
+	ret = op_load(s->ref, 0, &h, err, errlen);
 	if (ret < 0)
 		return ret;
 	if (sg.delay_ms > 0) {
@@ -334,6 +378,7 @@ static int op_sign(const Capf__Signer__Sign *s, gnutls_datum_t *sig, char *err, 
 	else
 		ret = gnutls_privkey_sign_hash2(h->key, algo, 0, &in, sig);
 	pthread_mutex_unlock(&h->lock);
+	held_put(h);
 	if (ret < 0) {
 		snprintf(err, errlen, "cannot sign with %s (%s): %s",
 			 ca_key_ref_redact(s->ref, (char[512]){0}, 512),
@@ -362,7 +407,7 @@ static int answer(int fd, const Capf__Signer__Request *req)
 		ret = 0;
 		break;
 	case CAPF__SIGNER__REQUEST__OP_LOAD:
-		ret = op_load(req->load->ref, &h, err, sizeof(err));
+		ret = op_load(req->load->ref, 1, &h, err, sizeof(err));
 		break;
 	case CAPF__SIGNER__REQUEST__OP_GENERATE:
 		ret = op_generate(req->generate, &h, err, sizeof(err));
@@ -396,6 +441,7 @@ static int answer(int fd, const Capf__Signer__Request *req)
 	}
 	free(frame);
 	gnutls_free(sig.data);
+	held_put(h);
 	return ret;
 }
 

@@ -72,9 +72,9 @@ int signer_sup_start(uv_loop_t *loop, const struct signer_params *p, struct sign
 int signer_sup_pid(const struct signer_sup *s);
 
 /*
- * signer_sup_stop() - stop supervising: SIGTERM to the signer, close the
- * handles; the memory goes when the last close callback ran (the loop
- * must run). Accepts NULL.
+ * signer_sup_stop() - stop supervising: SIGTERM to the signer (SIGKILL
+ * if it has not exited 2 s later), close the handles; the memory goes
+ * when the last close callback ran (the loop must run). Accepts NULL.
  */
 void signer_sup_stop(struct signer_sup *s);
 
@@ -85,8 +85,9 @@ struct signer_client;
 /*
  * signer_client_new() - a pool of blocking connections to the signer at
  * socket; each request waits at most timeout_ms (0 = the default) for
- * its answer, and as long for a connection while the signer (re)starts.
- * Returns 0 and *out, CAPF_EINVAL, CAPF_ENOMEM.
+ * its answer, and as long for a connection while the signer (re)starts
+ * (a new key: at least 120 s). Returns 0 and *out, CAPF_EINVAL,
+ * CAPF_ENOMEM.
  */
 int signer_client_new(const char *socket, unsigned timeout_ms, struct signer_client **out);
 

@@ -29,6 +29,7 @@
 
 #define POOL_MAX 32u	    /* idle connections kept */
 #define CONNECT_RETRY_MS 20 /* while the signer (re)starts */
+#define GENERATE_TIMEOUT_MS 120000u
 
 static atomic_uint_fast64_t next_id = 1;
 static _Thread_local int thread_result;
@@ -209,7 +210,13 @@ static int exchange(int fd, const uint8_t *frame, size_t len, uint64_t deadline,
 static int roundtrip(struct signer_client *sc, Capf__Signer__Request *req,
 		     Capf__Signer__Response **resp)
 {
-	uint64_t deadline = now_ms() + sc->timeout_ms;
+	/* Making an RSA key takes seconds, and happens only at the first
+	 * start or on an administrator's request: it may take longer. */
+	unsigned timeout = req->op_case == CAPF__SIGNER__REQUEST__OP_GENERATE &&
+				   sc->timeout_ms < GENERATE_TIMEOUT_MS
+			       ? GENERATE_TIMEOUT_MS
+			       : sc->timeout_ms;
+	uint64_t deadline = now_ms() + timeout;
 	uint8_t *frame = NULL;
 	size_t len = 0;
 	int ret;

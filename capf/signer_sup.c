@@ -31,6 +31,7 @@
 #define BACKOFF_MIN_MS 100u
 #define BACKOFF_MAX_MS 5000u
 #define STABLE_MS 10000u /* a signer that lived this long restarts at once */
+#define STOP_KILL_MS 2000u /* after SIGTERM at shutdown, SIGKILL */
 
 struct signer_sup {
 	uv_loop_t *loop;
@@ -93,8 +94,10 @@ static void on_exit_cb(uv_process_t *p, int64_t status, int sig)
 	s->running = false;
 	s->pid = 0;
 	uv_close((uv_handle_t *)p, on_closed);
-	if (s->stopping)
+	if (s->stopping) {
+		uv_close((uv_handle_t *)&s->timer, on_closed);
 		return;
+	}
 	if (lived >= STABLE_MS)
 		s->backoff_ms = BACKOFF_MIN_MS;
 	if (sig != 0)
@@ -238,14 +241,29 @@ int signer_sup_pid(const struct signer_sup *s)
 	return s != NULL ? s->pid : 0;
 }
 
+/* A signer that does not end on SIGTERM (stopped, or stuck in a token
+ * call) must not keep capfd from exiting. */
+static void on_kill_timer(uv_timer_t *t)
+{
+	struct signer_sup *s = t->data;
+
+	if (s->running) {
+		log_warn("the signer (pid %d) did not stop; killing it", s->pid);
+		uv_process_kill(&s->proc, SIGKILL);
+	}
+}
+
 void signer_sup_stop(struct signer_sup *s)
 {
 	if (s == NULL || s->stopping)
 		return;
 	s->stopping = true;
 	uv_timer_stop(&s->timer);
-	uv_close((uv_handle_t *)&s->timer, on_closed);
-	/* Its exit callback closes the process handle. */
-	if (s->running)
-		uv_process_kill(&s->proc, SIGTERM);
+	if (!s->running) {
+		uv_close((uv_handle_t *)&s->timer, on_closed);
+		return;
+	}
+	/* Its exit callback closes the process handle and the timer. */
+	uv_process_kill(&s->proc, SIGTERM);
+	uv_timer_start(&s->timer, on_kill_timer, STOP_KILL_MS, 0);
 }

@@ -74,6 +74,18 @@ static pid_t start_signer(unsigned delay_ms)
 	return pid;
 }
 
+/* Waits until the signer answers (it listens a moment after it starts). */
+static int wait_ready(void)
+{
+	struct signer_client *sc = NULL;
+	int ret = signer_client_new(sockpath, 5000, &sc);
+
+	if (ret == 0)
+		ret = signer_ping(sc);
+	signer_client_free(sc);
+	return ret;
+}
+
 static void stop_signer(void)
 {
 	if (signer_pid > 0) {
@@ -113,7 +125,7 @@ static int suite_init(void)
 		return -1;
 	signal(SIGPIPE, SIG_IGN);
 	signer_pid = start_signer(0);
-	return signer_pid > 0 ? 0 : -1;
+	return signer_pid > 0 && wait_ready() == 0 ? 0 : -1;
 }
 
 static int suite_clean(void)
@@ -207,6 +219,35 @@ static void test_sync(void)
 	CU_ASSERT_EQUAL(signer_load(sc, keyref, &spki, &spki_len, err, sizeof(err)), 0);
 	CU_ASSERT(spki_len == the_spki_len && memcmp(spki, the_spki, spki_len) == 0);
 	free(spki);
+	/* A file replaced under the same ref (a new pending request): a load
+	 * opens it again, and signatures follow the new key. */
+	{
+		uint8_t *spki2 = NULL;
+		size_t spki2_len = 0;
+		char other[600];
+
+		snprintf(other, sizeof(other), "%s/pending.pem", cadir);
+		CU_ASSERT_EQUAL_FATAL(signer_generate(sc, CAPF__KEY_TYPE__KEY_EC_P256, cadir,
+						      "pending.pem", &spki, &spki_len, err,
+						      sizeof(err)),
+				      0);
+		CU_ASSERT_EQUAL_FATAL(ca_key_generate(CAPF__KEY_TYPE__KEY_EC_P256, cadir,
+						      "pending.pem", &key),
+				      0);
+		gnutls_privkey_deinit(key);
+		CU_ASSERT_EQUAL(signer_load(sc, other, &spki2, &spki2_len, err, sizeof(err)), 0);
+		CU_ASSERT(spki2_len != spki_len || memcmp(spki, spki2, spki_len) != 0);
+		CU_ASSERT_EQUAL(signer_sign(sc, other, GNUTLS_SIGN_ECDSA_SHA256, 0, msg,
+					    sizeof(msg), &sig, &sig_len),
+				0);
+		CU_ASSERT_EQUAL(verify(spki2, spki2_len, GNUTLS_SIGN_ECDSA_SHA256, sig, sig_len),
+				0);
+		CU_ASSERT_NOT_EQUAL(
+		    verify(spki, spki_len, GNUTLS_SIGN_ECDSA_SHA256, sig, sig_len), 0);
+		free(sig);
+		free(spki);
+		free(spki2);
+	}
 
 	/* The signer dies: retry-later; once restarted, the same ref signs
 	 * (it loads the key again), even on the pooled connection. */
@@ -384,7 +425,7 @@ static void test_async(void)
 	 * the late answer is dropped and the next request is answered. */
 	signer_pid = start_signer(400);
 	CU_ASSERT_FATAL(signer_pid > 0);
-	usleep(200000);
+	CU_ASSERT_EQUAL_FATAL(wait_ready(), 0);
 	memset(d, 0, sizeof(d));
 	CU_ASSERT_EQUAL(signer_sign_async(ch, keyref, GNUTLS_SIGN_ECDSA_SHA256, msg, sizeof(msg),
 					  on_done, &d[0]),
@@ -399,7 +440,7 @@ static void test_async(void)
 	spin(&loop, 100);
 	signer_pid = start_signer(0);
 	CU_ASSERT_FATAL(signer_pid > 0);
-	usleep(200000);
+	CU_ASSERT_EQUAL_FATAL(wait_ready(), 0);
 	CU_ASSERT_EQUAL(signer_sign_async(ch, keyref, GNUTLS_SIGN_ECDSA_SHA256, msg, sizeof(msg),
 					  on_done, &d[1]),
 			0);
