@@ -296,6 +296,7 @@ static const uint8_t oid_rsa[] = {0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d
 static const uint8_t oid_ec[] = {0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01};
 static const uint8_t oid_p256[] = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
 static const uint8_t oid_p384[] = {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22};
+static const uint8_t oid_p521[] = {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x23};
 
 /*
  * The outer structure of a SubjectPublicKeyInfo, strictly:
@@ -341,7 +342,8 @@ static int spki_outer(const uint8_t *der, size_t len, int *known)
 		if (h < 0 || (size_t)h + cbody != clen)
 			return CAPF_EBADMSG;
 		*known = (clen == sizeof(oid_p256) && memcmp(curve, oid_p256, clen) == 0) ||
-			 (clen == sizeof(oid_p384) && memcmp(curve, oid_p384, clen) == 0);
+			 (clen == sizeof(oid_p384) && memcmp(curve, oid_p384, clen) == 0) ||
+			 (clen == sizeof(oid_p521) && memcmp(curve, oid_p521, clen) == 0);
 		return 0;
 	}
 	return 0;

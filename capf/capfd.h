@@ -64,8 +64,9 @@ struct capfd_config {
 	unsigned crl_days;
 	unsigned crl_refresh_ms;
 	char *tls_priority;
-	/* [cisco]: Cisco's CAPF v3 on its own port (0 = off). */
-	unsigned cisco_port;
+	/* [cisco]: Cisco's CAPF v3 on its own port. */
+	bool cisco_enabled;
+	unsigned cisco_port;       /* 0 = any free one (tests) */
 	char *cisco_priority;
 	unsigned cisco_max_in_progress;
 	unsigned handshake_timeout_ms;

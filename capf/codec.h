@@ -72,6 +72,10 @@ int codec_cisco_new(struct codec_cisco **out, struct ca *ca, unsigned max_in_pro
 void codec_cisco_free(struct codec_cisco *n);
 uint32_t codec_cisco_session_id(const struct codec_cisco *n);
 
+/* codec_cisco_set_session_id() - for tests and fuzzing only: expect this
+ * session id instead of the random one. */
+void codec_cisco_set_session_id(struct codec_cisco *n, uint32_t id);
+
 /* codec_cisco_greeting() - the server's first message, AUTH_REQUEST
  * {VERSION 3, AUTH_TYPE}; *msg points into the codec until its next call. */
 int codec_cisco_greeting(struct codec_cisco *n, const uint8_t **msg, size_t *len);

@@ -68,6 +68,11 @@ uint32_t codec_cisco_session_id(const struct codec_cisco *n)
 	return n->session_id;
 }
 
+void codec_cisco_set_session_id(struct codec_cisco *n, uint32_t id)
+{
+	n->session_id = id;
+}
+
 const char *codec_cisco_why(const struct codec_cisco *n)
 {
 	return n->why[0] ? n->why : NULL;

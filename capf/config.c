@@ -37,6 +37,7 @@ static const struct opt options[] = {
 	{ "server", "admin_mode", OPT_MODE, O(admin_mode), 0, 0 },
 	{ "server", "ready_file", OPT_STR, O(ready_file), 0, 0 },
 	{ "tls", "priority", OPT_STR, O(tls_priority), 0, 0 },
+	{ "cisco", "enabled", OPT_BOOL, O(cisco_enabled), 0, 0 },
 	{ "cisco", "port", OPT_UINT, O(cisco_port), 0, 65535 },
 	{ "cisco", "priority", OPT_STR, O(cisco_priority), 0, 0 },
 	{ "cisco", "max_in_progress", OPT_UINT, O(cisco_max_in_progress), 1, 10000 },
@@ -89,6 +90,7 @@ void config_defaults(struct capfd_config *cfg)
 	cfg->crl_refresh_ms = 86400u * 1000u;
 	cfg->max_auth_failures = 5;
 	cfg->cisco_max_in_progress = 32;
+	cfg->cisco_port = 3804;
 	cfg->lockout_seconds = 60;
 	cfg->handshake_timeout_ms = 10000;
 	cfg->idle_timeout_ms = 30000;
@@ -281,7 +283,7 @@ int config_finish(struct capfd_config *cfg, char *errbuf, size_t errlen)
 		cfg->tls_priority = strdup(CAPFD_DEFAULT_PRIORITY);
 	if (cfg->cisco_priority == NULL)
 		cfg->cisco_priority = strdup(CAPFD_CISCO_PRIORITY);
-	if (cfg->cisco_port != 0 && cfg->cisco_port == cfg->port) {
+	if (cfg->cisco_enabled && cfg->cisco_port != 0 && cfg->cisco_port == cfg->port) {
 		snprintf(errbuf, errlen, "[cisco] port %u is also the port of capf's own protocol",
 			 cfg->cisco_port);
 		return CAPF_ECONFIG;

@@ -669,8 +669,15 @@ static void session_outcome(struct conn *c, const struct core_out *out)
 
 	if (out->success) {
 		atomic_fetch_add(&c->srv->enrollments, 1);
-		log_info("%s: device \"%s\": LSC installed (authenticated by %s)", c->peer, device,
-			 core_auth_method(c->core) != NULL ? core_auth_method(c->core) : "-");
+		int op = core_operation(c->core);
+
+		log_info("%s: device \"%s\": %s (authenticated by %s%s)", c->peer, device,
+			 op == CAPF__OPERATION__OP_DELETE  ? "LSC deleted"
+			 : op == CAPF__OPERATION__OP_FETCH ? "certificates reported"
+			 : core_renewal(c->core)	   ? "LSC renewed"
+							   : "LSC installed",
+			 core_auth_method(c->core) != NULL ? core_auth_method(c->core) : "-",
+			 c->proto == CONN_CISCO ? ", Cisco CAPF" : "");
 		return;
 	}
 	atomic_fetch_add(&c->srv->failures, 1);

@@ -549,6 +549,8 @@ static int write_ready_file(const struct server *srv)
 	f = fopen(tmp, "w");
 	if (f == NULL)
 		goto fail;
+	if (srv->cisco_port != 0)
+		fprintf(f, "cisco_port=%u\n", srv->cisco_port);
 	fprintf(f, "pid=%d\nport=%u\nadmin_socket=%s\n", (int)getpid(), srv->port,
 		srv->cfg->admin_socket);
 	if (fclose(f) != 0 || rename(tmp, srv->cfg->ready_file) < 0)
@@ -599,7 +601,7 @@ static int tls_setup(struct server *srv)
 			errpos != NULL ? errpos : "", gnutls_strerror(ret));
 		return CAPF_ECONFIG;
 	}
-	if (srv->cfg->cisco_port == 0)
+	if (!srv->cfg->cisco_enabled)
 		return 0;
 	ret = gnutls_priority_init2(&srv->cisco_priority, srv->cfg->cisco_priority, &errpos,
 				    GNUTLS_PRIORITY_INIT_DEF_APPEND);
@@ -763,8 +765,8 @@ int server_start(struct server *srv, struct capfd_config *cfg, uv_loop_t *loop)
 				   i == 0 ? &srv->port : NULL);
 		if (fd < 0)
 			return fd;
-		if (cfg->cisco_port != 0) {
-			cfd = open_listener(cfg->listen, cfg->cisco_port,
+		if (cfg->cisco_enabled) {
+			cfd = open_listener(cfg->listen, i == 0 ? cfg->cisco_port : srv->cisco_port,
 					    i == 0 ? &srv->cisco_port : NULL);
 			if (cfd < 0) {
 				close(fd);

@@ -2392,12 +2392,15 @@ static void test_pubkey_parse(void)
 	ber[len] = 0;
 	CU_ASSERT_EQUAL(ca_pubkey_parse(ber, len + 1, &k), CAPF_EBADMSG);
 	free(ber);
-	/* An unsupported curve: P-521. */
+	/* P-521 is issued to. */
 	CU_ASSERT_EQUAL_FATAL(spki_of_new(GNUTLS_PK_ECDSA,
 					  GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_SECP521R1), &other,
 					  &olen),
 			      0);
-	CU_ASSERT_EQUAL(ca_pubkey_parse(other, olen, &k), CAPF_EPOLICY);
+	CU_ASSERT_EQUAL_FATAL(ca_pubkey_parse(other, olen, &k), 0);
+	CU_ASSERT_EQUAL(ca_pubkey_type(k), CAPF__KEY_TYPE__KEY_EC_P521);
+	ca_pubkey_free(k);
+	k = NULL;
 	free(other);
 	/* An unsupported size: RSA 1024. */
 	CU_ASSERT_EQUAL_FATAL(spki_of_new(GNUTLS_PK_RSA, 1024, &other, &olen), 0);

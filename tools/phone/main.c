@@ -27,6 +27,7 @@ static void usage(FILE *f)
 		"  mkmic    make a test manufacturer CA and MICs\n"
 		"  enroll   run one enrollment and store the LSC\n"
 		"  load     enroll many simulated phones at once and report the rates\n"
+		"  cisco    run one session of Cisco's CAPF protocol as a Cisco phone\n"
 		"\n"
 		"Options:\n"
 		"  -h, --help     show this help\n"
@@ -96,6 +97,7 @@ int main(int argc, char **argv)
 		{ "mkmic", phone_cmd_mkmic },
 		{ "enroll", phone_cmd_enroll },
 		{ "load", phone_cmd_load },
+		{ "cisco", phone_cmd_cisco },
 	};
 	size_t i;
 	int ret;

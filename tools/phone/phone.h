@@ -26,6 +26,7 @@ enum phone_exit {
 int phone_cmd_mkmic(int argc, char **argv);
 int phone_cmd_enroll(int argc, char **argv);
 int phone_cmd_load(int argc, char **argv);
+int phone_cmd_cisco(int argc, char **argv);
 
 /* phone_usage_error() - print "capf-phone CMD: message" and a hint to
  * stderr; returns PHONE_EXIT_USAGE. */
