@@ -1225,11 +1225,120 @@ static const struct test_def names_tests[] = {
     {"hex", test_hex},
 };
 
+
+/* ---- Cisco CAPF v3 ------------------------------------------------------------ */
+
+static size_t cmsg(uint8_t *out, unsigned cmd, uint32_t sid, const uint8_t *body, size_t n)
+{
+	out[0] = 0x55;
+	out[1] = (uint8_t)cmd;
+	out[2] = (uint8_t)(sid >> 24);
+	out[3] = (uint8_t)(sid >> 16);
+	out[4] = (uint8_t)(sid >> 8);
+	out[5] = (uint8_t)sid;
+	out[6] = (uint8_t)(n >> 8);
+	out[7] = (uint8_t)n;
+	memcpy(out + 8, body, n);
+	return 8 + n;
+}
+
+static void test_cisco_invalid(void)
+{
+	uint8_t buf[256];
+	struct cisco_msg m;
+	size_t n;
+	static const uint8_t el_cut[] = { 0x0d, 0x00 };
+	static const uint8_t el_beyond[] = { 0x0d, 0x00, 0x10, 'S', 'E', 'P' };
+
+	CU_ASSERT_EQUAL(cisco_msg_parse((const uint8_t *)"\x55\x02", 2, &m), CAPF_EBADMSG);
+	n = cmsg(buf, 2, 7, NULL, 0);
+	buf[0] = 0x54;
+	CU_ASSERT_EQUAL(cisco_msg_parse(buf, n, &m), CAPF_EPROTO);
+	CU_ASSERT_STRING_EQUAL(m.why, "bad header byte");
+	CU_ASSERT_EQUAL(cisco_msg_length(buf, n), CAPF_EPROTO);
+	n = cmsg(buf, 2, 7, el_cut, sizeof(el_cut));
+	CU_ASSERT_EQUAL(cisco_msg_parse(buf, n, &m), CAPF_EBADMSG);
+	CU_ASSERT_STRING_EQUAL(m.why, "element header cut by the end of the body");
+	n = cmsg(buf, 2, 7, el_beyond, sizeof(el_beyond));
+	CU_ASSERT_EQUAL(cisco_msg_parse(buf, n, &m), CAPF_EBADMSG);
+	CU_ASSERT_STRING_EQUAL(m.why, "element length beyond the body");
+	/* The header says more body than there is, or less. */
+	n = cmsg(buf, 2, 7, NULL, 0);
+	buf[7] = 4;
+	CU_ASSERT_EQUAL(cisco_msg_parse(buf, n, &m), CAPF_EBADMSG);
+	CU_ASSERT_STRING_EQUAL(m.why, "body beyond the message");
+	CU_ASSERT_EQUAL(cisco_msg_length(buf, n), 12);
+	n = cmsg(buf, 2, 7, (const uint8_t *)"\x07\x00\x01\x03", 4);
+	CU_ASSERT_EQUAL(cisco_msg_parse(buf, n + 1, &m), CAPF_EBADMSG);
+	CU_ASSERT_STRING_EQUAL(m.why, "bytes after the body");
+}
+
+static void test_cisco_elements(void)
+{
+	/* The example of the description: the server's first message. */
+	static const uint8_t first[] = { 0x55, 0x01, 0x00, 0x00, 0x06, 0xb8, 0x00, 0x08,
+					 0x07, 0x00, 0x01, 0x03, 0x08, 0x00, 0x01, 0x00 };
+	struct cisco_builder *b = calloc(1, sizeof(*b));
+	struct cisco_msg m;
+	const uint8_t *out, *der;
+	size_t len;
+	unsigned v;
+	char name[32];
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+	cisco_builder_init(b, CISCO_AUTH_REQUEST, 0x6b8);
+	cisco_put_u8(b, CISCO_EL_VERSION, 3);
+	cisco_put_u8(b, CISCO_EL_AUTH_TYPE, 0);
+	CU_ASSERT_EQUAL_FATAL(cisco_finish(b, &out, &len), 0);
+	CU_ASSERT_EQUAL_FATAL(len, sizeof(first));
+	CU_ASSERT_EQUAL(memcmp(out, first, len), 0);
+
+	cisco_builder_init(b, CISCO_AUTH_RESPONSE, 42);
+	cisco_put(b, 99, "x", 1); /* unknown: skipped */
+	cisco_put_string(b, CISCO_EL_DEVICE_NAME, "SEP0000000000EF");
+	cisco_put_string(b, CISCO_EL_DEVICE_NAME, "SEPSECONDCOPY"); /* the first one counts */
+	cisco_put_u16(b, CISCO_EL_KEY_SIZE, 2048);
+	cisco_put_certificate(b, CISCO_EL_CERTIFICATE, (const uint8_t *)"DER!", 4);
+	cisco_put(b, CISCO_EL_PASSWORD, "\0", 1);
+	CU_ASSERT_EQUAL_FATAL(cisco_finish(b, &out, &len), 0);
+	CU_ASSERT_EQUAL_FATAL(cisco_msg_parse(out, len, &m), 0);
+	CU_ASSERT_EQUAL(m.command, CISCO_AUTH_RESPONSE);
+	CU_ASSERT_EQUAL(m.session_id, 42);
+	CU_ASSERT_EQUAL(cisco_el_string(&m, CISCO_EL_DEVICE_NAME, name, sizeof(name)), 0);
+	CU_ASSERT_STRING_EQUAL(name, "SEP0000000000EF");
+	CU_ASSERT_EQUAL(cisco_el_string(&m, CISCO_EL_DEVICE_NAME, name, 4), CAPF_ERANGE);
+	CU_ASSERT_EQUAL(cisco_el_u16(&m, CISCO_EL_KEY_SIZE, &v), 0);
+	CU_ASSERT_EQUAL(v, 2048);
+	CU_ASSERT_EQUAL(cisco_el_u8(&m, CISCO_EL_KEY_SIZE, &v), CAPF_EBADMSG);
+	CU_ASSERT_EQUAL(cisco_el_u8(&m, CISCO_EL_VERSION, &v), CAPF_ENOENT);
+	CU_ASSERT_EQUAL(cisco_el_certificate(&m, CISCO_EL_CERTIFICATE, &der, &len), 0);
+	CU_ASSERT_EQUAL(len, 4);
+	CU_ASSERT_EQUAL(memcmp(der, "DER!", 4), 0);
+	CU_ASSERT_EQUAL(cisco_el_string(&m, CISCO_EL_PASSWORD, name, sizeof(name)), 0);
+	CU_ASSERT_STRING_EQUAL(name, "");
+
+	/* A name without its NUL, or with one inside, is refused. */
+	cisco_builder_init(b, CISCO_AUTH_RESPONSE, 42);
+	cisco_put(b, CISCO_EL_DEVICE_NAME, "SEP1", 4);
+	cisco_put(b, CISCO_EL_PASSWORD, "ab\0cd", 6);
+	CU_ASSERT_EQUAL_FATAL(cisco_finish(b, &out, &len), 0);
+	CU_ASSERT_EQUAL_FATAL(cisco_msg_parse(out, len, &m), 0);
+	CU_ASSERT_EQUAL(cisco_el_string(&m, CISCO_EL_DEVICE_NAME, name, sizeof(name)), CAPF_EBADMSG);
+	CU_ASSERT_EQUAL(cisco_el_string(&m, CISCO_EL_PASSWORD, name, sizeof(name)), CAPF_EBADMSG);
+	free(b);
+}
+
+static const struct test_def cisco_tests[] = {
+    {"invalid", test_cisco_invalid},
+    {"elements", test_cisco_elements},
+};
+
 static const struct suite_def suites[] = {
     {"errcode", errcode_tests, NELEM(errcode_tests)},
     {"frame", frame_tests, NELEM(frame_tests)},
     {"message", message_tests, NELEM(message_tests)},
     {"names", names_tests, NELEM(names_tests)},
+    {"cisco", cisco_tests, NELEM(cisco_tests)},
 };
 
 int main(void)
