@@ -35,10 +35,17 @@ struct signer_client;
 struct signer_sup;
 
 #define CAPFD_DEFAULT_PORT 3804
-#define CAPFD_DEFAULT_PRIORITY "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
-/* Phones in the field: TLS 1.2 or 1.3, ECDHE or RSA key exchange with AEAD
- * suites; no CBC, no SHA-1 signatures. */
-#define CAPFD_CISCO_PRIORITY "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
+/* TLS 1.2 or 1.3; AEAD suites with ECDHE only (no static RSA, no finite
+ * field DH, no CBC); no SHA-1 or SHA-224 signatures. */
+#define CAPFD_DEFAULT_PRIORITY                                                                     \
+	"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+AES-256-GCM:+AES-128-GCM:"          \
+	"+CHACHA20-POLY1305:+AES-256-CCM:+AES-128-CCM:-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-ECDSA:"          \
+	"+ECDHE-RSA:-GROUP-ALL:+GROUP-X25519:+GROUP-SECP256R1:+GROUP-SECP384R1:+GROUP-SECP521R1:"    \
+	"-SIGN-RSA-SHA1:-SIGN-ECDSA-SHA1:-SIGN-DSA-SHA1:-SIGN-RSA-SHA224:-SIGN-ECDSA-SHA224:"        \
+	"-SIGN-DSA-SHA224"
+/* Phones in the field: the same by default, so that nothing weaker is
+ * served unless an operator adds it for an old fleet ([cisco] priority). */
+#define CAPFD_CISCO_PRIORITY CAPFD_DEFAULT_PRIORITY
 
 struct capfd_config {
 	char *state_dir;

@@ -237,6 +237,31 @@ static int open_listener(const char *host, unsigned port, unsigned *bound_port)
 			host, gai_strerror(ret));
 		return CAPF_ECONFIG;
 	}
+	if (bound_port != NULL && port != 0) {
+		/*
+		 * SO_REUSEPORT lets the workers share the port, but it would
+		 * let a second capfd of the same user share it too, with
+		 * another CA and store. A first bind without it fails if
+		 * anyone listens there already.
+		 */
+		int probe = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (probe < 0)
+			goto fail;
+		if (setsockopt(probe, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+		    bind(probe, ai->ai_addr, ai->ai_addrlen) < 0) {
+			ret = -errno;
+			close(probe);
+			if (ret == -EADDRINUSE)
+				log_err("cannot listen on %s port %u: another process listens there "
+					"(is another capfd running?)",
+					host, port);
+			else
+				log_err("cannot listen on %s port %u: %s", host, port, strerror(-ret));
+			freeaddrinfo(ai);
+			return ret;
+		}
+		close(probe);
+	}
 	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		goto fail;

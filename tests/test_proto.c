@@ -1242,6 +1242,27 @@ static size_t cmsg(uint8_t *out, unsigned cmd, uint32_t sid, const uint8_t *body
 	return 8 + n;
 }
 
+/* A device name with a NUL inside is another name once C reads it. */
+static void test_hello_nul(void)
+{
+	/* PhoneMessage{hello{version 2, device_name "SEP1\0X"}} */
+	static const uint8_t nul[] = { 0x0a, 0x0a, 0x08, 0x02, 0x12, 0x06,
+				       'S', 'E', 'P', '1', 0x00, 'X' };
+	static const uint8_t ok[] = { 0x0a, 0x08, 0x08, 0x02, 0x12, 0x04, 'S', 'E', 'P', '1' };
+	/* the version twice: last wins for protobuf, refused here */
+	static const uint8_t twice[] = { 0x0a, 0x0a, 0x08, 0x01, 0x08, 0x02, 0x12, 0x04,
+					 'S', 'E', 'P', '1' };
+	Capf__PhoneMessage *m = NULL;
+
+	CU_ASSERT_EQUAL(phone_msg_unpack(nul, sizeof(nul), &m), CAPF_EBADMSG);
+	CU_ASSERT_PTR_NULL(m);
+	CU_ASSERT_EQUAL(phone_msg_unpack(twice, sizeof(twice), &m), CAPF_EBADMSG);
+	CU_ASSERT_PTR_NULL(m);
+	CU_ASSERT_EQUAL_FATAL(phone_msg_unpack(ok, sizeof(ok), &m), 0);
+	CU_ASSERT_STRING_EQUAL(m->hello->device_name, "SEP1");
+	capf__phone_message__free_unpacked(m, NULL);
+}
+
 static void test_cisco_invalid(void)
 {
 	uint8_t buf[256];
@@ -1328,6 +1349,10 @@ static void test_cisco_elements(void)
 	free(b);
 }
 
+static const struct test_def strict_tests[] = {
+    {"hello with a NUL", test_hello_nul},
+};
+
 static const struct test_def cisco_tests[] = {
     {"invalid", test_cisco_invalid},
     {"elements", test_cisco_elements},
@@ -1339,6 +1364,7 @@ static const struct suite_def suites[] = {
     {"message", message_tests, NELEM(message_tests)},
     {"names", names_tests, NELEM(names_tests)},
     {"cisco", cisco_tests, NELEM(cisco_tests)},
+    {"strict", strict_tests, NELEM(strict_tests)},
 };
 
 int main(void)

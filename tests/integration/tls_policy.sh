@@ -1,0 +1,41 @@
+#!/bin/sh
+# The default TLS policy: a client that offers only CBC suites, only
+# static RSA key exchange, or only SHA-1 signatures gets an alert, not a
+# session; a client within the policy gets one. A second capfd on the
+# same port does not start.
+set -u
+. "$(dirname "$0")/lib.sh"
+
+command -v gnutls-cli >/dev/null || { echo "SKIP: gnutls-cli (gnutls-bin) not installed"; exit 77; }
+
+"$CAPF_PHONE" mkmic --dir "$tmp/mfg" SEP0000000000A1 >/dev/null || fail "mkmic"
+start_capfd
+
+# try NAME PRIORITY: 0 if the handshake completed.
+try() {
+	timeout 10 gnutls-cli --no-ca-verification --priority "$2" -p "$port" 127.0.0.1 \
+		</dev/null >"$tmp/$1.out" 2>&1
+	grep -q "Handshake was completed" "$tmp/$1.out"
+}
+
+try default "NORMAL:-VERS-ALL:+VERS-TLS1.3" || { cat "$tmp/default.out"; fail "TLS 1.3 refused"; }
+try tls12 "NORMAL:-VERS-ALL:+VERS-TLS1.2" || { cat "$tmp/tls12.out"; fail "TLS 1.2 refused"; }
+try cbc "NORMAL:-VERS-ALL:+VERS-TLS1.2:-CIPHER-ALL:+AES-128-CBC:+AES-256-CBC:-MAC-ALL:+SHA1:+SHA256" &&
+	fail "a session with CBC suites only"
+grep -qi "alert\|handshake failed\|Error" "$tmp/cbc.out" || { cat "$tmp/cbc.out"; fail "no alert for CBC"; }
+try rsakx "NORMAL:-VERS-ALL:+VERS-TLS1.2:-KX-ALL:+RSA" && fail "a session with static RSA key exchange"
+try sha1 "NORMAL:-VERS-ALL:+VERS-TLS1.2:-SIGN-ALL:+SIGN-RSA-SHA1:+SIGN-ECDSA-SHA1" &&
+	fail "a session with SHA-1 signatures only"
+try ffdhe "NORMAL:-VERS-ALL:+VERS-TLS1.3:-GROUP-ALL:+GROUP-FFDHE2048" &&
+	fail "a session with a finite-field group only"
+# A second capfd, with a state directory of its own, on the same port:
+# it must not take a share of the phones.
+rc=0
+timeout 20 "$CAPFD" -d "$tmp/state2" -l 127.0.0.1 -p "$port" -w 2 -m "$tmp/mfg/mfg-ca.pem" \
+	>"$tmp/second.log" 2>&1 || rc=$?
+[ "$rc" -ne 0 ] || fail "a second capfd started on port $port"
+grep -q "another process listens there" "$tmp/second.log" ||
+	{ cat "$tmp/second.log"; fail "the second capfd did not say why"; }
+stop_capfd
+echo "PASS: the default TLS policy refuses CBC, static RSA, SHA-1 signatures and FFDHE; a second capfd on the port is refused"
+exit 0
