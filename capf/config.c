@@ -5,6 +5,8 @@
  */
 #include "config.h"
 
+#include "paths.h"
+
 #include <ini.h>
 #include <limits.h>
 #include <stddef.h>

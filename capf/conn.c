@@ -37,6 +37,11 @@
 #include "capf/signer.h"
 #include "store/store.h"
 
+/* Lines that any peer can cause are rate-limited (capf/log.h). */
+static struct log_limit lim_handshake = LOG_LIMIT_INIT(20, 10);
+static struct log_limit lim_refused = LOG_LIMIT_INIT(20, 10);
+static struct log_limit lim_unauth = LOG_LIMIT_INIT(50, 10);
+
 #define RBUF_MAX (64u * 1024u)
 #define RBUF_CHUNK (16u * 1024u + 512u)
 #define WRITE_QUEUE_MAX (256u * 1024u)
@@ -271,6 +276,16 @@ static void conn_close(struct conn *c)
 	if (c->closing)
 		return;
 	c->closing = true;
+	/* Every session that ends leaves a line with its outcome; one the
+	 * phone left midway has no other. */
+	if (c->core != NULL && core_state(c->core) != CORE_S_DONE) {
+		atomic_fetch_add(&c->srv->failures, 1);
+		log_limited(core_auth_method(c->core) != NULL ? &lim_refused : &lim_unauth,
+			    LOG_LVL_INFO, "%s: device \"%s\": the session ended in state %s: %s",
+			    c->peer, core_device(c->core)[0] ? core_device(c->core) : "-",
+			    core_state_name(core_state(c->core)),
+			    c->busy ? "closed while the server worked" : "the phone went away");
+	}
 	uv_timer_stop(&c->timer);
 	if (c->reading) {
 		uv_read_stop((uv_stream_t *)&c->tcp);
@@ -681,6 +696,13 @@ static void session_outcome(struct conn *c, const struct core_out *out)
 		return;
 	}
 	atomic_fetch_add(&c->srv->failures, 1);
+	/* Failures before authentication are anyone's to cause. */
+	if (core_auth_method(c->core) == NULL) {
+		log_limited(&lim_unauth, LOG_LVL_WARN, "%s: device \"%s\": %s (%s)", c->peer,
+			    device[0] ? device : "-", capf_strerror(out->error),
+			    capf_errname(out->error));
+		return;
+	}
 	log_warn("%s: device \"%s\": %s (%s)", c->peer, device[0] ? device : "-",
 		 capf_strerror(out->error), capf_errname(out->error));
 }
@@ -880,7 +902,8 @@ static void read_records(struct conn *c)
 			return;
 		}
 		if (n < 0) {
-			log_info("%s: TLS error: %s", c->peer, gnutls_strerror((int)n));
+			log_limited(&lim_handshake, LOG_LVL_INFO, "%s: TLS error: %s", c->peer,
+				    gnutls_strerror((int)n));
 			conn_close(c);
 			return;
 		}
@@ -1059,7 +1082,8 @@ static int handshake_result(struct conn *c, int ret)
 			if (gnutls_alert_send(c->tls, GNUTLS_AL_FATAL, GNUTLS_A_INTERNAL_ERROR) < 0)
 				log_debug("%s: cannot send the alert", c->peer);
 		} else {
-			log_info("%s: TLS handshake failed: %s", c->peer, gnutls_strerror(ret));
+			log_limited(&lim_handshake, LOG_LVL_INFO, "%s: TLS handshake failed: %s",
+				    c->peer, gnutls_strerror(ret));
 		}
 		conn_close(c);
 		return -1;
@@ -1224,7 +1248,7 @@ static void on_idle_timeout(uv_timer_t *t)
 		return;
 	if (!c->handshaken) {
 		atomic_fetch_add(&c->srv->failures, 1);
-		log_info("%s: TLS handshake timed out", c->peer);
+		log_limited(&lim_handshake, LOG_LVL_INFO, "%s: TLS handshake timed out", c->peer);
 		conn_close(c);
 		return;
 	}
@@ -1326,13 +1350,15 @@ void conn_accept(struct worker *w, enum conn_proto proto)
 		return;
 	}
 	if (atomic_load(&srv->active_connections) > srv->cfg->max_connections) {
-		log_warn("%s: connection limit (%u) reached, refusing", c->peer,
+		log_limited(&lim_refused, LOG_LVL_WARN, "%s: connection limit (%u) reached, refusing",
+			    c->peer,
 			 srv->cfg->max_connections);
 		conn_close(c);
 		return;
 	}
 	if (source_acquire(srv, c->addr) < 0) {
-		log_warn("%s: per-source connection limit (%u) reached, refusing", c->peer,
+		log_limited(&lim_refused, LOG_LVL_WARN,
+			    "%s: per-source connection limit (%u) reached, refusing", c->peer,
 			 srv->cfg->max_per_source);
 		conn_close(c);
 		return;

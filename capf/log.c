@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -79,4 +80,43 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	fprintf(stderr, "%s.%03ldZ capfd[%d]: %s: %s\n", stamp, ts.tv_nsec / 1000000L, (int)getpid(),
 		level_names[level], line);
 	funlockfile(stderr);
+}
+
+void log_limited(struct log_limit *l, enum log_level level, const char *fmt, ...)
+{
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	struct timespec ts;
+	unsigned long suppressed = 0;
+	bool allow;
+	char line[512];
+	va_list ap;
+	long w;
+
+	if (!log_enabled(level))
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	w = (long)(ts.tv_sec / (l->interval ? l->interval : 1));
+	pthread_mutex_lock(&lock);
+	if (w != l->window) {
+		l->window = w;
+		l->used = 0;
+	}
+	allow = l->used < (l->burst ? l->burst : 1);
+	if (allow) {
+		l->used++;
+		suppressed = l->suppressed;
+		l->suppressed = 0;
+	} else {
+		l->suppressed++;
+	}
+	pthread_mutex_unlock(&lock);
+	if (!allow)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (suppressed > 0)
+		log_msg(level, "%s (and %lu more like it not logged)", line, suppressed);
+	else
+		log_msg(level, "%s", line);
 }

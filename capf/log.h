@@ -22,6 +22,28 @@ bool log_enabled(enum log_level level);
 
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/*
+ * A rate limit for lines that anyone on the network can cause (a failed
+ * handshake, a refused connection, a phone that went away): at most
+ * burst of them per interval seconds; the rest are counted, and the next
+ * line allowed says how many were left out. Zero-initialise one per kind
+ * of line (static); thread-safe.
+ */
+struct log_limit {
+	unsigned burst;
+	unsigned interval;
+	/* private */
+	long window;
+	unsigned used;
+	unsigned long suppressed;
+};
+
+#define LOG_LIMIT_INIT(burst, interval) { (burst), (interval), 0, 0, 0 }
+
+/* log_limited() - log_msg() under limit l. */
+void log_limited(struct log_limit *l, enum log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 #define log_err(...) log_msg(LOG_LVL_ERR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_LVL_WARN, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_LVL_INFO, __VA_ARGS__)

@@ -4,6 +4,8 @@
  */
 #include "config.h"
 
+#include "paths.h"
+
 #include <getopt.h>
 #include <gnutls/gnutls.h>
 #include <signal.h>

@@ -11,6 +11,8 @@
  */
 #include "config.h"
 
+#include "paths.h"
+
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>

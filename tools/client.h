@@ -20,6 +20,8 @@
 #define CAPF_TOOLS_CLIENT_H
 
 #include <stdbool.h>
+
+#include "paths.h"
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
