@@ -728,6 +728,7 @@ static int build_ca_cert(gnutls_privkey_t key, gnutls_pubkey_t pub, const char *
 	gnutls_digest_algorithm_t hash;
 	uint8_t serial[CA_SERIAL_LEN];
 	uint8_t ski[CA_KEY_ID_LEN];
+	char auto_dn[64];
 	const char *dn_err = NULL;
 	int ret;
 
@@ -735,6 +736,17 @@ static int build_ca_cert(gnutls_privkey_t key, gnutls_pubkey_t pub, const char *
 	ret = new_key_hash(pub, "the CA key", &hash);
 	if (ret < 0)
 		goto out;
+	ret = ca_key_id(pub, ski);
+	if (ret < 0)
+		goto out;
+	if (subject == NULL) {
+		/* Each generation a name of its own, as CUCM names its CAPF
+		 * certificates: verifiers given a bundle of several
+		 * generations then find the right anchor by name. */
+		snprintf(auto_dn, sizeof(auto_dn), "CN=CAPF-%02x%02x%02x%02x,O=capf", ski[0], ski[1],
+			 ski[2], ski[3]);
+		subject = auto_dn;
+	}
 	CHECK_GNUTLS(gnutls_x509_crt_init(&crt));
 	CHECK_GNUTLS(gnutls_x509_crt_set_version(crt, 3));
 	ret = ca_random_serial(serial);
@@ -753,10 +765,9 @@ static int build_ca_cert(gnutls_privkey_t key, gnutls_pubkey_t pub, const char *
 	CHECK_GNUTLS(gnutls_x509_crt_set_basic_constraints(crt, 1, 0));
 	CHECK_GNUTLS(gnutls_x509_crt_set_key_usage(
 	    crt, GNUTLS_KEY_KEY_CERT_SIGN | GNUTLS_KEY_CRL_SIGN | GNUTLS_KEY_DIGITAL_SIGNATURE));
-	ret = ca_key_id(pub, ski);
-	if (ret < 0)
-		goto out;
 	CHECK_GNUTLS(gnutls_x509_crt_set_subject_key_id(crt, ski, sizeof(ski)));
+	/* Self-signed: its own key identifies its issuer. */
+	CHECK_GNUTLS(gnutls_x509_crt_set_authority_key_id(crt, ski, sizeof(ski)));
 	ret = gnutls_x509_crt_privkey_sign(crt, crt, key, hash, 0);
 	if (ret < 0) {
 		ca_set_error("cannot sign the CA certificate: %s", gnutls_strerror(ret));
@@ -1139,6 +1150,7 @@ int ca_new(struct ca **out, const struct ca_config *cfg)
 	}
 	ca->dir = strdup(cfg->dir);
 	ca->subject_cfg = strdup(cfg->subject != NULL ? cfg->subject : CA_DEFAULT_SUBJECT);
+	ca->subject_auto = cfg->subject == NULL;
 	if (ca->dir == NULL || ca->subject_cfg == NULL ||
 	    (cfg->key != NULL && cfg->key[0] != '\0' &&
 	     (ca->key_cfg = strdup(cfg->key)) == NULL)) {
@@ -1185,7 +1197,8 @@ int ca_new(struct ca **out, const struct ca_config *cfg)
 			ret = read_current(cfg->dir, id);
 		} else {
 			spec.key = ca->key_cfg;
-			ret = make_self_signed(ca, &spec, ca->subject_cfg, now, &is);
+			ret = make_self_signed(ca, &spec, ca->subject_auto ? NULL : ca->subject_cfg,
+					       now, &is);
 			if (ret < 0)
 				goto out;
 			snprintf(id, sizeof(id), "%s", is->id);
@@ -1678,7 +1691,9 @@ int ca_rollover(struct ca *ca, const struct ca_keyspec *spec, const char *subjec
 		return CAPF_EINVAL;
 	}
 	pthread_mutex_lock(&ca->admin_lock);
-	if (subject == NULL || subject[0] == '\0') {
+	if ((subject == NULL || subject[0] == '\0') && ca->subject_auto) {
+		subject = NULL; /* a new generation, a new name */
+	} else if (subject == NULL || subject[0] == '\0') {
 		pthread_rwlock_rdlock(&ca->lock);
 		ret = gnutls_x509_crt_get_dn3(ca->current->crt, &cur_dn, 0);
 		pthread_rwlock_unlock(&ca->lock);

@@ -109,6 +109,7 @@ struct ca {
 	pthread_mutex_t admin_lock;
 	char *dir;
 	char *subject_cfg;
+	int subject_auto; /* no [ca] subject: each generation is named CN=CAPF-<key id> */
 	char *key_cfg;
 	int key_type;
 	unsigned ca_days, lsc_days, overlap_days, crl_days;

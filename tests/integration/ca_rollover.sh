@@ -54,8 +54,26 @@ old_ski=$(keyid "$tmp/old-ca.pem" subjectKeyIdentifier)
 openssl x509 -in "$tmp/$new.lsc.pem" -noout -text | grep -q "sha256WithRSAEncryption" ||
 	fail "the new LSC is not signed by the RSA CA"
 
-# Both LSCs verify against the bundle, with both tools.
+# Each generation is named on its own, and carries AKI = SKI.
+[ "$(openssl x509 -noout -subject -in "$capf_ca")" != "$(openssl x509 -noout -subject -in "$tmp/old-ca.pem")" ] ||
+	fail "two CA generations share a subject"
+for c in "$capf_ca" "$tmp/old-ca.pem"; do
+	ski=$(openssl x509 -noout -ext subjectKeyIdentifier -in "$c" | tail -n 1 | tr -d ' ')
+	aki=$(openssl x509 -noout -ext authorityKeyIdentifier -in "$c" | tail -n 1 | tr -d ' ' | sed 's/^keyid://')
+	[ -n "$ski" ] && [ "$ski" = "$aki" ] || fail "$c: AKI ($aki) is not its SKI ($ski)"
+done
+# The bundle in the other order verifies just as well.
+awk '/BEGIN/{n++} {print > ("'"$tmp"'/part" n ".pem")}' "$tmp/bundle.pem"
+cat "$tmp/part2.pem" "$tmp/part1.pem" >"$tmp/bundle-rev.pem"
+
+# Both LSCs verify against the bundle, in either order, with both tools.
 for d in $old $new; do
+	for b in "$tmp/bundle-rev.pem"; do
+		openssl verify -CAfile "$b" -purpose sslclient "$tmp/$d.lsc.pem" >/dev/null 2>&1 ||
+			fail "$d: openssl verify against the reversed bundle"
+		certtool --verify --load-ca-certificate "$b" --infile "$tmp/$d.lsc.pem" >"$tmp/v" 2>&1 ||
+			{ cat "$tmp/v"; fail "$d: certtool --verify against the reversed bundle"; }
+	done
 	lsc="$tmp/$d.lsc.pem"
 	certtool --verify --load-ca-certificate "$tmp/bundle.pem" --infile "$lsc" >"$tmp/v" 2>&1 ||
 		{ cat "$tmp/v"; fail "$d: certtool --verify against the bundle"; }
@@ -68,10 +86,13 @@ for d in $old $new; do
 	openssl verify -CAfile "$tmp/bundle.pem" -purpose sslclient "$lsc" >/dev/null 2>&1 ||
 		fail "$d: openssl verify against the bundle"
 done
-# The CA certificates themselves.
+# The CA certificates themselves, also against the whole bundle.
 for c in "$capf_ca" "$tmp/old-ca.pem"; do
 	certtool --verify-chain --infile "$c" >/dev/null 2>&1 || fail "$c: certtool --verify-chain"
 	openssl verify -CAfile "$c" "$c" >/dev/null 2>&1 || fail "$c: openssl verify"
+	for b in "$tmp/bundle.pem" "$tmp/bundle-rev.pem"; do
+		openssl verify -CAfile "$b" "$c" >/dev/null 2>&1 || fail "$c: openssl verify against $b"
+	done
 done
 
 # The CRL is signed by each CA still trusted.
