@@ -1809,12 +1809,24 @@ int ca_import(struct ca *ca, const uint8_t *data, size_t len, unsigned overlap_d
 		ret = CAPF_EPOLICY;
 		goto out;
 	}
-	if (gnutls_x509_crt_get_key_usage(certs[0], &usage, NULL) >= 0 &&
-	    !(usage & GNUTLS_KEY_KEY_CERT_SIGN)) {
-		ca_set_error("the certificate does not allow certificate signing (keyUsage "
-			     "keyCertSign missing)");
-		ret = CAPF_EPOLICY;
-		goto out;
+	if (gnutls_x509_crt_get_key_usage(certs[0], &usage, NULL) >= 0) {
+		/* The CAPF certificate does three jobs: it signs LSCs, it
+		 * signs the CRLs, and it is the TLS server certificate. A
+		 * certificate that cannot do one of them would break it after
+		 * the import. (No keyUsage at all allows every use.) */
+		const char *missing = !(usage & GNUTLS_KEY_KEY_CERT_SIGN) ? "keyCertSign"
+				      : !(usage & GNUTLS_KEY_CRL_SIGN)	  ? "cRLSign"
+				      : !(usage & GNUTLS_KEY_DIGITAL_SIGNATURE)
+					  ? "digitalSignature"
+					  : NULL;
+		if (missing != NULL) {
+			ca_set_error("the certificate's keyUsage lacks %s: a CAPF certificate signs "
+				     "LSCs (keyCertSign), CRLs (cRLSign) and TLS handshakes "
+				     "(digitalSignature); ask the enterprise CA for all three",
+				     missing);
+			ret = CAPF_EPOLICY;
+			goto out;
+		}
 	}
 	if (!sig_acceptable(certs[0])) {
 		ca_set_error("the certificate is signed with a hash weaker than SHA-256");

@@ -541,8 +541,11 @@ int ca_is_revoked(struct ca *ca, const uint8_t *serial, size_t serial_len);
  * crl_days, a CRL number higher than any before, authorityKeyIdentifier,
  * every revoked serial with its date and reason) with every trusted CAPF
  * CA whose key is available, and write them to the CA directory: crl.der
- * (the current CA's) and crl.pem (all of them, current first). Returns 0,
- * CAPF_ECRYPTO, CAPF_EIO, CAPF_ENOMEM; see ca_last_error().
+ * (the current CA's) and crl.pem (all of them, current first). A CA other
+ * than the current one that cannot sign is left out and does not stop
+ * the others: then 1 is returned and ca_last_error() names it. Returns 0,
+ * 1, or CAPF_ECRYPTO (the current CA cannot sign), CAPF_EIO, CAPF_ENOMEM;
+ * see ca_last_error().
  */
 int ca_crl_update(struct ca *ca, time_t now);
 

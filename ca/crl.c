@@ -466,7 +466,7 @@ int ca_crl_update(struct ca *ca, time_t now)
 	size_t n = 0, i, pem_len = 0;
 	char *all = NULL;
 	uint64_t number;
-	int ret = 0;
+	int ret = 0, partial = 0;
 
 	if (ca == NULL)
 		return CAPF_EINVAL;
@@ -493,8 +493,31 @@ int ca_crl_update(struct ca *ca, time_t now)
 	for (is = ca->issuers; is != NULL; is = is->next)
 		if (is != ca->current && is->key != NULL && ca_issuer_trusted(ca, is, now))
 			signers[n++] = is;
-	for (i = 0; i < n && ret == 0; i++)
-		ret = crl_sign(ca, signers[i], now, number, &crls[i]);
+	/* One CA that cannot sign (its token away, say) must not stop the
+	 * CRLs of the others: its CRL is left out this time, and the
+	 * failure reported. Only the current CA's is required. */
+	{
+		size_t kept = 0;
+		int first_err = 0;
+
+		for (i = 0; i < n; i++) {
+			int r = crl_sign(ca, signers[i], now, number, &crls[kept]);
+
+			if (r == 0) {
+				signers[kept++] = signers[i];
+			} else {
+				if (first_err == 0)
+					first_err = r;
+				if (i == 0)
+					ret = r;
+				ca_set_error("cannot sign the CRL of CAPF CA %s: %s", signers[i]->id,
+					     capf_strerror(r));
+			}
+		}
+		n = kept;
+		if (ret == 0 && first_err < 0)
+			partial = 1;
+	}
 	pthread_rwlock_unlock(&ca->lock);
 	if (ret < 0)
 		goto out;
@@ -529,7 +552,9 @@ int ca_crl_update(struct ca *ca, time_t now)
 	all = NULL;
 	ca->crl_number = number;
 	pthread_rwlock_unlock(&ca->lock);
-	ret = 0;
+	/* Written for the CAs that could sign; the caller hears of the
+	 * others (ca_last_error() names one). */
+	ret = partial;
 out:
 	pthread_mutex_unlock(&ca->admin_lock);
 	if (crls != NULL)

@@ -341,8 +341,12 @@ void server_creds_put(struct tls_creds *c)
 
 static void crl_refresh(struct server *srv)
 {
-	if (ca_crl_update(srv->ca, time(NULL)) < 0)
+	int ret = ca_crl_update(srv->ca, time(NULL));
+
+	if (ret < 0)
 		log_err("cannot regenerate the CRL: %s", ca_last_error());
+	else if (ret > 0)
+		log_warn("CRLs regenerated, but not all: %s", ca_last_error());
 }
 
 int server_ca_changed(struct server *srv)
@@ -759,6 +763,8 @@ int server_start(struct server *srv, struct capfd_config *cfg, uv_loop_t *loop)
 		log_err("cannot write the CRL: %s", ca_last_error());
 		return ret;
 	}
+	if (ret > 0)
+		log_warn("CRLs written, but not all: %s", ca_last_error());
 	if (cfg->mfg_roots == NULL) {
 		/* Roots may also have been added at run time (capfctl trust). */
 		struct ca_trust_entry *roots = NULL;

@@ -2598,6 +2598,7 @@ static struct fake_signer {
 	unsigned n;
 	unsigned loads, generates, signs, hash_signs;
 	int fail; /* 1: every call fails, as a dead signer */
+	char only_ref[1024]; /* if set, only this key can sign (the others' tokens are away) */
 } fake = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static int fake_spki(gnutls_privkey_t key, uint8_t **spki, size_t *len)
@@ -2698,7 +2699,7 @@ static int fake_sign(void *arg, const char *ref, unsigned algo, unsigned flags, 
 	struct fake_key *k;
 	int ret;
 
-	if (fake.fail)
+	if (fake.fail || (fake.only_ref[0] != '\0' && strcmp(fake.only_ref, ref) != 0))
 		return CAPF_ERETRY;
 	pthread_mutex_lock(&fake.lock);
 	k = fake_find(ref);
@@ -2881,6 +2882,20 @@ static void test_keyops(void)
 	signs = fake.signs;
 	CU_ASSERT_EQUAL(ca_crl_update(ca, now), 0);
 	CU_ASSERT_EQUAL(fake.signs, signs + 2);
+	/* Only the current CA's key can sign: its CRL is still made, and
+	 * the previous CA's failure is reported, not fatal. */
+	snprintf(fake.only_ref, sizeof(fake.only_ref), "%s", path);
+	CU_ASSERT_EQUAL(ca_crl_update(ca, now), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(ca_last_error(), "cannot sign the CRL"));
+	{
+		uint8_t *all = NULL;
+		size_t all_len = 0;
+		CU_ASSERT_EQUAL_FATAL(ca_crl_get(ca, 1, &all, &all_len), 0);
+		CU_ASSERT_PTR_NOT_NULL(strstr((char *)all, "BEGIN X509 CRL"));
+		CU_ASSERT_PTR_NULL(strstr(strstr((char *)all, "BEGIN X509 CRL") + 5, "BEGIN X509 CRL"));
+		free(all);
+	}
+	fake.only_ref[0] = '\0';
 	/* An enterprise request: key and signature by the ops. */
 	signs = fake.signs;
 	CU_ASSERT_EQUAL_FATAL(ca_csr(ca, NULL, "CN=CAPF keyops,O=test", &pem), 0);
