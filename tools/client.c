@@ -669,6 +669,7 @@ static int recv_expect(struct client_tls *t, struct phone_enroll_result *r,
 	} else if (m->body_case == CAPF__PHONE_MESSAGE__BODY_END && m->end->code != 0) {
 		code = m->end->code;
 		text = m->end->text;
+		r->server_end = true;
 	}
 	if (code != 0) {
 		r->server_code = code > 1000000u ? 1000000 : (int)code;
@@ -886,6 +887,7 @@ int phone_enroll(const struct phone_enroll_opts *o, struct phone_enroll_result *
 	r->stage = PHONE_STAGE_CONNECT;
 	r->op = CAPF__OPERATION__OP_NONE;
 	r->server_code = 0;
+	r->server_end = false;
 	r->text[0] = '\0';
 	if (!o->name || !device_name_valid(o->name)) {
 		result_text(r, "invalid device name");

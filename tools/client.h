@@ -215,6 +215,7 @@ enum phone_stage {
 struct phone_enroll_result {
 	enum phone_stage stage;
 	int server_code;          /* positive code of the server's Error or End, 0 = none */
+	bool server_end;          /* server_code came in End (version 2), not in Error */
 	char text[256];           /* the server's text, or why it failed locally */
 	int key_type;             /* the key type generated */
 	gnutls_x509_privkey_t key;/* the LSC's private key */

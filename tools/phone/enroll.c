@@ -413,7 +413,7 @@ int phone_cmd_enroll(int argc, char **argv)
 		out_key = def_key;
 	}
 
-	if (!no_mic) {
+	if (mic_path) {
 		ret = pki_read_pair(mic_path, mic_key, &mic);
 		if (ret < 0) {
 			fprintf(stderr, PHONE_PROG ": cannot read the MIC %s and key %s: %s\n",
@@ -436,11 +436,12 @@ int phone_cmd_enroll(int argc, char **argv)
 
 	ret = phone_enroll(&o, &r);
 	if (ret < 0) {
-		if (r.server_code == -CAPF_ENO_OPERATION) {
-			/* Not a failure of the phone, but nothing was done:
-			 * scripts that expect work see status 1. */
-			fprintf(stderr, PHONE_PROG ": nothing to do: %d (%s): %s\n", r.server_code,
-				capf_errname(r.server_code), r.text);
+		if (r.server_code && r.server_end) {
+			/* A version 2 session that ended with a result other
+			 * than success (1007: nothing to do); nothing was done,
+			 * so scripts that expect work see status 1. */
+			fprintf(stderr, PHONE_PROG ": server ended the session: %d (%s): %s\n",
+				r.server_code, capf_errname(r.server_code), r.text);
 			status = PHONE_EXIT_FAIL;
 		} else if (r.server_code) {
 			fprintf(stderr, PHONE_PROG ": server error %d (%s): %s\n", r.server_code,
