@@ -995,7 +995,19 @@ int phone_enroll(const struct phone_enroll_opts *o, struct phone_enroll_result *
 	}
 
 	r->key_type = key_type;
-	ret = pki_gen_key(key_type, &key);
+	if (o->reuse_key) {
+		/* A phone that retries after losing the delivery keeps the key
+		 * it made: the server then delivers the same certificate. */
+		if (gnutls_x509_privkey_init(&key) < 0 ||
+		    gnutls_x509_privkey_cpy(key, o->reuse_key) < 0) {
+			result_text(r, "cannot use the key to reuse");
+			ret = CAPF_ECRYPTO;
+			goto out;
+		}
+		ret = 0;
+	} else {
+		ret = pki_gen_key(key_type, &key);
+	}
 	if (ret < 0) {
 		result_text(r, "cannot make a %s key: %s", key_type_name(key_type),
 			    capf_strerror(ret));

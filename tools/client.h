@@ -197,6 +197,7 @@ struct phone_enroll_opts {
 	const struct client_trust *trust; /* CAPF CA; NULL = load ca_file */
 	const char *ca_file;
 	int key_type;                     /* 0 = what the server asks */
+	gnutls_x509_privkey_t reuse_key;  /* the key of an earlier session, or NULL */
 	unsigned timeout_ms;              /* per receive; 0 = default */
 	unsigned misbehave;               /* enum phone_misbehave bits */
 	enum phone_step stall_at;         /* wait stall_ms before this step */

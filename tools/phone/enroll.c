@@ -35,6 +35,7 @@ enum {
 	OPT_SUPPORTED_KEYS,
 	OPT_STALL,
 	OPT_REFUSE_DELETE,
+	OPT_REUSE_KEY,
 };
 
 #define ENROLL_MAX_KEYS 16
@@ -74,7 +75,7 @@ static void usage(FILE *f)
 		"\n"
 		"For testing the server only (see capf-phone(1)):\n"
 		"  --bad-binding --bad-csr-signature --oversized-frame --out-of-order\n"
-		"  --no-ack --claim NAME2 --no-mic --refuse-delete\n"
+		"  --no-ack --claim NAME2 --no-mic --refuse-delete --reuse-key FILE\n"
 		"  --stall STEP:MS   wait MS milliseconds before STEP: hello, csr, ack, result\n"
 		"\n"
 		"Exit status: 0 done, 1 refused or failed, 2 usage, 3 connection/TLS failure.\n",
@@ -174,6 +175,7 @@ out:
 	return ret;
 }
 
+/* Writes the LSC and its key (cert_path NULL: the key only). */
 static int save_lsc(const struct phone_enroll_result *r, const char *cert_path,
 		    const char *key_path, int der)
 {
@@ -193,6 +195,8 @@ static int save_lsc(const struct phone_enroll_result *r, const char *cert_path,
 		fprintf(stderr, PHONE_PROG ": cannot write %s: %s\n", key_path, strerror(-ret));
 		goto out;
 	}
+	if (!cert_path)
+		goto out; /* the key only */
 	if (!der) {
 		if (gnutls_pem_base64_encode2("CERTIFICATE", &crt, &pem) < 0) {
 			ret = CAPF_ENOMEM;
@@ -247,6 +251,7 @@ int phone_cmd_enroll(int argc, char **argv)
 		{ "supported-keys", required_argument, NULL, OPT_SUPPORTED_KEYS },
 		{ "stall", required_argument, NULL, OPT_STALL },
 		{ "refuse-delete", no_argument, NULL, OPT_REFUSE_DELETE },
+		{ "reuse-key", required_argument, NULL, OPT_REUSE_KEY },
 		{ "out-cert", required_argument, NULL, 'o' },
 		{ "out-key", required_argument, NULL, 'K' },
 		{ "der", no_argument, NULL, 'd' },
@@ -266,7 +271,7 @@ int phone_cmd_enroll(int argc, char **argv)
 	struct pki_pair mic = { NULL, NULL };
 	struct pki_pair lsc = { NULL, NULL };
 	const char *name = NULL, *mic_path = NULL, *mic_key = NULL, *claim = NULL;
-	const char *lsc_path = NULL, *lsc_key = NULL;
+	const char *lsc_path = NULL, *lsc_key = NULL, *reuse_path = NULL;
 	int keys[ENROLL_MAX_KEYS];
 	unsigned long version;
 	const char *out_cert = NULL, *out_key = NULL;
@@ -376,6 +381,9 @@ int phone_cmd_enroll(int argc, char **argv)
 		case OPT_REFUSE_DELETE:
 			o.misbehave |= PHONE_REFUSE_DELETE;
 			break;
+		case OPT_REUSE_KEY:
+			reuse_path = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return PHONE_EXIT_OK;
@@ -421,6 +429,14 @@ int phone_cmd_enroll(int argc, char **argv)
 			goto out;
 		}
 		o.mic = &mic;
+	}
+	if (reuse_path) {
+		ret = pki_read_key(reuse_path, &o.reuse_key);
+		if (ret < 0) {
+			fprintf(stderr, PHONE_PROG ": cannot read the key %s: %s\n", reuse_path,
+				capf_strerror(ret));
+			goto out;
+		}
 	}
 	if (lsc_path) {
 		ret = pki_read_pair(lsc_path, lsc_key, &lsc);
@@ -485,7 +501,12 @@ int phone_cmd_enroll(int argc, char **argv)
 	printf("operation:  install\n");
 	print_lsc(&r);
 	if (o.misbehave & PHONE_NO_ACK) {
-		printf("not acknowledged (--no-ack): nothing stored\n");
+		/* Power lost before the certificate was stored: the key made
+		 * for it survives, for a retry with --reuse-key. */
+		if (save_lsc(&r, NULL, out_key, der) < 0)
+			goto out;
+		printf("not acknowledged (--no-ack): certificate not stored\n");
+		printf("key file:   %s\n", out_key);
 		status = PHONE_EXIT_OK;
 		goto out;
 	}
@@ -498,5 +519,7 @@ out:
 	phone_enroll_result_deinit(&r);
 	pki_pair_deinit(&mic);
 	pki_pair_deinit(&lsc);
+	if (o.reuse_key)
+		gnutls_x509_privkey_deinit(o.reuse_key);
 	return status;
 }
