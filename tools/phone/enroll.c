@@ -66,7 +66,8 @@ static void usage(FILE *f)
 		"                         (--key-type is the same)\n"
 		"      --supported-keys LIST  the keys the phone says it can make (version 2),\n"
 		"                         comma-separated key types; default: none said\n"
-		"      --protocol-version N   1 acts as an old phone (install only), default 2\n"
+		"      --protocol-version N   1 acts as an old phone (install only), default 2;\n"
+		"                         others (up to 255) only to test the server\n"
 		"  -o, --out-cert FILE    where the LSC goes, default NAME-lsc.pem (.der)\n"
 		"  -K, --out-key FILE     where its key goes (mode 0600), default NAME-lsc.key\n"
 		"  -d, --der              write the LSC and its key in DER instead of PEM\n"
@@ -347,11 +348,10 @@ int phone_cmd_enroll(int argc, char **argv)
 			no_mic = 1;
 			break;
 		case OPT_PROTOCOL_VERSION:
-			if (phone_parse_uint(optarg, CAPF_PROTOCOL_VERSION_MIN, CAPF_PROTOCOL_VERSION,
-					     &version) < 0)
-				return phone_usage_error("enroll", "--protocol-version wants %u..%u",
-							 CAPF_PROTOCOL_VERSION_MIN,
-							 CAPF_PROTOCOL_VERSION);
+			/* Versions this code does not speak are accepted, so
+			 * that tests can see the server refuse them. */
+			if (phone_parse_uint(optarg, 1, 255, &version) < 0)
+				return phone_usage_error("enroll", "--protocol-version wants 1..255");
 			o.version = (unsigned)version;
 			break;
 		case OPT_AUTH_STRING:
