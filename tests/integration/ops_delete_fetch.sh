@@ -1,11 +1,12 @@
 #!/bin/sh
-# Delete, fetch and "nothing to do" under every authentication mode
-# (mic, lsc-or-mic, mic-or-lsc, string, null), a refused delete, version 1
+# Install, delete, fetch and "nothing to do" under every authentication
+# mode (mic, lsc-or-mic, mic-or-lsc, string, null), a refused delete, version 1
 # phones, and one device's MIC or LSC used for another device: each
 # checked in the store with capfctl afterwards.
 set -u
 . "$(dirname "$0")/lib.sh"
 
+command -v certtool >/dev/null || { echo "SKIP: certtool (gnutls-bin) not installed"; exit 77; }
 command -v openssl >/dev/null || { echo "SKIP: openssl not installed"; exit 77; }
 
 cat >"$tmp/capfd.conf" <<'CONF'
@@ -15,10 +16,12 @@ CONF
 devs="SEP00000000E101 SEP00000000E102 SEP00000000E103 SEP00000000E104 SEP00000000E105"
 devs="$devs SEP00000000E106 SEP00000000E107 SEP00000000E108 SEP00000000E109 SEP00000000E10A"
 devs="$devs SEP00000000E10B SEP00000000E10C"
+idevs="SEP00000000E111 SEP00000000E112 SEP00000000E113 SEP00000000E114 SEP00000000E115"
 A=SEP00000000E1A0
 B=SEP00000000E1B0
-"$CAPF_PHONE" mkmic --dir "$tmp/mfg" $devs $A $B >/dev/null || fail "mkmic"
+"$CAPF_PHONE" mkmic --dir "$tmp/mfg" $devs $idevs $A $B >/dev/null || fail "mkmic"
 start_capfd -c "$tmp/capfd.conf"
+bundle
 
 # first_lsc NAME: add NAME and install its first LSC by MIC; keeps a copy
 # in $tmp/NAME.first.pem/.key and its serial in $s1.
@@ -46,6 +49,26 @@ auth_opts() {
 	*) echo "--auth $1" ;;
 	esac
 }
+
+# ---- install, under each mode (a second LSC for the certificate modes) ----
+set -- $idevs
+for mode in mic lsc-or-mic mic-or-lsc string null; do
+	d=$1
+	shift
+	first_lsc $d
+	ctl device set $d --op install $(auth_opts $mode) >/dev/null || fail "$d: schedule install"
+	# shellcheck disable=SC2046
+	phone $d $(creds $d $mode) >"$tmp/out" 2>&1 || { cat "$tmp/out"; fail "$d: install by $mode"; }
+	grep -q "^operation: *install$" "$tmp/out" || { cat "$tmp/out"; fail "$d: not an install"; }
+	verify_lsc "$tmp/$d.lsc.pem"
+	s2=$(lsc_serial "$tmp/$d.lsc.pem")
+	[ "$s2" != "$s1" ] || fail "$d: install by $mode kept the serial"
+	json $d
+	jhas '"op":"none"' "$d: install by $mode: operation not cleared"
+	jhas '"status":"success"' "$d: install by $mode: status"
+	jhas "\"lsc_serial\":\"$s2\"" "$d: install by $mode: not the LSC the phone got"
+	ctl cert show "$s2" | grep -q "^device: *$d$" || fail "$d: cert show $s2"
+done
 
 # ---- delete, under each mode --------------------------------------------
 set -- $devs
@@ -167,5 +190,5 @@ json $A
 jhas '"op":"none"' "$A: another device's sessions changed A"
 
 stop_capfd
-echo "PASS: delete, fetch and nothing to do under every mode; a refused delete; version 1; A cannot act for B"
+echo "PASS: install, delete, fetch and nothing to do under every mode; a refused delete; version 1; A cannot act for B"
 exit 0
