@@ -346,8 +346,21 @@ static int phone_validate_any(const ProtobufCMessage *m)
 
 int phone_msg_unpack(const uint8_t *payload, size_t len, Capf__PhoneMessage **out)
 {
-	return unpack_checked(&capf__phone_message__descriptor, payload, len, phone_validate_any,
-			      (void **)out);
+	int ret = unpack_checked(&capf__phone_message__descriptor, payload, len,
+				 phone_validate_any, (void **)out);
+
+	/*
+	 * What a phone sends must be exactly what the message packs to: a
+	 * string with a NUL inside (which C would cut, making it another
+	 * name), a field sent twice, a varint longer than needed all pack
+	 * to another length, and are refused.
+	 */
+	if (ret == 0 && protobuf_c_message_get_packed_size(&(*out)->base) != len) {
+		capf__phone_message__free_unpacked(*out, NULL);
+		*out = NULL;
+		return CAPF_EBADMSG;
+	}
+	return ret;
 }
 
 /* ---- admin requests ---------------------------------------------------- */

@@ -633,6 +633,9 @@ enum fake_mode {
 	FAKE_SPLIT,        /* OperationRequest one byte per record */
 	FAKE_WRONG_NAME,   /* an LSC for another device */
 	FAKE_UNEXPECTED,   /* End{0} instead of OperationRequest */
+	FAKE_DELETE,       /* OperationRequest{OP_DELETE}, then End or Error 1024 */
+	FAKE_FETCH,        /* OperationRequest{OP_FETCH}, then End */
+	FAKE_NOTHING,      /* End{1007} right after Hello */
 };
 
 struct fake {
@@ -646,6 +649,13 @@ struct fake {
 	int csr_check;       /* ca_csr_check() result, 1 = no CSR seen */
 	int first_body;      /* body case of the first message */
 	long ack;            /* StoreAck code, -1 = none */
+	unsigned version;    /* Hello.version */
+	char auth_string[AUTH_STRING_MAX + 1];
+	int supported[8];    /* Hello.supported_keys */
+	size_t nsupported;
+	long delete_code;    /* DeleteResult code, -1 = none */
+	long reported;       /* FetchReport certificates, -1 = none */
+	int reported_match;  /* the first reported certificate is the MIC */
 };
 
 static int fake_send(struct client_tls *s, Capf__PhoneMessage *m, int split)
@@ -684,6 +694,8 @@ static void *fake_thread(void *arg)
 
 	memset(&lsc, 0, sizeof(lsc));
 	f->ack = -1;
+	f->delete_code = -1;
+	f->reported = -1;
 	f->csr_check = 1;
 	f->first_body = -1;
 	if (poll(&pfd, 1, 10000) != 1)
@@ -715,8 +727,57 @@ static void *fake_thread(void *arg)
 	if (in->body_case != CAPF__PHONE_MESSAGE__BODY_HELLO)
 		goto out;
 	snprintf(f->hello, sizeof(f->hello), "%s", in->hello->device_name);
+	f->version = in->hello->version;
+	snprintf(f->auth_string, sizeof(f->auth_string), "%s",
+		 in->hello->auth_string ? in->hello->auth_string : "");
+	for (size_t i = 0; i < in->hello->n_supported_keys && i < 8; i++)
+		f->supported[f->nsupported++] = (int)in->hello->supported_keys[i];
 	capf__phone_message__free_unpacked(in, NULL);
 	in = NULL;
+	if (f->mode == FAKE_NOTHING) {
+		end.code = 1007;
+		end.text = "nothing to do for this device";
+		out.body_case = CAPF__PHONE_MESSAGE__BODY_END;
+		out.end = &end;
+		fake_send(&s, &out, 0);
+		goto out;
+	}
+	if (f->mode == FAKE_DELETE || f->mode == FAKE_FETCH) {
+		opreq.version = 2;
+		opreq.op = f->mode == FAKE_DELETE ? CAPF__OPERATION__OP_DELETE
+						  : CAPF__OPERATION__OP_FETCH;
+		opreq.key_type = CAPF__KEY_TYPE__KEY_UNSPECIFIED;
+		out.body_case = CAPF__PHONE_MESSAGE__BODY_OP_REQUEST;
+		out.op_request = &opreq;
+		if (fake_send(&s, &out, 0) < 0 || client_phone_recv(&s, &in) < 0)
+			goto out;
+		if (in->body_case == CAPF__PHONE_MESSAGE__BODY_DELETE_RESULT) {
+			f->delete_code = in->delete_result->code;
+		} else if (in->body_case == CAPF__PHONE_MESSAGE__BODY_FETCH_REPORT) {
+			uint8_t *mic_der = NULL;
+			size_t mic_len = 0;
+
+			f->reported = (long)in->fetch_report->n_certificates;
+			if (f->reported > 0 && pki_crt_der(mic_good.crt, &mic_der, &mic_len) == 0)
+				f->reported_match =
+					in->fetch_report->certificates[0].len == mic_len &&
+					!memcmp(in->fetch_report->certificates[0].data, mic_der,
+						mic_len);
+			free(mic_der);
+		}
+		if (f->delete_code > 0) {
+			err.code = 1024;
+			err.text = "the phone did not delete its certificate";
+			out.body_case = CAPF__PHONE_MESSAGE__BODY_ERROR;
+			out.error = &err;
+		} else {
+			end.text = f->mode == FAKE_DELETE ? "certificate deleted" : "report recorded";
+			out.body_case = CAPF__PHONE_MESSAGE__BODY_END;
+			out.end = &end;
+		}
+		fake_send(&s, &out, 0);
+		goto out;
+	}
 
 	opreq.version = 1;
 	opreq.op = CAPF__OPERATION__OP_INSTALL;
@@ -1058,6 +1119,98 @@ static void test_enroll_ok(void)
 	client_trust_deinit(&trust);
 }
 
+/* Version 2: what Hello carries, and the delete, fetch and "nothing to
+ * do" exchanges as the phone runs them. */
+static void test_enroll_version2(void)
+{
+	static const int keys[] = { CAPF__KEY_TYPE__KEY_EC_P384, CAPF__KEY_TYPE__KEY_RSA_2048 };
+	struct phone_enroll_opts o;
+	struct phone_enroll_result r;
+	struct fake f;
+
+	/* Nothing to do: End{1007} is a result, told apart from an Error. */
+	CU_ASSERT_EQUAL_FATAL(fake_start(&f, FAKE_NOTHING), 0);
+	memset(&r, 0, sizeof(r));
+	enroll_opts(&o, &f, "SEP01");
+	o.auth_string = "1234";
+	o.supported_keys = keys;
+	o.nsupported = 2;
+	CU_ASSERT_EQUAL(phone_enroll(&o, &r), -1007);
+	CU_ASSERT_EQUAL(r.server_code, 1007);
+	CU_ASSERT(r.server_end);
+	CU_ASSERT_EQUAL(r.op, CAPF__OPERATION__OP_NONE);
+	fake_stop(&f);
+	CU_ASSERT_EQUAL(f.version, 2);
+	CU_ASSERT_STRING_EQUAL(f.auth_string, "1234");
+	CU_ASSERT_EQUAL(f.nsupported, 2);
+	CU_ASSERT_EQUAL(f.supported[0], CAPF__KEY_TYPE__KEY_EC_P384);
+	CU_ASSERT_EQUAL(f.supported[1], CAPF__KEY_TYPE__KEY_RSA_2048);
+
+	/* Version 1 sends neither the string nor the keys. */
+	CU_ASSERT_EQUAL_FATAL(fake_start(&f, FAKE_RETRY), 0);
+	memset(&r, 0, sizeof(r));
+	enroll_opts(&o, &f, "SEP01");
+	o.version = 1;
+	o.auth_string = "1234";
+	o.supported_keys = keys;
+	o.nsupported = 2;
+	CU_ASSERT_EQUAL(phone_enroll(&o, &r), -1016);
+	CU_ASSERT(!r.server_end);
+	fake_stop(&f);
+	CU_ASSERT_EQUAL(f.version, 1);
+	CU_ASSERT_STRING_EQUAL(f.auth_string, "");
+	CU_ASSERT_EQUAL(f.nsupported, 0);
+
+	/* Delete: DeleteResult{0}, End{0}. */
+	CU_ASSERT_EQUAL_FATAL(fake_start(&f, FAKE_DELETE), 0);
+	memset(&r, 0, sizeof(r));
+	enroll_opts(&o, &f, "SEP01");
+	CU_ASSERT_EQUAL(phone_enroll(&o, &r), 0);
+	CU_ASSERT_EQUAL(r.op, CAPF__OPERATION__OP_DELETE);
+	CU_ASSERT(r.deleted);
+	CU_ASSERT_STRING_EQUAL(r.text, "certificate deleted");
+	CU_ASSERT_PTR_NULL(r.lsc_der);
+	fake_stop(&f);
+	CU_ASSERT_EQUAL(f.delete_code, 0);
+
+	/* A refused delete: DeleteResult{1}, and the server's Error 1024. */
+	CU_ASSERT_EQUAL_FATAL(fake_start(&f, FAKE_DELETE), 0);
+	memset(&r, 0, sizeof(r));
+	enroll_opts(&o, &f, "SEP01");
+	o.misbehave = PHONE_REFUSE_DELETE;
+	CU_ASSERT_EQUAL(phone_enroll(&o, &r), -1024);
+	CU_ASSERT(!r.deleted);
+	fake_stop(&f);
+	CU_ASSERT_EQUAL(f.delete_code, 1);
+
+	/* Fetch: the MIC is reported (no LSC held). */
+	CU_ASSERT_EQUAL_FATAL(fake_start(&f, FAKE_FETCH), 0);
+	memset(&r, 0, sizeof(r));
+	enroll_opts(&o, &f, "SEP01");
+	CU_ASSERT_EQUAL(phone_enroll(&o, &r), 0);
+	CU_ASSERT_EQUAL(r.op, CAPF__OPERATION__OP_FETCH);
+	CU_ASSERT_EQUAL(r.reported, 1);
+	fake_stop(&f);
+	CU_ASSERT_EQUAL(f.reported, 1);
+	CU_ASSERT(f.reported_match);
+
+	/* A version 1 phone does not run a delete it cannot carry. */
+	CU_ASSERT_EQUAL_FATAL(fake_start(&f, FAKE_DELETE), 0);
+	memset(&r, 0, sizeof(r));
+	enroll_opts(&o, &f, "SEP01");
+	o.version = 1;
+	CU_ASSERT_EQUAL(phone_enroll(&o, &r), CAPF_ENOTSUP);
+	fake_stop(&f);
+	CU_ASSERT_EQUAL(f.delete_code, -1);
+
+	/* Too many supported keys is the caller's error. */
+	memset(&r, 0, sizeof(r));
+	enroll_opts(&o, &f, "SEP01");
+	o.supported_keys = keys;
+	o.nsupported = 17;
+	CU_ASSERT_EQUAL(phone_enroll(&o, &r), CAPF_EINVAL);
+}
+
 /* ---- fixtures --------------------------------------------------------- */
 
 static int pki_suite_init(void)
@@ -1135,6 +1288,7 @@ static const struct test_def phone_tests[] = {
 	{ "enroll server errors", test_enroll_server_errors },
 	{ "enroll bad certificate", test_enroll_bad_certificate },
 	{ "enroll ok", test_enroll_ok },
+	{ "enroll version 2", test_enroll_version2 },
 };
 
 static const struct suite_def suites[] = {

@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <gnutls/crypto.h>
@@ -668,6 +669,7 @@ static int recv_expect(struct client_tls *t, struct phone_enroll_result *r,
 	} else if (m->body_case == CAPF__PHONE_MESSAGE__BODY_END && m->end->code != 0) {
 		code = m->end->code;
 		text = m->end->text;
+		r->server_end = true;
 	}
 	if (code != 0) {
 		r->server_code = code > 1000000u ? 1000000 : (int)code;
@@ -787,6 +789,80 @@ out:
 	return ret;
 }
 
+/* Waits before the step o->stall_at names, as a slow or hung phone does. */
+static void stall(const struct phone_enroll_opts *o, enum phone_step step)
+{
+	struct timespec ts;
+
+	if (o->stall_at != step || o->stall_ms == 0)
+		return;
+	ts.tv_sec = o->stall_ms / 1000u;
+	ts.tv_nsec = (long)(o->stall_ms % 1000u) * 1000000L;
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+/*
+ * The delete and fetch exchanges of version 2: one message from the phone
+ * (its result, or the certificates it holds), then End from the server.
+ */
+static int run_delete_or_fetch(const struct phone_enroll_opts *o, struct client_tls *t,
+			       struct phone_enroll_result *r, int op)
+{
+	Capf__PhoneMessage out = CAPF__PHONE_MESSAGE__INIT;
+	Capf__DeleteResult del = CAPF__DELETE_RESULT__INIT;
+	Capf__FetchReport rep = CAPF__FETCH_REPORT__INIT;
+	ProtobufCBinaryData certs[2];
+	gnutls_datum_t der[2] = { { NULL, 0 }, { NULL, 0 } };
+	const struct pki_pair *held[2] = { o->lsc, o->mic };
+	Capf__PhoneMessage *in = NULL;
+	size_t n = 0, i;
+	int ret;
+
+	stall(o, PHONE_STEP_RESULT);
+	if (op == CAPF__OPERATION__OP_DELETE) {
+		del.code = (o->misbehave & PHONE_REFUSE_DELETE) ? 1u : 0u;
+		out.body_case = CAPF__PHONE_MESSAGE__BODY_DELETE_RESULT;
+		out.delete_result = &del;
+	} else {
+		/* What a phone holds: its LSC (if any), then its MIC. */
+		for (i = 0; i < 2; i++) {
+			if (!held[i] || !held[i]->crt)
+				continue;
+			if (gnutls_x509_crt_export2(held[i]->crt, GNUTLS_X509_FMT_DER, &der[n]) < 0) {
+				result_text(r, "cannot export a certificate to report");
+				ret = CAPF_ECRYPTO;
+				goto out;
+			}
+			certs[n].data = der[n].data;
+			certs[n].len = der[n].size;
+			n++;
+		}
+		rep.certificates = certs;
+		rep.n_certificates = n;
+		out.body_case = CAPF__PHONE_MESSAGE__BODY_FETCH_REPORT;
+		out.fetch_report = &rep;
+	}
+	ret = send_or_collect(t, r, NULL, 0, &out);
+	if (ret < 0)
+		goto out;
+	ret = recv_expect(t, r, CAPF__PHONE_MESSAGE__BODY_END, &in);
+	if (ret < 0)
+		goto out;
+	result_text(r, "%s", in->end->text ? in->end->text : "");
+	if (op == CAPF__OPERATION__OP_DELETE)
+		r->deleted = true;
+	else
+		r->reported = n;
+	ret = 0;
+out:
+	if (in)
+		capf__phone_message__free_unpacked(in, NULL);
+	for (i = 0; i < n; i++)
+		gnutls_free(der[i].data);
+	return ret;
+}
+
 int phone_enroll(const struct phone_enroll_opts *o, struct phone_enroll_result *r)
 {
 	struct client_tls t = CLIENT_TLS_INIT;
@@ -803,11 +879,15 @@ int phone_enroll(const struct phone_enroll_opts *o, struct phone_enroll_result *
 	size_t csr_len = 0;
 	uint32_t ack_code = 0;
 	bool abort_session = false;
+	Capf__KeyType supported[16];
+	const struct pki_pair *client_cert = o->lsc && !o->present_mic ? o->lsc : o->mic;
 	int key_type;
 	int ret;
 
 	r->stage = PHONE_STAGE_CONNECT;
+	r->op = CAPF__OPERATION__OP_NONE;
 	r->server_code = 0;
+	r->server_end = false;
 	r->text[0] = '\0';
 	if (!o->name || !device_name_valid(o->name)) {
 		result_text(r, "invalid device name");
@@ -829,7 +909,12 @@ int phone_enroll(const struct phone_enroll_opts *o, struct phone_enroll_result *
 		trust = &own_trust;
 	}
 
-	ret = client_tls_open(&t, o->host, o->port, o->mic, trust, o->timeout_ms);
+	if (o->nsupported > sizeof(supported) / sizeof(supported[0])) {
+		result_text(r, "too many supported keys");
+		ret = CAPF_EINVAL;
+		goto out;
+	}
+	ret = client_tls_open(&t, o->host, o->port, client_cert, trust, o->timeout_ms);
 	if (ret < 0) {
 		result_text(r, "%s", t.errtext);
 		goto out;
@@ -852,8 +937,19 @@ int phone_enroll(const struct phone_enroll_opts *o, struct phone_enroll_result *
 		out.body_case = CAPF__PHONE_MESSAGE__BODY_CSR;
 		out.csr = &csr_msg;
 	} else {
-		hello.version = CAPF_PROTOCOL_VERSION;
+		stall(o, PHONE_STEP_HELLO);
+		hello.version = o->version ? o->version : CAPF_PROTOCOL_VERSION;
 		hello.device_name = (char *)o->name;
+		if (hello.version >= 2) {
+			/* Only version 2 has these fields; a version 1 phone
+			 * never sends them. */
+			if (o->auth_string)
+				hello.auth_string = (char *)o->auth_string;
+			for (size_t i = 0; i < o->nsupported; i++)
+				supported[i] = (Capf__KeyType)o->supported_keys[i];
+			hello.supported_keys = supported;
+			hello.n_supported_keys = o->nsupported;
+		}
 		out.body_case = CAPF__PHONE_MESSAGE__BODY_HELLO;
 		out.hello = &hello;
 	}
@@ -868,7 +964,15 @@ int phone_enroll(const struct phone_enroll_opts *o, struct phone_enroll_result *
 		ret = CAPF_EPROTO;
 		goto out;
 	}
-	if (in->op_request->op != CAPF__OPERATION__OP_INSTALL) {
+	r->op = (int)in->op_request->op;
+	if ((r->op == CAPF__OPERATION__OP_DELETE || r->op == CAPF__OPERATION__OP_FETCH) &&
+	    hello.version >= 2) {
+		capf__phone_message__free_unpacked(in, NULL);
+		in = NULL;
+		ret = run_delete_or_fetch(o, &t, r, r->op);
+		goto out;
+	}
+	if (r->op != CAPF__OPERATION__OP_INSTALL) {
 		result_text(r, "the server asks for operation %s, which this phone does not do",
 			    op_name(in->op_request->op));
 		ret = CAPF_ENOTSUP;
@@ -891,7 +995,19 @@ int phone_enroll(const struct phone_enroll_opts *o, struct phone_enroll_result *
 	}
 
 	r->key_type = key_type;
-	ret = pki_gen_key(key_type, &key);
+	if (o->reuse_key) {
+		/* A phone that retries after losing the delivery keeps the key
+		 * it made: the server then delivers the same certificate. */
+		if (gnutls_x509_privkey_init(&key) < 0 ||
+		    gnutls_x509_privkey_cpy(key, o->reuse_key) < 0) {
+			result_text(r, "cannot use the key to reuse");
+			ret = CAPF_ECRYPTO;
+			goto out;
+		}
+		ret = 0;
+	} else {
+		ret = pki_gen_key(key_type, &key);
+	}
 	if (ret < 0) {
 		result_text(r, "cannot make a %s key: %s", key_type_name(key_type),
 			    capf_strerror(ret));
@@ -907,6 +1023,7 @@ int phone_enroll(const struct phone_enroll_opts *o, struct phone_enroll_result *
 		result_text(r, "cannot make the CSR: %s", capf_strerror(ret));
 		goto out;
 	}
+	stall(o, PHONE_STEP_CSR);
 	/* The last byte of a PKCS#10 DER is the last byte of its signature. */
 	if (o->misbehave & PHONE_BAD_CSR_SIGNATURE)
 		csr[csr_len - 1] ^= 0x01;
@@ -928,6 +1045,7 @@ int phone_enroll(const struct phone_enroll_opts *o, struct phone_enroll_result *
 		goto out;
 	}
 
+	stall(o, PHONE_STEP_ACK);
 	ack.code = ack_code;
 	out.body_case = CAPF__PHONE_MESSAGE__BODY_STORE_ACK;
 	out.store_ack = &ack;

@@ -173,18 +173,37 @@ enum phone_misbehave {
 	PHONE_OVERSIZED_FRAME = 1u << 2,  /* a 1 MiB frame header after Hello */
 	PHONE_OUT_OF_ORDER = 1u << 3,     /* CsrSubmit instead of Hello */
 	PHONE_NO_ACK = 1u << 4,           /* close without StoreAck */
+	PHONE_REFUSE_DELETE = 1u << 5,    /* answer a delete with DeleteResult{1} */
+};
+
+/* The step before which phone_enroll() waits stall_ms (for timeouts). */
+enum phone_step {
+	PHONE_STEP_NONE = 0,
+	PHONE_STEP_HELLO,   /* after the handshake, before Hello */
+	PHONE_STEP_CSR,     /* before CsrSubmit */
+	PHONE_STEP_ACK,     /* before StoreAck */
+	PHONE_STEP_RESULT,  /* before DeleteResult or FetchReport */
 };
 
 struct phone_enroll_opts {
 	const char *host;                 /* NULL = "127.0.0.1" */
 	const char *port;                 /* NULL = CLIENT_PHONE_PORT_DEFAULT */
 	const char *name;                 /* device name sent in Hello */
-	const struct pki_pair *mic;       /* client certificate and key */
+	const struct pki_pair *mic;       /* the MIC and its key */
+	const struct pki_pair *lsc;       /* an LSC and its key, or NULL */
+	bool present_mic;                 /* with lsc: still present the MIC */
+	unsigned version;                 /* Hello.version; 0 = CAPF_PROTOCOL_VERSION */
+	const char *auth_string;          /* Hello.auth_string (version 2), or NULL */
+	const int *supported_keys;        /* Hello.supported_keys (version 2) */
+	size_t nsupported;
 	const struct client_trust *trust; /* CAPF CA; NULL = load ca_file */
 	const char *ca_file;
 	int key_type;                     /* 0 = what the server asks */
+	gnutls_x509_privkey_t reuse_key;  /* the key of an earlier session, or NULL */
 	unsigned timeout_ms;              /* per receive; 0 = default */
 	unsigned misbehave;               /* enum phone_misbehave bits */
+	enum phone_step stall_at;         /* wait stall_ms before this step */
+	unsigned stall_ms;
 };
 
 /* Where phone_enroll() stopped. */
@@ -199,6 +218,7 @@ enum phone_stage {
 struct phone_enroll_result {
 	enum phone_stage stage;
 	int server_code;          /* positive code of the server's Error or End, 0 = none */
+	bool server_end;          /* server_code came in End (version 2), not in Error */
 	char text[256];           /* the server's text, or why it failed locally */
 	int key_type;             /* the key type generated */
 	gnutls_x509_privkey_t key;/* the LSC's private key */
@@ -209,16 +229,24 @@ struct phone_enroll_result {
 	time_t not_before;
 	time_t not_after;
 	bool acked;               /* StoreAck sent and End{0} received */
+	int op;                   /* the operation the server asked for (Operation) */
+	bool deleted;             /* delete: DeleteResult{0} sent and End{0} received */
+	size_t reported;          /* fetch: certificates reported, End{0} received */
 };
 
 /*
- * phone_enroll() - one phone session: connect, TLS with the MIC, Hello,
- * OperationRequest, key and CSR bound to the session, CsrSubmit,
- * CertificateDelivery, check of the certificate (its key is ours, its
- * subject CN is the name, it verifies against the trusted CAPF CA),
- * StoreAck, End. o->misbehave changes one step for tests.
+ * phone_enroll() - one phone session: connect, TLS with the LSC (o->lsc,
+ * unless o->present_mic) or else the MIC as client certificate, Hello,
+ * OperationRequest, then the operation asked for. Install: key and CSR
+ * bound to the session, CsrSubmit, CertificateDelivery, check of the
+ * certificate (its key is ours, its subject CN is the name, it verifies
+ * against the trusted CAPF CA), StoreAck, End. Delete (version 2):
+ * DeleteResult{0} (or {1} with PHONE_REFUSE_DELETE), End; the caller
+ * forgets its LSC when r->deleted. Fetch (version 2): FetchReport with
+ * the LSC and the MIC held, End. o->misbehave changes one step for tests;
+ * o->stall_at waits before one.
  *
- * Returns 0 on success (with PHONE_NO_ACK: once the certificate is
+ * Returns 0 on success (r->op says which operation; with PHONE_NO_ACK: once the certificate is
  * received and checked). When the server sends Error (or End with a
  * non-zero code) it returns the negated server code, e.g. -1009, and keeps
  * the server's text in r->text. Local failures return a negative capf

@@ -355,6 +355,33 @@ out:
 	return ret;
 }
 
+int pki_read_key(const char *path, gnutls_x509_privkey_t *out)
+{
+	gnutls_datum_t key = {NULL, 0};
+	gnutls_x509_privkey_t k = NULL;
+	int ret;
+
+	if (out == NULL || path == NULL)
+		return CAPF_EINVAL;
+	*out = NULL;
+	ret = read_small(path, &key);
+	if (ret < 0)
+		goto out;
+	CHECK(gnutls_x509_privkey_init(&k));
+	CHECK(gnutls_x509_privkey_import2(k, &key, GNUTLS_X509_FMT_PEM, NULL, 0));
+	*out = k;
+	k = NULL;
+	ret = 0;
+out:
+	if (k)
+		gnutls_x509_privkey_deinit(k);
+	if (key.data != NULL) {
+		gnutls_memset(key.data, 0, key.size);
+		free(key.data);
+	}
+	return ret;
+}
+
 int pki_crt_der(gnutls_x509_crt_t crt, uint8_t **der, size_t *der_len)
 {
 	gnutls_datum_t out = {NULL, 0};

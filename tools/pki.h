@@ -57,6 +57,12 @@ int pki_write_pair(const struct pki_pair *p, const char *crt_path, const char *k
 /* pki_read_pair() - read a PEM certificate and key. */
 int pki_read_pair(const char *crt_path, const char *key_path, struct pki_pair *out);
 
+/*
+ * pki_read_key() - read a PEM private key from path into *out (free with
+ * gnutls_x509_privkey_deinit()). Returns 0, a read error or CAPF_ECRYPTO.
+ */
+int pki_read_key(const char *path, gnutls_x509_privkey_t *out);
+
 /* pki_crt_der() - DER of a certificate; *der is malloc'd. */
 int pki_crt_der(gnutls_x509_crt_t crt, uint8_t **der, size_t *der_len);
 

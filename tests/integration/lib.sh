@@ -81,3 +81,55 @@ enroll() {
 		--mic-key "$tmp/mfg/$name.key" --ca "$capf_ca" --host 127.0.0.1 --port "$port" \
 		--out-cert "$tmp/$name.lsc.pem" --out-key "$tmp/$name.lsc.key" "$@"
 }
+
+# json NAME: `device show --json NAME` without blanks, into $tmp/json.
+json() {
+	ctl --json device show "$1" | tr -d ' \n' >"$tmp/json" || fail "device show --json $1"
+}
+
+# jhas PATTERN WHAT: $tmp/json holds PATTERN (grep), else fail with WHAT.
+jhas() {
+	grep -q -- "$1" "$tmp/json" || { cat "$tmp/json"; echo; fail "$2"; }
+}
+
+# phone NAME [options...]: a session of NAME with no credential but those
+# given (--mic, --lsc, --auth-string, ...); an LSC it gets goes to
+# $tmp/NAME.lsc.pem and $tmp/NAME.lsc.key.
+phone() {
+	name=$1
+	shift
+	"$CAPF_PHONE" enroll --name "$name" --ca "$capf_ca" --host 127.0.0.1 --port "$port" \
+		--out-cert "$tmp/$name.lsc.pem" --out-key "$tmp/$name.lsc.key" "$@"
+}
+
+# refused CODE COMMAND NAME [options...]: the session (COMMAND is enroll or
+# phone) must end with the server's wire code CODE: capf-phone prints
+# "CODE (CAPF_NAME)" and exits 1.
+refused() {
+	want=$1
+	shift
+	rc=0
+	out=$("$@" 2>&1) || rc=$?
+	[ "$rc" -eq 1 ] || fail "$*: exit status $rc where $want was expected: $out"
+	echo "$out" | grep -q " $want (CAPF_" || fail "$*: expected $want, got: $out"
+}
+
+# bundle: the trust bundle as capfctl gives it, into $tmp/bundle.pem.
+bundle() {
+	ctl ca bundle --out "$tmp/bundle.pem" >/dev/null 2>&1 || fail "ca bundle"
+}
+
+# verify_lsc FILE: FILE verifies against $tmp/bundle.pem with certtool and
+# openssl (needs both; scripts check that they are installed).
+verify_lsc() {
+	certtool --verify --load-ca-certificate "$tmp/bundle.pem" --infile "$1" \
+		>"$tmp/verify" 2>&1 || { cat "$tmp/verify"; fail "certtool --verify $1"; }
+	grep -q "Chain verification output: Verified" "$tmp/verify" || fail "$1: not verified"
+	openssl verify -CAfile "$tmp/bundle.pem" -purpose sslclient "$1" >"$tmp/verify" 2>&1 ||
+		{ cat "$tmp/verify"; fail "openssl verify $1"; }
+}
+
+# lsc_serial FILE: the serial of a PEM certificate, lower-case hex.
+lsc_serial() {
+	openssl x509 -in "$1" -noout -serial | sed 's/^serial=//' | tr 'A-F' 'a-f'
+}

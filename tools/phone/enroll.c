@@ -27,25 +27,47 @@ enum {
 	OPT_CLAIM,
 	OPT_NO_MIC,
 	OPT_TIMEOUT,
+	OPT_PROTOCOL_VERSION,
+	OPT_AUTH_STRING,
+	OPT_LSC,
+	OPT_LSC_KEY,
+	OPT_PRESENT_MIC,
+	OPT_SUPPORTED_KEYS,
+	OPT_STALL,
+	OPT_REFUSE_DELETE,
+	OPT_REUSE_KEY,
 };
+
+#define ENROLL_MAX_KEYS 16
 
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: " PHONE_PROG " enroll --name NAME --mic FILE --mic-key FILE --ca FILE\n"
-		"         [--host HOST] [--port PORT] [--key-type TYPE] [--out-cert FILE]\n"
-		"         [--out-key FILE] [--der] [--timeout SECONDS]\n"
-		"Enroll one phone: present its MIC, send a CSR bound to the TLS session,\n"
-		"check and store the LSC that capfd issues.\n"
+		"Usage: " PHONE_PROG " enroll --name NAME --ca FILE [--mic FILE --mic-key FILE]\n"
+		"         [--lsc FILE --lsc-key FILE] [--auth-string S] [--host HOST] [--port PORT]\n"
+		"         [--key TYPE] [--supported-keys LIST] [--protocol-version N]\n"
+		"         [--out-cert FILE] [--out-key FILE] [--der] [--timeout SECONDS]\n"
+		"Run one phone session: authenticate, then do the operation the server asks\n"
+		"for: install (a CSR bound to the TLS session; the LSC is checked and stored),\n"
+		"delete (the LSC files are removed) or fetch (the LSC and MIC are reported).\n"
 		"\n"
 		"  -n, --name NAME        device name (e.g. SEP001122334455)\n"
 		"  -m, --mic FILE         the phone's MIC (PEM)\n"
 		"  -k, --mic-key FILE     the MIC's private key (PEM)\n"
-		"  -c, --ca FILE          the CAPF CA certificate to trust (PEM)\n"
+		"      --lsc FILE         the phone's LSC (PEM), presented instead of the MIC\n"
+		"      --lsc-key FILE     the LSC's private key\n"
+		"      --present-mic      with --lsc: present the MIC all the same\n"
+		"      --auth-string S    the authentication string (version 2)\n"
+		"  -c, --ca FILE          the CAPF CA certificate(s) to trust (PEM)\n"
 		"  -H, --host HOST        capfd's address, default 127.0.0.1\n"
 		"  -p, --port PORT        capfd's port, default " CLIENT_PHONE_PORT_DEFAULT "\n"
-		"  -t, --key-type TYPE    generate this key instead of the one the server asks\n"
-		"                         for: ec-p256 ec-p384 rsa-2048 rsa-3072 rsa-4096\n"
+		"  -t, --key TYPE         generate this key instead of the one the server asks\n"
+		"                         for: ec-p256 ec-p384 ec-p521 rsa-2048 rsa-3072 rsa-4096\n"
+		"                         (--key-type is the same)\n"
+		"      --supported-keys LIST  the keys the phone says it can make (version 2),\n"
+		"                         comma-separated key types; default: none said\n"
+		"      --protocol-version N   1 acts as an old phone (install only), default 2;\n"
+		"                         others (up to 255) only to test the server\n"
 		"  -o, --out-cert FILE    where the LSC goes, default NAME-lsc.pem (.der)\n"
 		"  -K, --out-key FILE     where its key goes (mode 0600), default NAME-lsc.key\n"
 		"  -d, --der              write the LSC and its key in DER instead of PEM\n"
@@ -54,10 +76,56 @@ static void usage(FILE *f)
 		"\n"
 		"For testing the server only (see capf-phone(1)):\n"
 		"  --bad-binding --bad-csr-signature --oversized-frame --out-of-order\n"
-		"  --no-ack --claim NAME2 --no-mic\n"
+		"  --no-ack --claim NAME2 --no-mic --refuse-delete --reuse-key FILE\n"
+		"  --stall STEP:MS   wait MS milliseconds before STEP: hello, csr, ack, result\n"
 		"\n"
-		"Exit status: 0 enrolled, 1 refused or failed, 2 usage, 3 connection/TLS failure.\n",
+		"Exit status: 0 done, 1 refused or failed, 2 usage, 3 connection/TLS failure.\n",
 		ENROLL_TIMEOUT_DEFAULT);
+}
+
+/* Parses "ec-p256,rsa-2048,...". Returns the count or CAPF_EINVAL. */
+static int parse_keys(const char *list, int *keys, size_t max)
+{
+	char buf[256], *save = NULL, *tok;
+	size_t n = 0;
+
+	if (strlen(list) >= sizeof(buf))
+		return CAPF_EINVAL;
+	strcpy(buf, list);
+	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		if (n == max || key_type_from_name(tok, &keys[n]) < 0 || keys[n] == 0)
+			return CAPF_EINVAL;
+		n++;
+	}
+	return n == 0 ? CAPF_EINVAL : (int)n;
+}
+
+/* Parses "STEP:MS". */
+static int parse_stall(const char *arg, struct phone_enroll_opts *o)
+{
+	static const struct {
+		const char *name;
+		enum phone_step step;
+	} steps[] = {
+		{ "hello", PHONE_STEP_HELLO },
+		{ "csr", PHONE_STEP_CSR },
+		{ "ack", PHONE_STEP_ACK },
+		{ "result", PHONE_STEP_RESULT },
+	};
+	const char *colon = strchr(arg, ':');
+	unsigned long ms;
+
+	if (!colon || phone_parse_uint(colon + 1, 1, 600000, &ms) < 0)
+		return CAPF_EINVAL;
+	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+		if (strlen(steps[i].name) == (size_t)(colon - arg) &&
+		    !strncmp(arg, steps[i].name, (size_t)(colon - arg))) {
+			o->stall_at = steps[i].step;
+			o->stall_ms = (unsigned)ms;
+			return 0;
+		}
+	}
+	return CAPF_EINVAL;
 }
 
 /* Writes data to path through a temporary file and rename, so that a
@@ -108,6 +176,7 @@ out:
 	return ret;
 }
 
+/* Writes the LSC and its key (cert_path NULL: the key only). */
 static int save_lsc(const struct phone_enroll_result *r, const char *cert_path,
 		    const char *key_path, int der)
 {
@@ -127,6 +196,8 @@ static int save_lsc(const struct phone_enroll_result *r, const char *cert_path,
 		fprintf(stderr, PHONE_PROG ": cannot write %s: %s\n", key_path, strerror(-ret));
 		goto out;
 	}
+	if (!cert_path)
+		goto out; /* the key only */
 	if (!der) {
 		if (gnutls_pem_base64_encode2("CERTIFICATE", &crt, &pem) < 0) {
 			ret = CAPF_ENOMEM;
@@ -172,6 +243,16 @@ int phone_cmd_enroll(int argc, char **argv)
 		{ "host", required_argument, NULL, 'H' },
 		{ "port", required_argument, NULL, 'p' },
 		{ "key-type", required_argument, NULL, 't' },
+		{ "key", required_argument, NULL, 't' },
+		{ "protocol-version", required_argument, NULL, OPT_PROTOCOL_VERSION },
+		{ "auth-string", required_argument, NULL, OPT_AUTH_STRING },
+		{ "lsc", required_argument, NULL, OPT_LSC },
+		{ "lsc-key", required_argument, NULL, OPT_LSC_KEY },
+		{ "present-mic", no_argument, NULL, OPT_PRESENT_MIC },
+		{ "supported-keys", required_argument, NULL, OPT_SUPPORTED_KEYS },
+		{ "stall", required_argument, NULL, OPT_STALL },
+		{ "refuse-delete", no_argument, NULL, OPT_REFUSE_DELETE },
+		{ "reuse-key", required_argument, NULL, OPT_REUSE_KEY },
 		{ "out-cert", required_argument, NULL, 'o' },
 		{ "out-key", required_argument, NULL, 'K' },
 		{ "der", no_argument, NULL, 'd' },
@@ -189,7 +270,11 @@ int phone_cmd_enroll(int argc, char **argv)
 	struct phone_enroll_opts o;
 	struct phone_enroll_result r;
 	struct pki_pair mic = { NULL, NULL };
+	struct pki_pair lsc = { NULL, NULL };
 	const char *name = NULL, *mic_path = NULL, *mic_key = NULL, *claim = NULL;
+	const char *lsc_path = NULL, *lsc_key = NULL, *reuse_path = NULL;
+	int keys[ENROLL_MAX_KEYS];
+	unsigned long version;
 	const char *out_cert = NULL, *out_key = NULL;
 	char def_cert[PATH_MAX], def_key[PATH_MAX];
 	unsigned long timeout = ENROLL_TIMEOUT_DEFAULT;
@@ -262,6 +347,43 @@ int phone_cmd_enroll(int argc, char **argv)
 		case OPT_NO_MIC:
 			no_mic = 1;
 			break;
+		case OPT_PROTOCOL_VERSION:
+			/* Versions this code does not speak are accepted, so
+			 * that tests can see the server refuse them. */
+			if (phone_parse_uint(optarg, 1, 255, &version) < 0)
+				return phone_usage_error("enroll", "--protocol-version wants 1..255");
+			o.version = (unsigned)version;
+			break;
+		case OPT_AUTH_STRING:
+			o.auth_string = optarg;
+			break;
+		case OPT_LSC:
+			lsc_path = optarg;
+			break;
+		case OPT_LSC_KEY:
+			lsc_key = optarg;
+			break;
+		case OPT_PRESENT_MIC:
+			o.present_mic = true;
+			break;
+		case OPT_SUPPORTED_KEYS:
+			ret = parse_keys(optarg, keys, ENROLL_MAX_KEYS);
+			if (ret < 0)
+				return phone_usage_error("enroll", "bad key list '%s'", optarg);
+			o.supported_keys = keys;
+			o.nsupported = (size_t)ret;
+			break;
+		case OPT_STALL:
+			if (parse_stall(optarg, &o) < 0)
+				return phone_usage_error("enroll", "--stall wants STEP:MS (hello, csr, "
+								   "ack or result; 1..600000 ms)");
+			break;
+		case OPT_REFUSE_DELETE:
+			o.misbehave |= PHONE_REFUSE_DELETE;
+			break;
+		case OPT_REUSE_KEY:
+			reuse_path = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return PHONE_EXIT_OK;
@@ -281,8 +403,15 @@ int phone_cmd_enroll(int argc, char **argv)
 		return phone_usage_error("enroll", "--ca is required");
 	if (no_mic && (mic_path || mic_key))
 		return phone_usage_error("enroll", "--no-mic excludes --mic and --mic-key");
-	if (!no_mic && (!mic_path || !mic_key))
-		return phone_usage_error("enroll", "--mic and --mic-key are required");
+	if (!mic_path != !mic_key)
+		return phone_usage_error("enroll", "--mic and --mic-key go together");
+	if (!lsc_path != !lsc_key)
+		return phone_usage_error("enroll", "--lsc and --lsc-key go together");
+	if (!no_mic && !mic_path && !lsc_path)
+		return phone_usage_error("enroll", "--mic and --mic-key (or --lsc and --lsc-key) "
+						   "are required");
+	if (o.present_mic && (!lsc_path || !mic_path))
+		return phone_usage_error("enroll", "--present-mic needs --mic and --lsc");
 	if (!out_cert) {
 		snprintf(def_cert, sizeof(def_cert), "%s-lsc.%s", name, der ? "der" : "pem");
 		out_cert = def_cert;
@@ -292,7 +421,7 @@ int phone_cmd_enroll(int argc, char **argv)
 		out_key = def_key;
 	}
 
-	if (!no_mic) {
+	if (mic_path) {
 		ret = pki_read_pair(mic_path, mic_key, &mic);
 		if (ret < 0) {
 			fprintf(stderr, PHONE_PROG ": cannot read the MIC %s and key %s: %s\n",
@@ -301,12 +430,36 @@ int phone_cmd_enroll(int argc, char **argv)
 		}
 		o.mic = &mic;
 	}
+	if (reuse_path) {
+		ret = pki_read_key(reuse_path, &o.reuse_key);
+		if (ret < 0) {
+			fprintf(stderr, PHONE_PROG ": cannot read the key %s: %s\n", reuse_path,
+				capf_strerror(ret));
+			goto out;
+		}
+	}
+	if (lsc_path) {
+		ret = pki_read_pair(lsc_path, lsc_key, &lsc);
+		if (ret < 0) {
+			fprintf(stderr, PHONE_PROG ": cannot read the LSC %s and key %s: %s\n",
+				lsc_path, lsc_key, capf_strerror(ret));
+			goto out;
+		}
+		o.lsc = &lsc;
+	}
 	o.name = claim ? claim : name;
 	o.timeout_ms = (unsigned)timeout * 1000u;
 
 	ret = phone_enroll(&o, &r);
 	if (ret < 0) {
-		if (r.server_code) {
+		if (r.server_code && r.server_end) {
+			/* A version 2 session that ended with a result other
+			 * than success (1007: nothing to do); nothing was done,
+			 * so scripts that expect work see status 1. */
+			fprintf(stderr, PHONE_PROG ": server ended the session: %d (%s): %s\n",
+				r.server_code, capf_errname(r.server_code), r.text);
+			status = PHONE_EXIT_FAIL;
+		} else if (r.server_code) {
 			fprintf(stderr, PHONE_PROG ": server error %d (%s): %s\n", r.server_code,
 				capf_errname(r.server_code), r.text);
 			status = PHONE_EXIT_FAIL;
@@ -322,9 +475,38 @@ int phone_cmd_enroll(int argc, char **argv)
 		goto out;
 	}
 
+	if (r.op == CAPF__OPERATION__OP_DELETE) {
+		/* The phone forgets its LSC: the files it was read from, or
+		 * those an install would have written. */
+		const char *cert_file = lsc_path ? lsc_path : out_cert;
+		const char *key_file = lsc_path ? lsc_key : out_key;
+
+		if (unlink(cert_file) < 0 && errno != ENOENT)
+			fprintf(stderr, PHONE_PROG ": cannot remove %s: %s\n", cert_file,
+				strerror(errno));
+		if (unlink(key_file) < 0 && errno != ENOENT)
+			fprintf(stderr, PHONE_PROG ": cannot remove %s: %s\n", key_file,
+				strerror(errno));
+		printf("operation:  delete\n");
+		printf("deleted:    %s %s\n", cert_file, key_file);
+		status = PHONE_EXIT_OK;
+		goto out;
+	}
+	if (r.op == CAPF__OPERATION__OP_FETCH) {
+		printf("operation:  fetch\n");
+		printf("reported:   %zu certificates\n", r.reported);
+		status = PHONE_EXIT_OK;
+		goto out;
+	}
+	printf("operation:  install\n");
 	print_lsc(&r);
 	if (o.misbehave & PHONE_NO_ACK) {
-		printf("not acknowledged (--no-ack): nothing stored\n");
+		/* Power lost before the certificate was stored: the key made
+		 * for it survives, for a retry with --reuse-key. */
+		if (save_lsc(&r, NULL, out_key, der) < 0)
+			goto out;
+		printf("not acknowledged (--no-ack): certificate not stored\n");
+		printf("key file:   %s\n", out_key);
 		status = PHONE_EXIT_OK;
 		goto out;
 	}
@@ -336,5 +518,8 @@ int phone_cmd_enroll(int argc, char **argv)
 out:
 	phone_enroll_result_deinit(&r);
 	pki_pair_deinit(&mic);
+	pki_pair_deinit(&lsc);
+	if (o.reuse_key)
+		gnutls_x509_privkey_deinit(o.reuse_key);
 	return status;
 }
