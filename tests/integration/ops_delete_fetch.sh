@@ -138,7 +138,7 @@ for mode in mic lsc-or-mic mic-or-lsc string null; do
 	case $mode in
 	mic | lsc-or-mic | mic-or-lsc)
 		# The phone held both: its LSC, then its MIC.
-		jhas '"fetched":\[{"parsed":true,"subject":"CN='$d'","issuer":"CN=CAPFCA,O=capf"' \
+		jhas '"fetched":\[{"parsed":true,"subject":"CN='$d'","issuer":"CN=CAPF-' \
 			"$d: fetch by $mode: the LSC is not reported first"
 		jhas '"issuer":"CN=capftestmanufacturerCA"' "$d: fetch by $mode: no MIC reported"
 		fpr=$(openssl x509 -in "$tmp/$d.lsc.pem" -noout -fingerprint -sha256 | sed 's/.*=//; s/://g' | tr 'A-F' 'a-f')
