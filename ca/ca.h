@@ -33,10 +33,11 @@
  *   TBS       the TBSCertificate of an LSC, encoded by ca_issue_prepare()
  *             and signed elsewhere, then wrapped by ca_issue_complete().
  *
- * The identity rule for MICs: a MIC names device D when its subject CN is
- * exactly D, or ends with "-D" (manufacturers prefix the model, e.g.
- * "CP-8865-SEP001122334455"). Nothing else in the MIC is trusted for the
- * name. An LSC names D when its subject CN is exactly D.
+ * The identity rule for MICs (proto/proto.h mic_cn_names_device()): a MIC
+ * names exactly one device, the part of its subject CN after the last "-"
+ * (manufacturers prefix the model, e.g. "CP-8865-SEP001122334455"), or the
+ * whole CN. Nothing else in the MIC is trusted for the name. An LSC names
+ * D when its subject CN is exactly D.
  *
  * Threads: every function may be called from any thread. Issuance, MIC
  * and LSC verification run concurrently; the administrative functions

@@ -73,6 +73,21 @@ int ca_csr_parse(const uint8_t *der, size_t len, struct ca_csr **out)
 		ret = CAPF_EBADCSR;
 		goto out;
 	}
+	{
+		/* Strict DER all through: the decoder also takes BER (long
+		 * or indefinite lengths, in the outer structure or the
+		 * signature). Encoded again, a DER request is the very same
+		 * bytes; anything else is refused. */
+		gnutls_datum_t again = {NULL, 0};
+		int same = gnutls_x509_crq_export2(csr->crq, GNUTLS_X509_FMT_DER, &again) >= 0 &&
+			   again.size == len && memcmp(again.data, der, len) == 0;
+
+		gnutls_free(again.data);
+		if (!same) {
+			ret = CAPF_EBADCSR;
+			goto out;
+		}
+	}
 	ret = take_key(csr);
 	if (ret < 0)
 		goto out;

@@ -51,6 +51,26 @@ static int check_identity(gnutls_x509_crt_t leaf, const char *device_name)
 	return 0;
 }
 
+static int check_eku(gnutls_x509_crt_t leaf)
+{
+	char oid[128];
+	int any = 0;
+
+	for (unsigned i = 0;; i++) {
+		size_t len = sizeof(oid);
+		int r = gnutls_x509_crt_get_key_purpose_oid(leaf, i, oid, &len, NULL);
+
+		if (r == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
+			break;
+		if (r < 0)
+			return CAPF_EUNTRUSTED;
+		any = 1;
+		if (strcmp(oid, GNUTLS_KP_TLS_WWW_CLIENT) == 0 || strcmp(oid, GNUTLS_KP_ANY) == 0)
+			return 0;
+	}
+	return any ? CAPF_EUNTRUSTED : 0;
+}
+
 int ca_mic_verify(struct ca *ca, const uint8_t *const *certs, const size_t *lens, size_t n,
 		  const char *device_name, time_t now)
 {
@@ -108,6 +128,11 @@ int ca_mic_verify(struct ca *ca, const uint8_t *const *certs, const size_t *lens
 		ret = CAPF_EUNTRUSTED;
 		goto out;
 	}
+	/* A MIC is a client certificate: one whose extendedKeyUsage does
+	 * not allow clientAuth was made for something else. */
+	ret = check_eku(chain[0]);
+	if (ret < 0)
+		goto out;
 	ret = device_name != NULL ? check_identity(chain[0], device_name) : 0;
 out:
 	for (i = 0; i < loaded; i++)

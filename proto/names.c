@@ -34,17 +34,23 @@ int device_name_valid(const char *name)
 
 int mic_cn_names_device(const char *cn, size_t cn_len, const char *device)
 {
-	size_t dl;
+	const char *name;
+	size_t dl, nl;
 
 	if (cn == NULL || device == NULL)
 		return 0;
 	dl = strlen(device);
 	if (dl == 0 || memchr(cn, '\0', cn_len) != NULL)
 		return 0;
-	if (cn_len == dl && memcmp(cn, device, dl) == 0)
-		return 1;
-	return cn_len > dl + 1 && cn[cn_len - dl - 1] == '-' &&
-	       memcmp(cn + cn_len - dl, device, dl) == 0;
+	/* The one name a MIC names: what follows the last "-" of its CN
+	 * (manufacturers prefix the model), or the whole CN. Exactly one,
+	 * so that no MIC is ever good for two records. */
+	name = cn;
+	for (size_t i = 0; i < cn_len; i++)
+		if (cn[i] == '-')
+			name = cn + i + 1;
+	nl = cn_len - (size_t)(name - cn);
+	return nl == dl && memcmp(name, device, dl) == 0;
 }
 
 /* Indexed by the enum values of capf.proto, which are dense from 0. */

@@ -126,10 +126,12 @@ int device_name_valid(const char *name);
 
 /*
  * mic_cn_names_device() - the identity rule for manufacturer certificates:
- * a MIC whose subject CN is the cn_len bytes at cn names device when cn is
- * exactly device or ends with "-" and device (manufacturers prefix the
- * model, e.g. "CP-8865-SEP001122334455"). Case matters; a CN holding a NUL
- * never matches. Returns 1 or 0.
+ * a MIC whose subject CN is the cn_len bytes at cn names exactly one
+ * device: the part of the CN after its last "-" (manufacturers prefix the
+ * model, e.g. "CP-8865-SEP001122334455" names SEP001122334455), or the
+ * whole CN when it has none. A device whose name holds a "-" is therefore
+ * never named by a MIC. Case matters; a CN holding a NUL never matches.
+ * Returns 1 or 0.
  */
 int mic_cn_names_device(const char *cn, size_t cn_len, const char *device);
 

@@ -735,6 +735,35 @@ static void test_csr_parse(void)
 	memcpy(big, der, len);
 	CU_ASSERT_EQUAL(ca_csr_parse(big, 16385, &csr), CAPF_EBADCSR);
 	CU_ASSERT_PTR_NULL(csr);
+	/* The same request with its outer length in a longer form than DER
+	 * allows (BER): refused, though it means the same. */
+	CU_ASSERT_FATAL(der[0] == 0x30 && (der[1] == 0x81 || der[1] == 0x82));
+	{
+		size_t hl = der[1] == 0x81 ? 3 : 4, body = len - hl;
+		memset(big, 0, 16);
+		big[0] = 0x30;
+		big[1] = 0x84;
+		big[2] = (uint8_t)(body >> 24);
+		big[3] = (uint8_t)(body >> 16);
+		big[4] = (uint8_t)(body >> 8);
+		big[5] = (uint8_t)body;
+		memcpy(big + 6, der + hl, body);
+		CU_ASSERT_EQUAL(ca_csr_parse(big, 6 + body, &csr), CAPF_EBADCSR);
+		CU_ASSERT_PTR_NULL(csr);
+		/* The signature's BIT STRING in long form, likewise. */
+		memcpy(big, der, len);
+		for (size_t k = len - 1; k > 8; k--) {
+			if (big[k - 2] == 0x03 && (size_t)big[k - 1] + k == len) {
+				/* 03 LL 00 sig... -> 03 81 LL 00 sig... */
+				uint8_t ll = big[k - 1];
+				memmove(big + k + 1, big + k, len - k);
+				big[k - 1] = 0x81;
+				big[k] = ll;
+				CU_ASSERT_EQUAL(ca_csr_parse(big, len + 1, &csr), CAPF_EBADCSR);
+				break;
+			}
+		}
+	}
 	free(big);
 
 	CU_ASSERT_EQUAL(ca_csr_parse(der, len, &csr), 0);
@@ -1173,8 +1202,25 @@ static void test_mic_identity(void)
 
 	CU_ASSERT_EQUAL(verify_mic_cn(shared_ca, DEV, DEV), 0);
 	CU_ASSERT_EQUAL(verify_mic_cn(shared_ca, "CP-8865-SEP001122334455", DEV), 0);
+	/* A MIC made for another purpose than TLS clients is no MIC; one
+	 * without extendedKeyUsage, or with anyExtendedKeyUsage, is. */
+	{
+		struct pki_pair m = { 0 };
+		const char *purposes[] = { GNUTLS_KP_TLS_WWW_SERVER, NULL, GNUTLS_KP_ANY };
+		const int want[] = { CAPF_EUNTRUSTED, 0, 0 };
+
+		for (size_t k = 0; k < 3; k++) {
+			CU_ASSERT_EQUAL_FATAL(pki_make_mic_purpose(&mfg_root, DEV, 0, 30, purposes[k], &m),
+					      0);
+			CU_ASSERT_EQUAL(verify_pairs(shared_ca, &m, 1, DEV, time(NULL)), want[k]);
+			pki_pair_deinit(&m);
+		}
+	}
+	/* One MIC, one name: the part after the last "-", never another. */
 	CU_ASSERT_EQUAL(verify_mic_cn(shared_ca, "CP-8865-SEP001122334455", "8865-SEP001122334455"),
-			0);
+			CAPF_EIDENTITY);
+	CU_ASSERT_EQUAL(verify_mic_cn(shared_ca, "CP-8865-SEP001122334455", "CP-8865-SEP001122334455"),
+			CAPF_EIDENTITY);
 }
 
 static void test_mic_time(void)

@@ -494,7 +494,10 @@ static void test_mic_names(void)
 	CU_ASSERT_FALSE(core_mic_names(DEV, NULL));
 	CU_ASSERT_FALSE(core_mic_names(DEV, ""));
 	CU_ASSERT_FALSE(core_mic_names("X" DEV, DEV));
-	CU_ASSERT_FALSE(core_mic_names("-" DEV, DEV));
+	CU_ASSERT_TRUE(core_mic_names("-" DEV, DEV)); /* an empty model prefix */
+	/* One name only: "A-B" names B, never A-B. */
+	CU_ASSERT_FALSE(core_mic_names("CP-8865-" DEV, "8865-" DEV));
+	CU_ASSERT_FALSE(core_mic_names("CP-" DEV, "CP-" DEV));
 	CU_ASSERT_FALSE(core_mic_names(DEV "-x", DEV));
 	CU_ASSERT_FALSE(core_mic_names("SEP0011223344", DEV));
 	CU_ASSERT_TRUE(core_mic_names(DEV, DEV));

@@ -166,6 +166,12 @@ out:
 int pki_make_mic(const struct pki_pair *issuer, const char *cn, time_t not_before, unsigned days,
 		 struct pki_pair *out)
 {
+	return pki_make_mic_purpose(issuer, cn, not_before, days, GNUTLS_KP_TLS_WWW_CLIENT, out);
+}
+
+int pki_make_mic_purpose(const struct pki_pair *issuer, const char *cn, time_t not_before,
+			 unsigned days, const char *purpose, struct pki_pair *out)
+{
 	uint8_t aki[64];
 	size_t aki_len = sizeof(aki);
 	int ret;
@@ -184,7 +190,8 @@ int pki_make_mic(const struct pki_pair *issuer, const char *cn, time_t not_befor
 		return ret;
 	CHECK(gnutls_x509_crt_set_basic_constraints(out->crt, 0, -1));
 	CHECK(gnutls_x509_crt_set_key_usage(out->crt, GNUTLS_KEY_DIGITAL_SIGNATURE));
-	CHECK(gnutls_x509_crt_set_key_purpose_oid(out->crt, GNUTLS_KP_TLS_WWW_CLIENT, 0));
+	if (purpose != NULL)
+		CHECK(gnutls_x509_crt_set_key_purpose_oid(out->crt, purpose, 0));
 	if (gnutls_x509_crt_get_subject_key_id(issuer->crt, aki, &aki_len, NULL) >= 0)
 		CHECK(gnutls_x509_crt_set_authority_key_id(out->crt, aki, aki_len));
 	CHECK(gnutls_x509_crt_sign2(out->crt, issuer->crt, issuer->key, GNUTLS_DIG_SHA256, 0));

@@ -41,6 +41,11 @@ int pki_make_root(const char *cn, unsigned days, struct pki_pair *out);
 int pki_make_mic(const struct pki_pair *issuer, const char *cn, time_t not_before, unsigned days,
 		 struct pki_pair *out);
 
+/* pki_make_mic_purpose() - pki_make_mic() with this extendedKeyUsage
+ * purpose (an OID; NULL: no extendedKeyUsage at all). For tests. */
+int pki_make_mic_purpose(const struct pki_pair *issuer, const char *cn, time_t not_before,
+			 unsigned days, const char *purpose, struct pki_pair *out);
+
 /*
  * pki_make_csr() - a DER PKCS#10 request signed by key, subject CN=cn,
  * challengePassword = lower-case hex of binding (omitted when binding_len
