@@ -281,6 +281,16 @@ int ca_issuer_of(struct ca *ca, const uint8_t *der, size_t len, const uint8_t **
 		 size_t *issuer_len);
 
 /*
+ * ca_issuer_chain() - the chain to deliver with the certificate der: the
+ * CAPF CA that signed it, then (for an enterprise-signed CAPF CA) the
+ * enterprise certificates above it, issuer side last, at most max of them.
+ * Each ders[i] is malloc'd (the caller frees), *n how many. Returns 0,
+ * CAPF_ENOENT (none of our CAs signed it), CAPF_EBADMSG, CAPF_ENOMEM.
+ */
+int ca_issuer_chain(struct ca *ca, const uint8_t *der, size_t len, uint8_t **ders, size_t *lens,
+		    size_t max, size_t *n);
+
+/*
  * ca_cert_signed_verify() - does sig, made by the key of the certificate
  * der over msg, verify? The signatures of Cisco phones inside the CAPF
  * protocol: SHA-1 (sha512 0) or SHA-512; RSA as PKCS#1 v1.5 padding

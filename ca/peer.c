@@ -5,6 +5,7 @@
  */
 #include "config.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "ca/internal.h"
@@ -131,4 +132,48 @@ out:
 	gnutls_pubkey_deinit(pub);
 	gnutls_x509_crt_deinit(crt);
 	return ret;
+}
+
+int ca_issuer_chain(struct ca *ca, const uint8_t *der, size_t len, uint8_t **ders, size_t *lens,
+		    size_t max, size_t *n)
+{
+	const uint8_t *issuer = NULL;
+	size_t issuer_len = 0;
+	struct ca_issuer *is;
+	int ret;
+
+	if (ca == NULL || ders == NULL || lens == NULL || n == NULL || max == 0)
+		return CAPF_EINVAL;
+	*n = 0;
+	ret = ca_issuer_of(ca, der, len, &issuer, &issuer_len);
+	if (ret < 0)
+		return ret;
+	ders[0] = malloc(issuer_len);
+	if (ders[0] == NULL)
+		return CAPF_ENOMEM;
+	memcpy(ders[0], issuer, issuer_len);
+	lens[0] = issuer_len;
+	*n = 1;
+	/* The enterprise chain above an enterprise-signed CAPF CA, so that
+	 * a phone or a SIP peer can verify the LSC from the root alone. */
+	pthread_rwlock_rdlock(&ca->lock);
+	for (is = ca->issuers; is != NULL && is->der.data != issuer; is = is->next)
+		;
+	for (unsigned i = 0; is != NULL && i < is->chain_len && *n < max; i++) {
+		gnutls_datum_t d = {NULL, 0};
+
+		if (gnutls_x509_crt_export2(is->chain[i], GNUTLS_X509_FMT_DER, &d) < 0)
+			break;
+		ders[*n] = malloc(d.size);
+		if (ders[*n] == NULL) {
+			gnutls_free(d.data);
+			break;
+		}
+		memcpy(ders[*n], d.data, d.size);
+		lens[*n] = d.size;
+		(*n)++;
+		gnutls_free(d.data);
+	}
+	pthread_rwlock_unlock(&ca->lock);
+	return 0;
 }

@@ -652,8 +652,8 @@ static int start_verify(struct conn *c, const struct core_fx *fx)
 
 static void send_msg(struct conn *c, const struct core_msg *m)
 {
-	const uint8_t *issuer = NULL;
-	size_t issuer_len = 0;
+	uint8_t *chain[CORE_MAX_CHAIN];
+	size_t lens[CORE_MAX_CHAIN], nchain = 0;
 	uint8_t *frame = NULL;
 	size_t len = 0;
 
@@ -667,13 +667,24 @@ static void send_msg(struct conn *c, const struct core_msg *m)
 			send_frame(c, msg, mlen);
 		return;
 	}
-	/* A recorded certificate delivered again goes with the chain of the
-	 * CA that signed it. */
-	if (m->type == CORE_MSG_DELIVER && m->nchain == 0)
-		(void)ca_issuer_of(c->srv->ca, m->cert, m->cert_len, &issuer, &issuer_len);
-	if (codec_native_encode(c->codec, m, &issuer, &issuer_len, issuer != NULL ? 1 : 0, &frame,
-				&len) == 0)
+	/* The certificate goes with the chain of the CA that signed it (a
+	 * rollover may have made another current since), up to the
+	 * enterprise root when that CA is enterprise-signed. */
+	if (m->type == CORE_MSG_DELIVER &&
+	    ca_issuer_chain(c->srv->ca, m->cert, m->cert_len, chain, lens, CORE_MAX_CHAIN, &nchain) ==
+		    0) {
+		struct core_msg full = *m;
+
+		full.chain = (const uint8_t *const *)chain;
+		full.chain_lens = lens;
+		full.nchain = nchain;
+		if (codec_native_encode(c->codec, &full, NULL, NULL, 0, &frame, &len) == 0)
+			send_frame(c, frame, len);
+	} else if (codec_native_encode(c->codec, m, NULL, NULL, 0, &frame, &len) == 0) {
 		send_frame(c, frame, len);
+	}
+	for (size_t i = 0; i < nchain; i++)
+		free(chain[i]);
 	free(frame);
 }
 

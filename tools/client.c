@@ -727,9 +727,55 @@ static int send_or_collect(struct client_tls *t, struct phone_enroll_result *r,
 }
 
 /* Checks the delivered LSC and records its facts in r. */
+/* Verifies der against trust through the chain delivered with it: the
+ * CAPF CA, and the enterprise certificates above it, so that a phone that
+ * trusts only the enterprise root can check its LSC. */
+static int verify_delivered(const struct client_trust *t, const uint8_t *der, size_t len,
+			    const ProtobufCBinaryData *chain, size_t n)
+{
+	gnutls_x509_crt_t list[1 + 8];
+	gnutls_x509_trust_list_t tl = NULL;
+	unsigned status = 1, loaded = 0;
+	int ok = 0;
+
+	if (client_trust_verify(t, der, len))
+		return 1;
+	if (n > 8 || gnutls_x509_trust_list_init(&tl, 0) < 0)
+		return 0;
+	for (size_t i = 0; i <= n; i++) {
+		gnutls_datum_t d = i == 0 ? (gnutls_datum_t){ (unsigned char *)der, (unsigned)len }
+				   : (gnutls_datum_t){ chain[i - 1].data, (unsigned)chain[i - 1].len };
+		if (gnutls_x509_crt_init(&list[i]) < 0)
+			goto out;
+		loaded++;
+		if (gnutls_x509_crt_import(list[i], &d, GNUTLS_X509_FMT_DER) < 0)
+			goto out;
+	}
+	/* The trust list takes copies of the anchors; the phone's own trust
+	 * stays as it is. */
+	for (unsigned i = 0; i < t->n; i++) {
+		gnutls_x509_crt_t c = NULL;
+		gnutls_datum_t d = { NULL, 0 };
+		if (gnutls_x509_crt_export2(t->crts[i], GNUTLS_X509_FMT_DER, &d) >= 0 &&
+		    gnutls_x509_crt_init(&c) >= 0 && gnutls_x509_crt_import(c, &d, GNUTLS_X509_FMT_DER) >= 0)
+			(void)gnutls_x509_trust_list_add_cas(tl, &c, 1, 0);
+		else if (c != NULL)
+			gnutls_x509_crt_deinit(c);
+		gnutls_free(d.data);
+	}
+	ok = gnutls_x509_trust_list_verify_crt(tl, list, (unsigned)(n + 1), 0, &status, NULL) >= 0 &&
+	     status == 0;
+out:
+	for (unsigned i = 0; i < loaded; i++)
+		gnutls_x509_crt_deinit(list[i]);
+	gnutls_x509_trust_list_deinit(tl, 1);
+	return ok;
+}
+
 static int check_lsc(const struct phone_enroll_opts *o, const struct client_trust *trust,
 		     gnutls_x509_privkey_t key, const ProtobufCBinaryData *der,
-		     struct phone_enroll_result *r, uint32_t *ack_code)
+		     const ProtobufCBinaryData *chain, size_t nchain, struct phone_enroll_result *r,
+		     uint32_t *ack_code)
 {
 	gnutls_x509_crt_t crt = NULL;
 	gnutls_datum_t d = { der->data, (unsigned)der->len };
@@ -764,7 +810,7 @@ static int check_lsc(const struct phone_enroll_opts *o, const struct client_trus
 		goto out;
 	}
 	*ack_code = (uint32_t)-CAPF_EUNTRUSTED;
-	if (!client_trust_verify(trust, der->data, der->len)) {
+	if (!verify_delivered(trust, der->data, der->len, chain, nchain)) {
 		result_text(r, "the delivered certificate does not verify against the CAPF CA");
 		goto out;
 	}
@@ -1037,7 +1083,8 @@ int phone_enroll(const struct phone_enroll_opts *o, struct phone_enroll_result *
 	ret = recv_expect(&t, r, CAPF__PHONE_MESSAGE__BODY_CERTIFICATE, &in);
 	if (ret < 0)
 		goto out;
-	ret = check_lsc(o, trust, key, &in->certificate->certificate, r, &ack_code);
+	ret = check_lsc(o, trust, key, &in->certificate->certificate, in->certificate->chain,
+			in->certificate->n_chain, r, &ack_code);
 	capf__phone_message__free_unpacked(in, NULL);
 	in = NULL;
 	if (ret == 0 && (o->misbehave & PHONE_NO_ACK)) {

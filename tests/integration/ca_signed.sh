@@ -9,7 +9,7 @@ set -u
 command -v certtool >/dev/null || { echo "SKIP: certtool (gnutls-bin) not installed"; exit 77; }
 command -v openssl >/dev/null || { echo "SKIP: openssl not installed"; exit 77; }
 
-"$CAPF_PHONE" mkmic --dir "$tmp/mfg" SEP00000000E001 SEP00000000E002 >/dev/null || fail "mkmic"
+"$CAPF_PHONE" mkmic --dir "$tmp/mfg" SEP00000000E001 SEP00000000E002 SEP00000000E003 >/dev/null || fail "mkmic"
 
 # An enterprise PKI: a root and an issuing CA.
 cat >"$tmp/ext.cnf" <<'CNF'
@@ -123,6 +123,18 @@ for d in SEP00000000E001 SEP00000000E002; do
 		fail "$d: openssl verify against the bundle"
 	openssl verify -CAfile "$tmp/root.pem" -untrusted "$tmp/capf.pem" -untrusted "$tmp/sub.pem" \
 		"$lsc" >/dev/null 2>&1 || fail "$d: openssl verify up to the enterprise root"
+	aki=$(openssl x509 -in "$lsc" -noout -ext authorityKeyIdentifier | tail -n 1 | tr -d ' ')
+	: "$aki"
+done
+# The certificate comes with its chain: a phone that trusts only the
+# enterprise root verifies its LSC from what it was given.
+for d in SEP00000000E003; do
+	ctl device add "$d" >/dev/null || fail "device add $d"
+	enroll "$d" --ca "$tmp/root.pem" >"$tmp/$d.out" 2>&1 ||
+		{ cat "$tmp/$d.out"; fail "enroll $d trusting only the enterprise root"; }
+done
+for d in SEP00000000E001 SEP00000000E002; do
+	lsc="$tmp/$d.lsc.pem"
 	aki=$(openssl x509 -in "$lsc" -noout -ext authorityKeyIdentifier | tail -n 1 | tr -d ' ')
 	ski=$(openssl x509 -in "$tmp/capf.pem" -noout -ext subjectKeyIdentifier | tail -n 1 | tr -d ' ')
 	[ "${aki#keyid:}" = "$ski" ] || fail "$d: AKI $aki is not the imported CA's SKI $ski"
