@@ -1151,6 +1151,9 @@ int ca_new(struct ca **out, const struct ca_config *cfg)
 	ca->dir = strdup(cfg->dir);
 	ca->subject_cfg = strdup(cfg->subject != NULL ? cfg->subject : CA_DEFAULT_SUBJECT);
 	ca->subject_auto = cfg->subject == NULL;
+	ret = ca_mic_patterns_parse(ca, cfg->mic_patterns);
+	if (ret < 0)
+		goto out;
 	if (ca->dir == NULL || ca->subject_cfg == NULL ||
 	    (cfg->key != NULL && cfg->key[0] != '\0' &&
 	     (ca->key_cfg = strdup(cfg->key)) == NULL)) {
@@ -1245,6 +1248,7 @@ void ca_free(struct ca *ca)
 	ca_revoked_free(ca);
 	free(ca->dir);
 	free(ca->subject_cfg);
+	free(ca->mic_patterns);
 	if (ca->key_cfg != NULL) {
 		gnutls_memset(ca->key_cfg, 0, strlen(ca->key_cfg));
 		free(ca->key_cfg);

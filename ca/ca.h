@@ -106,6 +106,10 @@ struct ca_config {
 	unsigned ca_days;	   /* validity of a new CA; 0 = 3650 */
 	unsigned lsc_days;	   /* validity of LSCs; 0 = 365 */
 	const char *mfg_roots;	   /* PEM file of manufacturer roots; NULL = none */
+	/* "FPR=GLOB,FPR=GLOB": MICs under the manufacturer root whose SHA-256
+	 * fingerprint starts with FPR (8 hex digits or more) may only name
+	 * devices matching GLOB (fnmatch(3)); NULL = no limit. */
+	const char *mic_patterns;
 	const char *key;	   /* key ref of the first CA; NULL = a new key file */
 	int key_type;		   /* capf KeyType of new CA keys; 0 = KEY_EC_P256 */
 	unsigned overlap_days;	   /* default rollover overlap; 0 = 30 */

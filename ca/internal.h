@@ -125,6 +125,13 @@ struct ca {
 	/* Enterprise chain: anchors and intermediates. */
 	struct ca_store chain;
 
+	/* [trust] mic_patterns, parsed: root fingerprint prefix -> glob. */
+	struct ca_mic_pattern {
+		char fpr[CA_FPR_HEX_LEN + 1];
+		char glob[64];
+	} *mic_patterns;
+	size_t n_mic_patterns;
+
 	struct ca_revoked *revoked; /* sorted by serial */
 	size_t n_revoked, cap_revoked;
 	uint64_t crl_number;
@@ -303,6 +310,10 @@ int ca_issuer_trusted(const struct ca *ca, const struct ca_issuer *is, time_t no
 /* ca_trust_load() - the stores at start: roots from the config file and
  * dir/mfg, chain certificates from dir/chain. */
 int ca_trust_load(struct ca *ca, const char *mfg_roots);
+
+/* ca_mic_patterns_parse() - [trust] mic_patterns into ca (mic.c);
+ * CAPF_ECONFIG with ca_last_error() for a malformed one. */
+int ca_mic_patterns_parse(struct ca *ca, const char *spec);
 void ca_trust_free(struct ca *ca);
 
 /*

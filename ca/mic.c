@@ -5,6 +5,9 @@
  */
 #include "config.h"
 
+#include <ctype.h>
+#include <fnmatch.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ca/internal.h"
@@ -49,6 +52,94 @@ static int check_identity(gnutls_x509_crt_t leaf, const char *device_name)
 	    !mic_cn_names_device(cn, cn_len, device_name))
 		return CAPF_EIDENTITY;
 	return 0;
+}
+
+int ca_mic_patterns_parse(struct ca *ca, const char *spec)
+{
+	const char *p = spec;
+
+	if (spec == NULL || spec[0] == '\0')
+		return 0;
+	while (*p != '\0') {
+		const char *end = strchr(p, ','), *eq;
+		size_t len = end != NULL ? (size_t)(end - p) : strlen(p), flen, glen;
+		struct ca_mic_pattern *n, *mp;
+
+		eq = memchr(p, '=', len);
+		flen = eq != NULL ? (size_t)(eq - p) : 0;
+		glen = eq != NULL ? len - flen - 1 : 0;
+		if (eq == NULL || flen < 8 || flen > CA_FPR_HEX_LEN || glen == 0 || glen >= 64) {
+			ca_set_error("[trust] mic_patterns: \"%.*s\" is not FINGERPRINT=GLOB (a "
+				     "fingerprint prefix of 8 to 64 hex digits)",
+				     (int)len, p);
+			return CAPF_ECONFIG;
+		}
+		n = realloc(ca->mic_patterns, (ca->n_mic_patterns + 1) * sizeof(*n));
+		if (n == NULL)
+			return CAPF_ENOMEM;
+		ca->mic_patterns = n;
+		mp = &n[ca->n_mic_patterns];
+		for (size_t i = 0; i < flen; i++) {
+			if (!isxdigit((unsigned char)p[i])) {
+				ca_set_error("[trust] mic_patterns: \"%.*s\" is no hex fingerprint",
+					     (int)flen, p);
+				return CAPF_ECONFIG;
+			}
+			mp->fpr[i] = (char)tolower((unsigned char)p[i]);
+		}
+		mp->fpr[flen] = '\0';
+		memcpy(mp->glob, eq + 1, glen);
+		mp->glob[glen] = '\0';
+		ca->n_mic_patterns++;
+		p += len;
+		if (*p == ',')
+			p++;
+	}
+	return 0;
+}
+
+/*
+ * A manufacturer root limited to a naming pattern vouches only for the
+ * device names that match it: a root of one vendor's phones cannot name a
+ * softphone's device. The name is the one the MIC gives (after the last
+ * "-" of its CN).
+ */
+static int check_patterns(struct ca *ca, gnutls_x509_crt_t *chain, size_t n)
+{
+	gnutls_x509_crt_t anchor = NULL;
+	char fpr[CA_FPR_HEX_LEN + 1], cn[CA_CN_MAX * 4 + 8];
+	const char *name;
+	size_t cn_len = 0;
+	int ret = 0;
+
+	if (ca->n_mic_patterns == 0)
+		return 0;
+	if (gnutls_x509_trust_list_get_issuer(ca->mfg_tl, chain[n - 1], &anchor,
+					      GNUTLS_TL_GET_COPY) < 0 ||
+	    ca_fingerprint(anchor, fpr) < 0) {
+		ret = CAPF_EUNTRUSTED;
+		goto out;
+	}
+	if (ca_leaf_cn(chain[0], cn, sizeof(cn), &cn_len) < 0) {
+		ret = CAPF_EIDENTITY;
+		goto out;
+	}
+	cn[cn_len] = '\0';
+	name = strrchr(cn, '-') != NULL ? strrchr(cn, '-') + 1 : cn;
+	for (size_t i = 0; i < ca->n_mic_patterns; i++) {
+		const struct ca_mic_pattern *mp = &ca->mic_patterns[i];
+
+		if (strncmp(fpr, mp->fpr, strlen(mp->fpr)) != 0)
+			continue;
+		if (fnmatch(mp->glob, name, 0) != 0) {
+			ret = CAPF_EIDENTITY;
+			goto out;
+		}
+	}
+out:
+	if (anchor != NULL)
+		gnutls_x509_crt_deinit(anchor);
+	return ret;
 }
 
 static int check_eku(gnutls_x509_crt_t leaf)
@@ -119,6 +210,8 @@ int ca_mic_verify(struct ca *ca, const uint8_t *const *certs, const size_t *lens
 		goto out;
 	}
 	ret = check_chain_times(ca, chain, n, now);
+	if (ret == 0)
+		ret = check_patterns(ca, chain, n);
 	pthread_rwlock_unlock(&ca->lock);
 	if (ret < 0)
 		goto out;

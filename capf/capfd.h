@@ -55,6 +55,7 @@ struct capfd_config {
 	char *admin_socket;    /* NULL = <state_dir>/capfd.sock */
 	unsigned admin_mode;   /* 0600 or 0660 */
 	char *mfg_roots;       /* manufacturer roots (PEM) */
+	char *mic_patterns;    /* [trust] mic_patterns */
 	char *ca_subject;
 	unsigned ca_days;
 	unsigned lsc_days;

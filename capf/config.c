@@ -57,6 +57,7 @@ static const struct opt options[] = {
 	{ "ca", "crl_days", OPT_UINT, O(crl_days), 1, 3650 },
 	{ "ca", "crl_refresh", OPT_SECONDS, O(crl_refresh_ms), 1, 604800 },
 	{ "trust", "manufacturer_roots", OPT_STR, O(mfg_roots), 0, 0 },
+	{ "trust", "mic_patterns", OPT_STR, O(mic_patterns), 0, 0 },
 	{ "limits", "handshake_timeout", OPT_SECONDS, O(handshake_timeout_ms), 1, 3600 },
 	{ "limits", "idle_timeout", OPT_SECONDS, O(idle_timeout_ms), 1, 3600 },
 	{ "limits", "session_timeout", OPT_SECONDS, O(session_timeout_ms), 1, 86400 },

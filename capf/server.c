@@ -736,6 +736,7 @@ int server_start(struct server *srv, struct capfd_config *cfg, uv_loop_t *loop)
 	cacfg.ca_days = cfg->ca_days;
 	cacfg.lsc_days = cfg->lsc_days;
 	cacfg.mfg_roots = cfg->mfg_roots;
+	cacfg.mic_patterns = cfg->mic_patterns;
 	cacfg.key = cfg->ca_key;
 	cacfg.overlap_days = cfg->ca_overlap_days;
 	cacfg.crl_days = cfg->crl_days;

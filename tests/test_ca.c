@@ -1223,6 +1223,44 @@ static void test_mic_identity(void)
 			CAPF_EIDENTITY);
 }
 
+/* A manufacturer root limited to a naming pattern vouches for nothing
+ * else; the other roots are not limited by it. */
+static void test_mic_patterns(void)
+{
+	struct ca_config cfg = {0};
+	struct ca *ca = NULL;
+	struct pki_pair mic = {0};
+	char fpr[CA_FPR_HEX_LEN + 1], spec[128];
+	uint8_t h[32];
+	size_t hl = sizeof(h);
+
+	CU_ASSERT_EQUAL_FATAL(gnutls_x509_crt_get_fingerprint(mfg_root.crt, GNUTLS_DIG_SHA256, h, &hl),
+			      0);
+	for (size_t i = 0; i < 32; i++)
+		snprintf(fpr + 2 * i, 3, "%02x", h[i]);
+	cfg.dir = path_in("patterns-bad");
+	cfg.mfg_roots = roots_path;
+	cfg.mic_patterns = "abc=SEP*";
+	CU_ASSERT_EQUAL(ca_new(&ca, &cfg), CAPF_ECONFIG);
+	CU_ASSERT_PTR_NOT_NULL(strstr(ca_last_error(), "mic_patterns"));
+
+	snprintf(spec, sizeof(spec), "%.12s=SEP*", fpr);
+	cfg.dir = path_in("patterns");
+	cfg.mic_patterns = spec;
+	CU_ASSERT_EQUAL_FATAL(ca_new(&ca, &cfg), 0);
+	CU_ASSERT_EQUAL_FATAL(pki_make_mic(&mfg_root, "CP-8865-" DEV, 0, 30, &mic), 0);
+	CU_ASSERT_EQUAL(verify_pairs(ca, &mic, 1, DEV, time(NULL)), 0);
+	pki_pair_deinit(&mic);
+	CU_ASSERT_EQUAL_FATAL(pki_make_mic(&mfg_root, "CSFALICE", 0, 30, &mic), 0);
+	CU_ASSERT_EQUAL(verify_pairs(ca, &mic, 1, "CSFALICE", time(NULL)), CAPF_EIDENTITY);
+	pki_pair_deinit(&mic);
+	/* The other root of the file has no pattern. */
+	CU_ASSERT_EQUAL_FATAL(pki_make_mic(&ca_named_root, "CSFALICE", 0, 30, &mic), 0);
+	CU_ASSERT_EQUAL(verify_pairs(ca, &mic, 1, "CSFALICE", time(NULL)), 0);
+	pki_pair_deinit(&mic);
+	ca_free(ca);
+}
+
 static void test_mic_time(void)
 {
 	struct pki_pair expired, future, good;
@@ -2994,6 +3032,7 @@ int main(void)
 	    !CU_add_test(s, "ca_mic_verify trust", test_mic_trust) ||
 	    !CU_add_test(s, "ca_mic_verify without roots", test_mic_no_roots) ||
 	    !CU_add_test(s, "ca_mic_verify identity rule", test_mic_identity) ||
+	    !CU_add_test(s, "ca_mic_verify naming patterns", test_mic_patterns) ||
 	    !CU_add_test(s, "ca_mic_verify time", test_mic_time) ||
 	    !CU_add_test(s, "ca_mic_verify intermediate", test_mic_intermediate) ||
 	    !CU_add_test(s, "ca_tls_credentials and binding", test_tls_credentials) ||
