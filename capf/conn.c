@@ -718,6 +718,20 @@ static void session_outcome(struct conn *c, const struct core_out *out)
 		 capf_strerror(out->error), capf_errname(out->error));
 }
 
+/* The result event of an effect that failed before it started: the
+ * store, the signer or the threadpool refused it at once. */
+static bool failed_now(struct core_event *ev, enum core_ev_type type, int code)
+{
+	memset(ev, 0, sizeof(*ev));
+	ev->type = type;
+	ev->now = time(NULL);
+	if (type == CORE_EV_SIGNED)
+		ev->sign_result = code;
+	else
+		ev->result = code;
+	return true;
+}
+
 /*
  * Feed an event to the core and carry out its effects; an effect whose
  * result is at hand at once (a read, a refused submission) is fed back in
@@ -747,23 +761,11 @@ static void session_run(struct conn *c, const struct core_event *first)
 				break;
 			case CORE_FX_PERSIST:
 				ret = start_persist(c, fx);
-				if (ret < 0) {
-					memset(&next, 0, sizeof(next));
-					next.type = CORE_EV_PERSISTED;
-					next.now = time(NULL);
-					next.result = ret;
-					have_next = true;
-				}
+				have_next = ret < 0 && failed_now(&next, CORE_EV_PERSISTED, ret);
 				break;
 			case CORE_FX_SIGN:
 				ret = start_sign(c, fx);
-				if (ret < 0) {
-					memset(&next, 0, sizeof(next));
-					next.type = CORE_EV_SIGNED;
-					next.now = time(NULL);
-					next.sign_result = ret;
-					have_next = true;
-				}
+				have_next = ret < 0 && failed_now(&next, CORE_EV_SIGNED, ret);
 				break;
 			case CORE_FX_SEND:
 				send_msg(c, &fx->send);
@@ -774,13 +776,7 @@ static void session_run(struct conn *c, const struct core_event *first)
 				break;
 			case CORE_FX_VERIFY:
 				ret = start_verify(c, fx);
-				if (ret < 0) {
-					memset(&next, 0, sizeof(next));
-					next.type = CORE_EV_VERIFIED;
-					next.now = time(NULL);
-					next.result = CAPF_ERETRY;
-					have_next = true;
-				}
+				have_next = ret < 0 && failed_now(&next, CORE_EV_VERIFIED, CAPF_ERETRY);
 				break;
 			case CORE_FX_CLOSE:
 				close = true;
