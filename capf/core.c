@@ -650,8 +650,12 @@ static int on_loaded_issue(struct core *s, const struct core_event *ev, struct c
 
 	if (ret < 0)
 		return ret; /* the signed certificate is dropped: never recorded, never sent */
+	/* Another session of the device cannot have issued meanwhile (the
+	 * device is claimed), but a pending LSC that is still unconfirmed
+	 * must never be silently replaced; a revoked one may. */
 	if (v->device->pending_serial.len > 0 &&
-	    !serial_eq(&v->device->pending_serial, s->serial, s->serial_len))
+	    !serial_eq(&v->device->pending_serial, s->serial, s->serial_len) && v->pending != NULL &&
+	    v->pending->state == CAPF__CERT_STATE__CERT_UNCONFIRMED)
 		return fail(s, CAPF_ERETRY, "another certificate of this device awaits its "
 					    "acknowledgement; retry later",
 			    out);

@@ -1186,6 +1186,32 @@ static void test_other_key_supersedes_unacknowledged(void)
 	world_reset();
 }
 
+/* The unacknowledged LSC revoked by an administrator: the next session
+ * issues a new one instead of waiting for the revoked one forever. */
+static void test_revoked_pending_replaced(void)
+{
+	struct core *s;
+
+	world_reset();
+	add_device(DEV, CAPF__OPERATION__OP_INSTALL, CAPF__AUTH_MODE__AUTH_MIC,
+		   CAPF__KEY_TYPE__KEY_EC_P256);
+	s = to_wait_key(DEV);
+	run(s, ev_key(key_a, CAPF__KEY_TYPE__KEY_EC_P256, 0), 0, NULL);
+	core_free(s); /* gone before its acknowledgement */
+	CU_ASSERT_EQUAL_FATAL(W.ncert, 1);
+	W.cert[0]->state = CAPF__CERT_STATE__CERT_REVOKED;
+	W.cert[0]->revision++;
+
+	s = to_wait_key(DEV);
+	CU_ASSERT_EQUAL(run(s, ev_key(key_a, CAPF__KEY_TYPE__KEY_EC_P256, 0), 0, NULL), 0);
+	CU_ASSERT_EQUAL(core_state(s), CORE_S_WAIT_ACK);
+	CU_ASSERT_EQUAL(W.ncert, 2);
+	CU_ASSERT_EQUAL(run(s, ev_simple(CORE_EV_ACK, 0), 0, NULL), 0);
+	CU_ASSERT_EQUAL(memcmp(world_dev(DEV)->lsc_serial.data, W.cert[1]->serial.data, 2), 0);
+	core_free(s);
+	world_reset();
+}
+
 static void install_once(const uint8_t *key)
 {
 	struct core *s = to_wait_key(DEV);
@@ -1644,6 +1670,7 @@ int main(void)
 	    CU_add_test(s, "same key, same certificate", test_same_key_gets_same_certificate) == NULL ||
 	    CU_add_test(s, "other key supersedes", test_other_key_supersedes_unacknowledged) == NULL ||
 	    CU_add_test(s, "ack supersedes current", test_ack_supersedes_current) == NULL ||
+	    CU_add_test(s, "revoked pending replaced", test_revoked_pending_replaced) == NULL ||
 	    CU_add_test(s, "LSC authentication", test_lsc_authentication) == NULL ||
 	    CU_add_test(s, "delete", test_delete) == NULL ||
 	    CU_add_test(s, "fetch", test_fetch) == NULL ||
