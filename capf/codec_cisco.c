@@ -158,6 +158,75 @@ static void cert_evidence(struct codec_cisco *n, const struct cisco_msg *m, time
 	n->peer.lsc_result = ca_lsc_verify(n->ca, n->certs, n->lens, 1, NULL, now);
 }
 
+/* One sub-element of SUDI_DATA: tag (u8), length (u16), value. */
+static bool sudi_part(const struct cisco_el *e, unsigned tag, const uint8_t **v, size_t *len)
+{
+	const uint8_t *p = e->data, *end = e->data + e->len;
+
+	while (end - p >= 3) {
+		size_t l = ((size_t)p[1] << 8) | p[2];
+
+		if ((size_t)(end - p - 3) < l)
+			return false;
+		if (p[0] == tag) {
+			*v = p + 3;
+			*len = l;
+			return true;
+		}
+		p += 3 + l;
+	}
+	return false;
+}
+
+/*
+ * SUDI_DATA: the phone's manufacturer identity (an 802.1AR IDevID, a MIC
+ * by another name) and its signature over this session's id (as a
+ * little-endian u32) followed by that certificate, SHA-512 (tag 3) or
+ * SHA-1 (tag 1). Unlike the certificate signature it covers something of
+ * this session: when it verifies, it is the MIC evidence.
+ */
+static void sudi_evidence(struct codec_cisco *n, const struct cisco_msg *m, time_t now)
+{
+	const struct cisco_el *e = &m->el[CISCO_EL_SUDI_DATA];
+	const uint8_t *der, *sig;
+	size_t der_len, sig_len;
+	struct ca_cert_summary sum;
+	uint8_t *msg;
+	int sha512 = 1, ret;
+
+	if (e->data == NULL || !sudi_part(e, 0, &der, &der_len))
+		return;
+	if (!sudi_part(e, 3, &sig, &sig_len)) {
+		if (!sudi_part(e, 1, &sig, &sig_len))
+			return;
+		sha512 = 0;
+	}
+	msg = malloc(4 + der_len);
+	if (msg == NULL)
+		return;
+	msg[0] = (uint8_t)n->session_id;
+	msg[1] = (uint8_t)(n->session_id >> 8);
+	msg[2] = (uint8_t)(n->session_id >> 16);
+	msg[3] = (uint8_t)(n->session_id >> 24);
+	memcpy(msg + 4, der, der_len);
+	ret = ca_cert_signed_verify(der, der_len, msg, 4 + der_len, sha512, sig, sig_len);
+	free(msg);
+	if (ret < 0 || ca_cert_summarize(der, der_len, &sum) < 0) {
+		snprintf(n->why, sizeof(n->why), "SUDI_DATA whose signature does not verify");
+		return;
+	}
+	n->certs[0] = der;
+	n->lens[0] = der_len;
+	ret = ca_mic_verify(n->ca, n->certs, n->lens, 1, NULL, now);
+	if (ret < 0 && n->peer.mic_result == 0)
+		return; /* the certificate already proved a MIC */
+	n->peer.present = true;
+	n->peer.mic_result = ret;
+	snprintf(n->peer.mic_cn, sizeof(n->peer.mic_cn), "%s", sum.cn);
+	if (n->peer.cn[0] == '\0')
+		snprintf(n->peer.cn, sizeof(n->peer.cn), "%s", sum.cn);
+}
+
 static int decode_auth(struct codec_cisco *n, const struct cisco_msg *m, time_t now,
 		       struct core_event *ev)
 {
@@ -186,6 +255,7 @@ static int decode_auth(struct codec_cisco *n, const struct cisco_msg *m, time_t 
 		}
 	}
 	cert_evidence(n, m, now);
+	sudi_evidence(n, m, now);
 	ev->claim.peer = &n->peer;
 	return 0;
 }

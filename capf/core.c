@@ -334,6 +334,7 @@ static int on_start(struct core *s, const struct core_event *ev, struct core_out
 	(void)out;
 	s->peer = ev->start.peer;
 	s->peer.cn[sizeof(s->peer.cn) - 1] = '\0';
+	s->peer.mic_cn[sizeof(s->peer.mic_cn) - 1] = '\0';
 	s->peer.fingerprint[sizeof(s->peer.fingerprint) - 1] = '\0';
 	if (s->peer.serial_len > sizeof(s->peer.serial))
 		s->peer.serial_len = 0;
@@ -352,6 +353,7 @@ static int on_claim(struct core *s, const struct core_event *ev, struct core_out
 	if (ev->claim.peer != NULL) {
 		s->peer = *ev->claim.peer;
 		s->peer.cn[sizeof(s->peer.cn) - 1] = '\0';
+		s->peer.mic_cn[sizeof(s->peer.mic_cn) - 1] = '\0';
 		s->peer.fingerprint[sizeof(s->peer.fingerprint) - 1] = '\0';
 		if (s->peer.serial_len > sizeof(s->peer.serial))
 			s->peer.serial_len = 0;

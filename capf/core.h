@@ -99,6 +99,9 @@ struct core_peer {
 	int mic_result;       /* 0: chains to a manufacturer root now; else the code */
 	int lsc_result;       /* 0: chains to a trusted CAPF CA and is unrevoked; else the code */
 	char cn[CORE_CN_MAX]; /* the leaf's subject CN ("" if none) */
+	/* The CN of the certificate mic_result speaks of when it is another
+	 * than the leaf (Cisco's SUDI); "" = the leaf's. */
+	char mic_cn[CORE_CN_MAX];
 	char fingerprint[2 * CORE_HASH_LEN + 1]; /* SHA-256 of the leaf, hex */
 	uint8_t serial[CORE_SERIAL_MAX];         /* the leaf's serial */
 	size_t serial_len;

@@ -28,7 +28,7 @@ static int auth_mic(const struct core *s)
 		return CAPF_ENOCERT;
 	if (s->peer.mic_result < 0)
 		return s->peer.mic_result;
-	if (!core_mic_names(s->peer.cn, s->device))
+	if (!core_mic_names(s->peer.mic_cn[0] != '\0' ? s->peer.mic_cn : s->peer.cn, s->device))
 		return CAPF_EIDENTITY;
 	return 0;
 }

@@ -111,6 +111,14 @@ cisco $A --cert "$tmp/$A.old.pem" --cert-key "$tmp/$A.old.key"
 reason 7 "a superseded LSC"
 grep -q "device \"$A\": .*CAPF_EREVOKED" "$tmp/capfd.log" || fail "no revoked log line"
 
+# ---- by the SUDI alone (the manufacturer identity over this session) -----
+ctl device add $B --op install --auth mic --key ec-p256 >/dev/null || fail "device add $B"
+cisco $B --sudi "$tmp/mfg/$A.pem" --sudi-key "$tmp/mfg/$A.key"
+reason 7 "another device's SUDI"
+cisco $B --sudi "$tmp/mfg/$B.pem" --sudi-key "$tmp/mfg/$B.key"
+reason 1 "install by SUDI"
+verify "$tmp/$B.lsc.pem"
+
 # ---- EC P-384 by the current LSC; fetch; delete (refused, then done) -----
 cisco $A --cert "$tmp/$A.lsc.pem" --cert-key "$tmp/$A.lsc.key"
 reason 1 "P-384 by the current LSC"

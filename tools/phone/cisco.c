@@ -34,6 +34,8 @@ enum {
 	OPT_BAD_SIGNATURE,
 	OPT_REPORT,
 	OPT_SPLIT,
+	OPT_SUDI,
+	OPT_SUDI_KEY,
 };
 
 struct cisco_phone {
@@ -66,6 +68,8 @@ static void usage(FILE *f)
 		"  -o, --out-cert FILE    where a certificate stored goes, default NAME-lsc.pem\n"
 		"  -K, --out-key FILE     where its key goes, default NAME-lsc.key\n"
 		"      --report FILE      the certificate to report on a fetch (PEM)\n"
+		"      --sudi FILE        send this manufacturer certificate (PEM) as SUDI_DATA,\n"
+		"      --sudi-key FILE    signed with this key over the session id\n"
 		"      --timeout SECONDS  wait at most this long for each answer, default 10\n"
 		"\n"
 		"For testing the server only: --bad-session-id --wrong-key TYPE\n"
@@ -271,6 +275,8 @@ int phone_cmd_cisco(int argc, char **argv)
 		{ "in-progress", required_argument, NULL, OPT_IN_PROGRESS },
 		{ "bad-signature", no_argument, NULL, OPT_BAD_SIGNATURE },
 		{ "split", no_argument, NULL, OPT_SPLIT },
+		{ "sudi", required_argument, NULL, OPT_SUDI },
+		{ "sudi-key", required_argument, NULL, OPT_SUDI_KEY },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -279,8 +285,11 @@ int phone_cmd_cisco(int argc, char **argv)
 	struct cisco_builder *b = NULL;
 	const char *name = NULL, *ca = NULL, *host = "127.0.0.1", *port = "3804";
 	const char *secret = NULL, *cert_path = NULL, *key_path = NULL, *report = NULL;
-	const char *out_cert = NULL, *out_key = NULL;
+	const char *out_cert = NULL, *out_key = NULL, *sudi_path = NULL, *sudi_key_path = NULL;
 	char def_cert[512], def_key[512];
+	gnutls_x509_crt_t sudi = NULL;
+	gnutls_privkey_t sudi_key = NULL;
+	gnutls_datum_t sudi_der = { NULL, 0 };
 	unsigned long timeout = 10, in_progress = 0, v;
 	int sha1 = 0, bad_session = 0, wrong_key = 0, refuse_delete = 0, no_nul = 0;
 	int bad_sig = 0, split = 0, status = PHONE_EXIT_FAIL, c, ret;
@@ -312,6 +321,8 @@ int phone_cmd_cisco(int argc, char **argv)
 		case OPT_NO_NUL: no_nul = 1; break;
 		case OPT_BAD_SIGNATURE: bad_sig = 1; break;
 		case OPT_SPLIT: split = 1; break;
+		case OPT_SUDI: sudi_path = optarg; break;
+		case OPT_SUDI_KEY: sudi_key_path = optarg; break;
 		case OPT_WRONG_KEY:
 			if (key_type_from_name(optarg, &wrong_key) < 0 || wrong_key == 0)
 				return phone_usage_error("cisco", "unknown key type '%s'", optarg);
@@ -332,6 +343,8 @@ int phone_cmd_cisco(int argc, char **argv)
 		return phone_usage_error("cisco", "--name and --ca are required");
 	if ((cert_path == NULL) != (key_path == NULL))
 		return phone_usage_error("cisco", "--cert and --cert-key go together");
+	if ((sudi_path == NULL) != (sudi_key_path == NULL))
+		return phone_usage_error("cisco", "--sudi and --sudi-key go together");
 	snprintf(def_cert, sizeof(def_cert), "%s-lsc.pem", name);
 	snprintf(def_key, sizeof(def_key), "%s-lsc.key", name);
 	if (out_cert == NULL)
@@ -358,6 +371,13 @@ int phone_cmd_cisco(int argc, char **argv)
 			status = PHONE_EXIT_USAGE;
 			goto out;
 		}
+	}
+	if (sudi_path != NULL &&
+	    (read_pem_cert(sudi_path, &sudi) < 0 || read_pem_key(sudi_key_path, &sudi_key) < 0 ||
+	     gnutls_x509_crt_export2(sudi, GNUTLS_X509_FMT_DER, &sudi_der) < 0)) {
+		fprintf(stderr, PHONE_PROG " cisco: cannot read %s or %s\n", sudi_path, sudi_key_path);
+		status = PHONE_EXIT_USAGE;
+		goto out;
 	}
 	/* No client certificate: Cisco's servers request none. */
 	ret = client_tls_open(&p->tls, host, port, NULL, &trust, (unsigned)timeout * 1000);
@@ -390,6 +410,51 @@ int phone_cmd_cisco(int argc, char **argv)
 			else
 				cisco_put_string(b, CISCO_EL_DEVICE_NAME, name);
 			cisco_put_string(b, CISCO_EL_PASSWORD, secret != NULL ? secret : "");
+			if (sudi != NULL) {
+				/* SUDI_DATA: 00 u16 cert, 03 u16 SHA-512 signature over
+				 * the session id (u32 little-endian) || the cert. */
+				uint8_t *msg = malloc(4 + sudi_der.size), *e;
+				gnutls_datum_t ss = { NULL, 0 }, hd;
+				uint8_t h[64];
+
+				if (msg == NULL)
+					goto out;
+				msg[0] = (uint8_t)p->sid;
+				msg[1] = (uint8_t)(p->sid >> 8);
+				msg[2] = (uint8_t)(p->sid >> 16);
+				msg[3] = (uint8_t)(p->sid >> 24);
+				memcpy(msg + 4, sudi_der.data, sudi_der.size);
+				ret = gnutls_hash_fast(GNUTLS_DIG_SHA512, msg, 4 + sudi_der.size, h);
+				free(msg);
+				hd.data = h;
+				hd.size = 64;
+				if (ret >= 0)
+					ret = gnutls_privkey_get_pk_algorithm(sudi_key, NULL) == GNUTLS_PK_RSA
+						      ? gnutls_privkey_sign_hash(sudi_key, GNUTLS_DIG_SHA512,
+										 GNUTLS_PRIVKEY_SIGN_FLAG_TLS1_RSA,
+										 &hd, &ss)
+						      : gnutls_privkey_sign_hash2(sudi_key,
+										  GNUTLS_SIGN_ECDSA_SHA512, 0,
+										  &hd, &ss);
+				if (ret < 0)
+					goto out;
+				e = malloc(6 + sudi_der.size + ss.size);
+				if (e == NULL) {
+					gnutls_free(ss.data);
+					goto out;
+				}
+				e[0] = 0;
+				e[1] = (uint8_t)(sudi_der.size >> 8);
+				e[2] = (uint8_t)sudi_der.size;
+				memcpy(e + 3, sudi_der.data, sudi_der.size);
+				e[3 + sudi_der.size] = 3;
+				e[4 + sudi_der.size] = (uint8_t)(ss.size >> 8);
+				e[5 + sudi_der.size] = (uint8_t)ss.size;
+				memcpy(e + 6 + sudi_der.size, ss.data, ss.size);
+				cisco_put(b, CISCO_EL_SUDI_DATA, e, 6 + sudi_der.size + ss.size);
+				free(e);
+				gnutls_free(ss.data);
+			}
 			if (crt != NULL) {
 				ret = sign_name(ckey, name, &cder, sha1, bad_sig, &sig);
 				if (ret < 0)
@@ -524,6 +589,11 @@ out:
 		gnutls_privkey_deinit(ckey);
 	if (newkey != NULL)
 		gnutls_x509_privkey_deinit(newkey);
+	if (sudi != NULL)
+		gnutls_x509_crt_deinit(sudi);
+	if (sudi_key != NULL)
+		gnutls_privkey_deinit(sudi_key);
+	gnutls_free(sudi_der.data);
 	free(p);
 	free(b);
 	return status;
