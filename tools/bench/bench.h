@@ -27,6 +27,7 @@ struct bench_command {
 /* The subcommands, one per file. */
 int bench_store(int argc, char **argv);
 int bench_ca(int argc, char **argv);
+int bench_enroll(int argc, char **argv);
 
 /* bench_usage_error() - "capf-bench CMD: message" and a hint; returns
  * BENCH_EXIT_USAGE. */

@@ -24,6 +24,8 @@ static const struct bench_command commands[] = {
 	  bench_store },
 	{ "ca", "LSC issuances per second next to raw signatures with the same key",
 	  bench_ca },
+	{ "enroll", "server CPU per enrollment next to the pure crypto of one, under load",
+	  bench_enroll },
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
