@@ -404,4 +404,269 @@ void store_report_v(store_report_cb cb, void *arg, const char *file, uint64_t of
 /* store_format_time() - "YYYY-MM-DDTHH:MM:SSZ" of t into buf (>= 21). */
 void store_format_time(int64_t t, char *buf, size_t len);
 
+/* ---- the open store (store.c, index.c, recover.c, queue.c, writer.c,
+ * compact.c) ---------------------------------------------------------------- */
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+/* Make uthash report allocation failures instead of ending the process. */
+#define HASH_NONFATAL_OOM 1
+#include <uthash.h>
+#include <utlist.h>
+
+#ifndef IOV_MAX
+#define IOV_MAX 1024
+#endif
+
+/*
+ * One record in the index: the packed Device or Certificate, its key (the
+ * name or serial) and a certificate's device name being slices of those
+ * bytes, and its revision as the walker read it. The record is immutable
+ * and reference-counted: the table holds one reference, a snapshot being
+ * written holds another. Only the links of the per-device list change,
+ * and only on the writer (or at load), while the entry is in the table.
+ */
+struct idx_entry {
+	UT_hash_handle hh;
+	struct idx_entry *dprev, *dnext; /* a certificate in its device's list */
+	atomic_uint refs;
+	uint64_t revision;
+	uint32_t val_len;
+	uint32_t key_off;
+	uint32_t key_len;
+	uint32_t dev_off;
+	uint32_t dev_len;                 /* 0: a device, or a certificate of none */
+	uint8_t val[];
+};
+
+/*
+ * The certificates of one device (the per-device index): a list of the
+ * certificate entries in the table whose device field names it. A bucket
+ * exists only while its list is not empty.
+ */
+struct dev_certs {
+	UT_hash_handle hh;
+	struct idx_entry *head;
+	size_t n;
+	size_t name_len;
+	char name[];
+};
+
+/* A record of a queued txn, with its index entry already built. */
+struct pending_rec {
+	struct idx_entry *e;
+	enum store_rec_kind kind;
+	bool create_only;
+	bool must_exist;
+	bool check_revision;
+	uint64_t expect_revision;
+	bool in_group;         /* added to the group's key set */
+	UT_hash_handle ghh;    /* group key set: keys written by this group */
+	/* In the key set: the last record of the group that wrote this key
+	 * (NULL: this one), whose revision is the key's as of that point. */
+	struct pending_rec *g_latest;
+};
+
+/* An audit event waiting to be written. */
+struct audit_ev {
+	struct audit_ev *next;
+	Capf__AuditKind kind;
+	int64_t time;
+	int code;
+	size_t serial_len;
+	uint8_t serial[STORE_AUDIT_SERIAL_MAX];
+	char *device;
+	char *peer;
+	char *detail;
+	/* filled while a group is written */
+	uint8_t *entry;
+	size_t entry_len;
+};
+
+struct waiter {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int done;
+	int result;
+};
+
+enum item_kind {
+	ITEM_TXN,
+	ITEM_AUDIT,
+	ITEM_FLUSH,
+	ITEM_COMPACT,
+};
+
+/* One queued item: a txn (its whole segment entry, ready to write), an
+ * audit event, or a request for the writer. */
+struct item {
+	struct item *next;
+	enum item_kind kind;
+	uint8_t *entry;
+	size_t entry_len;
+	struct pending_rec *recs;
+	size_t n_recs;
+	struct audit_ev *audit;
+	store_done_cb cb;
+	void *arg;
+	struct waiter *w;
+	int result;
+};
+
+/* A snapshot being written by the compaction thread. */
+struct compaction {
+	struct store *st;
+	uint64_t seq;
+	struct idx_entry **entries; /* devices first, then certificates */
+	size_t n;
+	size_t n_dev;
+	struct store_anchor anchor;
+	struct waiter *w;
+};
+
+struct store {
+	char *dir;
+	struct store_options opt;
+	int lock_fd;
+	bool readonly;           /* store_dump(): read the files, change nothing */
+
+	/* writer only, after open */
+	int seg_fd;
+	uint64_t seg_seq;
+	uint64_t seg_size;       /* committed size of the current segment */
+	int audit_fd;
+	struct store_audit_chain chain; /* the last audit entry written */
+	int failed;              /* sticky: a failed write could not be undone */
+	bool fault_active;       /* writes are failing: reported, then rate-limited */
+	double fault_since, fault_logged;
+	uint64_t fault_count, fault_suppressed;
+	char fault_text[300];
+	struct audit_ev *retry_head, *retry_tail; /* audit events kept while writes fail */
+	uint64_t retry_n;
+	uint64_t audit_lost_unreported;
+	uint64_t audit_lost_total;
+	double rotate_failed_at;
+	atomic_int fault;        /* test seam, see store_set_fault() */
+
+	pthread_t writer;
+	bool writer_started;
+	pthread_mutex_t q_lock;  /* protects q_head, q_tail, closing */
+	pthread_cond_t q_cond;
+	struct item *q_head;
+	struct item *q_tail;
+	bool closing;
+	bool kick;               /* wake the writer to retry what waits */
+
+	pthread_mutex_t c_lock;  /* protects the compaction fields */
+	pthread_t compactor;
+	bool compactor_joinable;
+	bool compacting;
+	atomic_bool compact_abort;
+
+	pthread_rwlock_t idx_lock; /* protects devices, certs, stats */
+	struct idx_entry *devices;
+	struct idx_entry *certs;
+	struct dev_certs *dev_certs; /* device name -> its certificates */
+	struct store_stats stats;
+};
+
+
+/* store_entry_key() - the key (name or serial) of an index entry. */
+static inline const uint8_t *store_entry_key(const struct idx_entry *e)
+{
+	return e->val + e->key_off;
+}
+
+/* ---- store.c ---- */
+
+/* store_emit() - format an event and hand it to the store's event_cb. */
+void store_emit(struct store *st, enum store_severity sev, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* store_now_mono() - CLOCK_MONOTONIC in seconds. */
+double store_now_mono(void);
+
+/* A one-shot result that a thread waits for: init, done (once), wait
+ * (which also destroys it). */
+void store_waiter_init(struct waiter *w);
+void store_waiter_done(struct waiter *w, int result);
+int store_waiter_wait(struct waiter *w);
+
+/* store_free_state() - release everything an open (or half-open) store
+ * holds, the lock last. Accepts NULL. */
+void store_free_state(struct store *st);
+
+/* ---- index.c ---- */
+
+/* store_entry_new() - an index entry holding a copy of the record of v
+ * (one reference), or NULL. */
+struct idx_entry *store_entry_new(const struct store_rec_view *v);
+
+/* store_entry_unref() - drop a reference; the last one frees. NULL is fine. */
+void store_entry_unref(struct idx_entry *e);
+
+/* store_index_table() - the table of devices or of certificates. */
+struct idx_entry **store_index_table(struct store *st, enum store_rec_kind kind);
+
+/* store_index_find() - the entry of key in table, or NULL. */
+struct idx_entry *store_index_find(struct idx_entry *table, const void *key, size_t key_len);
+
+/* store_bucket_find() - the certificates of device name, or NULL. */
+struct dev_certs *store_bucket_find(struct store *st, const void *name, size_t len);
+
+/*
+ * store_index_put() - put e in the table of kind, replacing (and
+ * releasing) an entry of the same key, keeping the per-device lists in
+ * step. Returns 0 (e belongs to the table) or CAPF_ENOMEM (nothing
+ * changed; e still belongs to the caller).
+ */
+int store_index_put(struct store *st, enum store_rec_kind kind, struct idx_entry *e);
+
+/* store_index_clear()/store_dev_certs_clear() - empty a table. */
+void store_index_clear(struct idx_entry **table);
+void store_dev_certs_clear(struct store *st);
+
+/* ---- recover.c ---- */
+
+/*
+ * store_load_all() - everything open does to the files before the writer
+ * starts: temporary files removed, older formats converted, the newest
+ * snapshot and the segments after it loaded (a torn tail dropped), the
+ * audit log opened at the end of its chain. With st->readonly, nothing is
+ * changed. Returns 0 or a capf code with store_last_error() set.
+ */
+int store_load_all(struct store *st);
+
+/* store_remove_obsolete() - remove the snapshots and segments older than
+ * snapshot snap, then sync the directory. */
+void store_remove_obsolete(struct store *st, const struct store_dir_list *l, uint64_t snap);
+
+/* ---- queue.c ---- */
+
+/* store_audit_ev_new() - a copy of ev (texts cut) at time t, or NULL. */
+struct audit_ev *store_audit_ev_new(const struct store_audit_event *ev, int64_t t);
+void store_audit_ev_free(struct audit_ev *a);
+
+/* store_item_free() - free a queued item and what it owns. NULL is fine. */
+void store_item_free(struct item *it);
+
+/* store_retry_push() - keep an audit event for the next group (writer). */
+void store_retry_push(struct store *st, struct audit_ev *a);
+
+/* ---- writer.c ---- */
+
+/* store_writer_main() - the writer thread's body; arg is the store. */
+void *store_writer_main(void *arg);
+
+/* ---- compact.c ---- */
+
+/*
+ * store_compact_start() - on the writer: rotate to a new segment and hand
+ * the index as it stands to a compaction thread, which signals w (may be
+ * NULL) when done. Returns 0, CAPF_EBUSY, or the error (then w is not
+ * signalled).
+ */
+int store_compact_start(struct store *st, struct waiter *w);
+
 #endif /* CAPF_STORE_INTERNAL_H */
