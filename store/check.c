@@ -35,6 +35,20 @@ static int anchor_txn(const uint8_t *p, size_t len, size_t off, void *arg)
 	return 0;
 }
 
+/* The snapshot's information entry (its first) carries its anchor. */
+static int anchor_snap(const uint8_t *p, size_t len, size_t off, void *arg)
+{
+	Capf__StoreSnapshotInfo *si = NULL;
+
+	(void)off;
+	if (len > 0 && p[0] == 0x08 && store_snap_info_parse(p, len, &si) == 1) {
+		if (si->audit)
+			(void)store_anchor_from_pb(si->audit, arg);
+		capf__store_snapshot_info__free_unpacked(si, NULL);
+	}
+	return 0;
+}
+
 static int anchor_once(const char *dir, struct store_anchor *anchor)
 {
 	struct store_dir_list l;
@@ -50,10 +64,6 @@ static int anchor_once(const char *dir, struct store_anchor *anchor)
 	if (ret < 0)
 		return ret;
 	if (l.n_snaps) {
-		Capf__StoreSnapshotInfo *si = NULL;
-		const char *reason;
-		size_t elen;
-
 		snap = l.snaps[l.n_snaps - 1];
 		store_seq_name(name, sizeof(name), STORE_SNAP_PREFIX, snap);
 		path = store_path(dir, name);
@@ -61,14 +71,8 @@ static int anchor_once(const char *dir, struct store_anchor *anchor)
 		free(path);
 		if (ret < 0)
 			goto out;
-		if (store_entry_at(m.data, m.len, STORE_HEADER_LEN, store_check_snap_payload, NULL,
-				   &elen, &reason) == 1 &&
-		    store_snap_info_parse(m.data + STORE_HEADER_LEN + STORE_ENTRY_HEADER_LEN,
-					  elen - STORE_ENTRY_HEADER_LEN, &si) == 1) {
-			if (si->audit)
-				(void)store_anchor_from_pb(si->audit, anchor);
-			capf__store_snapshot_info__free_unpacked(si, NULL);
-		}
+		(void)store_scan(m.data, m.len, STORE_FILE_SNAPSHOT, store_check_snap_payload, NULL,
+				 anchor_snap, anchor, &res);
 		store_unmap_file(&m);
 	}
 	for (i = 0; i < l.n_segs; i++) {
@@ -134,7 +138,10 @@ struct region {
 	size_t off;
 	size_t len;
 	bool good;
+	bool in_tail;      /* in the torn tail that a start drops */
 	const char *reason;
+	uint8_t *payload;  /* good: a copy, for repair */
+	size_t plen;
 };
 
 /* What one file holds, entry by entry. */
@@ -150,7 +157,8 @@ struct file_scan {
 	size_t cap;
 	bool may_tear;     /* the last segment: its end may be torn */
 	bool damaged;      /* a bad region that is not a torn tail */
-	bool torn;         /* the last region is bad and reaches the end */
+	bool torn;         /* the end from res.valid_len on is the torn tail */
+	struct store_scan_result res;
 	uint64_t records;
 	Capf__StoreSnapshotInfo *info;
 	bool snap_bad;     /* snapshot order or count wrong */
@@ -158,8 +166,10 @@ struct file_scan {
 };
 
 static int add_region(struct file_scan *fs, size_t off, size_t len, bool good,
-		      const char *reason)
+		      const char *reason, const uint8_t *payload, size_t plen)
 {
+	uint8_t *copy = NULL;
+
 	if (fs->n_regions == fs->cap) {
 		size_t ncap = fs->cap ? fs->cap * 2 : 64;
 		struct region *nr = realloc(fs->regions, ncap * sizeof(*nr));
@@ -169,14 +179,23 @@ static int add_region(struct file_scan *fs, size_t off, size_t len, bool good,
 		fs->regions = nr;
 		fs->cap = ncap;
 	}
-	fs->regions[fs->n_regions++] = (struct region){ off, len, good, reason };
+	if (good && !(copy = malloc(plen)))
+		return CAPF_ENOMEM;
+	if (copy)
+		memcpy(copy, payload, plen);
+	fs->regions[fs->n_regions++] =
+		(struct region){ off, len, good, false, reason, copy, good ? plen : 0 };
 	return 0;
 }
 
 static void file_scan_free(struct file_scan *fs)
 {
+	size_t i;
+
 	store_unmap_file(&fs->m);
 	free(fs->path);
+	for (i = 0; i < fs->n_regions; i++)
+		free(fs->regions[i].payload);
 	free(fs->regions);
 	if (fs->info)
 		capf__store_snapshot_info__free_unpacked(fs->info, NULL);
@@ -195,13 +214,36 @@ static store_payload_check_fn check_of(enum store_file_kind kind)
 	}
 }
 
-/* Reads a whole file into regions; may_tear: a bad end is a torn tail. */
+static int scan_item(const struct store_walk_item *it, void *arg)
+{
+	struct file_scan *fs = arg;
+
+	if (it->good && fs->kind == STORE_FILE_SNAPSHOT && it->payload[0] == 0x08) {
+		Capf__StoreSnapshotInfo *si = NULL;
+		int ret = store_snap_info_parse(it->payload, it->len, &si);
+
+		if (ret < 0)
+			return ret;
+		if (fs->info || fs->n_regions > 0) {
+			fs->snap_bad = true;
+			snprintf(fs->snap_text, sizeof(fs->snap_text),
+				 "snapshot information at byte offset %zu is not the first entry",
+				 it->off);
+			capf__store_snapshot_info__free_unpacked(si, NULL);
+		} else {
+			fs->info = si;
+		}
+	}
+	return add_region(fs, it->off, it->end - it->off, it->good, it->reason, it->payload,
+			  it->len);
+}
+
+/* Reads a whole file into regions, through the walk every reader uses;
+ * may_tear: the file may end in a torn tail. */
 static int scan_file(const char *dir, const char *name, enum store_file_kind kind, bool may_tear,
 		     struct file_scan *fs)
 {
-	store_payload_check_fn check = check_of(kind);
-	uint32_t version;
-	size_t off;
+	size_t i;
 	int ret;
 
 	memset(fs, 0, sizeof(*fs));
@@ -213,61 +255,39 @@ static int scan_file(const char *dir, const char *name, enum store_file_kind kin
 	ret = store_map_file(fs->path, &fs->m);
 	if (ret < 0)
 		return ret;
-	if (store_header_check(fs->m.data, fs->m.len, kind, &fs->seq, &version,
-			       &fs->header_reason) < 0)
+	ret = store_file_walk(fs->m.data, fs->m.len, kind, check_of(kind), NULL, scan_item, fs,
+			      &fs->res);
+	if (ret < 0 && ret != CAPF_ECORRUPT)
+		return ret;
+	fs->seq = fs->res.seq;
+	if (fs->m.len > 0 && fs->res.header_len == 0) {
+		fs->header_reason = fs->res.reason;
 		return 0;
-	fs->header_ok = true;
-	off = store_header_len(kind);
-	while (off < fs->m.len) {
-		const char *reason = NULL;
-		size_t elen = 0;
-		long long next;
-		int c = store_entry_at(fs->m.data, fs->m.len, off, check, NULL, &elen, &reason);
-
-		if (c < 0)
-			return c;
-		if (c == 1) {
-			const uint8_t *p = fs->m.data + off + STORE_ENTRY_HEADER_LEN;
-			size_t plen = elen - STORE_ENTRY_HEADER_LEN;
-			struct store_txn_meta meta;
-
-			if (kind == STORE_FILE_SNAPSHOT && p[0] == 0x08) {
-				Capf__StoreSnapshotInfo *si = NULL;
-
-				ret = store_snap_info_parse(p, plen, &si);
-				if (ret < 0)
-					return ret;
-				if (fs->info || fs->n_regions > 0) {
-					fs->snap_bad = true;
-					snprintf(fs->snap_text, sizeof(fs->snap_text),
-						 "snapshot information at byte offset %zu is not the "
-						 "first entry",
-						 off);
-					capf__store_snapshot_info__free_unpacked(si, NULL);
-				} else {
-					fs->info = si;
-				}
-			} else if (kind != STORE_FILE_AUDIT &&
-				   store_txn_walk(p, plen, &meta, NULL, NULL) == 0) {
-				fs->records += meta.n_records;
-			}
-			ret = add_region(fs, off, elen, true, NULL);
-			if (ret < 0)
-				return ret;
-			off += elen;
-			continue;
+	}
+	fs->header_ok = fs->m.len > 0;
+	if (ret == CAPF_ECORRUPT) {
+		fs->damaged = true;
+		if (may_tear && fs->res.tail_off < fs->m.len) {
+			for (i = 0; i < fs->n_regions; i++)
+				fs->regions[i].in_tail = fs->regions[i].off >= fs->res.tail_off;
+			fs->torn = true;
 		}
-		next = store_next_good(fs->m.data, fs->m.len, off, check, NULL);
-		if (next < 0)
-			return (int)next;
-		ret = add_region(fs, off, (size_t)next - off, false, reason);
-		if (ret < 0)
-			return ret;
-		if ((size_t)next >= fs->m.len && may_tear)
+	} else if (fs->res.torn) {
+		for (i = 0; i < fs->n_regions; i++)
+			fs->regions[i].in_tail = fs->regions[i].off >= fs->res.valid_len;
+		if (may_tear)
 			fs->torn = true;
 		else
 			fs->damaged = true;
-		off = (size_t)next;
+	}
+	for (i = 0; i < fs->n_regions; i++) {
+		struct store_txn_meta meta;
+		const struct region *r = &fs->regions[i];
+
+		if (r->good && !r->in_tail && kind != STORE_FILE_AUDIT &&
+		    !(kind == STORE_FILE_SNAPSHOT && r->payload[0] == 0x08) &&
+		    store_txn_walk(r->payload, r->plen, &meta, NULL, NULL) == 0)
+			fs->records += meta.n_records;
 	}
 	if (kind == STORE_FILE_SNAPSHOT && !fs->snap_bad) {
 		if (!fs->info) {
@@ -310,19 +330,22 @@ static void report_file(struct checker *c, struct file_scan *fs, uint64_t want_s
 	for (i = 0; i < fs->n_regions; i++) {
 		struct region *r = &fs->regions[i];
 
+		if (r->in_tail)
+			continue;
 		if (r->good) {
 			c->sum->entries++;
 			continue;
 		}
-		if (fs->torn && i + 1 == fs->n_regions)
-			finding(c, fs->path, r->off, r->len, 0,
-				"torn tail of %zu bytes (%s): an interrupted write, dropped at the "
-				"next start",
-				r->len, r->reason);
-		else
-			finding(c, fs->path, r->off, r->len, 1, "%zu damaged bytes: %s", r->len,
-				r->reason);
+		finding(c, fs->path, r->off, r->len, 1, "%zu damaged bytes: %s", r->len, r->reason);
 	}
+	if ((fs->res.torn || fs->torn) && fs->res.tail_off < fs->m.len)
+		finding(c, fs->path, fs->res.tail_off, fs->m.len - fs->res.tail_off,
+			fs->torn ? 0 : 1,
+			fs->torn ? "torn tail of %zu bytes (%s at byte offset %zu): the last group, "
+				   "never acknowledged, dropped at the next start"
+				 : "%zu bytes at the end are cut or damaged (%s at byte offset %zu) "
+				   "where no crash can cut",
+			(size_t)(fs->m.len - fs->res.tail_off), fs->res.reason, fs->res.bad_off);
 	if (fs->snap_bad)
 		finding(c, fs->path, 0, 0, 1, "%s", fs->snap_text);
 	c->sum->records += fs->records;
@@ -460,7 +483,7 @@ int store_check(const char *dir, store_report_cb cb, void *arg, struct store_che
 		if (ret < 0)
 			goto out;
 	}
-	if (l.audit) {
+	if (l.audit || l.n_audits) {
 		struct store_audit_summary as;
 
 		sum->files++;
@@ -521,11 +544,35 @@ static int replace_file(struct checker *c, struct file_scan *fs, const uint8_t *
 	return ret;
 }
 
-/* Rewrites a store file (segment or snapshot) with its good entries. */
+/* Starts a new file of kind in out: header, a fresh salt, group 1. */
+static int new_file(struct store_buf *out, struct store_framer *f, enum store_file_kind kind,
+		    uint64_t seq)
+{
+	int ret = store_buf_reserve(out, STORE_HEADER_LEN);
+
+	if (ret < 0)
+		return ret;
+	f->salt = store_new_salt();
+	f->pos = STORE_HEADER_LEN;
+	f->group = 1;
+	store_header_encode(out->data, kind, seq, f->salt);
+	out->len = STORE_HEADER_LEN;
+	return 0;
+}
+
+/* Whether repair keeps a region: good, and not in a torn tail. */
+static bool kept(const struct region *r)
+{
+	return r->good && !r->in_tail;
+}
+
+/* Rewrites a store file (segment or snapshot) with its good entries, framed
+ * anew as one group. */
 static int repair_file(struct checker *c, struct file_scan *fs, uint64_t want_seq)
 {
-	uint8_t *buf = NULL;
-	size_t len = 0, cap, i;
+	struct store_buf out = { 0 };
+	struct store_framer f;
+	size_t i, last = 0, n_kept = 0;
 	char bak[4200];
 	uint64_t records = 0;
 	int ret = 0;
@@ -539,28 +586,32 @@ static int repair_file(struct checker *c, struct file_scan *fs, uint64_t want_se
 			fs->header_reason);
 		return 0;
 	}
-	if (!fs->damaged && !fs->torn && !fs->snap_bad && fs->seq == want_seq)
+	if (!fs->damaged && !fs->torn && !fs->snap_bad && fs->seq == want_seq &&
+	    fs->res.version == STORE_FORMAT_VERSION)
 		return 0;
-	cap = fs->m.len + STORE_HEADER_LEN + 64;
-	buf = malloc(cap);
-	if (!buf)
-		return CAPF_ENOMEM;
-	store_header_encode(buf, fs->kind, want_seq);
-	len = STORE_HEADER_LEN;
+	ret = new_file(&out, &f, fs->kind, want_seq);
+	if (ret < 0)
+		goto out;
+	for (i = 0; i < fs->n_regions; i++) {
+		const struct region *r = &fs->regions[i];
+
+		if (!kept(r) || (fs->kind == STORE_FILE_SNAPSHOT && r->payload[0] == 0x08))
+			continue;
+		if (fs->kind == STORE_FILE_SNAPSHOT) {
+			struct store_txn_meta meta;
+
+			if (store_txn_walk(r->payload, r->plen, &meta, NULL, NULL) == 0)
+				records += meta.n_records;
+		}
+		last = i;
+		n_kept++;
+	}
 	if (fs->kind == STORE_FILE_SNAPSHOT) {
 		/* A new information entry with the count of what is kept. */
 		Capf__StoreSnapshotInfo info = CAPF__STORE_SNAPSHOT_INFO__INIT;
+		uint8_t *ip;
 		size_t plen;
 
-		for (i = 0; i < fs->n_regions; i++) {
-			struct store_txn_meta meta;
-			const uint8_t *p = fs->m.data + fs->regions[i].off + STORE_ENTRY_HEADER_LEN;
-
-			if (fs->regions[i].good && p[0] != 0x08 &&
-			    store_txn_walk(p, fs->regions[i].len - STORE_ENTRY_HEADER_LEN, &meta,
-					   NULL, NULL) == 0)
-				records += meta.n_records;
-		}
 		if (fs->info)
 			info = *fs->info;
 		info.base = (ProtobufCMessage)PROTOBUF_C_MESSAGE_INIT(
@@ -568,61 +619,72 @@ static int repair_file(struct checker *c, struct file_scan *fs, uint64_t want_se
 		info.seq = want_seq;
 		info.records = records;
 		plen = capf__store_snapshot_info__get_packed_size(&info);
-		if (len + STORE_ENTRY_HEADER_LEN + plen > cap) {
+		ip = malloc(plen);
+		if (!ip) {
 			ret = CAPF_ENOMEM;
 			goto out;
 		}
-		capf__store_snapshot_info__pack(&info, buf + len + STORE_ENTRY_HEADER_LEN);
-		store_entry_header_encode(buf + len, buf + len + STORE_ENTRY_HEADER_LEN,
-					  (uint32_t)plen);
-		len += STORE_ENTRY_HEADER_LEN + plen;
+		capf__store_snapshot_info__pack(&info, ip);
+		ret = store_frame_entry(&f, ip, plen, n_kept == 0, &out, NULL);
+		free(ip);
+		if (ret < 0)
+			goto out;
 	}
 	for (i = 0; i < fs->n_regions; i++) {
-		struct region *r = &fs->regions[i];
+		const struct region *r = &fs->regions[i];
 
-		if (!r->good) {
+		if (!r->good && !r->in_tail) {
 			finding(c, fs->path, r->off, r->len, 1, "dropped %zu bytes: %s", r->len,
 				r->reason);
 			c->sum->dropped_bytes += r->len;
 			continue;
 		}
-		if (fs->kind == STORE_FILE_SNAPSHOT &&
-		    fs->m.data[r->off + STORE_ENTRY_HEADER_LEN] == 0x08)
+		if (!kept(r) || (fs->kind == STORE_FILE_SNAPSHOT && r->payload[0] == 0x08))
 			continue;
-		memcpy(buf + len, fs->m.data + r->off, r->len);
-		len += r->len;
+		ret = store_frame_entry(&f, r->payload, r->plen, i == last, &out, NULL);
+		if (ret < 0)
+			goto out;
 	}
-	ret = replace_file(c, fs, buf, len, bak, sizeof(bak));
+	if (fs->torn) {
+		finding(c, fs->path, fs->res.tail_off, fs->m.len - fs->res.tail_off, 0,
+			"dropped the torn tail of %zu bytes", (size_t)(fs->m.len - fs->res.tail_off));
+		c->sum->dropped_bytes += fs->m.len - fs->res.tail_off;
+	}
+	ret = replace_file(c, fs, out.data, out.len, bak, sizeof(bak));
 	if (ret < 0)
 		goto out;
 	c->sum->repaired++;
 	finding(c, fs->path, 0, 0, 0, "rewritten with every good entry; the original is %s", bak);
 out:
-	free(buf);
+	store_buf_free(&out);
 	return ret;
 }
 
 /*
- * Repairs the audit log: keeps the entries up to the first damaged or
- * unchained one (later entries cannot be linked to them, and re-linking
- * would forge the chain), and appends an entry saying what was moved out
- * to the backup. Then the store's anchor is set to that entry. Returns
- * 1 if it rewrote the log.
+ * Repairs the newest audit file: keeps the entries up to the first damaged
+ * or unchained one (later entries cannot be linked to them, and
+ * re-linking would forge the chain), and appends an entry saying what was
+ * moved out to the backup. Then the store's anchor is set to that entry.
+ * Returns 1 if it rewrote the file.
  */
-static int repair_audit(struct checker *c, const struct store_anchor *anchor,
+static int repair_audit(struct checker *c, uint64_t file, const struct store_anchor *anchor,
 			struct store_anchor *new_anchor)
 {
 	struct file_scan fs;
 	struct store_audit_chain chain = { 0 };
 	struct store_audit_event ev = { 0 };
-	uint8_t *buf = NULL, *entry = NULL, hash[STORE_HASH_LEN];
-	size_t keep, i, elen = 0;
-	char detail[400], bak[4200];
+	struct store_buf out = { 0 };
+	struct store_framer f;
+	uint8_t *entry = NULL, hash[STORE_HASH_LEN];
+	size_t keep_n = 0, i, elen = 0, dropped_off;
+	char detail[400], bak[4200], name[64];
 	const char *why = NULL;
-	bool anchor_ok = anchor->seq == 0;
+	bool anchor_ok = anchor->seq == 0 || anchor->file != file;
+	uint64_t start = 0;
 	int ret;
 
-	ret = scan_file(c->dir, STORE_AUDIT_NAME, STORE_FILE_AUDIT, true, &fs);
+	store_audit_name(name, sizeof(name), file);
+	ret = scan_file(c->dir, name, STORE_FILE_AUDIT, true, &fs);
 	if (ret == CAPF_ENOENT) {
 		file_scan_free(&fs);
 		return 0;
@@ -634,49 +696,53 @@ static int repair_audit(struct checker *c, const struct store_anchor *anchor,
 			fs.header_reason);
 		goto out;
 	}
-	keep = STORE_HEADER_LEN;
 	for (i = 0; i < fs.n_regions; i++) {
 		struct region *r = &fs.regions[i];
 		int link;
 
-		if (!r->good) {
-			why = r->reason;
+		if (!r->good || r->in_tail) {
+			why = r->in_tail ? NULL : r->reason;
 			break;
 		}
-		link = store_audit_link(fs.m.data + r->off + STORE_ENTRY_HEADER_LEN,
-					r->len - STORE_ENTRY_HEADER_LEN, r->off, &chain, NULL);
+		link = store_audit_link(r->payload, r->plen, r->off, &chain, NULL);
 		if (link < 0) {
 			ret = link;
 			goto out;
 		}
-		if (link != STORE_AUDIT_LINK_OK && !(i == 0 && link == STORE_AUDIT_LINK_OK)) {
+		if (link != STORE_AUDIT_LINK_OK) {
 			why = store_audit_link_text(link);
-			/* Judge from the last kept entry, not this one. */
 			break;
 		}
-		if (anchor->seq && chain.seq == anchor->seq) {
+		if (anchor->seq && anchor->file == file && chain.seq == anchor->seq) {
 			if (memcmp(chain.hash, anchor->hash, STORE_HASH_LEN) != 0) {
 				why = "the entry the store recorded was replaced";
 				break;
 			}
 			anchor_ok = true;
 		}
-		keep = r->off + r->len;
+		keep_n = i + 1;
 	}
 	if (!why && !anchor_ok)
 		why = "entries the store recorded are missing from the end";
 	if (!why)
 		goto out;
-	/* Rebuild the chain state of the kept prefix. */
+	dropped_off = keep_n < fs.n_regions ? fs.regions[keep_n].off : fs.m.len;
+	ret = new_file(&out, &f, STORE_FILE_AUDIT, file);
+	if (ret < 0)
+		goto out;
 	memset(&chain, 0, sizeof(chain));
-	for (i = 0; i < fs.n_regions && fs.regions[i].off < keep; i++)
-		(void)store_audit_link(fs.m.data + fs.regions[i].off + STORE_ENTRY_HEADER_LEN,
-				       fs.regions[i].len - STORE_ENTRY_HEADER_LEN,
-				       fs.regions[i].off, &chain, NULL);
+	for (i = 0; i < keep_n; i++) {
+		(void)store_audit_link(fs.regions[i].payload, fs.regions[i].plen, fs.regions[i].off,
+				       &chain, NULL);
+		ret = store_frame_entry(&f, fs.regions[i].payload, fs.regions[i].plen, false, &out,
+					NULL);
+		if (ret < 0)
+			goto out;
+	}
 	snprintf(detail, sizeof(detail),
-		 "repair: %zu bytes from byte offset %zu (%s) were moved out of audit.log; the "
+		 "repair: %zu bytes from byte offset %zu (%s) were moved out of %s; the "
 		 "original is kept as a backup",
-		 fs.m.len - keep, keep, why);
+		 (size_t)(fs.m.len - dropped_off), dropped_off, why, name);
 	ev.kind = CAPF__AUDIT_KIND__AUDIT_STORE;
 	ev.peer = "capfctl store repair";
 	ev.detail = detail;
@@ -684,36 +750,36 @@ static int repair_audit(struct checker *c, const struct store_anchor *anchor,
 				 &elen, hash);
 	if (ret < 0)
 		goto out;
-	buf = malloc(keep + elen);
-	if (!buf) {
-		ret = CAPF_ENOMEM;
-		goto out;
-	}
-	memcpy(buf, fs.m.data, keep);
-	memcpy(buf + keep, entry, elen);
-	ret = replace_file(c, &fs, buf, keep + elen, bak, sizeof(bak));
+	ret = store_frame_entry(&f, entry, elen, true, &out, &start);
 	if (ret < 0)
 		goto out;
-	finding(c, fs.path, keep, fs.m.len - keep, 1, "moved %zu bytes out (%s); they are in %s",
-		fs.m.len - keep, why, bak);
-	c->sum->dropped_bytes += fs.m.len - keep;
+	ret = replace_file(c, &fs, out.data, out.len, bak, sizeof(bak));
+	if (ret < 0)
+		goto out;
+	finding(c, fs.path, dropped_off, fs.m.len - dropped_off, 1,
+		"moved %zu bytes out (%s); they are in %s", (size_t)(fs.m.len - dropped_off), why,
+		bak);
+	c->sum->dropped_bytes += fs.m.len - dropped_off;
 	c->sum->repaired++;
 	new_anchor->seq = chain.seq + 1;
-	new_anchor->offset = keep;
+	new_anchor->file = file;
+	new_anchor->offset = start;
 	memcpy(new_anchor->hash, hash, STORE_HASH_LEN);
 	ret = 1;
 out:
-	free(buf);
+	store_buf_free(&out);
 	free(entry);
 	file_scan_free(&fs);
 	return ret;
 }
 
-/* Appends an anchor entry to the last segment, synced. */
+/* Appends an anchor entry (its own committed group) to the last segment, synced. */
 static int write_anchor(struct checker *c, uint64_t seg, const struct store_anchor *a)
 {
 	Capf__StoreTxn txn = CAPF__STORE_TXN__INIT;
 	Capf__AuditAnchor an = CAPF__AUDIT_ANCHOR__INIT;
+	struct store_buf out = { 0 };
+	struct store_framer f;
 	struct file_scan fs;
 	uint8_t *buf = NULL;
 	char name[64];
@@ -724,39 +790,52 @@ static int write_anchor(struct checker *c, uint64_t seg, const struct store_anch
 	ret = scan_file(c->dir, name, STORE_FILE_SEGMENT, true, &fs);
 	if (ret < 0)
 		goto out;
+	if (!fs.header_ok || fs.res.version != STORE_FORMAT_VERSION || fs.torn || fs.damaged) {
+		store_set_error("%s: cannot record the audit log's end after a segment that is not "
+				"whole", fs.path);
+		ret = CAPF_ECORRUPT;
+		goto out;
+	}
 	an.seq = a->seq;
 	an.offset = a->offset;
+	an.file = a->file;
 	an.hash.data = (uint8_t *)a->hash;
 	an.hash.len = STORE_HASH_LEN;
 	txn.time = (int64_t)time(NULL);
 	txn.audit = &an;
 	plen = capf__store_txn__get_packed_size(&txn);
-	buf = malloc(STORE_ENTRY_HEADER_LEN + plen);
+	buf = malloc(plen);
 	if (!buf) {
 		ret = CAPF_ENOMEM;
 		goto out;
 	}
-	capf__store_txn__pack(&txn, buf + STORE_ENTRY_HEADER_LEN);
-	store_entry_header_encode(buf, buf + STORE_ENTRY_HEADER_LEN, (uint32_t)plen);
+	capf__store_txn__pack(&txn, buf);
+	f.salt = fs.res.salt;
+	f.pos = fs.m.len;
+	f.group = fs.res.group + 1;
+	ret = store_frame_entry(&f, buf, plen, true, &out, NULL);
+	if (ret < 0)
+		goto out;
 	fd = open(fs.path, O_WRONLY | O_APPEND | O_CLOEXEC);
 	if (fd < 0) {
 		ret = store_err_from_errno(errno);
 		store_set_error("cannot open %s: %s", fs.path, strerror(errno));
 		goto out;
 	}
-	ret = store_write_full(fd, buf, STORE_ENTRY_HEADER_LEN + plen);
+	ret = store_write_full(fd, out.data, out.len);
 	if (ret == 0 && fsync(fd) < 0)
 		ret = store_write_err(errno);
 	if (ret < 0)
 		store_set_error("cannot write %s: %s", fs.path, strerror(-ret));
 	else
-		finding(c, fs.path, fs.m.len, STORE_ENTRY_HEADER_LEN + plen, 0,
+		finding(c, fs.path, fs.m.len, out.len, 0,
 			"recorded audit entry %llu as the audit log's end",
 			(unsigned long long)a->seq);
 out:
 	if (fd >= 0)
 		close(fd);
 	free(buf);
+	store_buf_free(&out);
 	file_scan_free(&fs);
 	return ret;
 }
@@ -798,11 +877,11 @@ int store_repair(const char *dir, store_report_cb cb, void *arg, struct store_ch
 		if (ret < 0)
 			goto out;
 	}
-	if (l.audit && l.n_segs > start) {
+	if (l.n_audits && l.n_segs > start) {
 		ret = store_find_anchor(dir, &anchor);
 		if (ret < 0)
 			goto out;
-		ret = repair_audit(&c, &anchor, &new_anchor);
+		ret = repair_audit(&c, l.audits[l.n_audits - 1], &anchor, &new_anchor);
 		if (ret < 0)
 			goto out;
 		if (ret == 1) {

@@ -29,6 +29,7 @@ static int rotate(struct store *st)
 {
 	uint8_t hdr[STORE_HEADER_LEN];
 	char name[64], err[300];
+	uint32_t salt = store_new_salt();
 	int fd = -1, ret, fault = atomic_load(&st->fault);
 
 	store_seq_name(name, sizeof(name), STORE_SEG_PREFIX, st->seg_seq + 1);
@@ -37,7 +38,7 @@ static int rotate(struct store *st)
 			 strerror(-fault));
 		ret = fault;
 	} else {
-		store_header_encode(hdr, STORE_FILE_SEGMENT, st->seg_seq + 1);
+		store_header_encode(hdr, STORE_FILE_SEGMENT, st->seg_seq + 1, salt);
 		ret = store_create_file(st->dir, name, hdr, sizeof(hdr), &fd, err, sizeof(err));
 	}
 	if (ret < 0) {
@@ -49,28 +50,33 @@ static int rotate(struct store *st)
 	st->seg_fd = fd;
 	st->seg_seq++;
 	st->seg_size = STORE_HEADER_LEN;
+	st->seg_salt = salt;
+	st->seg_group = 1;
 	return 0;
 }
 
-/* A buffered writer for the snapshot. */
+/* A buffered writer for the snapshot: one batch at a time, framed as it
+ * is written, all of it one group whose last entry commits. */
 struct snap_out {
 	int fd;
-	uint8_t *buf;      /* one entry: header + payload */
+	struct store_framer f;
+	uint8_t *buf;      /* one payload */
 	size_t len;        /* bytes in buf */
 	size_t cap;
-	int error;
+	struct store_buf framed;
 };
 
-static int snap_flush_entry(struct snap_out *so)
+static int snap_flush_entry(struct snap_out *so, bool commit)
 {
-	size_t plen = so->len - STORE_ENTRY_HEADER_LEN;
 	int ret;
 
-	if (plen == 0)
+	if (so->len == 0)
 		return 0;
-	store_entry_header_encode(so->buf, so->buf + STORE_ENTRY_HEADER_LEN, (uint32_t)plen);
-	ret = store_write_full(so->fd, so->buf, so->len);
-	so->len = STORE_ENTRY_HEADER_LEN;
+	so->framed.len = 0;
+	ret = store_frame_entry(&so->f, so->buf, so->len, commit, &so->framed, NULL);
+	if (ret == 0)
+		ret = store_write_full(so->fd, so->framed.data, so->framed.len);
+	so->len = 0;
 	return ret;
 }
 
@@ -91,8 +97,8 @@ static int snap_add(struct snap_out *so, const struct idx_entry *e, enum store_r
 	hdr[h++] = kind == STORE_REC_DEVICE ? 0x0a : 0x12; /* StoreRecord.device / .cert */
 	h += store_pb_varint_put(hdr + h, e->val_len);
 	need = h + e->val_len;
-	if (so->len + need > so->cap && so->len > STORE_ENTRY_HEADER_LEN) {
-		ret = snap_flush_entry(so);
+	if (so->len + need > so->cap && so->len > 0) {
+		ret = snap_flush_entry(so, false);
 		if (ret < 0)
 			return ret;
 	}
@@ -123,7 +129,7 @@ static void compaction_free(struct compaction *c)
 	free(c);
 }
 
-static int write_snapshot(struct compaction *c, char *err, size_t errlen)
+int store_write_snapshot(struct compaction *c, char *err, size_t errlen)
 {
 	struct store *st = c->st;
 	Capf__StoreSnapshotInfo info = CAPF__STORE_SNAPSHOT_INFO__INIT;
@@ -136,7 +142,7 @@ static int write_snapshot(struct compaction *c, char *err, size_t errlen)
 	store_seq_name(name, sizeof(name), STORE_SNAP_PREFIX, c->seq);
 	path = store_path(st->dir, name);
 	tmp = malloc(strlen(st->dir) + strlen(name) + sizeof(STORE_TMP_SUFFIX) + 2);
-	so.cap = STORE_SNAP_BATCH_BYTES + STORE_ENTRY_HEADER_LEN;
+	so.cap = STORE_SNAP_BATCH_BYTES;
 	so.buf = malloc(so.cap);
 	if (!path || !tmp || !so.buf) {
 		ret = CAPF_ENOMEM;
@@ -150,7 +156,10 @@ static int write_snapshot(struct compaction *c, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
 		goto out;
 	}
-	store_header_encode(so.buf, STORE_FILE_SNAPSHOT, c->seq);
+	so.f.salt = store_new_salt();
+	so.f.pos = STORE_HEADER_LEN;
+	so.f.group = 1;
+	store_header_encode(so.buf, STORE_FILE_SNAPSHOT, c->seq, so.f.salt);
 	ret = store_write_full(so.fd, so.buf, STORE_HEADER_LEN);
 	if (ret < 0)
 		goto write_fail;
@@ -161,14 +170,15 @@ static int write_snapshot(struct compaction *c, char *err, size_t errlen)
 	if (c->anchor.seq) {
 		an.seq = c->anchor.seq;
 		an.offset = c->anchor.offset;
+		an.file = c->anchor.file;
 		an.hash.data = c->anchor.hash;
 		an.hash.len = STORE_HASH_LEN;
 		info.audit = &an;
 	}
 	plen = capf__store_snapshot_info__get_packed_size(&info);
-	capf__store_snapshot_info__pack(&info, so.buf + STORE_ENTRY_HEADER_LEN);
-	so.len = STORE_ENTRY_HEADER_LEN + plen;
-	ret = snap_flush_entry(&so);
+	capf__store_snapshot_info__pack(&info, so.buf);
+	so.len = plen;
+	ret = snap_flush_entry(&so, c->n == 0);
 	if (ret < 0)
 		goto write_fail;
 
@@ -184,7 +194,7 @@ static int write_snapshot(struct compaction *c, char *err, size_t errlen)
 		if (ret < 0)
 			goto write_fail;
 	}
-	ret = snap_flush_entry(&so);
+	ret = snap_flush_entry(&so, true);
 	fault = atomic_load(&st->fault);
 	if (ret == 0 && fault) {
 		ret = fault;
@@ -219,6 +229,7 @@ out:
 	if (ret < 0 && tmp)
 		unlink(tmp);
 	free(so.buf);
+	store_buf_free(&so.framed);
 	free(path);
 	free(tmp);
 	return ret;
@@ -243,7 +254,7 @@ static void *compact_main(void *arg)
 	char err[400] = "";
 	int ret;
 
-	ret = write_snapshot(c, err, sizeof(err));
+	ret = store_write_snapshot(c, err, sizeof(err));
 	if (ret == 0) {
 		remove_replaced(st, c->seq);
 		pthread_rwlock_wrlock(&st->idx_lock);
@@ -316,6 +327,7 @@ int store_compact_start(struct store *st, struct waiter *w)
 	c->seq = st->seg_seq;
 	c->anchor.seq = st->chain.seq;
 	c->anchor.offset = st->chain.offset;
+	c->anchor.file = st->chain.file;
 	memcpy(c->anchor.hash, st->chain.hash, STORE_HASH_LEN);
 	HASH_ITER(hh, st->devices, e, tmp) {
 		atomic_fetch_add(&e->refs, 1);

@@ -25,7 +25,9 @@
 #define STORE_LOCK_NAME "lock"
 #define STORE_SEG_PREFIX "log."
 #define STORE_SNAP_PREFIX "snapshot."
-#define STORE_AUDIT_NAME "audit.log"
+#define STORE_AUDIT_NAME "audit.log" /* format 2; format 3 has audit.<seq>.log */
+#define STORE_AUDIT_PREFIX "audit."
+#define STORE_AUDIT_SUFFIX ".log"
 #define STORE_LEGACY_NAME "records.log"
 #define STORE_TMP_SUFFIX ".tmp"
 #define STORE_SEQ_FMT "%010" PRIu64
@@ -34,10 +36,20 @@
 #define STORE_SEG_MAGIC "CAPFSTOR"
 #define STORE_SNAP_MAGIC "CAPFSNAP"
 #define STORE_AUDIT_MAGIC "CAPFAUDT"
-#define STORE_FORMAT_VERSION 2u
-#define STORE_HEADER_LEN 24u       /* magic, u32 version, u32 flags, u64 seq */
+#define STORE_FORMAT_VERSION 3u
+#define STORE_FORMAT_V2 2u
+#define STORE_HEADER_LEN 32u       /* magic, u32 version, u32 flags, u64 seq, u32 salt, u32 CRC */
+#define STORE_V2_HEADER_LEN 24u    /* format 2: magic, version, flags, seq */
 #define STORE_LEGACY_HEADER_LEN 16u /* version 1 records.log: no seq */
-#define STORE_ENTRY_HEADER_LEN 8u  /* u32 BE payload length, u32 BE CRC32C */
+#define STORE_V2_ENTRY_HEADER_LEN 8u /* format 1 and 2: u32 BE payload length, u32 BE CRC32C */
+#define STORE_BLOCK_LEN 4096u      /* format 3: fragments never cross a block */
+#define STORE_FRAG_HEADER_LEN 16u  /* u32 header CRC, u32 payload CRC, u16 length, u8 type,
+				    * u8 flags, u32 group */
+#define STORE_FRAG_FULL 1u
+#define STORE_FRAG_FIRST 2u
+#define STORE_FRAG_MIDDLE 3u
+#define STORE_FRAG_LAST 4u
+#define STORE_FRAG_COMMIT 0x01u    /* flag: the last entry of a group commit */
 #define STORE_ENTRY_MAX (16u * 1024u * 1024u)
 #define STORE_HASH_LEN 32u         /* SHA-256 */
 /* The hash field of an AuditEntry: tag (10, length-delimited), length 32. */
@@ -93,34 +105,103 @@ static inline void store_be64_put(uint8_t *p, uint64_t v)
  * the processor offers (for the tests). */
 uint32_t store_crc32c_table(uint32_t crc, const void *buf, size_t len);
 
-/* ---- headers and entries (log.c) ---------------------------------------- */
+/* ---- headers and fragments (frame.c) ------------------------------------ */
 
-/* store_header_encode() - the 24-byte header of a file of this kind. */
-void store_header_encode(uint8_t out[STORE_HEADER_LEN], enum store_file_kind kind, uint64_t seq);
+/* store_header_encode() - the 32-byte format 3 header of a file of this
+ * kind, number seq (> 0) and random salt. */
+void store_header_encode(uint8_t out[STORE_HEADER_LEN], enum store_file_kind kind, uint64_t seq,
+			 uint32_t salt);
 
-/* store_header_len() - the header length of a kind (16 for the legacy log). */
-size_t store_header_len(enum store_file_kind kind);
+/* What a header says. */
+struct store_header {
+	uint32_t version; /* 3, or 2 (and 1 for the legacy log): read by v2.c */
+	uint64_t seq;     /* 0 for a format 2 audit log and the legacy log */
+	uint32_t salt;    /* format 3 */
+	size_t len;       /* the header's length */
+};
 
 /*
- * store_header_check() - check the header at the start of buf for kind.
- * Returns 0 and *seq (0 for the audit and legacy files), or CAPF_ECORRUPT
- * with *reason (static text) and *version (the version read, 0 if the
- * magic is already wrong).
+ * store_header_read() - check the header at the start of buf for kind.
+ * Returns 0 and *h, or CAPF_ECORRUPT with *reason (static text); h->version
+ * is the version read (0 if the magic is already wrong).
  */
-int store_header_check(const uint8_t *buf, size_t len, enum store_file_kind kind, uint64_t *seq,
-		       uint32_t *version, const char **reason);
+int store_header_read(const uint8_t *buf, size_t len, enum store_file_kind kind,
+		      struct store_header *h, const char **reason);
 
-/* store_entry_header_encode() - the 8-byte header of an entry whose
- * payload is the len bytes at payload. */
-void store_entry_header_encode(uint8_t out[STORE_ENTRY_HEADER_LEN], const uint8_t *payload,
-			       uint32_t len);
+/* A growable byte buffer. */
+struct store_buf {
+	uint8_t *data;
+	size_t len;
+	size_t cap;
+};
+
+/* store_buf_reserve() - room for more bytes after len; 0 or CAPF_ENOMEM. */
+int store_buf_reserve(struct store_buf *b, size_t more);
+void store_buf_free(struct store_buf *b);
+
+/* Where the next entry of a format 3 file goes. */
+struct store_framer {
+	uint32_t salt;  /* the file's */
+	uint64_t pos;   /* the file offset of the next byte */
+	uint32_t group; /* the group commit being written (1 for a file's first) */
+};
+
+/*
+ * store_frame_entry() - append the fragments of payload p (1 ..
+ * STORE_ENTRY_MAX bytes) at f->pos to out, padding a block end first if
+ * needed; commit marks the last entry of a group. Advances f->pos and sets
+ * *start (may be NULL) to the offset of the entry's first fragment.
+ * Returns 0, CAPF_EINVAL or CAPF_ENOMEM.
+ */
+int store_frame_entry(struct store_framer *f, const uint8_t *p, size_t len, bool commit,
+		      struct store_buf *out, uint64_t *start);
+
+/* One item of a walk: a good entry, or a bad region. */
+struct store_walk_item {
+	bool good;
+	size_t off;             /* where it starts */
+	size_t end;             /* where the next item starts */
+	const uint8_t *payload; /* good: the whole payload, valid until the next item */
+	size_t len;
+	uint32_t group;
+	bool commit;
+	const char *reason;     /* bad: why (static) */
+	bool has_group;         /* bad: valid fragments inside it name groups */
+	uint32_t max_group;     /*      the largest */
+};
+
+/* A walk over the fragments of a format 3 file held in memory. */
+struct store_walk {
+	const uint8_t *buf;
+	size_t len;
+	size_t pos;
+	uint32_t salt;
+	struct store_buf scratch; /* an entry of several fragments, put together */
+};
+
+/* store_walk_init() - walk buf from start (the end of the header). */
+void store_walk_init(struct store_walk *w, const uint8_t *buf, size_t len, size_t start,
+		     uint32_t salt);
+void store_walk_deinit(struct store_walk *w);
+
+/*
+ * store_walk_next() - the next item: 1 (*it), 0 at the end, CAPF_ENOMEM.
+ * A fragment header is only read where the one before ends or at a block
+ * start; a bad region ends at the next entry found that way. Every byte is
+ * checksummed at most once per walk.
+ */
+int store_walk_next(struct store_walk *w, struct store_walk_item *it);
+
+/* Bytes checksummed by the walks of this thread (for the tests' bounds). */
+extern _Thread_local uint64_t store_crc_bytes;
 
 /* ---- records: a protobuf walker that needs no allocation (log.c) ------- */
 
 /* An audit anchor as stored in a txn or a snapshot. */
 struct store_anchor {
 	uint64_t seq;    /* 0: none */
-	uint64_t offset; /* where the entry starts in audit.log */
+	uint64_t file;   /* the audit file holding it: audit.<file>.log (0: format 2 audit.log) */
+	uint64_t offset; /* where the entry starts in that file */
 	uint8_t hash[STORE_HASH_LEN];
 };
 
@@ -178,7 +259,7 @@ size_t store_pb_varint_put(uint8_t *out, uint64_t v);
  * (hash not 32 bytes, seq 0). */
 int store_anchor_from_pb(const Capf__AuditAnchor *pb, struct store_anchor *out);
 
-/* ---- scanning files held in memory (log.c) ----------------------------- */
+/* ---- scanning files held in memory (frame.c, v2.c) ----------------------- */
 
 /* Checks one payload: 0 good, CAPF_EBADMSG bad (*reason set when known),
  * CAPF_ENOMEM. ctx is the scan's. */
@@ -189,46 +270,60 @@ typedef int (*store_payload_check_fn)(const uint8_t *p, size_t len, void *ctx,
  * return stops the scan with that code. */
 typedef int (*store_entry_cb)(const uint8_t *payload, size_t len, size_t off, void *arg);
 
+/* Called for each item of a file walk (good entries and bad regions). A
+ * negative return stops the walk with that code. */
+typedef int (*store_item_cb)(const struct store_walk_item *it, void *arg);
+
 struct store_scan_result {
-	size_t valid_len;   /* header plus every good entry before the first bad one */
-	size_t entries;     /* good entries (those passed to on_entry) */
-	int torn;           /* 1: the bytes from valid_len to the end are a torn tail */
+	size_t valid_len;   /* header plus every entry that is kept */
+	size_t entries;     /* entries kept (those passed to on_entry) */
+	int torn;           /* 1: the bytes from valid_len to the end are the unsynced tail */
 	size_t bad_off;     /* offset of the first bad entry (or 0 for a bad header) */
 	const char *reason; /* why the header or the entry at bad_off is bad (static) */
 	uint32_t version;   /* format version read from the header */
 	uint64_t seq;       /* seq from the header */
+	uint32_t salt;      /* salt from the header (format 3) */
+	size_t header_len;
+	uint32_t group;     /* format 3: the last group committed in what is kept */
+	size_t tail_off;    /* where the uncommitted end starts: valid_len, or with damage
+			     * (CAPF_ECORRUPT) the end of the last commit after it */
 };
 
 /*
- * store_scan() - check a whole file of kind held in memory, from its
- * header, and hand each good entry to on_entry (may be NULL). Pure.
+ * store_file_walk() - the one walk over a whole file of kind held in
+ * memory, from its header: each item (good entry, bad region) goes to
+ * on_item (may be NULL), in file order, and res says what is kept. Pure.
  *
- * An entry is good when its length is 1..STORE_ENTRY_MAX, it lies inside
- * the buffer, its CRC32C matches and check accepts its payload. The first
- * entry that is not good ends the scan: if no good entry starts anywhere
- * after it, it and everything after it are a torn tail (res->torn = 1);
- * otherwise the file is damaged in the middle.
+ * Format 3: an entry is good when its fragments are valid, check (may be
+ * NULL) accepts its payload and it belongs to the group expected. What is
+ * kept ends at the last commit before the first entry that is not good
+ * (or before the end). The rest is the last group: a torn tail
+ * (res->torn) unless a valid fragment after the first bad entry names a
+ * later group, which proves that the bad one was durable: CAPF_ECORRUPT.
+ * Formats 1 and 2 (v2.c): entries back to back; a bad entry with a good
+ * one anywhere after it is damage, else a torn tail.
  *
- * Returns 0 (res->valid_len bytes are good; an empty buffer gives
- * valid_len 0), CAPF_ECORRUPT (bad header, or damage in the middle at
- * res->bad_off; res->reason says what), CAPF_ENOMEM, or what on_entry
- * returned.
+ * Returns 0 (an empty buffer gives valid_len 0), CAPF_ECORRUPT (bad header,
+ * or damage at res->bad_off; res->reason says what), CAPF_ENOMEM, or what
+ * on_item returned.
+ */
+int store_file_walk(const uint8_t *buf, size_t len, enum store_file_kind kind,
+		    store_payload_check_fn check, void *check_ctx, store_item_cb on_item, void *arg,
+		    struct store_scan_result *res);
+
+/* store_v2_walk() - store_file_walk() of a format 1 or 2 file (v2.c). */
+int store_v2_walk(const uint8_t *buf, size_t len, const struct store_header *h,
+		  store_payload_check_fn check, void *check_ctx, store_item_cb on_item, void *arg,
+		  struct store_scan_result *res);
+
+/*
+ * store_scan() - store_file_walk(), then each entry that is kept to
+ * on_entry (may be NULL), in order: nothing of a tail that is dropped
+ * reaches it. Same returns.
  */
 int store_scan(const uint8_t *buf, size_t len, enum store_file_kind kind,
 	       store_payload_check_fn check, void *check_ctx, store_entry_cb on_entry, void *arg,
 	       struct store_scan_result *res);
-
-/*
- * store_entry_at() - check the entry at off: 1 good (*entry_len set), 0
- * bad (*reason set), CAPF_ENOMEM.
- */
-int store_entry_at(const uint8_t *buf, size_t len, size_t off, store_payload_check_fn check,
-		   void *check_ctx, size_t *entry_len, const char **reason);
-
-/* store_next_good() - the first offset after off where a good entry
- * starts, or len if none does; CAPF_ENOMEM. */
-long long store_next_good(const uint8_t *buf, size_t len, size_t off,
-			  store_payload_check_fn check, void *check_ctx);
 
 /*
  * Payload checks. Segments hold StoreTxn payloads; snapshots a
@@ -257,14 +352,15 @@ int store_log_scan(const uint8_t *buf, size_t len, store_entry_cb on_entry, void
 /* The writer's view of the audit chain: the last entry written. */
 struct store_audit_chain {
 	uint64_t seq;
+	uint64_t file;    /* the audit file holding the last entry */
 	uint64_t offset;  /* start of the last entry; 0 when seq == 0 */
-	uint64_t end;     /* end of the file (where the next entry starts) */
+	uint64_t end;     /* end of the file being written (where the next entry goes) */
 	uint8_t hash[STORE_HASH_LEN];
 };
 
 /*
- * store_audit_encode() - build the complete entry (length, CRC, payload)
- * of ev as entry seq after prev_hash, at time t. *hash gets its hash.
+ * store_audit_encode() - build the payload of the entry of ev as entry seq
+ * after prev_hash, at time t (framed when written). *hash gets its hash.
  * Returns 0 and *out (malloc'd), *out_len; CAPF_ENOMEM; CAPF_ECRYPTO.
  */
 int store_audit_encode(const struct store_audit_event *ev, uint64_t seq, int64_t t,
@@ -302,6 +398,19 @@ enum store_audit_link {
 int store_audit_link(const uint8_t *p, size_t len, uint64_t off, struct store_audit_chain *chain,
 		     Capf__AuditEntry **entry);
 
+/* Called for each item of an audit file; in_tail: it lies in the torn
+ * tail that the next start drops. */
+typedef int (*store_audit_item_cb)(const struct store_walk_item *it, bool in_tail, void *arg);
+
+/*
+ * store_audit_walk() - the one walk over an audit file held in memory,
+ * shared by the open store, the reader, the verifier, check and repair:
+ * judges the file (res, as store_file_walk()) and hands every item to cb
+ * (may be NULL). Returns what store_file_walk() returned, or cb's error.
+ */
+int store_audit_walk(const uint8_t *buf, size_t len, store_audit_item_cb cb, void *arg,
+		     struct store_scan_result *res);
+
 /* store_audit_link_text() - words for a link verdict. */
 const char *store_audit_link_text(int link);
 
@@ -313,14 +422,22 @@ char *store_path(const char *dir, const char *name);
 /* store_seq_name() - "<prefix><seq>" into buf. */
 void store_seq_name(char *buf, size_t len, const char *prefix, uint64_t seq);
 
+/* store_audit_name() - "audit.<seq>.log" into buf. */
+void store_audit_name(char *buf, size_t len, uint64_t seq);
+
+/* store_new_salt() - a random salt for a new file's header. */
+uint32_t store_new_salt(void);
+
 /* A listing of the state directory: segments and snapshots by seq. */
 struct store_dir_list {
 	uint64_t *segs;
 	size_t n_segs;
 	uint64_t *snaps;
 	size_t n_snaps;
+	uint64_t *audits; /* audit.<seq>.log */
+	size_t n_audits;
 	bool legacy;     /* records.log exists */
-	bool audit;      /* audit.log exists */
+	bool audit;      /* audit.log (format 2) exists */
 };
 
 /* store_dir_list() - list dir (sorted ascending); 0 or a capf code. */
@@ -535,7 +652,12 @@ struct store {
 	int seg_fd;
 	uint64_t seg_seq;
 	uint64_t seg_size;       /* committed size of the current segment */
+	uint32_t seg_salt;       /* its header's */
+	uint32_t seg_group;      /* the group commit written next to it */
 	int audit_fd;
+	uint64_t audit_file;     /* the audit file written to: audit.<audit_file>.log */
+	uint32_t audit_salt;
+	uint32_t audit_group;
 	struct store_audit_chain chain; /* the last audit entry written */
 	int failed;              /* sticky: a failed write could not be undone */
 	bool fault_active;       /* writes are failing: reported, then rate-limited */
@@ -668,5 +790,9 @@ void *store_writer_main(void *arg);
  * signalled).
  */
 int store_compact_start(struct store *st, struct waiter *w);
+
+/* store_write_snapshot() - write snapshot.<c->seq> of c's entries (tmp,
+ * fsync, rename, directory fsync). Returns 0 or a capf code with err. */
+int store_write_snapshot(struct compaction *c, char *err, size_t errlen);
 
 #endif /* CAPF_STORE_INTERNAL_H */

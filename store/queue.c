@@ -212,15 +212,15 @@ int store_submit_audit(struct store *st, Capf__StoreRecord *const *recs, size_t 
 		ret = CAPF_EINVAL;
 		goto out;
 	}
-	it->entry_len = STORE_ENTRY_HEADER_LEN + plen;
+	/* The payload only: the writer frames it where it goes in the file. */
+	it->entry_len = plen;
 	it->entry = malloc(it->entry_len);
 	if (!it->entry) {
 		ret = CAPF_ENOMEM;
 		goto out;
 	}
-	payload = it->entry + STORE_ENTRY_HEADER_LEN;
+	payload = it->entry;
 	capf__store_txn__pack(&txn, payload);
-	store_entry_header_encode(it->entry, payload, (uint32_t)plen);
 	bc.it = it;
 	ret = store_txn_parse(payload, plen, NULL, build_rec, &bc);
 	if (ret < 0) {

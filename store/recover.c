@@ -33,6 +33,8 @@ struct load_ctx {
 	uint64_t snap_records;        /* snapshot: records seen */
 	Capf__StoreSnapshotInfo *info;
 	int error;                    /* text already set */
+	bool old_format;              /* a file of format 2 was loaded: convert */
+	uint64_t last_seg;            /* the last segment loaded */
 };
 
 static int load_rec(const struct store_rec_view *v, void *arg)
@@ -105,6 +107,11 @@ static void set_scan_error(const char *path, int ret, const struct store_scan_re
 		store_set_error("%s: %s (version %u)", path, res->reason, (unsigned)res->version);
 	else if (res->bad_off == 0)
 		store_set_error("%s: %s", path, res->reason);
+	else if (res->version == STORE_FORMAT_VERSION)
+		store_set_error("%s: damaged entry at byte offset %zu (%s) before the last durable "
+				"commit (a later group follows it); refusing to drop what was "
+				"acknowledged (see capfctl store check)",
+				path, res->bad_off, res->reason);
 	else
 		store_set_error("%s: damaged entry at byte offset %zu (%s) with good entries after "
 				"it; refusing to drop them (see capfctl store check)",
@@ -158,6 +165,8 @@ static int load_snapshot(struct store *st, uint64_t seq, struct load_ctx *lc)
 		goto out;
 	}
 	st->stats.snapshot_seq = seq;
+	if (res.version != STORE_FORMAT_VERSION)
+		lc->old_format = true;
 out:
 	if (lc->info)
 		capf__store_snapshot_info__free_unpacked(lc->info, NULL);
@@ -167,7 +176,11 @@ out:
 	return ret;
 }
 
-/* Replays one segment; the last one may end in a torn tail, dropped here. */
+/*
+ * Replays one segment. Only the last one may end in a torn tail (the
+ * group that was being written, whatever a power cut left of it), which
+ * is cut off here; in the others every entry must be good.
+ */
 static int load_segment(struct store *st, uint64_t seq, bool last, struct load_ctx *lc)
 {
 	struct store_scan_result res;
@@ -180,6 +193,7 @@ static int load_segment(struct store *st, uint64_t seq, bool last, struct load_c
 	path = store_path(st->dir, name);
 	if (!path)
 		return CAPF_ENOMEM;
+	lc->last_seg = seq;
 	ret = store_map_file(path, &m);
 	if (ret < 0)
 		goto out;
@@ -199,7 +213,8 @@ static int load_segment(struct store *st, uint64_t seq, bool last, struct load_c
 		uint8_t hdr[STORE_HEADER_LEN];
 		char err[300];
 
-		store_header_encode(hdr, STORE_FILE_SEGMENT, seq);
+		st->seg_salt = store_new_salt();
+		store_header_encode(hdr, STORE_FILE_SEGMENT, seq, st->seg_salt);
 		ret = store_create_file(st->dir, name, hdr, sizeof(hdr), &st->seg_fd, err,
 					sizeof(err));
 		if (ret < 0) {
@@ -208,6 +223,7 @@ static int load_segment(struct store *st, uint64_t seq, bool last, struct load_c
 		}
 		st->seg_seq = seq;
 		st->seg_size = STORE_HEADER_LEN;
+		st->seg_group = 1;
 		goto out;
 	}
 	if (len == 0 || res.seq != seq) {
@@ -217,6 +233,8 @@ static int load_segment(struct store *st, uint64_t seq, bool last, struct load_c
 		ret = CAPF_ECORRUPT;
 		goto out;
 	}
+	if (res.version != STORE_FORMAT_VERSION)
+		lc->old_format = true;
 	if (res.torn && !last) {
 		/* Only the segment being appended to can be cut by a crash. */
 		store_set_error("%s: damaged entry at byte offset %zu (%s) in a finished segment",
@@ -226,8 +244,9 @@ static int load_segment(struct store *st, uint64_t seq, bool last, struct load_c
 	}
 	if (!last)
 		goto out;
-	if (st->readonly) {
-		st->stats.torn_bytes_dropped = res.torn ? len - res.valid_len : 0;
+	st->stats.torn_bytes_dropped = res.torn ? len - res.valid_len : 0;
+	if (st->readonly || lc->old_format) {
+		/* Read only, or converted to a new segment: this file stays. */
 		goto out;
 	}
 	fd = open(path, O_RDWR | O_APPEND | O_CLOEXEC);
@@ -243,16 +262,17 @@ static int load_segment(struct store *st, uint64_t seq, bool last, struct load_c
 			ret = store_err_from_errno(errno);
 			goto out;
 		}
-		st->stats.torn_bytes_dropped = len - res.valid_len;
 		store_emit(st, STORE_SEV_WARNING,
-		     "store: dropped a torn tail of %zu bytes at byte offset %zu of %s (%s): an "
-		     "interrupted write",
-		     len - res.valid_len, res.valid_len, path, res.reason);
+			   "store: dropped a torn tail of %zu bytes at byte offset %zu of %s (%s at "
+			   "byte offset %zu): the last group, never acknowledged",
+			   len - res.valid_len, res.valid_len, path, res.reason, res.bad_off);
 	}
 	st->seg_fd = fd;
 	fd = -1;
 	st->seg_seq = seq;
 	st->seg_size = res.valid_len;
+	st->seg_salt = res.salt;
+	st->seg_group = res.group + 1;
 out:
 	if (fd >= 0)
 		close(fd);
@@ -309,7 +329,7 @@ static void remove_tmp_files(struct store *st)
 			continue;
 		if (strncmp(de->d_name, STORE_SEG_PREFIX, strlen(STORE_SEG_PREFIX)) != 0 &&
 		    strncmp(de->d_name, STORE_SNAP_PREFIX, strlen(STORE_SNAP_PREFIX)) != 0 &&
-		    strncmp(de->d_name, STORE_AUDIT_NAME, strlen(STORE_AUDIT_NAME)) != 0)
+		    strncmp(de->d_name, STORE_AUDIT_PREFIX, strlen(STORE_AUDIT_PREFIX)) != 0)
 			continue;
 		if ((path = store_path(st->dir, de->d_name))) {
 			removed += unlink(path) == 0;
@@ -321,18 +341,33 @@ static void remove_tmp_files(struct store *st)
 		(void)store_sync_dir(st->dir);
 }
 
+/* Frames every entry handed to it into one group of a new file. */
+struct reframe {
+	struct store_framer f;
+	struct store_buf out;
+	size_t n, total;
+};
+
+static int reframe_entry(const uint8_t *p, size_t len, size_t off, void *arg)
+{
+	struct reframe *rf = arg;
+
+	(void)off;
+	rf->n++;
+	return store_frame_entry(&rf->f, p, len, rf->n == rf->total, &rf->out, NULL);
+}
+
 /*
  * A records.log of the first format (version 1, one file) becomes the
- * first segment: its good entries are copied behind a segment header, and
- * the old file is kept as records.log.v1.
+ * first segment: its good entries are framed anew behind a segment
+ * header, and the old file is kept as records.log.v1.
  */
 static int migrate_legacy(struct store *st)
 {
 	struct store_scan_result res;
 	struct store_file_map m = { 0 };
+	struct reframe rf = { 0 };
 	char *path = NULL, *bak = NULL, name[64], err[300];
-	uint8_t *buf = NULL;
-	size_t body;
 	int ret;
 
 	path = store_path(st->dir, STORE_LEGACY_NAME);
@@ -350,19 +385,21 @@ static int migrate_legacy(struct store *st)
 		set_scan_error(path, ret, &res);
 		goto out;
 	}
-	body = res.valid_len > STORE_LEGACY_HEADER_LEN ? res.valid_len - STORE_LEGACY_HEADER_LEN
-						       : 0;
-	buf = malloc(STORE_HEADER_LEN + body);
-	if (!buf) {
-		ret = CAPF_ENOMEM;
+	rf.f.salt = store_new_salt();
+	rf.f.pos = STORE_HEADER_LEN;
+	rf.f.group = 1;
+	rf.total = res.entries;
+	ret = store_buf_reserve(&rf.out, STORE_HEADER_LEN);
+	if (ret < 0)
 		goto out;
-	}
-	store_header_encode(buf, STORE_FILE_SEGMENT, 1);
-	if (body)
-		memcpy(buf + STORE_HEADER_LEN, m.data + STORE_LEGACY_HEADER_LEN, body);
+	store_header_encode(rf.out.data, STORE_FILE_SEGMENT, 1, rf.f.salt);
+	rf.out.len = STORE_HEADER_LEN;
+	ret = store_scan(m.data, m.len, STORE_FILE_LEGACY, store_check_txn_payload, NULL,
+			 reframe_entry, &rf, &res);
+	if (ret < 0)
+		goto out;
 	store_seq_name(name, sizeof(name), STORE_SEG_PREFIX, 1);
-	ret = store_create_file(st->dir, name, buf, STORE_HEADER_LEN + body, NULL, err,
-				sizeof(err));
+	ret = store_create_file(st->dir, name, rf.out.data, rf.out.len, NULL, err, sizeof(err));
 	if (ret < 0) {
 		store_set_error("%s", err);
 		goto out;
@@ -373,186 +410,445 @@ static int migrate_legacy(struct store *st)
 		goto out;
 	}
 	store_emit(st, STORE_SEV_WARNING,
-	     "store: converted %s (%zu entries) to the segment format; the original is %s",
-	     path, res.entries, bak);
+		   "store: converted %s (%zu entries) to the segment format; the original is %s",
+		   path, res.entries, bak);
 out:
 	store_unmap_file(&m);
-	free(buf);
+	store_buf_free(&rf.out);
 	free(path);
 	free(bak);
 	return ret;
 }
 
-/*
- * Opens audit.log and finds where its chain ends. Only the end is read:
- * the entry the anchor names, which must be there as recorded, and what
- * follows it (entries synced before a crash stopped the segment write).
- */
-static int open_audit(struct store *st, const struct store_anchor *anchor)
-{
-	struct store_file_map m = { 0 };
-	char *path = NULL, err[300];
-	const char *reason;
-	uint8_t hdr[STORE_HEADER_LEN];
-	size_t off;
-	int ret = 0;
+/* ---- the audit log at open ------------------------------------------------------ */
 
-	path = store_path(st->dir, STORE_AUDIT_NAME);
+struct audit_open {
+	struct store *st;
+	const struct store_anchor *anchor;
+	uint64_t file;   /* the file being read */
+	const char *path;
+	bool found;      /* the anchored entry was seen */
+	bool linking;    /* past the anchor (or no anchor): every entry must chain on */
+	bool error;      /* text set */
+};
+
+static int audit_open_entry(const uint8_t *p, size_t len, size_t off, void *arg)
+{
+	struct audit_open *ao = arg;
+	struct store *st = ao->st;
+	int link;
+
+	if (!ao->linking) {
+		struct store_audit_chain ch = { 0 };
+
+		if (ao->anchor->file != ao->file || off != ao->anchor->offset)
+			return 0;
+		link = store_audit_link(p, len, off, &ch, NULL);
+		if (link < 0)
+			return link;
+		if (link != STORE_AUDIT_LINK_OK || ch.seq != ao->anchor->seq ||
+		    memcmp(ch.hash, ao->anchor->hash, STORE_HASH_LEN) != 0)
+			return 0; /* not found: said below */
+		ch.file = ao->file;
+		st->chain = ch;
+		ao->found = true;
+		ao->linking = true;
+		return 0;
+	}
+	link = store_audit_link(p, len, off, &st->chain, NULL);
+	if (link < 0)
+		return link;
+	st->chain.file = ao->file;
+	if (link != STORE_AUDIT_LINK_OK) {
+		store_set_error("%s: entry at byte offset %zu: %s; see capfctl audit verify and "
+				"capfctl store repair",
+				ao->path, off, store_audit_link_text(link));
+		ao->error = true;
+		return CAPF_ECORRUPT;
+	}
+	return 0;
+}
+
+/* Creates audit.<file>.log, empty after its header, as the file written to. */
+static int audit_create(struct store *st, uint64_t file)
+{
+	uint8_t hdr[STORE_HEADER_LEN];
+	char name[64], err[300];
+	int ret, fd = -1;
+
+	st->audit_salt = store_new_salt();
+	store_header_encode(hdr, STORE_FILE_AUDIT, file, st->audit_salt);
+	store_audit_name(name, sizeof(name), file);
+	ret = store_create_file(st->dir, name, hdr, sizeof(hdr), &fd, err, sizeof(err));
+	if (ret < 0) {
+		store_set_error("%s", err);
+		return ret;
+	}
+	if (st->audit_fd >= 0)
+		close(st->audit_fd);
+	st->audit_fd = fd;
+	st->audit_file = file;
+	st->audit_group = 1;
+	st->chain.end = STORE_HEADER_LEN;
+	return 0;
+}
+
+/*
+ * No audit file at all. With an anchor, the log was moved away (archived)
+ * while capfd was stopped: a new file continues the chain from the anchor
+ * and says so first.
+ */
+static int audit_missing(struct store *st, const struct store_anchor *anchor)
+{
+	struct store_audit_event ev = { 0 };
+	struct audit_ev *a;
+	char detail[200];
+	int ret;
+
+	memset(&st->chain, 0, sizeof(st->chain));
+	ret = audit_create(st, anchor->seq ? anchor->file + 1 : 1);
+	if (ret < 0 || !anchor->seq)
+		return ret;
+	st->chain.seq = anchor->seq;
+	st->chain.file = anchor->file;
+	st->chain.offset = anchor->offset;
+	memcpy(st->chain.hash, anchor->hash, STORE_HASH_LEN);
+	snprintf(detail, sizeof(detail),
+		 "continues the chain after seq %llu: the audit log was missing at start",
+		 (unsigned long long)anchor->seq);
+	ev.kind = CAPF__AUDIT_KIND__AUDIT_STORE;
+	ev.peer = "capfd";
+	ev.detail = detail;
+	a = store_audit_ev_new(&ev, (int64_t)time(NULL));
+	if (!a)
+		return CAPF_ENOMEM;
+	store_retry_push(st, a);
+	store_emit(st, STORE_SEV_WARNING,
+		   "store: the audit log of %s was missing; a new one continues the chain after "
+		   "seq %llu",
+		   st->dir, (unsigned long long)anchor->seq);
+	return 0;
+}
+
+/* Reads one audit file for open_audit(); the last one is opened for appending. */
+static int audit_open_file(struct store *st, struct audit_open *ao, bool last)
+{
+	struct store_scan_result res;
+	struct store_file_map m = { 0 };
+	char name[64], *path;
+	size_t len;
+	int ret, fd = -1;
+
+	store_audit_name(name, sizeof(name), ao->file);
+	path = store_path(st->dir, name);
 	if (!path)
 		return CAPF_ENOMEM;
+	ao->path = path;
 	ret = store_map_file(path, &m);
-	if (ret < 0 && ret != CAPF_ENOENT)
+	if (ret < 0) {
+		store_set_error("cannot read %s: %s", path, capf_strerror(ret));
 		goto out;
-	if (ret == CAPF_ENOENT || m.len == 0) {
-		store_header_encode(hdr, STORE_FILE_AUDIT, 0);
-		ret = store_create_file(st->dir, STORE_AUDIT_NAME, hdr, sizeof(hdr), &st->audit_fd,
-					err, sizeof(err));
-		if (ret < 0) {
-			store_set_error("%s", err);
-			goto out;
-		}
-		memset(&st->chain, 0, sizeof(st->chain));
-		st->chain.end = STORE_HEADER_LEN;
-		if (anchor->seq) {
-			/* The chain goes on from what the store recorded, and the
-			 * new file says so first. */
-			struct store_audit_event ev = { 0 };
-			char detail[200];
-			struct audit_ev *a;
-
-			st->chain.seq = anchor->seq;
-			memcpy(st->chain.hash, anchor->hash, STORE_HASH_LEN);
-			snprintf(detail, sizeof(detail),
-				 "continues the chain after seq %llu: audit.log was missing at start",
-				 (unsigned long long)anchor->seq);
-			ev.kind = CAPF__AUDIT_KIND__AUDIT_STORE;
-			ev.peer = "capfd";
-			ev.detail = detail;
-			a = store_audit_ev_new(&ev, (int64_t)time(NULL));
-			if (!a) {
-				ret = CAPF_ENOMEM;
-				goto out;
-			}
-			store_retry_push(st, a);
-			store_emit(st, STORE_SEV_WARNING,
-			     "store: %s was missing; a new audit log continues the chain after "
-			     "seq %llu",
-			     path, (unsigned long long)anchor->seq);
-		}
+	}
+	ret = store_scan(m.data, m.len, STORE_FILE_AUDIT, store_check_audit_payload, NULL,
+			 audit_open_entry, ao, &res);
+	len = m.len;
+	store_unmap_file(&m);
+	if (ret < 0) {
+		if (!ao->error)
+			set_scan_error(path, ret, &res);
+		goto out;
+	}
+	if (len == 0 || res.version != STORE_FORMAT_VERSION || res.seq != ao->file) {
+		store_set_error("%s: %s", path,
+				len == 0 ? "empty audit file (no header)"
+					 : "not an audit file of format 3 with its own number");
+		ret = CAPF_ECORRUPT;
+		goto out;
+	}
+	if (res.torn && !last) {
+		store_set_error("%s: damaged entry at byte offset %zu (%s) in a finished audit file",
+				path, res.bad_off, res.reason);
+		ret = CAPF_ECORRUPT;
+		goto out;
+	}
+	if (!last)
+		goto out;
+	if (ao->anchor->seq && !ao->found) {
+		/* Said by the caller; nothing is cut from a file that lost what
+		 * the store recorded. */
 		ret = 0;
 		goto out;
 	}
-
-	{
-		uint64_t seq;
-		uint32_t version;
-
-		ret = store_header_check(m.data, m.len, STORE_FILE_AUDIT, &seq, &version, &reason);
-		if (ret < 0) {
-			store_set_error("%s: %s", path, reason);
-			goto out;
-		}
-	}
-	memset(&st->chain, 0, sizeof(st->chain));
-	st->chain.end = STORE_HEADER_LEN;
-	off = STORE_HEADER_LEN;
-	if (anchor->seq) {
-		size_t elen = 0;
-		int c;
-
-		c = anchor->offset < m.len ? store_entry_at(m.data, m.len, (size_t)anchor->offset,
-							    store_check_audit_payload, NULL, &elen,
-							    &reason)
-					   : 0;
-		if (c < 0) {
-			ret = c;
-			goto out;
-		}
-		if (c == 1) {
-			struct store_audit_chain ch = { 0 };
-
-			ret = store_audit_link(m.data + anchor->offset + STORE_ENTRY_HEADER_LEN,
-					       elen - STORE_ENTRY_HEADER_LEN, anchor->offset, &ch,
-					       NULL);
-			if (ret < 0)
-				goto out;
-			if (ret != STORE_AUDIT_LINK_OK || ch.seq != anchor->seq ||
-			    memcmp(ch.hash, anchor->hash, STORE_HASH_LEN) != 0)
-				c = 0;
-			else
-				st->chain = ch;
-		}
-		if (c == 0) {
-			store_set_error("%s: the entry at byte offset %llu is not audit entry %llu as "
-					"the store recorded it (the log was truncated, replaced or "
-					"edited); see capfctl audit verify and capfctl store repair",
-					path, (unsigned long long)anchor->offset,
-					(unsigned long long)anchor->seq);
-			ret = CAPF_ECORRUPT;
-			goto out;
-		}
-		off = (size_t)st->chain.end;
-	}
-	while (off < m.len) {
-		size_t elen = 0;
-		int c = store_entry_at(m.data, m.len, off, store_check_audit_payload, NULL, &elen,
-				       &reason);
-		long long next;
-
-		if (c < 0) {
-			ret = c;
-			goto out;
-		}
-		if (c == 1) {
-			ret = store_audit_link(m.data + off + STORE_ENTRY_HEADER_LEN,
-					       elen - STORE_ENTRY_HEADER_LEN, off, &st->chain, NULL);
-			if (ret < 0)
-				goto out;
-			if (ret != STORE_AUDIT_LINK_OK) {
-				store_set_error("%s: entry at byte offset %zu: %s; see capfctl audit "
-						"verify and capfctl store repair",
-						path, off, store_audit_link_text(ret));
-				ret = CAPF_ECORRUPT;
-				goto out;
-			}
-			off += elen;
-			continue;
-		}
-		next = store_next_good(m.data, m.len, off, store_check_audit_payload, NULL);
-		if (next < 0) {
-			ret = (int)next;
-			goto out;
-		}
-		if ((size_t)next < m.len) {
-			store_set_error("%s: damaged entry at byte offset %zu (%s) with good entries "
-					"after it; see capfctl store check",
-					path, off, reason);
-			ret = CAPF_ECORRUPT;
-			goto out;
-		}
-		st->stats.audit_torn_bytes_dropped = m.len - off;
-		store_emit(st, STORE_SEV_WARNING,
-		     "store: dropped a torn tail of %zu bytes at byte offset %zu of %s (%s): an "
-		     "interrupted write",
-		     m.len - off, off, path, reason);
-		break;
-	}
-	st->audit_fd = open(path, O_RDWR | O_APPEND | O_CLOEXEC);
-	if (st->audit_fd < 0) {
+	fd = open(path, O_RDWR | O_APPEND | O_CLOEXEC);
+	if (fd < 0) {
 		store_set_error("cannot open %s: %s", path, strerror(errno));
 		ret = store_err_from_errno(errno);
 		goto out;
 	}
-	if (off < m.len && (ftruncate(st->audit_fd, (off_t)off) < 0 || fsync(st->audit_fd) < 0)) {
-		store_set_error("cannot drop the torn tail of %s: %s", path, strerror(errno));
-		ret = store_err_from_errno(errno);
-		goto out;
+	if (res.torn) {
+		if (ftruncate(fd, (off_t)res.valid_len) < 0 || fsync(fd) < 0) {
+			store_set_error("cannot drop the torn tail of %s: %s", path, strerror(errno));
+			ret = store_err_from_errno(errno);
+			goto out;
+		}
+		st->stats.audit_torn_bytes_dropped = len - res.valid_len;
+		store_emit(st, STORE_SEV_WARNING,
+			   "store: dropped a torn tail of %zu bytes at byte offset %zu of %s (%s): "
+			   "an interrupted write",
+			   len - res.valid_len, res.valid_len, path, res.reason);
 	}
-	ret = 0;
+	st->audit_fd = fd;
+	fd = -1;
+	st->audit_file = ao->file;
+	st->audit_salt = res.salt;
+	st->audit_group = res.group + 1;
+	st->chain.end = res.valid_len;
 out:
-	store_unmap_file(&m);
+	if (fd >= 0)
+		close(fd);
+	ao->path = NULL;
 	free(path);
 	return ret;
+}
+
+/*
+ * Opens the audit log (audit.<seq>.log, the newest written to) and finds
+ * where its chain ends: the entry the anchor names must be in the file and
+ * at the offset the anchor says, as recorded; every entry after it, to
+ * the end of the newest file, must chain on (they were synced before a
+ * crash stopped the segment write). Files older than the anchor's are
+ * not read here (capfctl audit verify reads them all).
+ */
+static int open_audit(struct store *st, const struct store_anchor *anchor,
+		      const struct store_dir_list *l)
+{
+	struct audit_open ao = { .st = st, .anchor = anchor };
+	size_t i, first = 0;
+	int ret;
+
+	memset(&st->chain, 0, sizeof(st->chain));
+	if (l->n_audits == 0)
+		return audit_missing(st, anchor);
+	if (anchor->seq) {
+		for (first = 0; first < l->n_audits && l->audits[first] != anchor->file; first++)
+			;
+		if (first == l->n_audits) {
+			char name[64];
+
+			store_audit_name(name, sizeof(name), anchor->file);
+			store_set_error("%s/%s, which holds audit entry %llu as the store recorded it, "
+					"is missing; see capfctl audit verify and capfctl store repair",
+					st->dir, name, (unsigned long long)anchor->seq);
+			return CAPF_ECORRUPT;
+		}
+	} else {
+		ao.linking = true;
+	}
+	for (i = first; i < l->n_audits; i++) {
+		if (i > first && l->audits[i] != l->audits[i - 1] + 1) {
+			char name[64];
+
+			store_audit_name(name, sizeof(name), l->audits[i - 1] + 1);
+			store_set_error("%s/%s is missing: the audit files must follow each other",
+					st->dir, name);
+			return CAPF_ECORRUPT;
+		}
+		ao.file = l->audits[i];
+		ret = audit_open_file(st, &ao, i + 1 == l->n_audits);
+		if (ret < 0)
+			return ret;
+		if (anchor->seq && !ao.found) {
+			char name[64];
+
+			store_audit_name(name, sizeof(name), anchor->file);
+			store_set_error("%s/%s: the entry at byte offset %llu is not audit entry %llu "
+					"as the store recorded it (the log was truncated, replaced or "
+					"edited); see capfctl audit verify and capfctl store repair",
+					st->dir, name, (unsigned long long)anchor->offset,
+					(unsigned long long)anchor->seq);
+			return CAPF_ECORRUPT;
+		}
+	}
+	return 0;
+}
+
+/* ---- converting format 2 ---------------------------------------------------------- */
+
+/* Frames the good entries of a format 2 audit.log into audit.0000000001.log
+ * and says where the anchored entry now starts. */
+struct audit_conv {
+	struct reframe rf;
+	const struct store_anchor *anchor;
+	struct store_anchor *out;
+};
+
+static int audit_conv_entry(const uint8_t *p, size_t len, size_t off, void *arg)
+{
+	struct audit_conv *ac = arg;
+	uint64_t start = 0;
+	int ret;
+
+	ac->rf.n++;
+	ret = store_frame_entry(&ac->rf.f, p, len, ac->rf.n == ac->rf.total, &ac->rf.out, &start);
+	if (ret == 0 && ac->anchor->seq && off == ac->anchor->offset) {
+		*ac->out = *ac->anchor;
+		ac->out->file = 1;
+		ac->out->offset = start;
+	}
+	return ret;
+}
+
+static int convert_audit_v2(struct store *st, const struct store_anchor *anchor,
+			    struct store_anchor *out)
+{
+	struct audit_conv ac = { .anchor = anchor, .out = out };
+	struct store_scan_result res;
+	struct store_file_map m = { 0 };
+	char *path, name[64], err[300];
+	int ret;
+
+	*out = *anchor;
+	path = store_path(st->dir, STORE_AUDIT_NAME);
+	if (!path)
+		return CAPF_ENOMEM;
+	ret = store_map_file(path, &m);
+	if (ret == CAPF_ENOENT) {
+		ret = 0;
+		goto out;
+	}
+	if (ret < 0)
+		goto out;
+	ret = store_audit_walk(m.data, m.len, NULL, NULL, &res);
+	if (ret < 0) {
+		set_scan_error(path, ret, &res);
+		goto out;
+	}
+	if (res.entries == 0)
+		goto out;
+	ac.rf.f.salt = store_new_salt();
+	ac.rf.f.pos = STORE_HEADER_LEN;
+	ac.rf.f.group = 1;
+	ac.rf.total = res.entries;
+	ret = store_buf_reserve(&ac.rf.out, STORE_HEADER_LEN);
+	if (ret < 0)
+		goto out;
+	store_header_encode(ac.rf.out.data, STORE_FILE_AUDIT, 1, ac.rf.f.salt);
+	ac.rf.out.len = STORE_HEADER_LEN;
+	out->seq = 0;
+	ret = store_scan(m.data, m.len, STORE_FILE_AUDIT, store_check_audit_payload, NULL,
+			 audit_conv_entry, &ac, &res);
+	if (ret < 0)
+		goto out;
+	if (anchor->seq && out->seq == 0) {
+		store_set_error("%s: the entry at byte offset %llu is not audit entry %llu as the "
+				"store recorded it (the log was truncated, replaced or edited); see "
+				"capfctl audit verify and capfctl store repair",
+				path, (unsigned long long)anchor->offset,
+				(unsigned long long)anchor->seq);
+		ret = CAPF_ECORRUPT;
+		goto out;
+	}
+	store_audit_name(name, sizeof(name), 1);
+	ret = store_create_file(st->dir, name, ac.rf.out.data, ac.rf.out.len, NULL, err,
+				sizeof(err));
+	if (ret < 0)
+		store_set_error("%s", err);
+out:
+	store_unmap_file(&m);
+	store_buf_free(&ac.rf.out);
+	free(path);
+	return ret;
+}
+
+/* Renames a file of format 2 to NAME.v2, kept for people. */
+static void keep_v2(struct store *st, const char *name)
+{
+	char *from = store_path(st->dir, name), to[4200];
+
+	if (from) {
+		snprintf(to, sizeof(to), "%s.v2", from);
+		(void)rename(from, to);
+	}
+	free(from);
+}
+
+/*
+ * A directory of format 2, loaded into the index, becomes format 3: the
+ * audit log is framed anew as audit.0000000001.log (its entries and
+ * chain unchanged), an empty segment log.<N+1> and a snapshot.<N+1> of
+ * the whole index are written, and only then (the snapshot's rename is the
+ * commit point) the old files are renamed NAME.v2. A crash before that
+ * point leaves the old files in charge: the next start converts again.
+ */
+static int migrate_v2(struct store *st, struct load_ctx *lc, struct store_dir_list *l)
+{
+	struct store_anchor anchor;
+	struct compaction c = { 0 };
+	struct idx_entry *e, *tmp;
+	char name[64], err[400];
+	uint8_t hdr[STORE_HEADER_LEN];
+	size_t i;
+	int ret;
+
+	/* What an interrupted conversion left is not in charge yet. */
+	for (i = 0; i < l->n_audits; i++) {
+		char *p;
+
+		store_audit_name(name, sizeof(name), l->audits[i]);
+		if ((p = store_path(st->dir, name)))
+			(void)unlink(p);
+		free(p);
+	}
+	l->n_audits = 0;
+	ret = convert_audit_v2(st, &lc->anchor, &anchor);
+	if (ret < 0)
+		return ret;
+	st->seg_seq = lc->last_seg + 1;
+	st->seg_salt = store_new_salt();
+	st->seg_group = 1;
+	st->seg_size = STORE_HEADER_LEN;
+	store_header_encode(hdr, STORE_FILE_SEGMENT, st->seg_seq, st->seg_salt);
+	store_seq_name(name, sizeof(name), STORE_SEG_PREFIX, st->seg_seq);
+	ret = store_create_file(st->dir, name, hdr, sizeof(hdr), &st->seg_fd, err, sizeof(err));
+	if (ret < 0) {
+		store_set_error("%s", err);
+		return ret;
+	}
+	c.st = st;
+	c.seq = st->seg_seq;
+	c.anchor = anchor;
+	c.n_dev = HASH_COUNT(st->devices);
+	c.entries = malloc((c.n_dev + HASH_COUNT(st->certs) + 1) * sizeof(*c.entries));
+	if (!c.entries)
+		return CAPF_ENOMEM;
+	HASH_ITER(hh, st->devices, e, tmp)
+		c.entries[c.n++] = e;
+	HASH_ITER(hh, st->certs, e, tmp)
+		c.entries[c.n++] = e;
+	ret = store_write_snapshot(&c, err, sizeof(err));
+	free(c.entries);
+	if (ret < 0) {
+		store_set_error("converting %s to format 3: %s", st->dir, err);
+		return ret;
+	}
+	for (i = 0; i < l->n_snaps; i++) {
+		store_seq_name(name, sizeof(name), STORE_SNAP_PREFIX, l->snaps[i]);
+		keep_v2(st, name);
+	}
+	for (i = 0; i < l->n_segs; i++) {
+		store_seq_name(name, sizeof(name), STORE_SEG_PREFIX, l->segs[i]);
+		keep_v2(st, name);
+	}
+	if (l->audit)
+		keep_v2(st, STORE_AUDIT_NAME);
+	(void)store_sync_dir(st->dir);
+	st->stats.snapshot_seq = c.seq;
+	lc->anchor = anchor;
+	store_emit(st, STORE_SEV_WARNING,
+		   "store: converted %s to format 3 (snapshot " STORE_SNAP_PREFIX STORE_SEQ_FMT
+		   ", %zu records); the files of format 2 are kept as NAME.v2",
+		   st->dir, c.seq, c.n);
+	return 0;
 }
 
 int store_load_all(struct store *st)
@@ -619,10 +915,23 @@ int store_load_all(struct store *st)
 		ret = 0;
 		goto out;
 	}
+	if (lc.old_format) {
+		ret = migrate_v2(st, &lc, &l);
+		if (ret < 0)
+			goto out;
+		store_dir_list_free(&l);
+		ret = store_dir_list(st->dir, &l);
+		if (ret < 0)
+			return ret;
+		ret = open_audit(st, &lc.anchor, &l);
+		goto out;
+	}
 	if (start == l.n_segs) {
 		uint8_t hdr[STORE_HEADER_LEN];
 
-		store_header_encode(hdr, STORE_FILE_SEGMENT, 1);
+		st->seg_salt = store_new_salt();
+		st->seg_group = 1;
+		store_header_encode(hdr, STORE_FILE_SEGMENT, 1, st->seg_salt);
 		store_seq_name(name, sizeof(name), STORE_SEG_PREFIX, 1);
 		ret = store_create_file(st->dir, name, hdr, sizeof(hdr), &st->seg_fd, err,
 					sizeof(err));
@@ -635,7 +944,9 @@ int store_load_all(struct store *st)
 	}
 	if (snap)
 		store_remove_obsolete(st, &l, snap);
-	ret = open_audit(st, &lc.anchor);
+	if (l.audit)
+		keep_v2(st, STORE_AUDIT_NAME); /* a conversion that stopped after its commit */
+	ret = open_audit(st, &lc.anchor, &l);
 out:
 	store_dir_list_free(&l);
 	return ret;

@@ -309,6 +309,22 @@ typedef int (*store_audit_read_cb)(const Capf__AuditEntry *e, uint64_t offset, v
  */
 int store_audit_read(const char *path, store_audit_read_cb cb, void *arg);
 
+/*
+ * store_audit_files() - the paths of the audit files of dir, oldest first
+ * (audit.<seq>.log; a format 2 directory's audit.log). Free with
+ * store_audit_files_free(). Returns 0 (n may be 0) or a capf code.
+ */
+int store_audit_files(const char *dir, char ***paths, size_t *n);
+void store_audit_files_free(char **paths, size_t n);
+
+/*
+ * store_audit_read_dir() - store_audit_read() of every audit file of dir,
+ * oldest first, as one log (a non-zero return of cb stops). Returns 0,
+ * CAPF_ECORRUPT (damage in some file, the others read:
+ * store_last_error()), or an I/O error.
+ */
+int store_audit_read_dir(const char *dir, store_audit_read_cb cb, void *arg);
+
 struct store_audit_summary {
 	uint64_t entries;
 	uint64_t first_seq;
@@ -319,7 +335,8 @@ struct store_audit_summary {
 
 /*
  * store_audit_verify() - verify the hash chain of the audit log files
- * (files, in order, as one chain; or DIR/audit.log when nfiles is 0) and,
+ * (files, in order, as one chain; or every audit file of dir when nfiles
+ * is 0, see store_audit_files()) and,
  * when dir is not NULL, that the log reaches the store's anchor. Every
  * edited, removed, reordered or inserted entry goes to cb with the file
  * and offset. Works while capfd runs. Returns 0 (intact), CAPF_ECORRUPT

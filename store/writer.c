@@ -149,20 +149,22 @@ static int truncate_back(struct store *st)
 	return 0;
 }
 
-/* A group's audit entries, encoded in chain order. */
+/* A group's audit entries, encoded in chain order, and what goes to the
+ * files, framed at the place it goes. */
 struct audit_batch {
 	struct audit_ev **evs;
 	size_t n;
 	struct store_audit_chain chain; /* after the batch */
-	uint8_t *anchor_entry;          /* the segment entry recording the chain's end */
-	size_t anchor_len;
+	struct store_buf audit_out;     /* the framed audit entries */
+	struct store_buf seg_out;       /* the framed txn entries and the anchor */
+	uint64_t seg_end;               /* the segment's size after the group */
 };
 
+/* Encodes and frames the audit entries: the chain goes on from st->chain. */
 static int encode_audit(struct store *st, struct audit_batch *b)
 {
-	Capf__StoreTxn txn = CAPF__STORE_TXN__INIT;
-	Capf__AuditAnchor an = CAPF__AUDIT_ANCHOR__INIT;
-	size_t i, plen;
+	struct store_framer f = { st->audit_salt, st->chain.end, st->audit_group };
+	size_t i;
 	int ret;
 
 	b->chain = st->chain;
@@ -174,6 +176,7 @@ static int encode_audit(struct store *st, struct audit_batch *b)
 			.detail = a->detail,
 		};
 		uint8_t hash[STORE_HASH_LEN];
+		uint64_t start = 0;
 
 		free(a->entry);
 		a->entry = NULL;
@@ -181,43 +184,80 @@ static int encode_audit(struct store *st, struct audit_batch *b)
 					 &a->entry_len, hash);
 		if (ret < 0)
 			return ret;
+		ret = store_frame_entry(&f, a->entry, a->entry_len, i + 1 == b->n, &b->audit_out,
+					&start);
+		if (ret < 0)
+			return ret;
 		b->chain.seq++;
-		b->chain.offset = b->chain.end;
-		b->chain.end += a->entry_len;
+		b->chain.file = st->audit_file;
+		b->chain.offset = start;
 		memcpy(b->chain.hash, hash, STORE_HASH_LEN);
 	}
-	if (b->n == 0)
-		return 0;
-	an.seq = b->chain.seq;
-	an.offset = b->chain.offset;
-	an.hash.data = b->chain.hash;
-	an.hash.len = STORE_HASH_LEN;
-	txn.time = (int64_t)time(NULL);
-	txn.audit = &an;
-	plen = capf__store_txn__get_packed_size(&txn);
-	b->anchor_entry = malloc(STORE_ENTRY_HEADER_LEN + plen);
-	if (!b->anchor_entry)
-		return CAPF_ENOMEM;
-	capf__store_txn__pack(&txn, b->anchor_entry + STORE_ENTRY_HEADER_LEN);
-	store_entry_header_encode(b->anchor_entry, b->anchor_entry + STORE_ENTRY_HEADER_LEN,
-				  (uint32_t)plen);
-	b->anchor_len = STORE_ENTRY_HEADER_LEN + plen;
+	b->chain.end = f.pos;
 	return 0;
 }
 
 /*
- * The test seam: the write stops part-way, half an entry reaching the
- * file, then the disk reports the fault.
+ * Frames the accepted txns of the group and, after audit entries, the
+ * anchor that records the audit log's new end; the last entry commits.
  */
-static int inject_fault(struct store *st, int fault, int fd, const uint8_t *entry, size_t len,
+static int encode_segment(struct store *st, struct item *head, struct audit_batch *b)
+{
+	struct store_framer f = { st->seg_salt, st->seg_size, st->seg_group };
+	Capf__StoreTxn txn = CAPF__STORE_TXN__INIT;
+	Capf__AuditAnchor an = CAPF__AUDIT_ANCHOR__INIT;
+	uint8_t *anchor = NULL;
+	struct item *it, *last = NULL;
+	size_t plen;
+	int ret = 0;
+
+	for (it = head; it; it = it->next)
+		if (it->kind == ITEM_TXN && it->result == 0)
+			last = it;
+	for (it = head; it; it = it->next) {
+		if (it->kind != ITEM_TXN || it->result != 0)
+			continue;
+		ret = store_frame_entry(&f, it->entry, it->entry_len, it == last && b->n == 0,
+					&b->seg_out, NULL);
+		if (ret < 0)
+			goto out;
+	}
+	if (b->n > 0) {
+		an.seq = b->chain.seq;
+		an.offset = b->chain.offset;
+		an.file = b->chain.file;
+		an.hash.data = b->chain.hash;
+		an.hash.len = STORE_HASH_LEN;
+		txn.time = (int64_t)time(NULL);
+		txn.audit = &an;
+		plen = capf__store_txn__get_packed_size(&txn);
+		anchor = malloc(plen);
+		if (!anchor) {
+			ret = CAPF_ENOMEM;
+			goto out;
+		}
+		capf__store_txn__pack(&txn, anchor);
+		ret = store_frame_entry(&f, anchor, plen, true, &b->seg_out, NULL);
+	}
+	b->seg_end = f.pos;
+out:
+	free(anchor);
+	return ret;
+}
+
+/*
+ * The test seam: the write stops part-way, half of it reaching the file,
+ * then the disk reports the fault.
+ */
+static int inject_fault(struct store *st, int fault, int fd, const uint8_t *data, size_t len,
 			const char *what)
 {
 	ssize_t w;
 
-	if (entry && len > 1) {
+	if (data && len > 1) {
 		/* Whether this write works does not matter: the simulated
 		 * fault is reported either way. */
-		w = write(fd, entry, len / 2);
+		w = write(fd, data, len / 2);
 		(void)w;
 	}
 	snprintf(st->fault_text, sizeof(st->fault_text), "write to %s/%s failed: %s (injected)",
@@ -230,60 +270,38 @@ static int inject_fault(struct store *st, int fault, int fd, const uint8_t *entr
  * anchor, synced. An audit entry is thus durable no later than what it
  * describes; a crash between the two syncs leaves audit entries that the
  * segment does not anchor yet, which the next start reads and keeps.
+ * Each file gets one write of one group whose last entry commits, so a
+ * power cut can only leave that one group half on disk.
  */
-static int write_group(struct store *st, struct item *head, size_t n_ok, struct audit_batch *b,
-		       int fault)
+static int write_group(struct store *st, struct audit_batch *b, int fault)
 {
-	struct iovec *iov = NULL;
-	struct item *it;
-	size_t cnt = 0, i, nio = (n_ok > b->n ? n_ok : b->n) + 1;
-	char segname[64];
+	char segname[64], audname[64];
 	int ret = 0;
 
 	store_seq_name(segname, sizeof(segname), STORE_SEG_PREFIX, st->seg_seq);
-	iov = malloc(nio * sizeof(*iov));
-	if (!iov) {
-		snprintf(st->fault_text, sizeof(st->fault_text), "out of memory");
-		return CAPF_ENOMEM;
-	}
-	if (b->n > 0) {
+	store_audit_name(audname, sizeof(audname), st->audit_file);
+	if (b->audit_out.len > 0) {
 		if (fault) {
-			ret = inject_fault(st, fault, st->audit_fd, b->evs[0]->entry,
-					   b->evs[0]->entry_len, STORE_AUDIT_NAME);
+			ret = inject_fault(st, fault, st->audit_fd, b->audit_out.data,
+					   b->audit_out.len, audname);
 			goto fail;
 		}
-		for (i = 0; i < b->n; i++) {
-			iov[i].iov_base = b->evs[i]->entry;
-			iov[i].iov_len = b->evs[i]->entry_len;
-		}
-		ret = store_writev_full(st->audit_fd, iov, b->n);
+		ret = store_write_full(st->audit_fd, b->audit_out.data, b->audit_out.len);
 		if (ret == 0 && fdatasync(st->audit_fd) < 0)
 			ret = store_write_err(errno);
 		if (ret < 0) {
 			snprintf(st->fault_text, sizeof(st->fault_text), "write to %s/%s failed: %s",
-				 st->dir, STORE_AUDIT_NAME, strerror(-ret));
+				 st->dir, audname, strerror(-ret));
 			goto fail;
 		}
 	}
-	for (it = head; it; it = it->next) {
-		if (it->kind != ITEM_TXN || it->result != 0)
-			continue;
-		iov[cnt].iov_base = it->entry;
-		iov[cnt].iov_len = it->entry_len;
-		cnt++;
-	}
-	if (b->anchor_entry) {
-		iov[cnt].iov_base = b->anchor_entry;
-		iov[cnt].iov_len = b->anchor_len;
-		cnt++;
-	}
-	if (cnt == 0)
+	if (b->seg_out.len == 0)
 		goto out;
 	if (fault) {
-		ret = inject_fault(st, fault, st->seg_fd, iov[0].iov_base, iov[0].iov_len, segname);
+		ret = inject_fault(st, fault, st->seg_fd, b->seg_out.data, b->seg_out.len, segname);
 		goto fail;
 	}
-	ret = store_writev_full(st->seg_fd, iov, cnt);
+	ret = store_write_full(st->seg_fd, b->seg_out.data, b->seg_out.len);
 	if (ret == 0 && fdatasync(st->seg_fd) < 0)
 		ret = store_write_err(errno);
 	if (ret < 0) {
@@ -295,7 +313,6 @@ static int write_group(struct store *st, struct item *head, size_t n_ok, struct 
 fail:
 	(void)truncate_back(st);
 out:
-	free(iov);
 	return ret;
 }
 
@@ -475,23 +492,27 @@ static void writer_group(struct store *st, struct item *head)
 		goto fail;
 	}
 	ret = encode_audit(st, &b);
+	if (ret == 0)
+		ret = encode_segment(st, head, &b);
 	if (ret < 0) {
-		snprintf(st->fault_text, sizeof(st->fault_text), "cannot encode audit entries: %s",
+		snprintf(st->fault_text, sizeof(st->fault_text), "cannot encode the group: %s",
 			 capf_strerror(ret));
 		goto fail;
 	}
-	ret = write_group(st, head, n_ok, &b, fault);
+	ret = write_group(st, &b, fault);
 	if (ret < 0)
 		goto fail;
 
 	wrote = 1;
 	note_success(st);
-	for (it = head; it; it = it->next)
-		if (it->kind == ITEM_TXN && it->result == 0)
-			st->seg_size += it->entry_len;
-	st->seg_size += b.anchor_len;
-	if (b.n > 0)
+	if (b.seg_out.len > 0) {
+		st->seg_size = b.seg_end;
+		st->seg_group++;
+	}
+	if (b.n > 0) {
 		st->chain = b.chain;
+		st->audit_group++;
+	}
 	if (lost_ev.kind)
 		st->audit_lost_unreported = 0;
 	for (a = st->retry_head; a; a = anext) {
@@ -517,7 +538,8 @@ fail:
 		keep_for_retry(st, &(struct audit_batch){ 0 }, head);
 callbacks:
 	free(lost_ev.entry);
-	free(b.anchor_entry);
+	store_buf_free(&b.audit_out);
+	store_buf_free(&b.seg_out);
 	free(b.evs);
 	update_stats(st, wrote ? n_ok : 0, wrote, failed);
 
