@@ -302,6 +302,10 @@ static void probe(struct store_walk *w, size_t from, struct store_walk_item *it)
 	for (p = from; p + STORE_FRAG_HEADER_LEN <= end; p++) {
 		const uint8_t *h = w->buf + p;
 
+		/* What no writer's header holds needs no checksum. */
+		if (h[10] < STORE_FRAG_FULL || h[10] > STORE_FRAG_LAST ||
+		    (h[11] & ~STORE_FRAG_COMMIT) != 0 || (h[8] == 0 && h[9] == 0))
+			continue;
 		store_crc_bytes += STORE_FRAG_HEADER_LEN - 4;
 		if (crc32c(frag_seed(w->salt, p), h + 4, STORE_FRAG_HEADER_LEN - 4) ==
 		    store_be32_get(h))
