@@ -416,6 +416,10 @@ void store_get_stats(struct store *st, struct store_stats *out)
 	out->certificates = HASH_COUNT(st->certs);
 	pthread_rwlock_unlock(&st->idx_lock);
 	out->fault = atomic_load(&st->fault);
+	pthread_mutex_lock(&st->q_lock);
+	out->queue_full = st->queue_full;
+	out->audit_aggregated = st->audit_aggregated;
+	pthread_mutex_unlock(&st->q_lock);
 }
 
 const char *store_dir(const struct store *st)

@@ -63,6 +63,11 @@
 #define STORE_AUDIT_RETRY_MAX 10000u /* audit events kept while writes fail */
 #define STORE_RETRY_SECONDS 5        /* and tried again this often when idle */
 #define STORE_SNAP_BATCH_BYTES (1024u * 1024u)
+#define STORE_QUEUE_MAX_DEFAULT 16384u   /* txns and audit events waiting */
+#define STORE_AUDIT_FILE_DEFAULT (16ull * 1024u * 1024u)
+#define STORE_AGG_SECONDS_DEFAULT 60u
+#define STORE_AGG_SOURCES_MAX 1024u       /* then one bucket for every other source */
+#define STORE_AGG_OTHER "other sources"
 
 enum store_file_kind {
 	STORE_FILE_SEGMENT,
@@ -615,6 +620,19 @@ enum item_kind {
 	ITEM_COMPACT,
 };
 
+/*
+ * Unauthenticated failures from one source address, of one kind, since
+ * first: written as one audit entry per interval with their exact count.
+ */
+struct audit_agg {
+	UT_hash_handle hh;
+	Capf__AuditKind kind;
+	uint64_t count;
+	int64_t first;
+	struct audit_ev *last;   /* the last event itself (its peer with the port) */
+	char key[];              /* "<kind>/<address>" */
+};
+
 /* One queued item: a txn (its whole segment entry, ready to write), an
  * audit event, or a request for the writer. */
 struct item {
@@ -669,6 +687,7 @@ struct store {
 	uint64_t audit_lost_unreported;
 	uint64_t audit_lost_total;
 	double rotate_failed_at;
+	double audit_rotate_failed_at;
 	atomic_int fault;        /* test seam, see store_set_fault() */
 
 	pthread_t writer;
@@ -677,6 +696,14 @@ struct store {
 	pthread_cond_t q_cond;
 	struct item *q_head;
 	struct item *q_tail;
+	size_t q_len;            /* txns and audit events in the queue */
+	struct audit_agg *agg;   /* unauthenticated failures, by source */
+	size_t agg_n;
+	double agg_since;        /* when the oldest waiting aggregate began */
+	bool agg_flush;          /* write the aggregates with the next group */
+	uint64_t queue_full;     /* submissions refused because the queue was full */
+	uint64_t audit_refused;  /* audit events among them, not yet counted as lost */
+	uint64_t audit_aggregated;
 	bool closing;
 	bool kick;               /* wake the writer to retry what waits */
 
@@ -760,6 +787,14 @@ void store_dev_certs_clear(struct store *st);
  */
 int store_load_all(struct store *st);
 
+/*
+ * store_audit_file_new() - create audit.<file>.log (header only: tmp,
+ * fsync, rename, directory fsync) and make it the audit file written to;
+ * the chain goes on in it. Returns 0, or a capf code with
+ * store_last_error() (nothing changed).
+ */
+int store_audit_file_new(struct store *st, uint64_t file);
+
 /* store_remove_obsolete() - remove the snapshots and segments older than
  * snapshot snap, then sync the directory. */
 void store_remove_obsolete(struct store *st, const struct store_dir_list *l, uint64_t snap);
@@ -775,6 +810,17 @@ void store_item_free(struct item *it);
 
 /* store_retry_push() - keep an audit event for the next group (writer). */
 void store_retry_push(struct store *st, struct audit_ev *a);
+
+/*
+ * store_agg_take() - on the writer, with q_lock held: the aggregates of
+ * unauthenticated failures that are due (all with force, else once their
+ * interval has passed), as audit events in *out (n of them, malloc'd
+ * array); the table starts again. Returns 0 or CAPF_ENOMEM.
+ */
+int store_agg_take(struct store *st, bool force, struct audit_ev ***out, size_t *n);
+
+/* store_agg_free() - drop every aggregate (closing). */
+void store_agg_free(struct store *st);
 
 /* ---- writer.c ---- */
 

@@ -147,14 +147,26 @@ static int build_rec(const struct store_rec_view *v, void *arg)
 	return 0;
 }
 
+/*
+ * Queues it. Txns and audit events count against queue_max: a writer
+ * that cannot keep up (a slow or failing disk) pushes back on its callers
+ * instead of growing without bound; requests (flush, compact) always pass.
+ */
 static int enqueue(struct store *st, struct item *it)
 {
+	bool counted = it->kind == ITEM_TXN || it->kind == ITEM_AUDIT;
 	int ret = 0;
 
 	pthread_mutex_lock(&st->q_lock);
 	if (st->closing) {
 		ret = CAPF_ESHUTDOWN;
+	} else if (counted && st->q_len >= st->opt.queue_max) {
+		st->queue_full++;
+		if (it->kind == ITEM_AUDIT)
+			st->audit_refused++;
+		ret = it->kind == ITEM_TXN ? CAPF_ERETRY : CAPF_ELIMIT;
 	} else {
+		st->q_len += counted;
 		if (st->q_tail)
 			st->q_tail->next = it;
 		else
@@ -263,6 +275,136 @@ int store_submit_wait(struct store *st, Capf__StoreRecord *const *recs, size_t n
 	return store_waiter_wait(&w);
 }
 
+/* The source address of a peer "ip:port" or "[ip6]:port": its length. */
+static size_t peer_addr_len(const char *peer)
+{
+	const char *colon = strrchr(peer, ':');
+	size_t i;
+
+	if (!colon || colon[1] == '\0' || (peer[0] != '[' && strchr(peer, ':') != colon))
+		return strlen(peer);
+	for (i = 1; colon[i]; i++)
+		if (colon[i] < '0' || colon[i] > '9')
+			return strlen(peer);
+	return (size_t)(colon - peer);
+}
+
+/* Counts an unauthenticated failure for its source; a is taken. */
+static int aggregate(struct store *st, struct audit_ev *a)
+{
+	struct audit_agg *g = NULL;
+	char key[STORE_AUDIT_TEXT_MAX + 16];
+	size_t klen;
+	int ret = 0;
+
+	klen = (size_t)snprintf(key, sizeof(key), "%d/%.*s", (int)a->kind,
+				(int)peer_addr_len(a->peer), a->peer);
+	if (klen >= sizeof(key))
+		klen = sizeof(key) - 1;
+	pthread_mutex_lock(&st->q_lock);
+	if (st->closing) {
+		ret = CAPF_ESHUTDOWN;
+		goto out;
+	}
+	HASH_FIND(hh, st->agg, key, klen, g);
+	if (!g && st->agg_n >= STORE_AGG_SOURCES_MAX) {
+		klen = (size_t)snprintf(key, sizeof(key), "%d/" STORE_AGG_OTHER, (int)a->kind);
+		HASH_FIND(hh, st->agg, key, klen, g);
+	}
+	if (!g) {
+		g = calloc(1, sizeof(*g) + klen + 1);
+		if (!g) {
+			ret = CAPF_ENOMEM;
+			goto out;
+		}
+		memcpy(g->key, key, klen);
+		g->kind = a->kind;
+		g->first = a->time;
+		HASH_ADD(hh, st->agg, key, klen, g);
+		if (!g->hh.tbl) {
+			free(g);
+			ret = CAPF_ENOMEM;
+			goto out;
+		}
+		if (st->agg_n++ == 0)
+			st->agg_since = store_now_mono();
+		/* The writer may be asleep with nothing else to do: it must
+		 * wake when the interval ends. */
+		pthread_cond_signal(&st->q_cond);
+	}
+	g->count++;
+	st->audit_aggregated++;
+	store_audit_ev_free(g->last);
+	g->last = a;
+	a = NULL;
+out:
+	pthread_mutex_unlock(&st->q_lock);
+	store_audit_ev_free(a);
+	return ret;
+}
+
+int store_agg_take(struct store *st, bool force, struct audit_ev ***out, size_t *n)
+{
+	struct audit_agg *g, *tmp;
+	struct audit_ev **evs;
+	char time_text[32], detail[STORE_AUDIT_TEXT_MAX + 1];
+	size_t i = 0;
+
+	*out = NULL;
+	*n = 0;
+	if (st->agg_n == 0)
+		return 0;
+	if (!force && !st->agg_flush &&
+	    store_now_mono() - st->agg_since < (double)st->opt.audit_aggregate_seconds)
+		return 0;
+	evs = calloc(st->agg_n, sizeof(*evs));
+	if (!evs)
+		return CAPF_ENOMEM;
+	HASH_ITER(hh, st->agg, g, tmp) {
+		struct audit_ev *a = g->last;
+		const char *slash = strchr(g->key, '/');
+
+		HASH_DELETE(hh, st->agg, g);
+		if (g->count > 1) {
+			/* One entry for all of them: the count is exact, the
+			 * details are the last one's. */
+			char *peer = strdup(slash ? slash + 1 : "");
+
+			store_format_time(g->first, time_text, sizeof(time_text));
+			snprintf(detail, sizeof(detail), "%llu failures (%s) from %s since %s; last: %s",
+				 (unsigned long long)g->count, store_audit_kind_name(g->kind),
+				 slash ? slash + 1 : "", time_text, a->detail);
+			free(a->detail);
+			a->detail = strdup(detail);
+			if (peer) {
+				free(a->peer);
+				a->peer = peer;
+			}
+			if (!a->detail)
+				a->detail = strdup("");
+		}
+		evs[i++] = a;
+		free(g);
+	}
+	st->agg_n = 0;
+	st->agg_flush = false;
+	*out = evs;
+	*n = i;
+	return 0;
+}
+
+void store_agg_free(struct store *st)
+{
+	struct audit_agg *g, *tmp;
+
+	HASH_ITER(hh, st->agg, g, tmp) {
+		HASH_DELETE(hh, st->agg, g);
+		store_audit_ev_free(g->last);
+		free(g);
+	}
+	st->agg_n = 0;
+}
+
 int store_audit(struct store *st, const struct store_audit_event *ev)
 {
 	struct item *it = NULL;
@@ -270,6 +412,11 @@ int store_audit(struct store *st, const struct store_audit_event *ev)
 
 	if (!st || !ev || ev->kind == CAPF__AUDIT_KIND__AUDIT_UNKNOWN)
 		return CAPF_EINVAL;
+	if (ev->kind == CAPF__AUDIT_KIND__AUDIT_AUTH_FAIL && ev->peer && ev->peer[0]) {
+		struct audit_ev *a = store_audit_ev_new(ev, (int64_t)time(NULL));
+
+		return a ? aggregate(st, a) : CAPF_ENOMEM;
+	}
 	it = calloc(1, sizeof(*it));
 	if (!it)
 		return CAPF_ENOMEM;
@@ -310,6 +457,11 @@ static int request_wait(struct store *st, enum item_kind kind)
 
 int store_flush(struct store *st)
 {
+	if (st) {
+		pthread_mutex_lock(&st->q_lock);
+		st->agg_flush = true;
+		pthread_mutex_unlock(&st->q_lock);
+	}
 	return request_wait(st, ITEM_FLUSH);
 }
 

@@ -469,15 +469,14 @@ static int audit_open_entry(const uint8_t *p, size_t len, size_t off, void *arg)
 	return 0;
 }
 
-/* Creates audit.<file>.log, empty after its header, as the file written to. */
-static int audit_create(struct store *st, uint64_t file)
+int store_audit_file_new(struct store *st, uint64_t file)
 {
 	uint8_t hdr[STORE_HEADER_LEN];
 	char name[64], err[300];
+	uint32_t salt = store_new_salt();
 	int ret, fd = -1;
 
-	st->audit_salt = store_new_salt();
-	store_header_encode(hdr, STORE_FILE_AUDIT, file, st->audit_salt);
+	store_header_encode(hdr, STORE_FILE_AUDIT, file, salt);
 	store_audit_name(name, sizeof(name), file);
 	ret = store_create_file(st->dir, name, hdr, sizeof(hdr), &fd, err, sizeof(err));
 	if (ret < 0) {
@@ -488,6 +487,7 @@ static int audit_create(struct store *st, uint64_t file)
 		close(st->audit_fd);
 	st->audit_fd = fd;
 	st->audit_file = file;
+	st->audit_salt = salt;
 	st->audit_group = 1;
 	st->chain.end = STORE_HEADER_LEN;
 	return 0;
@@ -506,7 +506,7 @@ static int audit_missing(struct store *st, const struct store_anchor *anchor)
 	int ret;
 
 	memset(&st->chain, 0, sizeof(st->chain));
-	ret = audit_create(st, anchor->seq ? anchor->file + 1 : 1);
+	ret = store_audit_file_new(st, anchor->seq ? anchor->file + 1 : 1);
 	if (ret < 0 || !anchor->seq)
 		return ret;
 	st->chain.seq = anchor->seq;

@@ -100,6 +100,7 @@ void store_free_state(struct store *st)
 
 	if (!st)
 		return;
+	store_agg_free(st);
 	store_dev_certs_clear(st);
 	store_index_clear(&st->devices);
 	store_index_clear(&st->certs);
@@ -195,6 +196,12 @@ int store_open_opts(struct store **out, const char *dir, const struct store_opti
 		st->opt.compact_bytes = STORE_COMPACT_DEFAULT;
 	if (st->opt.fault_log_interval == 0)
 		st->opt.fault_log_interval = STORE_FAULT_LOG_INTERVAL_DEFAULT;
+	if (st->opt.queue_max == 0)
+		st->opt.queue_max = STORE_QUEUE_MAX_DEFAULT;
+	if (st->opt.audit_file_bytes == 0)
+		st->opt.audit_file_bytes = STORE_AUDIT_FILE_DEFAULT;
+	if (st->opt.audit_aggregate_seconds == 0)
+		st->opt.audit_aggregate_seconds = STORE_AGG_SECONDS_DEFAULT;
 	st->dir = strdup(dir);
 	if (!st->dir) {
 		ret = CAPF_ENOMEM;

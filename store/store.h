@@ -53,6 +53,9 @@ struct store_stats {
 	uint64_t audit_pending;   /* audit events waiting to be written */
 	uint64_t audit_lost;      /* audit events dropped (queue full while writes failed) */
 	uint64_t write_failures;  /* groups whose write failed */
+	uint64_t queue_full;      /* submissions refused: the writer's queue was full */
+	uint64_t audit_file;      /* the audit file written to: audit.<audit_file>.log */
+	uint64_t audit_aggregated; /* unauthenticated failures counted into aggregates */
 	int fault;                /* the injected fault, 0 = none */
 };
 
@@ -86,6 +89,17 @@ struct store_options {
 	/* A failing write is reported at most once per this many seconds
 	 * (the others are counted). 0 = 10. */
 	unsigned fault_log_interval;
+	/* Txns and audit events that may wait for the writer; beyond it,
+	 * store_submit() fails with CAPF_ERETRY and store_audit() with
+	 * CAPF_ELIMIT. 0 = 16384. */
+	size_t queue_max;
+	/* Start the next audit file (audit.<seq>.log) once the current one
+	 * reaches this many bytes. 0 = 16 MiB. */
+	uint64_t audit_file_bytes;
+	/* Unauthenticated failures (store_audit() of AUDIT_AUTH_FAIL) are
+	 * counted per source address and kind, and written as one entry per
+	 * source per this many seconds. 0 = 60. */
+	unsigned audit_aggregate_seconds;
 	store_event_cb event_cb;
 	void *event_arg;
 };
@@ -138,7 +152,9 @@ struct store_audit_event {
  * NULL) runs later on the writer thread. Returns 0 if queued, or
  * CAPF_EINVAL (n == 0, a record with no body, a revision that does not
  * match the record's precondition: see below), CAPF_ENOMEM,
- * CAPF_ESHUTDOWN (store closing); then cb is not called.
+ * CAPF_ERETRY (the writer's queue holds store_options.queue_max items:
+ * try again later), CAPF_ESHUTDOWN (store closing); then cb is not
+ * called.
  *
  * Preconditions, checked by the writer in the group commit against the
  * index, the earlier txns of the group and the earlier records of the txn
@@ -175,8 +191,23 @@ int store_submit_wait(struct store *st, Capf__StoreRecord *const *recs, size_t n
  * store_audit() - queue a security event on its own. It is written with
  * the next group; if that write fails, it is kept (up to 10000 events,
  * then counted as lost and reported in the log itself) and written once
- * writes work again. Returns 0, CAPF_EINVAL (no kind), CAPF_ENOMEM,
- * CAPF_ESHUTDOWN.
+ * writes work again.
+ *
+ * An unauthenticated failure (kind AUDIT_AUTH_FAIL with a peer "ip:port")
+ * is not queued: it is counted for its source address (the port left
+ * out) and kind, and each source gets one entry per
+ * store_options.audit_aggregate_seconds, "N failures (auth-fail) from
+ * ADDR since T" with the last event's device, code and detail (a single
+ * failure is written as it came). The entries ride along with the next
+ * group, or the writer writes them when the interval ends;
+ * store_flush() and store_close() write them at once. So what a peer
+ * that never authenticates can make the store write is bounded by the
+ * number of its addresses, not of its attempts; beyond 1024 sources in
+ * one interval, the rest share one entry.
+ *
+ * Returns 0, CAPF_EINVAL (no kind), CAPF_ENOMEM, CAPF_ELIMIT (the
+ * writer's queue is full; the event is counted as lost and the loss
+ * written later), CAPF_ESHUTDOWN.
  */
 int store_audit(struct store *st, const struct store_audit_event *ev);
 

@@ -409,6 +409,29 @@ static void keep_for_retry(struct store *st, struct audit_batch *b, struct item 
 	}
 }
 
+/*
+ * Starts the next audit file once the current one is full, so the audit
+ * log is a series of bounded files whose chain goes on from one to the
+ * next. A failure keeps the current file (nothing is lost) and is tried
+ * again a minute later.
+ */
+static void rotate_audit(struct store *st)
+{
+	double now = store_now_mono();
+
+	if (st->audit_rotate_failed_at != 0 && now - st->audit_rotate_failed_at < 60.0)
+		return;
+	if (store_audit_file_new(st, st->audit_file + 1) < 0) {
+		st->audit_rotate_failed_at = now;
+		store_emit(st, STORE_SEV_ERROR, "store: cannot start the next audit file: %s",
+			   store_last_error());
+		return;
+	}
+	st->audit_rotate_failed_at = 0;
+	store_emit(st, STORE_SEV_INFO, "store: the audit log goes on in " STORE_AUDIT_PREFIX
+		   STORE_SEQ_FMT STORE_AUDIT_SUFFIX, st->audit_file);
+}
+
 static void update_stats(struct store *st, size_t n_ok, int wrote, int failed)
 {
 	pthread_rwlock_wrlock(&st->idx_lock);
@@ -420,6 +443,7 @@ static void update_stats(struct store *st, size_t n_ok, int wrote, int failed)
 	st->stats.audit_seq = st->chain.seq;
 	st->stats.audit_pending = st->retry_n;
 	st->stats.audit_lost = st->audit_lost_total;
+	st->stats.audit_file = st->audit_file;
 	st->stats.fault = atomic_load(&st->fault);
 	pthread_rwlock_unlock(&st->idx_lock);
 }
@@ -512,6 +536,8 @@ static void writer_group(struct store *st, struct item *head)
 	if (b.n > 0) {
 		st->chain = b.chain;
 		st->audit_group++;
+		if (st->chain.end >= st->opt.audit_file_bytes)
+			rotate_audit(st);
 	}
 	if (lost_ev.kind)
 		st->audit_lost_unreported = 0;
@@ -576,34 +602,85 @@ callbacks:
  * the files wait to be cut back after a failed write) it also wakes up
  * every few seconds to try again, so that an idle server recovers too.
  */
+/* Keeps the aggregates that are due for the next group, first in line
+ * with the other events that wait; more than the bound are counted lost. */
+static void keep_aggregates(struct store *st, struct audit_ev **aggs, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (st->retry_n >= STORE_AUDIT_RETRY_MAX) {
+			st->audit_lost_unreported++;
+			st->audit_lost_total++;
+			store_audit_ev_free(aggs[i]);
+			continue;
+		}
+		store_retry_push(st, aggs[i]);
+	}
+	free(aggs);
+}
+
+/*
+ * The writer waits for items; while audit events wait for the disk (or
+ * the files wait to be cut back after a failed write) it also wakes up
+ * every few seconds to try again, so that an idle server recovers too;
+ * and when the interval of the aggregated failures ends, it wakes to
+ * write them.
+ */
 void *store_writer_main(void *arg)
 {
 	struct store *st = arg;
 
 	for (;;) {
+		struct audit_ev **aggs = NULL;
+		size_t n_aggs = 0;
+		uint64_t refused;
 		struct item *head;
 		bool closing, retry;
 
 		pthread_mutex_lock(&st->q_lock);
 		while (!st->q_head && !st->closing && !st->kick) {
 			struct timespec ts;
+			double wait = STORE_RETRY_SECONDS;
 
-			if (!st->retry_head && !st->failed) {
+			if (!st->retry_head && !st->failed && st->agg_n == 0) {
 				pthread_cond_wait(&st->q_cond, &st->q_lock);
 				continue;
 			}
+			if (st->agg_n) {
+				double left = st->agg_since + st->opt.audit_aggregate_seconds -
+					      store_now_mono();
+
+				if (left <= 0 || st->agg_flush)
+					break;
+				if ((!st->retry_head && !st->failed) || left < wait)
+					wait = left;
+			}
 			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_sec += STORE_RETRY_SECONDS;
+			ts.tv_sec += (time_t)wait;
+			ts.tv_nsec += (long)((wait - (double)(time_t)wait) * 1e9);
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
 			if (pthread_cond_timedwait(&st->q_cond, &st->q_lock, &ts) == ETIMEDOUT)
 				break;
 		}
 		head = st->q_head;
 		st->q_head = st->q_tail = NULL;
+		st->q_len = 0;
 		closing = st->closing;
 		st->kick = false;
+		if (store_agg_take(st, closing, &aggs, &n_aggs) < 0)
+			st->agg_flush = true; /* out of memory: next time */
+		refused = st->audit_refused;
+		st->audit_refused = 0;
 		pthread_mutex_unlock(&st->q_lock);
 
-		retry = st->retry_head || st->failed;
+		keep_aggregates(st, aggs, n_aggs);
+		st->audit_lost_unreported += refused;
+		st->audit_lost_total += refused;
+		retry = st->retry_head || st->failed || st->audit_lost_unreported;
 		if (head || (retry && !closing))
 			writer_group(st, head);
 		else if (closing) {

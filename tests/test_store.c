@@ -1879,7 +1879,9 @@ static int make_audit(struct tmp *t, char *audit_path, size_t len)
 		return ret;
 	full_cert(&c, cert_serial, sizeof(cert_serial));
 	cert_record(&rc, &c);
+	/* An unauthenticated failure is aggregated: flushed, it comes first. */
 	if (audit(st, CAPF__AUDIT_KIND__AUDIT_AUTH_FAIL, "SEPX", CAPF_EUNTRUSTED) < 0 ||
+	    store_flush(st) != 0 ||
 	    audit(st, CAPF__AUDIT_KIND__AUDIT_AUTH_OK, "SEP001122334455", 0) < 0 ||
 	    store_submit_audit(st, recs, 1, &ev, counter_cb, &cnt) < 0 ||
 	    audit(st, CAPF__AUDIT_KIND__AUDIT_ACK, "SEP001122334455", 0) < 0 ||
@@ -1899,6 +1901,7 @@ struct collected {
 	char devices[16][32];
 	unsigned damage, notes;
 	char texts[8][300];
+	char details[4][300];
 };
 
 static int collect_entry(const Capf__AuditEntry *e, uint64_t off, void *arg)
@@ -1911,6 +1914,8 @@ static int collect_entry(const Capf__AuditEntry *e, uint64_t off, void *arg)
 		c->kinds[c->n] = e->kind;
 		snprintf(c->devices[c->n], sizeof(c->devices[0]), "%s", e->device);
 	}
+	if (c->n < 4)
+		snprintf(c->details[c->n], sizeof(c->details[0]), "%s", e->detail);
 	c->n++;
 	return 0;
 }
@@ -2454,7 +2459,8 @@ static void test_fault_audit(void)
 	store_get_stats(st, &stats);
 	CU_ASSERT_EQUAL(stats.fault, CAPF_ENOSPC);
 	CU_ASSERT(stats.write_failures >= 3);
-	CU_ASSERT_EQUAL(stats.audit_pending, 3);
+	/* The three failures from one source wait as one entry. */
+	CU_ASSERT_EQUAL(stats.audit_pending, 1);
 	CU_ASSERT_EQUAL(ev.n[STORE_SEV_ERROR], 1);
 	CU_ASSERT_PTR_NOT_NULL(strstr(ev.last[STORE_SEV_ERROR], "No space left on device"));
 	/* Nothing of the failed writes stayed in the files. */
@@ -2474,14 +2480,13 @@ static void test_fault_audit(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(ev.last[STORE_SEV_WARNING], "succeed again"));
 	store_get_stats(st, &stats);
 	CU_ASSERT_EQUAL(stats.audit_pending, 0);
-	CU_ASSERT_EQUAL(stats.audit_seq, 5);
+	CU_ASSERT_EQUAL(stats.audit_seq, 3);
 	store_close(st);
 	memset(&c, 0, sizeof(c));
 	CU_ASSERT_EQUAL(store_audit_read(path, collect_entry, &c), 0);
-	CU_ASSERT_EQUAL(c.n, 5);
+	CU_ASSERT_EQUAL(c.n, 3);
 	CU_ASSERT_EQUAL(c.kinds[1], CAPF__AUDIT_KIND__AUDIT_AUTH_FAIL);
-	CU_ASSERT_EQUAL(c.kinds[3], CAPF__AUDIT_KIND__AUDIT_AUTH_FAIL);
-	CU_ASSERT_EQUAL(c.kinds[4], CAPF__AUDIT_KIND__AUDIT_AUTH_OK);
+	CU_ASSERT_EQUAL(c.kinds[2], CAPF__AUDIT_KIND__AUDIT_AUTH_OK);
 	memset(&c, 0, sizeof(c));
 	CU_ASSERT_EQUAL(store_check(t.dir, collect_finding, &c, NULL), 0);
 	tmp_cleanup(&t);
@@ -2706,16 +2711,16 @@ static void test_cas_stale(void)
 
 /* Holds the writer in a txn's callback, so that what is queued meanwhile
  * forms exactly one group. */
-struct gate {
+struct wgate {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	int entered;
 	int open;
 };
 
-static void gate_cb(int result, void *arg)
+static void wgate_cb(int result, void *arg)
 {
-	struct gate *g = arg;
+	struct wgate *g = arg;
 
 	(void)result;
 	pthread_mutex_lock(&g->lock);
@@ -2734,7 +2739,7 @@ static void gate_cb(int result, void *arg)
 static void test_cas_group(void)
 {
 	struct store *st = NULL;
-	struct gate g = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0 };
+	struct wgate g = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0 };
 	struct counter ca = COUNTER_INIT, cb = COUNTER_INIT, cc = COUNTER_INIT;
 	struct counter cd = COUNTER_INIT, ce = COUNTER_INIT;
 	Capf__Device dg, da, db, dc, dd1, dd2, de;
@@ -2768,7 +2773,7 @@ static void test_cas_group(void)
 	dc.status = CAPF__OP_STATUS__STATUS_FAILED;
 	de.status = CAPF__OP_STATUS__STATUS_SUCCESS;
 
-	CU_ASSERT_EQUAL_FATAL(store_submit(st, pg, 1, gate_cb, &g), 0);
+	CU_ASSERT_EQUAL_FATAL(store_submit(st, pg, 1, wgate_cb, &g), 0);
 	pthread_mutex_lock(&g.lock);
 	while (!g.entered)
 		pthread_cond_wait(&g.cond, &g.lock);
@@ -3031,6 +3036,192 @@ static CU_TestInfo tests_compaction[] = {
 	CU_TEST_INFO_NULL,
 };
 
+/* ---- bounds: the writer's queue, aggregated failures, audit files ------------- */
+
+
+static int put_device_async(struct store *st, const char *name, store_done_cb cb, void *arg)
+{
+	Capf__Device d;
+	Capf__StoreRecord r;
+	Capf__StoreRecord *recs[1] = { &r };
+
+	full_device(&d, name);
+	device_record(&r, &d);
+	return store_submit(st, recs, 1, cb, arg);
+}
+
+static void test_queue_bound(void)
+{
+	struct store_options opt = { .queue_max = 4 };
+	struct wgate g = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0 };
+	struct store_audit_event ev = { .kind = CAPF__AUDIT_KIND__AUDIT_ADMIN, .peer = "t" };
+	struct counter cnt = COUNTER_INIT;
+	struct store_stats stats;
+	struct store *st = NULL;
+	struct tmp t;
+	int i;
+
+	CU_ASSERT_EQUAL_FATAL(tmp_setup(&t), 0);
+	CU_ASSERT_EQUAL_FATAL(store_open_opts(&st, t.dir, &opt), 0);
+	/* The writer held in a callback: nothing leaves the queue. */
+	CU_ASSERT_EQUAL(put_device_async(st, "SEP-GATE", wgate_cb, &g), 0);
+	pthread_mutex_lock(&g.lock);
+	while (!g.entered)
+		pthread_cond_wait(&g.cond, &g.lock);
+	pthread_mutex_unlock(&g.lock);
+	for (i = 0; i < 4; i++) {
+		char name[32];
+
+		snprintf(name, sizeof(name), "SEP-Q%d", i);
+		CU_ASSERT_EQUAL(put_device_async(st, name, counter_cb, &cnt), 0);
+	}
+	CU_ASSERT_EQUAL(put_device_async(st, "SEP-OVER", counter_cb, &cnt), CAPF_ERETRY);
+	CU_ASSERT_EQUAL(store_audit(st, &ev), CAPF_ELIMIT);
+	store_get_stats(st, &stats);
+	CU_ASSERT_EQUAL(stats.queue_full, 2);
+	pthread_mutex_lock(&g.lock);
+	g.open = 1;
+	pthread_cond_broadcast(&g.cond);
+	pthread_mutex_unlock(&g.lock);
+	counter_wait(&cnt, 4);
+	CU_ASSERT_EQUAL(cnt.failed, 0);
+	/* Room again; the refused event is counted as lost, and said. */
+	CU_ASSERT_EQUAL(put_device(st, "SEP-AFTER", 0, 0, 0), 0);
+	CU_ASSERT_EQUAL(store_flush(st), 0);
+	store_get_stats(st, &stats);
+	CU_ASSERT_EQUAL(stats.audit_lost, 1);
+	CU_ASSERT_EQUAL(stats.devices, 6);
+	store_close(st);
+	tmp_cleanup(&t);
+}
+
+static void test_audit_aggregate(void)
+{
+	struct store_options opt = { .audit_aggregate_seconds = 1 };
+	struct store_stats stats;
+	struct store *st = NULL;
+	struct collected c;
+	char path[200], peer[32];
+	long size0;
+	int i;
+	struct tmp t;
+
+	CU_ASSERT_EQUAL_FATAL(tmp_setup(&t), 0);
+	CU_ASSERT_EQUAL_FATAL(store_open_opts(&st, t.dir, &opt), 0);
+	snprintf(path, sizeof(path), "%s/audit.0000000001.log", t.dir);
+	size0 = file_size(path);
+	/* 300 sessions from one address (another port each), 3 from
+	 * another, each failing before it authenticated. */
+	for (i = 0; i < 300; i++) {
+		struct store_audit_event ev = { .kind = CAPF__AUDIT_KIND__AUDIT_AUTH_FAIL,
+						.peer = peer, .code = CAPF_EFRAME_TOO_BIG,
+						.detail = "bad frame" };
+
+		snprintf(peer, sizeof(peer), "192.0.2.7:%d", 10000 + i);
+		CU_ASSERT_EQUAL(store_audit(st, &ev), 0);
+	}
+	for (i = 0; i < 3; i++) {
+		struct store_audit_event ev = { .kind = CAPF__AUDIT_KIND__AUDIT_AUTH_FAIL,
+						.peer = "[2001:db8::1]:4000", .device = "SEPX",
+						.detail = "unknown device" };
+
+		CU_ASSERT_EQUAL(store_audit(st, &ev), 0);
+	}
+	store_get_stats(st, &stats);
+	CU_ASSERT_EQUAL(stats.audit_aggregated, 303);
+	CU_ASSERT_EQUAL(stats.syncs, 0);
+	/* Nothing written for them yet: no sync spent on them alone. */
+	CU_ASSERT_EQUAL(file_size(path), size0);
+	/* The interval ends: the writer writes both, once. */
+	for (i = 0; i < 50; i++) {
+		usleep(100000);
+		store_get_stats(st, &stats);
+		if (stats.audit_seq == 2)
+			break;
+	}
+	CU_ASSERT_EQUAL(stats.audit_seq, 2);
+	CU_ASSERT_EQUAL(stats.syncs, 1);
+	store_close(st);
+	memset(&c, 0, sizeof(c));
+	CU_ASSERT_EQUAL(store_audit_read(path, collect_entry, &c), 0);
+	CU_ASSERT_EQUAL(c.n, 2);
+	CU_ASSERT_EQUAL(c.kinds[0], CAPF__AUDIT_KIND__AUDIT_AUTH_FAIL);
+	CU_ASSERT(file_size(path) - size0 < 2000);
+	{
+		int found300 = 0, found3 = 0;
+
+		for (i = 0; i < c.n; i++) {
+			found300 |= strstr(c.details[i],
+					   "300 failures (auth-fail) from 192.0.2.7 since") != NULL;
+			found3 |= strstr(c.details[i], "3 failures (auth-fail) from [2001:db8::1] ") !=
+				  NULL;
+		}
+		CU_ASSERT(found300);
+		CU_ASSERT(found3);
+	}
+	tmp_cleanup(&t);
+}
+
+static void test_audit_rotation(void)
+{
+	struct store_options opt = { .audit_file_bytes = 2000 };
+	struct store_audit_summary sum;
+	struct store_stats stats;
+	struct store *st = NULL;
+	struct collected c;
+	char **files = NULL;
+	size_t n = 0;
+	int i;
+	struct tmp t;
+
+	CU_ASSERT_EQUAL_FATAL(tmp_setup(&t), 0);
+	CU_ASSERT_EQUAL_FATAL(store_open_opts(&st, t.dir, &opt), 0);
+	for (i = 0; i < 40; i++) {
+		CU_ASSERT_EQUAL(audit(st, CAPF__AUDIT_KIND__AUDIT_ADMIN, "SEP-ROT", 0), 0);
+		CU_ASSERT_EQUAL(store_flush(st), 0);
+	}
+	store_get_stats(st, &stats);
+	CU_ASSERT(stats.audit_file >= 3);
+	store_close(st);
+	/* Reopened, it goes on in the newest file, the chain unbroken. */
+	CU_ASSERT_EQUAL_FATAL(store_open_opts(&st, t.dir, &opt), 0);
+	CU_ASSERT_EQUAL(audit(st, CAPF__AUDIT_KIND__AUDIT_ADMIN, "SEP-ROT2", 0), 0);
+	CU_ASSERT_EQUAL(store_flush(st), 0);
+	store_close(st);
+	CU_ASSERT_EQUAL(store_audit_files(t.dir, &files, &n), 0);
+	CU_ASSERT(n >= 3);
+	store_audit_files_free(files, n);
+	memset(&c, 0, sizeof(c));
+	CU_ASSERT_EQUAL(store_audit_verify(t.dir, NULL, 0, collect_finding, &c, &sum), 0);
+	CU_ASSERT_EQUAL(sum.entries, 41);
+	CU_ASSERT_EQUAL(sum.first_seq, 1);
+	CU_ASSERT_EQUAL(sum.last_seq, 41);
+	CU_ASSERT_EQUAL(sum.anchor_seq, 41);
+	CU_ASSERT_EQUAL(store_check(t.dir, NULL, NULL, NULL), 0);
+	memset(&c, 0, sizeof(c));
+	CU_ASSERT_EQUAL(store_audit_read_dir(t.dir, collect_entry, &c), 0);
+	CU_ASSERT_EQUAL(c.n, 41);
+	/* An older file edited: verify says which. */
+	{
+		char p[200];
+
+		snprintf(p, sizeof(p), "%s/audit.0000000001.log", t.dir);
+		CU_ASSERT_EQUAL(file_xor_byte(p, STORE_HEADER_LEN + STORE_FRAG_HEADER_LEN + 3), 0);
+		memset(&c, 0, sizeof(c));
+		CU_ASSERT_EQUAL(store_audit_verify(t.dir, NULL, 0, collect_finding, &c, &sum),
+				CAPF_ECORRUPT);
+		CU_ASSERT(any_text(&c, "audit.0000000001.log @32:"));
+	}
+	tmp_cleanup(&t);
+}
+
+static CU_TestInfo tests_bounds[] = {
+	{ "writer queue bound", test_queue_bound },
+	{ "unauthenticated failures aggregated", test_audit_aggregate },
+	{ "audit files rotate", test_audit_rotation },
+	CU_TEST_INFO_NULL,
+};
+
 static CU_TestInfo tests_audit[] = {
 	{ "invalid input", test_audit_invalid },
 	{ "chain across restarts", test_audit_chain },
@@ -3054,6 +3245,7 @@ static CU_TestInfo tests_fault_seam[] = {
 static CU_SuiteInfo suites[] = {
 	{ "crc32c", NULL, NULL, NULL, NULL, tests_crc32c },
 	{ "store_log_scan", NULL, NULL, NULL, NULL, tests_store_log_scan },
+	{ "bounds", NULL, NULL, NULL, NULL, tests_bounds },
 	{ "store_open", NULL, NULL, NULL, NULL, tests_store_open },
 	{ "records", NULL, NULL, NULL, NULL, tests_records },
 	{ "revisions", NULL, NULL, NULL, NULL, tests_revisions },
