@@ -402,7 +402,17 @@ int store_lock_dir(const char *dir, int *fd_out, char *err, size_t errlen)
 		ret = CAPF_ENOMEM;
 		goto out;
 	}
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT) {
+		/* Made here: its directory entry is made durable too, like
+		 * every file the store creates. */
+		fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+		if (fd >= 0 && store_sync_dir(dir) < 0) {
+			snprintf(err, errlen, "cannot sync %s: %s", dir, strerror(errno));
+			ret = store_err_from_errno(errno);
+			goto out;
+		}
+	}
 	if (fd < 0) {
 		snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
 		ret = store_err_from_errno(errno);

@@ -128,7 +128,24 @@ static int open_dir(const char *dir)
 {
 	struct stat sb;
 
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+	if (mkdir(dir, 0700) == 0) {
+		/* A new directory lasts only once its parent is synced. */
+		char *parent = strdup(dir), *slash;
+
+		if (!parent)
+			return CAPF_ENOMEM;
+		slash = strrchr(parent, '/');
+		if (slash == parent)
+			slash[1] = '\0';
+		else if (slash)
+			*slash = '\0';
+		if (store_sync_dir(slash ? parent : ".") < 0) {
+			store_set_error("cannot sync the parent of %s: %s", dir, strerror(errno));
+			free(parent);
+			return store_err_from_errno(errno);
+		}
+		free(parent);
+	} else if (errno != EEXIST) {
 		store_set_error("cannot create state directory %s: %s", dir, strerror(errno));
 		return store_err_from_errno(errno);
 	}
