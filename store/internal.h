@@ -526,6 +526,67 @@ void store_report_v(store_report_cb cb, void *arg, const char *file, uint64_t of
 /* store_format_time() - "YYYY-MM-DDTHH:MM:SSZ" of t into buf (>= 21). */
 void store_format_time(int64_t t, char *buf, size_t len);
 
+/* ---- offline check and repair (check.c, repair.c) -------------------------- */
+
+struct checker {
+	const char *dir;
+	store_report_cb cb;
+	void *arg;
+	struct store_check_summary *sum;
+};
+
+/* A region of a file: good entries are kept, bad ones dropped. */
+struct region {
+	size_t off;
+	size_t len;
+	bool good;
+	bool in_tail;      /* in the torn tail that a start drops */
+	const char *reason;
+	uint8_t *payload;  /* good: a copy, for repair */
+	size_t plen;
+};
+
+/* What one file holds, entry by entry. */
+struct file_scan {
+	char *path;
+	struct store_file_map m;
+	enum store_file_kind kind;
+	bool header_ok;
+	const char *header_reason;
+	uint64_t seq;
+	struct region *regions;
+	size_t n_regions;
+	size_t cap;
+	bool may_tear;     /* the last segment: its end may be torn */
+	bool damaged;      /* a bad region that is not a torn tail */
+	bool torn;         /* the end from res.valid_len on is the torn tail */
+	struct store_scan_result res;
+	uint64_t records;
+	Capf__StoreSnapshotInfo *info;
+	bool snap_bad;     /* snapshot order or count wrong */
+	char snap_text[200];
+};
+
+/* store_finding_report() - count (damage) and report a finding. */
+void store_finding_report(struct checker *c, const char *file, uint64_t off, uint64_t len,
+			  int damage, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+/* store_scan_file() - read dir/name of kind into fs, region by region,
+ * through store_file_walk(); may_tear: the file may end in a torn tail.
+ * 0 (fs filled, even for a bad header) or a capf code. */
+int store_scan_file(const char *dir, const char *name, enum store_file_kind kind, bool may_tear,
+		    struct file_scan *fs);
+void store_file_scan_free(struct file_scan *fs);
+
+/* store_first_live_segment() - index of the first segment to read after
+ * snapshot snap. */
+size_t store_first_live_segment(const struct store_dir_list *l, uint64_t snap);
+
+/* store_checker_start() - zeroed summary, the directory's lock and listing
+ * for check and repair; on failure what was taken is left to release. */
+int store_checker_start(struct checker *c, struct store_check_summary *sum, int *lock_fd,
+			struct store_dir_list *l);
+
 /* ---- the open store (store.c, index.c, recover.c, queue.c, writer.c,
  * compact.c) ---------------------------------------------------------------- */
 
@@ -794,6 +855,29 @@ int store_load_all(struct store *st);
  * store_last_error() (nothing changed).
  */
 int store_audit_file_new(struct store *st, uint64_t file);
+
+/* store_set_scan_error() - store_last_error() text for a scan of path that
+ * failed with ret. */
+void store_set_scan_error(const char *path, int ret, const struct store_scan_result *res);
+
+/* ---- migrate.c ---- */
+
+/* store_migrate_v1() - convert a format 1 records.log into log.0000000001
+ * (the original kept as records.log.v1). 0 or a capf code. */
+int store_migrate_v1(struct store *st);
+
+/*
+ * store_migrate_v2() - convert a loaded format 2 directory (l, the
+ * listing; last_seg, its last segment) to format 3: audit.0000000001.log,
+ * log.<last_seg + 1> (opened for the writer), snapshot.<last_seg + 1>;
+ * then the old files are renamed NAME.v2. *anchor_io: the anchor as
+ * format 2 gave it in, as it is in format 3 out. 0 or a capf code.
+ */
+int store_migrate_v2(struct store *st, struct store_anchor *anchor_io, uint64_t last_seg,
+		     struct store_dir_list *l);
+
+/* store_keep_v2() - rename dir/name to name.v2. */
+void store_keep_v2(struct store *st, const char *name);
 
 /* store_remove_obsolete() - remove the snapshots and segments older than
  * snapshot snap, then sync the directory. */
