@@ -8,7 +8,8 @@
  *                   next one.
  *   snapshot.<seq>  every record of every segment before log.<seq>, as
  *                   batches of records after a StoreSnapshotInfo entry.
- *   audit.log       the hash-chained audit log, one AuditEntry per entry.
+ *   audit.<seq>.log the hash-chained audit log, one AuditEntry per entry,
+ *                   in files of bounded size (audit.log in format 2).
  *   lock            the flock(2) that keeps a second process out.
  */
 #ifndef CAPF_STORE_INTERNAL_H

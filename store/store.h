@@ -4,17 +4,21 @@
  * doc/store-format.md.
  *
  * Glossary
- *   entry     the unit of every file: a u32 BE length, a u32 BE CRC32C of
- *             the payload and the payload (one protobuf message).
+ *   entry     the unit of every file: one protobuf message, written as
+ *             fragments inside 4 KiB blocks, each with CRCs seeded by the
+ *             file's salt and its own offset (format 3).
+ *   group     what one group commit wrote to a file; its last entry
+ *             carries a commit mark. Only the last group of a file can be
+ *             half on disk after a power cut; it is dropped whole.
  *   segment   log.<seq>: a header, then entries, each one capf.StoreTxn.
  *             The writer appends to the newest segment only.
  *   snapshot  snapshot.<seq>: every record of the segments before
  *             log.<seq>, written in the background by compaction.
  *   txn       records applied all or none; one segment entry.
- *   audit     audit.log: security events, each entry carrying the SHA-256
+ *   audit     audit.<seq>.log: security events, each entry carrying the SHA-256
  *             of the one before it (a hash chain), so that an edited,
  *             removed or reordered entry shows.
- *   anchor    the audit log's last entry (seq, offset, hash), recorded in
+ *   anchor    the audit log's last entry (seq, file, offset, hash), recorded in
  *             the segment after every group that appended to the audit
  *             log: the store knows how long the audit log must be.
  *   writer    the one thread that appends. Callers hand it txns and audit
@@ -107,13 +111,15 @@ struct store_options {
 /*
  * store_open_opts() - lock dir (creating it mode 0700 if absent), load the
  * newest snapshot and the segments after it, check the end of the audit
- * log against the store's anchor and start the writer. opts may be NULL
- * (defaults). Returns 0 and *out (close with store_close()), or
- * CAPF_ELOCKED (another process holds the directory), CAPF_ECORRUPT (a
- * damaged entry that is not a torn tail, or an audit log that does not
- * match the anchor: see store_last_error() for the file and offset),
- * CAPF_EIO, CAPF_ENOMEM. A torn tail is dropped and reported (event and
- * store_stats).
+ * log against the store's anchor and start the writer; a directory of
+ * format 1 or 2 is converted first. opts may be NULL (defaults). Returns
+ * 0 and *out (close with store_close()), or CAPF_ELOCKED (another process
+ * holds the directory), CAPF_ECORRUPT (damage before the last durable
+ * commit, or an audit log that does not match the anchor: see
+ * store_last_error() for the file and offset), CAPF_EIO, CAPF_ENOMEM. The
+ * last group of the last segment and of the audit log, if a crash or a
+ * power cut left it incomplete in any way, is dropped whole and reported
+ * (event and store_stats).
  */
 int store_open_opts(struct store **out, const char *dir, const struct store_options *opts);
 
