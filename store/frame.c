@@ -5,13 +5,12 @@
  * verifier). No I/O here, so the fuzz targets can feed it arbitrary bytes.
  *
  * The model is LevelDB's log format: a file is a sequence of 4 KiB
- * blocks (the page a power cut tears or loses); an entry is written as fragments (FULL, or FIRST, MIDDLE...,
- * LAST), none of which crosses a block boundary, and a block end too short
- * for a fragment header is zero padding. So a fragment header is only ever
- * read where the structure puts one: right after the fragment before it,
- * or at the start of a block. No byte inside a payload is ever read as a
- * header, whatever it holds, and after damage the walk goes on at the next
- * block, reading every byte at most once.
+ * blocks (the page a power cut tears or loses); an entry is written as fragments (FULL, or FIRST,
+ * MIDDLE..., LAST), none of which crosses a block boundary, and a block end too short for a
+ * fragment header is zero padding. So a fragment header is only ever read where the structure puts
+ * one: right after the fragment before it, or at the start of a block. No byte inside a payload is
+ * ever read as a header, whatever it holds, and after damage the walk goes on at the next block,
+ * reading every byte at most once.
  *
  * A fragment header carries two CRC32Cs, of the header and of the
  * payload, each seeded with the file's random salt and the fragment's own
@@ -71,13 +70,13 @@ int store_header_read(const uint8_t *buf, size_t len, enum store_file_kind kind,
 		return CAPF_ECORRUPT;
 	}
 	h->version = store_be32_get(buf + 8);
-	if (kind == STORE_FILE_LEGACY ? h->version != 1
-				      : h->version != STORE_FORMAT_VERSION &&
-						h->version != STORE_FORMAT_V2) {
+	if (kind == STORE_FILE_LEGACY
+		? h->version != 1
+		: h->version != STORE_FORMAT_VERSION && h->version != STORE_FORMAT_V2) {
 		*reason = "unsupported format version";
 		return CAPF_ECORRUPT;
 	}
-	h->len = kind == STORE_FILE_LEGACY	      ? STORE_LEGACY_HEADER_LEN
+	h->len = kind == STORE_FILE_LEGACY	 ? STORE_LEGACY_HEADER_LEN
 		 : h->version == STORE_FORMAT_V2 ? STORE_V2_HEADER_LEN
 						 : STORE_HEADER_LEN;
 	if (len < h->len) {
@@ -93,8 +92,9 @@ int store_header_read(const uint8_t *buf, size_t len, enum store_file_kind kind,
 	h->seq = store_be64_get(buf + 16);
 	if (h->version == STORE_FORMAT_V2) {
 		if ((kind == STORE_FILE_AUDIT) != (h->seq == 0)) {
-			*reason = kind == STORE_FILE_AUDIT ? "audit log header with a sequence number"
-							   : "sequence number 0 in the header";
+			*reason = kind == STORE_FILE_AUDIT
+				      ? "audit log header with a sequence number"
+				      : "sequence number 0 in the header";
 			return CAPF_ECORRUPT;
 		}
 		return 0;
@@ -207,14 +207,14 @@ int store_frame_entry(struct store_framer *f, const uint8_t *p, size_t len, bool
 /* ---- reading fragments -------------------------------------------------------- */
 
 struct frag {
-	size_t len;     /* payload bytes */
+	size_t len; /* payload bytes */
 	unsigned type;
 	bool commit;
 	uint32_t group;
 };
 
 enum {
-	FRAG_BAD = 0,     /* no valid header here: nothing is known of what follows */
+	FRAG_BAD = 0, /* no valid header here: nothing is known of what follows */
 	FRAG_OK = 1,
 	FRAG_DAMAGED = 2, /* a valid header, a damaged payload: *fr says where it ends */
 };
@@ -236,17 +236,16 @@ static int frag_at(const uint8_t *buf, size_t len, uint32_t salt, size_t pos, st
 	store_crc_bytes += STORE_FRAG_HEADER_LEN - 4;
 	if (crc32c(seed, h + 4, STORE_FRAG_HEADER_LEN - 4) != store_be32_get(h)) {
 		*reason = store_be32_get(h) == 0 && store_be32_get(h + 8) == 0
-				  ? "zeros where an entry should start"
-				  : "fragment header CRC32C does not match";
+			      ? "zeros where an entry should start"
+			      : "fragment header CRC32C does not match";
 		return FRAG_BAD;
 	}
 	fr->len = (size_t)h[8] << 8 | h[9];
 	fr->type = h[10];
 	fr->commit = (h[11] & STORE_FRAG_COMMIT) != 0;
 	fr->group = store_be32_get(h + 12);
-	if (fr->len == 0 || fr->len > room - STORE_FRAG_HEADER_LEN ||
-	    fr->type < STORE_FRAG_FULL || fr->type > STORE_FRAG_LAST ||
-	    (h[11] & ~STORE_FRAG_COMMIT) != 0 ||
+	if (fr->len == 0 || fr->len > room - STORE_FRAG_HEADER_LEN || fr->type < STORE_FRAG_FULL ||
+	    fr->type > STORE_FRAG_LAST || (h[11] & ~STORE_FRAG_COMMIT) != 0 ||
 	    (fr->commit && fr->type != STORE_FRAG_FULL && fr->type != STORE_FRAG_LAST)) {
 		/* Checked, yet not one the writer makes: trust nothing of it. */
 		*reason = "fragment header that the writer never makes";
@@ -333,7 +332,8 @@ static size_t resync(struct store_walk *w, size_t start, size_t q, struct store_
 			break;
 		switch (frag_at(w->buf, w->len, w->salt, r, &fr, &why)) {
 		case FRAG_OK:
-			if (r > start && (fr.type == STORE_FRAG_FULL || fr.type == STORE_FRAG_FIRST))
+			if (r > start &&
+			    (fr.type == STORE_FRAG_FULL || fr.type == STORE_FRAG_FIRST))
 				return r;
 			/* A piece of an entry whose start is lost. */
 			__attribute__((fallthrough));
@@ -436,7 +436,8 @@ int store_walk_next(struct store_walk *w, struct store_walk_item *it)
 				if (c != FRAG_OK)
 					break;
 				if ((fr.type != STORE_FRAG_MIDDLE && fr.type != STORE_FRAG_LAST) ||
-				    fr.group != group || w->scratch.len + fr.len > STORE_ENTRY_MAX) {
+				    fr.group != group ||
+				    w->scratch.len + fr.len > STORE_ENTRY_MAX) {
 					reason = "an entry's fragments do not follow each other";
 					break;
 				}

@@ -38,8 +38,8 @@ static int reframe_entry(const uint8_t *p, size_t len, size_t off, void *arg)
 int store_migrate_v1(struct store *st)
 {
 	struct store_scan_result res;
-	struct store_file_map m = { 0 };
-	struct reframe rf = { 0 };
+	struct store_file_map m = {0};
+	struct reframe rf = {0};
 	char *path = NULL, *bak = NULL, name[64], err[300];
 	int ret;
 
@@ -122,9 +122,9 @@ static int audit_conv_entry(const uint8_t *p, size_t len, size_t off, void *arg)
 static int convert_audit_v2(struct store *st, const struct store_anchor *anchor,
 			    struct store_anchor *out)
 {
-	struct audit_conv ac = { .anchor = anchor, .out = out };
+	struct audit_conv ac = {.anchor = anchor, .out = out};
 	struct store_scan_result res;
-	struct store_file_map m = { 0 };
+	struct store_file_map m = {0};
 	char *path, name[64], err[300];
 	int ret;
 
@@ -161,17 +161,17 @@ static int convert_audit_v2(struct store *st, const struct store_anchor *anchor,
 	if (ret < 0)
 		goto out;
 	if (anchor->seq && out->seq == 0) {
-		store_set_error("%s: the entry at byte offset %llu is not audit entry %llu as the "
-				"store recorded it (the log was truncated, replaced or edited); see "
-				"capfctl audit verify and capfctl store repair",
-				path, (unsigned long long)anchor->offset,
-				(unsigned long long)anchor->seq);
+		store_set_error(
+		    "%s: the entry at byte offset %llu is not audit entry %llu as the "
+		    "store recorded it (the log was truncated, replaced or edited); see "
+		    "capfctl audit verify and capfctl store repair",
+		    path, (unsigned long long)anchor->offset, (unsigned long long)anchor->seq);
 		ret = CAPF_ECORRUPT;
 		goto out;
 	}
 	store_audit_name(name, sizeof(name), 1);
-	ret = store_create_file(st->dir, name, ac.rf.out.data, ac.rf.out.len, NULL, err,
-				sizeof(err));
+	ret =
+	    store_create_file(st->dir, name, ac.rf.out.data, ac.rf.out.len, NULL, err, sizeof(err));
 	if (ret < 0)
 		store_set_error("%s", err);
 out:
@@ -205,7 +205,7 @@ int store_migrate_v2(struct store *st, struct store_anchor *anchor_io, uint64_t 
 		     struct store_dir_list *l)
 {
 	struct store_anchor anchor;
-	struct compaction c = { 0 };
+	struct compaction c = {0};
 	struct idx_entry *e, *tmp;
 	char name[64], err[400];
 	uint8_t hdr[STORE_HEADER_LEN];
@@ -244,9 +244,9 @@ int store_migrate_v2(struct store *st, struct store_anchor *anchor_io, uint64_t 
 	if (!c.entries)
 		return CAPF_ENOMEM;
 	HASH_ITER(hh, st->devices, e, tmp)
-		c.entries[c.n++] = e;
+	c.entries[c.n++] = e;
 	HASH_ITER(hh, st->certs, e, tmp)
-		c.entries[c.n++] = e;
+	c.entries[c.n++] = e;
 	ret = store_write_snapshot(&c, err, sizeof(err));
 	free(c.entries);
 	if (ret < 0) {

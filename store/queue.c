@@ -349,12 +349,15 @@ int store_agg_take(struct store *st, bool force, struct audit_ev ***out, size_t 
 	struct audit_ev **evs;
 	char time_text[32], detail[STORE_AUDIT_TEXT_MAX + 1];
 	size_t i = 0;
+	bool flush = st->agg_flush;
 
 	*out = NULL;
 	*n = 0;
+	/* A flush asks for what waits now, not for what comes after it. */
+	st->agg_flush = false;
 	if (st->agg_n == 0)
 		return 0;
-	if (!force && !st->agg_flush &&
+	if (!force && !flush &&
 	    store_now_mono() - st->agg_since < (double)st->opt.audit_aggregate_seconds)
 		return 0;
 	evs = calloc(st->agg_n, sizeof(*evs));
@@ -387,7 +390,6 @@ int store_agg_take(struct store *st, bool force, struct audit_ev ***out, size_t 
 		free(g);
 	}
 	st->agg_n = 0;
-	st->agg_flush = false;
 	*out = evs;
 	*n = i;
 	return 0;

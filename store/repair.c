@@ -40,8 +40,8 @@ static int backup_name(const char *path, char *bak, size_t len)
 	return CAPF_EEXIST;
 }
 
-static int replace_file(struct checker *c, struct file_scan *fs, const uint8_t *data,
-			size_t len, char *bak, size_t baklen)
+static int replace_file(struct checker *c, struct file_scan *fs, const uint8_t *data, size_t len,
+			char *bak, size_t baklen)
 {
 	const char *name = strrchr(fs->path, '/') + 1;
 	char err[400];
@@ -84,7 +84,7 @@ static bool kept(const struct region *r)
  * anew as one group. */
 static int repair_file(struct checker *c, struct file_scan *fs, uint64_t want_seq)
 {
-	struct store_buf out = { 0 };
+	struct store_buf out = {0};
 	struct store_framer f;
 	size_t i, last = 0, n_kept = 0;
 	char bak[4200];
@@ -94,10 +94,11 @@ static int repair_file(struct checker *c, struct file_scan *fs, uint64_t want_se
 	if (fs->m.len == 0 && fs->kind == STORE_FILE_SEGMENT && fs->may_tear)
 		return 0;
 	if (!fs->header_ok) {
-		store_finding_report(c, fs->path, 0, fs->m.len, 1,
-			"bad header (%s): not repaired; move the file away by hand if it is not "
-			"a store file",
-			fs->header_reason);
+		store_finding_report(
+		    c, fs->path, 0, fs->m.len, 1,
+		    "bad header (%s): not repaired; move the file away by hand if it is not "
+		    "a store file",
+		    fs->header_reason);
 		return 0;
 	}
 	if (!fs->damaged && !fs->torn && !fs->snap_bad && fs->seq == want_seq &&
@@ -129,7 +130,7 @@ static int repair_file(struct checker *c, struct file_scan *fs, uint64_t want_se
 		if (fs->info)
 			info = *fs->info;
 		info.base = (ProtobufCMessage)PROTOBUF_C_MESSAGE_INIT(
-			&capf__store_snapshot_info__descriptor);
+		    &capf__store_snapshot_info__descriptor);
 		info.seq = want_seq;
 		info.records = records;
 		plen = capf__store_snapshot_info__get_packed_size(&info);
@@ -148,8 +149,8 @@ static int repair_file(struct checker *c, struct file_scan *fs, uint64_t want_se
 		const struct region *r = &fs->regions[i];
 
 		if (!r->good && !r->in_tail) {
-			store_finding_report(c, fs->path, r->off, r->len, 1, "dropped %zu bytes: %s", r->len,
-				r->reason);
+			store_finding_report(c, fs->path, r->off, r->len, 1,
+					     "dropped %zu bytes: %s", r->len, r->reason);
 			c->sum->dropped_bytes += r->len;
 			continue;
 		}
@@ -161,14 +162,16 @@ static int repair_file(struct checker *c, struct file_scan *fs, uint64_t want_se
 	}
 	if (fs->torn) {
 		store_finding_report(c, fs->path, fs->res.tail_off, fs->m.len - fs->res.tail_off, 0,
-			"dropped the torn tail of %zu bytes", (size_t)(fs->m.len - fs->res.tail_off));
+				     "dropped the torn tail of %zu bytes",
+				     (size_t)(fs->m.len - fs->res.tail_off));
 		c->sum->dropped_bytes += fs->m.len - fs->res.tail_off;
 	}
 	ret = replace_file(c, fs, out.data, out.len, bak, sizeof(bak));
 	if (ret < 0)
 		goto out;
 	c->sum->repaired++;
-	store_finding_report(c, fs->path, 0, 0, 0, "rewritten with every good entry; the original is %s", bak);
+	store_finding_report(c, fs->path, 0, 0, 0,
+			     "rewritten with every good entry; the original is %s", bak);
 out:
 	store_buf_free(&out);
 	return ret;
@@ -185,9 +188,9 @@ static int repair_audit(struct checker *c, uint64_t file, const struct store_anc
 			struct store_anchor *new_anchor)
 {
 	struct file_scan fs;
-	struct store_audit_chain chain = { 0 };
-	struct store_audit_event ev = { 0 };
-	struct store_buf out = { 0 };
+	struct store_audit_chain chain = {0};
+	struct store_audit_event ev = {0};
+	struct store_buf out = {0};
 	struct store_framer f;
 	uint8_t *entry = NULL, hash[STORE_HASH_LEN];
 	size_t keep_n = 0, i, elen = 0, dropped_off;
@@ -207,7 +210,7 @@ static int repair_audit(struct checker *c, uint64_t file, const struct store_anc
 		goto out;
 	if (!fs.header_ok) {
 		store_finding_report(c, fs.path, 0, fs.m.len, 1, "bad header (%s): not repaired",
-			fs.header_reason);
+				     fs.header_reason);
 		goto out;
 	}
 	for (i = 0; i < fs.n_regions; i++) {
@@ -260,8 +263,8 @@ static int repair_audit(struct checker *c, uint64_t file, const struct store_anc
 	ev.kind = CAPF__AUDIT_KIND__AUDIT_STORE;
 	ev.peer = "capfctl store repair";
 	ev.detail = detail;
-	ret = store_audit_encode(&ev, chain.seq + 1, (int64_t)time(NULL), chain.hash, &entry,
-				 &elen, hash);
+	ret = store_audit_encode(&ev, chain.seq + 1, (int64_t)time(NULL), chain.hash, &entry, &elen,
+				 hash);
 	if (ret < 0)
 		goto out;
 	ret = store_frame_entry(&f, entry, elen, true, &out, &start);
@@ -271,8 +274,8 @@ static int repair_audit(struct checker *c, uint64_t file, const struct store_anc
 	if (ret < 0)
 		goto out;
 	store_finding_report(c, fs.path, dropped_off, fs.m.len - dropped_off, 1,
-		"moved %zu bytes out (%s); they are in %s", (size_t)(fs.m.len - dropped_off), why,
-		bak);
+			     "moved %zu bytes out (%s); they are in %s",
+			     (size_t)(fs.m.len - dropped_off), why, bak);
 	c->sum->dropped_bytes += fs.m.len - dropped_off;
 	c->sum->repaired++;
 	new_anchor->seq = chain.seq + 1;
@@ -292,7 +295,7 @@ static int write_anchor(struct checker *c, uint64_t seg, const struct store_anch
 {
 	Capf__StoreTxn txn = CAPF__STORE_TXN__INIT;
 	Capf__AuditAnchor an = CAPF__AUDIT_ANCHOR__INIT;
-	struct store_buf out = { 0 };
+	struct store_buf out = {0};
 	struct store_framer f;
 	struct file_scan fs;
 	uint8_t *buf = NULL;
@@ -306,7 +309,8 @@ static int write_anchor(struct checker *c, uint64_t seg, const struct store_anch
 		goto out;
 	if (!fs.header_ok || fs.res.version != STORE_FORMAT_VERSION || fs.torn || fs.damaged) {
 		store_set_error("%s: cannot record the audit log's end after a segment that is not "
-				"whole", fs.path);
+				"whole",
+				fs.path);
 		ret = CAPF_ECORRUPT;
 		goto out;
 	}
@@ -343,8 +347,8 @@ static int write_anchor(struct checker *c, uint64_t seg, const struct store_anch
 		store_set_error("cannot write %s: %s", fs.path, strerror(-ret));
 	else
 		store_finding_report(c, fs.path, fs.m.len, out.len, 0,
-			"recorded audit entry %llu as the audit log's end",
-			(unsigned long long)a->seq);
+				     "recorded audit entry %llu as the audit log's end",
+				     (unsigned long long)a->seq);
 out:
 	if (fd >= 0)
 		close(fd);
@@ -357,9 +361,9 @@ out:
 int store_repair(const char *dir, store_report_cb cb, void *arg, struct store_check_summary *sum)
 {
 	struct store_check_summary s;
-	struct checker c = { dir, cb, arg, NULL };
-	struct store_dir_list l = { 0 };
-	struct store_anchor anchor, new_anchor = { 0 };
+	struct checker c = {dir, cb, arg, NULL};
+	struct store_dir_list l = {0};
+	struct store_anchor anchor, new_anchor = {0};
 	struct file_scan fs;
 	char name[64];
 	uint64_t snap = 0;

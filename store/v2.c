@@ -58,8 +58,8 @@ static int entry_at(const uint8_t *buf, size_t len, size_t off, store_payload_ch
 	return 1;
 }
 
-static long long next_good(const uint8_t *buf, size_t len, size_t off,
-			   store_payload_check_fn check, void *check_ctx)
+static long long next_good(const uint8_t *buf, size_t len, size_t off, store_payload_check_fn check,
+			   void *check_ctx)
 {
 	size_t pos, entry_len;
 	const char *reason;
@@ -84,7 +84,7 @@ int store_v2_walk(const uint8_t *buf, size_t len, const struct store_header *h,
 	int ret = 0;
 
 	while (off < len) {
-		struct store_walk_item it = { 0 };
+		struct store_walk_item it = {0};
 		const char *reason = NULL;
 		int c = entry_at(buf, len, off, check, check_ctx, &elen, &reason);
 

@@ -672,7 +672,7 @@ void *store_writer_main(void *arg)
 		closing = st->closing;
 		st->kick = false;
 		if (store_agg_take(st, closing, &aggs, &n_aggs) < 0)
-			st->agg_flush = true; /* out of memory: next time */
+			st->agg_flush = true; /* out of memory: try again next time */
 		refused = st->audit_refused;
 		st->audit_refused = 0;
 		pthread_mutex_unlock(&st->q_lock);

@@ -93,7 +93,7 @@ static int put_device(struct store *st, const char *name, const char *detail)
 {
 	Capf__Device d;
 	Capf__StoreRecord r;
-	Capf__StoreRecord *recs[1] = { &r };
+	Capf__StoreRecord *recs[1] = {&r};
 
 	capf__device__init(&d);
 	d.name = (char *)name;
@@ -214,14 +214,14 @@ static const char aud_name[] = "audit.0000000001.log";
 static int snap_files(const char *dir, struct snapshot_files *f)
 {
 	return read_file(dir, seg_name, &f->seg, &f->seg_len) < 0 ||
-			       read_file(dir, aud_name, &f->aud, &f->aud_len) < 0
-		       ? -1
-		       : 0;
+		       read_file(dir, aud_name, &f->aud, &f->aud_len) < 0
+		   ? -1
+		   : 0;
 }
 
 static void test_power_loss(void)
 {
-	struct snapshot_files before = { 0 }, after = { 0 };
+	struct snapshot_files before = {0}, after = {0};
 	char dir[128], work[128], name[64];
 	const char *env = getenv("CAPF_POWERLOSS_CASES");
 	unsigned long cases = env ? strtoul(env, NULL, 10) : 1000, i;
@@ -242,8 +242,8 @@ static void test_power_loss(void)
 		CU_ASSERT_EQUAL_FATAL(put_device(st, name, k % 3 ? "short" : (char *)big_der), 0);
 	}
 	{
-		struct store_audit_event ev = { .kind = CAPF__AUDIT_KIND__AUDIT_ADMIN,
-						.peer = "test", .detail = "acked" };
+		struct store_audit_event ev = {
+		    .kind = CAPF__AUDIT_KIND__AUDIT_ADMIN, .peer = "test", .detail = "acked"};
 
 		CU_ASSERT_EQUAL(store_audit(st, &ev), 0);
 		CU_ASSERT_EQUAL(store_flush(st), 0);
@@ -259,9 +259,10 @@ static void test_power_loss(void)
 		Capf__StoreRecord r[N_NEW];
 		Capf__StoreRecord *recs[N_NEW];
 		uint8_t serials[N_NEW][2];
-		struct store_audit_event ev = { .kind = CAPF__AUDIT_KIND__AUDIT_ISSUE,
-						.device = "SEP001122334455", .peer = "test",
-						.detail = (char *)big_der };
+		struct store_audit_event ev = {.kind = CAPF__AUDIT_KIND__AUDIT_ISSUE,
+					       .device = "SEP001122334455",
+					       .peer = "test",
+					       .detail = (char *)big_der};
 
 		for (k = 0; k < N_NEW; k++) {
 			serials[k][0] = 0x42;
@@ -286,7 +287,7 @@ static void test_power_loss(void)
 		uint8_t *seg, *aud;
 		size_t seg_len, aud_len;
 		struct store_stats stats;
-		uint8_t serial[2] = { 0x42, 0 };
+		uint8_t serial[2] = {0x42, 0};
 		Capf__Certificate *cert = NULL;
 		int ret, have_new, all_new = 1;
 
@@ -396,7 +397,7 @@ static size_t txn_payload(uint8_t *out, const char *name)
 {
 	Capf__Device d;
 	Capf__StoreRecord r;
-	Capf__StoreRecord *recs[1] = { &r };
+	Capf__StoreRecord *recs[1] = {&r};
 	Capf__StoreTxn txn = CAPF__STORE_TXN__INIT;
 
 	capf__device__init(&d);
@@ -414,10 +415,10 @@ static void test_payload_not_an_entry(void)
 {
 	struct store_check_summary sum;
 	struct store *st = NULL;
-	uint8_t der[3000], p[200], serial[] = { 0x99 };
+	uint8_t der[3000], p[200], serial[] = {0x99};
 	Capf__Certificate c;
 	Capf__StoreRecord r;
-	Capf__StoreRecord *recs[1] = { &r };
+	Capf__StoreRecord *recs[1] = {&r};
 	char dir[128];
 	uint8_t *seg = NULL;
 	size_t seg_len, n, off = 0;
@@ -429,13 +430,12 @@ static void test_payload_not_an_entry(void)
 	memset(der, 0x30, sizeof(der));
 	n = txn_payload(p, "SEP-INJECTED");
 	while (off + 8 + n + STORE_FRAG_HEADER_LEN + n < sizeof(der)) {
-		struct store_framer f = { 0, off, 1 };
-		struct store_buf b = { 0 };
+		struct store_framer f = {0, off, 1};
+		struct store_buf b = {0};
 
 		off += v2_entry(der + off, p, n);
 		f.pos = off;
-		if (store_frame_entry(&f, p, n, true, &b, NULL) == 0 &&
-		    off + b.len < sizeof(der))
+		if (store_frame_entry(&f, p, n, true, &b, NULL) == 0 && off + b.len < sizeof(der))
 			memcpy(der + off, b.data, b.len);
 		off += b.len;
 		store_buf_free(&b);
@@ -587,12 +587,11 @@ static void test_convert_v2(void)
 	al = 24;
 	memcpy(prev, zeros, sizeof(prev));
 	for (i = 1; i <= 3; i++) {
-		struct store_audit_event ev = { .kind = CAPF__AUDIT_KIND__AUDIT_ADMIN,
-						.peer = "v2", .detail = "old" };
+		struct store_audit_event ev = {
+		    .kind = CAPF__AUDIT_KIND__AUDIT_ADMIN, .peer = "v2", .detail = "old"};
 
-		CU_ASSERT_EQUAL_FATAL(store_audit_encode(&ev, i, 1700000000, prev, &entry, &elen,
-							 hash),
-				      0);
+		CU_ASSERT_EQUAL_FATAL(
+		    store_audit_encode(&ev, i, 1700000000, prev, &entry, &elen, hash), 0);
 		last_off = al;
 		al += v2_entry(aud + al, entry, elen);
 		memcpy(prev, hash, sizeof(prev));
@@ -622,8 +621,8 @@ static void test_convert_v2(void)
 	CU_ASSERT_EQUAL(stats.snapshot_seq, 2);
 	CU_ASSERT_EQUAL(put_device(st, "SEP-V3", NULL), 0);
 	{
-		struct store_audit_event ev = { .kind = CAPF__AUDIT_KIND__AUDIT_ADMIN,
-						.peer = "v3", .detail = "new" };
+		struct store_audit_event ev = {
+		    .kind = CAPF__AUDIT_KIND__AUDIT_ADMIN, .peer = "v3", .detail = "new"};
 
 		CU_ASSERT_EQUAL(store_audit(st, &ev), 0);
 		CU_ASSERT_EQUAL(store_flush(st), 0);
@@ -646,16 +645,16 @@ static void test_convert_v2(void)
 }
 
 static CU_TestInfo tests_recovery[] = {
-	{ "power loss, random cases", test_power_loss },
-	{ "payload bytes are never an entry", test_payload_not_an_entry },
-	{ "recovery, check and verify in linear work", test_linear_work },
-	{ "format 2 converted", test_convert_v2 },
-	CU_TEST_INFO_NULL,
+    {"power loss, random cases", test_power_loss},
+    {"payload bytes are never an entry", test_payload_not_an_entry},
+    {"recovery, check and verify in linear work", test_linear_work},
+    {"format 2 converted", test_convert_v2},
+    CU_TEST_INFO_NULL,
 };
 
 static CU_SuiteInfo suites[] = {
-	{ "store recovery", NULL, NULL, NULL, NULL, tests_recovery },
-	CU_SUITE_INFO_NULL,
+    {"store recovery", NULL, NULL, NULL, NULL, tests_recovery},
+    CU_SUITE_INFO_NULL,
 };
 
 int main(void)
