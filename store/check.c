@@ -305,6 +305,9 @@ static void report_file(struct checker *c, struct file_scan *fs, uint64_t want_s
 			(size_t)(fs->m.len - fs->res.tail_off), fs->res.reason, fs->res.bad_off);
 	if (fs->snap_bad)
 		store_finding_report(c, fs->path, 0, 0, 1, "%s", fs->snap_text);
+	if (fs->res.version == STORE_FORMAT_V2)
+		store_finding_report(c, fs->path, 0, 0, 0,
+				     "format 2: capfd converts it to format 3 at its next start");
 	c->sum->records += fs->records;
 }
 

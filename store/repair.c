@@ -58,19 +58,68 @@ static int replace_file(struct checker *c, struct file_scan *fs, const uint8_t *
 	return ret;
 }
 
-/* Starts a new file of kind in out: header, a fresh salt, group 1. */
-static int new_file(struct store_buf *out, struct store_framer *f, enum store_file_kind kind,
-		    uint64_t seq)
+/*
+ * How a repaired file is framed: as the file was. A format 2 file stays
+ * format 2 (entries back to back), for capfd to convert with the rest of
+ * its directory at the next start; format 3 is framed anew, one group in
+ * a file with a new salt.
+ */
+struct reframer {
+	uint32_t version;
+	struct store_framer f;
+};
+
+static const char *kind_magic(enum store_file_kind kind)
+{
+	return kind == STORE_FILE_SNAPSHOT ? STORE_SNAP_MAGIC
+	       : kind == STORE_FILE_AUDIT  ? STORE_AUDIT_MAGIC
+					   : STORE_SEG_MAGIC;
+}
+
+/* Starts a new file of kind and version in out: its header. */
+static int new_file(struct store_buf *out, struct reframer *r, enum store_file_kind kind,
+		    uint64_t seq, uint32_t version)
 {
 	int ret = store_buf_reserve(out, STORE_HEADER_LEN);
 
 	if (ret < 0)
 		return ret;
-	f->salt = store_new_salt();
-	f->pos = STORE_HEADER_LEN;
-	f->group = 1;
-	store_header_encode(out->data, kind, seq, f->salt);
-	out->len = STORE_HEADER_LEN;
+	r->version = version;
+	r->f.group = 1;
+	if (version == STORE_FORMAT_V2) {
+		memcpy(out->data, kind_magic(kind), STORE_MAGIC_LEN);
+		store_be32_put(out->data + 8, STORE_FORMAT_V2);
+		store_be32_put(out->data + 12, 0);
+		store_be64_put(out->data + 16, kind == STORE_FILE_AUDIT ? 0 : seq);
+		r->f.pos = STORE_V2_HEADER_LEN;
+	} else {
+		r->f.salt = store_new_salt();
+		r->f.pos = STORE_HEADER_LEN;
+		store_header_encode(out->data, kind, seq, r->f.salt);
+	}
+	out->len = (size_t)r->f.pos;
+	return 0;
+}
+
+/* Appends an entry to out the way the file is framed; *start (may be NULL)
+ * gets where it begins. */
+static int put_entry(struct reframer *r, const uint8_t *p, size_t len, bool commit,
+		     struct store_buf *out, uint64_t *start)
+{
+	int ret;
+
+	if (r->version != STORE_FORMAT_V2)
+		return store_frame_entry(&r->f, p, len, commit, out, start);
+	ret = store_buf_reserve(out, STORE_V2_ENTRY_HEADER_LEN + len);
+	if (ret < 0)
+		return ret;
+	if (start)
+		*start = r->f.pos;
+	store_be32_put(out->data + out->len, (uint32_t)len);
+	store_be32_put(out->data + out->len + 4, crc32c(0, p, len));
+	memcpy(out->data + out->len + STORE_V2_ENTRY_HEADER_LEN, p, len);
+	out->len += STORE_V2_ENTRY_HEADER_LEN + len;
+	r->f.pos += STORE_V2_ENTRY_HEADER_LEN + len;
 	return 0;
 }
 
@@ -85,7 +134,7 @@ static bool kept(const struct region *r)
 static int repair_file(struct checker *c, struct file_scan *fs, uint64_t want_seq)
 {
 	struct store_buf out = {0};
-	struct store_framer f;
+	struct reframer f;
 	size_t i, last = 0, n_kept = 0;
 	char bak[4200];
 	uint64_t records = 0;
@@ -101,10 +150,9 @@ static int repair_file(struct checker *c, struct file_scan *fs, uint64_t want_se
 		    fs->header_reason);
 		return 0;
 	}
-	if (!fs->damaged && !fs->torn && !fs->snap_bad && fs->seq == want_seq &&
-	    fs->res.version == STORE_FORMAT_VERSION)
+	if (!fs->damaged && !fs->torn && !fs->snap_bad && fs->seq == want_seq)
 		return 0;
-	ret = new_file(&out, &f, fs->kind, want_seq);
+	ret = new_file(&out, &f, fs->kind, want_seq, fs->res.version);
 	if (ret < 0)
 		goto out;
 	for (i = 0; i < fs->n_regions; i++) {
@@ -140,7 +188,7 @@ static int repair_file(struct checker *c, struct file_scan *fs, uint64_t want_se
 			goto out;
 		}
 		capf__store_snapshot_info__pack(&info, ip);
-		ret = store_frame_entry(&f, ip, plen, n_kept == 0, &out, NULL);
+		ret = put_entry(&f, ip, plen, n_kept == 0, &out, NULL);
 		free(ip);
 		if (ret < 0)
 			goto out;
@@ -156,7 +204,7 @@ static int repair_file(struct checker *c, struct file_scan *fs, uint64_t want_se
 		}
 		if (!kept(r) || (fs->kind == STORE_FILE_SNAPSHOT && r->payload[0] == 0x08))
 			continue;
-		ret = store_frame_entry(&f, r->payload, r->plen, i == last, &out, NULL);
+		ret = put_entry(&f, r->payload, r->plen, i == last, &out, NULL);
 		if (ret < 0)
 			goto out;
 	}
@@ -191,7 +239,7 @@ static int repair_audit(struct checker *c, uint64_t file, const struct store_anc
 	struct store_audit_chain chain = {0};
 	struct store_audit_event ev = {0};
 	struct store_buf out = {0};
-	struct store_framer f;
+	struct reframer f;
 	uint8_t *entry = NULL, hash[STORE_HASH_LEN];
 	size_t keep_n = 0, i, elen = 0, dropped_off;
 	char detail[400], bak[4200], name[64];
@@ -200,7 +248,10 @@ static int repair_audit(struct checker *c, uint64_t file, const struct store_anc
 	uint64_t start = 0;
 	int ret;
 
-	store_audit_name(name, sizeof(name), file);
+	if (file == 0)
+		snprintf(name, sizeof(name), "%s", STORE_AUDIT_NAME); /* format 2 */
+	else
+		store_audit_name(name, sizeof(name), file);
 	ret = store_scan_file(c->dir, name, STORE_FILE_AUDIT, true, &fs);
 	if (ret == CAPF_ENOENT) {
 		store_file_scan_free(&fs);
@@ -244,14 +295,14 @@ static int repair_audit(struct checker *c, uint64_t file, const struct store_anc
 	if (!why)
 		goto out;
 	dropped_off = keep_n < fs.n_regions ? fs.regions[keep_n].off : fs.m.len;
-	ret = new_file(&out, &f, STORE_FILE_AUDIT, file);
+	ret = new_file(&out, &f, STORE_FILE_AUDIT, file, fs.res.version);
 	if (ret < 0)
 		goto out;
 	memset(&chain, 0, sizeof(chain));
 	for (i = 0; i < keep_n; i++) {
 		(void)store_audit_link(fs.regions[i].payload, fs.regions[i].plen, fs.regions[i].off,
 				       &chain, NULL);
-		ret = store_frame_entry(&f, fs.regions[i].payload, fs.regions[i].plen, false, &out,
+		ret = put_entry(&f, fs.regions[i].payload, fs.regions[i].plen, false, &out,
 					NULL);
 		if (ret < 0)
 			goto out;
@@ -267,7 +318,7 @@ static int repair_audit(struct checker *c, uint64_t file, const struct store_anc
 				 hash);
 	if (ret < 0)
 		goto out;
-	ret = store_frame_entry(&f, entry, elen, true, &out, &start);
+	ret = put_entry(&f, entry, elen, true, &out, &start);
 	if (ret < 0)
 		goto out;
 	ret = replace_file(c, &fs, out.data, out.len, bak, sizeof(bak));
@@ -296,7 +347,7 @@ static int write_anchor(struct checker *c, uint64_t seg, const struct store_anch
 	Capf__StoreTxn txn = CAPF__STORE_TXN__INIT;
 	Capf__AuditAnchor an = CAPF__AUDIT_ANCHOR__INIT;
 	struct store_buf out = {0};
-	struct store_framer f;
+	struct reframer f;
 	struct file_scan fs;
 	uint8_t *buf = NULL;
 	char name[64];
@@ -307,7 +358,7 @@ static int write_anchor(struct checker *c, uint64_t seg, const struct store_anch
 	ret = store_scan_file(c->dir, name, STORE_FILE_SEGMENT, true, &fs);
 	if (ret < 0)
 		goto out;
-	if (!fs.header_ok || fs.res.version != STORE_FORMAT_VERSION || fs.torn || fs.damaged) {
+	if (!fs.header_ok || fs.torn || fs.damaged) {
 		store_set_error("%s: cannot record the audit log's end after a segment that is not "
 				"whole",
 				fs.path);
@@ -328,10 +379,11 @@ static int write_anchor(struct checker *c, uint64_t seg, const struct store_anch
 		goto out;
 	}
 	capf__store_txn__pack(&txn, buf);
-	f.salt = fs.res.salt;
-	f.pos = fs.m.len;
-	f.group = fs.res.group + 1;
-	ret = store_frame_entry(&f, buf, plen, true, &out, NULL);
+	f.version = fs.res.version;
+	f.f.salt = fs.res.salt;
+	f.f.pos = fs.m.len;
+	f.f.group = fs.res.group + 1;
+	ret = put_entry(&f, buf, plen, true, &out, NULL);
 	if (ret < 0)
 		goto out;
 	fd = open(fs.path, O_WRONLY | O_APPEND | O_CLOEXEC);
@@ -395,11 +447,13 @@ int store_repair(const char *dir, store_report_cb cb, void *arg, struct store_ch
 		if (ret < 0)
 			goto out;
 	}
-	if (l.n_audits && l.n_segs > start) {
+	if ((l.n_audits || l.audit) && l.n_segs > start) {
 		ret = store_find_anchor(dir, &anchor);
 		if (ret < 0)
 			goto out;
-		ret = repair_audit(&c, l.audits[l.n_audits - 1], &anchor, &new_anchor);
+		/* The newest audit file (format 2: audit.log, number 0). */
+		ret = repair_audit(&c, l.n_audits ? l.audits[l.n_audits - 1] : 0, &anchor,
+				   &new_anchor);
 		if (ret < 0)
 			goto out;
 		if (ret == 1) {

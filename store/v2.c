@@ -79,7 +79,7 @@ int store_v2_walk(const uint8_t *buf, size_t len, const struct store_header *h,
 		  store_payload_check_fn check, void *check_ctx, store_item_cb on_item, void *arg,
 		  struct store_scan_result *res)
 {
-	size_t off = h->len, valid = h->len, elen = 0;
+	size_t off = h->len, valid = h->len, last_good = h->len, elen = 0;
 	bool bad = false, later = false;
 	int ret = 0;
 
@@ -97,6 +97,7 @@ int store_v2_walk(const uint8_t *buf, size_t len, const struct store_header *h,
 			it.payload = buf + off + STORE_V2_ENTRY_HEADER_LEN;
 			it.len = elen - STORE_V2_ENTRY_HEADER_LEN;
 			it.commit = true;
+			last_good = it.end;
 			if (bad) {
 				later = true;
 			} else {
@@ -126,8 +127,10 @@ int store_v2_walk(const uint8_t *buf, size_t len, const struct store_header *h,
 	}
 	res->valid_len = valid;
 	res->tail_off = valid;
-	if (later)
+	if (later) {
+		res->tail_off = last_good;
 		return CAPF_ECORRUPT;
+	}
 	res->torn = valid < len;
 	return 0;
 }

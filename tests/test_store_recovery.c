@@ -608,6 +608,24 @@ static void test_convert_v2(void)
 		txn.audit = &an;
 		sl += v2_entry(seg + sl, p, capf__store_txn__pack(&txn, p));
 	}
+	/* Damaged, it is repaired in its own format, then converted. */
+	fresh_dir(dir, sizeof(dir), "v2-damaged");
+	seg[24 + 8 + 3] ^= 0x01;
+	CU_ASSERT_EQUAL(write_file(dir, seg_name, seg, sl), 0);
+	CU_ASSERT_EQUAL(write_file(dir, "audit.log", aud, al), 0);
+	seg[24 + 8 + 3] ^= 0x01;
+	CU_ASSERT_EQUAL(store_open(&st, dir), CAPF_ECORRUPT);
+	CU_ASSERT_EQUAL(store_check(dir, NULL, NULL, NULL), CAPF_ECORRUPT);
+	CU_ASSERT_EQUAL(store_repair(dir, NULL, NULL, NULL), 0);
+	CU_ASSERT_EQUAL(store_check(dir, NULL, NULL, NULL), 0);
+	CU_ASSERT_EQUAL_FATAL(store_open(&st, dir), 0);
+	CU_ASSERT_FALSE(has_device(st, "SEP-V2-A"));
+	CU_ASSERT(has_device(st, "SEP-V2-B"));
+	store_close(st);
+	CU_ASSERT_EQUAL(store_audit_verify(dir, NULL, 0, NULL, NULL, &asum), 0);
+	CU_ASSERT_EQUAL(asum.entries, 3);
+	rm_tree(dir);
+
 	fresh_dir(dir, sizeof(dir), "v2");
 	CU_ASSERT_EQUAL(write_file(dir, seg_name, seg, sl), 0);
 	CU_ASSERT_EQUAL(write_file(dir, "audit.log", aud, al), 0);
