@@ -767,6 +767,9 @@ int server_start(struct server *srv, struct capfd_config *cfg, uv_loop_t *loop)
 		uint64_t t0 = uv_hrtime();
 
 		so.compact_bytes = (uint64_t)cfg->store_compact_mb * 1024u * 1024u;
+		so.queue_max = cfg->store_queue;
+		so.audit_file_bytes = (uint64_t)cfg->store_audit_file_mb * 1024u * 1024u;
+		so.audit_aggregate_seconds = cfg->store_audit_aggregate_s;
 		ret = store_open_opts(&srv->store, cfg->state_dir, &so);
 		if (ret < 0) {
 			log_err("cannot open the store: %s", store_last_error());

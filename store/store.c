@@ -239,6 +239,7 @@ int store_open_opts(struct store **out, const char *dir, const struct store_opti
 	st->stats.segment_seq = st->seg_seq;
 	st->stats.segment_bytes = st->seg_size;
 	st->stats.audit_seq = st->chain.seq;
+	st->stats.audit_file = st->audit_file;
 	st->stats.audit_pending = st->retry_n;
 	ret = start_writer(st);
 	if (ret < 0)
