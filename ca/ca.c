@@ -795,6 +795,41 @@ out:
 	return ret;
 }
 
+/* fsyncs every regular file of dir, then dir itself. */
+static int sync_tree_files(const char *dir)
+{
+	char path[PATH_MAX];
+	struct dirent *e;
+	DIR *d = opendir(dir);
+	int ret = 0;
+
+	if (d == NULL) {
+		ca_set_error("cannot read %s: %s", dir, strerror(errno));
+		return CAPF_EIO;
+	}
+	while (ret == 0 && (e = readdir(d)) != NULL) {
+		struct stat sb;
+		int fd;
+
+		if (e->d_name[0] == '.' || ca_path(path, sizeof(path), dir, e->d_name) < 0 ||
+		    lstat(path, &sb) < 0 || !S_ISREG(sb.st_mode))
+			continue;
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0 || fsync(fd) < 0) {
+			ca_set_error("cannot sync %s: %s", path, strerror(errno));
+			ret = CAPF_EIO;
+		}
+		if (fd >= 0)
+			close(fd);
+	}
+	closedir(d);
+	if (ret == 0 && ca_fsync_dir(dir) < 0) {
+		ca_set_error("cannot sync %s: %s", dir, strerror(errno));
+		ret = CAPF_EIO;
+	}
+	return ret;
+}
+
 /*
  * Moves a fully written temporary generation directory to gen/<id>. The
  * files are durable already; the rename and the sync of gen/ publish it.
@@ -808,6 +843,11 @@ static int publish_gen(const struct ca *ca, const char *tmpdir, const char *id)
 	if (ret < 0)
 		return ret;
 	ret = ca_path(final, sizeof(final), gen, id);
+	if (ret < 0)
+		return ret;
+	/* The files inside (the key may come from the signer process) and
+	 * their entries must be durable before the rename publishes them. */
+	ret = sync_tree_files(tmpdir);
 	if (ret < 0)
 		return ret;
 	if (rename(tmpdir, final) < 0) {
@@ -1600,7 +1640,8 @@ int ca_csr(struct ca *ca, const struct ca_keyspec *spec, const char *subject, ch
 		ret = CAPF_EIO;
 		goto out;
 	}
-	if (rename(tmpdir, pending) < 0 || ca_fsync_dir(ca->dir) < 0) {
+	if (sync_tree_files(tmpdir) < 0 || rename(tmpdir, pending) < 0 ||
+	    ca_fsync_dir(ca->dir) < 0) {
 		ca_set_error("cannot create %s: %s", pending, strerror(errno));
 		ret = CAPF_EIO;
 		goto out;

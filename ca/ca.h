@@ -531,8 +531,10 @@ int ca_revoked_add(struct ca *ca, const uint8_t *serial, size_t serial_len, time
 
 /*
  * ca_revoke() - ca_revoked_add(), made durable first in the CA directory's
- * revocation list (revoked.txt: one line per revocation, appended and
- * synced), which ca_new() reads back. The server writes the store record
+ * revocation list (revoked.txt: one line per revocation, each ending in a
+ * checksum, appended and synced; a torn last line that a crash left is cut
+ * off first), which ca_new() reads back, skipping a line whose checksum
+ * does not match. The server writes the store record
  * after this, so a revocation that was asked for is never lost: at start
  * it completes the store records that a crash left behind (see
  * ca_revoked_each()). Returns 0, CAPF_EINVAL, CAPF_EIO, CAPF_ENOMEM.

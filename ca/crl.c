@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "ca/internal.h"
@@ -305,18 +306,74 @@ out:
 	return ret;
 }
 
-/* The line of revoked.txt for one revocation: serial, time, reason, and
- * the issuer's key id ("-" when unknown). */
+/*
+ * The checksum of a line of revoked.txt: the first 4 bytes of the SHA-256
+ * of the text before it, in hex. A line whose checksum does not match (a
+ * write that reached the disk in part, or damage) is never taken for a
+ * revocation, and never swallows the next one.
+ */
+static int line_checksum(const char *text, size_t len, char out[9])
+{
+	uint8_t md[32];
+
+	if (gnutls_hash_fast(GNUTLS_DIG_SHA256, text, len, md) < 0)
+		return CAPF_ECRYPTO;
+	hex_encode(md, 4, out);
+	return 0;
+}
+
+/* The line of revoked.txt for one revocation: serial, time, reason, the
+ * issuer's key id ("-" when unknown) and the line's checksum. */
 static int revoked_line(const struct ca_revoked *r, char *buf, size_t len)
 {
-	char serial[2 * CA_SERIAL_MAX + 1], issuer[2 * CA_KEY_ID_MAX + 2];
+	char serial[2 * CA_SERIAL_MAX + 1], issuer[2 * CA_KEY_ID_MAX + 2], sum[9];
+	int n;
 
 	hex_encode(r->serial, r->serial_len, serial);
 	if (r->issuer_id_len > 0)
 		hex_encode(r->issuer_id, r->issuer_id_len, issuer);
 	else
 		snprintf(issuer, sizeof(issuer), "-");
-	return snprintf(buf, len, "%s %" PRId64 " %u %s\n", serial, r->when, r->reason, issuer);
+	n = snprintf(buf, len, "%s %" PRId64 " %u %s", serial, r->when, r->reason, issuer);
+	if (n < 0 || (size_t)n + 11 > len || line_checksum(buf, (size_t)n, sum) < 0)
+		return -1;
+	return n + snprintf(buf + n, len - (size_t)n, " %s\n", sum);
+}
+
+/*
+ * Cuts revoked.txt (open as fd) back to its last complete line: a crash
+ * in the middle of an append leaves a line without its newline, and the
+ * next line appended after it would be glued to it and lost. Synced
+ * before anything is appended.
+ */
+static int revoked_trim(int fd, const char *path)
+{
+	struct stat sb;
+	char last = '\n', *buf = NULL;
+	off_t keep;
+	int ret = 0;
+
+	if (fstat(fd, &sb) < 0)
+		return CAPF_EIO;
+	if (sb.st_size == 0 || (pread(fd, &last, 1, sb.st_size - 1) == 1 && last == '\n'))
+		return 0;
+	buf = malloc((size_t)sb.st_size);
+	if (buf == NULL)
+		return CAPF_ENOMEM;
+	if (pread(fd, buf, (size_t)sb.st_size, 0) != sb.st_size) {
+		ret = CAPF_EIO;
+		goto out;
+	}
+	for (keep = sb.st_size; keep > 0 && buf[keep - 1] != '\n'; keep--)
+		;
+	if (ftruncate(fd, keep) < 0 || fsync(fd) < 0) {
+		ca_set_error("cannot drop the torn last line of %s: %s", path, strerror(errno));
+		ret = CAPF_EIO;
+		goto out;
+	}
+out:
+	free(buf);
+	return ret;
 }
 
 int ca_revoke(struct ca *ca, const uint8_t *serial, size_t serial_len, time_t when, int reason,
@@ -338,17 +395,22 @@ int ca_revoke(struct ca *ca, const uint8_t *serial, size_t serial_len, time_t wh
 	if (at < 0)
 		return CAPF_ENOMEM;
 	n = revoked_line(&r, line, sizeof(line));
+	if (n < 0)
+		return CAPF_ECRYPTO;
 	ret = ca_path(path, sizeof(path), ca->dir, CA_FILE_REVOKED);
 	if (ret < 0)
 		return ret;
 	/*
 	 * Appended and synced: the line is complete and durable before the
-	 * caller goes on. A torn last line (a crash mid-write) is skipped
-	 * when the file is read back.
+	 * caller goes on. A torn last line (a crash mid-write) is cut off
+	 * first, so that it cannot swallow this one; a line whose checksum
+	 * does not match is skipped when the file is read back.
 	 */
 	pthread_mutex_lock(&ca->admin_lock);
-	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-	if (fd < 0 || write(fd, line, (size_t)n) != n || fsync(fd) < 0) {
+	fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+	if (fd >= 0)
+		ret = revoked_trim(fd, path);
+	if (ret == 0 && (fd < 0 || write(fd, line, (size_t)n) != n || fsync(fd) < 0)) {
 		ca_set_error("cannot record the revocation in %s: %s", path, strerror(errno));
 		ret = CAPF_EIO;
 	}
@@ -407,16 +469,25 @@ static int revoked_load(struct ca *ca)
 		data.data[--data.size] = '\0';
 	for (line = strtok_r((char *)data.data, "\n", &save); line != NULL && ret == 0;
 	     line = strtok_r(NULL, "\n", &save)) {
-		char serial_hex[128], issuer_hex[160];
+		char serial_hex[128], issuer_hex[160], sum[16], want[9];
 		struct ca_revoked r;
 		long long when;
 		unsigned reason;
-		int len;
+		int len, fields;
+		const char *sp;
 
 		memset(&r, 0, sizeof(r));
-		if (sscanf(line, "%127s %lld %u %159s", serial_hex, &when, &reason, issuer_hex) !=
-		    4)
+		fields = sscanf(line, "%127s %lld %u %159s %15s", serial_hex, &when, &reason,
+				issuer_hex, sum);
+		if (fields < 4)
 			continue;
+		/* Lines of old files have no checksum; new ones must match. */
+		if (fields == 5) {
+			sp = strrchr(line, ' ');
+			if (sp == NULL || line_checksum(line, (size_t)(sp - line), want) < 0 ||
+			    strcmp(want, sum) != 0)
+				continue;
+		}
 		len = hex_decode(serial_hex, r.serial, sizeof(r.serial));
 		if (len <= 0 || reason > 10)
 			continue;

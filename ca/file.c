@@ -111,7 +111,22 @@ int ca_mkdir(const char *path)
 {
 	struct stat st;
 
-	if (mkdir(path, 0700) < 0 && errno != EEXIST) {
+	if (mkdir(path, 0700) == 0) {
+		/* Made here: the parent is synced, or a power cut may take the
+		 * new directory (and all that is put in it) away. */
+		char parent[PATH_MAX], *slash;
+
+		snprintf(parent, sizeof(parent), "%s", path);
+		slash = strrchr(parent, '/');
+		if (slash == parent)
+			slash[1] = '\0';
+		else if (slash != NULL)
+			*slash = '\0';
+		if (ca_fsync_dir(slash != NULL ? parent : ".") < 0) {
+			ca_set_error("cannot sync the parent of %s: %s", path, strerror(errno));
+			return CAPF_EIO;
+		}
+	} else if (errno != EEXIST) {
 		ca_set_error("cannot create directory %s: %s", path, strerror(errno));
 		return CAPF_EIO;
 	}

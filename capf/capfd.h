@@ -90,6 +90,9 @@ struct capfd_config {
 	char *ready_file;
 	/* The store (doc/store-format.md). */
 	unsigned store_compact_mb; /* snapshot once a segment reaches this size */
+	unsigned store_queue;      /* txns and audit events that may wait for the writer */
+	unsigned store_audit_file_mb;     /* next audit file once one reaches this size */
+	unsigned store_audit_aggregate_s; /* unauthenticated failures: one entry per source per */
 	bool fault_injection;      /* [testing]: allow capfctl store fault */
 	unsigned signer_delay_ms;  /* [testing]: the signer sleeps before each signature */
 	/* The signer process (doc/signer.md). */

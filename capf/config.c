@@ -69,6 +69,9 @@ static const struct opt options[] = {
 	{ "log", "level", OPT_LEVEL, O(log_level), 0, 0 },
 	{ "log", "syslog", OPT_BOOL, O(log_syslog), 0, 0 },
 	{ "store", "compact_size", OPT_UINT, O(store_compact_mb), 1, 1048576 },
+	{ "store", "queue", OPT_UINT, O(store_queue), 16, 1048576 },
+	{ "store", "audit_file_size", OPT_UINT, O(store_audit_file_mb), 1, 4096 },
+	{ "store", "audit_aggregate", OPT_UINT, O(store_audit_aggregate_s), 1, 86400 },
 	{ "testing", "fault_injection", OPT_BOOL, O(fault_injection), 0, 0 },
 	{ "testing", "signer_delay_ms", OPT_UINT, O(signer_delay_ms), 0, 600000 },
 	{ "signer", "queue", OPT_UINT, O(signer_queue), 1, 100000 },
@@ -105,6 +108,9 @@ void config_defaults(struct capfd_config *cfg)
 	cfg->max_messages = 16;
 	cfg->log_level = LOG_LVL_INFO;
 	cfg->store_compact_mb = 64;
+	cfg->store_queue = 16384;
+	cfg->store_audit_file_mb = 16;
+	cfg->store_audit_aggregate_s = 60;
 	cfg->signer_queue = 64;
 	cfg->signer_timeout_ms = 5000;
 }

@@ -644,6 +644,100 @@ static int tls_setup(struct server *srv)
 	return 0;
 }
 
+/* fsync a directory, so that the entries made in it last. */
+static int sync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), ret = 0;
+
+	if (fd < 0 || fsync(fd) < 0)
+		ret = -errno;
+	if (fd >= 0)
+		close(fd);
+	return ret;
+}
+
+/* mkdir(path), and if it made it, its parent synced: the new entry lasts. */
+static int make_dir_durable(const char *path)
+{
+	char parent[4096], *slash;
+
+	if (mkdir(path, 0700) < 0)
+		return errno == EEXIST ? 0 : -errno;
+	snprintf(parent, sizeof(parent), "%s", path);
+	slash = strrchr(parent, '/');
+	if (slash == parent)
+		slash[1] = '\0';
+	else if (slash != NULL)
+		*slash = '\0';
+	else
+		snprintf(parent, sizeof(parent), ".");
+	return sync_dir(parent);
+}
+
+struct known_issuer {
+	struct ca *ca;
+	uint64_t seen;
+};
+
+static int issued_by_ours(const Capf__Certificate *cert, void *arg)
+{
+	struct known_issuer *k = arg;
+	const uint8_t *der;
+	size_t len;
+
+	if (cert->der.len == 0)
+		return 0;
+	k->seen++;
+	return ca_issuer_of(k->ca, cert->der.data, cert->der.len, &der, &len) == 0 ? 1 : 0;
+}
+
+/*
+ * The CA directory must be the one that signed the store's certificates:
+ * a CA lost (a power cut before its directory entries were durable, a
+ * directory restored without ca/) would otherwise be replaced by a new
+ * one, and every LSC in the field would stop being trusted while the
+ * store still lists them. With ca NULL (before it is opened): refuse if
+ * the store has certificates but the directory has no CA at all.
+ */
+static int check_ca_matches_store(struct server *srv, const char *cadir, struct ca *ca)
+{
+	struct store_stats st;
+	char link[4200];
+	struct stat sb;
+
+	store_get_stats(srv->store, &st);
+	if (st.certificates == 0)
+		return 0;
+	if (ca == NULL) {
+		snprintf(link, sizeof(link), "%s/current", cadir);
+		if (lstat(link, &sb) == 0)
+			return 0;
+		log_err("the store in %s holds %llu certificates, but the CA directory %s has no "
+			"CA: the CA that signed them is missing. capfd does not make a new CA over "
+			"them; restore %s from a backup (or move the state directory away to start "
+			"afresh)",
+			srv->cfg->state_dir, (unsigned long long)st.certificates, cadir, cadir);
+		return CAPF_ECONFIG;
+	}
+	{
+		struct known_issuer k = { ca, 0 };
+		int ret = store_cert_foreach(srv->store, issued_by_ours, &k);
+
+		if (ret < 0) {
+			log_err("cannot read the store's certificates: %s", capf_strerror(ret));
+			return ret;
+		}
+		if (ret == 1 || k.seen == 0)
+			return 0;
+		log_err("none of the %llu certificates in the store %s was issued by a CA that the "
+			"CA directory %s knows: it holds another CA than the one that signed them. "
+			"Restore the right CA directory from a backup (or move the state directory "
+			"away to start afresh)",
+			(unsigned long long)k.seen, srv->cfg->state_dir, cadir);
+		return CAPF_ECONFIG;
+	}
+}
+
 /*
  * Starts the signer process and waits until it answers: from here on the
  * CA's keys are opened, made and used there only (keyops), never in this
@@ -656,9 +750,10 @@ static int start_signer(struct server *srv, const char *cadir, struct ca_keyops 
 
 	/* The signer checks key paths against the CA directory: it must
 	 * exist before the first CA is made. */
-	if (mkdir(cadir, 0700) < 0 && errno != EEXIST) {
-		log_err("cannot create the CA directory %s: %s", cadir, strerror(errno));
-		return -errno;
+	ret = make_dir_durable(cadir);
+	if (ret < 0) {
+		log_err("cannot create the CA directory %s: %s", cadir, strerror(-ret));
+		return ret;
 	}
 	p.socket = srv->cfg->signer_socket;
 	p.ca_dir = cadir;
@@ -701,9 +796,10 @@ int server_start(struct server *srv, struct capfd_config *cfg, uv_loop_t *loop)
 	pthread_mutex_init(&srv->claims_lock, NULL);
 	pthread_mutex_init(&srv->creds_lock, NULL);
 
-	if (mkdir(cfg->state_dir, 0700) < 0 && errno != EEXIST) {
-		log_err("cannot create state directory %s: %s", cfg->state_dir, strerror(errno));
-		return -errno;
+	ret = make_dir_durable(cfg->state_dir);
+	if (ret < 0) {
+		log_err("cannot create state directory %s: %s", cfg->state_dir, strerror(-ret));
+		return ret;
 	}
 
 	{
@@ -713,6 +809,9 @@ int server_start(struct server *srv, struct capfd_config *cfg, uv_loop_t *loop)
 		uint64_t t0 = uv_hrtime();
 
 		so.compact_bytes = (uint64_t)cfg->store_compact_mb * 1024u * 1024u;
+		so.queue_max = cfg->store_queue;
+		so.audit_file_bytes = (uint64_t)cfg->store_audit_file_mb * 1024u * 1024u;
+		so.audit_aggregate_seconds = cfg->store_audit_aggregate_s;
 		ret = store_open_opts(&srv->store, cfg->state_dir, &so);
 		if (ret < 0) {
 			log_err("cannot open the store: %s", store_last_error());
@@ -727,6 +826,9 @@ int server_start(struct server *srv, struct capfd_config *cfg, uv_loop_t *loop)
 	}
 
 	snprintf(cadir, sizeof(cadir), "%s/ca", cfg->state_dir);
+	ret = check_ca_matches_store(srv, cadir, NULL);
+	if (ret < 0)
+		return ret;
 	ret = start_signer(srv, cadir, &keyops);
 	if (ret < 0)
 		return ret;
@@ -753,6 +855,9 @@ int server_start(struct server *srv, struct capfd_config *cfg, uv_loop_t *loop)
 	}
 	if (ca_start_notice(srv->ca) != NULL)
 		log_warn("%s", ca_start_notice(srv->ca));
+	ret = check_ca_matches_store(srv, cadir, srv->ca);
+	if (ret < 0)
+		return ret;
 	ret = sync_revocations(srv);
 	if (ret < 0) {
 		log_err("cannot reconcile the revocations of the CA and the store: %s",

@@ -113,10 +113,10 @@ int store_audit_encode(const struct store_audit_event *ev, uint64_t seq, int64_t
 	 * the body is the entry without it, and the hash field follows. */
 	blen = capf__audit_entry__get_packed_size(&e);
 	plen = blen + STORE_AUDIT_HASH_FIELD_LEN;
-	buf = malloc(STORE_ENTRY_HEADER_LEN + plen);
+	buf = malloc(plen);
 	if (!buf)
 		return CAPF_ENOMEM;
-	body = buf + STORE_ENTRY_HEADER_LEN;
+	body = buf;
 	capf__audit_entry__pack(&e, body);
 	ret = store_audit_hash(prev_hash, body, blen, hash);
 	if (ret < 0) {
@@ -126,9 +126,8 @@ int store_audit_encode(const struct store_audit_event *ev, uint64_t seq, int64_t
 	body[blen] = STORE_AUDIT_HASH_TAG;
 	body[blen + 1] = STORE_HASH_LEN;
 	memcpy(body + blen + 2, hash, STORE_HASH_LEN);
-	store_entry_header_encode(buf, body, (uint32_t)plen);
 	*out = buf;
-	*out_len = STORE_ENTRY_HEADER_LEN + plen;
+	*out_len = plen;
 	return 0;
 }
 
@@ -233,7 +232,6 @@ int store_audit_link(const uint8_t *p, size_t len, uint64_t off, struct store_au
 	 * broken link is reported once. */
 	chain->seq = seq;
 	chain->offset = off;
-	chain->end = off + STORE_ENTRY_HEADER_LEN + len;
 	memcpy(chain->hash, hash, STORE_HASH_LEN);
 	return link;
 }
@@ -259,76 +257,184 @@ const char *store_audit_link_text(int link)
 
 /* ---- reading ------------------------------------------------------------- */
 
+/*
+ * The one walk over an audit file that the reader, the verifier, store
+ * check and repair and the open store share: a first walk judges the file
+ * (what is kept, a torn tail, damage), a second hands each item to cb with
+ * whether it lies in the tail that a start drops (in_tail).
+ */
+struct audit_pass {
+	store_audit_item_cb cb;
+	void *arg;
+	const struct store_scan_result *res;
+};
+
+static int audit_pass_item(const struct store_walk_item *it, void *arg)
+{
+	struct audit_pass *ap = arg;
+
+	return ap->cb(it, ap->res->torn && it->off >= ap->res->valid_len, ap->arg);
+}
+
+int store_audit_walk(const uint8_t *buf, size_t len, store_audit_item_cb cb, void *arg,
+		     struct store_scan_result *res)
+{
+	struct store_scan_result again;
+	struct audit_pass ap = { cb, arg, res };
+	int ret;
+
+	ret = store_file_walk(buf, len, STORE_FILE_AUDIT, store_check_audit_payload, NULL, NULL,
+			      NULL, res);
+	if ((ret < 0 && ret != CAPF_ECORRUPT) || !cb || res->header_len == 0 || len == 0)
+		return ret;
+	if (ret == CAPF_ECORRUPT && res->version == 0)
+		return ret;
+	{
+		int r = store_file_walk(buf, len, STORE_FILE_AUDIT, store_check_audit_payload, NULL,
+					audit_pass_item, &ap, &again);
+
+		if (r < 0 && r != CAPF_ECORRUPT)
+			return r;
+	}
+	return ret;
+}
+
 #define READ_STOP 1
+
+struct read_ctx {
+	store_audit_read_cb cb;
+	void *arg;
+	bool stopped;
+};
+
+static int read_item(const struct store_walk_item *it, bool in_tail, void *arg)
+{
+	struct read_ctx *rc = arg;
+	Capf__AuditEntry *e;
+	int r;
+
+	if (!it->good || in_tail || rc->stopped || !rc->cb)
+		return 0;
+	e = capf__audit_entry__unpack(NULL, it->len, it->payload);
+	if (!e)
+		return CAPF_ENOMEM;
+	r = rc->cb(e, it->off, rc->arg);
+	capf__audit_entry__free_unpacked(e, NULL);
+	if (r != 0)
+		rc->stopped = true;
+	return 0;
+}
 
 int store_audit_read(const char *path, store_audit_read_cb cb, void *arg)
 {
+	struct store_scan_result res;
 	struct store_file_map m;
-	const char *reason = NULL;
-	uint64_t seq;
-	uint32_t version;
-	size_t off;
-	int ret, damaged = 0;
+	struct read_ctx rc = { cb, arg, false };
+	int ret;
 
 	store_clear_error();
 	ret = store_map_file(path, &m);
 	if (ret < 0)
 		return ret;
-	if (m.len == 0)
-		goto out;
-	ret = store_header_check(m.data, m.len, STORE_FILE_AUDIT, &seq, &version, &reason);
-	if (ret < 0) {
-		store_set_error("%s: %s", path, reason);
+	ret = store_audit_walk(m.data, m.len, read_item, &rc, &res);
+	if (ret == CAPF_ECORRUPT && res.version == 0)
+		store_set_error("%s: %s", path, res.reason);
+	else if (ret == CAPF_ECORRUPT)
+		store_set_error("%s: damaged entry at byte offset %zu (%s)", path, res.bad_off,
+				res.reason);
+	store_unmap_file(&m);
+	return ret;
+}
+
+int store_audit_files(const char *dir, char ***paths, size_t *n)
+{
+	struct store_dir_list l;
+	char name[64], **out = NULL;
+	size_t i, cnt;
+	int ret;
+
+	*paths = NULL;
+	*n = 0;
+	ret = store_dir_list(dir, &l);
+	if (ret < 0)
+		return ret;
+	cnt = l.n_audits ? l.n_audits : (l.audit ? 1 : 0);
+	if (cnt && !(out = calloc(cnt, sizeof(*out)))) {
+		ret = CAPF_ENOMEM;
 		goto out;
 	}
-	off = STORE_HEADER_LEN;
-	while (off < m.len) {
-		size_t elen = 0;
-		int c = store_entry_at(m.data, m.len, off, store_check_audit_payload, NULL, &elen,
-				       &reason);
-
-		if (c < 0) {
-			ret = c;
+	for (i = 0; i < cnt; i++) {
+		if (l.n_audits)
+			store_audit_name(name, sizeof(name), l.audits[i]);
+		else
+			snprintf(name, sizeof(name), "%s", STORE_AUDIT_NAME);
+		out[i] = store_path(dir, name);
+		if (!out[i]) {
+			ret = CAPF_ENOMEM;
 			goto out;
 		}
-		if (c == 0) {
-			long long next = store_next_good(m.data, m.len, off,
-							 store_check_audit_payload, NULL);
-
-			if (next < 0) {
-				ret = (int)next;
-				goto out;
-			}
-			/* A torn tail is an entry being written: the end. */
-			if ((size_t)next >= m.len)
-				break;
-			if (!damaged)
-				store_set_error("%s: damaged entry at byte offset %zu (%s)", path,
-						off, reason);
-			damaged = 1;
-			off = (size_t)next;
-			continue;
-		}
-		if (cb) {
-			const uint8_t *p = m.data + off + STORE_ENTRY_HEADER_LEN;
-			Capf__AuditEntry *e = capf__audit_entry__unpack(
-				NULL, elen - STORE_ENTRY_HEADER_LEN, p);
-			int r;
-
-			if (!e) {
-				ret = CAPF_ENOMEM;
-				goto out;
-			}
-			r = cb(e, off, arg);
-			capf__audit_entry__free_unpacked(e, NULL);
-			if (r != 0)
-				break;
-		}
-		off += elen;
 	}
-	ret = damaged ? CAPF_ECORRUPT : 0;
+	*paths = out;
+	*n = cnt;
+	out = NULL;
 out:
-	store_unmap_file(&m);
+	store_audit_files_free(out, cnt);
+	store_dir_list_free(&l);
+	return ret;
+}
+
+void store_audit_files_free(char **paths, size_t n)
+{
+	size_t i;
+
+	if (!paths)
+		return;
+	for (i = 0; i < n; i++)
+		free(paths[i]);
+	free(paths);
+}
+
+struct read_dir_ctx {
+	store_audit_read_cb cb;
+	void *arg;
+	int stop;
+};
+
+static int read_dir_entry(const Capf__AuditEntry *e, uint64_t offset, void *arg)
+{
+	struct read_dir_ctx *rd = arg;
+
+	rd->stop = rd->cb(e, offset, rd->arg);
+	return rd->stop;
+}
+
+int store_audit_read_dir(const char *dir, store_audit_read_cb cb, void *arg)
+{
+	struct read_dir_ctx rd = { cb, arg, 0 };
+	char **paths = NULL;
+	size_t i, n = 0;
+	int ret, first_err = 0;
+	char err[600] = "";
+
+	if (!dir || !cb)
+		return CAPF_EINVAL;
+	ret = store_audit_files(dir, &paths, &n);
+	if (ret < 0)
+		return ret;
+	for (i = 0; i < n && !rd.stop; i++) {
+		ret = store_audit_read(paths[i], read_dir_entry, &rd);
+		if (ret == CAPF_ECORRUPT && !first_err) {
+			first_err = ret;
+			snprintf(err, sizeof(err), "%s", store_last_error());
+		} else if (ret < 0) {
+			goto out;
+		}
+	}
+	ret = first_err;
+	if (ret)
+		store_set_error("%s", err);
+out:
+	store_audit_files_free(paths, n);
 	return ret;
 }
 
@@ -417,13 +523,44 @@ static int verify_entry(struct verify *v, const char *file, const uint8_t *p, si
 	return 0;
 }
 
+struct verify_file_ctx {
+	struct verify *v;
+	const char *path;
+	bool last;
+	int ret;
+	bool tail_reported;
+	size_t len;
+};
+
+static int verify_item(const struct store_walk_item *it, bool in_tail, void *arg)
+{
+	struct verify_file_ctx *vf = arg;
+	struct verify *v = vf->v;
+
+	/* Entries up to the store's anchor were durable: none is a tail. */
+	if (in_tail && vf->last && !(v->anchor.seq && !v->anchor_seen)) {
+		if (!vf->tail_reported)
+			report(v, vf->path, it->off, vf->len - it->off, 0,
+			       "torn tail of %zu bytes (%s): an entry being written, or an "
+			       "interrupted write that the next start drops",
+			       vf->len - it->off, it->reason ? it->reason : "no commit marker");
+		vf->tail_reported = true;
+		return 0;
+	}
+	if (it->good)
+		return verify_entry(v, vf->path, it->payload, it->len, it->off);
+	report(v, vf->path, it->off, it->end - it->off, 1,
+	       "%zu damaged bytes (%s): the entries there were edited or damaged",
+	       it->end - it->off, it->reason);
+	v->after_damage = true;
+	return 0;
+}
+
 static int verify_file(struct verify *v, const char *path, bool last)
 {
+	struct verify_file_ctx vf = { v, path, last, 0, false, 0 };
+	struct store_scan_result res;
 	struct store_file_map m;
-	const char *reason = NULL;
-	uint64_t seq;
-	uint32_t version;
-	size_t off;
 	int ret;
 
 	ret = store_map_file(path, &m);
@@ -435,47 +572,22 @@ static int verify_file(struct verify *v, const char *path, bool last)
 		report(v, path, 0, 0, 0, "empty file");
 		goto out;
 	}
-	if (store_header_check(m.data, m.len, STORE_FILE_AUDIT, &seq, &version, &reason) < 0) {
-		report(v, path, 0, m.len, 1, "bad header: %s", reason);
+	vf.len = m.len;
+	ret = store_audit_walk(m.data, m.len, verify_item, &vf, &res);
+	if (ret == CAPF_ECORRUPT && res.version == 0) {
+		report(v, path, 0, m.len, 1, "bad header: %s", res.reason);
+		ret = 0;
 		goto out;
 	}
-	off = STORE_HEADER_LEN;
-	while (off < m.len) {
-		size_t elen = 0;
-		int c = store_entry_at(m.data, m.len, off, store_check_audit_payload, NULL, &elen,
-				       &reason);
-		long long next;
-
-		if (c < 0) {
-			ret = c;
-			goto out;
-		}
-		if (c == 1) {
-			ret = verify_entry(v, path, m.data + off + STORE_ENTRY_HEADER_LEN,
-					   elen - STORE_ENTRY_HEADER_LEN, off);
-			if (ret < 0)
-				goto out;
-			off += elen;
-			continue;
-		}
-		next = store_next_good(m.data, m.len, off, store_check_audit_payload, NULL);
-		if (next < 0) {
-			ret = (int)next;
-			goto out;
-		}
-		if ((size_t)next >= m.len && last) {
-			report(v, path, off, m.len - off, 0,
-			       "torn tail of %zu bytes (%s): an entry being written, or an "
-			       "interrupted write that the next start drops",
-			       m.len - off, reason);
-			break;
-		}
-		report(v, path, off, (size_t)next - off, 1,
-		       "%zu damaged bytes (%s): the entries there were edited or damaged",
-		       (size_t)next - off, reason);
-		v->after_damage = true;
-		off = (size_t)next;
-	}
+	if (ret == CAPF_ECORRUPT)
+		ret = 0;
+	if (ret < 0)
+		goto out;
+	if (res.torn && !last && !vf.tail_reported)
+		report(v, path, res.valid_len, m.len - res.valid_len, 1,
+		       "%zu bytes at the end of an audit file that is not the last (%s): "
+		       "damaged or cut",
+		       m.len - res.valid_len, res.reason);
 out:
 	store_unmap_file(&m);
 	return ret;
@@ -486,9 +598,8 @@ int store_audit_verify(const char *dir, const char *const *files, size_t nfiles,
 {
 	struct store_audit_summary s;
 	struct verify v;
-	char *own = NULL;
-	const char *one[1];
-	size_t i;
+	char **own = NULL;
+	size_t i, n_own = 0;
 	int ret = 0;
 
 	store_clear_error();
@@ -503,12 +614,16 @@ int store_audit_verify(const char *dir, const char *const *files, size_t nfiles,
 	if (nfiles == 0) {
 		if (!dir)
 			return CAPF_EINVAL;
-		own = store_path(dir, STORE_AUDIT_NAME);
-		if (!own)
-			return CAPF_ENOMEM;
-		one[0] = own;
-		files = one;
-		nfiles = 1;
+		ret = store_audit_files(dir, &own, &n_own);
+		if (ret < 0)
+			return ret;
+		if (n_own == 0) {
+			report(&v, dir, 0, 0, 1, "no audit log in %s", dir);
+			ret = CAPF_ECORRUPT;
+			goto out;
+		}
+		files = (const char *const *)own;
+		nfiles = n_own;
 	}
 	if (dir) {
 		ret = store_find_anchor(dir, &v.anchor);
@@ -538,6 +653,6 @@ int store_audit_verify(const char *dir, const char *const *files, size_t nfiles,
 	}
 	ret = sum->problems ? CAPF_ECORRUPT : 0;
 out:
-	free(own);
+	store_audit_files_free(own, n_own);
 	return ret;
 }

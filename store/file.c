@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -121,6 +122,36 @@ static int parse_seq_name(const char *name, const char *prefix, uint64_t *seq)
 	return v > 0;
 }
 
+void store_audit_name(char *buf, size_t len, uint64_t seq)
+{
+	snprintf(buf, len, STORE_AUDIT_PREFIX STORE_SEQ_FMT STORE_AUDIT_SUFFIX, seq);
+}
+
+/* "audit.<digits>.log" exactly: 1 and *seq (> 0), else 0. */
+static int parse_audit_name(const char *name, uint64_t *seq)
+{
+	size_t nl = strlen(name), sl = strlen(STORE_AUDIT_SUFFIX);
+	char digits[32];
+
+	if (nl <= strlen(STORE_AUDIT_PREFIX) + sl || nl - sl - strlen(STORE_AUDIT_PREFIX) >= 24 ||
+	    strcmp(name + nl - sl, STORE_AUDIT_SUFFIX) != 0)
+		return 0;
+	snprintf(digits, sizeof(digits), "x%.*s", (int)(nl - sl - strlen(STORE_AUDIT_PREFIX)),
+		 name + strlen(STORE_AUDIT_PREFIX));
+	return parse_seq_name(digits, "x", seq);
+}
+
+uint32_t store_new_salt(void)
+{
+	uint32_t v = 0;
+
+	/* A salt only needs to differ from the file's predecessors; the
+	 * clock is the fallback if the kernel has no randomness to give. */
+	if (getrandom(&v, sizeof(v), 0) != (ssize_t)sizeof(v))
+		v = (uint32_t)time(NULL) ^ (uint32_t)getpid() << 16;
+	return v;
+}
+
 static int u64_cmp(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -145,7 +176,7 @@ static int push_seq(uint64_t **arr, size_t *n, size_t *cap, uint64_t v)
 
 int store_dir_list(const char *dir, struct store_dir_list *out)
 {
-	size_t seg_cap = 0, snap_cap = 0;
+	size_t seg_cap = 0, snap_cap = 0, audit_cap = 0;
 	struct dirent *de;
 	DIR *d = NULL;
 	int ret = 0;
@@ -163,6 +194,8 @@ int store_dir_list(const char *dir, struct store_dir_list *out)
 			ret = push_seq(&out->segs, &out->n_segs, &seg_cap, seq);
 		else if (parse_seq_name(de->d_name, STORE_SNAP_PREFIX, &seq))
 			ret = push_seq(&out->snaps, &out->n_snaps, &snap_cap, seq);
+		else if (parse_audit_name(de->d_name, &seq))
+			ret = push_seq(&out->audits, &out->n_audits, &audit_cap, seq);
 		else if (strcmp(de->d_name, STORE_LEGACY_NAME) == 0)
 			out->legacy = true;
 		else if (strcmp(de->d_name, STORE_AUDIT_NAME) == 0)
@@ -179,6 +212,8 @@ int store_dir_list(const char *dir, struct store_dir_list *out)
 		qsort(out->segs, out->n_segs, sizeof(*out->segs), u64_cmp);
 	if (out->n_snaps)
 		qsort(out->snaps, out->n_snaps, sizeof(*out->snaps), u64_cmp);
+	if (out->n_audits)
+		qsort(out->audits, out->n_audits, sizeof(*out->audits), u64_cmp);
 	return 0;
 }
 
@@ -188,6 +223,7 @@ void store_dir_list_free(struct store_dir_list *l)
 		return;
 	free(l->segs);
 	free(l->snaps);
+	free(l->audits);
 	memset(l, 0, sizeof(*l));
 }
 
@@ -366,7 +402,17 @@ int store_lock_dir(const char *dir, int *fd_out, char *err, size_t errlen)
 		ret = CAPF_ENOMEM;
 		goto out;
 	}
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT) {
+		/* Made here: its directory entry is made durable too, like
+		 * every file the store creates. */
+		fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+		if (fd >= 0 && store_sync_dir(dir) < 0) {
+			snprintf(err, errlen, "cannot sync %s: %s", dir, strerror(errno));
+			ret = store_err_from_errno(errno);
+			goto out;
+		}
+	}
 	if (fd < 0) {
 		snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
 		ret = store_err_from_errno(errno);

@@ -1,6 +1,6 @@
 /*
- * The store's file formats: headers, entries, the StoreTxn walker and the
- * scan that checks a file held in memory. No I/O here, so the fuzz
+ * The store's payloads: the StoreTxn walker and the payload checks (the
+ * framing of the files is frame.c). No I/O here, so the fuzz
  * targets can feed it arbitrary bytes.
  *
  * Records are read straight from the packed bytes: the index keeps each
@@ -17,75 +17,6 @@
 #include <string.h>
 
 #include "store/internal.h"
-
-static const char *header_magic(enum store_file_kind kind)
-{
-	switch (kind) {
-	case STORE_FILE_SNAPSHOT:
-		return STORE_SNAP_MAGIC;
-	case STORE_FILE_AUDIT:
-		return STORE_AUDIT_MAGIC;
-	case STORE_FILE_SEGMENT:
-	case STORE_FILE_LEGACY:
-	default:
-		return STORE_SEG_MAGIC;
-	}
-}
-
-size_t store_header_len(enum store_file_kind kind)
-{
-	return kind == STORE_FILE_LEGACY ? STORE_LEGACY_HEADER_LEN : STORE_HEADER_LEN;
-}
-
-void store_header_encode(uint8_t out[STORE_HEADER_LEN], enum store_file_kind kind, uint64_t seq)
-{
-	memcpy(out, header_magic(kind), STORE_MAGIC_LEN);
-	store_be32_put(out + 8, STORE_FORMAT_VERSION);
-	store_be32_put(out + 12, 0);
-	store_be64_put(out + 16, seq);
-}
-
-int store_header_check(const uint8_t *buf, size_t len, enum store_file_kind kind, uint64_t *seq,
-		       uint32_t *version, const char **reason)
-{
-	uint32_t want = kind == STORE_FILE_LEGACY ? 1u : STORE_FORMAT_VERSION;
-
-	*seq = 0;
-	*version = 0;
-	if (len < store_header_len(kind)) {
-		*reason = "file is shorter than its header";
-		return CAPF_ECORRUPT;
-	}
-	if (memcmp(buf, header_magic(kind), STORE_MAGIC_LEN) != 0) {
-		*reason = "bad magic: not a capf store file of this kind";
-		return CAPF_ECORRUPT;
-	}
-	*version = store_be32_get(buf + 8);
-	if (*version != want) {
-		*reason = "unsupported format version";
-		return CAPF_ECORRUPT;
-	}
-	if (store_be32_get(buf + 12) != 0) {
-		*reason = "unknown flags in the header";
-		return CAPF_ECORRUPT;
-	}
-	if (kind == STORE_FILE_LEGACY)
-		return 0;
-	*seq = store_be64_get(buf + 16);
-	if ((kind == STORE_FILE_AUDIT) != (*seq == 0)) {
-		*reason = kind == STORE_FILE_AUDIT ? "audit log header with a sequence number"
-						   : "sequence number 0 in the header";
-		return CAPF_ECORRUPT;
-	}
-	return 0;
-}
-
-void store_entry_header_encode(uint8_t out[STORE_ENTRY_HEADER_LEN], const uint8_t *payload,
-			       uint32_t len)
-{
-	store_be32_put(out, len);
-	store_be32_put(out + 4, crc32c(0, payload, len));
-}
 
 /* ---- protobuf wire format ------------------------------------------------ */
 
@@ -393,6 +324,9 @@ static int anchor_view(const uint8_t *p, size_t len, struct store_anchor *a)
 		} else if (num == 2 && wt == 0) {
 			if (get_varint(&p, end, 10, &a->offset) < 0)
 				return CAPF_EBADMSG;
+		} else if (num == 4 && wt == 0) {
+			if (get_varint(&p, end, 10, &a->file) < 0)
+				return CAPF_EBADMSG;
 		} else if (num == 3 && wt == 2) {
 			if (get_bytes(&p, end, &d, &n) < 0 || n != STORE_HASH_LEN)
 				return CAPF_EBADMSG;
@@ -412,6 +346,7 @@ int store_anchor_from_pb(const Capf__AuditAnchor *pb, struct store_anchor *out)
 		return CAPF_EBADMSG;
 	out->seq = pb->seq;
 	out->offset = pb->offset;
+	out->file = pb->file;
 	memcpy(out->hash, pb->hash.data, STORE_HASH_LEN);
 	return 0;
 }
@@ -563,126 +498,4 @@ int store_check_snap_payload(const uint8_t *p, size_t len, void *ctx, const char
 		return CAPF_EBADMSG;
 	}
 	return 0;
-}
-
-/* ---- scanning ------------------------------------------------------------- */
-
-int store_entry_at(const uint8_t *buf, size_t len, size_t off, store_payload_check_fn check,
-		   void *check_ctx, size_t *entry_len, const char **reason)
-{
-	size_t rest = len - off;
-	uint32_t plen;
-	int ret;
-
-	if (off > len || rest < STORE_ENTRY_HEADER_LEN) {
-		*reason = "entry header runs past the end of the file";
-		return 0;
-	}
-	plen = store_be32_get(buf + off);
-	if (plen == 0) {
-		*reason = "entry length is zero";
-		return 0;
-	}
-	if (plen > STORE_ENTRY_MAX) {
-		*reason = "entry length is over the 16 MiB maximum";
-		return 0;
-	}
-	if (plen > rest - STORE_ENTRY_HEADER_LEN) {
-		*reason = "entry payload runs past the end of the file";
-		return 0;
-	}
-	if (crc32c(0, buf + off + STORE_ENTRY_HEADER_LEN, plen) != store_be32_get(buf + off + 4)) {
-		*reason = "entry CRC32C does not match";
-		return 0;
-	}
-	*reason = "entry payload is not valid";
-	ret = check(buf + off + STORE_ENTRY_HEADER_LEN, plen, check_ctx, reason);
-	if (ret == CAPF_ENOMEM)
-		return ret;
-	if (ret < 0)
-		return 0;
-	*entry_len = STORE_ENTRY_HEADER_LEN + (size_t)plen;
-	return 1;
-}
-
-/*
- * A crash can only damage the end of a file, where the last group was
- * being written, so a good entry after a bad one means the damage is in
- * the middle. Trying every offset costs little: the region after a real
- * torn tail is short, and in damaged data most offsets fail the length
- * check at once.
- */
-long long store_next_good(const uint8_t *buf, size_t len, size_t off,
-			  store_payload_check_fn check, void *check_ctx)
-{
-	size_t pos, entry_len;
-	const char *reason;
-
-	for (pos = off + 1; pos + STORE_ENTRY_HEADER_LEN < len; pos++) {
-		int c = store_entry_at(buf, len, pos, check, check_ctx, &entry_len, &reason);
-
-		if (c < 0)
-			return c;
-		if (c == 1)
-			return (long long)pos;
-	}
-	return (long long)len;
-}
-
-int store_scan(const uint8_t *buf, size_t len, enum store_file_kind kind,
-	       store_payload_check_fn check, void *check_ctx, store_entry_cb on_entry, void *arg,
-	       struct store_scan_result *res)
-{
-	size_t off, entry_len = 0;
-	int ret = 0;
-
-	memset(res, 0, sizeof(*res));
-	if (len == 0)
-		goto out;
-	ret = store_header_check(buf, len, kind, &res->seq, &res->version, &res->reason);
-	if (ret < 0)
-		goto out;
-
-	off = store_header_len(kind);
-	while (off < len) {
-		const char *reason = NULL;
-		int c = store_entry_at(buf, len, off, check, check_ctx, &entry_len, &reason);
-
-		if (c < 0) {
-			ret = c;
-			goto out;
-		}
-		if (c == 0) {
-			long long next = store_next_good(buf, len, off, check, check_ctx);
-
-			res->bad_off = off;
-			res->reason = reason;
-			if (next < 0)
-				ret = (int)next;
-			else if ((size_t)next < len)
-				ret = CAPF_ECORRUPT;
-			else
-				res->torn = 1;
-			break;
-		}
-		if (on_entry) {
-			ret = on_entry(buf + off + STORE_ENTRY_HEADER_LEN,
-				       entry_len - STORE_ENTRY_HEADER_LEN, off, arg);
-			if (ret < 0)
-				goto out;
-			ret = 0;
-		}
-		res->entries++;
-		off += entry_len;
-	}
-	res->valid_len = off;
-out:
-	return ret;
-}
-
-int store_log_scan(const uint8_t *buf, size_t len, store_entry_cb on_entry, void *arg,
-		   struct store_scan_result *res)
-{
-	return store_scan(buf, len, STORE_FILE_SEGMENT, store_check_txn_payload, NULL, on_entry,
-			  arg, res);
 }

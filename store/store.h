@@ -4,17 +4,21 @@
  * doc/store-format.md.
  *
  * Glossary
- *   entry     the unit of every file: a u32 BE length, a u32 BE CRC32C of
- *             the payload and the payload (one protobuf message).
+ *   entry     the unit of every file: one protobuf message, written as
+ *             fragments inside 4 KiB blocks, each with CRCs seeded by the
+ *             file's salt and its own offset (format 3).
+ *   group     what one group commit wrote to a file; its last entry
+ *             carries a commit mark. Only the last group of a file can be
+ *             half on disk after a power cut; it is dropped whole.
  *   segment   log.<seq>: a header, then entries, each one capf.StoreTxn.
  *             The writer appends to the newest segment only.
  *   snapshot  snapshot.<seq>: every record of the segments before
  *             log.<seq>, written in the background by compaction.
  *   txn       records applied all or none; one segment entry.
- *   audit     audit.log: security events, each entry carrying the SHA-256
+ *   audit     audit.<seq>.log: security events, each entry carrying the SHA-256
  *             of the one before it (a hash chain), so that an edited,
  *             removed or reordered entry shows.
- *   anchor    the audit log's last entry (seq, offset, hash), recorded in
+ *   anchor    the audit log's last entry (seq, file, offset, hash), recorded in
  *             the segment after every group that appended to the audit
  *             log: the store knows how long the audit log must be.
  *   writer    the one thread that appends. Callers hand it txns and audit
@@ -53,6 +57,9 @@ struct store_stats {
 	uint64_t audit_pending;   /* audit events waiting to be written */
 	uint64_t audit_lost;      /* audit events dropped (queue full while writes failed) */
 	uint64_t write_failures;  /* groups whose write failed */
+	uint64_t queue_full;      /* submissions refused: the writer's queue was full */
+	uint64_t audit_file;      /* the audit file written to: audit.<audit_file>.log */
+	uint64_t audit_aggregated; /* unauthenticated failures counted into aggregates */
 	int fault;                /* the injected fault, 0 = none */
 };
 
@@ -86,6 +93,17 @@ struct store_options {
 	/* A failing write is reported at most once per this many seconds
 	 * (the others are counted). 0 = 10. */
 	unsigned fault_log_interval;
+	/* Txns and audit events that may wait for the writer; beyond it,
+	 * store_submit() fails with CAPF_ERETRY and store_audit() with
+	 * CAPF_ELIMIT. 0 = 16384. */
+	size_t queue_max;
+	/* Start the next audit file (audit.<seq>.log) once the current one
+	 * reaches this many bytes. 0 = 16 MiB. */
+	uint64_t audit_file_bytes;
+	/* Unauthenticated failures (store_audit() of AUDIT_AUTH_FAIL) are
+	 * counted per source address and kind, and written as one entry per
+	 * source per this many seconds. 0 = 60. */
+	unsigned audit_aggregate_seconds;
 	store_event_cb event_cb;
 	void *event_arg;
 };
@@ -93,13 +111,15 @@ struct store_options {
 /*
  * store_open_opts() - lock dir (creating it mode 0700 if absent), load the
  * newest snapshot and the segments after it, check the end of the audit
- * log against the store's anchor and start the writer. opts may be NULL
- * (defaults). Returns 0 and *out (close with store_close()), or
- * CAPF_ELOCKED (another process holds the directory), CAPF_ECORRUPT (a
- * damaged entry that is not a torn tail, or an audit log that does not
- * match the anchor: see store_last_error() for the file and offset),
- * CAPF_EIO, CAPF_ENOMEM. A torn tail is dropped and reported (event and
- * store_stats).
+ * log against the store's anchor and start the writer; a directory of
+ * format 1 or 2 is converted first. opts may be NULL (defaults). Returns
+ * 0 and *out (close with store_close()), or CAPF_ELOCKED (another process
+ * holds the directory), CAPF_ECORRUPT (damage before the last durable
+ * commit, or an audit log that does not match the anchor: see
+ * store_last_error() for the file and offset), CAPF_EIO, CAPF_ENOMEM. The
+ * last group of the last segment and of the audit log, if a crash or a
+ * power cut left it incomplete in any way, is dropped whole and reported
+ * (event and store_stats).
  */
 int store_open_opts(struct store **out, const char *dir, const struct store_options *opts);
 
@@ -138,7 +158,9 @@ struct store_audit_event {
  * NULL) runs later on the writer thread. Returns 0 if queued, or
  * CAPF_EINVAL (n == 0, a record with no body, a revision that does not
  * match the record's precondition: see below), CAPF_ENOMEM,
- * CAPF_ESHUTDOWN (store closing); then cb is not called.
+ * CAPF_ERETRY (the writer's queue holds store_options.queue_max items:
+ * try again later), CAPF_ESHUTDOWN (store closing); then cb is not
+ * called.
  *
  * Preconditions, checked by the writer in the group commit against the
  * index, the earlier txns of the group and the earlier records of the txn
@@ -175,8 +197,23 @@ int store_submit_wait(struct store *st, Capf__StoreRecord *const *recs, size_t n
  * store_audit() - queue a security event on its own. It is written with
  * the next group; if that write fails, it is kept (up to 10000 events,
  * then counted as lost and reported in the log itself) and written once
- * writes work again. Returns 0, CAPF_EINVAL (no kind), CAPF_ENOMEM,
- * CAPF_ESHUTDOWN.
+ * writes work again.
+ *
+ * An unauthenticated failure (kind AUDIT_AUTH_FAIL with a peer "ip:port")
+ * is not queued: it is counted for its source address (the port left
+ * out) and kind, and each source gets one entry per
+ * store_options.audit_aggregate_seconds, "N failures (auth-fail) from
+ * ADDR since T" with the last event's device, code and detail (a single
+ * failure is written as it came). The entries ride along with the next
+ * group, or the writer writes them when the interval ends;
+ * store_flush() and store_close() write them at once. So what a peer
+ * that never authenticates can make the store write is bounded by the
+ * number of its addresses, not of its attempts; beyond 1024 sources in
+ * one interval, the rest share one entry.
+ *
+ * Returns 0, CAPF_EINVAL (no kind), CAPF_ENOMEM, CAPF_ELIMIT (the
+ * writer's queue is full; the event is counted as lost and the loss
+ * written later), CAPF_ESHUTDOWN.
  */
 int store_audit(struct store *st, const struct store_audit_event *ev);
 
@@ -309,6 +346,22 @@ typedef int (*store_audit_read_cb)(const Capf__AuditEntry *e, uint64_t offset, v
  */
 int store_audit_read(const char *path, store_audit_read_cb cb, void *arg);
 
+/*
+ * store_audit_files() - the paths of the audit files of dir, oldest first
+ * (audit.<seq>.log; a format 2 directory's audit.log). Free with
+ * store_audit_files_free(). Returns 0 (n may be 0) or a capf code.
+ */
+int store_audit_files(const char *dir, char ***paths, size_t *n);
+void store_audit_files_free(char **paths, size_t n);
+
+/*
+ * store_audit_read_dir() - store_audit_read() of every audit file of dir,
+ * oldest first, as one log (a non-zero return of cb stops). Returns 0,
+ * CAPF_ECORRUPT (damage in some file, the others read:
+ * store_last_error()), or an I/O error.
+ */
+int store_audit_read_dir(const char *dir, store_audit_read_cb cb, void *arg);
+
 struct store_audit_summary {
 	uint64_t entries;
 	uint64_t first_seq;
@@ -319,7 +372,8 @@ struct store_audit_summary {
 
 /*
  * store_audit_verify() - verify the hash chain of the audit log files
- * (files, in order, as one chain; or DIR/audit.log when nfiles is 0) and,
+ * (files, in order, as one chain; or every audit file of dir when nfiles
+ * is 0, see store_audit_files()) and,
  * when dir is not NULL, that the log reaches the store's anchor. Every
  * edited, removed, reordered or inserted entry goes to cb with the file
  * and offset. Works while capfd runs. Returns 0 (intact), CAPF_ECORRUPT

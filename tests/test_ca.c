@@ -1723,6 +1723,50 @@ static void test_lsc_verify(void)
 	CU_ASSERT_EQUAL_FATAL(ca_new(&ca, &cfg), 0);
 	CU_ASSERT_EQUAL(lsc_check(ca, &lsc, DEV, now), CAPF_EREVOKED);
 
+	/* A crash in the middle of an append leaves a torn last line: it is
+	 * cut off before the next revocation is appended, which survives. */
+	{
+		struct ca_lsc second = {0}, third = {0};
+		char rpath[600], buf[4096];
+		FILE *f;
+		size_t n;
+
+		snprintf(rpath, sizeof(rpath), "%s/revoked.txt", path_in("lscv"));
+		f = fopen(rpath, "a");
+		CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+		fputs("0a0b0c0d0e 99", f);
+		fclose(f);
+		CU_ASSERT_EQUAL_FATAL(issue_for(ca, DEV, now, &second), 0);
+		CU_ASSERT_EQUAL_FATAL(issue_for(ca, DEV, now, &third), 0);
+		CU_ASSERT_EQUAL(ca_revoke(ca, second.serial, sizeof(second.serial), now,
+					  CA_REASON_SUPERSEDED, second.der, second.der_len),
+				0);
+		/* A complete line whose checksum does not match is skipped,
+		 * and the one after it still counts. */
+		f = fopen(rpath, "a");
+		CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+		fputs("0a0b0c0d0e 1700000000 1 - 00000000\n", f);
+		fclose(f);
+		CU_ASSERT_EQUAL(ca_revoke(ca, third.serial, sizeof(third.serial), now,
+					  CA_REASON_SUPERSEDED, third.der, third.der_len),
+				0);
+		ca_free(ca);
+		ca = NULL;
+		f = fopen(rpath, "r");
+		CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+		n = fread(buf, 1, sizeof(buf) - 1, f);
+		buf[n] = '\0';
+		fclose(f);
+		CU_ASSERT_PTR_NULL(strstr(buf, "0a0b0c0d0e 99"));
+		CU_ASSERT_EQUAL_FATAL(ca_new(&ca, &cfg), 0);
+		CU_ASSERT_EQUAL(ca_is_revoked(ca, lsc.serial, sizeof(lsc.serial)), 1);
+		CU_ASSERT_EQUAL(ca_is_revoked(ca, second.serial, sizeof(second.serial)), 1);
+		CU_ASSERT_EQUAL(ca_is_revoked(ca, third.serial, sizeof(third.serial)), 1);
+		CU_ASSERT_EQUAL(ca_is_revoked(ca, (const uint8_t *)"\x0a\x0b\x0c\x0d\x0e", 5), 0);
+		ca_lsc_deinit(&second);
+		ca_lsc_deinit(&third);
+	}
+
 	ca_lsc_deinit(&lsc);
 	ca_lsc_deinit(&foreign);
 	ca_free(ca);

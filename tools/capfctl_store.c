@@ -450,15 +450,14 @@ static int show_entry(const Capf__AuditEntry *e, uint64_t off, void *arg)
 static int audit_show(struct ctl *c, const struct off_opts *o)
 {
 	struct show sh = { o, c->fmt, 0 };
-	char path[4096];
 	int ret;
 
-	snprintf(path, sizeof(path), "%s/audit.log", o->dir);
 	if (c->fmt == FMT_JSON)
 		printf("[");
 	else if (c->fmt == FMT_CSV)
 		printf("seq,time,kind,device,peer,serial,code,error,detail\n");
-	ret = store_audit_read(path, show_entry, &sh);
+	/* Every audit file, oldest first: the log rotates. */
+	ret = store_audit_read_dir(o->dir, show_entry, &sh);
 	if (c->fmt == FMT_JSON)
 		printf("]\n");
 	if (ret < 0) {

@@ -48,11 +48,9 @@ static int on_entry(const uint8_t *p, size_t len, size_t off, void *arg)
 		const char *reason;
 
 		again = before;
-		if (store_check_audit_payload(entry + STORE_ENTRY_HEADER_LEN,
-					      elen - STORE_ENTRY_HEADER_LEN, NULL, &reason) != 0)
+		if (store_check_audit_payload(entry, elen, NULL, &reason) != 0)
 			abort();
-		link = store_audit_link(entry + STORE_ENTRY_HEADER_LEN,
-					elen - STORE_ENTRY_HEADER_LEN, 0, &again, NULL);
+		link = store_audit_link(entry, elen, 0, &again, NULL);
 		if (link != STORE_AUDIT_LINK_OK && link != CAPF_ENOMEM)
 			abort();
 		if (link == STORE_AUDIT_LINK_OK && memcmp(again.hash, hash, STORE_HASH_LEN) != 0)
@@ -78,7 +76,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		return 0;
 	}
-	if (ret != 0 || res.valid_len > size || (size > 0 && res.valid_len < STORE_HEADER_LEN))
+	if (ret != 0 || res.valid_len > size || (size > 0 && res.valid_len < res.header_len))
 		abort();
 	return 0;
 }

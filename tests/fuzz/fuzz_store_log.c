@@ -127,7 +127,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	if (size == 0)
 		return 0;
-	if (res.valid_len < STORE_HEADER_LEN || res.torn != (res.valid_len < size))
+	if (res.valid_len < res.header_len || res.torn != (res.valid_len < size))
 		abort();
 
 	ret = store_scan(data, res.valid_len, kind, check, NULL, walk_entry, &records_again,

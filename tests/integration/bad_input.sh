@@ -78,6 +78,21 @@ ctl --json device show SEPNOACK | tr -d ' \n' | grep -q '"status":"issued"' ||
 timeout 5 bash -c "printf 'GET / HTTP/1.0\\r\\n\\r\\n' > /dev/tcp/127.0.0.1/$port" 2>/dev/null || true
 ctl status >/dev/null || fail "capfd not answering after garbage"
 
+# Many sessions from one address failing before they authenticate: the
+# audit log counts them, it does not grow with each (one entry per source
+# and interval, written at the latest when capfd stops).
+i=0
+while [ $i -lt 40 ]; do
+	phone $(mic mfg SEPUNKNOWN) >/dev/null 2>&1
+	i=$((i + 1))
+done
 stop_capfd
+"$CAPFCTL" audit show -d "$tmp/state" --kind auth-fail >"$tmp/authfail" ||
+	fail "audit show --kind auth-fail"
+[ "$(wc -l <"$tmp/authfail")" -le 3 ] ||
+	{ cat "$tmp/authfail"; fail "each unauthenticated failure has its own audit entry"; }
+grep -q "4[0-9] failures (auth-fail) from 127.0.0.1 since" "$tmp/authfail" ||
+	{ cat "$tmp/authfail"; fail "the count of unauthenticated failures is not in the audit log"; }
+"$CAPFCTL" audit verify -d "$tmp/state" >/dev/null || fail "audit verify"
 echo "PASS: bad input rejected with specific codes, store unchanged"
 exit 0
