@@ -212,6 +212,7 @@ struct server {
 	/* Devices with a session in progress, and connections per source. */
 	pthread_mutex_t claims_lock;
 	struct claim *claims;
+	struct keyindex *keys;         /* public key -> the device certified for it */
 	struct source_count *sources;
 
 	atomic_uint_fast64_t enrollments;
@@ -251,6 +252,23 @@ void server_stop(struct server *srv);
 
 /* server_free() - release what server_start() made. */
 void server_free(struct server *srv);
+
+/* ---- capf/keyindex.c ---- */
+struct keyindex;
+
+/* keyindex_new() - every certified key of the store (SHA-256 of its SPKI)
+ * with its device. Returns 0 and *out (keyindex_free()), or the error. */
+int keyindex_new(struct keyindex **out, struct store *st);
+void keyindex_free(struct keyindex *ki);
+
+/* keyindex_add() - key sha is certified for device (the first device
+ * keeps it). Any thread. Returns 0, CAPF_EINVAL, CAPF_ENOMEM. */
+int keyindex_add(struct keyindex *ki, const uint8_t sha[32], const char *device);
+
+/* keyindex_other() - true, with its name in other, if key sha is
+ * certified for another device than device. Any thread. */
+bool keyindex_other(struct keyindex *ki, const uint8_t sha[32], const char *device, char *other,
+		    size_t len);
 
 /* server_crl_dirty() - from any thread: revocations were recorded, make
  * new CRLs on the main loop. */

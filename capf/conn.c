@@ -75,6 +75,8 @@ struct conn {
 	struct ca_tbs tbs;
 	struct revoked_copy *revoked;
 	size_t nrevoked;
+	uint8_t new_key[32]; /* the key of a certificate the write in flight creates */
+	bool has_new_key;
 	char claimed[DEVICE_NAME_MAX + 1]; /* the device this session holds, or "" */
 
 	int refs;
@@ -356,6 +358,7 @@ static void session_run(struct conn *c, const struct core_event *first);
 struct view_buf {
 	Capf__Device *dev;
 	Capf__Certificate *cur, *pend, *pres;
+	char key_owner[DEVICE_NAME_MAX + 1];
 };
 
 static void view_free(struct view_buf *v)
@@ -415,6 +418,10 @@ static void load_view(struct conn *c, const struct core_fx *fx, struct view_buf 
 	ev->loaded.current = vb->cur;
 	ev->loaded.pending = vb->pend;
 	ev->loaded.presented = vb->pres;
+	if (fx->load.key_sha256 != NULL &&
+	    keyindex_other(c->srv->keys, fx->load.key_sha256, fx->load.device, vb->key_owner,
+			   sizeof(vb->key_owner)))
+		ev->loaded.key_owner = vb->key_owner;
 }
 
 static void audit_fill(struct conn *c, struct store_audit_event *ev, const struct core_audit *a)
@@ -455,6 +462,9 @@ static void on_persisted(void *arg, int result)
 	struct core_event ev = { .type = CORE_EV_PERSISTED };
 
 	c->busy = false;
+	if (result == 0 && c->has_new_key)
+		(void)keyindex_add(c->srv->keys, c->new_key, core_device(c->core));
+	c->has_new_key = false;
 	if (result == 0) {
 		/* Durable: now the CA's CRLs may list what it revoked, even if
 		 * the phone is gone. */
@@ -501,6 +511,17 @@ static int start_persist(struct conn *c, const struct core_fx *fx)
 				memcpy(k->der, r->der, r->der_len);
 				k->der_len = r->der_len;
 			}
+		}
+	}
+	/* A certificate the write creates: its key is this device's from
+	 * then on. */
+	c->has_new_key = false;
+	for (size_t i = 0; i < fx->persist.nrecs; i++) {
+		const Capf__StoreRecord *r = fx->persist.recs[i];
+		if (r->body_case == CAPF__STORE_RECORD__BODY_CERT && r->create_only &&
+		    r->cert->spki_sha256.len == sizeof(c->new_key)) {
+			memcpy(c->new_key, r->cert->spki_sha256.data, sizeof(c->new_key));
+			c->has_new_key = true;
 		}
 	}
 	/* The audit entry of the step goes in the same group commit as the

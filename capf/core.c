@@ -210,6 +210,8 @@ static void emit_load(struct core *s, bool claim, struct core_out *out, enum cor
 		fx->load.presented = s->peer.serial;
 		fx->load.presented_len = s->peer.serial_len;
 	}
+	if (next == CORE_S_LOAD_KEY || next == CORE_S_LOAD_ISSUE)
+		fx->load.key_sha256 = s->key.spki_sha256;
 	s->state = next;
 }
 
@@ -541,6 +543,13 @@ static int recheck(struct core *s, const struct core_view *v, time_t now, struct
 		snprintf(s->text, sizeof(s->text), "the device's key policy asks for %s, not %s",
 			 key_type_name(want), key_type_name(s->key.key_type));
 		return fail(s, CAPF_EPOLICY, s->text, out);
+	}
+	if (v->key_owner != NULL) {
+		/* A key is certified for one device only: one copied from, or
+		 * shared with, another phone gets no second certificate. */
+		snprintf(s->text, sizeof(s->text), "this key is certified for another device (%s)",
+			 v->key_owner);
+		return fail(s, CAPF_EKEYINUSE, s->text, out);
 	}
 	s->lsc_days = v->device->lsc_days;
 	return 0;

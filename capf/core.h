@@ -166,6 +166,8 @@ struct core_view {
 	const Capf__Certificate *current; /* device->lsc_serial */
 	const Capf__Certificate *pending; /* device->pending_serial */
 	const Capf__Certificate *presented; /* the peer's leaf serial, when asked for */
+	/* Another device whose LSC holds the key asked about, or NULL. */
+	const char *key_owner;
 };
 
 /* A signed LSC, from the glue: copied by the core. */
@@ -259,6 +261,8 @@ struct core_fx {
 			bool claim;
 			const uint8_t *presented; /* a serial to load too, or NULL */
 			size_t presented_len;
+			/* a key (SHA-256 of its SPKI) whose other owner to find, or NULL */
+			const uint8_t *key_sha256;
 		} load;
 		struct {
 			Capf__StoreRecord *const *recs; /* each with its revision precondition */

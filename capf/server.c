@@ -858,6 +858,11 @@ int server_start(struct server *srv, struct capfd_config *cfg, uv_loop_t *loop)
 	ret = check_ca_matches_store(srv, cadir, srv->ca);
 	if (ret < 0)
 		return ret;
+	ret = keyindex_new(&srv->keys, srv->store);
+	if (ret < 0) {
+		log_err("cannot index the certified keys: %s", capf_strerror(ret));
+		return ret;
+	}
 	ret = sync_revocations(srv);
 	if (ret < 0) {
 		log_err("cannot reconcile the revocations of the CA and the store: %s",

@@ -67,6 +67,7 @@ static const struct capf_err_desc capf_errors[] = {
     {CAPF_ESUPERSEDED, "CAPF_ESUPERSEDED", "certificate superseded by a newer one"},
     {CAPF_EDEADLINE, "CAPF_EDEADLINE", "the operation's deadline has passed"},
     {CAPF_ELOCKOUT, "CAPF_ELOCKOUT", "locked out after too many wrong authentication strings"},
+    {CAPF_EKEYINUSE, "CAPF_EKEYINUSE", "the key is certified for another device"},
 };
 
 static const struct capf_err_desc *capf_err_find(int code)

@@ -61,6 +61,7 @@ enum capf_err {
 	CAPF_ESUPERSEDED = -1029,  /* the certificate was replaced by a newer one */
 	CAPF_EDEADLINE = -1030,    /* the operation's deadline has passed */
 	CAPF_ELOCKOUT = -1031,     /* too many wrong authentication strings: locked out */
+	CAPF_EKEYINUSE = -1032,    /* the key is certified for another device */
 };
 
 /*

@@ -323,6 +323,15 @@ static struct core_event do_load(struct core *s, const struct core_fx *fx)
 	ev.loaded.current = W.vcur;
 	ev.loaded.pending = W.vpend;
 	ev.loaded.presented = W.vpres;
+	if (fx->load.key_sha256 != NULL) {
+		for (size_t i = 0; i < W.ncert; i++)
+			if (W.cert[i]->spki_sha256.len == 32 &&
+			    memcmp(W.cert[i]->spki_sha256.data, fx->load.key_sha256, 32) == 0 &&
+			    strcmp(W.cert[i]->device, fx->load.device) != 0) {
+				ev.loaded.key_owner = W.cert[i]->device;
+				break;
+			}
+	}
 	return ev;
 }
 
@@ -1212,6 +1221,31 @@ static void test_revoked_pending_replaced(void)
 	world_reset();
 }
 
+/* A key that another device's LSC holds gets no certificate here. */
+static void test_key_of_another_device(void)
+{
+	struct core *s;
+
+	world_reset();
+	add_device(OTHER, CAPF__OPERATION__OP_INSTALL, CAPF__AUTH_MODE__AUTH_MIC,
+		   CAPF__KEY_TYPE__KEY_EC_P256);
+	add_device(DEV, CAPF__OPERATION__OP_INSTALL, CAPF__AUTH_MODE__AUTH_MIC,
+		   CAPF__KEY_TYPE__KEY_EC_P256);
+	s = new_session();
+	run(s, ev_start_mic(OTHER), 0, NULL);
+	run(s, ev_claim(OTHER), 0, NULL);
+	run(s, ev_key(key_a, CAPF__KEY_TYPE__KEY_EC_P256, 0), 0, NULL);
+	CU_ASSERT_EQUAL(core_state(s), CORE_S_WAIT_ACK);
+	core_free(s);
+
+	s = to_wait_key(DEV);
+	CU_ASSERT_EQUAL(fail_code(s, ev_key(key_a, CAPF__KEY_TYPE__KEY_EC_P256, 0)), CAPF_EKEYINUSE);
+	CU_ASSERT_EQUAL(W.ncert, 1);
+	CU_ASSERT_EQUAL(W.signs, 1);
+	core_free(s);
+	world_reset();
+}
+
 static void install_once(const uint8_t *key)
 {
 	struct core *s = to_wait_key(DEV);
@@ -1671,6 +1705,7 @@ int main(void)
 	    CU_add_test(s, "other key supersedes", test_other_key_supersedes_unacknowledged) == NULL ||
 	    CU_add_test(s, "ack supersedes current", test_ack_supersedes_current) == NULL ||
 	    CU_add_test(s, "revoked pending replaced", test_revoked_pending_replaced) == NULL ||
+	    CU_add_test(s, "key of another device", test_key_of_another_device) == NULL ||
 	    CU_add_test(s, "LSC authentication", test_lsc_authentication) == NULL ||
 	    CU_add_test(s, "delete", test_delete) == NULL ||
 	    CU_add_test(s, "fetch", test_fetch) == NULL ||

@@ -63,6 +63,12 @@ expect 1014 CAPF_EPOLICY "key of the wrong type" -- phone $(mic mfg SEPGOOD) --k
 
 # Nothing above disturbed the device: it still enrolls.
 phone $(mic mfg SEPGOOD) >/dev/null 2>&1 || fail "SEPGOOD cannot enroll after the bad input"
+cp "$tmp/out.key" "$tmp/good.key"
+# Another device's key: SEPGOOD's LSC holds it, so SEPCOPY gets none.
+ctl device add SEPCOPY >/dev/null || fail "device add SEPCOPY"
+"$CAPF_PHONE" mkmic --dir "$tmp/mfg" SEPCOPY >/dev/null || fail "mkmic SEPCOPY"
+expect 1032 CAPF_EKEYINUSE "a key certified for another device" -- \
+	phone $(mic mfg SEPCOPY) --reuse-key "$tmp/good.key"
 ctl --json device show SEPGOOD | tr -d ' \n' | grep -q '"status":"success"' ||
 	fail "SEPGOOD not recorded as success"
 
