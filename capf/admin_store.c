@@ -59,6 +59,10 @@ static void handle_store_info(struct admin_client *ac, const Capf__AdminRequest 
 	info.compactions = st.compactions;
 	info.audit_seq = st.audit_seq;
 	info.write_failures = st.write_failures;
+	info.audit_file = st.audit_file;
+	info.queue_full = st.queue_full;
+	info.audit_lost = st.audit_lost;
+	info.audit_aggregated = st.audit_aggregated;
 	info.fault = (char *)fault_name(st.fault);
 	info.state_dir = (char *)store_dir(srv->store);
 	resp.store = &info;

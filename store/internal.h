@@ -65,6 +65,9 @@
 #define STORE_RETRY_SECONDS 5        /* and tried again this often when idle */
 #define STORE_SNAP_BATCH_BYTES (1024u * 1024u)
 #define STORE_QUEUE_MAX_DEFAULT 16384u   /* txns and audit events waiting */
+/* A file moves on to the next one long before its group numbers could
+ * wrap, so that a later group always has a larger number. */
+#define STORE_GROUPS_MAX 0x80000000u
 #define STORE_AUDIT_FILE_DEFAULT (16ull * 1024u * 1024u)
 #define STORE_AGG_SECONDS_DEFAULT 60u
 #define STORE_AGG_SOURCES_MAX 1024u       /* then one bucket for every other source */

@@ -536,7 +536,8 @@ static void writer_group(struct store *st, struct item *head)
 	if (b.n > 0) {
 		st->chain = b.chain;
 		st->audit_group++;
-		if (st->chain.end >= st->opt.audit_file_bytes)
+		if (st->chain.end >= st->opt.audit_file_bytes ||
+		    st->audit_group >= STORE_GROUPS_MAX)
 			rotate_audit(st);
 	}
 	if (lost_ev.kind)
@@ -586,7 +587,8 @@ callbacks:
 
 	/* Past the threshold, compact on our own (quietly skipped while one
 	 * runs; a failed rotation is tried again after a minute). */
-	if (st->seg_size >= st->opt.compact_bytes && !st->failed) {
+	if ((st->seg_size >= st->opt.compact_bytes || st->seg_group >= STORE_GROUPS_MAX) &&
+	    !st->failed) {
 		bool busy;
 
 		pthread_mutex_lock(&st->c_lock);

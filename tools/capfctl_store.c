@@ -124,12 +124,15 @@ static int store_info(struct ctl *c)
 		printf(",\"devices\":%llu,\"certificates\":%llu,\"txns_written\":%llu,"
 		       "\"syncs\":%llu,\"segment\":%llu,\"segment_bytes\":%llu,\"snapshot\":%llu,"
 		       "\"compactions\":%llu,\"audit_seq\":%llu,\"write_failures\":%llu,"
-		       "\"fault\":",
+		       "\"audit_file\":%llu,\"queue_full\":%llu,\"audit_lost\":%llu,"
+		       "\"audit_aggregated\":%llu,\"fault\":",
 		       (unsigned long long)s->devices, (unsigned long long)s->certificates,
 		       (unsigned long long)s->txns_written, (unsigned long long)s->syncs,
 		       (unsigned long long)s->segment_seq, (unsigned long long)s->segment_bytes,
 		       (unsigned long long)s->snapshot_seq, (unsigned long long)s->compactions,
-		       (unsigned long long)s->audit_seq, (unsigned long long)s->write_failures);
+		       (unsigned long long)s->audit_seq, (unsigned long long)s->write_failures,
+		       (unsigned long long)s->audit_file, (unsigned long long)s->queue_full,
+		       (unsigned long long)s->audit_lost, (unsigned long long)s->audit_aggregated);
 		client_json_string(stdout, s->fault);
 		printf("}\n");
 	} else {
@@ -146,7 +149,12 @@ static int store_info(struct ctl *c)
 		else
 			printf("snapshot:        -\n");
 		printf("compactions:     %llu\n", (unsigned long long)s->compactions);
-		printf("audit entries:   %llu\n", (unsigned long long)s->audit_seq);
+		printf("audit entries:   %llu, in audit.%010llu.log\n",
+		       (unsigned long long)s->audit_seq, (unsigned long long)s->audit_file);
+		printf("auth failures:   %llu counted into per-source entries\n",
+		       (unsigned long long)s->audit_aggregated);
+		printf("queue full:      %llu refused, %llu audit events lost\n",
+		       (unsigned long long)s->queue_full, (unsigned long long)s->audit_lost);
 		printf("write failures:  %llu\n", (unsigned long long)s->write_failures);
 		printf("injected fault:  %s\n", s->fault);
 	}
