@@ -27,190 +27,9 @@
 #include "proto/capf.pb-c.h"
 #include "proto/proto.h"
 
-static _Thread_local char last_error[512];
-
-void ca_set_error(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(last_error, sizeof(last_error), fmt, ap);
-	va_end(ap);
-}
-
-const char *ca_last_error(void)
-{
-	return last_error[0] != '\0' ? last_error : "no error";
-}
-
-int ca_gnutls_err(int gnutls_ret)
-{
-	if (gnutls_ret == GNUTLS_E_MEMORY_ERROR)
-		return CAPF_ENOMEM;
-	return CAPF_ECRYPTO;
-}
-
-int ca_text_append(char **text, size_t *len, const gnutls_datum_t *d)
-{
-	char *grown = realloc(*text, *len + d->size + 1);
-
-	if (grown == NULL)
-		return CAPF_ENOMEM;
-	memcpy(grown + *len, d->data, d->size);
-	*len += d->size;
-	grown[*len] = '\0';
-	*text = grown;
-	return 0;
-}
-
-int ca_key_id(gnutls_pubkey_t pub, uint8_t out[CA_KEY_ID_LEN])
-{
-	uint8_t id[64];
-	size_t id_len = sizeof(id);
-	int ret;
-
-	/*
-	 * RFC 5280 4.2.1.2 lets the CA choose how key identifiers are
-	 * derived; a truncated SHA-256 of the whole SubjectPublicKeyInfo is
-	 * unique per key and avoids SHA-1.
-	 */
-	ret = gnutls_pubkey_get_key_id(pub, GNUTLS_KEYID_USE_SHA256, id, &id_len);
-	if (ret < 0)
-		return ca_gnutls_err(ret);
-	if (id_len < CA_KEY_ID_LEN)
-		return CAPF_ECRYPTO;
-	memcpy(out, id, CA_KEY_ID_LEN);
-	return 0;
-}
-
-int ca_random_serial(uint8_t serial[CA_SERIAL_LEN])
-{
-	int ret;
-
-	/*
-	 * A positive INTEGER whose first byte is neither 0x00 nor has its
-	 * top bit set is encoded in exactly CA_SERIAL_LEN bytes of DER:
-	 * 127 random bits, above the 64 that RFC 5280 practice asks for.
-	 */
-	do {
-		ret = gnutls_rnd(GNUTLS_RND_NONCE, serial, CA_SERIAL_LEN);
-		if (ret < 0)
-			return ca_gnutls_err(ret);
-		serial[0] &= 0x7f;
-	} while (serial[0] == 0);
-	return 0;
-}
-
-int ca_check_time(gnutls_x509_crt_t crt, time_t now)
-{
-	time_t start = gnutls_x509_crt_get_activation_time(crt);
-	time_t end = gnutls_x509_crt_get_expiration_time(crt);
-
-	/* GnuTLS reports 99991231235959Z, "no well-defined expiration"
-	 * (RFC 5280 4.1.2.5, used by 802.1AR IDevIDs), as (time_t)-1. */
-	if (start == (time_t)-1)
-		return CAPF_EUNTRUSTED;
-	if (now < start || (end != (time_t)-1 && now > end))
-		return CAPF_EEXPIRED;
-	return 0;
-}
-
-int ca_fingerprint(gnutls_x509_crt_t crt, char out[CA_FPR_HEX_LEN + 1])
-{
-	uint8_t fpr[32];
-	size_t len = sizeof(fpr);
-	int ret;
-
-	ret = gnutls_x509_crt_get_fingerprint(crt, GNUTLS_DIG_SHA256, fpr, &len);
-	if (ret < 0 || len != sizeof(fpr))
-		return CAPF_ECRYPTO;
-	hex_encode(fpr, len, out);
-	return 0;
-}
-
-int ca_crt_parse_all(const uint8_t *data, size_t len, gnutls_x509_crt_t **out, unsigned *n)
-{
-	gnutls_datum_t in = {(unsigned char *)data, (unsigned)len};
-	gnutls_x509_crt_t *list = NULL;
-	unsigned count = 0, i;
-	int ret;
-
-	*out = NULL;
-	*n = 0;
-	if (data == NULL || len == 0 || len > CA_BUNDLE_MAX)
-		return CAPF_EBADMSG;
-	/* PEM if it says so; otherwise one DER certificate. */
-	if (memmem(data, len, "-----BEGIN", 10) != NULL)
-		ret = gnutls_x509_crt_list_import2(&list, &count, &in, GNUTLS_X509_FMT_PEM, 0);
-	else
-		ret = gnutls_x509_crt_list_import2(&list, &count, &in, GNUTLS_X509_FMT_DER, 0);
-	if (ret == GNUTLS_E_MEMORY_ERROR)
-		return CAPF_ENOMEM;
-	if (ret < 0 || count == 0) {
-		gnutls_free(list);
-		return CAPF_EBADMSG;
-	}
-	if (count > CA_CHAIN_MAX * 16) {
-		for (i = 0; i < count; i++)
-			gnutls_x509_crt_deinit(list[i]);
-		gnutls_free(list);
-		return CAPF_EBADMSG;
-	}
-	*out = list;
-	*n = count;
-	return 0;
-}
-
-/*
- * The CN of a certificate, as the bytes of its string value. GnuTLS's
- * text form escapes RFC 4514 specials, so the DER value is read instead
- * and only the string types that carry ASCII/UTF-8 bytes are accepted.
- */
-int ca_leaf_cn(gnutls_x509_crt_t leaf, char *cn, size_t size, size_t *cn_len)
-{
-	uint8_t raw[CA_CN_MAX * 4 + 8];
-	size_t raw_len = sizeof(raw);
-	size_t extra_len = sizeof(raw);
-	size_t hdr, len;
-
-	if (gnutls_x509_crt_get_dn_by_oid(leaf, GNUTLS_OID_X520_COMMON_NAME, 0, 1, raw, &raw_len) <
-	    0)
-		return CAPF_EIDENTITY;
-	/* A second CN would make "the" name ambiguous. */
-	if (gnutls_x509_crt_get_dn_by_oid(leaf, GNUTLS_OID_X520_COMMON_NAME, 1, 1, NULL,
-					  &extra_len) != GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
-		return CAPF_EIDENTITY;
-	if (raw_len < 2)
-		return CAPF_EIDENTITY;
-	switch (raw[0]) {
-	case 0x0c: /* UTF8String */
-	case 0x13: /* PrintableString */
-	case 0x14: /* TeletexString */
-	case 0x16: /* IA5String */
-		break;
-	default:
-		return CAPF_EIDENTITY;
-	}
-	if (raw[1] < 0x80) {
-		hdr = 2;
-		len = raw[1];
-	} else if (raw[1] == 0x81 && raw_len >= 3) {
-		hdr = 3;
-		len = raw[2];
-	} else {
-		return CAPF_EIDENTITY;
-	}
-	if (hdr + len != raw_len || len >= size || memchr(raw + hdr, 0, len) != NULL)
-		return CAPF_EIDENTITY;
-	memcpy(cn, raw + hdr, len);
-	cn[len] = '\0';
-	*cn_len = len;
-	return 0;
-}
-
 /* ---- issuers ------------------------------------------------------------ */
 
-static void issuer_free(struct ca_issuer *is)
+void ca_issuer_free(struct ca_issuer *is)
 {
 	unsigned i;
 
@@ -239,7 +58,7 @@ static void issuer_free(struct ca_issuer *is)
 	free(is);
 }
 
-static struct ca_issuer *issuer_alloc(void)
+struct ca_issuer *ca_issuer_alloc(void)
 {
 	struct ca_issuer *is = calloc(1, sizeof(*is));
 
@@ -254,7 +73,7 @@ static struct ca_issuer *issuer_alloc(void)
 
 /* 1 if kpub (a key's public half, as it was loaded) and crt's are the
  * same key. */
-static int key_matches(gnutls_pubkey_t kpub, gnutls_x509_crt_t crt)
+int ca_key_matches(gnutls_pubkey_t kpub, gnutls_x509_crt_t crt)
 {
 	gnutls_pubkey_t cpub = NULL;
 	uint8_t kid[CA_KEY_ID_LEN], cid[CA_KEY_ID_LEN];
@@ -274,12 +93,6 @@ out:
 
 /* A key in hand before an issuer takes it: the key, its public half, its
  * ref, and the ref again when it is a pkcs11: URI. */
-struct held_key {
-	gnutls_privkey_t key;
-	gnutls_pubkey_t pub;
-	char *ref;
-	char *url;
-};
 
 static void wipe_str(char **p)
 {
@@ -290,7 +103,7 @@ static void wipe_str(char **p)
 	}
 }
 
-static void held_key_clear(struct held_key *k)
+void ca_held_key_clear(struct held_key *k)
 {
 	gnutls_privkey_deinit(k->key);
 	gnutls_pubkey_deinit(k->pub);
@@ -310,14 +123,14 @@ static int held_key_open(const struct ca *ca, const char *ref, struct held_key *
 		return ret;
 	if ((k->ref = strdup(ref)) == NULL ||
 	    (ca_key_is_url(ref) && (k->url = strdup(ref)) == NULL)) {
-		held_key_clear(k);
+		ca_held_key_clear(k);
 		return CAPF_ENOMEM;
 	}
 	return 0;
 }
 
 /* The issuer takes the key over (k is left empty). */
-static void issuer_take_key(struct ca_issuer *is, struct held_key *k)
+void ca_issuer_take_key(struct ca_issuer *is, struct held_key *k)
 {
 	is->key = k->key;
 	is->key_pub = k->pub;
@@ -326,7 +139,7 @@ static void issuer_take_key(struct ca_issuer *is, struct held_key *k)
 	memset(k, 0, sizeof(*k));
 }
 
-/* The reverse of issuer_take_key(). */
+/* The reverse of ca_issuer_take_key(). */
 static void issuer_give_key(struct ca_issuer *is, struct held_key *k)
 {
 	k->key = is->key;
@@ -364,7 +177,7 @@ int ca_issuer_sign(struct ca_issuer *is, const gnutls_datum_t *data, gnutls_datu
  * opened again under the new ref (and must be the same key), so that a
  * restarted signer finds it there.
  */
-static int issuer_key_moved(const struct ca *ca, struct ca_issuer *is, const char *gdir)
+int ca_issuer_key_moved(const struct ca *ca, struct ca_issuer *is, const char *gdir)
 {
 	struct held_key k = {0};
 	char path[PATH_MAX];
@@ -389,15 +202,15 @@ static int issuer_key_moved(const struct ca *ca, struct ca_issuer *is, const cha
 	if (ca_key_id(k.pub, a) < 0 || ca_key_id(is->key_pub, b) < 0 ||
 	    memcmp(a, b, sizeof(a)) != 0) {
 		ca_set_error("the key in %s is not the key the CA was made with", gdir);
-		held_key_clear(&k);
+		ca_held_key_clear(&k);
 		return CAPF_ECRYPTO;
 	}
 	{
 		struct held_key old;
 
 		issuer_give_key(is, &old);
-		issuer_take_key(is, &k);
-		held_key_clear(&old);
+		ca_issuer_take_key(is, &k);
+		ca_held_key_clear(&old);
 	}
 	return 0;
 }
@@ -407,7 +220,7 @@ static int issuer_key_moved(const struct ca *ca, struct ca_issuer *is, const cha
  * subject, SKI, signing algorithm, id) and checks that it is a CA that
  * may sign certificates, and that its key (if any) is its key.
  */
-static int issuer_adopt(struct ca_issuer *is, const char *where)
+int ca_issuer_adopt(struct ca_issuer *is, const char *where)
 {
 	gnutls_pubkey_t cpub = NULL;
 	gnutls_datum_t pem = {NULL, 0};
@@ -426,7 +239,7 @@ static int issuer_adopt(struct ca_issuer *is, const char *where)
 		ca_set_error("%s does not allow certificate signing (keyUsage)", where);
 		return CAPF_ECONFIG;
 	}
-	if (is->key != NULL && !key_matches(is->key_pub, is->crt)) {
+	if (is->key != NULL && !ca_key_matches(is->key_pub, is->crt)) {
 		ca_set_error("the CA key does not match the CA certificate %s", where);
 		return CAPF_ECONFIG;
 	}
@@ -476,7 +289,7 @@ out:
 }
 
 /* Reads the key of a CA directory: key.pem, or the ref in key.ref. */
-static int gen_key_load(const struct ca *ca, const char *gdir, struct held_key *k)
+int ca_gen_key_load(const struct ca *ca, const char *gdir, struct held_key *k)
 {
 	char path[PATH_MAX];
 	gnutls_datum_t ref = {NULL, 0};
@@ -551,7 +364,7 @@ static int issuer_load(struct ca *ca, const char *id, struct held_key *key, int 
 	ret = ca_path(gdir, sizeof(gdir), ca->dir, rel);
 	if (ret < 0)
 		return ret;
-	is = issuer_alloc();
+	is = ca_issuer_alloc();
 	if (is == NULL)
 		return CAPF_ENOMEM;
 	ret = ca_path(path, sizeof(path), gdir, CA_FILE_CERT);
@@ -561,17 +374,17 @@ static int issuer_load(struct ca *ca, const char *id, struct held_key *key, int 
 	if (ret < 0)
 		goto out;
 	if (key != NULL) {
-		issuer_take_key(is, key);
+		ca_issuer_take_key(is, key);
 	} else {
 		struct held_key k;
 
-		ret = gen_key_load(ca, gdir, &k);
+		ret = ca_gen_key_load(ca, gdir, &k);
 		if (ret < 0 && need_key)
 			goto out;
 		if (ret == 0)
-			issuer_take_key(is, &k);
+			ca_issuer_take_key(is, &k);
 	}
-	ret = issuer_adopt(is, path);
+	ret = ca_issuer_adopt(is, path);
 	if (ret < 0) {
 		if (key != NULL)
 			issuer_give_key(is, key); /* the caller keeps it */
@@ -610,7 +423,7 @@ static int issuer_load(struct ca *ca, const char *id, struct held_key *key, int 
 	is = NULL;
 	ret = 0;
 out:
-	issuer_free(is);
+	ca_issuer_free(is);
 	return ret;
 }
 
@@ -659,7 +472,7 @@ static int read_current(const char *dir, char id[CA_ID_HEX_MAX + 1])
 }
 
 /* Points "current" at gen/<id>: a new link renamed over the old one. */
-static int write_current(const char *dir, const char *id)
+int ca_write_current(const char *dir, const char *id)
 {
 	char link[PATH_MAX], tmp[PATH_MAX], target[128];
 	int ret;
@@ -685,7 +498,7 @@ static int write_current(const char *dir, const char *id)
 }
 
 /* ca.pem: a copy of the current certificate for people and tools. */
-static int write_ca_pem(const struct ca *ca, const struct ca_issuer *is)
+int ca_write_ca_pem(const struct ca *ca, const struct ca_issuer *is)
 {
 	gnutls_datum_t old = {NULL, 0};
 	char path[PATH_MAX];
@@ -706,7 +519,7 @@ static int write_ca_pem(const struct ca *ca, const struct ca_issuer *is)
  * on failure) and the hash capf signs with it. A key that is neither EC
  * nor RSA is CAPF_ECONFIG, with ca_last_error() naming it as what.
  */
-static int new_key_hash(gnutls_pubkey_t pub, const char *what, gnutls_digest_algorithm_t *hash)
+int ca_new_key_hash(gnutls_pubkey_t pub, const char *what, gnutls_digest_algorithm_t *hash)
 {
 	gnutls_sign_algorithm_t algo;
 	int ret;
@@ -733,7 +546,7 @@ static int build_ca_cert(gnutls_privkey_t key, gnutls_pubkey_t pub, const char *
 	int ret;
 
 	*out = NULL;
-	ret = new_key_hash(pub, "the CA key", &hash);
+	ret = ca_new_key_hash(pub, "the CA key", &hash);
 	if (ret < 0)
 		goto out;
 	ret = ca_key_id(pub, ski);
@@ -783,7 +596,7 @@ out:
 }
 
 /* Writes a certificate as PEM to dir/name (mode 0644). */
-static int crt_write(gnutls_x509_crt_t crt, const char *dir, const char *name)
+int ca_crt_write(gnutls_x509_crt_t crt, const char *dir, const char *name)
 {
 	gnutls_datum_t pem = {NULL, 0};
 	int ret;
@@ -796,7 +609,7 @@ out:
 }
 
 /* fsyncs every regular file of dir, then dir itself. */
-static int sync_tree_files(const char *dir)
+int ca_sync_tree_files(const char *dir)
 {
 	char path[PATH_MAX];
 	struct dirent *e;
@@ -834,7 +647,7 @@ static int sync_tree_files(const char *dir)
  * Moves a fully written temporary generation directory to gen/<id>. The
  * files are durable already; the rename and the sync of gen/ publish it.
  */
-static int publish_gen(const struct ca *ca, const char *tmpdir, const char *id)
+int ca_publish_gen(const struct ca *ca, const char *tmpdir, const char *id)
 {
 	char gen[PATH_MAX], final[PATH_MAX];
 	int ret;
@@ -847,7 +660,7 @@ static int publish_gen(const struct ca *ca, const char *tmpdir, const char *id)
 		return ret;
 	/* The files inside (the key may come from the signer process) and
 	 * their entries must be durable before the rename publishes them. */
-	ret = sync_tree_files(tmpdir);
+	ret = ca_sync_tree_files(tmpdir);
 	if (ret < 0)
 		return ret;
 	if (rename(tmpdir, final) < 0) {
@@ -862,7 +675,7 @@ static int publish_gen(const struct ca *ca, const char *tmpdir, const char *id)
 }
 
 /* A new empty directory gen/.new-XXXXXX for a CA being made. */
-static int make_tmp_gen(const struct ca *ca, char *tmpdir, size_t size)
+int ca_make_tmp_gen(const struct ca *ca, char *tmpdir, size_t size)
 {
 	char gen[PATH_MAX];
 	int ret, n;
@@ -890,7 +703,7 @@ static int make_tmp_gen(const struct ca *ca, char *tmpdir, size_t size)
  * Makes a new self-signed CAPF CA in gen/<id> with the key of spec and
  * returns it loaded (not yet current).
  */
-static int make_self_signed(struct ca *ca, const struct ca_keyspec *spec, const char *subject,
+int ca_make_self_signed(struct ca *ca, const struct ca_keyspec *spec, const char *subject,
 			    time_t now, struct ca_issuer **out)
 {
 	struct ca_issuer *is = NULL;
@@ -901,7 +714,7 @@ static int make_self_signed(struct ca *ca, const struct ca_keyspec *spec, const 
 	int ret;
 
 	*out = NULL;
-	ret = make_tmp_gen(ca, tmpdir, sizeof(tmpdir));
+	ret = ca_make_tmp_gen(ca, tmpdir, sizeof(tmpdir));
 	if (ret < 0)
 		goto out;
 	ret = ca_key_obtain(ca, spec, ca->key_type, tmpdir, &k.key, &k.pub, &k.url);
@@ -918,10 +731,10 @@ static int make_self_signed(struct ca *ca, const struct ca_keyspec *spec, const 
 	ret = build_ca_cert(k.key, k.pub, subject, ca->ca_days, now, &crt);
 	if (ret < 0)
 		goto out;
-	ret = crt_write(crt, tmpdir, CA_FILE_CERT);
+	ret = ca_crt_write(crt, tmpdir, CA_FILE_CERT);
 	if (ret < 0)
 		goto out;
-	is = issuer_alloc();
+	is = ca_issuer_alloc();
 	if (is == NULL) {
 		ret = CAPF_ENOMEM;
 		goto out;
@@ -939,11 +752,11 @@ static int make_self_signed(struct ca *ca, const struct ca_keyspec *spec, const 
 		if (ret < 0)
 			goto out;
 	}
-	issuer_take_key(is, &k);
-	ret = issuer_adopt(is, "the new CA certificate");
+	ca_issuer_take_key(is, &k);
+	ret = ca_issuer_adopt(is, "the new CA certificate");
 	if (ret < 0)
 		goto out;
-	ret = publish_gen(ca, tmpdir, is->id);
+	ret = ca_publish_gen(ca, tmpdir, is->id);
 	if (ret < 0)
 		goto out;
 	tmpdir[0] = '\0';
@@ -953,7 +766,7 @@ static int make_self_signed(struct ca *ca, const struct ca_keyspec *spec, const 
 		snprintf(rel, sizeof(rel), CA_DIR_GEN "/%s", is->id);
 		ret = ca_path(gdir, sizeof(gdir), ca->dir, rel);
 		if (ret == 0)
-			ret = issuer_key_moved(ca, is, gdir);
+			ret = ca_issuer_key_moved(ca, is, gdir);
 		if (ret < 0)
 			goto out;
 	}
@@ -963,9 +776,9 @@ static int make_self_signed(struct ca *ca, const struct ca_keyspec *spec, const 
 out:
 	if (tmpdir[0] != '\0')
 		ca_rmtree(tmpdir);
-	issuer_free(is);
+	ca_issuer_free(is);
 	gnutls_x509_crt_deinit(crt);
-	held_key_clear(&k);
+	ca_held_key_clear(&k);
 	return ret;
 }
 
@@ -981,7 +794,7 @@ static int adopt_legacy(struct ca *ca, const char *crt_path, const char *key_pat
 	struct held_key k;
 	int ret;
 
-	is = issuer_alloc();
+	is = ca_issuer_alloc();
 	if (is == NULL)
 		return CAPF_ENOMEM;
 	ret = crt_load(crt_path, &is->crt);
@@ -990,11 +803,11 @@ static int adopt_legacy(struct ca *ca, const char *crt_path, const char *key_pat
 	ret = held_key_open(ca, key_path, &k);
 	if (ret < 0)
 		goto out;
-	issuer_take_key(is, &k);
-	ret = issuer_adopt(is, crt_path);
+	ca_issuer_take_key(is, &k);
+	ret = ca_issuer_adopt(is, crt_path);
 	if (ret < 0)
 		goto out;
-	ret = make_tmp_gen(ca, tmpdir, sizeof(tmpdir));
+	ret = ca_make_tmp_gen(ca, tmpdir, sizeof(tmpdir));
 	if (ret < 0)
 		goto out;
 	ret = ca_path(path, sizeof(path), tmpdir, CA_FILE_KEY);
@@ -1005,14 +818,14 @@ static int adopt_legacy(struct ca *ca, const char *crt_path, const char *key_pat
 		ret = CAPF_EIO;
 		goto out;
 	}
-	ret = crt_write(is->crt, tmpdir, CA_FILE_CERT);
+	ret = ca_crt_write(is->crt, tmpdir, CA_FILE_CERT);
 	if (ret < 0)
 		goto out;
-	ret = publish_gen(ca, tmpdir, is->id);
+	ret = ca_publish_gen(ca, tmpdir, is->id);
 	if (ret < 0)
 		goto out;
 	tmpdir[0] = '\0';
-	ret = write_current(ca->dir, is->id);
+	ret = ca_write_current(ca->dir, is->id);
 	if (ret < 0)
 		goto out;
 	/* The key lives on under gen/<id>/key.pem. */
@@ -1022,12 +835,12 @@ static int adopt_legacy(struct ca *ca, const char *crt_path, const char *key_pat
 out:
 	if (tmpdir[0] != '\0')
 		ca_rmtree(tmpdir);
-	issuer_free(is);
+	ca_issuer_free(is);
 	return ret;
 }
 
 /* Adds an issuer to the list (newest first). Caller holds the lock. */
-static void issuer_link(struct ca *ca, struct ca_issuer *is)
+void ca_issuer_link(struct ca *ca, struct ca_issuer *is)
 {
 	is->next = ca->issuers;
 	ca->issuers = is;
@@ -1067,12 +880,12 @@ static int load_current(struct ca *ca, const char *id)
 		if (ret < 0)
 			return ret;
 		if (crt_load(path, &crt) == 0 && held_key_open(ca, ca->key_cfg, &k) == 0 &&
-		    key_matches(k.pub, crt))
+		    ca_key_matches(k.pub, crt))
 			ret = issuer_load(ca, id, &k, 1, &is);
 		else
 			ret = -1;
 		gnutls_x509_crt_deinit(crt);
-		held_key_clear(&k);
+		ca_held_key_clear(&k);
 		if (ret == 0)
 			goto done;
 		snprintf(rel, sizeof(rel), CA_DIR_GEN "/%s", id);
@@ -1086,7 +899,7 @@ static int load_current(struct ca *ca, const char *id)
 	if (ret < 0)
 		return ret;
 done:
-	issuer_link(ca, is);
+	ca_issuer_link(ca, is);
 	ca->current = is;
 	return 0;
 }
@@ -1124,7 +937,7 @@ static int load_retired(struct ca *ca, time_t now)
 		ret = issuer_load(ca, e->d_name, NULL, 0, &is);
 		if (ret < 0)
 			break;
-		issuer_link(ca, is);
+		ca_issuer_link(ca, is);
 	}
 	closedir(d);
 	return ret;
@@ -1141,7 +954,7 @@ int ca_new(struct ca **out, const struct ca_config *cfg)
 	int have_key, have_crt;
 	int ret;
 
-	last_error[0] = '\0';
+	ca_clear_error();
 	if (out == NULL || cfg == NULL) {
 		ca_set_error("ca_new: missing argument");
 		return CAPF_EINVAL;
@@ -1240,14 +1053,14 @@ int ca_new(struct ca **out, const struct ca_config *cfg)
 			ret = read_current(cfg->dir, id);
 		} else {
 			spec.key = ca->key_cfg;
-			ret = make_self_signed(ca, &spec, ca->subject_auto ? NULL : ca->subject_cfg,
+			ret = ca_make_self_signed(ca, &spec, ca->subject_auto ? NULL : ca->subject_cfg,
 					       now, &is);
 			if (ret < 0)
 				goto out;
 			snprintf(id, sizeof(id), "%s", is->id);
-			issuer_free(is);
+			ca_issuer_free(is);
 			is = NULL;
-			ret = write_current(cfg->dir, id);
+			ret = ca_write_current(cfg->dir, id);
 		}
 	}
 	if (ret < 0)
@@ -1258,7 +1071,7 @@ int ca_new(struct ca **out, const struct ca_config *cfg)
 	ret = load_retired(ca, now);
 	if (ret < 0)
 		goto out;
-	ret = write_ca_pem(ca, ca->current);
+	ret = ca_write_ca_pem(ca, ca->current);
 	if (ret < 0)
 		goto out;
 	ret = ca_crl_init(ca);
@@ -1268,7 +1081,7 @@ int ca_new(struct ca **out, const struct ca_config *cfg)
 	ca = NULL;
 	ret = 0;
 out:
-	if (ret < 0 && last_error[0] == '\0')
+	if (ret < 0 && !ca_has_error())
 		ca_set_error("cannot open the CA in %s: %s", cfg->dir, capf_strerror(ret));
 	ca_free(ca);
 	return ret;
@@ -1282,7 +1095,7 @@ void ca_free(struct ca *ca)
 		return;
 	for (is = ca->issuers; is != NULL; is = next) {
 		next = is->next;
-		issuer_free(is);
+		ca_issuer_free(is);
 	}
 	ca_trust_free(ca);
 	ca_revoked_free(ca);
@@ -1425,638 +1238,4 @@ int ca_issuer_sign_bench(struct ca *ca, const uint8_t *data, size_t len)
 	ret = ca_issuer_sign(is, &in, &sig);
 	gnutls_free(sig.data);
 	return ret < 0 ? CAPF_ECRYPTO : 0;
-}
-
-/* ---- status ------------------------------------------------------------- */
-
-static void dn_text(gnutls_x509_crt_t crt, int issuer, char *buf, size_t len)
-{
-	gnutls_datum_t dn = {NULL, 0};
-	int ret = issuer ? gnutls_x509_crt_get_issuer_dn3(crt, &dn, 0)
-			 : gnutls_x509_crt_get_dn3(crt, &dn, 0);
-
-	snprintf(buf, len, "%s", ret >= 0 && dn.data != NULL ? (char *)dn.data : "");
-	gnutls_free(dn.data);
-}
-
-static void info_fill(const struct ca *ca, const struct ca_issuer *is, struct ca_info *inf)
-{
-	gnutls_pubkey_t pub = NULL;
-
-	memset(inf, 0, sizeof(*inf));
-	snprintf(inf->id, sizeof(inf->id), "%s", is->id);
-	dn_text(is->crt, 0, inf->subject, sizeof(inf->subject));
-	dn_text(is->crt, 1, inf->issuer, sizeof(inf->issuer));
-	ca_fingerprint(is->crt, inf->fingerprint);
-	if (gnutls_pubkey_init(&pub) == 0 && gnutls_pubkey_import_x509(pub, is->crt, 0) == 0)
-		ca_key_describe(pub, is->key_url, inf->key_type, sizeof(inf->key_type),
-				inf->key_store, sizeof(inf->key_store));
-	gnutls_pubkey_deinit(pub);
-	if (is->key == NULL)
-		snprintf(inf->key_store, sizeof(inf->key_store), "unavailable");
-	inf->not_before = gnutls_x509_crt_get_activation_time(is->crt);
-	inf->not_after = gnutls_x509_crt_get_expiration_time(is->crt);
-	inf->current = is == ca->current;
-	inf->trusted_until = inf->current ? 0 : is->trusted_until;
-	inf->self_signed = gnutls_x509_crt_check_issuer(is->crt, is->crt) != 0;
-}
-
-/* The pending request, read from pending/csr.pem. */
-static int pending_info(const struct ca *ca, struct ca_info *inf)
-{
-	char path[PATH_MAX], keyref[PATH_MAX];
-	gnutls_datum_t data = {NULL, 0}, dn = {NULL, 0};
-	gnutls_x509_crq_t crq = NULL;
-	gnutls_pubkey_t pub = NULL;
-	struct stat st;
-	int ret = CAPF_ENOENT;
-
-	memset(inf, 0, sizeof(*inf));
-	if (ca_path(path, sizeof(path), ca->dir, CA_DIR_PENDING "/" CA_FILE_CSR) < 0 ||
-	    ca_file_read(path, CA_FILE_MAX, &data) < 0)
-		return CAPF_ENOENT;
-	if (gnutls_x509_crq_init(&crq) < 0 ||
-	    gnutls_x509_crq_import(crq, &data, GNUTLS_X509_FMT_PEM) < 0 ||
-	    gnutls_pubkey_init(&pub) < 0 || gnutls_pubkey_import_x509_crq(pub, crq, 0) < 0)
-		goto out;
-	if (gnutls_x509_crq_get_dn3(crq, &dn, 0) >= 0)
-		snprintf(inf->subject, sizeof(inf->subject), "%s", (char *)dn.data);
-	ca_path(keyref, sizeof(keyref), ca->dir, CA_DIR_PENDING "/" CA_FILE_KEYREF);
-	ca_key_describe(pub, NULL, inf->key_type, sizeof(inf->key_type), inf->key_store,
-			sizeof(inf->key_store));
-	if (stat(keyref, &st) == 0) {
-		gnutls_datum_t ref = {NULL, 0};
-
-		if (ca_file_read(keyref, CA_FILE_MAX, &ref) == 0 &&
-		    ca_key_is_url((char *)ref.data))
-			snprintf(inf->key_store, sizeof(inf->key_store), "pkcs11");
-		ca_file_free(&ref);
-	}
-	inf->pending = 1;
-	if (stat(path, &st) == 0)
-		inf->not_before = st.st_mtime;
-	ret = 0;
-out:
-	gnutls_free(dn.data);
-	gnutls_pubkey_deinit(pub);
-	gnutls_x509_crq_deinit(crq);
-	ca_file_free(&data);
-	return ret;
-}
-
-static int cmp_info(const void *a, const void *b)
-{
-	const struct ca_info *x = a, *y = b;
-
-	if (x->current != y->current)
-		return y->current - x->current;
-	return (x->trusted_until > y->trusted_until) - (x->trusted_until < y->trusted_until);
-}
-
-int ca_status(struct ca *ca, time_t now, struct ca_info **out, size_t *n)
-{
-	struct ca_info *list = NULL;
-	struct ca_issuer *is;
-	size_t count = 0, i = 0;
-
-	*out = NULL;
-	*n = 0;
-	pthread_rwlock_rdlock(&ca->lock);
-	for (is = ca->issuers; is != NULL; is = is->next)
-		count++;
-	list = calloc(count + 1, sizeof(*list));
-	if (list == NULL) {
-		pthread_rwlock_unlock(&ca->lock);
-		return CAPF_ENOMEM;
-	}
-	for (is = ca->issuers; is != NULL; is = is->next)
-		if (ca_issuer_trusted(ca, is, now))
-			info_fill(ca, is, &list[i++]);
-	pthread_rwlock_unlock(&ca->lock);
-	qsort(list, i, sizeof(*list), cmp_info);
-	pthread_mutex_lock(&ca->admin_lock);
-	if (pending_info(ca, &list[i]) == 0)
-		i++;
-	pthread_mutex_unlock(&ca->admin_lock);
-	*out = list;
-	*n = i;
-	return 0;
-}
-
-/* ---- enterprise signing: request and import ----------------------------- */
-
-int ca_csr(struct ca *ca, const struct ca_keyspec *spec, const char *subject, char **pem)
-{
-	gnutls_x509_crq_t crq = NULL;
-	gnutls_privkey_t key = NULL;
-	gnutls_pubkey_t pub = NULL;
-	gnutls_datum_t out = {NULL, 0}, cur_dn = {NULL, 0};
-	/* ca_csr() signs its request with the new key once; the key is
-	 * opened again by ca_import(). */
-	gnutls_digest_algorithm_t hash;
-	char tmpdir[PATH_MAX] = "", pending[PATH_MAX], old[PATH_MAX] = "";
-	char *url = NULL;
-	uint8_t ski[CA_KEY_ID_LEN];
-	const char *dn_err = NULL;
-	int ret;
-
-	if (ca == NULL || pem == NULL)
-		return CAPF_EINVAL;
-	*pem = NULL;
-	last_error[0] = '\0';
-	pthread_mutex_lock(&ca->admin_lock);
-	if (subject == NULL || subject[0] == '\0') {
-		pthread_rwlock_rdlock(&ca->lock);
-		ret = gnutls_x509_crt_get_dn3(ca->current->crt, &cur_dn, 0);
-		pthread_rwlock_unlock(&ca->lock);
-		if (ret < 0) {
-			ret = CAPF_ECRYPTO;
-			goto out;
-		}
-		subject = (const char *)cur_dn.data;
-	}
-	ret = ca_path(pending, sizeof(pending), ca->dir, CA_DIR_PENDING);
-	if (ret < 0)
-		goto out;
-	if (snprintf(tmpdir, sizeof(tmpdir), "%s/.pending-XXXXXX", ca->dir) >= (int)sizeof(tmpdir) ||
-	    mkdtemp(tmpdir) == NULL) {
-		ca_set_error("cannot create a directory in %s: %s", ca->dir, strerror(errno));
-		tmpdir[0] = '\0';
-		ret = CAPF_EIO;
-		goto out;
-	}
-	ret = ca_key_obtain(ca, spec, ca->key_type, tmpdir, &key, &pub, &url);
-	if (ret < 0)
-		goto out;
-
-	ret = new_key_hash(pub, "the key", &hash);
-	if (ret < 0)
-		goto out;
-	CHECK_GNUTLS(gnutls_x509_crq_init(&crq));
-	CHECK_GNUTLS(gnutls_x509_crq_set_version(crq, 1));
-	if (gnutls_x509_crq_set_dn(crq, subject, &dn_err) < 0) {
-		ca_set_error("invalid subject \"%s\" (at \"%s\")", subject,
-			     dn_err != NULL ? dn_err : "");
-		ret = CAPF_ECONFIG;
-		goto out;
-	}
-	CHECK_GNUTLS(gnutls_x509_crq_set_pubkey(crq, pub));
-	/* What the CAPF certificate needs, asked as extensions: the
-	 * enterprise CA decides, ca_import() checks. */
-	CHECK_GNUTLS(gnutls_x509_crq_set_basic_constraints(crq, 1, 0));
-	CHECK_GNUTLS(gnutls_x509_crq_set_key_usage(
-	    crq, GNUTLS_KEY_KEY_CERT_SIGN | GNUTLS_KEY_CRL_SIGN | GNUTLS_KEY_DIGITAL_SIGNATURE));
-	ret = ca_key_id(pub, ski);
-	if (ret < 0)
-		goto out;
-	{
-		/* GnuTLS has no setter for a request's SKI: the extension's
-		 * value is an OCTET STRING of the identifier. */
-		uint8_t ext[2 + CA_KEY_ID_LEN] = {0x04, CA_KEY_ID_LEN};
-		gnutls_datum_t d = {ext, sizeof(ext)};
-
-		memcpy(ext + 2, ski, sizeof(ski));
-		CHECK_GNUTLS(gnutls_x509_crq_set_extension_by_oid(crq, "2.5.29.14", d.data,
-								   d.size, 0));
-	}
-	ret = gnutls_x509_crq_privkey_sign(crq, key, hash, 0);
-	if (ret < 0) {
-		ca_set_error("cannot sign the request: %s", gnutls_strerror(ret));
-		ret = CAPF_ECRYPTO;
-		goto out;
-	}
-	CHECK_GNUTLS(gnutls_x509_crq_export2(crq, GNUTLS_X509_FMT_PEM, &out));
-	ret = ca_file_write(tmpdir, CA_FILE_CSR, out.data, out.size, 0644);
-	if (ret < 0)
-		goto out;
-
-	/* Replace the pending request: the old one moves aside, the new one
-	 * takes its name, then the old one goes. */
-	snprintf(old, sizeof(old), "%s/.pending-old", ca->dir);
-	ca_rmtree(old);
-	if (rename(pending, old) < 0 && errno != ENOENT) {
-		ca_set_error("cannot replace %s: %s", pending, strerror(errno));
-		old[0] = '\0';
-		ret = CAPF_EIO;
-		goto out;
-	}
-	if (sync_tree_files(tmpdir) < 0 || rename(tmpdir, pending) < 0 ||
-	    ca_fsync_dir(ca->dir) < 0) {
-		ca_set_error("cannot create %s: %s", pending, strerror(errno));
-		ret = CAPF_EIO;
-		goto out;
-	}
-	tmpdir[0] = '\0';
-	*pem = malloc(out.size + 1);
-	if (*pem == NULL) {
-		ret = CAPF_ENOMEM;
-		goto out;
-	}
-	memcpy(*pem, out.data, out.size);
-	(*pem)[out.size] = '\0';
-	ret = 0;
-out:
-	if (old[0] != '\0')
-		ca_rmtree(old);
-	if (tmpdir[0] != '\0')
-		ca_rmtree(tmpdir);
-	pthread_mutex_unlock(&ca->admin_lock);
-	gnutls_free(out.data);
-	gnutls_free(cur_dn.data);
-	gnutls_x509_crq_deinit(crq);
-	gnutls_pubkey_deinit(pub);
-	gnutls_privkey_deinit(key);
-	if (url != NULL) {
-		gnutls_memset(url, 0, strlen(url));
-		free(url);
-	}
-	return ret;
-}
-
-/* Writes gen/<id>/until for a CA leaving office. */
-static int write_until(const struct ca *ca, const char *id, time_t until)
-{
-	char gdir[PATH_MAX], rel[64], text[32];
-	int n;
-
-	snprintf(rel, sizeof(rel), CA_DIR_GEN "/%s", id);
-	if (ca_path(gdir, sizeof(gdir), ca->dir, rel) < 0)
-		return CAPF_ECONFIG;
-	n = snprintf(text, sizeof(text), "%" PRId64 "\n", (int64_t)until);
-	return ca_file_write(gdir, CA_FILE_UNTIL, text, (size_t)n, 0644);
-}
-
-/*
- * Makes is (already in gen/<id>) the current CA: the old one is retired
- * with an overlap of overlap_days (never beyond its own expiry), then the
- * "current" link moves. In memory the swap happens under the write lock.
- */
-static int switch_to(struct ca *ca, struct ca_issuer *is, unsigned overlap_days, time_t now)
-{
-	struct ca_issuer *old = ca->current;
-	time_t until, expiry;
-	int ret;
-
-	if (overlap_days == 0)
-		overlap_days = ca->overlap_days;
-	until = now + (time_t)overlap_days * 86400;
-	expiry = gnutls_x509_crt_get_expiration_time(old->crt);
-	if (expiry != (time_t)-1 && until > expiry)
-		until = expiry;
-	ret = write_until(ca, old->id, until);
-	if (ret < 0)
-		return ret;
-	ret = write_current(ca->dir, is->id);
-	if (ret < 0)
-		return ret;
-	pthread_rwlock_wrlock(&ca->lock);
-	old->retired = 1;
-	old->trusted_until = until;
-	issuer_link(ca, is);
-	ca->current = is;
-	pthread_rwlock_unlock(&ca->lock);
-	/* ca.pem is a convenience copy: the link above is what counts. */
-	if (write_ca_pem(ca, is) < 0)
-		return 0;
-	return 0;
-}
-
-int ca_rollover(struct ca *ca, const struct ca_keyspec *spec, const char *subject,
-		unsigned overlap_days, time_t now, char id[CA_ID_HEX_MAX + 1])
-{
-	struct ca_issuer *is = NULL;
-	gnutls_datum_t cur_dn = {NULL, 0};
-	int ret;
-
-	if (ca == NULL)
-		return CAPF_EINVAL;
-	last_error[0] = '\0';
-	if (overlap_days > CA_MAX_DAYS) {
-		ca_set_error("overlap too long: at most %u days", CA_MAX_DAYS);
-		return CAPF_EINVAL;
-	}
-	pthread_mutex_lock(&ca->admin_lock);
-	if ((subject == NULL || subject[0] == '\0') && ca->subject_auto) {
-		subject = NULL; /* a new generation, a new name */
-	} else if (subject == NULL || subject[0] == '\0') {
-		pthread_rwlock_rdlock(&ca->lock);
-		ret = gnutls_x509_crt_get_dn3(ca->current->crt, &cur_dn, 0);
-		pthread_rwlock_unlock(&ca->lock);
-		if (ret < 0) {
-			ret = CAPF_ECRYPTO;
-			goto out;
-		}
-		subject = (const char *)cur_dn.data;
-	}
-	ret = make_self_signed(ca, spec, subject, now, &is);
-	if (ret < 0)
-		goto out;
-	if (id != NULL)
-		snprintf(id, CA_ID_HEX_MAX + 1, "%s", is->id);
-	ret = switch_to(ca, is, overlap_days, now);
-	if (ret < 0)
-		goto out;
-	is = NULL;
-	ret = 0;
-out:
-	pthread_mutex_unlock(&ca->admin_lock);
-	issuer_free(is);
-	gnutls_free(cur_dn.data);
-	return ret;
-}
-
-/* The hashes an imported CAPF certificate may be signed with. */
-static int sig_acceptable(gnutls_x509_crt_t crt)
-{
-	int sig = gnutls_x509_crt_get_signature_algorithm(crt);
-
-	switch (gnutls_sign_get_hash_algorithm((gnutls_sign_algorithm_t)sig)) {
-	case GNUTLS_DIG_SHA256:
-	case GNUTLS_DIG_SHA384:
-	case GNUTLS_DIG_SHA512:
-		return 1;
-	default:
-		return 0;
-	}
-}
-
-int ca_import(struct ca *ca, const uint8_t *data, size_t len, unsigned overlap_days, time_t now)
-{
-	gnutls_x509_crt_t *certs = NULL, path[CA_CHAIN_MAX];
-	unsigned ncerts = 0, npath = 0, i;
-	struct ca_issuer *is = NULL;
-	struct held_key k = {0};
-	char pending[PATH_MAX], tmpdir[PATH_MAX] = "", src[PATH_MAX] = "", dst[PATH_MAX] = "";
-	char *chain_pem = NULL;
-	size_t chain_pem_len = 0;
-	unsigned usage = 0;
-	int ret;
-
-	if (ca == NULL)
-		return CAPF_EINVAL;
-	last_error[0] = '\0';
-	if (overlap_days > CA_MAX_DAYS) {
-		ca_set_error("overlap too long: at most %u days", CA_MAX_DAYS);
-		return CAPF_EINVAL;
-	}
-	ret = ca_crt_parse_all(data, len, &certs, &ncerts);
-	if (ret < 0) {
-		ca_set_error("no certificate in the file (PEM or DER expected)");
-		return ret;
-	}
-	pthread_mutex_lock(&ca->admin_lock);
-	ret = ca_path(pending, sizeof(pending), ca->dir, CA_DIR_PENDING);
-	if (ret < 0)
-		goto out;
-	if (access(pending, F_OK) < 0) {
-		ca_set_error("no pending request: make one with 'capfctl ca csr' and have it "
-			     "signed first");
-		ret = CAPF_ENOENT;
-		goto out;
-	}
-
-	/* 1. The chain: to an anchor the admin imported. */
-	pthread_rwlock_rdlock(&ca->lock);
-	ret = ca_chain_build(ca, certs[0], now, path, &npath);
-	if (ret == 0) {
-		/* Keep copies: the store may change once the lock is gone. */
-		gnutls_datum_t one = {NULL, 0};
-
-		for (i = 0; i < npath && ret == 0; i++) {
-			if (gnutls_x509_crt_export2(path[i], GNUTLS_X509_FMT_PEM, &one) < 0) {
-				ret = CAPF_ENOMEM;
-				break;
-			}
-			ret = ca_text_append(&chain_pem, &chain_pem_len, &one);
-			gnutls_free(one.data);
-			one.data = NULL;
-		}
-	}
-	pthread_rwlock_unlock(&ca->lock);
-	if (ret < 0)
-		goto out;
-
-	/* 2. The key: the pending request's. */
-	ret = gen_key_load(ca, pending, &k);
-	if (ret < 0)
-		goto out;
-	if (!key_matches(k.pub, certs[0])) {
-		ca_set_error("the certificate's key is not the key of the pending request (made "
-			     "by 'capfctl ca csr'); was it issued for another request?");
-		ret = CAPF_EPOLICY;
-		goto out;
-	}
-
-	/* 3. A CA that may sign certificates, with a modern signature, valid now. */
-	if (gnutls_x509_crt_get_ca_status(certs[0], NULL) <= 0) {
-		ca_set_error("the certificate is not a CA certificate (basicConstraints CA:TRUE "
-			     "missing): ask the enterprise CA for a subordinate CA certificate");
-		ret = CAPF_EPOLICY;
-		goto out;
-	}
-	if (gnutls_x509_crt_get_key_usage(certs[0], &usage, NULL) >= 0) {
-		/* The CAPF certificate does three jobs: it signs LSCs, it
-		 * signs the CRLs, and it is the TLS server certificate. A
-		 * certificate that cannot do one of them would break it after
-		 * the import. (No keyUsage at all allows every use.) */
-		const char *missing = !(usage & GNUTLS_KEY_KEY_CERT_SIGN) ? "keyCertSign"
-				      : !(usage & GNUTLS_KEY_CRL_SIGN)	  ? "cRLSign"
-				      : !(usage & GNUTLS_KEY_DIGITAL_SIGNATURE)
-					  ? "digitalSignature"
-					  : NULL;
-		if (missing != NULL) {
-			ca_set_error("the certificate's keyUsage lacks %s: a CAPF certificate signs "
-				     "LSCs (keyCertSign), CRLs (cRLSign) and TLS handshakes "
-				     "(digitalSignature); ask the enterprise CA for all three",
-				     missing);
-			ret = CAPF_EPOLICY;
-			goto out;
-		}
-	}
-	if (!sig_acceptable(certs[0])) {
-		ca_set_error("the certificate is signed with a hash weaker than SHA-256");
-		ret = CAPF_EPOLICY;
-		goto out;
-	}
-	ret = ca_check_time(certs[0], now);
-	if (ret < 0) {
-		ca_set_error("the certificate is not valid now (expired or not yet valid)");
-		ret = CAPF_EEXPIRED;
-		goto out;
-	}
-
-	/* Build gen/<id>: certificate, chain, and the pending key moved in. */
-	ret = make_tmp_gen(ca, tmpdir, sizeof(tmpdir));
-	if (ret < 0)
-		goto out;
-	ret = crt_write(certs[0], tmpdir, CA_FILE_CERT);
-	if (ret < 0)
-		goto out;
-	if (chain_pem_len > 0) {
-		ret = ca_file_write(tmpdir, CA_FILE_CHAIN, chain_pem, chain_pem_len, 0644);
-		if (ret < 0)
-			goto out;
-	}
-	ret = ca_path(src, sizeof(src), pending, k.url != NULL ? CA_FILE_KEYREF : CA_FILE_KEY);
-	if (ret == 0 && access(src, F_OK) < 0)
-		ret = ca_path(src, sizeof(src), pending, CA_FILE_KEYREF);
-	if (ret == 0)
-		ret = ca_path(dst, sizeof(dst), tmpdir, strrchr(src, '/') + 1);
-	if (ret < 0)
-		goto out;
-	if (rename(src, dst) < 0 || ca_fsync_dir(tmpdir) < 0 || ca_fsync_dir(pending) < 0) {
-		ca_set_error("cannot move the pending key: %s", strerror(errno));
-		ret = CAPF_EIO;
-		goto out;
-	}
-	is = issuer_alloc();
-	if (is == NULL) {
-		ret = CAPF_ENOMEM;
-		goto out;
-	}
-	/* The issuer takes the parsed certificate over. */
-	is->crt = certs[0];
-	certs[0] = NULL;
-	issuer_take_key(is, &k);
-	ret = issuer_adopt(is, "the imported certificate");
-	if (ret < 0)
-		goto out;
-	if (chain_pem_len > 0) {
-		ret = ca_crt_parse_all((const uint8_t *)chain_pem, chain_pem_len, &is->chain,
-				       &is->chain_len);
-		if (ret < 0)
-			goto out;
-	}
-	ret = publish_gen(ca, tmpdir, is->id);
-	if (ret < 0) {
-		/* Put the key back where the request can still use it. */
-		rename(dst, src);
-		goto out;
-	}
-	tmpdir[0] = '\0';
-	if (strcmp(strrchr(src, '/') + 1, CA_FILE_KEY) == 0) {
-		/* The key file moved with the directory: its ref follows. */
-		char gdir[PATH_MAX], rel[64];
-
-		snprintf(rel, sizeof(rel), CA_DIR_GEN "/%s", is->id);
-		ret = ca_path(gdir, sizeof(gdir), ca->dir, rel);
-		if (ret == 0)
-			ret = issuer_key_moved(ca, is, gdir);
-		if (ret < 0)
-			goto out;
-	}
-	ret = switch_to(ca, is, overlap_days, now);
-	if (ret < 0)
-		goto out;
-	is = NULL;
-	ca_rmtree(pending);
-	ca_fsync_dir(ca->dir);
-	ret = 0;
-out:
-	if (tmpdir[0] != '\0') {
-		if (access(dst, F_OK) == 0)
-			rename(dst, src);
-		ca_rmtree(tmpdir);
-	}
-	pthread_mutex_unlock(&ca->admin_lock);
-	issuer_free(is);
-	held_key_clear(&k);
-	free(chain_pem);
-	for (i = 0; i < ncerts; i++)
-		if (certs[i] != NULL)
-			gnutls_x509_crt_deinit(certs[i]);
-	gnutls_free(certs);
-	return ret;
-}
-
-/* ---- the trust bundle --------------------------------------------------- */
-
-/* Appends crt to list unless a certificate with its fingerprint is there. */
-static int bundle_add(gnutls_x509_crt_t crt, gnutls_x509_crt_t *list, char (*fprs)[CA_FPR_HEX_LEN + 1],
-		      unsigned *n, unsigned max)
-{
-	char fpr[CA_FPR_HEX_LEN + 1];
-	unsigned i;
-
-	if (ca_fingerprint(crt, fpr) < 0)
-		return CAPF_ECRYPTO;
-	for (i = 0; i < *n; i++)
-		if (strcmp(fprs[i], fpr) == 0)
-			return 0;
-	if (*n >= max)
-		return CAPF_ERANGE;
-	list[*n] = crt;
-	memcpy(fprs[*n], fpr, sizeof(fpr));
-	(*n)++;
-	return 0;
-}
-
-int ca_bundle(struct ca *ca, time_t now, int pem, uint8_t **out, size_t *len)
-{
-	enum { MAX = 256 };
-	gnutls_x509_crt_t list[MAX];
-	char(*f)[CA_FPR_HEX_LEN + 1] = NULL;
-	gnutls_pkcs7_t p7 = NULL;
-	gnutls_datum_t one = {NULL, 0};
-	struct ca_issuer *is;
-	char *buf = NULL;
-	size_t size = 0;
-	unsigned n = 0, i, k;
-	int ret = 0;
-
-	if (ca == NULL || out == NULL || len == NULL)
-		return CAPF_EINVAL;
-	*out = NULL;
-	*len = 0;
-	f = calloc(MAX, sizeof(*f));
-	if (f == NULL)
-		return CAPF_ENOMEM;
-	pthread_rwlock_rdlock(&ca->lock);
-	/* The current CA first, then the others still trusted, each
-	 * followed by its issuing chain. */
-	for (k = 0; k < 2 && ret == 0; k++) {
-		for (is = ca->issuers; is != NULL && ret == 0; is = is->next) {
-			if ((k == 0) != (is == ca->current) || !ca_issuer_trusted(ca, is, now))
-				continue;
-			ret = bundle_add(is->crt, list, f, &n, MAX);
-			for (i = 0; i < is->chain_len && ret == 0; i++)
-				ret = bundle_add(is->chain[i], list, f, &n, MAX);
-		}
-	}
-	if (ret < 0)
-		goto out;
-	if (pem) {
-		for (i = 0; i < n; i++) {
-			CHECK_GNUTLS(gnutls_x509_crt_export2(list[i], GNUTLS_X509_FMT_PEM, &one));
-			ret = ca_text_append(&buf, &size, &one);
-			if (ret < 0)
-				goto out;
-			gnutls_free(one.data);
-			one.data = NULL;
-		}
-	} else {
-		CHECK_GNUTLS(gnutls_pkcs7_init(&p7));
-		for (i = 0; i < n; i++)
-			CHECK_GNUTLS(gnutls_pkcs7_set_crt(p7, list[i]));
-		CHECK_GNUTLS(gnutls_pkcs7_export2(p7, GNUTLS_X509_FMT_DER, &one));
-		buf = malloc(one.size);
-		if (buf == NULL) {
-			ret = CAPF_ENOMEM;
-			goto out;
-		}
-		memcpy(buf, one.data, one.size);
-		size = one.size;
-	}
-	*out = (uint8_t *)buf;
-	*len = size;
-	buf = NULL;
-	ret = 0;
-out:
-	pthread_rwlock_unlock(&ca->lock);
-	if (p7 != NULL)
-		gnutls_pkcs7_deinit(p7);
-	gnutls_free(one.data);
-	free(buf);
-	free(f);
-	return ret;
 }

@@ -366,4 +366,39 @@ void ca_revoked_free(struct ca *ca);
  * revocation list revoked.txt. */
 int ca_crl_init(struct ca *ca);
 
+
+/* ---- shared by ca.c (generations) and lifecycle.c (rollover, import) ---- */
+
+/* A CA key held while a generation is made: the key, its public key, its
+ * ref and, for a PKCS#11 key, its URI. */
+struct held_key {
+	gnutls_privkey_t key;
+	gnutls_pubkey_t pub;
+	char *ref;
+	char *url;
+};
+
+int ca_crt_write(gnutls_x509_crt_t crt, const char *dir, const char *name);
+int ca_gen_key_load(const struct ca *ca, const char *gdir, struct held_key *k);
+void ca_held_key_clear(struct held_key *k);
+int ca_sync_tree_files(const char *dir);
+
+/* ca_clear_error() - forget the text of the last failure (ca_last_error());
+ * ca_has_error() - 1 if one was set since. */
+void ca_clear_error(void);
+int ca_has_error(void);
+int ca_issuer_adopt(struct ca_issuer *is, const char *where);
+struct ca_issuer *ca_issuer_alloc(void);
+void ca_issuer_free(struct ca_issuer *is);
+int ca_issuer_key_moved(const struct ca *ca, struct ca_issuer *is, const char *gdir);
+void ca_issuer_link(struct ca *ca, struct ca_issuer *is);
+void ca_issuer_take_key(struct ca_issuer *is, struct held_key *k);
+int ca_key_matches(gnutls_pubkey_t kpub, gnutls_x509_crt_t crt);
+int ca_make_self_signed(struct ca *ca, const struct ca_keyspec *spec, const char *subject, time_t now, struct ca_issuer **out);
+int ca_make_tmp_gen(const struct ca *ca, char *tmpdir, size_t size);
+int ca_new_key_hash(gnutls_pubkey_t pub, const char *what, gnutls_digest_algorithm_t *hash);
+int ca_publish_gen(const struct ca *ca, const char *tmpdir, const char *id);
+int ca_write_ca_pem(const struct ca *ca, const struct ca_issuer *is);
+int ca_write_current(const char *dir, const char *id);
+
 #endif /* CAPF_CA_INTERNAL_H */
