@@ -1112,6 +1112,9 @@ static int handshake_result(struct conn *c, int ret)
 		} else {
 			log_limited(&lim_handshake, LOG_LVL_INFO, "%s: TLS handshake failed: %s",
 				    c->peer, gnutls_strerror(ret));
+			/* Say why with an alert (no common suite, a bad
+			 * certificate...) rather than a bare close. */
+			(void)gnutls_alert_send_appropriate(c->tls, ret);
 		}
 		conn_close(c);
 		return -1;

@@ -22,7 +22,7 @@ try default "NORMAL:-VERS-ALL:+VERS-TLS1.3" || { cat "$tmp/default.out"; fail "T
 try tls12 "NORMAL:-VERS-ALL:+VERS-TLS1.2" || { cat "$tmp/tls12.out"; fail "TLS 1.2 refused"; }
 try cbc "NORMAL:-VERS-ALL:+VERS-TLS1.2:-CIPHER-ALL:+AES-128-CBC:+AES-256-CBC:-MAC-ALL:+SHA1:+SHA256" &&
 	fail "a session with CBC suites only"
-grep -qi "alert\|handshake failed\|Error" "$tmp/cbc.out" || { cat "$tmp/cbc.out"; fail "no alert for CBC"; }
+grep -qi "alert" "$tmp/cbc.out" || { cat "$tmp/cbc.out"; fail "no TLS alert for CBC"; }
 try rsakx "NORMAL:-VERS-ALL:+VERS-TLS1.2:-KX-ALL:+RSA" && fail "a session with static RSA key exchange"
 try sha1 "NORMAL:-VERS-ALL:+VERS-TLS1.2:-SIGN-ALL:+SIGN-RSA-SHA1:+SIGN-ECDSA-SHA1" &&
 	fail "a session with SHA-1 signatures only"
