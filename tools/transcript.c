@@ -153,9 +153,16 @@ void transcript_begin(struct transcript_writer *w, const struct transcript_info 
 	put_str(f, "client_cert", info->client_cert);
 	if (info->client_crt && gnutls_x509_crt_export2(info->client_crt, GNUTLS_X509_FMT_DER,
 							&der) >= 0) {
+		char cn[256];
+		size_t cn_len = sizeof(cn) - 1;
+
 		sha256_hex(der.data, der.size, fp);
 		put_str(f, "client_cert_sha256", fp);
 		gnutls_free(der.data);
+		memset(cn, 0, sizeof(cn));
+		if (gnutls_x509_crt_get_dn_by_oid(info->client_crt, GNUTLS_OID_X520_COMMON_NAME, 0,
+						  0, cn, &cn_len) >= 0)
+			put_str(f, "client_cert_cn", cn);
 	}
 	put_str(f, "tls_version", gnutls_protocol_get_name(gnutls_protocol_get_version(s)));
 	name = gnutls_ciphersuite_get(s);
@@ -679,6 +686,7 @@ static int add_session(struct transcript *t, const struct jobject *o, unsigned l
 	    copy_opt(o, "client_cert", s->client_cert, sizeof(s->client_cert)) < 0 ||
 	    copy_opt(o, "client_cert_sha256", s->client_cert_sha256,
 		     sizeof(s->client_cert_sha256)) < 0 ||
+	    copy_opt(o, "client_cert_cn", s->client_cert_cn, sizeof(s->client_cert_cn)) < 0 ||
 	    copy_opt(o, "tls_version", s->tls_version, sizeof(s->tls_version)) < 0 ||
 	    copy_opt(o, "tls_cipher", s->tls_cipher, sizeof(s->tls_cipher)) < 0 ||
 	    copy_opt(o, "tls_group", s->tls_group, sizeof(s->tls_group)) < 0 ||

@@ -119,6 +119,7 @@ struct transcript_session {
 	char started[32];
 	char client_cert[8];       /* "mic", "lsc", "none" */
 	char client_cert_sha256[65];
+	char client_cert_cn[80];   /* its subject CN: whose MIC it was */
 	char tls_version[32];
 	char tls_cipher[96];
 	char tls_group[32];
