@@ -59,6 +59,25 @@ grep -q "message 3 (CertificateDelivery): type: recorded CertificateDelivery, go
 replay "$corpus/01-install-mic.jsonl" >"$tmp/out" 2>&1 ||
 	{ cat "$tmp/out"; fail "after the refused raw replay, a fresh replay differs"; }
 
+# ---- load: bounded in count and in time ---------------------------------------
+ctl device set $D_NUL --op install >/dev/null || fail "device set"
+"$CAPF_REPLAY" load "$corpus/60-install-null.jsonl" "$corpus/02-nothing-to-do.jsonl" \
+	"$corpus/30-version-unknown.jsonl" --server "127.0.0.1:$port" --ca "$capf_ca" \
+	--mic-dir "$corpus/mics" --concurrency 4 --count 40 --duration 20 >"$tmp/out" 2>&1 ||
+	{ cat "$tmp/out"; fail "load"; }
+grep -q "^sessions: [0-9]* same, [0-9]* differ, 0 failed of 40 run (40 asked)$" "$tmp/out" ||
+	{ cat "$tmp/out"; fail "load: counts"; }
+grep -q "^latency (ms, sessions run to the end): p50 [0-9.]* p90 [0-9.]* p99 [0-9.]* max [0-9.]*$" \
+	"$tmp/out" || { cat "$tmp/out"; fail "load: latency"; }
+grep -q '^{"sessions":40,"same":[0-9]*,"differ":[0-9]*,"failed":0,"concurrency":4,"wall_s":' \
+	"$tmp/out" || { cat "$tmp/out"; fail "load: the JSON line"; }
+# The duration bounds it too: a count it cannot reach in 1 s.
+"$CAPF_REPLAY" load "$corpus/02-nothing-to-do.jsonl" --server "127.0.0.1:$port" \
+	--ca "$capf_ca" --mic-dir "$corpus/mics" --concurrency 2 --count 1000000 --duration 1 \
+	>"$tmp/out" 2>&1 || { cat "$tmp/out"; fail "load --duration"; }
+sed -n 's/^wall time: \([0-9]*\)\..*/\1/p' "$tmp/out" | grep -q '^[12]$' ||
+	{ cat "$tmp/out"; fail "load --duration 1 ran for longer"; }
+
 stop_capfd
 "$CAPFCTL" store check -d "$tmp/state" >"$tmp/out" 2>&1 ||
 	{ cat "$tmp/out"; fail "store check after the replays"; }
