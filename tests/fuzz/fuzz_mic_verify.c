@@ -42,7 +42,7 @@ static const char mfg_root_pem[] =
 	"-----END CERTIFICATE-----\n";
 
 static struct ca *ca;
-static char dir[64];
+static char dir[256];
 
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {

@@ -6,7 +6,7 @@
 #   tests/fuzz/run.sh SRCDIR DISTDIR-MAKER-DIR
 #
 # Environment: FUZZ_TIME (seconds per target, default 60), FUZZ_DIR (work
-# directory, default /tmp/capf-fuzz), FUZZ_TARGETS (names, default all of
+# directory, default $TMPDIR/capf-fuzz.<name of the source directory>), FUZZ_ONLY (names, default all of
 # tests/fuzz/fuzz_*.c), FUZZ_JOBS (targets run at once, default 1).
 # Findings (crash-*, leak-*, timeout-*) stay in FUZZ_DIR/run/TARGET/; the
 # exit status is 1 when there is one.
@@ -14,7 +14,7 @@ set -u
 src=$(cd "$1" && pwd)
 build_from=$(cd "$2" && pwd)
 : "${FUZZ_TIME:=60}"
-: "${FUZZ_DIR:=/tmp/capf-fuzz}"
+: "${FUZZ_DIR:=${TMPDIR:-/tmp}/capf-fuzz.$(basename "$src")}"
 : "${FUZZ_JOBS:=1}"
 command -v clang >/dev/null || { echo "make fuzz: clang is needed"; exit 1; }
 
@@ -25,17 +25,13 @@ rm -rf "$FUZZ_DIR/src"
 make -s -C "$build_from" distdir distdir="$FUZZ_DIR/src" >/dev/null || exit 1
 cd "$FUZZ_DIR/src" || exit 1
 san="-fsanitize=address,undefined -fno-sanitize-recover=all"
-if [ ! -f "$FUZZ_DIR/configured" ] || ! cmp -s "$FUZZ_DIR/configured" "$src/configure.ac"; then
-	./configure -q CC=clang CFLAGS="-g -O1 -fsanitize=fuzzer-no-link $san" >/dev/null || exit 1
-	cp "$src/configure.ac" "$FUZZ_DIR/configured"
-fi
 ./configure -q CC=clang CFLAGS="-g -O1 -fsanitize=fuzzer-no-link $san" >/dev/null || exit 1
-make -s -j"$(nproc)" libcapfproto.a libcapfca.a libcapfstore.a libcapftools.a libcapfd.a \
+make -s -j"$(nproc)" paths.h libcapfproto.a libcapfca.a libcapfstore.a libcapftools.a libcapfd.a \
 	>/dev/null || exit 1
 libs="libcapfd.a libcapftools.a libcapfca.a libcapfstore.a libcapfproto.a"
 syslibs="$(pkg-config --libs gnutls libuv libprotobuf-c inih) -lpthread"
 
-targets=${FUZZ_TARGETS:-$(cd "$src/tests/fuzz" && ls fuzz_*.c | sed 's/\.c$//')}
+targets=${FUZZ_ONLY:-$(cd "$src/tests/fuzz" && ls fuzz_*.c | sed 's/\.c$//')}
 for t in $targets; do
 	clang -g -O1 -fsanitize=fuzzer $san -DCAPF_LIBFUZZER -I. -Iproto \
 		$(pkg-config --cflags gnutls libuv libprotobuf-c) \
