@@ -5,7 +5,7 @@ set -u
 command -v mandoc >/dev/null || { echo "SKIP: mandoc not installed"; exit 77; }
 src=${top_srcdir:-${srcdir:-.}}
 rc=0
-for page in capfd.8 capfctl.8 capfd.conf.5 capf-phone.1; do
+for page in capfd.8 capfctl.8 capfd.conf.5 capf-phone.1 capf-replay.1; do
 	out=$(mandoc -Tlint -W warning "$src/doc/$page" 2>&1) || true
 	if [ -n "$out" ]; then
 		echo "$out"

@@ -1238,7 +1238,8 @@ static size_t cmsg(uint8_t *out, unsigned cmd, uint32_t sid, const uint8_t *body
 	out[5] = (uint8_t)sid;
 	out[6] = (uint8_t)(n >> 8);
 	out[7] = (uint8_t)n;
-	memcpy(out + 8, body, n);
+	if (n > 0)
+		memcpy(out + 8, body, n); /* body may be NULL when n is 0 */
 	return 8 + n;
 }
 

@@ -552,7 +552,7 @@ void client_tls_close(struct client_tls *t)
 	tls_abort(t);
 }
 
-int client_tls_send_raw(struct client_tls *t, const uint8_t *data, size_t len)
+static int tls_send(struct client_tls *t, const uint8_t *data, size_t len)
 {
 	ssize_t n;
 
@@ -571,6 +571,15 @@ int client_tls_send_raw(struct client_tls *t, const uint8_t *data, size_t len)
 	return 0;
 }
 
+int client_tls_send_raw(struct client_tls *t, const uint8_t *data, size_t len)
+{
+	int ret = tls_send(t, data, len);
+
+	if (ret == 0)
+		transcript_message(t->rec, TRANSCRIPT_PHONE, "raw", data, len);
+	return ret;
+}
+
 int client_phone_send(struct client_tls *t, const Capf__PhoneMessage *msg)
 {
 	uint8_t *frame = NULL;
@@ -580,7 +589,11 @@ int client_phone_send(struct client_tls *t, const Capf__PhoneMessage *msg)
 	ret = phone_msg_pack(msg, &frame, &frame_len);
 	if (ret < 0)
 		return ret;
-	ret = client_tls_send_raw(t, frame, frame_len);
+	ret = tls_send(t, frame, frame_len);
+	/* The payload without its length prefix, as it is received. */
+	if (ret == 0)
+		transcript_message(t->rec, TRANSCRIPT_PHONE, transcript_native_type(msg->body_case),
+				   frame + FRAME_HEADER_LEN, frame_len - FRAME_HEADER_LEN);
 	free(frame);
 	return ret;
 }
@@ -625,6 +638,9 @@ int client_phone_recv(struct client_tls *t, Capf__PhoneMessage **msg)
 		return ret;
 	}
 	ret = phone_msg_unpack(payload, payload_len, msg);
+	transcript_message(t->rec, TRANSCRIPT_SERVER,
+			   ret < 0 ? "undecodable" : transcript_native_type((*msg)->body_case),
+			   payload, payload_len);
 	if (ret < 0)
 		snprintf(t->errtext, sizeof(t->errtext), "bad message from the server");
 	return ret;
@@ -966,6 +982,20 @@ int phone_enroll(const struct phone_enroll_opts *o, struct phone_enroll_result *
 		goto out;
 	}
 	r->stage = PHONE_STAGE_SESSION;
+	if (o->rec) {
+		struct transcript_info info = {
+			.protocol = "native",
+			.tool = o->tool ? o->tool : "capf-phone enroll",
+			.device = o->name,
+			.host = o->host ? o->host : "127.0.0.1",
+			.port = o->port ? o->port : CLIENT_PHONE_PORT_DEFAULT,
+			.client_cert = !client_cert ? "none" : client_cert == o->lsc ? "lsc" : "mic",
+			.client_crt = client_cert ? client_cert->crt : NULL,
+		};
+
+		transcript_begin(o->rec, &info, t.session);
+		t.rec = o->rec;
+	}
 
 	if (o->misbehave & PHONE_OUT_OF_ORDER) {
 		/* A well-formed, session-bound CSR, just at the wrong time. */
@@ -1116,6 +1146,8 @@ out:
 		r->key = key;
 		key = NULL;
 	}
+	if (t.rec)
+		transcript_end(t.rec, ret, r->server_code, r->text);
 	if (in)
 		capf__phone_message__free_unpacked(in, NULL);
 	if (key)

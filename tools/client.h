@@ -33,6 +33,7 @@
 
 #include "proto/proto.h"
 #include "tools/pki.h"
+#include "tools/transcript.h"
 
 #define CLIENT_ADMIN_SOCKET_DEFAULT LOCALSTATEDIR "/lib/capf/capfd.sock"
 #define CLIENT_PHONE_PORT_DEFAULT "3804"
@@ -122,6 +123,7 @@ struct client_tls {
 	gnutls_privkey_t privkey;   /* wraps the MIC key (not a copy) */
 	struct client_reader rd;
 	char errtext[160];          /* why the last call failed, for people */
+	struct transcript_writer *rec; /* records every frame sent and received, or NULL */
 };
 #define CLIENT_TLS_INIT { .fd = -1 }
 
@@ -146,8 +148,8 @@ void client_tls_close(struct client_tls *t);
 
 /*
  * client_tls_send_raw() - write bytes as one TLS record (several when len
- * exceeds the record size). Returns 0, CAPF_ECONNRESET, CAPF_ETIMEDOUT or
- * CAPF_EIO.
+ * exceeds the record size); t->rec records them as "raw". Returns 0,
+ * CAPF_ECONNRESET, CAPF_ETIMEDOUT or CAPF_EIO.
  */
 int client_tls_send_raw(struct client_tls *t, const uint8_t *data, size_t len);
 
@@ -204,6 +206,8 @@ struct phone_enroll_opts {
 	unsigned misbehave;               /* enum phone_misbehave bits */
 	enum phone_step stall_at;         /* wait stall_ms before this step */
 	unsigned stall_ms;
+	struct transcript_writer *rec;    /* the session's transcript, or NULL */
+	const char *tool;                 /* its "tool" field; NULL = "capf-phone enroll" */
 };
 
 /* Where phone_enroll() stopped. */

@@ -36,6 +36,7 @@ enum {
 	OPT_SPLIT,
 	OPT_SUDI,
 	OPT_SUDI_KEY,
+	OPT_RECORD,
 };
 
 struct cisco_phone {
@@ -46,6 +47,7 @@ struct cisco_phone {
 	struct cisco_msg m;
 	const uint8_t *msg; /* the message in buf, m points into it */
 	size_t msg_len;
+	struct transcript_writer *rec; /* --record, or NULL */
 };
 
 static void usage(FILE *f)
@@ -71,6 +73,7 @@ static void usage(FILE *f)
 		"      --sudi FILE        send this manufacturer certificate (PEM) as SUDI_DATA,\n"
 		"      --sudi-key FILE    signed with this key over the session id\n"
 		"      --timeout SECONDS  wait at most this long for each answer, default 10\n"
+		"      --record FILE      append a transcript of the session to FILE\n"
 		"\n"
 		"For testing the server only: --bad-session-id --wrong-key TYPE\n"
 		"  --refuse-delete --name-without-nul --in-progress N --bad-signature\n"
@@ -88,6 +91,8 @@ static int send_msg(struct cisco_phone *p, struct cisco_builder *b, bool split)
 
 	if (ret < 0)
 		return ret;
+	/* Recorded whole, however it is cut into records. */
+	transcript_message(p->rec, TRANSCRIPT_PHONE, transcript_cisco_type(out[1]), out, len);
 	if (split && len > 4) {
 		ret = client_tls_send_raw(&p->tls, out, 4);
 		if (ret == 0)
@@ -108,6 +113,8 @@ static int recv_msg(struct cisco_phone *p)
 		if (want > 0 && p->len >= (size_t)want) {
 			p->msg_len = (size_t)want;
 			p->msg = p->buf;
+			transcript_message(p->rec, TRANSCRIPT_SERVER, transcript_cisco_type(p->buf[1]),
+					   p->buf, p->msg_len);
 			return cisco_msg_parse(p->buf, p->msg_len, &p->m);
 		}
 		ssize_t n = gnutls_record_recv(p->tls.session, p->buf + p->len,
@@ -277,6 +284,7 @@ int phone_cmd_cisco(int argc, char **argv)
 		{ "split", no_argument, NULL, OPT_SPLIT },
 		{ "sudi", required_argument, NULL, OPT_SUDI },
 		{ "sudi-key", required_argument, NULL, OPT_SUDI_KEY },
+		{ "record", required_argument, NULL, OPT_RECORD },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -286,6 +294,10 @@ int phone_cmd_cisco(int argc, char **argv)
 	const char *name = NULL, *ca = NULL, *host = "127.0.0.1", *port = "3804";
 	const char *secret = NULL, *cert_path = NULL, *key_path = NULL, *report = NULL;
 	const char *out_cert = NULL, *out_key = NULL, *sudi_path = NULL, *sudi_key_path = NULL;
+	const char *record = NULL;
+	struct transcript_writer *rec = NULL;
+	int end_reason = 0;
+	char end_text[160] = "";
 	char def_cert[512], def_key[512];
 	gnutls_x509_crt_t sudi = NULL;
 	gnutls_privkey_t sudi_key = NULL;
@@ -323,6 +335,7 @@ int phone_cmd_cisco(int argc, char **argv)
 		case OPT_SPLIT: split = 1; break;
 		case OPT_SUDI: sudi_path = optarg; break;
 		case OPT_SUDI_KEY: sudi_key_path = optarg; break;
+		case OPT_RECORD: record = optarg; break;
 		case OPT_WRONG_KEY:
 			if (key_type_from_name(optarg, &wrong_key) < 0 || wrong_key == 0)
 				return phone_usage_error("cisco", "unknown key type '%s'", optarg);
@@ -379,6 +392,15 @@ int phone_cmd_cisco(int argc, char **argv)
 		status = PHONE_EXIT_USAGE;
 		goto out;
 	}
+	if (record != NULL) {
+		ret = transcript_writer_open(record, &rec);
+		if (ret < 0) {
+			fprintf(stderr, PHONE_PROG " cisco: cannot open %s: %s\n", record,
+				strerror(-ret));
+			status = PHONE_EXIT_USAGE;
+			goto out;
+		}
+	}
 	/* No client certificate: Cisco's servers request none. */
 	ret = client_tls_open(&p->tls, host, port, NULL, &trust, (unsigned)timeout * 1000);
 	if (ret < 0) {
@@ -386,6 +408,20 @@ int phone_cmd_cisco(int argc, char **argv)
 			p->tls.errtext[0] ? p->tls.errtext : capf_strerror(ret));
 		status = PHONE_EXIT_CONNECT;
 		goto out;
+	}
+	if (rec != NULL) {
+		struct transcript_info info = {
+			.protocol = "cisco",
+			.tool = "capf-phone cisco",
+			.device = name,
+			.host = host,
+			.port = port,
+			.client_cert = "none",
+			.client_crt = NULL,
+		};
+
+		transcript_begin(rec, &info, p->tls.session);
+		p->rec = rec;
 	}
 
 	for (;;) {
@@ -563,6 +599,8 @@ int phone_cmd_cisco(int argc, char **argv)
 			(void)cisco_el_u8(&p->m, CISCO_EL_REASON, &reason);
 			(void)cisco_el_string(&p->m, CISCO_EL_REASON_INFO, info, sizeof(info));
 			printf("end: reason %u%s%s\n", reason, info[0] ? ": " : "", info);
+			end_reason = (int)reason;
+			snprintf(end_text, sizeof(end_text), "%s", info);
 			status = reason == CISCO_REASON_SUCCESS || reason == CISCO_REASON_NO_ACTION
 					 ? PHONE_EXIT_OK
 					 : PHONE_EXIT_FAIL;
@@ -578,6 +616,11 @@ int phone_cmd_cisco(int argc, char **argv)
 		}
 	}
 out:
+	/* The END_SESSION reason is the Cisco server's code. */
+	transcript_end(p ? p->rec : NULL, status == PHONE_EXIT_OK ? 0 : CAPF_EREJECTED, end_reason,
+		       end_text);
+	if (transcript_writer_close(rec) < 0)
+		fprintf(stderr, PHONE_PROG " cisco: cannot write %s\n", record);
 	if (p != NULL)
 		client_tls_close(&p->tls);
 	client_trust_deinit(&trust);

@@ -36,6 +36,7 @@ enum {
 	OPT_STALL,
 	OPT_REFUSE_DELETE,
 	OPT_REUSE_KEY,
+	OPT_RECORD,
 };
 
 #define ENROLL_MAX_KEYS 16
@@ -72,6 +73,7 @@ static void usage(FILE *f)
 		"  -K, --out-key FILE     where its key goes (mode 0600), default NAME-lsc.key\n"
 		"  -d, --der              write the LSC and its key in DER instead of PEM\n"
 		"      --timeout SECONDS  wait at most this long for each answer, default %lu\n"
+		"      --record FILE      append a transcript of the session to FILE\n"
 		"  -h, --help             show this help\n"
 		"\n"
 		"For testing the server only (see capf-phone(1)):\n"
@@ -257,6 +259,7 @@ int phone_cmd_enroll(int argc, char **argv)
 		{ "out-key", required_argument, NULL, 'K' },
 		{ "der", no_argument, NULL, 'd' },
 		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+		{ "record", required_argument, NULL, OPT_RECORD },
 		{ "help", no_argument, NULL, 'h' },
 		{ "bad-binding", no_argument, NULL, OPT_BAD_BINDING },
 		{ "bad-csr-signature", no_argument, NULL, OPT_BAD_CSR_SIG },
@@ -272,7 +275,7 @@ int phone_cmd_enroll(int argc, char **argv)
 	struct pki_pair mic = { NULL, NULL };
 	struct pki_pair lsc = { NULL, NULL };
 	const char *name = NULL, *mic_path = NULL, *mic_key = NULL, *claim = NULL;
-	const char *lsc_path = NULL, *lsc_key = NULL, *reuse_path = NULL;
+	const char *lsc_path = NULL, *lsc_key = NULL, *reuse_path = NULL, *record = NULL;
 	int keys[ENROLL_MAX_KEYS];
 	unsigned long version;
 	const char *out_cert = NULL, *out_key = NULL;
@@ -384,6 +387,9 @@ int phone_cmd_enroll(int argc, char **argv)
 		case OPT_REUSE_KEY:
 			reuse_path = optarg;
 			break;
+		case OPT_RECORD:
+			record = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return PHONE_EXIT_OK;
@@ -449,6 +455,14 @@ int phone_cmd_enroll(int argc, char **argv)
 	}
 	o.name = claim ? claim : name;
 	o.timeout_ms = (unsigned)timeout * 1000u;
+	if (record) {
+		ret = transcript_writer_open(record, &o.rec);
+		if (ret < 0) {
+			fprintf(stderr, PHONE_PROG ": cannot open %s: %s\n", record, strerror(-ret));
+			status = PHONE_EXIT_USAGE;
+			goto out;
+		}
+	}
 
 	ret = phone_enroll(&o, &r);
 	if (ret < 0) {
@@ -516,6 +530,11 @@ int phone_cmd_enroll(int argc, char **argv)
 	printf("key file:   %s\n", out_key);
 	status = PHONE_EXIT_OK;
 out:
+	if (transcript_writer_close(o.rec) < 0) {
+		fprintf(stderr, PHONE_PROG ": cannot write the transcript %s\n", record);
+		if (status == PHONE_EXIT_OK)
+			status = PHONE_EXIT_FAIL;
+	}
 	phone_enroll_result_deinit(&r);
 	pki_pair_deinit(&mic);
 	pki_pair_deinit(&lsc);
