@@ -569,7 +569,7 @@ int store_file_walk(const uint8_t *buf, size_t len, enum store_file_kind kind,
 	res->version = h.version;
 	res->seq = h.seq;
 	res->salt = h.salt;
-	res->header_len = h.len;
+	res->header_len = ret < 0 ? 0 : h.len; /* 0: the header did not check */
 	if (ret < 0)
 		return ret;
 	if (h.version != STORE_FORMAT_VERSION)

@@ -410,6 +410,33 @@ out:
 	return ret;
 }
 
+/*
+ * What repair leaves is checked the way store_check() checks, once the
+ * lock is released: a repair that ends with 0 leaves a directory that
+ * checks clean, and one that could not mend something (a file whose
+ * header does not check, an audit log with no segment to anchor it)
+ * returns CAPF_ECORRUPT, so that no script repairs and starts capfd on
+ * damage.
+ */
+static int check_after(struct checker *c, struct store_check_summary *sum)
+{
+	struct store_check_summary again;
+	int ret;
+
+	ret = store_check(c->dir, NULL, NULL, &again);
+	if (ret == CAPF_ECORRUPT) {
+		store_set_error("%s: %u damaged regions are left that repair cannot mend (see "
+				"the findings above and `capfctl store check`)",
+				c->dir, again.damaged);
+		return ret;
+	}
+	if (ret < 0)
+		return ret;
+	if (sum->repaired == 0)
+		store_finding_report(c, c->dir, 0, 0, 0, "nothing to repair");
+	return 0;
+}
+
 int store_repair(const char *dir, store_report_cb cb, void *arg, struct store_check_summary *sum)
 {
 	struct store_check_summary s;
@@ -462,12 +489,12 @@ int store_repair(const char *dir, store_report_cb cb, void *arg, struct store_ch
 				goto out;
 		}
 	}
-	if (sum->repaired == 0)
-		store_finding_report(&c, dir, 0, 0, 0, "nothing to repair");
 	ret = 0;
 out:
 	store_dir_list_free(&l);
 	if (lock_fd >= 0)
 		close(lock_fd);
+	if (ret == 0)
+		ret = check_after(&c, sum);
 	return ret;
 }

@@ -330,7 +330,9 @@ int store_check(const char *dir, store_report_cb cb, void *arg, struct store_che
  * put the new one in place atomically. The audit log keeps its entries up
  * to the first damaged or unchained one and gets an entry saying what was
  * moved out; the store's anchor is updated to match. Reports every
- * dropped region to cb. Same returns as store_check(), 0 when done.
+ * dropped region to cb. Returns 0 only when the directory then checks
+ * clean; CAPF_ECORRUPT when damage is left that it cannot mend (a file
+ * whose header does not check: move it away by hand), or as store_check().
  */
 int store_repair(const char *dir, store_report_cb cb, void *arg,
 		 struct store_check_summary *sum);

@@ -232,6 +232,8 @@ static int store_offline(struct ctl *c, const char *dir, bool repair)
 		       (unsigned long long)sum.entries, (unsigned long long)sum.records,
 		       sum.damaged ? "DAMAGED" : "ok");
 	}
+	if (repair && ret == CAPF_ECORRUPT)
+		report_store_error(ret);
 	return ret == CAPF_ECORRUPT ? CTL_EXIT_REFUSED : CTL_EXIT_OK;
 }
 
