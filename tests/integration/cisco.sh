@@ -1,5 +1,5 @@
 #!/bin/sh
-# Cisco CAPF v3 on its own listener, driven by capf-phone cisco: every
+# Cisco CAPF v3 on its own listener, driven by capf-phone enroll --protocol cisco: every
 # operation and authentication mode through the same core as the native
 # protocol, the key policy (RSA and EC), and the refusals of malformed or
 # hostile sessions, each with its END_SESSION reason and the store left as
@@ -33,11 +33,11 @@ cisco() {
 	n=$1
 	shift
 	rc=0
-	"$CAPF_PHONE" cisco --name "$n" --ca "$capf_ca" --port "$cport" \
+	"$CAPF_PHONE" enroll --protocol cisco --name "$n" --ca "$capf_ca" --port "$cport" \
 		--out-cert "$tmp/$n.lsc.pem" --out-key "$tmp/$n.lsc.key" "$@" >"$tmp/out" 2>&1 || rc=$?
 }
 mic() {
-	echo "--cert $tmp/mfg/$1.pem --cert-key $tmp/mfg/$1.key"
+	echo "--mic $tmp/mfg/$1.pem --mic-key $tmp/mfg/$1.key"
 }
 reason() {
 	grep -q "^end: reason $1" "$tmp/out" || { cat "$tmp/out"; fail "$2: expected reason $1"; }

@@ -66,6 +66,7 @@ static void usage(FILE *f)
 		"      --cert FILE        authenticate with this certificate (a MIC or an LSC,\n"
 		"                         PEM) and a signature of its key (SHA2_SIGNED_DATA)\n"
 		"      --cert-key FILE    that certificate's key (PEM)\n"
+		"                         (--mic/--mic-key and --lsc/--lsc-key are the same)\n"
 		"      --sha1             sign with SHA-1 (SIGNED_DATA), as older phones do\n"
 		"  -o, --out-cert FILE    where a certificate stored goes, default NAME-lsc.pem\n"
 		"  -K, --out-key FILE     where its key goes, default NAME-lsc.key\n"
@@ -270,6 +271,11 @@ int phone_cmd_cisco(int argc, char **argv)
 		{ "auth-string", required_argument, NULL, 's' },
 		{ "cert", required_argument, NULL, 'C' },
 		{ "cert-key", required_argument, NULL, 'k' },
+		/* The names `enroll` gives them, for `enroll --protocol cisco`. */
+		{ "mic", required_argument, NULL, 'C' },
+		{ "mic-key", required_argument, NULL, 'k' },
+		{ "lsc", required_argument, NULL, 'C' },
+		{ "lsc-key", required_argument, NULL, 'k' },
 		{ "sha1", no_argument, NULL, OPT_SHA1 },
 		{ "out-cert", required_argument, NULL, 'o' },
 		{ "out-key", required_argument, NULL, 'K' },

@@ -37,6 +37,7 @@ enum {
 	OPT_REFUSE_DELETE,
 	OPT_REUSE_KEY,
 	OPT_RECORD,
+	OPT_PROTOCOL,
 };
 
 #define ENROLL_MAX_KEYS 16
@@ -74,6 +75,8 @@ static void usage(FILE *f)
 		"  -d, --der              write the LSC and its key in DER instead of PEM\n"
 		"      --timeout SECONDS  wait at most this long for each answer, default %lu\n"
 		"      --record FILE      append a transcript of the session to FILE\n"
+		"      --protocol P       native (the default) or cisco: with cisco, the same as\n"
+		"                         '" PHONE_PROG " cisco' with the other options\n"
 		"  -h, --help             show this help\n"
 		"\n"
 		"For testing the server only (see capf-phone(1)):\n"
@@ -235,6 +238,52 @@ static void print_lsc(const struct phone_enroll_result *r)
 	free(serial);
 }
 
+/*
+ * --protocol native|cisco, looked for before the other options: with
+ * cisco the whole command is `capf-phone cisco` with the same options
+ * (less this one), so that one command line enrolls over either.
+ * Returns -1 to go on as the native phone, else the exit status.
+ */
+static int protocol_switch(int argc, char **argv)
+{
+	const char *proto = NULL;
+	char **args;
+	int i, n = 0, ret;
+
+	for (i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--"))
+			break;
+		if (!strcmp(argv[i], "--protocol") && i + 1 < argc)
+			proto = argv[++i];
+		else if (!strncmp(argv[i], "--protocol=", 11))
+			proto = argv[i] + 11;
+		else if (!strcmp(argv[i], "--protocol"))
+			return phone_usage_error("enroll", "--protocol wants native or cisco");
+	}
+	if (!proto || !strcmp(proto, "native"))
+		return -1;
+	if (strcmp(proto, "cisco") != 0)
+		return phone_usage_error("enroll", "unknown protocol '%s' (native or cisco)", proto);
+	args = calloc((size_t)argc + 1, sizeof(*args));
+	if (!args) {
+		fprintf(stderr, PHONE_PROG " enroll: out of memory\n");
+		return PHONE_EXIT_FAIL;
+	}
+	args[n++] = "cisco";
+	for (i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--protocol")) {
+			i++;
+			continue;
+		}
+		if (!strncmp(argv[i], "--protocol=", 11))
+			continue;
+		args[n++] = argv[i];
+	}
+	ret = phone_cmd_cisco(n, args);
+	free(args);
+	return ret;
+}
+
 int phone_cmd_enroll(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -260,6 +309,7 @@ int phone_cmd_enroll(int argc, char **argv)
 		{ "der", no_argument, NULL, 'd' },
 		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 		{ "record", required_argument, NULL, OPT_RECORD },
+		{ "protocol", required_argument, NULL, OPT_PROTOCOL },
 		{ "help", no_argument, NULL, 'h' },
 		{ "bad-binding", no_argument, NULL, OPT_BAD_BINDING },
 		{ "bad-csr-signature", no_argument, NULL, OPT_BAD_CSR_SIG },
@@ -289,6 +339,9 @@ int phone_cmd_enroll(int argc, char **argv)
 	memset(&r, 0, sizeof(r));
 	o.host = "127.0.0.1";
 	o.port = CLIENT_PHONE_PORT_DEFAULT;
+	ret = protocol_switch(argc, argv);
+	if (ret >= 0)
+		return ret;
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "n:m:k:c:H:p:t:o:K:dh", longopts, NULL)) != -1) {
 		switch (c) {
@@ -386,6 +439,8 @@ int phone_cmd_enroll(int argc, char **argv)
 			break;
 		case OPT_REUSE_KEY:
 			reuse_path = optarg;
+			break;
+		case OPT_PROTOCOL: /* native: protocol_switch() */
 			break;
 		case OPT_RECORD:
 			record = optarg;
