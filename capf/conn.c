@@ -925,7 +925,11 @@ static void read_records(struct conn *c)
 		if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED)
 			return;
 		if (n == 0) {
-			log_debug("%s: peer closed the session", c->peer);
+			if (c->proto == CONN_CISCO && c->clen > 0)
+				log_info("%s: Cisco CAPF: closed inside a message (%zu bytes of %zd)",
+					 c->peer, c->clen, cisco_msg_length(c->cbuf, c->clen));
+			else
+				log_debug("%s: peer closed the session", c->peer);
 			conn_close(c);
 			return;
 		}

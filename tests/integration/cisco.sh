@@ -79,6 +79,23 @@ reason 7 "a key of the wrong type"
 cisco $A $(mic $A) --in-progress 4
 reason 7 "REQUEST_IN_PROGRESS without end"
 grep -q "too many REQUEST_IN_PROGRESS" "$tmp/capfd.log" || fail "no in-progress log line"
+cisco $A $(mic $A) --malform header
+reason 7 "a bad header byte"
+grep -q "Cisco CAPF: bad header byte" "$tmp/capfd.log" || fail "no header log line"
+cisco $A $(mic $A) --malform element
+reason 7 "an element longer than the body"
+grep -q "Cisco CAPF: element length beyond the body" "$tmp/capfd.log" || fail "no element log line"
+cisco $A $(mic $A) --malform no-name
+reason 7 "no DEVICE_NAME"
+grep -q "Cisco CAPF: AUTH_RESPONSE without DEVICE_NAME" "$tmp/capfd.log" || fail "no DEVICE_NAME log line"
+cisco $A $(mic $A) --malform body
+grep -q "^closed inside the message" "$tmp/out" || { cat "$tmp/out"; fail "the phone did not hang up"; }
+i=0
+until grep -q "Cisco CAPF: closed inside a message" "$tmp/capfd.log"; do
+	i=$((i + 1))
+	[ $i -lt 100 ] || fail "no log line for a body longer than the message"
+	sleep 0.05
+done
 [ "$(certs_count $A)" = 0 ] || fail "a refusal issued a certificate"
 state $A
 grep -q '"status":"pending"' "$tmp/show.json" || fail "a refusal changed the status"

@@ -34,6 +34,7 @@ enum {
 	OPT_BAD_SIGNATURE,
 	OPT_REPORT,
 	OPT_SPLIT,
+	OPT_MALFORM,
 	OPT_SUDI,
 	OPT_SUDI_KEY,
 	OPT_RECORD,
@@ -48,7 +49,20 @@ struct cisco_phone {
 	const uint8_t *msg; /* the message in buf, m points into it */
 	size_t msg_len;
 	struct transcript_writer *rec; /* --record, or NULL */
+	int malform; /* --malform: the next message sent is spoilt so */
 };
+
+/* --malform KIND: AUTH_RESPONSE spoilt on purpose, for the server's tests. */
+enum {
+	MALFORM_NONE,
+	MALFORM_HEADER,  /* a header byte other than 0x55 */
+	MALFORM_ELEMENT, /* the last element's length runs past the body */
+	MALFORM_BODY,    /* the header's body length is beyond what is sent */
+	MALFORM_NO_NAME, /* no DEVICE_NAME */
+};
+
+/* The unknown tag the element spoilt by MALFORM_ELEMENT has. */
+#define MALFORM_TAG 31u
 
 static void usage(FILE *f)
 {
@@ -79,6 +93,8 @@ static void usage(FILE *f)
 		"For testing the server only: --bad-session-id --wrong-key TYPE\n"
 		"  --refuse-delete --name-without-nul --in-progress N --bad-signature\n"
 		"  --split (each message in two TLS records)\n"
+		"  --malform header|element|body|no-name (AUTH_RESPONSE: a bad header byte, an\n"
+		"  element longer than the body, a body longer than sent, no DEVICE_NAME)\n"
 		"\n"
 		"Prints the END_SESSION reason; exit status: 0 reason 0 or 1, 1 any other end,\n"
 		"2 usage, 3 connection/TLS failure.\n");
@@ -92,6 +108,21 @@ static int send_msg(struct cisco_phone *p, struct cisco_builder *b, bool split)
 
 	if (ret < 0)
 		return ret;
+	if (p->malform != MALFORM_NONE) {
+		uint8_t *w = b->buf; /* out points here */
+
+		if (p->malform == MALFORM_HEADER)
+			w[0] = CISCO_MAGIC ^ 0xff;
+		else if (p->malform == MALFORM_ELEMENT) /* 2 value bytes, 32 said */
+			w[len - 3] = 32;
+		else if (p->malform == MALFORM_BODY) {
+			/* 16 bytes more than sent, then the phone closes. */
+			unsigned body = (unsigned)(w[6] << 8 | w[7]) + 16u;
+
+			w[6] = (uint8_t)(body >> 8);
+			w[7] = (uint8_t)body;
+		}
+	}
 	/* Recorded whole, however it is cut into records. */
 	transcript_message(p->rec, TRANSCRIPT_PHONE, transcript_cisco_type(out[1]), out, len);
 	if (split && len > 4) {
@@ -288,6 +319,7 @@ int phone_cmd_cisco(int argc, char **argv)
 		{ "in-progress", required_argument, NULL, OPT_IN_PROGRESS },
 		{ "bad-signature", no_argument, NULL, OPT_BAD_SIGNATURE },
 		{ "split", no_argument, NULL, OPT_SPLIT },
+		{ "malform", required_argument, NULL, OPT_MALFORM },
 		{ "sudi", required_argument, NULL, OPT_SUDI },
 		{ "sudi-key", required_argument, NULL, OPT_SUDI_KEY },
 		{ "record", required_argument, NULL, OPT_RECORD },
@@ -310,7 +342,7 @@ int phone_cmd_cisco(int argc, char **argv)
 	gnutls_datum_t sudi_der = { NULL, 0 };
 	unsigned long timeout = 10, in_progress = 0, v;
 	int sha1 = 0, bad_session = 0, wrong_key = 0, refuse_delete = 0, no_nul = 0;
-	int bad_sig = 0, split = 0, status = PHONE_EXIT_FAIL, c, ret;
+	int bad_sig = 0, split = 0, malform = MALFORM_NONE, status = PHONE_EXIT_FAIL, c, ret;
 	gnutls_x509_crt_t crt = NULL;
 	gnutls_privkey_t ckey = NULL;
 	gnutls_x509_privkey_t newkey = NULL;
@@ -339,6 +371,19 @@ int phone_cmd_cisco(int argc, char **argv)
 		case OPT_NO_NUL: no_nul = 1; break;
 		case OPT_BAD_SIGNATURE: bad_sig = 1; break;
 		case OPT_SPLIT: split = 1; break;
+		case OPT_MALFORM:
+			if (!strcmp(optarg, "header"))
+				malform = MALFORM_HEADER;
+			else if (!strcmp(optarg, "element"))
+				malform = MALFORM_ELEMENT;
+			else if (!strcmp(optarg, "body"))
+				malform = MALFORM_BODY;
+			else if (!strcmp(optarg, "no-name"))
+				malform = MALFORM_NO_NAME;
+			else
+				return phone_usage_error("cisco", "--malform wants header, element, body "
+								  "or no-name");
+			break;
 		case OPT_SUDI: sudi_path = optarg; break;
 		case OPT_SUDI_KEY: sudi_key_path = optarg; break;
 		case OPT_RECORD: record = optarg; break;
@@ -447,7 +492,9 @@ int phone_cmd_cisco(int argc, char **argv)
 			cisco_builder_init(b, CISCO_AUTH_RESPONSE, sid);
 			cisco_put_u8(b, CISCO_EL_REASON, CISCO_REASON_SUCCESS);
 			cisco_put_u8(b, CISCO_EL_VERSION, CISCO_VERSION);
-			if (no_nul)
+			if (malform == MALFORM_NO_NAME)
+				; /* no DEVICE_NAME */
+			else if (no_nul)
 				cisco_put(b, CISCO_EL_DEVICE_NAME, name, strlen(name));
 			else
 				cisco_put_string(b, CISCO_EL_DEVICE_NAME, name);
@@ -517,6 +564,9 @@ int phone_cmd_cisco(int argc, char **argv)
 					free(e);
 				}
 			}
+			if (malform == MALFORM_ELEMENT)
+				cisco_put(b, MALFORM_TAG, "xx", 2); /* its length spoilt on sending */
+			p->malform = malform;
 		} else if (cmd == CISCO_KEY_GENERATE_REQUEST) {
 			int kt = wrong_key != 0 ? wrong_key : key_type_asked(&p->m);
 			gnutls_pubkey_t pub = NULL;
@@ -620,6 +670,12 @@ int phone_cmd_cisco(int argc, char **argv)
 			fprintf(stderr, PHONE_PROG " cisco: cannot send\n");
 			goto out;
 		}
+		if (p->malform == MALFORM_BODY) {
+			/* The rest of the body never comes: the phone hangs up. */
+			printf("closed inside the message\n");
+			goto out;
+		}
+		p->malform = MALFORM_NONE;
 	}
 out:
 	/* The END_SESSION reason is the Cisco server's code. */
