@@ -25,6 +25,7 @@
 /* ---- help ------------------------------------------------------------- */
 
 static const struct ctl_command *const areas[] = {
+	ctl_query_commands,
 	ctl_ca_commands,
 	ctl_store_commands,
 };
@@ -38,7 +39,8 @@ static void usage_main(FILE *f)
 		   "  device add NAME...   add devices and schedule their operation\n"
 		   "  device set NAME...   change the settings of existing devices\n"
 		   "  device show NAME     show one device and its certificates\n"
-		   "  device list          list every device\n"
+		   "  device list          list devices (--where: a query)\n"
+		   "  device del NAME...   remove devices, revoking their certificates\n"
 		   "  status               show the server's status\n");
 	for (size_t t = 0; t < sizeof(areas) / sizeof(areas[0]); t++)
 		for (const struct ctl_command *cmd = areas[t]; cmd->name != NULL; cmd++)
@@ -66,7 +68,8 @@ static void usage_device(FILE *f)
 		   "              [--key TYPE] [--lsc-days N] [--deadline DATE]\n"
 		   "  set NAME... [the options of add] [--unlock]\n"
 		   "  show NAME\n"
-		   "  list\n"
+		   "  list [--where EXPR]... [--page-size N]\n"
+		   "  del NAME... [--keep-cert]\n"
 		   "\n"
 		   "'" PROG " device COMMAND --help' describes a command.\n");
 }
@@ -107,13 +110,6 @@ static void usage_show(FILE *f)
 	fprintf(f, "Usage: " PROG " device show NAME [--json|--csv]\n"
 		   "Show every field of a device record, its current LSC and every\n"
 		   "certificate it was issued (current, unacknowledged, past).\n");
-}
-
-static void usage_list(FILE *f)
-{
-	fprintf(f, "Usage: " PROG " device list [--json|--csv]\n"
-		   "List every device, sorted by name: a table, a JSON array of objects\n"
-		   "or CSV with a header line.\n");
 }
 
 static void usage_status(FILE *f)
@@ -359,6 +355,7 @@ static void json_kv(FILE *f, const char *key, const char *val, bool comma)
 }
 
 static void json_device_extra(FILE *f, const Capf__Device *d);
+static void csv_device(FILE *f, const struct device_view *v);
 static void json_device_fetched(FILE *f, const Capf__Device *d);
 static void json_device_certs(FILE *f, const Capf__Device *d, const Capf__AdminResponse *resp);
 
@@ -400,16 +397,38 @@ static void json_device(FILE *f, const Capf__Device *d, const struct device_view
 		json_kv(f, "state", v->cert_state, false);
 		fputc('}', f);
 	}
+	fputc(',', f);
+	json_device_extra(f, d);
 	if (shown) {
-		fputc(',', f);
 		json_device_fetched(f, d);
-		json_device_extra(f, d);
 		json_device_certs(f, d, shown);
+	} else {
+		/* A list carries no fetch report (it is big): its size and time. */
+		json_kv(f, "fetched_at", v->fetched_at[0] ? v->fetched_at : NULL, true);
+		fprintf(f, "\"fetched_count\":%zu", d->n_fetched);
 	}
 	fputc('}', f);
 }
 
-static const char *const csv_device_header =
+void ctl_device_json(FILE *f, const Capf__Device *d, const Capf__Certificate *c)
+{
+	struct device_view v;
+
+	view_init(&v, d, c, true);
+	json_device(f, d, &v, NULL);
+	view_deinit(&v);
+}
+
+void ctl_device_csv(FILE *f, const Capf__Device *d, const Capf__Certificate *c)
+{
+	struct device_view v;
+
+	view_init(&v, d, c, true);
+	csv_device(f, &v);
+	view_deinit(&v);
+}
+
+const char *const ctl_csv_device_header =
 	"name,op,auth,key,deadline,status,last_error,lsc_serial,lsc_subject,lsc_not_before,"
 	"lsc_not_after,lsc_state,created,updated,key_order,ec_key,lsc_days,auth_string,auth_failures,"
 	"locked_until,lockouts,fetched,fetched_at\n";
@@ -1187,7 +1206,7 @@ static int cmd_device_show(struct ctl *c, int argc, char **argv)
 		fputc('\n', stdout);
 		break;
 	case FMT_CSV:
-		fputs(csv_device_header, stdout);
+		fputs(ctl_csv_device_header, stdout);
 		csv_device(stdout, &v);
 		break;
 	default:
@@ -1202,109 +1221,6 @@ out:
 	free(index);
 	capf__admin_response__free_unpacked(resp, NULL);
 	return ret;
-}
-
-#define LIST_COLS 7
-
-static void list_row(const struct device_view *v, const char *cols[LIST_COLS], char *expires,
-		     size_t len)
-{
-	cols[0] = v->name;
-	cols[1] = v->op;
-	cols[2] = v->auth;
-	cols[3] = v->key;
-	cols[4] = v->status;
-	cols[5] = or_dash(v->serial);
-	/* The table shows the expiry date only; --json/--csv give the second. */
-	snprintf(expires, len, "%.10s", v->has_lsc_times ? v->lsc_na : "-");
-	cols[6] = expires;
-}
-
-static int cmd_device_list(struct ctl *c, int argc, char **argv)
-{
-	static const char *const heads[LIST_COLS] = {
-		"NAME", "OP", "AUTH", "KEY", "STATUS", "LSC SERIAL", "LSC EXPIRES",
-	};
-	Capf__AdminRequest req = CAPF__ADMIN_REQUEST__INIT;
-	Capf__DeviceList list = CAPF__DEVICE_LIST__INIT;
-	Capf__AdminResponse *resp = NULL;
-	const Capf__Certificate **index = NULL;
-	const char *cols[LIST_COLS];
-	size_t width[LIST_COLS], i, k, len;
-	struct device_view v;
-	char expires[32];
-	bool help;
-	int pass, ret;
-
-	ret = simple_opts(c, argc, argv, "device list", usage_list, &help);
-	if (ret || help)
-		return ret;
-	ret = ctl_no_operands("device list", argc, argv);
-	if (ret)
-		return ret;
-	req.body_case = CAPF__ADMIN_REQUEST__BODY_DEVICE_LIST;
-	req.device_list = &list;
-	ret = ctl_call_ok(c, &req, &resp, NULL);
-	if (ret)
-		return ret;
-	index = cert_index(resp);
-
-	switch (c->fmt) {
-	case FMT_JSON:
-		fputc('[', stdout);
-		for (i = 0; i < resp->n_devices; i++) {
-			const Capf__Device *d = resp->devices[i];
-
-			view_init(&v, d, find_lsc(resp, index, d), true);
-			if (i)
-				fputs(",\n", stdout);
-			json_device(stdout, d, &v, NULL);
-			view_deinit(&v);
-		}
-		fputs("]\n", stdout);
-		break;
-	case FMT_CSV:
-		fputs(csv_device_header, stdout);
-		for (i = 0; i < resp->n_devices; i++) {
-			const Capf__Device *d = resp->devices[i];
-
-			view_init(&v, d, find_lsc(resp, index, d), true);
-			csv_device(stdout, &v);
-			view_deinit(&v);
-		}
-		break;
-	default:
-		/* Two passes: the column widths, then the rows. */
-		for (k = 0; k < LIST_COLS; k++)
-			width[k] = strlen(heads[k]);
-		for (pass = 0; pass < 2; pass++) {
-			if (pass == 1) {
-				for (k = 0; k < LIST_COLS; k++)
-					printf("%-*s%s", k + 1 < LIST_COLS ? (int)width[k] : 0,
-					       heads[k], k + 1 < LIST_COLS ? "  " : "\n");
-			}
-			for (i = 0; i < resp->n_devices; i++) {
-				const Capf__Device *d = resp->devices[i];
-
-				view_init(&v, d, find_lsc(resp, index, d), false);
-				list_row(&v, cols, expires, sizeof(expires));
-				for (k = 0; k < LIST_COLS; k++) {
-					len = strlen(cols[k]);
-					if (pass == 0 && len > width[k])
-						width[k] = len;
-					if (pass == 1)
-						printf("%-*s%s",
-						       k + 1 < LIST_COLS ? (int)width[k] : 0,
-						       cols[k], k + 1 < LIST_COLS ? "  " : "\n");
-				}
-				view_deinit(&v);
-			}
-		}
-		break;
-	}
-	free(index);
-	capf__admin_response__free_unpacked(resp, NULL);
-	return CTL_EXIT_OK;
 }
 
 static int cmd_device_add(struct ctl *c, int argc, char **argv)
@@ -1323,7 +1239,8 @@ static int cmd_device(struct ctl *c, int argc, char **argv)
 		{ "add", cmd_device_add },
 		{ "set", cmd_device_set },
 		{ "show", cmd_device_show },
-		{ "list", cmd_device_list },
+		{ "list", ctl_cmd_device_list },
+		{ "del", ctl_cmd_device_del },
 		{ NULL, NULL },
 	};
 

@@ -55,6 +55,7 @@ struct ctl_command {
 };
 
 /* Tables of each area's commands, each ending with a zeroed entry. */
+extern const struct ctl_command ctl_query_commands[];
 extern const struct ctl_command ctl_ca_commands[];
 extern const struct ctl_command ctl_store_commands[];
 
@@ -113,5 +114,38 @@ int ctl_dispatch(struct ctl *c, int argc, char **argv, const char *area, void (*
  */
 int simple_opts(struct ctl *c, int argc, char **argv, const char *cmd, void (*usage)(FILE *),
 		bool *help);
+
+/* ---- devices: output (capfctl.c) and queries (capfctl_query.c) ---------- */
+
+/* ctl_device_json() - d as the JSON object of device list: every field of
+ * device show but its certificate history and the fetched certificates
+ * themselves; c is the record of its current LSC (NULL: none known). */
+void ctl_device_json(FILE *f, const Capf__Device *d, const Capf__Certificate *c);
+
+/* ctl_csv_device_header - the header line of ctl_device_csv()'s rows. */
+extern const char *const ctl_csv_device_header;
+
+/* ctl_device_csv() - d as one CSV row (see ctl_device_json()). */
+void ctl_device_csv(FILE *f, const Capf__Device *d, const Capf__Certificate *c);
+
+/* The device subcommands of capfctl_query.c: device list, device del. */
+int ctl_cmd_device_list(struct ctl *c, int argc, char **argv);
+int ctl_cmd_device_del(struct ctl *c, int argc, char **argv);
+
+/* cert list (capfctl_query.c), a subcommand of cert (capfctl_ca.c). */
+int ctl_cmd_cert_list(struct ctl *c, int argc, char **argv);
+
+/*
+ * ctl_device_pages() - every device that filter f (NULL: all) matches,
+ * sorted by name, one page of at most page_size at a time: cb gets each
+ * page's answer (its devices and their current LSC records) until it
+ * returns non-zero. Returns 0, cb's value or an exit status (reported).
+ */
+int ctl_device_pages(struct ctl *c, const Capf__DeviceFilter *f, unsigned page_size,
+		     int (*cb)(const Capf__AdminResponse *page, void *arg), void *arg);
+
+/* ctl_page_lsc() - the current LSC record of d among a page's
+ * certificates (sorted by ctl_page_sort()), or NULL. */
+const Capf__Certificate *ctl_page_lsc(const Capf__AdminResponse *page, const Capf__Device *d);
 
 #endif /* CAPF_TOOLS_CAPFCTL_H */

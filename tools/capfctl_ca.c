@@ -856,6 +856,8 @@ static void usage_cert(FILE *f)
 		   "  show SERIAL                    one certificate record\n"
 		   "  revoke SERIAL --reason REASON  revoke an LSC: it no longer authenticates\n"
 		   "                                 and the CRL lists it\n"
+		   "  list [--device NAME] [--state S[,S]] [--expires-before DATE]\n"
+		   "       [--expires-within N]      certificate records, by serial\n"
 		   "\n"
 		   "SERIAL is hex ('" PROG " device show' prints it). REASON is one of\n"
 		   "unspecified, keyCompromise, cACompromise, affiliationChanged, superseded,\n"
@@ -1014,6 +1016,7 @@ static int cmd_cert(struct ctl *c, int argc, char **argv)
 	static const struct ctl_subcommand subs[] = {
 		{ "show", cmd_cert_show },
 		{ "revoke", cmd_cert_revoke },
+		{ "list", ctl_cmd_cert_list },
 		{ NULL, NULL },
 	};
 
@@ -1024,7 +1027,8 @@ const struct ctl_command ctl_ca_commands[] = {
 	{ "ca", "ca status|csr|import|rollover|bundle   the CAPF CA", cmd_ca },
 	{ "trust", "trust add|list|remove  manufacturer roots and the enterprise chain",
 	  cmd_trust },
-	{ "cert", "cert show|revoke SERIAL  one certificate; revocation", cmd_cert },
+	{ "cert", "cert show|revoke SERIAL  one certificate; revocation\n"
+		  "  cert list            certificates by device, state, expiry", cmd_cert },
 	{ "crl", "crl [--pem|--der]     the certificate revocation list", cmd_crl },
 	{ NULL, NULL, NULL },
 };
