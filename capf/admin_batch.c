@@ -28,6 +28,7 @@
 #define FIELDS_ALL 127u
 
 struct batch_job;
+struct batch_chunk;
 
 struct batch_item {
 	struct batch_job *job;
@@ -50,7 +51,7 @@ struct batch_job {
 	Capf__DeviceBatch *batch; /* a copy: the request is freed when the handler returns */
 	struct batch_item *items;
 	size_t n, pending;
-	unsigned attempts;        /* atomic: the whole txn's */
+	struct batch_chunk *chunks; /* atomic: its txns */
 	char peer[80];
 };
 
@@ -324,70 +325,105 @@ static int item_submit(struct batch_item *it)
 				   it);
 }
 
-/* ---- one txn for the batch ---------------------------------------------------- */
+/* ---- an atomic batch ---------------------------------------------------------- */
 
-static int atomic_submit(struct batch_job *job);
+/*
+ * Records per txn of an atomic batch. The store checks each record of a
+ * txn against the earlier ones of the same txn, which costs the square of
+ * the txn's size: a batch larger than this is checked whole here, then
+ * written as consecutive txns that the writer takes in the same group
+ * commit as a rule. All or none holds for each txn; a write that fails
+ * midway leaves the txns before it applied, and the answer says which
+ * devices failed.
+ */
+#define TXN_RECORDS_MAX 2048u
 
-static void on_atomic_done(void *arg, int result)
+struct batch_chunk {
+	struct batch_job *job;
+	size_t from, to; /* items [from, to) */
+	unsigned attempts;
+};
+
+static int chunk_submit(struct batch_chunk *ch);
+
+static void atomic_finish(struct batch_job *job)
 {
-	struct batch_job *job = arg;
-	bool refused = false;
+	size_t failed = 0;
 
-	if (result == CAPF_ESTALE && !admin_closing(job->ac) &&
-	    job->attempts < BATCH_CAS_ATTEMPTS) {
-		for (size_t i = 0; i < job->n && result == CAPF_ESTALE; i++)
-			if (item_prepare(&job->items[i]) < 0)
-				result = CAPF_ENOMEM;
-		for (size_t i = 0; i < job->n; i++)
-			refused = refused || job->items[i].result != 0;
-		if (result == CAPF_ESTALE && !refused) {
-			result = atomic_submit(job);
-			if (result == 0)
-				return;
-		}
-	}
+	if (--job->pending > 0)
+		return;
+	for (size_t i = 0; i < job->n; i++)
+		failed += job->items[i].result != 0;
 	if (!admin_closing(job->ac)) {
-		if (result < 0 && !refused) {
-			for (size_t i = 0; i < job->n; i++) {
-				struct batch_item *it = &job->items[i];
-
-				if (!it->write)
-					continue;
-				it->result = result;
-				store_text(result, it->put->device->name, it->text,
-					   sizeof(it->text));
-			}
-		}
-		if (refused)
-			job_respond(job, CAPF_EINVAL, "the batch was refused: nothing written");
+		if (failed == 0)
+			job_respond(job, 0, NULL);
+		else if (failed == job->n)
+			job_respond(job, job->items[0].result,
+				    "the batch could not be written: nothing written");
 		else
-			job_respond(job, result,
-				    result < 0 ? "the batch could not be written: nothing written"
-					       : NULL);
+			job_respond(job, CAPF_EIO,
+				    "part of the batch could not be written: see the devices");
 	}
 	admin_release(job->ac);
+	free(job->chunks);
 	job_free(job);
 }
 
-/* Returns 0 (on_atomic_done() follows) or the submit error; nothing to
- * write answers at once (1). */
-static int atomic_submit(struct batch_job *job)
+static void on_chunk_done(void *arg, int result)
 {
+	struct batch_chunk *ch = arg;
+	struct batch_job *job = ch->job;
+
+	if (result == CAPF_ESTALE && !admin_closing(job->ac) &&
+	    ch->attempts < BATCH_CAS_ATTEMPTS) {
+		bool refused = false;
+
+		for (size_t i = ch->from; i < ch->to && result == CAPF_ESTALE; i++)
+			if (item_prepare(&job->items[i]) < 0)
+				result = CAPF_ENOMEM;
+		for (size_t i = ch->from; i < ch->to; i++)
+			refused = refused || job->items[i].result != 0;
+		if (result == CAPF_ESTALE && !refused) {
+			result = chunk_submit(ch);
+			if (result == 0)
+				return;
+		}
+		if (refused && result == CAPF_ESTALE)
+			result = 0; /* the refused items carry their own result */
+	}
+	if (result < 0) {
+		for (size_t i = ch->from; i < ch->to; i++) {
+			struct batch_item *it = &job->items[i];
+
+			if (!it->write || it->result != 0)
+				continue;
+			it->result = result;
+			store_text(result, it->put->device->name, it->text, sizeof(it->text));
+		}
+	}
+	atomic_finish(job);
+}
+
+/* One txn of the items of ch that write. Returns 0 (on_chunk_done()
+ * follows), 1 (nothing to write) or the submit error. */
+static int chunk_submit(struct batch_chunk *ch)
+{
+	struct batch_job *job = ch->job;
 	Capf__StoreRecord *recs = NULL, **ptrs = NULL;
 	struct store_audit_event ev = { .kind = CAPF__AUDIT_KIND__AUDIT_ADMIN };
 	char detail[200];
-	size_t k = 0, created = 0;
+	size_t k = 0, created = 0, n = ch->to - ch->from;
 	int ret;
 
-	job->attempts++;
-	recs = calloc(job->n, sizeof(*recs));
-	ptrs = calloc(job->n, sizeof(*ptrs));
+	ch->attempts++;
+	recs = calloc(n, sizeof(*recs));
+	ptrs = calloc(n, sizeof(*ptrs));
 	if (recs == NULL || ptrs == NULL) {
 		ret = CAPF_ENOMEM;
 		goto out;
 	}
-	for (size_t i = 0; i < job->n; i++) {
-		if (!job->items[i].write)
+	for (size_t i = ch->from; i < ch->to; i++) {
+		if (!job->items[i].write || job->items[i].result != 0)
 			continue;
 		record_of(&job->items[i], &recs[k]);
 		ptrs[k] = &recs[k];
@@ -398,17 +434,63 @@ static int atomic_submit(struct batch_job *job)
 		ret = 1;
 		goto out;
 	}
-	snprintf(detail, sizeof(detail), "device batch (atomic): %zu added, %zu changed", created,
-		 k - created);
+	snprintf(detail, sizeof(detail), "device batch (atomic, devices %zu..%zu of %zu): %zu added, %zu changed",
+		 ch->from + 1, ch->to, job->n, created, k - created);
 	ev.peer = job->peer;
 	ev.detail = detail;
-	ret = bridge_submit_audit(&job->srv->bridge, job->srv->store, ptrs, k, &ev,
-				  on_atomic_done, job);
+	ret = bridge_submit_audit(&job->srv->bridge, job->srv->store, ptrs, k, &ev, on_chunk_done,
+				  ch);
 out:
 	/* The store packed the records: the arrays can go. */
 	free(recs);
 	free(ptrs);
 	return ret;
+}
+
+/* A chunk that could not be submitted: its writing items fail. */
+static void on_chunk_done_failed(struct batch_chunk *ch, int result)
+{
+	for (size_t i = ch->from; i < ch->to; i++) {
+		struct batch_item *it = &ch->job->items[i];
+
+		if (!it->write || it->result != 0)
+			continue;
+		it->result = result;
+		store_text(result, it->put->device->name, it->text, sizeof(it->text));
+	}
+}
+
+/* Writes every item of an atomic batch that was checked whole. */
+static void atomic_submit(struct batch_job *job)
+{
+	size_t nchunks = (job->n + TXN_RECORDS_MAX - 1) / TXN_RECORDS_MAX;
+
+	job->chunks = calloc(nchunks ? nchunks : 1, sizeof(*job->chunks));
+	job->pending = 1;
+	admin_hold(job->ac);
+	for (size_t c = 0; c < nchunks && job->chunks != NULL; c++) {
+		struct batch_chunk *ch = &job->chunks[c];
+		int ret;
+
+		ch->job = job;
+		ch->from = c * TXN_RECORDS_MAX;
+		ch->to = ch->from + TXN_RECORDS_MAX < job->n ? ch->from + TXN_RECORDS_MAX : job->n;
+		job->pending++;
+		ret = chunk_submit(ch);
+		if (ret == 0)
+			continue;
+		job->pending--;
+		if (ret < 0)
+			on_chunk_done_failed(ch, ret);
+	}
+	if (job->chunks == NULL)
+		for (size_t i = 0; i < job->n; i++)
+			if (job->items[i].write && job->items[i].result == 0) {
+				job->items[i].result = CAPF_ENOMEM;
+				snprintf(job->items[i].text, sizeof(job->items[i].text),
+					 "out of memory");
+			}
+	atomic_finish(job);
 }
 
 void admin_handle_batch(struct admin_client *ac, const Capf__AdminRequest *req)
@@ -457,15 +539,7 @@ void admin_handle_batch(struct admin_client *ac, const Capf__AdminRequest *req)
 			job_free(job);
 			return;
 		}
-		ret = atomic_submit(job);
-		if (ret == 1) {
-			job_respond(job, 0, NULL);
-			job_free(job);
-			return;
-		}
-		if (ret < 0)
-			goto fail;
-		admin_hold(ac);
+		atomic_submit(job);
 		return;
 	}
 	/* One txn each: hold until the last completion answers. */

@@ -190,12 +190,14 @@ struct page {
 	size_t bytes;
 };
 
-static int page_grow(struct page *p, size_t want)
+/* Room for one more device and certificate. */
+static int page_grow(struct page *p)
 {
 	Capf__Device **d;
 	Capf__Certificate **c;
+	size_t want = p->cap ? p->cap * 2 : 64;
 
-	if (want <= p->cap)
+	if (p->n_devs < p->cap && p->n_certs < p->cap)
 		return 0;
 	d = realloc(p->devs, want * sizeof(*d));
 	if (d == NULL)
@@ -293,7 +295,7 @@ static void handle_device_list(struct admin_client *ac, const Capf__AdminRequest
 				capf__certificate__free_unpacked(c, NULL);
 			continue;
 		}
-		ret = page_grow(&pg, pg.cap ? pg.cap * 2 : 64);
+		ret = page_grow(&pg);
 		if (ret < 0) {
 			capf__device__free_unpacked(d, NULL);
 			if (c != NULL)
@@ -379,7 +381,7 @@ static int cert_page_add(struct page *pg, const Capf__CertList *q, Capf__Certifi
 		capf__certificate__free_unpacked(c, NULL);
 		return 0;
 	}
-	if (page_grow(pg, pg->cap ? pg->cap * 2 : 64) < 0) {
+	if (page_grow(pg) < 0) {
 		capf__certificate__free_unpacked(c, NULL);
 		return CAPF_ENOMEM;
 	}

@@ -369,7 +369,7 @@ static int device_put_valid(const Capf__DevicePut *p)
 {
 	const Capf__Device *d;
 
-	if (!p || !p->device || p->fields > 127)
+	if (!p || !p->device || p->fields > 255)
 		return 0;
 	d = p->device;
 	if (d->auth_secret != NULL &&

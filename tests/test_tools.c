@@ -94,6 +94,14 @@ static void test_csv_field(void)
 	CU_ASSERT_STRING_EQUAL(capture_str(client_csv_field, "l1\nl2"), "\"l1\nl2\"");
 	CU_ASSERT_STRING_EQUAL(capture_str(client_csv_field, "cr\r"), "\"cr\r\"");
 	CU_ASSERT_STRING_EQUAL(capture_str(client_csv_field, "CN=a+OU=b"), "CN=a+OU=b");
+	/* What a spreadsheet would run is exported as text. */
+	CU_ASSERT_STRING_EQUAL(capture_str(client_csv_field, "=1+2"), "'=1+2");
+	CU_ASSERT_STRING_EQUAL(capture_str(client_csv_field, "+1"), "'+1");
+	CU_ASSERT_STRING_EQUAL(capture_str(client_csv_field, "-2"), "'-2");
+	CU_ASSERT_STRING_EQUAL(capture_str(client_csv_field, "@SUM(A1)"), "'@SUM(A1)");
+	CU_ASSERT_STRING_EQUAL(capture_str(client_csv_field, "=HYPERLINK(\"x\",1)"),
+			       "\"'=HYPERLINK(\"\"x\"\",1)\"");
+	CU_ASSERT_STRING_EQUAL(capture_str(client_csv_field, "a=b"), "a=b");
 }
 
 static void test_parse_date_invalid(void)

@@ -26,6 +26,7 @@
 
 static const struct ctl_command *const areas[] = {
 	ctl_query_commands,
+	ctl_bulk_commands,
 	ctl_ca_commands,
 	ctl_store_commands,
 };

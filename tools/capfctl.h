@@ -56,6 +56,7 @@ struct ctl_command {
 
 /* Tables of each area's commands, each ending with a zeroed entry. */
 extern const struct ctl_command ctl_query_commands[];
+extern const struct ctl_command ctl_bulk_commands[];
 extern const struct ctl_command ctl_ca_commands[];
 extern const struct ctl_command ctl_store_commands[];
 

@@ -1182,13 +1182,21 @@ void client_json_string(FILE *f, const char *s)
 
 void client_csv_field(FILE *f, const char *s)
 {
+	/* A spreadsheet runs a cell that begins with one of these as a
+	 * formula (CSV injection): a quote mark before it makes it text. */
+	bool formula = s && *s && strchr("=+-@\t\r", *s) != NULL;
+
 	if (!s)
 		return;
 	if (!strpbrk(s, ",\"\r\n")) {
+		if (formula)
+			fputc('\'', f);
 		fputs(s, f);
 		return;
 	}
 	fputc('"', f);
+	if (formula)
+		fputc('\'', f);
 	for (; *s; s++) {
 		if (*s == '"')
 			fputc('"', f);

@@ -270,8 +270,9 @@ void phone_enroll_result_deinit(struct phone_enroll_result *r);
 void client_json_string(FILE *f, const char *s);
 
 /* client_csv_field() - write s as one CSV field (RFC 4180): quoted, with
- * quotes doubled, when it holds a comma, quote, CR or LF. NULL writes
- * nothing. */
+ * quotes doubled, when it holds a comma, quote, CR or LF; a field that
+ * begins with '=', '+', '-', '@', TAB or CR gets a "'" before it, so that
+ * no spreadsheet runs it as a formula. NULL writes nothing. */
 void client_csv_field(FILE *f, const char *s);
 
 /* client_time_iso() - t as ISO 8601 UTC "YYYY-MM-DDTHH:MM:SSZ" into buf
