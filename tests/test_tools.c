@@ -26,6 +26,7 @@
 #include <gnutls/x509.h>
 
 #include "ca/ca.h"
+#include "tools/where.h"
 #include "tools/client.h"
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
@@ -81,6 +82,96 @@ static void test_json_escapes(void)
 	/* Valid UTF-8 of 2, 3 and 4 bytes passes through. */
 	CU_ASSERT_STRING_EQUAL(capture_str(client_json_string, "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x93\x9e"),
 			       "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x93\x9e\"");
+}
+
+/* ---- --where expressions (tools/where.c) ---------------------------------- */
+
+static int where1(struct where *w, const char *expr)
+{
+	char err[200];
+
+	where_init(w);
+	return where_parse(w, expr, 1000000, err, sizeof(err));
+}
+
+static void test_where_invalid(void)
+{
+	struct where w;
+	char err[200] = "";
+
+	where_init(&w);
+	CU_ASSERT_EQUAL(where_parse(&w, NULL, 0, err, sizeof(err)), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(where1(&w, ""), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(where1(&w, "   "), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(where1(&w, "frobnicate"), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(where1(&w, "status = bogus"), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(where1(&w, "status ="), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(where1(&w, "auth = unspecified"), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(where1(&w, "op = reboot"), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(where1(&w, "name = bad/name"), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(where1(&w, "name between a"), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(where1(&w, "expires before 2027-02-30"), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(where1(&w, "expires within 30y"), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(where1(&w, "expires within d"), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(where1(&w, "expires soon"), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(where1(&w, "no lsc and"), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(where1(&w, "and no lsc"), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(where1(&w, "status = a,b,c,d,e,f,g,h,i"), CAPF_EINVAL);
+	where_init(&w);
+	CU_ASSERT_EQUAL(where_parse(&w, "bogus words", 0, err, sizeof(err)), CAPF_EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "bogus words"));
+}
+
+static void test_where_vectors(void)
+{
+	struct where w;
+	int64_t d;
+
+	CU_ASSERT_EQUAL(where1(&w, "no lsc"), 0);
+	CU_ASSERT_TRUE(w.f.no_lsc);
+	CU_ASSERT_EQUAL(where1(&w, "has lsc and unacknowledged"), 0);
+	CU_ASSERT_TRUE(w.f.has_lsc && w.f.unacknowledged);
+	CU_ASSERT_EQUAL(w.conditions, 2);
+	CU_ASSERT_EQUAL(where1(&w, "name = SEP001122334455"), 0);
+	CU_ASSERT_STRING_EQUAL(w.f.name, "SEP001122334455");
+	CU_ASSERT_EQUAL(where1(&w, "name = SEP00*"), 0);
+	CU_ASSERT_STRING_EQUAL(w.f.name_glob, "SEP00*");
+	CU_ASSERT_EQUAL(where1(&w, "name like SEP00??"), 0);
+	CU_ASSERT_STRING_EQUAL(w.f.name_glob, "SEP00??");
+	CU_ASSERT_EQUAL(where1(&w, "name prefix SEP00"), 0);
+	CU_ASSERT_STRING_EQUAL(w.f.name_prefix, "SEP00");
+	CU_ASSERT_EQUAL(where1(&w, "status=pending,failed"), 0);
+	CU_ASSERT_EQUAL(w.f.n_status, 2);
+	CU_ASSERT_EQUAL(w.f.status[0], CAPF__OP_STATUS__STATUS_PENDING);
+	CU_ASSERT_EQUAL(w.f.status[1], CAPF__OP_STATUS__STATUS_FAILED);
+	CU_ASSERT_EQUAL(where1(&w, "auth in string,mic-or-lsc and op = fetch"), 0);
+	CU_ASSERT_EQUAL(w.f.n_auth, 2);
+	CU_ASSERT_EQUAL(w.f.auth[1], CAPF__AUTH_MODE__AUTH_MIC_OR_LSC);
+	CU_ASSERT_EQUAL(w.f.n_op, 1);
+	CU_ASSERT_EQUAL(w.f.op[0], CAPF__OPERATION__OP_FETCH);
+	/* Relative to now (1000000 here); a bare day is its start. */
+	CU_ASSERT_EQUAL(where1(&w, "expires within 30d"), 0);
+	CU_ASSERT_EQUAL(w.f.expires_before, 1000000 + 30 * 86400);
+	CU_ASSERT_EQUAL(where1(&w, "expires before 1970-01-02"), 0);
+	CU_ASSERT_EQUAL(w.f.expires_before, 86400);
+	CU_ASSERT_EQUAL(where1(&w, "expires after 1970-01-01T00:00:10Z"), 0);
+	CU_ASSERT_EQUAL(w.f.expires_after, 10);
+	CU_ASSERT_EQUAL(where_duration("12h", &d), 0);
+	CU_ASSERT_EQUAL(d, 12 * 3600);
+	CU_ASSERT_EQUAL(where_duration("2w", &d), 0);
+	CU_ASSERT_EQUAL(d, 14 * 86400);
+	CU_ASSERT_EQUAL(where_duration("90", &d), 0);
+	CU_ASSERT_EQUAL(d, 90 * 86400);
+	CU_ASSERT_EQUAL(where_duration("1dd", &d), CAPF_EINVAL);
+	/* Two expressions add up. */
+	where_init(&w);
+	{
+		char err[100];
+		CU_ASSERT_EQUAL(where_parse(&w, "no lsc", 0, err, sizeof(err)), 0);
+		CU_ASSERT_EQUAL(where_parse(&w, "status = failed", 0, err, sizeof(err)), 0);
+		CU_ASSERT_TRUE(w.f.no_lsc);
+		CU_ASSERT_EQUAL(w.f.n_status, 1);
+	}
 }
 
 static void test_csv_field(void)
@@ -1275,6 +1366,8 @@ static const struct test_def output_tests[] = {
 	{ "json invalid utf-8", test_json_invalid_utf8 },
 	{ "json escapes", test_json_escapes },
 	{ "csv field", test_csv_field },
+	{ "where: invalid", test_where_invalid },
+	{ "where: vectors", test_where_vectors },
 	{ "parse date invalid", test_parse_date_invalid },
 	{ "parse date valid", test_parse_date_valid },
 	{ "time iso", test_time_iso },

@@ -864,7 +864,7 @@ static int cmd_bulk_import(struct ctl *c, int argc, char **argv)
 	for (size_t i = 0; i < b.n; i++) {
 		struct bulk_line *l = &b.lines[i];
 
-		if (!l->has_string || (dry && l->generated))
+		if (!l->has_string)
 			continue;
 		ret = line_secret(l);
 		if (ret < 0) {
