@@ -46,6 +46,11 @@ struct admin_client {
 	char name[DEVICE_NAME_MAX + 1];
 	/* Paged lists: what the client's listing walks (capf/admin_query.c). */
 	struct admin_cursor *cursor;
+	/* Who the peer is (SO_PEERCRED, at accept) and what it may do. */
+	enum admin_role role;
+	uid_t uid;
+	pid_t pid;
+	char user[32];
 };
 
 /* Attempts of an admin write that keeps meeting a newer record before it
@@ -148,15 +153,19 @@ bool admin_closing(const struct admin_client *ac)
 
 void admin_peer(struct admin_client *ac, char *buf, size_t len)
 {
-	struct ucred cred;
-	socklen_t cl = sizeof(cred);
+	snprintf(buf, len, "admin uid=%u(%s) pid=%d", (unsigned)ac->uid, ac->user, (int)ac->pid);
+}
+
+/* The peer's credentials, as the kernel recorded them at connect(2). */
+static int peer_cred(struct admin_client *ac, struct ucred *cred)
+{
+	socklen_t cl = sizeof(*cred);
 	uv_os_fd_t fd;
 
-	if (uv_fileno((uv_handle_t *)&ac->pipe, &fd) == 0 &&
-	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0)
-		snprintf(buf, len, "admin uid=%u pid=%d", (unsigned)cred.uid, (int)cred.pid);
-	else
-		snprintf(buf, len, "admin");
+	if (uv_fileno((uv_handle_t *)&ac->pipe, &fd) != 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cred, &cl) != 0)
+		return CAPF_EACCES;
+	return 0;
 }
 
 struct admin_cursor **admin_cursor_slot(struct admin_client *ac)
@@ -262,8 +271,10 @@ static void on_put_done(void *arg, int result)
 			admin_redact(d, true);
 			resp.n_devices = 1;
 			resp.devices = devs;
-			log_info("admin: device %s recorded: op %s, auth %s (revision %llu)", ac->name,
-				 op_name(d->op), auth_name(d->auth), (unsigned long long)d->revision);
+			log_info("admin: device %s recorded by uid %u (%s): op %s, auth %s (revision "
+				 "%llu)",
+				 ac->name, (unsigned)ac->uid, ac->user, op_name(d->op), auth_name(d->auth),
+				 (unsigned long long)d->revision);
 			admin_respond(ac, &resp);
 		}
 	}
@@ -620,11 +631,24 @@ static void handle_request(struct admin_client *ac, const uint8_t *payload, size
 	}
 	for (size_t t = 0; t < sizeof(handler_tables) / sizeof(handler_tables[0]); t++) {
 		for (const struct admin_handler *h = handler_tables[t]; h->handle != NULL; h++) {
-			if (h->body == req->body_case) {
-				log_debug("admin: %s", h->name);
-				h->handle(ac, req);
+			if (h->body != req->body_case)
+				continue;
+			if (ac->role == ADMIN_ROLE_NONE ||
+			    (ac->role == ADMIN_ROLE_READONLY && !admin_request_readonly(req))) {
+				char text[200];
+
+				snprintf(text, sizeof(text),
+					 ac->role == ADMIN_ROLE_NONE
+						 ? "user %s (uid %u) may not use the admin socket"
+						 : "user %s (uid %u) may only read: %s is refused",
+					 ac->user, (unsigned)ac->uid, h->name);
+				log_warn("admin: %s", text);
+				admin_respond_error(ac, CAPF_EACCES, text);
 				goto out;
 			}
+			log_debug("admin: %s by uid %u", h->name, (unsigned)ac->uid);
+			h->handle(ac, req);
+			goto out;
 		}
 	}
 	admin_respond_error(ac, CAPF_ENOTSUP, "unknown admin request");
@@ -711,6 +735,20 @@ static void on_admin_connection(uv_stream_t *server, int status)
 	if (uv_accept(server, (uv_stream_t *)&ac->pipe) < 0) {
 		client_close(ac);
 		return;
+	}
+	{
+		struct ucred cred;
+
+		if (peer_cred(ac, &cred) < 0) {
+			log_warn("admin: a peer without credentials: closed");
+			client_close(ac);
+			return;
+		}
+		ac->uid = cred.uid;
+		ac->pid = cred.pid;
+		ac->role = admin_role_of(srv->cfg, cred.uid, cred.gid, ac->user, sizeof(ac->user));
+		log_debug("admin: uid %u (%s) pid %d connected: role %s", (unsigned)cred.uid,
+			  ac->user, (int)cred.pid, admin_role_name(ac->role));
 	}
 	uv_read_start((uv_stream_t *)&ac->pipe, on_alloc, on_read);
 }

@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "proto/proto.h"
 
@@ -90,6 +91,30 @@ void admin_redact(Capf__Device *d, bool with_report);
 
 /* admin_handle_batch() - the DeviceBatch handler (capf/admin_batch.c). */
 void admin_handle_batch(struct admin_client *ac, const Capf__AdminRequest *req);
+
+/* What a peer of the admin socket may do (capf/admin_role.c). */
+enum admin_role {
+	ADMIN_ROLE_NONE = 0, /* nothing: every request is refused */
+	ADMIN_ROLE_READONLY, /* show, list, report, status, metrics */
+	ADMIN_ROLE_ADMIN,    /* everything */
+};
+
+struct capfd_config;
+
+/*
+ * admin_role_of() - the role of the user uid (primary group gid, from
+ * SO_PEERCRED) under the [admin] settings of cfg; its user name goes to
+ * name ("?" when it has none).
+ */
+enum admin_role admin_role_of(const struct capfd_config *cfg, uid_t uid, gid_t gid, char *name,
+			      size_t namelen);
+
+/* admin_request_readonly() - whether req only reads (a read-only peer may
+ * send it). */
+bool admin_request_readonly(const Capf__AdminRequest *req);
+
+/* admin_role_name() - "admin", "read-only" or "none". */
+const char *admin_role_name(enum admin_role role);
 
 /* A client's paged listing (capf/admin_query.c); freed with the client. */
 struct admin_cursor;

@@ -53,7 +53,14 @@ struct capfd_config {
 	unsigned port;
 	unsigned workers;      /* 0 = one per core */
 	char *admin_socket;    /* NULL = <state_dir>/capfd.sock */
-	unsigned admin_mode;   /* 0600 or 0660 */
+	unsigned admin_mode;   /* 0600, 0660 or 0666 (with roles) */
+	/* [admin]: who may use the admin socket, and how (capf/admin_role.c):
+	 * lists of user names or uids, group names or gids. None set: whoever
+	 * can open the socket administers. */
+	char *admin_users;
+	char *admin_group;
+	char *readonly_users;
+	char *readonly_group;
 	char *mfg_roots;       /* manufacturer roots (PEM) */
 	char *ca_subject;
 	unsigned ca_days;
@@ -112,6 +119,9 @@ int config_set(struct capfd_config *cfg, const char *section, const char *name,
 /* config_finish() - derive the unset paths from state_dir and check the
  * whole; 0 or CAPF_ECONFIG with a message in errbuf. */
 int config_finish(struct capfd_config *cfg, char *errbuf, size_t errlen);
+
+/* config_admin_roles() - whether any [admin] role is configured. */
+bool config_admin_roles(const struct capfd_config *cfg);
 
 void config_deinit(struct capfd_config *cfg);
 

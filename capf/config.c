@@ -38,6 +38,10 @@ static const struct opt options[] = {
 	{ "server", "admin_socket", OPT_STR, O(admin_socket), 0, 0 },
 	{ "server", "admin_mode", OPT_MODE, O(admin_mode), 0, 0 },
 	{ "server", "ready_file", OPT_STR, O(ready_file), 0, 0 },
+	{ "admin", "admin_users", OPT_STR, O(admin_users), 0, 0 },
+	{ "admin", "admin_group", OPT_STR, O(admin_group), 0, 0 },
+	{ "admin", "readonly_users", OPT_STR, O(readonly_users), 0, 0 },
+	{ "admin", "readonly_group", OPT_STR, O(readonly_group), 0, 0 },
 	{ "tls", "priority", OPT_STR, O(tls_priority), 0, 0 },
 	{ "cisco", "enabled", OPT_BOOL, O(cisco_enabled), 0, 0 },
 	{ "cisco", "port", OPT_UINT, O(cisco_port), 0, 65535 },
@@ -164,9 +168,12 @@ int config_set(struct capfd_config *cfg, const char *section, const char *name,
 			*(unsigned *)field = 0600;
 		} else if (strcmp(value, "0660") == 0 || strcmp(value, "660") == 0) {
 			*(unsigned *)field = 0660;
+		} else if (strcmp(value, "0666") == 0 || strcmp(value, "666") == 0) {
+			/* Any local user connects; the [admin] roles decide. */
+			*(unsigned *)field = 0666;
 		} else {
-			snprintf(errbuf, errlen, "[%s] %s must be 0600 or 0660, not \"%s\"", section,
-				 name, value);
+			snprintf(errbuf, errlen, "[%s] %s must be 0600, 0660 or 0666, not \"%s\"",
+				 section, name, value);
 			return CAPF_ECONFIG;
 		}
 		return 0;
@@ -242,6 +249,12 @@ int config_load(struct capfd_config *cfg, const char *path)
 
 int config_finish(struct capfd_config *cfg, char *errbuf, size_t errlen)
 {
+	if (cfg->admin_mode == 0666 && !config_admin_roles(cfg)) {
+		snprintf(errbuf, errlen,
+			 "[server] admin_mode 0666 lets every local user connect: it needs the "
+			 "[admin] roles (admin_users, admin_group, readonly_users, readonly_group)");
+		return CAPF_ECONFIG;
+	}
 	if (cfg->state_dir == NULL) {
 		snprintf(errbuf, errlen, "[server] state_dir must be set");
 		return CAPF_ECONFIG;
@@ -291,6 +304,11 @@ int config_finish(struct capfd_config *cfg, char *errbuf, size_t errlen)
 		return CAPF_ECONFIG;
 	}
 	return 0;
+}
+
+bool config_admin_roles(const struct capfd_config *cfg)
+{
+	return cfg->admin_users || cfg->admin_group || cfg->readonly_users || cfg->readonly_group;
 }
 
 void config_deinit(struct capfd_config *cfg)
