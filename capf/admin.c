@@ -15,6 +15,7 @@
 #include "capf/admin.h"
 #include "capf/capfd.h"
 #include "capf/log.h"
+#include "capf/metrics.h"
 #include "store/store.h"
 
 struct admin_client {
@@ -597,14 +598,37 @@ static void handle_status(struct admin_client *ac, const Capf__AdminRequest *req
 	st.enrollments = atomic_load(&srv->enrollments);
 	st.failures = atomic_load(&srv->failures);
 	st.connections = atomic_load(&srv->connections);
+	st.started_at = srv->started_at;
+	st.uptime = (uint64_t)(time(NULL) - srv->started_at);
+	metrics_status(srv, &st.pending_operations, &st.unacknowledged, &st.ca_not_after);
 	resp.status = &st;
 	admin_respond(ac, &resp);
+}
+
+static void handle_stats(struct admin_client *ac, const Capf__AdminRequest *req)
+{
+	Capf__AdminResponse resp = CAPF__ADMIN_RESPONSE__INIT;
+	char *text = NULL;
+	size_t len = 0;
+	int ret;
+	(void)req;
+
+	ret = metrics_render(ac->srv, &text, &len);
+	if (ret < 0) {
+		admin_respond_error(ac, ret, NULL);
+		return;
+	}
+	resp.metrics.data = (uint8_t *)text;
+	resp.metrics.len = len;
+	admin_respond(ac, &resp);
+	free(text);
 }
 
 const struct admin_handler admin_device_handlers[] = {
 	{ CAPF__ADMIN_REQUEST__BODY_DEVICE_PUT, "device-put", handle_device_put },
 	{ CAPF__ADMIN_REQUEST__BODY_DEVICE_GET, "device-get", handle_device_get },
 	{ CAPF__ADMIN_REQUEST__BODY_STATUS, "status", handle_status },
+	{ CAPF__ADMIN_REQUEST__BODY_STATS, "stats", handle_stats },
 	{ 0, NULL, NULL },
 };
 

@@ -61,6 +61,8 @@ struct capfd_config {
 	char *admin_group;
 	char *readonly_users;
 	char *readonly_group;
+	/* [metrics]: the HTTP listener of the Prometheus metrics (NULL: off). */
+	char *metrics_listen;
 	char *mfg_roots;       /* manufacturer roots (PEM) */
 	char *ca_subject;
 	unsigned ca_days;
@@ -201,6 +203,8 @@ struct server {
 	uv_loop_t *loop;               /* main loop: signals, admin */
 	uv_signal_t sigint, sigterm, sighup;
 	uv_pipe_t admin;
+	time_t started_at;
+	struct metrics *metrics;       /* capf/metrics.c */
 	struct bridge bridge;
 	bool admin_open, bridge_on, signals_on;
 

@@ -17,6 +17,7 @@
 
 #include "capf/capfd.h"
 #include "capf/log.h"
+#include "capf/metrics.h"
 
 enum opt_type { OPT_STR, OPT_UINT, OPT_SECONDS, OPT_MODE, OPT_BOOL, OPT_LEVEL };
 
@@ -42,6 +43,7 @@ static const struct opt options[] = {
 	{ "admin", "admin_group", OPT_STR, O(admin_group), 0, 0 },
 	{ "admin", "readonly_users", OPT_STR, O(readonly_users), 0, 0 },
 	{ "admin", "readonly_group", OPT_STR, O(readonly_group), 0, 0 },
+	{ "metrics", "listen", OPT_STR, O(metrics_listen), 0, 0 },
 	{ "tls", "priority", OPT_STR, O(tls_priority), 0, 0 },
 	{ "cisco", "enabled", OPT_BOOL, O(cisco_enabled), 0, 0 },
 	{ "cisco", "port", OPT_UINT, O(cisco_port), 0, 65535 },
@@ -249,6 +251,12 @@ int config_load(struct capfd_config *cfg, const char *path)
 
 int config_finish(struct capfd_config *cfg, char *errbuf, size_t errlen)
 {
+	if (cfg->metrics_listen != NULL && metrics_check_listen(cfg->metrics_listen) < 0) {
+		snprintf(errbuf, errlen,
+			 "[metrics] listen must be PORT, ADDRESS:PORT or [ADDRESS]:PORT, not \"%s\"",
+			 cfg->metrics_listen);
+		return CAPF_ECONFIG;
+	}
 	if (cfg->admin_mode == 0666 && !config_admin_roles(cfg)) {
 		snprintf(errbuf, errlen,
 			 "[server] admin_mode 0666 lets every local user connect: it needs the "

@@ -457,6 +457,11 @@ static int validate_status(const Capf__AdminRequest *r)
 	return r->status != NULL;
 }
 
+static int validate_stats(const Capf__AdminRequest *r)
+{
+	return r->stats != NULL;
+}
+
 /* Store administration: the fault name is checked by the handler, which
  * answers an unknown one with a clear message. */
 static int validate_store_compact(const Capf__AdminRequest *r)
@@ -574,6 +579,7 @@ static const struct admin_body admin_bodies[] = {
     {CAPF__ADMIN_REQUEST__BODY_DEVICE_GET, "device_get", validate_device_get},
     {CAPF__ADMIN_REQUEST__BODY_DEVICE_LIST, "device_list", validate_device_list},
     {CAPF__ADMIN_REQUEST__BODY_STATUS, "status", validate_status},
+    {CAPF__ADMIN_REQUEST__BODY_STATS, "stats", validate_stats},
     {CAPF__ADMIN_REQUEST__BODY_STORE_COMPACT, "store_compact", validate_store_compact},
     {CAPF__ADMIN_REQUEST__BODY_STORE_FAULT, "store_fault", validate_store_fault},
     {CAPF__ADMIN_REQUEST__BODY_STORE_INFO, "store_info", validate_store_info},

@@ -116,7 +116,9 @@ static void usage_show(FILE *f)
 static void usage_status(FILE *f)
 {
 	fprintf(f, "Usage: " PROG " status [--json|--csv]\n"
-		   "Show the server's process id, version, port, workers and counters.\n");
+		   "Show the server's process id, version, port, workers, counters, start\n"
+		   "time and uptime, the operations pending, the LSCs issued and not\n"
+		   "acknowledged, and the current CAPF CA's expiry.\n");
 }
 
 int usage_error(const char *cmd, const char *fmt, ...)
@@ -1256,6 +1258,7 @@ static int cmd_status(struct ctl *c, int argc, char **argv)
 	Capf__StatusRequest st = CAPF__STATUS_REQUEST__INIT;
 	Capf__AdminResponse *resp = NULL;
 	const Capf__ServerStatus *s;
+	char started[32] = "", ca_expiry[32] = "";
 	bool help;
 	int ret;
 
@@ -1276,26 +1279,38 @@ static int cmd_status(struct ctl *c, int argc, char **argv)
 		goto out;
 	}
 	s = resp->status;
+	client_time_iso(s->started_at, started, sizeof(started));
+	if (s->ca_not_after)
+		client_time_iso(s->ca_not_after, ca_expiry, sizeof(ca_expiry));
 	switch (c->fmt) {
 	case FMT_JSON:
 		printf("{\"pid\":%u,\"version\":", s->pid);
 		client_json_string(stdout, s->version);
 		printf(",\"port\":%u,\"workers\":%u,\"devices\":%llu,\"certificates\":%llu,"
-		       "\"enrollments\":%llu,\"failures\":%llu,\"connections\":%llu}\n",
+		       "\"enrollments\":%llu,\"failures\":%llu,\"connections\":%llu,",
 		       s->port, s->workers, (unsigned long long)s->devices,
 		       (unsigned long long)s->certificates, (unsigned long long)s->enrollments,
 		       (unsigned long long)s->failures, (unsigned long long)s->connections);
+		printf("\"started\":\"%s\",\"uptime\":%llu,\"pending_operations\":%llu,"
+		       "\"unacknowledged\":%llu,\"ca_not_after\":",
+		       started, (unsigned long long)s->uptime,
+		       (unsigned long long)s->pending_operations,
+		       (unsigned long long)s->unacknowledged);
+		client_json_string(stdout, s->ca_not_after ? ca_expiry : NULL);
+		fputs("}\n", stdout);
 		break;
 	case FMT_CSV:
 		fputs("pid,version,port,workers,devices,certificates,enrollments,failures,"
-		      "connections\n",
+		      "connections,started,uptime,pending_operations,unacknowledged,ca_not_after\n",
 		      stdout);
 		printf("%u,", s->pid);
 		client_csv_field(stdout, s->version);
-		printf(",%u,%u,%llu,%llu,%llu,%llu,%llu\n", s->port, s->workers,
+		printf(",%u,%u,%llu,%llu,%llu,%llu,%llu,%s,%llu,%llu,%llu,%s\n", s->port, s->workers,
 		       (unsigned long long)s->devices, (unsigned long long)s->certificates,
 		       (unsigned long long)s->enrollments, (unsigned long long)s->failures,
-		       (unsigned long long)s->connections);
+		       (unsigned long long)s->connections, started, (unsigned long long)s->uptime,
+		       (unsigned long long)s->pending_operations,
+		       (unsigned long long)s->unacknowledged, s->ca_not_after ? ca_expiry : "");
 		break;
 	default:
 		printf("pid:          %u\n", s->pid);
@@ -1307,6 +1322,14 @@ static int cmd_status(struct ctl *c, int argc, char **argv)
 		printf("enrollments:  %llu\n", (unsigned long long)s->enrollments);
 		printf("failures:     %llu\n", (unsigned long long)s->failures);
 		printf("connections:  %llu\n", (unsigned long long)s->connections);
+		printf("started:      %s\n", started);
+		printf("uptime:       %llud %02lluh %02llum %02llus\n",
+		       (unsigned long long)s->uptime / 86400,
+		       (unsigned long long)s->uptime % 86400 / 3600,
+		       (unsigned long long)s->uptime % 3600 / 60, (unsigned long long)s->uptime % 60);
+		printf("pending:      %llu\n", (unsigned long long)s->pending_operations);
+		printf("unacknowledged: %llu\n", (unsigned long long)s->unacknowledged);
+		printf("ca expires:   %s\n", s->ca_not_after ? ca_expiry : "-");
 		break;
 	}
 	ret = CTL_EXIT_OK;

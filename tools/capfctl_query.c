@@ -1195,7 +1195,70 @@ static int cmd_report(struct ctl *c, int argc, char **argv)
 	return ret;
 }
 
+/* ---- stats ---------------------------------------------------------------------- */
+
+static void usage_stats(FILE *f)
+{
+	fprintf(f, "Usage: " PROG " stats [--prometheus]\n"
+		   "The server's metrics: with --prometheus in the Prometheus text format\n"
+		   "(for node_exporter's textfile collector), else one NAME VALUE per line.\n");
+}
+
+static int cmd_stats(struct ctl *c, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "prometheus", no_argument, NULL, 'p' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	Capf__AdminRequest req = CAPF__ADMIN_REQUEST__INIT;
+	Capf__StatsRequest st = CAPF__STATS_REQUEST__INIT;
+	Capf__AdminResponse *resp = NULL;
+	bool prom = false;
+	int opt, ret;
+
+	optind = 0;
+	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'p':
+			prom = true;
+			break;
+		case 'h':
+			usage_stats(stdout);
+			return CTL_EXIT_OK;
+		default:
+			return usage_error("stats", "bad option");
+		}
+	}
+	ret = ctl_no_operands("stats", argc, argv);
+	if (ret)
+		return ret;
+	req.body_case = CAPF__ADMIN_REQUEST__BODY_STATS;
+	req.stats = &st;
+	ret = ctl_call_ok(c, &req, &resp, NULL);
+	if (ret)
+		return ret;
+	if (prom) {
+		fwrite(resp->metrics.data, 1, resp->metrics.len, stdout);
+	} else {
+		/* Without the comment lines. */
+		const char *p = (const char *)resp->metrics.data, *end = p + resp->metrics.len;
+
+		while (p < end) {
+			const char *nl = memchr(p, '\n', (size_t)(end - p));
+			size_t n = nl ? (size_t)(nl - p) + 1 : (size_t)(end - p);
+
+			if (*p != '#')
+				fwrite(p, 1, n, stdout);
+			p += n;
+		}
+	}
+	capf__admin_response__free_unpacked(resp, NULL);
+	return CTL_EXIT_OK;
+}
+
 const struct ctl_command ctl_query_commands[] = {
+	{ "stats", "stats [--prometheus]  the server's metrics", cmd_stats },
 	{ "schedule", "schedule --op OP --where EXPR [--dry-run]   schedule by query",
 	  cmd_schedule },
 	{ "report", "report [--stale|--expiring N|--failed]  per-device report", cmd_report },
