@@ -174,6 +174,24 @@ static void test_where_vectors(void)
 	}
 }
 
+static void test_nearest(void)
+{
+	static const char *const cands[] = { "device", "status", "schedule", "report", "json" };
+	const size_t n = sizeof(cands) / sizeof(cands[0]);
+
+	CU_ASSERT_PTR_NULL(client_nearest(NULL, cands, n));
+	CU_ASSERT_PTR_NULL(client_nearest("", cands, n));
+	CU_ASSERT_PTR_NULL(client_nearest("device", cands, 0));
+	CU_ASSERT_PTR_NULL(client_nearest("frobnicate", cands, n));
+	CU_ASSERT_PTR_NULL(client_nearest("xx", cands, n));
+	CU_ASSERT_STRING_EQUAL(client_nearest("devcie", cands, n), "device");
+	CU_ASSERT_STRING_EQUAL(client_nearest("devic", cands, n), "device");
+	CU_ASSERT_STRING_EQUAL(client_nearest("stauts", cands, n), "status");
+	CU_ASSERT_STRING_EQUAL(client_nearest("sched", cands, n), "schedule");
+	CU_ASSERT_STRING_EQUAL(client_nearest("jsno", cands, n), "json");
+	CU_ASSERT_STRING_EQUAL(client_nearest("report", cands, n), "report");
+}
+
 static void test_csv_field(void)
 {
 	CU_ASSERT_STRING_EQUAL(capture_str(client_csv_field, NULL), "");
@@ -1367,6 +1385,7 @@ static const struct test_def output_tests[] = {
 	{ "json escapes", test_json_escapes },
 	{ "csv field", test_csv_field },
 	{ "where: invalid", test_where_invalid },
+	{ "nearest word", test_nearest },
 	{ "where: vectors", test_where_vectors },
 	{ "parse date invalid", test_parse_date_invalid },
 	{ "parse date valid", test_parse_date_valid },

@@ -133,6 +133,46 @@ int usage_error(const char *cmd, const char *fmt, ...)
 	return CTL_EXIT_USAGE;
 }
 
+int ctl_bad_option(const char *cmd, char **argv, const struct option *longopts)
+{
+	const char *arg = optind > 0 ? argv[optind - 1] : NULL;
+	const char *names[64];
+	char word[64];
+	size_t n = 0, len;
+	const char *near;
+
+	if (arg == NULL || strncmp(arg, "--", 2) != 0) {
+		if (optopt && optopt < 256)
+			return usage_error(cmd, "unknown option '-%c' or missing value", optopt);
+		return usage_error(cmd, "bad option '%s'", arg ? arg : "?");
+	}
+	len = strcspn(arg + 2, "=");
+	snprintf(word, sizeof(word), "%.*s", (int)(len < sizeof(word) ? len : sizeof(word) - 1),
+		 arg + 2);
+	for (const struct option *o = longopts; o->name != NULL && n < 64; o++) {
+		if (!strcmp(o->name, word))
+			return usage_error(cmd, "option '--%s' %s", word,
+					   o->has_arg == required_argument ? "needs a value"
+									   : "takes no value");
+		names[n++] = o->name;
+	}
+	near = client_nearest(word, names, n);
+	if (near != NULL)
+		return usage_error(cmd, "unknown option '--%s'; did you mean '--%s'?", word, near);
+	return usage_error(cmd, "unknown option '--%s'", word);
+}
+
+int ctl_unknown(const char *area, const char *word, const char *const *names, size_t n)
+{
+	const char *near = client_nearest(word, names, n);
+
+	if (near != NULL)
+		return usage_error(area, "unknown %s%scommand '%s'; did you mean '%s'?",
+				   area ? area : "", area ? " " : "", word, near);
+	return usage_error(area, "unknown %s%scommand '%s'", area ? area : "", area ? " " : "",
+			   word);
+}
+
 /* ---- talking to the server -------------------------------------------- */
 
 /* Sends req; on a connection failure says which path and why. Returns 0 or
@@ -220,10 +260,16 @@ int ctl_dispatch(struct ctl *c, int argc, char **argv, const char *area, void (*
 		usage(stdout);
 		return CTL_EXIT_OK;
 	}
-	for (; subs->name != NULL; subs++)
-		if (!strcmp(argv[1], subs->name))
-			return subs->run(c, argc - 1, argv + 1);
-	return usage_error(area, "unknown %s command '%s'", area, argv[1]);
+	const char *names[32];
+	size_t n = 0;
+
+	for (const struct ctl_subcommand *s = subs; s->name != NULL; s++) {
+		if (!strcmp(argv[1], s->name))
+			return s->run(c, argc - 1, argv + 1);
+		if (n < 32)
+			names[n++] = s->name;
+	}
+	return ctl_unknown(area, argv[1], names, n);
 }
 
 /* ---- formatting ------------------------------------------------------- */
@@ -855,7 +901,7 @@ static int parse_put_opts(struct ctl *c, int argc, char **argv, bool create, str
 			*help = true;
 			return CTL_EXIT_OK;
 		default:
-			return usage_error(cmd, "bad option");
+			return ctl_bad_option(cmd, argv, longopts);
 		}
 	}
 	if (p->string && p->generate)
@@ -1022,7 +1068,7 @@ int simple_opts(struct ctl *c, int argc, char **argv, const char *cmd,
 			*help = true;
 			return CTL_EXIT_OK;
 		default:
-			return usage_error(cmd, "bad option");
+			return ctl_bad_option(cmd, argv, longopts);
 		}
 	}
 	return CTL_EXIT_OK;
@@ -1342,11 +1388,17 @@ out:
 
 static int run_area_command(struct ctl *c, const char *name, int argc, char **argv)
 {
+	const char *names[64] = { "device", "status", "help" };
+	size_t n = 3;
+
 	for (size_t t = 0; t < sizeof(areas) / sizeof(areas[0]); t++)
-		for (const struct ctl_command *cmd = areas[t]; cmd->name != NULL; cmd++)
+		for (const struct ctl_command *cmd = areas[t]; cmd->name != NULL; cmd++) {
 			if (!strcmp(cmd->name, name))
 				return cmd->run(c, argc, argv);
-	return usage_error(NULL, "unknown command '%s'", name);
+			if (n < 64)
+				names[n++] = cmd->name;
+		}
+	return ctl_unknown(NULL, name, names, n);
 }
 
 int main(int argc, char **argv)
@@ -1369,6 +1421,8 @@ int main(int argc, char **argv)
 	if (!c.socket || !*c.socket)
 		c.socket = CLIENT_ADMIN_SOCKET_DEFAULT;
 
+	/* Options are reported here, with a hint, not by getopt. */
+	opterr = 0;
 	/* "+": stop at the command; its own options follow it. */
 	while ((opt = getopt_long(argc, argv, "+s:hV", longopts, NULL)) != -1) {
 		switch (opt) {
@@ -1386,7 +1440,7 @@ int main(int argc, char **argv)
 			printf(PROG " " PACKAGE_VERSION "\n");
 			return CTL_EXIT_OK;
 		default:
-			return usage_error(NULL, "bad option");
+			return ctl_bad_option(NULL, argv, longopts);
 		}
 	}
 	if (optind >= argc)

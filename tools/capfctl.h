@@ -84,6 +84,19 @@ int ctl_call_ok(struct ctl *c, Capf__AdminRequest *req, Capf__AdminResponse **re
  * (NULL: the main help); returns CTL_EXIT_USAGE. */
 int usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/*
+ * ctl_bad_option() - the usage error of an option that getopt_long()
+ * refused (the word before optind in argv): an unknown one with the
+ * nearest of longopts as a hint, or one that lacks its value. Returns
+ * CTL_EXIT_USAGE.
+ */
+struct option;
+int ctl_bad_option(const char *cmd, char **argv, const struct option *longopts);
+
+/* ctl_unknown() - the usage error of an unknown command word of area (NULL:
+ * the top level), with the nearest of the n names as a hint. */
+int ctl_unknown(const char *area, const char *word, const char *const *names, size_t n);
+
 /* ctl_set_format() - apply the option OPT_JSON or OPT_CSV (opt) to c. */
 void ctl_set_format(struct ctl *c, int opt);
 

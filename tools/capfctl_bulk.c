@@ -814,7 +814,7 @@ static int cmd_bulk_import(struct ctl *c, int argc, char **argv)
 			usage_bulk(stdout);
 			return CTL_EXIT_OK;
 		default:
-			return usage_error("bulk import", "bad option");
+			return ctl_bad_option("bulk import", argv, longopts);
 		}
 	}
 	if (optind + 1 != argc)

@@ -402,7 +402,7 @@ static int parse_newkey(struct ctl *c, int argc, char **argv, const char *cmd,
 			*help = true;
 			return CTL_EXIT_OK;
 		default:
-			return usage_error(cmd, "bad option");
+			return ctl_bad_option(cmd, argv, longopts);
 		}
 	}
 	ret = ctl_no_operands(cmd, argc, argv);
@@ -520,7 +520,7 @@ static int cmd_ca_import(struct ctl *c, int argc, char **argv)
 			usage_ca_import(stdout);
 			return CTL_EXIT_OK;
 		default:
-			return usage_error("ca import", "bad option");
+			return ctl_bad_option("ca import", argv, longopts);
 		}
 	}
 	if (optind + 1 != argc)
@@ -594,7 +594,7 @@ static int fetch_blob(struct ctl *c, int argc, char **argv, const char *cmd, boo
 			(is_crl ? usage_crl : usage_ca_bundle)(stdout);
 			return CTL_EXIT_OK;
 		default:
-			return usage_error(cmd, "bad option");
+			return ctl_bad_option(cmd, argv, longopts);
 		}
 	}
 	ret = ctl_no_operands(cmd, argc, argv);
@@ -696,7 +696,7 @@ static int parse_kind(struct ctl *c, int argc, char **argv, const char *cmd, int
 			*help = true;
 			return CTL_EXIT_OK;
 		default:
-			return usage_error(cmd, "bad option");
+			return ctl_bad_option(cmd, argv, longopts);
 		}
 	}
 	return CTL_EXIT_OK;
@@ -985,7 +985,7 @@ static int cmd_cert_revoke(struct ctl *c, int argc, char **argv)
 			usage_cert(stdout);
 			return CTL_EXIT_OK;
 		default:
-			return usage_error("cert revoke", "bad option");
+			return ctl_bad_option("cert revoke", argv, longopts);
 		}
 	}
 	if (optind + 1 != argc)

@@ -358,7 +358,7 @@ int ctl_cmd_device_list(struct ctl *c, int argc, char **argv)
 			usage_list(stdout);
 			return CTL_EXIT_OK;
 		default:
-			return usage_error("device list", "bad option");
+			return ctl_bad_option("device list", argv, longopts);
 		}
 	}
 	ret = ctl_no_operands("device list", argc, argv);
@@ -447,7 +447,7 @@ int ctl_cmd_device_del(struct ctl *c, int argc, char **argv)
 			usage_del(stdout);
 			return CTL_EXIT_OK;
 		default:
-			return usage_error("device del", "bad option");
+			return ctl_bad_option("device del", argv, longopts);
 		}
 	}
 	if (optind >= argc)
@@ -717,7 +717,7 @@ int ctl_cmd_cert_list(struct ctl *c, int argc, char **argv)
 			usage_cert_list(stdout);
 			return CTL_EXIT_OK;
 		default:
-			return usage_error("cert list", "bad option");
+			return ctl_bad_option("cert list", argv, longopts);
 		}
 	}
 	ret = ctl_no_operands("cert list", argc, argv);
@@ -1007,7 +1007,7 @@ static int cmd_schedule(struct ctl *c, int argc, char **argv)
 			usage_schedule(stdout);
 			return CTL_EXIT_OK;
 		default:
-			return usage_error("schedule", "bad option");
+			return ctl_bad_option("schedule", argv, longopts);
 		}
 	}
 	ret = ctl_no_operands("schedule", argc, argv);
@@ -1178,7 +1178,7 @@ static int cmd_report(struct ctl *c, int argc, char **argv)
 			usage_report(stdout);
 			return CTL_EXIT_OK;
 		default:
-			return usage_error("report", "bad option");
+			return ctl_bad_option("report", argv, longopts);
 		}
 	}
 	ret = ctl_no_operands("report", argc, argv);
@@ -1227,7 +1227,7 @@ static int cmd_stats(struct ctl *c, int argc, char **argv)
 			usage_stats(stdout);
 			return CTL_EXIT_OK;
 		default:
-			return usage_error("stats", "bad option");
+			return ctl_bad_option("stats", argv, longopts);
 		}
 	}
 	ret = ctl_no_operands("stats", argc, argv);
