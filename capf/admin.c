@@ -600,7 +600,8 @@ static void handle_status(struct admin_client *ac, const Capf__AdminRequest *req
 	st.connections = atomic_load(&srv->connections);
 	st.started_at = srv->started_at;
 	st.uptime = (uint64_t)(time(NULL) - srv->started_at);
-	metrics_status(srv, &st.pending_operations, &st.unacknowledged, &st.ca_not_after);
+	metrics_status(srv, &st.devices, &st.pending_operations, &st.unacknowledged,
+		       &st.ca_not_after);
 	resp.status = &st;
 	admin_respond(ac, &resp);
 }

@@ -34,6 +34,7 @@
 
 struct census {
 	time_t at;
+	double took;  /* seconds the last census held the main loop */
 	uint64_t devices;
 	uint64_t by_status[5];
 	uint64_t pending_by_op[4];
@@ -92,7 +93,10 @@ static int census_take(struct server *srv, struct census *c)
 	size_t n = 0;
 	int ret;
 
+	double took = c->took;
+
 	memset(c, 0, sizeof(*c));
+	c->took = took;
 	ret = store_device_list(srv->store, &devs, &n);
 	if (ret < 0)
 		return ret;
@@ -124,15 +128,25 @@ static const struct census *census_get(struct server *srv, bool fresh)
 	static struct census local;
 	struct census *c = m != NULL ? &m->census : &local;
 
-	if (fresh || c->at == 0 || time(NULL) - c->at >= CENSUS_SECONDS) {
+	/* A census copies every record under the store's index lock: on a
+	 * large store it is taken less often, so that it never holds the lock
+	 * more than a hundredth of the time. */
+	double every = c->took * 100 > CENSUS_SECONDS ? c->took * 100 : CENSUS_SECONDS;
+
+	if (fresh || c->at == 0 || (double)(time(NULL) - c->at) >= every) {
+		struct timespec t0, t1;
+
+		clock_gettime(CLOCK_MONOTONIC, &t0);
 		if (census_take(srv, c) < 0)
 			log_warn("metrics: cannot take the census of the store");
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		c->took = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
 	}
 	return c;
 }
 
-int metrics_status(struct server *srv, uint64_t *pending, uint64_t *unacknowledged,
-		   int64_t *ca_not_after)
+int metrics_status(struct server *srv, uint64_t *devices, uint64_t *pending,
+		   uint64_t *unacknowledged, int64_t *ca_not_after)
 {
 	const struct census *c = census_get(srv, true);
 	struct ca_info *list = NULL;
@@ -142,6 +156,7 @@ int metrics_status(struct server *srv, uint64_t *pending, uint64_t *unacknowledg
 	for (size_t i = 1; i < 4; i++)
 		*pending += c->pending_by_op[i];
 	*unacknowledged = c->unacknowledged;
+	*devices = c->devices;
 	*ca_not_after = 0;
 	if (ca_status(srv->ca, time(NULL), &list, &n) == 0) {
 		for (size_t i = 0; i < n; i++)

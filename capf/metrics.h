@@ -31,10 +31,11 @@ int metrics_check_listen(const char *spec);
  * Returns 0 or CAPF_ENOMEM. */
 int metrics_render(struct server *srv, char **out, size_t *len);
 
-/* metrics_status() - what capfctl status adds: the operations scheduled,
- * the LSCs issued and not acknowledged (a census taken now) and the
- * current CA's expiry (0: none). Returns 0. */
-int metrics_status(struct server *srv, uint64_t *pending, uint64_t *unacknowledged,
-		   int64_t *ca_not_after);
+/* metrics_status() - what capfctl status adds: the devices (removed ones
+ * left out), the operations scheduled, the LSCs issued and not
+ * acknowledged (a census taken now) and the current CA's expiry (0:
+ * none). Returns 0. */
+int metrics_status(struct server *srv, uint64_t *devices, uint64_t *pending,
+		   uint64_t *unacknowledged, int64_t *ca_not_after);
 
 #endif /* CAPF_METRICS_H */
