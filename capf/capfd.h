@@ -63,6 +63,10 @@ struct capfd_config {
 	char *readonly_group;
 	/* [metrics]: the HTTP listener of the Prometheus metrics (NULL: off). */
 	char *metrics_listen;
+	/* Where each option was set: the file (NULL: none read) and, per
+	 * option of the table in capf/config.c, its line (0: not from it). */
+	char *config_file;
+	unsigned lines[96];
 	char *mfg_roots;       /* manufacturer roots (PEM) */
 	char *ca_subject;
 	unsigned ca_days;
@@ -121,6 +125,22 @@ int config_set(struct capfd_config *cfg, const char *section, const char *name,
 /* config_finish() - derive the unset paths from state_dir and check the
  * whole; 0 or CAPF_ECONFIG with a message in errbuf. */
 int config_finish(struct capfd_config *cfg, char *errbuf, size_t errlen);
+
+/*
+ * config_where() - where [section] name got its value, for messages:
+ * "FILE:LINE" when the config file set it, else "the command line or the
+ * defaults". The string is static: use it before the next call.
+ */
+const char *config_where(const struct capfd_config *cfg, const char *section, const char *name);
+
+/*
+ * config_check() - what config_finish() cannot see: the listen address,
+ * the manufacturer roots (a file of certificates), the TLS priority
+ * strings, the CA key type, the metrics listener. Every bad value is
+ * reported on stderr with where it was set and what is wrong; nothing
+ * is created. Returns 0 or CAPF_ECONFIG (capf/config_check.c).
+ */
+int config_check(const struct capfd_config *cfg);
 
 /* config_admin_roles() - whether any [admin] role is configured. */
 bool config_admin_roles(const struct capfd_config *cfg);

@@ -17,7 +17,6 @@
 
 #include "capf/capfd.h"
 #include "capf/log.h"
-#include "capf/metrics.h"
 
 enum opt_type { OPT_STR, OPT_UINT, OPT_SECONDS, OPT_MODE, OPT_BOOL, OPT_LEVEL };
 
@@ -211,25 +210,108 @@ struct load_ctx {
 	struct capfd_config *cfg;
 	const char *path;
 	int error;
+	FILE *scan;        /* the file again, to find the line of each option */
+	unsigned lineno;   /* lines of it read so far */
+	char section[64];  /* the section at that point */
 };
 
+static void trim(char *s)
+{
+	size_t n = strlen(s), k = 0;
+
+	while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r'))
+		s[--n] = '\0';
+	while (s[k] == ' ' || s[k] == '\t')
+		k++;
+	memmove(s, s + k, n - k + 1);
+}
+
+/*
+ * The line of the next "name = ..." of section in the file. libinih hands
+ * the options over in file order without their lines, so a second reader
+ * that moves forward with it finds each one.
+ */
+static unsigned line_of(struct load_ctx *ctx, const char *section, const char *name)
+{
+	char line[1024];
+
+	if (ctx->scan == NULL)
+		return 0;
+	while (fgets(line, sizeof(line), ctx->scan) != NULL) {
+		char *eq;
+
+		ctx->lineno++;
+		trim(line);
+		if (line[0] == '[') {
+			char *end = strchr(line, ']');
+			if (end != NULL) {
+				*end = '\0';
+				snprintf(ctx->section, sizeof(ctx->section), "%.63s", line + 1);
+				trim(ctx->section);
+			}
+			continue;
+		}
+		if (line[0] == '#' || line[0] == ';' || (eq = strpbrk(line, "=:")) == NULL)
+			continue;
+		*eq = '\0';
+		trim(line);
+		if (strcmp(ctx->section, section) == 0 && strcmp(line, name) == 0)
+			return ctx->lineno;
+	}
+	return 0;
+}
+
+static int option_index(const char *section, const char *name)
+{
+	for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++)
+		if (strcmp(options[i].section, section) == 0 && strcmp(options[i].name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+const char *config_where(const struct capfd_config *cfg, const char *section, const char *name)
+{
+	static char buf[4200];
+	int i = option_index(section, name);
+
+	if (i < 0 || cfg->config_file == NULL || cfg->lines[i] == 0)
+		return "the command line or the defaults";
+	snprintf(buf, sizeof(buf), "%s:%u", cfg->config_file, cfg->lines[i]);
+	return buf;
+}
+
+/* Every bad option is reported (the parse goes on), each with its line. */
 static int ini_line(void *user, const char *section, const char *name, const char *value)
 {
 	struct load_ctx *ctx = user;
+	unsigned line = line_of(ctx, section, name);
+	int i = option_index(section, name);
 	char err[256];
 
+	if (i >= 0 && (size_t)i < sizeof(ctx->cfg->lines) / sizeof(ctx->cfg->lines[0]))
+		ctx->cfg->lines[i] = line;
 	if (config_set(ctx->cfg, section, name, value, err, sizeof(err)) < 0) {
-		fprintf(stderr, "capfd: %s: %s\n", ctx->path, err);
+		if (line != 0)
+			fprintf(stderr, "capfd: %s:%u: %s\n", ctx->path, line, err);
+		else
+			fprintf(stderr, "capfd: %s: %s\n", ctx->path, err);
 		ctx->error = CAPF_ECONFIG;
-		return 0;
+		return 1; /* on to the next line: every error is reported */
 	}
 	return 1;
 }
 
 int config_load(struct capfd_config *cfg, const char *path)
 {
-	struct load_ctx ctx = { cfg, path, 0 };
-	int ret = ini_parse(path, ini_line, &ctx);
+	struct load_ctx ctx = { cfg, path, 0, NULL, 0, "" };
+	int ret;
+
+	free(cfg->config_file);
+	cfg->config_file = strdup(path);
+	ctx.scan = fopen(path, "r");
+	ret = ini_parse(path, ini_line, &ctx);
+	if (ctx.scan != NULL)
+		fclose(ctx.scan);
 
 	if (ret == -1) {
 		fprintf(stderr, "capfd: cannot open config file %s: %s\n", path, strerror(errno));
@@ -251,12 +333,6 @@ int config_load(struct capfd_config *cfg, const char *path)
 
 int config_finish(struct capfd_config *cfg, char *errbuf, size_t errlen)
 {
-	if (cfg->metrics_listen != NULL && metrics_check_listen(cfg->metrics_listen) < 0) {
-		snprintf(errbuf, errlen,
-			 "[metrics] listen must be PORT, ADDRESS:PORT or [ADDRESS]:PORT, not \"%s\"",
-			 cfg->metrics_listen);
-		return CAPF_ECONFIG;
-	}
 	if (cfg->admin_mode == 0666 && !config_admin_roles(cfg)) {
 		snprintf(errbuf, errlen,
 			 "[server] admin_mode 0666 lets every local user connect: it needs the "
@@ -321,6 +397,8 @@ bool config_admin_roles(const struct capfd_config *cfg)
 
 void config_deinit(struct capfd_config *cfg)
 {
+	free(cfg->config_file);
+	cfg->config_file = NULL;
 	for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++) {
 		if (options[i].type == OPT_STR) {
 			char **s = (char **)((char *)cfg + options[i].offset);

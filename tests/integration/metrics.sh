@@ -70,5 +70,5 @@ stop_capfd
 # A bad listen value is refused at start-up.
 printf '[metrics]\nlisten = localhost:abc\n' >"$tmp/bad.conf"
 "$CAPFD" -c "$tmp/bad.conf" -d "$tmp/state2" -p 0 >"$tmp/out" 2>&1 && fail "a bad [metrics] listen"
-grep -q "\[metrics\] listen must be" "$tmp/out" || fail "bad listen: $(cat "$tmp/out")"
+grep -q "\[metrics\] listen: must be" "$tmp/out" || fail "bad listen: $(cat "$tmp/out")"
 echo "PASS"
