@@ -388,8 +388,8 @@ static void on_chunk_done(void *arg, int result)
 			if (result == 0)
 				return;
 		}
-		if (refused && result == CAPF_ESTALE)
-			result = 0; /* the refused items carry their own result */
+		/* Refused now: the chunk is not written; the refused items carry
+		 * their own result and the others fail with the race below. */
 	}
 	if (result < 0) {
 		for (size_t i = ch->from; i < ch->to; i++) {
