@@ -67,6 +67,11 @@ struct capfd_config {
 	 * option of the table in capf/config.c, its line (0: not from it). */
 	char *config_file;
 	unsigned lines[96];
+	/* The command line's options, applied over the file again by a
+	 * reload (pointers into argv). */
+	const char *cli[16][3];
+	size_t ncli;
+	bool verbose;          /* -v: debug whatever the file says */
 	char *mfg_roots;       /* manufacturer roots (PEM) */
 	char *ca_subject;
 	unsigned ca_days;
@@ -141,6 +146,19 @@ const char *config_where(const struct capfd_config *cfg, const char *section, co
  * is created. Returns 0 or CAPF_ECONFIG (capf/config_check.c).
  */
 int config_check(const struct capfd_config *cfg);
+
+/*
+ * config_diff() - call cb for every option whose value differs between a
+ * and b, in the order of the option table.
+ */
+void config_diff(const struct capfd_config *a, const struct capfd_config *b,
+		 void (*cb)(const char *section, const char *name, void *arg), void *arg);
+
+struct server;
+/* server_reload() - SIGHUP: read the configuration file again
+ * (capf/reload.c). A bad one is refused, with its messages, and the
+ * running one kept. */
+void server_reload(struct server *srv);
 
 /* config_admin_roles() - whether any [admin] role is configured. */
 bool config_admin_roles(const struct capfd_config *cfg);

@@ -390,6 +390,35 @@ int config_finish(struct capfd_config *cfg, char *errbuf, size_t errlen)
 	return 0;
 }
 
+void config_diff(const struct capfd_config *a, const struct capfd_config *b,
+		 void (*cb)(const char *section, const char *name, void *arg), void *arg)
+{
+	for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++) {
+		const void *fa = (const char *)a + options[i].offset;
+		const void *fb = (const char *)b + options[i].offset;
+		bool same;
+
+		switch (options[i].type) {
+		case OPT_STR: {
+			const char *sa = *(char *const *)fa, *sb = *(char *const *)fb;
+			same = (sa == NULL && sb == NULL) || (sa && sb && strcmp(sa, sb) == 0);
+			break;
+		}
+		case OPT_BOOL:
+			same = *(const bool *)fa == *(const bool *)fb;
+			break;
+		case OPT_LEVEL:
+			same = *(const int *)fa == *(const int *)fb;
+			break;
+		default:
+			same = *(const unsigned *)fa == *(const unsigned *)fb;
+			break;
+		}
+		if (!same)
+			cb(options[i].section, options[i].name, arg);
+	}
+}
+
 bool config_admin_roles(const struct capfd_config *cfg)
 {
 	return cfg->admin_users || cfg->admin_group || cfg->readonly_users || cfg->readonly_group;

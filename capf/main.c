@@ -146,6 +146,13 @@ int main(int argc, char **argv)
 			ret = CAPF_ECONFIG;
 		}
 	}
+	for (size_t i = 0; i < noverrides; i++) {
+		cfg.cli[i][0] = overrides[i].section;
+		cfg.cli[i][1] = overrides[i].name;
+		cfg.cli[i][2] = overrides[i].value;
+	}
+	cfg.ncli = noverrides;
+	cfg.verbose = verbose;
 	if (verbose)
 		cfg.log_level = LOG_LVL_DEBUG;
 	if (config_finish(&cfg, err, sizeof(err)) < 0) {

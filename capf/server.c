@@ -561,7 +561,7 @@ static void on_signal(uv_signal_t *h, int signum)
 	struct server *srv = h->data;
 
 	if (signum == SIGHUP) {
-		log_info("received SIGHUP: configuration reload is not supported, ignoring it");
+		server_reload(srv);
 		return;
 	}
 	log_info("received %s, shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
