@@ -158,6 +158,50 @@ int ctl_cmd_cert_list(struct ctl *c, int argc, char **argv);
 int ctl_device_pages(struct ctl *c, const Capf__DeviceFilter *f, unsigned page_size,
 		     int (*cb)(const Capf__AdminResponse *page, void *arg), void *arg);
 
+#define CTL_PAGE_SIZE_DEFAULT 1000u
+#define CTL_PAGE_SIZE_MAX 10000u
+
+/* ctl_parse_page_size() - --page-size's value (1..CTL_PAGE_SIZE_MAX) into
+ * *out; else a usage error for cmd (CTL_EXIT_USAGE). */
+int ctl_parse_page_size(const char *cmd, const char *arg, unsigned *out);
+
+/* ctl_add_where() - the conditions of a --where expression added to w;
+ * else a usage error for cmd (CTL_EXIT_USAGE). */
+struct where;
+int ctl_add_where(const char *cmd, struct where *w, const char *expr);
+
+/* ctl_or_dash() - s, or "-" for NULL or empty. */
+const char *ctl_or_dash(const char *s);
+
+/*
+ * A table printed page by page: the column widths come from the header
+ * and the first page, and later pages keep them (a wider cell pushes its
+ * row), so that a listing prints as it arrives. Zero-initialise it with
+ * ncols and heads set.
+ */
+#define CTL_TABLE_COLS_MAX 10
+struct ctl_table {
+	size_t ncols;
+	const char *const *heads;
+	/* private */
+	size_t width[CTL_TABLE_COLS_MAX];
+	bool started;
+	char **cells; /* the first page, rows of ncols */
+	size_t nrows, cap;
+};
+
+/* ctl_table_row() - a row: printed now, or kept until the first page is
+ * complete. Returns 0 or CAPF_ENOMEM. */
+int ctl_table_row(struct ctl_table *t, const char *const *cols);
+
+/* ctl_table_flush() - the end of a page: the first one fixes the widths
+ * and is printed (with the header). */
+void ctl_table_flush(struct ctl_table *t);
+
+/* ctl_table_free() - what the table keeps; the struct itself is the
+ * caller's. */
+void ctl_table_free(struct ctl_table *t);
+
 /* ctl_page_lsc() - the current LSC record of d among a page's
  * certificates (sorted by ctl_page_sort()), or NULL. */
 const Capf__Certificate *ctl_page_lsc(const Capf__AdminResponse *page, const Capf__Device *d);
