@@ -27,6 +27,7 @@
 
 #include "ca/ca.h"
 #include "tools/where.h"
+#include "tools/bulk.h"
 #include "tools/client.h"
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
@@ -190,6 +191,122 @@ static void test_nearest(void)
 	CU_ASSERT_STRING_EQUAL(client_nearest("sched", cands, n), "schedule");
 	CU_ASSERT_STRING_EQUAL(client_nearest("jsno", cands, n), "json");
 	CU_ASSERT_STRING_EQUAL(client_nearest("report", cands, n), "report");
+}
+
+/* ---- bulk import files (tools/bulk.c) ------------------------------------- */
+
+/* Reads text as a bulk file; the messages go to *errs (free it). */
+static int bulk_text(struct bulk *b, const char *text, char **errs)
+{
+	FILE *in = fmemopen((void *)text, strlen(text), "r");
+	size_t len = 0;
+	int ret;
+
+	memset(b, 0, sizeof(*b));
+	b->file = "t.csv";
+	b->err = open_memstream(errs, &len);
+	ret = bulk_read(b, in);
+	if (ret == 0 && !b->fatal)
+		ret = bulk_dups(b);
+	fclose(in);
+	fclose(b->err);
+	return ret;
+}
+
+static void test_bulk_invalid(void)
+{
+	struct bulk b;
+	char *errs = NULL;
+
+	CU_ASSERT_EQUAL(bulk_text(&b, "", &errs), CAPF_EINVAL);
+	bulk_free(&b);
+	free(errs);
+	/* A bad header stops at once. */
+	bulk_text(&b, "device name,colour\nSEP1,blue\n", &errs);
+	CU_ASSERT_TRUE(b.fatal);
+	CU_ASSERT_PTR_NOT_NULL(strstr(errs, "t.csv:1: unknown column 'colour'"));
+	bulk_free(&b);
+	free(errs);
+	bulk_text(&b, "op\ninstall\n", &errs);
+	CU_ASSERT_TRUE(b.fatal);
+	CU_ASSERT_PTR_NOT_NULL(strstr(errs, "no device name column"));
+	bulk_free(&b);
+	free(errs);
+	/* Every bad line, with its number; the good ones stay. */
+	bulk_text(&b,
+		  "name,op,auth,key size,ec key size,completes by,lsc days\n"
+		  "SEP1,install,mic,,,,\n"
+		  "bad name,install,mic,,,,\n"
+		  "SEP2,reboot,mic,,,,\n"
+		  "SEP3,install,sometimes,,,,\n"
+		  "SEP4,install,mic,1024,,,\n"
+		  "SEP5,install,mic,,200,,\n"
+		  "SEP6,install,mic,,,2027-02-30,\n"
+		  "SEP7,install,mic,,,,-1\n"
+		  "SEP8,install\n"
+		  "SEP1,install,mic,,,,\n",
+		  &errs);
+	CU_ASSERT_EQUAL(b.n, 1);
+	CU_ASSERT_EQUAL(b.errors, 9);
+	CU_ASSERT_PTR_NOT_NULL(strstr(errs, "t.csv:3: 'bad name' is not a device name"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(errs, "t.csv:4: unknown operation 'reboot'"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(errs, "t.csv:5: unknown authentication mode"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(errs, "t.csv:6: unknown RSA key size '1024'"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(errs, "t.csv:7: unknown EC curve '200'"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(errs, "t.csv:8: bad date '2027-02-30'"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(errs, "t.csv:9: lsc days wants 0..36500"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(errs, "t.csv:10: 2 fields where the header has 7"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(errs, "t.csv:11: device SEP1 is on line 2 already"));
+	bulk_free(&b);
+	free(errs);
+	/* A quote never closed: the rest of the file cannot be read. */
+	bulk_text(&b, "name,op\nSEP1,install\n\"SEP2,install\n", &errs);
+	CU_ASSERT_TRUE(b.fatal);
+	CU_ASSERT_PTR_NOT_NULL(strstr(errs, "t.csv:3: "));
+	CU_ASSERT_PTR_NOT_NULL(strstr(errs, "unclosed quote"));
+	bulk_free(&b);
+	free(errs);
+}
+
+static void test_bulk_vectors(void)
+{
+	struct bulk b;
+	char *errs = NULL;
+
+	/* The Tool's words, a BOM, CRLF, quotes with a comma, a quote and a
+	 * line break inside. */
+	CU_ASSERT_EQUAL(bulk_text(&b,
+				  "\xEF\xBB\xBF" "Device Name,Operation,Authentication Mode,"
+				  "Authentication String,Key Order,Key Size,EC Key Size,"
+				  "Operation Completes By\r\n"
+				  "SEP1,Install/Upgrade,By Null String,,EC Preferred RSA Backup,"
+				  "2048,256,2030:01:31:12\r\n"
+				  "\"SEP2\",Troubleshoot,By Authentication String,generate,,,,\r\n"
+				  "SEP3,,\"By Existing Certificate (Precedence to LSC)\","
+				  "\"a,\"\"b\nc\",,,384,\r\n",
+				  &errs),
+			0);
+	CU_ASSERT_EQUAL(b.errors, 0);
+	CU_ASSERT_EQUAL(b.n, 3);
+	if (b.n == 3) {
+		CU_ASSERT_STRING_EQUAL(b.lines[0].name, "SEP1");
+		CU_ASSERT_EQUAL(b.lines[0].dev.op, CAPF__OPERATION__OP_INSTALL);
+		CU_ASSERT_EQUAL(b.lines[0].dev.auth, CAPF__AUTH_MODE__AUTH_NULL_STRING);
+		CU_ASSERT_EQUAL(b.lines[0].dev.key_order, CAPF__KEY_ORDER__KEY_ORDER_EC_PREFERRED);
+		CU_ASSERT_EQUAL(b.lines[0].dev.key_type, CAPF__KEY_TYPE__KEY_RSA_2048);
+		CU_ASSERT_EQUAL(b.lines[0].dev.ec_key_type, CAPF__KEY_TYPE__KEY_EC_P256);
+		CU_ASSERT_EQUAL(b.lines[0].dev.deadline, 1896091200); /* 2030-01-31T12:00:00Z */
+		CU_ASSERT_EQUAL(b.lines[1].dev.op, CAPF__OPERATION__OP_FETCH);
+		CU_ASSERT_TRUE(b.lines[1].generated);
+		CU_ASSERT_EQUAL(b.lines[2].dev.auth, CAPF__AUTH_MODE__AUTH_LSC_OR_MIC);
+		CU_ASSERT_STRING_EQUAL(b.lines[2].string, "a,\"b\nc");
+		CU_ASSERT_EQUAL(b.lines[2].dev.key_type, CAPF__KEY_TYPE__KEY_EC_P384);
+		/* No operation column value: not a field to apply. */
+		CU_ASSERT_FALSE(b.lines[2].fields & CAPF__PUT_FIELD__PUT_FIELD_OP);
+		CU_ASSERT_TRUE(b.lines[2].fields & CAPF__PUT_FIELD__PUT_FIELD_AUTH);
+	}
+	bulk_free(&b);
+	free(errs);
 }
 
 static void test_csv_field(void)
@@ -1386,6 +1503,8 @@ static const struct test_def output_tests[] = {
 	{ "csv field", test_csv_field },
 	{ "where: invalid", test_where_invalid },
 	{ "nearest word", test_nearest },
+	{ "bulk files: invalid", test_bulk_invalid },
+	{ "bulk files: vectors", test_bulk_vectors },
 	{ "where: vectors", test_where_vectors },
 	{ "parse date invalid", test_parse_date_invalid },
 	{ "parse date valid", test_parse_date_valid },
