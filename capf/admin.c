@@ -15,6 +15,7 @@
 #include "capf/admin.h"
 #include "capf/capfd.h"
 #include "capf/log.h"
+#include "capf/metrics.h"
 #include "store/store.h"
 
 struct admin_client {
@@ -33,13 +34,7 @@ struct admin_client {
 	 * being written (the current one with those fields applied). */
 	struct device_put_job {
 		bool create;
-		Capf__Operation op;
-		Capf__AuthMode auth;
-		Capf__KeyType key_type;
-		Capf__KeyType ec_key_type;
-		Capf__KeyOrder key_order;
-		uint32_t lsc_days;
-		int64_t deadline;
+		struct admin_settings set;
 		bool set_secret, unlock;
 		Capf__AuthSecret secret; /* with set_secret and has_secret */
 		bool has_secret;
@@ -47,8 +42,16 @@ struct admin_client {
 		unsigned attempts;
 		Capf__Device fresh; /* the record of a creation */
 		Capf__Device *cur;  /* the record of an update (a store copy) */
+		uint64_t tomb_revision; /* a creation over a removed device's record */
 	} put;
 	char name[DEVICE_NAME_MAX + 1];
+	/* Paged lists: what the client's listing walks (capf/admin_query.c). */
+	struct admin_cursor *cursor;
+	/* Who the peer is (SO_PEERCRED, at accept) and what it may do. */
+	enum admin_role role;
+	uid_t uid;
+	pid_t pid;
+	char user[32];
 };
 
 /* Attempts of an admin write that keeps meeting a newer record before it
@@ -75,6 +78,7 @@ static void client_unref(struct admin_client *ac)
 	if (ac->next != NULL)
 		ac->next->prev = ac->prev;
 	frame_decoder_deinit(&ac->dec);
+	admin_cursor_free(ac->cursor);
 	free(ac->backlog);
 	free(ac);
 }
@@ -150,15 +154,24 @@ bool admin_closing(const struct admin_client *ac)
 
 void admin_peer(struct admin_client *ac, char *buf, size_t len)
 {
-	struct ucred cred;
-	socklen_t cl = sizeof(cred);
+	snprintf(buf, len, "admin uid=%u(%s) pid=%d", (unsigned)ac->uid, ac->user, (int)ac->pid);
+}
+
+/* The peer's credentials, as the kernel recorded them at connect(2). */
+static int peer_cred(struct admin_client *ac, struct ucred *cred)
+{
+	socklen_t cl = sizeof(*cred);
 	uv_os_fd_t fd;
 
-	if (uv_fileno((uv_handle_t *)&ac->pipe, &fd) == 0 &&
-	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0)
-		snprintf(buf, len, "admin uid=%u pid=%d", (unsigned)cred.uid, (int)cred.pid);
-	else
-		snprintf(buf, len, "admin");
+	if (uv_fileno((uv_handle_t *)&ac->pipe, &fd) != 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cred, &cl) != 0)
+		return CAPF_EACCES;
+	return 0;
+}
+
+struct admin_cursor **admin_cursor_slot(struct admin_client *ac)
+{
+	return &ac->cursor;
 }
 
 void admin_hold(struct admin_client *ac)
@@ -204,7 +217,7 @@ static void put_job_clear(struct admin_client *ac)
 /* Not even the hash of an authentication string leaves the server: an
  * answer says only that there is one, and whether it is reusable. The
  * fetch report is big and goes only with one device. */
-static void redact(Capf__Device *d, bool with_report)
+void admin_redact(Capf__Device *d, bool with_report)
 {
 	if (d->auth_secret != NULL) {
 		d->auth_secret->hash.len = 0;
@@ -256,11 +269,13 @@ static void on_put_done(void *arg, int result)
 		} else {
 			Capf__AdminResponse resp = CAPF__ADMIN_RESPONSE__INIT;
 			Capf__Device *devs[1] = { d };
-			redact(d, true);
+			admin_redact(d, true);
 			resp.n_devices = 1;
 			resp.devices = devs;
-			log_info("admin: device %s recorded: op %s, auth %s (revision %llu)", ac->name,
-				 op_name(d->op), auth_name(d->auth), (unsigned long long)d->revision);
+			log_info("admin: device %s recorded by uid %u (%s): op %s, auth %s (revision "
+				 "%llu)",
+				 ac->name, (unsigned)ac->uid, ac->user, op_name(d->op), auth_name(d->auth),
+				 (unsigned long long)d->revision);
 			admin_respond(ac, &resp);
 		}
 	}
@@ -287,34 +302,66 @@ static int check_schedulable(const Capf__DevicePut *put, const char **why)
 	return 0;
 }
 
-/*
- * The admin owns op, auth, key_type and deadline; every other field is
- * the phone session's and is kept as read. Asking for another operation
- * (op, auth or key type changed) starts a new operation generation: a
- * session still running the old one then records its certificate but
- * leaves the new request pending. A deadline moved on the same operation
- * is the same operation. Scheduling makes the status pending again, but
- * never while a session has issued and waits for the phone's
- * acknowledgement (that status is the session's); clearing the operation
- * leaves the status to what the last session recorded.
- */
-static void put_apply(struct device_put_job *job, Capf__Device *d)
+static bool field_given(const struct admin_settings *set, uint32_t bit)
 {
-	bool new_op = d->op != job->op || d->auth != job->auth || d->key_type != job->key_type ||
-		      d->ec_key_type != job->ec_key_type || d->key_order != job->key_order;
+	return set->fields == 0 || (set->fields & bit) != 0;
+}
 
-	d->op = job->op;
-	d->auth = job->auth;
-	d->key_type = job->key_type;
-	d->ec_key_type = job->ec_key_type;
-	d->key_order = job->key_order;
-	d->lsc_days = job->lsc_days;
-	d->deadline = job->deadline;
+/*
+ * The admin owns op, auth, the key policy, lsc_days and deadline; every
+ * other field is the phone session's and is kept as read. Asking for
+ * another operation (op, auth or key policy changed) starts a new
+ * operation generation: a session still running the old one then records
+ * its certificate but leaves the new request pending. A deadline moved on
+ * the same operation is the same operation. Scheduling makes the status
+ * pending again, but never while a session has issued and waits for the
+ * phone's acknowledgement (that status is the session's); clearing the
+ * operation leaves the status to what the last session recorded.
+ */
+bool admin_settings_apply(const struct admin_settings *set, Capf__Device *d)
+{
+	Capf__Device want = *d;
+	bool new_op, changed;
+
+	if (field_given(set, CAPF__PUT_FIELD__PUT_FIELD_OP))
+		want.op = set->op;
+	if (field_given(set, CAPF__PUT_FIELD__PUT_FIELD_AUTH))
+		want.auth = set->auth;
+	if (field_given(set, CAPF__PUT_FIELD__PUT_FIELD_KEY_TYPE))
+		want.key_type = set->key_type;
+	if (field_given(set, CAPF__PUT_FIELD__PUT_FIELD_EC_KEY_TYPE))
+		want.ec_key_type = set->ec_key_type;
+	if (field_given(set, CAPF__PUT_FIELD__PUT_FIELD_KEY_ORDER))
+		want.key_order = set->key_order;
+	if (field_given(set, CAPF__PUT_FIELD__PUT_FIELD_LSC_DAYS))
+		want.lsc_days = set->lsc_days;
+	if (field_given(set, CAPF__PUT_FIELD__PUT_FIELD_DEADLINE))
+		want.deadline = set->deadline;
+	new_op = d->op != want.op || d->auth != want.auth || d->key_type != want.key_type ||
+		 d->ec_key_type != want.ec_key_type || d->key_order != want.key_order;
+	changed = new_op || d->lsc_days != want.lsc_days || d->deadline != want.deadline;
+
+	d->op = want.op;
+	d->auth = want.auth;
+	d->key_type = want.key_type;
+	d->ec_key_type = want.ec_key_type;
+	d->key_order = want.key_order;
+	d->lsc_days = want.lsc_days;
+	d->deadline = want.deadline;
 	if (new_op)
 		d->op_generation++;
-	if (job->op != CAPF__OPERATION__OP_NONE &&
-	    (new_op || d->status != CAPF__OP_STATUS__STATUS_ISSUED))
-		d->status = CAPF__OP_STATUS__STATUS_PENDING;
+	if (set->fields == 0 || changed) {
+		if (d->op != CAPF__OPERATION__OP_NONE &&
+		    (new_op || d->status != CAPF__OP_STATUS__STATUS_ISSUED))
+			d->status = CAPF__OP_STATUS__STATUS_PENDING;
+	}
+	return changed;
+}
+
+/* The settings, then the string and the unlock of a device-put. */
+static void put_apply(struct device_put_job *job, Capf__Device *d)
+{
+	admin_settings_apply(&job->set, d);
 	if (job->set_secret) {
 		/* The record points at the job's copy; the store packs it at
 		 * submission. A store copy's own secret goes first. */
@@ -351,6 +398,13 @@ static int put_submit(struct admin_client *ac)
 	if (job->create) {
 		time_t now = time(NULL);
 
+		/* A removed device's tombstone is replaced by the new record
+		 * (a compare-and-set on it); otherwise the name must be free. */
+		job->tomb_revision = 0;
+		ret = store_device_get(ac->srv->store, ac->name, &job->cur);
+		if (ret == 0 && job->cur->deleted)
+			job->tomb_revision = job->cur->revision;
+		put_cur_free(job);
 		d = &job->fresh;
 		capf__device__init(d);
 		d->name = ac->name;
@@ -358,11 +412,21 @@ static int put_submit(struct admin_client *ac)
 		d->updated = now;
 		d->status = CAPF__OP_STATUS__STATUS_NONE;
 		put_apply(job, d);
-		d->revision = 1;
-		rec.create_only = true;
+		if (job->tomb_revision != 0) {
+			rec.check_revision = true;
+			rec.expect_revision = job->tomb_revision;
+			d->revision = job->tomb_revision + 1;
+		} else {
+			d->revision = 1;
+			rec.create_only = true;
+		}
 	} else {
 		put_cur_free(job);
 		ret = store_device_get(ac->srv->store, ac->name, &job->cur);
+		if (ret == 0 && job->cur->deleted) {
+			put_cur_free(job);
+			ret = CAPF_ENOENT;
+		}
 		if (ret < 0)
 			return ret;
 		d = job->cur;
@@ -408,16 +472,8 @@ static void handle_device_put(struct admin_client *ac, const Capf__AdminRequest 
 	memset(&ac->put, 0, sizeof(ac->put));
 	snprintf(ac->name, sizeof(ac->name), "%s", in->name);
 	ac->put.create = put->create;
-	ac->put.op = in->op;
-	ac->put.auth = in->auth != CAPF__AUTH_MODE__AUTH_UNSPECIFIED ? in->auth
-								      : CAPF__AUTH_MODE__AUTH_MIC;
-	ac->put.key_type = in->key_type != CAPF__KEY_TYPE__KEY_UNSPECIFIED
-				   ? in->key_type
-				   : CAPF__KEY_TYPE__KEY_EC_P256;
-	ac->put.deadline = in->deadline;
-	ac->put.ec_key_type = in->ec_key_type;
-	ac->put.key_order = in->key_order;
-	ac->put.lsc_days = in->lsc_days;
+	admin_settings_from_put(put, &ac->put.set);
+	ac->put.set.fields = 0;
 	ac->put.unlock = put->unlock;
 	ac->put.set_secret = put->set_secret;
 	if (put->set_secret && in->auth_secret != NULL) {
@@ -451,37 +507,22 @@ static void handle_device_put(struct admin_client *ac, const Capf__AdminRequest 
 	admin_hold(ac);
 }
 
-/* Attach the current LSC record of each device that has one; without
- * with_der only the record's fields (a list must stay small enough for
- * one frame). */
-static int attach_certs(struct server *srv, Capf__Device **devs, size_t n, bool with_der,
-			Capf__AdminResponse *resp)
+void admin_settings_from_put(const Capf__DevicePut *put, struct admin_settings *set)
 {
-	resp->certificates = calloc(n > 0 ? n : 1, sizeof(*resp->certificates));
-	if (resp->certificates == NULL)
-		return CAPF_ENOMEM;
-	for (size_t i = 0; i < n; i++) {
-		Capf__Certificate *c = NULL;
-		if (devs[i]->lsc_serial.len == 0)
-			continue;
-		if (store_cert_get(srv->store, devs[i]->lsc_serial.data, devs[i]->lsc_serial.len,
-				   &c) == 0) {
-			if (!with_der) {
-				free(c->der.data);
-				c->der.data = NULL;
-				c->der.len = 0;
-			}
-			resp->certificates[resp->n_certificates++] = c;
-		}
-	}
-	return 0;
-}
+	const Capf__Device *in = put->device;
 
-static void free_certs(Capf__AdminResponse *resp)
-{
-	for (size_t i = 0; i < resp->n_certificates; i++)
-		capf__certificate__free_unpacked(resp->certificates[i], NULL);
-	free(resp->certificates);
+	memset(set, 0, sizeof(*set));
+	set->fields = put->fields;
+	set->op = in->op;
+	set->auth = in->auth != CAPF__AUTH_MODE__AUTH_UNSPECIFIED ? in->auth
+								   : CAPF__AUTH_MODE__AUTH_MIC;
+	set->key_type = in->key_type != CAPF__KEY_TYPE__KEY_UNSPECIFIED
+				? in->key_type
+				: CAPF__KEY_TYPE__KEY_EC_P256;
+	set->deadline = in->deadline;
+	set->ec_key_type = in->ec_key_type;
+	set->key_order = in->key_order;
+	set->lsc_days = in->lsc_days;
 }
 
 static bool serial_is(const Capf__Certificate *c, const ProtobufCBinaryData *serial)
@@ -503,6 +544,11 @@ static void handle_device_get(struct admin_client *ac, const Capf__AdminRequest 
 	int ret;
 
 	ret = store_device_get(ac->srv->store, req->device_get->name, &dev);
+	if (ret == 0 && dev->deleted) {
+		capf__device__free_unpacked(dev, NULL);
+		dev = NULL;
+		ret = CAPF_ENOENT;
+	}
 	if (ret < 0) {
 		char text[160];
 		snprintf(text, sizeof(text), "no device named %s", req->device_get->name);
@@ -523,7 +569,7 @@ static void handle_device_get(struct admin_client *ac, const Capf__AdminRequest 
 		c->der.data = NULL;
 		c->der.len = 0;
 	}
-	redact(dev, true);
+	admin_redact(dev, true);
 	resp.n_devices = 1;
 	resp.devices = &dev;
 	resp.n_certificates = n;
@@ -532,31 +578,6 @@ static void handle_device_get(struct admin_client *ac, const Capf__AdminRequest 
 out:
 	store_cert_list_free(certs, n);
 	capf__device__free_unpacked(dev, NULL);
-}
-
-static void handle_device_list(struct admin_client *ac, const Capf__AdminRequest *req)
-{
-	Capf__AdminResponse resp = CAPF__ADMIN_RESPONSE__INIT;
-	Capf__Device **devs = NULL;
-	size_t n = 0;
-	int ret;
-	(void)req;
-
-	ret = store_device_list(ac->srv->store, &devs, &n);
-	if (ret < 0) {
-		admin_respond_error(ac, ret, NULL);
-		return;
-	}
-	for (size_t i = 0; i < n; i++)
-		redact(devs[i], false);
-	resp.n_devices = n;
-	resp.devices = devs;
-	if (attach_certs(ac->srv, devs, n, false, &resp) < 0)
-		admin_respond_error(ac, CAPF_ENOMEM, NULL);
-	else
-		admin_respond(ac, &resp);
-	free_certs(&resp);
-	store_device_list_free(devs, n);
 }
 
 static void handle_status(struct admin_client *ac, const Capf__AdminRequest *req)
@@ -577,20 +598,44 @@ static void handle_status(struct admin_client *ac, const Capf__AdminRequest *req
 	st.enrollments = atomic_load(&srv->enrollments);
 	st.failures = atomic_load(&srv->failures);
 	st.connections = atomic_load(&srv->connections);
+	st.started_at = srv->started_at;
+	st.uptime = (uint64_t)(time(NULL) - srv->started_at);
+	metrics_status(srv, &st.devices, &st.pending_operations, &st.unacknowledged,
+		       &st.ca_not_after);
 	resp.status = &st;
 	admin_respond(ac, &resp);
+}
+
+static void handle_stats(struct admin_client *ac, const Capf__AdminRequest *req)
+{
+	Capf__AdminResponse resp = CAPF__ADMIN_RESPONSE__INIT;
+	char *text = NULL;
+	size_t len = 0;
+	int ret;
+	(void)req;
+
+	ret = metrics_render(ac->srv, &text, &len);
+	if (ret < 0) {
+		admin_respond_error(ac, ret, NULL);
+		return;
+	}
+	resp.metrics.data = (uint8_t *)text;
+	resp.metrics.len = len;
+	admin_respond(ac, &resp);
+	free(text);
 }
 
 const struct admin_handler admin_device_handlers[] = {
 	{ CAPF__ADMIN_REQUEST__BODY_DEVICE_PUT, "device-put", handle_device_put },
 	{ CAPF__ADMIN_REQUEST__BODY_DEVICE_GET, "device-get", handle_device_get },
-	{ CAPF__ADMIN_REQUEST__BODY_DEVICE_LIST, "device-list", handle_device_list },
 	{ CAPF__ADMIN_REQUEST__BODY_STATUS, "status", handle_status },
+	{ CAPF__ADMIN_REQUEST__BODY_STATS, "stats", handle_stats },
 	{ 0, NULL, NULL },
 };
 
 static const struct admin_handler *const handler_tables[] = {
 	admin_device_handlers,
+	admin_query_handlers,
 	admin_ca_handlers,
 	admin_store_handlers,
 };
@@ -611,11 +656,24 @@ static void handle_request(struct admin_client *ac, const uint8_t *payload, size
 	}
 	for (size_t t = 0; t < sizeof(handler_tables) / sizeof(handler_tables[0]); t++) {
 		for (const struct admin_handler *h = handler_tables[t]; h->handle != NULL; h++) {
-			if (h->body == req->body_case) {
-				log_debug("admin: %s", h->name);
-				h->handle(ac, req);
+			if (h->body != req->body_case)
+				continue;
+			if (ac->role == ADMIN_ROLE_NONE ||
+			    (ac->role == ADMIN_ROLE_READONLY && !admin_request_readonly(req))) {
+				char text[200];
+
+				snprintf(text, sizeof(text),
+					 ac->role == ADMIN_ROLE_NONE
+						 ? "user %s (uid %u) may not use the admin socket"
+						 : "user %s (uid %u) may only read: %s is refused",
+					 ac->user, (unsigned)ac->uid, h->name);
+				log_warn("admin: %s", text);
+				admin_respond_error(ac, CAPF_EACCES, text);
 				goto out;
 			}
+			log_debug("admin: %s by uid %u", h->name, (unsigned)ac->uid);
+			h->handle(ac, req);
+			goto out;
 		}
 	}
 	admin_respond_error(ac, CAPF_ENOTSUP, "unknown admin request");
@@ -702,6 +760,20 @@ static void on_admin_connection(uv_stream_t *server, int status)
 	if (uv_accept(server, (uv_stream_t *)&ac->pipe) < 0) {
 		client_close(ac);
 		return;
+	}
+	{
+		struct ucred cred;
+
+		if (peer_cred(ac, &cred) < 0) {
+			log_warn("admin: a peer without credentials: closed");
+			client_close(ac);
+			return;
+		}
+		ac->uid = cred.uid;
+		ac->pid = cred.pid;
+		ac->role = admin_role_of(srv->cfg, cred.uid, cred.gid, ac->user, sizeof(ac->user));
+		log_debug("admin: uid %u (%s) pid %d connected: role %s", (unsigned)cred.uid,
+			  ac->user, (int)cred.pid, admin_role_name(ac->role));
 	}
 	uv_read_start((uv_stream_t *)&ac->pipe, on_alloc, on_read);
 }

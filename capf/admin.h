@@ -14,6 +14,8 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
 
 #include "proto/proto.h"
 
@@ -30,6 +32,7 @@ struct admin_handler {
 extern const struct admin_handler admin_device_handlers[];
 extern const struct admin_handler admin_ca_handlers[];
 extern const struct admin_handler admin_store_handlers[];
+extern const struct admin_handler admin_query_handlers[];
 
 /* admin_server() - the server the client talks to. */
 struct server *admin_server(struct admin_client *ac);
@@ -54,5 +57,72 @@ bool admin_closing(const struct admin_client *ac);
 /* admin_peer() - who the client is, for the audit log: "admin uid=N
  * pid=P" from the socket's peer credentials, or "admin". */
 void admin_peer(struct admin_client *ac, char *buf, size_t len);
+
+/* What an administrator sets on a device record: the fields of a
+ * DevicePut that the admin owns. */
+struct admin_settings {
+	uint32_t fields; /* CAPF__PUT_FIELD__* bits; 0 = every field */
+	Capf__Operation op;
+	Capf__AuthMode auth;
+	Capf__KeyType key_type;
+	Capf__KeyType ec_key_type;
+	Capf__KeyOrder key_order;
+	uint32_t lsc_days;
+	int64_t deadline;
+};
+
+/* admin_settings_from_put() - the settings a DevicePut asks for (an
+ * unspecified auth is mic and an unspecified key ec-p256, as for a new
+ * device). */
+void admin_settings_from_put(const Capf__DevicePut *put, struct admin_settings *set);
+
+/*
+ * admin_settings_apply() - apply set to d: the given fields, a new
+ * operation generation when the operation or its policy changes, and the
+ * status made pending (see capf/admin.c). Returns whether a field
+ * changed; with fields == 0 the status is made pending even when none
+ * did (a device set that asks again).
+ */
+bool admin_settings_apply(const struct admin_settings *set, Capf__Device *d);
+
+/* admin_redact() - strip what no answer carries: the string's hash and
+ * salt and, unless with_report, the certificates of a fetch report. */
+void admin_redact(Capf__Device *d, bool with_report);
+
+/* admin_handle_batch() - the DeviceBatch handler (capf/admin_batch.c). */
+void admin_handle_batch(struct admin_client *ac, const Capf__AdminRequest *req);
+
+/* What a peer of the admin socket may do (capf/admin_role.c). */
+enum admin_role {
+	ADMIN_ROLE_NONE = 0, /* nothing: every request is refused */
+	ADMIN_ROLE_READONLY, /* show, list, report, status, metrics */
+	ADMIN_ROLE_ADMIN,    /* everything */
+};
+
+struct capfd_config;
+
+/*
+ * admin_role_of() - the role of the user uid (primary group gid, from
+ * SO_PEERCRED) under the [admin] settings of cfg; its user name goes to
+ * name ("?" when it has none).
+ */
+enum admin_role admin_role_of(const struct capfd_config *cfg, uid_t uid, gid_t gid, char *name,
+			      size_t namelen);
+
+/* admin_request_readonly() - whether req only reads (a read-only peer may
+ * send it). */
+bool admin_request_readonly(const Capf__AdminRequest *req);
+
+/* admin_role_name() - "admin", "read-only" or "none". */
+const char *admin_role_name(enum admin_role role);
+
+/* A client's paged listing (capf/admin_query.c); freed with the client. */
+struct admin_cursor;
+
+/* admin_cursor_slot() - where the client keeps its listing. */
+struct admin_cursor **admin_cursor_slot(struct admin_client *ac);
+
+/* admin_cursor_free() - free a listing; accepts NULL. */
+void admin_cursor_free(struct admin_cursor *cur);
 
 #endif /* CAPF_ADMIN_H */

@@ -22,7 +22,6 @@
 #include "capf/log.h"
 #include "store/store.h"
 
-#define ADMIN_PEER "admin socket"
 
 /* Sends {code, text} with the CA's explanation when it has one. */
 static void respond_ca_error(struct admin_client *ac, int code, const char *what)
@@ -34,13 +33,17 @@ static void respond_ca_error(struct admin_client *ac, int code, const char *what
 	admin_respond_error(ac, code, text);
 }
 
-static void audit(struct server *srv, Capf__AuditKind kind, const uint8_t *serial,
+/* An audit event naming the administrator who caused it. */
+static void audit(struct admin_client *ac, Capf__AuditKind kind, const uint8_t *serial,
 		  size_t serial_len, const char *device, const char *detail)
 {
+	struct server *srv = admin_server(ac);
 	struct store_audit_event ev = { 0 };
+	char peer[80];
 
+	admin_peer(ac, peer, sizeof(peer));
 	ev.kind = kind;
-	ev.peer = ADMIN_PEER;
+	ev.peer = peer;
 	ev.device = device;
 	ev.serial = serial;
 	ev.serial_len = serial_len;
@@ -50,10 +53,14 @@ static void audit(struct server *srv, Capf__AuditKind kind, const uint8_t *seria
 }
 
 /* After a change of the CA or a trust store: new sessions see it. */
-static void changed(struct server *srv, const char *detail)
+static void changed(struct admin_client *ac, const char *detail)
 {
-	log_info("admin: %s", detail);
-	audit(srv, CAPF__AUDIT_KIND__AUDIT_CA_CHANGE, NULL, 0, NULL, detail);
+	struct server *srv = admin_server(ac);
+	char peer[80];
+
+	admin_peer(ac, peer, sizeof(peer));
+	log_info("admin: %s (by %s)", detail, peer);
+	audit(ac, CAPF__AUDIT_KIND__AUDIT_CA_CHANGE, NULL, 0, NULL, detail);
 	if (server_ca_changed(srv) < 0)
 		log_err("admin: the change is recorded but new sessions still use the old "
 			"TLS credentials until capfd restarts");
@@ -156,7 +163,7 @@ static void handle_ca_csr(struct admin_client *ac, const Capf__AdminRequest *req
 		respond_ca_error(ac, ret, "cannot make the request");
 		return;
 	}
-	audit(srv, CAPF__AUDIT_KIND__AUDIT_CA_CHANGE, NULL, 0, NULL,
+	audit(ac, CAPF__AUDIT_KIND__AUDIT_CA_CHANGE, NULL, 0, NULL,
 	      "new key and certificate request for the next CAPF CA");
 	log_info("admin: new key and certificate request for the next CAPF CA");
 	respond_data(ac, 0, (uint8_t *)pem, strlen(pem), NULL);
@@ -182,7 +189,7 @@ static void handle_ca_import(struct admin_client *ac, const Capf__AdminRequest *
 		reply.id = list[0].id;
 	snprintf(detail, sizeof(detail), "imported the enterprise-signed CAPF CA %s",
 		 reply.id != NULL ? reply.id : "?");
-	changed(srv, detail);
+	changed(ac, detail);
 	respond_reply(ac, &reply, NULL);
 	free(list);
 }
@@ -203,7 +210,7 @@ static void handle_ca_rollover(struct admin_client *ac, const Capf__AdminRequest
 		return;
 	}
 	snprintf(detail, sizeof(detail), "rolled the CAPF CA over to %s", id);
-	changed(srv, detail);
+	changed(ac, detail);
 	reply.id = id;
 	respond_reply(ac, &reply, NULL);
 }
@@ -241,7 +248,7 @@ static void handle_trust_add(struct admin_client *ac, const Capf__AdminRequest *
 	if (added > 0) {
 		snprintf(detail, sizeof(detail), "added %zu certificate%s to the %s", added,
 			 added == 1 ? "" : "s", store_name);
-		changed(srv, detail);
+		changed(ac, detail);
 	}
 	reply.added = (uint32_t)added;
 	respond_reply(ac, &reply, NULL);
@@ -302,7 +309,7 @@ static void handle_trust_remove(struct admin_client *ac, const Capf__AdminReques
 		return;
 	}
 	snprintf(detail, sizeof(detail), "removed trusted certificate %.64s", q->fingerprint);
-	changed(srv, detail);
+	changed(ac, detail);
 	respond_reply(ac, &reply, NULL);
 }
 
@@ -429,7 +436,7 @@ static void on_revoke_done(void *arg, int result)
 		snprintf(detail, sizeof(detail), "revoked certificate %s of %s (%s)", job->hex,
 			 c->device, ca_reason_name((int)c->revocation_reason));
 		log_info("admin: %s", detail);
-		audit(srv, CAPF__AUDIT_KIND__AUDIT_REVOKE, c->serial.data, c->serial.len, c->device,
+		audit(job->ac, CAPF__AUDIT_KIND__AUDIT_REVOKE, c->serial.data, c->serial.len, c->device,
 		      detail);
 	} else {
 		log_err("admin: certificate %s is revoked in the CA but its store record could "

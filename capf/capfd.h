@@ -53,7 +53,25 @@ struct capfd_config {
 	unsigned port;
 	unsigned workers;      /* 0 = one per core */
 	char *admin_socket;    /* NULL = <state_dir>/capfd.sock */
-	unsigned admin_mode;   /* 0600 or 0660 */
+	unsigned admin_mode;   /* 0600, 0660 or 0666 (with roles) */
+	/* [admin]: who may use the admin socket, and how (capf/admin_role.c):
+	 * lists of user names or uids, group names or gids. None set: whoever
+	 * can open the socket administers. */
+	char *admin_users;
+	char *admin_group;
+	char *readonly_users;
+	char *readonly_group;
+	/* [metrics]: the HTTP listener of the Prometheus metrics (NULL: off). */
+	char *metrics_listen;
+	/* Where each option was set: the file (NULL: none read) and, per
+	 * option of the table in capf/config.c, its line (0: not from it). */
+	char *config_file;
+	unsigned lines[96];
+	/* The command line's options, applied over the file again by a
+	 * reload (pointers into argv). */
+	const char *cli[16][3];
+	size_t ncli;
+	bool verbose;          /* -v: debug whatever the file says */
 	char *mfg_roots;       /* manufacturer roots (PEM) */
 	char *mic_patterns;    /* [trust] mic_patterns */
 	char *ca_subject;
@@ -116,6 +134,38 @@ int config_set(struct capfd_config *cfg, const char *section, const char *name,
 /* config_finish() - derive the unset paths from state_dir and check the
  * whole; 0 or CAPF_ECONFIG with a message in errbuf. */
 int config_finish(struct capfd_config *cfg, char *errbuf, size_t errlen);
+
+/*
+ * config_where() - where [section] name got its value, for messages:
+ * "FILE:LINE" when the config file set it, else "the command line or the
+ * defaults". The string is static: use it before the next call.
+ */
+const char *config_where(const struct capfd_config *cfg, const char *section, const char *name);
+
+/*
+ * config_check() - what config_finish() cannot see: the listen address,
+ * the manufacturer roots (a file of certificates), the TLS priority
+ * strings, the CA key type, the metrics listener. Every bad value is
+ * reported on stderr with where it was set and what is wrong; nothing
+ * is created. Returns 0 or CAPF_ECONFIG (capf/config_check.c).
+ */
+int config_check(const struct capfd_config *cfg);
+
+/*
+ * config_diff() - call cb for every option whose value differs between a
+ * and b, in the order of the option table.
+ */
+void config_diff(const struct capfd_config *a, const struct capfd_config *b,
+		 void (*cb)(const char *section, const char *name, void *arg), void *arg);
+
+struct server;
+/* server_reload() - SIGHUP: read the configuration file again
+ * (capf/reload.c). A bad one is refused, with its messages, and the
+ * running one kept. */
+void server_reload(struct server *srv);
+
+/* config_admin_roles() - whether any [admin] role is configured. */
+bool config_admin_roles(const struct capfd_config *cfg);
 
 void config_deinit(struct capfd_config *cfg);
 
@@ -195,6 +245,8 @@ struct server {
 	uv_loop_t *loop;               /* main loop: signals, admin */
 	uv_signal_t sigint, sigterm, sighup;
 	uv_pipe_t admin;
+	time_t started_at;
+	struct metrics *metrics;       /* capf/metrics.c */
 	struct bridge bridge;
 	bool admin_open, bridge_on, signals_on;
 

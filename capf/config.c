@@ -38,6 +38,11 @@ static const struct opt options[] = {
 	{ "server", "admin_socket", OPT_STR, O(admin_socket), 0, 0 },
 	{ "server", "admin_mode", OPT_MODE, O(admin_mode), 0, 0 },
 	{ "server", "ready_file", OPT_STR, O(ready_file), 0, 0 },
+	{ "admin", "admin_users", OPT_STR, O(admin_users), 0, 0 },
+	{ "admin", "admin_group", OPT_STR, O(admin_group), 0, 0 },
+	{ "admin", "readonly_users", OPT_STR, O(readonly_users), 0, 0 },
+	{ "admin", "readonly_group", OPT_STR, O(readonly_group), 0, 0 },
+	{ "metrics", "listen", OPT_STR, O(metrics_listen), 0, 0 },
 	{ "tls", "priority", OPT_STR, O(tls_priority), 0, 0 },
 	{ "cisco", "enabled", OPT_BOOL, O(cisco_enabled), 0, 0 },
 	{ "cisco", "port", OPT_UINT, O(cisco_port), 0, 65535 },
@@ -171,9 +176,12 @@ int config_set(struct capfd_config *cfg, const char *section, const char *name,
 			*(unsigned *)field = 0600;
 		} else if (strcmp(value, "0660") == 0 || strcmp(value, "660") == 0) {
 			*(unsigned *)field = 0660;
+		} else if (strcmp(value, "0666") == 0 || strcmp(value, "666") == 0) {
+			/* Any local user connects; the [admin] roles decide. */
+			*(unsigned *)field = 0666;
 		} else {
-			snprintf(errbuf, errlen, "[%s] %s must be 0600 or 0660, not \"%s\"", section,
-				 name, value);
+			snprintf(errbuf, errlen, "[%s] %s must be 0600, 0660 or 0666, not \"%s\"",
+				 section, name, value);
 			return CAPF_ECONFIG;
 		}
 		return 0;
@@ -209,25 +217,108 @@ struct load_ctx {
 	struct capfd_config *cfg;
 	const char *path;
 	int error;
+	FILE *scan;        /* the file again, to find the line of each option */
+	unsigned lineno;   /* lines of it read so far */
+	char section[64];  /* the section at that point */
 };
 
+static void trim(char *s)
+{
+	size_t n = strlen(s), k = 0;
+
+	while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r'))
+		s[--n] = '\0';
+	while (s[k] == ' ' || s[k] == '\t')
+		k++;
+	memmove(s, s + k, n - k + 1);
+}
+
+/*
+ * The line of the next "name = ..." of section in the file. libinih hands
+ * the options over in file order without their lines, so a second reader
+ * that moves forward with it finds each one.
+ */
+static unsigned line_of(struct load_ctx *ctx, const char *section, const char *name)
+{
+	char line[1024];
+
+	if (ctx->scan == NULL)
+		return 0;
+	while (fgets(line, sizeof(line), ctx->scan) != NULL) {
+		char *eq;
+
+		ctx->lineno++;
+		trim(line);
+		if (line[0] == '[') {
+			char *end = strchr(line, ']');
+			if (end != NULL) {
+				*end = '\0';
+				snprintf(ctx->section, sizeof(ctx->section), "%.63s", line + 1);
+				trim(ctx->section);
+			}
+			continue;
+		}
+		if (line[0] == '#' || line[0] == ';' || (eq = strpbrk(line, "=:")) == NULL)
+			continue;
+		*eq = '\0';
+		trim(line);
+		if (strcmp(ctx->section, section) == 0 && strcmp(line, name) == 0)
+			return ctx->lineno;
+	}
+	return 0;
+}
+
+static int option_index(const char *section, const char *name)
+{
+	for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++)
+		if (strcmp(options[i].section, section) == 0 && strcmp(options[i].name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+const char *config_where(const struct capfd_config *cfg, const char *section, const char *name)
+{
+	static char buf[4200];
+	int i = option_index(section, name);
+
+	if (i < 0 || cfg->config_file == NULL || cfg->lines[i] == 0)
+		return "the command line or the defaults";
+	snprintf(buf, sizeof(buf), "%s:%u", cfg->config_file, cfg->lines[i]);
+	return buf;
+}
+
+/* Every bad option is reported (the parse goes on), each with its line. */
 static int ini_line(void *user, const char *section, const char *name, const char *value)
 {
 	struct load_ctx *ctx = user;
+	unsigned line = line_of(ctx, section, name);
+	int i = option_index(section, name);
 	char err[256];
 
+	if (i >= 0 && (size_t)i < sizeof(ctx->cfg->lines) / sizeof(ctx->cfg->lines[0]))
+		ctx->cfg->lines[i] = line;
 	if (config_set(ctx->cfg, section, name, value, err, sizeof(err)) < 0) {
-		fprintf(stderr, "capfd: %s: %s\n", ctx->path, err);
+		if (line != 0)
+			fprintf(stderr, "capfd: %s:%u: %s\n", ctx->path, line, err);
+		else
+			fprintf(stderr, "capfd: %s: %s\n", ctx->path, err);
 		ctx->error = CAPF_ECONFIG;
-		return 0;
+		return 1; /* on to the next line: every error is reported */
 	}
 	return 1;
 }
 
 int config_load(struct capfd_config *cfg, const char *path)
 {
-	struct load_ctx ctx = { cfg, path, 0 };
-	int ret = ini_parse(path, ini_line, &ctx);
+	struct load_ctx ctx = { cfg, path, 0, NULL, 0, "" };
+	int ret;
+
+	free(cfg->config_file);
+	cfg->config_file = strdup(path);
+	ctx.scan = fopen(path, "r");
+	ret = ini_parse(path, ini_line, &ctx);
+	if (ctx.scan != NULL)
+		fclose(ctx.scan);
 
 	if (ret == -1) {
 		fprintf(stderr, "capfd: cannot open config file %s: %s\n", path, strerror(errno));
@@ -249,6 +340,12 @@ int config_load(struct capfd_config *cfg, const char *path)
 
 int config_finish(struct capfd_config *cfg, char *errbuf, size_t errlen)
 {
+	if (cfg->admin_mode == 0666 && !config_admin_roles(cfg)) {
+		snprintf(errbuf, errlen,
+			 "[server] admin_mode 0666 lets every local user connect: it needs the "
+			 "[admin] roles (admin_users, admin_group, readonly_users, readonly_group)");
+		return CAPF_ECONFIG;
+	}
 	if (cfg->state_dir == NULL) {
 		snprintf(errbuf, errlen, "[server] state_dir must be set");
 		return CAPF_ECONFIG;
@@ -300,8 +397,44 @@ int config_finish(struct capfd_config *cfg, char *errbuf, size_t errlen)
 	return 0;
 }
 
+void config_diff(const struct capfd_config *a, const struct capfd_config *b,
+		 void (*cb)(const char *section, const char *name, void *arg), void *arg)
+{
+	for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++) {
+		const void *fa = (const char *)a + options[i].offset;
+		const void *fb = (const char *)b + options[i].offset;
+		bool same;
+
+		switch (options[i].type) {
+		case OPT_STR: {
+			const char *sa = *(char *const *)fa, *sb = *(char *const *)fb;
+			same = (sa == NULL && sb == NULL) || (sa && sb && strcmp(sa, sb) == 0);
+			break;
+		}
+		case OPT_BOOL:
+			same = *(const bool *)fa == *(const bool *)fb;
+			break;
+		case OPT_LEVEL:
+			same = *(const int *)fa == *(const int *)fb;
+			break;
+		default:
+			same = *(const unsigned *)fa == *(const unsigned *)fb;
+			break;
+		}
+		if (!same)
+			cb(options[i].section, options[i].name, arg);
+	}
+}
+
+bool config_admin_roles(const struct capfd_config *cfg)
+{
+	return cfg->admin_users || cfg->admin_group || cfg->readonly_users || cfg->readonly_group;
+}
+
 void config_deinit(struct capfd_config *cfg)
 {
+	free(cfg->config_file);
+	cfg->config_file = NULL;
 	for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++) {
 		if (options[i].type == OPT_STR) {
 			char **s = (char **)((char *)cfg + options[i].offset);

@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -10,7 +11,8 @@
 
 #include "capf/log.h"
 
-static enum log_level min_level = LOG_LVL_INFO;
+/* Atomic: a reload (SIGHUP) changes it while every thread logs. */
+static _Atomic int min_level = LOG_LVL_INFO;
 static bool to_syslog;
 
 static const char *const level_names[] = {
@@ -29,10 +31,15 @@ static const int syslog_prio[] = {
 
 void log_init(enum log_level level, bool use_syslog)
 {
-	min_level = level;
+	atomic_store(&min_level, (int)level);
 	to_syslog = use_syslog;
 	if (to_syslog)
 		openlog("capfd", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+}
+
+void log_set_level(enum log_level level)
+{
+	atomic_store(&min_level, (int)level);
 }
 
 int log_level_from_name(const char *name)
@@ -49,7 +56,7 @@ int log_level_from_name(const char *name)
 
 bool log_enabled(enum log_level level)
 {
-	return level <= min_level;
+	return (int)level <= atomic_load(&min_level);
 }
 
 void log_msg(enum log_level level, const char *fmt, ...)

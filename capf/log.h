@@ -13,6 +13,9 @@ enum log_level { LOG_LVL_ERR = 0, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
  * use_syslog, else stderr). Call once, before threads start. */
 void log_init(enum log_level level, bool use_syslog);
 
+/* log_set_level() - change the minimum level (at any time, any thread). */
+void log_set_level(enum log_level level);
+
 /* log_level_from_name() - "error", "warning", "info", "debug" -> level;
  * returns -1 for an unknown name. */
 int log_level_from_name(const char *name);

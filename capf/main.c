@@ -36,6 +36,7 @@ static void usage(FILE *out)
 		"  -m, --mfg-roots FILE    manufacturer root certificates (PEM)\n"
 		"  -r, --ready-file FILE   write pid, port and socket to FILE when ready\n"
 		"  -v, --verbose           log debug messages\n"
+		"      --check-config      check the configuration, create nothing, exit\n"
 		"  -V, --version           print the version and exit\n"
 		"  -h, --help              print this help and exit\n",
 		LOCALSTATEDIR);
@@ -55,6 +56,7 @@ int main(int argc, char **argv)
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "check-config", no_argument, NULL, 'C' },
 		{ NULL, 0, NULL, 0 },
 	};
 	/* Command-line values override the file: collect them first. */
@@ -63,7 +65,7 @@ int main(int argc, char **argv)
 	} overrides[16];
 	size_t noverrides = 0;
 	const char *config_path = NULL;
-	bool verbose = false;
+	bool verbose = false, check_only = false;
 	struct capfd_config cfg;
 	struct server srv;
 	uv_loop_t loop;
@@ -105,6 +107,9 @@ int main(int argc, char **argv)
 		case 'v':
 			verbose = true;
 			continue;
+		case 'C':
+			check_only = true;
+			continue;
 		case 'V':
 			printf("capfd %s\n", PACKAGE_VERSION);
 			return EXIT_SUCCESS;
@@ -131,19 +136,37 @@ int main(int argc, char **argv)
 	}
 
 	config_defaults(&cfg);
+	ret = 0;
 	if (config_path != NULL && config_load(&cfg, config_path) < 0)
-		goto out_cfg;
+		ret = CAPF_ECONFIG; /* reported; the others are checked too */
 	for (size_t i = 0; i < noverrides; i++) {
 		if (config_set(&cfg, overrides[i].section, overrides[i].name, overrides[i].value, err,
 			       sizeof(err)) < 0) {
-			fprintf(stderr, "capfd: %s\n", err);
-			goto out_cfg;
+			fprintf(stderr, "capfd: command line: %s\n", err);
+			ret = CAPF_ECONFIG;
 		}
 	}
+	for (size_t i = 0; i < noverrides; i++) {
+		cfg.cli[i][0] = overrides[i].section;
+		cfg.cli[i][1] = overrides[i].name;
+		cfg.cli[i][2] = overrides[i].value;
+	}
+	cfg.ncli = noverrides;
+	cfg.verbose = verbose;
 	if (verbose)
 		cfg.log_level = LOG_LVL_DEBUG;
 	if (config_finish(&cfg, err, sizeof(err)) < 0) {
 		fprintf(stderr, "capfd: %s\n", err);
+		ret = CAPF_ECONFIG;
+	}
+	/* Before any state exists: a bad value must not leave a CA behind.
+	 * Every problem of the file is reported at once. */
+	if (config_check(&cfg) < 0 || ret < 0)
+		goto out_cfg;
+	if (check_only) {
+		printf("capfd: %s: the configuration is valid\n",
+		       config_path != NULL ? config_path : "(no file)");
+		status = EXIT_SUCCESS;
 		goto out_cfg;
 	}
 	log_init((enum log_level)cfg.log_level, cfg.log_syslog);

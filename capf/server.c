@@ -26,6 +26,7 @@ static __thread int hash_oom;
 #include "ca/ca.h"
 #include "capf/capfd.h"
 #include "capf/log.h"
+#include "capf/metrics.h"
 #include "capf/signer.h"
 #include "store/store.h"
 
@@ -560,7 +561,7 @@ static void on_signal(uv_signal_t *h, int signum)
 	struct server *srv = h->data;
 
 	if (signum == SIGHUP) {
-		log_info("received SIGHUP: configuration reload is not supported, ignoring it");
+		server_reload(srv);
 		return;
 	}
 	log_info("received %s, shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
@@ -580,6 +581,8 @@ static int write_ready_file(const struct server *srv)
 		goto fail;
 	if (srv->cisco_port != 0)
 		fprintf(f, "cisco_port=%u\n", srv->cisco_port);
+	if (metrics_port(srv) != 0)
+		fprintf(f, "metrics_port=%u\n", metrics_port(srv));
 	fprintf(f, "pid=%d\nport=%u\nadmin_socket=%s\n", (int)getpid(), srv->port,
 		srv->cfg->admin_socket);
 	if (fclose(f) != 0 || rename(tmp, srv->cfg->ready_file) < 0)
@@ -793,6 +796,7 @@ int server_start(struct server *srv, struct capfd_config *cfg, uv_loop_t *loop)
 	memset(srv, 0, sizeof(*srv));
 	srv->cfg = cfg;
 	srv->loop = loop;
+	srv->started_at = time(NULL);
 	pthread_mutex_init(&srv->claims_lock, NULL);
 	pthread_mutex_init(&srv->creds_lock, NULL);
 
@@ -966,6 +970,9 @@ int server_start(struct server *srv, struct capfd_config *cfg, uv_loop_t *loop)
 		 PACKAGE_VERSION, cfg->listen, srv->port, srv->nworkers, cfg->admin_socket);
 	if (srv->cisco_port != 0)
 		log_info("Cisco CAPF v3 on %s port %u", cfg->listen, srv->cisco_port);
+	ret = metrics_start(srv);
+	if (ret < 0)
+		return ret;
 	ret = write_ready_file(srv);
 	if (ret < 0)
 		return ret;
@@ -987,6 +994,7 @@ void server_stop(struct server *srv)
 	 * before the process exits. Joining blocks this loop, which by now
 	 * serves nothing but the signals. */
 	admin_stop(srv);
+	metrics_stop(srv);
 	for (unsigned i = 0; i < srv->nworkers; i++)
 		worker_stop(&srv->workers[i]);
 	for (unsigned i = 0; i < srv->nworkers; i++)

@@ -365,12 +365,11 @@ int phone_msg_unpack(const uint8_t *payload, size_t len, Capf__PhoneMessage **ou
 
 /* ---- admin requests ---------------------------------------------------- */
 
-static int validate_device_put(const Capf__AdminRequest *r)
+static int device_put_valid(const Capf__DevicePut *p)
 {
-	const Capf__DevicePut *p = r->device_put;
 	const Capf__Device *d;
 
-	if (!p || !p->device)
+	if (!p || !p->device || p->fields > 255)
 		return 0;
 	d = p->device;
 	if (d->auth_secret != NULL &&
@@ -386,6 +385,51 @@ static int validate_device_put(const Capf__AdminRequest *r)
 	       enum_known(&capf__op_status__descriptor, d->status) && d->lsc_days <= 36500;
 }
 
+static int validate_device_put(const Capf__AdminRequest *r)
+{
+	return device_put_valid(r->device_put);
+}
+
+/* A batch is bounded by the frame; each put is checked as one alone. */
+static int validate_device_batch(const Capf__AdminRequest *r)
+{
+	const Capf__DeviceBatch *b = r->device_batch;
+
+	if (!b || b->n_puts == 0)
+		return 0;
+	for (size_t i = 0; i < b->n_puts; i++)
+		if (!device_put_valid(b->puts[i]))
+			return 0;
+	return 1;
+}
+
+static int validate_device_delete(const Capf__AdminRequest *r)
+{
+	return r->device_delete && device_name_valid(r->device_delete->name);
+}
+
+static int enums_known(const ProtobufCEnumDescriptor *desc, const int *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!enum_known(desc, v[i]))
+			return 0;
+	return 1;
+}
+
+/* A name prefix or pattern is at most a name long (a glob may hold more
+ * characters than a name allows, so only its length is checked). */
+static int filter_valid(const Capf__DeviceFilter *f)
+{
+	if (!f)
+		return 1;
+	return (!f->name_prefix || strlen(f->name_prefix) <= DEVICE_NAME_MAX) &&
+	       (!f->name_glob || strlen(f->name_glob) <= 4 * DEVICE_NAME_MAX) &&
+	       (!f->name || strlen(f->name) <= DEVICE_NAME_MAX) &&
+	       enums_known(&capf__op_status__descriptor, (const int *)f->status, f->n_status) &&
+	       enums_known(&capf__auth_mode__descriptor, (const int *)f->auth, f->n_auth) &&
+	       enums_known(&capf__operation__descriptor, (const int *)f->op, f->n_op);
+}
+
 static int validate_device_get(const Capf__AdminRequest *r)
 {
 	return r->device_get && device_name_valid(r->device_get->name);
@@ -393,12 +437,29 @@ static int validate_device_get(const Capf__AdminRequest *r)
 
 static int validate_device_list(const Capf__AdminRequest *r)
 {
-	return r->device_list != NULL;
+	const Capf__DeviceList *l = r->device_list;
+
+	return l != NULL && filter_valid(l->filter) &&
+	       (!l->after || strlen(l->after) <= DEVICE_NAME_MAX);
+}
+
+static int validate_cert_list(const Capf__AdminRequest *r)
+{
+	const Capf__CertList *l = r->cert_list;
+
+	return l != NULL && (!l->device || strlen(l->device) <= DEVICE_NAME_MAX) &&
+	       enums_known(&capf__cert_state__descriptor, (const int *)l->state, l->n_state) &&
+	       l->after.len <= 64;
 }
 
 static int validate_status(const Capf__AdminRequest *r)
 {
 	return r->status != NULL;
+}
+
+static int validate_stats(const Capf__AdminRequest *r)
+{
+	return r->stats != NULL;
 }
 
 /* Store administration: the fault name is checked by the handler, which
@@ -518,6 +579,7 @@ static const struct admin_body admin_bodies[] = {
     {CAPF__ADMIN_REQUEST__BODY_DEVICE_GET, "device_get", validate_device_get},
     {CAPF__ADMIN_REQUEST__BODY_DEVICE_LIST, "device_list", validate_device_list},
     {CAPF__ADMIN_REQUEST__BODY_STATUS, "status", validate_status},
+    {CAPF__ADMIN_REQUEST__BODY_STATS, "stats", validate_stats},
     {CAPF__ADMIN_REQUEST__BODY_STORE_COMPACT, "store_compact", validate_store_compact},
     {CAPF__ADMIN_REQUEST__BODY_STORE_FAULT, "store_fault", validate_store_fault},
     {CAPF__ADMIN_REQUEST__BODY_STORE_INFO, "store_info", validate_store_info},
@@ -532,6 +594,9 @@ static const struct admin_body admin_bodies[] = {
     {CAPF__ADMIN_REQUEST__BODY_CERT_REVOKE, "cert_revoke", validate_cert_revoke},
     {CAPF__ADMIN_REQUEST__BODY_CERT_SHOW, "cert_show", validate_cert_show},
     {CAPF__ADMIN_REQUEST__BODY_CRL, "crl", validate_crl},
+    {CAPF__ADMIN_REQUEST__BODY_DEVICE_DELETE, "device_delete", validate_device_delete},
+    {CAPF__ADMIN_REQUEST__BODY_DEVICE_BATCH, "device_batch", validate_device_batch},
+    {CAPF__ADMIN_REQUEST__BODY_CERT_LIST, "cert_list", validate_cert_list},
 };
 
 static int admin_req_validate(const Capf__AdminRequest *req)

@@ -26,6 +26,8 @@
 #include <gnutls/x509.h>
 
 #include "ca/ca.h"
+#include "tools/where.h"
+#include "tools/bulk.h"
 #include "tools/client.h"
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
@@ -83,6 +85,230 @@ static void test_json_escapes(void)
 			       "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x93\x9e\"");
 }
 
+/* ---- --where expressions (tools/where.c) ---------------------------------- */
+
+static int where1(struct where *w, const char *expr)
+{
+	char err[200];
+
+	where_init(w);
+	return where_parse(w, expr, 1000000, err, sizeof(err));
+}
+
+static void test_where_invalid(void)
+{
+	struct where w;
+	char err[200] = "";
+
+	where_init(&w);
+	CU_ASSERT_EQUAL(where_parse(&w, NULL, 0, err, sizeof(err)), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(where1(&w, ""), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(where1(&w, "   "), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(where1(&w, "frobnicate"), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(where1(&w, "status = bogus"), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(where1(&w, "status ="), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(where1(&w, "auth = unspecified"), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(where1(&w, "op = reboot"), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(where1(&w, "name = bad/name"), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(where1(&w, "name between a"), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(where1(&w, "expires before 2027-02-30"), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(where1(&w, "expires within 30y"), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(where1(&w, "expires within d"), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(where1(&w, "expires soon"), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(where1(&w, "no lsc and"), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(where1(&w, "and no lsc"), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(where1(&w, "status = a,b,c,d,e,f,g,h,i"), CAPF_EINVAL);
+	where_init(&w);
+	CU_ASSERT_EQUAL(where_parse(&w, "bogus words", 0, err, sizeof(err)), CAPF_EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "bogus words"));
+}
+
+static void test_where_vectors(void)
+{
+	struct where w;
+	int64_t d;
+
+	CU_ASSERT_EQUAL(where1(&w, "no lsc"), 0);
+	CU_ASSERT_TRUE(w.f.no_lsc);
+	CU_ASSERT_EQUAL(where1(&w, "has lsc and unacknowledged"), 0);
+	CU_ASSERT_TRUE(w.f.has_lsc && w.f.unacknowledged);
+	CU_ASSERT_EQUAL(w.conditions, 2);
+	CU_ASSERT_EQUAL(where1(&w, "name = SEP001122334455"), 0);
+	CU_ASSERT_STRING_EQUAL(w.f.name, "SEP001122334455");
+	CU_ASSERT_EQUAL(where1(&w, "name = SEP00*"), 0);
+	CU_ASSERT_STRING_EQUAL(w.f.name_glob, "SEP00*");
+	CU_ASSERT_EQUAL(where1(&w, "name like SEP00??"), 0);
+	CU_ASSERT_STRING_EQUAL(w.f.name_glob, "SEP00??");
+	CU_ASSERT_EQUAL(where1(&w, "name prefix SEP00"), 0);
+	CU_ASSERT_STRING_EQUAL(w.f.name_prefix, "SEP00");
+	CU_ASSERT_EQUAL(where1(&w, "status=pending,failed"), 0);
+	CU_ASSERT_EQUAL(w.f.n_status, 2);
+	CU_ASSERT_EQUAL(w.f.status[0], CAPF__OP_STATUS__STATUS_PENDING);
+	CU_ASSERT_EQUAL(w.f.status[1], CAPF__OP_STATUS__STATUS_FAILED);
+	CU_ASSERT_EQUAL(where1(&w, "auth in string,mic-or-lsc and op = fetch"), 0);
+	CU_ASSERT_EQUAL(w.f.n_auth, 2);
+	CU_ASSERT_EQUAL(w.f.auth[1], CAPF__AUTH_MODE__AUTH_MIC_OR_LSC);
+	CU_ASSERT_EQUAL(w.f.n_op, 1);
+	CU_ASSERT_EQUAL(w.f.op[0], CAPF__OPERATION__OP_FETCH);
+	/* Relative to now (1000000 here); a bare day is its start. */
+	CU_ASSERT_EQUAL(where1(&w, "expires within 30d"), 0);
+	CU_ASSERT_EQUAL(w.f.expires_before, 1000000 + 30 * 86400);
+	CU_ASSERT_EQUAL(where1(&w, "expires before 1970-01-02"), 0);
+	CU_ASSERT_EQUAL(w.f.expires_before, 86400);
+	CU_ASSERT_EQUAL(where1(&w, "expires after 1970-01-01T00:00:10Z"), 0);
+	CU_ASSERT_EQUAL(w.f.expires_after, 10);
+	CU_ASSERT_EQUAL(where_duration("12h", &d), 0);
+	CU_ASSERT_EQUAL(d, 12 * 3600);
+	CU_ASSERT_EQUAL(where_duration("2w", &d), 0);
+	CU_ASSERT_EQUAL(d, 14 * 86400);
+	CU_ASSERT_EQUAL(where_duration("90", &d), 0);
+	CU_ASSERT_EQUAL(d, 90 * 86400);
+	CU_ASSERT_EQUAL(where_duration("1dd", &d), CAPF_EINVAL);
+	/* Two expressions add up. */
+	where_init(&w);
+	{
+		char err[100];
+		CU_ASSERT_EQUAL(where_parse(&w, "no lsc", 0, err, sizeof(err)), 0);
+		CU_ASSERT_EQUAL(where_parse(&w, "status = failed", 0, err, sizeof(err)), 0);
+		CU_ASSERT_TRUE(w.f.no_lsc);
+		CU_ASSERT_EQUAL(w.f.n_status, 1);
+	}
+}
+
+static void test_nearest(void)
+{
+	static const char *const cands[] = { "device", "status", "schedule", "report", "json" };
+	const size_t n = sizeof(cands) / sizeof(cands[0]);
+
+	CU_ASSERT_PTR_NULL(client_nearest(NULL, cands, n));
+	CU_ASSERT_PTR_NULL(client_nearest("", cands, n));
+	CU_ASSERT_PTR_NULL(client_nearest("device", cands, 0));
+	CU_ASSERT_PTR_NULL(client_nearest("frobnicate", cands, n));
+	CU_ASSERT_PTR_NULL(client_nearest("xx", cands, n));
+	CU_ASSERT_STRING_EQUAL(client_nearest("devcie", cands, n), "device");
+	CU_ASSERT_STRING_EQUAL(client_nearest("devic", cands, n), "device");
+	CU_ASSERT_STRING_EQUAL(client_nearest("stauts", cands, n), "status");
+	CU_ASSERT_STRING_EQUAL(client_nearest("sched", cands, n), "schedule");
+	CU_ASSERT_STRING_EQUAL(client_nearest("jsno", cands, n), "json");
+	CU_ASSERT_STRING_EQUAL(client_nearest("report", cands, n), "report");
+}
+
+/* ---- bulk import files (tools/bulk.c) ------------------------------------- */
+
+/* Reads text as a bulk file; the messages go to *errs (free it). */
+static int bulk_text(struct bulk *b, const char *text, char **errs)
+{
+	FILE *in = fmemopen((void *)text, strlen(text), "r");
+	size_t len = 0;
+	int ret;
+
+	memset(b, 0, sizeof(*b));
+	b->file = "t.csv";
+	b->err = open_memstream(errs, &len);
+	ret = bulk_read(b, in);
+	if (ret == 0 && !b->fatal)
+		ret = bulk_dups(b);
+	fclose(in);
+	fclose(b->err);
+	return ret;
+}
+
+static void test_bulk_invalid(void)
+{
+	struct bulk b;
+	char *errs = NULL;
+
+	CU_ASSERT_EQUAL(bulk_text(&b, "", &errs), CAPF_EINVAL);
+	bulk_free(&b);
+	free(errs);
+	/* A bad header stops at once. */
+	bulk_text(&b, "device name,colour\nSEP1,blue\n", &errs);
+	CU_ASSERT_TRUE(b.fatal);
+	CU_ASSERT_PTR_NOT_NULL(strstr(errs, "t.csv:1: unknown column 'colour'"));
+	bulk_free(&b);
+	free(errs);
+	bulk_text(&b, "op\ninstall\n", &errs);
+	CU_ASSERT_TRUE(b.fatal);
+	CU_ASSERT_PTR_NOT_NULL(strstr(errs, "no device name column"));
+	bulk_free(&b);
+	free(errs);
+	/* Every bad line, with its number; the good ones stay. */
+	bulk_text(&b,
+		  "name,op,auth,key size,ec key size,completes by,lsc days\n"
+		  "SEP1,install,mic,,,,\n"
+		  "bad name,install,mic,,,,\n"
+		  "SEP2,reboot,mic,,,,\n"
+		  "SEP3,install,sometimes,,,,\n"
+		  "SEP4,install,mic,1024,,,\n"
+		  "SEP5,install,mic,,200,,\n"
+		  "SEP6,install,mic,,,2027-02-30,\n"
+		  "SEP7,install,mic,,,,-1\n"
+		  "SEP8,install\n"
+		  "SEP1,install,mic,,,,\n",
+		  &errs);
+	CU_ASSERT_EQUAL(b.n, 1);
+	CU_ASSERT_EQUAL(b.errors, 9);
+	CU_ASSERT_PTR_NOT_NULL(strstr(errs, "t.csv:3: 'bad name' is not a device name"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(errs, "t.csv:4: unknown operation 'reboot'"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(errs, "t.csv:5: unknown authentication mode"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(errs, "t.csv:6: unknown RSA key size '1024'"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(errs, "t.csv:7: unknown EC curve '200'"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(errs, "t.csv:8: bad date '2027-02-30'"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(errs, "t.csv:9: lsc days wants 0..36500"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(errs, "t.csv:10: 2 fields where the header has 7"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(errs, "t.csv:11: device SEP1 is on line 2 already"));
+	bulk_free(&b);
+	free(errs);
+	/* A quote never closed: the rest of the file cannot be read. */
+	bulk_text(&b, "name,op\nSEP1,install\n\"SEP2,install\n", &errs);
+	CU_ASSERT_TRUE(b.fatal);
+	CU_ASSERT_PTR_NOT_NULL(strstr(errs, "t.csv:3: "));
+	CU_ASSERT_PTR_NOT_NULL(strstr(errs, "unclosed quote"));
+	bulk_free(&b);
+	free(errs);
+}
+
+static void test_bulk_vectors(void)
+{
+	struct bulk b;
+	char *errs = NULL;
+
+	/* The Tool's words, a BOM, CRLF, quotes with a comma, a quote and a
+	 * line break inside. */
+	CU_ASSERT_EQUAL(bulk_text(&b,
+				  "\xEF\xBB\xBF" "Device Name,Operation,Authentication Mode,"
+				  "Authentication String,Key Order,Key Size,EC Key Size,"
+				  "Operation Completes By\r\n"
+				  "SEP1,Install/Upgrade,By Null String,,EC Preferred RSA Backup,"
+				  "2048,256,2030:01:31:12\r\n"
+				  "\"SEP2\",Troubleshoot,By Authentication String,generate,,,,\r\n"
+				  "SEP3,,\"By Existing Certificate (Precedence to LSC)\","
+				  "\"a,\"\"b\nc\",,,384,\r\n",
+				  &errs),
+			0);
+	CU_ASSERT_EQUAL(b.errors, 0);
+	CU_ASSERT_EQUAL(b.n, 3);
+	if (b.n == 3) {
+		CU_ASSERT_STRING_EQUAL(b.lines[0].name, "SEP1");
+		CU_ASSERT_EQUAL(b.lines[0].dev.op, CAPF__OPERATION__OP_INSTALL);
+		CU_ASSERT_EQUAL(b.lines[0].dev.auth, CAPF__AUTH_MODE__AUTH_NULL_STRING);
+		CU_ASSERT_EQUAL(b.lines[0].dev.key_order, CAPF__KEY_ORDER__KEY_ORDER_EC_PREFERRED);
+		CU_ASSERT_EQUAL(b.lines[0].dev.key_type, CAPF__KEY_TYPE__KEY_RSA_2048);
+		CU_ASSERT_EQUAL(b.lines[0].dev.ec_key_type, CAPF__KEY_TYPE__KEY_EC_P256);
+		CU_ASSERT_EQUAL(b.lines[0].dev.deadline, 1896091200); /* 2030-01-31T12:00:00Z */
+		CU_ASSERT_EQUAL(b.lines[1].dev.op, CAPF__OPERATION__OP_FETCH);
+		CU_ASSERT_TRUE(b.lines[1].generated);
+		CU_ASSERT_EQUAL(b.lines[2].dev.auth, CAPF__AUTH_MODE__AUTH_LSC_OR_MIC);
+		CU_ASSERT_STRING_EQUAL(b.lines[2].string, "a,\"b\nc");
+		CU_ASSERT_EQUAL(b.lines[2].dev.key_type, CAPF__KEY_TYPE__KEY_EC_P384);
+		/* No operation column value: not a field to apply. */
+		CU_ASSERT_FALSE(b.lines[2].fields & CAPF__PUT_FIELD__PUT_FIELD_OP);
+		CU_ASSERT_TRUE(b.lines[2].fields & CAPF__PUT_FIELD__PUT_FIELD_AUTH);
+	}
+	bulk_free(&b);
+	free(errs);
+}
+
 static void test_csv_field(void)
 {
 	CU_ASSERT_STRING_EQUAL(capture_str(client_csv_field, NULL), "");
@@ -94,6 +320,14 @@ static void test_csv_field(void)
 	CU_ASSERT_STRING_EQUAL(capture_str(client_csv_field, "l1\nl2"), "\"l1\nl2\"");
 	CU_ASSERT_STRING_EQUAL(capture_str(client_csv_field, "cr\r"), "\"cr\r\"");
 	CU_ASSERT_STRING_EQUAL(capture_str(client_csv_field, "CN=a+OU=b"), "CN=a+OU=b");
+	/* What a spreadsheet would run is exported as text. */
+	CU_ASSERT_STRING_EQUAL(capture_str(client_csv_field, "=1+2"), "'=1+2");
+	CU_ASSERT_STRING_EQUAL(capture_str(client_csv_field, "+1"), "'+1");
+	CU_ASSERT_STRING_EQUAL(capture_str(client_csv_field, "-2"), "'-2");
+	CU_ASSERT_STRING_EQUAL(capture_str(client_csv_field, "@SUM(A1)"), "'@SUM(A1)");
+	CU_ASSERT_STRING_EQUAL(capture_str(client_csv_field, "=HYPERLINK(\"x\",1)"),
+			       "\"'=HYPERLINK(\"\"x\"\",1)\"");
+	CU_ASSERT_STRING_EQUAL(capture_str(client_csv_field, "a=b"), "a=b");
 }
 
 static void test_parse_date_invalid(void)
@@ -1267,6 +1501,11 @@ static const struct test_def output_tests[] = {
 	{ "json invalid utf-8", test_json_invalid_utf8 },
 	{ "json escapes", test_json_escapes },
 	{ "csv field", test_csv_field },
+	{ "where: invalid", test_where_invalid },
+	{ "nearest word", test_nearest },
+	{ "bulk files: invalid", test_bulk_invalid },
+	{ "bulk files: vectors", test_bulk_vectors },
+	{ "where: vectors", test_where_vectors },
 	{ "parse date invalid", test_parse_date_invalid },
 	{ "parse date valid", test_parse_date_valid },
 	{ "time iso", test_time_iso },

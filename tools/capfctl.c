@@ -25,6 +25,8 @@
 /* ---- help ------------------------------------------------------------- */
 
 static const struct ctl_command *const areas[] = {
+	ctl_query_commands,
+	ctl_bulk_commands,
 	ctl_ca_commands,
 	ctl_store_commands,
 };
@@ -38,7 +40,8 @@ static void usage_main(FILE *f)
 		   "  device add NAME...   add devices and schedule their operation\n"
 		   "  device set NAME...   change the settings of existing devices\n"
 		   "  device show NAME     show one device and its certificates\n"
-		   "  device list          list every device\n"
+		   "  device list          list devices (--where: a query)\n"
+		   "  device del NAME...   remove devices, revoking their certificates\n"
 		   "  status               show the server's status\n");
 	for (size_t t = 0; t < sizeof(areas) / sizeof(areas[0]); t++)
 		for (const struct ctl_command *cmd = areas[t]; cmd->name != NULL; cmd++)
@@ -66,7 +69,8 @@ static void usage_device(FILE *f)
 		   "              [--key TYPE] [--lsc-days N] [--deadline DATE]\n"
 		   "  set NAME... [the options of add] [--unlock]\n"
 		   "  show NAME\n"
-		   "  list\n"
+		   "  list [--where EXPR]... [--page-size N]\n"
+		   "  del NAME... [--keep-cert]\n"
 		   "\n"
 		   "'" PROG " device COMMAND --help' describes a command.\n");
 }
@@ -109,17 +113,12 @@ static void usage_show(FILE *f)
 		   "certificate it was issued (current, unacknowledged, past).\n");
 }
 
-static void usage_list(FILE *f)
-{
-	fprintf(f, "Usage: " PROG " device list [--json|--csv]\n"
-		   "List every device, sorted by name: a table, a JSON array of objects\n"
-		   "or CSV with a header line.\n");
-}
-
 static void usage_status(FILE *f)
 {
 	fprintf(f, "Usage: " PROG " status [--json|--csv]\n"
-		   "Show the server's process id, version, port, workers and counters.\n");
+		   "Show the server's process id, version, port, workers, counters, start\n"
+		   "time and uptime, the operations pending, the LSCs issued and not\n"
+		   "acknowledged, and the current CAPF CA's expiry.\n");
 }
 
 int usage_error(const char *cmd, const char *fmt, ...)
@@ -132,6 +131,46 @@ int usage_error(const char *cmd, const char *fmt, ...)
 	va_end(ap);
 	fprintf(stderr, "\nTry '" PROG "%s%s --help'.\n", cmd ? " " : "", cmd ? cmd : "");
 	return CTL_EXIT_USAGE;
+}
+
+int ctl_bad_option(const char *cmd, char **argv, const struct option *longopts)
+{
+	const char *arg = optind > 0 ? argv[optind - 1] : NULL;
+	const char *names[64];
+	char word[64];
+	size_t n = 0, len;
+	const char *near;
+
+	if (arg == NULL || strncmp(arg, "--", 2) != 0) {
+		if (optopt && optopt < 256)
+			return usage_error(cmd, "unknown option '-%c' or missing value", optopt);
+		return usage_error(cmd, "bad option '%s'", arg ? arg : "?");
+	}
+	len = strcspn(arg + 2, "=");
+	snprintf(word, sizeof(word), "%.*s", (int)(len < sizeof(word) ? len : sizeof(word) - 1),
+		 arg + 2);
+	for (const struct option *o = longopts; o->name != NULL && n < 64; o++) {
+		if (!strcmp(o->name, word))
+			return usage_error(cmd, "option '--%s' %s", word,
+					   o->has_arg == required_argument ? "needs a value"
+									   : "takes no value");
+		names[n++] = o->name;
+	}
+	near = client_nearest(word, names, n);
+	if (near != NULL)
+		return usage_error(cmd, "unknown option '--%s'; did you mean '--%s'?", word, near);
+	return usage_error(cmd, "unknown option '--%s'", word);
+}
+
+int ctl_unknown(const char *area, const char *word, const char *const *names, size_t n)
+{
+	const char *near = client_nearest(word, names, n);
+
+	if (near != NULL)
+		return usage_error(area, "unknown %s%scommand '%s'; did you mean '%s'?",
+				   area ? area : "", area ? " " : "", word, near);
+	return usage_error(area, "unknown %s%scommand '%s'", area ? area : "", area ? " " : "",
+			   word);
 }
 
 /* ---- talking to the server -------------------------------------------- */
@@ -221,10 +260,16 @@ int ctl_dispatch(struct ctl *c, int argc, char **argv, const char *area, void (*
 		usage(stdout);
 		return CTL_EXIT_OK;
 	}
-	for (; subs->name != NULL; subs++)
-		if (!strcmp(argv[1], subs->name))
-			return subs->run(c, argc - 1, argv + 1);
-	return usage_error(area, "unknown %s command '%s'", area, argv[1]);
+	const char *names[32];
+	size_t n = 0;
+
+	for (const struct ctl_subcommand *s = subs; s->name != NULL; s++) {
+		if (!strcmp(argv[1], s->name))
+			return s->run(c, argc - 1, argv + 1);
+		if (n < 32)
+			names[n++] = s->name;
+	}
+	return ctl_unknown(area, argv[1], names, n);
 }
 
 /* ---- formatting ------------------------------------------------------- */
@@ -359,6 +404,7 @@ static void json_kv(FILE *f, const char *key, const char *val, bool comma)
 }
 
 static void json_device_extra(FILE *f, const Capf__Device *d);
+static void csv_device(FILE *f, const struct device_view *v);
 static void json_device_fetched(FILE *f, const Capf__Device *d);
 static void json_device_certs(FILE *f, const Capf__Device *d, const Capf__AdminResponse *resp);
 
@@ -400,16 +446,38 @@ static void json_device(FILE *f, const Capf__Device *d, const struct device_view
 		json_kv(f, "state", v->cert_state, false);
 		fputc('}', f);
 	}
+	fputc(',', f);
+	json_device_extra(f, d);
 	if (shown) {
-		fputc(',', f);
 		json_device_fetched(f, d);
-		json_device_extra(f, d);
 		json_device_certs(f, d, shown);
+	} else {
+		/* A list carries no fetch report (it is big): its size and time. */
+		json_kv(f, "fetched_at", v->fetched_at[0] ? v->fetched_at : NULL, true);
+		fprintf(f, "\"fetched_count\":%zu", d->n_fetched);
 	}
 	fputc('}', f);
 }
 
-static const char *const csv_device_header =
+void ctl_device_json(FILE *f, const Capf__Device *d, const Capf__Certificate *c)
+{
+	struct device_view v;
+
+	view_init(&v, d, c, true);
+	json_device(f, d, &v, NULL);
+	view_deinit(&v);
+}
+
+void ctl_device_csv(FILE *f, const Capf__Device *d, const Capf__Certificate *c)
+{
+	struct device_view v;
+
+	view_init(&v, d, c, true);
+	csv_device(f, &v);
+	view_deinit(&v);
+}
+
+const char *const ctl_csv_device_header =
 	"name,op,auth,key,deadline,status,last_error,lsc_serial,lsc_subject,lsc_not_before,"
 	"lsc_not_after,lsc_state,created,updated,key_order,ec_key,lsc_days,auth_string,auth_failures,"
 	"locked_until,lockouts,fetched,fetched_at\n";
@@ -833,7 +901,7 @@ static int parse_put_opts(struct ctl *c, int argc, char **argv, bool create, str
 			*help = true;
 			return CTL_EXIT_OK;
 		default:
-			return usage_error(cmd, "bad option");
+			return ctl_bad_option(cmd, argv, longopts);
 		}
 	}
 	if (p->string && p->generate)
@@ -1000,7 +1068,7 @@ int simple_opts(struct ctl *c, int argc, char **argv, const char *cmd,
 			*help = true;
 			return CTL_EXIT_OK;
 		default:
-			return usage_error(cmd, "bad option");
+			return ctl_bad_option(cmd, argv, longopts);
 		}
 	}
 	return CTL_EXIT_OK;
@@ -1187,7 +1255,7 @@ static int cmd_device_show(struct ctl *c, int argc, char **argv)
 		fputc('\n', stdout);
 		break;
 	case FMT_CSV:
-		fputs(csv_device_header, stdout);
+		fputs(ctl_csv_device_header, stdout);
 		csv_device(stdout, &v);
 		break;
 	default:
@@ -1202,109 +1270,6 @@ out:
 	free(index);
 	capf__admin_response__free_unpacked(resp, NULL);
 	return ret;
-}
-
-#define LIST_COLS 7
-
-static void list_row(const struct device_view *v, const char *cols[LIST_COLS], char *expires,
-		     size_t len)
-{
-	cols[0] = v->name;
-	cols[1] = v->op;
-	cols[2] = v->auth;
-	cols[3] = v->key;
-	cols[4] = v->status;
-	cols[5] = or_dash(v->serial);
-	/* The table shows the expiry date only; --json/--csv give the second. */
-	snprintf(expires, len, "%.10s", v->has_lsc_times ? v->lsc_na : "-");
-	cols[6] = expires;
-}
-
-static int cmd_device_list(struct ctl *c, int argc, char **argv)
-{
-	static const char *const heads[LIST_COLS] = {
-		"NAME", "OP", "AUTH", "KEY", "STATUS", "LSC SERIAL", "LSC EXPIRES",
-	};
-	Capf__AdminRequest req = CAPF__ADMIN_REQUEST__INIT;
-	Capf__DeviceList list = CAPF__DEVICE_LIST__INIT;
-	Capf__AdminResponse *resp = NULL;
-	const Capf__Certificate **index = NULL;
-	const char *cols[LIST_COLS];
-	size_t width[LIST_COLS], i, k, len;
-	struct device_view v;
-	char expires[32];
-	bool help;
-	int pass, ret;
-
-	ret = simple_opts(c, argc, argv, "device list", usage_list, &help);
-	if (ret || help)
-		return ret;
-	ret = ctl_no_operands("device list", argc, argv);
-	if (ret)
-		return ret;
-	req.body_case = CAPF__ADMIN_REQUEST__BODY_DEVICE_LIST;
-	req.device_list = &list;
-	ret = ctl_call_ok(c, &req, &resp, NULL);
-	if (ret)
-		return ret;
-	index = cert_index(resp);
-
-	switch (c->fmt) {
-	case FMT_JSON:
-		fputc('[', stdout);
-		for (i = 0; i < resp->n_devices; i++) {
-			const Capf__Device *d = resp->devices[i];
-
-			view_init(&v, d, find_lsc(resp, index, d), true);
-			if (i)
-				fputs(",\n", stdout);
-			json_device(stdout, d, &v, NULL);
-			view_deinit(&v);
-		}
-		fputs("]\n", stdout);
-		break;
-	case FMT_CSV:
-		fputs(csv_device_header, stdout);
-		for (i = 0; i < resp->n_devices; i++) {
-			const Capf__Device *d = resp->devices[i];
-
-			view_init(&v, d, find_lsc(resp, index, d), true);
-			csv_device(stdout, &v);
-			view_deinit(&v);
-		}
-		break;
-	default:
-		/* Two passes: the column widths, then the rows. */
-		for (k = 0; k < LIST_COLS; k++)
-			width[k] = strlen(heads[k]);
-		for (pass = 0; pass < 2; pass++) {
-			if (pass == 1) {
-				for (k = 0; k < LIST_COLS; k++)
-					printf("%-*s%s", k + 1 < LIST_COLS ? (int)width[k] : 0,
-					       heads[k], k + 1 < LIST_COLS ? "  " : "\n");
-			}
-			for (i = 0; i < resp->n_devices; i++) {
-				const Capf__Device *d = resp->devices[i];
-
-				view_init(&v, d, find_lsc(resp, index, d), false);
-				list_row(&v, cols, expires, sizeof(expires));
-				for (k = 0; k < LIST_COLS; k++) {
-					len = strlen(cols[k]);
-					if (pass == 0 && len > width[k])
-						width[k] = len;
-					if (pass == 1)
-						printf("%-*s%s",
-						       k + 1 < LIST_COLS ? (int)width[k] : 0,
-						       cols[k], k + 1 < LIST_COLS ? "  " : "\n");
-				}
-				view_deinit(&v);
-			}
-		}
-		break;
-	}
-	free(index);
-	capf__admin_response__free_unpacked(resp, NULL);
-	return CTL_EXIT_OK;
 }
 
 static int cmd_device_add(struct ctl *c, int argc, char **argv)
@@ -1323,7 +1288,8 @@ static int cmd_device(struct ctl *c, int argc, char **argv)
 		{ "add", cmd_device_add },
 		{ "set", cmd_device_set },
 		{ "show", cmd_device_show },
-		{ "list", cmd_device_list },
+		{ "list", ctl_cmd_device_list },
+		{ "del", ctl_cmd_device_del },
 		{ NULL, NULL },
 	};
 
@@ -1338,6 +1304,7 @@ static int cmd_status(struct ctl *c, int argc, char **argv)
 	Capf__StatusRequest st = CAPF__STATUS_REQUEST__INIT;
 	Capf__AdminResponse *resp = NULL;
 	const Capf__ServerStatus *s;
+	char started[32] = "", ca_expiry[32] = "";
 	bool help;
 	int ret;
 
@@ -1358,26 +1325,38 @@ static int cmd_status(struct ctl *c, int argc, char **argv)
 		goto out;
 	}
 	s = resp->status;
+	client_time_iso(s->started_at, started, sizeof(started));
+	if (s->ca_not_after)
+		client_time_iso(s->ca_not_after, ca_expiry, sizeof(ca_expiry));
 	switch (c->fmt) {
 	case FMT_JSON:
 		printf("{\"pid\":%u,\"version\":", s->pid);
 		client_json_string(stdout, s->version);
 		printf(",\"port\":%u,\"workers\":%u,\"devices\":%llu,\"certificates\":%llu,"
-		       "\"enrollments\":%llu,\"failures\":%llu,\"connections\":%llu}\n",
+		       "\"enrollments\":%llu,\"failures\":%llu,\"connections\":%llu,",
 		       s->port, s->workers, (unsigned long long)s->devices,
 		       (unsigned long long)s->certificates, (unsigned long long)s->enrollments,
 		       (unsigned long long)s->failures, (unsigned long long)s->connections);
+		printf("\"started\":\"%s\",\"uptime\":%llu,\"pending_operations\":%llu,"
+		       "\"unacknowledged\":%llu,\"ca_not_after\":",
+		       started, (unsigned long long)s->uptime,
+		       (unsigned long long)s->pending_operations,
+		       (unsigned long long)s->unacknowledged);
+		client_json_string(stdout, s->ca_not_after ? ca_expiry : NULL);
+		fputs("}\n", stdout);
 		break;
 	case FMT_CSV:
 		fputs("pid,version,port,workers,devices,certificates,enrollments,failures,"
-		      "connections\n",
+		      "connections,started,uptime,pending_operations,unacknowledged,ca_not_after\n",
 		      stdout);
 		printf("%u,", s->pid);
 		client_csv_field(stdout, s->version);
-		printf(",%u,%u,%llu,%llu,%llu,%llu,%llu\n", s->port, s->workers,
+		printf(",%u,%u,%llu,%llu,%llu,%llu,%llu,%s,%llu,%llu,%llu,%s\n", s->port, s->workers,
 		       (unsigned long long)s->devices, (unsigned long long)s->certificates,
 		       (unsigned long long)s->enrollments, (unsigned long long)s->failures,
-		       (unsigned long long)s->connections);
+		       (unsigned long long)s->connections, started, (unsigned long long)s->uptime,
+		       (unsigned long long)s->pending_operations,
+		       (unsigned long long)s->unacknowledged, s->ca_not_after ? ca_expiry : "");
 		break;
 	default:
 		printf("pid:          %u\n", s->pid);
@@ -1389,6 +1368,14 @@ static int cmd_status(struct ctl *c, int argc, char **argv)
 		printf("enrollments:  %llu\n", (unsigned long long)s->enrollments);
 		printf("failures:     %llu\n", (unsigned long long)s->failures);
 		printf("connections:  %llu\n", (unsigned long long)s->connections);
+		printf("started:      %s\n", started);
+		printf("uptime:       %llud %02lluh %02llum %02llus\n",
+		       (unsigned long long)s->uptime / 86400,
+		       (unsigned long long)s->uptime % 86400 / 3600,
+		       (unsigned long long)s->uptime % 3600 / 60, (unsigned long long)s->uptime % 60);
+		printf("pending:      %llu\n", (unsigned long long)s->pending_operations);
+		printf("unacknowledged: %llu\n", (unsigned long long)s->unacknowledged);
+		printf("ca expires:   %s\n", s->ca_not_after ? ca_expiry : "-");
 		break;
 	}
 	ret = CTL_EXIT_OK;
@@ -1401,11 +1388,17 @@ out:
 
 static int run_area_command(struct ctl *c, const char *name, int argc, char **argv)
 {
+	const char *names[64] = { "device", "status", "help" };
+	size_t n = 3;
+
 	for (size_t t = 0; t < sizeof(areas) / sizeof(areas[0]); t++)
-		for (const struct ctl_command *cmd = areas[t]; cmd->name != NULL; cmd++)
+		for (const struct ctl_command *cmd = areas[t]; cmd->name != NULL; cmd++) {
 			if (!strcmp(cmd->name, name))
 				return cmd->run(c, argc, argv);
-	return usage_error(NULL, "unknown command '%s'", name);
+			if (n < 64)
+				names[n++] = cmd->name;
+		}
+	return ctl_unknown(NULL, name, names, n);
 }
 
 int main(int argc, char **argv)
@@ -1428,6 +1421,8 @@ int main(int argc, char **argv)
 	if (!c.socket || !*c.socket)
 		c.socket = CLIENT_ADMIN_SOCKET_DEFAULT;
 
+	/* Options are reported here, with a hint, not by getopt. */
+	opterr = 0;
 	/* "+": stop at the command; its own options follow it. */
 	while ((opt = getopt_long(argc, argv, "+s:hV", longopts, NULL)) != -1) {
 		switch (opt) {
@@ -1445,7 +1440,7 @@ int main(int argc, char **argv)
 			printf(PROG " " PACKAGE_VERSION "\n");
 			return CTL_EXIT_OK;
 		default:
-			return usage_error(NULL, "bad option");
+			return ctl_bad_option(NULL, argv, longopts);
 		}
 	}
 	if (optind >= argc)

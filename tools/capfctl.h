@@ -55,6 +55,8 @@ struct ctl_command {
 };
 
 /* Tables of each area's commands, each ending with a zeroed entry. */
+extern const struct ctl_command ctl_query_commands[];
+extern const struct ctl_command ctl_bulk_commands[];
 extern const struct ctl_command ctl_ca_commands[];
 extern const struct ctl_command ctl_store_commands[];
 
@@ -81,6 +83,19 @@ int ctl_call_ok(struct ctl *c, Capf__AdminRequest *req, Capf__AdminResponse **re
 /* usage_error() - print the message and a hint to use --help for cmd
  * (NULL: the main help); returns CTL_EXIT_USAGE. */
 int usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/*
+ * ctl_bad_option() - the usage error of an option that getopt_long()
+ * refused (the word before optind in argv): an unknown one with the
+ * nearest of longopts as a hint, or one that lacks its value. Returns
+ * CTL_EXIT_USAGE.
+ */
+struct option;
+int ctl_bad_option(const char *cmd, char **argv, const struct option *longopts);
+
+/* ctl_unknown() - the usage error of an unknown command word of area (NULL:
+ * the top level), with the nearest of the n names as a hint. */
+int ctl_unknown(const char *area, const char *word, const char *const *names, size_t n);
 
 /* ctl_set_format() - apply the option OPT_JSON or OPT_CSV (opt) to c. */
 void ctl_set_format(struct ctl *c, int opt);
@@ -113,5 +128,82 @@ int ctl_dispatch(struct ctl *c, int argc, char **argv, const char *area, void (*
  */
 int simple_opts(struct ctl *c, int argc, char **argv, const char *cmd, void (*usage)(FILE *),
 		bool *help);
+
+/* ---- devices: output (capfctl.c) and queries (capfctl_query.c) ---------- */
+
+/* ctl_device_json() - d as the JSON object of device list: every field of
+ * device show but its certificate history and the fetched certificates
+ * themselves; c is the record of its current LSC (NULL: none known). */
+void ctl_device_json(FILE *f, const Capf__Device *d, const Capf__Certificate *c);
+
+/* ctl_csv_device_header - the header line of ctl_device_csv()'s rows. */
+extern const char *const ctl_csv_device_header;
+
+/* ctl_device_csv() - d as one CSV row (see ctl_device_json()). */
+void ctl_device_csv(FILE *f, const Capf__Device *d, const Capf__Certificate *c);
+
+/* The device subcommands of capfctl_query.c: device list, device del. */
+int ctl_cmd_device_list(struct ctl *c, int argc, char **argv);
+int ctl_cmd_device_del(struct ctl *c, int argc, char **argv);
+
+/* cert list (capfctl_query.c), a subcommand of cert (capfctl_ca.c). */
+int ctl_cmd_cert_list(struct ctl *c, int argc, char **argv);
+
+/*
+ * ctl_device_pages() - every device that filter f (NULL: all) matches,
+ * sorted by name, one page of at most page_size at a time: cb gets each
+ * page's answer (its devices and their current LSC records) until it
+ * returns non-zero. Returns 0, cb's value or an exit status (reported).
+ */
+int ctl_device_pages(struct ctl *c, const Capf__DeviceFilter *f, unsigned page_size,
+		     int (*cb)(const Capf__AdminResponse *page, void *arg), void *arg);
+
+#define CTL_PAGE_SIZE_DEFAULT 1000u
+#define CTL_PAGE_SIZE_MAX 10000u
+
+/* ctl_parse_page_size() - --page-size's value (1..CTL_PAGE_SIZE_MAX) into
+ * *out; else a usage error for cmd (CTL_EXIT_USAGE). */
+int ctl_parse_page_size(const char *cmd, const char *arg, unsigned *out);
+
+/* ctl_add_where() - the conditions of a --where expression added to w;
+ * else a usage error for cmd (CTL_EXIT_USAGE). */
+struct where;
+int ctl_add_where(const char *cmd, struct where *w, const char *expr);
+
+/* ctl_or_dash() - s, or "-" for NULL or empty. */
+const char *ctl_or_dash(const char *s);
+
+/*
+ * A table printed page by page: the column widths come from the header
+ * and the first page, and later pages keep them (a wider cell pushes its
+ * row), so that a listing prints as it arrives. Zero-initialise it with
+ * ncols and heads set.
+ */
+#define CTL_TABLE_COLS_MAX 10
+struct ctl_table {
+	size_t ncols;
+	const char *const *heads;
+	/* private */
+	size_t width[CTL_TABLE_COLS_MAX];
+	bool started;
+	char **cells; /* the first page, rows of ncols */
+	size_t nrows, cap;
+};
+
+/* ctl_table_row() - a row: printed now, or kept until the first page is
+ * complete. Returns 0 or CAPF_ENOMEM. */
+int ctl_table_row(struct ctl_table *t, const char *const *cols);
+
+/* ctl_table_flush() - the end of a page: the first one fixes the widths
+ * and is printed (with the header). */
+void ctl_table_flush(struct ctl_table *t);
+
+/* ctl_table_free() - what the table keeps; the struct itself is the
+ * caller's. */
+void ctl_table_free(struct ctl_table *t);
+
+/* ctl_page_lsc() - the current LSC record of d among a page's
+ * certificates (sorted by ctl_page_sort()), or NULL. */
+const Capf__Certificate *ctl_page_lsc(const Capf__AdminResponse *page, const Capf__Device *d);
 
 #endif /* CAPF_TOOLS_CAPFCTL_H */

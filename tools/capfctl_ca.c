@@ -402,7 +402,7 @@ static int parse_newkey(struct ctl *c, int argc, char **argv, const char *cmd,
 			*help = true;
 			return CTL_EXIT_OK;
 		default:
-			return usage_error(cmd, "bad option");
+			return ctl_bad_option(cmd, argv, longopts);
 		}
 	}
 	ret = ctl_no_operands(cmd, argc, argv);
@@ -520,7 +520,7 @@ static int cmd_ca_import(struct ctl *c, int argc, char **argv)
 			usage_ca_import(stdout);
 			return CTL_EXIT_OK;
 		default:
-			return usage_error("ca import", "bad option");
+			return ctl_bad_option("ca import", argv, longopts);
 		}
 	}
 	if (optind + 1 != argc)
@@ -594,7 +594,7 @@ static int fetch_blob(struct ctl *c, int argc, char **argv, const char *cmd, boo
 			(is_crl ? usage_crl : usage_ca_bundle)(stdout);
 			return CTL_EXIT_OK;
 		default:
-			return usage_error(cmd, "bad option");
+			return ctl_bad_option(cmd, argv, longopts);
 		}
 	}
 	ret = ctl_no_operands(cmd, argc, argv);
@@ -696,7 +696,7 @@ static int parse_kind(struct ctl *c, int argc, char **argv, const char *cmd, int
 			*help = true;
 			return CTL_EXIT_OK;
 		default:
-			return usage_error(cmd, "bad option");
+			return ctl_bad_option(cmd, argv, longopts);
 		}
 	}
 	return CTL_EXIT_OK;
@@ -856,6 +856,8 @@ static void usage_cert(FILE *f)
 		   "  show SERIAL                    one certificate record\n"
 		   "  revoke SERIAL --reason REASON  revoke an LSC: it no longer authenticates\n"
 		   "                                 and the CRL lists it\n"
+		   "  list [--device NAME] [--state S[,S]] [--expires-before DATE]\n"
+		   "       [--expires-within N]      certificate records, by serial\n"
 		   "\n"
 		   "SERIAL is hex ('" PROG " device show' prints it). REASON is one of\n"
 		   "unspecified, keyCompromise, cACompromise, affiliationChanged, superseded,\n"
@@ -983,7 +985,7 @@ static int cmd_cert_revoke(struct ctl *c, int argc, char **argv)
 			usage_cert(stdout);
 			return CTL_EXIT_OK;
 		default:
-			return usage_error("cert revoke", "bad option");
+			return ctl_bad_option("cert revoke", argv, longopts);
 		}
 	}
 	if (optind + 1 != argc)
@@ -1014,6 +1016,7 @@ static int cmd_cert(struct ctl *c, int argc, char **argv)
 	static const struct ctl_subcommand subs[] = {
 		{ "show", cmd_cert_show },
 		{ "revoke", cmd_cert_revoke },
+		{ "list", ctl_cmd_cert_list },
 		{ NULL, NULL },
 	};
 
@@ -1024,7 +1027,8 @@ const struct ctl_command ctl_ca_commands[] = {
 	{ "ca", "ca status|csr|import|rollover|bundle   the CAPF CA", cmd_ca },
 	{ "trust", "trust add|list|remove  manufacturer roots and the enterprise chain",
 	  cmd_trust },
-	{ "cert", "cert show|revoke SERIAL  one certificate; revocation", cmd_cert },
+	{ "cert", "cert show|revoke SERIAL  one certificate; revocation\n"
+		  "  cert list            certificates by device, state, expiry", cmd_cert },
 	{ "crl", "crl [--pem|--der]     the certificate revocation list", cmd_crl },
 	{ NULL, NULL, NULL },
 };

@@ -372,7 +372,7 @@ static int offline_opts(struct ctl *c, int argc, char **argv, const char *cmd,
 			o->help = true;
 			return CTL_EXIT_OK;
 		default:
-			return usage_error(cmd, "bad option");
+			return ctl_bad_option(cmd, argv, longopts);
 		}
 	}
 	if (!*o->dir)
@@ -591,7 +591,12 @@ static int cmd_store(struct ctl *c, int argc, char **argv)
 		req.store_fault = &sf;
 		return call_text(c, &req, "store fault");
 	}
-	return usage_error("store", "unknown command 'store %s'", sub);
+	{
+		static const char *const subs[] = { "info", "compact", "fault", "check", "repair",
+						    "dump" };
+
+		return ctl_unknown("store", sub, subs, sizeof(subs) / sizeof(subs[0]));
+	}
 }
 
 static int cmd_audit(struct ctl *c, int argc, char **argv)
@@ -607,7 +612,11 @@ static int cmd_audit(struct ctl *c, int argc, char **argv)
 	argc--;
 	argv++;
 	if (strcmp(sub, "verify") != 0 && strcmp(sub, "show") != 0)
-		return usage_error("audit", "unknown command 'audit %s'", sub);
+	{
+		static const char *const subs[] = { "verify", "show" };
+
+		return ctl_unknown("audit", sub, subs, 2);
+	}
 	ret = offline_opts(c, argc, argv, "audit", usage_audit, &o);
 	if (ret || o.help)
 		return ret;

@@ -1261,19 +1261,83 @@ void client_json_string(FILE *f, const char *s)
 
 void client_csv_field(FILE *f, const char *s)
 {
+	/* A spreadsheet runs a cell that begins with one of these as a
+	 * formula (CSV injection): a quote mark before it makes it text. */
+	bool formula = s && *s && strchr("=+-@\t\r", *s) != NULL;
+
 	if (!s)
 		return;
 	if (!strpbrk(s, ",\"\r\n")) {
+		if (formula)
+			fputc('\'', f);
 		fputs(s, f);
 		return;
 	}
 	fputc('"', f);
+	if (formula)
+		fputc('\'', f);
 	for (; *s; s++) {
 		if (*s == '"')
 			fputc('"', f);
 		fputc(*s, f);
 	}
 	fputc('"', f);
+}
+
+/* Optimal string alignment distance, bounded: words here are short. */
+static size_t edit_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	size_t d[33][33];
+
+	if (la > 32 || lb > 32)
+		return SIZE_MAX;
+	for (size_t i = 0; i <= la; i++)
+		d[i][0] = i;
+	for (size_t j = 0; j <= lb; j++)
+		d[0][j] = j;
+	for (size_t i = 1; i <= la; i++) {
+		for (size_t j = 1; j <= lb; j++) {
+			size_t cost = a[i - 1] != b[j - 1];
+			size_t v = d[i - 1][j] + 1;
+
+			if (d[i][j - 1] + 1 < v)
+				v = d[i][j - 1] + 1;
+			if (d[i - 1][j - 1] + cost < v)
+				v = d[i - 1][j - 1] + cost;
+			if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+			    d[i - 2][j - 2] + 1 < v)
+				v = d[i - 2][j - 2] + 1;
+			d[i][j] = v;
+		}
+	}
+	return d[la][lb];
+}
+
+const char *client_nearest(const char *word, const char *const *cands, size_t n)
+{
+	const char *best = NULL;
+	size_t best_d = SIZE_MAX, wl;
+
+	if (word == NULL || *word == '\0')
+		return NULL;
+	wl = strlen(word);
+	for (size_t i = 0; i < n; i++) {
+		size_t dist;
+
+		if (cands[i] == NULL)
+			continue;
+		dist = edit_distance(word, cands[i]);
+		if (wl >= 3 && strncmp(cands[i], word, wl) == 0)
+			dist = 1; /* an abbreviation */
+		if (dist < best_d) {
+			best_d = dist;
+			best = cands[i];
+		}
+	}
+	if (best_d > (wl <= 4 ? 1u : 2u))
+		return NULL;
+	return best;
 }
 
 char *client_time_iso(int64_t t, char *buf, size_t buflen)

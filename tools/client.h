@@ -274,9 +274,18 @@ void phone_enroll_result_deinit(struct phone_enroll_result *r);
 void client_json_string(FILE *f, const char *s);
 
 /* client_csv_field() - write s as one CSV field (RFC 4180): quoted, with
- * quotes doubled, when it holds a comma, quote, CR or LF. NULL writes
- * nothing. */
+ * quotes doubled, when it holds a comma, quote, CR or LF; a field that
+ * begins with '=', '+', '-', '@', TAB or CR gets a "'" before it, so that
+ * no spreadsheet runs it as a formula. NULL writes nothing. */
 void client_csv_field(FILE *f, const char *s);
+
+/*
+ * client_nearest() - the candidate closest to word (edit distance, a
+ * transposition counting as one), if it is close enough to be what was
+ * meant (at most 1 edit for short words, 2 for longer ones, or word is
+ * the start of it); else NULL. For "did you mean" hints.
+ */
+const char *client_nearest(const char *word, const char *const *cands, size_t n);
 
 /* client_time_iso() - t as ISO 8601 UTC "YYYY-MM-DDTHH:MM:SSZ" into buf
  * (at least 21 bytes; 32 is safe). Returns buf. */
