@@ -997,5 +997,14 @@ int core_step(struct core *s, const struct core_event *ev, struct core_out *out)
 			 core_event_name(ev->type), core_state_name(s->state));
 		return fail(s, CAPF_EORDER, s->text, out);
 	}
+	if (ev->type == CORE_EV_LOADED && ev->loaded.device != NULL && ev->loaded.device->deleted) {
+		/* A removed device (a tombstone) is no device, at every step. */
+		struct core_event absent = *ev;
+
+		absent.loaded.device = NULL;
+		absent.loaded.current = NULL;
+		absent.loaded.pending = NULL;
+		return h(s, &absent, out);
+	}
 	return h(s, ev, out);
 }

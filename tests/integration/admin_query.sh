@@ -126,6 +126,9 @@ ctl device show $a >/dev/null 2>&1 && fail "a removed device is shown"
 [ "$(count)" = 3 ] || fail "a removed device is listed"
 ctl --csv cert list --device $a | grep -q ",revoked,.*,cessationOfOperation$" ||
 	fail "the LSC of a removed device is not revoked for cessationOfOperation"
+# Its phone is an unknown device (1006), not one with nothing to do.
+enroll $a >"$tmp/out" 2>&1 && fail "the phone of a removed device enrolled"
+grep -q "1006 (CAPF_EUNKNOWN_DEVICE)" "$tmp/out" || { cat "$tmp/out"; fail "a removed device's phone: not 1006"; }
 ctl device del $a >/dev/null 2>"$tmp/err" && fail "a removed device is removed again"
 grep -q "CAPF_ENOENT" "$tmp/err" || fail "del of an unknown device: $(cat "$tmp/err")"
 # --keep-cert leaves the LSC as it is.
