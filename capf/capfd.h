@@ -25,6 +25,7 @@
 #include <gnutls/gnutls.h>
 #include <uv.h>
 
+#include "capf/outcome.h"
 #include "proto/proto.h"
 
 struct ca;
@@ -271,6 +272,7 @@ struct server {
 	atomic_uint_fast64_t failures;
 	atomic_uint_fast64_t connections;  /* accepted, total */
 	atomic_uint active_connections;
+	struct outcomes outcomes;          /* by operation, result, code; latencies */
 };
 
 /* Reference-counted TLS credentials: a session holds a reference from

@@ -90,6 +90,7 @@ struct conn {
 	size_t hs_out_len, hs_out_cap;
 	size_t write_queued;
 	unsigned nmsgs;
+	uint64_t t_accept; /* uv_hrtime() at accept, for the latencies */
 	char addr[INET6_ADDRSTRLEN];
 	char peer[INET6_ADDRSTRLEN + 8];
 };
@@ -273,6 +274,20 @@ static void on_shutdown(uv_shutdown_t *req, int status)
 	close_handles(req->data);
 }
 
+/* Microseconds since the connection was accepted. */
+static uint64_t since_accept(const struct conn *c)
+{
+	return (uv_hrtime() - c->t_accept) / 1000u;
+}
+
+/* A session that ended with code (0: success), counted for the metrics. */
+static void count_outcome(struct conn *c, int code)
+{
+	outcome_session(&c->srv->outcomes, c->core != NULL ? core_operation(c->core) : 0, code,
+			since_accept(c));
+	atomic_fetch_add(code == 0 ? &c->srv->enrollments : &c->srv->failures, 1);
+}
+
 static void conn_close(struct conn *c)
 {
 	if (c->closing)
@@ -281,7 +296,7 @@ static void conn_close(struct conn *c)
 	/* Every session that ends leaves a line with its outcome; one the
 	 * phone left midway has no other. */
 	if (c->core != NULL && core_state(c->core) != CORE_S_DONE) {
-		atomic_fetch_add(&c->srv->failures, 1);
+		count_outcome(c, CAPF_ECONNRESET);
 		log_limited(core_auth_method(c->core) != NULL ? &lim_refused : &lim_unauth,
 			    LOG_LVL_INFO, "%s: device \"%s\": the session ended in state %s: %s",
 			    c->peer, core_device(c->core)[0] ? core_device(c->core) : "-",
@@ -709,34 +724,54 @@ static void send_msg(struct conn *c, const struct core_msg *m)
 	free(frame);
 }
 
-/* One log line for every session that ends, with its outcome. */
+/* The operation, serial, key and duration that every outcome line ends
+ * with: "; op install, serial 0A1B..., key ec-p256, 0.042 s". */
+static void outcome_tail(const struct conn *c, char *buf, size_t size)
+{
+	static const char *const ops[] = { "none", "install", "delete", "fetch" };
+	int op = core_operation(c->core), kt = core_key_type(c->core);
+	char serial[2 * CORE_SERIAL_MAX + 1] = "-";
+	const uint8_t *sn;
+	size_t len, i;
+
+	sn = core_serial(c->core, &len);
+	for (i = 0; i < len && i < CORE_SERIAL_MAX; i++)
+		snprintf(serial + 2 * i, 3, "%02X", sn[i]);
+	snprintf(buf, size, "; op %s, serial %s, key %s, %.3f s",
+		 op >= 0 && op <= 3 ? ops[op] : "?", serial, kt ? key_type_name(kt) : "-",
+		 (double)since_accept(c) / 1e6);
+}
+
+/* One log line for every session that ends, with its outcome: peer,
+ * device, result, how the phone authenticated, and outcome_tail(). */
 static void session_outcome(struct conn *c, const struct core_out *out)
 {
 	const char *device = core_device(c->core);
+	char tail[160];
 
+	outcome_tail(c, tail, sizeof(tail));
+	count_outcome(c, out->success ? 0 : out->error);
 	if (out->success) {
-		atomic_fetch_add(&c->srv->enrollments, 1);
 		int op = core_operation(c->core);
 
-		log_info("%s: device \"%s\": %s (authenticated by %s%s)", c->peer, device,
+		log_info("%s: device \"%s\": %s (authenticated by %s%s)%s", c->peer, device,
 			 op == CAPF__OPERATION__OP_DELETE  ? "LSC deleted"
 			 : op == CAPF__OPERATION__OP_FETCH ? "certificates reported"
 			 : core_renewal(c->core)	   ? "LSC renewed"
 							   : "LSC installed",
 			 core_auth_method(c->core) != NULL ? core_auth_method(c->core) : "-",
-			 c->proto == CONN_CISCO ? ", Cisco CAPF" : "");
+			 c->proto == CONN_CISCO ? ", Cisco CAPF" : "", tail);
 		return;
 	}
-	atomic_fetch_add(&c->srv->failures, 1);
 	/* Failures before authentication are anyone's to cause. */
 	if (core_auth_method(c->core) == NULL) {
-		log_limited(&lim_unauth, LOG_LVL_WARN, "%s: device \"%s\": %s (%s)", c->peer,
+		log_limited(&lim_unauth, LOG_LVL_WARN, "%s: device \"%s\": %s (%s)%s", c->peer,
 			    device[0] ? device : "-", capf_strerror(out->error),
-			    capf_errname(out->error));
+			    capf_errname(out->error), tail);
 		return;
 	}
-	log_warn("%s: device \"%s\": %s (%s)", c->peer, device[0] ? device : "-",
-		 capf_strerror(out->error), capf_errname(out->error));
+	log_warn("%s: device \"%s\": %s (%s)%s", c->peer, device[0] ? device : "-",
+		 capf_strerror(out->error), capf_errname(out->error), tail);
 }
 
 /* The result event of an effect that failed before it started: the
@@ -836,7 +871,7 @@ static void conn_fail(struct conn *c, int code)
 		session_run(c, &ev);
 		return;
 	}
-	atomic_fetch_add(&c->srv->failures, 1);
+	count_outcome(c, code);
 	log_warn("%s: %s (%s)", c->peer, capf_strerror(code), capf_errname(code));
 	if (c->handshaken && c->proto == CONN_CISCO && c->cisco != NULL) {
 		struct core_msg m = { .type = CORE_MSG_END, .code = code };
@@ -1106,7 +1141,7 @@ static int handshake_result(struct conn *c, int ret)
 	    (ret < 0 && !gnutls_error_is_fatal(ret)))
 		return 0;
 	if (ret < 0) {
-		atomic_fetch_add(&c->srv->failures, 1);
+		count_outcome(c, c->hs_signer < 0 ? CAPF_ERETRY : CAPF_EPROTO);
 		if (c->hs_signer < 0) {
 			/* The phone learns it with an alert; it may try again. */
 			log_warn("%s: TLS handshake failed: the signer could not sign (%s)", c->peer,
@@ -1123,6 +1158,7 @@ static int handshake_result(struct conn *c, int ret)
 		conn_close(c);
 		return -1;
 	}
+	outcome_handshake(&c->srv->outcomes, since_accept(c));
 	ret = on_handshake_done(c);
 	if (ret < 0) {
 		c->handshaken = true; /* the session exists: say why we close */
@@ -1282,7 +1318,7 @@ static void on_idle_timeout(uv_timer_t *t)
 	if (c->closing)
 		return;
 	if (!c->handshaken) {
-		atomic_fetch_add(&c->srv->failures, 1);
+		count_outcome(c, CAPF_ETIMEOUT);
 		log_limited(&lim_handshake, LOG_LVL_INFO, "%s: TLS handshake timed out", c->peer);
 		conn_close(c);
 		return;
@@ -1355,6 +1391,7 @@ void conn_accept(struct worker *w, enum conn_proto proto)
 	w->conns = c;
 	w->nconns++;
 	atomic_fetch_add(&srv->active_connections, 1);
+	c->t_accept = uv_hrtime();
 	frame_decoder_init(&c->dec, srv->cfg->max_frame);
 	snprintf(c->peer, sizeof(c->peer), "?");
 

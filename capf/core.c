@@ -96,6 +96,17 @@ int core_renewal(const struct core *s)
 	return s->renewal;
 }
 
+const uint8_t *core_serial(const struct core *s, size_t *len)
+{
+	*len = s->serial_len;
+	return s->serial;
+}
+
+int core_key_type(const struct core *s)
+{
+	return s->key_type;
+}
+
 struct core *core_new(const struct core_config *cfg)
 {
 	struct core *s = calloc(1, sizeof(*s));

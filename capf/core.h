@@ -348,6 +348,11 @@ int core_renewal(const struct core *s);
  * "string", "null") or NULL. */
 const char *core_auth_method(const struct core *s);
 
+/* core_serial() - the serial of the LSC the session issued or delivered
+ * (*len 0 if none); core_key_type() - the KeyType asked for, 0 if none. */
+const uint8_t *core_serial(const struct core *s, size_t *len);
+int core_key_type(const struct core *s);
+
 const char *core_state_name(int state);
 const char *core_event_name(int type);
 

@@ -213,6 +213,63 @@ static void family(struct buf *b, const char *name, const char *type, const char
 	put(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+static void render_hist(struct buf *b, const char *name, const char *help,
+			const struct outcome_hist *h)
+{
+	uint64_t cum = 0;
+
+	family(b, name, "histogram", help);
+	for (size_t i = 0; i < OUTCOME_BUCKETS; i++) {
+		cum += atomic_load_explicit(&h->le[i], memory_order_relaxed);
+		put(b, "%s_bucket{le=\"%g\"} %llu\n", name, outcome_bounds[i],
+		    (unsigned long long)cum);
+	}
+	cum += atomic_load_explicit(&h->le[OUTCOME_BUCKETS], memory_order_relaxed);
+	put(b, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
+	put(b, "%s_sum %.6f\n", name,
+	    (double)atomic_load_explicit(&h->sum_us, memory_order_relaxed) / 1e6);
+	/* The buckets are read one by one while workers add: the count is
+	 * their sum, so that +Inf and _count agree. */
+	put(b, "%s_count %llu\n", name, (unsigned long long)cum);
+}
+
+/* Sessions by operation and result, failures by code, the latencies. */
+static void render_outcomes(struct buf *b, const struct outcomes *o)
+{
+	static const char *const ops[] = { "none", "install", "delete", "fetch" };
+
+	family(b, "capf_enrollments_total", "counter",
+	       "Phone sessions that ended, by operation (none: ended before one was decided) "
+	       "and result.");
+	for (size_t op = 0; op < 4; op++)
+		for (size_t r = 0; r < 2; r++)
+			put(b, "capf_enrollments_total{op=\"%s\",result=\"%s\"} %llu\n", ops[op],
+			    r ? "failure" : "success",
+			    (unsigned long long)atomic_load_explicit(&o->by_op[op][r],
+								     memory_order_relaxed));
+	family(b, "capf_failures_total", "counter",
+	       "Phone sessions that failed, by error code (doc/errors.md).");
+	for (size_t i = 0; i < OUTCOME_CODES; i++) {
+		uint64_t n = atomic_load_explicit(&o->by_code[i], memory_order_relaxed);
+		int code = outcome_slot_code(i);
+
+		const char *name = code != 0 ? capf_errname(code) : "other";
+
+		if (n == 0)
+			continue;
+		if (strcmp(name, "CAPF_EUNKNOWN") == 0) /* one series per code all the same */
+			put(b, "capf_failures_total{code=\"%d\"} %llu\n", code,
+			    (unsigned long long)n);
+		else
+			put(b, "capf_failures_total{code=\"%s\"} %llu\n", name,
+			    (unsigned long long)n);
+	}
+	render_hist(b, "capf_session_duration_seconds",
+		    "From accepting the connection to the session's end.", &o->session);
+	render_hist(b, "capf_tls_handshake_duration_seconds",
+		    "From accepting the connection to the TLS handshake's end.", &o->handshake);
+}
+
 int metrics_render(struct server *srv, char **out, size_t *len)
 {
 	static const char *const statuses[] = { "none", "pending", "issued", "success", "failed" };
@@ -232,6 +289,7 @@ int metrics_render(struct server *srv, char **out, size_t *len)
 	    (unsigned long long)atomic_load(&srv->enrollments));
 	put(&b, "capf_sessions_total{result=\"failure\"} %llu\n",
 	    (unsigned long long)atomic_load(&srv->failures));
+	render_outcomes(&b, &srv->outcomes);
 	family(&b, "capf_connections_total", "counter", "Phone connections accepted.");
 	put(&b, "capf_connections_total %llu\n", (unsigned long long)atomic_load(&srv->connections));
 	family(&b, "capf_connections_active", "gauge", "Phone connections open now.");
@@ -287,6 +345,23 @@ int metrics_render(struct server *srv, char **out, size_t *len)
 	family(&b, "capf_store_group_commit_size", "gauge", "Mean txns per group commit.");
 	put(&b, "capf_store_group_commit_size %.3f\n",
 	    ss.syncs ? (double)ss.txns_written / (double)ss.syncs : 0.0);
+	family(&b, "capf_store_commit_duration_seconds", "histogram",
+	       "How long a group commit's writes and fdatasyncs took.");
+	{
+		uint64_t cum = 0;
+
+		for (size_t i = 0; i < STORE_COMMIT_BUCKETS; i++) {
+			cum += ss.commit_le[i];
+			put(&b, "capf_store_commit_duration_seconds_bucket{le=\"%g\"} %llu\n",
+			    (double)store_commit_bounds_us[i] / 1e6, (unsigned long long)cum);
+		}
+		cum += ss.commit_le[STORE_COMMIT_BUCKETS];
+		put(&b, "capf_store_commit_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
+		    (unsigned long long)cum);
+		put(&b, "capf_store_commit_duration_seconds_sum %.6f\n",
+		    (double)ss.commit_us_total / 1e6);
+		put(&b, "capf_store_commit_duration_seconds_count %llu\n", (unsigned long long)cum);
+	}
 	family(&b, "capf_store_write_failures_total", "counter", "Groups whose write failed.");
 	put(&b, "capf_store_write_failures_total %llu\n", (unsigned long long)ss.write_failures);
 	family(&b, "capf_store_segment_bytes", "gauge", "Size of the segment being written.");

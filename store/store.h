@@ -42,6 +42,10 @@
 
 struct store;
 
+/* Upper bounds, in microseconds, of the commit latency buckets. */
+#define STORE_COMMIT_BUCKETS 10
+extern const uint64_t store_commit_bounds_us[STORE_COMMIT_BUCKETS];
+
 struct store_stats {
 	uint64_t devices;
 	uint64_t certificates;
@@ -61,6 +65,10 @@ struct store_stats {
 	uint64_t audit_file;      /* the audit file written to: audit.<audit_file>.log */
 	uint64_t audit_aggregated; /* unauthenticated failures counted into aggregates */
 	int fault;                /* the injected fault, 0 = none */
+	/* How long each group's writes and fdatasyncs took: the sum, and
+	 * per bucket (store_commit_bounds_us, then one past the last). */
+	uint64_t commit_us_total;
+	uint64_t commit_le[STORE_COMMIT_BUCKETS + 1];
 };
 
 /*

@@ -432,11 +432,24 @@ static void rotate_audit(struct store *st)
 		   STORE_SEQ_FMT STORE_AUDIT_SUFFIX, st->audit_file);
 }
 
-static void update_stats(struct store *st, size_t n_ok, int wrote, int failed)
+const uint64_t store_commit_bounds_us[STORE_COMMIT_BUCKETS] = {
+	500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 1000000,
+};
+
+static void update_stats(struct store *st, size_t n_ok, int wrote, int failed,
+			 uint64_t commit_us)
 {
+	size_t i = 0;
+
 	pthread_rwlock_wrlock(&st->idx_lock);
 	st->stats.txns_written += n_ok;
 	st->stats.syncs += wrote;
+	if (wrote) {
+		while (i < STORE_COMMIT_BUCKETS && commit_us > store_commit_bounds_us[i])
+			i++;
+		st->stats.commit_le[i]++;
+		st->stats.commit_us_total += commit_us;
+	}
 	st->stats.write_failures += failed;
 	st->stats.segment_seq = st->seg_seq;
 	st->stats.segment_bytes = st->seg_size;
@@ -460,6 +473,8 @@ static void writer_group(struct store *st, struct item *head)
 	struct item *it, *next;
 	size_t n_ok = 0, n_audit = 0;
 	int ret = 0, wrote = 0, failed = 0;
+	struct timespec t0, t1;
+	uint64_t commit_us = 0;
 
 	if (st->failed)
 		(void)truncate_back(st);
@@ -523,9 +538,13 @@ static void writer_group(struct store *st, struct item *head)
 			 capf_strerror(ret));
 		goto fail;
 	}
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	ret = write_group(st, &b, fault);
 	if (ret < 0)
 		goto fail;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	commit_us = (uint64_t)(t1.tv_sec - t0.tv_sec) * 1000000u +
+		    (uint64_t)((t1.tv_nsec - t0.tv_nsec) / 1000);
 
 	wrote = 1;
 	note_success(st);
@@ -568,7 +587,7 @@ callbacks:
 	store_buf_free(&b.audit_out);
 	store_buf_free(&b.seg_out);
 	free(b.evs);
-	update_stats(st, wrote ? n_ok : 0, wrote, failed);
+	update_stats(st, wrote ? n_ok : 0, wrote, failed, commit_us);
 
 	for (it = head; it; it = next) {
 		next = it->next;

@@ -7,6 +7,7 @@ set -u
 . "$(dirname "$0")/lib.sh"
 
 command -v curl >/dev/null || { echo "SKIP: curl not installed"; exit 77; }
+command -v certtool >/dev/null || { echo "SKIP: certtool (gnutls-bin) not installed"; exit 77; }
 
 a=SEP0000000M0001
 b=SEP0000000M0002
@@ -26,6 +27,18 @@ done
 ctl --json status | grep -q '"pending_operations":1,"unacknowledged":0,"ca_not_after":"20' ||
 	fail "status --json"
 
+# One line per outcome: device, operation, result, serial, key, duration, peer.
+sa=$(certtool -i --infile "$tmp/$a.lsc.pem" | sed -n 's/^[[:space:]]*Serial Number (hex): //p' |
+	tr a-f A-F)
+grep -q "^.* info: 127.0.0.1:[0-9]*: device \"$a\": LSC installed (authenticated by mic); op install, serial $sa, key ec-p256, [0-9.]* s$" "$tmp/capfd.log" ||
+	fail "no outcome line with operation, serial, key and duration"
+# A failure, counted by its code: device b with the MIC of device a.
+"$CAPF_PHONE" enroll --name $b --mic "$tmp/mfg/$a.pem" --mic-key "$tmp/mfg/$a.key" \
+	--ca "$capf_ca" --port "$port" --out-cert "$tmp/x.pem" --out-key "$tmp/x.key" \
+	>"$tmp/out" 2>&1 && fail "device b enrolled with the MIC of device a"
+grep -q "device \"$b\": .*(CAPF_EIDENTITY); op .*, serial -, key .*, [0-9.]* s$" "$tmp/capfd.log" ||
+	fail "no outcome line for the failure"
+
 # The text format, from the admin socket.
 ctl stats --prometheus >"$tmp/prom" || fail "stats --prometheus"
 # Every line is a comment (HELP/TYPE) or NAME[{LABELS}] VALUE, every
@@ -33,10 +46,13 @@ ctl stats --prometheus >"$tmp/prom" || fail "stats --prometheus"
 check_format() {
 	awk '
 	/^# HELP [a-z_]+ / { next }
-	/^# TYPE [a-z_]+ (counter|gauge|histogram|summary|untyped)$/ { typed[$3] = 1; next }
+	/^# TYPE [a-z_]+ (counter|gauge|histogram|summary|untyped)$/ { typed[$3] = $4; next }
 	/^[a-z_]+(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? -?[0-9.e+]+$/ {
 		name = $1; sub(/\{.*/, "", name)
-		if (!(name in typed)) { print "untyped: " $0; bad = 1 }
+		# Samples of a histogram: NAME_bucket{le=...}, NAME_sum, NAME_count.
+		base = name; sub(/_(bucket|sum|count)$/, "", base)
+		if (!(name in typed) && typed[base] != "histogram") { print "untyped: " $0; bad = 1 }
+		if (name ~ /_bucket$/ && $1 !~ /le="/) { print "bucket without le: " $0; bad = 1 }
 		n++; next
 	}
 	{ print "bad line: " $0; bad = 1 }
@@ -52,6 +68,19 @@ grep -q '^capf_ca_not_after_timestamp_seconds{id="[0-9a-f]*",current="yes"} [0-9
 	fail "CA expiry"
 [ "$(value capf_lsc_soonest_expiry_timestamp_seconds "$tmp/prom")" -gt 0 ] || fail "LSC expiry"
 grep -q '^capf_store_group_commit_size [0-9.]*$' "$tmp/prom" || fail "group commit size"
+[ "$(value 'capf_enrollments_total{op="install",result="success"}' "$tmp/prom")" = 1 ] ||
+	fail "enrollments by operation and result"
+[ "$(value 'capf_failures_total{code="CAPF_EIDENTITY"}' "$tmp/prom")" = 1 ] || fail "failures by code"
+[ "$(value 'capf_session_duration_seconds_count' "$tmp/prom")" = 2 ] || fail "session histogram count"
+[ "$(value 'capf_session_duration_seconds_bucket{le="+Inf"}' "$tmp/prom")" = 2 ] ||
+	fail "session histogram +Inf"
+[ "$(value 'capf_tls_handshake_duration_seconds_count' "$tmp/prom")" -ge 2 ] ||
+	fail "handshake histogram"
+[ "$(value 'capf_store_commit_duration_seconds_count' "$tmp/prom")" -ge 1 ] ||
+	fail "commit latency histogram"
+# Buckets only grow.
+awk '/^capf_session_duration_seconds_bucket/ { if ($2 < last) bad = 1; last = $2 }
+	END { exit bad }' "$tmp/prom" || fail "histogram buckets are not cumulative"
 ctl stats >"$tmp/plain" || fail "stats"
 grep -q "^#" "$tmp/plain" && fail "stats without --prometheus prints comments"
 
