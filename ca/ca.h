@@ -470,6 +470,15 @@ struct ca_trust_entry {
 };
 
 /*
+ * ca_trust_reload() - read the manufacturer roots again, from the file
+ * of the configuration (mfg_roots, may be NULL) and the roots added with
+ * ca_trust_add(), and the [trust] mic_patterns, and put them in place at
+ * once: the next MIC is checked against them. On an error (logged with
+ * ca_last_error()) the trust in use stays as it was.
+ */
+int ca_trust_reload(struct ca *ca, const char *mfg_roots, const char *mic_patterns);
+
+/*
  * ca_trust_add() - add every certificate of data (PEM, or one DER) to a
  * trust store, persisted in the CA directory. Manufacturer roots must be
  * CA certificates. Chain certificates must be CA certificates, and each

@@ -314,6 +314,8 @@ int ca_trust_load(struct ca *ca, const char *mfg_roots);
 /* ca_mic_patterns_parse() - [trust] mic_patterns into ca (mic.c);
  * CAPF_ECONFIG with ca_last_error() for a malformed one. */
 int ca_mic_patterns_parse(struct ca *ca, const char *spec);
+/* ca_mic_patterns_parse_to() - the same, appended to *arr (*count of them). */
+int ca_mic_patterns_parse_to(const char *spec, struct ca_mic_pattern **arr, size_t *count);
 void ca_trust_free(struct ca *ca);
 
 /*

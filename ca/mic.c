@@ -56,6 +56,11 @@ static int check_identity(gnutls_x509_crt_t leaf, const char *device_name)
 
 int ca_mic_patterns_parse(struct ca *ca, const char *spec)
 {
+	return ca_mic_patterns_parse_to(spec, &ca->mic_patterns, &ca->n_mic_patterns);
+}
+
+int ca_mic_patterns_parse_to(const char *spec, struct ca_mic_pattern **arr, size_t *count)
+{
 	const char *p = spec;
 
 	if (spec == NULL || spec[0] == '\0')
@@ -74,11 +79,11 @@ int ca_mic_patterns_parse(struct ca *ca, const char *spec)
 				     (int)len, p);
 			return CAPF_ECONFIG;
 		}
-		n = realloc(ca->mic_patterns, (ca->n_mic_patterns + 1) * sizeof(*n));
+		n = realloc(*arr, (*count + 1) * sizeof(*n));
 		if (n == NULL)
 			return CAPF_ENOMEM;
-		ca->mic_patterns = n;
-		mp = &n[ca->n_mic_patterns];
+		*arr = n;
+		mp = &n[*count];
 		for (size_t i = 0; i < flen; i++) {
 			if (!isxdigit((unsigned char)p[i])) {
 				ca_set_error("[trust] mic_patterns: \"%.*s\" is no hex fingerprint",
@@ -90,7 +95,7 @@ int ca_mic_patterns_parse(struct ca *ca, const char *spec)
 		mp->fpr[flen] = '\0';
 		memcpy(mp->glob, eq + 1, glen);
 		mp->glob[glen] = '\0';
-		ca->n_mic_patterns++;
+		(*count)++;
 		p += len;
 		if (*p == ',')
 			p++;

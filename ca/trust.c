@@ -227,6 +227,60 @@ int ca_trust_load(struct ca *ca, const char *mfg_roots)
 	return build_tl(&ca->mfg, &ca->mfg_tl);
 }
 
+int ca_trust_reload(struct ca *ca, const char *mfg_roots, const char *mic_patterns)
+{
+	struct ca_store fresh = {0}, old;
+	struct ca_mic_pattern *pats = NULL, *old_pats;
+	gnutls_x509_trust_list_t tl = NULL, old_tl;
+	size_t npats = 0;
+	int ret;
+
+	if (ca == NULL)
+		return CAPF_EINVAL;
+	ret = ca_mic_patterns_parse_to(mic_patterns, &pats, &npats);
+	if (ret < 0)
+		goto fail;
+	/* With trust add and remove, which write the directory too. */
+	pthread_mutex_lock(&ca->admin_lock);
+	if (mfg_roots != NULL) {
+		ret = load_file(&fresh, mfg_roots, 1);
+		if (ret < 0) {
+			char why[400];
+
+			snprintf(why, sizeof(why), "%s", ca_last_error());
+			ca_set_error("manufacturer roots %s: %s", mfg_roots, why);
+			ret = CAPF_ECONFIG;
+		}
+	}
+	if (ret >= 0)
+		ret = load_dir(ca, CA_DIR_MFG, &fresh);
+	if (ret >= 0)
+		ret = build_tl(&fresh, &tl);
+	if (ret < 0) {
+		pthread_mutex_unlock(&ca->admin_lock);
+		goto fail;
+	}
+	pthread_rwlock_wrlock(&ca->lock);
+	old = ca->mfg;
+	old_tl = ca->mfg_tl;
+	old_pats = ca->mic_patterns;
+	ca->mfg = fresh;
+	ca->mfg_tl = tl;
+	ca->mic_patterns = pats;
+	ca->n_mic_patterns = npats;
+	pthread_rwlock_unlock(&ca->lock);
+	pthread_mutex_unlock(&ca->admin_lock);
+	if (old_tl != NULL)
+		gnutls_x509_trust_list_deinit(old_tl, 1);
+	store_free(&old);
+	free(old_pats);
+	return 0;
+fail:
+	store_free(&fresh);
+	free(pats);
+	return ret;
+}
+
 void ca_trust_free(struct ca *ca)
 {
 	if (ca->mfg_tl != NULL)

@@ -159,6 +159,14 @@ int config_check(const struct capfd_config *cfg);
 void config_diff(const struct capfd_config *a, const struct capfd_config *b,
 		 void (*cb)(const char *section, const char *name, void *arg), void *arg);
 
+/*
+ * config_apply_live() - if [section] name is an option the workers read
+ * live (CFG_LIVE()), store src's value of it into dst and return true;
+ * else false (it takes effect at the next start).
+ */
+bool config_apply_live(struct capfd_config *dst, const struct capfd_config *src,
+		       const char *section, const char *name);
+
 struct server;
 /* server_reload() - SIGHUP: read the configuration file again
  * (capf/reload.c). A bad one is refused, with its messages, and the
@@ -224,12 +232,18 @@ struct worker {
 
 struct source_count;
 
+/*
+ * CFG_LIVE() - read an option that SIGHUP may change while workers run
+ * ([limits], [auth], [ca] renew_window, [cisco] max_in_progress: see
+ * config_apply_live()). Each read is whole; a session reads the values
+ * once where they matter and keeps what it read.
+ */
+#define CFG_LIVE(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+
 struct server {
 	struct capfd_config *cfg;
 	struct ca *ca;
 	struct store *store;
-	gnutls_priority_t priority;
-	gnutls_priority_t cisco_priority;
 	unsigned cisco_port;           /* actual bound port, 0 = off */
 	/* The TLS credentials new sessions take (server_creds_get()):
 	 * replaced when the CA or the trust stores change, freed when the
@@ -279,6 +293,8 @@ struct server {
  * accept to free, so a change never pulls them from under it. */
 struct tls_creds {
 	gnutls_certificate_credentials_t cred;
+	gnutls_priority_t priority;       /* [tls] priority */
+	gnutls_priority_t cisco_priority; /* [cisco] priority, NULL if Cisco is off */
 	atomic_int refs;
 };
 
@@ -289,8 +305,9 @@ struct tls_creds *server_creds_get(struct server *srv);
 void server_creds_put(struct tls_creds *creds);
 
 /*
- * server_ca_changed() - the CA or a trust store changed: make new TLS
- * credentials for the sessions that start from now on, and regenerate
+ * server_ca_changed() - the CA, a trust store or a TLS priority changed:
+ * make new TLS credentials (certificate, trust, priorities) for the
+ * sessions that start from now on, and regenerate
  * the CRL. Sessions in flight keep theirs. Returns 0 or the error
  * (logged; the old credentials stay).
  */

@@ -426,6 +426,45 @@ void config_diff(const struct capfd_config *a, const struct capfd_config *b,
 	}
 }
 
+/* The numbers and switches that workers read with CFG_LIVE(). */
+static bool is_live(const struct opt *o)
+{
+	static const char *const live[] = {
+		"limits/handshake_timeout", "limits/idle_timeout", "limits/session_timeout",
+		"limits/shutdown_timeout", "limits/max_connections", "limits/max_per_source",
+		"limits/max_frame", "limits/max_messages", "auth/allow_null_string",
+		"auth/max_failures", "auth/lockout", "ca/renew_window", "cisco/max_in_progress",
+	};
+	char key[64];
+
+	snprintf(key, sizeof(key), "%s/%s", o->section, o->name);
+	for (size_t i = 0; i < sizeof(live) / sizeof(live[0]); i++)
+		if (strcmp(key, live[i]) == 0)
+			return true;
+	return false;
+}
+
+bool config_apply_live(struct capfd_config *dst, const struct capfd_config *src,
+		       const char *section, const char *name)
+{
+	for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++) {
+		const struct opt *o = &options[i];
+		void *d = (char *)dst + o->offset;
+		const void *v = (const char *)src + o->offset;
+
+		if (strcmp(o->section, section) != 0 || strcmp(o->name, name) != 0)
+			continue;
+		if (!is_live(o))
+			return false;
+		if (o->type == OPT_BOOL)
+			__atomic_store_n((bool *)d, *(const bool *)v, __ATOMIC_RELAXED);
+		else
+			__atomic_store_n((unsigned *)d, *(const unsigned *)v, __ATOMIC_RELAXED);
+		return true;
+	}
+	return false;
+}
+
 bool config_admin_roles(const struct capfd_config *cfg)
 {
 	return cfg->admin_users || cfg->admin_group || cfg->readonly_users || cfg->readonly_group;

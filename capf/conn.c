@@ -465,7 +465,7 @@ static void resume(struct conn *c)
 {
 	if (c->closing || c->busy)
 		return;
-	uv_timer_start(&c->timer, on_idle_timeout, c->srv->cfg->idle_timeout_ms, 0);
+	uv_timer_start(&c->timer, on_idle_timeout, CFG_LIVE(c->srv->cfg->idle_timeout_ms), 0);
 	if (!c->reading)
 		start_reading(c);
 	conn_process(c);
@@ -896,7 +896,7 @@ static void handle_frame(struct conn *c, const uint8_t *payload, size_t len)
 {
 	struct core_event ev;
 
-	if (++c->nmsgs > c->srv->cfg->max_messages) {
+	if (++c->nmsgs > CFG_LIVE(c->srv->cfg->max_messages)) {
 		conn_fail(c, CAPF_ELIMIT);
 		return;
 	}
@@ -904,7 +904,7 @@ static void handle_frame(struct conn *c, const uint8_t *payload, size_t len)
 	log_debug("%s: received %s", c->peer, codec_native_message_name(c->codec));
 	session_run(c, &ev);
 	if (!c->closing && !c->busy)
-		uv_timer_start(&c->timer, on_idle_timeout, c->srv->cfg->idle_timeout_ms, 0);
+		uv_timer_start(&c->timer, on_idle_timeout, CFG_LIVE(c->srv->cfg->idle_timeout_ms), 0);
 }
 
 /* Cisco messages: whole ones from cbuf, one at a time, while the session
@@ -918,7 +918,7 @@ static void handle_cisco(struct conn *c)
 
 		if (mlen == 0 || (mlen > 0 && (size_t)mlen > c->clen))
 			return; /* not whole yet */
-		if (++c->nmsgs > c->srv->cfg->max_messages) {
+		if (++c->nmsgs > CFG_LIVE(c->srv->cfg->max_messages)) {
 			conn_fail(c, CAPF_ELIMIT);
 			return;
 		}
@@ -940,12 +940,12 @@ static void handle_cisco(struct conn *c)
 								    : capf_strerror(ret));
 		if (ret == 1) {
 			/* REQUEST_IN_PROGRESS: the phone is alive. */
-			uv_timer_start(&c->timer, on_idle_timeout, c->srv->cfg->idle_timeout_ms, 0);
+			uv_timer_start(&c->timer, on_idle_timeout, CFG_LIVE(c->srv->cfg->idle_timeout_ms), 0);
 			continue;
 		}
 		session_run(c, &ev);
 		if (!c->closing && !c->busy)
-			uv_timer_start(&c->timer, on_idle_timeout, c->srv->cfg->idle_timeout_ms, 0);
+			uv_timer_start(&c->timer, on_idle_timeout, CFG_LIVE(c->srv->cfg->idle_timeout_ms), 0);
 	}
 }
 
@@ -1028,10 +1028,10 @@ static struct core_config core_config_of(const struct server *srv)
 	struct core_config ccfg = { 0 };
 
 	ccfg.supersede_grace = srv->cfg->supersede_grace;
-	ccfg.renew_percent = srv->cfg->renew_window;
-	ccfg.allow_null_string = srv->cfg->allow_null_string;
-	ccfg.max_auth_failures = srv->cfg->max_auth_failures;
-	ccfg.lockout_seconds = srv->cfg->lockout_seconds;
+	ccfg.renew_percent = CFG_LIVE(srv->cfg->renew_window);
+	ccfg.allow_null_string = CFG_LIVE(srv->cfg->allow_null_string);
+	ccfg.max_auth_failures = CFG_LIVE(srv->cfg->max_auth_failures);
+	ccfg.lockout_seconds = CFG_LIVE(srv->cfg->lockout_seconds);
 	return ccfg;
 }
 
@@ -1054,7 +1054,7 @@ static int cisco_handshake_done(struct conn *c, gnutls_protocol_t version)
 	}
 	c->cbuf = malloc(CISCO_MSG_MAX);
 	c->core = core_new(&ccfg);
-	ret = codec_cisco_new(&c->cisco, c->srv->ca, c->srv->cfg->cisco_max_in_progress);
+	ret = codec_cisco_new(&c->cisco, c->srv->ca, CFG_LIVE(c->srv->cfg->cisco_max_in_progress));
 	if (c->cbuf == NULL || c->core == NULL || ret < 0)
 		return CAPF_ENOMEM;
 	ev.start.peer.mic_result = ev.start.peer.lsc_result = CAPF_ENOCERT;
@@ -1064,7 +1064,7 @@ static int cisco_handshake_done(struct conn *c, gnutls_protocol_t version)
 	session_run(c, &ev);
 	if (codec_cisco_greeting(c->cisco, &msg, &len) == 0)
 		send_frame(c, msg, len);
-	uv_timer_start(&c->timer, on_idle_timeout, c->srv->cfg->idle_timeout_ms, 0);
+	uv_timer_start(&c->timer, on_idle_timeout, CFG_LIVE(c->srv->cfg->idle_timeout_ms), 0);
 	return 0;
 }
 
@@ -1129,7 +1129,7 @@ static int on_handshake_done(struct conn *c)
 	c->handshaken = true;
 	session_run(c, &ev);
 	gnutls_memset(&ev, 0, sizeof(ev));
-	uv_timer_start(&c->timer, on_idle_timeout, c->srv->cfg->idle_timeout_ms, 0);
+	uv_timer_start(&c->timer, on_idle_timeout, CFG_LIVE(c->srv->cfg->idle_timeout_ms), 0);
 	return 0;
 }
 
@@ -1392,7 +1392,7 @@ void conn_accept(struct worker *w, enum conn_proto proto)
 	w->nconns++;
 	atomic_fetch_add(&srv->active_connections, 1);
 	c->t_accept = uv_hrtime();
-	frame_decoder_init(&c->dec, srv->cfg->max_frame);
+	frame_decoder_init(&c->dec, CFG_LIVE(srv->cfg->max_frame));
 	snprintf(c->peer, sizeof(c->peer), "?");
 
 	if (uv_accept(proto == CONN_CISCO ? (uv_stream_t *)&w->cisco_listener
@@ -1421,17 +1421,17 @@ void conn_accept(struct worker *w, enum conn_proto proto)
 		conn_close(c);
 		return;
 	}
-	if (atomic_load(&srv->active_connections) > srv->cfg->max_connections) {
+	if (atomic_load(&srv->active_connections) > CFG_LIVE(srv->cfg->max_connections)) {
 		log_limited(&lim_refused, LOG_LVL_WARN, "%s: connection limit (%u) reached, refusing",
 			    c->peer,
-			 srv->cfg->max_connections);
+			 CFG_LIVE(srv->cfg->max_connections));
 		conn_close(c);
 		return;
 	}
 	if (source_acquire(srv, c->addr) < 0) {
 		log_limited(&lim_refused, LOG_LVL_WARN,
 			    "%s: per-source connection limit (%u) reached, refusing", c->peer,
-			 srv->cfg->max_per_source);
+			 CFG_LIVE(srv->cfg->max_per_source));
 		conn_close(c);
 		return;
 	}
@@ -1442,12 +1442,17 @@ void conn_accept(struct worker *w, enum conn_proto proto)
 		c->tls = NULL;
 		goto tls_fail;
 	}
-	ret = gnutls_priority_set(c->tls, proto == CONN_CISCO ? srv->cisco_priority : srv->priority);
+	/* A CA or priority change while this session runs does not touch
+	 * it: it keeps the credentials it started with. */
+	c->creds = server_creds_get(srv);
+	if (c->creds == NULL) {
+		ret = GNUTLS_E_MEMORY_ERROR;
+		goto tls_fail;
+	}
+	ret = gnutls_priority_set(c->tls, proto == CONN_CISCO ? c->creds->cisco_priority
+							     : c->creds->priority);
 	if (ret < 0)
 		goto tls_fail;
-	/* A CA change while this session runs does not touch it: it keeps
-	 * the credentials it started with. */
-	c->creds = server_creds_get(srv);
 	ret = gnutls_credentials_set(c->tls, GNUTLS_CRD_CERTIFICATE, c->creds->cred);
 	if (ret < 0)
 		goto tls_fail;
@@ -1461,8 +1466,8 @@ void conn_accept(struct worker *w, enum conn_proto proto)
 	gnutls_transport_set_pull_function(c->tls, tls_pull);
 	gnutls_transport_set_vec_push_function(c->tls, tls_vec_push);
 
-	uv_timer_start(&c->timer, on_idle_timeout, srv->cfg->handshake_timeout_ms, 0);
-	uv_timer_start(&c->session_timer, on_session_timeout, srv->cfg->session_timeout_ms, 0);
+	uv_timer_start(&c->timer, on_idle_timeout, CFG_LIVE(srv->cfg->handshake_timeout_ms), 0);
+	uv_timer_start(&c->session_timer, on_session_timeout, CFG_LIVE(srv->cfg->session_timeout_ms), 0);
 	start_reading(c);
 	log_debug("%s: connected (worker %u)", c->peer, w->id);
 	return;

@@ -1,32 +1,48 @@
 /*
  * SIGHUP: the configuration file read again, checked as at start (every
  * bad value reported with its line), and refused as a whole if one is
- * bad: the running configuration stays. A good one changes what the main
- * loop alone reads, at once and without touching a connection: the log
- * level, the [admin] roles (new admin connections get them) and the
- * metrics listener. The other options are read by the workers while they
- * run and say so: they take effect at the next restart.
+ * bad: the running configuration stays. A good one applies, without
+ * touching a connection: the log level, the [admin] roles (new admin
+ * connections get them) and the metrics listener on the main loop; the
+ * limits, [auth] and the other options config_apply_live() names, which
+ * workers read whole (CFG_LIVE()) as sessions start and run; the [trust]
+ * manufacturer roots and MIC patterns (ca_trust_reload(): the next MIC
+ * is checked against them); the [tls] and [cisco] priorities (new TLS
+ * credentials for new sessions). The others (addresses, ports, the
+ * state directory, the CA key...) say so: they take effect at the next
+ * restart.
  */
 #include "config.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+#include "ca/ca.h"
 #include "capf/capfd.h"
 #include "capf/log.h"
 #include "capf/metrics.h"
 
 struct reload {
+	struct capfd_config *cur;
+	const struct capfd_config *n;
 	unsigned later;   /* options that need a restart */
 	unsigned applied;
-	bool roles, log_level, metrics;
+	bool roles, log_level, metrics, trust, tls;
 };
 
 static void on_changed(const char *section, const char *name, void *arg)
 {
 	struct reload *r = arg;
 
-	if (!strcmp(section, "admin")) {
+	if (config_apply_live(r->cur, r->n, section, name)) {
+		log_info("reload: [%s] %s changed: new sessions use it", section, name);
+		r->applied++;
+	} else if (!strcmp(section, "trust")) {
+		r->trust = true;
+	} else if ((!strcmp(section, "tls") || !strcmp(section, "cisco")) &&
+		   !strcmp(name, "priority")) {
+		r->tls = true;
+	} else if (!strcmp(section, "admin")) {
 		r->roles = true;
 	} else if (!strcmp(section, "log") && !strcmp(name, "level")) {
 		r->log_level = true;
@@ -89,7 +105,34 @@ void server_reload(struct server *srv)
 			cur->config_file);
 		goto out;
 	}
+	r.cur = cur;
+	r.n = &n;
 	config_diff(cur, &n, on_changed, &r);
+	if (r.trust) {
+		/* Checked whole first: a bad root file keeps the trust in use. */
+		if (ca_trust_reload(srv->ca, n.mfg_roots, n.mic_patterns) < 0) {
+			log_err("reload: the trust stores are kept as they were: %s", ca_last_error());
+		} else {
+			swap_str(&cur->mfg_roots, &n.mfg_roots);
+			swap_str(&cur->mic_patterns, &n.mic_patterns);
+			log_info("reload: [trust] read again: the next MIC is checked against it");
+			r.applied++;
+			r.tls = true; /* the handshake's credentials follow */
+		}
+	}
+	if (r.tls) {
+		/* New credentials (certificate, priorities) for new sessions;
+		 * the sessions in flight keep theirs. */
+		swap_str(&cur->tls_priority, &n.tls_priority);
+		swap_str(&cur->cisco_priority, &n.cisco_priority);
+		if (server_ca_changed(srv) < 0) {
+			swap_str(&cur->tls_priority, &n.tls_priority);
+			swap_str(&cur->cisco_priority, &n.cisco_priority);
+			log_err("reload: the TLS priorities are kept as they were");
+		} else {
+			r.applied++;
+		}
+	}
 	if (r.log_level) {
 		cur->log_level = n.log_level;
 		log_set_level((enum log_level)n.log_level);

@@ -192,7 +192,7 @@ int source_acquire(struct server *srv, const char *addr)
 			goto out;
 		}
 	}
-	if (s->n >= srv->cfg->max_per_source) {
+	if (s->n >= CFG_LIVE(srv->cfg->max_per_source)) {
 		ret = CAPF_ELIMIT;
 		goto out;
 	}
@@ -296,6 +296,36 @@ fail:
 /* ---- the CA at run time: TLS credentials, CRL, revocations -------------- */
 
 /* New credentials from the CA as it is now (one reference, the caller's). */
+/* A priority string as an addition to GnuTLS's defaults, or, when it
+ * starts with a keyword such as NORMAL, on its own. */
+static int priority_make(gnutls_priority_t *out, const char *what, const char *str)
+{
+	const char *errpos = NULL;
+	int ret;
+
+	ret = gnutls_priority_init2(out, str, &errpos, GNUTLS_PRIORITY_INIT_DEF_APPEND);
+	if (ret < 0)
+		ret = gnutls_priority_init(out, str, &errpos);
+	if (ret < 0) {
+		*out = NULL;
+		log_err("invalid %s \"%s\" near \"%s\": %s", what, str,
+			errpos != NULL ? errpos : "", gnutls_strerror(ret));
+		return CAPF_ECONFIG;
+	}
+	return 0;
+}
+
+static void creds_free(struct tls_creds *c)
+{
+	if (c->cred != NULL)
+		gnutls_certificate_free_credentials(c->cred);
+	if (c->priority != NULL)
+		gnutls_priority_deinit(c->priority);
+	if (c->cisco_priority != NULL)
+		gnutls_priority_deinit(c->cisco_priority);
+	free(c);
+}
+
 static struct tls_creds *creds_new(struct server *srv)
 {
 	struct tls_creds *c = calloc(1, sizeof(*c));
@@ -307,14 +337,20 @@ static struct tls_creds *creds_new(struct server *srv)
 	ret = gnutls_certificate_allocate_credentials(&c->cred);
 	if (ret < 0) {
 		log_err("TLS set-up failed: %s", gnutls_strerror(ret));
-		free(c);
+		c->cred = NULL;
+		creds_free(c);
 		return NULL;
 	}
 	ret = ca_tls_credentials(srv->ca, c->cred);
 	if (ret < 0) {
 		log_err("cannot load the CAPF certificate into TLS: %s", capf_strerror(ret));
-		gnutls_certificate_free_credentials(c->cred);
-		free(c);
+		creds_free(c);
+		return NULL;
+	}
+	if (priority_make(&c->priority, "[tls] priority", srv->cfg->tls_priority) < 0 ||
+	    (srv->cfg->cisco_enabled &&
+	     priority_make(&c->cisco_priority, "[cisco] priority", srv->cfg->cisco_priority) < 0)) {
+		creds_free(c);
 		return NULL;
 	}
 	return c;
@@ -336,8 +372,7 @@ void server_creds_put(struct tls_creds *c)
 {
 	if (c == NULL || atomic_fetch_sub(&c->refs, 1) != 1)
 		return;
-	gnutls_certificate_free_credentials(c->cred);
-	free(c);
+	creds_free(c);
 }
 
 static void crl_refresh(struct server *srv)
@@ -615,36 +650,8 @@ static void notify_systemd(const char *state)
 
 static int tls_setup(struct server *srv)
 {
-	const char *errpos = NULL;
-	int ret;
-
 	srv->creds = creds_new(srv);
-	if (srv->creds == NULL)
-		return CAPF_ECRYPTO;
-	ret = gnutls_priority_init2(&srv->priority, srv->cfg->tls_priority, &errpos,
-				    GNUTLS_PRIORITY_INIT_DEF_APPEND);
-	if (ret < 0) {
-		/* The string is not an addition to the defaults (it starts
-		 * with a keyword such as NORMAL): use it on its own. */
-		ret = gnutls_priority_init(&srv->priority, srv->cfg->tls_priority, &errpos);
-	}
-	if (ret < 0) {
-		log_err("invalid [tls] priority \"%s\" near \"%s\": %s", srv->cfg->tls_priority,
-			errpos != NULL ? errpos : "", gnutls_strerror(ret));
-		return CAPF_ECONFIG;
-	}
-	if (!srv->cfg->cisco_enabled)
-		return 0;
-	ret = gnutls_priority_init2(&srv->cisco_priority, srv->cfg->cisco_priority, &errpos,
-				    GNUTLS_PRIORITY_INIT_DEF_APPEND);
-	if (ret < 0)
-		ret = gnutls_priority_init(&srv->cisco_priority, srv->cfg->cisco_priority, &errpos);
-	if (ret < 0) {
-		log_err("invalid [cisco] priority \"%s\" near \"%s\": %s", srv->cfg->cisco_priority,
-			errpos != NULL ? errpos : "", gnutls_strerror(ret));
-		return CAPF_ECONFIG;
-	}
-	return 0;
+	return srv->creds == NULL ? CAPF_ECONFIG : 0;
 }
 
 /* fsync a directory, so that the entries made in it last. */
@@ -1047,10 +1054,6 @@ void server_free(struct server *srv)
 	srv->store = NULL;
 	free(srv->workers);
 	srv->workers = NULL;
-	if (srv->priority != NULL)
-		gnutls_priority_deinit(srv->priority);
-	if (srv->cisco_priority != NULL)
-		gnutls_priority_deinit(srv->cisco_priority);
 	server_creds_put(srv->creds);
 	srv->creds = NULL;
 	ca_free(srv->ca);

@@ -99,8 +99,8 @@ static void on_stop(uv_async_t *a)
 		conn_shutdown(c, false);
 		c = next;
 	}
-	if (w->srv->cfg->shutdown_timeout_ms > 0)
-		uv_timer_start(&w->drain_timer, on_drain_timeout, w->srv->cfg->shutdown_timeout_ms, 0);
+	if (CFG_LIVE(w->srv->cfg->shutdown_timeout_ms) > 0)
+		uv_timer_start(&w->drain_timer, on_drain_timeout, CFG_LIVE(w->srv->cfg->shutdown_timeout_ms), 0);
 	else
 		on_drain_timeout(&w->drain_timer);
 	worker_maybe_finish(w);

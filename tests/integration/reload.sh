@@ -1,11 +1,14 @@
 #!/bin/sh
 # SIGHUP: a bad configuration is refused with every bad line reported and
 # the running one kept; a good one applies the log level, the [admin]
-# roles and the metrics listener at once, says which other changes wait
-# for a restart, and drops no connection (a session that stalls across
-# both reloads completes).
+# roles, the metrics listener, the limits and [auth], the [trust] MIC
+# patterns and the TLS priority, says which other changes wait for a
+# restart, and drops no connection (a session that stalls across the
+# reloads completes).
 set -u
 . "$(dirname "$0")/lib.sh"
+
+command -v openssl >/dev/null || { echo "SKIP: openssl not installed"; exit 77; }
 
 d=SEP0000000H0001
 "$CAPF_PHONE" mkmic --dir "$tmp/mfg" $d >/dev/null 2>&1 || fail "mkmic"
@@ -32,16 +35,19 @@ grep -q "capfd.conf:4: \[limits\] idle_timeout must be" "$tmp/capfd.log" ||
 grep -q "capfd.conf:6: \[metrics\] listen: must be" "$tmp/capfd.log" || fail "bad listen not reported"
 ctl status >/dev/null || fail "capfd does not serve after a refused reload"
 
-# Good: the log level now debug, a metrics listener, a limit for later.
-printf '[log]\nlevel = debug\n[limits]\nidle_timeout = 20\n[metrics]\nlisten = 127.0.0.1:0\n[admin]\nreadonly_users = 4242\n' >"$conf"
+# Good: the log level now debug, a metrics listener, a limit, and a
+# store option for later.
+printf '[log]\nlevel = debug\n[limits]\nidle_timeout = 20\n[metrics]\nlisten = 127.0.0.1:0\n[admin]\nreadonly_users = 4242\n[store]\nqueue = 64\n' >"$conf"
 kill -HUP "$capfd_pid"
 i=0
 until grep -q "configuration reloaded" "$tmp/capfd.log"; do
 	i=$((i + 1)); [ $i -lt 100 ] || fail "no reload"; sleep 0.05
 done
-grep -q "configuration reloaded from .*: 3 changes applied, 1 at the next restart" "$tmp/capfd.log" ||
+grep -q "configuration reloaded from .*: 4 changes applied, 1 at the next restart" "$tmp/capfd.log" ||
 	fail "reload summary: $(grep reload "$tmp/capfd.log")"
-grep -q "reload: \[limits\] idle_timeout changed: it takes effect when capfd restarts" \
+grep -q "reload: \[limits\] idle_timeout changed: new sessions use it" "$tmp/capfd.log" ||
+	fail "the live limit is not named"
+grep -q "reload: \[store\] queue changed: it takes effect when capfd restarts" \
 	"$tmp/capfd.log" || fail "the restart-only change is not named"
 ctl status >/dev/null || fail "status after the reload"
 grep -q "debug: admin: status by uid" "$tmp/capfd.log" || fail "the log level was not applied"
@@ -52,5 +58,42 @@ ctl stats --prometheus | grep -q "^capf_connections_total" || fail "stats after 
 wait "$phone_pid" || { cat "$tmp/enroll"; fail "a session did not survive the reloads"; }
 json $d
 jhas '"status":"success"' "the session across the reloads"
+
+# Live: [auth], [trust] and the TLS priority. Before: no null string, the
+# MIC of any name from the test manufacturer, TLS 1.3 allowed.
+n=SEP0000000H0002
+m=SEP0000000H0003
+"$CAPF_PHONE" mkmic --dir "$tmp/mfg" $m >/dev/null 2>&1 || fail "mkmic $m"
+ctl device add $n --auth null >/dev/null || fail "device add $n"
+ctl device add $m >/dev/null || fail "device add $m"
+phone $n --no-mic >"$tmp/out" 2>&1 && fail "a null string before [auth] allow_null_string"
+grep -q "1021 (CAPF_EAUTH)" "$tmp/out" || { cat "$tmp/out"; fail "a null string before: not 1021"; }
+fpr=$(ctl trust list --mfg | awk '$1 == "mfg" { print $2; exit }')
+[ -n "$fpr" ] || { ctl trust list --mfg; fail "no manufacturer root fingerprint"; }
+openssl s_client -connect 127.0.0.1:$port -tls1_3 </dev/null >"$tmp/s13" 2>&1 ||
+	true
+grep -q "^New, TLSv1.3" "$tmp/s13" || { cat "$tmp/s13"; fail "TLS 1.3 before the reload"; }
+# A session open across this reload keeps what it started with.
+ctl device set $d --op install >/dev/null || fail "device set $d"
+enroll $d --stall csr:2000 >"$tmp/enroll2" 2>&1 &
+phone_pid=$!
+sleep 0.3
+printf '[log]\nlevel = debug\n[limits]\nidle_timeout = 20\n[metrics]\nlisten = 127.0.0.1:0\n[admin]\nreadonly_users = 4242\n[store]\nqueue = 64\n[auth]\nallow_null_string = yes\n[trust]\nmic_patterns = %s=SEPFFFF*\n[tls]\npriority = -VERS-TLS1.3\n' "$fpr" >"$conf"
+kill -HUP "$capfd_pid"
+i=0
+until [ "$(grep -c "configuration reloaded" "$tmp/capfd.log")" -ge 2 ]; do
+	i=$((i + 1)); [ $i -lt 100 ] || fail "no second reload"; sleep 0.05
+done
+grep -q "reload: \[auth\] allow_null_string changed: new sessions use it" "$tmp/capfd.log" ||
+	fail "[auth] not applied"
+grep -q "reload: \[trust\] read again" "$tmp/capfd.log" || fail "[trust] not applied"
+phone $n --no-mic >"$tmp/out" 2>&1 || { cat "$tmp/out"; fail "a null string after allow_null_string = yes"; }
+enroll $m >"$tmp/out" 2>&1 && fail "a MIC outside the new [trust] mic_patterns enrolled"
+grep -q "CAPF_EIDENTITY" "$tmp/out" || { cat "$tmp/out"; fail "mic_patterns: not CAPF_EIDENTITY"; }
+openssl s_client -connect 127.0.0.1:$port -tls1_3 </dev/null >"$tmp/s13" 2>&1 &&
+	grep -q "^New, TLSv1.3" "$tmp/s13" && fail "TLS 1.3 after [tls] priority = -VERS-TLS1.3"
+openssl s_client -connect 127.0.0.1:$port -tls1_2 </dev/null >"$tmp/s12" 2>&1 || true
+grep -q "^New, TLSv1.2" "$tmp/s12" || { cat "$tmp/s12"; fail "TLS 1.2 after the reload"; }
+wait "$phone_pid" || { cat "$tmp/enroll2"; fail "a session did not survive the third reload"; }
 stop_capfd
 echo "PASS"
