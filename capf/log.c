@@ -1,10 +1,13 @@
 #include "config.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
@@ -13,7 +16,12 @@
 
 /* Atomic: a reload (SIGHUP) changes it while every thread logs. */
 static _Atomic int min_level = LOG_LVL_INFO;
-static bool to_syslog;
+/* [log] syslog: a datagram socket connected to /dev/log, or -1. syslog(3)
+ * says nothing when the daemon is not there, so capfd sends itself: the
+ * first failure is said once on stderr and logging goes on there. */
+static _Atomic int syslog_fd = -1;
+static _Atomic bool syslog_failed;
+#define SYSLOG_PATH "/dev/log"
 
 static const char *const level_names[] = {
 	[LOG_LVL_ERR] = "error",
@@ -22,19 +30,69 @@ static const char *const level_names[] = {
 	[LOG_LVL_DEBUG] = "debug",
 };
 
-static const int syslog_prio[] = {
-	[LOG_LVL_ERR] = LOG_ERR,
-	[LOG_LVL_WARN] = LOG_WARNING,
-	[LOG_LVL_INFO] = LOG_INFO,
-	[LOG_LVL_DEBUG] = LOG_DEBUG,
-};
+
+/* Syslog is out of reach: say so once, and log to stderr from now on. */
+static void syslog_lost(int err)
+{
+	int fd = atomic_exchange(&syslog_fd, -1);
+
+	if (atomic_exchange(&syslog_failed, true))
+		return;
+	if (fd >= 0)
+		close(fd);
+	fprintf(stderr, "capfd[%d]: cannot log to syslog (" SYSLOG_PATH ": %s): logging to "
+			"standard error instead\n",
+		(int)getpid(), strerror(err));
+}
 
 void log_init(enum log_level level, bool use_syslog)
 {
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd;
+
 	atomic_store(&min_level, (int)level);
-	to_syslog = use_syslog;
-	if (to_syslog)
-		openlog("capfd", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+	if (!use_syslog)
+		return;
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", SYSLOG_PATH);
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		int err = errno;
+
+		if (fd >= 0)
+			close(fd);
+		syslog_lost(err);
+		return;
+	}
+	atomic_store(&syslog_fd, fd);
+}
+
+/* One message to syslog in the local format ("<PRI>capfd[PID]: text");
+ * false if it could not be sent. */
+static bool syslog_send(enum log_level level, const char *line)
+{
+	static const int prio[] = {
+		[LOG_LVL_ERR] = LOG_ERR,
+		[LOG_LVL_WARN] = LOG_WARNING,
+		[LOG_LVL_INFO] = LOG_INFO,
+		[LOG_LVL_DEBUG] = LOG_DEBUG,
+	};
+	char msg[1100];
+	int fd = atomic_load(&syslog_fd), n;
+
+	if (fd < 0)
+		return false;
+	n = snprintf(msg, sizeof(msg), "<%d>capfd[%d]: %s", LOG_DAEMON | prio[level],
+		     (int)getpid(), line);
+	if (n < 0)
+		return false;
+	if ((size_t)n >= sizeof(msg))
+		n = (int)sizeof(msg) - 1;
+	if (send(fd, msg, (size_t)n, MSG_NOSIGNAL) < 0) {
+		if (errno != EAGAIN && errno != EINTR)
+			syslog_lost(errno);
+		return false; /* this line on stderr */
+	}
+	return true;
 }
 
 void log_set_level(enum log_level level)
@@ -70,10 +128,8 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
 
-	if (to_syslog) {
-		syslog(syslog_prio[level], "%s", line);
+	if (syslog_send(level, line))
 		return;
-	}
 
 	/* One fprintf per line under the stream lock, so lines from worker
 	 * threads never interleave. */
