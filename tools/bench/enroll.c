@@ -193,7 +193,12 @@ static unsigned long long peak_rss_kib(pid_t pid)
 
 static pid_t spawn_on(int cpu, char *const argv[], const char *out)
 {
-	pid_t pid = fork();
+	pid_t pid;
+
+	/* What is buffered is printed once, not once more by each child. */
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
 
 	if (pid == 0) {
 		cpu_set_t set;
