@@ -332,7 +332,13 @@ static int cmd_bulk_import(struct ctl *c, int argc, char **argv)
 	}
 	ret = 0;
 	if (b.n > 0 && !cont) {
-		ret = send_batch(c, &b, 0, b.n, true, dry, replace);
+		/* The whole file checked by the server first: a file that fits
+		 * one store transaction is then that transaction, a larger
+		 * one is written BULK_CHUNK lines at a time (as the server
+		 * would write it), with progress. */
+		bool chunked = !dry && b.n > BULK_CHUNK;
+
+		ret = send_batch(c, &b, 0, b.n, true, dry || chunked, replace);
 		if (ret == 1) {
 			fprintf(stderr, PROG ": %s: refused by the server; nothing imported\n",
 				b.file);
@@ -340,6 +346,22 @@ static int cmd_bulk_import(struct ctl *c, int argc, char **argv)
 		}
 		if (ret)
 			goto out;
+		for (done = 0; chunked && done < b.n; done += BULK_CHUNK) {
+			size_t to = done + BULK_CHUNK < b.n ? done + BULK_CHUNK : b.n;
+
+			ret = send_batch(c, &b, done, to, true, false, replace);
+			if (ret == 1) {
+				fprintf(stderr,
+					PROG ": %s:%lu: refused by the server (it changed since the "
+					     "check); the %zu devices before this line are imported\n",
+					b.file, b.lines[done].lineno, done);
+				ret = CTL_EXIT_REFUSED;
+			}
+			if (ret)
+				goto out;
+			if (tty)
+				progress(to, b.n, started);
+		}
 	} else {
 		for (done = 0; done < b.n; done += BULK_CHUNK) {
 			size_t to = done + BULK_CHUNK < b.n ? done + BULK_CHUNK : b.n;
