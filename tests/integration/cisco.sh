@@ -173,6 +173,11 @@ cisco $S --auth-string 135791
 reason 1 "the right string after the lockout"
 verify "$tmp/$S.lsc.pem"
 
+# ---- a removed device is unknown (reason 9), its LSC revoked ------------
+ctl device del $B >/dev/null || fail "device del $B"
+cisco $B $(mic $B)
+reason 9 "a removed device"
+
 stop_capfd
 echo "PASS: Cisco CAPF v3 through the same core: operations, modes, keys, refusals"
 exit 0
