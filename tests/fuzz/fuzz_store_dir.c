@@ -65,7 +65,23 @@ static int name_ok(const uint8_t *p, size_t n)
 	return 1;
 }
 
-/* Whether dir holds a segment (log.<seq>). */
+/* Whether dir holds a segment: log.<seq>, 10 or more digits, seq >= 1
+ * (doc/store-format.md; other names are not the store's). */
+static int segment_name(const char *n)
+{
+	size_t digits = 0;
+	int nonzero = 0;
+
+	if (strncmp(n, "log.", 4))
+		return 0;
+	for (n += 4; *n; n++, digits++) {
+		if (*n < '0' || *n > '9')
+			return 0;
+		nonzero |= *n != '0';
+	}
+	return digits >= 10 && nonzero;
+}
+
 static int has_segment(const char *dir)
 {
 	DIR *d = opendir(dir);
@@ -75,7 +91,7 @@ static int has_segment(const char *dir)
 	if (!d)
 		return 0;
 	while ((e = readdir(d)))
-		if (!strncmp(e->d_name, "log.", 4))
+		if (segment_name(e->d_name))
 			found = 1;
 	closedir(d);
 	return found;
