@@ -1484,6 +1484,182 @@ static int pki_suite_clean(void)
 	return 0;
 }
 
+
+/* ---- transcripts ------------------------------------------------------ */
+
+/* Parses text; 0 or the error, with err kept for the caller. */
+static int parse_text(const char *text, struct transcript *t, char *err, size_t errlen)
+{
+	memset(t, 0, sizeof(*t));
+	return transcript_parse(text, strlen(text), t, err, errlen);
+}
+
+#define HDR "{\"transcript\":1,\"kind\":\"session\",\"protocol\":\"native\",\"device\":\"SEP01\""
+
+static void test_transcript_invalid(void)
+{
+	static const struct {
+		const char *text;
+		const char *why; /* what the error says, after "line N: " */
+	} bad[] = {
+		{ "{\"transcript\":1,\"kind\":\"msg\",\"i\":0}\n", "line 1: a record before any session header" },
+		{ "{\"transcript\":2,\"kind\":\"session\"}\n", "line 1: a transcript version this program does not read" },
+		{ "{\"kind\":\"session\"}\n", "line 1: no transcript version" },
+		{ "[1]\n", "line 1: not a JSON object" },
+		{ HDR ",\"x\":{}}\n", "line 1: nested values are not part of the format" },
+		{ HDR ",\"device\":\"B\"}\n", "line 1: duplicate key" },
+		{ HDR "} x\n", "line 1: bytes after the object" },
+		{ "{\"transcript\":1,\"kind\":\"session\",\"protocol\":\"x\",\"device\":\"A\"}\n",
+		  "line 1: protocol is neither native nor cisco" },
+		{ HDR ",\"binding\":\"abc\"}\n", "line 1: bad binding" },
+		{ HDR "}\n{\"transcript\":1,\"kind\":\"msg\",\"i\":1,\"t\":0,\"dir\":\"phone\",\"type\":\"Hello\",\"len\":0,\"payload\":\"\"}\n",
+		  "line 2: message index out of sequence" },
+		{ HDR "}\n{\"transcript\":1,\"kind\":\"msg\",\"i\":0,\"t\":0,\"dir\":\"up\",\"type\":\"Hello\",\"len\":0,\"payload\":\"\"}\n",
+		  "line 2: dir is neither phone nor server" },
+		{ HDR "}\n{\"transcript\":1,\"kind\":\"msg\",\"i\":0,\"t\":0,\"dir\":\"phone\",\"type\":\"Hello\",\"len\":2,\"payload\":\"00\"}\n",
+		  "line 2: len is not the payload's length" },
+		{ HDR "}\n{\"transcript\":1,\"kind\":\"msg\",\"i\":0,\"t\":0,\"dir\":\"phone\",\"type\":\"Hello\",\"len\":1,\"payload\":\"zz\"}\n",
+		  "line 2: bad payload" },
+		{ HDR "}\n{\"transcript\":1,\"kind\":\"msg\",\"i\":0,\"t\":2,\"dir\":\"phone\",\"type\":\"A\",\"len\":0,\"payload\":\"\"}\n"
+		      "{\"transcript\":1,\"kind\":\"msg\",\"i\":1,\"t\":1,\"dir\":\"phone\",\"type\":\"A\",\"len\":0,\"payload\":\"\"}\n",
+		  "line 3: time goes backwards" },
+		{ HDR "}\n{\"transcript\":1,\"kind\":\"end\",\"t\":0,\"result\":0,\"server_code\":0}\n"
+		      "{\"transcript\":1,\"kind\":\"msg\",\"i\":0,\"t\":0,\"dir\":\"phone\",\"type\":\"A\",\"len\":0,\"payload\":\"\"}\n",
+		  "line 3: a message after the session's end" },
+		{ HDR ",\"tool\":\"a\\u0000b\"}\n", "line 1: \\u0000 in a string" },
+		{ HDR ",\"tool\":\"a\tb\"}\n", "line 1: control character in a string" },
+		{ "{\"transcript\":1,\"kind\":\"session\",\"protocol\":\"native\",\"device\":\"SEP01\n", "line 1: unterminated string" },
+	};
+	struct transcript t;
+	char err[160];
+
+	for (size_t i = 0; i < NELEM(bad); i++) {
+		CU_ASSERT_EQUAL(parse_text(bad[i].text, &t, err, sizeof(err)), CAPF_EBADMSG);
+		if (strcmp(err, bad[i].why))
+			fprintf(stderr, "case %zu: got \"%s\", want \"%s\"\n", i, err, bad[i].why);
+		CU_ASSERT_STRING_EQUAL(err, bad[i].why);
+		transcript_free(&t);
+	}
+	CU_ASSERT_EQUAL(transcript_load("/nonexistent/t.jsonl", &t, err, sizeof(err)), CAPF_EIO);
+	transcript_free(&t);
+}
+
+static void test_transcript_parse(void)
+{
+	static const char text[] =
+		"\n" HDR ",\"tool\":\"caf\\u00e9 \\\"x\\\"\",\"client_cert\":\"mic\",\"binding\":\"00ff\","
+		"\"future_key\":[]}\n";
+	static const char two[] =
+		HDR "}\n"
+		"{\"transcript\":1,\"kind\":\"msg\",\"i\":0,\"t\":0.5,\"dir\":\"phone\",\"type\":\"raw\",\"len\":2,\"payload\":\"0aFF\"}\n"
+		"{\"transcript\":1,\"kind\":\"end\",\"t\":1e0,\"result\":-1007,\"server_code\":1007,\"text\":\"x\"}\n"
+		"\r\n" HDR ",\"protocol\":\"cisco\"}";
+	struct transcript t;
+	char err[160];
+
+	/* Unknown keys are skipped only when flat: arrays are refused. */
+	CU_ASSERT_EQUAL(parse_text(text, &t, err, sizeof(err)), CAPF_EBADMSG);
+	transcript_free(&t);
+	CU_ASSERT_EQUAL(parse_text(HDR ",\"tool\":\"caf\\u00e9 \\\"x\\\"\",\"binding\":\"00ff\",\"future\":true}",
+				   &t, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(t.n, 1);
+	CU_ASSERT_STRING_EQUAL(t.sessions[0].tool, "caf\xc3\xa9 \"x\"");
+	CU_ASSERT_EQUAL(t.sessions[0].binding_len, 2);
+	CU_ASSERT_EQUAL(t.sessions[0].binding[1], 0xff);
+	CU_ASSERT(!t.sessions[0].ended);
+	transcript_free(&t);
+
+	/* Duplicate keys are refused, even a protocol given twice. */
+	CU_ASSERT_EQUAL(parse_text(two, &t, err, sizeof(err)), CAPF_EBADMSG);
+	CU_ASSERT_STRING_EQUAL(err, "line 5: duplicate key");
+	transcript_free(&t);
+	/* The same without the last line: a session, blank lines skipped. */
+	memset(&t, 0, sizeof(t));
+	CU_ASSERT_EQUAL_FATAL(transcript_parse(two, strlen(two) - strlen(HDR ",\"protocol\":\"cisco\"}"),
+					       &t, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(t.n, 1);
+	CU_ASSERT_EQUAL_FATAL(t.sessions[0].nmsgs, 1);
+	CU_ASSERT_STRING_EQUAL(t.sessions[0].msgs[0].type, "raw");
+	CU_ASSERT_EQUAL(t.sessions[0].msgs[0].len, 2);
+	CU_ASSERT_EQUAL(t.sessions[0].msgs[0].payload[1], 0xff);
+	CU_ASSERT(t.sessions[0].msgs[0].t == 0.5);
+	CU_ASSERT(t.sessions[0].ended);
+	CU_ASSERT_EQUAL(t.sessions[0].result, -1007);
+	CU_ASSERT_EQUAL(t.sessions[0].server_code, 1007);
+	transcript_free(&t);
+}
+
+static void test_transcript_write_read(void)
+{
+	struct phone_enroll_opts o;
+	struct phone_enroll_result r;
+	struct client_trust trust = { NULL, 0 };
+	struct transcript t = { NULL, 0 };
+	struct transcript_writer *w = NULL;
+	const struct transcript_session *s;
+	static const char *const types[] = { "Hello", "OperationRequest", "CsrSubmit",
+					      "CertificateDelivery", "StoreAck", "End" };
+	char path[PATH_MAX], err[160];
+	struct fake f;
+
+	snprintf(path, sizeof(path), "%s/t.jsonl", tmpdir);
+	CU_ASSERT_EQUAL(transcript_writer_open("/nonexistent/dir/t.jsonl", &w), CAPF_ENOENT);
+	CU_ASSERT_PTR_NULL(w);
+	CU_ASSERT_EQUAL(transcript_writer_close(NULL), 0);
+	/* Without a writer, nothing is written and nothing fails. */
+	transcript_message(NULL, TRANSCRIPT_PHONE, "Hello", NULL, 0);
+	transcript_end(NULL, 0, 0, "");
+
+	CU_ASSERT_EQUAL_FATAL(client_trust_load(capf_ca_path, &trust), 0);
+	CU_ASSERT_EQUAL_FATAL(transcript_writer_open(path, &w), 0);
+	/* A message before any session is not written. */
+	transcript_message(w, TRANSCRIPT_PHONE, "Hello", (const uint8_t *)"x", 1);
+	for (int round = 0; round < 2; round++) {
+		CU_ASSERT_EQUAL_FATAL(fake_start(&f, FAKE_OK), 0);
+		memset(&r, 0, sizeof(r));
+		enroll_opts(&o, &f, "SEP001122334455");
+		o.trust = &trust;
+		o.rec = w;
+		CU_ASSERT_EQUAL(phone_enroll(&o, &r), 0);
+		phone_enroll_result_deinit(&r);
+		fake_stop(&f);
+	}
+	CU_ASSERT_EQUAL(transcript_writer_close(w), 0);
+
+	CU_ASSERT_EQUAL_FATAL(transcript_load(path, &t, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(t.n, 2);
+	for (size_t k = 0; k < 2; k++) {
+		s = &t.sessions[k];
+		CU_ASSERT_STRING_EQUAL(s->protocol, "native");
+		CU_ASSERT_STRING_EQUAL(s->device, "SEP001122334455");
+		CU_ASSERT_STRING_EQUAL(s->tool, "capf-phone enroll");
+		CU_ASSERT_STRING_EQUAL(s->client_cert, "mic");
+		CU_ASSERT_EQUAL(strlen(s->client_cert_sha256), 64);
+		CU_ASSERT_EQUAL(strlen(s->server_cert_sha256), 64);
+		CU_ASSERT_EQUAL(s->binding_len, CLIENT_BINDING_LEN);
+		CU_ASSERT(s->tls_version[0] && s->tls_cipher[0] && s->tls_group[0]);
+		CU_ASSERT_EQUAL_FATAL(s->nmsgs, NELEM(types));
+		for (size_t i = 0; i < NELEM(types); i++) {
+			Capf__PhoneMessage *m = NULL;
+
+			CU_ASSERT_STRING_EQUAL(s->msgs[i].type, types[i]);
+			CU_ASSERT_EQUAL(s->msgs[i].dir, i % 2 ? TRANSCRIPT_SERVER : TRANSCRIPT_PHONE);
+			/* Payloads are whole messages, without the frame header. */
+			CU_ASSERT_EQUAL(phone_msg_unpack(s->msgs[i].payload, s->msgs[i].len, &m), 0);
+			if (m)
+				capf__phone_message__free_unpacked(m, NULL);
+		}
+		CU_ASSERT(s->ended);
+		CU_ASSERT_EQUAL(s->result, 0);
+		CU_ASSERT_STRING_EQUAL(s->end_text, "stored");
+	}
+	/* Each session has its own channel binding. */
+	CU_ASSERT(memcmp(t.sessions[0].binding, t.sessions[1].binding, CLIENT_BINDING_LEN) != 0);
+	transcript_free(&t);
+	unlink(path);
+	client_trust_deinit(&trust);
+}
+
 struct test_def {
 	const char *name;
 	void (*fn)(void);
@@ -1530,10 +1706,18 @@ static const struct test_def phone_tests[] = {
 	{ "enroll version 2", test_enroll_version2 },
 };
 
+static const struct test_def transcript_tests[] = {
+	{ "invalid", test_transcript_invalid },
+	{ "parse", test_transcript_parse },
+	{ "write and read", test_transcript_write_read },
+};
+
 static const struct suite_def suites[] = {
 	{ "output", NULL, NULL, output_tests, NELEM(output_tests) },
 	{ "admin", NULL, NULL, admin_tests, NELEM(admin_tests) },
 	{ "phone", pki_suite_init, pki_suite_clean, phone_tests, NELEM(phone_tests) },
+	{ "transcript", pki_suite_init, pki_suite_clean, transcript_tests,
+	  NELEM(transcript_tests) },
 };
 
 int main(void)

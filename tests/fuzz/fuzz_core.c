@@ -493,7 +493,12 @@ static bool step(struct world *w, struct core *s, struct input *in, int supporte
 			ev.code = (a & 1) ? CAPF_ECONNRESET : CAPF_EPROTO;
 			break;
 		default:
-			/* An event of the world that nobody asked for. */
+			/* An event of the world that nobody asked for; while an
+			 * answer is outstanding it would be the glue lying (a
+			 * persist reported done that was refused), which the core
+			 * cannot tell from the truth. */
+			if (w->have_pending)
+				return true;
 			ev.type = (a & 1) ? CORE_EV_PERSISTED : CORE_EV_VERIFIED;
 			ev.result = 0;
 			break;

@@ -68,6 +68,18 @@ rc=0
 [ $rc -eq 1 ] && grep -q "only native sessions replay" "$tmp/out" ||
 	{ cat "$tmp/out"; fail "run of a cisco session: status $rc"; }
 
+# ---- capf-phone load --transcripts DIR: one file per phone ------------------------
+mkdir "$tmp/tr"
+"$CAPF_PHONE" load --count 4 --concurrency 2 --mfg-dir "$tmp/mfg" --ca "$capf_ca" \
+	--socket "$sock" --host 127.0.0.1 --port "$port" --prefix SEPLOADT --timeout 30 \
+	--transcripts "$tmp/tr" >"$tmp/out" 2>&1 || { cat "$tmp/out"; fail "load --transcripts"; }
+[ "$(ls "$tmp/tr" | wc -l)" -eq 4 ] || { ls "$tmp/tr"; fail "load: not 4 transcripts"; }
+for f in "$tmp"/tr/*.jsonl; do
+	head -n 1 "$f" | grep -q '"tool":"capf-phone load","device":"SEPLOADT' || fail "$f: header"
+	tail -n 1 "$f" | grep -q '"kind":"end",.*"result":0,' || fail "$f: not a whole session"
+done
+"$CAPF_REPLAY" show "$tmp"/tr/*.jsonl >/dev/null || fail "show of the load transcripts"
+
 # ---- what is not a transcript -----------------------------------------------
 printf '%s\n' '{"transcript":1,"kind":"msg","i":0}' >"$tmp/bad.jsonl"
 rc=0

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -36,6 +37,7 @@ struct load {
 	const char *port;
 	const char *prefix;
 	const char *record_path;    /* --record: "DEVICE SERIAL" per certificate received */
+	const char *transcripts;    /* --transcripts: DIR/DEVICE.jsonl per phone, or NULL */
 	int record_fd;
 	unsigned long count;
 	unsigned long concurrency;
@@ -61,7 +63,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"Usage: " PHONE_PROG " load --count N --concurrency C --mfg-dir DIR --ca FILE\n"
 		"         [--socket PATH] [--host HOST] [--port PORT] [--prefix PREFIX]\n"
-		"         [--timeout SECONDS] [--record FILE] [--retry N]\n"
+		"         [--timeout SECONDS] [--record FILE] [--transcripts DIR] [--retry N]\n"
 		"Add N devices through the admin socket, then enroll them with C phones at a\n"
 		"time, and report rates, latencies and the server's CPU time per enrollment.\n"
 		"\n"
@@ -78,6 +80,8 @@ static void usage(FILE *f)
 		"  -t, --timeout SECONDS  start no enrollment after this long, default %lu\n"
 		"  -r, --record FILE      append \"DEVICE SERIAL\" (hex) to FILE for every\n"
 		"                         certificate a phone received, whatever happened next\n"
+		"      --transcripts DIR  a transcript of every session of phone NAME in\n"
+		"                         DIR/NAME.jsonl (doc/transcript.md)\n"
 		"  -R, --retry N          enroll a phone again, up to N times (0..%lu) after a\n"
 		"                         short pause, when the server said retry-later or the\n"
 		"                         connection or handshake failed; default 0\n"
@@ -220,6 +224,28 @@ static int retryable(int code)
 	       code == -EPIPE;
 }
 
+/*
+ * One file per phone: its sessions (retries included) are written by one
+ * thread, one after the other, so no two sessions interleave in a file.
+ */
+static void open_transcript(struct load *l, unsigned long i, struct phone_enroll_opts *o)
+{
+	char path[PATH_MAX];
+
+	o->rec = NULL;
+	o->tool = "capf-phone load";
+	if (!l->transcripts)
+		return;
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s.jsonl", l->transcripts, l->names[i]) >=
+		    sizeof(path) ||
+	    transcript_writer_open(path, &o->rec) < 0) {
+		pthread_mutex_lock(&l->err_lock);
+		fprintf(stderr, PHONE_PROG " load: cannot write a transcript to %s\n", path);
+		pthread_mutex_unlock(&l->err_lock);
+		o->rec = NULL;
+	}
+}
+
 static void *enroll_thread(void *arg)
 {
 	struct load *l = arg;
@@ -257,7 +283,11 @@ static void *enroll_thread(void *arg)
 			       : left < 1000.0		    ? 1000u
 							    : (unsigned)left;
 		for (unsigned long attempt = 0;; attempt++) {
+			open_transcript(l, i, &o);
 			l->result[i] = phone_enroll(&o, &r);
+			/* A failure to write it is reported once by the check below. */
+			(void)transcript_writer_close(o.rec);
+			o.rec = NULL;
 			if (l->record_fd >= 0 && r.serial_len > 0)
 				record_cert(l, l->names[i], &r);
 			phone_enroll_result_deinit(&r);
@@ -519,6 +549,7 @@ int phone_cmd_load(int argc, char **argv)
 		{ "prefix", required_argument, NULL, 'P' },
 		{ "timeout", required_argument, NULL, 't' },
 		{ "record", required_argument, NULL, 'r' },
+		{ "transcripts", required_argument, NULL, 'T' },
 		{ "retry", required_argument, NULL, 'R' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -581,6 +612,9 @@ int phone_cmd_load(int argc, char **argv)
 			if (phone_parse_uint(optarg, 1, 86400, &timeout) < 0)
 				return phone_usage_error("load", "--timeout wants 1..86400 seconds");
 			break;
+		case 'T':
+			l.transcripts = optarg;
+			break;
 		case 'r':
 			l.record_path = optarg;
 			break;
@@ -620,6 +654,12 @@ int phone_cmd_load(int argc, char **argv)
 	if (ret < 0) {
 		fprintf(stderr, PHONE_PROG " load: cannot read the CAPF CA %s: %s\n", l.ca_file,
 			capf_strerror(ret));
+		goto out;
+	}
+	if (l.transcripts && access(l.transcripts, W_OK | X_OK) < 0) {
+		fprintf(stderr, PHONE_PROG " load: cannot write in %s: %s\n", l.transcripts,
+			strerror(errno));
+		status = PHONE_EXIT_USAGE;
 		goto out;
 	}
 	if (l.record_path) {

@@ -1,6 +1,8 @@
 /*
  * tools/replay/session.c - replaying one recorded native session as the
- * phone and comparing the server's answers with the recorded ones.
+ * phone: the run state (MICs, LSCs, keys), the CSR made anew, the
+ * exchange; each server message goes to replay_compare()
+ * (tools/replay/compare.c).
  */
 #include "config.h"
 
@@ -16,7 +18,7 @@
 #include <gnutls/abstract.h>
 #include <gnutls/crypto.h>
 
-#include "tools/replay/replay.h"
+#include "tools/replay/internal.h"
 
 #define KEY_ID_LEN 32u
 
@@ -75,23 +77,6 @@ static struct replay_dev *state_dev(struct replay_state *st, const char *name)
 	return &st->devs[st->ndevs++];
 }
 
-static void result_set(struct replay_result *r, long index, const char *type, const char *field,
-		       const char *want, const char *got)
-{
-	r->differs = true;
-	r->index = index;
-	snprintf(r->type, sizeof(r->type), "%s", type);
-	snprintf(r->field, sizeof(r->field), "%s", field);
-	snprintf(r->want, sizeof(r->want), "%s", want);
-	snprintf(r->got, sizeof(r->got), "%s", got);
-	if (index < 0)
-		snprintf(r->text, sizeof(r->text), "session: %s: recorded %s, got %s", field, want,
-			 got);
-	else
-		snprintf(r->text, sizeof(r->text), "message %ld (%s): %s: recorded %s, got %s",
-			 index, type, field, want, got);
-}
-
 static void result_fail(struct replay_result *r, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
@@ -103,116 +88,6 @@ static void result_fail(struct replay_result *r, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(r->text, sizeof(r->text), fmt, ap);
 	va_end(ap);
-}
-
-/* ---- masking ---------------------------------------------------------- */
-
-static bool is_hex(char c)
-{
-	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
-
-static bool is_word(char c)
-{
-	return is_hex(c) || (c >= 'g' && c <= 'z') || (c >= 'G' && c <= 'Z') || c == '_';
-}
-
-/* Whether s starts with YYYY-MM-DDTHH:MM:SSZ. */
-static bool is_iso_time(const char *s)
-{
-	static const char shape[] = "dddd-dd-ddTdd:dd:ddZ";
-
-	for (size_t i = 0; shape[i]; i++) {
-		if (shape[i] == 'd' ? (s[i] < '0' || s[i] > '9') : s[i] != shape[i])
-			return false;
-	}
-	return true;
-}
-
-/*
- * Server texts name serials, fingerprints and times, which differ from one
- * run to the next: each ISO 8601 time and each word of 8 or more hex
- * digits becomes a placeholder, the rest must match.
- */
-static void mask_text(const char *in, char *out, size_t cap)
-{
-	size_t n = 0;
-
-	while (*in && n + 8 < cap) {
-		size_t run = 0;
-
-		if (is_iso_time(in)) {
-			memcpy(out + n, "<time>", 6);
-			n += 6;
-			in += 20;
-			continue;
-		}
-		while (is_hex(in[run]))
-			run++;
-		if (run >= 8 && !is_word(in[run]) && (n == 0 || !is_word(out[n - 1]))) {
-			memcpy(out + n, "<hex>", 5);
-			n += 5;
-			in += run;
-			continue;
-		}
-		out[n++] = *in++;
-	}
-	out[n] = '\0';
-}
-
-/* ---- certificates ----------------------------------------------------- */
-
-struct cert_facts {
-	bool ok;
-	char subject[256];
-	char key[32];
-	long long validity;  /* not after - not before, seconds */
-	uint8_t key_id[64];
-	size_t key_id_len;
-};
-
-static void key_desc(int pk, unsigned bits, int curve, char *out, size_t cap)
-{
-	if (pk == GNUTLS_PK_RSA)
-		snprintf(out, cap, "rsa-%u", bits);
-	else if (pk == GNUTLS_PK_ECDSA)
-		snprintf(out, cap, "ec-%s", gnutls_ecc_curve_get_name((gnutls_ecc_curve_t)curve));
-	else
-		snprintf(out, cap, "%s", gnutls_pk_get_name((gnutls_pk_algorithm_t)pk));
-}
-
-static void cert_facts(const uint8_t *der, size_t len, struct cert_facts *f)
-{
-	gnutls_x509_crt_t crt = NULL;
-	gnutls_pubkey_t pub = NULL;
-	gnutls_datum_t d = { (unsigned char *)der, (unsigned)len };
-	gnutls_ecc_curve_t curve = GNUTLS_ECC_CURVE_INVALID;
-	size_t n = sizeof(f->subject);
-	unsigned bits = 0;
-	int pk;
-
-	memset(f, 0, sizeof(*f));
-	if (len == 0 || len > UINT_MAX || gnutls_x509_crt_init(&crt) < 0)
-		return;
-	if (gnutls_x509_crt_import(crt, &d, GNUTLS_X509_FMT_DER) < 0)
-		goto out;
-	if (gnutls_x509_crt_get_dn(crt, f->subject, &n) < 0)
-		snprintf(f->subject, sizeof(f->subject), "?");
-	pk = gnutls_x509_crt_get_pk_algorithm(crt, &bits);
-	if (gnutls_pubkey_init(&pub) >= 0 && gnutls_pubkey_import_x509(pub, crt, 0) >= 0 &&
-	    pk == GNUTLS_PK_ECDSA)
-		(void)gnutls_pubkey_export_ecc_raw(pub, &curve, NULL, NULL);
-	key_desc(pk, bits, curve, f->key, sizeof(f->key));
-	f->validity = (long long)gnutls_x509_crt_get_expiration_time(crt) -
-		      (long long)gnutls_x509_crt_get_activation_time(crt);
-	f->key_id_len = sizeof(f->key_id);
-	if (gnutls_x509_crt_get_key_id(crt, GNUTLS_KEYID_USE_SHA256, f->key_id, &f->key_id_len) < 0)
-		f->key_id_len = 0;
-	f->ok = true;
-out:
-	if (pub)
-		gnutls_pubkey_deinit(pub);
-	gnutls_x509_crt_deinit(crt);
 }
 
 /* ---- the CSR made anew ------------------------------------------------ */
@@ -383,194 +258,6 @@ out:
 	if (rec)
 		capf__phone_message__free_unpacked(rec, NULL);
 	return ret;
-}
-
-/* ---- comparing -------------------------------------------------------- */
-
-struct session_ctx {
-	const struct replay_opts *o;
-	const struct transcript_session *s;
-	struct replay_result *r;
-	gnutls_x509_privkey_t key;   /* of the last CSR sent */
-	uint8_t *delivered;          /* the last certificate delivered (malloc'd) */
-	size_t delivered_len;
-	bool delete_sent;            /* DeleteResult{0} sent */
-	bool end_ok;                 /* End{0} received */
-};
-
-static void describe(const Capf__PhoneMessage *m, char *out, size_t cap)
-{
-	if (!m) {
-		snprintf(out, cap, "an undecodable message");
-		return;
-	}
-	if (m->body_case == CAPF__PHONE_MESSAGE__BODY_ERROR)
-		snprintf(out, cap, "Error %u (%s)", m->error->code, capf_errname((int)m->error->code));
-	else if (m->body_case == CAPF__PHONE_MESSAGE__BODY_END)
-		snprintf(out, cap, "End %u (%s)", m->end->code,
-			 m->end->code ? capf_errname((int)m->end->code) : "OK");
-	else
-		snprintf(out, cap, "%s", transcript_native_type(m->body_case));
-}
-
-static bool cmp_uint(struct session_ctx *c, const struct transcript_msg *m, const char *field,
-		     unsigned want, unsigned got)
-{
-	char w[32], g[32];
-
-	if (want == got)
-		return true;
-	snprintf(w, sizeof(w), "%u", want);
-	snprintf(g, sizeof(g), "%u", got);
-	result_set(c->r, m->index, m->type, field, w, g);
-	return false;
-}
-
-static bool cmp_code(struct session_ctx *c, const struct transcript_msg *m, unsigned want,
-		     unsigned got)
-{
-	char w[64], g[64];
-
-	if (want == got)
-		return true;
-	snprintf(w, sizeof(w), "%u (%s)", want, want ? capf_errname((int)want) : "OK");
-	snprintf(g, sizeof(g), "%u (%s)", got, got ? capf_errname((int)got) : "OK");
-	result_set(c->r, m->index, m->type, "code", w, g);
-	return false;
-}
-
-static bool cmp_text(struct session_ctx *c, const struct transcript_msg *m, const char *want,
-		     const char *got)
-{
-	char w[256], g[256];
-
-	if (c->o->strict_text) {
-		snprintf(w, sizeof(w), "%s", want ? want : "");
-		snprintf(g, sizeof(g), "%s", got ? got : "");
-	} else {
-		mask_text(want ? want : "", w, sizeof(w));
-		mask_text(got ? got : "", g, sizeof(g));
-	}
-	if (!strcmp(w, g))
-		return true;
-	result_set(c->r, m->index, m->type, "text", w, g);
-	return false;
-}
-
-static bool cmp_certificate(struct session_ctx *c, const struct transcript_msg *m,
-			    const Capf__CertificateDelivery *want, const Capf__CertificateDelivery *got)
-{
-	struct cert_facts fw, fg;
-	uint8_t id[64];
-	size_t id_len = sizeof(id);
-	char w[32], g[32];
-
-	cert_facts(want->certificate.data, want->certificate.len, &fw);
-	cert_facts(got->certificate.data, got->certificate.len, &fg);
-	if (fw.ok != fg.ok) {
-		result_set(c->r, m->index, m->type, "certificate",
-			   fw.ok ? "a certificate" : "no certificate",
-			   fg.ok ? "a certificate" : "no certificate");
-		return false;
-	}
-	if (fg.ok) {
-		if (strcmp(fw.subject, fg.subject)) {
-			result_set(c->r, m->index, m->type, "certificate.subject", fw.subject,
-				   fg.subject);
-			return false;
-		}
-		if (strcmp(fw.key, fg.key)) {
-			result_set(c->r, m->index, m->type, "certificate.key_type", fw.key, fg.key);
-			return false;
-		}
-		if (fw.validity != fg.validity) {
-			snprintf(w, sizeof(w), "%lld s", fw.validity);
-			snprintf(g, sizeof(g), "%lld s", fg.validity);
-			result_set(c->r, m->index, m->type, "certificate.validity", w, g);
-			return false;
-		}
-		if (c->key &&
-		    (gnutls_x509_privkey_get_key_id(c->key, GNUTLS_KEYID_USE_SHA256, id, &id_len) < 0 ||
-		     id_len != fg.key_id_len || memcmp(id, fg.key_id, id_len))) {
-			result_set(c->r, m->index, m->type, "certificate.key",
-				   "the key of the CSR sent", "another key");
-			return false;
-		}
-		if (!client_trust_verify(c->o->trust, got->certificate.data, got->certificate.len)) {
-			result_set(c->r, m->index, m->type, "certificate.issuer",
-				   "verifies against --ca", "does not verify against --ca");
-			return false;
-		}
-	}
-	if (!cmp_uint(c, m, "chain.count", (unsigned)want->n_chain, (unsigned)got->n_chain))
-		return false;
-	free(c->delivered);
-	c->delivered = NULL;
-	c->delivered_len = 0;
-	if (got->certificate.len > 0) {
-		c->delivered = malloc(got->certificate.len);
-		if (c->delivered) {
-			memcpy(c->delivered, got->certificate.data, got->certificate.len);
-			c->delivered_len = got->certificate.len;
-		}
-	}
-	return true;
-}
-
-/* Compares a server message with the recorded one; false: r says how. */
-static bool compare(struct session_ctx *c, const struct transcript_msg *m,
-		    const Capf__PhoneMessage *got)
-{
-	Capf__PhoneMessage *want = NULL;
-	char w[128], g[128];
-	bool same = false;
-
-	if (phone_msg_unpack(m->payload, m->len, &want) < 0)
-		want = NULL;
-	if (!want || want->body_case != got->body_case) {
-		describe(want, w, sizeof(w));
-		describe(got, g, sizeof(g));
-		result_set(c->r, m->index, m->type, "type", w, g);
-		goto out;
-	}
-	switch (got->body_case) {
-	case CAPF__PHONE_MESSAGE__BODY_OP_REQUEST:
-		same = cmp_uint(c, m, "version", want->op_request->version, got->op_request->version);
-		if (same && want->op_request->op != got->op_request->op) {
-			result_set(c->r, m->index, m->type, "op", op_name(want->op_request->op),
-				   op_name(got->op_request->op));
-			same = false;
-		}
-		if (same && want->op_request->key_type != got->op_request->key_type) {
-			result_set(c->r, m->index, m->type, "key_type",
-				   key_type_name(want->op_request->key_type),
-				   key_type_name(got->op_request->key_type));
-			same = false;
-		}
-		break;
-	case CAPF__PHONE_MESSAGE__BODY_CERTIFICATE:
-		same = cmp_certificate(c, m, want->certificate, got->certificate);
-		break;
-	case CAPF__PHONE_MESSAGE__BODY_END:
-		same = cmp_code(c, m, want->end->code, got->end->code) &&
-		       cmp_text(c, m, want->end->text, got->end->text);
-		if (same && got->end->code == 0)
-			c->end_ok = true;
-		break;
-	case CAPF__PHONE_MESSAGE__BODY_ERROR:
-		same = cmp_code(c, m, want->error->code, got->error->code) &&
-		       cmp_text(c, m, want->error->text, got->error->text);
-		break;
-	default:
-		/* Messages that only phones send: the same type is all there is
-		 * to compare, as the server should send none of them. */
-		same = true;
-		break;
-	}
-out:
-	if (want)
-		capf__phone_message__free_unpacked(want, NULL);
-	return same;
 }
 
 /* ---- one session ------------------------------------------------------ */
@@ -765,12 +452,12 @@ int replay_session(const struct replay_opts *o, const struct transcript_session 
 	/* The same server configuration negotiates the same parameters. */
 	name = gnutls_protocol_get_name(gnutls_protocol_get_version(t.session));
 	if (s->tls_version[0] && strcmp(s->tls_version, name ? name : "")) {
-		result_set(r, -1, "", "tls_version", s->tls_version, name ? name : "?");
+		replay_result_set(r, -1, "", "tls_version", s->tls_version, name ? name : "?");
 		goto out;
 	}
 	name = gnutls_ciphersuite_get(t.session);
 	if (s->tls_cipher[0] && strcmp(s->tls_cipher, name ? name : "unknown")) {
-		result_set(r, -1, "", "tls_cipher", s->tls_cipher, name ? name : "unknown");
+		replay_result_set(r, -1, "", "tls_cipher", s->tls_cipher, name ? name : "unknown");
 		goto out;
 	}
 	for (size_t i = 0; i < s->nmsgs; i++) {
@@ -792,11 +479,11 @@ int replay_session(const struct replay_opts *o, const struct transcript_session 
 		if (ret < 0) {
 			snprintf(g, sizeof(g), "nothing (%s)",
 				 t.errtext[0] ? t.errtext : capf_strerror(ret));
-			result_set(r, (long)m->index, m->type, "type", m->type, g);
+			replay_result_set(r, (long)m->index, m->type, "type", m->type, g);
 			goto out;
 		}
 		r->nmsgs++;
-		if (!compare(&c, m, got)) {
+		if (!replay_compare(&c, m, got)) {
 			capf__phone_message__free_unpacked(got, NULL);
 			goto out;
 		}
