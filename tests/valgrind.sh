@@ -6,7 +6,7 @@
 #   tests/valgrind.sh SRCDIR
 set -u
 srcdir=$1
-command -v valgrind >/dev/null || { echo "check-valgrind: valgrind is not installed"; exit 1; }
+command -v valgrind >/dev/null || { echo "check-valgrind: valgrind is not installed (apt-get install valgrind)"; exit 1; }
 rc=0
 for t in tests/test_proto tests/test_ca tests/test_store tests/test_enroll tests/test_core \
 	tests/test_tools tests/test_signer; do

@@ -16,7 +16,7 @@ build_from=$(cd "$2" && pwd)
 : "${FUZZ_TIME:=60}"
 : "${FUZZ_DIR:=${TMPDIR:-/tmp}/capf-fuzz.$(basename "$src")}"
 : "${FUZZ_JOBS:=1}"
-command -v clang >/dev/null || { echo "make fuzz: clang is needed"; exit 1; }
+command -v clang >/dev/null || { echo "make fuzz: clang is needed (apt-get install clang)"; exit 1; }
 
 # The sources as the dist tarball has them (generated files included),
 # configured and built on their own: the tree's own build stays as it is.
