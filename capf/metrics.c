@@ -213,24 +213,35 @@ static void family(struct buf *b, const char *name, const char *type, const char
 	put(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-static void render_hist(struct buf *b, const char *name, const char *help,
-			const struct outcome_hist *h)
+/* A histogram from counts per bucket (n bounds, in seconds, then +Inf:
+ * n + 1 counts, not cumulative) and the sum of what was observed. */
+static void put_hist(struct buf *b, const char *name, const char *help, const double *bounds,
+		     const uint64_t *per_bucket, size_t n, double sum)
 {
 	uint64_t cum = 0;
 
 	family(b, name, "histogram", help);
-	for (size_t i = 0; i < OUTCOME_BUCKETS; i++) {
-		cum += atomic_load_explicit(&h->le[i], memory_order_relaxed);
-		put(b, "%s_bucket{le=\"%g\"} %llu\n", name, outcome_bounds[i],
-		    (unsigned long long)cum);
+	for (size_t i = 0; i < n; i++) {
+		cum += per_bucket[i];
+		put(b, "%s_bucket{le=\"%g\"} %llu\n", name, bounds[i], (unsigned long long)cum);
 	}
-	cum += atomic_load_explicit(&h->le[OUTCOME_BUCKETS], memory_order_relaxed);
+	cum += per_bucket[n];
 	put(b, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
-	put(b, "%s_sum %.6f\n", name,
-	    (double)atomic_load_explicit(&h->sum_us, memory_order_relaxed) / 1e6);
-	/* The buckets are read one by one while workers add: the count is
-	 * their sum, so that +Inf and _count agree. */
+	put(b, "%s_sum %.6f\n", name, sum);
+	/* The count is the buckets' sum, so that +Inf and _count agree even
+	 * when workers add while the buckets are read one by one. */
 	put(b, "%s_count %llu\n", name, (unsigned long long)cum);
+}
+
+static void render_hist(struct buf *b, const char *name, const char *help,
+			const struct outcome_hist *h)
+{
+	uint64_t per[OUTCOME_BUCKETS + 1];
+
+	for (size_t i = 0; i <= OUTCOME_BUCKETS; i++)
+		per[i] = atomic_load_explicit(&h->le[i], memory_order_relaxed);
+	put_hist(b, name, help, outcome_bounds, per, OUTCOME_BUCKETS,
+		 (double)atomic_load_explicit(&h->sum_us, memory_order_relaxed) / 1e6);
 }
 
 /* Sessions by operation and result, failures by code, the latencies. */
@@ -345,22 +356,14 @@ int metrics_render(struct server *srv, char **out, size_t *len)
 	family(&b, "capf_store_group_commit_size", "gauge", "Mean txns per group commit.");
 	put(&b, "capf_store_group_commit_size %.3f\n",
 	    ss.syncs ? (double)ss.txns_written / (double)ss.syncs : 0.0);
-	family(&b, "capf_store_commit_duration_seconds", "histogram",
-	       "How long a group commit's writes and fdatasyncs took.");
 	{
-		uint64_t cum = 0;
+		double bounds[STORE_COMMIT_BUCKETS];
 
-		for (size_t i = 0; i < STORE_COMMIT_BUCKETS; i++) {
-			cum += ss.commit_le[i];
-			put(&b, "capf_store_commit_duration_seconds_bucket{le=\"%g\"} %llu\n",
-			    (double)store_commit_bounds_us[i] / 1e6, (unsigned long long)cum);
-		}
-		cum += ss.commit_le[STORE_COMMIT_BUCKETS];
-		put(&b, "capf_store_commit_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
-		    (unsigned long long)cum);
-		put(&b, "capf_store_commit_duration_seconds_sum %.6f\n",
-		    (double)ss.commit_us_total / 1e6);
-		put(&b, "capf_store_commit_duration_seconds_count %llu\n", (unsigned long long)cum);
+		for (size_t i = 0; i < STORE_COMMIT_BUCKETS; i++)
+			bounds[i] = (double)store_commit_bounds_us[i] / 1e6;
+		put_hist(&b, "capf_store_commit_duration_seconds",
+			 "How long a group commit's writes and fdatasyncs took.", bounds,
+			 ss.commit_le, STORE_COMMIT_BUCKETS, (double)ss.commit_us_total / 1e6);
 	}
 	family(&b, "capf_store_write_failures_total", "counter", "Groups whose write failed.");
 	put(&b, "capf_store_write_failures_total %llu\n", (unsigned long long)ss.write_failures);
