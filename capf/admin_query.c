@@ -316,6 +316,8 @@ static void handle_device_list(struct admin_client *ac, const Capf__AdminRequest
 	resp.certificates = pg.certs;
 	resp.more = i < cur->n_names;
 	resp.next = (char *)(last != SIZE_MAX ? cur->names[last] : q->after ? q->after : "");
+	resp.listed = cur->n_names;
+	resp.walked = i < cur->n_names ? i : cur->n_names;
 	admin_respond(ac, &resp);
 	page_free(&pg);
 	return;

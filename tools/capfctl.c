@@ -769,16 +769,27 @@ static void put_result(struct ctl *c, const char *name, const Capf__AdminRespons
 	*first = false;
 }
 
-static void progress(unsigned long done, unsigned long total)
+double ctl_now(void)
 {
-	unsigned width = 40, fill = (unsigned)(total ? done * width / total : width), i;
+	struct timespec ts;
 
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void ctl_progress(unsigned long done, unsigned long total, double started)
+{
+	unsigned width = 30, fill = (unsigned)(total ? done * width / total : width);
+	double now = ctl_now(), rate, eta;
+
+	rate = now > started ? (double)done / (now - started) : 0;
+	eta = rate > 0 ? (double)(total - done) / rate : 0;
 	fputc('\r', stderr);
 	fputc('[', stderr);
-	for (i = 0; i < width; i++)
+	for (unsigned i = 0; i < width; i++)
 		fputc(i < fill ? '#' : ' ', stderr);
-	fprintf(stderr, "] %lu/%lu", done, total);
-	if (done == total)
+	fprintf(stderr, "] %lu/%lu  %.0f/s  ETA %.0fs ", done, total, rate, eta);
+	if (done >= total)
 		fputc('\n', stderr);
 }
 
@@ -921,6 +932,7 @@ static int cmd_device_put(struct ctl *c, int argc, char **argv, bool create)
 	const char *cmd = create ? "device add" : "device set";
 	struct put_opts p;
 	bool first = true, show_progress, help;
+	double started = ctl_now();
 	int status = CTL_EXIT_OK;
 	int i, ret;
 
@@ -1030,7 +1042,8 @@ static int cmd_device_put(struct ctl *c, int argc, char **argv, bool create)
 			status = CTL_EXIT_REFUSED;
 		capf__admin_response__free_unpacked(resp, NULL);
 		if (show_progress)
-			progress((unsigned long)(i - optind + 1), (unsigned long)(argc - optind));
+			ctl_progress((unsigned long)(i - optind + 1), (unsigned long)(argc - optind),
+				     started);
 	}
 	if (c->fmt == FMT_JSON)
 		fputs(first ? "[]\n" : "]\n", stdout);

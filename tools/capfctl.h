@@ -206,4 +206,10 @@ void ctl_table_free(struct ctl_table *t);
  * certificates (sorted by ctl_page_sort()), or NULL. */
 const Capf__Certificate *ctl_page_lsc(const Capf__AdminResponse *page, const Capf__Device *d);
 
+/* ctl_now() - a monotonic time in seconds; ctl_progress() - a progress
+ * bar on stderr with the rate since started and the time left (callers
+ * show it on a terminal only). */
+double ctl_now(void);
+void ctl_progress(unsigned long done, unsigned long total, double started);
+
 #endif /* CAPF_TOOLS_CAPFCTL_H */

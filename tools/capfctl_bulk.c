@@ -61,34 +61,6 @@ static int line_secret(struct bulk_line *l)
 	return 0;
 }
 
-/* A progress bar with rate and ETA, on a terminal only. */
-static void progress(size_t done, size_t total, double started)
-{
-	struct timespec ts;
-	double now, rate, eta;
-	unsigned width = 30, fill = (unsigned)(total ? done * width / total : width);
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	now = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-	rate = now > started ? (double)done / (now - started) : 0;
-	eta = rate > 0 ? (double)(total - done) / rate : 0;
-	fputc('\r', stderr);
-	fputc('[', stderr);
-	for (unsigned i = 0; i < width; i++)
-		fputc(i < fill ? '#' : ' ', stderr);
-	fprintf(stderr, "] %zu/%zu  %.0f/s  ETA %.0fs ", done, total, rate, eta);
-	if (done == total)
-		fputc('\n', stderr);
-}
-
-static double mono_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* Sends lines [from, to) as one batch and records each result. Returns 0,
  * 1 (the server refused the batch as a whole) or an exit status. */
 static int send_batch(struct ctl *c, struct bulk *b, size_t from, size_t to, bool atomic,
@@ -239,7 +211,7 @@ static int cmd_bulk_import(struct ctl *c, int argc, char **argv)
 	size_t done = 0;
 	FILE *in = NULL;
 	int opt, ret, fd = -1;
-	double started = mono_now();
+	double started = ctl_now();
 	bool tty = isatty(STDERR_FILENO);
 
 	memset(&b, 0, sizeof(b));
@@ -360,7 +332,7 @@ static int cmd_bulk_import(struct ctl *c, int argc, char **argv)
 			if (ret)
 				goto out;
 			if (tty)
-				progress(to, b.n, started);
+				ctl_progress(to, b.n, started);
 		}
 	} else {
 		for (done = 0; done < b.n; done += BULK_CHUNK) {
@@ -370,7 +342,7 @@ static int cmd_bulk_import(struct ctl *c, int argc, char **argv)
 			if (ret > 1)
 				goto out;
 			if (tty && b.n > BULK_CHUNK)
-				progress(to, b.n, started);
+				ctl_progress(to, b.n, started);
 		}
 		ret = 0;
 	}

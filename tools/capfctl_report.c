@@ -66,6 +66,8 @@ struct sched_state {
 	bool dry_run;
 	unsigned long matched, changed, refused;
 	bool first;
+	bool progress; /* on a terminal: names walked of the listing's */
+	double started;
 };
 
 static const char *action_name(Capf__BatchAction a, bool dry)
@@ -127,6 +129,8 @@ static int sched_page(const Capf__AdminResponse *page, void *arg)
 	Capf__AdminResponse *resp = NULL;
 	int ret;
 
+	if (ss->progress && page->listed > 0)
+		ctl_progress((unsigned long)page->walked, (unsigned long)page->listed, ss->started);
 	if (page->n_devices == 0)
 		return 0;
 	puts = calloc(page->n_devices, sizeof(*puts));
@@ -294,6 +298,8 @@ static int cmd_schedule(struct ctl *c, int argc, char **argv)
 		return usage_error("schedule", "give the devices (--where; 'name like *' for all)");
 	if (c->fmt == FMT_CSV)
 		fputs("name,action,result,text\n", stdout);
+	ss.progress = isatty(STDERR_FILENO);
+	ss.started = ctl_now();
 	ret = ctl_device_pages(c, &w.f, page_size, sched_page, &ss);
 	if (ret)
 		return ret;
