@@ -328,15 +328,15 @@ static int item_submit(struct batch_item *it)
 /* ---- an atomic batch ---------------------------------------------------------- */
 
 /*
- * Records per txn of an atomic batch. The store checks each record of a
- * txn against the earlier ones of the same txn, which costs the square of
- * the txn's size: a batch larger than this is checked whole here, then
+ * Records per txn of an atomic batch: bounded so that a txn stays far
+ * below the store's largest entry (STORE_ENTRY_MAX, 16 MiB) whatever the
+ * records hold. A batch larger than this is checked whole here, then
  * written as consecutive txns that the writer takes in the same group
  * commit as a rule. All or none holds for each txn; a write that fails
  * midway leaves the txns before it applied, and the answer says which
  * devices failed.
  */
-#define TXN_RECORDS_MAX 2048u
+#define TXN_RECORDS_MAX 16384u
 
 struct batch_chunk {
 	struct batch_job *job;

@@ -650,6 +650,7 @@ struct pending_rec {
 	uint64_t expect_revision;
 	bool in_group;         /* added to the group's key set */
 	UT_hash_handle ghh;    /* group key set: keys written by this group */
+	UT_hash_handle thh;    /* while its txn is checked: the txn's latest record per key */
 	/* In the key set: the last record of the group that wrote this key
 	 * (NULL: this one), whose revision is the key's as of that point. */
 	struct pending_rec *g_latest;

@@ -47,23 +47,19 @@ static void group_keys_rollback(struct pending_rec **gsets, struct item *it)
  * index. Records only ever add or replace, so a key that none of them has
  * is absent: returns false.
  */
-static bool current_revision(struct store *st, struct pending_rec **gsets, struct item *it,
-			     size_t i, uint64_t *rev)
+/* The revision of pr's key as the txn's earlier records (tset: the
+ * latest of each key), the group's earlier txns and the index give it. */
+static bool current_revision(struct store *st, struct pending_rec **gsets,
+			     struct pending_rec **tset, const struct pending_rec *pr, uint64_t *rev)
 {
-	const struct pending_rec *pr = &it->recs[i];
 	const uint8_t *key = store_entry_key(pr->e);
 	struct pending_rec *g = NULL;
 	struct idx_entry *e;
-	size_t j;
 
-	for (j = i; j-- > 0;) {
-		const struct pending_rec *q = &it->recs[j];
-
-		if (q->kind == pr->kind && q->e->key_len == pr->e->key_len &&
-		    memcmp(store_entry_key(q->e), key, pr->e->key_len) == 0) {
-			*rev = q->e->revision;
-			return true;
-		}
+	HASH_FIND(thh, tset[pr->kind], key, pr->e->key_len, g);
+	if (g) {
+		*rev = g->e->revision;
+		return true;
 	}
 	HASH_FIND(ghh, gsets[pr->kind], key, pr->e->key_len, g);
 	if (g) {
@@ -78,6 +74,19 @@ static bool current_revision(struct store *st, struct pending_rec **gsets, struc
 	return false;
 }
 
+/* Makes pr the latest record of its key in the txn set. */
+static int txn_set_add(struct pending_rec **tset, struct pending_rec *pr)
+{
+	const uint8_t *key = store_entry_key(pr->e);
+	struct pending_rec *q = NULL;
+
+	HASH_FIND(thh, tset[pr->kind], key, pr->e->key_len, q);
+	if (q)
+		HASH_DELETE(thh, tset[pr->kind], q);
+	HASH_ADD_KEYPTR(thh, tset[pr->kind], key, pr->e->key_len, pr);
+	return pr->thh.tbl ? 0 : CAPF_ENOMEM;
+}
+
 /*
  * Checks the preconditions of one txn (create_only, must_exist,
  * check_revision) against the state that the index, the earlier surviving
@@ -88,23 +97,33 @@ static bool current_revision(struct store *st, struct pending_rec **gsets, struc
  */
 static int check_txn(struct store *st, struct pending_rec **gsets, struct item *it)
 {
+	/* The txn's own keys in a hash of their own, so that a txn of
+	 * many records is checked in time linear in their number. */
+	struct pending_rec *tset[2] = { NULL, NULL };
 	size_t i;
+	int ret = 0;
 
-	for (i = 0; i < it->n_recs; i++) {
+	for (i = 0; i < it->n_recs && ret == 0; i++) {
 		struct pending_rec *pr = &it->recs[i];
 		uint64_t rev = 0;
 		bool exists;
 
-		if (!pr->create_only && !pr->must_exist && !pr->check_revision)
-			continue;
-		exists = current_revision(st, gsets, it, i, &rev);
-		if (pr->create_only && exists)
-			return CAPF_EEXIST;
-		if ((pr->must_exist || pr->check_revision) && !exists)
-			return CAPF_ENOENT;
-		if (pr->check_revision && rev != pr->expect_revision)
-			return CAPF_ESTALE;
+		if (pr->create_only || pr->must_exist || pr->check_revision) {
+			exists = current_revision(st, gsets, tset, pr, &rev);
+			if (pr->create_only && exists)
+				ret = CAPF_EEXIST;
+			else if ((pr->must_exist || pr->check_revision) && !exists)
+				ret = CAPF_ENOENT;
+			else if (pr->check_revision && rev != pr->expect_revision)
+				ret = CAPF_ESTALE;
+		}
+		if (ret == 0 && i + 1 < it->n_recs)
+			ret = txn_set_add(tset, pr);
 	}
+	HASH_CLEAR(thh, tset[0]);
+	HASH_CLEAR(thh, tset[1]);
+	if (ret < 0)
+		return ret;
 
 	for (i = 0; i < it->n_recs; i++) {
 		struct pending_rec *pr = &it->recs[i], *g = NULL;

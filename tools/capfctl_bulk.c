@@ -32,6 +32,8 @@
 #include "tools/client.h"
 
 #define BULK_CHUNK 2000u
+/* The devices of one store transaction (capf/admin_batch.c). */
+#define BULK_TXN 16384u
 #define GENERATED_DIGITS 12u
 
 /* The salted hash of a line's string (made now, if it is to be generated). */
@@ -306,9 +308,9 @@ static int cmd_bulk_import(struct ctl *c, int argc, char **argv)
 	if (b.n > 0 && !cont) {
 		/* The whole file checked by the server first: a file that fits
 		 * one store transaction is then that transaction, a larger
-		 * one is written BULK_CHUNK lines at a time (as the server
-		 * would write it), with progress. */
-		bool chunked = !dry && b.n > BULK_CHUNK;
+		 * one is written BULK_TXN lines at a time (as the server would
+		 * write it), with progress. */
+		bool chunked = !dry && b.n > BULK_TXN;
 
 		ret = send_batch(c, &b, 0, b.n, true, dry || chunked, replace);
 		if (ret == 1) {
@@ -318,8 +320,8 @@ static int cmd_bulk_import(struct ctl *c, int argc, char **argv)
 		}
 		if (ret)
 			goto out;
-		for (done = 0; chunked && done < b.n; done += BULK_CHUNK) {
-			size_t to = done + BULK_CHUNK < b.n ? done + BULK_CHUNK : b.n;
+		for (done = 0; chunked && done < b.n; done += BULK_TXN) {
+			size_t to = done + BULK_TXN < b.n ? done + BULK_TXN : b.n;
 
 			ret = send_batch(c, &b, done, to, true, false, replace);
 			if (ret == 1) {
