@@ -351,7 +351,7 @@ int metrics_render(struct server *srv, char **out, size_t *len)
 	family(&b, "capf_store_txns_total", "counter", "Store txns written.");
 	put(&b, "capf_store_txns_total %llu\n", (unsigned long long)ss.txns_written);
 	family(&b, "capf_store_syncs_total", "counter",
-	       "Group commits (one fdatasync each); txns / syncs is the group size.");
+	       "Group commits (an fdatasync of the segment each, and one of the audit file when the group has audit entries); txns / syncs is the group size.");
 	put(&b, "capf_store_syncs_total %llu\n", (unsigned long long)ss.syncs);
 	family(&b, "capf_store_group_commit_size", "gauge", "Mean txns per group commit.");
 	put(&b, "capf_store_group_commit_size %.3f\n",
