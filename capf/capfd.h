@@ -298,6 +298,11 @@ struct tls_creds {
 	atomic_int refs;
 };
 
+/* server_creds_new() - credentials made from the CA and the priorities of
+ * srv's configuration, with one reference; NULL (logged) on an error
+ * (capf/tls_creds.c, with the two below). */
+struct tls_creds *server_creds_new(struct server *srv);
+
 /* server_creds_get() - the current credentials, with a reference. */
 struct tls_creds *server_creds_get(struct server *srv);
 

@@ -2,10 +2,10 @@
  * One phone connection: TCP from libuv, TLS from GnuTLS in non-blocking
  * mode over our own pull/push, frames from proto/, wire messages from the
  * native codec (capf/codec.h), decisions from the enrollment core
- * (capf/core.h). This file moves bytes, runs timers and carries out the
- * core's effects: it reads records from the store, hands writes to the
- * store's writer and signatures to the signer, and feeds each result back
- * to the core as an event.
+ * (capf/core.h). This file moves bytes and runs timers; capf/session.c
+ * carries out the core's effects (records read from the store, writes
+ * handed to the store's writer, signatures to the signer) and feeds each
+ * result back to the core as an event.
  *
  * Lifetime: the connection holds one reference per open handle (tcp and
  * two timers), one while a store write or a signature it asked for is in
@@ -32,68 +32,21 @@
 #include "ca/ca.h"
 #include "capf/capfd.h"
 #include "capf/codec.h"
+#include "capf/conn_internal.h"
 #include "capf/core.h"
 #include "capf/log.h"
 #include "capf/signer.h"
 #include "store/store.h"
 
 /* Lines that any peer can cause are rate-limited (capf/log.h). */
-static struct log_limit lim_handshake = LOG_LIMIT_INIT(20, 10);
-static struct log_limit lim_refused = LOG_LIMIT_INIT(20, 10);
-static struct log_limit lim_unauth = LOG_LIMIT_INIT(50, 10);
+struct log_limit conn_lim_handshake = LOG_LIMIT_INIT(20, 10);
+struct log_limit conn_lim_refused = LOG_LIMIT_INIT(20, 10);
+struct log_limit conn_lim_unauth = LOG_LIMIT_INIT(50, 10);
 
 #define RBUF_MAX (64u * 1024u)
 #define RBUF_CHUNK (16u * 1024u + 512u)
 #define WRITE_QUEUE_MAX (256u * 1024u)
 
-struct conn {
-	struct conn *next, *prev;
-	struct worker *w;
-	struct server *srv;
-	struct tls_creds *creds;   /* the credentials this session started with */
-	uv_tcp_t tcp;
-	uv_timer_t timer;          /* handshake, then idle timeout */
-	uv_timer_t session_timer;  /* the whole session, and the close deadline */
-	uv_shutdown_t shutdown_req;
-	gnutls_session_t tls;
-
-	/* Linear receive buffer feeding gnutls' pull function. */
-	uint8_t *rbuf;
-	size_t rlen, roff, rcap;
-
-	struct frame_decoder dec;
-	struct core *core;
-	struct codec_native *codec;
-	/* Cisco CAPF v3: its codec, and the bytes of messages not yet whole
-	 * or not yet handled (a message may span records). */
-	enum conn_proto proto;
-	struct codec_cisco *cisco;
-	uint8_t *cbuf;
-	size_t clen;
-	/* The LSC being signed, and the revocations of the write in flight
-	 * (told to the CA once durable). */
-	struct ca_tbs tbs;
-	struct revoked_copy *revoked;
-	size_t nrevoked;
-	uint8_t new_key[32]; /* the key of a certificate the write in flight creates */
-	bool has_new_key;
-	char claimed[DEVICE_NAME_MAX + 1]; /* the device this session holds, or "" */
-
-	int refs;
-	bool closing, handles_closed, handshaken, reading, counted_source;
-	bool busy; /* a store write or a signature of this session is in flight */
-	/* A gnutls_handshake() call on the threadpool (see the top). */
-	uv_work_t hs_work;
-	bool hs_off_loop, hs_signed;
-	int hs_ret, hs_signer;	/* its result, and signer_thread_result() */
-	uint8_t *hs_out;	/* what it pushed, for the loop to write */
-	size_t hs_out_len, hs_out_cap;
-	size_t write_queued;
-	unsigned nmsgs;
-	uint64_t t_accept; /* uv_hrtime() at accept, for the latencies */
-	char addr[INET6_ADDRSTRLEN];
-	char peer[INET6_ADDRSTRLEN + 8];
-};
 
 struct write_req {
 	uv_write_t req;
@@ -102,18 +55,16 @@ struct write_req {
 	uint8_t data[];
 };
 
-static void conn_close(struct conn *c);
-static void revoked_free(struct conn *c);
 static void on_session_timeout(uv_timer_t *t);
-static void conn_process(struct conn *c);
-static void start_reading(struct conn *c);
+void conn_process(struct conn *c);
+void conn_start_reading(struct conn *c);
 
 struct conn *conn_next(struct conn *c)
 {
 	return c->next;
 }
 
-static void conn_unref(struct conn *c)
+void conn_unref(struct conn *c)
 {
 	struct worker *w = c->w;
 
@@ -136,7 +87,7 @@ static void conn_unref(struct conn *c)
 	codec_cisco_free(c->cisco);
 	free(c->cbuf);
 	ca_tbs_deinit(&c->tbs);
-	revoked_free(c);
+	conn_revoked_free(c);
 	if (c->tls != NULL)
 		gnutls_deinit(c->tls);
 	server_creds_put(c->creds);
@@ -195,7 +146,7 @@ static void on_write(uv_write_t *req, int status)
 	}
 	/* Back-pressure released: read again. */
 	if (!c->closing && !c->reading && !c->hs_off_loop && c->write_queued < WRITE_QUEUE_MAX / 2)
-		start_reading(c);
+		conn_start_reading(c);
 }
 
 /* One write: a single allocation holding the uv_write_t and the bytes.
@@ -275,20 +226,20 @@ static void on_shutdown(uv_shutdown_t *req, int status)
 }
 
 /* Microseconds since the connection was accepted. */
-static uint64_t since_accept(const struct conn *c)
+uint64_t conn_since_accept(const struct conn *c)
 {
 	return (uv_hrtime() - c->t_accept) / 1000u;
 }
 
 /* A session that ended with code (0: success), counted for the metrics. */
-static void count_outcome(struct conn *c, int code)
+void conn_count_outcome(struct conn *c, int code)
 {
 	outcome_session(&c->srv->outcomes, c->core != NULL ? core_operation(c->core) : 0, code,
-			since_accept(c));
+			conn_since_accept(c));
 	atomic_fetch_add(code == 0 ? &c->srv->enrollments : &c->srv->failures, 1);
 }
 
-static void conn_close(struct conn *c)
+void conn_close(struct conn *c)
 {
 	if (c->closing)
 		return;
@@ -296,8 +247,8 @@ static void conn_close(struct conn *c)
 	/* Every session that ends leaves a line with its outcome; one the
 	 * phone left midway has no other. */
 	if (c->core != NULL && core_state(c->core) != CORE_S_DONE) {
-		count_outcome(c, CAPF_ECONNRESET);
-		log_limited(core_auth_method(c->core) != NULL ? &lim_refused : &lim_unauth,
+		conn_count_outcome(c, CAPF_ECONNRESET);
+		log_limited(core_auth_method(c->core) != NULL ? &conn_lim_refused : &conn_lim_unauth,
 			    LOG_LVL_INFO, "%s: device \"%s\": the session ended in state %s: %s",
 			    c->peer, core_device(c->core)[0] ? core_device(c->core) : "-",
 			    core_state_name(core_state(c->core)),
@@ -327,7 +278,7 @@ static void conn_close(struct conn *c)
 
 /* ---- sending and the state machine's outputs --------------------------------- */
 
-static void send_frame(struct conn *c, const uint8_t *frame, size_t len)
+void conn_send_frame(struct conn *c, const uint8_t *frame, size_t len)
 {
 	ssize_t n;
 
@@ -344,552 +295,6 @@ static void send_frame(struct conn *c, const uint8_t *frame, size_t len)
 	}
 }
 
-/* ---- the core's effects ------------------------------------------------------ */
-
-/* A revocation recorded by a write in flight, copied for the CA. */
-struct revoked_copy {
-	uint8_t serial[CORE_SERIAL_MAX];
-	size_t serial_len;
-	time_t when;
-	int reason;
-	uint8_t *der;
-	size_t der_len;
-};
-
-static void revoked_free(struct conn *c)
-{
-	for (size_t i = 0; i < c->nrevoked; i++)
-		free(c->revoked[i].der);
-	free(c->revoked);
-	c->revoked = NULL;
-	c->nrevoked = 0;
-}
-
-static void on_idle_timeout(uv_timer_t *t);
-static void session_run(struct conn *c, const struct core_event *first);
-
-/* The records a LOAD effect asked for, owned here until the event that
- * carries them has been handled. */
-struct view_buf {
-	Capf__Device *dev;
-	Capf__Certificate *cur, *pend, *pres;
-	char key_owner[DEVICE_NAME_MAX + 1];
-};
-
-static void view_free(struct view_buf *v)
-{
-	if (v->dev != NULL)
-		capf__device__free_unpacked(v->dev, NULL);
-	if (v->cur != NULL)
-		capf__certificate__free_unpacked(v->cur, NULL);
-	if (v->pend != NULL)
-		capf__certificate__free_unpacked(v->pend, NULL);
-	if (v->pres != NULL)
-		capf__certificate__free_unpacked(v->pres, NULL);
-	memset(v, 0, sizeof(*v));
-}
-
-static Capf__Certificate *cert_or_null(struct store *st, const ProtobufCBinaryData *serial)
-{
-	Capf__Certificate *c = NULL;
-
-	if (serial->len == 0 || store_cert_get(st, serial->data, serial->len, &c) < 0)
-		return NULL;
-	return c;
-}
-
-/* Reads are copies from the store's in-memory index: cheap, and done
- * right here on the loop. */
-static void load_view(struct conn *c, const struct core_fx *fx, struct view_buf *vb,
-		      struct core_event *ev)
-{
-	struct store *st = c->srv->store;
-	int ret;
-
-	memset(ev, 0, sizeof(*ev));
-	ev->type = CORE_EV_LOADED;
-	ev->now = time(NULL);
-	if (fx->load.claim && c->claimed[0] == '\0') {
-		if (server_claim(c->srv, fx->load.device) < 0) {
-			ev->loaded.result = CAPF_EBUSY;
-			return;
-		}
-		snprintf(c->claimed, sizeof(c->claimed), "%s", fx->load.device);
-	}
-	ret = store_device_get(st, fx->load.device, &vb->dev);
-	if (ret < 0 && ret != CAPF_ENOENT) {
-		ev->loaded.result = ret;
-		return;
-	}
-	if (vb->dev != NULL) {
-		vb->cur = cert_or_null(st, &vb->dev->lsc_serial);
-		vb->pend = cert_or_null(st, &vb->dev->pending_serial);
-	}
-	if (fx->load.presented != NULL) {
-		ProtobufCBinaryData s = { fx->load.presented_len, (uint8_t *)fx->load.presented };
-		vb->pres = cert_or_null(st, &s);
-	}
-	ev->loaded.device = vb->dev;
-	ev->loaded.current = vb->cur;
-	ev->loaded.pending = vb->pend;
-	ev->loaded.presented = vb->pres;
-	if (fx->load.key_sha256 != NULL &&
-	    keyindex_other(c->srv->keys, fx->load.key_sha256, fx->load.device, vb->key_owner,
-			   sizeof(vb->key_owner)))
-		ev->loaded.key_owner = vb->key_owner;
-}
-
-static void audit_fill(struct conn *c, struct store_audit_event *ev, const struct core_audit *a)
-{
-	memset(ev, 0, sizeof(*ev));
-	ev->kind = a->kind;
-	ev->device = a->device;
-	ev->peer = c->peer;
-	ev->serial = a->serial;
-	ev->serial_len = a->serial_len;
-	ev->code = a->code;
-	ev->detail = a->detail;
-}
-
-/* Waiting for the store or the signer: the phone's idle time does not
- * run, and nothing it sends is read. */
-static void set_busy(struct conn *c)
-{
-	c->busy = true;
-	c->refs++;
-	uv_timer_stop(&c->timer);
-}
-
-/* Back from the store or the signer: read what the phone sent meanwhile. */
-static void resume(struct conn *c)
-{
-	if (c->closing || c->busy)
-		return;
-	uv_timer_start(&c->timer, on_idle_timeout, CFG_LIVE(c->srv->cfg->idle_timeout_ms), 0);
-	if (!c->reading)
-		start_reading(c);
-	conn_process(c);
-}
-
-static void on_persisted(void *arg, int result)
-{
-	struct conn *c = arg;
-	struct core_event ev = { .type = CORE_EV_PERSISTED };
-
-	c->busy = false;
-	if (result == 0 && c->has_new_key)
-		(void)keyindex_add(c->srv->keys, c->new_key, core_device(c->core));
-	c->has_new_key = false;
-	if (result == 0) {
-		/* Durable: now the CA's CRLs may list what it revoked, even if
-		 * the phone is gone. */
-		for (size_t i = 0; i < c->nrevoked; i++) {
-			const struct revoked_copy *r = &c->revoked[i];
-			(void)ca_revoked_add(c->srv->ca, r->serial, r->serial_len, r->when, r->reason,
-					     r->der, r->der_len);
-		}
-		if (c->nrevoked > 0)
-			server_crl_dirty(c->srv);
-	} else {
-		log_debug("%s: device \"%s\": store write failed: %s", c->peer,
-			  core_device(c->core), capf_strerror(result));
-	}
-	revoked_free(c);
-	if (!c->closing) {
-		ev.now = time(NULL);
-		ev.result = result;
-		session_run(c, &ev);
-		resume(c);
-	}
-	conn_unref(c);
-}
-
-static int start_persist(struct conn *c, const struct core_fx *fx)
-{
-	struct store_audit_event ev;
-	int ret;
-
-	revoked_free(c);
-	if (fx->persist.nrevoked > 0) {
-		c->revoked = calloc(fx->persist.nrevoked, sizeof(*c->revoked));
-		if (c->revoked == NULL)
-			return CAPF_ENOMEM;
-		for (size_t i = 0; i < fx->persist.nrevoked; i++) {
-			const struct core_revoked *r = &fx->persist.revoked[i];
-			struct revoked_copy *k = &c->revoked[c->nrevoked++];
-
-			k->serial_len = r->serial_len <= sizeof(k->serial) ? r->serial_len : 0;
-			memcpy(k->serial, r->serial, k->serial_len);
-			k->when = r->when;
-			k->reason = r->reason;
-			if (r->der_len > 0 && (k->der = malloc(r->der_len)) != NULL) {
-				memcpy(k->der, r->der, r->der_len);
-				k->der_len = r->der_len;
-			}
-		}
-	}
-	/* A certificate the write creates: its key is this device's from
-	 * then on. */
-	c->has_new_key = false;
-	for (size_t i = 0; i < fx->persist.nrecs; i++) {
-		const Capf__StoreRecord *r = fx->persist.recs[i];
-		if (r->body_case == CAPF__STORE_RECORD__BODY_CERT && r->create_only &&
-		    r->cert->spki_sha256.len == sizeof(c->new_key)) {
-			memcpy(c->new_key, r->cert->spki_sha256.data, sizeof(c->new_key));
-			c->has_new_key = true;
-		}
-	}
-	/* The audit entry of the step goes in the same group commit as the
-	 * records it describes. */
-	audit_fill(c, &ev, &fx->persist.audit);
-	ret = bridge_submit_audit(&c->w->bridge, c->srv->store, fx->persist.recs,
-				  fx->persist.nrecs, &ev, on_persisted, c);
-	if (ret < 0) {
-		revoked_free(c);
-		return ret;
-	}
-	set_busy(c);
-	return 0;
-}
-
-static void on_signed(void *arg, int result, const uint8_t *sig, size_t sig_len)
-{
-	struct conn *c = arg;
-	struct core_event ev = { .type = CORE_EV_SIGNED };
-	struct ca_lsc lsc = { 0 };
-	struct core_lsc cl = { 0 };
-	const uint8_t *chain[1];
-	size_t chain_len[1];
-
-	c->busy = false;
-	if (!c->closing) {
-		if (result == 0)
-			result = ca_issue_complete(&c->tbs, sig, sig_len, &lsc);
-		if (result == 0) {
-			cl.der = lsc.der;
-			cl.der_len = lsc.der_len;
-			cl.serial = lsc.serial;
-			cl.serial_len = sizeof(lsc.serial);
-			cl.not_before = lsc.not_before;
-			cl.not_after = lsc.not_after;
-			cl.issued_at = lsc.not_before + CA_BACKDATE_SECONDS;
-			memcpy(cl.spki_sha256, lsc.spki_sha256, sizeof(cl.spki_sha256));
-			/* The CA that signed it, even if a rollover made another
-			 * one current since. */
-			chain[0] = lsc.issuer_der;
-			chain_len[0] = lsc.issuer_der_len;
-			cl.chain = chain;
-			cl.chain_lens = chain_len;
-			cl.nchain = lsc.issuer_der != NULL ? 1 : 0;
-			ev.signed_lsc = &cl;
-		} else {
-			log_info("%s: device \"%s\": cannot sign: %s", c->peer, core_device(c->core),
-				 capf_strerror(result));
-		}
-		ev.now = time(NULL);
-		ev.sign_result = result;
-		session_run(c, &ev);
-		ca_lsc_deinit(&lsc);
-		resume(c);
-	}
-	ca_tbs_deinit(&c->tbs);
-	conn_unref(c);
-}
-
-static int start_sign(struct conn *c, const struct core_fx *fx)
-{
-	int ret;
-
-	ca_tbs_deinit(&c->tbs);
-	ret = ca_issue_prepare(c->srv->ca, fx->sign.key_handle, fx->sign.device, time(NULL),
-			       fx->sign.days, &c->tbs);
-	if (ret < 0)
-		return ret;
-	/* The worker never signs: the signer does, while this loop serves
-	 * the other phones. */
-	ret = signer_sign_async(c->w->signer, c->tbs.key_ref, c->tbs.sign_algo, c->tbs.data,
-				c->tbs.len, on_signed, c);
-	if (ret < 0) {
-		ca_tbs_deinit(&c->tbs);
-		return ret;
-	}
-	set_busy(c);
-	return 0;
-}
-
-/* An authentication string checked on libuv's threadpool: PBKDF2 costs
- * tens of milliseconds on purpose, which no loop may spend. */
-struct verify_req {
-	uv_work_t req;
-	struct conn *c;
-	uint8_t secret[AUTH_STRING_MAX];
-	size_t secret_len;
-	uint8_t salt[AUTH_SALT_MAX];
-	size_t salt_len;
-	uint8_t hash[AUTH_HASH_LEN];
-	unsigned iterations;
-	int result;
-};
-
-static void verify_work(uv_work_t *req)
-{
-	struct verify_req *v = req->data;
-
-	v->result = ca_secret_check(v->secret, v->secret_len, v->salt, v->salt_len, v->iterations,
-				    v->hash, sizeof(v->hash));
-}
-
-static void verify_done(uv_work_t *req, int status)
-{
-	struct verify_req *v = req->data;
-	struct conn *c = v->c;
-	struct core_event ev = { .type = CORE_EV_VERIFIED };
-
-	c->busy = false;
-	if (!c->closing) {
-		ev.now = time(NULL);
-		ev.result = status < 0 ? CAPF_ERETRY : v->result;
-		session_run(c, &ev);
-		resume(c);
-	}
-	gnutls_memset(v, 0, sizeof(*v));
-	free(v);
-	conn_unref(c);
-}
-
-static int start_verify(struct conn *c, const struct core_fx *fx)
-{
-	struct verify_req *v;
-	int ret;
-
-	if (fx->verify.secret_len > sizeof(v->secret) || fx->verify.salt_len > sizeof(v->salt) ||
-	    fx->verify.hash_len != sizeof(v->hash))
-		return CAPF_EINVAL;
-	v = calloc(1, sizeof(*v));
-	if (v == NULL)
-		return CAPF_ENOMEM;
-	v->c = c;
-	memcpy(v->secret, fx->verify.secret, fx->verify.secret_len);
-	v->secret_len = fx->verify.secret_len;
-	memcpy(v->salt, fx->verify.salt, fx->verify.salt_len);
-	v->salt_len = fx->verify.salt_len;
-	memcpy(v->hash, fx->verify.hash, sizeof(v->hash));
-	v->iterations = fx->verify.iterations;
-	v->req.data = v;
-	ret = uv_queue_work(&c->w->loop, &v->req, verify_work, verify_done);
-	if (ret < 0) {
-		gnutls_memset(v, 0, sizeof(*v));
-		free(v);
-		return ret;
-	}
-	set_busy(c);
-	return 0;
-}
-
-static void send_msg(struct conn *c, const struct core_msg *m)
-{
-	uint8_t *chain[CORE_MAX_CHAIN];
-	size_t lens[CORE_MAX_CHAIN], nchain = 0;
-	uint8_t *frame = NULL;
-	size_t len = 0;
-
-	if (c->proto == CONN_CISCO) {
-		const uint8_t *msg;
-		size_t mlen;
-
-		/* One message, one TLS record: phones read a message per
-		 * record. */
-		if (codec_cisco_encode(c->cisco, m, &msg, &mlen) == 0)
-			send_frame(c, msg, mlen);
-		return;
-	}
-	/* The certificate goes with the chain of the CA that signed it (a
-	 * rollover may have made another current since), up to the
-	 * enterprise root when that CA is enterprise-signed. */
-	if (m->type == CORE_MSG_DELIVER &&
-	    ca_issuer_chain(c->srv->ca, m->cert, m->cert_len, chain, lens, CORE_MAX_CHAIN, &nchain) ==
-		    0) {
-		struct core_msg full = *m;
-
-		full.chain = (const uint8_t *const *)chain;
-		full.chain_lens = lens;
-		full.nchain = nchain;
-		if (codec_native_encode(c->codec, &full, NULL, NULL, 0, &frame, &len) == 0)
-			send_frame(c, frame, len);
-	} else if (codec_native_encode(c->codec, m, NULL, NULL, 0, &frame, &len) == 0) {
-		send_frame(c, frame, len);
-	}
-	for (size_t i = 0; i < nchain; i++)
-		free(chain[i]);
-	free(frame);
-}
-
-/* The operation, serial, key and duration that every outcome line ends
- * with: "; op install, serial 0A1B..., key ec-p256, 0.042 s". */
-static void outcome_tail(const struct conn *c, char *buf, size_t size)
-{
-	static const char *const ops[] = { "none", "install", "delete", "fetch" };
-	int op = core_operation(c->core), kt = core_key_type(c->core);
-	char serial[2 * CORE_SERIAL_MAX + 1] = "-";
-	const uint8_t *sn;
-	size_t len, i;
-
-	sn = core_serial(c->core, &len);
-	for (i = 0; i < len && i < CORE_SERIAL_MAX; i++)
-		snprintf(serial + 2 * i, 3, "%02X", sn[i]);
-	snprintf(buf, size, "; op %s, serial %s, key %s, %.3f s",
-		 op >= 0 && op <= 3 ? ops[op] : "?", serial, kt ? key_type_name(kt) : "-",
-		 (double)since_accept(c) / 1e6);
-}
-
-/* One log line for every session that ends, with its outcome: peer,
- * device, result, how the phone authenticated, and outcome_tail(). */
-static void session_outcome(struct conn *c, const struct core_out *out)
-{
-	const char *device = core_device(c->core);
-	char tail[160];
-
-	outcome_tail(c, tail, sizeof(tail));
-	count_outcome(c, out->success ? 0 : out->error);
-	if (out->success) {
-		int op = core_operation(c->core);
-
-		log_info("%s: device \"%s\": %s (authenticated by %s%s)%s", c->peer, device,
-			 op == CAPF__OPERATION__OP_DELETE  ? "LSC deleted"
-			 : op == CAPF__OPERATION__OP_FETCH ? "certificates reported"
-			 : core_renewal(c->core)	   ? "LSC renewed"
-							   : "LSC installed",
-			 core_auth_method(c->core) != NULL ? core_auth_method(c->core) : "-",
-			 c->proto == CONN_CISCO ? ", Cisco CAPF" : "", tail);
-		return;
-	}
-	/* Failures before authentication are anyone's to cause. */
-	if (core_auth_method(c->core) == NULL) {
-		log_limited(&lim_unauth, LOG_LVL_WARN, "%s: device \"%s\": %s (%s)%s", c->peer,
-			    device[0] ? device : "-", capf_strerror(out->error),
-			    capf_errname(out->error), tail);
-		return;
-	}
-	log_warn("%s: device \"%s\": %s (%s)%s", c->peer, device[0] ? device : "-",
-		 capf_strerror(out->error), capf_errname(out->error), tail);
-}
-
-/* The result event of an effect that failed before it started: the
- * store, the signer or the threadpool refused it at once. */
-static bool failed_now(struct core_event *ev, enum core_ev_type type, int code)
-{
-	memset(ev, 0, sizeof(*ev));
-	ev->type = type;
-	ev->now = time(NULL);
-	if (type == CORE_EV_SIGNED)
-		ev->sign_result = code;
-	else
-		ev->result = code;
-	return true;
-}
-
-/*
- * Feed an event to the core and carry out its effects; an effect whose
- * result is at hand at once (a read, a refused submission) is fed back in
- * the same loop, one that takes time (a store write, a signature) comes
- * back through its callback.
- */
-static void session_run(struct conn *c, const struct core_event *first)
-{
-	struct view_buf views[2] = { { 0 } };
-	struct core_event ev = *first, next;
-	struct core_out out;
-	unsigned cur = 0;
-
-	for (;;) {
-		bool have_next = false, close = false;
-		int ret;
-
-		core_step(c->core, &ev, &out);
-		for (size_t i = 0; i < out.nfx; i++) {
-			const struct core_fx *fx = &out.fx[i];
-			struct store_audit_event aev;
-
-			switch (fx->type) {
-			case CORE_FX_LOAD:
-				load_view(c, fx, &views[cur ^ 1], &next);
-				have_next = true;
-				break;
-			case CORE_FX_PERSIST:
-				ret = start_persist(c, fx);
-				have_next = ret < 0 && failed_now(&next, CORE_EV_PERSISTED, ret);
-				break;
-			case CORE_FX_SIGN:
-				ret = start_sign(c, fx);
-				have_next = ret < 0 && failed_now(&next, CORE_EV_SIGNED, ret);
-				break;
-			case CORE_FX_SEND:
-				send_msg(c, &fx->send);
-				break;
-			case CORE_FX_AUDIT:
-				audit_fill(c, &aev, &fx->audit);
-				(void)store_audit(c->srv->store, &aev);
-				break;
-			case CORE_FX_VERIFY:
-				ret = start_verify(c, fx);
-				have_next = ret < 0 && failed_now(&next, CORE_EV_VERIFIED, CAPF_ERETRY);
-				break;
-			case CORE_FX_CLOSE:
-				close = true;
-				break;
-			}
-		}
-		if (out.done)
-			session_outcome(c, &out);
-		view_free(&views[cur]);
-		cur ^= 1;
-		if (close) {
-			conn_close(c);
-			break;
-		}
-		if (!have_next)
-			break;
-		ev = next;
-	}
-	view_free(&views[0]);
-	view_free(&views[1]);
-	if (!c->closing && !c->busy && c->w->stopping) {
-		/* Shutting down: the durable part is done, cut the session here
-		 * rather than wait for the phone. */
-		conn_close(c);
-	}
-}
-
-/* End a session that failed outside the core (framing, limits, timeouts):
- * the core tells the phone why, then closes. */
-static void conn_fail(struct conn *c, int code)
-{
-	struct core_event ev = { .type = CORE_EV_ABORT, .now = time(NULL) };
-
-	if (c->core != NULL) {
-		ev.code = code;
-		session_run(c, &ev);
-		return;
-	}
-	count_outcome(c, code);
-	log_warn("%s: %s (%s)", c->peer, capf_strerror(code), capf_errname(code));
-	if (c->handshaken && c->proto == CONN_CISCO && c->cisco != NULL) {
-		struct core_msg m = { .type = CORE_MSG_END, .code = code };
-		const uint8_t *msg;
-		size_t mlen;
-		if (codec_cisco_encode(c->cisco, &m, &msg, &mlen) == 0)
-			send_frame(c, msg, mlen);
-	} else if (c->handshaken && c->proto == CONN_NATIVE) {
-		struct core_msg m = { .type = CORE_MSG_END, .code = code };
-		uint8_t *frame = NULL;
-		size_t len = 0;
-		if (codec_native_encode(NULL, &m, NULL, NULL, 0, &frame, &len) == 0)
-			send_frame(c, frame, len);
-		free(frame);
-	}
-	conn_close(c);
-}
-
 /* ---- receiving ------------------------------------------------------------------ */
 
 static void handle_frame(struct conn *c, const uint8_t *payload, size_t len)
@@ -902,9 +307,9 @@ static void handle_frame(struct conn *c, const uint8_t *payload, size_t len)
 	}
 	(void)codec_native_decode(c->codec, payload, len, time(NULL), &ev);
 	log_debug("%s: received %s", c->peer, codec_native_message_name(c->codec));
-	session_run(c, &ev);
+	conn_session_run(c, &ev);
 	if (!c->closing && !c->busy)
-		uv_timer_start(&c->timer, on_idle_timeout, CFG_LIVE(c->srv->cfg->idle_timeout_ms), 0);
+		uv_timer_start(&c->timer, conn_idle_timeout, CFG_LIVE(c->srv->cfg->idle_timeout_ms), 0);
 }
 
 /* Cisco messages: whole ones from cbuf, one at a time, while the session
@@ -928,7 +333,7 @@ static void handle_cisco(struct conn *c)
 			ev.now = time(NULL);
 			ev.code = CAPF_EPROTO;
 			c->clen = 0;
-			session_run(c, &ev);
+			conn_session_run(c, &ev);
 			return;
 		}
 		ret = codec_cisco_decode(c->cisco, c->cbuf, (size_t)mlen, time(NULL), &ev);
@@ -940,12 +345,12 @@ static void handle_cisco(struct conn *c)
 								    : capf_strerror(ret));
 		if (ret == 1) {
 			/* REQUEST_IN_PROGRESS: the phone is alive. */
-			uv_timer_start(&c->timer, on_idle_timeout, CFG_LIVE(c->srv->cfg->idle_timeout_ms), 0);
+			uv_timer_start(&c->timer, conn_idle_timeout, CFG_LIVE(c->srv->cfg->idle_timeout_ms), 0);
 			continue;
 		}
-		session_run(c, &ev);
+		conn_session_run(c, &ev);
 		if (!c->closing && !c->busy)
-			uv_timer_start(&c->timer, on_idle_timeout, CFG_LIVE(c->srv->cfg->idle_timeout_ms), 0);
+			uv_timer_start(&c->timer, conn_idle_timeout, CFG_LIVE(c->srv->cfg->idle_timeout_ms), 0);
 	}
 }
 
@@ -969,7 +374,7 @@ static void read_records(struct conn *c)
 			return;
 		}
 		if (n < 0) {
-			log_limited(&lim_handshake, LOG_LVL_INFO, "%s: TLS error: %s", c->peer,
+			log_limited(&conn_lim_handshake, LOG_LVL_INFO, "%s: TLS error: %s", c->peer,
 				    gnutls_strerror((int)n));
 			conn_close(c);
 			return;
@@ -1061,10 +466,10 @@ static int cisco_handshake_done(struct conn *c, gnutls_protocol_t version)
 	log_debug("%s: Cisco CAPF session %08x (%s)", c->peer, codec_cisco_session_id(c->cisco),
 		  gnutls_protocol_get_name(version));
 	c->handshaken = true;
-	session_run(c, &ev);
+	conn_session_run(c, &ev);
 	if (codec_cisco_greeting(c->cisco, &msg, &len) == 0)
-		send_frame(c, msg, len);
-	uv_timer_start(&c->timer, on_idle_timeout, CFG_LIVE(c->srv->cfg->idle_timeout_ms), 0);
+		conn_send_frame(c, msg, len);
+	uv_timer_start(&c->timer, conn_idle_timeout, CFG_LIVE(c->srv->cfg->idle_timeout_ms), 0);
 	return 0;
 }
 
@@ -1127,9 +532,9 @@ static int on_handshake_done(struct conn *c)
 	log_debug("%s: TLS established (%s), %u client certificates", c->peer,
 		  gnutls_protocol_get_name(gnutls_protocol_get_version(c->tls)), npeers);
 	c->handshaken = true;
-	session_run(c, &ev);
+	conn_session_run(c, &ev);
 	gnutls_memset(&ev, 0, sizeof(ev));
-	uv_timer_start(&c->timer, on_idle_timeout, CFG_LIVE(c->srv->cfg->idle_timeout_ms), 0);
+	uv_timer_start(&c->timer, conn_idle_timeout, CFG_LIVE(c->srv->cfg->idle_timeout_ms), 0);
 	return 0;
 }
 
@@ -1141,7 +546,7 @@ static int handshake_result(struct conn *c, int ret)
 	    (ret < 0 && !gnutls_error_is_fatal(ret)))
 		return 0;
 	if (ret < 0) {
-		count_outcome(c, c->hs_signer < 0 ? CAPF_ERETRY : CAPF_EPROTO);
+		conn_count_outcome(c, c->hs_signer < 0 ? CAPF_ERETRY : CAPF_EPROTO);
 		if (c->hs_signer < 0) {
 			/* The phone learns it with an alert; it may try again. */
 			log_warn("%s: TLS handshake failed: the signer could not sign (%s)", c->peer,
@@ -1149,7 +554,7 @@ static int handshake_result(struct conn *c, int ret)
 			if (gnutls_alert_send(c->tls, GNUTLS_AL_FATAL, GNUTLS_A_INTERNAL_ERROR) < 0)
 				log_debug("%s: cannot send the alert", c->peer);
 		} else {
-			log_limited(&lim_handshake, LOG_LVL_INFO, "%s: TLS handshake failed: %s",
+			log_limited(&conn_lim_handshake, LOG_LVL_INFO, "%s: TLS handshake failed: %s",
 				    c->peer, gnutls_strerror(ret));
 			/* Say why with an alert (no common suite, a bad
 			 * certificate...) rather than a bare close. */
@@ -1158,7 +563,7 @@ static int handshake_result(struct conn *c, int ret)
 		conn_close(c);
 		return -1;
 	}
-	outcome_handshake(&c->srv->outcomes, since_accept(c));
+	outcome_handshake(&c->srv->outcomes, conn_since_accept(c));
 	ret = on_handshake_done(c);
 	if (ret < 0) {
 		c->handshaken = true; /* the session exists: say why we close */
@@ -1211,7 +616,7 @@ static void hs_after_work(uv_work_t *req, int status)
 		if (!c->closing) {
 			compact_rbuf(c);
 			if (!c->reading && c->write_queued < WRITE_QUEUE_MAX)
-				start_reading(c);
+				conn_start_reading(c);
 		}
 	}
 	conn_unref(c);
@@ -1234,7 +639,7 @@ static void handshake_off_loop(struct conn *c)
 	}
 }
 
-static void conn_process(struct conn *c)
+void conn_process(struct conn *c)
 {
 	if (c->hs_off_loop)
 		return;
@@ -1300,7 +705,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	}
 }
 
-static void start_reading(struct conn *c)
+void conn_start_reading(struct conn *c)
 {
 	/* A handshake step on the threadpool pulls from rbuf: not now. */
 	if (c->hs_off_loop)
@@ -1311,15 +716,15 @@ static void start_reading(struct conn *c)
 
 /* ---- timers ------------------------------------------------------------------ */
 
-static void on_idle_timeout(uv_timer_t *t)
+void conn_idle_timeout(uv_timer_t *t)
 {
 	struct conn *c = t->data;
 
 	if (c->closing)
 		return;
 	if (!c->handshaken) {
-		count_outcome(c, CAPF_ETIMEOUT);
-		log_limited(&lim_handshake, LOG_LVL_INFO, "%s: TLS handshake timed out", c->peer);
+		conn_count_outcome(c, CAPF_ETIMEOUT);
+		log_limited(&conn_lim_handshake, LOG_LVL_INFO, "%s: TLS handshake timed out", c->peer);
 		conn_close(c);
 		return;
 	}
@@ -1422,14 +827,14 @@ void conn_accept(struct worker *w, enum conn_proto proto)
 		return;
 	}
 	if (atomic_load(&srv->active_connections) > CFG_LIVE(srv->cfg->max_connections)) {
-		log_limited(&lim_refused, LOG_LVL_WARN, "%s: connection limit (%u) reached, refusing",
+		log_limited(&conn_lim_refused, LOG_LVL_WARN, "%s: connection limit (%u) reached, refusing",
 			    c->peer,
 			 CFG_LIVE(srv->cfg->max_connections));
 		conn_close(c);
 		return;
 	}
 	if (source_acquire(srv, c->addr) < 0) {
-		log_limited(&lim_refused, LOG_LVL_WARN,
+		log_limited(&conn_lim_refused, LOG_LVL_WARN,
 			    "%s: per-source connection limit (%u) reached, refusing", c->peer,
 			 CFG_LIVE(srv->cfg->max_per_source));
 		conn_close(c);
@@ -1466,9 +871,9 @@ void conn_accept(struct worker *w, enum conn_proto proto)
 	gnutls_transport_set_pull_function(c->tls, tls_pull);
 	gnutls_transport_set_vec_push_function(c->tls, tls_vec_push);
 
-	uv_timer_start(&c->timer, on_idle_timeout, CFG_LIVE(srv->cfg->handshake_timeout_ms), 0);
+	uv_timer_start(&c->timer, conn_idle_timeout, CFG_LIVE(srv->cfg->handshake_timeout_ms), 0);
 	uv_timer_start(&c->session_timer, on_session_timeout, CFG_LIVE(srv->cfg->session_timeout_ms), 0);
-	start_reading(c);
+	conn_start_reading(c);
 	log_debug("%s: connected (worker %u)", c->peer, w->id);
 	return;
 

@@ -155,191 +155,6 @@ void core_free(struct core *s)
 	free(s);
 }
 
-static struct core_fx *fx_add(struct core_out *out, enum core_fx_type type)
-{
-	struct core_fx *fx;
-
-	/* The handlers never emit more than CORE_MAX_FX; the table walk test
-	 * holds them to it. */
-	if (out->nfx >= CORE_MAX_FX)
-		return &out->fx[CORE_MAX_FX - 1];
-	fx = &out->fx[out->nfx++];
-	memset(fx, 0, sizeof(*fx));
-	fx->type = type;
-	return fx;
-}
-
-static void audit_init(struct core *s, struct core_audit *a, Capf__AuditKind kind, int code,
-		       const char *detail)
-{
-	a->kind = kind;
-	a->device = s->device;
-	a->serial = s->serial_len > 0 ? s->serial : NULL;
-	a->serial_len = s->serial_len;
-	a->code = code;
-	a->detail = detail;
-}
-
-/* The end of a session that did not do its operation: the END message
- * with the code, close; an audit event unless the refusal was already
- * audited with a record it wrote. Nothing else is written. */
-static int end_with(struct core *s, int code, const char *text, bool audit, struct core_out *out)
-{
-	struct core_fx *fx;
-
-	out->nfx = 0;
-	if (audit) {
-		fx = fx_add(out, CORE_FX_AUDIT);
-		audit_init(s, &fx->audit,
-			   s->authenticated ? CAPF__AUDIT_KIND__AUDIT_ENROLL_FAIL
-					    : CAPF__AUDIT_KIND__AUDIT_AUTH_FAIL,
-			   code, text != NULL ? text : capf_strerror(code));
-	}
-	fx = fx_add(out, CORE_FX_SEND);
-	fx->send.type = CORE_MSG_END;
-	fx->send.code = code;
-	fx->send.text = text != NULL ? text : capf_strerror(code);
-	fx_add(out, CORE_FX_CLOSE);
-	out->error = code;
-	out->done = true;
-	s->state = CORE_S_DONE;
-	return code;
-}
-
-static int fail(struct core *s, int code, const char *text, struct core_out *out)
-{
-	return end_with(s, code, text, true, out);
-}
-
-static void emit_load(struct core *s, bool claim, struct core_out *out, enum core_state next)
-{
-	struct core_fx *fx = fx_add(out, CORE_FX_LOAD);
-
-	fx->load.device = s->device;
-	fx->load.claim = claim;
-	if (s->peer.present && s->peer.serial_len > 0 && s->peer.lsc_result == 0) {
-		fx->load.presented = s->peer.serial;
-		fx->load.presented_len = s->peer.serial_len;
-	}
-	if (next == CORE_S_LOAD_KEY || next == CORE_S_LOAD_ISSUE)
-		fx->load.key_sha256 = s->key.spki_sha256;
-	s->state = next;
-}
-
-static bool serial_eq(const ProtobufCBinaryData *a, const uint8_t *b, size_t blen)
-{
-	return a->len == blen && blen > 0 && memcmp(a->data, b, blen) == 0;
-}
-
-/* ---- records -------------------------------------------------------------- */
-
-static void persist_begin(struct core *s)
-{
-	s->nrec = 0;
-	s->nrevoked = 0;
-}
-
-static Capf__Device *persist_device(struct core *s, const Capf__Device *cur, time_t now)
-{
-	Capf__StoreRecord *r = &s->rec[s->nrec];
-	Capf__Device *d = &s->dev_out;
-
-	*d = *cur;
-	d->revision = cur->revision + 1;
-	d->updated = now;
-	capf__store_record__init(r);
-	r->body_case = CAPF__STORE_RECORD__BODY_DEVICE;
-	r->device = d;
-	r->check_revision = true;
-	r->expect_revision = cur->revision;
-	s->rec_ptrs[s->nrec++] = r;
-	return d;
-}
-
-/* A changed copy of an existing certificate record, at its revision. */
-static Capf__Certificate *persist_cert(struct core *s, const Capf__Certificate *cur)
-{
-	Capf__StoreRecord *r = &s->rec[s->nrec];
-	Capf__Certificate *c = &s->cert_out[s->nrec];
-
-	*c = *cur;
-	c->revision = cur->revision + 1;
-	capf__store_record__init(r);
-	r->body_case = CAPF__STORE_RECORD__BODY_CERT;
-	r->cert = c;
-	r->check_revision = true;
-	r->expect_revision = cur->revision;
-	s->rec_ptrs[s->nrec++] = r;
-	return c;
-}
-
-static void revoke_cert(struct core *s, const Capf__Certificate *cur, time_t now, int reason)
-{
-	Capf__Certificate *c = persist_cert(s, cur);
-	struct core_revoked *rv = &s->revoked[s->nrevoked++];
-
-	c->state = CAPF__CERT_STATE__CERT_REVOKED;
-	c->revoked_at = now;
-	c->revocation_reason = (uint32_t)reason;
-	c->revoke_after = 0;
-	rv->serial = cur->serial.data;
-	rv->serial_len = cur->serial.len;
-	rv->when = now;
-	rv->reason = reason;
-	rv->der = cur->der.data;
-	rv->der_len = cur->der.len;
-}
-
-static void emit_persist(struct core *s, struct core_out *out, Capf__AuditKind kind,
-			 const char *detail, enum core_state next)
-{
-	struct core_fx *fx = fx_add(out, CORE_FX_PERSIST);
-
-	fx->persist.recs = s->rec_ptrs;
-	fx->persist.nrecs = s->nrec;
-	audit_init(s, &fx->persist.audit, kind, 0, detail);
-	fx->persist.revoked = s->nrevoked > 0 ? s->revoked : NULL;
-	fx->persist.nrevoked = s->nrevoked;
-	s->state = next;
-}
-
-/* A write refused because the record changed: read again and decide again,
- * a bounded number of times. */
-static int on_conflict(struct core *s, int result, enum core_state reload, struct core_out *out)
-{
-	if (result != CAPF_ESTALE && result != CAPF_ENOENT)
-		return fail(s, CAPF_ERETRY, "the server cannot record certificates now; retry later",
-			    out);
-	if (++s->conflicts > s->cfg.max_conflicts)
-		return fail(s, CAPF_ERETRY, "the device record keeps changing; retry later", out);
-	emit_load(s, false, out, reload);
-	return 0;
-}
-
-static void emit_sign(struct core *s, struct core_out *out)
-{
-	struct core_fx *fx = fx_add(out, CORE_FX_SIGN);
-
-	fx->sign.device = s->device;
-	fx->sign.key_handle = s->key.handle;
-	fx->sign.key_type = s->key.key_type;
-	fx->sign.days = s->lsc_days;
-	s->state = CORE_S_SIGN;
-}
-
-static void emit_deliver(struct core *s, struct core_out *out)
-{
-	struct core_fx *fx = fx_add(out, CORE_FX_SEND);
-
-	fx->send.type = CORE_MSG_DELIVER;
-	fx->send.cert = s->lsc_der;
-	fx->send.cert_len = s->lsc_der_len;
-	fx->send.chain = (const uint8_t *const *)s->chain;
-	fx->send.chain_lens = s->chain_lens;
-	fx->send.nchain = s->nchain;
-	s->state = CORE_S_WAIT_ACK;
-}
-
 /* ---- handlers --------------------------------------------------------------- */
 
 static int on_start(struct core *s, const struct core_event *ev, struct core_out *out)
@@ -360,7 +175,7 @@ static int on_start(struct core *s, const struct core_event *ev, struct core_out
 static int on_claim(struct core *s, const struct core_event *ev, struct core_out *out)
 {
 	if (ev->claim.device == NULL || !device_name_valid(ev->claim.device))
-		return fail(s, CAPF_EBADMSG, "invalid device name", out);
+		return core_fail(s, CAPF_EBADMSG, "invalid device name", out);
 	snprintf(s->device, sizeof(s->device), "%s", ev->claim.device);
 	s->caps = ev->claim.caps;
 	if (ev->claim.peer != NULL) {
@@ -377,12 +192,12 @@ static int on_claim(struct core *s, const struct core_event *ev, struct core_out
 	s->has_secret = false;
 	if (ev->claim.auth_string != NULL) {
 		if (ev->claim.auth_string_len > sizeof(s->secret))
-			return fail(s, CAPF_EBADMSG, "authentication string too long", out);
+			return core_fail(s, CAPF_EBADMSG, "authentication string too long", out);
 		memcpy(s->secret, ev->claim.auth_string, ev->claim.auth_string_len);
 		s->secret_len = ev->claim.auth_string_len;
 		s->has_secret = true;
 	}
-	emit_load(s, true, out, CORE_S_LOAD_CLAIM);
+	core_emit_load(s, true, out, CORE_S_LOAD_CLAIM);
 	return 0;
 }
 
@@ -392,10 +207,10 @@ static int begin_operation(struct core *s, struct core_out *out)
 	struct core_fx *fx;
 
 	s->authenticated = true;
-	fx = fx_add(out, CORE_FX_AUDIT);
-	audit_init(s, &fx->audit, CAPF__AUDIT_KIND__AUDIT_AUTH_OK, 0,
+	fx = core_fx_add(out, CORE_FX_AUDIT);
+	core_audit_init(s, &fx->audit, CAPF__AUDIT_KIND__AUDIT_AUTH_OK, 0,
 		   s->renewal ? "lsc (renewal window)" : s->auth_method);
-	fx = fx_add(out, CORE_FX_SEND);
+	fx = core_fx_add(out, CORE_FX_SEND);
 	fx->send.type = CORE_MSG_OP_REQUEST;
 	fx->send.op = s->op;
 	fx->send.key_type = s->op == CAPF__OPERATION__OP_INSTALL ? s->key_type : 0;
@@ -420,12 +235,12 @@ static int on_loaded_claim(struct core *s, const struct core_event *ev, struct c
 	int ret;
 
 	if (v->result == CAPF_EBUSY)
-		return fail(s, CAPF_EBUSY, "another session for this device is in progress", out);
+		return core_fail(s, CAPF_EBUSY, "another session for this device is in progress", out);
 	if (v->result < 0)
-		return fail(s, CAPF_ERETRY, "cannot read the device record; retry later", out);
+		return core_fail(s, CAPF_ERETRY, "cannot read the device record; retry later", out);
 	ret = core_decide(s, v, ev->now, true, &why);
 	if (ret < 0)
-		return fail(s, ret, why, out);
+		return core_fail(s, ret, why, out);
 
 	s->op_generation = v->device->op_generation;
 	s->op = s->renewal ? CAPF__OPERATION__OP_INSTALL : (int)v->device->op;
@@ -433,12 +248,12 @@ static int on_loaded_claim(struct core *s, const struct core_event *ev, struct c
 	if (s->op == CAPF__OPERATION__OP_INSTALL) {
 		int r = core_pick_key(s, v->device, &s->key_type, &why);
 		if (r < 0)
-			return fail(s, r, why, out);
+			return core_fail(s, r, why, out);
 	}
 	if (ret == CORE_NEED_VERIFY) {
 		/* The string is checked off the loop: PBKDF2 is slow on
 		 * purpose. */
-		struct core_fx *fx = fx_add(out, CORE_FX_VERIFY);
+		struct core_fx *fx = core_fx_add(out, CORE_FX_VERIFY);
 
 		fx->verify.secret = s->secret;
 		fx->verify.secret_len = s->secret_len;
@@ -462,12 +277,12 @@ static int on_verified(struct core *s, const struct core_event *ev, struct core_
 		return begin_operation(s, out);
 	}
 	if (ev->result != CAPF_EAUTH)
-		return fail(s, CAPF_ERETRY, "cannot check the authentication string now; retry "
+		return core_fail(s, CAPF_ERETRY, "cannot check the authentication string now; retry "
 					    "later",
 			    out);
 	/* A wrong string is counted in the record, and locks the device
 	 * once there were too many. */
-	emit_load(s, false, out, CORE_S_LOAD_AUTHFAIL);
+	core_emit_load(s, false, out, CORE_S_LOAD_AUTHFAIL);
 	return 0;
 }
 
@@ -477,9 +292,9 @@ static int on_loaded_authfail(struct core *s, const struct core_event *ev, struc
 	Capf__Device *d;
 
 	if (v->result < 0 || v->device == NULL)
-		return fail(s, CAPF_EAUTH, "wrong authentication string", out);
-	persist_begin(s);
-	d = persist_device(s, v->device, ev->now);
+		return core_fail(s, CAPF_EAUTH, "wrong authentication string", out);
+	core_persist_begin(s);
+	d = core_persist_device(s, v->device, ev->now);
 	d->auth_failures = v->device->auth_failures + 1;
 	s->outcome = CAPF_EAUTH;
 	if (d->auth_failures >= s->cfg.max_auth_failures) {
@@ -491,7 +306,7 @@ static int on_loaded_authfail(struct core *s, const struct core_event *ev, struc
 	snprintf(s->text, sizeof(s->text), "wrong authentication string (%u in a row)%s",
 		 d->auth_failures != 0 ? d->auth_failures : s->cfg.max_auth_failures,
 		 s->outcome == CAPF_ELOCKOUT ? ": device locked out" : "");
-	emit_persist(s, out, CAPF__AUDIT_KIND__AUDIT_AUTH_FAIL, s->text,
+	core_emit_persist(s, out, CAPF__AUDIT_KIND__AUDIT_AUTH_FAIL, s->text,
 		     CORE_S_PERSIST_AUTHFAIL);
 	s->rec_ptrs[0]->device->last_error = (uint32_t)-s->outcome;
 	return 0;
@@ -501,11 +316,11 @@ static int on_persisted_authfail(struct core *s, const struct core_event *ev,
 				 struct core_out *out)
 {
 	if (ev->result == CAPF_ESTALE && ++s->conflicts <= s->cfg.max_conflicts) {
-		emit_load(s, false, out, CORE_S_LOAD_AUTHFAIL);
+		core_emit_load(s, false, out, CORE_S_LOAD_AUTHFAIL);
 		return 0;
 	}
 	/* Audited with the record (or, if that failed, here). */
-	return end_with(s, s->outcome < 0 ? s->outcome : CAPF_EAUTH, s->text, ev->result < 0, out);
+	return core_end_with(s, s->outcome < 0 ? s->outcome : CAPF_EAUTH, s->text, ev->result < 0, out);
 }
 
 static int on_key(struct core *s, const struct core_event *ev, struct core_out *out)
@@ -513,7 +328,7 @@ static int on_key(struct core *s, const struct core_event *ev, struct core_out *
 	const struct core_key *k = &ev->key;
 
 	if (k->kind != CORE_KEY_CSR && k->kind != CORE_KEY_SPKI)
-		return fail(s, CAPF_EBADCSR, NULL, out);
+		return core_fail(s, CAPF_EBADCSR, NULL, out);
 	/*
 	 * Proof of possession bound to the channel: where the transport has
 	 * a binding, only a CSR that carries it will do, so a captured
@@ -522,15 +337,15 @@ static int on_key(struct core *s, const struct core_event *ev, struct core_out *
 	 * may send a bare key.
 	 */
 	if (k->pop_result < 0 && k->pop_result != CAPF_EBINDING && k->pop_result != CAPF_ECSRSIG)
-		return fail(s, k->pop_result, NULL, out);
+		return core_fail(s, k->pop_result, NULL, out);
 	if (s->binding_len > 0 && k->kind != CORE_KEY_CSR)
-		return fail(s, CAPF_EBINDING, "a key without proof of possession on this channel",
+		return core_fail(s, CAPF_EBINDING, "a key without proof of possession on this channel",
 			    out);
 	if (k->kind == CORE_KEY_CSR && k->pop_result < 0 &&
 	    (s->binding_len > 0 || k->pop_result != CAPF_EBINDING))
-		return fail(s, k->pop_result, NULL, out);
+		return core_fail(s, k->pop_result, NULL, out);
 	s->key = *k;
-	emit_load(s, false, out, CORE_S_LOAD_KEY);
+	core_emit_load(s, false, out, CORE_S_LOAD_KEY);
 	return 0;
 }
 
@@ -541,26 +356,26 @@ static int recheck(struct core *s, const struct core_view *v, time_t now, struct
 	int ret;
 
 	if (v->result < 0)
-		return fail(s, CAPF_ERETRY, "cannot read the device record; retry later", out);
+		return core_fail(s, CAPF_ERETRY, "cannot read the device record; retry later", out);
 	int want;
 
 	ret = core_decide(s, v, now, false, &why);
 	if (ret < 0)
-		return fail(s, ret, why, out);
+		return core_fail(s, ret, why, out);
 	ret = core_pick_key(s, v->device, &want, &why);
 	if (ret < 0)
-		return fail(s, ret, why, out);
+		return core_fail(s, ret, why, out);
 	if (s->key.key_type != want) {
 		snprintf(s->text, sizeof(s->text), "the device's key policy asks for %s, not %s",
 			 key_type_name(want), key_type_name(s->key.key_type));
-		return fail(s, CAPF_EPOLICY, s->text, out);
+		return core_fail(s, CAPF_EPOLICY, s->text, out);
 	}
 	if (v->key_owner != NULL) {
 		/* A key is certified for one device only: one copied from, or
 		 * shared with, another phone gets no second certificate. */
 		snprintf(s->text, sizeof(s->text), "this key is certified for another device (%s)",
 			 v->key_owner);
-		return fail(s, CAPF_EKEYINUSE, s->text, out);
+		return core_fail(s, CAPF_EKEYINUSE, s->text, out);
 	}
 	s->lsc_days = v->device->lsc_days;
 	return 0;
@@ -577,7 +392,7 @@ static int on_loaded_key(struct core *s, const struct core_event *ev, struct cor
 	p = v->pending;
 	if (v->device->pending_serial.len == 0 || p == NULL ||
 	    p->state != CAPF__CERT_STATE__CERT_UNCONFIRMED) {
-		emit_sign(s, out);
+		core_emit_sign(s, out);
 		return 0;
 	}
 	if (p->spki_sha256.len == CORE_HASH_LEN &&
@@ -591,7 +406,7 @@ static int on_loaded_key(struct core *s, const struct core_event *ev, struct cor
 		drop_lsc(s);
 		s->lsc_der = malloc(p->der.len);
 		if (s->lsc_der == NULL)
-			return fail(s, CAPF_ENOMEM, NULL, out);
+			return core_fail(s, CAPF_ENOMEM, NULL, out);
 		memcpy(s->lsc_der, p->der.data, p->der.len);
 		s->lsc_der_len = p->der.len;
 		s->serial_len = p->serial.len <= sizeof(s->serial) ? p->serial.len : 0;
@@ -599,20 +414,20 @@ static int on_loaded_key(struct core *s, const struct core_event *ev, struct cor
 		s->not_before = p->not_before;
 		s->not_after = p->not_after;
 		memcpy(s->lsc_spki, s->key.spki_sha256, CORE_HASH_LEN);
-		fx = fx_add(out, CORE_FX_AUDIT);
-		audit_init(s, &fx->audit, CAPF__AUDIT_KIND__AUDIT_ISSUE, 0,
+		fx = core_fx_add(out, CORE_FX_AUDIT);
+		core_audit_init(s, &fx->audit, CAPF__AUDIT_KIND__AUDIT_ISSUE, 0,
 			   "recorded certificate delivered again");
-		emit_deliver(s, out);
+		core_emit_deliver(s, out);
 		return 0;
 	}
 	/* Another key: the unacknowledged LSC is revoked before a new one
 	 * is even signed, so a device never holds two. */
-	persist_begin(s);
-	revoke_cert(s, p, ev->now, CORE_REASON_SUPERSEDED);
-	Capf__Device *d = persist_device(s, v->device, ev->now);
+	core_persist_begin(s);
+	core_revoke_cert(s, p, ev->now, CORE_REASON_SUPERSEDED);
+	Capf__Device *d = core_persist_device(s, v->device, ev->now);
 	d->pending_serial.data = NULL;
 	d->pending_serial.len = 0;
-	emit_persist(s, out, CAPF__AUDIT_KIND__AUDIT_REVOKE,
+	core_emit_persist(s, out, CAPF__AUDIT_KIND__AUDIT_REVOKE,
 		     "unacknowledged certificate superseded by a new key", CORE_S_SUPERSEDE);
 	return 0;
 }
@@ -621,8 +436,8 @@ static int on_persisted_supersede(struct core *s, const struct core_event *ev,
 				  struct core_out *out)
 {
 	if (ev->result < 0)
-		return on_conflict(s, ev->result, CORE_S_LOAD_KEY, out);
-	emit_sign(s, out);
+		return core_on_conflict(s, ev->result, CORE_S_LOAD_KEY, out);
+	core_emit_sign(s, out);
 	return 0;
 }
 
@@ -631,21 +446,21 @@ static int on_signed(struct core *s, const struct core_event *ev, struct core_ou
 	const struct core_lsc *l = ev->signed_lsc;
 
 	if (ev->sign_result < 0 || l == NULL)
-		return fail(s, CAPF_ERETRY, "the server cannot sign certificates now; retry later",
+		return core_fail(s, CAPF_ERETRY, "the server cannot sign certificates now; retry later",
 			    out);
 	drop_lsc(s);
 	if (l->serial_len == 0 || l->serial_len > sizeof(s->serial) || l->der_len == 0 ||
 	    l->nchain > CORE_MAX_CHAIN)
-		return fail(s, CAPF_ECRYPTO, "internal: malformed signing result", out);
+		return core_fail(s, CAPF_ECRYPTO, "internal: malformed signing result", out);
 	s->lsc_der = malloc(l->der_len);
 	if (s->lsc_der == NULL)
-		return fail(s, CAPF_ENOMEM, NULL, out);
+		return core_fail(s, CAPF_ENOMEM, NULL, out);
 	memcpy(s->lsc_der, l->der, l->der_len);
 	s->lsc_der_len = l->der_len;
 	for (size_t i = 0; i < l->nchain; i++) {
 		s->chain[i] = malloc(l->chain_lens[i]);
 		if (s->chain[i] == NULL)
-			return fail(s, CAPF_ENOMEM, NULL, out);
+			return core_fail(s, CAPF_ENOMEM, NULL, out);
 		memcpy(s->chain[i], l->chain[i], l->chain_lens[i]);
 		s->chain_lens[i] = l->chain_lens[i];
 		s->nchain++;
@@ -658,7 +473,7 @@ static int on_signed(struct core *s, const struct core_event *ev, struct core_ou
 	memcpy(s->lsc_spki, l->spki_sha256, CORE_HASH_LEN);
 	/* Read once more: what is recorded is decided on the record as it
 	 * is now, not as it was before the signature. */
-	emit_load(s, false, out, CORE_S_LOAD_ISSUE);
+	core_emit_load(s, false, out, CORE_S_LOAD_ISSUE);
 	return 0;
 }
 
@@ -676,13 +491,13 @@ static int on_loaded_issue(struct core *s, const struct core_event *ev, struct c
 	 * device is claimed), but a pending LSC that is still unconfirmed
 	 * must never be silently replaced; a revoked one may. */
 	if (v->device->pending_serial.len > 0 &&
-	    !serial_eq(&v->device->pending_serial, s->serial, s->serial_len) && v->pending != NULL &&
+	    !core_serial_eq(&v->device->pending_serial, s->serial, s->serial_len) && v->pending != NULL &&
 	    v->pending->state == CAPF__CERT_STATE__CERT_UNCONFIRMED)
-		return fail(s, CAPF_ERETRY, "another certificate of this device awaits its "
+		return core_fail(s, CAPF_ERETRY, "another certificate of this device awaits its "
 					    "acknowledgement; retry later",
 			    out);
 
-	persist_begin(s);
+	core_persist_begin(s);
 	r = &s->rec[s->nrec];
 	c = &s->cert_out[s->nrec];
 	capf__certificate__init(c);
@@ -705,7 +520,7 @@ static int on_loaded_issue(struct core *s, const struct core_event *ev, struct c
 	r->create_only = true;
 	s->rec_ptrs[s->nrec++] = r;
 
-	d = persist_device(s, v->device, ev->now);
+	d = core_persist_device(s, v->device, ev->now);
 	d->status = CAPF__OP_STATUS__STATUS_ISSUED;
 	d->last_error = 0;
 	d->pending_serial.data = s->serial;
@@ -713,18 +528,18 @@ static int on_loaded_issue(struct core *s, const struct core_event *ev, struct c
 	if (strcmp(s->auth_method != NULL ? s->auth_method : "", "mic") == 0 &&
 	    s->peer.fingerprint[0] != '\0')
 		d->mic_fingerprint = s->peer.fingerprint;
-	emit_persist(s, out, CAPF__AUDIT_KIND__AUDIT_ISSUE, NULL, CORE_S_PERSIST_ISSUE);
+	core_emit_persist(s, out, CAPF__AUDIT_KIND__AUDIT_ISSUE, NULL, CORE_S_PERSIST_ISSUE);
 	return 0;
 }
 
 static int on_persisted_issue(struct core *s, const struct core_event *ev, struct core_out *out)
 {
 	if (ev->result == CAPF_EEXIST)
-		return fail(s, CAPF_ERETRY, "serial already recorded; retry later", out);
+		return core_fail(s, CAPF_ERETRY, "serial already recorded; retry later", out);
 	if (ev->result < 0)
-		return on_conflict(s, ev->result, CORE_S_LOAD_ISSUE, out);
+		return core_on_conflict(s, ev->result, CORE_S_LOAD_ISSUE, out);
 	/* Write-ahead: only now may the certificate leave. */
-	emit_deliver(s, out);
+	core_emit_deliver(s, out);
 	return 0;
 }
 
@@ -734,9 +549,9 @@ static int on_ack(struct core *s, const struct core_event *ev, struct core_out *
 		/* The phone could not store its certificate: the operation
 		 * stays pending and the certificate unconfirmed, so that a
 		 * retry with the same key gets it again. */
-		return fail(s, CAPF_EREJECTED, "the phone did not store the certificate", out);
+		return core_fail(s, CAPF_EREJECTED, "the phone did not store the certificate", out);
 	}
-	emit_load(s, false, out, CORE_S_LOAD_FINISH);
+	core_emit_load(s, false, out, CORE_S_LOAD_FINISH);
 	return 0;
 }
 
@@ -745,9 +560,9 @@ static int on_deleted(struct core *s, const struct core_event *ev, struct core_o
 	if (ev->code != 0) {
 		/* The operation stays pending; an administrator can still
 		 * revoke the certificate (capfctl cert revoke). */
-		return fail(s, CAPF_EREJECTED, "the phone did not delete its certificate", out);
+		return core_fail(s, CAPF_EREJECTED, "the phone did not delete its certificate", out);
 	}
-	emit_load(s, false, out, CORE_S_LOAD_FINISH);
+	core_emit_load(s, false, out, CORE_S_LOAD_FINISH);
 	return 0;
 }
 
@@ -757,19 +572,19 @@ static int on_fetched(struct core *s, const struct core_event *ev, struct core_o
 
 	drop_fetched(s);
 	if (r->n > FETCH_MAX)
-		return fail(s, CAPF_EBADMSG, "too many certificates in the report", out);
+		return core_fail(s, CAPF_EBADMSG, "too many certificates in the report", out);
 	for (size_t i = 0; i < r->n; i++) {
 		if (r->lens[i] == 0 || r->lens[i] > FETCH_CERT_MAX)
-			return fail(s, CAPF_EBADMSG, "a reported certificate is empty or too large",
+			return core_fail(s, CAPF_EBADMSG, "a reported certificate is empty or too large",
 				    out);
 		s->fetched[i].data = malloc(r->lens[i]);
 		if (s->fetched[i].data == NULL)
-			return fail(s, CAPF_ENOMEM, NULL, out);
+			return core_fail(s, CAPF_ENOMEM, NULL, out);
 		memcpy(s->fetched[i].data, r->certs[i], r->lens[i]);
 		s->fetched[i].len = r->lens[i];
 		s->nfetched++;
 	}
-	emit_load(s, false, out, CORE_S_LOAD_FINISH);
+	core_emit_load(s, false, out, CORE_S_LOAD_FINISH);
 	return 0;
 }
 
@@ -802,40 +617,40 @@ static int finish_install(struct core *s, const struct core_event *ev, struct co
 	Capf__Certificate *c;
 	Capf__Device *d;
 
-	if (!serial_eq(&v->device->pending_serial, s->serial, s->serial_len) || p == NULL)
-		return fail(s, CAPF_ESUPERSEDED, "this certificate is no longer the device's "
+	if (!core_serial_eq(&v->device->pending_serial, s->serial, s->serial_len) || p == NULL)
+		return core_fail(s, CAPF_ESUPERSEDED, "this certificate is no longer the device's "
 						 "pending one",
 			    out);
 
-	persist_begin(s);
+	core_persist_begin(s);
 	if (p->state == CAPF__CERT_STATE__CERT_REVOKED) {
 		/* Revoked between delivery and acknowledgement: it never
 		 * becomes the device's current LSC. */
-		d = persist_device(s, v->device, ev->now);
+		d = core_persist_device(s, v->device, ev->now);
 		d->pending_serial.data = NULL;
 		d->pending_serial.len = 0;
 		d->status = CAPF__OP_STATUS__STATUS_FAILED;
 		d->last_error = (uint32_t)-CAPF_EREVOKED;
 		s->outcome = CAPF_EREVOKED;
-		emit_persist(s, out, CAPF__AUDIT_KIND__AUDIT_ENROLL_FAIL,
+		core_emit_persist(s, out, CAPF__AUDIT_KIND__AUDIT_ENROLL_FAIL,
 			     "certificate revoked before its acknowledgement", CORE_S_PERSIST_FINISH);
 		return 0;
 	}
 
-	c = persist_cert(s, p);
+	c = core_persist_cert(s, p);
 	c->state = CAPF__CERT_STATE__CERT_ACTIVE;
-	if (old != NULL && !serial_eq(&old->serial, s->serial, s->serial_len) &&
+	if (old != NULL && !core_serial_eq(&old->serial, s->serial, s->serial_len) &&
 	    old->state != CAPF__CERT_STATE__CERT_REVOKED) {
 		/* The LSC this one replaces is superseded: at once, or after
 		 * the configured grace period. */
 		if (s->cfg.supersede_grace == 0) {
-			revoke_cert(s, old, ev->now, CORE_REASON_SUPERSEDED);
+			core_revoke_cert(s, old, ev->now, CORE_REASON_SUPERSEDED);
 		} else {
-			Capf__Certificate *o = persist_cert(s, old);
+			Capf__Certificate *o = core_persist_cert(s, old);
 			o->revoke_after = ev->now + (int64_t)s->cfg.supersede_grace;
 		}
 	}
-	d = persist_device(s, v->device, ev->now);
+	d = core_persist_device(s, v->device, ev->now);
 	d->lsc_serial.data = s->serial;
 	d->lsc_serial.len = s->serial_len;
 	d->pending_serial.data = NULL;
@@ -844,7 +659,7 @@ static int finish_install(struct core *s, const struct core_event *ev, struct co
 	/* The operation done is the one authenticated for; if an
 	 * administrator scheduled another since, that one stands. */
 	finish_device(s, v->device, d);
-	emit_persist(s, out, CAPF__AUDIT_KIND__AUDIT_ACK, s->renewal ? "renewal" : NULL,
+	core_emit_persist(s, out, CAPF__AUDIT_KIND__AUDIT_ACK, s->renewal ? "renewal" : NULL,
 		     CORE_S_PERSIST_FINISH);
 	return 0;
 }
@@ -856,13 +671,13 @@ static int finish_delete(struct core *s, const struct core_event *ev, struct cor
 
 	/* The phone has dropped its LSC: whatever an administrator did
 	 * meanwhile, that certificate is revoked now. */
-	persist_begin(s);
+	core_persist_begin(s);
 	if (v->current != NULL && v->current->state != CAPF__CERT_STATE__CERT_REVOKED)
-		revoke_cert(s, v->current, ev->now, CORE_REASON_CESSATION);
+		core_revoke_cert(s, v->current, ev->now, CORE_REASON_CESSATION);
 	if (v->pending != NULL && v->pending->state != CAPF__CERT_STATE__CERT_REVOKED &&
 	    v->pending != v->current)
-		revoke_cert(s, v->pending, ev->now, CORE_REASON_CESSATION);
-	d = persist_device(s, v->device, ev->now);
+		core_revoke_cert(s, v->pending, ev->now, CORE_REASON_CESSATION);
+	d = core_persist_device(s, v->device, ev->now);
 	d->lsc_serial.data = NULL;
 	d->lsc_serial.len = 0;
 	d->pending_serial.data = NULL;
@@ -872,7 +687,7 @@ static int finish_delete(struct core *s, const struct core_event *ev, struct cor
 		s->serial_len = v->current->serial.len;
 		memcpy(s->serial, v->current->serial.data, s->serial_len);
 	}
-	emit_persist(s, out, CAPF__AUDIT_KIND__AUDIT_REVOKE,
+	core_emit_persist(s, out, CAPF__AUDIT_KIND__AUDIT_REVOKE,
 		     v->current != NULL ? "deleted by the phone (cessationOfOperation)"
 					: "deleted by the phone (it held no LSC of ours)",
 		     CORE_S_PERSIST_FINISH);
@@ -884,14 +699,14 @@ static int finish_fetch(struct core *s, const struct core_event *ev, struct core
 	const struct core_view *v = &ev->loaded;
 	Capf__Device *d;
 
-	persist_begin(s);
-	d = persist_device(s, v->device, ev->now);
+	core_persist_begin(s);
+	d = core_persist_device(s, v->device, ev->now);
 	d->fetched = s->fetched;
 	d->n_fetched = s->nfetched;
 	d->fetched_at = ev->now;
 	finish_device(s, v->device, d);
 	snprintf(s->text, sizeof(s->text), "the phone reported %zu certificates", s->nfetched);
-	emit_persist(s, out, CAPF__AUDIT_KIND__AUDIT_ADMIN, s->text, CORE_S_PERSIST_FINISH);
+	core_emit_persist(s, out, CAPF__AUDIT_KIND__AUDIT_ADMIN, s->text, CORE_S_PERSIST_FINISH);
 	return 0;
 }
 
@@ -900,9 +715,9 @@ static int on_loaded_finish(struct core *s, const struct core_event *ev, struct 
 	const struct core_view *v = &ev->loaded;
 
 	if (v->result < 0)
-		return fail(s, CAPF_ERETRY, "cannot read the device record; retry later", out);
+		return core_fail(s, CAPF_ERETRY, "cannot read the device record; retry later", out);
 	if (v->device == NULL)
-		return fail(s, CAPF_ECANCELED, "the device record was removed", out);
+		return core_fail(s, CAPF_ECANCELED, "the device record was removed", out);
 	switch (s->op) {
 	case CAPF__OPERATION__OP_DELETE:
 		return finish_delete(s, ev, out);
@@ -918,18 +733,18 @@ static int on_persisted_finish(struct core *s, const struct core_event *ev, stru
 	struct core_fx *fx;
 
 	if (ev->result < 0)
-		return on_conflict(s, ev->result, CORE_S_LOAD_FINISH, out);
+		return core_on_conflict(s, ev->result, CORE_S_LOAD_FINISH, out);
 	if (s->outcome < 0)
-		return end_with(s, s->outcome, "the certificate was revoked before it was "
+		return core_end_with(s, s->outcome, "the certificate was revoked before it was "
 					       "acknowledged",
 				false, out);
-	fx = fx_add(out, CORE_FX_SEND);
+	fx = core_fx_add(out, CORE_FX_SEND);
 	fx->send.type = CORE_MSG_END;
 	fx->send.code = 0;
 	fx->send.text = s->op == CAPF__OPERATION__OP_DELETE  ? "certificate deleted"
 			: s->op == CAPF__OPERATION__OP_FETCH ? "report recorded"
 							     : "certificate installed";
-	fx_add(out, CORE_FX_CLOSE);
+	core_fx_add(out, CORE_FX_CLOSE);
 	out->success = true;
 	out->done = true;
 	s->state = CORE_S_DONE;
@@ -939,18 +754,18 @@ static int on_persisted_finish(struct core *s, const struct core_event *ev, stru
 static int on_timeout(struct core *s, const struct core_event *ev, struct core_out *out)
 {
 	(void)ev;
-	return fail(s, CAPF_ETIMEOUT, NULL, out);
+	return core_fail(s, CAPF_ETIMEOUT, NULL, out);
 }
 
 static int on_peer_end(struct core *s, const struct core_event *ev, struct core_out *out)
 {
 	(void)ev;
-	return fail(s, CAPF_EREJECTED, "the phone ended the session", out);
+	return core_fail(s, CAPF_EREJECTED, "the phone ended the session", out);
 }
 
 static int on_abort(struct core *s, const struct core_event *ev, struct core_out *out)
 {
-	return fail(s, ev->code < 0 ? ev->code : CAPF_EPROTO, NULL, out);
+	return core_fail(s, ev->code < 0 ? ev->code : CAPF_EPROTO, NULL, out);
 }
 
 /*
@@ -997,16 +812,16 @@ int core_step(struct core *s, const struct core_event *ev, struct core_out *out)
 
 	memset(out, 0, sizeof(*out));
 	if (ev == NULL || (unsigned)ev->type >= CORE_EV__COUNT)
-		return s->state == CORE_S_DONE ? CAPF_EORDER : fail(s, CAPF_EINVAL, NULL, out);
+		return s->state == CORE_S_DONE ? CAPF_EORDER : core_fail(s, CAPF_EINVAL, NULL, out);
 	if (s->state == CORE_S_DONE)
 		return CAPF_EORDER;
 	h = table[s->state][ev->type];
 	if (h == NULL) {
 		if (from_phone(ev->type))
-			return fail(s, CAPF_EORDER, "message out of order", out);
+			return core_fail(s, CAPF_EORDER, "message out of order", out);
 		snprintf(s->text, sizeof(s->text), "internal: unexpected %s in state %s",
 			 core_event_name(ev->type), core_state_name(s->state));
-		return fail(s, CAPF_EORDER, s->text, out);
+		return core_fail(s, CAPF_EORDER, s->text, out);
 	}
 	if (ev->type == CORE_EV_LOADED && ev->loaded.device != NULL && ev->loaded.device->deleted) {
 		/* A removed device (a tombstone) is no device, at every step. */

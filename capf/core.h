@@ -16,7 +16,7 @@
  *   effect    what the session asks the world to do in answer (struct
  *             core_fx): load a device and its certificates, persist
  *             records at the revisions they were read, sign an LSC, send
- *             an abstract message, audit, close. The glue (capf/conn.c)
+ *             an abstract message, audit, close. The glue (capf/session.c)
  *             carries effects out and feeds their results back as events.
  *   message   an abstract message to the phone (struct core_msg): the
  *             operation request, the certificate delivery, the end of the

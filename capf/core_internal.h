@@ -102,4 +102,32 @@ int core_pick_key(const struct core *s, const Capf__Device *d, int *out, const c
  */
 int64_t core_lockout_until(const struct core *s, uint32_t lockouts, time_t now);
 
+/* ---- building records and effects (capf/core_records.c) ------------------ */
+
+/* core_fx_add() - the next effect of out (the last one again if full). */
+struct core_fx *core_fx_add(struct core_out *out, enum core_fx_type type);
+void core_audit_init(struct core *s, struct core_audit *a, Capf__AuditKind kind, int code,
+		     const char *detail);
+/* core_end_with() - end a session that did not do its operation: END with
+ * code and text, close, an audit event if asked; core_fail() - the same,
+ * audited. */
+int core_end_with(struct core *s, int code, const char *text, bool audit, struct core_out *out);
+int core_fail(struct core *s, int code, const char *text, struct core_out *out);
+/* core_emit_load() - a LOAD of the device (claim: take it for the session). */
+void core_emit_load(struct core *s, bool claim, struct core_out *out, enum core_state next);
+bool core_serial_eq(const ProtobufCBinaryData *a, const uint8_t *b, size_t blen);
+/* The records of one persist: begin, then the device (its session fields
+ * on a copy of cur), certificates and revocations, then core_emit_persist(). */
+void core_persist_begin(struct core *s);
+Capf__Device *core_persist_device(struct core *s, const Capf__Device *cur, time_t now);
+Capf__Certificate *core_persist_cert(struct core *s, const Capf__Certificate *cur);
+void core_revoke_cert(struct core *s, const Capf__Certificate *cur, time_t now, int reason);
+void core_emit_persist(struct core *s, struct core_out *out, Capf__AuditKind kind,
+		       const char *detail, enum core_state next);
+/* core_on_conflict() - a persist refused: on CAPF_ESTALE / CAPF_ENOENT read
+ * again (state reload), else end with a retry-later error. */
+int core_on_conflict(struct core *s, int result, enum core_state reload, struct core_out *out);
+void core_emit_sign(struct core *s, struct core_out *out);
+void core_emit_deliver(struct core *s, struct core_out *out);
+
 #endif /* CAPF_CORE_INTERNAL_H */

@@ -15,11 +15,6 @@ bool core_mic_names(const char *cn, const char *device)
 	return cn != NULL && mic_cn_names_device(cn, strlen(cn), device);
 }
 
-static bool serial_eq(const ProtobufCBinaryData *a, const uint8_t *b, size_t blen)
-{
-	return a->len == blen && blen > 0 && memcmp(a->data, b, blen) == 0;
-}
-
 /* ---- by certificate ---------------------------------------------------- */
 
 static int auth_mic(const struct core *s)
@@ -57,7 +52,7 @@ static int auth_lsc(const struct core *s, const struct core_view *v, time_t now)
 	if (now < c->not_before || now >= c->not_after)
 		return CAPF_EEXPIRED;
 	if (c->state != CAPF__CERT_STATE__CERT_ACTIVE ||
-	    !serial_eq(&v->device->lsc_serial, s->peer.serial, s->peer.serial_len))
+	    !core_serial_eq(&v->device->lsc_serial, s->peer.serial, s->peer.serial_len))
 		return CAPF_ESUPERSEDED;
 	return 0;
 }
