@@ -206,6 +206,19 @@ void ctl_table_free(struct ctl_table *t);
  * certificates (sorted by ctl_page_sort()), or NULL. */
 const Capf__Certificate *ctl_page_lsc(const Capf__AdminResponse *page, const Capf__Device *d);
 
+/* ctl_json_kv() - "key":"val" (JSON strings), then a comma if asked. */
+void ctl_json_kv(FILE *f, const char *key, const char *val, bool comma);
+
+/* ctl_json_device_fetched(), ctl_show_fetched_table() - the certificates
+ * a phone reported (fetch), in JSON (members, each with a comma) or for
+ * people (capfctl_fetched.c). */
+void ctl_json_device_fetched(FILE *f, const Capf__Device *d);
+void ctl_show_fetched_table(const Capf__Device *d);
+
+/* ctl_device_put() - capfctl device add (create) or device set
+ * (capfctl_put.c). */
+int ctl_device_put(struct ctl *c, int argc, char **argv, bool create);
+
 /* ctl_now() - a monotonic time in seconds; ctl_progress() - a progress
  * bar on stderr with the rate since started and the time left (callers
  * show it on a terminal only). */
