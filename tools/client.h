@@ -143,8 +143,11 @@ int client_tls_open(struct client_tls *t, const char *host, const char *port,
 		    unsigned timeout_ms);
 
 /* client_tls_close() - send a TLS close_notify (best effort), close the
- * socket, release everything. Safe on a closed or CLIENT_TLS_INIT one. */
+ * socket, release everything. Safe on a closed or CLIENT_TLS_INIT one.
+ * client_tls_abort() - the same without the close_notify (a phone that
+ * goes away). */
 void client_tls_close(struct client_tls *t);
+void client_tls_abort(struct client_tls *t);
 
 /*
  * client_tls_send_raw() - write bytes as one TLS record (several when len
