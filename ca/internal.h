@@ -395,6 +395,11 @@ void ca_issuer_free(struct ca_issuer *is);
 int ca_issuer_key_moved(const struct ca *ca, struct ca_issuer *is, const char *gdir);
 void ca_issuer_link(struct ca *ca, struct ca_issuer *is);
 void ca_issuer_take_key(struct ca_issuer *is, struct held_key *k);
+/* ca_issuer_give_key() - the reverse of ca_issuer_take_key(): the issuer's
+ * key into k; ca_held_key_open() - open ref (ca_key_open()) into k
+ * (ca/issuer.c). */
+void ca_issuer_give_key(struct ca_issuer *is, struct held_key *k);
+int ca_held_key_open(const struct ca *ca, const char *ref, struct held_key *k);
 int ca_key_matches(gnutls_pubkey_t kpub, gnutls_x509_crt_t crt);
 int ca_make_self_signed(struct ca *ca, const struct ca_keyspec *spec, const char *subject, time_t now, struct ca_issuer **out);
 int ca_make_tmp_gen(const struct ca *ca, char *tmpdir, size_t size);
