@@ -699,13 +699,22 @@ struct audit_agg {
 	char key[];              /* "<kind>/<address>" */
 };
 
-/* One queued item: a txn (its whole segment entry, ready to write), an
- * audit event, or a request for the writer. */
+/* A txn's segment entries: one StoreTxn each, all written in one group
+ * commit (whose commit marker makes them durable together), so a txn of
+ * any size is all or none although an entry holds at most
+ * STORE_ENTRY_MAX bytes. */
+struct txn_part {
+	uint8_t *p;
+	size_t len;
+};
+
+/* One queued item: a txn (its segment entries, ready to write), an audit
+ * event, or a request for the writer. */
 struct item {
 	struct item *next;
 	enum item_kind kind;
-	uint8_t *entry;
-	size_t entry_len;
+	struct txn_part *parts;
+	size_t n_parts;
 	struct pending_rec *recs;
 	size_t n_recs;
 	struct audit_ev *audit;

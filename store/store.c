@@ -215,6 +215,8 @@ int store_open_opts(struct store **out, const char *dir, const struct store_opti
 		st->opt.fault_log_interval = STORE_FAULT_LOG_INTERVAL_DEFAULT;
 	if (st->opt.queue_max == 0)
 		st->opt.queue_max = STORE_QUEUE_MAX_DEFAULT;
+	if (st->opt.txn_entry_max == 0 || st->opt.txn_entry_max > STORE_ENTRY_MAX)
+		st->opt.txn_entry_max = STORE_ENTRY_MAX;
 	if (st->opt.audit_file_bytes == 0)
 		st->opt.audit_file_bytes = STORE_AUDIT_FILE_DEFAULT;
 	if (st->opt.audit_aggregate_seconds == 0)

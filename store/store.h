@@ -112,6 +112,10 @@ struct store_options {
 	 * counted per source address and kind, and written as one entry per
 	 * source per this many seconds. 0 = 60. */
 	unsigned audit_aggregate_seconds;
+	/* The largest segment entry a txn is cut into (a txn larger than
+	 * this is written as several entries in one group commit, all or
+	 * none). 0 = STORE_ENTRY_MAX (16 MiB); smaller values are for tests. */
+	size_t txn_entry_max;
 	store_event_cb event_cb;
 	void *event_arg;
 };

@@ -236,10 +236,14 @@ static int encode_segment(struct store *st, struct item *head, struct audit_batc
 	for (it = head; it; it = it->next) {
 		if (it->kind != ITEM_TXN || it->result != 0)
 			continue;
-		ret = store_frame_entry(&f, it->entry, it->entry_len, it == last && b->n == 0,
-					&b->seg_out, NULL);
-		if (ret < 0)
-			goto out;
+		for (size_t k = 0; k < it->n_parts; k++) {
+			bool commit = it == last && k + 1 == it->n_parts && b->n == 0;
+
+			ret = store_frame_entry(&f, it->parts[k].p, it->parts[k].len, commit,
+						&b->seg_out, NULL);
+			if (ret < 0)
+				goto out;
+		}
 	}
 	if (b->n > 0) {
 		an.seq = b->chain.seq;

@@ -1653,6 +1653,75 @@ static int put_devices(struct store *st, const char *prefix, int from, int n)
 	return ret;
 }
 
+/*
+ * A txn larger than one entry: written as several entries of one group
+ * commit, all durable or none. With entries of at most 4 KiB, 300
+ * devices take several; a crash that leaves any part of that group on
+ * disk but not its commit marker brings back none of them.
+ */
+#define BIG_TXN 300
+static void test_txn_several_entries(void)
+{
+	struct store_options opt = { .txn_entry_max = 4096 };
+	struct store *st = NULL;
+	Capf__Device *devs = calloc(BIG_TXN, sizeof(*devs));
+	Capf__StoreRecord *rs = calloc(BIG_TXN, sizeof(*rs));
+	Capf__StoreRecord **recs = calloc(BIG_TXN, sizeof(*recs));
+	char (*names)[32] = calloc(BIG_TXN, sizeof(*names));
+	struct store_stats stats;
+	long before, after, offs[64];
+	int n_before, n_after, i;
+	struct tmp t;
+
+	CU_ASSERT_FATAL(devs && rs && recs && names);
+	CU_ASSERT_EQUAL_FATAL(tmp_setup(&t), 0);
+	CU_ASSERT_EQUAL_FATAL(two_devices(&t) > 0, 1);
+	before = file_size(t.log);
+	n_before = entry_offsets(t.log, offs, 64);
+	for (i = 0; i < BIG_TXN; i++) {
+		snprintf(names[i], sizeof(names[i]), "SEP-BIG-%04d", i);
+		full_device(&devs[i], names[i]);
+		device_record(&rs[i], &devs[i]);
+		rs[i].create_only = 1;
+		recs[i] = &rs[i];
+	}
+	CU_ASSERT_EQUAL_FATAL(store_open_opts(&st, t.dir, &opt), 0);
+	CU_ASSERT_EQUAL(store_submit_wait(st, recs, BIG_TXN), 0);
+	store_get_stats(st, &stats);
+	CU_ASSERT_EQUAL(stats.devices, BIG_TXN + 2);
+	store_close(st);
+	after = file_size(t.log);
+	n_after = entry_offsets(t.log, offs, 64);
+	/* Several entries, each below the limit. */
+	CU_ASSERT(n_after - n_before >= 4);
+	for (i = n_before + 1; i < n_after; i++)
+		CU_ASSERT(offs[i] - offs[i - 1] <= 4096 + 64);
+
+	/* All of them after a restart, with the default entry size too. */
+	CU_ASSERT_EQUAL_FATAL(store_open(&st, t.dir), 0);
+	store_get_stats(st, &stats);
+	CU_ASSERT_EQUAL(stats.devices, BIG_TXN + 2);
+	CU_ASSERT(has_device(st, "SEP-BIG-0000"));
+	CU_ASSERT(has_device(st, "SEP-BIG-0299"));
+	store_close(st);
+
+	/* Cut inside the group: after its first entries, before its marker. */
+	CU_ASSERT_EQUAL_FATAL(truncate(t.log, (off_t)offs[n_after - 1]), 0);
+	CU_ASSERT_EQUAL_FATAL(store_open(&st, t.dir), 0);
+	store_get_stats(st, &stats);
+	CU_ASSERT_EQUAL(stats.devices, 2);
+	CU_ASSERT_EQUAL(file_size(t.log), before);
+	CU_ASSERT_FALSE(has_device(st, "SEP-BIG-0000"));
+	CU_ASSERT(has_device(st, "SEP-ONE"));
+	store_close(st);
+	(void)after;
+	tmp_cleanup(&t);
+	free(devs);
+	free(rs);
+	free(recs);
+	free(names);
+}
+
 /* ---- compaction --------------------------------------------------------------- */
 
 static void test_compact_invalid(void)
@@ -3004,6 +3073,7 @@ static CU_TestInfo tests_records[] = {
 	{ "create_only and must_exist", test_create_only },
 	{ "preconditions within a group", test_preconditions_in_group },
 	{ "multi-record txn", test_multi_record_txn },
+	{ "txn of several entries, all or none", test_txn_several_entries },
 	CU_TEST_INFO_NULL,
 };
 
