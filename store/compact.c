@@ -159,6 +159,7 @@ int store_write_snapshot(struct compaction *c, char *err, size_t errlen)
 	so.f.salt = store_new_salt();
 	so.f.pos = STORE_HEADER_LEN;
 	so.f.group = 1;
+	so.f.after_lazy = false;
 	store_header_encode(so.buf, STORE_FILE_SNAPSHOT, c->seq, so.f.salt);
 	ret = store_write_full(so.fd, so.buf, STORE_HEADER_LEN);
 	if (ret < 0)

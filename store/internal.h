@@ -51,6 +51,13 @@
 #define STORE_FRAG_MIDDLE 3u
 #define STORE_FRAG_LAST 4u
 #define STORE_FRAG_COMMIT 0x01u    /* flag: the last entry of a group commit */
+/* flag: the group was written while a group before it in the file was not
+ * yet synced, so the group is no evidence that those were durable */
+#define STORE_FRAG_AFTER_LAZY 0x02u
+#define STORE_FRAG_FLAGS (STORE_FRAG_COMMIT | STORE_FRAG_AFTER_LAZY)
+/* header flag of segments and audit files that may hold AFTER_LAZY groups
+ * (a reader that does not know the flag refuses the file) */
+#define STORE_HDR_LAZY_MARKS 0x01u
 #define STORE_ENTRY_MAX (16u * 1024u * 1024u)
 #define STORE_HASH_LEN 32u         /* SHA-256 */
 /* The hash field of an AuditEntry: tag (10, length-delimited), length 32. */
@@ -153,6 +160,7 @@ struct store_framer {
 	uint32_t salt;  /* the file's */
 	uint64_t pos;   /* the file offset of the next byte */
 	uint32_t group; /* the group commit being written (1 for a file's first) */
+	bool after_lazy; /* a group before it is not synced yet (STORE_FRAG_AFTER_LAZY) */
 };
 
 /*
@@ -174,9 +182,10 @@ struct store_walk_item {
 	size_t len;
 	uint32_t group;
 	bool commit;
+	bool after_lazy;        /* good: its group is no evidence for those before */
 	const char *reason;     /* bad: why (static) */
-	bool has_group;         /* bad: valid fragments inside it name groups */
-	uint32_t max_group;     /*      the largest */
+	bool has_group;         /* bad: valid fragments inside it, written after every */
+	uint32_t max_group;     /*      group before theirs was synced, name groups; the largest */
 };
 
 /* A walk over the fragments of a format 3 file held in memory. */

@@ -86,6 +86,7 @@ static int new_file(struct store_buf *out, struct reframer *r, enum store_file_k
 		return ret;
 	r->version = version;
 	r->f.group = 1;
+	r->f.after_lazy = false;
 	if (version == STORE_FORMAT_V2) {
 		memcpy(out->data, kind_magic(kind), STORE_MAGIC_LEN);
 		store_be32_put(out->data + 8, STORE_FORMAT_V2);
@@ -383,6 +384,7 @@ static int write_anchor(struct checker *c, uint64_t seg, const struct store_anch
 	f.f.salt = fs.res.salt;
 	f.f.pos = fs.m.len;
 	f.f.group = fs.res.group + 1;
+	f.f.after_lazy = false;
 	ret = put_entry(&f, buf, plen, true, &out, NULL);
 	if (ret < 0)
 		goto out;

@@ -182,7 +182,7 @@ struct audit_batch {
 /* Encodes and frames the audit entries: the chain goes on from st->chain. */
 static int encode_audit(struct store *st, struct audit_batch *b)
 {
-	struct store_framer f = { st->audit_salt, st->chain.end, st->audit_group };
+	struct store_framer f = { st->audit_salt, st->chain.end, st->audit_group, false };
 	size_t i;
 	int ret;
 
@@ -222,7 +222,7 @@ static int encode_audit(struct store *st, struct audit_batch *b)
  */
 static int encode_segment(struct store *st, struct item *head, struct audit_batch *b)
 {
-	struct store_framer f = { st->seg_salt, st->seg_size, st->seg_group };
+	struct store_framer f = { st->seg_salt, st->seg_size, st->seg_group, false };
 	Capf__StoreTxn txn = CAPF__STORE_TXN__INIT;
 	Capf__AuditAnchor an = CAPF__AUDIT_ANCHOR__INIT;
 	uint8_t *anchor = NULL;

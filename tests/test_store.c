@@ -303,7 +303,7 @@ static uint8_t *next_entry(const char *path, const char *device_name, size_t *le
 static uint8_t *frame_file(enum store_file_kind kind, uint64_t seq, const uint8_t *const *ps,
 			   const size_t *lens, size_t n, size_t extra, size_t *len)
 {
-	struct store_framer f = { 0x5eed1234u, STORE_HEADER_LEN, 1 };
+	struct store_framer f = { 0x5eed1234u, STORE_HEADER_LEN, 1, false };
 	struct store_buf out = { 0 };
 	size_t i;
 
@@ -484,7 +484,7 @@ static void test_scan_invalid(void)
 	hdr[27] ^= 1;
 	CU_ASSERT_EQUAL(store_log_scan(hdr, sizeof(hdr), count_txn, &n, &res), CAPF_ECORRUPT);
 	store_header_encode(hdr, STORE_FILE_SEGMENT, 1, 7);
-	hdr[15] = 1;
+	hdr[15] = 3; /* a flag no writer sets */
 	CU_ASSERT_EQUAL(store_log_scan(hdr, sizeof(hdr), count_txn, &n, &res), CAPF_ECORRUPT);
 	CU_ASSERT_EQUAL(n, 0);
 }
@@ -545,6 +545,53 @@ static void test_scan_valid(void)
 	CU_ASSERT_EQUAL(res.bad_off, STORE_HEADER_LEN);
 	CU_ASSERT_EQUAL(n, 0);
 	free(buf);
+}
+
+/*
+ * Groups written after one that was not synced yet (lazy) say so, and are
+ * no evidence that the groups before them were durable: damage followed
+ * only by such groups is a torn tail; a later group written once all
+ * before it were synced proves the damaged one durable.
+ */
+static void test_scan_lazy(void)
+{
+	static const bool lazy_cases[][4] = {
+		/* after_lazy of groups 1..4, damage in group 2 */
+		{ false, false, true, true },   /* torn: 3 and 4 follow an unsynced 2 */
+		{ false, false, false, false }, /* corrupt: 3 was written after 2 synced */
+		{ false, false, true, false },  /* corrupt: 4 proves 2 and 3 synced */
+	};
+	static const int want[] = { 0, CAPF_ECORRUPT, CAPF_ECORRUPT };
+	size_t plen = 0;
+	uint8_t *p = make_payload("SEP-LAZY", &plen);
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+	for (size_t c = 0; c < sizeof(want) / sizeof(want[0]); c++) {
+		struct store_framer f = { 0x5eed1234u, STORE_HEADER_LEN, 1, false };
+		struct store_buf out = { 0 };
+		struct store_scan_result res;
+		uint64_t starts[4] = { 0 };
+		int n = 0;
+
+		CU_ASSERT_EQUAL_FATAL(store_buf_reserve(&out, STORE_HEADER_LEN), 0);
+		store_header_encode(out.data, STORE_FILE_SEGMENT, 1, f.salt);
+		out.len = STORE_HEADER_LEN;
+		for (size_t g = 0; g < 4; g++) {
+			f.after_lazy = lazy_cases[c][g];
+			CU_ASSERT_EQUAL(store_frame_entry(&f, p, plen, true, &out, &starts[g]), 0);
+			f.group++;
+		}
+		/* A payload byte of group 2. */
+		out.data[starts[1] + STORE_FRAG_HEADER_LEN + 1] ^= 0x40;
+		CU_ASSERT_EQUAL(store_log_scan(out.data, out.len, count_txn, &n, &res), want[c]);
+		if (want[c] == 0) {
+			CU_ASSERT_EQUAL(res.torn, 1);
+			CU_ASSERT_EQUAL(res.valid_len, starts[1]);
+			CU_ASSERT_EQUAL(n, 1);
+		}
+		store_buf_free(&out);
+	}
+	free(p);
 }
 
 /* ---- store_open ----------------------------------------------------------- */
@@ -613,7 +660,7 @@ static void test_open_fresh(void)
 		CU_ASSERT_EQUAL(read(fd, hdr, sizeof(hdr)), (ssize_t)sizeof(hdr));
 		close(fd);
 	}
-	memcpy(want, "CAPFSTOR\0\0\0\3\0\0\0\0\0\0\0\0\0\0\0\1", 24);
+	memcpy(want, "CAPFSTOR\0\0\0\3\0\0\0\1\0\0\0\0\0\0\0\1", 24);
 	CU_ASSERT_EQUAL(memcmp(hdr, want, 24), 0);
 
 	store_get_stats(st, &stats);
@@ -3044,6 +3091,7 @@ static CU_TestInfo tests_crc32c[] = {
 static CU_TestInfo tests_store_log_scan[] = {
 	{ "invalid headers", test_scan_invalid },
 	{ "entries, torn tails, damage", test_scan_valid },
+	{ "groups after a lazy one", test_scan_lazy },
 	CU_TEST_INFO_NULL,
 };
 
