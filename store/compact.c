@@ -33,6 +33,15 @@ static int rotate(struct store *st)
 	int fd = -1, ret, fault = atomic_load(&st->fault);
 
 	store_seq_name(name, sizeof(name), STORE_SEG_PREFIX, st->seg_seq + 1);
+	/* The segments this compaction replaces hold the copies of audit
+	 * groups not yet synced in the audit file: it is synced first. */
+	if (!fault && store_audit_sync(st) < 0) {
+		snprintf(err, sizeof(err), "cannot sync the audit file: %s", strerror(errno));
+		ret = store_err_from_errno(errno);
+		st->rotate_failed_at = store_now_mono();
+		store_emit(st, STORE_SEV_ERROR, "store: cannot start a new segment: %s", err);
+		return ret;
+	}
 	if (fault) {
 		snprintf(err, sizeof(err), "cannot create %s/%s: %s (injected)", st->dir, name,
 			 strerror(-fault));

@@ -72,6 +72,7 @@
 #define STORE_RETRY_SECONDS 5        /* and tried again this often when idle */
 #define STORE_SNAP_BATCH_BYTES (1024u * 1024u)
 #define STORE_QUEUE_MAX_DEFAULT 16384u   /* txns and audit events waiting */
+#define STORE_AUDIT_SYNC_BYTES (1024u * 1024u) /* the audit file's own syncs */
 /* A file moves on to the next one long before its group numbers could
  * wrap, so that a later group always has a larger number. */
 #define STORE_GROUPS_MAX 0x80000000u
@@ -221,6 +222,11 @@ struct store_anchor {
 	uint64_t file;   /* the audit file holding it: audit.<file>.log (0: format 2 audit.log) */
 	uint64_t offset; /* where the entry starts in that file */
 	uint8_t hash[STORE_HASH_LEN];
+	/* A segment's anchor: the packed AuditAnchor (in the txn's payload,
+	 * valid as long as it) and whether it carries its group's entries. */
+	const uint8_t *raw;
+	size_t raw_len;
+	bool has_copies;
 };
 
 /* One record of a txn, pointing into the payload. */
@@ -760,6 +766,14 @@ struct store {
 	uint64_t audit_file;     /* the audit file written to: audit.<audit_file>.log */
 	uint32_t audit_salt;
 	uint32_t audit_group;
+	/* The audit file is made durable by the segment's sync: each group's
+	 * audit entries are copied into its anchor there. The file itself is
+	 * synced only every STORE_AUDIT_SYNC_BYTES, before it rotates, before
+	 * a compaction drops the segments and at close: durable up to
+	 * audit_synced; audit_lazy: a group was written since. */
+	uint64_t audit_synced;
+	bool audit_lazy;
+	uint64_t audit_sync_count;
 	struct store_audit_chain chain; /* the last audit entry written */
 	int failed;              /* sticky: a failed write could not be undone */
 	bool fault_active;       /* writes are failing: reported, then rate-limited */
@@ -812,6 +826,10 @@ static inline const uint8_t *store_entry_key(const struct idx_entry *e)
 }
 
 /* ---- store.c ---- */
+
+/* store_audit_sync() - sync the audit file if a group was written to it
+ * since its last sync (the writer's thread, or before it runs). */
+int store_audit_sync(struct store *st);
 
 /* store_emit() - format an event and hand it to the store's event_cb. */
 void store_emit(struct store *st, enum store_severity sev, const char *fmt, ...)

@@ -50,9 +50,13 @@ struct store_stats {
 	uint64_t devices;
 	uint64_t certificates;
 	uint64_t txns_written;
-	uint64_t syncs;           /* group commits: txns_written / syncs is the group size */
+	uint64_t syncs;           /* group commits (one fdatasync of the segment each):
+				   * txns_written / syncs is the group size */
+	uint64_t audit_syncs;     /* fdatasyncs of the audit file itself (now and then) */
 	uint64_t torn_bytes_dropped;       /* at open, from the last segment */
 	uint64_t audit_torn_bytes_dropped; /* at open, from audit.log */
+	uint64_t audit_restored;           /* at open: audit entries framed again from
+					    * their copies in the segment */
 	uint64_t segment_seq;     /* the segment being appended to */
 	uint64_t segment_bytes;   /* its size */
 	uint64_t snapshot_seq;    /* the newest snapshot, 0 = none */

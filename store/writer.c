@@ -1,6 +1,7 @@
 /*
  * The writer thread: one group commit for everything queued (precondition
- * checks, audit entries then txn entries, one fdatasync per file), the
+ * checks, audit entries then txn entries and the audit entries' copies,
+ * one fdatasync of the segment), the
  * index applied afterwards, callbacks last; and what happens when a write
  * fails.
  */
@@ -225,6 +226,7 @@ static int encode_segment(struct store *st, struct item *head, struct audit_batc
 	struct store_framer f = { st->seg_salt, st->seg_size, st->seg_group, false };
 	Capf__StoreTxn txn = CAPF__STORE_TXN__INIT;
 	Capf__AuditAnchor an = CAPF__AUDIT_ANCHOR__INIT;
+	ProtobufCBinaryData *copies = NULL;
 	uint8_t *anchor = NULL;
 	struct item *it, *last = NULL;
 	size_t plen;
@@ -251,6 +253,23 @@ static int encode_segment(struct store *st, struct item *head, struct audit_batc
 		an.file = b->chain.file;
 		an.hash.data = b->chain.hash;
 		an.hash.len = STORE_HASH_LEN;
+		/* The group's audit entries, so that this sync makes them
+		 * durable: recovery frames them again from here. */
+		copies = calloc(b->n, sizeof(*copies));
+		if (!copies) {
+			ret = CAPF_ENOMEM;
+			goto out;
+		}
+		for (size_t i = 0; i < b->n; i++) {
+			copies[i].data = b->evs[i]->entry;
+			copies[i].len = b->evs[i]->entry_len;
+		}
+		an.n_entries = b->n;
+		an.entries = copies;
+		an.group_start = st->chain.end;
+		an.group = st->audit_group;
+		an.after_lazy = false;
+		an.synced = st->audit_synced;
 		txn.time = (int64_t)time(NULL);
 		txn.audit = &an;
 		plen = capf__store_txn__get_packed_size(&txn);
@@ -264,6 +283,7 @@ static int encode_segment(struct store *st, struct item *head, struct audit_batc
 	}
 	b->seg_end = f.pos;
 out:
+	free(copies);
 	free(anchor);
 	return ret;
 }
@@ -289,12 +309,15 @@ static int inject_fault(struct store *st, int fault, int fd, const uint8_t *data
 }
 
 /*
- * Writes a group: audit entries first, synced, then the txn entries and the
- * anchor, synced. An audit entry is thus durable no later than what it
- * describes; a crash between the two syncs leaves audit entries that the
- * segment does not anchor yet, which the next start reads and keeps.
- * Each file gets one write of one group whose last entry commits, so a
- * power cut can only leave that one group half on disk.
+ * Writes a group: audit entries to the audit file, not synced, then the
+ * txn entries and the anchor, which carries a copy of those audit entries,
+ * to the segment, synced: one fdatasync makes the group durable, its
+ * audit entries with it (recovery restores the audit file's end from the
+ * copies if a power cut lost any of it). Each file gets one write of one
+ * group whose last entry commits. The audit groups are framed as if each
+ * followed a synced one, so that readers without the segment (audit
+ * verify) take damage in the middle of the file for what it may be; only
+ * the copies, at open, tell a lost unsynced end from damage.
  */
 static int write_group(struct store *st, struct audit_batch *b, int fault)
 {
@@ -310,8 +333,6 @@ static int write_group(struct store *st, struct audit_batch *b, int fault)
 			goto fail;
 		}
 		ret = store_write_full(st->audit_fd, b->audit_out.data, b->audit_out.len);
-		if (ret == 0 && fdatasync(st->audit_fd) < 0)
-			ret = store_write_err(errno);
 		if (ret < 0) {
 			snprintf(st->fault_text, sizeof(st->fault_text), "write to %s/%s failed: %s",
 				 st->dir, audname, strerror(-ret));
@@ -337,6 +358,18 @@ fail:
 	(void)truncate_back(st);
 out:
 	return ret;
+}
+
+int store_audit_sync(struct store *st)
+{
+	if (!st->audit_lazy)
+		return 0;
+	if (fdatasync(st->audit_fd) < 0)
+		return store_write_err(errno);
+	st->audit_synced = st->chain.end;
+	st->audit_lazy = false;
+	st->audit_sync_count++;
+	return 0;
 }
 
 /* Applies the written txns to the index. */
@@ -444,6 +477,14 @@ static void rotate_audit(struct store *st)
 
 	if (st->audit_rotate_failed_at != 0 && now - st->audit_rotate_failed_at < 60.0)
 		return;
+	/* The finished file is durable on its own before the next starts:
+	 * the copies in the segment only restore the newest file. */
+	if (store_audit_sync(st) < 0) {
+		st->audit_rotate_failed_at = now;
+		store_emit(st, STORE_SEV_ERROR, "store: cannot sync the audit file before "
+			   "starting the next: %s", strerror(errno));
+		return;
+	}
 	if (store_audit_file_new(st, st->audit_file + 1) < 0) {
 		st->audit_rotate_failed_at = now;
 		store_emit(st, STORE_SEV_ERROR, "store: cannot start the next audit file: %s",
@@ -467,6 +508,7 @@ static void update_stats(struct store *st, size_t n_ok, int wrote, int failed,
 	pthread_rwlock_wrlock(&st->idx_lock);
 	st->stats.txns_written += n_ok;
 	st->stats.syncs += wrote;
+	st->stats.audit_syncs = st->audit_sync_count;
 	if (wrote) {
 		while (i < STORE_COMMIT_BUCKETS && commit_us > store_commit_bounds_us[i])
 			i++;
@@ -578,6 +620,12 @@ static void writer_group(struct store *st, struct item *head)
 	if (b.n > 0) {
 		st->chain = b.chain;
 		st->audit_group++;
+		st->audit_lazy = true;
+		/* Now and then the file itself, so that the copies a restart
+		 * may need stay few (a failure here loses nothing: the copies
+		 * hold it; the next sync tries again). */
+		if (st->chain.end - st->audit_synced >= STORE_AUDIT_SYNC_BYTES)
+			(void)store_audit_sync(st);
 		if (st->chain.end >= st->opt.audit_file_bytes ||
 		    st->audit_group >= STORE_GROUPS_MAX)
 			rotate_audit(st);
