@@ -186,7 +186,7 @@ int replay_cmd_load(int argc, char **argv)
 	}
 	if (optind >= argc)
 		return replay_usage_error("load", "a transcript file is required");
-	ret = replay_common_finish("load", &l.c, server);
+	ret = replay_common_finish("load", &l.c, server, NULL);
 	if (ret)
 		return ret;
 	if (replay_load_all(argv + optind, argc - optind, &t) < 0)
