@@ -478,7 +478,14 @@ static bool send_phone(struct cisco_ctx *x, const struct transcript_msg *m, bool
 		put32(copy + 2, new_sid(x, get32(m->payload + 2)));
 		out = copy;
 	}
-	ret = len ? client_tls_send_raw(x->t, out, len) : 0;
+	/* Cut into records where the recorded phone cut it. */
+	if (m->split > 0 && m->split < len) {
+		ret = client_tls_send_raw(x->t, out, m->split);
+		if (ret == 0)
+			ret = client_tls_send_raw(x->t, out + m->split, len - m->split);
+	} else {
+		ret = len ? client_tls_send_raw(x->t, out, len) : 0;
+	}
 	free(copy);
 	if (ret == CAPF_ECONNRESET) {
 		/* The server closed; what it said before that comes next. */

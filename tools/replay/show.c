@@ -311,9 +311,12 @@ void replay_show(FILE *f, const char *path, const struct transcript *t)
 		for (size_t k = 0; k < s->nmsgs; k++) {
 			const struct transcript_msg *m = &s->msgs[k];
 
-			fprintf(f, "  %3u %+10.6f %s %s (%zu bytes)\n", m->index, m->t,
+			fprintf(f, "  %3u %+10.6f %s %s (%zu bytes", m->index, m->t,
 				m->dir == TRANSCRIPT_PHONE ? "phone  ->" : "server <-", m->type,
 				m->len);
+			if (m->split)
+				fprintf(f, " in two records: %zu + %zu", m->split, m->len - m->split);
+			fputs(")\n", f);
 			if (cisco)
 				show_cisco(f, m, have_sid, sid);
 			else
