@@ -149,12 +149,15 @@ run_cases() {
 	ctl device set $D_C1 --op install --auth lsc-or-mic --key ec-p384 >/dev/null
 	cisco_session cisco-22-superseded-lsc 7 $D_C1 old-lsc
 	cisco_session cisco-23-p384-by-lsc 1 $D_C1 lsc
-	# ---- fetch; delete refused by the phone, then done
+	# ---- fetch, then a fetch of a phone that reports nothing (FETCH_
+	# CERTIFICATE_RESPONSE reason 7); delete refused by the phone, then done
 	ctl device set $D_C1 --op fetch --auth mic >/dev/null
 	cisco_session cisco-24-fetch 0 $D_C1 mic report-lsc
+	ctl device set $D_C1 --op fetch --auth mic >/dev/null
+	cisco_session cisco-25-fetch-nothing-held 0 $D_C1 mic
 	ctl device set $D_C1 --op delete --auth mic >/dev/null
-	cisco_session cisco-25-delete-refused 7 $D_C1 mic --refuse-delete
-	cisco_session cisco-26-delete 1 $D_C1 mic
+	cisco_session cisco-26-delete-refused 7 $D_C1 mic --refuse-delete
+	cisco_session cisco-27-delete 1 $D_C1 mic
 
 	# ---- by the SUDI: another device's, then its own
 	ctl device add $D_C2 --op install --auth mic --key ec-p256 >/dev/null
