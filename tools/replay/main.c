@@ -6,6 +6,7 @@
 #include "config.h"
 
 #include <getopt.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -328,6 +329,9 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return REPLAY_EXIT_SAME;
 	}
+	/* A server that closes before a message of the phone is sent is a
+	 * send error (then what it said is compared), not the end of us. */
+	signal(SIGPIPE, SIG_IGN);
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
 		if (strcmp(argv[1], cmds[i].name))
 			continue;
