@@ -34,8 +34,9 @@ static int rotate(struct store *st)
 
 	store_seq_name(name, sizeof(name), STORE_SEG_PREFIX, st->seg_seq + 1);
 	/* The segments this compaction replaces hold the copies of audit
-	 * groups not yet synced in the audit file: it is synced first. */
-	if (!fault && store_audit_sync(st) < 0) {
+	 * groups not yet synced in the audit file, and a finished segment
+	 * must be whole: both are synced first. */
+	if (!fault && (store_segment_sync(st) < 0 || store_audit_sync(st) < 0)) {
 		snprintf(err, sizeof(err), "cannot sync the audit file: %s", strerror(errno));
 		ret = store_err_from_errno(errno);
 		st->rotate_failed_at = store_now_mono();

@@ -737,6 +737,7 @@ struct item {
 	void *arg;
 	struct waiter *w;
 	int result;
+	bool lazy; /* store_submit_lazy(): needs no sync of its own */
 };
 
 /* A snapshot being written by the compaction thread. */
@@ -762,6 +763,7 @@ struct store {
 	uint64_t seg_size;       /* committed size of the current segment */
 	uint32_t seg_salt;       /* its header's */
 	uint32_t seg_group;      /* the group commit written next to it */
+	bool seg_lazy;           /* a lazy group was written to it since its last sync */
 	int audit_fd;
 	uint64_t audit_file;     /* the audit file written to: audit.<audit_file>.log */
 	uint32_t audit_salt;
@@ -826,6 +828,10 @@ static inline const uint8_t *store_entry_key(const struct idx_entry *e)
 }
 
 /* ---- store.c ---- */
+
+/* store_segment_sync() - sync the segment if a lazy group was written to
+ * it since its last sync (the writer's thread, or after it stopped). */
+int store_segment_sync(struct store *st);
 
 /* store_audit_sync() - sync the audit file if a group was written to it
  * since its last sync (the writer's thread, or before it runs). */

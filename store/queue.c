@@ -225,8 +225,8 @@ static int pack_part(struct item *it, Capf__StoreRecord *const *recs, size_t fro
 	return ret < 0 && ret != CAPF_ENOMEM ? CAPF_EINVAL : ret;
 }
 
-int store_submit_audit(struct store *st, Capf__StoreRecord *const *recs, size_t n,
-		       const struct store_audit_event *ev, store_done_cb cb, void *arg)
+static int submit(struct store *st, Capf__StoreRecord *const *recs, size_t n,
+		  const struct store_audit_event *ev, bool lazy, store_done_cb cb, void *arg)
 {
 	struct build_ctx bc = { 0 };
 	struct item *it = NULL;
@@ -249,6 +249,7 @@ int store_submit_audit(struct store *st, Capf__StoreRecord *const *recs, size_t 
 		goto out;
 	}
 	it->kind = ITEM_TXN;
+	it->lazy = lazy;
 	it->n_recs = n;
 	it->cb = cb;
 	it->arg = arg;
@@ -306,6 +307,18 @@ int store_submit_audit(struct store *st, Capf__StoreRecord *const *recs, size_t 
 out:
 	store_item_free(it);
 	return ret;
+}
+
+int store_submit_audit(struct store *st, Capf__StoreRecord *const *recs, size_t n,
+		       const struct store_audit_event *ev, store_done_cb cb, void *arg)
+{
+	return submit(st, recs, n, ev, false, cb, arg);
+}
+
+int store_submit_lazy(struct store *st, Capf__StoreRecord *const *recs, size_t n,
+		      const struct store_audit_event *ev, store_done_cb cb, void *arg)
+{
+	return submit(st, recs, n, ev, true, cb, arg);
 }
 
 int store_submit(struct store *st, Capf__StoreRecord *const *recs, size_t n, store_done_cb cb,

@@ -284,6 +284,9 @@ void store_close(struct store *st)
 		pthread_join(st->writer, NULL);
 	/* The audit file on its own, so that tools reading it offline find
 	 * it whole (its copies in the segment are durable already). */
+	if (st->writer_started && store_segment_sync(st) < 0)
+		store_emit(st, STORE_SEV_ERROR, "store: cannot sync the segment at close: %s",
+			   strerror(errno));
 	if (st->writer_started && store_audit_sync(st) < 0)
 		store_emit(st, STORE_SEV_ERROR, "store: cannot sync the audit file at close: %s",
 			   strerror(errno));

@@ -53,6 +53,7 @@ struct store_stats {
 	uint64_t syncs;           /* group commits (one fdatasync of the segment each):
 				   * txns_written / syncs is the group size */
 	uint64_t audit_syncs;     /* fdatasyncs of the audit file itself (now and then) */
+	uint64_t lazy_groups;     /* groups of store_submit_lazy() txns only: written, not synced */
 	uint64_t torn_bytes_dropped;       /* at open, from the last segment */
 	uint64_t audit_torn_bytes_dropped; /* at open, from audit.log */
 	uint64_t audit_restored;           /* at open: audit entries framed again from
@@ -197,11 +198,22 @@ int store_submit(struct store *st, Capf__StoreRecord *const *recs, size_t n, sto
 /*
  * store_submit_audit() - store_submit() with an audit event (may be NULL)
  * that is written in the same group commit: it is durable no later than
- * the records (the audit log is synced first), and it is written only if
- * the txn is (a txn that fails drops its event).
+ * the records (its copy is in the segment group the records are in), and
+ * it is written only if the txn is (a txn that fails drops its event).
  */
 int store_submit_audit(struct store *st, Capf__StoreRecord *const *recs, size_t n,
 		       const struct store_audit_event *ev, store_done_cb cb, void *arg);
+
+/*
+ * store_submit_lazy() - store_submit_audit() for a txn whose loss on a
+ * power cut is allowed (an acknowledgement: a lost one leaves a recorded,
+ * unconfirmed certificate): cb runs once it is written and in the index,
+ * and a group of such txns only is not synced (it becomes durable with
+ * the next group that is, or at close). Never for a txn that others act
+ * on once it is reported (a revocation a CRL publishes).
+ */
+int store_submit_lazy(struct store *st, Capf__StoreRecord *const *recs, size_t n,
+		      const struct store_audit_event *ev, store_done_cb cb, void *arg);
 
 /*
  * store_submit_wait() - store_submit() and wait for the result. For tools

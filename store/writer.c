@@ -166,6 +166,19 @@ static int truncate_back(struct store *st)
 		return CAPF_EIO;
 	}
 	st->failed = 0;
+	st->seg_lazy = false;
+	st->audit_synced = st->chain.end;
+	st->audit_lazy = false;
+	return 0;
+}
+
+int store_segment_sync(struct store *st)
+{
+	if (!st->seg_lazy)
+		return 0;
+	if (fdatasync(st->seg_fd) < 0)
+		return store_write_err(errno);
+	st->seg_lazy = false;
 	return 0;
 }
 
@@ -223,7 +236,7 @@ static int encode_audit(struct store *st, struct audit_batch *b)
  */
 static int encode_segment(struct store *st, struct item *head, struct audit_batch *b)
 {
-	struct store_framer f = { st->seg_salt, st->seg_size, st->seg_group, false };
+	struct store_framer f = { st->seg_salt, st->seg_size, st->seg_group, st->seg_lazy };
 	Capf__StoreTxn txn = CAPF__STORE_TXN__INIT;
 	Capf__AuditAnchor an = CAPF__AUDIT_ANCHOR__INIT;
 	ProtobufCBinaryData *copies = NULL;
@@ -317,9 +330,12 @@ static int inject_fault(struct store *st, int fault, int fd, const uint8_t *data
  * group whose last entry commits. The audit groups are framed as if each
  * followed a synced one, so that readers without the segment (audit
  * verify) take damage in the middle of the file for what it may be; only
- * the copies, at open, tell a lost unsynced end from damage.
+ * the copies, at open, tell a lost unsynced end from damage. A lazy group
+ * (store_submit_lazy() txns only) is written and not synced; the groups
+ * written after it until the next sync say so (AFTER_LAZY), so that a
+ * power cut may leave it torn with them.
  */
-static int write_group(struct store *st, struct audit_batch *b, int fault)
+static int write_group(struct store *st, struct audit_batch *b, int fault, bool lazy)
 {
 	char segname[64], audname[64];
 	int ret = 0;
@@ -346,7 +362,7 @@ static int write_group(struct store *st, struct audit_batch *b, int fault)
 		goto fail;
 	}
 	ret = store_write_full(st->seg_fd, b->seg_out.data, b->seg_out.len);
-	if (ret == 0 && fdatasync(st->seg_fd) < 0)
+	if (ret == 0 && !lazy && fdatasync(st->seg_fd) < 0)
 		ret = store_write_err(errno);
 	if (ret < 0) {
 		snprintf(st->fault_text, sizeof(st->fault_text), "write to %s/%s failed: %s",
@@ -501,13 +517,14 @@ const uint64_t store_commit_bounds_us[STORE_COMMIT_BUCKETS] = {
 };
 
 static void update_stats(struct store *st, size_t n_ok, int wrote, int failed,
-			 uint64_t commit_us)
+			 uint64_t commit_us, bool lazy)
 {
 	size_t i = 0;
 
 	pthread_rwlock_wrlock(&st->idx_lock);
 	st->stats.txns_written += n_ok;
-	st->stats.syncs += wrote;
+	st->stats.syncs += wrote && !lazy;
+	st->stats.lazy_groups += wrote && lazy;
 	st->stats.audit_syncs = st->audit_sync_count;
 	if (wrote) {
 		while (i < STORE_COMMIT_BUCKETS && commit_us > store_commit_bounds_us[i])
@@ -538,12 +555,16 @@ static void writer_group(struct store *st, struct item *head)
 	struct item *it, *next;
 	size_t n_ok = 0, n_audit = 0;
 	int ret = 0, wrote = 0, failed = 0;
+	/* Not synced if nothing in it needs to be: lazy txns and audit events
+	 * on their own (store_audit() promises no sync) only. */
+	bool lazy = st->retry_head == NULL && st->audit_lost_unreported == 0;
 	struct timespec t0, t1;
 	uint64_t commit_us = 0;
 
 	if (st->failed)
 		(void)truncate_back(st);
 	for (it = head; it; it = it->next) {
+		lazy = lazy && ((it->kind == ITEM_TXN && it->lazy) || it->kind == ITEM_AUDIT);
 		if (it->kind == ITEM_AUDIT) {
 			n_audit++;
 			continue;
@@ -604,7 +625,7 @@ static void writer_group(struct store *st, struct item *head)
 		goto fail;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	ret = write_group(st, &b, fault);
+	ret = write_group(st, &b, fault, lazy);
 	if (ret < 0)
 		goto fail;
 	clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -616,6 +637,7 @@ static void writer_group(struct store *st, struct item *head)
 	if (b.seg_out.len > 0) {
 		st->seg_size = b.seg_end;
 		st->seg_group++;
+		st->seg_lazy = lazy;
 	}
 	if (b.n > 0) {
 		st->chain = b.chain;
@@ -658,7 +680,7 @@ callbacks:
 	store_buf_free(&b.audit_out);
 	store_buf_free(&b.seg_out);
 	free(b.evs);
-	update_stats(st, wrote ? n_ok : 0, wrote, failed, commit_us);
+	update_stats(st, wrote ? n_ok : 0, wrote, failed, commit_us, lazy);
 
 	for (it = head; it; it = next) {
 		next = it->next;

@@ -223,6 +223,102 @@ static void test_audit_unsynced_groups(void)
 	rm_tree(dir);
 }
 
+/* ---- lazy groups ------------------------------------------------------------------ */
+
+static int lazy_put(struct store *st, const char *name)
+{
+	struct store_audit_event ev = { .kind = CAPF__AUDIT_KIND__AUDIT_ACK, .device = name,
+					.peer = "test", .detail = "lazy" };
+	Capf__Device d;
+	Capf__StoreRecord r;
+	Capf__StoreRecord *recs[1] = { &r };
+	volatile int done = 0;
+	int i;
+
+	capf__device__init(&d);
+	d.name = (char *)name;
+	d.revision = 1;
+	capf__store_record__init(&r);
+	r.body_case = CAPF__STORE_RECORD__BODY_DEVICE;
+	r.device = &d;
+	if (store_submit_lazy(st, recs, 1, &ev, done_cb, (int *)&done) < 0)
+		return -1;
+	for (i = 0; i < 2000 && done == 0; i++)
+		usleep(1000);
+	return done == 1 ? 0 : -1;
+}
+
+/*
+ * Lazy groups (acknowledgements) are written and not synced; the groups
+ * after them say so until the next sync. A power cut may lose a lazy group
+ * and keep what was written after it: all of that is the torn tail, never
+ * damage. Damage to a group that a later one proves durable still refuses.
+ */
+static void test_lazy_groups(void)
+{
+	char dir[128], work[128];
+	uint8_t *seg = NULL, *aud = NULL;
+	size_t seg_len = 0, aud_len = 0, base = 0, lazy_off;
+	struct store_stats stats;
+	struct store *st = NULL;
+
+	fresh_dir(dir, sizeof(dir), "lazy-seg");
+	CU_ASSERT_EQUAL_FATAL(store_open(&st, dir), 0);
+	CU_ASSERT_EQUAL(put_device(st, "SEP-SYNCED-1", NULL), 0);
+	store_close(st);
+	CU_ASSERT_EQUAL_FATAL(read_file(dir, seg_name, &seg, &base), 0);
+	free(seg);
+	CU_ASSERT_EQUAL_FATAL(store_open(&st, dir), 0);
+	CU_ASSERT_EQUAL(lazy_put(st, "SEP-LAZY-1"), 0);
+	CU_ASSERT_EQUAL(lazy_put(st, "SEP-LAZY-2"), 0);
+	CU_ASSERT_EQUAL(put_device(st, "SEP-SYNCED-2", NULL), 0);
+	store_get_stats(st, &stats);
+	CU_ASSERT_EQUAL(stats.lazy_groups, 2);
+	CU_ASSERT(has_device(st, "SEP-LAZY-1"));
+	/* The crash: the files as the page cache has them. */
+	CU_ASSERT_EQUAL_FATAL(read_file(dir, seg_name, &seg, &seg_len), 0);
+	CU_ASSERT_EQUAL_FATAL(read_file(dir, aud_name, &aud, &aud_len), 0);
+	store_close(st);
+	CU_ASSERT_FATAL(seg_len > base);
+	lazy_off = base; /* the first lazy group starts where the synced file ended */
+
+	/* Whole: everything. */
+	fresh_dir(work, sizeof(work), "lazy-seg-case");
+	CU_ASSERT_EQUAL(write_file(work, seg_name, seg, seg_len), 0);
+	CU_ASSERT_EQUAL(write_file(work, aud_name, aud, aud_len), 0);
+	CU_ASSERT_EQUAL_FATAL(store_open(&st, work), 0);
+	store_get_stats(st, &stats);
+	CU_ASSERT_EQUAL(stats.devices, 4);
+	store_close(st);
+
+	/* The first lazy group lost (a byte of it), the rest on disk: torn
+	 * there, with everything after it (the synced group after it was not
+	 * yet synced when the power went, or the lazy one would be there). */
+	fresh_dir(work, sizeof(work), "lazy-seg-case");
+	seg[lazy_off + STORE_FRAG_HEADER_LEN + 3] ^= 0x08;
+	CU_ASSERT_EQUAL(write_file(work, seg_name, seg, seg_len), 0);
+	CU_ASSERT_EQUAL(write_file(work, aud_name, aud, aud_len), 0);
+	CU_ASSERT_EQUAL_FATAL(store_open(&st, work), 0);
+	store_get_stats(st, &stats);
+	CU_ASSERT_EQUAL(stats.devices, 1);
+	CU_ASSERT(has_device(st, "SEP-SYNCED-1"));
+	CU_ASSERT_EQUAL(stats.torn_bytes_dropped, seg_len - base);
+	store_close(st);
+	seg[lazy_off + STORE_FRAG_HEADER_LEN + 3] ^= 0x08;
+
+	/* Damage to the synced group before them: the lazy group after it was
+	 * written once it was synced, so that is damage. */
+	fresh_dir(work, sizeof(work), "lazy-seg-case");
+	seg[STORE_HEADER_LEN + STORE_FRAG_HEADER_LEN + 3] ^= 0x08;
+	CU_ASSERT_EQUAL(write_file(work, seg_name, seg, seg_len), 0);
+	CU_ASSERT_EQUAL(write_file(work, aud_name, aud, aud_len), 0);
+	CU_ASSERT_EQUAL(store_open(&st, work), CAPF_ECORRUPT);
+	rm_tree(work);
+	free(seg);
+	free(aud);
+	rm_tree(dir);
+}
+
 /* ---- power loss ---------------------------------------------------------------- */
 
 #define N_ACKED 12
@@ -769,6 +865,7 @@ static void test_convert_v2(void)
 static CU_TestInfo tests_recovery[] = {
     {"power loss, random cases", test_power_loss},
     {"audit groups not synced, one lost", test_audit_unsynced_groups},
+    {"lazy groups lost with what follows them", test_lazy_groups},
     {"payload bytes are never an entry", test_payload_not_an_entry},
     {"recovery, check and verify in linear work", test_linear_work},
     {"format 2 converted", test_convert_v2},
