@@ -2,10 +2,11 @@
 # SIGHUP: a bad configuration is refused with every bad line reported and
 # the running one kept; a good one applies the log level, the [admin]
 # roles, the metrics listener, the limits and [auth], the [trust] MIC
-# patterns, the TLS priority and [ca] supersede_grace (the sweep of
-# superseded LSCs re-armed: on, shorter, off), says which other changes
-# wait for a restart and why, and drops no connection (a session that
-# stalls across the reloads completes).
+# patterns, the TLS priority, [ca] supersede_grace (the sweep of
+# superseded LSCs re-armed: on, shorter, off) and crl_refresh (the CRL
+# timer set again), says which other changes wait for a restart and why,
+# and drops no connection (a session that stalls across the reloads
+# completes).
 set -u
 . "$(dirname "$0")/lib.sh"
 
@@ -157,5 +158,16 @@ cert_state "$g2" revoked 3
 # And with the grace off, the next one is revoked as it is superseded.
 rekey 4
 cert_state "$(lsc_serial "$tmp/G3.pem")" revoked 1
+
+# [ca] crl_refresh, live: the CRL timer set again, the CRL signed anew
+# every second.
+printf '[ca]\ncrl_refresh = 1\n' >"$conf"
+reload
+grep -q "reload: the CRLs are signed again every 1 s" "$tmp/capfd.log" ||
+	fail "crl_refresh is not applied live"
+ctl crl --out "$tmp/crl1.der" >/dev/null 2>&1 || fail "crl"
+sleep 2.2
+ctl crl --out "$tmp/crl2.der" >/dev/null 2>&1 || fail "crl again"
+cmp -s "$tmp/crl1.der" "$tmp/crl2.der" && fail "the CRL was not signed again after crl_refresh = 1"
 stop_capfd
 echo "PASS"
