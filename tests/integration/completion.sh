@@ -200,10 +200,12 @@ fi
 # for capfctl, and it loads in zsh -f.
 mkdir -p "$tmp/fpath"
 cp "$zshcomp" "$tmp/fpath/_capfctl"
-zsh -f -c 'fpath=("$1" $fpath); autoload -Uz compinit && compinit -u -D -d /dev/null || exit 1
+# (compinit's dump file in $tmp: it replaces the file it is given by a
+# rename, so never a device such as /dev/null.)
+zsh -f -c 'fpath=("$1" $fpath); autoload -Uz compinit && compinit -u -d "$2" || exit 1
 	[[ ${_comps[capfctl]} == _capfctl ]] || { print "not registered: ${_comps[capfctl]}"; exit 1; }
 	autoload -Uz +X _capfctl || exit 1
-	[[ $(whence -w _capfctl) == "_capfctl: function" ]] || exit 1' _ "$tmp/fpath" \
+	[[ $(whence -w _capfctl) == "_capfctl: function" ]] || exit 1' _ "$tmp/fpath" "$tmp/zcompdump" \
 	>"$tmp/out" 2>&1 || { cat "$tmp/out"; fail "the zsh completion does not load in zsh -f"; }
 [ -s "$tmp/out" ] && { cat "$tmp/out"; fail "loading the zsh completion printed something"; }
 echo "PASS: $checked contexts; bash and zsh offer the same, and what capfctl accepts"

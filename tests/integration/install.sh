@@ -49,9 +49,10 @@ cmp -s "$dest$data/bash-completion/completions/capfctl" "$top_srcdir_abs/tools/c
 cmp -s "$dest$data/zsh/vendor-completions/_capfctl" "$top_srcdir_abs/tools/capfctl.zsh-completion" ||
 	fail "the installed zsh completion is not tools/capfctl.zsh-completion"
 if command -v zsh >/dev/null; then
-	zsh -f -c 'fpath=("$1" $fpath); autoload -Uz compinit && compinit -u -D -d /dev/null &&
+	# compinit's dump in $tmp (it renames over the file it is given).
+	zsh -f -c 'fpath=("$1" $fpath); autoload -Uz compinit && compinit -u -d "$2" &&
 		[[ ${_comps[capfctl]} == _capfctl ]] && autoload -Uz +X _capfctl' _ \
-		"$dest$data/zsh/vendor-completions" >"$tmp/out" 2>&1 ||
+		"$dest$data/zsh/vendor-completions" "$tmp/zcompdump" >"$tmp/out" 2>&1 ||
 		{ cat "$tmp/out"; fail "zsh does not load the installed completion"; }
 fi
 
