@@ -3,6 +3,8 @@
  *
  *   capf-bench store [--records N] [--dir DIR]   the store (tools/bench/store.c)
  *   capf-bench ca [--key-type T] [--seconds S]    issuance next to signing (tools/bench/ca.c)
+ *   capf-bench enroll [--variant V] [--quick]     server CPU per enrollment next to its crypto,
+ *                                                saturated and at half peak (tools/bench/enroll.c)
  *   capf-bench all                               every benchmark with its defaults
  *
  * A new benchmark is a file with its run function, declared in bench.h and
