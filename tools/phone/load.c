@@ -919,7 +919,7 @@ int phone_cmd_load(int argc, char **argv)
 		ret = load_pool_make(&l, !l.lsc_in);
 		if (ret == 0 && l.key_pool && !l.json)
 			printf("keys: %lu made before the run (%lu read from %s) in %.1f s\n",
-			       l.count - l.keys_read + (l.lsc_in ? 0 : l.key_pool), l.keys_read,
+			       l.count + (l.lsc_in ? 0 : l.key_pool) - l.keys_read, l.keys_read,
 			       l.key_file ? l.key_file : "no file", phone_now() - t0);
 	}
 	if (ret < 0) {

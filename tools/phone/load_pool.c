@@ -67,60 +67,68 @@ static void put_hex(FILE *f, const uint8_t *p, size_t n)
 	}
 }
 
-/* Reads the keys of l->key_type in l->key_file ("TYPE PKCS8-HEX" lines)
- * into lsc_keys, up to l->count; how many. A missing file has none. */
-static unsigned long key_file_read(struct load *l)
+/* The label of a key in a --key-file line: the key type, "mic-" before
+ * it for MIC keys (kept apart: a MIC key is never sent as a new key). */
+static void key_label(int type, bool mic, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s%s", mic ? "mic-" : "", key_type_name(type));
+}
+
+/* Reads the keys labelled so in l->key_file ("LABEL PKCS8-HEX" lines)
+ * into keys, up to n; how many. A missing file has none. */
+static unsigned long key_file_read(const struct load *l, const char *label,
+				   gnutls_x509_privkey_t *keys, unsigned long n)
 {
 	FILE *f = fopen(l->key_file, "r");
-	const char *want = key_type_name(l->key_type);
 	char *line = NULL;
 	size_t cap = 0;
-	unsigned long n = 0;
+	unsigned long k = 0;
 
 	if (!f)
 		return 0;
-	while (n < l->count && getline(&line, &cap, f) > 0) {
+	while (k < n && getline(&line, &cap, f) > 0) {
 		char *save = NULL, *type = strtok_r(line, " \n", &save);
 		char *hex = strtok_r(NULL, " \n", &save);
 		gnutls_datum_t d;
 		long len;
 
-		if (!type || !hex || strcmp(type, want) || (len = unhex(hex)) < 0)
+		if (!type || !hex || strcmp(type, label) || (len = unhex(hex)) < 0)
 			continue;
 		d.data = (unsigned char *)hex;
 		d.size = (unsigned)len;
-		if (gnutls_x509_privkey_init(&l->lsc_keys[n]) < 0)
+		if (gnutls_x509_privkey_init(&keys[k]) < 0)
 			break;
-		if (gnutls_x509_privkey_import_pkcs8(l->lsc_keys[n], &d, GNUTLS_X509_FMT_DER, NULL,
+		if (gnutls_x509_privkey_import_pkcs8(keys[k], &d, GNUTLS_X509_FMT_DER, NULL,
 						     GNUTLS_PKCS_PLAIN) < 0) {
-			gnutls_x509_privkey_deinit(l->lsc_keys[n]);
-			l->lsc_keys[n] = NULL;
+			gnutls_x509_privkey_deinit(keys[k]);
+			keys[k] = NULL;
 			continue;
 		}
-		n++;
+		k++;
 	}
 	free(line);
 	fclose(f);
-	return n;
+	return k;
 }
 
-/* Appends the keys from..count-1 to l->key_file. */
-static int key_file_append(const struct load *l, unsigned long from)
+/* Appends keys from..n-1 to l->key_file, labelled so. */
+static int key_file_append(const struct load *l, const char *label,
+			   gnutls_x509_privkey_t *keys, unsigned long from, unsigned long n)
 {
 	FILE *f = fopen(l->key_file, "a");
 	int ret = 0;
 
 	if (!f)
 		return -errno;
-	for (unsigned long i = from; i < l->count && ret == 0; i++) {
+	for (unsigned long i = from; i < n && ret == 0; i++) {
 		gnutls_datum_t d = { NULL, 0 };
 
-		if (gnutls_x509_privkey_export2_pkcs8(l->lsc_keys[i], GNUTLS_X509_FMT_DER, NULL,
+		if (gnutls_x509_privkey_export2_pkcs8(keys[i], GNUTLS_X509_FMT_DER, NULL,
 						      GNUTLS_PKCS_PLAIN, &d) < 0) {
 			ret = CAPF_ECRYPTO;
 			break;
 		}
-		fprintf(f, "%s ", key_type_name(l->key_type));
+		fprintf(f, "%s ", label);
 		put_hex(f, d.data, d.size);
 		putc('\n', f);
 		gnutls_free(d.data);
@@ -134,7 +142,8 @@ int load_pool_make(struct load *l, bool mics_too)
 {
 	struct pool_job j = { .l = l };
 	pthread_t th[LOAD_SETUP_THREADS_MAX];
-	unsigned long nth = LOAD_SETUP_THREADS_MAX, started = 0;
+	unsigned long nth = LOAD_SETUP_THREADS_MAX, started = 0, mics_read = 0;
+	char lsc_label[40], mic_label[40];
 	int ret;
 
 	if (l->key_pool == 0)
@@ -143,9 +152,21 @@ int load_pool_make(struct load *l, bool mics_too)
 	l->mic_keys = calloc(l->key_pool, sizeof(*l->mic_keys));
 	if (!l->lsc_keys || !l->mic_keys)
 		return CAPF_ENOMEM;
-	j.mics = mics_too ? l->key_pool : 0;
-	j.first = l->key_file && !l->lsc_in ? key_file_read(l) : 0;
-	l->keys_read = j.first;
+	key_label(l->key_type, false, lsc_label, sizeof(lsc_label));
+	key_label(l->mic_type, true, mic_label, sizeof(mic_label));
+	if (l->key_file && mics_too) {
+		mics_read = key_file_read(l, mic_label, l->mic_keys, l->key_pool);
+		/* The pool's keys made are the last ones of mic_keys. */
+		if (mics_read < l->key_pool)
+			memmove(l->mic_keys + (l->key_pool - mics_read), l->mic_keys,
+				mics_read * sizeof(*l->mic_keys));
+		for (unsigned long k = 0; k < l->key_pool - mics_read; k++)
+			l->mic_keys[k] = NULL;
+	}
+	j.mics = mics_too ? l->key_pool - mics_read : 0;
+	/* A re-key (--lsc-in) needs keys no LSC has yet: fresh ones. */
+	j.first = l->key_file && !l->lsc_in ? key_file_read(l, lsc_label, l->lsc_keys, l->count) : 0;
+	l->keys_read = j.first + mics_read;
 	for (unsigned long i = 0; i < nth; i++)
 		if (pthread_create(&th[i], NULL, pool_thread, &j) == 0)
 			started++;
@@ -155,7 +176,9 @@ int load_pool_make(struct load *l, bool mics_too)
 		pthread_join(th[i], NULL);
 	ret = atomic_load(&j.err);
 	if (ret == 0 && l->key_file && !l->lsc_in && j.first < l->count)
-		ret = key_file_append(l, j.first);
+		ret = key_file_append(l, lsc_label, l->lsc_keys, j.first, l->count);
+	if (ret == 0 && l->key_file && j.mics > 0)
+		ret = key_file_append(l, mic_label, l->mic_keys, 0, j.mics);
 	return ret;
 }
 
