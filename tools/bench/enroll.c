@@ -61,6 +61,7 @@ struct figures {
 	double rate, busy;        /* saturated: enrollments/s, server core use */
 	double half_rate, p50, p99;
 	double fdatasyncs, commits;
+	double commit_ms;         /* mean duration of a group commit (write + fdatasyncs) */
 	unsigned long long rss_kib, signer_rss_kib;
 	double client_ms;
 	unsigned long x25519, secp256r1;
@@ -151,7 +152,8 @@ static int one_run(const struct run *r, struct figures *fg, struct bench_capfd *
 	};
 	char perf_out[1200];
 	double u0 = 0, s0 = 0, u1 = 0, s1 = 0;
-	long long c0, c1, fd = -1;
+	double c0, c1, cs0, cs1, cn0, cn1;
+	long long fd = -1;
 	pid_t perf = -1;
 	int ret = -1;
 
@@ -166,10 +168,14 @@ static int one_run(const struct run *r, struct figures *fg, struct bench_capfd *
 	if (r->perf)
 		perf = bench_perf_start(d, perf_out);
 	c0 = bench_capfd_metric(d, "capf_store_syncs_total");
+	cs0 = bench_capfd_metric(d, "capf_store_commit_duration_seconds_sum");
+	cn0 = bench_capfd_metric(d, "capf_store_commit_duration_seconds_count");
 	bench_cpu_of(d->pid, &u0, &s0);
 	ret = bench_load(d, &lo, lr);
 	bench_cpu_of(d->pid, &u1, &s1);
 	c1 = bench_capfd_metric(d, "capf_store_syncs_total");
+	cs1 = bench_capfd_metric(d, "capf_store_commit_duration_seconds_sum");
+	cn1 = bench_capfd_metric(d, "capf_store_commit_duration_seconds_count");
 	if (perf > 0)
 		fd = bench_perf_stop(perf, perf_out);
 	if (ret < 0 || lr->ok == 0) {
@@ -181,7 +187,8 @@ static int one_run(const struct run *r, struct figures *fg, struct bench_capfd *
 		fg->sys_ms = ms((s1 - s0) / (double)lr->ok);
 		fg->rate = lr->rate;
 		fg->busy = lr->wall > 0 ? ((u1 - u0) + (s1 - s0)) / lr->wall : 0;
-		fg->commits = c0 >= 0 && c1 >= c0 ? (double)(c1 - c0) / (double)lr->ok : -1;
+		fg->commits = c0 >= 0 && c1 >= c0 ? (c1 - c0) / (double)lr->ok : -1;
+		fg->commit_ms = cn1 > cn0 && cs0 >= 0 ? 1e3 * (cs1 - cs0) / (cn1 - cn0) : -1;
 		fg->fdatasyncs = fd >= 0 ? (double)fd / (double)lr->ok : -1;
 		fg->rss_kib = bench_proc_kib(d->pid, "VmHWM", false);
 		fg->signer_rss_kib = bench_proc_kib(d->pid, "VmHWM", true) - fg->rss_kib;
@@ -230,7 +237,8 @@ static int run_variant(const struct run *r, struct figures *fg)
 		       fg->fdatasyncs);
 	else
 		printf("  fdatasyncs            ? per enrollment (no perf)\n");
-	printf("  group commits    %8.2f per enrollment (capf_store_syncs_total)\n", fg->commits);
+	printf("  group commits    %8.2f per enrollment (capf_store_syncs_total), %.1f ms each on "
+	       "average (write and fdatasyncs)\n", fg->commits, fg->commit_ms);
 	printf("  peak RSS         %8llu KiB capfd, %llu KiB its signer\n", fg->rss_kib,
 	       fg->signer_rss_kib);
 	printf("  key exchange     %lu X25519, %lu P-256 (phones offered %s)\n", fg->x25519,
@@ -256,12 +264,12 @@ static void print_json(const struct figures *fg)
 	       "\"server_user_ms\":%.4f,\"server_sys_ms\":%.4f,\"ratio\":%.3f,"
 	       "\"per_cpu_second\":%.1f,\"rate\":%.1f,\"server_busy\":%.3f,\"half_rate\":%.1f,"
 	       "\"p50_ms\":%.2f,\"p99_ms\":%.2f,\"fdatasyncs_per_enrollment\":%.3f,"
-	       "\"group_commits_per_enrollment\":%.3f,\"peak_rss_kib\":%llu,"
+	       "\"group_commits_per_enrollment\":%.3f,\"commit_ms\":%.3f,\"peak_rss_kib\":%llu,"
 	       "\"signer_peak_rss_kib\":%llu,\"client_cpu_ms\":%.4f,\"x25519\":%lu,"
 	       "\"secp256r1\":%lu,\"kx_x25519_ms\":%.4f,\"kx_p256_ms\":%.4f,\"count\":%lu}\n",
 	       fg->v->name, ms(fg->crypto.seconds), cpu, fg->user_ms, fg->sys_ms,
 	       cpu / ms(fg->crypto.seconds), 1e3 / cpu, fg->rate, fg->busy, fg->half_rate, fg->p50,
-	       fg->p99, fg->fdatasyncs, fg->commits, fg->rss_kib, fg->signer_rss_kib, fg->client_ms,
+	       fg->p99, fg->fdatasyncs, fg->commits, fg->commit_ms, fg->rss_kib, fg->signer_rss_kib, fg->client_ms,
 	       fg->x25519, fg->secp256r1, ms(fg->crypto.x25519_seconds), ms(fg->crypto.p256_seconds),
 	       fg->count);
 }

@@ -149,11 +149,11 @@ void bench_capfd_stop(struct bench_capfd *d)
 	d->pid = -1;
 }
 
-long long bench_capfd_metric(const struct bench_capfd *d, const char *name)
+double bench_capfd_metric(const struct bench_capfd *d, const char *name)
 {
 	char cmd[2400], line[512];
 	size_t nl = strlen(name);
-	long long v = -1;
+	double v = -1;
 	FILE *p;
 
 	snprintf(cmd, sizeof(cmd), "%s/capfctl -s '%s' stats --prometheus 2>/dev/null", d->build,
@@ -163,7 +163,7 @@ long long bench_capfd_metric(const struct bench_capfd *d, const char *name)
 		return -1;
 	while (fgets(line, sizeof(line), p) != NULL)
 		if (!strncmp(line, name, nl) && line[nl] == ' ')
-			v = (long long)strtod(line + nl + 1, NULL);
+			v = strtod(line + nl + 1, NULL);
 	pclose(p);
 	return v;
 }

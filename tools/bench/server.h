@@ -40,7 +40,7 @@ int bench_capfd_start(struct bench_capfd *d, const struct bench_capfd_opts *o);
 void bench_capfd_stop(struct bench_capfd *d);
 
 /* bench_capfd_metric() - one counter of capfctl stats --prometheus, -1 if absent. */
-long long bench_capfd_metric(const struct bench_capfd *d, const char *name);
+double bench_capfd_metric(const struct bench_capfd *d, const char *name);
 
 /* bench_import() - PREFIX000001.. PREFIXn through capfctl bulk import:
  * install, authentication auth ("mic", ...), P-256 or RSA-2048. */
