@@ -259,7 +259,7 @@ int bench_rekey(int argc, char **argv)
 	{
 		struct bench_load_opts lo = { .name = "first", .prefix = "SEPRK", .count = n,
 					      .concurrency = conc, .no_setup = true,
-					      .lsc_out = lscs, .cpu = -1 };
+					      .lsc_out = lscs, .cpu = -1, .timeout = 1800 };
 
 		t0 = bench_now();
 		if (bench_load(&d, &lo, &first) != 0)
@@ -284,7 +284,7 @@ int bench_rekey(int argc, char **argv)
 	{
 		struct bench_load_opts lo = { .name = "rekey", .prefix = "SEPRK", .count = n,
 					      .concurrency = conc, .no_setup = true,
-					      .lsc_in = lscs, .cpu = -1 };
+					      .lsc_in = lscs, .cpu = -1, .timeout = 1800 };
 		double t1 = bench_now();
 
 		if (bench_load(&d, &lo, &again) != 0)

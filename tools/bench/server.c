@@ -204,7 +204,7 @@ static double json_num(const char *line, const char *key, double def)
 int bench_load(const struct bench_capfd *d, const struct bench_load_opts *o,
 	       struct bench_load_result *r)
 {
-	char path[1200], out[1300], n[24], c[24], rate[32], line[2048];
+	char path[1200], out[1300], n[24], c[24], rate[32], line[2048], tmo[24];
 	char *av[48];
 	int k = 0, st;
 	FILE *f;
@@ -229,8 +229,9 @@ int bench_load(const struct bench_capfd *d, const struct bench_load_opts *o,
 	av[k++] = (char *)(o->cisco ? d->cisco_port : d->port);
 	av[k++] = "--prefix";
 	av[k++] = (char *)o->prefix;
+	snprintf(tmo, sizeof(tmo), "%u", o->timeout ? o->timeout : 300);
 	av[k++] = "--timeout";
-	av[k++] = "300";
+	av[k++] = tmo;
 	av[k++] = "--json";
 	if (!o->lsc_in) {
 		av[k++] = "--mfg-dir";
