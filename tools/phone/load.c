@@ -182,7 +182,8 @@ static void *setup_thread(void *arg)
 	unsigned long i;
 	int ret;
 
-	ret = phone_mfg_ca_load(l->mfg_dir, &ca);
+	/* Phones that present their LSCs (--lsc-in) need no MIC. */
+	ret = l->lsc_in ? 0 : phone_mfg_ca_load(l->mfg_dir, &ca);
 	if (ret < 0) {
 		setup_fail(l, PHONE_EXIT_FAIL, "cannot read the manufacturer CA in", l->mfg_dir,
 			   capf_strerror(ret));
