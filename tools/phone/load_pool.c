@@ -40,6 +40,12 @@ static void *pool_thread(void *arg)
 	return NULL;
 }
 
+static int hexval(char c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+		: c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
 /* Decodes hex in place; returns the byte count or -1. */
 static long unhex(char *s)
 {
@@ -48,11 +54,11 @@ static long unhex(char *s)
 	if (n % 2)
 		return -1;
 	for (i = 0; i < n / 2; i++) {
-		unsigned v;
+		int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
 
-		if (sscanf(s + 2 * i, "%2x", &v) != 1)
+		if (hi < 0 || lo < 0)
 			return -1;
-		s[i] = (char)v;
+		s[i] = (char)(hi << 4 | lo);
 	}
 	return (long)(n / 2);
 }
