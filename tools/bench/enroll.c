@@ -618,7 +618,9 @@ int bench_enroll(int argc, char **argv)
 		if (fg[i].ran)
 			print_json(&fg[i]);
 out:
-	if (ret == BENCH_EXIT_OK && bench_run_cmd("rm -rf '%s'", r.dir) != 0)
+	if (callgrind && ret == BENCH_EXIT_OK)
+		printf("(the profiles stay in %s: remove it when done)\n", r.dir);
+	else if (ret == BENCH_EXIT_OK && bench_run_cmd("rm -rf '%s'", r.dir) != 0)
 		fprintf(stderr, BENCH_PROG " enroll: cannot remove %s\n", r.dir);
 	else if (ret != BENCH_EXIT_OK)
 		fprintf(stderr, BENCH_PROG " enroll: the run's files are in %s\n", r.dir);
