@@ -79,6 +79,7 @@ struct run {
 	bool quick, half, perf;
 	int server_cpu, client_cpu;
 	double kx_rate;           /* the half-peak rate of p256-native, for p256-native-kxp256 */
+	const char *key_pool;     /* --key-pool for capf-phone load, NULL: its default */
 };
 
 static void usage(FILE *f)
@@ -109,6 +110,9 @@ static void usage(FILE *f)
 		"                       the server (capfd and signer, %lu enrollments) next to the\n"
 		"                       pure crypto; slow, by hand\n"
 		"      --crypto-only    only the pure crypto\n"
+		"      --key-pool N     capf-phone load --key-pool N (0: the phones make every key\n"
+		"                       in the run, as real ones do)\n"
+		"      --no-perf        no perf stat for the fdatasync count\n"
 		"  -h, --help           show this help\n",
 		COUNT_P256, COUNT_RSA, CONCURRENCY_DEFAULT, COUNT_QUICK, CALLGRIND_COUNT);
 }
@@ -151,6 +155,7 @@ static int one_run(const struct run *r, struct figures *fg, struct bench_capfd *
 		.no_setup = true,
 		.groups = fg->v->groups,
 		.key_file = r->keys,
+		.key_pool = r->key_pool,
 		.cpu = r->client_cpu,
 	};
 	char perf_out[1200];
@@ -483,7 +488,7 @@ static int pick(const char *list, bool *on)
 
 int bench_enroll(int argc, char **argv)
 {
-	enum { OPT_NO_HALF = 256, OPT_CALLGRIND, OPT_CRYPTO_ONLY, OPT_NO_PERF };
+	enum { OPT_NO_HALF = 256, OPT_CALLGRIND, OPT_CRYPTO_ONLY, OPT_NO_PERF, OPT_KEY_POOL };
 	static const struct option longopts[] = {
 		{ "variant", required_argument, NULL, 'v' },
 		{ "count", required_argument, NULL, 'n' },
@@ -495,6 +500,7 @@ int bench_enroll(int argc, char **argv)
 		{ "keys", required_argument, NULL, 'k' },
 		{ "callgrind", no_argument, NULL, OPT_CALLGRIND },
 		{ "crypto-only", no_argument, NULL, OPT_CRYPTO_ONLY },
+		{ "key-pool", required_argument, NULL, OPT_KEY_POOL },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -543,6 +549,9 @@ int bench_enroll(int argc, char **argv)
 			break;
 		case OPT_CRYPTO_ONLY:
 			crypto_only = true;
+			break;
+		case OPT_KEY_POOL:
+			r.key_pool = optarg;
 			break;
 		case 'h':
 			usage(stdout);

@@ -261,6 +261,10 @@ int bench_load(const struct bench_capfd *d, const struct bench_load_opts *o,
 		av[k++] = "--key-file";
 		av[k++] = (char *)o->key_file;
 	}
+	if (o->key_pool) {
+		av[k++] = "--key-pool";
+		av[k++] = (char *)o->key_pool;
+	}
 	if (o->lsc_out) {
 		av[k++] = "--lsc-out";
 		av[k++] = (char *)o->lsc_out;

@@ -55,6 +55,7 @@ struct bench_load_opts {
 	bool cisco, rsa, no_setup;
 	const char *groups;   /* --groups, NULL: capf-phone's default */
 	const char *key_file, *lsc_out, *lsc_in;
+	const char *key_pool; /* --key-pool, NULL: capf-phone's default */
 	int cpu;
 	unsigned timeout;     /* seconds after which no enrollment starts; 0 = 300 */
 };
