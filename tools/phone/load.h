@@ -122,6 +122,32 @@ int load_make_mic(const struct load *l, const struct pki_pair *issuer, unsigned 
 int load_lsc_write(const struct load *l);
 int load_lsc_read(struct load *l, unsigned long max);
 
+/* ---- load_report.c ---- */
+
+/* What the simulator itself spent in the run, from getrusage(). */
+struct load_cpu {
+	double user_ms, sys_ms;
+};
+
+/*
+ * load_report() - print the run: results and failures by error, wall
+ * time, rate, latency percentiles, TLS groups, keys, the server's CPU
+ * (cpu_ms of pid, -1 if unknown) and own's, per enrollment; and the JSON
+ * line with --json.
+ */
+void load_report(const struct load *l, double wall, double cpu_ms, uint32_t pid,
+		 const struct load_cpu *own);
+
+/* load_server_pid() - capfd's pid from the admin status, 0 if unknown. */
+uint32_t load_server_pid(const char *socket_path);
+
+/* load_proc_cpu_ms() - utime + stime of a local capfd in ms, or -1 when
+ * it cannot be read or is not a capfd. */
+double load_proc_cpu_ms(uint32_t pid);
+
+/* load_key_csr_rate() - P-256 keys and CSRs one thread makes per second. */
+double load_key_csr_rate(void);
+
 /* ---- load_cisco.c ---- */
 
 /*
