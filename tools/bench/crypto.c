@@ -109,11 +109,11 @@ static int ecdhe(bool x25519, const struct ecc_point *peer, const uint8_t peer25
 	return ret;
 }
 
-/* The rounds the callgrind run counts (--toggle-collect). Not static, so
- * that its name stays in the symbol table. */
+/* The rounds the callgrind run counts (--toggle-collect). Not static and
+ * never inlined, so that callgrind sees every call under its name. */
 int bench_crypto_rounds(const struct bench_crypto *v, unsigned n, struct op *ops, size_t nops,
 			const gnutls_datum_t *data, const struct ecc_point *peer,
-			const uint8_t peer25519[32]);
+			const uint8_t peer25519[32]) __attribute__((noinline, noclone));
 
 int bench_crypto_rounds(const struct bench_crypto *v, unsigned n, struct op *ops, size_t nops,
 			const gnutls_datum_t *data, const struct ecc_point *peer,
