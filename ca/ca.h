@@ -295,6 +295,16 @@ int ca_issuer_chain(struct ca *ca, const uint8_t *der, size_t len, uint8_t **der
 		    size_t max, size_t *n);
 
 /*
+ * ca_issuer_chain_of() - ca_issuer_chain() for a certificate whose issuer
+ * is known: issuer_der is a CAPF CA's certificate (the issuer_der of a
+ * struct ca_lsc), found by its bytes; the certificate itself is neither
+ * read nor verified. Returns 0, CAPF_ENOENT (not one of our CAs),
+ * CAPF_EINVAL, CAPF_ENOMEM.
+ */
+int ca_issuer_chain_of(struct ca *ca, const uint8_t *issuer_der, size_t issuer_len, uint8_t **ders,
+		       size_t *lens, size_t max, size_t *n);
+
+/*
  * ca_cert_signed_verify() - does sig, made by the key of the certificate
  * der over msg, verify? The signatures of Cisco phones inside the CAPF
  * protocol: SHA-1 (sha512 0) or SHA-512; RSA as PKCS#1 v1.5 padding

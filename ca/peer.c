@@ -134,32 +134,37 @@ out:
 	return ret;
 }
 
-int ca_issuer_chain(struct ca *ca, const uint8_t *der, size_t len, uint8_t **ders, size_t *lens,
-		    size_t max, size_t *n)
+int ca_issuer_chain_of(struct ca *ca, const uint8_t *issuer_der, size_t issuer_len, uint8_t **ders,
+		       size_t *lens, size_t max, size_t *n)
 {
-	const uint8_t *issuer = NULL;
-	size_t issuer_len = 0;
 	struct ca_issuer *is;
-	int ret;
+	int ret = 0;
 
-	if (ca == NULL || ders == NULL || lens == NULL || n == NULL || max == 0)
+	if (ca == NULL || issuer_der == NULL || issuer_len == 0 || ders == NULL || lens == NULL ||
+	    n == NULL || max == 0)
 		return CAPF_EINVAL;
 	*n = 0;
-	ret = ca_issuer_of(ca, der, len, &issuer, &issuer_len);
-	if (ret < 0)
-		return ret;
+	/* The issuer by its certificate's bytes: nothing to parse or verify,
+	 * the certificate is one of ours. */
+	pthread_rwlock_rdlock(&ca->lock);
+	for (is = ca->issuers; is != NULL; is = is->next)
+		if (is->der.size == issuer_len && memcmp(is->der.data, issuer_der, issuer_len) == 0)
+			break;
+	if (is == NULL) {
+		ret = CAPF_ENOENT;
+		goto out;
+	}
 	ders[0] = malloc(issuer_len);
-	if (ders[0] == NULL)
-		return CAPF_ENOMEM;
-	memcpy(ders[0], issuer, issuer_len);
+	if (ders[0] == NULL) {
+		ret = CAPF_ENOMEM;
+		goto out;
+	}
+	memcpy(ders[0], is->der.data, issuer_len);
 	lens[0] = issuer_len;
 	*n = 1;
 	/* The enterprise chain above an enterprise-signed CAPF CA, so that
 	 * a phone or a SIP peer can verify the LSC from the root alone. */
-	pthread_rwlock_rdlock(&ca->lock);
-	for (is = ca->issuers; is != NULL && is->der.data != issuer; is = is->next)
-		;
-	for (unsigned i = 0; is != NULL && i < is->chain_len && *n < max; i++) {
+	for (unsigned i = 0; i < is->chain_len && *n < max; i++) {
 		gnutls_datum_t d = {NULL, 0};
 
 		if (gnutls_x509_crt_export2(is->chain[i], GNUTLS_X509_FMT_DER, &d) < 0)
@@ -174,6 +179,23 @@ int ca_issuer_chain(struct ca *ca, const uint8_t *der, size_t len, uint8_t **der
 		(*n)++;
 		gnutls_free(d.data);
 	}
+out:
 	pthread_rwlock_unlock(&ca->lock);
-	return 0;
+	return ret;
+}
+
+int ca_issuer_chain(struct ca *ca, const uint8_t *der, size_t len, uint8_t **ders, size_t *lens,
+		    size_t max, size_t *n)
+{
+	const uint8_t *issuer = NULL;
+	size_t issuer_len = 0;
+	int ret;
+
+	if (ca == NULL || ders == NULL || lens == NULL || n == NULL || max == 0)
+		return CAPF_EINVAL;
+	*n = 0;
+	ret = ca_issuer_of(ca, der, len, &issuer, &issuer_len);
+	if (ret < 0)
+		return ret;
+	return ca_issuer_chain_of(ca, issuer, issuer_len, ders, lens, max, n);
 }
