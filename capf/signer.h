@@ -27,6 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <protobuf-c/protobuf-c.h>
 #include <uv.h>
 
 struct ca_keyops;
@@ -158,5 +159,29 @@ unsigned signer_chan_inflight(const struct signer_chan *ch);
  * goes once the loop has run their callbacks. Accepts NULL.
  */
 void signer_chan_close(struct signer_chan *ch);
+
+/* ---- wire helpers (capf/signer_client.c) --------------------------------- */
+
+/*
+ * struct signer_arena - a protobuf-c allocator that takes from a buffer
+ * the caller owns (the stack, or one buffer per connection) and frees
+ * nothing until signer_arena_reset(): unpacking a request or a response
+ * then costs no malloc. What does not fit goes to malloc and is freed by
+ * the reset. Messages unpacked with it are never given to
+ * *_free_unpacked().
+ */
+struct signer_arena {
+	ProtobufCAllocator alloc; /* pass &arena.alloc to *_unpack() */
+	uint8_t *buf;
+	size_t cap, used;
+	void *spill; /* malloc'd blocks that did not fit, a list */
+};
+
+/* signer_arena_init() - an arena over buf (cap bytes). */
+void signer_arena_init(struct signer_arena *a, void *buf, size_t cap);
+
+/* signer_arena_reset() - wipe what was used (it held data to sign or a
+ * signature) and free what went to malloc; the arena is empty again. */
+void signer_arena_reset(struct signer_arena *a);
 
 #endif /* CAPF_SIGNER_H */
