@@ -276,6 +276,17 @@ struct ca_cert_summary {
 int ca_cert_summarize(const uint8_t *der, size_t len, struct ca_cert_summary *out);
 
 /*
+ * ca_peer_evidence() - what the chain a phone presented in the TLS
+ * handshake proves, each certificate parsed once: *mic_result is what
+ * ca_mic_verify() would answer, *lsc_result what ca_lsc_verify() would
+ * (both without a device name), *sum ca_cert_summarize() of the leaf.
+ * Returns 0, CAPF_EBADMSG (the leaf cannot be read: *sum is empty),
+ * CAPF_ENOCERT (no certificate), CAPF_EINVAL.
+ */
+int ca_peer_evidence(struct ca *ca, const uint8_t *const *certs, const size_t *lens, size_t n,
+		     time_t now, int *mic_result, int *lsc_result, struct ca_cert_summary *sum);
+
+/*
  * ca_issuer_of() - the DER of the CAPF CA (current or previous) whose
  * signature the certificate der carries, owned by the CA and valid until
  * ca_free(). Returns 0, CAPF_ENOENT (none of ours), CAPF_EBADMSG,

@@ -195,6 +195,12 @@ int ca_key_id(gnutls_pubkey_t pub, uint8_t out[CA_KEY_ID_LEN]);
  * in DER (first byte in 0x01..0x7f). */
 int ca_random_serial(uint8_t serial[CA_SERIAL_LEN]);
 
+/* ca_mic_decide(), ca_lsc_decide() - ca_mic_verify() and ca_lsc_verify()
+ * of certificates parsed already. */
+int ca_mic_decide(struct ca *ca, gnutls_x509_crt_t *chain, size_t n, const char *device_name,
+		  time_t now);
+int ca_lsc_decide(struct ca *ca, gnutls_x509_crt_t leaf, const char *device_name, time_t now);
+
 /* ca_check_time() - 0 if crt is valid at now, CAPF_EEXPIRED if not,
  * CAPF_EUNTRUSTED if it has no readable start. 99991231235959Z never
  * expires. */

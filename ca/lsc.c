@@ -9,11 +9,8 @@
 
 #include "ca/internal.h"
 
-int ca_lsc_verify(struct ca *ca, const uint8_t *const *certs, const size_t *lens, size_t n,
-		  const char *device_name, time_t now)
+int ca_lsc_decide(struct ca *ca, gnutls_x509_crt_t leaf, const char *device_name, time_t now)
 {
-	gnutls_x509_crt_t leaf = NULL;
-	gnutls_datum_t d;
 	struct ca_issuer *is, *signer = NULL;
 	uint8_t serial[CA_SERIAL_MAX];
 	size_t serial_len = sizeof(serial);
@@ -23,20 +20,6 @@ int ca_lsc_verify(struct ca *ca, const uint8_t *const *certs, const size_t *lens
 	int signer_expired = 0;
 	unsigned status;
 	int ret;
-
-	if (ca == NULL)
-		return CAPF_EINVAL;
-	if (n == 0 || certs == NULL || lens == NULL || certs[0] == NULL || lens[0] == 0)
-		return CAPF_ENOCERT;
-	if (lens[0] > CA_CERT_MAX)
-		return CAPF_EUNTRUSTED;
-	d.data = (unsigned char *)certs[0];
-	d.size = (unsigned)lens[0];
-	CHECK_GNUTLS(gnutls_x509_crt_init(&leaf));
-	if (gnutls_x509_crt_import(leaf, &d, GNUTLS_X509_FMT_DER) < 0) {
-		ret = CAPF_EUNTRUSTED;
-		goto out;
-	}
 
 	/*
 	 * The issuer must be one of our CAPF CAs, trusted at now: LSCs are
@@ -94,6 +77,31 @@ int ca_lsc_verify(struct ca *ca, const uint8_t *const *certs, const size_t *lens
 	ret = 0;
 out:
 	gnutls_free(dn.data);
+	return ret;
+}
+
+int ca_lsc_verify(struct ca *ca, const uint8_t *const *certs, const size_t *lens, size_t n,
+		  const char *device_name, time_t now)
+{
+	gnutls_x509_crt_t leaf = NULL;
+	gnutls_datum_t d;
+	int ret;
+
+	if (ca == NULL)
+		return CAPF_EINVAL;
+	if (n == 0 || certs == NULL || lens == NULL || certs[0] == NULL || lens[0] == 0)
+		return CAPF_ENOCERT;
+	if (lens[0] > CA_CERT_MAX)
+		return CAPF_EUNTRUSTED;
+	d.data = (unsigned char *)certs[0];
+	d.size = (unsigned)lens[0];
+	CHECK_GNUTLS(gnutls_x509_crt_init(&leaf));
+	if (gnutls_x509_crt_import(leaf, &d, GNUTLS_X509_FMT_DER) < 0) {
+		ret = CAPF_EUNTRUSTED;
+		goto out;
+	}
+	ret = ca_lsc_decide(ca, leaf, device_name, now);
+out:
 	gnutls_x509_crt_deinit(leaf);
 	return ret;
 }

@@ -28,19 +28,12 @@ out:
 	return ret;
 }
 
-int ca_cert_summarize(const uint8_t *der, size_t len, struct ca_cert_summary *out)
+/* ca_cert_summarize() of a parsed certificate. */
+static void summarize(gnutls_x509_crt_t crt, struct ca_cert_summary *out)
 {
-	gnutls_x509_crt_t crt = NULL;
 	char cn[CA_CN_MAX * 4 + 8];
 	size_t cn_len = 0, serial_len = sizeof(out->serial);
-	int ret;
 
-	if (out == NULL)
-		return CAPF_EINVAL;
-	memset(out, 0, sizeof(*out));
-	ret = import_der(der, len, &crt);
-	if (ret < 0)
-		return ret;
 	/* A CN that breaks the identity rule's syntax is left empty: it
 	 * names no device. */
 	if (ca_leaf_cn(crt, cn, sizeof(cn), &cn_len) == 0 && cn_len < sizeof(out->cn)) {
@@ -51,8 +44,63 @@ int ca_cert_summarize(const uint8_t *der, size_t len, struct ca_cert_summary *ou
 		out->fingerprint[0] = '\0';
 	if (gnutls_x509_crt_get_serial(crt, out->serial, &serial_len) == 0)
 		out->serial_len = serial_len;
+}
+
+int ca_cert_summarize(const uint8_t *der, size_t len, struct ca_cert_summary *out)
+{
+	gnutls_x509_crt_t crt = NULL;
+	int ret;
+
+	if (out == NULL)
+		return CAPF_EINVAL;
+	memset(out, 0, sizeof(*out));
+	ret = import_der(der, len, &crt);
+	if (ret < 0)
+		return ret;
+	summarize(crt, out);
 	gnutls_x509_crt_deinit(crt);
 	return 0;
+}
+
+int ca_peer_evidence(struct ca *ca, const uint8_t *const *certs, const size_t *lens, size_t n,
+		     time_t now, int *mic_result, int *lsc_result, struct ca_cert_summary *sum)
+{
+	gnutls_x509_crt_t chain[CA_CHAIN_MAX];
+	size_t i, parsed = 0;
+	int all = 1, ret;
+
+	if (ca == NULL || mic_result == NULL || lsc_result == NULL || sum == NULL)
+		return CAPF_EINVAL;
+	memset(sum, 0, sizeof(*sum));
+	*mic_result = *lsc_result = CAPF_ENOCERT;
+	if (n == 0 || certs == NULL || lens == NULL)
+		return CAPF_ENOCERT;
+	/* Each certificate parsed once, for all three; what would fail one
+	 * of the DER functions fails it here the same way. A chain longer
+	 * than a MIC's may be still has a leaf to read. */
+	for (i = 0; i < n && i < CA_CHAIN_MAX; i++) {
+		if (import_der(certs[i], lens[i], &chain[i]) < 0) {
+			all = 0;
+			break;
+		}
+		parsed++;
+	}
+	if (n > CA_CHAIN_MAX || !all)
+		*mic_result = CAPF_EUNTRUSTED;
+	else
+		*mic_result = ca_mic_decide(ca, chain, n, NULL, now);
+	if (certs[0] == NULL || lens[0] == 0)
+		*lsc_result = CAPF_ENOCERT;
+	else if (parsed == 0)
+		*lsc_result = CAPF_EUNTRUSTED;
+	else
+		*lsc_result = ca_lsc_decide(ca, chain[0], NULL, now);
+	ret = parsed > 0 ? 0 : CAPF_EBADMSG;
+	if (parsed > 0)
+		summarize(chain[0], sum);
+	for (i = 0; i < parsed; i++)
+		gnutls_x509_crt_deinit(chain[i]);
+	return ret;
 }
 
 int ca_issuer_of(struct ca *ca, const uint8_t *der, size_t len, const uint8_t **issuer_der,

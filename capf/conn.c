@@ -418,9 +418,10 @@ static void peer_evidence(struct conn *c, const uint8_t *const *certs, const siz
 	if (n == 0)
 		return;
 	p->present = true;
-	p->mic_result = ca_mic_verify(c->srv->ca, certs, lens, n, NULL, now);
-	p->lsc_result = ca_lsc_verify(c->srv->ca, certs, lens, n, NULL, now);
-	if (ca_cert_summarize(certs[0], lens[0], &sum) == 0) {
+	/* One parse of the chain for the MIC decision, the LSC decision
+	 * and the summary. */
+	if (ca_peer_evidence(c->srv->ca, certs, lens, n, now, &p->mic_result, &p->lsc_result,
+			     &sum) == 0) {
 		snprintf(p->cn, sizeof(p->cn), "%s", sum.cn);
 		snprintf(p->fingerprint, sizeof(p->fingerprint), "%s", sum.fingerprint);
 		p->serial_len = sum.serial_len <= sizeof(p->serial) ? sum.serial_len : 0;
