@@ -46,6 +46,7 @@ struct log_limit conn_lim_unauth = LOG_LIMIT_INIT(50, 10);
 #define RBUF_MAX (64u * 1024u)
 #define RBUF_CHUNK (16u * 1024u + 512u)
 #define WRITE_QUEUE_MAX (256u * 1024u)
+#define WRITE_IOV_MAX 8 /* iovecs of one push written without a copy */
 
 
 struct write_req {
@@ -149,31 +150,54 @@ static void on_write(uv_write_t *req, int status)
 		conn_start_reading(c);
 }
 
-/* One write: a single allocation holding the uv_write_t and the bytes.
- * Returns 0 or an errno value. On the loop only. */
+/*
+ * One write. The socket usually takes the bytes at once: they go with
+ * uv_try_write() straight from GnuTLS's buffers (no copy, no request, no
+ * callback, and no change of the loop's poll set, which a completed
+ * uv_write() costs libuv an epoll_ctl() for). What it does not take (a
+ * full socket, a write queued before, an error to report from the loop)
+ * goes in a single allocation holding the uv_write_t and the bytes.
+ * Returns 0 or an errno value. On the loop only.
+ */
 static int queue_write(struct conn *c, const giovec_t *iov, int iovcnt, size_t total)
 {
 	struct write_req *wr;
-	size_t off = 0;
+	size_t off = 0, done = 0;
 	uv_buf_t buf;
 
 	if (c->handles_closed)
 		return EPIPE;
-	wr = malloc(sizeof(*wr) + total);
+	c->sent = true;
+	if (c->write_queued == 0 && iovcnt <= WRITE_IOV_MAX) {
+		uv_buf_t bufs[WRITE_IOV_MAX];
+		int n;
+
+		for (int i = 0; i < iovcnt; i++)
+			bufs[i] = uv_buf_init(iov[i].iov_base, (unsigned)iov[i].iov_len);
+		n = uv_try_write((uv_stream_t *)&c->tcp, bufs, (unsigned)iovcnt);
+		if (n > 0)
+			done = (size_t)n;
+		if (done == total)
+			return 0;
+	}
+	wr = malloc(sizeof(*wr) + total - done);
 	if (wr == NULL)
 		return ENOMEM;
 	wr->c = c;
-	wr->len = total;
+	wr->len = total - done;
 	for (int i = 0; i < iovcnt; i++) {
-		memcpy(wr->data + off, iov[i].iov_base, iov[i].iov_len);
-		off += iov[i].iov_len;
+		size_t skip = done > iov[i].iov_len ? iov[i].iov_len : done;
+
+		done -= skip;
+		memcpy(wr->data + off, (const uint8_t *)iov[i].iov_base + skip, iov[i].iov_len - skip);
+		off += iov[i].iov_len - skip;
 	}
-	buf = uv_buf_init((char *)wr->data, (unsigned)total);
+	buf = uv_buf_init((char *)wr->data, (unsigned)wr->len);
 	if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, &buf, 1, on_write) < 0) {
 		free(wr);
 		return EPIPE;
 	}
-	c->write_queued += total;
+	c->write_queued += wr->len;
 	if (c->write_queued > WRITE_QUEUE_MAX && c->reading) {
 		uv_read_stop((uv_stream_t *)&c->tcp);
 		c->reading = false;
@@ -262,9 +286,10 @@ void conn_close(struct conn *c)
 	if (c->handshaken)
 		(void)gnutls_bye(c->tls, GNUTLS_SHUT_WR);
 
-	/* Let the last frame and the close_notify leave before closing, but
-	 * never wait longer than the session timer allows. */
-	if (c->write_queued > 0) {
+	/* Let the last frame and the close_notify leave before closing (a
+	 * FIN after them, not a close that unread bytes turn into a reset),
+	 * but never wait longer than the session timer allows. */
+	if (c->write_queued > 0 || c->sent) {
 		c->shutdown_req.data = c;
 		if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown) == 0) {
 			uint64_t left = uv_timer_get_due_in(&c->session_timer);

@@ -63,6 +63,7 @@ struct conn {
 	uint8_t *hs_out;	/* what it pushed, for the loop to write */
 	size_t hs_out_len, hs_out_cap;
 	size_t write_queued;
+	bool sent; /* bytes were written (so the close shuts down first) */
 	unsigned nmsgs;
 	uint64_t t_accept; /* uv_hrtime() at accept, for the latencies */
 	char addr[INET6_ADDRSTRLEN];
