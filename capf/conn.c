@@ -17,10 +17,10 @@
  * process: GnuTLS calls the key's sign callback synchronously inside
  * gnutls_handshake(), and a GNUTLS_E_AGAIN from it cannot be resumed. So
  * until the server's signature is made, each gnutls_handshake() call runs
- * on libuv's threadpool (handshake_off_loop()); meanwhile the loop does
- * not read (the receive buffer stays where GnuTLS pulls from), what
- * GnuTLS pushes is kept in hs_out and written once the call is back, and
- * nothing on the loop touches the session. The rest of the handshake and
+ * on libuv's threadpool (handshake_off_loop()); meanwhile what the loop
+ * reads waits in hs_in (the receive buffer stays where GnuTLS pulls
+ * from), what GnuTLS pushes is kept in hs_out and written once the call
+ * is back, and nothing on the loop touches the session. The rest of the handshake and
  * the session run on the loop; the LSC's signature is asked of the signer
  * asynchronously (signer_sign_async()).
  */
@@ -94,6 +94,7 @@ void conn_unref(struct conn *c)
 	server_creds_put(c->creds);
 	frame_decoder_deinit(&c->dec);
 	free(c->rbuf);
+	free(c->hs_in);
 	free(c->hs_out);
 	free(c);
 	worker_maybe_finish(w);
@@ -625,8 +626,28 @@ static void hs_after_work(uv_work_t *req, int status)
 {
 	struct conn *c = req->data;
 	giovec_t iov = { c->hs_out, c->hs_out_len };
+	bool more;
 
 	c->hs_off_loop = false;
+	more = c->hs_in_len > 0;
+	if (c->hs_in_len > 0 && !c->closing) {
+		/* What came during the step follows what it left in rbuf. */
+		compact_rbuf(c);
+		if (c->rcap - c->rlen < c->hs_in_len) {
+			uint8_t *n = realloc(c->rbuf, c->rlen + c->hs_in_len);
+
+			if (n == NULL) {
+				conn_close(c);
+				conn_unref(c);
+				return;
+			}
+			c->rbuf = n;
+			c->rcap = c->rlen + c->hs_in_len;
+		}
+		memcpy(c->rbuf + c->rlen, c->hs_in, c->hs_in_len);
+		c->rlen += c->hs_in_len;
+	}
+	c->hs_in_len = 0;
 	if (c->hs_out_len > 0 && !c->closing) {
 		int err = queue_write(c, &iov, 1, c->hs_out_len);
 		if (err != 0)
@@ -639,7 +660,10 @@ static void hs_after_work(uv_work_t *req, int status)
 		int r = handshake_result(c, c->hs_ret);
 		if (r == 1)
 			read_records(c);
-		if (!c->closing) {
+		else if (r == 0 && more)
+			conn_process(c); /* the bytes that came during the step */
+		/* conn_process() may have sent the next step off the loop. */
+		if (!c->closing && !c->hs_off_loop) {
 			compact_rbuf(c);
 			if (!c->reading && c->write_queued < WRITE_QUEUE_MAX)
 				conn_start_reading(c);
@@ -650,10 +674,10 @@ static void hs_after_work(uv_work_t *req, int status)
 
 static void handshake_off_loop(struct conn *c)
 {
-	if (c->reading) {
-		uv_read_stop((uv_stream_t *)&c->tcp);
-		c->reading = false;
-	}
+	/* The socket stays in the loop's poll set (stopping and starting to
+	 * read costs two epoll_ctl() calls): what arrives meanwhile, rarely
+	 * anything, since the phone waits for the server's flight, goes to
+	 * hs_in, not to rbuf, which the step pulls from. */
 	c->hs_off_loop = true;
 	c->refs++;
 	c->hs_work.data = c;
@@ -689,6 +713,15 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 	struct conn *c = h->data;
 	(void)suggested;
 
+	if (c->hs_off_loop) {
+		/* A handshake step pulls from rbuf: bytes wait beside it. */
+		if (c->hs_in == NULL)
+			c->hs_in = malloc(RBUF_CHUNK);
+		*buf = uv_buf_init((char *)c->hs_in + c->hs_in_len,
+				   c->hs_in != NULL ? (unsigned)(RBUF_CHUNK - c->hs_in_len) : 0);
+		return;
+	}
+
 	if (c->rcap - c->rlen < RBUF_CHUNK && c->rcap < RBUF_MAX) {
 		size_t ncap = c->rlen + RBUF_CHUNK;
 		uint8_t *n = realloc(c->rbuf, ncap);
@@ -711,6 +744,14 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		if (nread != UV_EOF)
 			log_debug("%s: read error: %s", c->peer, uv_strerror((int)nread));
 		conn_close(c);
+		return;
+	}
+	if (c->hs_off_loop) {
+		c->hs_in_len += (size_t)nread;
+		if (c->hs_in_len == RBUF_CHUNK) {
+			uv_read_stop(s);
+			c->reading = false;
+		}
 		return;
 	}
 	c->rlen += (size_t)nread;

@@ -62,6 +62,8 @@ struct conn {
 	int hs_ret, hs_signer;	/* its result, and signer_thread_result() */
 	uint8_t *hs_out;	/* what it pushed, for the loop to write */
 	size_t hs_out_len, hs_out_cap;
+	uint8_t *hs_in;		/* what the phone sent meanwhile (RBUF_CHUNK bytes) */
+	size_t hs_in_len;
 	size_t write_queued;
 	bool sent; /* bytes were written (so the close shuts down first) */
 	unsigned nmsgs;
