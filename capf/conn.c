@@ -94,6 +94,7 @@ void conn_unref(struct conn *c)
 	server_creds_put(c->creds);
 	frame_decoder_deinit(&c->dec);
 	free(c->rbuf);
+	free(c->held);
 	free(c->hs_in);
 	free(c->hs_out);
 	free(c);
@@ -217,6 +218,25 @@ static ssize_t tls_vec_push(gnutls_transport_ptr_t ptr, const giovec_t *iov, int
 
 	for (int i = 0; i < iovcnt; i++)
 		total += iov[i].iov_len;
+	if (c->hold_output) {
+		/* The last record and the close_notify after it: one write at
+		 * the close (conn_hold_output()). */
+		if (c->held_len + total > c->held_cap) {
+			size_t ncap = c->held_len + total + 256;
+			uint8_t *n = ncap <= WRITE_QUEUE_MAX ? realloc(c->held, ncap) : NULL;
+			if (n == NULL) {
+				gnutls_transport_set_errno(c->tls, ENOMEM);
+				return -1;
+			}
+			c->held = n;
+			c->held_cap = ncap;
+		}
+		for (int i = 0; i < iovcnt; i++) {
+			memcpy(c->held + c->held_len, iov[i].iov_base, iov[i].iov_len);
+			c->held_len += iov[i].iov_len;
+		}
+		return (ssize_t)total;
+	}
 	if (c->hs_off_loop) {
 		if (c->hs_out_len + total > c->hs_out_cap) {
 			size_t ncap = c->hs_out_len + total + 4096;
@@ -264,10 +284,32 @@ void conn_count_outcome(struct conn *c, int code)
 	atomic_fetch_add(code == 0 ? &c->srv->enrollments : &c->srv->failures, 1);
 }
 
+void conn_hold_output(struct conn *c)
+{
+	if (!c->closing && !c->hs_off_loop)
+		c->hold_output = true;
+}
+
+/* What conn_hold_output() kept, in one write. */
+static void flush_held(struct conn *c)
+{
+	giovec_t iov = { c->held, c->held_len };
+
+	c->hold_output = false;
+	if (c->held_len > 0) {
+		int err = queue_write(c, &iov, 1, c->held_len);
+		if (err != 0)
+			log_debug("%s: write failed: %s", c->peer, strerror(err));
+	}
+	c->held_len = 0;
+}
+
 void conn_close(struct conn *c)
 {
-	if (c->closing)
+	if (c->closing) {
+		flush_held(c);
 		return;
+	}
 	c->closing = true;
 	/* Every session that ends leaves a line with its outcome; one the
 	 * phone left midway has no other. */
@@ -286,6 +328,7 @@ void conn_close(struct conn *c)
 	}
 	if (c->handshaken)
 		(void)gnutls_bye(c->tls, GNUTLS_SHUT_WR);
+	flush_held(c);
 
 	/* Let the last frame and the close_notify leave before closing (a
 	 * FIN after them, not a close that unread bytes turn into a reset),

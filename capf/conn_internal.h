@@ -64,6 +64,9 @@ struct conn {
 	size_t hs_out_len, hs_out_cap;
 	uint8_t *hs_in;		/* what the phone sent meanwhile (RBUF_CHUNK bytes) */
 	size_t hs_in_len;
+	uint8_t *held;		/* records kept for one write at the close */
+	size_t held_len, held_cap;
+	bool hold_output;
 	size_t write_queued;
 	bool sent; /* bytes were written (so the close shuts down first) */
 	unsigned nmsgs;
@@ -77,6 +80,9 @@ extern struct log_limit conn_lim_handshake, conn_lim_refused, conn_lim_unauth;
 
 /* capf/conn.c */
 void conn_close(struct conn *c);
+/* conn_hold_output() - keep what TLS writes from now on (the session's
+ * last message) for one write with the close_notify, in conn_close(). */
+void conn_hold_output(struct conn *c);
 void conn_idle_timeout(uv_timer_t *t);
 /* conn_send_frame() - one frame (or Cisco message) in one TLS record. */
 void conn_send_frame(struct conn *c, const uint8_t *frame, size_t len);

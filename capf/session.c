@@ -485,6 +485,11 @@ void conn_session_run(struct conn *c, const struct core_event *first)
 		int ret;
 
 		core_step(c->core, &ev, &out);
+		/* A session's last message and its close_notify leave in one
+		 * write. */
+		for (size_t i = 0; i < out.nfx; i++)
+			if (out.fx[i].type == CORE_FX_CLOSE)
+				conn_hold_output(c);
 		for (size_t i = 0; i < out.nfx; i++) {
 			const struct core_fx *fx = &out.fx[i];
 			struct store_audit_event aev;
