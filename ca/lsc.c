@@ -16,7 +16,7 @@ int ca_lsc_decide(struct ca *ca, gnutls_x509_crt_t leaf, const char *device_name
 	size_t serial_len = sizeof(serial);
 	char cn[CA_CN_MAX * 4 + 8];
 	size_t cn_len = 0;
-	gnutls_datum_t dn = {NULL, 0};
+	gnutls_datum_t dn = {NULL, 0}, idn = {NULL, 0};
 	int signer_expired = 0;
 	unsigned status;
 	int ret;
@@ -27,8 +27,17 @@ int ca_lsc_decide(struct ca *ca, gnutls_x509_crt_t leaf, const char *device_name
 	 * used. Times are checked below against now, which the caller
 	 * controls, rather than against GnuTLS's clock.
 	 */
+	if (gnutls_x509_crt_get_raw_issuer_dn(leaf, &idn) < 0)
+		return CAPF_EUNTRUSTED;
 	pthread_rwlock_rdlock(&ca->lock);
 	for (is = ca->issuers; is != NULL && signer == NULL; is = is->next) {
+		/* An LSC names its issuer with the very bytes of that CA's
+		 * subject (ca/issue.c copies them): a certificate that names
+		 * it otherwise is none of its LSCs, and GnuTLS's comparison,
+		 * which reads both names as strings when their bytes differ
+		 * (a MIC against every CAPF CA), is not needed. */
+		if (idn.size != is->raw_dn.size || memcmp(idn.data, is->raw_dn.data, idn.size) != 0)
+			continue;
 		if (!ca_issuer_trusted(ca, is, now) || !gnutls_x509_crt_check_issuer(leaf, is->crt))
 			continue;
 		status = 1;
@@ -76,6 +85,7 @@ int ca_lsc_decide(struct ca *ca, gnutls_x509_crt_t leaf, const char *device_name
 	}
 	ret = 0;
 out:
+	gnutls_free(idn.data);
 	gnutls_free(dn.data);
 	return ret;
 }
