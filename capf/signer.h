@@ -122,6 +122,18 @@ void signer_keyops(struct signer_client *sc, struct ca_keyops *ops);
 void signer_thread_reset(void);
 int signer_thread_result(void);
 
+/*
+ * signer_thread_hook() - while fn is set on a thread, signer_sign() there
+ * (the keyops' sign: a TLS handshake's signature inside GnuTLS) calls
+ * fn(arg, ...) with its arguments instead of the pool, and returns what
+ * it returns (*sig malloc'd). NULL removes it. A handshake that runs on
+ * a fiber of its worker's loop (capf/conn.c) suspends there while its
+ * worker's channel asks for the signature.
+ */
+typedef int (*signer_sign_fn)(void *arg, const char *ref, unsigned sign_algo, unsigned flags,
+			      const uint8_t *data, size_t len, uint8_t **sig, size_t *sig_len);
+void signer_thread_hook(signer_sign_fn fn, void *arg);
+
 /* ---- the asynchronous channel (capf/signer_client.c) ------------------- */
 
 typedef void (*signer_done_cb)(void *arg, int result, const uint8_t *sig, size_t sig_len);
@@ -149,6 +161,18 @@ int signer_chan_new(uv_loop_t *loop, const char *socket, unsigned queue, unsigne
  */
 int signer_sign_async(struct signer_chan *ch, const char *key_ref, unsigned sign_algo,
 		      const uint8_t *data, size_t len, signer_done_cb cb, void *arg);
+
+#define SIGNER_ASYNC_HASH 1u	  /* data is a digest (as CA_SIGN_HASH) */
+#define SIGNER_ASYNC_UNBOUNDED 2u /* not counted against the queue: the caller bounds these */
+
+/*
+ * signer_sign_async2() - signer_sign_async() with flags SIGNER_ASYNC_*.
+ * A request made SIGNER_ASYNC_UNBOUNDED is never refused for a full
+ * queue, and does not take a place there from the others.
+ */
+int signer_sign_async2(struct signer_chan *ch, const char *key_ref, unsigned sign_algo,
+		       unsigned flags, const uint8_t *data, size_t len, signer_done_cb cb,
+		       void *arg);
 
 /* signer_chan_inflight() - requests waiting for their answer. */
 unsigned signer_chan_inflight(const struct signer_chan *ch);

@@ -33,6 +33,8 @@
 
 static atomic_uint_fast64_t next_id = 1;
 static _Thread_local int thread_result;
+static _Thread_local signer_sign_fn thread_hook;
+static _Thread_local void *thread_hook_arg;
 
 static uint64_t now_ms(void)
 {
@@ -491,6 +493,11 @@ int signer_sign(struct signer_client *sc, const char *ref, unsigned sign_algo, u
 
 	*sig = NULL;
 	*sig_len = 0;
+	if (thread_hook != NULL) {
+		ret = thread_hook(thread_hook_arg, ref, sign_algo, flags, data, len, sig, sig_len);
+		thread_result = ret == 0 ? 1 : ret;
+		return ret;
+	}
 	if (sc == NULL || ref == NULL || data == NULL || len == 0 || len > SIGNER_DATA_MAX)
 		return CAPF_EINVAL;
 	sign.ref = (char *)ref;
@@ -517,6 +524,12 @@ int signer_sign(struct signer_client *sc, const char *ref, unsigned sign_algo, u
 	rt_done(&rt);
 	thread_result = ret == 0 ? 1 : ret;
 	return ret;
+}
+
+void signer_thread_hook(signer_sign_fn fn, void *arg)
+{
+	thread_hook = fn;
+	thread_hook_arg = arg;
 }
 
 void signer_thread_reset(void)
@@ -565,6 +578,7 @@ struct sreq {
 	struct sreq *next;
 	uint64_t id;
 	uint64_t deadline;
+	bool unbounded;
 	signer_done_cb cb;
 	void *arg;
 	uint8_t *frame; /* until written: inline (in buf) or malloc'd */
@@ -592,6 +606,7 @@ struct signer_chan {
 	int handles;		  /* open handles: the memory goes with the last */
 	struct sreq *head, *tail; /* in submission order, so by deadline */
 	unsigned ninflight;
+	unsigned nunbounded; /* of them, SIGNER_ASYNC_UNBOUNDED */
 	unsigned wqueued; /* writes queued on the pipe (bytes the socket did not take at once) */
 	struct frame_decoder dec;
 };
@@ -631,6 +646,8 @@ static void unlink_req(struct signer_chan *ch, struct sreq *r)
 	if (ch->tail == r)
 		ch->tail = prev;
 	ch->ninflight--;
+	if (r->unbounded)
+		ch->nunbounded--;
 }
 
 /* Finishes every request (the list is detached first: a callback may
@@ -641,6 +658,7 @@ static void fail_all(struct signer_chan *ch, int code)
 
 	ch->head = ch->tail = NULL;
 	ch->ninflight = 0;
+	ch->nunbounded = 0;
 	for (; r != NULL; r = next) {
 		next = r->next;
 		r->cb(r->arg, code, NULL, 0);
@@ -892,6 +910,13 @@ int signer_chan_new(uv_loop_t *loop, const char *socket_path, unsigned queue, un
 int signer_sign_async(struct signer_chan *ch, const char *key_ref, unsigned sign_algo,
 		      const uint8_t *data, size_t len, signer_done_cb cb, void *arg)
 {
+	return signer_sign_async2(ch, key_ref, sign_algo, 0, data, len, cb, arg);
+}
+
+int signer_sign_async2(struct signer_chan *ch, const char *key_ref, unsigned sign_algo,
+		       unsigned flags, const uint8_t *data, size_t len, signer_done_cb cb,
+		       void *arg)
+{
 	Capf__Signer__Request req = CAPF__SIGNER__REQUEST__INIT;
 	Capf__Signer__Sign sign = CAPF__SIGNER__SIGN__INIT;
 	struct sreq *r;
@@ -902,18 +927,20 @@ int signer_sign_async(struct signer_chan *ch, const char *key_ref, unsigned sign
 		return CAPF_EINVAL;
 	/* Bounded: a slow signer makes callers retry instead of queueing
 	 * without end. */
-	if (ch->ninflight >= ch->queue)
+	if (!(flags & SIGNER_ASYNC_UNBOUNDED) && ch->ninflight - ch->nunbounded >= ch->queue)
 		return CAPF_ERETRY;
 	r = malloc(sizeof(*r));
 	if (r == NULL)
 		return CAPF_ENOMEM;
 	r->next = NULL;
+	r->unbounded = (flags & SIGNER_ASYNC_UNBOUNDED) != 0;
 	r->id = atomic_fetch_add(&next_id, 1);
 	r->cb = cb;
 	r->arg = arg;
 	r->deadline = uv_now(ch->loop) + ch->timeout_ms;
 	sign.ref = (char *)key_ref;
 	sign.algo = sign_algo;
+	sign.flags = flags & SIGNER_ASYNC_HASH ? SIGNER_SIGN_HASH : 0;
 	sign.data.data = (uint8_t *)data;
 	sign.data.len = len;
 	req.id = r->id;
@@ -930,6 +957,8 @@ int signer_sign_async(struct signer_chan *ch, const char *key_ref, unsigned sign
 		ch->head = r;
 	ch->tail = r;
 	ch->ninflight++;
+	if (r->unbounded)
+		ch->nunbounded++;
 	if (ch->ninflight == 1)
 		arm_timer(ch);
 	if (ch->state == CH_CONNECTED)
