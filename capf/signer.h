@@ -10,13 +10,14 @@
  *             and answers only its parent (SO_PEERCRED).
  *   client    the synchronous side (struct signer_client): a pool of
  *             blocking connections shared by every thread, each request
- *             bounded by a poll timeout. ca/'s keyops call it: the main
- *             thread (CA lifecycle, CRLs) and the threadpool threads that
- *             run TLS handshakes until the server's signature is made.
+ *             bounded by a timeout. ca/'s keyops call it on the main
+ *             thread (CA lifecycle, CRLs); on a worker, a handshake's
+ *             signature is diverted to the channel (signer_thread_hook()).
  *   channel   the asynchronous side (struct signer_chan): one connection
  *             per worker loop, a bounded queue of requests in flight, a
  *             callback on that loop for each. For LSC signatures
- *             (ca_issue_prepare() / ca_issue_complete()).
+ *             (ca_issue_prepare() / ca_issue_complete()) and the TLS
+ *             handshakes' (capf/conn.c, on fibers).
  *   ref       a key's name: a path (inside the CA directory, or the
  *             configured [ca] key) or a pkcs11: URI. The signer loads a
  *             ref it does not hold yet, so a restart is invisible to ca/.
