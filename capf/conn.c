@@ -1151,7 +1151,7 @@ void conn_accept(struct worker *w, enum conn_proto proto)
 			snprintf(c->peer, sizeof(c->peer), "%s:%d", c->addr, port);
 		}
 	}
-	uv_tcp_nodelay(&c->tcp, 1);
+	/* TCP_NODELAY comes from the listening socket (capf/server.c). */
 
 	if (w->stopping) {
 		conn_close(c);
