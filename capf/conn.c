@@ -675,10 +675,12 @@ static void compact_rbuf(struct conn *c)
  * page under each) are kept for the next steps of this thread.
  */
 #define FIBER_STACK (256u * 1024u)
-#define FIBER_CACHE 16u
 /* Steps waiting for the signer at once on one worker; the others wait
  * for a place in arrival order. */
 #define FIBERS_MAX 64u
+/* Stacks kept: as many as may wait, so that a steady load maps none
+ * (a stack touches a few pages; the rest is address space). */
+#define FIBER_CACHE FIBERS_MAX
 
 struct fiber {
 	ucontext_t ctx, back;
