@@ -211,8 +211,15 @@ int ca_check_time(gnutls_x509_crt_t crt, time_t now);
  * an unexpected string type, or holding a NUL. */
 int ca_leaf_cn(gnutls_x509_crt_t crt, char *cn, size_t size, size_t *cn_len);
 
-/* ca_fingerprint() - SHA-256 of crt's DER in lower-case hex. */
+/* ca_fingerprint() - SHA-256 of crt's DER in lower-case hex (GnuTLS
+ * encodes crt again for it). */
 int ca_fingerprint(gnutls_x509_crt_t crt, char out[CA_FPR_HEX_LEN + 1]);
+
+/* ca_fingerprint_der() - ca_fingerprint() of a certificate GnuTLS read
+ * from der: the same for every certificate it accepts (it reads strict
+ * DER only, which encodes again to the same bytes), without encoding it
+ * again. */
+int ca_fingerprint_der(const uint8_t *der, size_t len, char out[CA_FPR_HEX_LEN + 1]);
 
 /* ca_crt_parse_all() - every certificate of data (PEM, or one DER), at
  * most CA_CHAIN_MAX * 16. *out is gnutls_malloc'd; deinit each and

@@ -28,8 +28,9 @@ out:
 	return ret;
 }
 
-/* ca_cert_summarize() of a parsed certificate. */
-static void summarize(gnutls_x509_crt_t crt, struct ca_cert_summary *out)
+/* ca_cert_summarize() of a certificate parsed from der. */
+static void summarize(gnutls_x509_crt_t crt, const uint8_t *der, size_t len,
+		      struct ca_cert_summary *out)
 {
 	char cn[CA_CN_MAX * 4 + 8];
 	size_t cn_len = 0, serial_len = sizeof(out->serial);
@@ -40,7 +41,7 @@ static void summarize(gnutls_x509_crt_t crt, struct ca_cert_summary *out)
 		memcpy(out->cn, cn, cn_len);
 		out->cn[cn_len] = '\0';
 	}
-	if (ca_fingerprint(crt, out->fingerprint) < 0)
+	if (ca_fingerprint_der(der, len, out->fingerprint) < 0)
 		out->fingerprint[0] = '\0';
 	if (gnutls_x509_crt_get_serial(crt, out->serial, &serial_len) == 0)
 		out->serial_len = serial_len;
@@ -57,7 +58,7 @@ int ca_cert_summarize(const uint8_t *der, size_t len, struct ca_cert_summary *ou
 	ret = import_der(der, len, &crt);
 	if (ret < 0)
 		return ret;
-	summarize(crt, out);
+	summarize(crt, der, len, out);
 	gnutls_x509_crt_deinit(crt);
 	return 0;
 }
@@ -97,7 +98,7 @@ int ca_peer_evidence(struct ca *ca, const uint8_t *const *certs, const size_t *l
 		*lsc_result = ca_lsc_decide(ca, chain[0], NULL, now);
 	ret = parsed > 0 ? 0 : CAPF_EBADMSG;
 	if (parsed > 0)
-		summarize(chain[0], sum);
+		summarize(chain[0], certs[0], lens[0], sum);
 	for (i = 0; i < parsed; i++)
 		gnutls_x509_crt_deinit(chain[i]);
 	return ret;

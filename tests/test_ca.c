@@ -1389,6 +1389,22 @@ static void test_peer_evidence(void)
 	CU_ASSERT_EQUAL(ca_peer_evidence(shared_ca, p, l, 1, now, &mic_r, &lsc_r, &sum), 0);
 	CU_ASSERT_EQUAL(lsc_r, 0);
 	CU_ASSERT_STRING_EQUAL(sum.cn, DEV);
+	/* The fingerprint, of the bytes as they came, is GnuTLS's (of the
+	 * certificate encoded again). */
+	for (int i = 0; i < 3; i++) {
+		gnutls_x509_crt_t crt = crt_from_der(der[i], len[i]);
+		uint8_t fpr[32];
+		size_t fl = sizeof(fpr);
+		char hex[65];
+
+		CU_ASSERT_PTR_NOT_NULL_FATAL(crt);
+		CU_ASSERT_EQUAL(gnutls_x509_crt_get_fingerprint(crt, GNUTLS_DIG_SHA256, fpr, &fl), 0);
+		for (size_t k = 0; k < sizeof(fpr); k++)
+			snprintf(hex + 2 * k, 3, "%02x", fpr[k]);
+		CU_ASSERT_EQUAL(ca_cert_summarize(der[i], len[i], &sum), 0);
+		CU_ASSERT_STRING_EQUAL(sum.fingerprint, hex);
+		gnutls_x509_crt_deinit(crt);
+	}
 	for (int i = 0; i < 3; i++)
 		free(der[i]);
 	ca_lsc_deinit(&lsc);
