@@ -661,6 +661,14 @@ static void compact_rbuf(struct conn *c)
 		c->rlen -= c->roff;
 		c->roff = 0;
 	}
+	/* Nothing left to read: the buffer goes until the next read (a phone
+	 * waiting between messages, or thousands idle after their handshake,
+	 * hold no receive buffer). */
+	if (c->rlen == 0 && c->rbuf != NULL) {
+		free(c->rbuf);
+		c->rbuf = NULL;
+		c->rcap = 0;
+	}
 }
 
 /* ---- handshake steps on fibers ----------------------------------------------- */
@@ -882,14 +890,26 @@ static void hs_step_done(struct conn *c)
 		c->rlen += c->hs_in_len;
 	}
 	c->hs_in_len = 0;
+	free(c->hs_in);
+	c->hs_in = NULL;
 	if (c->hs_out_len > 0 && !c->closing) {
 		int err = queue_write(c, &iov, 1, c->hs_out_len);
 		if (err != 0)
 			log_debug("%s: write failed: %s", c->peer, strerror(err));
 	}
+	/* Written or queued (a copy): the step's buffer goes. */
 	c->hs_out_len = 0;
+	free(c->hs_out);
+	c->hs_out = NULL;
+	c->hs_out_cap = 0;
 	if (c->hs_signer > 0)
 		c->hs_signed = true;
+	/* Signed: the rest of the handshake runs on the loop, so the fiber
+	 * (two contexts, about 2 KiB) goes now, not with the connection. */
+	if (c->hs_signed) {
+		fiber_free(c->fiber);
+		c->fiber = NULL;
+	}
 	if (!c->closing) {
 		int r = handshake_result(c, c->hs_ret);
 		if (r == 1)
