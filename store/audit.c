@@ -276,8 +276,18 @@ static int audit_pass_item(const struct store_walk_item *it, void *arg)
 	return ap->cb(it, ap->res->torn && it->off >= ap->res->valid_len, ap->arg);
 }
 
-int store_audit_walk(const uint8_t *buf, size_t len, store_audit_item_cb cb, void *arg,
-		     struct store_scan_result *res)
+void store_audit_unanchored_tail(int *ret, struct store_scan_result *res, uint64_t after)
+{
+	if (*ret != CAPF_ECORRUPT || res->version != STORE_FORMAT_VERSION || res->bad_off == 0 ||
+	    res->bad_off <= after)
+		return;
+	*ret = 0;
+	res->torn = 1;
+	res->tail_off = res->valid_len;
+}
+
+static int audit_walk(const uint8_t *buf, size_t len, bool newest, uint64_t after,
+		      store_audit_item_cb cb, void *arg, struct store_scan_result *res)
 {
 	struct store_scan_result again;
 	struct audit_pass ap = { cb, arg, res };
@@ -285,6 +295,8 @@ int store_audit_walk(const uint8_t *buf, size_t len, store_audit_item_cb cb, voi
 
 	ret = store_file_walk(buf, len, STORE_FILE_AUDIT, store_check_audit_payload, NULL, NULL,
 			      NULL, res);
+	if (newest)
+		store_audit_unanchored_tail(&ret, res, after);
 	if ((ret < 0 && ret != CAPF_ECORRUPT) || !cb || res->header_len == 0 || len == 0)
 		return ret;
 	if (ret == CAPF_ECORRUPT && res->version == 0)
@@ -297,6 +309,18 @@ int store_audit_walk(const uint8_t *buf, size_t len, store_audit_item_cb cb, voi
 			return r;
 	}
 	return ret;
+}
+
+int store_audit_walk(const uint8_t *buf, size_t len, store_audit_item_cb cb, void *arg,
+		     struct store_scan_result *res)
+{
+	return audit_walk(buf, len, false, 0, cb, arg, res);
+}
+
+int store_audit_walk_newest(const uint8_t *buf, size_t len, uint64_t after,
+			    store_audit_item_cb cb, void *arg, struct store_scan_result *res)
+{
+	return audit_walk(buf, len, true, after, cb, arg, res);
 }
 
 #define READ_STOP 1
@@ -447,6 +471,7 @@ struct verify {
 	struct store_audit_chain chain;
 	struct store_anchor anchor;
 	struct audit_copies copies; /* of the segments: the newest file read as restored */
+	bool segments;              /* the store's segments are there: they say what was durable */
 	bool anchor_seen;
 	bool after_damage;   /* the entry before is unreadable: only order is checked */
 	bool first;          /* no entry seen yet in any file */
@@ -604,7 +629,16 @@ static int verify_file(struct verify *v, const char *path, bool last)
 		}
 	}
 	vf.len = len;
-	ret = store_audit_walk(data, len, verify_item, &vf, &res);
+	if (last && v->segments && len >= STORE_HEADER_LEN) {
+		uint64_t seq = store_be64_get(data + 16);
+
+		ret = store_audit_walk_newest(data, len,
+					      v->anchor.seq && v->anchor.file == seq ? v->anchor.offset
+										     : 0,
+					      verify_item, &vf, &res);
+	} else {
+		ret = store_audit_walk(data, len, verify_item, &vf, &res);
+	}
 	if (ret == CAPF_ECORRUPT && res.version == 0) {
 		report(v, path, 0, m.len, 1, "bad header: %s", res.reason);
 		ret = 0;
@@ -659,6 +693,12 @@ int store_audit_verify(const char *dir, const char *const *files, size_t nfiles,
 		nfiles = n_own;
 	}
 	if (dir) {
+		struct store_dir_list l;
+
+		if (store_dir_list(dir, &l) == 0) {
+			v.segments = l.n_segs > 0;
+			store_dir_list_free(&l);
+		}
 		ret = store_find_anchor_copies(dir, &v.anchor, &v.copies);
 		if (ret < 0) {
 			report(&v, dir, 0, 0, 1, "cannot read the store's audit anchor: %s",

@@ -435,6 +435,23 @@ typedef int (*store_audit_item_cb)(const struct store_walk_item *it, bool in_tai
 int store_audit_walk(const uint8_t *buf, size_t len, store_audit_item_cb cb, void *arg,
 		     struct store_scan_result *res);
 
+/*
+ * store_audit_unanchored_tail() - the newest audit file of a store whose
+ * segments were read: what follows the last entry the segments anchor
+ * (after: its offset, 0 when none is in this file) was never reported
+ * durable, since an audit group is durable only with the segment group
+ * that anchors it; and audit groups are written one after the other with
+ * no sync between them. Damage there is a torn tail, whatever follows
+ * it: the walk's verdict (*ret CAPF_ECORRUPT, res) becomes that (0, torn,
+ * what is kept unchanged). Anything else is left as it is.
+ */
+void store_audit_unanchored_tail(int *ret, struct store_scan_result *res, uint64_t after);
+
+/* store_audit_walk_newest() - store_audit_walk() of the newest audit file
+ * with store_audit_unanchored_tail() applied before items are handed out. */
+int store_audit_walk_newest(const uint8_t *buf, size_t len, uint64_t after,
+			    store_audit_item_cb cb, void *arg, struct store_scan_result *res);
+
 /* store_audit_link_text() - words for a link verdict. */
 const char *store_audit_link_text(int link);
 

@@ -396,6 +396,14 @@ static int audit_open_entry(const uint8_t *p, size_t len, size_t off, void *arg)
 	return 0;
 }
 
+/* The newest file's items: its good entries up to what is kept. */
+static int audit_open_item(const struct store_walk_item *it, bool in_tail, void *arg)
+{
+	if (!it->good || in_tail)
+		return 0;
+	return audit_open_entry(it->payload, it->len, it->off, arg);
+}
+
 int store_audit_file_new(struct store *st, uint64_t file)
 {
 	uint8_t hdr[STORE_HEADER_LEN];
@@ -478,8 +486,15 @@ static int audit_open_file(struct store *st, struct audit_open *ao, bool last)
 		store_set_error("cannot read %s: %s", path, capf_strerror(ret));
 		goto out;
 	}
-	ret = store_scan(m.data, m.len, STORE_FILE_AUDIT, store_check_audit_payload, NULL,
-			 audit_open_entry, ao, &res);
+	if (last)
+		ret = store_audit_walk_newest(m.data, m.len,
+					      ao->anchor->seq && ao->anchor->file == ao->file
+						  ? ao->anchor->offset
+						  : 0,
+					      audit_open_item, ao, &res);
+	else
+		ret = store_scan(m.data, m.len, STORE_FILE_AUDIT, store_check_audit_payload, NULL,
+				 audit_open_entry, ao, &res);
 	len = m.len;
 	store_unmap_file(&m);
 	if (ret < 0) {
