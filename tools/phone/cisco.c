@@ -10,7 +10,6 @@
 #include "config.h"
 
 #include <getopt.h>
-#include <gnutls/abstract.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
 #include <stdio.h>
@@ -142,16 +141,16 @@ static int read_pem_cert(const char *path, gnutls_x509_crt_t *crt)
 	return ret < 0 ? CAPF_EBADMSG : 0;
 }
 
-static int read_pem_key(const char *path, gnutls_privkey_t *key)
+static int read_pem_key(const char *path, gnutls_x509_privkey_t *key)
 {
 	gnutls_datum_t d = { NULL, 0 };
 	int ret = gnutls_load_file(path, &d);
 
 	if (ret < 0)
 		return CAPF_EIO;
-	ret = gnutls_privkey_init(key);
+	ret = gnutls_x509_privkey_init(key);
 	if (ret >= 0)
-		ret = gnutls_privkey_import_x509_raw(*key, &d, GNUTLS_X509_FMT_PEM, NULL, 0);
+		ret = gnutls_x509_privkey_import2(*key, &d, GNUTLS_X509_FMT_PEM, NULL, 0);
 	gnutls_free(d.data);
 	return ret < 0 ? CAPF_EBADMSG : 0;
 }
@@ -239,13 +238,13 @@ int phone_cmd_cisco(int argc, char **argv)
 	char end_text[160] = "";
 	char def_cert[512], def_key[512];
 	gnutls_x509_crt_t sudi = NULL;
-	gnutls_privkey_t sudi_key = NULL;
+	gnutls_x509_privkey_t sudi_key = NULL;
 	gnutls_datum_t sudi_der = { NULL, 0 };
 	unsigned long timeout = 10, in_progress = 0, v;
 	int sha1 = 0, bad_session = 0, wrong_key = 0, refuse_delete = 0, no_nul = 0;
 	int bad_sig = 0, split = 0, malform = MALFORM_NONE, status = PHONE_EXIT_FAIL, c, ret;
 	gnutls_x509_crt_t crt = NULL;
-	gnutls_privkey_t ckey = NULL;
+	gnutls_x509_privkey_t ckey = NULL;
 	gnutls_x509_privkey_t newkey = NULL;
 	gnutls_datum_t cder = { NULL, 0 }, sig = { NULL, 0 };
 
@@ -404,18 +403,15 @@ int phone_cmd_cisco(int argc, char **argv)
 			if (sudi != NULL) {
 				/* SUDI_DATA: 00 u16 cert, 03 u16 SHA-512 signature over
 				 * the session id (u32 little-endian) || the cert. */
-				uint8_t *msg = malloc(4 + sudi_der.size), *e;
+				uint8_t *msg = NULL, *e;
+				size_t msg_len = 0;
 				gnutls_datum_t ss = { NULL, 0 };
 
-				if (msg == NULL)
+				ret = pki_cisco_signed_sid(p->sid, sudi_der.data, sudi_der.size, &msg,
+							   &msg_len);
+				if (ret < 0)
 					goto out;
-				msg[0] = (uint8_t)p->sid;
-				msg[1] = (uint8_t)(p->sid >> 8);
-				msg[2] = (uint8_t)(p->sid >> 16);
-				msg[3] = (uint8_t)(p->sid >> 24);
-				memcpy(msg + 4, sudi_der.data, sudi_der.size);
-				ret = phone_cisco_sign(sudi_key, GNUTLS_DIG_SHA512, msg, 4 + sudi_der.size,
-						       &ss);
+				ret = pki_cisco_sign(sudi_key, true, msg, msg_len, &ss);
 				free(msg);
 				if (ret < 0)
 					goto out;
@@ -437,7 +433,7 @@ int phone_cmd_cisco(int argc, char **argv)
 				gnutls_free(ss.data);
 			}
 			if (crt != NULL) {
-				ret = phone_cisco_sign_name(ckey, name, cder.data, cder.size, sha1, &sig);
+				ret = pki_cisco_sign_name(ckey, !sha1, name, cder.data, cder.size, &sig);
 				if (ret < 0)
 					goto out;
 				if (bad_sig && sig.size > 8)
@@ -562,13 +558,13 @@ out:
 	if (crt != NULL)
 		gnutls_x509_crt_deinit(crt);
 	if (ckey != NULL)
-		gnutls_privkey_deinit(ckey);
+		gnutls_x509_privkey_deinit(ckey);
 	if (newkey != NULL)
 		gnutls_x509_privkey_deinit(newkey);
 	if (sudi != NULL)
 		gnutls_x509_crt_deinit(sudi);
 	if (sudi_key != NULL)
-		gnutls_privkey_deinit(sudi_key);
+		gnutls_x509_privkey_deinit(sudi_key);
 	gnutls_free(sudi_der.data);
 	free(p);
 	free(b);

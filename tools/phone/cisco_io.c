@@ -3,8 +3,8 @@
  * (shared/cisco-capf-v3.md), for `capf-phone cisco` (cisco.c, which adds
  * the misbehaviours) and `capf-phone load --protocol cisco`
  * (load_cisco.c): reading the server's messages off the TLS session, the
- * signature over the device name, the key asked for and the public key
- * sent back.
+ * element of the signature over the device name (pki_cisco_sign_name()
+ * makes it), the key asked for and the public key sent back.
  */
 #include "config.h"
 
@@ -12,7 +12,6 @@
 #include <string.h>
 
 #include <gnutls/abstract.h>
-#include <gnutls/crypto.h>
 
 #include "tools/phone/phone.h"
 
@@ -46,42 +45,6 @@ void phone_cisco_consume(struct phone_cisco *c)
 {
 	memmove(c->buf, c->buf + c->msg_len, c->len - c->msg_len);
 	c->len -= c->msg_len;
-}
-
-int phone_cisco_sign(gnutls_privkey_t key, gnutls_digest_algorithm_t dig, const uint8_t *data,
-		     size_t len, gnutls_datum_t *sig)
-{
-	uint8_t hash[64];
-	gnutls_datum_t h = { hash, (unsigned)gnutls_hash_get_len(dig) };
-	int ret;
-
-	if (gnutls_hash_fast(dig, data, len, hash) < 0)
-		return CAPF_ECRYPTO;
-	/* Cisco phones sign RSA as PKCS#1 v1.5 around the bare digest, with
-	 * no DigestInfo. */
-	if (gnutls_privkey_get_pk_algorithm(key, NULL) == GNUTLS_PK_RSA)
-		ret = gnutls_privkey_sign_hash(key, dig, GNUTLS_PRIVKEY_SIGN_FLAG_TLS1_RSA, &h, sig);
-	else
-		ret = gnutls_privkey_sign_hash2(key, gnutls_pk_to_sign(GNUTLS_PK_ECDSA, dig), 0, &h,
-						sig);
-	return ret < 0 ? CAPF_ECRYPTO : 0;
-}
-
-int phone_cisco_sign_name(gnutls_privkey_t key, const char *name, const uint8_t *der,
-			  size_t der_len, bool sha1, gnutls_datum_t *sig)
-{
-	size_t nl = strlen(name);
-	uint8_t *msg = malloc(nl + 1 + der_len);
-	int ret;
-
-	if (msg == NULL)
-		return CAPF_ENOMEM;
-	memcpy(msg, name, nl + 1);
-	memcpy(msg + nl + 1, der, der_len);
-	ret = phone_cisco_sign(key, sha1 ? GNUTLS_DIG_SHA1 : GNUTLS_DIG_SHA512, msg,
-			       nl + 1 + der_len, sig);
-	free(msg);
-	return ret;
 }
 
 int phone_cisco_put_sha2_signed(struct cisco_builder *b, const gnutls_datum_t *sig)

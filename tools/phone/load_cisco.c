@@ -10,8 +10,6 @@
 
 #include <stdlib.h>
 
-#include <gnutls/abstract.h>
-
 #include "tools/phone/load.h"
 
 struct cisco_session {
@@ -30,19 +28,15 @@ static int send_msg(struct cisco_session *c)
 }
 
 /* SHA2_SIGNED_DATA: the MIC key's signature over NAME || 0x00 || MIC DER. */
-static int put_signature(struct cisco_session *c, gnutls_x509_privkey_t xkey, const char *name,
+static int put_signature(struct cisco_session *c, gnutls_x509_privkey_t key, const char *name,
 			 const uint8_t *der, size_t der_len)
 {
-	gnutls_privkey_t key = NULL;
 	gnutls_datum_t sig = { NULL, 0 };
-	int ret = CAPF_ECRYPTO;
+	int ret = pki_cisco_sign_name(key, true, name, der, der_len, &sig);
 
-	if (gnutls_privkey_init(&key) >= 0 && gnutls_privkey_import_x509(key, xkey, 0) >= 0)
-		ret = phone_cisco_sign_name(key, name, der, der_len, false, &sig);
 	if (ret == 0)
 		ret = phone_cisco_put_sha2_signed(&c->b, &sig);
 	gnutls_free(sig.data);
-	gnutls_privkey_deinit(key);
 	return ret;
 }
 

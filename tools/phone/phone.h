@@ -73,25 +73,7 @@ int phone_cisco_recv(struct phone_cisco *c);
 /* phone_cisco_consume() - drop the message last received from c->buf. */
 void phone_cisco_consume(struct phone_cisco *c);
 
-/*
- * phone_cisco_sign() - key's signature over the digest dig of data, as
- * Cisco phones make it: RSA as PKCS#1 v1.5 around the bare digest, EC as
- * plain ECDSA. *sig is the caller's to gnutls_free(). Returns 0 or
- * CAPF_ECRYPTO.
- */
-int phone_cisco_sign(gnutls_privkey_t key, gnutls_digest_algorithm_t dig, const uint8_t *data,
-		     size_t len, gnutls_datum_t *sig);
-
-/*
- * phone_cisco_sign_name() - the signature that goes with a certificate in
- * AUTH_RESPONSE: phone_cisco_sign() over NAME || 0x00 || der, SHA-512, or
- * SHA-1 (the SIGNED_DATA of older phones) when sha1. Returns 0,
- * CAPF_ENOMEM or CAPF_ECRYPTO.
- */
-int phone_cisco_sign_name(gnutls_privkey_t key, const char *name, const uint8_t *der,
-			  size_t der_len, bool sha1, gnutls_datum_t *sig);
-
-/* phone_cisco_put_sha2_signed() - a SHA-512 signature as b's
+/* phone_cisco_put_sha2_signed() - a SHA-512 signature (pki_cisco_sign()) as b's
  * SHA2_SIGNED_DATA element (hash id 3, u16 length, signature). Returns 0
  * or CAPF_ENOMEM. */
 int phone_cisco_put_sha2_signed(struct cisco_builder *b, const gnutls_datum_t *sig);
