@@ -422,3 +422,73 @@ int pki_tls_binding(gnutls_session_t session, uint8_t out[32])
 	ret = gnutls_prf_rfc5705(session, strlen(label), label, 0, NULL, 32, (char *)out);
 	return ret < 0 ? CAPF_ECRYPTO : 0;
 }
+
+int pki_cisco_sign(gnutls_x509_privkey_t key, bool sha512, const uint8_t *msg, size_t len,
+		   gnutls_datum_t *sig)
+{
+	gnutls_digest_algorithm_t dig = sha512 ? GNUTLS_DIG_SHA512 : GNUTLS_DIG_SHA1;
+	gnutls_privkey_t pk = NULL;
+	uint8_t hash[64];
+	gnutls_datum_t h = { hash, (unsigned)gnutls_hash_get_len(dig) };
+	int ret = CAPF_ECRYPTO;
+
+	sig->data = NULL;
+	sig->size = 0;
+	if (gnutls_hash_fast(dig, msg, len, hash) < 0 || gnutls_privkey_init(&pk) < 0)
+		return CAPF_ECRYPTO;
+	if (gnutls_privkey_import_x509(pk, key, 0) < 0)
+		goto out;
+	if (gnutls_privkey_get_pk_algorithm(pk, NULL) == GNUTLS_PK_RSA)
+		ret = gnutls_privkey_sign_hash(pk, dig, GNUTLS_PRIVKEY_SIGN_FLAG_TLS1_RSA, &h, sig);
+	else
+		ret = gnutls_privkey_sign_hash2(pk, gnutls_pk_to_sign(GNUTLS_PK_ECDSA, dig), 0, &h,
+						sig);
+	ret = ret < 0 ? CAPF_ECRYPTO : 0;
+out:
+	gnutls_privkey_deinit(pk);
+	return ret;
+}
+
+int pki_cisco_signed_name(const char *name, const uint8_t *der, size_t len, uint8_t **out,
+			  size_t *out_len)
+{
+	size_t nl = strlen(name);
+
+	*out = malloc(nl + 1 + len);
+	if (!*out)
+		return CAPF_ENOMEM;
+	memcpy(*out, name, nl);
+	(*out)[nl] = 0;
+	memcpy(*out + nl + 1, der, len);
+	*out_len = nl + 1 + len;
+	return 0;
+}
+
+int pki_cisco_signed_sid(uint32_t sid, const uint8_t *der, size_t len, uint8_t **out,
+			 size_t *out_len)
+{
+	*out = malloc(4 + len);
+	if (!*out)
+		return CAPF_ENOMEM;
+	(*out)[0] = (uint8_t)sid;
+	(*out)[1] = (uint8_t)(sid >> 8);
+	(*out)[2] = (uint8_t)(sid >> 16);
+	(*out)[3] = (uint8_t)(sid >> 24);
+	memcpy(*out + 4, der, len);
+	*out_len = 4 + len;
+	return 0;
+}
+
+int pki_cisco_sign_name(gnutls_x509_privkey_t key, bool sha512, const char *name,
+			const uint8_t *der, size_t len, gnutls_datum_t *sig)
+{
+	uint8_t *msg = NULL;
+	size_t msg_len = 0;
+	int ret = pki_cisco_signed_name(name, der, len, &msg, &msg_len);
+
+	if (ret < 0)
+		return ret;
+	ret = pki_cisco_sign(key, sha512, msg, msg_len, sig);
+	free(msg);
+	return ret;
+}

@@ -6,6 +6,7 @@
 #ifndef CAPF_TOOLS_PKI_H
 #define CAPF_TOOLS_PKI_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -75,5 +76,31 @@ int pki_crt_der(gnutls_x509_crt_t crt, uint8_t **der, size_t *der_len);
  * "EXPORTER-Channel-Binding", no context, 32 bytes) of an established
  * session. */
 int pki_tls_binding(gnutls_session_t session, uint8_t out[32]);
+
+/* ---- a Cisco phone's signatures (Cisco CAPF v3, shared/cisco-capf-v3.md) -- */
+
+/*
+ * pki_cisco_signed_name() - what the certificate signature of
+ * AUTH_RESPONSE covers: name || 0x00 || the certificate DER;
+ * pki_cisco_signed_sid() - what the SUDI_DATA one covers: the session id
+ * (u32 little-endian) || the DER. *out is malloc'd. 0 or CAPF_ENOMEM.
+ */
+int pki_cisco_signed_name(const char *name, const uint8_t *der, size_t len, uint8_t **out,
+			  size_t *out_len);
+int pki_cisco_signed_sid(uint32_t sid, const uint8_t *der, size_t len, uint8_t **out,
+			 size_t *out_len);
+
+/*
+ * pki_cisco_sign() - a Cisco phone's signature of msg with key: SHA-512
+ * (sha512) or SHA-1; RSA as PKCS#1 v1.5 around the bare digest, EC as
+ * DER ECDSA. Returns 0 and *sig (gnutls_free()), or CAPF_ECRYPTO.
+ */
+int pki_cisco_sign(gnutls_x509_privkey_t key, bool sha512, const uint8_t *msg, size_t len,
+		   gnutls_datum_t *sig);
+
+/* pki_cisco_sign_name() - pki_cisco_sign() of pki_cisco_signed_name().
+ * Returns 0 and *sig (gnutls_free()), CAPF_ENOMEM or CAPF_ECRYPTO. */
+int pki_cisco_sign_name(gnutls_x509_privkey_t key, bool sha512, const char *name,
+			const uint8_t *der, size_t len, gnutls_datum_t *sig);
 
 #endif /* CAPF_TOOLS_PKI_H */

@@ -10,18 +10,8 @@
 # device (which the server refuses with 16, CAPF_EBUSY), so each is the
 # same every time.
 set -u
-. "$top_srcdir/tests/integration/lib.sh"
-: "${CAPF_REPLAY:=$(pwd)/capf-replay}"
-[ -x "$CAPF_REPLAY" ] || fail "$CAPF_REPLAY is not built"
-corpus="$top_srcdir/tests/replay/corpus"
-. "$top_srcdir/tests/replay/cases.sh"
-
-mkdir -p "$tmp/mfg"
-cp "$corpus/mics/mfg-ca.pem" "$tmp/mfg/"
-printf '%s' "$CONF" >"$tmp/capfd.conf"
-start_capfd -c "$tmp/capfd.conf"
-cport=$(sed -n 's/^cisco_port=//p' "$tmp/ready")
-[ -n "$cport" ] || fail "no cisco_port in the ready file"
+. "$top_srcdir/tests/replay/lib.sh"
+start_corpus_capfd
 mix="$corpus/30-version-unknown.jsonl $corpus/43-out-of-order.jsonl"
 mix="$mix $corpus/cisco-10-malform-header.jsonl $corpus/cisco-11-malform-element.jsonl"
 

@@ -7,21 +7,16 @@
 # directory after make: tests/replay/record.sh [CORPUS-DIR]
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
-. "$here/../integration/lib.sh"
+top_srcdir=$(cd "$here/../.." && pwd)
+. "$here/lib.sh"
 corpus=${1:-$here/corpus}
-. "$here/cases.sh"
 
 rm -rf "$corpus"
-mkdir -p "$corpus/mics" "$tmp/lsc"
+mkdir -p "$corpus/mics"
 "$CAPF_PHONE" mkmic --dir "$corpus/mics" $D_ALL >/dev/null || fail "mkmic"
 # The manufacturer CA's key is not needed to replay.
 rm -f "$corpus/mics/mfg-ca.key"
-mkdir -p "$tmp/mfg"
-cp "$corpus/mics/mfg-ca.pem" "$tmp/mfg/"
-printf '%s' "$CONF" >"$tmp/capfd.conf"
-start_capfd -c "$tmp/capfd.conf"
-cport=$(sed -n 's/^cisco_port=//p' "$tmp/ready")
-[ -n "$cport" ] || fail "no cisco_port in the ready file"
+start_corpus_capfd
 
 # phone_args DEVICE ARGS...: the capf-phone options for cases.sh's words.
 phone_args() {

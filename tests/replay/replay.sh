@@ -7,18 +7,8 @@
 # 1013 (CAPF_EBINDING); the recorded bytes of a Cisco install carry the
 # recorded session id, which the server refuses (reason 7).
 set -u
-. "$top_srcdir/tests/integration/lib.sh"
-: "${CAPF_REPLAY:=$(pwd)/capf-replay}"
-[ -x "$CAPF_REPLAY" ] || fail "$CAPF_REPLAY is not built"
-corpus="$top_srcdir/tests/replay/corpus"
-. "$top_srcdir/tests/replay/cases.sh"
-
-mkdir -p "$tmp/mfg" "$tmp/lsc"
-cp "$corpus/mics/mfg-ca.pem" "$tmp/mfg/"
-printf '%s' "$CONF" >"$tmp/capfd.conf"
-start_capfd -c "$tmp/capfd.conf"
-cport=$(sed -n 's/^cisco_port=//p' "$tmp/ready")
-[ -n "$cport" ] || fail "no cisco_port in the ready file"
+. "$top_srcdir/tests/replay/lib.sh"
+start_corpus_capfd
 
 replay() {
 	"$CAPF_REPLAY" run --server "127.0.0.1:$port" --cisco-server "127.0.0.1:$cport" \

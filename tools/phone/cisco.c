@@ -10,8 +10,6 @@
 #include "config.h"
 
 #include <getopt.h>
-#include <gnutls/abstract.h>
-#include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
 #include <stdio.h>
@@ -41,14 +39,8 @@ enum {
 };
 
 struct cisco_phone {
-	struct client_tls tls;
+	struct phone_cisco io; /* io.rec: --record, or NULL */
 	uint32_t sid;
-	uint8_t buf[CISCO_MSG_MAX];
-	size_t len;
-	struct cisco_msg m;
-	const uint8_t *msg; /* the message in buf, m points into it */
-	size_t msg_len;
-	struct transcript_writer *rec; /* --record, or NULL */
 	int malform; /* --malform: the next message sent is spoilt so */
 };
 
@@ -124,49 +116,15 @@ static int send_msg(struct cisco_phone *p, struct cisco_builder *b, bool split)
 		}
 	}
 	/* Recorded whole, with where it is cut into records. */
-	transcript_message_split(p->rec, TRANSCRIPT_PHONE, transcript_cisco_type(out[1]), out, len,
-				 split && len > 4 ? 4 : 0);
+	transcript_message_split(p->io.rec, TRANSCRIPT_PHONE, transcript_cisco_type(out[1]), out,
+				 len, split && len > 4 ? 4 : 0);
 	if (split && len > 4) {
-		ret = client_tls_send_raw(&p->tls, out, 4);
+		ret = client_tls_send_raw(&p->io.tls, out, 4);
 		if (ret == 0)
-			ret = client_tls_send_raw(&p->tls, out + 4, len - 4);
+			ret = client_tls_send_raw(&p->io.tls, out + 4, len - 4);
 		return ret;
 	}
-	return client_tls_send_raw(&p->tls, out, len);
-}
-
-/* Reads one whole message, however the records cut it. */
-static int recv_msg(struct cisco_phone *p)
-{
-	for (;;) {
-		ssize_t want = cisco_msg_length(p->buf, p->len);
-
-		if (want < 0)
-			return CAPF_EPROTO;
-		if (want > 0 && p->len >= (size_t)want) {
-			p->msg_len = (size_t)want;
-			p->msg = p->buf;
-			transcript_message(p->rec, TRANSCRIPT_SERVER, transcript_cisco_type(p->buf[1]),
-					   p->buf, p->msg_len);
-			return cisco_msg_parse(p->buf, p->msg_len, &p->m);
-		}
-		ssize_t n = gnutls_record_recv(p->tls.session, p->buf + p->len,
-					       sizeof(p->buf) - p->len);
-		if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED)
-			continue;
-		if (n == 0)
-			return CAPF_ECONNRESET;
-		if (n < 0)
-			return n == GNUTLS_E_TIMEDOUT ? CAPF_ETIMEDOUT : CAPF_EIO;
-		p->len += (size_t)n;
-	}
-}
-
-/* Drops the message just handled from the buffer. */
-static void consume(struct cisco_phone *p)
-{
-	memmove(p->buf, p->buf + p->msg_len, p->len - p->msg_len);
-	p->len -= p->msg_len;
+	return client_tls_send_raw(&p->io.tls, out, len);
 }
 
 static int read_pem_cert(const char *path, gnutls_x509_crt_t *crt)
@@ -183,55 +141,18 @@ static int read_pem_cert(const char *path, gnutls_x509_crt_t *crt)
 	return ret < 0 ? CAPF_EBADMSG : 0;
 }
 
-static int read_pem_key(const char *path, gnutls_privkey_t *key)
+static int read_pem_key(const char *path, gnutls_x509_privkey_t *key)
 {
 	gnutls_datum_t d = { NULL, 0 };
 	int ret = gnutls_load_file(path, &d);
 
 	if (ret < 0)
 		return CAPF_EIO;
-	ret = gnutls_privkey_init(key);
+	ret = gnutls_x509_privkey_init(key);
 	if (ret >= 0)
-		ret = gnutls_privkey_import_x509_raw(*key, &d, GNUTLS_X509_FMT_PEM, NULL, 0);
+		ret = gnutls_x509_privkey_import2(*key, &d, GNUTLS_X509_FMT_PEM, NULL, 0);
 	gnutls_free(d.data);
 	return ret < 0 ? CAPF_EBADMSG : 0;
-}
-
-/*
- * The phone's signature over NAME || 0x00 || certificate DER: SHA-512 (or
- * SHA-1); RSA as PKCS#1 v1.5 around the bare digest, as Cisco phones make
- * it; EC as plain ECDSA.
- */
-static int sign_name(gnutls_privkey_t key, const char *name, const gnutls_datum_t *der, int sha1,
-		     int corrupt, gnutls_datum_t *sig)
-{
-	gnutls_digest_algorithm_t dig = sha1 ? GNUTLS_DIG_SHA1 : GNUTLS_DIG_SHA512;
-	uint8_t hash[64];
-	gnutls_datum_t h = { hash, (unsigned)gnutls_hash_get_len(dig) };
-	size_t nl = strlen(name);
-	uint8_t *msg = malloc(nl + 1 + der->size);
-	int pk, ret;
-
-	if (msg == NULL)
-		return CAPF_ENOMEM;
-	memcpy(msg, name, nl);
-	msg[nl] = 0;
-	memcpy(msg + nl + 1, der->data, der->size);
-	ret = gnutls_hash_fast(dig, msg, nl + 1 + der->size, hash);
-	free(msg);
-	if (ret < 0)
-		return CAPF_ECRYPTO;
-	pk = gnutls_privkey_get_pk_algorithm(key, NULL);
-	if (pk == GNUTLS_PK_RSA)
-		ret = gnutls_privkey_sign_hash(key, dig, GNUTLS_PRIVKEY_SIGN_FLAG_TLS1_RSA, &h, sig);
-	else
-		ret = gnutls_privkey_sign_hash2(key, gnutls_pk_to_sign(GNUTLS_PK_ECDSA, dig), 0, &h,
-						sig);
-	if (ret < 0)
-		return CAPF_ECRYPTO;
-	if (corrupt && sig->size > 8)
-		sig->data[sig->size / 2] ^= 0x01;
-	return 0;
 }
 
 static const char *cmd_name(unsigned c)
@@ -246,28 +167,6 @@ static const char *cmd_name(unsigned c)
 	case CISCO_RETRY_LATER: return "RETRY_LATER";
 	default: return "?";
 	}
-}
-
-static int key_type_asked(const struct cisco_msg *m)
-{
-	unsigned kt = 0, v = 0;
-
-	if (cisco_el_u8(m, CISCO_EL_KEY_TYPE, &kt) < 0)
-		return 0;
-	if (kt == 1) {
-		if (cisco_el_u8(m, CISCO_EL_CURVE, &v) < 0)
-			return 0;
-		return v == 0   ? CAPF__KEY_TYPE__KEY_EC_P256
-		       : v == 1 ? CAPF__KEY_TYPE__KEY_EC_P384
-		       : v == 2 ? CAPF__KEY_TYPE__KEY_EC_P521
-				: 0;
-	}
-	if (cisco_el_u16(m, CISCO_EL_KEY_SIZE, &v) < 0)
-		return 0;
-	return v == 2048   ? CAPF__KEY_TYPE__KEY_RSA_2048
-	       : v == 3072 ? CAPF__KEY_TYPE__KEY_RSA_3072
-	       : v == 4096 ? CAPF__KEY_TYPE__KEY_RSA_4096
-			   : 0;
 }
 
 static int write_pem(const char *path, const char *label, const uint8_t *der, size_t len,
@@ -339,13 +238,13 @@ int phone_cmd_cisco(int argc, char **argv)
 	char end_text[160] = "";
 	char def_cert[512], def_key[512];
 	gnutls_x509_crt_t sudi = NULL;
-	gnutls_privkey_t sudi_key = NULL;
+	gnutls_x509_privkey_t sudi_key = NULL;
 	gnutls_datum_t sudi_der = { NULL, 0 };
 	unsigned long timeout = 10, in_progress = 0, v;
 	int sha1 = 0, bad_session = 0, wrong_key = 0, refuse_delete = 0, no_nul = 0;
 	int bad_sig = 0, split = 0, malform = MALFORM_NONE, status = PHONE_EXIT_FAIL, c, ret;
 	gnutls_x509_crt_t crt = NULL;
-	gnutls_privkey_t ckey = NULL;
+	gnutls_x509_privkey_t ckey = NULL;
 	gnutls_x509_privkey_t newkey = NULL;
 	gnutls_datum_t cder = { NULL, 0 }, sig = { NULL, 0 };
 
@@ -422,7 +321,7 @@ int phone_cmd_cisco(int argc, char **argv)
 	b = calloc(1, sizeof(*b));
 	if (p == NULL || b == NULL)
 		goto out;
-	p->tls.fd = -1;
+	p->io.tls.fd = -1;
 	if (client_trust_load(ca, &trust) < 0) {
 		fprintf(stderr, PHONE_PROG " cisco: cannot read the CA %s\n", ca);
 		status = PHONE_EXIT_USAGE;
@@ -454,10 +353,10 @@ int phone_cmd_cisco(int argc, char **argv)
 		}
 	}
 	/* No client certificate: Cisco's servers request none. */
-	ret = client_tls_open(&p->tls, host, port, NULL, &trust, (unsigned)timeout * 1000);
+	ret = client_tls_open(&p->io.tls, host, port, NULL, &trust, (unsigned)timeout * 1000);
 	if (ret < 0) {
 		fprintf(stderr, PHONE_PROG " cisco: %s\n",
-			p->tls.errtext[0] ? p->tls.errtext : capf_strerror(ret));
+			p->io.tls.errtext[0] ? p->io.tls.errtext : capf_strerror(ret));
 		status = PHONE_EXIT_CONNECT;
 		goto out;
 	}
@@ -472,12 +371,12 @@ int phone_cmd_cisco(int argc, char **argv)
 			.client_crt = NULL,
 		};
 
-		transcript_begin(rec, &info, p->tls.session);
-		p->rec = rec;
+		transcript_begin(rec, &info, p->io.tls.session);
+		p->io.rec = rec;
 	}
 
 	for (;;) {
-		ret = recv_msg(p);
+		ret = phone_cisco_recv(&p->io);
 		if (ret < 0) {
 			snprintf(end_text, sizeof(end_text), "%s",
 				 ret == CAPF_ECONNRESET ? "the server closed the session"
@@ -485,9 +384,9 @@ int phone_cmd_cisco(int argc, char **argv)
 			fprintf(stderr, PHONE_PROG " cisco: %s\n", end_text);
 			goto out;
 		}
-		unsigned cmd = p->m.command;
+		unsigned cmd = p->io.m.command;
 		printf("received %s\n", cmd_name(cmd));
-		p->sid = p->m.session_id;
+		p->sid = p->io.m.session_id;
 		uint32_t sid = bad_session ? p->sid ^ 0x5a5a5a5au : p->sid;
 
 		if (cmd == CISCO_AUTH_REQUEST) {
@@ -504,29 +403,16 @@ int phone_cmd_cisco(int argc, char **argv)
 			if (sudi != NULL) {
 				/* SUDI_DATA: 00 u16 cert, 03 u16 SHA-512 signature over
 				 * the session id (u32 little-endian) || the cert. */
-				uint8_t *msg = malloc(4 + sudi_der.size), *e;
-				gnutls_datum_t ss = { NULL, 0 }, hd;
-				uint8_t h[64];
+				uint8_t *msg = NULL, *e;
+				size_t msg_len = 0;
+				gnutls_datum_t ss = { NULL, 0 };
 
-				if (msg == NULL)
+				ret = pki_cisco_signed_sid(p->sid, sudi_der.data, sudi_der.size, &msg,
+							   &msg_len);
+				if (ret < 0)
 					goto out;
-				msg[0] = (uint8_t)p->sid;
-				msg[1] = (uint8_t)(p->sid >> 8);
-				msg[2] = (uint8_t)(p->sid >> 16);
-				msg[3] = (uint8_t)(p->sid >> 24);
-				memcpy(msg + 4, sudi_der.data, sudi_der.size);
-				ret = gnutls_hash_fast(GNUTLS_DIG_SHA512, msg, 4 + sudi_der.size, h);
+				ret = pki_cisco_sign(sudi_key, true, msg, msg_len, &ss);
 				free(msg);
-				hd.data = h;
-				hd.size = 64;
-				if (ret >= 0)
-					ret = gnutls_privkey_get_pk_algorithm(sudi_key, NULL) == GNUTLS_PK_RSA
-						      ? gnutls_privkey_sign_hash(sudi_key, GNUTLS_DIG_SHA512,
-										 GNUTLS_PRIVKEY_SIGN_FLAG_TLS1_RSA,
-										 &hd, &ss)
-						      : gnutls_privkey_sign_hash2(sudi_key,
-										  GNUTLS_SIGN_ECDSA_SHA512, 0,
-										  &hd, &ss);
 				if (ret < 0)
 					goto out;
 				e = malloc(6 + sudi_der.size + ss.size);
@@ -547,32 +433,23 @@ int phone_cmd_cisco(int argc, char **argv)
 				gnutls_free(ss.data);
 			}
 			if (crt != NULL) {
-				ret = sign_name(ckey, name, &cder, sha1, bad_sig, &sig);
+				ret = pki_cisco_sign_name(ckey, !sha1, name, cder.data, cder.size, &sig);
 				if (ret < 0)
 					goto out;
+				if (bad_sig && sig.size > 8)
+					sig.data[sig.size / 2] ^= 0x01;
 				cisco_put_u8(b, CISCO_EL_CERTIFICATE_TYPE, 2);
 				cisco_put_certificate(b, CISCO_EL_CERTIFICATE, cder.data, cder.size);
-				if (sha1) {
+				if (sha1)
 					cisco_put(b, CISCO_EL_SIGNED_DATA, sig.data, sig.size);
-				} else {
-					uint8_t *e = malloc(sig.size + 3);
-					if (e == NULL)
-						goto out;
-					e[0] = 3;
-					e[1] = (uint8_t)(sig.size >> 8);
-					e[2] = (uint8_t)sig.size;
-					memcpy(e + 3, sig.data, sig.size);
-					cisco_put(b, CISCO_EL_SHA2_SIGNED_DATA, e, sig.size + 3);
-					free(e);
-				}
+				else if (phone_cisco_put_sha2_signed(b, &sig) < 0)
+					goto out;
 			}
 			if (malform == MALFORM_ELEMENT)
 				cisco_put(b, MALFORM_TAG, "xx", 2); /* its length spoilt on sending */
 			p->malform = malform;
 		} else if (cmd == CISCO_KEY_GENERATE_REQUEST) {
-			int kt = wrong_key != 0 ? wrong_key : key_type_asked(&p->m);
-			gnutls_pubkey_t pub = NULL;
-			gnutls_datum_t spki = { NULL, 0 };
+			int kt = wrong_key != 0 ? wrong_key : phone_cisco_key_asked(&p->io.m);
 
 			for (unsigned long i = 0; i < in_progress; i++) {
 				cisco_builder_init(b, CISCO_REQUEST_IN_PROGRESS, sid);
@@ -583,28 +460,14 @@ int phone_cmd_cisco(int argc, char **argv)
 				fprintf(stderr, PHONE_PROG " cisco: cannot make the key asked for\n");
 				goto out;
 			}
-			if (gnutls_pubkey_init(&pub) < 0)
-				goto out;
-			gnutls_privkey_t pk = NULL;
-			ret = gnutls_privkey_init(&pk);
-			if (ret >= 0)
-				ret = gnutls_privkey_import_x509(pk, newkey, 0);
-			if (ret >= 0)
-				ret = gnutls_pubkey_import_privkey(pub, pk, 0, 0);
-			if (ret >= 0)
-				ret = gnutls_pubkey_export2(pub, GNUTLS_X509_FMT_DER, &spki);
-			gnutls_privkey_deinit(pk);
-			gnutls_pubkey_deinit(pub);
-			if (ret < 0)
-				goto out;
 			cisco_builder_init(b, CISCO_KEY_GENERATE_RESPONSE, sid);
-			cisco_put(b, CISCO_EL_PUBLIC_KEY, spki.data, spki.size);
-			gnutls_free(spki.data);
+			if (phone_cisco_put_public_key(b, newkey) < 0)
+				goto out;
 		} else if (cmd == CISCO_STORE_CERTIFICATE_REQUEST) {
 			const uint8_t *der;
 			size_t dlen;
 			gnutls_datum_t kder = { NULL, 0 };
-			int ok = cisco_el_certificate(&p->m, CISCO_EL_CERTIFICATE, &der, &dlen) == 0 &&
+			int ok = cisco_el_certificate(&p->io.m, CISCO_EL_CERTIFICATE, &der, &dlen) == 0 &&
 				 newkey != NULL;
 
 			if (ok && client_trust_verify(&trust, der, dlen) < 0) {
@@ -654,8 +517,8 @@ int phone_cmd_cisco(int argc, char **argv)
 				status = PHONE_EXIT_FAIL;
 				goto out;
 			}
-			(void)cisco_el_u8(&p->m, CISCO_EL_REASON, &reason);
-			(void)cisco_el_string(&p->m, CISCO_EL_REASON_INFO, info, sizeof(info));
+			(void)cisco_el_u8(&p->io.m, CISCO_EL_REASON, &reason);
+			(void)cisco_el_string(&p->io.m, CISCO_EL_REASON_INFO, info, sizeof(info));
 			printf("end: reason %u%s%s\n", reason, info[0] ? ": " : "", info);
 			end_reason = (int)reason;
 			snprintf(end_text, sizeof(end_text), "%s", info);
@@ -667,7 +530,7 @@ int phone_cmd_cisco(int argc, char **argv)
 			fprintf(stderr, PHONE_PROG " cisco: unexpected command %u\n", cmd);
 			goto out;
 		}
-		consume(p);
+		phone_cisco_consume(&p->io);
 		if (send_msg(p, b, split) < 0) {
 			snprintf(end_text, sizeof(end_text), "cannot send");
 			fprintf(stderr, PHONE_PROG " cisco: cannot send\n");
@@ -683,25 +546,25 @@ int phone_cmd_cisco(int argc, char **argv)
 	}
 out:
 	/* The END_SESSION reason is the Cisco server's code. */
-	transcript_end(p ? p->rec : NULL, status == PHONE_EXIT_OK ? 0 : CAPF_EREJECTED, end_reason,
+	transcript_end(p ? p->io.rec : NULL, status == PHONE_EXIT_OK ? 0 : CAPF_EREJECTED, end_reason,
 		       end_text);
 	if (transcript_writer_close(rec) < 0)
 		fprintf(stderr, PHONE_PROG " cisco: cannot write %s\n", record);
 	if (p != NULL)
-		client_tls_close(&p->tls);
+		client_tls_close(&p->io.tls);
 	client_trust_deinit(&trust);
 	gnutls_free(sig.data);
 	gnutls_free(cder.data);
 	if (crt != NULL)
 		gnutls_x509_crt_deinit(crt);
 	if (ckey != NULL)
-		gnutls_privkey_deinit(ckey);
+		gnutls_x509_privkey_deinit(ckey);
 	if (newkey != NULL)
 		gnutls_x509_privkey_deinit(newkey);
 	if (sudi != NULL)
 		gnutls_x509_crt_deinit(sudi);
 	if (sudi_key != NULL)
-		gnutls_privkey_deinit(sudi_key);
+		gnutls_x509_privkey_deinit(sudi_key);
 	gnutls_free(sudi_der.data);
 	free(p);
 	free(b);

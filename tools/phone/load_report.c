@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "tools/phone/load.h"
+#include "tools/stats.h"
 
 #define LOAD_BENCH_SECONDS 0.5
 
@@ -125,33 +126,11 @@ static const char *fail_name(int code)
 	return name;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
-/* Nearest-rank percentile of n sorted values. */
-static double percentile(const double *v, size_t n, double p)
-{
-	size_t rank;
-
-	if (n == 0)
-		return 0;
-	rank = (size_t)(p / 100.0 * (double)n + 0.999999);
-	if (rank < 1)
-		rank = 1;
-	if (rank > n)
-		rank = n;
-	return v[rank - 1];
-}
-
 void load_report(const struct load *l, double wall, double cpu_ms, uint32_t pid,
 		   const struct load_cpu *own)
 {
 	unsigned long groups[2] = { 0, 0 }; /* X25519, secp256r1 */
-	double p50 = 0, p90 = 0, p99 = 0, max = 0;
+	struct stats_pct lat = { 0, 0, 0, 0 };
 	struct {
 		int code;
 		unsigned long n;
@@ -206,13 +185,10 @@ void load_report(const struct load *l, double wall, double cpu_ms, uint32_t pid,
 	rate = wall > 0 ? (double)nok / wall : 0;
 	printf("rate: %.1f enrollments/s\n", rate);
 	if (ok_lat && nok > 0) {
-		qsort(ok_lat, nok, sizeof(double), cmp_double);
-		p50 = percentile(ok_lat, nok, 50);
-		p90 = percentile(ok_lat, nok, 90);
-		p99 = percentile(ok_lat, nok, 99);
-		max = ok_lat[nok - 1];
+		stats_percentiles(ok_lat, nok, &lat);
 		printf("latency (ms, successful enrollments%s): p50 %.1f p90 %.1f p99 %.1f max %.1f\n",
-		       l->rate > 0 ? ", from the scheduled start" : "", p50, p90, p99, max);
+		       l->rate > 0 ? ", from the scheduled start" : "", lat.p50, lat.p90, lat.p99,
+		       lat.max);
 	}
 	if (l->rate > 0)
 		printf("open loop: %.1f enrollments/s scheduled, up to %lu at once\n", l->rate,
@@ -242,7 +218,8 @@ void load_report(const struct load *l, double wall, double cpu_ms, uint32_t pid,
 		       "\"secp256r1\":%lu,\"key_pool\":%lu,\"client_user_ms\":%.4f,"
 		       "\"client_sys_ms\":%.4f}\n",
 		       l->protocol == LOAD_CISCO ? "cisco" : "native", nok, failed, not_started,
-		       wall, rate, l->rate, p50, p90, p99, max, groups[0], groups[1], l->key_pool,
+		       wall, rate, l->rate, lat.p50, lat.p90, lat.p99, lat.max, groups[0], groups[1],
+		       l->key_pool,
 		       nok ? own->user_ms / (double)nok : 0, nok ? own->sys_ms / (double)nok : 0);
 	free(ok_lat);
 }

@@ -5,6 +5,7 @@
 #ifndef CAPF_TOOLS_PHONE_PHONE_H
 #define CAPF_TOOLS_PHONE_PHONE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "tools/client.h"
@@ -46,5 +47,43 @@ double phone_now(void);
  * Returns 0 or the pki_read_pair() error.
  */
 int phone_mfg_ca_load(const char *dir, struct pki_pair *out);
+
+/* ---- Cisco CAPF v3 as a phone speaks it (tools/phone/cisco_io.c) --------
+ * shared by `cisco` (cisco.c, one session with its misbehaviours) and
+ * `load --protocol cisco` (load_cisco.c). */
+
+/* A Cisco session's TLS connection and what it has received. */
+struct phone_cisco {
+	struct client_tls tls;
+	uint8_t buf[CISCO_MSG_MAX];
+	size_t len;                    /* bytes in buf */
+	size_t msg_len;                /* of them, the message m was parsed from */
+	struct cisco_msg m;            /* the last message received, pointing into buf */
+	struct transcript_writer *rec; /* where each message received is recorded, or NULL */
+};
+
+/*
+ * phone_cisco_recv() - read one whole message, however the records cut it,
+ * into c->m (recorded in c->rec first, whatever its parse finds). Returns
+ * 0, the cisco_msg_parse() error, CAPF_EPROTO (not a Cisco header),
+ * CAPF_ECONNRESET (the server closed), CAPF_ETIMEDOUT or CAPF_EIO.
+ */
+int phone_cisco_recv(struct phone_cisco *c);
+
+/* phone_cisco_consume() - drop the message last received from c->buf. */
+void phone_cisco_consume(struct phone_cisco *c);
+
+/* phone_cisco_put_sha2_signed() - a SHA-512 signature (pki_cisco_sign()) as b's
+ * SHA2_SIGNED_DATA element (hash id 3, u16 length, signature). Returns 0
+ * or CAPF_ENOMEM. */
+int phone_cisco_put_sha2_signed(struct cisco_builder *b, const gnutls_datum_t *sig);
+
+/* phone_cisco_key_asked() - the key KEY_GENERATE_REQUEST m asks for, as a
+ * capf KeyType; 0 if it names none or one unknown. */
+int phone_cisco_key_asked(const struct cisco_msg *m);
+
+/* phone_cisco_put_public_key() - key's SubjectPublicKeyInfo (DER) as b's
+ * PUBLIC_KEY element. Returns 0 or CAPF_ECRYPTO. */
+int phone_cisco_put_public_key(struct cisco_builder *b, gnutls_x509_privkey_t key);
 
 #endif /* CAPF_TOOLS_PHONE_PHONE_H */

@@ -189,7 +189,7 @@ static int plan_auth(struct cisco_ctx *x, const struct transcript_msg *m,
 	}
 	if (!sig)
 		return 0;
-	ret = replay_cisco_signed_name(a->name, der, der_len, &signed_msg, &signed_len);
+	ret = pki_cisco_signed_name(a->name, der, der_len, &signed_msg, &signed_len);
 	if (ret < 0)
 		return ret;
 	a->rec_sig_ok = ca_cert_signed_verify(der, der_len, signed_msg, signed_len, sha512, sig,
@@ -204,16 +204,11 @@ static int put_signature(struct cisco_ctx *x, const struct auth_plan *a,
 			 const struct replay_cisco_el *e)
 {
 	gnutls_datum_t sig = { NULL, 0 };
-	uint8_t *msg = NULL, *v = NULL;
-	size_t msg_len;
+	uint8_t *v = NULL;
 	bool sha2 = e->tag == CISCO_EL_SHA2_SIGNED_DATA;
 	int ret;
 
-	ret = replay_cisco_signed_name(a->name, a->der, a->der_len, &msg, &msg_len);
-	if (ret < 0)
-		return ret;
-	ret = replay_cisco_sign(a->sub->key, sha2, msg, msg_len, &sig);
-	free(msg);
+	ret = pki_cisco_sign_name(a->sub->key, sha2, a->name, a->der, a->der_len, &sig);
 	if (ret < 0)
 		return ret;
 	if (!a->rec_sig_ok && sig.size > 8)
@@ -276,15 +271,15 @@ static int put_sudi(struct cisco_ctx *x, const struct transcript_msg *m,
 		return CAPF_ENOENT;
 	}
 	/* The recorded phone signed the session id it was given. */
-	ret = replay_cisco_signed_sid(x->rec_sid, der, der_len, &msg, &msg_len);
+	ret = pki_cisco_signed_sid(x->rec_sid, der, der_len, &msg, &msg_len);
 	if (ret < 0)
 		return ret;
 	ok = ca_cert_signed_verify(der, der_len, msg, msg_len, sha512, sig, sig_len) == 0;
 	free(msg);
-	ret = replay_cisco_signed_sid(x->sid, der, der_len, &msg, &msg_len);
+	ret = pki_cisco_signed_sid(x->sid, der, der_len, &msg, &msg_len);
 	if (ret < 0)
 		return ret;
-	ret = replay_cisco_sign(dev->mic.key, sha512, msg, msg_len, &fresh);
+	ret = pki_cisco_sign(dev->mic.key, sha512, msg, msg_len, &fresh);
 	free(msg);
 	if (ret < 0)
 		return ret;

@@ -211,25 +211,6 @@ void replay_cisco_el_value(unsigned tag, const uint8_t *v, size_t len, char *out
  * "END_SESSION reason 7 (failure)"; "an undecodable message (why)". */
 void replay_cisco_describe(const uint8_t *msg, size_t len, char *out, size_t cap);
 
-/*
- * replay_cisco_sign() - a Cisco phone's signature of msg with key: SHA-512
- * (sha512) or SHA-1; RSA as PKCS#1 v1.5 around the bare digest, EC as
- * DER ECDSA. Returns 0 and *sig (gnutls_free()), or CAPF_ECRYPTO.
- */
-int replay_cisco_sign(gnutls_x509_privkey_t key, int sha512, const uint8_t *msg, size_t len,
-		      gnutls_datum_t *sig);
-
-/*
- * replay_cisco_signed() - the message a certificate signature of
- * AUTH_RESPONSE covers: name || 0x00 || the certificate DER (malloc'd, in
- * *out); the SUDI one: the session id (u32 little-endian) || the DER.
- * 0 or CAPF_ENOMEM.
- */
-int replay_cisco_signed_name(const char *name, const uint8_t *der, size_t len, uint8_t **out,
-			     size_t *out_len);
-int replay_cisco_signed_sid(uint32_t sid, const uint8_t *der, size_t len, uint8_t **out,
-			    size_t *out_len);
-
 /* replay_cisco_sudi_part() - a sub-element of SUDI_DATA (tag 0: the
  * certificate, 1: SHA-1 signature, 3: SHA-512 signature). */
 bool replay_cisco_sudi_part(const uint8_t *v, size_t len, unsigned tag, const uint8_t **out,

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "tools/replay/internal.h"
+#include "tools/stats.h"
 
 #define LOAD_THREADS_MAX 256ul
 #define LOAD_COUNT_MAX 10000000ul
@@ -121,28 +122,6 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
-/* Nearest-rank percentile of n sorted values. */
-static double percentile(const double *v, size_t n, double p)
-{
-	size_t rank;
-
-	if (n == 0)
-		return 0;
-	rank = (size_t)(p / 100.0 * (double)n + 0.999999);
-	if (rank < 1)
-		rank = 1;
-	if (rank > n)
-		rank = n;
-	return v[rank - 1];
-}
-
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -175,6 +154,7 @@ struct tally {
 	unsigned long ran, same, differ, failed, native, cisco, late;
 	double *lat, *lag;
 	size_t nlat, nlag;
+	struct stats_pct lat_pct, lag_pct;
 	double first, last;       /* earliest and latest start */
 };
 
@@ -209,8 +189,8 @@ static void tally(const struct load *l, struct tally *y)
 			y->same++;
 		y->lat[y->nlat++] = l->latency_ms[i];
 	}
-	qsort(y->lat, y->nlat, sizeof(double), cmp_double);
-	qsort(y->lag, y->nlag, sizeof(double), cmp_double);
+	stats_percentiles(y->lat, y->nlat, &y->lat_pct);
+	stats_percentiles(y->lag, y->nlag, &y->lag_pct);
 }
 
 int replay_cmd_load(int argc, char **argv)
@@ -374,25 +354,21 @@ int replay_cmd_load(int argc, char **argv)
 	if (l.rate > 0)
 		printf("open loop: %.1f sessions/s asked, %.1f started/s, start lag (ms) p50 %.1f "
 		       "p99 %.1f max %.1f, %lu late (more than %.0f ms), at most %u at once\n",
-		       l.rate, start_rate, percentile(y.lag, y.nlag, 50),
-		       percentile(y.lag, y.nlag, 99), y.nlag ? y.lag[y.nlag - 1] : 0.0, y.late,
+		       l.rate, start_rate, y.lag_pct.p50, y.lag_pct.p99, y.lag_pct.max, y.late,
 		       LOAD_LATE_S * 1e3, atomic_load(&l.in_flight_max));
 	if (y.nlat > 0)
 		printf("latency (ms, sessions run to the end): p50 %.1f p90 %.1f p99 %.1f max %.1f\n",
-		       percentile(y.lat, y.nlat, 50), percentile(y.lat, y.nlat, 90),
-		       percentile(y.lat, y.nlat, 99), y.lat[y.nlat - 1]);
+		       y.lat_pct.p50, y.lat_pct.p90, y.lat_pct.p99, y.lat_pct.max);
 	printf("{\"sessions\":%lu,\"same\":%lu,\"differ\":%lu,\"failed\":%lu,\"concurrency\":%lu,"
 	       "\"wall_s\":%.3f,\"rate\":%.1f,\"p50_ms\":%.1f,\"p90_ms\":%.1f,\"p99_ms\":%.1f,"
 	       "\"max_ms\":%.1f,\"native\":%lu,\"cisco\":%lu,\"loop\":\"%s\"",
 	       y.ran, y.same, y.differ, y.failed, started_threads, wall, rate,
-	       percentile(y.lat, y.nlat, 50), percentile(y.lat, y.nlat, 90),
-	       percentile(y.lat, y.nlat, 99), y.nlat ? y.lat[y.nlat - 1] : 0.0, y.native,
-	       y.cisco, l.rate > 0 ? "open" : "closed");
+	       y.lat_pct.p50, y.lat_pct.p90, y.lat_pct.p99, y.lat_pct.max, y.native, y.cisco,
+	       l.rate > 0 ? "open" : "closed");
 	if (l.rate > 0)
 		printf(",\"rate_asked\":%.1f,\"start_rate\":%.2f,\"lag_p50_ms\":%.1f,\"lag_p99_ms\":%.1f,"
 		       "\"lag_max_ms\":%.1f,\"late\":%lu,\"in_flight_max\":%u",
-		       l.rate, start_rate, percentile(y.lag, y.nlag, 50),
-		       percentile(y.lag, y.nlag, 99), y.nlag ? y.lag[y.nlag - 1] : 0.0, y.late,
+		       l.rate, start_rate, y.lag_pct.p50, y.lag_pct.p99, y.lag_pct.max, y.late,
 		       atomic_load(&l.in_flight_max));
 	printf("}\n");
 	/* Load measures; differences are expected once a mix repeats (an

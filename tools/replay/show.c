@@ -174,7 +174,7 @@ static void show_cert_signature(FILE *f, const struct cisco_msg *cm, const char 
 		sig_len = e->len - 3;
 	}
 	if (cisco_el_certificate(cm, CISCO_EL_CERTIFICATE, &der, &der_len) == 0 &&
-	    replay_cisco_signed_name(name, der, der_len, &msg, &msg_len) == 0) {
+	    pki_cisco_signed_name(name, der, der_len, &msg, &msg_len) == 0) {
 		verdict = ca_cert_signed_verify(der, der_len, msg, msg_len, sha512, sig, sig_len) == 0
 				  ? "verifies over the name and the certificate"
 				  : "DOES NOT VERIFY over the name and the certificate";
@@ -207,7 +207,7 @@ static void show_sudi(FILE *f, const struct replay_cisco_el *e, uint32_t sid)
 			return;
 		}
 	}
-	if (replay_cisco_signed_sid(sid, der, der_len, &msg, &msg_len) < 0)
+	if (pki_cisco_signed_sid(sid, der, der_len, &msg, &msg_len) < 0)
 		return;
 	fprintf(f, "      SUDI_DATA signature: %s, %zu bytes: %s\n", sha512 ? "SHA-512" : "SHA-1",
 		sig_len,
