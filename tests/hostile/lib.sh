@@ -73,3 +73,29 @@ received_stored() {
 load_failures() {
 	sed -n 's/^  failed with \(.*\) ([0-9]*): \([0-9]*\)$/\1 \2/p' "$1"
 }
+
+# in_mount_ns "$@": run this script again in a mount namespace of its own
+# (unshare -m, private propagation), where it may mount a tmpfs or make a
+# bind mount read-only without touching the host's mounts; SKIP where
+# unshare is missing or not permitted. Call before sourcing
+# tests/integration/lib.sh (its temporary directory belongs to the run
+# inside).
+in_mount_ns() {
+	[ -n "${CAPF_IN_MOUNT_NS:-}" ] && return 0
+	command -v unshare >/dev/null || skip "unshare (util-linux) is not installed"
+	unshare -m --propagation private true 2>/dev/null ||
+		skip "no mount namespace can be made here (unshare -m: not permitted)"
+	CAPF_IN_MOUNT_NS=1 exec unshare -m --propagation private sh "$0" "$@"
+}
+
+# unmount_on_exit DIR...: on exit, before the state is removed, the
+# mounts at DIR are detached (lazily: capfd may still hold files there).
+unmount_on_exit() {
+	hostile_mounts="$* ${hostile_mounts:-}"
+	trap 'for m in $hostile_mounts; do umount -l "$m" 2>/dev/null; done; cleanup' EXIT INT TERM
+}
+
+# cisco_port: the Cisco listener's port from the ready file.
+cisco_port() {
+	sed -n 's/^cisco_port=//p' "$tmp/ready"
+}
