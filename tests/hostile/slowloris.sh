@@ -117,7 +117,10 @@ held=$(active)
 [ "$held" -ge $((N * 9 / 10)) ] ||
 	fail "(a) only $held connections were still held once the phones were done: the test proved nothing"
 wait $h0 $h1 $h2 $h3 $h4
-lo=$((HS * 1000 - 100)) hi=$((HS * 1000 + 3000))
+# capfd starts each timer from its loop's cached time, which lags behind
+# while one loop iteration accepts hundreds of connections: a timeout may
+# end up to a few hundred ms early under this flood (never at once).
+lo=$((HS * 1000 - 1000)) hi=$((HS * 1000 + 3000))
 check_held silent $n0 $lo $hi
 check_held partial $n1 $lo $hi
 check_held hello $n2 $lo $hi
@@ -158,7 +161,7 @@ ctl status >/dev/null || fail "(b) the admin socket does not answer with the ser
 grep -q "connection limit ($MAXC) reached, refusing" "$tmp/capfd.log" ||
 	fail "(b) no log line for max_connections"
 wait $hf
-check_held full $MAXC $((HS * 1000 - 100)) $((HS * 1000 + 3000))
+check_held full $MAXC $lo $hi
 enroll $P >"$tmp/out" 2>&1 || { cat "$tmp/out"; fail "(b) the phone cannot enroll once the server has room"; }
 echo "$P $(lsc_serial "$tmp/$P.lsc.pem")" >>"$tmp/received"
 echo "ok: (b) $MAXC held: 200 more closed at once, a phone refused (exit 3), the admin socket" \
@@ -176,7 +179,7 @@ read -r _ opened _ refused _ closed _ early _ max _ min _ errors _ code <"$tmp/o
 [ "$opened" -eq 200 ] && [ "$early" -eq 160 ] ||
 	fail "per source: $early of $opened closed at once, 160 expected ($(cat "$tmp/one"))"
 [ "$closed" -eq "$opened" ] || fail "(c) $closed of $opened closed"
-[ "$max" -ge $((HS * 1000 - 100)) ] || fail "(c) the 40 allowed were closed after $max ms"
+[ "$max" -ge $lo ] || fail "(c) the 40 allowed were closed after $max ms"
 grep -q "per-source connection limit (40) reached" "$tmp/capfd.log" ||
 	fail "(c) no log line for the per-source limit"
 echo "ok: (c) 200 from one address: 160 closed at once, 40 at the handshake timeout"
