@@ -364,6 +364,12 @@ grep '^revoked ' "$tmp/expect" | while read -r _ d s; do
 	grep -qx "$s" "$tmp/revoked" || fail "$d: $s was deleted by its phone, and is not revoked"
 done || exit 1
 nrev=$(grep -c '^revoked ' "$tmp/expect")
+# What the phones were refused with: nothing to do, retry later (a
+# fault, the signer gone), and no other code: nothing they sent was
+# wrong, and nobody else changed their devices under them.
+codes=$(awk '$1 == "N" { n[$3]++ } END { for (c in n) printf "%s:%d ", c, n[c] }' "$tmp/events")
+others=$(awk '$1 == "N" && $3 != 1007 && $3 != 1016 { print $2, $3 }' "$tmp/events" | head -n 5)
+[ -z "$others" ] || fail "phones refused with unexpected codes (code:count $codes): $others"
 # Admin changes: replay them, and compare with what capfd says now.
 awk '
 	{ d = $2; what = $3; v = $4; r = $5 }
@@ -406,7 +412,7 @@ offline_checks "at the end"
 count() { grep -c "$1" "$2" || true; }
 echo "soak: $secs s: $(grep -c . "$tmp/events") phone events (installs told $(count '^I ' "$tmp/events")," \
 	"deletes $(count '^D ' "$tmp/events"), fetches $(count '^F ' "$tmp/events"), refused" \
-	"$(count '^N ' "$tmp/events"), unanswered $(count '^[UX] ' "$tmp/events")); load phones" \
+	"$(count '^N ' "$tmp/events") [$codes], unanswered $(count '^[UX] ' "$tmp/events")); load phones" \
 	"received $(grep -c . "$tmp/received.load"); admin changes $(grep -c . "$tmp/admin.events")" \
 	"($(count ' ok$' "$tmp/admin.events") ok)"
 echo "soak: faults: ENOSPC $nf_spc, EIO $nf_eio, signer killed $nf_signer, capfd killed $nf_kill," \

@@ -38,8 +38,9 @@ cport=$(cisco_port)
 ctl device add $D SEPDFC001 >/dev/null || fail "device add"
 : >"$tmp/received"
 
-# attempt NAME: one native enrollment; prints ok, retry, or fails the
-# test on any other outcome. A certificate received goes to received.
+# attempt NAME: one native enrollment; sets result to ok or retry, or
+# fails the test on any other outcome. A certificate received goes to
+# received.
 attempt() {
 	rm -f "$tmp/$1.lsc.pem"
 	rc=0
@@ -47,16 +48,17 @@ attempt() {
 	if [ $rc -eq 0 ]; then
 		[ -s "$tmp/$1.lsc.pem" ] || fail "$1: success without an LSC"
 		echo "$1 $(lsc_serial "$tmp/$1.lsc.pem")" >>"$tmp/received"
-		echo ok
+		result=ok
 		return
 	fi
 	[ $rc -eq 1 ] && grep -q " 1016 (CAPF_ERETRY)" "$tmp/out" ||
 		{ cat "$tmp/out"; fail "$1 on a full disk: exit $rc, neither an LSC nor 1016"; }
 	[ -s "$tmp/$1.lsc.pem" ] && fail "$1: refused with 1016, and an LSC written all the same"
-	echo retry
+	result=retry
 }
 
-attempt SEPDF0001 | grep -q ok || fail "no enrollment before the disk filled"
+attempt SEPDF0001
+[ "$result" = ok ] || fail "no enrollment before the disk filled"
 df -k "$tmp/state" >"$tmp/df.before"
 
 # ---- fill it up ------------------------------------------------------------------
@@ -73,8 +75,8 @@ while [ $refused_row -lt 3 ]; do
 	tries=$((tries + 1))
 	[ $tries -le 60 ] || fail "60 phones on a full disk and still no three refusals in a row"
 	d=SEPDF000$((tries % 5 + 2))
-	r=$(attempt $d)
-	if [ "$r" = ok ]; then
+	attempt $d
+	if [ "$result" = ok ]; then
 		oks=$((oks + 1))
 		refused_row=0
 		ctl device set $d --op install >/dev/null 2>&1 || true
@@ -86,7 +88,8 @@ done
 for d in SEPDF0002 SEPDF0003 SEPDF0004; do
 	json $d
 	grep -q '"op":"install"' "$tmp/json" || continue
-	[ "$(attempt $d)" = retry ] || fail "$d enrolled after three refusals in a row"
+	attempt $d
+	[ "$result" = retry ] || fail "$d enrolled after three refusals in a row"
 done
 rc=0
 "$CAPF_PHONE" enroll --protocol cisco --name SEPDFC001 --ca "$capf_ca" --port "$cport" \
@@ -119,7 +122,8 @@ rm -f "$tmp/state/filler" "$tmp/state/filler2"
 for d in SEPDF0002 SEPDF0003 SEPDF0004 SEPDF0005 SEPDF0006; do
 	json $d
 	grep -q '"op":"install"' "$tmp/json" || continue
-	[ "$(attempt $d)" = ok ] || { cat "$tmp/out"; fail "$d: no enrollment once space was freed"; }
+	attempt $d
+	[ "$result" = ok ] || { cat "$tmp/out"; fail "$d: no enrollment once space was freed"; }
 done
 "$CAPF_PHONE" enroll --protocol cisco --name SEPDFC001 --ca "$capf_ca" --port "$cport" \
 	--mic "$tmp/mfg/SEPDFC001.pem" --mic-key "$tmp/mfg/SEPDFC001.key" \
