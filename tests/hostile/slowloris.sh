@@ -22,6 +22,9 @@
 #       limit are closed at once, the others at the handshake timeout; the
 #       log says "per-source connection limit (N) reached"; a phone from
 #       another address enrolls meanwhile.
+#   (d) max_connections above the open-files limit: capfd warns at start,
+#       and a flood past the limit is dropped at accept; capfd stays up,
+#       and afterwards the admin socket answers and the phone enrolls.
 # Then: every device record says what its phone was told, every LSC a
 # phone received is that device's in the store, store check and audit
 # verify clean.
@@ -183,6 +186,40 @@ read -r _ opened _ refused _ closed _ early _ max _ min _ errors _ code <"$tmp/o
 grep -q "per-source connection limit (40) reached" "$tmp/capfd.log" ||
 	fail "(c) no log line for the per-source limit"
 echo "ok: (c) 200 from one address: 160 closed at once, 40 at the handshake timeout"
+
+# ---- (d) max_connections above the open-files limit ----------------------------------
+# capfd under a limit of 1024 files with max_connections = 4000: it says so
+# at start; a flood of 1,500 then finds accept() failing: what cannot be
+# taken is dropped at once, capfd stays up, and once the flood has timed
+# out the admin socket answers and the phone enrolls.
+grep -q "open-files limit" "$tmp/capfd.log" &&
+	fail "(a)..(c): a warning about the open-files limit, which was high enough"
+stop_capfd
+if command -v prlimit >/dev/null; then
+	cat >"$tmp/d.conf" <<CONF
+[limits]
+handshake_timeout = $HS
+max_per_source = 100
+max_connections = 4000
+CONF
+	CAPFD_WRAPPER="prlimit --nofile=1024:1024" start_capfd -c "$tmp/d.conf"
+	grep -q "warning: the open-files limit (1024) is below \[limits\] max_connections (4000)" \
+		"$tmp/capfd.log" || fail "(d) no warning that max_connections cannot be reached"
+	ctl device set $P --op install >/dev/null || fail "(d) device set"
+	"$HOLD" 127.0.0.1 "$port" 1500 $((HS + 6)) 40 0 1 >"$tmp/nofile" || fail "(d) hold"
+	read -r _ opened _ refused _ closed _ early _ max _ min _ errors _ code <"$tmp/nofile"
+	[ "$closed" -eq "$opened" ] || fail "(d) $closed of $opened closed ($(cat "$tmp/nofile"))"
+	[ "$early" -gt 0 ] || fail "(d) 1,500 connections on 1,024 files and none dropped at once"
+	kill -0 "$capfd_pid" || fail "(d) capfd died when it ran out of descriptors"
+	ctl status >/dev/null || fail "(d) the admin socket does not answer after the flood"
+	enroll $P >"$tmp/out" 2>&1 || { cat "$tmp/out"; fail "(d) no enrollment after the flood"; }
+	echo "$P $(lsc_serial "$tmp/$P.lsc.pem")" >>"$tmp/received"
+	echo "ok: (d) 1,024 files for max_connections = 4000: warned at start; of 1,500" \
+		"connections $early dropped at once, the rest timed out; capfd up, the phone enrolled"
+else
+	start_capfd -c "$tmp/a.conf"
+	echo "ok: (d) skipped: no prlimit (util-linux) to start capfd with a lower open-files limit"
+fi
 
 # ---- the store -----------------------------------------------------------------------
 json $P
