@@ -195,7 +195,8 @@ cisco_worker() {
 : >"$tmp/received.load"
 load_worker() {
 	k=0
-	while [ $k -lt 200 ] && [ "$(date +%s)" -lt $end ] && [ ! -e "$tmp/stop" ]; do
+	while [ $k -lt $max_rounds ] && [ $k -lt 4095 ] && [ "$(date +%s)" -lt $end ] &&
+		[ ! -e "$tmp/stop" ]; do
 		k=$((k + 1))
 		. "$tmp/ports"
 		"$CAPF_PHONE" load --count 10 --concurrency 2 --mfg-dir "$tmp/mfg" --ca "$capf_ca" \
