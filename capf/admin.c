@@ -47,6 +47,8 @@ struct admin_client {
 	char name[DEVICE_NAME_MAX + 1];
 	/* Paged lists: what the client's listing walks (capf/admin_query.c). */
 	struct admin_cursor *cursor;
+	/* The kept parts of a staged device batch (capf/admin_batch.c). */
+	struct batch_stage *stage;
 	/* Who the peer is (SO_PEERCRED, at accept) and what it may do. */
 	enum admin_role role;
 	uid_t uid;
@@ -79,6 +81,7 @@ static void client_unref(struct admin_client *ac)
 		ac->next->prev = ac->prev;
 	frame_decoder_deinit(&ac->dec);
 	admin_cursor_free(ac->cursor);
+	admin_stage_free(ac->stage);
 	free(ac->backlog);
 	free(ac);
 }
@@ -172,6 +175,11 @@ static int peer_cred(struct admin_client *ac, struct ucred *cred)
 struct admin_cursor **admin_cursor_slot(struct admin_client *ac)
 {
 	return &ac->cursor;
+}
+
+struct batch_stage **admin_stage_slot(struct admin_client *ac)
+{
+	return &ac->stage;
 }
 
 void admin_hold(struct admin_client *ac)

@@ -125,4 +125,10 @@ struct admin_cursor **admin_cursor_slot(struct admin_client *ac);
 /* admin_cursor_free() - free a listing; accepts NULL. */
 void admin_cursor_free(struct admin_cursor *cur);
 
+/* admin_stage_slot() - where the client keeps the parts of a staged
+ * device batch; admin_stage_free() frees them (accepts NULL). */
+struct batch_stage;
+struct batch_stage **admin_stage_slot(struct admin_client *ac);
+void admin_stage_free(struct batch_stage *st);
+
 #endif /* CAPF_ADMIN_H */

@@ -6,7 +6,9 @@
  * admin's fields applied by admin_settings_apply(), as for one device
  * put), and a put that changes nothing writes nothing: the same batch
  * twice changes nothing the second time. An atomic batch is one store txn
- * (all or none, one audit entry); otherwise each put is its own txn with
+ * (all or none, one audit entry), however large: one too large for one
+ * request comes in parts, each checked and kept on the connection (stage),
+ * the last one writing them all; otherwise each put is its own txn with
  * its own audit entry, all submitted at once so that the writer commits
  * them in a few groups. A lost compare-and-set is decided again on the
  * newer record.
@@ -24,11 +26,15 @@
 
 /* As for one put (capf/admin.c): races lost in a row before giving up. */
 #define BATCH_CAS_ATTEMPTS 8
+/* Devices a staged batch may hold on one connection (the refusal's text
+ * says it too). */
+#define BATCH_STAGE_MAX 2000000u
+/* Kept puts that failed, listed in the answer of the last part at most. */
+#define STAGED_RESULTS_MAX 1000u
 /* Every field: a batch put that names none still compares them all. */
 #define FIELDS_ALL 127u
 
 struct batch_job;
-struct batch_chunk;
 
 struct batch_item {
 	struct batch_job *job;
@@ -45,15 +51,42 @@ struct batch_item {
 	char text[160];
 };
 
+/* An atomic batch's kept parts (copies of the requests), in order. */
+struct batch_stage {
+	Capf__DeviceBatch **parts;
+	size_t n, cap;
+	size_t puts;
+};
+
+struct batch_chunk {
+	struct batch_job *job;
+	unsigned attempts;
+};
+
 struct batch_job {
 	struct admin_client *ac;
 	struct server *srv;
-	Capf__DeviceBatch *batch; /* a copy: the request is freed when the handler returns */
+	/* Copies (the request is freed when the handler returns): the kept
+	 * parts of a staged batch, then this request's. */
+	Capf__DeviceBatch **parts;
+	size_t n_parts;
+	bool atomic, dry_run;
 	struct batch_item *items;
 	size_t n, pending;
-	struct batch_chunk *chunks; /* atomic: its txns */
+	size_t own;               /* items[own..n) are this request's puts */
+	struct batch_chunk chunk; /* atomic: its txn */
 	char peer[80];
 };
+
+void admin_stage_free(struct batch_stage *st)
+{
+	if (st == NULL)
+		return;
+	for (size_t i = 0; i < st->n; i++)
+		capf__device_batch__free_unpacked(st->parts[i], NULL);
+	free(st->parts);
+	free(st);
+}
 
 /* The record's secret may be the request's: detached before any free. */
 static void item_rec_free(struct batch_item *it)
@@ -206,8 +239,10 @@ static void job_free(struct batch_job *job)
 	for (size_t i = 0; i < job->n; i++)
 		item_rec_free(&job->items[i]);
 	free(job->items);
-	if (job->batch != NULL)
-		capf__device_batch__free_unpacked(job->batch, NULL);
+	for (size_t i = 0; i < job->n_parts; i++)
+		if (job->parts[i] != NULL)
+			capf__device_batch__free_unpacked(job->parts[i], NULL);
+	free(job->parts);
 	free(job);
 }
 
@@ -225,39 +260,52 @@ static const char *store_text(int code, const char *name, char *buf, size_t len)
 	return buf;
 }
 
-/* Answers with one result per put, in the order of the request. */
+static void result_of(const struct batch_item *it, Capf__BatchResult *r)
+{
+	capf__batch_result__init(r);
+	r->name = it->put->device->name;
+	r->code = (uint32_t)-it->result;
+	r->text = (char *)it->text;
+	r->action = it->result ? CAPF__BATCH_ACTION__BATCH_FAILED : it->action;
+	r->secret_set = it->result == 0 && it->secret_set;
+}
+
+/*
+ * Answers with one result per put of the request, in its order, and, for
+ * the last part of a staged batch, the kept puts that failed (the first
+ * STAGED_RESULTS_MAX of them).
+ */
 static void job_respond(struct batch_job *job, int code, const char *text)
 {
 	Capf__AdminResponse resp = CAPF__ADMIN_RESPONSE__INIT;
-	Capf__BatchResult *res = NULL, **ptrs = NULL;
-	size_t counts[4] = { 0 };
+	Capf__BatchResult *res = NULL, **ptrs = NULL, **staged = NULL;
+	size_t counts[4] = { 0 }, own = job->n - job->own, n_staged = 0;
 
-	res = calloc(job->n, sizeof(*res));
-	ptrs = calloc(job->n, sizeof(*ptrs));
-	if (res == NULL || ptrs == NULL) {
+	res = calloc(job->n ? job->n : 1, sizeof(*res));
+	ptrs = calloc(own ? own : 1, sizeof(*ptrs));
+	staged = calloc(job->own ? job->own : 1, sizeof(*staged));
+	if (res == NULL || ptrs == NULL || staged == NULL) {
 		admin_respond_error(job->ac, CAPF_ENOMEM, NULL);
 		goto out;
 	}
 	for (size_t i = 0; i < job->n; i++) {
-		struct batch_item *it = &job->items[i];
-
-		capf__batch_result__init(&res[i]);
-		res[i].name = it->put->device->name;
-		res[i].code = (uint32_t)-it->result;
-		res[i].text = it->text;
-		res[i].action = it->result ? CAPF__BATCH_ACTION__BATCH_FAILED : it->action;
-		res[i].secret_set = it->result == 0 && it->secret_set;
+		result_of(&job->items[i], &res[i]);
 		counts[res[i].action]++;
-		ptrs[i] = &res[i];
+		if (i >= job->own)
+			ptrs[i - job->own] = &res[i];
+		else if (res[i].code != 0 && n_staged < STAGED_RESULTS_MAX)
+			staged[n_staged++] = &res[i];
 	}
 	resp.code = (uint32_t)-code;
 	resp.text = (char *)(text ? text : "");
-	resp.n_results = job->n;
+	resp.n_results = own;
 	resp.results = ptrs;
-	if (!job->batch->dry_run)
+	resp.n_staged_results = n_staged;
+	resp.staged_results = staged;
+	if (!job->dry_run)
 		log_info("admin: batch of %zu by %s%s: %zu created, %zu updated, %zu unchanged, "
 			 "%zu refused",
-			 job->n, job->peer, job->batch->atomic ? " (atomic)" : "",
+			 job->n, job->peer, job->atomic ? " (atomic)" : "",
 			 counts[CAPF__BATCH_ACTION__BATCH_CREATED],
 			 counts[CAPF__BATCH_ACTION__BATCH_UPDATED],
 			 counts[CAPF__BATCH_ACTION__BATCH_UNCHANGED],
@@ -266,6 +314,7 @@ static void job_respond(struct batch_job *job, int code, const char *text)
 out:
 	free(res);
 	free(ptrs);
+	free(staged);
 }
 
 /* ---- one txn per put -------------------------------------------------------- */
@@ -328,45 +377,40 @@ static int item_submit(struct batch_item *it)
 /* ---- an atomic batch ---------------------------------------------------------- */
 
 /*
- * Records per txn of an atomic batch: bounded so that a txn stays far
- * below the store's largest entry (STORE_ENTRY_MAX, 16 MiB) whatever the
- * records hold. A batch larger than this is checked whole here, then
- * written as consecutive txns that the writer takes in the same group
- * commit as a rule. All or none holds for each txn; a write that fails
- * midway leaves the txns before it applied, and the answer says which
- * devices failed.
+ * An atomic batch is one store txn, however many devices it holds: the
+ * store writes a txn larger than one entry as several entries of one group
+ * commit (all or none).
  */
-#define TXN_RECORDS_MAX 16384u
-
-struct batch_chunk {
-	struct batch_job *job;
-	size_t from, to; /* items [from, to) */
-	unsigned attempts;
-};
-
 static int chunk_submit(struct batch_chunk *ch);
 
 static void atomic_finish(struct batch_job *job)
 {
 	size_t failed = 0;
 
-	if (--job->pending > 0)
-		return;
 	for (size_t i = 0; i < job->n; i++)
 		failed += job->items[i].result != 0;
 	if (!admin_closing(job->ac)) {
 		if (failed == 0)
 			job_respond(job, 0, NULL);
-		else if (failed == job->n)
-			job_respond(job, job->items[0].result,
-				    "the batch could not be written: nothing written");
 		else
-			job_respond(job, CAPF_EIO,
-				    "part of the batch could not be written: see the devices");
+			job_respond(job, job->items[0].result ? job->items[0].result : CAPF_EIO,
+				    "the batch could not be written: nothing written");
 	}
 	admin_release(job->ac);
-	free(job->chunks);
 	job_free(job);
+}
+
+/* The writing items that are still good fail with result. */
+static void chunk_fail(struct batch_job *job, int result)
+{
+	for (size_t i = 0; i < job->n; i++) {
+		struct batch_item *it = &job->items[i];
+
+		if (!it->write || it->result != 0)
+			continue;
+		it->result = result;
+		store_text(result, it->put->device->name, it->text, sizeof(it->text));
+	}
 }
 
 static void on_chunk_done(void *arg, int result)
@@ -378,51 +422,45 @@ static void on_chunk_done(void *arg, int result)
 	    ch->attempts < BATCH_CAS_ATTEMPTS) {
 		bool refused = false;
 
-		for (size_t i = ch->from; i < ch->to && result == CAPF_ESTALE; i++)
+		for (size_t i = 0; i < job->n && result == CAPF_ESTALE; i++)
 			if (item_prepare(&job->items[i]) < 0)
 				result = CAPF_ENOMEM;
-		for (size_t i = ch->from; i < ch->to; i++)
+		for (size_t i = 0; i < job->n; i++)
 			refused = refused || job->items[i].result != 0;
 		if (result == CAPF_ESTALE && !refused) {
 			result = chunk_submit(ch);
 			if (result == 0)
 				return;
+			if (result == 1)
+				result = 0; /* nothing left to write */
 		}
-		/* Refused now: the chunk is not written; the refused items carry
+		/* Refused now: nothing is written; the refused items carry
 		 * their own result and the others fail with the race below. */
 	}
-	if (result < 0) {
-		for (size_t i = ch->from; i < ch->to; i++) {
-			struct batch_item *it = &job->items[i];
-
-			if (!it->write || it->result != 0)
-				continue;
-			it->result = result;
-			store_text(result, it->put->device->name, it->text, sizeof(it->text));
-		}
-	}
+	if (result < 0)
+		chunk_fail(job, result);
 	atomic_finish(job);
 }
 
-/* One txn of the items of ch that write. Returns 0 (on_chunk_done()
- * follows), 1 (nothing to write) or the submit error. */
+/* One txn of the items that write. Returns 0 (on_chunk_done() follows),
+ * 1 (nothing to write) or the submit error. */
 static int chunk_submit(struct batch_chunk *ch)
 {
 	struct batch_job *job = ch->job;
 	Capf__StoreRecord *recs = NULL, **ptrs = NULL;
 	struct store_audit_event ev = { .kind = CAPF__AUDIT_KIND__AUDIT_ADMIN };
 	char detail[200];
-	size_t k = 0, created = 0, n = ch->to - ch->from;
+	size_t k = 0, created = 0;
 	int ret;
 
 	ch->attempts++;
-	recs = calloc(n, sizeof(*recs));
-	ptrs = calloc(n, sizeof(*ptrs));
+	recs = calloc(job->n, sizeof(*recs));
+	ptrs = calloc(job->n, sizeof(*ptrs));
 	if (recs == NULL || ptrs == NULL) {
 		ret = CAPF_ENOMEM;
 		goto out;
 	}
-	for (size_t i = ch->from; i < ch->to; i++) {
+	for (size_t i = 0; i < job->n; i++) {
 		if (!job->items[i].write || job->items[i].result != 0)
 			continue;
 		record_of(&job->items[i], &recs[k]);
@@ -434,8 +472,9 @@ static int chunk_submit(struct batch_chunk *ch)
 		ret = 1;
 		goto out;
 	}
-	snprintf(detail, sizeof(detail), "device batch (atomic, devices %zu..%zu of %zu): %zu added, %zu changed",
-		 ch->from + 1, ch->to, job->n, created, k - created);
+	snprintf(detail, sizeof(detail),
+		 "device batch (atomic, %zu devices in %zu part%s): %zu added, %zu changed", job->n,
+		 job->n_parts, job->n_parts == 1 ? "" : "s", created, k - created);
 	ev.peer = job->peer;
 	ev.detail = detail;
 	ret = bridge_submit_audit(&job->srv->bridge, job->srv->store, ptrs, k, &ev, on_chunk_done,
@@ -447,93 +486,204 @@ out:
 	return ret;
 }
 
-/* A chunk that could not be submitted: its writing items fail. */
-static void on_chunk_done_failed(struct batch_chunk *ch, int result)
-{
-	for (size_t i = ch->from; i < ch->to; i++) {
-		struct batch_item *it = &ch->job->items[i];
-
-		if (!it->write || it->result != 0)
-			continue;
-		it->result = result;
-		store_text(result, it->put->device->name, it->text, sizeof(it->text));
-	}
-}
-
 /* Writes every item of an atomic batch that was checked whole. */
 static void atomic_submit(struct batch_job *job)
 {
-	size_t nchunks = (job->n + TXN_RECORDS_MAX - 1) / TXN_RECORDS_MAX;
+	int ret;
 
-	job->chunks = calloc(nchunks ? nchunks : 1, sizeof(*job->chunks));
-	job->pending = 1;
 	admin_hold(job->ac);
-	for (size_t c = 0; c < nchunks && job->chunks != NULL; c++) {
-		struct batch_chunk *ch = &job->chunks[c];
-		int ret;
-
-		ch->job = job;
-		ch->from = c * TXN_RECORDS_MAX;
-		ch->to = ch->from + TXN_RECORDS_MAX < job->n ? ch->from + TXN_RECORDS_MAX : job->n;
-		job->pending++;
-		ret = chunk_submit(ch);
-		if (ret == 0)
-			continue;
-		job->pending--;
-		if (ret < 0)
-			on_chunk_done_failed(ch, ret);
-	}
-	if (job->chunks == NULL)
-		for (size_t i = 0; i < job->n; i++)
-			if (job->items[i].write && job->items[i].result == 0) {
-				job->items[i].result = CAPF_ENOMEM;
-				snprintf(job->items[i].text, sizeof(job->items[i].text),
-					 "out of memory");
-			}
+	job->chunk.job = job;
+	ret = chunk_submit(&job->chunk);
+	if (ret == 0)
+		return;
+	if (ret < 0)
+		chunk_fail(job, ret);
 	atomic_finish(job);
+}
+
+/* ---- the request ------------------------------------------------------------- */
+
+static int name_cmp(const void *a, const void *b)
+{
+	const struct batch_item *x = *(const struct batch_item *const *)a;
+	const struct batch_item *y = *(const struct batch_item *const *)b;
+	int c = strcmp(x->put->device->name, y->put->device->name);
+
+	/* Equal names in the order of the batch: the first one stays. */
+	return c ? c : (x < y ? -1 : x > y);
+}
+
+/* A device named twice in one batch: the later puts are refused. */
+static int refuse_twice(struct batch_job *job)
+{
+	struct batch_item **by_name;
+
+	if (job->n < 2)
+		return 0;
+	by_name = malloc(job->n * sizeof(*by_name));
+	if (by_name == NULL)
+		return CAPF_ENOMEM;
+	for (size_t i = 0; i < job->n; i++)
+		by_name[i] = &job->items[i];
+	qsort(by_name, job->n, sizeof(*by_name), name_cmp);
+	for (size_t i = 1; i < job->n; i++)
+		if (strcmp(by_name[i]->put->device->name, by_name[i - 1]->put->device->name) == 0 &&
+		    by_name[i]->result == 0) {
+			item_rec_free(by_name[i]);
+			item_fail(by_name[i], CAPF_EINVAL, "device %s is named twice in the batch",
+				  by_name[i]->put->device->name);
+		}
+	free(by_name);
+	return 0;
+}
+
+static Capf__DeviceBatch *batch_copy(const Capf__DeviceBatch *in)
+{
+	size_t len = capf__device_batch__get_packed_size(in);
+	Capf__DeviceBatch *out;
+	uint8_t *buf = malloc(len ? len : 1);
+
+	if (buf == NULL)
+		return NULL;
+	capf__device_batch__pack(in, buf);
+	out = capf__device_batch__unpack(NULL, len, buf);
+	free(buf);
+	return out;
+}
+
+/* Keeps part (a checked stage request) on the connection. */
+static int stage_keep(struct admin_client *ac, Capf__DeviceBatch *part)
+{
+	struct batch_stage **slot = admin_stage_slot(ac), *st = *slot;
+
+	if (st == NULL) {
+		st = calloc(1, sizeof(*st));
+		if (st == NULL)
+			return CAPF_ENOMEM;
+		*slot = st;
+	}
+	if (st->n == st->cap) {
+		size_t cap = st->cap ? 2 * st->cap : 16;
+		Capf__DeviceBatch **p = realloc(st->parts, cap * sizeof(*p));
+
+		if (p == NULL)
+			return CAPF_ENOMEM;
+		st->parts = p;
+		st->cap = cap;
+	}
+	st->parts[st->n++] = part;
+	st->puts += part->n_puts;
+	return 0;
+}
+
+/*
+ * The job of a request: the kept parts of a staged batch (moved from the
+ * connection) if this is its last part, then the request's own puts.
+ */
+static int job_parts(struct batch_job *job, Capf__DeviceBatch *own)
+{
+	struct batch_stage **slot = admin_stage_slot(job->ac), *st = *slot;
+	size_t kept = st != NULL && !own->stage ? st->n : 0, k = 0;
+
+	job->parts = calloc(kept + 1, sizeof(*job->parts));
+	if (job->parts == NULL)
+		return CAPF_ENOMEM;
+	for (size_t i = 0; i < kept; i++) {
+		job->parts[i] = st->parts[i];
+		job->n += st->parts[i]->n_puts;
+	}
+	if (kept > 0) {
+		st->n = 0;
+		admin_stage_free(st);
+		*slot = NULL;
+	}
+	job->own = job->n;
+	job->parts[kept] = own;
+	job->n_parts = kept + 1;
+	job->n += own->n_puts;
+	job->items = calloc(job->n ? job->n : 1, sizeof(*job->items));
+	if (job->items == NULL)
+		return CAPF_ENOMEM;
+	for (size_t p = 0; p < job->n_parts; p++)
+		for (size_t i = 0; i < job->parts[p]->n_puts; i++, k++) {
+			job->items[k].job = job;
+			job->items[k].put = job->parts[p]->puts[i];
+		}
+	return 0;
+}
+
+/* What a stage request, or the request after one, may not be. */
+static const char *stage_refusal(struct admin_client *ac, const Capf__DeviceBatch *in)
+{
+	const struct batch_stage *st = *admin_stage_slot(ac);
+	size_t kept = st != NULL ? st->puts : 0;
+
+	if (in->stage && (!in->atomic || in->dry_run))
+		return "a staged batch is atomic and not a dry run";
+	if (!in->stage && kept > 0 && (!in->atomic || in->dry_run))
+		return "the last part of a staged batch is atomic and not a dry run: the parts "
+		       "kept are dropped";
+	if (in->stage && kept + in->n_puts > BATCH_STAGE_MAX)
+		return "a staged batch holds at most 2000000 devices: the parts kept are dropped";
+	return NULL;
 }
 
 void admin_handle_batch(struct admin_client *ac, const Capf__AdminRequest *req)
 {
 	const Capf__DeviceBatch *in = req->device_batch;
-	struct batch_job *job;
-	size_t len, refused = 0;
-	uint8_t *buf = NULL;
+	struct batch_job *job = NULL;
+	Capf__DeviceBatch *copy = NULL;
+	const char *refusal;
+	size_t refused = 0;
 	int ret = CAPF_ENOMEM;
 
+	refusal = stage_refusal(ac, in);
+	if (refusal != NULL) {
+		admin_stage_free(*admin_stage_slot(ac));
+		*admin_stage_slot(ac) = NULL;
+		admin_respond_error(ac, in->stage && in->atomic && !in->dry_run ? CAPF_ELIMIT
+										 : CAPF_EINVAL,
+				    refusal);
+		return;
+	}
 	job = calloc(1, sizeof(*job));
 	if (job == NULL)
 		goto fail;
 	job->ac = ac;
 	job->srv = admin_server(ac);
 	admin_peer(ac, job->peer, sizeof(job->peer));
-	len = capf__device_batch__get_packed_size(in);
-	buf = malloc(len ? len : 1);
-	if (buf == NULL)
+	copy = batch_copy(in);
+	if (copy == NULL)
 		goto fail;
-	capf__device_batch__pack(in, buf);
-	job->batch = capf__device_batch__unpack(NULL, len, buf);
-	free(buf);
-	if (job->batch == NULL)
-		goto fail;
-	job->n = job->batch->n_puts;
-	job->items = calloc(job->n, sizeof(*job->items));
-	if (job->items == NULL)
+	job->atomic = copy->atomic;
+	job->dry_run = copy->dry_run || copy->stage;
+	ret = job_parts(job, copy);
+	copy = NULL; /* the job's now */
+	if (ret < 0)
 		goto fail;
 	for (size_t i = 0; i < job->n; i++) {
-		job->items[i].job = job;
-		job->items[i].put = job->batch->puts[i];
 		ret = item_prepare(&job->items[i]);
 		if (ret < 0)
 			goto fail;
-		refused += job->items[i].result != 0;
 	}
-	if (job->batch->dry_run) {
+	ret = refuse_twice(job);
+	if (ret < 0)
+		goto fail;
+	for (size_t i = 0; i < job->n; i++)
+		refused += job->items[i].result != 0;
+	if (job->dry_run) {
+		if (in->stage) {
+			/* Checked: kept for the last part, which decides again. */
+			ret = stage_keep(ac, job->parts[0]);
+			if (ret < 0)
+				goto fail;
+			job->parts[0] = NULL;
+		}
 		job_respond(job, 0, NULL);
 		job_free(job);
 		return;
 	}
-	if (job->batch->atomic) {
+	if (job->atomic) {
 		if (refused > 0) {
 			job_respond(job, CAPF_EINVAL, "the batch was refused: nothing written");
 			job_free(job);
@@ -561,6 +711,8 @@ void admin_handle_batch(struct admin_client *ac, const Capf__AdminRequest *req)
 	job_item_done(job);
 	return;
 fail:
+	if (copy != NULL)
+		capf__device_batch__free_unpacked(copy, NULL);
 	admin_respond_error(ac, ret, NULL);
 	if (job != NULL)
 		job_free(job);

@@ -211,6 +211,10 @@ struct store_audit_event;
 int bridge_submit_audit(struct bridge *b, struct store *st, Capf__StoreRecord *const *recs,
 			size_t n, const struct store_audit_event *ev,
 			void (*fn)(void *arg, int result), void *arg);
+/* bridge_submit_opts() - bridge_submit_audit(), lazy: store_submit_lazy(). */
+int bridge_submit_opts(struct bridge *b, struct store *st, Capf__StoreRecord *const *recs,
+		       size_t n, const struct store_audit_event *ev, bool lazy,
+		       void (*fn)(void *arg, int result), void *arg);
 
 struct worker {
 	struct server *srv;

@@ -659,8 +659,12 @@ static int finish_install(struct core *s, const struct core_event *ev, struct co
 	/* The operation done is the one authenticated for; if an
 	 * administrator scheduled another since, that one stands. */
 	finish_device(s, v->device, d);
+	/* The acknowledgement needs no sync of its own: lost on a power cut,
+	 * it leaves the certificate recorded and unconfirmed, which the
+	 * phone's next contact settles. Not when it revokes the LSC it
+	 * replaces: a CRL publishes that once it is reported. */
 	core_emit_persist(s, out, CAPF__AUDIT_KIND__AUDIT_ACK, s->renewal ? "renewal" : NULL,
-		     CORE_S_PERSIST_FINISH);
+			  CORE_S_PERSIST_FINISH)->persist.lazy = s->nrevoked == 0;
 	return 0;
 }
 

@@ -270,6 +270,9 @@ struct core_fx {
 			struct core_audit audit;
 			const struct core_revoked *revoked;
 			size_t nrevoked;
+			/* Its loss on a power cut is allowed (an acknowledgement
+			 * that revokes nothing): no sync of its own needed. */
+			bool lazy;
 		} persist;
 		struct {
 			const char *device;

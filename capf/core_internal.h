@@ -122,7 +122,7 @@ void core_persist_begin(struct core *s);
 Capf__Device *core_persist_device(struct core *s, const Capf__Device *cur, time_t now);
 Capf__Certificate *core_persist_cert(struct core *s, const Capf__Certificate *cur);
 void core_revoke_cert(struct core *s, const Capf__Certificate *cur, time_t now, int reason);
-void core_emit_persist(struct core *s, struct core_out *out, Capf__AuditKind kind,
+struct core_fx *core_emit_persist(struct core *s, struct core_out *out, Capf__AuditKind kind,
 		       const char *detail, enum core_state next);
 /* core_on_conflict() - a persist refused: on CAPF_ESTALE / CAPF_ENOENT read
  * again (state reload), else end with a retry-later error. */

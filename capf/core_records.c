@@ -148,8 +148,8 @@ void core_revoke_cert(struct core *s, const Capf__Certificate *cur, time_t now, 
 	rv->der_len = cur->der.len;
 }
 
-void core_emit_persist(struct core *s, struct core_out *out, Capf__AuditKind kind,
-			 const char *detail, enum core_state next)
+struct core_fx *core_emit_persist(struct core *s, struct core_out *out, Capf__AuditKind kind,
+				  const char *detail, enum core_state next)
 {
 	struct core_fx *fx = core_fx_add(out, CORE_FX_PERSIST);
 
@@ -158,7 +158,9 @@ void core_emit_persist(struct core *s, struct core_out *out, Capf__AuditKind kin
 	core_audit_init(s, &fx->persist.audit, kind, 0, detail);
 	fx->persist.revoked = s->nrevoked > 0 ? s->revoked : NULL;
 	fx->persist.nrevoked = s->nrevoked;
+	fx->persist.lazy = false;
 	s->state = next;
+	return fx;
 }
 
 /* A write refused because the record changed: read again and decide again,

@@ -351,9 +351,15 @@ int metrics_render(struct server *srv, char **out, size_t *len)
 	family(&b, "capf_store_txns_total", "counter", "Store txns written.");
 	put(&b, "capf_store_txns_total %llu\n", (unsigned long long)ss.txns_written);
 	family(&b, "capf_store_syncs_total", "counter",
-	       "Group commits (an fdatasync of the segment each, and one of the audit file when the group has audit entries); txns / syncs is the group size.");
+	       "Synced group commits, one fdatasync of the segment each (the group's audit entries are copied into it).");
 	put(&b, "capf_store_syncs_total %llu\n", (unsigned long long)ss.syncs);
-	family(&b, "capf_store_group_commit_size", "gauge", "Mean txns per group commit.");
+	family(&b, "capf_store_audit_syncs_total", "counter",
+	       "fdatasyncs of the audit file on its own (every 1 MiB of entries, before it rotates, before a compaction).");
+	put(&b, "capf_store_audit_syncs_total %llu\n", (unsigned long long)ss.audit_syncs);
+	family(&b, "capf_store_lazy_groups_total", "counter",
+	       "Groups of acknowledgements only, written without a sync of their own (durable with the next synced group).");
+	put(&b, "capf_store_lazy_groups_total %llu\n", (unsigned long long)ss.lazy_groups);
+	family(&b, "capf_store_group_commit_size", "gauge", "Mean txns per synced group commit.");
 	put(&b, "capf_store_group_commit_size %.3f\n",
 	    ss.syncs ? (double)ss.txns_written / (double)ss.syncs : 0.0);
 	{

@@ -94,9 +94,9 @@ static void bridge_store_done(int result, void *arg)
 	uv_async_send(&b->async);
 }
 
-int bridge_submit_audit(struct bridge *b, struct store *st, Capf__StoreRecord *const *recs,
-			size_t n, const struct store_audit_event *ev,
-			void (*fn)(void *arg, int result), void *arg)
+int bridge_submit_opts(struct bridge *b, struct store *st, Capf__StoreRecord *const *recs,
+		       size_t n, const struct store_audit_event *ev, bool lazy,
+		       void (*fn)(void *arg, int result), void *arg)
 {
 	struct bridge_item *it = calloc(1, sizeof(*it));
 	int ret;
@@ -106,10 +106,18 @@ int bridge_submit_audit(struct bridge *b, struct store *st, Capf__StoreRecord *c
 	it->bridge = b;
 	it->fn = fn;
 	it->arg = arg;
-	ret = store_submit_audit(st, recs, n, ev, bridge_store_done, it);
+	ret = lazy ? store_submit_lazy(st, recs, n, ev, bridge_store_done, it)
+		   : store_submit_audit(st, recs, n, ev, bridge_store_done, it);
 	if (ret < 0)
 		free(it);
 	return ret;
+}
+
+int bridge_submit_audit(struct bridge *b, struct store *st, Capf__StoreRecord *const *recs,
+			size_t n, const struct store_audit_event *ev,
+			void (*fn)(void *arg, int result), void *arg)
+{
+	return bridge_submit_opts(b, st, recs, n, ev, false, fn, arg);
 }
 
 int bridge_submit(struct bridge *b, struct store *st, Capf__StoreRecord *const *recs, size_t n,

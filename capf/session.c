@@ -216,8 +216,8 @@ static int start_persist(struct conn *c, const struct core_fx *fx)
 	/* The audit entry of the step goes in the same group commit as the
 	 * records it describes. */
 	audit_fill(c, &ev, &fx->persist.audit);
-	ret = bridge_submit_audit(&c->w->bridge, c->srv->store, fx->persist.recs,
-				  fx->persist.nrecs, &ev, on_persisted, c);
+	ret = bridge_submit_opts(&c->w->bridge, c->srv->store, fx->persist.recs,
+				 fx->persist.nrecs, &ev, fx->persist.lazy, on_persisted, c);
 	if (ret < 0) {
 		conn_revoked_free(c);
 		return ret;

@@ -33,6 +33,16 @@ static int rotate(struct store *st)
 	int fd = -1, ret, fault = atomic_load(&st->fault);
 
 	store_seq_name(name, sizeof(name), STORE_SEG_PREFIX, st->seg_seq + 1);
+	/* The segments this compaction replaces hold the copies of audit
+	 * groups not yet synced in the audit file, and a finished segment
+	 * must be whole: both are synced first. */
+	if (!fault && (store_segment_sync(st) < 0 || store_audit_sync(st) < 0)) {
+		snprintf(err, sizeof(err), "cannot sync the audit file: %s", strerror(errno));
+		ret = store_err_from_errno(errno);
+		st->rotate_failed_at = store_now_mono();
+		store_emit(st, STORE_SEV_ERROR, "store: cannot start a new segment: %s", err);
+		return ret;
+	}
 	if (fault) {
 		snprintf(err, sizeof(err), "cannot create %s/%s: %s (injected)", st->dir, name,
 			 strerror(-fault));
@@ -159,6 +169,7 @@ int store_write_snapshot(struct compaction *c, char *err, size_t errlen)
 	so.f.salt = store_new_salt();
 	so.f.pos = STORE_HEADER_LEN;
 	so.f.group = 1;
+	so.f.after_lazy = false;
 	store_header_encode(so.buf, STORE_FILE_SNAPSHOT, c->seq, so.f.salt);
 	ret = store_write_full(so.fd, so.buf, STORE_HEADER_LEN);
 	if (ret < 0)

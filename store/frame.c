@@ -51,7 +51,8 @@ void store_header_encode(uint8_t out[STORE_HEADER_LEN], enum store_file_kind kin
 {
 	memcpy(out, header_magic(kind), STORE_MAGIC_LEN);
 	store_be32_put(out + 8, STORE_FORMAT_VERSION);
-	store_be32_put(out + 12, 0);
+	/* Snapshots are written whole and synced before they count. */
+	store_be32_put(out + 12, kind == STORE_FILE_SNAPSHOT ? 0 : STORE_HDR_LAZY_MARKS);
 	store_be64_put(out + 16, seq);
 	store_be32_put(out + 24, salt);
 	store_be32_put(out + 28, crc32c(0, out, 28));
@@ -83,7 +84,9 @@ int store_header_read(const uint8_t *buf, size_t len, enum store_file_kind kind,
 		*reason = "file is shorter than its header";
 		return CAPF_ECORRUPT;
 	}
-	if (store_be32_get(buf + 12) != 0) {
+	if ((store_be32_get(buf + 12) & ~STORE_HDR_LAZY_MARKS) != 0 ||
+	    (store_be32_get(buf + 12) != 0 &&
+	     (h->version != STORE_FORMAT_VERSION || kind == STORE_FILE_SNAPSHOT))) {
 		*reason = "unknown flags in the header";
 		return CAPF_ECORRUPT;
 	}
@@ -193,7 +196,8 @@ int store_frame_entry(struct store_framer *f, const uint8_t *p, size_t len, bool
 		h[8] = (uint8_t)(n >> 8);
 		h[9] = (uint8_t)n;
 		h[10] = (uint8_t)type;
-		h[11] = commit && done + n == len ? STORE_FRAG_COMMIT : 0;
+		h[11] = (uint8_t)((commit && done + n == len ? STORE_FRAG_COMMIT : 0) |
+				  (f->after_lazy ? STORE_FRAG_AFTER_LAZY : 0));
 		store_be32_put(h + 12, f->group);
 		store_be32_put(h, crc32c(seed, h + 4, STORE_FRAG_HEADER_LEN - 4));
 		out->len += STORE_FRAG_HEADER_LEN + n;
@@ -210,6 +214,7 @@ struct frag {
 	size_t len; /* payload bytes */
 	unsigned type;
 	bool commit;
+	bool after_lazy;
 	uint32_t group;
 };
 
@@ -243,9 +248,10 @@ static int frag_at(const uint8_t *buf, size_t len, uint32_t salt, size_t pos, st
 	fr->len = (size_t)h[8] << 8 | h[9];
 	fr->type = h[10];
 	fr->commit = (h[11] & STORE_FRAG_COMMIT) != 0;
+	fr->after_lazy = (h[11] & STORE_FRAG_AFTER_LAZY) != 0;
 	fr->group = store_be32_get(h + 12);
 	if (fr->len == 0 || fr->len > room - STORE_FRAG_HEADER_LEN || fr->type < STORE_FRAG_FULL ||
-	    fr->type > STORE_FRAG_LAST || (h[11] & ~STORE_FRAG_COMMIT) != 0 ||
+	    fr->type > STORE_FRAG_LAST || (h[11] & ~STORE_FRAG_FLAGS) != 0 ||
 	    (fr->commit && fr->type != STORE_FRAG_FULL && fr->type != STORE_FRAG_LAST)) {
 		/* Checked, yet not one the writer makes: trust nothing of it. */
 		*reason = "fragment header that the writer never makes";
@@ -273,8 +279,12 @@ static size_t skip_padding(size_t pos, size_t len)
 	return pos < len ? pos : len;
 }
 
-static void note_group(struct store_walk_item *it, uint32_t group)
+/* A valid fragment inside a bad region: evidence unless written after a
+ * group that was not synced. */
+static void note_group(struct store_walk_item *it, uint32_t group, bool after_lazy)
 {
+	if (after_lazy)
+		return;
 	if (!it->has_group || group > it->max_group)
 		it->max_group = group;
 	it->has_group = true;
@@ -303,12 +313,12 @@ static void probe(struct store_walk *w, size_t from, struct store_walk_item *it)
 
 		/* What no writer's header holds needs no checksum. */
 		if (h[10] < STORE_FRAG_FULL || h[10] > STORE_FRAG_LAST ||
-		    (h[11] & ~STORE_FRAG_COMMIT) != 0 || (h[8] == 0 && h[9] == 0))
+		    (h[11] & ~STORE_FRAG_FLAGS) != 0 || (h[8] == 0 && h[9] == 0))
 			continue;
 		store_crc_bytes += STORE_FRAG_HEADER_LEN - 4;
 		if (crc32c(frag_seed(w->salt, p), h + 4, STORE_FRAG_HEADER_LEN - 4) ==
 		    store_be32_get(h))
-			note_group(it, store_be32_get(h + 12));
+			note_group(it, store_be32_get(h + 12), (h[11] & STORE_FRAG_AFTER_LAZY) != 0);
 	}
 }
 
@@ -338,7 +348,7 @@ static size_t resync(struct store_walk *w, size_t start, size_t q, struct store_
 			/* A piece of an entry whose start is lost. */
 			__attribute__((fallthrough));
 		case FRAG_DAMAGED:
-			note_group(it, fr.group);
+			note_group(it, fr.group, fr.after_lazy);
 			r += STORE_FRAG_HEADER_LEN + fr.len;
 			break;
 		default:
@@ -382,7 +392,7 @@ int store_walk_next(struct store_walk *w, struct store_walk_item *it)
 		/* Its header says where the next fragment is: go on from there. */
 		it->off = start;
 		it->reason = reason;
-		note_group(it, fr.group);
+		note_group(it, fr.group, fr.after_lazy);
 		it->end = resync(w, start, start + STORE_FRAG_HEADER_LEN + fr.len, it);
 		w->pos = it->end;
 		return 1;
@@ -396,11 +406,13 @@ int store_walk_next(struct store_walk *w, struct store_walk_item *it)
 			it->len = fr.len;
 			it->group = fr.group;
 			it->commit = fr.commit;
+			it->after_lazy = fr.after_lazy;
 			w->pos = it->end;
 			return 1;
 		}
 		if (fr.type == STORE_FRAG_FIRST) {
 			uint32_t group = fr.group;
+			bool after_lazy = fr.after_lazy;
 
 			w->scratch.len = 0;
 			for (p = start;;) {
@@ -419,6 +431,7 @@ int store_walk_next(struct store_walk *w, struct store_walk_item *it)
 					it->len = w->scratch.len;
 					it->group = group;
 					it->commit = fr.commit;
+					it->after_lazy = after_lazy;
 					w->pos = p;
 					return 1;
 				}
@@ -429,7 +442,7 @@ int store_walk_next(struct store_walk *w, struct store_walk_item *it)
 				}
 				c = frag_at(w->buf, w->len, w->salt, p, &fr, &reason);
 				if (c == FRAG_DAMAGED) {
-					note_group(it, fr.group);
+					note_group(it, fr.group, fr.after_lazy);
 					p += STORE_FRAG_HEADER_LEN + fr.len;
 					break;
 				}
@@ -445,7 +458,7 @@ int store_walk_next(struct store_walk *w, struct store_walk_item *it)
 			/* Bad from the entry's start on; its first fragment was valid. */
 			it->off = start;
 			it->reason = reason;
-			note_group(it, group);
+			note_group(it, group, after_lazy);
 			it->end = resync(w, start, p, it);
 			w->pos = it->end;
 			return 1;
@@ -466,11 +479,14 @@ int store_walk_next(struct store_walk *w, struct store_walk_item *it)
  * fragments are valid, check accepts its payload and its group is the one
  * expected (that of the entry before it, or the next one after a commit).
  * The first entry that is not good ends what is kept: everything from the
- * last commit before it on is the last group. If no valid fragment after
- * it names a later group, that group was never made durable (a later
- * group is only written once the one before is synced): it is the tail
- * that a crash or power cut left, dropped whatever state its blocks are
- * in. Otherwise the group was durable and the file is damaged.
+ * last commit before it on is the last group. A group is written either
+ * once every group before it is synced, or after a group that is not
+ * synced yet (a lazy one), and then says so (STORE_FRAG_AFTER_LAZY). If
+ * no valid fragment after the bad entry names a later group written the
+ * first way, the bad group was never proven durable: it is the tail that a
+ * crash or power cut left, dropped with everything after it whatever
+ * state their blocks are in. Otherwise the group was durable and the file
+ * is damaged.
  */
 static int walk_v3(const uint8_t *buf, size_t len, const struct store_header *h,
 		   store_payload_check_fn check, void *check_ctx, store_item_cb on_item, void *arg,
@@ -498,7 +514,7 @@ static int walk_v3(const uint8_t *buf, size_t len, const struct store_header *h,
 					reason = "entry of another group than the one expected";
 				it.good = false;
 				it.reason = reason;
-				note_group(&it, it.group);
+				note_group(&it, it.group, it.after_lazy);
 			}
 			ret = 0;
 		}
@@ -522,7 +538,7 @@ static int walk_v3(const uint8_t *buf, size_t len, const struct store_header *h,
 		}
 		if (it.good && it.commit)
 			tail_off = it.end;
-		if (bad && ((it.good && it.group > tail_group) ||
+		if (bad && ((it.good && !it.after_lazy && it.group > tail_group) ||
 			    (!it.good && it.has_group && it.max_group > tail_group)))
 			later = true;
 		if (on_item) {

@@ -51,6 +51,13 @@
 #define STORE_FRAG_MIDDLE 3u
 #define STORE_FRAG_LAST 4u
 #define STORE_FRAG_COMMIT 0x01u    /* flag: the last entry of a group commit */
+/* flag: the group was written while a group before it in the file was not
+ * yet synced, so the group is no evidence that those were durable */
+#define STORE_FRAG_AFTER_LAZY 0x02u
+#define STORE_FRAG_FLAGS (STORE_FRAG_COMMIT | STORE_FRAG_AFTER_LAZY)
+/* header flag of segments and audit files that may hold AFTER_LAZY groups
+ * (a reader that does not know the flag refuses the file) */
+#define STORE_HDR_LAZY_MARKS 0x01u
 #define STORE_ENTRY_MAX (16u * 1024u * 1024u)
 #define STORE_HASH_LEN 32u         /* SHA-256 */
 /* The hash field of an AuditEntry: tag (10, length-delimited), length 32. */
@@ -65,6 +72,7 @@
 #define STORE_RETRY_SECONDS 5        /* and tried again this often when idle */
 #define STORE_SNAP_BATCH_BYTES (1024u * 1024u)
 #define STORE_QUEUE_MAX_DEFAULT 16384u   /* txns and audit events waiting */
+#define STORE_AUDIT_SYNC_BYTES (1024u * 1024u) /* the audit file's own syncs */
 /* A file moves on to the next one long before its group numbers could
  * wrap, so that a later group always has a larger number. */
 #define STORE_GROUPS_MAX 0x80000000u
@@ -153,6 +161,7 @@ struct store_framer {
 	uint32_t salt;  /* the file's */
 	uint64_t pos;   /* the file offset of the next byte */
 	uint32_t group; /* the group commit being written (1 for a file's first) */
+	bool after_lazy; /* a group before it is not synced yet (STORE_FRAG_AFTER_LAZY) */
 };
 
 /*
@@ -174,9 +183,10 @@ struct store_walk_item {
 	size_t len;
 	uint32_t group;
 	bool commit;
+	bool after_lazy;        /* good: its group is no evidence for those before */
 	const char *reason;     /* bad: why (static) */
-	bool has_group;         /* bad: valid fragments inside it name groups */
-	uint32_t max_group;     /*      the largest */
+	bool has_group;         /* bad: valid fragments inside it, written after every */
+	uint32_t max_group;     /*      group before theirs was synced, name groups; the largest */
 };
 
 /* A walk over the fragments of a format 3 file held in memory. */
@@ -212,6 +222,11 @@ struct store_anchor {
 	uint64_t file;   /* the audit file holding it: audit.<file>.log (0: format 2 audit.log) */
 	uint64_t offset; /* where the entry starts in that file */
 	uint8_t hash[STORE_HASH_LEN];
+	/* A segment's anchor: the packed AuditAnchor (in the txn's payload,
+	 * valid as long as it) and whether it carries its group's entries. */
+	const uint8_t *raw;
+	size_t raw_len;
+	bool has_copies;
 };
 
 /* One record of a txn, pointing into the payload. */
@@ -699,13 +714,22 @@ struct audit_agg {
 	char key[];              /* "<kind>/<address>" */
 };
 
-/* One queued item: a txn (its whole segment entry, ready to write), an
- * audit event, or a request for the writer. */
+/* A txn's segment entries: one StoreTxn each, all written in one group
+ * commit (whose commit marker makes them durable together), so a txn of
+ * any size is all or none although an entry holds at most
+ * STORE_ENTRY_MAX bytes. */
+struct txn_part {
+	uint8_t *p;
+	size_t len;
+};
+
+/* One queued item: a txn (its segment entries, ready to write), an audit
+ * event, or a request for the writer. */
 struct item {
 	struct item *next;
 	enum item_kind kind;
-	uint8_t *entry;
-	size_t entry_len;
+	struct txn_part *parts;
+	size_t n_parts;
 	struct pending_rec *recs;
 	size_t n_recs;
 	struct audit_ev *audit;
@@ -713,6 +737,7 @@ struct item {
 	void *arg;
 	struct waiter *w;
 	int result;
+	bool lazy; /* store_submit_lazy(): needs no sync of its own */
 };
 
 /* A snapshot being written by the compaction thread. */
@@ -738,10 +763,19 @@ struct store {
 	uint64_t seg_size;       /* committed size of the current segment */
 	uint32_t seg_salt;       /* its header's */
 	uint32_t seg_group;      /* the group commit written next to it */
+	bool seg_lazy;           /* a lazy group was written to it since its last sync */
 	int audit_fd;
 	uint64_t audit_file;     /* the audit file written to: audit.<audit_file>.log */
 	uint32_t audit_salt;
 	uint32_t audit_group;
+	/* The audit file is made durable by the segment's sync: each group's
+	 * audit entries are copied into its anchor there. The file itself is
+	 * synced only every STORE_AUDIT_SYNC_BYTES, before it rotates, before
+	 * a compaction drops the segments and at close: durable up to
+	 * audit_synced; audit_lazy: a group was written since. */
+	uint64_t audit_synced;
+	bool audit_lazy;
+	uint64_t audit_sync_count;
 	struct store_audit_chain chain; /* the last audit entry written */
 	int failed;              /* sticky: a failed write could not be undone */
 	bool fault_active;       /* writes are failing: reported, then rate-limited */
@@ -794,6 +828,14 @@ static inline const uint8_t *store_entry_key(const struct idx_entry *e)
 }
 
 /* ---- store.c ---- */
+
+/* store_segment_sync() - sync the segment if a lazy group was written to
+ * it since its last sync (the writer's thread, or after it stopped). */
+int store_segment_sync(struct store *st);
+
+/* store_audit_sync() - sync the audit file if a group was written to it
+ * since its last sync (the writer's thread, or before it runs). */
+int store_audit_sync(struct store *st);
 
 /* store_emit() - format an event and hand it to the store's event_cb. */
 void store_emit(struct store *st, enum store_severity sev, const char *fmt, ...)

@@ -310,6 +310,8 @@ static int anchor_view(const uint8_t *p, size_t len, struct store_anchor *a)
 	int have_hash = 0;
 
 	memset(a, 0, sizeof(*a));
+	a->raw = p;
+	a->raw_len = len;
 	while (p < end) {
 		const uint8_t *d;
 		uint32_t num;
@@ -318,6 +320,8 @@ static int anchor_view(const uint8_t *p, size_t len, struct store_anchor *a)
 
 		if (get_tag(&p, end, &num, &wt) < 0)
 			return CAPF_EBADMSG;
+		if (num == 5 && wt == 2)
+			a->has_copies = true;
 		if (num == 1 && wt == 0) {
 			if (get_varint(&p, end, 10, &a->seq) < 0)
 				return CAPF_EBADMSG;

@@ -61,6 +61,7 @@ int store_migrate_v1(struct store *st)
 	rf.f.salt = store_new_salt();
 	rf.f.pos = STORE_HEADER_LEN;
 	rf.f.group = 1;
+	rf.f.after_lazy = false;
 	rf.total = res.entries;
 	ret = store_buf_reserve(&rf.out, STORE_HEADER_LEN);
 	if (ret < 0)
@@ -149,6 +150,7 @@ static int convert_audit_v2(struct store *st, const struct store_anchor *anchor,
 	ac.rf.f.salt = store_new_salt();
 	ac.rf.f.pos = STORE_HEADER_LEN;
 	ac.rf.f.group = 1;
+	ac.rf.f.after_lazy = false;
 	ac.rf.total = res.entries;
 	ret = store_buf_reserve(&ac.rf.out, STORE_HEADER_LEN);
 	if (ret < 0)

@@ -83,7 +83,9 @@ void store_item_free(struct item *it)
 		free(it->recs);
 	}
 	store_audit_ev_free(it->audit);
-	free(it->entry);
+	for (i = 0; i < it->n_parts; i++)
+		free(it->parts[i].p);
+	free(it->parts);
 	free(it);
 }
 
@@ -178,14 +180,57 @@ static int enqueue(struct store *st, struct item *it)
 	return ret;
 }
 
-int store_submit_audit(struct store *st, Capf__StoreRecord *const *recs, size_t n,
-		       const struct store_audit_event *ev, store_done_cb cb, void *arg)
+/* The packed size of record r inside a StoreTxn: tag, length, body. */
+static size_t rec_cost(const Capf__StoreRecord *r)
+{
+	size_t len = capf__store_record__get_packed_size(r), cost = 1 + len;
+
+	do {
+		cost++;
+		len >>= 7;
+	} while (len);
+	return cost;
+}
+
+/* Room a StoreTxn needs besides its records: its time field. */
+#define TXN_OVERHEAD 16u
+
+/*
+ * Packs recs[from, to) as one StoreTxn, appended to it->parts, and builds
+ * its pending records from those bytes, so that the index holds exactly
+ * what the segment holds.
+ */
+static int pack_part(struct item *it, Capf__StoreRecord *const *recs, size_t from, size_t to,
+		     struct build_ctx *bc)
 {
 	Capf__StoreTxn txn = CAPF__STORE_TXN__INIT;
+	struct txn_part *part = &it->parts[it->n_parts];
+	int ret;
+
+	/* The generated API takes a non-const array; packing only reads it. */
+	txn.n_records = to - from;
+	txn.records = (Capf__StoreRecord **)(recs + from);
+	txn.time = (int64_t)time(NULL);
+	part->len = capf__store_txn__get_packed_size(&txn);
+	if (part->len == 0 || part->len > STORE_ENTRY_MAX)
+		return CAPF_EINVAL;
+	part->p = malloc(part->len);
+	if (!part->p)
+		return CAPF_ENOMEM;
+	it->n_parts++;
+	capf__store_txn__pack(&txn, part->p);
+	ret = store_txn_parse(part->p, part->len, NULL, build_rec, bc);
+	/* What protobuf-c packed from valid records always parses; a record
+	 * the walker refuses (a NUL inside a name) is invalid. */
+	return ret < 0 && ret != CAPF_ENOMEM ? CAPF_EINVAL : ret;
+}
+
+static int submit(struct store *st, Capf__StoreRecord *const *recs, size_t n,
+		  const struct store_audit_event *ev, bool lazy, store_done_cb cb, void *arg)
+{
 	struct build_ctx bc = { 0 };
 	struct item *it = NULL;
-	uint8_t *payload;
-	size_t i, plen;
+	size_t i, from, room, used, parts;
 	int ret = 0;
 
 	if (!st || !recs || n == 0) {
@@ -204,6 +249,7 @@ int store_submit_audit(struct store *st, Capf__StoreRecord *const *recs, size_t 
 		goto out;
 	}
 	it->kind = ITEM_TXN;
+	it->lazy = lazy;
 	it->n_recs = n;
 	it->cb = cb;
 	it->arg = arg;
@@ -215,38 +261,64 @@ int store_submit_audit(struct store *st, Capf__StoreRecord *const *recs, size_t 
 		}
 	}
 
-	/* The generated API takes a non-const array; packing only reads it. */
-	txn.n_records = n;
-	txn.records = (Capf__StoreRecord **)recs;
-	txn.time = (int64_t)time(NULL);
-	plen = capf__store_txn__get_packed_size(&txn);
-	if (plen == 0 || plen > STORE_ENTRY_MAX) {
-		ret = CAPF_EINVAL;
-		goto out;
+	/* Entries of at most txn_entry_max bytes, records in order; one
+	 * record larger than an entry is refused. */
+	room = st->opt.txn_entry_max - TXN_OVERHEAD;
+	parts = 1;
+	used = 0;
+	for (i = 0; i < n; i++) {
+		size_t c = rec_cost(recs[i]);
+
+		if (c > room) {
+			ret = CAPF_EINVAL;
+			goto out;
+		}
+		if (used + c > room) {
+			parts++;
+			used = 0;
+		}
+		used += c;
 	}
-	/* The payload only: the writer frames it where it goes in the file. */
-	it->entry_len = plen;
-	it->entry = malloc(it->entry_len);
-	if (!it->entry) {
+	it->parts = calloc(parts, sizeof(*it->parts));
+	if (!it->parts) {
 		ret = CAPF_ENOMEM;
 		goto out;
 	}
-	payload = it->entry;
-	capf__store_txn__pack(&txn, payload);
 	bc.it = it;
-	ret = store_txn_parse(payload, plen, NULL, build_rec, &bc);
-	if (ret < 0) {
-		/* What protobuf-c packed from valid records always parses; a
-		 * record the walker refuses (a NUL inside a name) is invalid. */
-		ret = ret == CAPF_ENOMEM ? ret : CAPF_EINVAL;
-		goto out;
+	from = 0;
+	used = 0;
+	for (i = 0; i < n && ret == 0; i++) {
+		size_t c = rec_cost(recs[i]);
+
+		if (used + c > room) {
+			ret = pack_part(it, recs, from, i, &bc);
+			from = i;
+			used = 0;
+		}
+		used += c;
 	}
+	if (ret == 0)
+		ret = pack_part(it, recs, from, n, &bc);
+	if (ret < 0)
+		goto out;
 	ret = enqueue(st, it);
 	if (ret == 0)
 		it = NULL;
 out:
 	store_item_free(it);
 	return ret;
+}
+
+int store_submit_audit(struct store *st, Capf__StoreRecord *const *recs, size_t n,
+		       const struct store_audit_event *ev, store_done_cb cb, void *arg)
+{
+	return submit(st, recs, n, ev, false, cb, arg);
+}
+
+int store_submit_lazy(struct store *st, Capf__StoreRecord *const *recs, size_t n,
+		      const struct store_audit_event *ev, store_done_cb cb, void *arg)
+{
+	return submit(st, recs, n, ev, true, cb, arg);
 }
 
 int store_submit(struct store *st, Capf__StoreRecord *const *recs, size_t n, store_done_cb cb,

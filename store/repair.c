@@ -6,6 +6,8 @@
  */
 #include "config.h"
 
+#include <sys/stat.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -86,6 +88,7 @@ static int new_file(struct store_buf *out, struct reframer *r, enum store_file_k
 		return ret;
 	r->version = version;
 	r->f.group = 1;
+	r->f.after_lazy = false;
 	if (version == STORE_FORMAT_V2) {
 		memcpy(out->data, kind_magic(kind), STORE_MAGIC_LEN);
 		store_be32_put(out->data + 8, STORE_FORMAT_V2);
@@ -383,6 +386,7 @@ static int write_anchor(struct checker *c, uint64_t seg, const struct store_anch
 	f.f.salt = fs.res.salt;
 	f.f.pos = fs.m.len;
 	f.f.group = fs.res.group + 1;
+	f.f.after_lazy = false;
 	ret = put_entry(&f, buf, plen, true, &out, NULL);
 	if (ret < 0)
 		goto out;
@@ -437,6 +441,37 @@ static int check_after(struct checker *c, struct store_check_summary *sum)
 	return 0;
 }
 
+/*
+ * Opens the store as capfd does, when it opens: its recovery (torn tails
+ * dropped, the audit file's end restored from the segment's copies) is
+ * then done, and said. A store that does not open is left as it is, for
+ * the repair. Only CAPF_ELOCKED (capfd runs) and memory stop the repair.
+ */
+static int start_recovery(struct checker *c, struct store_check_summary *sum)
+{
+	struct store_stats stats;
+	struct store *st = NULL;
+	struct stat sb;
+	int ret;
+
+	(void)sum;
+	if (stat(c->dir, &sb) < 0 || !S_ISDIR(sb.st_mode))
+		return 0; /* said by the checker */
+	ret = store_open(&st, c->dir);
+	if (ret == CAPF_ELOCKED || ret == CAPF_ENOMEM)
+		return ret;
+	if (ret < 0)
+		return 0;
+	store_get_stats(st, &stats);
+	store_close(st);
+	if (stats.audit_restored)
+		store_finding_report(c, c->dir, 0, 0, 0,
+				     "%llu audit entries at the end of the audit log restored from "
+				     "their copies in the segment, as capfd's start does",
+				     (unsigned long long)stats.audit_restored);
+	return 0;
+}
+
 int store_repair(const char *dir, store_report_cb cb, void *arg, struct store_check_summary *sum)
 {
 	struct store_check_summary s;
@@ -451,6 +486,12 @@ int store_repair(const char *dir, store_report_cb cb, void *arg, struct store_ch
 
 	if (!sum)
 		sum = &s;
+	/* What capfd's start would recover (torn tails, and the end of the
+	 * audit file from its copies in the segment) is recovered the same
+	 * way first, so that repair never drops what a start restores. */
+	ret = start_recovery(&c, sum);
+	if (ret < 0)
+		goto out;
 	ret = store_checker_start(&c, sum, &lock_fd, &l);
 	if (ret < 0)
 		goto out;

@@ -215,6 +215,8 @@ int store_open_opts(struct store **out, const char *dir, const struct store_opti
 		st->opt.fault_log_interval = STORE_FAULT_LOG_INTERVAL_DEFAULT;
 	if (st->opt.queue_max == 0)
 		st->opt.queue_max = STORE_QUEUE_MAX_DEFAULT;
+	if (st->opt.txn_entry_max == 0 || st->opt.txn_entry_max > STORE_ENTRY_MAX)
+		st->opt.txn_entry_max = STORE_ENTRY_MAX;
 	if (st->opt.audit_file_bytes == 0)
 		st->opt.audit_file_bytes = STORE_AUDIT_FILE_DEFAULT;
 	if (st->opt.audit_aggregate_seconds == 0)
@@ -236,6 +238,15 @@ int store_open_opts(struct store **out, const char *dir, const struct store_opti
 	ret = store_load_all(st);
 	if (ret < 0)
 		goto out;
+	/* What was read may be in the page cache only (a process that was
+	 * killed): durable before any group counts on it. */
+	if (fdatasync(st->seg_fd) < 0 || (st->audit_fd >= 0 && fdatasync(st->audit_fd) < 0)) {
+		ret = store_err_from_errno(errno);
+		store_set_error("cannot sync the store files in %s: %s", dir, strerror(errno));
+		goto out;
+	}
+	st->audit_synced = st->chain.end;
+	st->audit_lazy = false;
 	st->stats.segment_seq = st->seg_seq;
 	st->stats.segment_bytes = st->seg_size;
 	st->stats.audit_seq = st->chain.seq;
@@ -271,6 +282,14 @@ void store_close(struct store *st)
 	pthread_mutex_unlock(&st->q_lock);
 	if (st->writer_started)
 		pthread_join(st->writer, NULL);
+	/* The audit file on its own, so that tools reading it offline find
+	 * it whole (its copies in the segment are durable already). */
+	if (st->writer_started && store_segment_sync(st) < 0)
+		store_emit(st, STORE_SEV_ERROR, "store: cannot sync the segment at close: %s",
+			   strerror(errno));
+	if (st->writer_started && store_audit_sync(st) < 0)
+		store_emit(st, STORE_SEV_ERROR, "store: cannot sync the audit file at close: %s",
+			   strerror(errno));
 	/* The writer is gone, so no compaction starts any more. */
 	atomic_store(&st->compact_abort, true);
 	pthread_mutex_lock(&st->c_lock);

@@ -50,9 +50,14 @@ struct store_stats {
 	uint64_t devices;
 	uint64_t certificates;
 	uint64_t txns_written;
-	uint64_t syncs;           /* group commits: txns_written / syncs is the group size */
+	uint64_t syncs;           /* group commits (one fdatasync of the segment each):
+				   * txns_written / syncs is the group size */
+	uint64_t audit_syncs;     /* fdatasyncs of the audit file itself (now and then) */
+	uint64_t lazy_groups;     /* groups of store_submit_lazy() txns only: written, not synced */
 	uint64_t torn_bytes_dropped;       /* at open, from the last segment */
 	uint64_t audit_torn_bytes_dropped; /* at open, from audit.log */
+	uint64_t audit_restored;           /* at open: audit entries framed again from
+					    * their copies in the segment */
 	uint64_t segment_seq;     /* the segment being appended to */
 	uint64_t segment_bytes;   /* its size */
 	uint64_t snapshot_seq;    /* the newest snapshot, 0 = none */
@@ -112,6 +117,10 @@ struct store_options {
 	 * counted per source address and kind, and written as one entry per
 	 * source per this many seconds. 0 = 60. */
 	unsigned audit_aggregate_seconds;
+	/* The largest segment entry a txn is cut into (a txn larger than
+	 * this is written as several entries in one group commit, all or
+	 * none). 0 = STORE_ENTRY_MAX (16 MiB); smaller values are for tests. */
+	size_t txn_entry_max;
 	store_event_cb event_cb;
 	void *event_arg;
 };
@@ -189,11 +198,22 @@ int store_submit(struct store *st, Capf__StoreRecord *const *recs, size_t n, sto
 /*
  * store_submit_audit() - store_submit() with an audit event (may be NULL)
  * that is written in the same group commit: it is durable no later than
- * the records (the audit log is synced first), and it is written only if
- * the txn is (a txn that fails drops its event).
+ * the records (its copy is in the segment group the records are in), and
+ * it is written only if the txn is (a txn that fails drops its event).
  */
 int store_submit_audit(struct store *st, Capf__StoreRecord *const *recs, size_t n,
 		       const struct store_audit_event *ev, store_done_cb cb, void *arg);
+
+/*
+ * store_submit_lazy() - store_submit_audit() for a txn whose loss on a
+ * power cut is allowed (an acknowledgement: a lost one leaves a recorded,
+ * unconfirmed certificate): cb runs once it is written and in the index,
+ * and a group of such txns only is not synced (it becomes durable with
+ * the next group that is, or at close). Never for a txn that others act
+ * on once it is reported (a revocation a CRL publishes).
+ */
+int store_submit_lazy(struct store *st, Capf__StoreRecord *const *recs, size_t n,
+		      const struct store_audit_event *ev, store_done_cb cb, void *arg);
 
 /*
  * store_submit_wait() - store_submit() and wait for the result. For tools

@@ -1,6 +1,7 @@
 /*
  * The writer thread: one group commit for everything queued (precondition
- * checks, audit entries then txn entries, one fdatasync per file), the
+ * checks, audit entries then txn entries and the audit entries' copies,
+ * one fdatasync of the segment), the
  * index applied afterwards, callbacks last; and what happens when a write
  * fails.
  */
@@ -165,6 +166,19 @@ static int truncate_back(struct store *st)
 		return CAPF_EIO;
 	}
 	st->failed = 0;
+	st->seg_lazy = false;
+	st->audit_synced = st->chain.end;
+	st->audit_lazy = false;
+	return 0;
+}
+
+int store_segment_sync(struct store *st)
+{
+	if (!st->seg_lazy)
+		return 0;
+	if (fdatasync(st->seg_fd) < 0)
+		return store_write_err(errno);
+	st->seg_lazy = false;
 	return 0;
 }
 
@@ -182,7 +196,7 @@ struct audit_batch {
 /* Encodes and frames the audit entries: the chain goes on from st->chain. */
 static int encode_audit(struct store *st, struct audit_batch *b)
 {
-	struct store_framer f = { st->audit_salt, st->chain.end, st->audit_group };
+	struct store_framer f = { st->audit_salt, st->chain.end, st->audit_group, false };
 	size_t i;
 	int ret;
 
@@ -222,9 +236,10 @@ static int encode_audit(struct store *st, struct audit_batch *b)
  */
 static int encode_segment(struct store *st, struct item *head, struct audit_batch *b)
 {
-	struct store_framer f = { st->seg_salt, st->seg_size, st->seg_group };
+	struct store_framer f = { st->seg_salt, st->seg_size, st->seg_group, st->seg_lazy };
 	Capf__StoreTxn txn = CAPF__STORE_TXN__INIT;
 	Capf__AuditAnchor an = CAPF__AUDIT_ANCHOR__INIT;
+	ProtobufCBinaryData *copies = NULL;
 	uint8_t *anchor = NULL;
 	struct item *it, *last = NULL;
 	size_t plen;
@@ -236,10 +251,14 @@ static int encode_segment(struct store *st, struct item *head, struct audit_batc
 	for (it = head; it; it = it->next) {
 		if (it->kind != ITEM_TXN || it->result != 0)
 			continue;
-		ret = store_frame_entry(&f, it->entry, it->entry_len, it == last && b->n == 0,
-					&b->seg_out, NULL);
-		if (ret < 0)
-			goto out;
+		for (size_t k = 0; k < it->n_parts; k++) {
+			bool commit = it == last && k + 1 == it->n_parts && b->n == 0;
+
+			ret = store_frame_entry(&f, it->parts[k].p, it->parts[k].len, commit,
+						&b->seg_out, NULL);
+			if (ret < 0)
+				goto out;
+		}
 	}
 	if (b->n > 0) {
 		an.seq = b->chain.seq;
@@ -247,6 +266,23 @@ static int encode_segment(struct store *st, struct item *head, struct audit_batc
 		an.file = b->chain.file;
 		an.hash.data = b->chain.hash;
 		an.hash.len = STORE_HASH_LEN;
+		/* The group's audit entries, so that this sync makes them
+		 * durable: recovery frames them again from here. */
+		copies = calloc(b->n, sizeof(*copies));
+		if (!copies) {
+			ret = CAPF_ENOMEM;
+			goto out;
+		}
+		for (size_t i = 0; i < b->n; i++) {
+			copies[i].data = b->evs[i]->entry;
+			copies[i].len = b->evs[i]->entry_len;
+		}
+		an.n_entries = b->n;
+		an.entries = copies;
+		an.group_start = st->chain.end;
+		an.group = st->audit_group;
+		an.after_lazy = false;
+		an.synced = st->audit_synced;
 		txn.time = (int64_t)time(NULL);
 		txn.audit = &an;
 		plen = capf__store_txn__get_packed_size(&txn);
@@ -260,6 +296,7 @@ static int encode_segment(struct store *st, struct item *head, struct audit_batc
 	}
 	b->seg_end = f.pos;
 out:
+	free(copies);
 	free(anchor);
 	return ret;
 }
@@ -285,14 +322,20 @@ static int inject_fault(struct store *st, int fault, int fd, const uint8_t *data
 }
 
 /*
- * Writes a group: audit entries first, synced, then the txn entries and the
- * anchor, synced. An audit entry is thus durable no later than what it
- * describes; a crash between the two syncs leaves audit entries that the
- * segment does not anchor yet, which the next start reads and keeps.
- * Each file gets one write of one group whose last entry commits, so a
- * power cut can only leave that one group half on disk.
+ * Writes a group: audit entries to the audit file, not synced, then the
+ * txn entries and the anchor, which carries a copy of those audit entries,
+ * to the segment, synced: one fdatasync makes the group durable, its
+ * audit entries with it (recovery restores the audit file's end from the
+ * copies if a power cut lost any of it). Each file gets one write of one
+ * group whose last entry commits. The audit groups are framed as if each
+ * followed a synced one, so that readers without the segment (audit
+ * verify) take damage in the middle of the file for what it may be; only
+ * the copies, at open, tell a lost unsynced end from damage. A lazy group
+ * (store_submit_lazy() txns only) is written and not synced; the groups
+ * written after it until the next sync say so (AFTER_LAZY), so that a
+ * power cut may leave it torn with them.
  */
-static int write_group(struct store *st, struct audit_batch *b, int fault)
+static int write_group(struct store *st, struct audit_batch *b, int fault, bool lazy)
 {
 	char segname[64], audname[64];
 	int ret = 0;
@@ -306,8 +349,6 @@ static int write_group(struct store *st, struct audit_batch *b, int fault)
 			goto fail;
 		}
 		ret = store_write_full(st->audit_fd, b->audit_out.data, b->audit_out.len);
-		if (ret == 0 && fdatasync(st->audit_fd) < 0)
-			ret = store_write_err(errno);
 		if (ret < 0) {
 			snprintf(st->fault_text, sizeof(st->fault_text), "write to %s/%s failed: %s",
 				 st->dir, audname, strerror(-ret));
@@ -321,7 +362,7 @@ static int write_group(struct store *st, struct audit_batch *b, int fault)
 		goto fail;
 	}
 	ret = store_write_full(st->seg_fd, b->seg_out.data, b->seg_out.len);
-	if (ret == 0 && fdatasync(st->seg_fd) < 0)
+	if (ret == 0 && !lazy && fdatasync(st->seg_fd) < 0)
 		ret = store_write_err(errno);
 	if (ret < 0) {
 		snprintf(st->fault_text, sizeof(st->fault_text), "write to %s/%s failed: %s",
@@ -333,6 +374,18 @@ fail:
 	(void)truncate_back(st);
 out:
 	return ret;
+}
+
+int store_audit_sync(struct store *st)
+{
+	if (!st->audit_lazy)
+		return 0;
+	if (fdatasync(st->audit_fd) < 0)
+		return store_write_err(errno);
+	st->audit_synced = st->chain.end;
+	st->audit_lazy = false;
+	st->audit_sync_count++;
+	return 0;
 }
 
 /* Applies the written txns to the index. */
@@ -440,6 +493,14 @@ static void rotate_audit(struct store *st)
 
 	if (st->audit_rotate_failed_at != 0 && now - st->audit_rotate_failed_at < 60.0)
 		return;
+	/* The finished file is durable on its own before the next starts:
+	 * the copies in the segment only restore the newest file. */
+	if (store_audit_sync(st) < 0) {
+		st->audit_rotate_failed_at = now;
+		store_emit(st, STORE_SEV_ERROR, "store: cannot sync the audit file before "
+			   "starting the next: %s", strerror(errno));
+		return;
+	}
 	if (store_audit_file_new(st, st->audit_file + 1) < 0) {
 		st->audit_rotate_failed_at = now;
 		store_emit(st, STORE_SEV_ERROR, "store: cannot start the next audit file: %s",
@@ -456,13 +517,15 @@ const uint64_t store_commit_bounds_us[STORE_COMMIT_BUCKETS] = {
 };
 
 static void update_stats(struct store *st, size_t n_ok, int wrote, int failed,
-			 uint64_t commit_us)
+			 uint64_t commit_us, bool lazy)
 {
 	size_t i = 0;
 
 	pthread_rwlock_wrlock(&st->idx_lock);
 	st->stats.txns_written += n_ok;
-	st->stats.syncs += wrote;
+	st->stats.syncs += wrote && !lazy;
+	st->stats.lazy_groups += wrote && lazy;
+	st->stats.audit_syncs = st->audit_sync_count;
 	if (wrote) {
 		while (i < STORE_COMMIT_BUCKETS && commit_us > store_commit_bounds_us[i])
 			i++;
@@ -492,12 +555,16 @@ static void writer_group(struct store *st, struct item *head)
 	struct item *it, *next;
 	size_t n_ok = 0, n_audit = 0;
 	int ret = 0, wrote = 0, failed = 0;
+	/* Not synced if nothing in it needs to be: lazy txns and audit events
+	 * on their own (store_audit() promises no sync) only. */
+	bool lazy = st->retry_head == NULL && st->audit_lost_unreported == 0;
 	struct timespec t0, t1;
 	uint64_t commit_us = 0;
 
 	if (st->failed)
 		(void)truncate_back(st);
 	for (it = head; it; it = it->next) {
+		lazy = lazy && ((it->kind == ITEM_TXN && it->lazy) || it->kind == ITEM_AUDIT);
 		if (it->kind == ITEM_AUDIT) {
 			n_audit++;
 			continue;
@@ -558,7 +625,7 @@ static void writer_group(struct store *st, struct item *head)
 		goto fail;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	ret = write_group(st, &b, fault);
+	ret = write_group(st, &b, fault, lazy);
 	if (ret < 0)
 		goto fail;
 	clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -570,10 +637,17 @@ static void writer_group(struct store *st, struct item *head)
 	if (b.seg_out.len > 0) {
 		st->seg_size = b.seg_end;
 		st->seg_group++;
+		st->seg_lazy = lazy;
 	}
 	if (b.n > 0) {
 		st->chain = b.chain;
 		st->audit_group++;
+		st->audit_lazy = true;
+		/* Now and then the file itself, so that the copies a restart
+		 * may need stay few (a failure here loses nothing: the copies
+		 * hold it; the next sync tries again). */
+		if (st->chain.end - st->audit_synced >= STORE_AUDIT_SYNC_BYTES)
+			(void)store_audit_sync(st);
 		if (st->chain.end >= st->opt.audit_file_bytes ||
 		    st->audit_group >= STORE_GROUPS_MAX)
 			rotate_audit(st);
@@ -606,7 +680,7 @@ callbacks:
 	store_buf_free(&b.audit_out);
 	store_buf_free(&b.seg_out);
 	free(b.evs);
-	update_stats(st, wrote ? n_ok : 0, wrote, failed, commit_us);
+	update_stats(st, wrote ? n_ok : 0, wrote, failed, commit_us, lazy);
 
 	for (it = head; it; it = next) {
 		next = it->next;

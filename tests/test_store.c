@@ -303,7 +303,7 @@ static uint8_t *next_entry(const char *path, const char *device_name, size_t *le
 static uint8_t *frame_file(enum store_file_kind kind, uint64_t seq, const uint8_t *const *ps,
 			   const size_t *lens, size_t n, size_t extra, size_t *len)
 {
-	struct store_framer f = { 0x5eed1234u, STORE_HEADER_LEN, 1 };
+	struct store_framer f = { 0x5eed1234u, STORE_HEADER_LEN, 1, false };
 	struct store_buf out = { 0 };
 	size_t i;
 
@@ -484,7 +484,7 @@ static void test_scan_invalid(void)
 	hdr[27] ^= 1;
 	CU_ASSERT_EQUAL(store_log_scan(hdr, sizeof(hdr), count_txn, &n, &res), CAPF_ECORRUPT);
 	store_header_encode(hdr, STORE_FILE_SEGMENT, 1, 7);
-	hdr[15] = 1;
+	hdr[15] = 3; /* a flag no writer sets */
 	CU_ASSERT_EQUAL(store_log_scan(hdr, sizeof(hdr), count_txn, &n, &res), CAPF_ECORRUPT);
 	CU_ASSERT_EQUAL(n, 0);
 }
@@ -545,6 +545,53 @@ static void test_scan_valid(void)
 	CU_ASSERT_EQUAL(res.bad_off, STORE_HEADER_LEN);
 	CU_ASSERT_EQUAL(n, 0);
 	free(buf);
+}
+
+/*
+ * Groups written after one that was not synced yet (lazy) say so, and are
+ * no evidence that the groups before them were durable: damage followed
+ * only by such groups is a torn tail; a later group written once all
+ * before it were synced proves the damaged one durable.
+ */
+static void test_scan_lazy(void)
+{
+	static const bool lazy_cases[][4] = {
+		/* after_lazy of groups 1..4, damage in group 2 */
+		{ false, false, true, true },   /* torn: 3 and 4 follow an unsynced 2 */
+		{ false, false, false, false }, /* corrupt: 3 was written after 2 synced */
+		{ false, false, true, false },  /* corrupt: 4 proves 2 and 3 synced */
+	};
+	static const int want[] = { 0, CAPF_ECORRUPT, CAPF_ECORRUPT };
+	size_t plen = 0;
+	uint8_t *p = make_payload("SEP-LAZY", &plen);
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+	for (size_t c = 0; c < sizeof(want) / sizeof(want[0]); c++) {
+		struct store_framer f = { 0x5eed1234u, STORE_HEADER_LEN, 1, false };
+		struct store_buf out = { 0 };
+		struct store_scan_result res;
+		uint64_t starts[4] = { 0 };
+		int n = 0;
+
+		CU_ASSERT_EQUAL_FATAL(store_buf_reserve(&out, STORE_HEADER_LEN), 0);
+		store_header_encode(out.data, STORE_FILE_SEGMENT, 1, f.salt);
+		out.len = STORE_HEADER_LEN;
+		for (size_t g = 0; g < 4; g++) {
+			f.after_lazy = lazy_cases[c][g];
+			CU_ASSERT_EQUAL(store_frame_entry(&f, p, plen, true, &out, &starts[g]), 0);
+			f.group++;
+		}
+		/* A payload byte of group 2. */
+		out.data[starts[1] + STORE_FRAG_HEADER_LEN + 1] ^= 0x40;
+		CU_ASSERT_EQUAL(store_log_scan(out.data, out.len, count_txn, &n, &res), want[c]);
+		if (want[c] == 0) {
+			CU_ASSERT_EQUAL(res.torn, 1);
+			CU_ASSERT_EQUAL(res.valid_len, starts[1]);
+			CU_ASSERT_EQUAL(n, 1);
+		}
+		store_buf_free(&out);
+	}
+	free(p);
 }
 
 /* ---- store_open ----------------------------------------------------------- */
@@ -613,7 +660,7 @@ static void test_open_fresh(void)
 		CU_ASSERT_EQUAL(read(fd, hdr, sizeof(hdr)), (ssize_t)sizeof(hdr));
 		close(fd);
 	}
-	memcpy(want, "CAPFSTOR\0\0\0\3\0\0\0\0\0\0\0\0\0\0\0\1", 24);
+	memcpy(want, "CAPFSTOR\0\0\0\3\0\0\0\1\0\0\0\0\0\0\0\1", 24);
 	CU_ASSERT_EQUAL(memcmp(hdr, want, 24), 0);
 
 	store_get_stats(st, &stats);
@@ -1653,6 +1700,75 @@ static int put_devices(struct store *st, const char *prefix, int from, int n)
 	return ret;
 }
 
+/*
+ * A txn larger than one entry: written as several entries of one group
+ * commit, all durable or none. With entries of at most 4 KiB, 300
+ * devices take several; a crash that leaves any part of that group on
+ * disk but not its commit marker brings back none of them.
+ */
+#define BIG_TXN 300
+static void test_txn_several_entries(void)
+{
+	struct store_options opt = { .txn_entry_max = 4096 };
+	struct store *st = NULL;
+	Capf__Device *devs = calloc(BIG_TXN, sizeof(*devs));
+	Capf__StoreRecord *rs = calloc(BIG_TXN, sizeof(*rs));
+	Capf__StoreRecord **recs = calloc(BIG_TXN, sizeof(*recs));
+	char (*names)[32] = calloc(BIG_TXN, sizeof(*names));
+	struct store_stats stats;
+	long before, after, offs[64];
+	int n_before, n_after, i;
+	struct tmp t;
+
+	CU_ASSERT_FATAL(devs && rs && recs && names);
+	CU_ASSERT_EQUAL_FATAL(tmp_setup(&t), 0);
+	CU_ASSERT_EQUAL_FATAL(two_devices(&t) > 0, 1);
+	before = file_size(t.log);
+	n_before = entry_offsets(t.log, offs, 64);
+	for (i = 0; i < BIG_TXN; i++) {
+		snprintf(names[i], sizeof(names[i]), "SEP-BIG-%04d", i);
+		full_device(&devs[i], names[i]);
+		device_record(&rs[i], &devs[i]);
+		rs[i].create_only = 1;
+		recs[i] = &rs[i];
+	}
+	CU_ASSERT_EQUAL_FATAL(store_open_opts(&st, t.dir, &opt), 0);
+	CU_ASSERT_EQUAL(store_submit_wait(st, recs, BIG_TXN), 0);
+	store_get_stats(st, &stats);
+	CU_ASSERT_EQUAL(stats.devices, BIG_TXN + 2);
+	store_close(st);
+	after = file_size(t.log);
+	n_after = entry_offsets(t.log, offs, 64);
+	/* Several entries, each below the limit. */
+	CU_ASSERT(n_after - n_before >= 4);
+	for (i = n_before + 1; i < n_after; i++)
+		CU_ASSERT(offs[i] - offs[i - 1] <= 4096 + 64);
+
+	/* All of them after a restart, with the default entry size too. */
+	CU_ASSERT_EQUAL_FATAL(store_open(&st, t.dir), 0);
+	store_get_stats(st, &stats);
+	CU_ASSERT_EQUAL(stats.devices, BIG_TXN + 2);
+	CU_ASSERT(has_device(st, "SEP-BIG-0000"));
+	CU_ASSERT(has_device(st, "SEP-BIG-0299"));
+	store_close(st);
+
+	/* Cut inside the group: after its first entries, before its marker. */
+	CU_ASSERT_EQUAL_FATAL(truncate(t.log, (off_t)offs[n_after - 1]), 0);
+	CU_ASSERT_EQUAL_FATAL(store_open(&st, t.dir), 0);
+	store_get_stats(st, &stats);
+	CU_ASSERT_EQUAL(stats.devices, 2);
+	CU_ASSERT_EQUAL(file_size(t.log), before);
+	CU_ASSERT_FALSE(has_device(st, "SEP-BIG-0000"));
+	CU_ASSERT(has_device(st, "SEP-ONE"));
+	store_close(st);
+	(void)after;
+	tmp_cleanup(&t);
+	free(devs);
+	free(rs);
+	free(recs);
+	free(names);
+}
+
 /* ---- compaction --------------------------------------------------------------- */
 
 static void test_compact_invalid(void)
@@ -2279,7 +2395,23 @@ static void test_audit_recovery(void)
 		CU_ASSERT_EQUAL(c.damage, 0);
 	}
 
-	/* Truncated inside: capfd refuses, store repair fixes it. */
+	/* Truncated inside while the segment still holds the copy of what
+	 * was cut (as a power cut leaves an audit file whose end was not
+	 * synced): restored at start, and said. */
+	size = file_size(path);
+	CU_ASSERT_EQUAL(truncate(path, STORE_HEADER_LEN + 10), 0);
+	CU_ASSERT_EQUAL_FATAL(store_open_opts(&st, t.dir, &opt), 0);
+	store_get_stats(st, &stats);
+	CU_ASSERT_EQUAL(stats.audit_restored, 1);
+	CU_ASSERT_EQUAL(stats.audit_seq, 6);
+	CU_ASSERT_EQUAL(file_size(path), size);
+	CU_ASSERT_PTR_NOT_NULL(strstr(ev.last[STORE_SEV_WARNING], "restored"));
+	/* Compacted, the segments with the copies are gone. */
+	CU_ASSERT_EQUAL(store_compact(st), 0);
+	store_close(st);
+
+	/* Truncated inside with no copy left: capfd refuses, store repair
+	 * fixes it. */
 	CU_ASSERT_EQUAL(truncate(path, STORE_HEADER_LEN + 10), 0);
 	CU_ASSERT_EQUAL(store_open(&st, t.dir), CAPF_ECORRUPT);
 	memset(&c, 0, sizeof(c));
@@ -2975,6 +3107,7 @@ static CU_TestInfo tests_crc32c[] = {
 static CU_TestInfo tests_store_log_scan[] = {
 	{ "invalid headers", test_scan_invalid },
 	{ "entries, torn tails, damage", test_scan_valid },
+	{ "groups after a lazy one", test_scan_lazy },
 	CU_TEST_INFO_NULL,
 };
 
@@ -3004,6 +3137,7 @@ static CU_TestInfo tests_records[] = {
 	{ "create_only and must_exist", test_create_only },
 	{ "preconditions within a group", test_preconditions_in_group },
 	{ "multi-record txn", test_multi_record_txn },
+	{ "txn of several entries, all or none", test_txn_several_entries },
 	CU_TEST_INFO_NULL,
 };
 

@@ -136,6 +136,189 @@ static void done_cb(int result, void *arg)
 	*(int *)arg = result == 0 ? 1 : -1;
 }
 
+static const char seg_name[] = "log.0000000001";
+static const char aud_name[] = "audit.0000000001.log";
+
+/* ---- audit groups that were not synced ------------------------------------------- */
+
+static int entry_off(const Capf__AuditEntry *e, uint64_t off, void *arg)
+{
+	uint64_t *offs = arg;
+
+	if (e->seq < 16)
+		offs[e->seq] = off;
+	return 0;
+}
+
+/*
+ * Audit groups are written without a sync of their own: a power cut can
+ * lose one in the middle of those written since the file's last sync
+ * (and keep the ones after it, which say they followed an unsynced
+ * group). The segment's copies restore them all, and the chain verifies.
+ */
+static void test_audit_unsynced_groups(void)
+{
+	char dir[128], work[128], path[200], name[40];
+	uint8_t *seg = NULL, *aud = NULL;
+	size_t seg_len = 0, aud_len = 0;
+	uint64_t offs[16] = { 0 }, seq0;
+	struct store_check_summary sum;
+	struct store_audit_summary asum;
+	struct store_stats stats;
+	struct store *st = NULL;
+	int k;
+
+	fresh_dir(dir, sizeof(dir), "lazy-audit");
+	CU_ASSERT_EQUAL_FATAL(store_open(&st, dir), 0);
+	CU_ASSERT_EQUAL(put_device(st, "SEP-FIRST", NULL), 0);
+	store_get_stats(st, &stats);
+	seq0 = stats.audit_seq;
+	store_close(st);
+	CU_ASSERT_EQUAL_FATAL(store_open(&st, dir), 0);
+	for (k = 0; k < 4; k++) {
+		struct store_audit_event ev = { .kind = CAPF__AUDIT_KIND__AUDIT_ADMIN,
+						.device = name, .peer = "test", .detail = "lazy" };
+		Capf__Device d;
+		Capf__StoreRecord r;
+		Capf__StoreRecord *recs[1] = { &r };
+		int done = 0;
+
+		snprintf(name, sizeof(name), "SEP-LAZY-%d", k);
+		capf__device__init(&d);
+		d.name = name;
+		d.revision = 1;
+		capf__store_record__init(&r);
+		r.body_case = CAPF__STORE_RECORD__BODY_DEVICE;
+		r.device = &d;
+		CU_ASSERT_EQUAL(store_submit_audit(st, recs, 1, &ev, done_cb, &done), 0);
+		CU_ASSERT_EQUAL(store_flush(st), 0);
+		CU_ASSERT_EQUAL(done, 1);
+	}
+	/* The crash: the files as the page cache has them, before any sync
+	 * of the audit file. */
+	CU_ASSERT_EQUAL_FATAL(read_file(dir, seg_name, &seg, &seg_len), 0);
+	CU_ASSERT_EQUAL_FATAL(read_file(dir, aud_name, &aud, &aud_len), 0);
+	store_close(st);
+	snprintf(path, sizeof(path), "%s/%s", dir, aud_name);
+	CU_ASSERT_EQUAL(store_audit_read(path, entry_off, offs), 0);
+	CU_ASSERT_FATAL(seq0 + 4 < 16 && offs[seq0 + 2] > 0);
+
+	/* The second of the four lost (one byte of it), the two after it kept. */
+	fresh_dir(work, sizeof(work), "lazy-audit-case");
+	aud[offs[seq0 + 2] + STORE_FRAG_HEADER_LEN + 2] ^= 0x20;
+	CU_ASSERT_EQUAL(write_file(work, seg_name, seg, seg_len), 0);
+	CU_ASSERT_EQUAL(write_file(work, aud_name, aud, aud_len), 0);
+	CU_ASSERT_EQUAL_FATAL(store_open(&st, work), 0);
+	store_get_stats(st, &stats);
+	CU_ASSERT_EQUAL(stats.audit_restored, 3);
+	CU_ASSERT_EQUAL(stats.audit_seq, seq0 + 4);
+	CU_ASSERT_EQUAL(stats.devices, 5);
+	store_close(st);
+	CU_ASSERT_EQUAL(store_audit_verify(work, NULL, 0, NULL, NULL, &asum), 0);
+	CU_ASSERT_EQUAL(store_check(work, NULL, NULL, &sum), 0);
+	rm_tree(work);
+
+	free(seg);
+	free(aud);
+	rm_tree(dir);
+}
+
+/* ---- lazy groups ------------------------------------------------------------------ */
+
+static int lazy_put(struct store *st, const char *name)
+{
+	struct store_audit_event ev = { .kind = CAPF__AUDIT_KIND__AUDIT_ACK, .device = name,
+					.peer = "test", .detail = "lazy" };
+	Capf__Device d;
+	Capf__StoreRecord r;
+	Capf__StoreRecord *recs[1] = { &r };
+	volatile int done = 0;
+	int i;
+
+	capf__device__init(&d);
+	d.name = (char *)name;
+	d.revision = 1;
+	capf__store_record__init(&r);
+	r.body_case = CAPF__STORE_RECORD__BODY_DEVICE;
+	r.device = &d;
+	if (store_submit_lazy(st, recs, 1, &ev, done_cb, (int *)&done) < 0)
+		return -1;
+	for (i = 0; i < 2000 && done == 0; i++)
+		usleep(1000);
+	return done == 1 ? 0 : -1;
+}
+
+/*
+ * Lazy groups (acknowledgements) are written and not synced; the groups
+ * after them say so until the next sync. A power cut may lose a lazy group
+ * and keep what was written after it: all of that is the torn tail, never
+ * damage. Damage to a group that a later one proves durable still refuses.
+ */
+static void test_lazy_groups(void)
+{
+	char dir[128], work[128];
+	uint8_t *seg = NULL, *aud = NULL;
+	size_t seg_len = 0, aud_len = 0, base = 0, lazy_off;
+	struct store_stats stats;
+	struct store *st = NULL;
+
+	fresh_dir(dir, sizeof(dir), "lazy-seg");
+	CU_ASSERT_EQUAL_FATAL(store_open(&st, dir), 0);
+	CU_ASSERT_EQUAL(put_device(st, "SEP-SYNCED-1", NULL), 0);
+	store_close(st);
+	CU_ASSERT_EQUAL_FATAL(read_file(dir, seg_name, &seg, &base), 0);
+	free(seg);
+	CU_ASSERT_EQUAL_FATAL(store_open(&st, dir), 0);
+	CU_ASSERT_EQUAL(lazy_put(st, "SEP-LAZY-1"), 0);
+	CU_ASSERT_EQUAL(lazy_put(st, "SEP-LAZY-2"), 0);
+	CU_ASSERT_EQUAL(put_device(st, "SEP-SYNCED-2", NULL), 0);
+	store_get_stats(st, &stats);
+	CU_ASSERT_EQUAL(stats.lazy_groups, 2);
+	CU_ASSERT(has_device(st, "SEP-LAZY-1"));
+	/* The crash: the files as the page cache has them. */
+	CU_ASSERT_EQUAL_FATAL(read_file(dir, seg_name, &seg, &seg_len), 0);
+	CU_ASSERT_EQUAL_FATAL(read_file(dir, aud_name, &aud, &aud_len), 0);
+	store_close(st);
+	CU_ASSERT_FATAL(seg_len > base);
+	lazy_off = base; /* the first lazy group starts where the synced file ended */
+
+	/* Whole: everything. */
+	fresh_dir(work, sizeof(work), "lazy-seg-case");
+	CU_ASSERT_EQUAL(write_file(work, seg_name, seg, seg_len), 0);
+	CU_ASSERT_EQUAL(write_file(work, aud_name, aud, aud_len), 0);
+	CU_ASSERT_EQUAL_FATAL(store_open(&st, work), 0);
+	store_get_stats(st, &stats);
+	CU_ASSERT_EQUAL(stats.devices, 4);
+	store_close(st);
+
+	/* The first lazy group lost (a byte of it), the rest on disk: torn
+	 * there, with everything after it (the synced group after it was not
+	 * yet synced when the power went, or the lazy one would be there). */
+	fresh_dir(work, sizeof(work), "lazy-seg-case");
+	seg[lazy_off + STORE_FRAG_HEADER_LEN + 3] ^= 0x08;
+	CU_ASSERT_EQUAL(write_file(work, seg_name, seg, seg_len), 0);
+	CU_ASSERT_EQUAL(write_file(work, aud_name, aud, aud_len), 0);
+	CU_ASSERT_EQUAL_FATAL(store_open(&st, work), 0);
+	store_get_stats(st, &stats);
+	CU_ASSERT_EQUAL(stats.devices, 1);
+	CU_ASSERT(has_device(st, "SEP-SYNCED-1"));
+	CU_ASSERT_EQUAL(stats.torn_bytes_dropped, seg_len - base);
+	store_close(st);
+	seg[lazy_off + STORE_FRAG_HEADER_LEN + 3] ^= 0x08;
+
+	/* Damage to the synced group before them: the lazy group after it was
+	 * written once it was synced, so that is damage. */
+	fresh_dir(work, sizeof(work), "lazy-seg-case");
+	seg[STORE_HEADER_LEN + STORE_FRAG_HEADER_LEN + 3] ^= 0x08;
+	CU_ASSERT_EQUAL(write_file(work, seg_name, seg, seg_len), 0);
+	CU_ASSERT_EQUAL(write_file(work, aud_name, aud, aud_len), 0);
+	CU_ASSERT_EQUAL(store_open(&st, work), CAPF_ECORRUPT);
+	rm_tree(work);
+	free(seg);
+	free(aud);
+	rm_tree(dir);
+}
+
 /* ---- power loss ---------------------------------------------------------------- */
 
 #define N_ACKED 12
@@ -208,8 +391,6 @@ struct snapshot_files {
 	size_t seg_len, aud_len;
 };
 
-static const char seg_name[] = "log.0000000001";
-static const char aud_name[] = "audit.0000000001.log";
 
 static int snap_files(const char *dir, struct snapshot_files *f)
 {
@@ -225,7 +406,7 @@ static void test_power_loss(void)
 	char dir[128], work[128], name[64];
 	const char *env = getenv("CAPF_POWERLOSS_CASES");
 	unsigned long cases = env ? strtoul(env, NULL, 10) : 1000, i;
-	unsigned long opened = 0, with_new = 0, dropped = 0;
+	unsigned long opened = 0, with_new = 0, dropped = 0, restored = 0;
 	struct store *st = NULL;
 	int done = 0;
 	size_t k;
@@ -281,9 +462,13 @@ static void test_power_loss(void)
 	CU_ASSERT_FATAL(memcmp(after.seg, before.seg, before.seg_len) == 0);
 
 	for (i = 0; i < cases; i++) {
-		/* Either the audit write was synced and the segment write cut,
-		 * or the audit write was cut (the segment not written yet). */
-		bool seg_cut = rnd(3) != 0;
+		/* The group's audit write is not synced on its own: a power
+		 * cut before the segment's sync may leave either write in any
+		 * state (or the segment's not begun); one after it leaves the
+		 * segment whole and the audit write in any state, which the
+		 * segment's copy of the audit entries restores. */
+		unsigned how = rnd(4);
+		bool seg_cut = how != 3, aud_cut = how != 0, seg_none = how == 2;
 		uint8_t *seg, *aud;
 		size_t seg_len, aud_len;
 		struct store_stats stats;
@@ -292,29 +477,37 @@ static void test_power_loss(void)
 		int ret, have_new, all_new = 1;
 
 		fresh_dir(work, sizeof(work), "pl-case");
-		if (seg_cut) {
+		if (seg_none) {
+			seg = malloc(before.seg_len);
+			memcpy(seg, before.seg, before.seg_len);
+			seg_len = before.seg_len;
+		} else if (seg_cut) {
 			seg = power_cut(before.seg, before.seg_len, after.seg + before.seg_len,
 					after.seg_len - before.seg_len, &seg_len);
-			aud = after.aud;
-			aud_len = after.aud_len;
 		} else {
-			seg = before.seg;
-			seg_len = before.seg_len;
+			seg = malloc(after.seg_len);
+			memcpy(seg, after.seg, after.seg_len);
+			seg_len = after.seg_len;
+		}
+		if (aud_cut) {
 			aud = power_cut(before.aud, before.aud_len, after.aud + before.aud_len,
 					after.aud_len - before.aud_len, &aud_len);
+		} else {
+			aud = malloc(after.aud_len);
+			memcpy(aud, after.aud, after.aud_len);
+			aud_len = after.aud_len;
 		}
 		CU_ASSERT_EQUAL(write_file(work, seg_name, seg, seg_len), 0);
 		CU_ASSERT_EQUAL(write_file(work, aud_name, aud, aud_len), 0);
-		if (seg_cut)
-			free(seg);
-		else
-			free(aud);
+		free(seg);
+		free(aud);
 
 		ret = store_open(&st, work);
 		CU_ASSERT_EQUAL(ret, 0);
 		if (ret != 0) {
-			printf("\n    case %lu (%s cut): %s ", i, seg_cut ? "segment" : "audit",
-			       store_last_error());
+			printf("\n    case %lu (segment %s, audit %s): %s ", i,
+			       seg_none ? "not written" : seg_cut ? "cut" : "whole",
+			       aud_cut ? "cut" : "whole", store_last_error());
 			continue;
 		}
 		opened++;
@@ -341,8 +534,14 @@ static void test_power_loss(void)
 		store_get_stats(st, &stats);
 		CU_ASSERT_EQUAL(stats.devices, N_ACKED);
 		CU_ASSERT_EQUAL(stats.certificates, have_new ? N_NEW : 0);
-		/* The audit log reaches the acknowledged anchor and goes on. */
+		/* The audit log reaches the acknowledged anchor and goes on; a
+		 * group that is kept has its audit entry (restored if cut). */
 		CU_ASSERT(stats.audit_seq >= 1);
+		if (have_new)
+			CU_ASSERT_EQUAL(stats.audit_seq, 2);
+		if (!seg_cut && !seg_none)
+			CU_ASSERT(have_new);
+		restored += stats.audit_restored > 0;
 		CU_ASSERT_EQUAL(put_device(st, "SEP-AFTER", NULL), 0);
 		store_close(st);
 		with_new += have_new;
@@ -354,8 +553,9 @@ static void test_power_loss(void)
 			store_close(st);
 		}
 	}
-	printf("(%lu opened: the cut group kept whole %lu times, dropped %lu times) ", opened,
-	       with_new, dropped);
+	printf("(%lu opened: the cut group kept whole %lu times, dropped %lu times; its audit "
+	       "entry restored from the segment %lu times) ",
+	       opened, with_new, dropped, restored);
 
 	/* Damage before the last durable commit still refuses, with file and
 	 * offset: one flipped byte in the first group, the rest intact. */
@@ -430,7 +630,7 @@ static void test_payload_not_an_entry(void)
 	memset(der, 0x30, sizeof(der));
 	n = txn_payload(p, "SEP-INJECTED");
 	while (off + 8 + n + STORE_FRAG_HEADER_LEN + n < sizeof(der)) {
-		struct store_framer f = {0, off, 1};
+		struct store_framer f = {0, off, 1, false};
 		struct store_buf b = {0};
 
 		off += v2_entry(der + off, p, n);
@@ -664,6 +864,8 @@ static void test_convert_v2(void)
 
 static CU_TestInfo tests_recovery[] = {
     {"power loss, random cases", test_power_loss},
+    {"audit groups not synced, one lost", test_audit_unsynced_groups},
+    {"lazy groups lost with what follows them", test_lazy_groups},
     {"payload bytes are never an entry", test_payload_not_an_entry},
     {"recovery, check and verify in linear work", test_linear_work},
     {"format 2 converted", test_convert_v2},

@@ -7,8 +7,10 @@
  * The whole file is read and checked first, and every bad line reported
  * with its number; nothing is sent while one is bad, unless --continue.
  * Then the devices go to capfd as batches of puts that create or update
- * (capf.DeviceBatch): by default one atomic batch, all or none; with
- * --continue, batches of BULK_CHUNK puts each applied line by line. Only
+ * (capf.DeviceBatch): by default one atomic batch, all or none (a file of
+ * more than BULK_TXN lines in parts that the server checks and keeps, the
+ * last part writing them all as one store txn); with --continue, batches
+ * of BULK_CHUNK puts each applied line by line. Only
  * the columns a line fills are applied, and a put that changes nothing
  * writes nothing, so the same file imported twice changes nothing the
  * second time. A string (given or generated) is set only on a device that
@@ -32,7 +34,8 @@
 #include "tools/client.h"
 
 #define BULK_CHUNK 2000u
-/* The devices of one store transaction (capf/admin_batch.c). */
+/* The lines of one request of an atomic import: far below the admin
+ * channel's 16 MiB frame whatever a line holds. */
 #define BULK_TXN 16384u
 #define GENERATED_DIGITS 12u
 
@@ -63,11 +66,44 @@ static int line_secret(struct bulk_line *l)
 	return 0;
 }
 
-/* Sends lines [from, to) as one batch and records each result. Returns 0,
- * 1 (the server refused the batch as a whole) or an exit status. */
-static int send_batch(struct ctl *c, struct bulk *b, size_t from, size_t to, bool atomic,
-		      bool dry_run, bool replace)
+static int by_name(const void *a, const void *b)
 {
+	return strcmp((*(struct bulk_line *const *)a)->name, (*(struct bulk_line *const *)b)->name);
+}
+
+/* The result r of the line it names (a kept part's, in the answer to the
+ * last part of a staged import), found by name. */
+static void staged_result(struct bulk *b, struct bulk_line ***sorted,
+			  const Capf__BatchResult *r)
+{
+	struct bulk_line key, *kp = &key, **found;
+
+	if (*sorted == NULL) {
+		*sorted = malloc(b->n * sizeof(**sorted));
+		if (*sorted == NULL)
+			return;
+		for (size_t i = 0; i < b->n; i++)
+			(*sorted)[i] = &b->lines[i];
+		qsort(*sorted, b->n, sizeof(**sorted), by_name);
+	}
+	snprintf(key.name, sizeof(key.name), "%s", r->name ? r->name : "");
+	found = bsearch(&kp, *sorted, b->n, sizeof(**sorted), by_name);
+	if (found == NULL)
+		return;
+	(*found)->code = -(int)r->code;
+	(*found)->action = CAPF__BATCH_ACTION__BATCH_FAILED;
+	(*found)->generated = false;
+	bulk_line_error(b, (*found)->lineno, "%s: %s", capf_errname((int)r->code),
+			r->text && *r->text ? r->text : capf_strerror((int)r->code));
+}
+
+/* Sends lines [from, to) as one batch (stage: a part the server checks
+ * and keeps) and records each result. Returns 0, 1 (the server refused
+ * the batch as a whole) or an exit status. */
+static int send_batch(struct ctl *c, struct bulk *b, size_t from, size_t to, bool atomic,
+		      bool dry_run, bool stage, bool replace)
+{
+	struct bulk_line **sorted = NULL;
 	Capf__AdminRequest req = CAPF__ADMIN_REQUEST__INIT;
 	Capf__DeviceBatch batch = CAPF__DEVICE_BATCH__INIT;
 	Capf__DevicePut *puts, **ptrs;
@@ -102,6 +138,7 @@ static int send_batch(struct ctl *c, struct bulk *b, size_t from, size_t to, boo
 	batch.puts = ptrs;
 	batch.atomic = atomic;
 	batch.dry_run = dry_run;
+	batch.stage = stage;
 	req.body_case = CAPF__ADMIN_REQUEST__BODY_DEVICE_BATCH;
 	req.device_batch = &batch;
 	ret = ctl_call(c, &req, &resp);
@@ -131,6 +168,9 @@ static int send_batch(struct ctl *c, struct bulk *b, size_t from, size_t to, boo
 		if (!r->secret_set)
 			l->generated = false;
 	}
+	for (size_t i = 0; i < resp->n_staged_results; i++)
+		staged_result(b, &sorted, resp->staged_results[i]);
+	free(sorted);
 	ret = resp->code ? 1 : 0;
 	capf__admin_response__free_unpacked(resp, NULL);
 	return ret;
@@ -306,41 +346,36 @@ static int cmd_bulk_import(struct ctl *c, int argc, char **argv)
 	}
 	ret = 0;
 	if (b.n > 0 && !cont) {
-		/* The whole file checked by the server first: a file that fits
-		 * one store transaction is then that transaction, a larger
-		 * one is written BULK_TXN lines at a time (as the server would
-		 * write it), with progress. */
-		bool chunked = !dry && b.n > BULK_TXN;
+		/* One atomic batch: a file of more than BULK_TXN lines goes in
+		 * parts the server checks and keeps (a dry run: checks only),
+		 * the last one writing them all. After a refused part the rest
+		 * is still checked, and the last part is kept too, so that
+		 * nothing is written and every refused line is named. */
+		bool refused = false;
 
-		ret = send_batch(c, &b, 0, b.n, true, dry || chunked, replace);
-		if (ret == 1) {
+		for (done = 0; done < b.n; done += BULK_TXN) {
+			size_t to = done + BULK_TXN < b.n ? done + BULK_TXN : b.n;
+			bool stage = !dry && (to < b.n || refused) && b.n > BULK_TXN;
+
+			ret = send_batch(c, &b, done, to, true, dry, stage, replace);
+			if (ret > 1)
+				goto out;
+			refused = refused || ret == 1 || b.errors > 0;
+			if (tty && b.n > BULK_TXN)
+				ctl_progress(to, b.n, started);
+		}
+		if (refused) {
 			fprintf(stderr, PROG ": %s: refused by the server; nothing imported\n",
 				b.file);
 			ret = CTL_EXIT_REFUSED;
-		}
-		if (ret)
 			goto out;
-		for (done = 0; chunked && done < b.n; done += BULK_TXN) {
-			size_t to = done + BULK_TXN < b.n ? done + BULK_TXN : b.n;
-
-			ret = send_batch(c, &b, done, to, true, false, replace);
-			if (ret == 1) {
-				fprintf(stderr,
-					PROG ": %s:%lu: refused by the server (it changed since the "
-					     "check); the %zu devices before this line are imported\n",
-					b.file, b.lines[done].lineno, done);
-				ret = CTL_EXIT_REFUSED;
-			}
-			if (ret)
-				goto out;
-			if (tty)
-				ctl_progress(to, b.n, started);
 		}
+		ret = 0;
 	} else {
 		for (done = 0; done < b.n; done += BULK_CHUNK) {
 			size_t to = done + BULK_CHUNK < b.n ? done + BULK_CHUNK : b.n;
 
-			ret = send_batch(c, &b, done, to, false, dry, replace);
+			ret = send_batch(c, &b, done, to, false, dry, false, replace);
 			if (ret > 1)
 				goto out;
 			if (tty && b.n > BULK_CHUNK)

@@ -183,6 +183,12 @@ void transcript_begin(struct transcript_writer *w, const struct transcript_info 
 void transcript_message(struct transcript_writer *w, enum transcript_dir dir, const char *type,
 			const uint8_t *payload, size_t len)
 {
+	transcript_message_split(w, dir, type, payload, len, 0);
+}
+
+void transcript_message_split(struct transcript_writer *w, enum transcript_dir dir,
+			      const char *type, const uint8_t *payload, size_t len, size_t split)
+{
 	FILE *f;
 
 	if (!w || !w->in_session)
@@ -193,6 +199,8 @@ void transcript_message(struct transcript_writer *w, enum transcript_dir dir, co
 	put_str(f, "dir", dir == TRANSCRIPT_PHONE ? "phone" : "server");
 	put_str(f, "type", type);
 	fprintf(f, ",\"len\":%zu", len);
+	if (split > 0 && split < len)
+		fprintf(f, ",\"split\":%zu", split);
 	put_key(f, "payload");
 	put_hex(f, payload, len);
 	line_done(w);

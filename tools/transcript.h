@@ -85,6 +85,14 @@ void transcript_message(struct transcript_writer *w, enum transcript_dir dir, co
 			const uint8_t *payload, size_t len);
 
 /*
+ * transcript_message_split() - transcript_message() of a message sent in
+ * two TLS records, the first of split bytes (0 < split < len; otherwise
+ * it is one record).
+ */
+void transcript_message_split(struct transcript_writer *w, enum transcript_dir dir,
+			      const char *type, const uint8_t *payload, size_t len, size_t split);
+
+/*
  * transcript_end() - the last line of the session: the phone's result (0
  * or a negative capf code), the server's code (positive, 0 = none) and a
  * text. w NULL, or no session begun: nothing.
@@ -108,6 +116,8 @@ struct transcript_msg {
 	char type[40];
 	uint8_t *payload;          /* malloc'd; NULL when len is 0 */
 	size_t len;
+	size_t split;              /* sent in two TLS records, the first of split
+				    * bytes; 0: in one */
 };
 
 struct transcript_session {

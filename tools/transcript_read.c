@@ -515,6 +515,15 @@ static int add_msg(struct transcript_session *s, const struct jobject *o, const 
 		*why = "len is not the payload's length";
 		return CAPF_EBADMSG;
 	}
+	/* Optional: the message went in two records. */
+	if (jget(o, "split")) {
+		if (jint(o, "split", 1, TRANSCRIPT_LINE_MAX, &v) < 0 || (size_t)v >= m->len) {
+			free(m->payload);
+			*why = "split is not inside the payload";
+			return CAPF_EBADMSG;
+		}
+		m->split = (size_t)v;
+	}
 	s->nmsgs++;
 	return 0;
 }

@@ -1,9 +1,11 @@
 #!/bin/sh
 # Replay the committed corpus (tests/replay/corpus/, recorded by
-# record.sh) against a fresh capfd set up as cases.sh says: every session
-# must get the answers it got when it was recorded, masked where they must
-# differ. Then the channel binding: the recorded bytes of an install,
-# replayed raw on a new connection, are refused with 1013 (CAPF_EBINDING).
+# record.sh) against a fresh capfd set up as cases.sh says: every session,
+# native and Cisco, must get the answers it got when it was recorded,
+# masked where they must differ. Then the channel binding: the recorded
+# bytes of an install, replayed raw on a new connection, are refused with
+# 1013 (CAPF_EBINDING); the recorded bytes of a Cisco install carry the
+# recorded session id, which the server refuses (reason 7).
 set -u
 . "$top_srcdir/tests/integration/lib.sh"
 : "${CAPF_REPLAY:=$(pwd)/capf-replay}"
@@ -15,10 +17,12 @@ mkdir -p "$tmp/mfg" "$tmp/lsc"
 cp "$corpus/mics/mfg-ca.pem" "$tmp/mfg/"
 printf '%s' "$CONF" >"$tmp/capfd.conf"
 start_capfd -c "$tmp/capfd.conf"
+cport=$(sed -n 's/^cisco_port=//p' "$tmp/ready")
+[ -n "$cport" ] || fail "no cisco_port in the ready file"
 
 replay() {
-	"$CAPF_REPLAY" run --server "127.0.0.1:$port" --ca "$capf_ca" --mic-dir "$corpus/mics" \
-		--lsc-dir "$tmp/lsc" "$@"
+	"$CAPF_REPLAY" run --server "127.0.0.1:$port" --cisco-server "127.0.0.1:$cport" \
+		--ca "$capf_ca" --mic-dir "$corpus/mics" --lsc-dir "$tmp/lsc" "$@"
 }
 
 n=0
@@ -30,6 +34,8 @@ session() {
 		{ cat "$tmp/out"; fail "$file: the replay differs from the recording"; }
 }
 session_part() { :; }
+cisco_session() { session "$@"; }
+cisco_session_part() { :; }
 
 run_cases
 echo "replayed $n corpus files"

@@ -123,8 +123,9 @@ static int send_msg(struct cisco_phone *p, struct cisco_builder *b, bool split)
 			w[7] = (uint8_t)body;
 		}
 	}
-	/* Recorded whole, however it is cut into records. */
-	transcript_message(p->rec, TRANSCRIPT_PHONE, transcript_cisco_type(out[1]), out, len);
+	/* Recorded whole, with where it is cut into records. */
+	transcript_message_split(p->rec, TRANSCRIPT_PHONE, transcript_cisco_type(out[1]), out, len,
+				 split && len > 4 ? 4 : 0);
 	if (split && len > 4) {
 		ret = client_tls_send_raw(&p->tls, out, 4);
 		if (ret == 0)
@@ -478,9 +479,10 @@ int phone_cmd_cisco(int argc, char **argv)
 	for (;;) {
 		ret = recv_msg(p);
 		if (ret < 0) {
-			fprintf(stderr, PHONE_PROG " cisco: %s\n", ret == CAPF_ECONNRESET
-									   ? "the server closed the session"
-									   : capf_strerror(ret));
+			snprintf(end_text, sizeof(end_text), "%s",
+				 ret == CAPF_ECONNRESET ? "the server closed the session"
+							: capf_strerror(ret));
+			fprintf(stderr, PHONE_PROG " cisco: %s\n", end_text);
 			goto out;
 		}
 		unsigned cmd = p->m.command;
@@ -667,11 +669,13 @@ int phone_cmd_cisco(int argc, char **argv)
 		}
 		consume(p);
 		if (send_msg(p, b, split) < 0) {
+			snprintf(end_text, sizeof(end_text), "cannot send");
 			fprintf(stderr, PHONE_PROG " cisco: cannot send\n");
 			goto out;
 		}
 		if (p->malform == MALFORM_BODY) {
 			/* The rest of the body never comes: the phone hangs up. */
+			snprintf(end_text, sizeof(end_text), "closed inside the message");
 			printf("closed inside the message\n");
 			goto out;
 		}

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include <gnutls/abstract.h>
+#include <gnutls/crypto.h>
 
 #include "tools/replay/internal.h"
 
@@ -187,8 +188,8 @@ static bool cmp_code(struct session_ctx *c, const struct transcript_msg *m, unsi
 	return false;
 }
 
-static bool cmp_text(struct session_ctx *c, const struct transcript_msg *m, const char *want,
-		     const char *got)
+bool replay_compare_text(struct session_ctx *c, const struct transcript_msg *m, const char *field,
+			 const char *want, const char *got)
 {
 	char w[256], g[256];
 
@@ -201,68 +202,83 @@ static bool cmp_text(struct session_ctx *c, const struct transcript_msg *m, cons
 	}
 	if (!strcmp(w, g))
 		return true;
-	replay_result_set(c->r, m->index, m->type, "text", w, g);
+	replay_result_set(c->r, m->index, m->type, field, w, g);
 	return false;
 }
 
-static bool cmp_certificate(struct session_ctx *c, const struct transcript_msg *m,
-			    const Capf__CertificateDelivery *want, const Capf__CertificateDelivery *got)
+bool replay_compare_cert(struct session_ctx *c, const struct transcript_msg *m, const char *field,
+			 const uint8_t *want, size_t want_len, const uint8_t *got, size_t got_len)
 {
 	struct cert_facts fw, fg;
 	uint8_t id[64];
 	size_t id_len = sizeof(id);
-	char w[32], g[32];
+	char w[32], g[32], f[48];
 
-	cert_facts(want->certificate.data, want->certificate.len, &fw);
-	cert_facts(got->certificate.data, got->certificate.len, &fg);
+	cert_facts(want, want_len, &fw);
+	cert_facts(got, got_len, &fg);
 	if (fw.ok != fg.ok) {
-		replay_result_set(c->r, m->index, m->type, "certificate",
-			   fw.ok ? "a certificate" : "no certificate",
-			   fg.ok ? "a certificate" : "no certificate");
+		replay_result_set(c->r, m->index, m->type, field,
+				  fw.ok ? "a certificate" : "no certificate",
+				  fg.ok ? "a certificate" : "no certificate");
 		return false;
 	}
 	if (fg.ok) {
 		if (strcmp(fw.subject, fg.subject)) {
-			replay_result_set(c->r, m->index, m->type, "certificate.subject", fw.subject,
-				   fg.subject);
+			snprintf(f, sizeof(f), "%s.subject", field);
+			replay_result_set(c->r, m->index, m->type, f, fw.subject, fg.subject);
 			return false;
 		}
 		if (strcmp(fw.key, fg.key)) {
-			replay_result_set(c->r, m->index, m->type, "certificate.key_type", fw.key, fg.key);
+			snprintf(f, sizeof(f), "%s.key_type", field);
+			replay_result_set(c->r, m->index, m->type, f, fw.key, fg.key);
 			return false;
 		}
 		if (fw.validity != fg.validity) {
 			snprintf(w, sizeof(w), "%lld s", fw.validity);
 			snprintf(g, sizeof(g), "%lld s", fg.validity);
-			replay_result_set(c->r, m->index, m->type, "certificate.validity", w, g);
+			snprintf(f, sizeof(f), "%s.validity", field);
+			replay_result_set(c->r, m->index, m->type, f, w, g);
 			return false;
 		}
 		if (c->key &&
 		    (gnutls_x509_privkey_get_key_id(c->key, GNUTLS_KEYID_USE_SHA256, id, &id_len) < 0 ||
 		     id_len != fg.key_id_len || memcmp(id, fg.key_id, id_len))) {
-			replay_result_set(c->r, m->index, m->type, "certificate.key",
-				   "the key of the CSR sent", "another key");
+			snprintf(f, sizeof(f), "%s.key", field);
+			replay_result_set(c->r, m->index, m->type, f, "the key the phone sent",
+					  "another key");
 			return false;
 		}
-		if (!client_trust_verify(c->o->trust, got->certificate.data, got->certificate.len)) {
-			replay_result_set(c->r, m->index, m->type, "certificate.issuer",
-				   "verifies against --ca", "does not verify against --ca");
+		if (!client_trust_verify(c->o->trust, got, got_len)) {
+			snprintf(f, sizeof(f), "%s.issuer", field);
+			replay_result_set(c->r, m->index, m->type, f, "verifies against --ca",
+					  "does not verify against --ca");
 			return false;
 		}
 	}
-	if (!cmp_uint(c, m, "chain.count", (unsigned)want->n_chain, (unsigned)got->n_chain))
-		return false;
 	free(c->delivered);
 	c->delivered = NULL;
 	c->delivered_len = 0;
-	if (got->certificate.len > 0) {
-		c->delivered = malloc(got->certificate.len);
+	c->have_recorded = false;
+	if (got_len > 0) {
+		c->delivered = malloc(got_len);
 		if (c->delivered) {
-			memcpy(c->delivered, got->certificate.data, got->certificate.len);
-			c->delivered_len = got->certificate.len;
+			memcpy(c->delivered, got, got_len);
+			c->delivered_len = got_len;
 		}
 	}
+	if (want_len > 0 && gnutls_hash_fast(GNUTLS_DIG_SHA256, want, want_len,
+					     c->recorded_sha256) >= 0)
+		c->have_recorded = true;
 	return true;
+}
+
+static bool cmp_certificate(struct session_ctx *c, const struct transcript_msg *m,
+			    const Capf__CertificateDelivery *want, const Capf__CertificateDelivery *got)
+{
+	if (!replay_compare_cert(c, m, "certificate", want->certificate.data,
+				 want->certificate.len, got->certificate.data, got->certificate.len))
+		return false;
+	return cmp_uint(c, m, "chain.count", (unsigned)want->n_chain, (unsigned)got->n_chain);
 }
 
 bool replay_compare(struct session_ctx *c, const struct transcript_msg *m,
@@ -300,13 +316,13 @@ bool replay_compare(struct session_ctx *c, const struct transcript_msg *m,
 		break;
 	case CAPF__PHONE_MESSAGE__BODY_END:
 		same = cmp_code(c, m, want->end->code, got->end->code) &&
-		       cmp_text(c, m, want->end->text, got->end->text);
+		       replay_compare_text(c, m, "text", want->end->text, got->end->text);
 		if (same && got->end->code == 0)
 			c->end_ok = true;
 		break;
 	case CAPF__PHONE_MESSAGE__BODY_ERROR:
 		same = cmp_code(c, m, want->error->code, got->error->code) &&
-		       cmp_text(c, m, want->error->text, got->error->text);
+		       replay_compare_text(c, m, "text", want->error->text, got->error->text);
 		break;
 	default:
 		/* Messages that only phones send: the same type is all there is

@@ -1,11 +1,12 @@
 /*
- * capf-replay - show recorded phone sessions, replay them against a
- * server and compare, or replay them as load. One subcommand per entry of
- * the table in main().
+ * capf-replay - show recorded phone sessions (tools/replay/show.c), replay
+ * them against a server and compare, or replay them as load
+ * (tools/replay/load.c). One subcommand per entry of the table in main().
  */
 #include "config.h"
 
 #include <getopt.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,245 +53,33 @@ int replay_load_all(char **paths, int n, struct transcript *t)
 	return 0;
 }
 
-/* ---- show ------------------------------------------------------------- */
-
-static void show_cert(FILE *f, const char *label, const uint8_t *der, size_t len)
-{
-	gnutls_x509_crt_t crt = NULL;
-	gnutls_datum_t d = { (unsigned char *)der, (unsigned)len };
-	char dn[256], when[32], serial_hex[81];
-	uint8_t serial[40];
-	size_t n = sizeof(dn), sn = sizeof(serial);
-
-	if (gnutls_x509_crt_init(&crt) < 0)
-		return;
-	if (len == 0 || gnutls_x509_crt_import(crt, &d, GNUTLS_X509_FMT_DER) < 0) {
-		fprintf(f, "      %s: %zu bytes, not a certificate\n", label, len);
-		goto out;
-	}
-	if (gnutls_x509_crt_get_dn(crt, dn, &n) < 0)
-		snprintf(dn, sizeof(dn), "?");
-	fprintf(f, "      %s: %s\n", label, dn);
-	n = sizeof(dn);
-	if (gnutls_x509_crt_get_issuer_dn(crt, dn, &n) < 0)
-		snprintf(dn, sizeof(dn), "?");
-	fprintf(f, "        issuer: %s\n", dn);
-	if (gnutls_x509_crt_get_serial(crt, serial, &sn) >= 0) {
-		hex_encode(serial, sn, serial_hex);
-		fprintf(f, "        serial: %s\n", serial_hex);
-	}
-	fprintf(f, "        valid: %s",
-		client_time_iso(gnutls_x509_crt_get_activation_time(crt), when, sizeof(when)));
-	fprintf(f, " to %s\n",
-		client_time_iso(gnutls_x509_crt_get_expiration_time(crt), when, sizeof(when)));
-out:
-	gnutls_x509_crt_deinit(crt);
-}
-
-static void show_csr(FILE *f, const struct transcript_session *s, const uint8_t *der,
-		     size_t len)
-{
-	gnutls_x509_crq_t crq = NULL;
-	gnutls_datum_t d = { (unsigned char *)der, (unsigned)len };
-	char dn[256], pass[256], rec[2 * sizeof(s->binding) + 1];
-	size_t n = sizeof(dn), pn = sizeof(pass);
-	unsigned bits = 0;
-	int pk;
-
-	if (gnutls_x509_crq_init(&crq) < 0)
-		return;
-	if (gnutls_x509_crq_import(crq, &d, GNUTLS_X509_FMT_DER) < 0) {
-		fprintf(f, "      csr: %zu bytes, not a PKCS#10 request\n", len);
-		goto out;
-	}
-	if (gnutls_x509_crq_get_dn(crq, dn, &n) < 0)
-		snprintf(dn, sizeof(dn), "?");
-	pk = gnutls_x509_crq_get_pk_algorithm(crq, &bits);
-	fprintf(f, "      csr: %s, %s %u bits, signature %s\n", dn,
-		gnutls_pk_get_name((gnutls_pk_algorithm_t)pk), bits,
-		gnutls_x509_crq_verify(crq, 0) >= 0 ? "valid" : "INVALID");
-	if (gnutls_x509_crq_get_challenge_password(crq, pass, &pn) < 0) {
-		fprintf(f, "      binding: none\n");
-		goto out;
-	}
-	hex_encode(s->binding, s->binding_len, rec);
-	fprintf(f, "      binding: %s (%s)\n", pass,
-		s->binding_len && !strcmp(pass, rec) ? "this session's"
-						     : "NOT this session's");
-out:
-	gnutls_x509_crq_deinit(crq);
-}
-
-static void show_native(FILE *f, const struct transcript_session *s,
-			const struct transcript_msg *m)
-{
-	Capf__PhoneMessage *p = NULL;
-	size_t i;
-
-	if (!strcmp(m->type, "raw")) {
-		fprintf(f, "      %zu raw bytes", m->len);
-		if (m->len == FRAME_HEADER_LEN)
-			fprintf(f, " (a frame header announcing %u bytes)",
-				(unsigned)m->payload[0] << 24 | (unsigned)m->payload[1] << 16 |
-					(unsigned)m->payload[2] << 8 | m->payload[3]);
-		fputc('\n', f);
-		return;
-	}
-	if (phone_msg_unpack(m->payload, m->len, &p) < 0) {
-		fprintf(f, "      (%zu bytes that are no valid PhoneMessage)\n", m->len);
-		return;
-	}
-	switch (p->body_case) {
-	case CAPF__PHONE_MESSAGE__BODY_HELLO:
-		fprintf(f, "      version %u, device %s", p->hello->version, p->hello->device_name);
-		if (p->hello->auth_string && p->hello->auth_string[0])
-			fprintf(f, ", auth string of %zu characters", strlen(p->hello->auth_string));
-		for (i = 0; i < p->hello->n_supported_keys; i++)
-			fprintf(f, "%s%s", i ? "," : ", supports ",
-				key_type_name(p->hello->supported_keys[i]));
-		fputc('\n', f);
-		break;
-	case CAPF__PHONE_MESSAGE__BODY_OP_REQUEST:
-		fprintf(f, "      version %u, operation %s, key %s\n", p->op_request->version,
-			op_name(p->op_request->op), key_type_name(p->op_request->key_type));
-		break;
-	case CAPF__PHONE_MESSAGE__BODY_CSR:
-		show_csr(f, s, p->csr->csr.data, p->csr->csr.len);
-		break;
-	case CAPF__PHONE_MESSAGE__BODY_CERTIFICATE:
-		show_cert(f, "certificate", p->certificate->certificate.data,
-			  p->certificate->certificate.len);
-		for (i = 0; i < p->certificate->n_chain; i++)
-			show_cert(f, "chain", p->certificate->chain[i].data,
-				  p->certificate->chain[i].len);
-		break;
-	case CAPF__PHONE_MESSAGE__BODY_STORE_ACK:
-		fprintf(f, "      code %u\n", p->store_ack->code);
-		break;
-	case CAPF__PHONE_MESSAGE__BODY_DELETE_RESULT:
-		fprintf(f, "      code %u\n", p->delete_result->code);
-		break;
-	case CAPF__PHONE_MESSAGE__BODY_FETCH_REPORT:
-		fprintf(f, "      %zu certificates\n", p->fetch_report->n_certificates);
-		for (i = 0; i < p->fetch_report->n_certificates; i++)
-			show_cert(f, "held", p->fetch_report->certificates[i].data,
-				  p->fetch_report->certificates[i].len);
-		break;
-	case CAPF__PHONE_MESSAGE__BODY_END:
-		fprintf(f, "      code %u (%s): %s\n", p->end->code,
-			p->end->code ? capf_errname((int)p->end->code) : "OK",
-			p->end->text ? p->end->text : "");
-		break;
-	case CAPF__PHONE_MESSAGE__BODY_ERROR:
-		fprintf(f, "      code %u (%s): %s\n", p->error->code,
-			capf_errname((int)p->error->code), p->error->text ? p->error->text : "");
-		break;
-	default:
-		break;
-	}
-	capf__phone_message__free_unpacked(p, NULL);
-}
-
-static void show_cisco(FILE *f, const struct transcript_msg *m)
-{
-	struct cisco_msg cm;
-	unsigned tag;
-
-	memset(&cm, 0, sizeof(cm));
-	if (cisco_msg_parse(m->payload, m->len, &cm) < 0) {
-		fprintf(f, "      (%zu bytes that are no valid message: %s)\n", m->len,
-			cm.why ? cm.why : "?");
-		return;
-	}
-	fprintf(f, "      session id %08x, elements:", cm.session_id);
-	for (tag = 0; tag < CISCO_MAX_TAG; tag++)
-		if (cm.present & ((uint64_t)1 << tag))
-			fprintf(f, " %u(%zu bytes)", tag, cm.el[tag].len);
-	fputc('\n', f);
-}
-
-void replay_show(FILE *f, const char *path, const struct transcript *t)
-{
-	for (size_t i = 0; i < t->n; i++) {
-		const struct transcript_session *s = &t->sessions[i];
-		char binding[2 * sizeof(s->binding) + 1];
-
-		hex_encode(s->binding, s->binding_len, binding);
-		fprintf(f, "session %zu (%s line %u): %s, %s, device %s\n", i + 1, path, s->line,
-			s->protocol, s->tool[0] ? s->tool : "?", s->device);
-		fprintf(f, "  server %s at %s, client certificate %s%s%.16s\n", s->server,
-			s->started, s->client_cert[0] ? s->client_cert : "?",
-			s->client_cert_sha256[0] ? " sha256 " : "", s->client_cert_sha256);
-		fprintf(f, "  TLS %s %s %s, server certificate sha256 %.16s...\n", s->tls_version,
-			s->tls_cipher, s->tls_group, s->server_cert_sha256);
-		fprintf(f, "  channel binding %s\n", s->binding_len ? binding : "none");
-		for (size_t k = 0; k < s->nmsgs; k++) {
-			const struct transcript_msg *m = &s->msgs[k];
-
-			fprintf(f, "  %3u %+10.6f %s %s (%zu bytes)\n", m->index, m->t,
-				m->dir == TRANSCRIPT_PHONE ? "phone  ->" : "server <-", m->type,
-				m->len);
-			if (!strcmp(s->protocol, "cisco"))
-				show_cisco(f, m);
-			else
-				show_native(f, s, m);
-		}
-		if (s->ended)
-			fprintf(f, "  end %+10.6f result %d (%s), server code %d: %s\n", s->end_t,
-				s->result, s->result ? capf_errname(s->result) : "OK", s->server_code,
-				s->end_text);
-		else
-			fprintf(f, "  (no end: the recording stopped inside the session)\n");
-	}
-}
-
-int replay_cmd_show(int argc, char **argv)
-{
-	struct transcript t = { NULL, 0 };
-	int status = REPLAY_EXIT_SAME;
-
-	if (argc < 2)
-		return replay_usage_error("show", "a transcript file is required");
-	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
-		printf("Usage: " REPLAY_PROG " show FILE...\n"
-		       "Print recorded sessions for people: each session's TLS parameters and\n"
-		       "channel binding, then every message decoded, with its time offset.\n");
-		return REPLAY_EXIT_SAME;
-	}
-	for (int i = 1; i < argc; i++) {
-		if (replay_load_all(&argv[i], 1, &t) < 0) {
-			status = REPLAY_EXIT_USAGE;
-			break;
-		}
-		replay_show(stdout, argv[i], &t);
-		transcript_free(&t);
-	}
-	transcript_free(&t);
-	return status;
-}
-
 /* ---- run -------------------------------------------------------------- */
 
-enum { OPT_RAW = 256, OPT_PACE, OPT_STRICT_TEXT, OPT_LSC_DIR, OPT_TIMEOUT };
+enum { OPT_RAW = 256, OPT_PACE, OPT_STRICT_TEXT, OPT_LSC_DIR, OPT_TIMEOUT, OPT_CISCO_SERVER };
 
 static void run_usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: " REPLAY_PROG " run FILE... --server HOST:PORT --ca FILE\n"
-		"         [--mic-dir DIR | --mic FILE --mic-key FILE] [--lsc-dir DIR] [--raw]\n"
-		"         [--pace] [--strict-text] [--timeout SECONDS] [--json]\n"
+		"Usage: " REPLAY_PROG " run FILE... --server HOST:PORT [--cisco-server HOST:PORT]\n"
+		"         --ca FILE [--mic-dir DIR | --mic FILE --mic-key FILE] [--lsc-dir DIR]\n"
+		"         [--raw] [--pace] [--strict-text] [--timeout SECONDS] [--json]\n"
 		"Replay recorded sessions, in order, as the phone: a new TLS session, a new key\n"
-		"and CSR where the recorded one would be refused; compare the server's answers\n"
-		"with the recorded ones and report the first difference of each session.\n"
+		"and CSR (Cisco: the server's new session id, a new key, this run's LSC and its\n"
+		"signature) where the recorded one would be refused; compare the server's\n"
+		"answers with the recorded ones (Cisco: element by element) and report the\n"
+		"first difference of each session.\n"
 		"\n"
 		"  -s, --server HOST:PORT  the server to replay against\n"
+		"      --cisco-server HOST:PORT  its Cisco CAPF listener, for Cisco sessions\n"
+		"                          (default --server)\n"
 		"  -c, --ca FILE           the CAPF CA certificate(s) to trust (PEM)\n"
 		"  -d, --mic-dir DIR       the MIC of device D is DIR/D.pem, its key DIR/D.key\n"
 		"  -m, --mic FILE          one MIC for every session (with --mic-key)\n"
 		"  -k, --mic-key FILE\n"
 		"      --lsc-dir DIR       keep the LSCs the devices get in DIR (D-lsc.pem,\n"
 		"                          D-lsc.key), for sessions of later runs that present one\n"
-		"      --raw               send every recorded byte as it was (nothing re-created)\n"
+		"      --raw               send every recorded byte as it was (nothing re-created,\n"
+		"                          not even the Cisco session id)\n"
 		"      --pace              wait the recorded time before each phone message\n"
 		"      --strict-text       compare texts without masking serials and times\n"
 		"      --timeout SECONDS   wait at most this long for each answer, default 10\n"
@@ -354,7 +143,8 @@ static void print_result_json(const struct transcript_session *s, size_t n,
 	printf("}\n");
 }
 
-int replay_common_finish(const char *cmd, struct replay_common *c, const char *server)
+int replay_common_finish(const char *cmd, struct replay_common *c, const char *server,
+			 const char *cisco_server)
 {
 	int ret;
 
@@ -362,6 +152,14 @@ int replay_common_finish(const char *cmd, struct replay_common *c, const char *s
 		return replay_usage_error(cmd, "--server HOST:PORT is required");
 	if (replay_parse_server(server, c->host, sizeof(c->host), c->port, sizeof(c->port)) < 0)
 		return replay_usage_error(cmd, "bad --server '%s' (HOST:PORT)", server);
+	if (cisco_server) {
+		if (replay_parse_server(cisco_server, c->cisco_host, sizeof(c->cisco_host),
+					c->cisco_port, sizeof(c->cisco_port)) < 0)
+			return replay_usage_error(cmd, "bad --cisco-server '%s' (HOST:PORT)",
+						  cisco_server);
+		c->o.cisco_host = c->cisco_host;
+		c->o.cisco_port = c->cisco_port;
+	}
 	if (!c->ca)
 		return replay_usage_error(cmd, "--ca is required");
 	if (!c->o.mic != !c->o.mic_key)
@@ -385,6 +183,7 @@ int replay_cmd_run(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "server", required_argument, NULL, 's' },
+		{ "cisco-server", required_argument, NULL, OPT_CISCO_SERVER },
 		{ "ca", required_argument, NULL, 'c' },
 		{ "mic-dir", required_argument, NULL, 'd' },
 		{ "mic", required_argument, NULL, 'm' },
@@ -401,7 +200,7 @@ int replay_cmd_run(int argc, char **argv)
 	struct replay_common c;
 	struct transcript t = { NULL, 0 };
 	struct replay_state *st = NULL;
-	const char *server = NULL;
+	const char *server = NULL, *cisco_server = NULL;
 	size_t same = 0, differ = 0, failed = 0;
 	int json = 0, status = REPLAY_EXIT_USAGE, ch, ret;
 	char *end;
@@ -413,6 +212,9 @@ int replay_cmd_run(int argc, char **argv)
 		switch (ch) {
 		case 's':
 			server = optarg;
+			break;
+		case OPT_CISCO_SERVER:
+			cisco_server = optarg;
 			break;
 		case 'c':
 			c.ca = optarg;
@@ -455,7 +257,7 @@ int replay_cmd_run(int argc, char **argv)
 	}
 	if (optind >= argc)
 		return replay_usage_error("run", "a transcript file is required");
-	ret = replay_common_finish("run", &c, server);
+	ret = replay_common_finish("run", &c, server, cisco_server);
 	if (ret)
 		return ret;
 	if (replay_load_all(argv + optind, argc - optind, &t) < 0)
@@ -527,6 +329,9 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return REPLAY_EXIT_SAME;
 	}
+	/* A server that closes before a message of the phone is sent is a
+	 * send error (then what it said is compared), not the end of us. */
+	signal(SIGPIPE, SIG_IGN);
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
 		if (strcmp(argv[1], cmds[i].name))
 			continue;

@@ -14,11 +14,16 @@
  *              the recorded one: the TLS session (so the channel binding),
  *              and the key and CSR of a CsrSubmit, re-created with the same
  *              key type and the same defects (a binding that is not the
- *              session's, a broken signature).
+ *              session's, a broken signature). For Cisco: the session id
+ *              the server assigns (echoed as the phone echoed it, or spoilt
+ *              the same way), the public key of KEY_GENERATE_RESPONSE, an
+ *              LSC presented in AUTH_RESPONSE (this run's) with its
+ *              signature, and the SUDI signature over the session id.
  *   masked     what the comparison ignores because it must differ:
  *              certificates (compared by subject, key type, validity
  *              length and whose key they certify), serials, times and long
- *              hex strings inside texts, the server's certificate.
+ *              hex strings inside texts, the server's certificate, the
+ *              Cisco session id (only its being the session's is compared).
  */
 #ifndef CAPF_TOOLS_REPLAY_REPLAY_H
 #define CAPF_TOOLS_REPLAY_REPLAY_H
@@ -41,6 +46,7 @@ enum replay_exit {
 
 struct replay_opts {
 	const char *host, *port;
+	const char *cisco_host, *cisco_port; /* where Cisco sessions go */
 	const struct client_trust *trust;
 	const char *mic_dir;          /* DEVICE.pem and DEVICE.key of every device, or NULL */
 	const char *mic, *mic_key;    /* one MIC for every session, or NULL */
@@ -75,9 +81,9 @@ struct replay_result {
 
 /*
  * replay_session() - replay one recorded session s against the server of
- * o, updating st, and compare the server's messages with the recorded
- * ones. Returns 0 (r says whether anything differs or failed) or
- * CAPF_ENOTSUP (a Cisco session; only native sessions replay).
+ * o (a Cisco session: o->cisco_host, o->cisco_port), updating st, and
+ * compare the server's messages with the recorded ones, element by
+ * element for Cisco. Returns 0; r says whether anything differs or failed.
  */
 int replay_session(const struct replay_opts *o, const struct transcript_session *s,
 		   struct replay_state *st, struct replay_result *r);
@@ -91,15 +97,18 @@ struct replay_common {
 	struct replay_opts o;
 	struct client_trust trust;
 	char host[256], port[8];
+	char cisco_host[256], cisco_port[8];
 	const char *ca;
 	unsigned long timeout;
 };
 
 /*
- * replay_common_finish() - check --server, --ca and the MIC options and
- * load the CA into c. Returns 0 or an exit status (a message printed).
+ * replay_common_finish() - check --server, --cisco-server (NULL: Cisco
+ * sessions go to --server), --ca and the MIC options and load the CA into
+ * c. Returns 0 or an exit status (a message printed).
  */
-int replay_common_finish(const char *cmd, struct replay_common *c, const char *server);
+int replay_common_finish(const char *cmd, struct replay_common *c, const char *server,
+			 const char *cisco_server);
 
 /* replay_parse_server() - split "HOST:PORT" or "[V6]:PORT". 0 or CAPF_EINVAL. */
 int replay_parse_server(const char *arg, char *host, size_t hcap, char *port, size_t pcap);

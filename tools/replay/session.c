@@ -1,8 +1,9 @@
 /*
- * tools/replay/session.c - replaying one recorded native session as the
- * phone: the run state (MICs, LSCs, keys), the CSR made anew, the
- * exchange; each server message goes to replay_compare()
- * (tools/replay/compare.c).
+ * tools/replay/session.c - the run state (MICs, LSCs, keys, certificates
+ * standing for recorded ones), and replaying one recorded native session
+ * as the phone: the CSR made anew, the exchange; each server message goes
+ * to replay_compare() (tools/replay/compare.c). Cisco sessions are
+ * tools/replay/cisco.c.
  */
 #include "config.h"
 
@@ -20,27 +21,6 @@
 
 #include "tools/replay/internal.h"
 
-#define KEY_ID_LEN 32u
-
-struct replay_dev {
-	char name[80];
-	struct pki_pair mic;     /* loaded once per run */
-	bool have_mic;
-	struct pki_pair lsc;     /* the LSC it got in this run, or zero */
-};
-
-struct replay_key {
-	uint8_t recorded_id[KEY_ID_LEN]; /* SHA-256 key id of the recorded CSR's key */
-	gnutls_x509_privkey_t key;       /* the key made for it in this run */
-};
-
-struct replay_state {
-	struct replay_dev *devs;
-	size_t ndevs;
-	struct replay_key *keys;
-	size_t nkeys;
-};
-
 struct replay_state *replay_state_new(void)
 {
 	return calloc(1, sizeof(struct replay_state));
@@ -51,36 +31,42 @@ void replay_state_free(struct replay_state *st)
 	if (!st)
 		return;
 	for (size_t i = 0; i < st->ndevs; i++) {
-		pki_pair_deinit(&st->devs[i].mic);
-		pki_pair_deinit(&st->devs[i].lsc);
+		pki_pair_deinit(&st->devs[i]->mic);
+		pki_pair_deinit(&st->devs[i]->lsc);
+		free(st->devs[i]);
 	}
 	for (size_t i = 0; i < st->nkeys; i++)
 		gnutls_x509_privkey_deinit(st->keys[i].key);
+	for (size_t i = 0; i < st->ncerts; i++) {
+		pki_pair_deinit(&st->certs[i]->now);
+		free(st->certs[i]);
+	}
 	free(st->devs);
 	free(st->keys);
+	free(st->certs);
 	free(st);
 }
 
-static struct replay_dev *state_dev(struct replay_state *st, const char *name)
+struct replay_dev *replay_state_dev(struct replay_state *st, const char *name)
 {
-	struct replay_dev *grown;
+	struct replay_dev **grown, *dev;
 
 	for (size_t i = 0; i < st->ndevs; i++)
-		if (!strcmp(st->devs[i].name, name))
-			return &st->devs[i];
+		if (!strcmp(st->devs[i]->name, name))
+			return st->devs[i];
 	grown = realloc(st->devs, (st->ndevs + 1) * sizeof(*grown));
 	if (!grown)
 		return NULL;
 	st->devs = grown;
-	memset(&st->devs[st->ndevs], 0, sizeof(st->devs[0]));
-	snprintf(st->devs[st->ndevs].name, sizeof(st->devs[0].name), "%s", name);
-	return &st->devs[st->ndevs++];
+	dev = calloc(1, sizeof(*dev));
+	if (!dev)
+		return NULL;
+	snprintf(dev->name, sizeof(dev->name), "%s", name);
+	st->devs[st->ndevs++] = dev;
+	return dev;
 }
 
-static void result_fail(struct replay_result *r, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static void result_fail(struct replay_result *r, const char *fmt, ...)
+void replay_result_fail(struct replay_result *r, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -92,7 +78,7 @@ static void result_fail(struct replay_result *r, const char *fmt, ...)
 
 /* ---- the CSR made anew ------------------------------------------------ */
 
-static int key_type_of(int pk, unsigned bits, gnutls_ecc_curve_t curve)
+int replay_key_type_of(int pk, unsigned bits, gnutls_ecc_curve_t curve)
 {
 	if (pk == GNUTLS_PK_RSA)
 		return bits == 2048 ? CAPF__KEY_TYPE__KEY_RSA_2048
@@ -112,7 +98,7 @@ static int key_type_of(int pk, unsigned bits, gnutls_ecc_curve_t curve)
  * same recorded key (a phone retrying with its key), else a new one of the
  * same type. *out is a copy the caller frees.
  */
-static int key_for(struct replay_state *st, const uint8_t *id, int key_type,
+int replay_key_for(struct replay_state *st, const uint8_t *id, int key_type,
 		   gnutls_x509_privkey_t *out)
 {
 	struct replay_key *grown;
@@ -121,7 +107,7 @@ static int key_for(struct replay_state *st, const uint8_t *id, int key_type,
 
 	*out = NULL;
 	for (size_t i = 0; i < st->nkeys; i++) {
-		if (memcmp(st->keys[i].recorded_id, id, KEY_ID_LEN))
+		if (memcmp(st->keys[i].recorded_id, id, REPLAY_KEY_ID_LEN))
 			continue;
 		if (gnutls_x509_privkey_init(out) < 0)
 			return CAPF_ENOMEM;
@@ -150,7 +136,7 @@ static int key_for(struct replay_state *st, const uint8_t *id, int key_type,
 		*out = NULL;
 		return CAPF_ECRYPTO;
 	}
-	memcpy(st->keys[st->nkeys].recorded_id, id, KEY_ID_LEN);
+	memcpy(st->keys[st->nkeys].recorded_id, id, REPLAY_KEY_ID_LEN);
 	st->keys[st->nkeys].key = key;
 	st->nkeys++;
 	return 0;
@@ -205,16 +191,16 @@ static int remake_csr(struct replay_state *st, const struct transcript_session *
 	pk = gnutls_pubkey_get_pk_algorithm(pub, &bits);
 	if (pk == GNUTLS_PK_ECDSA)
 		(void)gnutls_pubkey_export_ecc_raw(pub, &curve, NULL, NULL);
-	key_type = key_type_of(pk, bits, curve);
+	key_type = replay_key_type_of(pk, bits, curve);
 	if (key_type == 0) {
 		snprintf(why, whylen, "the recorded CSR has a key this tool cannot make");
 		goto out;
 	}
 	if (gnutls_pubkey_get_key_id(pub, GNUTLS_KEYID_USE_SHA256, id, &id_len) < 0 ||
-	    id_len < KEY_ID_LEN)
+	    id_len < REPLAY_KEY_ID_LEN)
 		goto out;
 	sig_ok = gnutls_x509_crq_verify(crq, 0) >= 0;
-	ret = key_for(st, id, key_type, key);
+	ret = replay_key_for(st, id, key_type, key);
 	if (ret < 0) {
 		snprintf(why, whylen, "cannot make a %s key: %s", key_type_name(key_type),
 			 capf_strerror(ret));
@@ -260,6 +246,149 @@ out:
 	return ret;
 }
 
+/* ---- MICs, LSCs and the certificates standing for recorded ones ---- */
+
+int replay_dev_mic(const struct replay_opts *o, struct replay_dev *dev, struct replay_result *r)
+{
+	char crt[PATH_MAX], key[PATH_MAX];
+	int ret;
+
+	if (dev->have_mic)
+		return 0;
+	if (o->mic) {
+		snprintf(crt, sizeof(crt), "%s", o->mic);
+		snprintf(key, sizeof(key), "%s", o->mic_key);
+	} else if (o->mic_dir) {
+		snprintf(crt, sizeof(crt), "%s/%s.pem", o->mic_dir, dev->name);
+		snprintf(key, sizeof(key), "%s/%s.key", o->mic_dir, dev->name);
+	} else {
+		if (r)
+			replay_result_fail(r, "the session presented a MIC: --mic or --mic-dir is "
+					      "needed");
+		return CAPF_EINVAL;
+	}
+	ret = pki_read_pair(crt, key, &dev->mic);
+	if (ret < 0) {
+		pki_pair_deinit(&dev->mic);
+		if (r)
+			replay_result_fail(r, "cannot read the MIC of %s (%s, %s): %s", dev->name, crt,
+					   key, capf_strerror(ret));
+		return ret;
+	}
+	dev->have_mic = true;
+	return 0;
+}
+
+const struct pki_pair *replay_dev_lsc(const struct replay_opts *o, struct replay_dev *dev)
+{
+	char crt[PATH_MAX], key[PATH_MAX];
+
+	if (!dev->lsc.crt && o->lsc_dir) {
+		snprintf(crt, sizeof(crt), "%s/%s-lsc.pem", o->lsc_dir, dev->name);
+		snprintf(key, sizeof(key), "%s/%s-lsc.key", o->lsc_dir, dev->name);
+		if (pki_read_pair(crt, key, &dev->lsc) < 0)
+			pki_pair_deinit(&dev->lsc);
+	}
+	return dev->lsc.crt ? &dev->lsc : NULL;
+}
+
+/* Copies a certificate and key into a pair of its own. */
+static int pair_from(struct pki_pair *out, const uint8_t *der, size_t len,
+		     gnutls_x509_privkey_t key)
+{
+	gnutls_datum_t d = { (unsigned char *)der, (unsigned)len };
+
+	memset(out, 0, sizeof(*out));
+	if (gnutls_x509_crt_init(&out->crt) < 0) {
+		out->crt = NULL;
+		return CAPF_ENOMEM;
+	}
+	if (gnutls_x509_crt_import(out->crt, &d, GNUTLS_X509_FMT_DER) < 0 ||
+	    gnutls_x509_privkey_init(&out->key) < 0 || gnutls_x509_privkey_cpy(out->key, key) < 0) {
+		pki_pair_deinit(out);
+		return CAPF_ECRYPTO;
+	}
+	return 0;
+}
+
+/* Where --lsc-dir keeps the certificate standing for a recorded one. */
+static void cert_paths(const struct replay_opts *o, const uint8_t sha256[32], char *crt,
+		       char *key)
+{
+	char hex[65];
+
+	hex_encode(sha256, 32, hex);
+	snprintf(crt, PATH_MAX, "%s/for-%s.pem", o->lsc_dir, hex);
+	snprintf(key, PATH_MAX, "%s/for-%s.key", o->lsc_dir, hex);
+}
+
+static struct replay_cert *cert_entry(struct replay_state *st, const uint8_t sha256[32])
+{
+	struct replay_cert **grown, *e;
+
+	for (size_t i = 0; i < st->ncerts; i++)
+		if (!memcmp(st->certs[i]->recorded_sha256, sha256, 32))
+			return st->certs[i];
+	grown = realloc(st->certs, (st->ncerts + 1) * sizeof(*grown));
+	if (!grown)
+		return NULL;
+	st->certs = grown;
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return NULL;
+	memcpy(e->recorded_sha256, sha256, 32);
+	st->certs[st->ncerts++] = e;
+	return e;
+}
+
+const struct pki_pair *replay_state_cert(const struct replay_opts *o, struct replay_state *st,
+					 const uint8_t sha256[32])
+{
+	char crt[PATH_MAX], key[PATH_MAX];
+	struct replay_cert *e;
+
+	for (size_t i = 0; i < st->ncerts; i++)
+		if (!memcmp(st->certs[i]->recorded_sha256, sha256, 32) && st->certs[i]->now.crt)
+			return &st->certs[i]->now;
+	if (!o->lsc_dir)
+		return NULL;
+	cert_paths(o, sha256, crt, key);
+	if (access(crt, R_OK) != 0 || !(e = cert_entry(st, sha256)))
+		return NULL;
+	if (pki_read_pair(crt, key, &e->now) < 0) {
+		pki_pair_deinit(&e->now);
+		return NULL;
+	}
+	return &e->now;
+}
+
+int replay_state_cert_add(const struct replay_opts *o, struct replay_state *st,
+			  const uint8_t sha256[32], const struct pki_pair *p)
+{
+	struct replay_cert *e = cert_entry(st, sha256);
+	char crt[PATH_MAX], key[PATH_MAX];
+	uint8_t *der = NULL;
+	size_t len = 0;
+	int ret;
+
+	if (!e)
+		return CAPF_ENOMEM;
+	if (&e->now == p)
+		return 0;
+	ret = pki_crt_der(p->crt, &der, &len);
+	if (ret < 0)
+		return ret;
+	pki_pair_deinit(&e->now);
+	ret = pair_from(&e->now, der, len, p->key);
+	free(der);
+	if (ret == 0 && o->lsc_dir) {
+		cert_paths(o, sha256, crt, key);
+		if (pki_write_pair(&e->now, crt, key) < 0)
+			fprintf(stderr, REPLAY_PROG ": cannot write %s\n", crt);
+	}
+	return ret;
+}
+
 /* ---- one session ------------------------------------------------------ */
 
 static int pick_client_cert(const struct replay_opts *o, const struct transcript_session *s,
@@ -271,66 +400,67 @@ static int pick_client_cert(const struct replay_opts *o, const struct transcript
 	const char *owner = s->client_cert_cn[0] && device_name_valid(s->client_cert_cn)
 				    ? s->client_cert_cn
 				    : s->device;
-	struct replay_dev *dev = state_dev(st, owner);
-	char crt[PATH_MAX], key[PATH_MAX];
+	struct replay_dev *dev = replay_state_dev(st, owner);
 	int ret;
 
 	*out = NULL;
 	if (!dev)
 		return CAPF_ENOMEM;
 	if (!strcmp(s->client_cert, "lsc")) {
-		if (!dev->lsc.crt && o->lsc_dir) {
-			snprintf(crt, sizeof(crt), "%s/%s-lsc.pem", o->lsc_dir, owner);
-			snprintf(key, sizeof(key), "%s/%s-lsc.key", o->lsc_dir, owner);
-			if (pki_read_pair(crt, key, &dev->lsc) < 0)
-				pki_pair_deinit(&dev->lsc);
-		}
-		if (!dev->lsc.crt) {
-			result_fail(r, "the session presented an LSC, and %s got none earlier in this "
-				       "run",
-				    owner);
+		*out = replay_dev_lsc(o, dev);
+		if (!*out) {
+			replay_result_fail(r, "the session presented an LSC, and %s got none earlier "
+					      "in this run",
+					   owner);
 			return CAPF_ENOENT;
 		}
-		*out = &dev->lsc;
 		return 0;
 	}
 	if (strcmp(s->client_cert, "mic"))
 		return 0;
-	if (!dev->have_mic) {
-		if (o->mic) {
-			snprintf(crt, sizeof(crt), "%s", o->mic);
-			snprintf(key, sizeof(key), "%s", o->mic_key);
-		} else if (o->mic_dir) {
-			snprintf(crt, sizeof(crt), "%s/%s.pem", o->mic_dir, owner);
-			snprintf(key, sizeof(key), "%s/%s.key", o->mic_dir, owner);
-		} else {
-			result_fail(r, "the session presented a MIC: --mic or --mic-dir is needed");
-			return CAPF_EINVAL;
-		}
-		ret = pki_read_pair(crt, key, &dev->mic);
-		if (ret < 0) {
-			result_fail(r, "cannot read the MIC of %s (%s, %s): %s", owner, crt, key,
-				    capf_strerror(ret));
-			return ret;
-		}
-		dev->have_mic = true;
-	}
+	ret = replay_dev_mic(o, dev, r);
+	if (ret < 0)
+		return ret;
 	*out = &dev->mic;
 	return 0;
 }
 
-/*
- * After a session that ended well: the device keeps or forgets its LSC,
- * in the run and, with --lsc-dir, for the runs that follow.
- */
-static void learn(const struct replay_opts *o, struct replay_state *st,
-		  const struct transcript_session *s, struct session_ctx *c)
+int replay_open_tls(const struct session_ctx *c, struct replay_state *st, const char *host,
+		    const char *port, struct client_tls *t)
 {
+	const struct transcript_session *s = c->s;
+	const struct pki_pair *cert = NULL;
+	const char *name;
+	int ret;
+
+	if (pick_client_cert(c->o, s, st, &cert, c->r) < 0)
+		return CAPF_ENOENT;
+	ret = client_tls_open(t, host, port, cert, c->o->trust, c->o->timeout_ms);
+	if (ret < 0) {
+		replay_result_fail(c->r, "TLS: %s", t->errtext[0] ? t->errtext : capf_strerror(ret));
+		return CAPF_ENOENT;
+	}
+	/* The same server configuration negotiates the same parameters. */
+	name = gnutls_protocol_get_name(gnutls_protocol_get_version(t->session));
+	if (s->tls_version[0] && strcmp(s->tls_version, name ? name : "")) {
+		replay_result_set(c->r, -1, "", "tls_version", s->tls_version, name ? name : "?");
+		return CAPF_ENOENT;
+	}
+	name = gnutls_ciphersuite_get(t->session);
+	if (s->tls_cipher[0] && strcmp(s->tls_cipher, name ? name : "unknown")) {
+		replay_result_set(c->r, -1, "", "tls_cipher", s->tls_cipher, name ? name : "unknown");
+		return CAPF_ENOENT;
+	}
+	return 0;
+}
+
+void replay_learn(const struct replay_opts *o, struct replay_state *st, struct session_ctx *c)
+{
+	const struct transcript_session *s = c->s;
 	struct replay_dev *dev;
-	gnutls_datum_t d = { c->delivered, (unsigned)c->delivered_len };
 	char crt[PATH_MAX], key[PATH_MAX];
 
-	if (!c->end_ok || !(dev = state_dev(st, s->device)))
+	if (!c->end_ok || !(dev = replay_state_dev(st, s->device)))
 		return;
 	if (o->lsc_dir) {
 		snprintf(crt, sizeof(crt), "%s/%s-lsc.pem", o->lsc_dir, s->device);
@@ -347,19 +477,15 @@ static void learn(const struct replay_opts *o, struct replay_state *st,
 	if (!c->delivered || !c->key)
 		return;
 	pki_pair_deinit(&dev->lsc);
-	if (gnutls_x509_crt_init(&dev->lsc.crt) < 0)
+	if (pair_from(&dev->lsc, c->delivered, c->delivered_len, c->key) < 0)
 		return;
-	if (gnutls_x509_crt_import(dev->lsc.crt, &d, GNUTLS_X509_FMT_DER) < 0 ||
-	    gnutls_x509_privkey_init(&dev->lsc.key) < 0 ||
-	    gnutls_x509_privkey_cpy(dev->lsc.key, c->key) < 0) {
-		pki_pair_deinit(&dev->lsc);
-		return;
-	}
+	if (c->have_recorded)
+		(void)replay_state_cert_add(o, st, c->recorded_sha256, &dev->lsc);
 	if (o->lsc_dir && pki_write_pair(&dev->lsc, crt, key) < 0)
 		fprintf(stderr, REPLAY_PROG ": cannot write %s\n", crt);
 }
 
-static void sleep_until(double when)
+void replay_sleep_until(double when)
 {
 	double left = when - replay_now();
 	struct timespec ts;
@@ -388,7 +514,7 @@ static bool send_phone(struct session_ctx *c, struct replay_state *st, struct cl
 		ret = remake_csr(st, c->s, m, t->session, &frame, &frame_len, &c->key, why,
 				 sizeof(why));
 		if (ret < 0 && ret != CAPF_EBADMSG) {
-			result_fail(c->r, "message %u (CsrSubmit): %s", m->index, why);
+			replay_result_fail(c->r, "message %u (CsrSubmit): %s", m->index, why);
 			return false;
 		}
 	}
@@ -399,7 +525,7 @@ static bool send_phone(struct session_ctx *c, struct replay_state *st, struct cl
 		frame_len = m->len + (raw ? 0 : FRAME_HEADER_LEN);
 		frame = malloc(frame_len ? frame_len : 1);
 		if (!frame) {
-			result_fail(c->r, "out of memory");
+			replay_result_fail(c->r, "out of memory");
 			return false;
 		}
 		if (!raw)
@@ -417,7 +543,7 @@ static bool send_phone(struct session_ctx *c, struct replay_state *st, struct cl
 		return true;
 	}
 	if (ret < 0) {
-		result_fail(c->r, "message %u (%s): cannot send: %s", m->index, m->type,
+		replay_result_fail(c->r, "message %u (%s): cannot send: %s", m->index, m->type,
 			    t->errtext[0] ? t->errtext : capf_strerror(ret));
 		return false;
 	}
@@ -429,37 +555,17 @@ int replay_session(const struct replay_opts *o, const struct transcript_session 
 {
 	struct client_tls t = CLIENT_TLS_INIT;
 	struct session_ctx c = { .o = o, .s = s, .r = r };
-	const struct pki_pair *cert = NULL;
-	const char *name;
 	double t0 = replay_now(), base;
 	bool closed = false;
 	int ret;
 
+	if (!strcmp(s->protocol, "cisco"))
+		return replay_cisco_session(o, s, st, r);
 	memset(r, 0, sizeof(*r));
 	r->index = -1;
-	if (strcmp(s->protocol, "native")) {
-		result_fail(r, "only native sessions replay (this one is %s)", s->protocol);
-		return CAPF_ENOTSUP;
-	}
-	if (pick_client_cert(o, s, st, &cert, r) < 0)
+	if (replay_open_tls(&c, st, o->host, o->port, &t) < 0)
 		goto out;
-	ret = client_tls_open(&t, o->host, o->port, cert, o->trust, o->timeout_ms);
-	if (ret < 0) {
-		result_fail(r, "TLS: %s", t.errtext[0] ? t.errtext : capf_strerror(ret));
-		goto out;
-	}
 	base = replay_now();
-	/* The same server configuration negotiates the same parameters. */
-	name = gnutls_protocol_get_name(gnutls_protocol_get_version(t.session));
-	if (s->tls_version[0] && strcmp(s->tls_version, name ? name : "")) {
-		replay_result_set(r, -1, "", "tls_version", s->tls_version, name ? name : "?");
-		goto out;
-	}
-	name = gnutls_ciphersuite_get(t.session);
-	if (s->tls_cipher[0] && strcmp(s->tls_cipher, name ? name : "unknown")) {
-		replay_result_set(r, -1, "", "tls_cipher", s->tls_cipher, name ? name : "unknown");
-		goto out;
-	}
 	for (size_t i = 0; i < s->nmsgs; i++) {
 		const struct transcript_msg *m = &s->msgs[i];
 		Capf__PhoneMessage *got = NULL;
@@ -469,7 +575,7 @@ int replay_session(const struct replay_opts *o, const struct transcript_session 
 			if (closed)
 				continue;
 			if (o->pace)
-				sleep_until(base + m->t);
+				replay_sleep_until(base + m->t);
 			if (!send_phone(&c, st, &t, m, &closed))
 				goto out;
 			r->nmsgs++;
@@ -489,7 +595,7 @@ int replay_session(const struct replay_opts *o, const struct transcript_session 
 		}
 		capf__phone_message__free_unpacked(got, NULL);
 	}
-	learn(o, st, s, &c);
+	replay_learn(o, st, &c);
 out:
 	client_tls_close(&t);
 	if (c.key)
