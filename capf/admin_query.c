@@ -35,7 +35,7 @@ struct cursor_serial {
 };
 
 struct admin_cursor {
-	char **names; /* sorted; the tombstones of removed devices left out */
+	char **names; /* sorted, one allocation; removed devices are skipped page by page */
 	size_t n_names;
 	bool have_names;
 	struct cursor_serial *serials; /* sorted as big-endian integers */
@@ -45,9 +45,7 @@ struct admin_cursor {
 
 static void cursor_names_free(struct admin_cursor *cur)
 {
-	for (size_t i = 0; i < cur->n_names; i++)
-		free(cur->names[i]);
-	free(cur->names);
+	free(cur->names); /* one allocation, names included */
 	cur->names = NULL;
 	cur->n_names = 0;
 	cur->have_names = false;
@@ -71,42 +69,19 @@ static struct admin_cursor *cursor_get(struct admin_client *ac)
 	return *slot;
 }
 
-/* The store's copies come sorted by name; only the names are kept, so
- * that a million devices cost their names, not their records. */
+/* The names in the store now, sorted: a million devices cost their names,
+ * not their records, and the store's lock is held only to copy them (the
+ * removed devices among them are skipped page by page). */
 static int cursor_take_names(struct admin_cursor *cur, struct store *st)
 {
-	Capf__Device **devs = NULL;
-	size_t n = 0, k = 0;
 	int ret;
 
 	cursor_names_free(cur);
-	ret = store_device_list(st, &devs, &n);
+	ret = store_device_names(st, &cur->names, &cur->n_names);
 	if (ret < 0)
 		return ret;
-	cur->names = calloc(n > 0 ? n : 1, sizeof(*cur->names));
-	if (cur->names == NULL) {
-		ret = CAPF_ENOMEM;
-		goto out;
-	}
-	for (size_t i = 0; i < n; i++) {
-		if (devs[i]->deleted)
-			continue;
-		cur->names[k] = strdup(devs[i]->name);
-		if (cur->names[k] == NULL) {
-			ret = CAPF_ENOMEM;
-			goto out;
-		}
-		k++;
-	}
-	cur->n_names = k;
 	cur->have_names = true;
-out:
-	store_device_list_free(devs, n);
-	if (ret < 0) {
-		cur->n_names = k;
-		cursor_names_free(cur);
-	}
-	return ret;
+	return 0;
 }
 
 /* The first name after after (all of them for an empty one). */

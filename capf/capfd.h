@@ -21,6 +21,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include <gnutls/gnutls.h>
 #include <uv.h>
@@ -159,10 +160,31 @@ int config_check(const struct capfd_config *cfg);
 void config_diff(const struct capfd_config *a, const struct capfd_config *b,
 		 void (*cb)(const char *section, const char *name, void *arg), void *arg);
 
+/* What a SIGHUP does with an option that changed (capf/reload.c). */
+enum config_reload {
+	CONFIG_RESTART,   /* nothing: it takes effect at the next start */
+	CONFIG_LIVE,      /* config_apply_live(): read with CFG_LIVE() */
+	CONFIG_ROLES,     /* [admin]: the admin connections that follow */
+	CONFIG_METRICS,   /* [metrics] listen: the listener started again */
+	CONFIG_TLS,       /* a priority string: new TLS credentials */
+	CONFIG_TRUST,     /* [trust]: ca_trust_reload() */
+	CONFIG_LOG_LEVEL, /* [log] level */
+};
+
 /*
- * config_apply_live() - if [section] name is an option the workers read
- * live (CFG_LIVE()), store src's value of it into dst and return true;
- * else false (it takes effect at the next start).
+ * config_reload_of() - what SIGHUP does when [section] name changed (an
+ * unknown option: CONFIG_RESTART). *why (if why is not NULL) gets the
+ * phrase for the log line: for CONFIG_LIVE who uses the new value, for
+ * CONFIG_RESTART why it waits for a restart; "" for the others. The
+ * string is static.
+ */
+enum config_reload config_reload_of(const char *section, const char *name, const char **why);
+
+/*
+ * config_apply_live() - if [section] name is an option read live
+ * (CONFIG_LIVE: workers and the main loop's timers read it with
+ * CFG_LIVE()), store src's value of it into dst and return true; else
+ * false.
  */
 bool config_apply_live(struct capfd_config *dst, const struct capfd_config *src,
 		       const char *section, const char *name);
@@ -172,6 +194,19 @@ struct server;
  * (capf/reload.c). A bad one is refused, with its messages, and the
  * running one kept. */
 void server_reload(struct server *srv);
+
+/* server_live_changed() - after a reload applied CONFIG_LIVE options:
+ * the main loop's timers follow them (the CRL timer, the sweep). */
+void server_live_changed(struct server *srv);
+
+/*
+ * The sweep of superseded LSCs ([ca] supersede_grace, capf/sweep.c), on
+ * the main loop. sweep_start() arms it at start; sweep_follow() re-arms
+ * it when the grace changed (a reload); sweep_stop() closes its timer.
+ */
+int sweep_start(struct server *srv);
+void sweep_follow(struct server *srv);
+void sweep_stop(struct server *srv);
 
 /* config_admin_roles() - whether any [admin] role is configured. */
 bool config_admin_roles(const struct capfd_config *cfg);
@@ -238,9 +273,10 @@ struct source_count;
 
 /*
  * CFG_LIVE() - read an option that SIGHUP may change while workers run
- * ([limits], [auth], [ca] renew_window, [cisco] max_in_progress: see
- * config_apply_live()). Each read is whole; a session reads the values
- * once where they matter and keeps what it read.
+ * ([limits], [auth], [ca] renew_window and supersede_grace, [cisco]
+ * max_in_progress...: the CONFIG_LIVE ones of capf/config.c's table).
+ * Each read is whole; a session reads the values once where they matter
+ * and keeps what it read.
  */
 #define CFG_LIVE(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
 
@@ -258,8 +294,13 @@ struct server {
 	bool crl_timer_on;
 	uv_async_t crl_async;          /* a worker recorded revocations: regenerate */
 	bool crl_async_on;
+	unsigned crl_every_ms;         /* the period crl_timer runs with */
+	/* The sweep of superseded LSCs (capf/sweep.c). */
 	uv_timer_t sweep_timer;        /* revokes superseded LSCs after their grace */
 	bool sweep_timer_on;
+	unsigned sweep_grace;          /* the [ca] supersede_grace it follows */
+	unsigned sweep_session_max_ms; /* the longest [limits] session_timeout in force */
+	time_t sweep_linger_until;     /* grace 0: sweep until then, for sessions in flight */
 
 	uv_loop_t *loop;               /* main loop: signals, admin */
 	uv_signal_t sigint, sigterm, sighup;

@@ -26,65 +26,115 @@ struct opt {
 	enum opt_type type;
 	size_t offset;
 	unsigned min, max; /* for numbers */
+	/* What SIGHUP does when it changed (capf/reload.c), and a phrase
+	 * for its log line: who uses the new value, or why it waits for a
+	 * restart. The restart ones are listed in capfd.conf(5), RELOADING
+	 * (tests/reload_doc.sh compares the two). */
+	enum config_reload reload;
+	const char *why;
 };
 
 #define O(f) offsetof(struct capfd_config, f)
+#define LIVE(why) CONFIG_LIVE, why
+#define MAIN(how) how, NULL
+#define RESTART(why) CONFIG_RESTART, why
 
 static const struct opt options[] = {
-	{ "server", "state_dir", OPT_STR, O(state_dir), 0, 0 },
-	{ "server", "listen", OPT_STR, O(listen), 0, 0 },
-	{ "server", "port", OPT_UINT, O(port), 0, 65535 },
-	{ "server", "workers", OPT_UINT, O(workers), 0, 256 },
-	{ "server", "admin_socket", OPT_STR, O(admin_socket), 0, 0 },
-	{ "server", "admin_mode", OPT_MODE, O(admin_mode), 0, 0 },
-	{ "server", "ready_file", OPT_STR, O(ready_file), 0, 0 },
-	{ "admin", "admin_users", OPT_STR, O(admin_users), 0, 0 },
-	{ "admin", "admin_group", OPT_STR, O(admin_group), 0, 0 },
-	{ "admin", "readonly_users", OPT_STR, O(readonly_users), 0, 0 },
-	{ "admin", "readonly_group", OPT_STR, O(readonly_group), 0, 0 },
-	{ "metrics", "listen", OPT_STR, O(metrics_listen), 0, 0 },
-	{ "tls", "priority", OPT_STR, O(tls_priority), 0, 0 },
-	{ "cisco", "enabled", OPT_BOOL, O(cisco_enabled), 0, 0 },
-	{ "cisco", "port", OPT_UINT, O(cisco_port), 0, 65535 },
-	{ "cisco", "priority", OPT_STR, O(cisco_priority), 0, 0 },
-	{ "cisco", "max_in_progress", OPT_UINT, O(cisco_max_in_progress), 1, 10000 },
-	{ "ca", "subject", OPT_STR, O(ca_subject), 0, 0 },
-	{ "ca", "ca_days", OPT_UINT, O(ca_days), 1, 36500 },
-	{ "ca", "lsc_days", OPT_UINT, O(lsc_days), 1, 36500 },
-	{ "ca", "supersede_grace", OPT_UINT, O(supersede_grace), 0, 31536000 },
-	{ "ca", "renew_window", OPT_UINT, O(renew_window), 0, 99 },
-	{ "auth", "allow_null_string", OPT_BOOL, O(allow_null_string), 0, 0 },
-	{ "auth", "max_failures", OPT_UINT, O(max_auth_failures), 1, 1000 },
-	{ "auth", "lockout", OPT_UINT, O(lockout_seconds), 1, 86400 },
-	{ "ca", "key", OPT_STR, O(ca_key), 0, 0 },
-	{ "ca", "key_type", OPT_STR, O(ca_key_type), 0, 0 },
-	{ "ca", "overlap_days", OPT_UINT, O(ca_overlap_days), 1, 36500 },
-	{ "ca", "crl_days", OPT_UINT, O(crl_days), 1, 3650 },
-	{ "ca", "crl_refresh", OPT_SECONDS, O(crl_refresh_ms), 1, 604800 },
-	{ "trust", "manufacturer_roots", OPT_STR, O(mfg_roots), 0, 0 },
-	{ "trust", "mic_patterns", OPT_STR, O(mic_patterns), 0, 0 },
-	{ "limits", "handshake_timeout", OPT_SECONDS, O(handshake_timeout_ms), 1, 3600 },
-	{ "limits", "idle_timeout", OPT_SECONDS, O(idle_timeout_ms), 1, 3600 },
-	{ "limits", "session_timeout", OPT_SECONDS, O(session_timeout_ms), 1, 86400 },
-	{ "limits", "shutdown_timeout", OPT_SECONDS, O(shutdown_timeout_ms), 0, 3600 },
-	{ "limits", "max_connections", OPT_UINT, O(max_connections), 1, 1000000 },
-	{ "limits", "max_per_source", OPT_UINT, O(max_per_source), 1, 1000000 },
-	{ "limits", "max_frame", OPT_UINT, O(max_frame), 1024, FRAME_MAX_LIMIT },
-	{ "limits", "max_messages", OPT_UINT, O(max_messages), 4, 100000 },
-	{ "log", "level", OPT_LEVEL, O(log_level), 0, 0 },
-	{ "log", "syslog", OPT_BOOL, O(log_syslog), 0, 0 },
-	{ "store", "compact_size", OPT_UINT, O(store_compact_mb), 1, 1048576 },
-	{ "store", "queue", OPT_UINT, O(store_queue), 16, 1048576 },
-	{ "store", "audit_file_size", OPT_UINT, O(store_audit_file_mb), 1, 4096 },
-	{ "store", "audit_aggregate", OPT_UINT, O(store_audit_aggregate_s), 1, 86400 },
-	{ "testing", "fault_injection", OPT_BOOL, O(fault_injection), 0, 0 },
-	{ "testing", "signer_delay_ms", OPT_UINT, O(signer_delay_ms), 0, 600000 },
-	{ "signer", "queue", OPT_UINT, O(signer_queue), 1, 100000 },
-	{ "signer", "timeout_ms", OPT_UINT, O(signer_timeout_ms), 100, 600000 },
-	{ "signer", "socket", OPT_STR, O(signer_socket), 0, 0 },
+	{ "server", "state_dir", OPT_STR, O(state_dir), 0, 0,
+	  RESTART("the store, its lock and the CA are opened in it at start") },
+	{ "server", "listen", OPT_STR, O(listen), 0, 0,
+	  RESTART("each worker binds its listening socket at start") },
+	{ "server", "port", OPT_UINT, O(port), 0, 65535,
+	  RESTART("each worker binds its listening socket at start") },
+	{ "server", "workers", OPT_UINT, O(workers), 0, 256,
+	  RESTART("the worker threads and their loops are made at start") },
+	{ "server", "admin_socket", OPT_STR, O(admin_socket), 0, 0,
+	  RESTART("the admin socket is bound at start") },
+	{ "server", "admin_mode", OPT_MODE, O(admin_mode), 0, 0,
+	  RESTART("the admin socket gets its mode when it is bound, at start") },
+	{ "server", "ready_file", OPT_STR, O(ready_file), 0, 0,
+	  RESTART("it is written once, when capfd is ready, and removed at exit") },
+	{ "admin", "admin_users", OPT_STR, O(admin_users), 0, 0, MAIN(CONFIG_ROLES) },
+	{ "admin", "admin_group", OPT_STR, O(admin_group), 0, 0, MAIN(CONFIG_ROLES) },
+	{ "admin", "readonly_users", OPT_STR, O(readonly_users), 0, 0, MAIN(CONFIG_ROLES) },
+	{ "admin", "readonly_group", OPT_STR, O(readonly_group), 0, 0, MAIN(CONFIG_ROLES) },
+	{ "metrics", "listen", OPT_STR, O(metrics_listen), 0, 0, MAIN(CONFIG_METRICS) },
+	{ "tls", "priority", OPT_STR, O(tls_priority), 0, 0, MAIN(CONFIG_TLS) },
+	{ "cisco", "enabled", OPT_BOOL, O(cisco_enabled), 0, 0,
+	  RESTART("the Cisco listeners are bound at start") },
+	{ "cisco", "port", OPT_UINT, O(cisco_port), 0, 65535,
+	  RESTART("the Cisco listeners are bound at start") },
+	{ "cisco", "priority", OPT_STR, O(cisco_priority), 0, 0, MAIN(CONFIG_TLS) },
+	{ "cisco", "max_in_progress", OPT_UINT, O(cisco_max_in_progress), 1, 10000,
+	  LIVE("new sessions use it") },
+	{ "ca", "subject", OPT_STR, O(ca_subject), 0, 0,
+	  RESTART("the CA is opened with it at start") },
+	{ "ca", "ca_days", OPT_UINT, O(ca_days), 1, 36500,
+	  RESTART("the CA is opened with it at start") },
+	{ "ca", "lsc_days", OPT_UINT, O(lsc_days), 1, 36500,
+	  RESTART("the CA is opened with it at start") },
+	{ "ca", "supersede_grace", OPT_UINT, O(supersede_grace), 0, 31536000,
+	  LIVE("new sessions use it, and the sweep of superseded LSCs follows") },
+	{ "ca", "renew_window", OPT_UINT, O(renew_window), 0, 99, LIVE("new sessions use it") },
+	{ "auth", "allow_null_string", OPT_BOOL, O(allow_null_string), 0, 0,
+	  LIVE("new sessions use it") },
+	{ "auth", "max_failures", OPT_UINT, O(max_auth_failures), 1, 1000,
+	  LIVE("new sessions use it") },
+	{ "auth", "lockout", OPT_UINT, O(lockout_seconds), 1, 86400, LIVE("new sessions use it") },
+	{ "ca", "key", OPT_STR, O(ca_key), 0, 0, RESTART("the signer opens the CA key at start") },
+	{ "ca", "key_type", OPT_STR, O(ca_key_type), 0, 0,
+	  RESTART("the CA is opened with it at start") },
+	{ "ca", "overlap_days", OPT_UINT, O(ca_overlap_days), 1, 36500,
+	  RESTART("the CA is opened with it at start") },
+	{ "ca", "crl_days", OPT_UINT, O(crl_days), 1, 3650,
+	  RESTART("the CA is opened with it at start") },
+	{ "ca", "crl_refresh", OPT_SECONDS, O(crl_refresh_ms), 1, 604800,
+	  LIVE("the CRL timer is set again") },
+	{ "trust", "manufacturer_roots", OPT_STR, O(mfg_roots), 0, 0, MAIN(CONFIG_TRUST) },
+	{ "trust", "mic_patterns", OPT_STR, O(mic_patterns), 0, 0, MAIN(CONFIG_TRUST) },
+	{ "limits", "handshake_timeout", OPT_SECONDS, O(handshake_timeout_ms), 1, 3600,
+	  LIVE("new sessions use it") },
+	{ "limits", "idle_timeout", OPT_SECONDS, O(idle_timeout_ms), 1, 3600,
+	  LIVE("new sessions use it") },
+	{ "limits", "session_timeout", OPT_SECONDS, O(session_timeout_ms), 1, 86400,
+	  LIVE("new sessions use it") },
+	{ "limits", "shutdown_timeout", OPT_SECONDS, O(shutdown_timeout_ms), 0, 3600,
+	  LIVE("new sessions use it") },
+	{ "limits", "max_connections", OPT_UINT, O(max_connections), 1, 1000000,
+	  LIVE("new sessions use it") },
+	{ "limits", "max_per_source", OPT_UINT, O(max_per_source), 1, 1000000,
+	  LIVE("new sessions use it") },
+	{ "limits", "max_frame", OPT_UINT, O(max_frame), 1024, FRAME_MAX_LIMIT,
+	  LIVE("new sessions use it") },
+	{ "limits", "max_messages", OPT_UINT, O(max_messages), 4, 100000,
+	  LIVE("new sessions use it") },
+	{ "log", "level", OPT_LEVEL, O(log_level), 0, 0, MAIN(CONFIG_LOG_LEVEL) },
+	{ "log", "syslog", OPT_BOOL, O(log_syslog), 0, 0,
+	  RESTART("the log is opened at start, and the signer process gets it when it starts") },
+	{ "store", "compact_size", OPT_UINT, O(store_compact_mb), 1, 1048576,
+	  RESTART("the store is opened with it at start") },
+	{ "store", "queue", OPT_UINT, O(store_queue), 16, 1048576,
+	  RESTART("the store is opened with it at start") },
+	{ "store", "audit_file_size", OPT_UINT, O(store_audit_file_mb), 1, 4096,
+	  RESTART("the store is opened with it at start") },
+	{ "store", "audit_aggregate", OPT_UINT, O(store_audit_aggregate_s), 1, 86400,
+	  RESTART("the store is opened with it at start") },
+	{ "testing", "fault_injection", OPT_BOOL, O(fault_injection), 0, 0,
+	  RESTART("it goes with signer_delay_ms, which the signer process gets when it starts") },
+	{ "testing", "signer_delay_ms", OPT_UINT, O(signer_delay_ms), 0, 600000,
+	  RESTART("the signer process gets it when it starts") },
+	{ "signer", "queue", OPT_UINT, O(signer_queue), 1, 100000,
+	  RESTART("each worker opens its channel to the signer with it at start") },
+	{ "signer", "timeout_ms", OPT_UINT, O(signer_timeout_ms), 100, 600000,
+	  RESTART("each worker opens its channel to the signer with it at start") },
+	{ "signer", "socket", OPT_STR, O(signer_socket), 0, 0,
+	  RESTART("the signer listens on it from start") },
 };
 
 #undef O
+#undef LIVE
+#undef MAIN
+#undef RESTART
 
 void config_defaults(struct capfd_config *cfg)
 {
@@ -426,22 +476,13 @@ void config_diff(const struct capfd_config *a, const struct capfd_config *b,
 	}
 }
 
-/* The numbers and switches that workers read with CFG_LIVE(). */
-static bool is_live(const struct opt *o)
+enum config_reload config_reload_of(const char *section, const char *name, const char **why)
 {
-	static const char *const live[] = {
-		"limits/handshake_timeout", "limits/idle_timeout", "limits/session_timeout",
-		"limits/shutdown_timeout", "limits/max_connections", "limits/max_per_source",
-		"limits/max_frame", "limits/max_messages", "auth/allow_null_string",
-		"auth/max_failures", "auth/lockout", "ca/renew_window", "cisco/max_in_progress",
-	};
-	char key[64];
+	int i = option_index(section, name);
 
-	snprintf(key, sizeof(key), "%s/%s", o->section, o->name);
-	for (size_t i = 0; i < sizeof(live) / sizeof(live[0]); i++)
-		if (strcmp(key, live[i]) == 0)
-			return true;
-	return false;
+	if (why != NULL)
+		*why = i >= 0 && options[i].why != NULL ? options[i].why : "";
+	return i >= 0 ? options[i].reload : CONFIG_RESTART;
 }
 
 bool config_apply_live(struct capfd_config *dst, const struct capfd_config *src,
@@ -454,7 +495,7 @@ bool config_apply_live(struct capfd_config *dst, const struct capfd_config *src,
 
 		if (strcmp(o->section, section) != 0 || strcmp(o->name, name) != 0)
 			continue;
-		if (!is_live(o))
+		if (o->reload != CONFIG_LIVE)
 			return false;
 		if (o->type == OPT_BOOL)
 			__atomic_store_n((bool *)d, *(const bool *)v, __ATOMIC_RELAXED);

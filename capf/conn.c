@@ -436,7 +436,7 @@ static struct core_config core_config_of(const struct server *srv)
 {
 	struct core_config ccfg = { 0 };
 
-	ccfg.supersede_grace = srv->cfg->supersede_grace;
+	ccfg.supersede_grace = CFG_LIVE(srv->cfg->supersede_grace);
 	ccfg.renew_percent = CFG_LIVE(srv->cfg->renew_window);
 	ccfg.allow_null_string = CFG_LIVE(srv->cfg->allow_null_string);
 	ccfg.max_auth_failures = CFG_LIVE(srv->cfg->max_auth_failures);

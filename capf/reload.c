@@ -2,15 +2,17 @@
  * SIGHUP: the configuration file read again, checked as at start (every
  * bad value reported with its line), and refused as a whole if one is
  * bad: the running configuration stays. A good one applies, without
- * touching a connection: the log level, the [admin] roles (new admin
- * connections get them) and the metrics listener on the main loop; the
- * limits, [auth] and the other options config_apply_live() names, which
- * workers read whole (CFG_LIVE()) as sessions start and run; the [trust]
- * manufacturer roots and MIC patterns (ca_trust_reload(): the next MIC
- * is checked against them); the [tls] and [cisco] priorities (new TLS
- * credentials for new sessions). The others (addresses, ports, the
- * state directory, the CA key...) say so: they take effect at the next
- * restart.
+ * touching a connection, every option but those that capf/config.c's
+ * table marks CONFIG_RESTART (each with its reason, in the log line and
+ * in capfd.conf(5)): the CONFIG_LIVE ones (the limits, [auth], [ca]
+ * renew_window and supersede_grace...), which workers read whole
+ * (CFG_LIVE()) as sessions start and run, and after which the main
+ * loop's timers follow (server_live_changed(): the CRL timer, the sweep
+ * of superseded LSCs); on the main loop, the log level, the [admin]
+ * roles (new admin connections get them) and the metrics listener; the
+ * [trust] manufacturer roots and MIC patterns (ca_trust_reload(): the
+ * next MIC is checked against them); the [tls] and [cisco] priorities
+ * (new TLS credentials for new sessions).
  */
 #include "config.h"
 
@@ -27,31 +29,41 @@ struct reload {
 	const struct capfd_config *n;
 	unsigned later;   /* options that need a restart */
 	unsigned applied;
-	bool roles, log_level, metrics, trust, tls;
+	bool live, roles, log_level, metrics, trust, tls;
 };
 
 static void on_changed(const char *section, const char *name, void *arg)
 {
 	struct reload *r = arg;
+	const char *why;
 
-	if (config_apply_live(r->cur, r->n, section, name)) {
-		log_info("reload: [%s] %s changed: new sessions use it", section, name);
+	switch (config_reload_of(section, name, &why)) {
+	case CONFIG_LIVE:
+		config_apply_live(r->cur, r->n, section, name);
+		log_info("reload: [%s] %s changed: %s", section, name, why);
 		r->applied++;
-	} else if (!strcmp(section, "trust")) {
+		r->live = true;
+		break;
+	case CONFIG_TRUST:
 		r->trust = true;
-	} else if ((!strcmp(section, "tls") || !strcmp(section, "cisco")) &&
-		   !strcmp(name, "priority")) {
+		break;
+	case CONFIG_TLS:
 		r->tls = true;
-	} else if (!strcmp(section, "admin")) {
+		break;
+	case CONFIG_ROLES:
 		r->roles = true;
-	} else if (!strcmp(section, "log") && !strcmp(name, "level")) {
+		break;
+	case CONFIG_LOG_LEVEL:
 		r->log_level = true;
-	} else if (!strcmp(section, "metrics")) {
+		break;
+	case CONFIG_METRICS:
 		r->metrics = true;
-	} else {
-		log_warn("reload: [%s] %s changed: it takes effect when capfd restarts", section,
-			 name);
+		break;
+	case CONFIG_RESTART:
+		log_warn("reload: [%s] %s changed: it takes effect when capfd restarts (%s)",
+			 section, name, why);
 		r->later++;
+		break;
 	}
 }
 
@@ -154,6 +166,8 @@ void server_reload(struct server *srv)
 				cur->metrics_listen);
 		r.applied++;
 	}
+	if (r.live)
+		server_live_changed(srv);
 	log_info("configuration reloaded from %s: %u change%s applied, %u at the next restart",
 		 cur->config_file, r.applied, r.applied == 1 ? "" : "s", r.later);
 out:

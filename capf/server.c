@@ -352,94 +352,17 @@ void server_crl_dirty(struct server *srv)
 		uv_async_send(&srv->crl_async);
 }
 
-/* Superseded LSCs whose grace period is over ([ca] supersede_grace). */
-struct due_list {
-	Capf__Certificate **certs;
-	size_t n, cap;
-	time_t now;
-};
-
-static int collect_due(const Capf__Certificate *c, void *arg)
+void server_live_changed(struct server *srv)
 {
-	struct due_list *l = arg;
-	uint8_t buf[8192];
-	size_t len;
+	unsigned ms = CFG_LIVE(srv->cfg->crl_refresh_ms);
 
-	if (c->revoke_after == 0 || c->revoke_after > l->now ||
-	    c->state == CAPF__CERT_STATE__CERT_REVOKED)
-		return 0;
-	if (l->n == l->cap) {
-		size_t ncap = l->cap ? 2 * l->cap : 16;
-		Capf__Certificate **n = realloc(l->certs, ncap * sizeof(*n));
-		if (n == NULL)
-			return CAPF_ENOMEM;
-		l->certs = n;
-		l->cap = ncap;
+	/* The next refresh comes a whole new period from now. */
+	if (srv->crl_timer_on && ms != srv->crl_every_ms) {
+		srv->crl_every_ms = ms;
+		uv_timer_start(&srv->crl_timer, on_crl_timer, ms, ms);
+		log_info("reload: the CRLs are signed again every %u s", ms / 1000u);
 	}
-	len = capf__certificate__get_packed_size(c);
-	if (len > sizeof(buf))
-		return 0;
-	capf__certificate__pack(c, buf);
-	l->certs[l->n] = capf__certificate__unpack(NULL, len, buf);
-	if (l->certs[l->n] != NULL)
-		l->n++;
-	return 0;
-}
-
-static void on_sweep_written(void *arg, int result)
-{
-	(void)arg;
-	if (result < 0 && result != CAPF_ESTALE)
-		log_warn("cannot record the revocation of a superseded LSC: %s; trying again later",
-			 capf_strerror(result));
-}
-
-static void sweep_superseded(struct server *srv)
-{
-	struct due_list l = { .now = time(NULL) };
-	size_t done = 0;
-
-	if (store_cert_foreach(srv->store, collect_due, &l) < 0)
-		log_warn("cannot look for superseded LSCs to revoke");
-	for (size_t i = 0; i < l.n; i++) {
-		Capf__Certificate *c = l.certs[i];
-		Capf__StoreRecord rec = CAPF__STORE_RECORD__INIT;
-		Capf__StoreRecord *recs[1] = { &rec };
-
-		/* The CA's list first, as for every revocation: durable
-		 * before the store says so. */
-		if (ca_revoke(srv->ca, c->serial.data, c->serial.len, l.now, CA_REASON_SUPERSEDED,
-			      c->der.data, c->der.len) < 0) {
-			log_warn("cannot revoke a superseded LSC: %s", ca_last_error());
-			continue;
-		}
-		rec.body_case = CAPF__STORE_RECORD__BODY_CERT;
-		rec.cert = c;
-		rec.check_revision = true;
-		rec.expect_revision = c->revision;
-		c->revision++;
-		c->state = CAPF__CERT_STATE__CERT_REVOKED;
-		c->revoked_at = l.now;
-		c->revocation_reason = CA_REASON_SUPERSEDED;
-		c->revoke_after = 0;
-		if (bridge_submit(&srv->bridge, srv->store, recs, 1, on_sweep_written, NULL) == 0)
-			done++;
-	}
-	for (size_t i = 0; i < l.n; i++)
-		capf__certificate__free_unpacked(l.certs[i], NULL);
-	free(l.certs);
-	if (done > 0) {
-		log_info("revoked %zu superseded LSCs whose grace period ended", done);
-		crl_refresh(srv);
-	}
-}
-
-static void on_sweep_timer(uv_timer_t *t)
-{
-	struct server *srv = t->data;
-
-	if (!srv->stopping)
-		sweep_superseded(srv);
+	sweep_follow(srv);
 }
 
 /* Completes the store record of a revocation the CA holds: a crash
@@ -883,23 +806,17 @@ int server_start(struct server *srv, struct capfd_config *cfg, uv_loop_t *loop)
 	srv->signals_on = true;
 	uv_timer_init(loop, &srv->crl_timer);
 	srv->crl_timer.data = srv;
-	uv_timer_start(&srv->crl_timer, on_crl_timer, cfg->crl_refresh_ms, cfg->crl_refresh_ms);
+	srv->crl_every_ms = cfg->crl_refresh_ms;
+	uv_timer_start(&srv->crl_timer, on_crl_timer, srv->crl_every_ms, srv->crl_every_ms);
 	srv->crl_timer_on = true;
 	ret = uv_async_init(loop, &srv->crl_async, on_crl_async);
 	if (ret < 0)
 		return ret;
 	srv->crl_async.data = srv;
 	srv->crl_async_on = true;
-	if (cfg->supersede_grace > 0) {
-		/* Once a minute is fine-grained enough for a grace period that
-		 * counts in minutes or days; a short one in tests still ends
-		 * within a minute of its time. */
-		unsigned every = cfg->supersede_grace < 60 ? cfg->supersede_grace * 1000u : 60000u;
-		uv_timer_init(loop, &srv->sweep_timer);
-		srv->sweep_timer.data = srv;
-		uv_timer_start(&srv->sweep_timer, on_sweep_timer, every, every);
-		srv->sweep_timer_on = true;
-	}
+	ret = sweep_start(srv);
+	if (ret < 0)
+		return ret;
 
 	log_info("capfd %s listening on %s port %u with %u workers; admin socket %s",
 		 PACKAGE_VERSION, cfg->listen, srv->port, srv->nworkers, cfg->admin_socket);
@@ -952,10 +869,7 @@ void server_stop(struct server *srv)
 		uv_close((uv_handle_t *)&srv->crl_async, NULL);
 		srv->crl_async_on = false;
 	}
-	if (srv->sweep_timer_on) {
-		uv_close((uv_handle_t *)&srv->sweep_timer, NULL);
-		srv->sweep_timer_on = false;
-	}
+	sweep_stop(srv);
 	if (srv->signals_on) {
 		uv_close((uv_handle_t *)&srv->sigint, NULL);
 		uv_close((uv_handle_t *)&srv->sigterm, NULL);

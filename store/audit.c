@@ -446,6 +446,7 @@ struct verify {
 	struct store_audit_summary *sum;
 	struct store_audit_chain chain;
 	struct store_anchor anchor;
+	struct audit_copies copies; /* of the segments: the newest file read as restored */
 	bool anchor_seen;
 	bool after_damage;   /* the entry before is unreadable: only order is checked */
 	bool first;          /* no entry seen yet in any file */
@@ -561,6 +562,11 @@ static int verify_file(struct verify *v, const char *path, bool last)
 	struct verify_file_ctx vf = { v, path, last, 0, false, 0 };
 	struct store_scan_result res;
 	struct store_file_map m;
+	struct store_buf restored = { 0 };
+	const uint8_t *data;
+	uint8_t *image = NULL;
+	size_t len, n_entries = 0;
+	uint64_t start = 0;
 	int ret;
 
 	ret = store_map_file(path, &m);
@@ -572,8 +578,33 @@ static int verify_file(struct verify *v, const char *path, bool last)
 		report(v, path, 0, 0, 0, "empty file");
 		goto out;
 	}
-	vf.len = m.len;
-	ret = store_audit_walk(m.data, m.len, verify_item, &vf, &res);
+	data = m.data;
+	len = m.len;
+	/* The newest file as capfd's start leaves it: its end restored from
+	 * the segment's copies if a power cut lost some of it. */
+	if (last && v->copies.n > 0 && m.len >= STORE_HEADER_LEN) {
+		ret = store_audit_restore_plan(&v->copies, store_be64_get(m.data + 16), m.data,
+					       m.len, &restored, &start, &n_entries);
+		if (ret < 0)
+			goto out;
+		if (ret == 1 && (image = malloc(start + restored.len)) == NULL) {
+			ret = CAPF_ENOMEM;
+			goto out;
+		}
+		if (ret == 1) {
+			memcpy(image, m.data, start);
+			memcpy(image + start, restored.data, restored.len);
+			data = image;
+			len = start + restored.len;
+			report(v, path, start, m.len > start ? m.len - start : 0, 0,
+			       "%zu audit entries from byte offset %llu on are read from their copies "
+			       "in the segment: the end of the file was not on disk after a crash, "
+			       "and capfd's next start (or capfctl store repair) restores it",
+			       n_entries, (unsigned long long)start);
+		}
+	}
+	vf.len = len;
+	ret = store_audit_walk(data, len, verify_item, &vf, &res);
 	if (ret == CAPF_ECORRUPT && res.version == 0) {
 		report(v, path, 0, m.len, 1, "bad header: %s", res.reason);
 		ret = 0;
@@ -584,11 +615,13 @@ static int verify_file(struct verify *v, const char *path, bool last)
 	if (ret < 0)
 		goto out;
 	if (res.torn && !last && !vf.tail_reported)
-		report(v, path, res.valid_len, m.len - res.valid_len, 1,
+		report(v, path, res.valid_len, len - res.valid_len, 1,
 		       "%zu bytes at the end of an audit file that is not the last (%s): "
 		       "damaged or cut",
-		       m.len - res.valid_len, res.reason);
+		       len - res.valid_len, res.reason);
 out:
+	free(image);
+	store_buf_free(&restored);
 	store_unmap_file(&m);
 	return ret;
 }
@@ -626,7 +659,7 @@ int store_audit_verify(const char *dir, const char *const *files, size_t nfiles,
 		nfiles = n_own;
 	}
 	if (dir) {
-		ret = store_find_anchor(dir, &v.anchor);
+		ret = store_find_anchor_copies(dir, &v.anchor, &v.copies);
 		if (ret < 0) {
 			report(&v, dir, 0, 0, 1, "cannot read the store's audit anchor: %s",
 			       store_last_error());
@@ -653,6 +686,7 @@ int store_audit_verify(const char *dir, const char *const *files, size_t nfiles,
 	}
 	ret = sum->problems ? CAPF_ECORRUPT : 0;
 out:
+	store_copies_free(&v.copies);
 	store_audit_files_free(own, n_own);
 	return ret;
 }

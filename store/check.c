@@ -23,15 +23,26 @@
 
 /* ---- the anchor ----------------------------------------------------------- */
 
+struct anchor_find {
+	struct store_anchor *anchor;
+	struct audit_copies *copies; /* may be NULL */
+};
+
 static int anchor_txn(const uint8_t *p, size_t len, size_t off, void *arg)
 {
-	struct store_anchor *a = arg;
+	struct anchor_find *af = arg;
 	struct store_txn_meta meta;
+	int ret = 0;
 
 	(void)off;
-	if (store_txn_walk(p, len, &meta, NULL, NULL) == 0 && meta.anchor.seq)
-		*a = meta.anchor;
-	return 0;
+	if (store_txn_walk(p, len, &meta, NULL, NULL) == 0 && meta.anchor.seq) {
+		if (af->copies)
+			ret = store_copies_add(af->copies, meta.anchor.raw, meta.anchor.raw_len);
+		*af->anchor = meta.anchor;
+		af->anchor->raw = NULL; /* points into the file's map */
+		af->anchor->raw_len = 0;
+	}
+	return ret;
 }
 
 /* The snapshot's information entry (its first) carries its anchor. */
@@ -48,8 +59,9 @@ static int anchor_snap(const uint8_t *p, size_t len, size_t off, void *arg)
 	return 0;
 }
 
-static int anchor_once(const char *dir, struct store_anchor *anchor)
+static int anchor_once(const char *dir, struct store_anchor *anchor, struct audit_copies *copies)
 {
+	struct anchor_find af = { anchor, copies };
 	struct store_dir_list l;
 	struct store_scan_result res;
 	struct store_file_map m;
@@ -59,6 +71,8 @@ static int anchor_once(const char *dir, struct store_anchor *anchor)
 	int ret;
 
 	memset(anchor, 0, sizeof(*anchor));
+	if (copies)
+		store_copies_free(copies);
 	ret = store_dir_list(dir, &l);
 	if (ret < 0)
 		return ret;
@@ -84,9 +98,11 @@ static int anchor_once(const char *dir, struct store_anchor *anchor)
 		if (ret < 0)
 			goto out;
 		/* Damage is the checker's business; the good entries count. */
-		(void)store_scan(m.data, m.len, STORE_FILE_SEGMENT, store_check_txn_payload, NULL,
-				 anchor_txn, anchor, &res);
+		ret = store_scan(m.data, m.len, STORE_FILE_SEGMENT, store_check_txn_payload, NULL,
+				 anchor_txn, &af, &res);
 		store_unmap_file(&m);
+		if (ret == CAPF_ENOMEM)
+			goto out;
 	}
 	ret = 0;
 out:
@@ -94,18 +110,24 @@ out:
 	return ret;
 }
 
-int store_find_anchor(const char *dir, struct store_anchor *anchor)
+int store_find_anchor_copies(const char *dir, struct store_anchor *anchor,
+			     struct audit_copies *copies)
 {
 	int ret = 0, i;
 
 	/* Compaction may remove a file between the listing and its reading:
 	 * list again. */
 	for (i = 0; i < 5; i++) {
-		ret = anchor_once(dir, anchor);
+		ret = anchor_once(dir, anchor, copies);
 		if (ret != CAPF_ENOENT)
 			break;
 	}
 	return ret;
+}
+
+int store_find_anchor(const char *dir, struct store_anchor *anchor)
+{
+	return store_find_anchor_copies(dir, anchor, NULL);
 }
 
 /* ---- reporting ---------------------------------------------------------------- */

@@ -403,6 +403,52 @@ out:
 	return ret;
 }
 
+static int name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int store_device_names(struct store *st, char ***out, size_t *n)
+{
+	struct idx_entry *e, *tmp;
+	char **names = NULL;
+	size_t count, i = 0;
+
+	if (!st || !out || !n)
+		return CAPF_EINVAL;
+	*out = NULL;
+	*n = 0;
+	/* Only the names under the lock (a group commit waits for it), in
+	 * one allocation; sorted after. */
+	pthread_rwlock_rdlock(&st->idx_lock);
+	count = HASH_COUNT(st->devices);
+	if (count > 0) {
+		size_t bytes = 0;
+
+		HASH_ITER(hh, st->devices, e, tmp)
+			bytes += e->key_len + 1;
+		names = malloc(count * sizeof(*names) + bytes);
+		if (names != NULL) {
+			char *p = (char *)(names + count);
+
+			HASH_ITER(hh, st->devices, e, tmp) {
+				memcpy(p, e->val + e->key_off, e->key_len);
+				p[e->key_len] = '\0';
+				names[i++] = p;
+				p += e->key_len + 1;
+			}
+		}
+	}
+	pthread_rwlock_unlock(&st->idx_lock);
+	if (count > 0 && names == NULL)
+		return CAPF_ENOMEM;
+	if (count > 0)
+		qsort(names, count, sizeof(*names), name_cmp);
+	*out = names;
+	*n = count;
+	return 0;
+}
+
 void store_get_stats(struct store *st, struct store_stats *out)
 {
 	if (!out)

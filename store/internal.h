@@ -776,6 +776,7 @@ struct store {
 	uint64_t audit_synced;
 	bool audit_lazy;
 	uint64_t audit_sync_count;
+	uint64_t synced_recorded; /* the audit_synced an anchor in the segment says */
 	struct store_audit_chain chain; /* the last audit entry written */
 	int failed;              /* sticky: a failed write could not be undone */
 	bool fault_active;       /* writes are failing: reported, then rate-limited */
@@ -828,6 +829,44 @@ static inline const uint8_t *store_entry_key(const struct idx_entry *e)
 }
 
 /* ---- store.c ---- */
+
+/*
+ * The audit groups copied into the anchors of the segments from the
+ * newest snapshot on, in order, from the last one not yet synced in its
+ * audit file (store/audit_copy.c).
+ */
+struct audit_copies {
+	Capf__AuditAnchor **v;
+	size_t n, cap;
+};
+
+/* store_copies_add() - keep the copy of a packed AuditAnchor (one that
+ * store_txn_walk() accepted) if it has entries; drops the copies it says
+ * are no longer needed (an earlier file, a group before what is synced). */
+int store_copies_add(struct audit_copies *c, const uint8_t *raw, size_t len);
+void store_copies_free(struct audit_copies *c);
+
+/*
+ * store_audit_restore_plan() - the end of audit file `file` (buf, len: its
+ * bytes) as a start restores it from the copies: what the walk keeps
+ * stays; from the first copied group that ends past it, every copied
+ * group framed again exactly as written. Returns 1 with out (the bytes
+ * that go at *start, where the file is cut) and *n_entries; 0 when there
+ * is nothing to restore (or the copies do not meet what the file keeps);
+ * CAPF_ENOMEM.
+ */
+int store_audit_restore_plan(const struct audit_copies *c, uint64_t file, const uint8_t *buf,
+			     size_t len, struct store_buf *out, uint64_t *start, size_t *n_entries);
+
+/* store_find_anchor_copies() - store_find_anchor(), and the copies of
+ * audit groups in the segments (copies may be NULL). */
+int store_find_anchor_copies(const char *dir, struct store_anchor *anchor,
+			     struct audit_copies *copies);
+
+/* store_record_sync() - at close: an anchor without entries that records
+ * how far the audit file is synced (the copies before it are then no
+ * longer read), written as its own group and synced. */
+int store_record_sync(struct store *st);
 
 /* store_segment_sync() - sync the segment if a lazy group was written to
  * it since its last sync (the writer's thread, or after it stopped). */

@@ -26,16 +26,6 @@
 
 /* ---- loading --------------------------------------------------------------- */
 
-/*
- * The audit groups copied into the anchors of the segments loaded, in
- * order, from the last one whose file was not yet synced: what restores
- * an audit file whose tail a power cut lost.
- */
-struct audit_copies {
-	Capf__AuditAnchor **v;
-	size_t n, cap;
-};
-
 struct load_ctx {
 	struct store *st;
 	struct store_anchor anchor;   /* the last one seen */
@@ -62,49 +52,6 @@ static int load_rec(const struct store_rec_view *v, void *arg)
 	return 0;
 }
 
-static void copies_free(struct audit_copies *c)
-{
-	for (size_t i = 0; i < c->n; i++)
-		capf__audit_anchor__free_unpacked(c->v[i], NULL);
-	free(c->v);
-	memset(c, 0, sizeof(*c));
-}
-
-/* Keeps an anchor's copy of its group; drops the copies it says are no
- * longer needed (an earlier file, or a group before what is synced). */
-static int copies_add(struct audit_copies *c, const uint8_t *raw, size_t len)
-{
-	Capf__AuditAnchor *a = capf__audit_anchor__unpack(NULL, len, raw);
-	size_t keep = 0;
-
-	if (a == NULL)
-		return CAPF_ENOMEM; /* the walk checked it: only memory fails */
-	while (keep < c->n && (c->v[keep]->file < a->file ||
-			       (c->v[keep]->file == a->file && c->v[keep]->group_start < a->synced)))
-		keep++;
-	for (size_t i = 0; i < keep; i++)
-		capf__audit_anchor__free_unpacked(c->v[i], NULL);
-	memmove(c->v, c->v + keep, (c->n - keep) * sizeof(*c->v));
-	c->n -= keep;
-	if (a->group_start < a->synced) {
-		capf__audit_anchor__free_unpacked(a, NULL);
-		return 0;
-	}
-	if (c->n == c->cap) {
-		size_t cap = c->cap ? 2 * c->cap : 16;
-		Capf__AuditAnchor **v = realloc(c->v, cap * sizeof(*v));
-
-		if (v == NULL) {
-			capf__audit_anchor__free_unpacked(a, NULL);
-			return CAPF_ENOMEM;
-		}
-		c->v = v;
-		c->cap = cap;
-	}
-	c->v[c->n++] = a;
-	return 0;
-}
-
 static int load_txn(const uint8_t *p, size_t len, size_t off, void *arg)
 {
 	struct load_ctx *lc = arg;
@@ -116,8 +63,7 @@ static int load_txn(const uint8_t *p, size_t len, size_t off, void *arg)
 	if (ret < 0)
 		return ret;
 	if (meta.anchor.seq) {
-		if (meta.anchor.has_copies)
-			ret = copies_add(&lc->copies, meta.anchor.raw, meta.anchor.raw_len);
+		ret = store_copies_add(&lc->copies, meta.anchor.raw, meta.anchor.raw_len);
 		lc->anchor = meta.anchor;
 		lc->anchor.raw = NULL; /* points into the file's map */
 		lc->anchor.raw_len = 0;
@@ -607,67 +553,25 @@ out:
  */
 static int audit_restore(struct store *st, const struct audit_copies *copies, size_t from)
 {
-	uint64_t file = copies->v[from]->file;
-	struct store_scan_result res;
+	uint64_t file = copies->v[from]->file, start = 0;
 	struct store_file_map m = { 0 };
 	struct store_buf out = { 0 };
-	uint64_t start = 0;
-	size_t to = from, first = SIZE_MAX, n_entries = 0;
+	size_t n_entries = 0;
 	char name[64], *path;
-	uint32_t salt;
 	int ret, fd = -1;
 
-	while (to < copies->n && copies->v[to]->file == file)
-		to++;
 	store_audit_name(name, sizeof(name), file);
 	path = store_path(st->dir, name);
 	if (!path)
 		return CAPF_ENOMEM;
-	if (store_map_file(path, &m) < 0 || m.len < STORE_HEADER_LEN) {
-		ret = 0;
+	if (store_map_file(path, &m) < 0) {
+		ret = 0; /* missing: said by open_audit() */
 		goto out;
 	}
-	ret = store_scan(m.data, m.len, STORE_FILE_AUDIT, store_check_audit_payload, NULL, NULL,
-			 NULL, &res);
-	salt = store_be32_get(m.data + 24);
-	/* Damage before later groups is what a power cut leaves of unsynced
-	 * audit groups, too: what the walk keeps is res.valid_len either way. */
-	if ((ret < 0 && ret != CAPF_ECORRUPT) || res.version != STORE_FORMAT_VERSION ||
-	    res.seq != file || res.valid_len < STORE_HEADER_LEN) {
-		ret = ret == CAPF_ENOMEM ? ret : 0;
+	ret = store_audit_restore_plan(copies, file, m.data, m.len, &out, &start, &n_entries);
+	if (ret <= 0)
 		goto out;
-	}
 	ret = 0;
-	for (size_t k = from; k < to; k++) {
-		const Capf__AuditAnchor *a = copies->v[k];
-		struct store_framer f = { salt, a->group_start, a->group, a->after_lazy };
-		size_t mark = out.len;
-
-		if (first == SIZE_MAX && a->group_start > res.valid_len)
-			break; /* a gap: not what a power cut leaves */
-		if (first != SIZE_MAX && a->group_start != start)
-			break;
-		for (size_t e = 0; e < a->n_entries && ret == 0; e++)
-			ret = store_frame_entry(&f, a->entries[e].data, a->entries[e].len,
-						e + 1 == a->n_entries, &out, NULL);
-		if (ret < 0)
-			goto out;
-		if (first == SIZE_MAX && f.pos <= res.valid_len) {
-			out.len = mark; /* in the file already */
-			continue;
-		}
-		if (first == SIZE_MAX) {
-			first = k;
-			start = a->group_start;
-			memmove(out.data, out.data + mark, out.len - mark);
-			out.len -= mark;
-		}
-		n_entries += a->n_entries;
-		start = f.pos;
-	}
-	if (first == SIZE_MAX || out.len == 0)
-		goto out;
-	start = copies->v[first]->group_start;
 	fd = open(path, O_WRONLY | O_CLOEXEC);
 	if (fd < 0 || ftruncate(fd, (off_t)start) < 0 ||
 	    pwrite(fd, out.data, out.len, (off_t)start) != (ssize_t)out.len || fdatasync(fd) < 0) {
@@ -852,7 +756,7 @@ int store_load_all(struct store *st)
 	if (ret == 0)
 		ret = open_audit(st, &lc.anchor, &l);
 out:
-	copies_free(&lc.copies);
+	store_copies_free(&lc.copies);
 	store_dir_list_free(&l);
 	return ret;
 }

@@ -247,6 +247,7 @@ int store_open_opts(struct store **out, const char *dir, const struct store_opti
 	}
 	st->audit_synced = st->chain.end;
 	st->audit_lazy = false;
+	st->synced_recorded = 0; /* the next anchor says it */
 	st->stats.segment_seq = st->seg_seq;
 	st->stats.segment_bytes = st->seg_size;
 	st->stats.audit_seq = st->chain.seq;
@@ -289,6 +290,11 @@ void store_close(struct store *st)
 			   strerror(errno));
 	if (st->writer_started && store_audit_sync(st) < 0)
 		store_emit(st, STORE_SEV_ERROR, "store: cannot sync the audit file at close: %s",
+			   strerror(errno));
+	/* And the segment says so: a start then reads the audit file as it
+	 * is, its copies no longer needed. */
+	if (st->writer_started && store_record_sync(st) < 0)
+		store_emit(st, STORE_SEV_ERROR, "store: cannot record the audit file's sync: %s",
 			   strerror(errno));
 	/* The writer is gone, so no compaction starts any more. */
 	atomic_store(&st->compact_abort, true);

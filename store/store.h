@@ -278,6 +278,14 @@ int store_cert_get(struct store *st, const uint8_t *serial, size_t serial_len,
  * Free with store_device_list_free(). Returns 0 or CAPF_ENOMEM.
  */
 int store_device_list(struct store *st, Capf__Device ***out, size_t *n);
+
+/*
+ * store_device_names() - the names of all devices (removed ones too),
+ * sorted: *out is one allocation (free() it), n names. Only the names are
+ * copied under the index lock, so a million devices hold up group commits
+ * for the time of a memcpy each, not of a record's decoding.
+ */
+int store_device_names(struct store *st, char ***out, size_t *n);
 void store_device_list_free(Capf__Device **list, size_t n);
 
 /*

@@ -283,6 +283,7 @@ static int encode_segment(struct store *st, struct item *head, struct audit_batc
 		an.group = st->audit_group;
 		an.after_lazy = false;
 		an.synced = st->audit_synced;
+		st->synced_recorded = st->audit_synced;
 		txn.time = (int64_t)time(NULL);
 		txn.audit = &an;
 		plen = capf__store_txn__get_packed_size(&txn);
@@ -373,6 +374,50 @@ static int write_group(struct store *st, struct audit_batch *b, int fault, bool 
 fail:
 	(void)truncate_back(st);
 out:
+	return ret;
+}
+
+int store_record_sync(struct store *st)
+{
+	struct store_framer f = { st->seg_salt, st->seg_size, st->seg_group, st->seg_lazy };
+	Capf__StoreTxn txn = CAPF__STORE_TXN__INIT;
+	Capf__AuditAnchor an = CAPF__AUDIT_ANCHOR__INIT;
+	struct store_buf out = { 0 };
+	uint8_t *p = NULL;
+	size_t plen;
+	int ret;
+
+	if (st->failed || st->chain.seq == 0 || st->audit_lazy ||
+	    st->synced_recorded == st->audit_synced || atomic_load(&st->fault))
+		return 0;
+	an.seq = st->chain.seq;
+	an.offset = st->chain.offset;
+	an.file = st->chain.file;
+	an.hash.data = st->chain.hash;
+	an.hash.len = STORE_HASH_LEN;
+	an.synced = st->audit_synced;
+	txn.time = (int64_t)time(NULL);
+	txn.audit = &an;
+	plen = capf__store_txn__get_packed_size(&txn);
+	p = malloc(plen);
+	if (!p)
+		return CAPF_ENOMEM;
+	capf__store_txn__pack(&txn, p);
+	ret = store_frame_entry(&f, p, plen, true, &out, NULL);
+	if (ret == 0)
+		ret = store_write_full(st->seg_fd, out.data, out.len);
+	if (ret == 0 && fdatasync(st->seg_fd) < 0)
+		ret = store_write_err(errno);
+	if (ret == 0) {
+		st->seg_size = f.pos;
+		st->seg_group++;
+		st->seg_lazy = false;
+		st->synced_recorded = st->audit_synced;
+	} else {
+		(void)truncate_back(st);
+	}
+	store_buf_free(&out);
+	free(p);
 	return ret;
 }
 

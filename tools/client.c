@@ -415,11 +415,61 @@ static int tls_error(struct client_tls *t, int gret, const char *what)
 	}
 }
 
+/* What later sessions offer (client_tls_set_groups()). */
+static enum client_groups tls_groups = CLIENT_GROUPS_DEFAULT;
+
+void client_tls_set_groups(enum client_groups g)
+{
+	tls_groups = g;
+}
+
+int client_groups_from_name(const char *name, enum client_groups *out)
+{
+	if (!strcmp(name, "default"))
+		*out = CLIENT_GROUPS_DEFAULT;
+	else if (!strcmp(name, "x25519"))
+		*out = CLIENT_GROUPS_X25519;
+	else if (!strcmp(name, "p256") || !strcmp(name, "secp256r1"))
+		*out = CLIENT_GROUPS_P256;
+	else
+		return CAPF_EINVAL;
+	return 0;
+}
+
+const char *client_groups_name(enum client_groups g)
+{
+	switch (g) {
+	case CLIENT_GROUPS_X25519: return "x25519";
+	case CLIENT_GROUPS_P256: return "p256";
+	default: return "default";
+	}
+}
+
+/* The priority string and gnutls_init() flags of the groups offered: one
+ * key share (GNUTLS_KEY_SHARE_TOP) when a group is chosen, so that the
+ * phone makes one ephemeral key, not two. */
+static const char *groups_priority(unsigned *flags)
+{
+	switch (tls_groups) {
+	case CLIENT_GROUPS_X25519:
+		*flags = GNUTLS_KEY_SHARE_TOP;
+		return CLIENT_TLS_PRIORITY ":-GROUP-ALL:+GROUP-X25519:+GROUP-SECP256R1";
+	case CLIENT_GROUPS_P256:
+		*flags = GNUTLS_KEY_SHARE_TOP;
+		return CLIENT_TLS_PRIORITY ":-GROUP-ALL:+GROUP-SECP256R1";
+	default:
+		*flags = 0;
+		return CLIENT_TLS_PRIORITY;
+	}
+}
+
 int client_tls_open(struct client_tls *t, const char *host, const char *port,
 		    const struct pki_pair *mic, const struct client_trust *trust,
 		    unsigned timeout_ms)
 {
 	gnutls_datum_t out = { NULL, 0 };
+	const char *prio;
+	unsigned flags = 0;
 	int ret;
 	int g;
 
@@ -468,14 +518,15 @@ int client_tls_open(struct client_tls *t, const char *host, const char *port,
 		}
 		gnutls_certificate_set_retrieve_function2(t->cred, retrieve_mic);
 	}
-	g = gnutls_init(&t->session, GNUTLS_CLIENT);
+	prio = groups_priority(&flags);
+	g = gnutls_init(&t->session, GNUTLS_CLIENT | flags);
 	if (g < 0) {
 		t->session = NULL;
 		ret = tls_error(t, g, "TLS");
 		goto out;
 	}
 	gnutls_session_set_ptr(t->session, t);
-	g = gnutls_priority_set_direct(t->session, CLIENT_TLS_PRIORITY, NULL);
+	g = gnutls_priority_set_direct(t->session, prio, NULL);
 	if (g >= 0)
 		g = gnutls_credentials_set(t->session, GNUTLS_CRD_CERTIFICATE, t->cred);
 	if (g < 0) {

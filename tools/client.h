@@ -128,8 +128,35 @@ struct client_tls {
 #define CLIENT_TLS_INIT { .fd = -1 }
 
 /*
+ * What a phone's TLS offers for the key exchange, for every later
+ * client_tls_open() of the process (set it before any thread opens one):
+ *   CLIENT_GROUPS_DEFAULT  CLIENT_TLS_PRIORITY as it is: GnuTLS's groups,
+ *                          key shares for its top two kinds (P-256 and
+ *                          X25519), the server picks
+ *   CLIENT_GROUPS_X25519   X25519 first, then P-256, and a key share for
+ *                          X25519 only (as phones increasingly do)
+ *   CLIENT_GROUPS_P256     P-256 (secp256r1) only, for comparison
+ */
+enum client_groups {
+	CLIENT_GROUPS_DEFAULT = 0,
+	CLIENT_GROUPS_X25519,
+	CLIENT_GROUPS_P256,
+};
+
+/* client_tls_set_groups() - choose what later sessions offer. Not thread
+ * safe: call it before the threads that open sessions start. */
+void client_tls_set_groups(enum client_groups g);
+
+/* client_groups_from_name() - "default", "x25519" or "p256" (also
+ * "secp256r1"); 0 and *out, or CAPF_EINVAL. */
+int client_groups_from_name(const char *name, enum client_groups *out);
+
+/* client_groups_name() - the name of g, as client_groups_from_name() reads it. */
+const char *client_groups_name(enum client_groups g);
+
+/*
  * client_tls_open() - connect to host:port, then run the TLS handshake:
- * priority CLIENT_TLS_PRIORITY, mic (may be NULL) presented as client
+ * priority CLIENT_TLS_PRIORITY (its groups as client_tls_set_groups() said), mic (may be NULL) presented as client
  * certificate whatever CAs the server names, the server certificate
  * verified against trust without a host name. Receives wait at most
  * timeout_ms (0 = CLIENT_TIMEOUT_MS_DEFAULT). mic must outlive the session.
@@ -228,6 +255,7 @@ struct phone_enroll_result {
 	bool server_end;          /* server_code came in End (version 2), not in Error */
 	char text[256];           /* the server's text, or why it failed locally */
 	int key_type;             /* the key type generated */
+	int tls_group;            /* the key exchange group of the handshake (gnutls_group_t), 0 = none */
 	gnutls_x509_privkey_t key;/* the LSC's private key */
 	uint8_t *lsc_der;         /* the LSC (malloc'd) */
 	size_t lsc_len;

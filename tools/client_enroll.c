@@ -364,6 +364,7 @@ int phone_enroll(const struct phone_enroll_opts *o, struct phone_enroll_result *
 		goto out;
 	}
 	r->stage = PHONE_STAGE_SESSION;
+	r->tls_group = (int)gnutls_group_get(t.session);
 	if (o->rec) {
 		struct transcript_info info = {
 			.protocol = "native",

@@ -1,6 +1,6 @@
 #!/bin/sh
 # make install into a DESTDIR: the programs, the man pages, the example
-# configuration, the bash completion and the systemd unit with the
+# configuration, the bash and zsh completions and the systemd unit with the
 # configured paths; systemd-analyze verify passes on the installed unit
 # (its paths pointed into the DESTDIR), and the installed capfd accepts
 # the installed configuration with --check-config.
@@ -11,6 +11,7 @@ command -v make >/dev/null || { echo "SKIP: make not installed"; exit 77; }
 builddir=$(dirname "$CAPFD")
 [ -f "$builddir/Makefile" ] || { echo "SKIP: no Makefile next to $CAPFD"; exit 77; }
 dest="$tmp/dest"
+top_srcdir_abs=$(cd "${top_srcdir:-$(dirname "$0")/../..}" && pwd)
 # A make of its own, not a part of the make check that runs this.
 unset MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES || true
 make() { command make --no-print-directory "$@"; }
@@ -28,7 +29,8 @@ for f in "$sbin/capfd" "$bin/capfctl" "$bin/capf-phone"; do
 done
 for f in "$man/man8/capfd.8" "$man/man8/capfctl.8" "$man/man5/capfd.conf.5" \
 	"$man/man1/capf-phone.1" "$etc/capf/capfd.conf" \
-	"$data/bash-completion/completions/capfctl" "$unitdir/capfd.service"; do
+	"$data/bash-completion/completions/capfctl" "$data/zsh/vendor-completions/_capfctl" \
+	"$unitdir/capfd.service"; do
 	[ -f "$dest$f" ] || fail "not installed: $f"
 done
 unit="$dest$unitdir/capfd.service"
@@ -39,6 +41,20 @@ grep -q "@[a-z]*dir@" "$unit" && fail "the unit has an unsubstituted @variable@"
 echo "# changed" >>"$dest$etc/capf/capfd.conf"
 make -s -C "$builddir" install DESTDIR="$dest" >/dev/null 2>&1 || fail "second make install"
 grep -q "^# changed$" "$dest$etc/capf/capfd.conf" || fail "make install replaced the configuration"
+
+# The installed completions are the sources' (tests/integration/completion.sh
+# checks those), and zsh finds the installed one in its vendor directory.
+cmp -s "$dest$data/bash-completion/completions/capfctl" "$top_srcdir_abs/tools/capfctl.bash-completion" ||
+	fail "the installed bash completion is not tools/capfctl.bash-completion"
+cmp -s "$dest$data/zsh/vendor-completions/_capfctl" "$top_srcdir_abs/tools/capfctl.zsh-completion" ||
+	fail "the installed zsh completion is not tools/capfctl.zsh-completion"
+if command -v zsh >/dev/null; then
+	# compinit's dump in $tmp (it renames over the file it is given).
+	zsh -f -c 'fpath=("$1" $fpath); autoload -Uz compinit && compinit -u -d "$2" &&
+		[[ ${_comps[capfctl]} == _capfctl ]] && autoload -Uz +X _capfctl' _ \
+		"$dest$data/zsh/vendor-completions" "$tmp/zcompdump" >"$tmp/out" 2>&1 ||
+		{ cat "$tmp/out"; fail "zsh does not load the installed completion"; }
+fi
 
 # The installed daemon accepts the installed configuration.
 "$dest$sbin/capfd" -c "$dest$etc/capf/capfd.conf" -d "$tmp/state" --check-config >"$tmp/out" 2>&1 ||

@@ -2,9 +2,11 @@
 # SIGHUP: a bad configuration is refused with every bad line reported and
 # the running one kept; a good one applies the log level, the [admin]
 # roles, the metrics listener, the limits and [auth], the [trust] MIC
-# patterns and the TLS priority, says which other changes wait for a
-# restart, and drops no connection (a session that stalls across the
-# reloads completes).
+# patterns, the TLS priority, [ca] supersede_grace (the sweep of
+# superseded LSCs re-armed: on, shorter, off) and crl_refresh (the CRL
+# timer set again), says which other changes wait for a restart and why,
+# and drops no connection (a session that stalls across the reloads
+# completes).
 set -u
 . "$(dirname "$0")/lib.sh"
 
@@ -47,8 +49,8 @@ grep -q "configuration reloaded from .*: 4 changes applied, 1 at the next restar
 	fail "reload summary: $(grep reload "$tmp/capfd.log")"
 grep -q "reload: \[limits\] idle_timeout changed: new sessions use it" "$tmp/capfd.log" ||
 	fail "the live limit is not named"
-grep -q "reload: \[store\] queue changed: it takes effect when capfd restarts" \
-	"$tmp/capfd.log" || fail "the restart-only change is not named"
+grep -q "reload: \[store\] queue changed: it takes effect when capfd restarts (the store is opened with it at start)" \
+	"$tmp/capfd.log" || fail "the restart-only change is not named with its reason"
 ctl status >/dev/null || fail "status after the reload"
 grep -q "debug: admin: status by uid" "$tmp/capfd.log" || fail "the log level was not applied"
 grep -q "metrics on http://127.0.0.1:0/metrics" "$tmp/capfd.log" || fail "no metrics listener"
@@ -95,5 +97,77 @@ openssl s_client -connect 127.0.0.1:$port -tls1_3 </dev/null >"$tmp/s13" 2>&1 &&
 openssl s_client -connect 127.0.0.1:$port -tls1_2 </dev/null >"$tmp/s12" 2>&1 || true
 grep -q "^New, TLSv1.2" "$tmp/s12" || { cat "$tmp/s12"; fail "TLS 1.2 after the reload"; }
 wait "$phone_pid" || { cat "$tmp/enroll2"; fail "a session did not survive the third reload"; }
+
+# [ca] supersede_grace, live: turned on, shortened (the sweep re-armed
+# with the new grace brings the revocation forward), turned off (the LSC
+# still in its grace revoked at once).
+reloads=2
+reload() {
+	kill -HUP "$capfd_pid"
+	reloads=$((reloads + 1))
+	i=0
+	until [ "$(grep -c "configuration reloaded" "$tmp/capfd.log")" -ge $reloads ]; do
+		i=$((i + 1)); [ $i -lt 100 ] || fail "no answer to reload $reloads"; sleep 0.05
+	done
+}
+# cert_state SERIAL STATE SECONDS: the record of SERIAL gets STATE within SECONDS.
+cert_state() {
+	i=0
+	while :; do
+		json $g
+		grep -q "\"serial\":\"$1\",\"state\":\"$2\"" "$tmp/json" && return 0
+		i=$((i + 1))
+		[ $i -lt $(($3 * 10)) ] || { cat "$tmp/json"; echo; fail "$1 is not $2 after $3 s"; }
+		sleep 0.1
+	done
+}
+rekey() {
+	ctl device set $g --op install >/dev/null || fail "device set $g"
+	enroll $g >"$tmp/out" 2>&1 || { cat "$tmp/out"; fail "$g: install $1"; }
+	cp "$tmp/$g.lsc.pem" "$tmp/G$1.pem"
+}
+g=SEP0000000H0004
+"$CAPF_PHONE" mkmic --dir "$tmp/mfg" $g >/dev/null 2>&1 || fail "mkmic $g"
+printf '[ca]\nsupersede_grace = 3600\n' >"$conf"
+reload
+grep -q "reload: \[ca\] supersede_grace changed: new sessions use it" "$tmp/capfd.log" ||
+	fail "supersede_grace is not applied live"
+grep -q "supersede_grace changed: it takes effect when capfd restarts" "$tmp/capfd.log" &&
+	fail "supersede_grace still waits for a restart"
+ctl device add $g >/dev/null || fail "device add $g"
+rekey 1
+rekey 2
+g1=$(lsc_serial "$tmp/G1.pem")
+cert_state "$g1" active 1 # superseded, inside the grace of an hour
+# Shortened to 2 s: revoked within seconds, not at the end of the hour.
+printf '[ca]\nsupersede_grace = 2\n' >"$conf"
+reload
+grep -q "superseded LSCs now end their grace within \[ca\] supersede_grace (2 s)" \
+	"$tmp/capfd.log" || fail "the shorter grace does not bring the revocation forward"
+cert_state "$g1" revoked 8
+jhas '"reason":"superseded"' "$g: the reason of the swept LSC"
+# Off: an LSC superseded under a grace of an hour is revoked at once.
+printf '[ca]\nsupersede_grace = 3600\n' >"$conf"
+reload
+rekey 3
+g2=$(lsc_serial "$tmp/G2.pem")
+cert_state "$g2" active 1
+printf '[ca]\nsupersede_grace = 0\n' >"$conf"
+reload
+cert_state "$g2" revoked 3
+# And with the grace off, the next one is revoked as it is superseded.
+rekey 4
+cert_state "$(lsc_serial "$tmp/G3.pem")" revoked 1
+
+# [ca] crl_refresh, live: the CRL timer set again, the CRL signed anew
+# every second.
+printf '[ca]\ncrl_refresh = 1\n' >"$conf"
+reload
+grep -q "reload: the CRLs are signed again every 1 s" "$tmp/capfd.log" ||
+	fail "crl_refresh is not applied live"
+ctl crl --out "$tmp/crl1.der" >/dev/null 2>&1 || fail "crl"
+sleep 2.2
+ctl crl --out "$tmp/crl2.der" >/dev/null 2>&1 || fail "crl again"
+cmp -s "$tmp/crl1.der" "$tmp/crl2.der" && fail "the CRL was not signed again after crl_refresh = 1"
 stop_capfd
 echo "PASS"

@@ -1,280 +1,557 @@
 /*
  * capf-bench enroll - what one enrollment costs the server, next to the
- * cryptography it cannot avoid, measured in the same run:
+ * cryptography it cannot avoid, measured in the same run, for each
+ * variant (CA, MIC and key type; protocol; key exchange):
  *
  *  1. the pure crypto of one enrollment with the same GnuTLS calls and
- *     key types: three ECDSA P-256 verifications (the MIC chain, the
- *     handshake's CertificateVerify, the CSR), two ECDSA P-256 signatures
- *     (the handshake, the LSC) and one ECDHE on the server's side (a key
- *     share made and one variable-base multiplication; GnuTLS 3.7 has no
- *     ECDH call of its own, so it is timed as one P-256 key generation and
- *     one verification, which costs a little more: the ratio errs against
- *     capfd);
+ *     key types (tools/bench/crypto.c says which);
  *  2. capfd with one worker pinned to CPU 0 (its signer too) under
- *     capf-phone load pinned to CPU 1, saturated: enrollments per second,
- *     the server's CPU time per enrollment (capfd and its signer, user and
- *     system, from /proc), its ratio to (1), fdatasyncs per enrollment
- *     (the store's own count), peak RSS.
+ *     capf-phone load pinned to CPU 1, the devices bulk-imported first:
+ *     saturated (closed loop, C phones at once), then on a fresh capfd
+ *     open loop at half of that peak; the server's CPU per enrollment
+ *     (capfd and its signer, user and system, from /proc), per CPU-second,
+ *     its ratio to (1), enrollments per second, p50/p99 latency at half of
+ *     peak, fdatasyncs per enrollment (perf's count of capfd's fdatasync
+ *     calls, and the store's group commits), peak RSS, and the client's
+ *     own CPU per enrollment.
  *
- * Figures only: the machine is shared, nothing is asserted. One JSON line
- * at the end for scripts.
+ * Figures only: the machine may be shared, nothing is asserted. One JSON
+ * line per variant for scripts. --callgrind counts instructions instead
+ * (slow: by hand).
  */
 #include "config.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
-#include <sched.h>
-#include <signal.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
-#include <gnutls/abstract.h>
-#include <gnutls/gnutls.h>
-
 #include "tools/bench/bench.h"
+#include "tools/bench/server.h"
 
-#define COUNT_DEFAULT 2000u
-#define CONCURRENCY_DEFAULT 24u
+#define COUNT_P256 2000ul
+#define COUNT_RSA 600ul
+#define COUNT_QUICK 100ul
+#define CONCURRENCY_DEFAULT 32ul
+#define CALLGRIND_COUNT 100ul
+
+struct variant {
+	const char *name;
+	bool rsa, cisco;
+	const char *groups; /* what the phones offer */
+};
+
+static const struct variant variants[] = {
+	{ "p256-native", false, false, "x25519" },
+	{ "p256-native-kxp256", false, false, "p256" },
+	{ "p256-cisco", false, true, "x25519" },
+	{ "rsa2048-native", true, false, "x25519" },
+	{ "rsa2048-cisco", true, true, "x25519" },
+};
+#define N_VARIANTS (sizeof(variants) / sizeof(variants[0]))
+
+struct figures {
+	const struct variant *v;
+	struct bench_crypto crypto;
+	unsigned long count;
+	double user_ms, sys_ms;   /* server CPU per enrollment */
+	double rate, busy;        /* saturated: enrollments/s, server core use */
+	double half_rate, p50, p99;
+	double half_target;       /* the open-loop rate asked for */
+	double half_user_ms, half_sys_ms; /* server CPU per enrollment at that rate */
+	double fdatasyncs, commits;
+	double commit_ms;         /* mean duration of a group commit (write + fdatasyncs) */
+	unsigned long long rss_kib, signer_rss_kib;
+	double client_ms;
+	unsigned long x25519, secp256r1;
+	bool ran, half_ran;
+};
+
+struct run {
+	const char *build;
+	char dir[512];
+	char keys[1024];
+	unsigned long count;      /* 0: per key type */
+	unsigned long concurrency;
+	bool quick, half, perf;
+	int server_cpu, client_cpu;
+	double kx_rate;           /* the half-peak rate of p256-native, for p256-native-kxp256 */
+	const char *key_pool;     /* --key-pool for capf-phone load, NULL: its default */
+};
 
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: " BENCH_PROG " enroll [--count N] [--concurrency C] [--build DIR]\n"
-		"The pure crypto of one P-256 enrollment, then capfd (one worker, pinned to\n"
-		"CPU 0) under capf-phone load (pinned to CPU 1): server CPU per enrollment,\n"
-		"its ratio to the crypto, enrollments per second, fdatasyncs per enrollment,\n"
-		"peak RSS; also as one JSON line.\n"
+		"Usage: " BENCH_PROG " enroll [--variant LIST] [--count N] [--concurrency C]\n"
+		"         [--quick] [--no-half] [--build DIR] [--keys FILE] [--callgrind]\n"
+		"         [--crypto-only]\n"
+		"For each variant: the pure crypto of one enrollment; capfd (one worker, pinned\n"
+		"to CPU 0) under capf-phone load (pinned to CPU 1), saturated, then open loop at\n"
+		"half of that peak: server CPU per enrollment (user, system), per CPU-second,\n"
+		"ratio to the crypto, enrollments/s, p50/p99 at half peak, fdatasyncs per\n"
+		"enrollment, peak RSS, the client's CPU; a table and one JSON line per variant.\n"
 		"\n"
-		"  -n, --count N        enrollments, default %u\n"
-		"  -c, --concurrency C  phones at once, default %u\n"
+		"  -v, --variant LIST   comma-separated, default all: ");
+	for (size_t i = 0; i < N_VARIANTS; i++)
+		fprintf(f, "%s%s", variants[i].name, i + 1 < N_VARIANTS ? "," : "\n");
+	fprintf(f,
+		"                       (p256-native-kxp256: the phones offer P-256 only)\n"
+		"  -n, --count N        enrollments per run, default %lu (RSA %lu)\n"
+		"  -c, --concurrency C  phones at once when saturated, default %lu\n"
+		"  -q, --quick          p256-native, %lu enrollments, no half-peak run (a smoke test)\n"
+		"      --no-half        no open-loop run at half of the peak\n"
 		"  -b, --build DIR      where capfd, capfctl and capf-phone are, default .\n"
+		"  -k, --keys FILE      the phones' new keys, kept across runs (made once: RSA-2048\n"
+		"                       keys take a while), default ~/.cache/capf-bench/keys\n"
+		"      --callgrind      instructions per enrollment under valgrind --tool=callgrind,\n"
+		"                       the server (capfd and signer, %lu enrollments) next to the\n"
+		"                       pure crypto; slow, by hand\n"
+		"      --crypto-only    only the pure crypto\n"
+		"      --key-pool N     capf-phone load --key-pool N (0: the phones make every key\n"
+		"                       in the run, as real ones do)\n"
+		"      --no-perf        no perf stat for the fdatasync count\n"
 		"  -h, --help           show this help\n",
-		COUNT_DEFAULT, CONCURRENCY_DEFAULT);
+		COUNT_P256, COUNT_RSA, CONCURRENCY_DEFAULT, COUNT_QUICK, CALLGRIND_COUNT);
 }
 
-/* ---- 1. the crypto ------------------------------------------------------ */
-
-static int p256(gnutls_privkey_t *key, gnutls_pubkey_t *pub)
+static double ms(double s)
 {
-	if (gnutls_privkey_init(key) < 0 ||
-	    gnutls_privkey_generate(*key, GNUTLS_PK_ECDSA,
-				    GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_SECP256R1), 0) < 0 ||
-	    gnutls_pubkey_init(pub) < 0 || gnutls_pubkey_import_privkey(*pub, *key, 0, 0) < 0)
+	return s * 1e3;
+}
+
+/* The pure crypto of v, timed in this process. */
+static int measure_crypto(const struct run *r, struct figures *fg)
+{
+	char what[200];
+
+	fg->crypto.rsa = fg->v->rsa;
+	fg->crypto.cisco = fg->v->cisco;
+	fg->crypto.x25519 = strcmp(fg->v->groups, "p256") != 0;
+	if (bench_crypto_measure(&fg->crypto, r->quick ? 20 : fg->v->rsa ? 40 : 200, 5) < 0) {
+		fprintf(stderr, BENCH_PROG " enroll: the crypto measurement failed\n");
 		return -1;
+	}
+	bench_crypto_describe(&fg->crypto, what, sizeof(what));
+	printf("  pure crypto      %8.3f ms per enrollment (%s)\n", ms(fg->crypto.seconds), what);
 	return 0;
 }
 
-/* Seconds of CPU for one enrollment's worth of crypto, the best of a few
- * rounds (the least disturbed by the other users of the machine). */
-static double crypto_seconds(void)
+/* One capfd: devices imported, one load; CPU, syncs, RSS around it. */
+static int one_run(const struct run *r, struct figures *fg, struct bench_capfd *d, double rate,
+		   struct bench_load_result *lr)
 {
-	gnutls_privkey_t key = NULL, tmp = NULL;
-	gnutls_pubkey_t pub = NULL;
-	uint8_t buf[400];
-	gnutls_datum_t data = { buf, sizeof(buf) }, sig = { NULL, 0 };
-	double best = 1e9;
+	struct bench_capfd_opts co = { .rsa = fg->v->rsa, .cpu = r->server_cpu };
+	struct bench_load_opts lo = {
+		.name = rate > 0 ? "half" : "peak",
+		.prefix = "SEPBENCH",
+		.count = fg->count,
+		.concurrency = rate > 0 ? 4 * r->concurrency : r->concurrency,
+		.rate = rate,
+		.cisco = fg->v->cisco,
+		.rsa = fg->v->rsa,
+		.no_setup = true,
+		.groups = fg->v->groups,
+		.key_file = r->keys,
+		.key_pool = r->key_pool,
+		.cpu = r->client_cpu,
+	};
+	char perf_out[1200];
+	double u0 = 0, s0 = 0, u1 = 0, s1 = 0;
+	double c0, c1, cs0, cs1, cn0, cn1;
+	long long fd = -1;
+	pid_t perf = -1;
+	int ret = -1;
 
-	memset(buf, 0x5a, sizeof(buf));
-	if (p256(&key, &pub) < 0 ||
-	    gnutls_privkey_sign_data2(key, GNUTLS_SIGN_ECDSA_SHA256, 0, &data, &sig) < 0)
+	if (bench_capfd_start(d, &co) < 0)
 		return -1;
-	for (int round = 0; round < 5; round++) {
-		const int n = 100;
-		struct timespec a, b;
-
-		clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &a);
-		for (int i = 0; i < n; i++) {
-			gnutls_datum_t s = { NULL, 0 };
-
-			for (int v = 0; v < 3 + 1; v++) /* 3 verifications + ECDHE's multiplication */
-				if (gnutls_pubkey_verify_data2(pub, GNUTLS_SIGN_ECDSA_SHA256, 0, &data,
-							       &sig) < 0)
-					return -1;
-			for (int k = 0; k < 2; k++) {
-				if (gnutls_privkey_sign_data2(key, GNUTLS_SIGN_ECDSA_SHA256, 0, &data,
-							      &s) < 0)
-					return -1;
-				gnutls_free(s.data);
-				s.data = NULL;
-			}
-			/* ECDHE: the server's key share. */
-			if (gnutls_privkey_init(&tmp) < 0 ||
-			    gnutls_privkey_generate(tmp, GNUTLS_PK_ECDSA,
-						    GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_SECP256R1),
-						    0) < 0)
-				return -1;
-			gnutls_privkey_deinit(tmp);
-		}
-		clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &b);
-		double t = ((double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9) / n;
-		if (t < best)
-			best = t;
+	if (bench_import(d, "SEPBENCH", fg->count, fg->v->rsa, "mic") < 0) {
+		fprintf(stderr, BENCH_PROG " enroll: the bulk import failed (see %s/import.out)\n",
+			d->dir);
+		goto out;
 	}
-	gnutls_free(sig.data);
-	gnutls_pubkey_deinit(pub);
-	gnutls_privkey_deinit(key);
-	return best;
+	snprintf(perf_out, sizeof(perf_out), "%s/%s.perf", d->dir, lo.name);
+	if (r->perf)
+		perf = bench_perf_start(d, perf_out);
+	c0 = bench_capfd_metric(d, "capf_store_syncs_total");
+	cs0 = bench_capfd_metric(d, "capf_store_commit_duration_seconds_sum");
+	cn0 = bench_capfd_metric(d, "capf_store_commit_duration_seconds_count");
+	bench_cpu_of(d->pid, &u0, &s0);
+	ret = bench_load(d, &lo, lr);
+	bench_cpu_of(d->pid, &u1, &s1);
+	c1 = bench_capfd_metric(d, "capf_store_syncs_total");
+	cs1 = bench_capfd_metric(d, "capf_store_commit_duration_seconds_sum");
+	cn1 = bench_capfd_metric(d, "capf_store_commit_duration_seconds_count");
+	if (perf > 0)
+		fd = bench_perf_stop(perf, perf_out);
+	if (ret < 0 || lr->ok == 0) {
+		ret = -1;
+		goto out;
+	}
+	if (rate > 0) {
+		fg->half_user_ms = ms((u1 - u0) / (double)lr->ok);
+		fg->half_sys_ms = ms((s1 - s0) / (double)lr->ok);
+	}
+	if (rate <= 0) {
+		fg->user_ms = ms((u1 - u0) / (double)lr->ok);
+		fg->sys_ms = ms((s1 - s0) / (double)lr->ok);
+		fg->rate = lr->rate;
+		fg->busy = lr->wall > 0 ? ((u1 - u0) + (s1 - s0)) / lr->wall : 0;
+		fg->commits = c0 >= 0 && c1 >= c0 ? (c1 - c0) / (double)lr->ok : -1;
+		fg->commit_ms = cn1 > cn0 && cs0 >= 0 ? 1e3 * (cs1 - cs0) / (cn1 - cn0) : -1;
+		fg->fdatasyncs = fd >= 0 ? (double)fd / (double)lr->ok : -1;
+		fg->rss_kib = bench_proc_kib(d->pid, "VmHWM", false);
+		fg->signer_rss_kib = bench_proc_kib(d->pid, "VmHWM", true) - fg->rss_kib;
+		fg->client_ms = lr->client_user_ms + lr->client_sys_ms;
+		fg->x25519 = lr->x25519;
+		fg->secp256r1 = lr->secp256r1;
+	}
+	ret = 0;
+out:
+	bench_capfd_stop(d);
+	return ret;
 }
 
-/* ---- 2. the server ---------------------------------------------------------- */
-
-/* CPU seconds (user, system) of pid and every descendant now alive. */
-static void cpu_of(pid_t pid, double *user, double *sys)
+static int run_variant(struct run *r, struct figures *fg)
 {
-	char path[64], buf[1024];
-	FILE *f;
-	long tick = sysconf(_SC_CLK_TCK);
-	unsigned long long ut = 0, st = 0;
-	DIR *d;
-	struct dirent *e;
+	struct bench_capfd d;
+	struct bench_load_result lr;
 
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	f = fopen(path, "r");
-	if (f != NULL) {
-		if (fgets(buf, sizeof(buf), f) != NULL) {
-			char *p = strrchr(buf, ')');
-			/* state ppid pgrp session tty tpgid flags minflt cminflt
-			 * majflt cmajflt utime stime */
-			if (p != NULL && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
-						&ut, &st) == 2) {
-				*user += (double)ut / (double)tick;
-				*sys += (double)st / (double)tick;
-			}
-		}
-		fclose(f);
+	memset(&d, 0, sizeof(d));
+	d.pid = -1;
+	snprintf(d.build, sizeof(d.build), "%s", r->build);
+	snprintf(d.dir, sizeof(d.dir), "%s/%s", r->dir, fg->v->name);
+	snprintf(d.mfg, sizeof(d.mfg), "%s/mfg", d.dir);
+	if (mkdir(d.dir, 0755) < 0 || bench_make_mfg(&d, fg->v->rsa) < 0) {
+		fprintf(stderr, BENCH_PROG " enroll: cannot make %s\n", d.mfg);
+		return -1;
 	}
-	/* Children: the signer. */
-	d = opendir("/proc");
-	if (d == NULL)
+	fg->count = r->count ? r->count : r->quick ? COUNT_QUICK : fg->v->rsa ? COUNT_RSA
+									  : COUNT_P256;
+	if (one_run(r, fg, &d, 0, &lr) < 0)
+		return -1;
+	fg->ran = true;
+	printf("  server           %8.3f ms CPU per enrollment (user %.3f, system %.3f; capfd "
+	       "and its signer)\n",
+	       fg->user_ms + fg->sys_ms, fg->user_ms, fg->sys_ms);
+	printf("  ratio            %8.2f x the pure crypto\n",
+	       (fg->user_ms + fg->sys_ms) / ms(fg->crypto.seconds));
+	printf("  per CPU-second   %8.0f enrollments\n", 1e3 / (fg->user_ms + fg->sys_ms));
+	printf("  saturated        %8.0f enrollments/s (%lu at once; the server's core %.0f %% "
+	       "busy)\n",
+	       fg->rate, r->concurrency, 100 * fg->busy);
+	printf("  client           %8.3f ms CPU per enrollment (capf-phone load, on CPU %d)\n",
+	       fg->client_ms, r->client_cpu);
+	if (fg->fdatasyncs >= 0)
+		printf("  fdatasyncs       %8.2f per enrollment (perf: capfd's fdatasync calls)\n",
+		       fg->fdatasyncs);
+	else
+		printf("  fdatasyncs            ? per enrollment (no perf)\n");
+	printf("  group commits    %8.2f per enrollment (capf_store_syncs_total), %.1f ms each on "
+	       "average (write and fdatasyncs)\n", fg->commits, fg->commit_ms);
+	printf("  peak RSS         %8llu KiB capfd, %llu KiB its signer\n", fg->rss_kib,
+	       fg->signer_rss_kib);
+	printf("  key exchange     %lu X25519, %lu P-256 (phones offered %s)\n", fg->x25519,
+	       fg->secp256r1, fg->v->groups);
+	if (r->half && !r->quick) {
+		/* The two key exchanges are compared at one rate, so that the
+		 * group commits batch alike: p256-native's half of peak. */
+		bool kx = !strcmp(fg->v->name, "p256-native-kxp256") && r->kx_rate > 0;
+
+		fg->half_target = kx ? r->kx_rate : fg->rate / 2;
+		if (one_run(r, fg, &d, fg->half_target, &lr) < 0)
+			return -1;
+		fg->half_ran = true;
+		fg->half_rate = lr.rate;
+		fg->p50 = lr.p50;
+		fg->p99 = lr.p99;
+		if (!strcmp(fg->v->name, "p256-native"))
+			r->kx_rate = fg->half_target;
+		printf("  %-16s %8.0f enrollments/s open loop: p50 %.1f ms, p99 %.1f ms; server CPU "
+		       "%.3f ms each (user %.3f, system %.3f)\n",
+		       kx ? "p256-native's" : "half of peak", lr.rate, lr.p50, lr.p99,
+		       fg->half_user_ms + fg->half_sys_ms, fg->half_user_ms, fg->half_sys_ms);
+	}
+	return 0;
+}
+
+static void print_json(const struct figures *fg)
+{
+	double cpu = fg->user_ms + fg->sys_ms;
+
+	printf("{\"bench\":\"enroll\",\"variant\":\"%s\",\"crypto_ms\":%.4f,\"server_cpu_ms\":%.4f,"
+	       "\"server_user_ms\":%.4f,\"server_sys_ms\":%.4f,\"ratio\":%.3f,"
+	       "\"per_cpu_second\":%.1f,\"rate\":%.1f,\"server_busy\":%.3f,\"half_rate\":%.1f,"
+	       "\"p50_ms\":%.2f,\"p99_ms\":%.2f,\"half_server_cpu_ms\":%.4f,"
+	       "\"fdatasyncs_per_enrollment\":%.3f,"
+	       "\"group_commits_per_enrollment\":%.3f,\"commit_ms\":%.3f,\"peak_rss_kib\":%llu,"
+	       "\"signer_peak_rss_kib\":%llu,\"client_cpu_ms\":%.4f,\"x25519\":%lu,"
+	       "\"secp256r1\":%lu,\"kx_x25519_ms\":%.4f,\"kx_p256_ms\":%.4f,\"count\":%lu}\n",
+	       fg->v->name, ms(fg->crypto.seconds), cpu, fg->user_ms, fg->sys_ms,
+	       cpu / ms(fg->crypto.seconds), 1e3 / cpu, fg->rate, fg->busy, fg->half_rate, fg->p50,
+	       fg->p99, fg->half_user_ms + fg->half_sys_ms, fg->fdatasyncs, fg->commits, fg->commit_ms, fg->rss_kib, fg->signer_rss_kib, fg->client_ms,
+	       fg->x25519, fg->secp256r1, ms(fg->crypto.x25519_seconds), ms(fg->crypto.p256_seconds),
+	       fg->count);
+}
+
+static void print_table(const struct figures *fg, size_t n)
+{
+	printf("\n%-19s %7s %13s %6s %6s %6s %13s %6s %7s %7s\n", "variant", "crypto",
+	       "server u/s", "ratio", "per-s", "enr/s", "p50/p99 half", "fsync", "RSS", "client");
+	printf("%-19s %7s %13s %6s %6s %6s %13s %6s %7s %7s\n", "", "ms", "ms CPU", "x", "CPU",
+	       "peak", "ms", "/enr", "KiB", "ms CPU");
+	for (size_t i = 0; i < n; i++) {
+		char us[32], pp[32];
+
+		if (!fg[i].ran)
+			continue;
+		snprintf(us, sizeof(us), "%.2f/%.2f", fg[i].user_ms, fg[i].sys_ms);
+		if (fg[i].half_ran)
+			snprintf(pp, sizeof(pp), "%.1f/%.1f", fg[i].p50, fg[i].p99);
+		else
+			snprintf(pp, sizeof(pp), "-");
+		printf("%-19s %7.3f %13s %6.2f %6.0f %6.0f %13s %6.2f %7llu %7.3f\n", fg[i].v->name,
+		       ms(fg[i].crypto.seconds), us,
+		       (fg[i].user_ms + fg[i].sys_ms) / ms(fg[i].crypto.seconds),
+		       1e3 / (fg[i].user_ms + fg[i].sys_ms), fg[i].rate, pp, fg[i].fdatasyncs,
+		       fg[i].rss_kib, fg[i].client_ms);
+	}
+}
+
+/* X25519 next to P-256: the key exchange alone, and the server's CPU per
+ * enrollment when the phones offer one or the other. */
+static void print_kx(const struct figures *fg, size_t n)
+{
+	const struct figures *x = NULL, *p = NULL;
+
+	for (size_t i = 0; i < n; i++) {
+		if (!fg[i].ran)
+			continue;
+		if (!strcmp(fg[i].v->name, "p256-native"))
+			x = &fg[i];
+		if (!strcmp(fg[i].v->name, "p256-native-kxp256"))
+			p = &fg[i];
+	}
+	if (x == NULL)
+		x = p;
+	if (x == NULL)
 		return;
-	while ((e = readdir(d)) != NULL) {
-		int ppid = 0, child = atoi(e->d_name);
+	printf("\nkey exchange, one server-side ECDHE (crypto alone): X25519 %.3f ms, P-256 %.3f ms\n",
+	       ms(x->crypto.x25519_seconds), ms(x->crypto.p256_seconds));
+	if (x != p && p != NULL) {
+		double a = x->user_ms + x->sys_ms, b = p->user_ms + p->sys_ms;
 
-		if (child <= 0)
-			continue;
-		snprintf(path, sizeof(path), "/proc/%d/stat", child);
-		f = fopen(path, "r");
-		if (f == NULL)
-			continue;
-		if (fgets(buf, sizeof(buf), f) != NULL) {
-			char *p = strrchr(buf, ')');
-			if (p != NULL && sscanf(p + 2, "%*c %d", &ppid) == 1 && ppid == (int)pid) {
-				fclose(f);
-				cpu_of(child, user, sys);
-				continue;
-			}
+		printf("server CPU per enrollment, saturated: phones offering X25519 %.3f ms, P-256 "
+		       "only %.3f ms (%+.3f ms, %+.1f %%; at different rates)\n",
+		       a, b, b - a, 100 * (b / a - 1));
+		if (x->half_ran && p->half_ran) {
+			a = x->half_user_ms + x->half_sys_ms;
+			b = p->half_user_ms + p->half_sys_ms;
+			printf("server CPU per enrollment at %.0f/s open loop: X25519 %.3f ms, P-256 "
+			       "only %.3f ms (%+.3f ms, %+.1f %%)\n",
+			       x->half_target, a, b, b - a, 100 * (b / a - 1));
 		}
-		fclose(f);
 	}
-	closedir(d);
 }
 
-static unsigned long long peak_rss_kib(pid_t pid)
+/* ---- --callgrind ---------------------------------------------------------- */
+
+/* "summary: N" (or "totals: N") of a callgrind output file; -1 if none. */
+static long long callgrind_total(const char *path)
 {
-	char path[64], line[256];
-	unsigned long long kib = 0;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	f = fopen(path, "r");
-	if (f == NULL)
-		return 0;
-	while (fgets(line, sizeof(line), f) != NULL)
-		if (sscanf(line, "VmHWM: %llu", &kib) == 1)
-			break;
-	fclose(f);
-	return kib;
-}
-
-static pid_t spawn_on(int cpu, char *const argv[], const char *out)
-{
-	pid_t pid;
-
-	/* What is buffered is printed once, not once more by each child. */
-	fflush(stdout);
-	fflush(stderr);
-	pid = fork();
-
-	if (pid == 0) {
-		cpu_set_t set;
-
-		/* Its output (and its log) goes to a file of the run. */
-		if (out != NULL && (freopen(out, "w", stdout) == NULL ||
-				    dup2(fileno(stdout), STDERR_FILENO) < 0))
-			_exit(127);
-		CPU_ZERO(&set);
-		CPU_SET(cpu, &set);
-		(void)sched_setaffinity(0, sizeof(set), &set);
-		execv(argv[0], argv);
-		_exit(127);
-	}
-	return pid;
-}
-
-static int run_wait(pid_t pid)
-{
-	int st = 0;
-
-	if (pid < 0 || waitpid(pid, &st, 0) < 0)
-		return -1;
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-/* The store's group commits so far, from capfctl store info. */
-static long long syncs_of(const char *build, const char *sock)
-{
-	char cmd[1024], line[256];
+	char line[512];
 	long long n = -1;
+	FILE *f = fopen(path, "r");
+
+	if (f == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (!strncmp(line, "summary:", 8) || (n < 0 && !strncmp(line, "totals:", 7)))
+			n = atoll(line + (line[0] == 's' ? 8 : 7));
+	fclose(f);
+	return n;
+}
+
+/* Sums the Ir of every callgrind.PID file in dir newer than the
+ * zeroing (the dumps callgrind_control -d made). */
+static long long callgrind_dumps(const char *dir)
+{
+	char cmd[1200], line[1200];
+	long long sum = 0;
 	FILE *p;
 
-	snprintf(cmd, sizeof(cmd), "%s/capfctl -s %s store info 2>/dev/null", build, sock);
+	snprintf(cmd, sizeof(cmd), "ls %s/callgrind.*.* 2>/dev/null", dir);
 	p = popen(cmd, "r");
 	if (p == NULL)
 		return -1;
-	/* "txns written:    N in M group commits" */
 	while (fgets(line, sizeof(line), p) != NULL) {
-		char *s = strstr(line, " in ");
-		if (strncmp(line, "txns written:", 13) == 0 && s != NULL)
-			n = atoll(s + 4);
+		long long n;
+
+		line[strcspn(line, "\n")] = '\0';
+		n = callgrind_total(line);
+		if (n > 0)
+			sum += n;
 	}
 	pclose(p);
-	return n;
+	return sum;
+}
+
+static int run_callgrind(const struct run *r, const struct variant *v)
+{
+	struct bench_capfd d;
+	struct bench_capfd_opts co = { .rsa = v->rsa, .cpu = -1, .callgrind = true };
+	struct bench_load_opts lo = { .name = "callgrind", .prefix = "SEPCG",
+				      .count = r->count ? r->count : CALLGRIND_COUNT,
+				      .concurrency = 8, .cisco = v->cisco, .rsa = v->rsa,
+				      .no_setup = true, .groups = v->groups, .key_file = r->keys,
+				      .cpu = -1 };
+	struct bench_load_result lr;
+	long long server = -1, crypto_ir = -1;
+	unsigned rounds = v->rsa ? 20 : 100;
+	char out[1200];
+	int ret = -1;
+
+	memset(&d, 0, sizeof(d));
+	d.pid = -1;
+	snprintf(d.build, sizeof(d.build), "%s", r->build);
+	snprintf(d.dir, sizeof(d.dir), "%s/cg-%s", r->dir, v->name);
+	snprintf(d.mfg, sizeof(d.mfg), "%s/mfg", d.dir);
+	printf("%s: callgrind, %lu enrollments (slow)\n", v->name, lo.count);
+	if (mkdir(d.dir, 0755) < 0 || bench_make_mfg(&d, v->rsa) < 0 ||
+	    bench_capfd_start(&d, &co) < 0)
+		return -1;
+	if (bench_import(&d, "SEPCG", lo.count, v->rsa, "mic") < 0)
+		goto out;
+	/* Count the enrollments only: zero every process's counters now, dump after. */
+	/* Ours only (capfd and its signer), never another callgrind run of
+	 * the machine. */
+	bench_run_cmd("for p in %d $(pgrep -P %d); do callgrind_control -z $p; done >/dev/null 2>&1",
+		      (int)d.pid, (int)d.pid);
+	if (bench_load(&d, &lo, &lr) < 0 || lr.ok == 0)
+		goto out;
+	bench_run_cmd("for p in %d $(pgrep -P %d); do callgrind_control -d $p; done >/dev/null 2>&1",
+		      (int)d.pid, (int)d.pid);
+	sleep(2);
+	server = callgrind_dumps(d.dir);
+	/* The pure crypto, the rounds alone counted. */
+	snprintf(out, sizeof(out), "%s/crypto.callgrind", d.dir);
+	if (bench_run_cmd("valgrind --tool=callgrind --callgrind-out-file=%s "
+			  "--toggle-collect=bench_crypto_rounds %s/capf-bench enroll --crypto-only "
+			  "--variant %s --count %u >%s/crypto.out 2>&1",
+			  out, r->build, v->name, rounds, d.dir) == 0)
+		crypto_ir = callgrind_total(out);
+	if (server > 0 && crypto_ir > 0) {
+		/* --crypto-only runs rounds x 6 (5 timed + the key exchanges
+		 * alone do not count: they are outside bench_crypto_rounds). */
+		double per_crypto = (double)crypto_ir / (5.0 * rounds);
+		double per_server = (double)server / (double)lr.ok;
+
+		printf("  server           %12.0f instructions per enrollment (capfd and signer)\n",
+		       per_server);
+		printf("  pure crypto      %12.0f instructions per enrollment\n", per_crypto);
+		printf("  ratio            %12.2f\n", per_server / per_crypto);
+		printf("{\"bench\":\"enroll-callgrind\",\"variant\":\"%s\",\"server_ir\":%.0f,"
+		       "\"crypto_ir\":%.0f,\"ratio\":%.3f,\"count\":%lu}\n",
+		       v->name, per_server, per_crypto, per_server / per_crypto, lr.ok);
+		printf("  (profiles: %s/callgrind.*; callgrind_annotate shows where)\n", d.dir);
+		ret = 0;
+	} else {
+		fprintf(stderr, BENCH_PROG " enroll: no callgrind totals (server %lld, crypto %lld)\n",
+			server, crypto_ir);
+	}
+out:
+	bench_capfd_stop(&d);
+	return ret;
+}
+
+static int pick(const char *list, bool *on)
+{
+	char buf[512], *save = NULL, *tok;
+
+	if (strlen(list) >= sizeof(buf))
+		return -1;
+	strcpy(buf, list);
+	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		size_t i;
+
+		for (i = 0; i < N_VARIANTS; i++)
+			if (!strcmp(tok, variants[i].name))
+				break;
+		if (i == N_VARIANTS)
+			return -1;
+		on[i] = true;
+	}
+	return 0;
 }
 
 int bench_enroll(int argc, char **argv)
 {
+	enum { OPT_NO_HALF = 256, OPT_CALLGRIND, OPT_CRYPTO_ONLY, OPT_NO_PERF, OPT_KEY_POOL };
 	static const struct option longopts[] = {
+		{ "variant", required_argument, NULL, 'v' },
 		{ "count", required_argument, NULL, 'n' },
 		{ "concurrency", required_argument, NULL, 'c' },
+		{ "quick", no_argument, NULL, 'q' },
+		{ "no-half", no_argument, NULL, OPT_NO_HALF },
+		{ "no-perf", no_argument, NULL, OPT_NO_PERF },
 		{ "build", required_argument, NULL, 'b' },
+		{ "keys", required_argument, NULL, 'k' },
+		{ "callgrind", no_argument, NULL, OPT_CALLGRIND },
+		{ "crypto-only", no_argument, NULL, OPT_CRYPTO_ONLY },
+		{ "key-pool", required_argument, NULL, OPT_KEY_POOL },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	unsigned count = COUNT_DEFAULT, conc = CONCURRENCY_DEFAULT;
-	const char *build = ".";
-	char dir[] = "/tmp/capf-bench-enroll-XXXXXX", path[1024], sock[1100], ready[1100];
-	char mfg[1100], ca[1100], nstr[16], cstr[16], port[128] = "", out[1100], cmd[2400];
-	double crypto, u0 = 0, s0 = 0, u1 = 0, s1 = 0, wall;
-	long long sy0, sy1;
-	pid_t capfd = -1, load;
-	int c, ret = BENCH_EXIT_FAIL;
+	struct run r = { .build = ".", .concurrency = CONCURRENCY_DEFAULT, .half = true,
+			 .perf = true, .server_cpu = 0, .client_cpu = 1 };
+	struct figures fg[N_VARIANTS];
+	bool on[N_VARIANTS] = { false }, any = false, callgrind = false, crypto_only = false;
+	const char *home = getenv("HOME");
+	int c, ret = BENCH_EXIT_OK;
 
+	memset(fg, 0, sizeof(fg));
 	optind = 0;
-	while ((c = getopt_long(argc, argv, "n:c:b:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "v:n:c:qb:k:h", longopts, NULL)) != -1) {
 		switch (c) {
+		case 'v':
+			if (pick(optarg, on) < 0)
+				return bench_usage_error("enroll", "unknown variant in '%s'", optarg);
+			break;
 		case 'n':
-			count = (unsigned)strtoul(optarg, NULL, 10);
+			r.count = strtoul(optarg, NULL, 10);
+			if (r.count == 0 || r.count > 1000000)
+				return bench_usage_error("enroll", "--count wants 1..1000000");
 			break;
 		case 'c':
-			conc = (unsigned)strtoul(optarg, NULL, 10);
+			r.concurrency = strtoul(optarg, NULL, 10);
+			if (r.concurrency == 0 || r.concurrency > 1000)
+				return bench_usage_error("enroll", "--concurrency wants 1..1000");
+			break;
+		case 'q':
+			r.quick = true;
+			break;
+		case OPT_NO_HALF:
+			r.half = false;
+			break;
+		case OPT_NO_PERF:
+			r.perf = false;
 			break;
 		case 'b':
-			build = optarg;
+			r.build = optarg;
+			break;
+		case 'k':
+			snprintf(r.keys, sizeof(r.keys), "%s", optarg);
+			break;
+		case OPT_CALLGRIND:
+			callgrind = true;
+			break;
+		case OPT_CRYPTO_ONLY:
+			crypto_only = true;
+			break;
+		case OPT_KEY_POOL:
+			r.key_pool = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -284,105 +561,77 @@ int bench_enroll(int argc, char **argv)
 			return BENCH_EXIT_USAGE;
 		}
 	}
-	if (count == 0 || conc == 0 || count > 1000000 || conc > 1000)
-		return bench_usage_error("enroll", "count 1..1000000, concurrency 1..1000");
-
-	printf("enroll: one P-256 enrollment, the server next to the crypto it cannot avoid\n");
-	crypto = crypto_seconds();
-	if (crypto <= 0) {
-		fprintf(stderr, BENCH_PROG " enroll: the crypto measurement failed\n");
-		return BENCH_EXIT_FAIL;
+	for (size_t i = 0; i < N_VARIANTS; i++)
+		any |= on[i];
+	if (!any) {
+		for (size_t i = 0; i < N_VARIANTS; i++)
+			on[i] = !r.quick || i == 0;
 	}
-	printf("  pure crypto      %8.3f ms per enrollment (3 verifications, 2 signatures, ECDHE)\n",
-	       crypto * 1e3);
+	if (crypto_only) {
+		for (size_t i = 0; i < N_VARIANTS; i++) {
+			struct figures f = { .v = &variants[i] };
+			struct run cr = r;
 
-	if (mkdtemp(dir) == NULL)
-		return BENCH_EXIT_FAIL;
-	snprintf(mfg, sizeof(mfg), "%s/mfg", dir);
-	snprintf(cmd, sizeof(cmd), "%s/capf-phone mkmic --dir %s SEP000000000001 >/dev/null", build,
-		 mfg);
-	if (system(cmd) != 0)
-		goto out;
-	snprintf(ready, sizeof(ready), "%s/ready", dir);
-	snprintf(path, sizeof(path), "%s/capfd", build);
-	snprintf(sock, sizeof(sock), "%s/state/capfd.sock", dir);
-	snprintf(ca, sizeof(ca), "%s/state/ca/ca.pem", dir);
-	snprintf(out, sizeof(out), "%s/state", dir);
-	snprintf(cmd, sizeof(cmd), "%s/mfg-ca.pem", mfg);
-	{
-		char *av[] = { path, "-d", out, "-l", "127.0.0.1", "-p", "0", "-w", "1", "-m", cmd,
-			       "-r", ready, NULL };
-		char logf[1100];
-
-		snprintf(logf, sizeof(logf), "%s/capfd.log", dir);
-		capfd = spawn_on(0, av, logf);
-	}
-	for (int i = 0; i < 400; i++) {
-		FILE *f = fopen(ready, "r");
-		char line[128];
-		if (f != NULL) {
-			while (fgets(line, sizeof(line), f) != NULL)
-				if (strncmp(line, "port=", 5) == 0)
-					snprintf(port, sizeof(port), "%s", line + 5);
-			fclose(f);
+			if (!on[i])
+				continue;
+			printf("%s:\n", variants[i].name);
+			if (r.count) {
+				/* Under callgrind: exactly count rounds, 5 times. */
+				f.crypto.rsa = f.v->rsa;
+				f.crypto.cisco = f.v->cisco;
+				f.crypto.x25519 = strcmp(f.v->groups, "p256") != 0;
+				if (bench_crypto_measure(&f.crypto, (unsigned)r.count, 5) < 0)
+					return BENCH_EXIT_FAIL;
+				printf("  pure crypto      %8.3f ms per enrollment\n",
+				       ms(f.crypto.seconds));
+			} else if (measure_crypto(&cr, &f) < 0) {
+				return BENCH_EXIT_FAIL;
+			}
 		}
-		if (port[0] != '\0')
-			break;
-		usleep(50000);
+		return BENCH_EXIT_OK;
 	}
-	port[strcspn(port, "\n")] = '\0';
-	if (port[0] == '\0') {
-		fprintf(stderr, BENCH_PROG " enroll: capfd did not start\n");
-		goto out;
-	}
-	snprintf(path, sizeof(path), "%s/capf-phone", build);
-	snprintf(nstr, sizeof(nstr), "%u", count);
-	snprintf(cstr, sizeof(cstr), "%u", conc);
-	snprintf(out, sizeof(out), "%s/load.out", dir);
-	sy0 = syncs_of(build, sock);
-	cpu_of(capfd, &u0, &s0);
-	wall = bench_now();
-	{
-		char *av[] = { path, "load", "--count", nstr, "--concurrency", cstr, "--mfg-dir", mfg,
-			       "--ca", ca, "--socket", sock, "--host", "127.0.0.1", "--port", port,
-			       "--timeout", "120", NULL };
-		load = spawn_on(1, av, out);
-	}
-	if (run_wait(load) != 0) {
-		fprintf(stderr, BENCH_PROG " enroll: the load failed (see %s)\n", out);
-		goto out;
-	}
-	wall = bench_now() - wall;
-	cpu_of(capfd, &u1, &s1);
-	sy1 = syncs_of(build, sock);
-	{
-		double cpu = (u1 - u0) + (s1 - s0), per = cpu / count;
-		double syncs = sy0 >= 0 && sy1 >= sy0 ? (double)(sy1 - sy0) / count : -1;
-		unsigned long long rss = peak_rss_kib(capfd);
+	if (!r.keys[0]) {
+		char dir[900];
 
-		printf("  server           %8.3f ms CPU per enrollment (user %.3f, system %.3f; capfd "
-		       "and its signer)\n",
-		       per * 1e3, (u1 - u0) / count * 1e3, (s1 - s0) / count * 1e3);
-		printf("  ratio            %8.2f x the pure crypto (target 1.15)\n", per / crypto);
-		printf("  per CPU-second   %8.0f enrollments (target 1100)\n", 1.0 / per);
-		printf("  rate             %8.0f enrollments/s (client on the other core, %u at once)\n",
-		       count / wall, conc);
-		printf("  group commits    %8.2f per enrollment (target 1 or less)\n", syncs);
-		printf("  peak RSS         %8llu KiB (capfd)\n", rss);
-		printf("{\"bench\":\"enroll\",\"crypto_ms\":%.4f,\"server_cpu_ms\":%.4f,\"ratio\":%.3f,"
-		       "\"per_cpu_second\":%.1f,\"rate\":%.1f,\"syncs_per_enrollment\":%.3f,"
-		       "\"peak_rss_kib\":%llu,\"count\":%u,\"concurrency\":%u}\n",
-		       crypto * 1e3, per * 1e3, per / crypto, 1.0 / per, count / wall, syncs, rss,
-		       count, conc);
+		snprintf(dir, sizeof(dir), "%s/.cache/capf-bench", home && *home ? home : "/tmp");
+		if (bench_run_cmd("mkdir -p '%s'", dir) != 0)
+			return BENCH_EXIT_FAIL;
+		snprintf(r.keys, sizeof(r.keys), "%s/keys", dir);
 	}
-	ret = BENCH_EXIT_OK;
+	snprintf(r.dir, sizeof(r.dir), "/tmp/capf-bench-enroll-XXXXXX");
+	if (mkdtemp(r.dir) == NULL)
+		return BENCH_EXIT_FAIL;
+	if (callgrind) {
+		for (size_t i = 0; i < N_VARIANTS; i++)
+			if (on[i] && run_callgrind(&r, &variants[i]) < 0)
+				ret = BENCH_EXIT_FAIL;
+		goto out;
+	}
+	printf("enroll: the server next to the crypto it cannot avoid; capfd on CPU %d, the "
+	       "phones on CPU %d\n(the phones' new keys from %s, made once; the machine may be "
+	       "shared: compare within a run)\n",
+	       r.server_cpu, r.client_cpu, r.keys);
+	for (size_t i = 0; i < N_VARIANTS; i++) {
+		if (!on[i])
+			continue;
+		fg[i].v = &variants[i];
+		printf("%s:\n", variants[i].name);
+		if (measure_crypto(&r, &fg[i]) < 0 || run_variant(&r, &fg[i]) < 0) {
+			ret = BENCH_EXIT_FAIL;
+			continue;
+		}
+	}
+	print_table(fg, N_VARIANTS);
+	print_kx(fg, N_VARIANTS);
+	for (size_t i = 0; i < N_VARIANTS; i++)
+		if (fg[i].ran)
+			print_json(&fg[i]);
 out:
-	if (capfd > 0) {
-		kill(capfd, SIGTERM);
-		run_wait(capfd);
-	}
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	if (system(cmd) != 0)
-		fprintf(stderr, BENCH_PROG " enroll: cannot remove %s\n", dir);
+	if (callgrind && ret == BENCH_EXIT_OK)
+		printf("(the profiles stay in %s: remove it when done)\n", r.dir);
+	else if (ret == BENCH_EXIT_OK && bench_run_cmd("rm -rf '%s'", r.dir) != 0)
+		fprintf(stderr, BENCH_PROG " enroll: cannot remove %s\n", r.dir);
+	else if (ret != BENCH_EXIT_OK)
+		fprintf(stderr, BENCH_PROG " enroll: the run's files are in %s\n", r.dir);
 	return ret;
 }

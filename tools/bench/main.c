@@ -3,6 +3,10 @@
  *
  *   capf-bench store [--records N] [--dir DIR]   the store (tools/bench/store.c)
  *   capf-bench ca [--key-type T] [--seconds S]    issuance next to signing (tools/bench/ca.c)
+ *   capf-bench enroll [--variant V] [--quick]     server CPU per enrollment next to its crypto,
+ *                                                saturated and at half peak (tools/bench/enroll.c)
+ *   capf-bench idle [--connections N]             idle connections' cost (tools/bench/scale.c)
+ *   capf-bench rekey [--phones N]                 a cluster re-keyed (tools/bench/scale.c)
  *   capf-bench all                               every benchmark with its defaults
  *
  * A new benchmark is a file with its run function, declared in bench.h and
@@ -26,6 +30,9 @@ static const struct bench_command commands[] = {
 	  bench_ca },
 	{ "enroll", "server CPU per enrollment next to the pure crypto of one, under load",
 	  bench_enroll },
+	{ "idle", "10,000 idle TLS connections: RSS each, other phones' slowdown", bench_idle },
+	{ "rekey", "40,000 phones re-keyed through capfctl schedule, the elapsed time",
+	  bench_rekey },
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))

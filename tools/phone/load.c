@@ -16,46 +16,36 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-#include "tools/phone/phone.h"
+#include <sys/resource.h>
+
+#include "tools/phone/load.h"
 
 #define LOAD_PREFIX_DEFAULT "SEPLOAD"
 #define LOAD_TIMEOUT_DEFAULT 120ul
 #define LOAD_COUNT_MAX 0xfffffful     /* six hex digits */
 #define LOAD_CONCURRENCY_MAX 4096ul
-#define LOAD_SETUP_THREADS_MAX 8ul
 #define LOAD_PHONE_TIMEOUT_MS 30000u
-#define LOAD_BENCH_SECONDS 0.5
 #define LOAD_RETRY_MAX 100ul
 #define LOAD_RETRY_PAUSE_US 200000u
+#define LOAD_KEY_POOL_DEFAULT 64ul
+#define LOAD_KEY_POOL_MAX 100000ul
+#define LOAD_IDLE_MAX 1000000ul
+#define LOAD_HOLD_DEFAULT 60ul
 
-struct load {
-	/* options */
-	const char *mfg_dir;
-	const char *ca_file;
-	const char *socket;
-	const char *host;
-	const char *port;
-	const char *prefix;
-	const char *record_path;    /* --record: "DEVICE SERIAL" per certificate received */
-	const char *transcripts;    /* --transcripts: DIR/DEVICE.jsonl per phone, or NULL */
-	int record_fd;
-	unsigned long count;
-	unsigned long concurrency;
-	unsigned long retries;      /* --retry: attempts after a retry-later or lost connection */
-	atomic_ulong retried;
-	double deadline;            /* phone_now() after which no enrollment starts */
-
-	/* per phone */
-	char (*names)[DEVICE_NAME_MAX + 1];
-	struct pki_pair *mics;
-	double *latency_ms;
-	int *result;                /* 0 ok, negative capf code, 1 = not started */
-
-	atomic_ulong next;
-	atomic_ulong finished;
-	atomic_ulong exited;        /* threads that returned */
-	atomic_int setup_failed;
-	pthread_mutex_t err_lock;   /* serialises setup error messages */
+enum {
+	OPT_PROTOCOL = 256,
+	OPT_KEY_TYPE,
+	OPT_MIC_TYPE,
+	OPT_KEY_POOL,
+	OPT_GROUPS,
+	OPT_RATE,
+	OPT_NO_SETUP,
+	OPT_LSC_OUT,
+	OPT_LSC_IN,
+	OPT_IDLE,
+	OPT_HOLD,
+	OPT_JSON,
+	OPT_KEY_FILE,
 };
 
 static void usage(FILE *f)
@@ -64,8 +54,13 @@ static void usage(FILE *f)
 		"Usage: " PHONE_PROG " load --count N --concurrency C --mfg-dir DIR --ca FILE\n"
 		"         [--socket PATH] [--host HOST] [--port PORT] [--prefix PREFIX]\n"
 		"         [--timeout SECONDS] [--record FILE] [--transcripts DIR] [--retry N]\n"
+		"         [--protocol native|cisco] [--key-type T] [--mic-type T] [--key-pool N]\n"
+		"         [--groups x25519|p256|default] [--rate R] [--no-setup]\n"
+		"         [--lsc-out FILE] [--lsc-in FILE] [--idle N [--hold S]] [--json]\n"
+		"         [--key-file FILE]\n"
 		"Add N devices through the admin socket, then enroll them with C phones at a\n"
-		"time, and report rates, latencies and the server's CPU time per enrollment.\n"
+		"time, and report rates, latencies, the server's CPU time per enrollment and\n"
+		"the simulator's own.\n"
 		"\n"
 		"  -n, --count N          number of phones (1..%lu)\n"
 		"  -j, --concurrency C    phones enrolling at the same time (1..%lu)\n"
@@ -74,21 +69,46 @@ static void usage(FILE *f)
 		"  -s, --socket PATH      capfd's admin socket, default $CAPF_SOCKET or\n"
 		"                         " CLIENT_ADMIN_SOCKET_DEFAULT "\n"
 		"  -H, --host HOST        capfd's address, default 127.0.0.1\n"
-		"  -p, --port PORT        capfd's port, default " CLIENT_PHONE_PORT_DEFAULT "\n"
+		"  -p, --port PORT        capfd's port (its [cisco] port with --protocol cisco),\n"
+		"                         default " CLIENT_PHONE_PORT_DEFAULT "\n"
 		"  -P, --prefix PREFIX    device names are PREFIX and 6 hex digits,\n"
 		"                         default " LOAD_PREFIX_DEFAULT "\n"
 		"  -t, --timeout SECONDS  start no enrollment after this long, default %lu\n"
 		"  -r, --record FILE      append \"DEVICE SERIAL\" (hex) to FILE for every\n"
 		"                         certificate a phone received, whatever happened next\n"
 		"      --transcripts DIR  a transcript of every session of phone NAME in\n"
-		"                         DIR/NAME.jsonl (doc/transcript.md)\n"
+		"                         DIR/NAME.jsonl (doc/transcript.md; native only)\n"
 		"  -R, --retry N          enroll a phone again, up to N times (0..%lu) after a\n"
 		"                         short pause, when the server said retry-later or the\n"
 		"                         connection or handshake failed; default 0\n"
+		"      --protocol P       native (capf's own, the default) or cisco (Cisco CAPF\n"
+		"                         v3, the phone authenticated by its MIC in the protocol)\n"
+		"      --key-type T       the key the device records ask for: ec-p256 (default),\n"
+		"                         ec-p384, rsa-2048, ...\n"
+		"      --mic-type T       the MICs' key type, default ec-p256\n"
+		"      --key-pool N       make N MIC keys before the run (phone i's MIC has key\n"
+		"                         i mod N) and each phone's new key too, so that the run\n"
+		"                         measures the protocol; 0 makes every key when needed,\n"
+		"                         as phones do; default %lu\n"
+		"      --key-file FILE    read the phones' new keys from FILE and add the ones\n"
+		"                         missing, so that the next run makes none (RSA)\n"
+		"      --groups G         what the TLS handshake offers: x25519 (the default: X25519\n"
+		"                         then P-256, one key share, X25519), p256 (secp256r1\n"
+		"                         only) or default (GnuTLS's, shares for P-256 and X25519)\n"
+		"      --rate R           open loop: start one enrollment every 1/R seconds (up to\n"
+		"                         C at once), latency counted from the scheduled start\n"
+		"      --no-setup         the devices are there already (e.g. a bulk import)\n"
+		"      --lsc-out FILE     write every LSC received, with its key, to FILE\n"
+		"      --lsc-in FILE      the phones of FILE (--lsc-out) present their LSC\n"
+		"      --idle N           instead of enrolling: open N TLS connections with C\n"
+		"                         threads and hold them, sending nothing, for --hold\n"
+		"                         seconds (default %lu) or until SIGTERM\n"
+		"      --json             also one JSON line of the figures\n"
 		"  -h, --help             show this help\n"
 		"\n"
 		"Exit status: 0 all enrolled, 1 some did not, 2 usage, 3 cannot connect.\n",
-		LOAD_COUNT_MAX, LOAD_CONCURRENCY_MAX, LOAD_TIMEOUT_DEFAULT, LOAD_RETRY_MAX);
+		LOAD_COUNT_MAX, LOAD_CONCURRENCY_MAX, LOAD_TIMEOUT_DEFAULT, LOAD_RETRY_MAX,
+		LOAD_KEY_POOL_DEFAULT, LOAD_HOLD_DEFAULT);
 }
 
 /* Records the first setup failure (exit status code) and reports only it:
@@ -105,7 +125,7 @@ static void setup_fail(struct load *l, int code, const char *what, const char *n
 	pthread_mutex_unlock(&l->err_lock);
 }
 
-/* Adds (or resets) one device: install, MIC authentication, P-256. */
+/* Adds (or resets) one device: install, MIC authentication, l->key_type. */
 static int put_device(struct load *l, struct client_admin *a, const char *name)
 {
 	Capf__AdminRequest req = CAPF__ADMIN_REQUEST__INIT;
@@ -117,7 +137,7 @@ static int put_device(struct load *l, struct client_admin *a, const char *name)
 	dev.name = (char *)name;
 	dev.op = CAPF__OPERATION__OP_INSTALL;
 	dev.auth = CAPF__AUTH_MODE__AUTH_MIC;
-	dev.key_type = CAPF__KEY_TYPE__KEY_EC_P256;
+	dev.key_type = (Capf__KeyType)l->key_type;
 	put.device = &dev;
 	put.create = 1;
 	req.body_case = CAPF__ADMIN_REQUEST__BODY_DEVICE_PUT;
@@ -160,13 +180,14 @@ static void *setup_thread(void *arg)
 	unsigned long i;
 	int ret;
 
-	ret = phone_mfg_ca_load(l->mfg_dir, &ca);
+	/* Phones that present their LSCs (--lsc-in) need no MIC. */
+	ret = l->lsc_in ? 0 : phone_mfg_ca_load(l->mfg_dir, &ca);
 	if (ret < 0) {
 		setup_fail(l, PHONE_EXIT_FAIL, "cannot read the manufacturer CA in", l->mfg_dir,
 			   capf_strerror(ret));
 		goto out;
 	}
-	ret = client_admin_open(&a, l->socket, 0);
+	ret = l->no_setup ? 0 : client_admin_open(&a, l->socket, 0);
 	if (ret < 0) {
 		setup_fail(l, PHONE_EXIT_CONNECT, "cannot connect to", l->socket,
 			   strerror(-ret));
@@ -176,13 +197,15 @@ static void *setup_thread(void *arg)
 		i = atomic_fetch_add(&l->next, 1);
 		if (i >= l->count)
 			break;
-		ret = pki_make_mic(&ca, l->names[i], 0, 3650, &l->mics[i]);
-		if (ret < 0) {
-			setup_fail(l, PHONE_EXIT_FAIL, "cannot make the MIC of", l->names[i],
-				   capf_strerror(ret));
-			break;
+		if (!l->lsc_in) {
+			ret = load_make_mic(l, &ca, i, &l->mics[i]);
+			if (ret < 0) {
+				setup_fail(l, PHONE_EXIT_FAIL, "cannot make the MIC of", l->names[i],
+					   capf_strerror(ret));
+				break;
+			}
 		}
-		if (put_device(l, &a, l->names[i]) != 0)
+		if (!l->no_setup && put_device(l, &a, l->names[i]) != 0)
 			break;
 		atomic_fetch_add(&l->finished, 1);
 	}
@@ -246,12 +269,60 @@ static void open_transcript(struct load *l, unsigned long i, struct phone_enroll
 	}
 }
 
+/* Keeps what --lsc-out saves: the certificate and its key (taken from r). */
+static void keep_lsc(struct load *l, unsigned long i, struct phone_enroll_result *r)
+{
+	gnutls_datum_t d = { r->lsc_der, (unsigned)r->lsc_len };
+
+	if (!l->lsc_out || l->lsc_in || !r->lsc_der || !r->key)
+		return;
+	if (gnutls_x509_crt_init(&l->lscs[i].crt) < 0 ||
+	    gnutls_x509_crt_import(l->lscs[i].crt, &d, GNUTLS_X509_FMT_DER) < 0) {
+		pki_pair_deinit(&l->lscs[i]);
+		return;
+	}
+	l->lscs[i].key = r->key;
+	r->key = NULL;
+}
+
+/* One session of phone i, native or Cisco; its result code. */
+static int enroll_one(struct load *l, unsigned long i, struct phone_enroll_opts *o,
+		      const struct client_trust *trust)
+{
+	struct phone_enroll_result r;
+	int ret, group = 0;
+
+	if (l->protocol == LOAD_CISCO) {
+		unsigned reason = 0;
+
+		ret = load_cisco_enroll(l, i, trust, o->timeout_ms, &group, &reason);
+		l->group[i] = (uint16_t)group;
+		return ret;
+	}
+	memset(&r, 0, sizeof(r));
+	o->name = l->names[i];
+	o->mic = l->lsc_in ? NULL : &l->mics[i];
+	o->lsc = l->lsc_in ? &l->lscs[i] : NULL;
+	o->reuse_key = load_lsc_key(l, i);
+	open_transcript(l, i, o);
+	ret = phone_enroll(o, &r);
+	/* A failure to write it is reported once by the check below. */
+	(void)transcript_writer_close(o->rec);
+	o->rec = NULL;
+	l->group[i] = (uint16_t)r.tls_group;
+	if (l->record_fd >= 0 && r.serial_len > 0)
+		record_cert(l, l->names[i], &r);
+	if (ret == 0)
+		keep_lsc(l, i, &r);
+	phone_enroll_result_deinit(&r);
+	return ret;
+}
+
 static void *enroll_thread(void *arg)
 {
 	struct load *l = arg;
 	struct client_trust trust = { NULL, 0 };
 	struct phone_enroll_opts o;
-	struct phone_enroll_result r;
 	unsigned long i;
 	double start, left;
 	int ret;
@@ -262,36 +333,35 @@ static void *enroll_thread(void *arg)
 	o.host = l->host;
 	o.port = l->port;
 	o.trust = &trust;
+	o.tool = "capf-phone load";
 	for (;;) {
-		start = phone_now();
-		if (start >= l->deadline)
-			break;
 		i = atomic_fetch_add(&l->next, 1);
 		if (i >= l->count)
+			break;
+		start = phone_now();
+		if (l->rate > 0) {
+			/* Open loop: phone i starts at its time, not when a
+			 * thread is free; its latency counts from then. */
+			double at = l->start + (double)i / l->rate;
+
+			if (at > start)
+				usleep((useconds_t)((at - start) * 1e6));
+			start = at;
+		}
+		if (phone_now() >= l->deadline)
 			break;
 		if (ret < 0) {
 			l->result[i] = ret;
 			atomic_fetch_add(&l->finished, 1);
 			continue;
 		}
-		memset(&r, 0, sizeof(r));
-		o.name = l->names[i];
-		o.mic = &l->mics[i];
 		/* Never wait on one phone much past the end of the run. */
 		left = (l->deadline - start) * 1000.0;
 		o.timeout_ms = left > LOAD_PHONE_TIMEOUT_MS ? LOAD_PHONE_TIMEOUT_MS
 			       : left < 1000.0		    ? 1000u
 							    : (unsigned)left;
 		for (unsigned long attempt = 0;; attempt++) {
-			open_transcript(l, i, &o);
-			l->result[i] = phone_enroll(&o, &r);
-			/* A failure to write it is reported once by the check below. */
-			(void)transcript_writer_close(o.rec);
-			o.rec = NULL;
-			if (l->record_fd >= 0 && r.serial_len > 0)
-				record_cert(l, l->names[i], &r);
-			phone_enroll_result_deinit(&r);
-			memset(&r, 0, sizeof(r));
+			l->result[i] = enroll_one(l, i, &o, &trust);
 			if (attempt >= l->retries || !retryable(l->result[i]) ||
 			    phone_now() >= l->deadline)
 				break;
@@ -339,201 +409,9 @@ static int run_threads(struct load *l, unsigned long n, void *(*fn)(void *), con
 	return ret;
 }
 
-/* Reads the start of /proc/PID/NAME into buf as a string; -1 if it cannot
- * be opened. */
-static int proc_read(uint32_t pid, const char *name, char *buf, size_t len)
+static double tv_ms(const struct timeval *a, const struct timeval *b)
 {
-	char path[64];
-	FILE *f;
-	size_t n;
-
-	snprintf(path, sizeof(path), "/proc/%u/%s", pid, name);
-	f = fopen(path, "r");
-	if (!f)
-		return -1;
-	n = fread(buf, 1, len - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	return 0;
-}
-
-/* utime + stime of a local process in ms, or -1 when it cannot be read or
- * is not a capfd (the server may run on another machine). */
-static double proc_cpu_ms(uint32_t pid)
-{
-	char buf[1024], *p;
-	unsigned long long utime, stime;
-	long hz = sysconf(_SC_CLK_TCK);
-	int i;
-
-	if (pid == 0 || hz <= 0)
-		return -1;
-	if (proc_read(pid, "comm", buf, sizeof(buf)) < 0 || strncmp(buf, "capfd", 5) != 0)
-		return -1;
-	if (proc_read(pid, "stat", buf, sizeof(buf)) < 0)
-		return -1;
-	/* The command name may hold spaces and parentheses: start after the last ')'. */
-	p = strrchr(buf, ')');
-	if (!p)
-		return -1;
-	p++;
-	/* Fields after the name: state is field 3, utime 14, stime 15. */
-	for (i = 3; i < 14; i++) {
-		p = strchr(p + 1, ' ');
-		if (!p)
-			return -1;
-	}
-	if (sscanf(p, " %llu %llu", &utime, &stime) != 2)
-		return -1;
-	return (double)(utime + stime) * 1000.0 / (double)hz;
-}
-
-/* The server's pid from the admin status, 0 if unknown. */
-static uint32_t server_pid(const char *socket_path)
-{
-	Capf__AdminRequest req = CAPF__ADMIN_REQUEST__INIT;
-	Capf__StatusRequest st = CAPF__STATUS_REQUEST__INIT;
-	Capf__AdminResponse *resp = NULL;
-	struct client_admin a;
-	uint32_t pid = 0;
-
-	if (client_admin_open(&a, socket_path, 5000) < 0)
-		return 0;
-	req.body_case = CAPF__ADMIN_REQUEST__BODY_STATUS;
-	req.status = &st;
-	if (client_admin_call(&a, &req, &resp) == 0 && resp->code == 0 && resp->status)
-		pid = resp->status->pid;
-	if (resp)
-		capf__admin_response__free_unpacked(resp, NULL);
-	client_admin_close(&a);
-	return pid;
-}
-
-/* Key + CSR operations per second on this machine, one thread: what each
- * simulated phone pays before the server does any work. */
-static double bench_key_csr(void)
-{
-	static const uint8_t binding[CLIENT_BINDING_LEN] = { 0 };
-	double start = phone_now(), now = start;
-	unsigned long n = 0;
-
-	while (now - start < LOAD_BENCH_SECONDS) {
-		gnutls_x509_privkey_t key = NULL;
-		uint8_t *der = NULL;
-		size_t len = 0;
-		int ret;
-
-		ret = pki_gen_key(CAPF__KEY_TYPE__KEY_EC_P256, &key);
-		if (ret == 0)
-			ret = pki_make_csr(key, "SEPBENCH00000000", binding, sizeof(binding), &der,
-					   &len);
-		free(der);
-		if (key)
-			gnutls_x509_privkey_deinit(key);
-		if (ret < 0)
-			return -1;
-		n++;
-		now = phone_now();
-	}
-	return (double)n / (now - start);
-}
-
-/* A failure's name: the capf name, or the errno text for system errors
- * that capf has no name for (e.g. "Connection refused"). */
-static const char *fail_name(int code)
-{
-	const char *name = capf_errname(code);
-
-	if (!strcmp(name, "CAPF_EUNKNOWN") && code < 0 && code > -1000)
-		return strerror(-code);
-	return name;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
-/* Nearest-rank percentile of n sorted values. */
-static double percentile(const double *v, size_t n, double p)
-{
-	size_t rank;
-
-	if (n == 0)
-		return 0;
-	rank = (size_t)(p / 100.0 * (double)n + 0.999999);
-	if (rank < 1)
-		rank = 1;
-	if (rank > n)
-		rank = n;
-	return v[rank - 1];
-}
-
-static void report(const struct load *l, double wall, double cpu_ms, uint32_t pid)
-{
-	struct {
-		int code;
-		unsigned long n;
-	} fails[64];
-	size_t nfails = 0, k, nok = 0;
-	unsigned long failed = 0, not_started = 0, other = 0;
-	double *ok_lat = malloc(sizeof(double) * (l->count ? l->count : 1));
-	double rate;
-	unsigned long i;
-
-	for (i = 0; i < l->count; i++) {
-		if (l->result[i] == 1) {
-			not_started++;
-			continue;
-		}
-		if (l->result[i] == 0) {
-			if (ok_lat)
-				ok_lat[nok] = l->latency_ms[i];
-			nok++;
-			continue;
-		}
-		failed++;
-		for (k = 0; k < nfails; k++)
-			if (fails[k].code == l->result[i])
-				break;
-		if (k == nfails && nfails < sizeof(fails) / sizeof(fails[0])) {
-			fails[nfails].code = l->result[i];
-			fails[nfails].n = 0;
-			nfails++;
-		}
-		if (k < nfails)
-			fails[k].n++;
-		else
-			other++;
-	}
-	printf("enrollments: %zu ok, %lu failed", nok, failed);
-	if (not_started)
-		printf(", %lu not started (timeout)", not_started);
-	printf(" of %lu\n", l->count);
-	if (atomic_load(&l->retried) > 0)
-		printf("retries: %lu\n", (unsigned long)atomic_load(&l->retried));
-	for (k = 0; k < nfails; k++)
-		printf("  failed with %s (%d): %lu\n", fail_name(fails[k].code),
-		       fails[k].code < 0 ? -fails[k].code : fails[k].code, fails[k].n);
-	if (other)
-		printf("  failed with other errors: %lu\n", other);
-	printf("wall time: %.3f s\n", wall);
-	rate = wall > 0 ? (double)nok / wall : 0;
-	printf("rate: %.1f enrollments/s\n", rate);
-	if (ok_lat && nok > 0) {
-		qsort(ok_lat, nok, sizeof(double), cmp_double);
-		printf("latency (ms, successful enrollments): p50 %.1f p90 %.1f p99 %.1f max %.1f\n",
-		       percentile(ok_lat, nok, 50), percentile(ok_lat, nok, 90),
-		       percentile(ok_lat, nok, 99), ok_lat[nok - 1]);
-	}
-	if (cpu_ms >= 0 && nok > 0)
-		printf("server cpu: %.0f ms in total, %.2f ms per enrollment (pid %u)\n", cpu_ms,
-		       cpu_ms / (double)nok, pid);
-	else
-		printf("server cpu: not available (no local capfd process to read)\n");
-	free(ok_lat);
+	return (double)(b->tv_sec - a->tv_sec) * 1e3 + (double)(b->tv_usec - a->tv_usec) / 1e3;
 }
 
 int phone_cmd_load(int argc, char **argv)
@@ -551,17 +429,33 @@ int phone_cmd_load(int argc, char **argv)
 		{ "record", required_argument, NULL, 'r' },
 		{ "transcripts", required_argument, NULL, 'T' },
 		{ "retry", required_argument, NULL, 'R' },
+		{ "protocol", required_argument, NULL, OPT_PROTOCOL },
+		{ "key-type", required_argument, NULL, OPT_KEY_TYPE },
+		{ "mic-type", required_argument, NULL, OPT_MIC_TYPE },
+		{ "key-pool", required_argument, NULL, OPT_KEY_POOL },
+		{ "groups", required_argument, NULL, OPT_GROUPS },
+		{ "rate", required_argument, NULL, OPT_RATE },
+		{ "no-setup", no_argument, NULL, OPT_NO_SETUP },
+		{ "lsc-out", required_argument, NULL, OPT_LSC_OUT },
+		{ "lsc-in", required_argument, NULL, OPT_LSC_IN },
+		{ "idle", required_argument, NULL, OPT_IDLE },
+		{ "hold", required_argument, NULL, OPT_HOLD },
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ "key-file", required_argument, NULL, OPT_KEY_FILE },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct load l;
 	struct client_trust trust = { NULL, 0 };
 	struct pki_pair ca = { NULL, NULL };
-	unsigned long timeout = LOAD_TIMEOUT_DEFAULT, i, nsetup;
+	unsigned long timeout = LOAD_TIMEOUT_DEFAULT, i, nsetup, count_max = 0;
 	double start, wall, cpu0 = -1, cpu1 = -1, bench;
+	struct rusage ru0, ru1;
+	struct load_cpu own;
 	uint32_t pid;
 	int status = PHONE_EXIT_FAIL;
 	int c, ret;
+	char *end;
 
 	memset(&l, 0, sizeof(l));
 	l.record_fd = -1;
@@ -573,6 +467,11 @@ int phone_cmd_load(int argc, char **argv)
 	if (!l.socket || !*l.socket)
 		l.socket = CLIENT_ADMIN_SOCKET_DEFAULT;
 	l.concurrency = 1;
+	l.key_type = CAPF__KEY_TYPE__KEY_EC_P256;
+	l.mic_type = CAPF__KEY_TYPE__KEY_EC_P256;
+	l.key_pool = LOAD_KEY_POOL_DEFAULT;
+	l.groups = CLIENT_GROUPS_X25519;
+	l.hold = LOAD_HOLD_DEFAULT;
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "n:j:m:c:s:H:p:P:t:r:R:h", longopts, NULL)) != -1) {
 		switch (c) {
@@ -580,6 +479,7 @@ int phone_cmd_load(int argc, char **argv)
 			if (phone_parse_uint(optarg, 1, LOAD_COUNT_MAX, &l.count) < 0)
 				return phone_usage_error("load", "--count wants 1..%lu",
 							 LOAD_COUNT_MAX);
+			count_max = l.count;
 			break;
 		case 'j':
 			if (phone_parse_uint(optarg, 1, LOAD_CONCURRENCY_MAX, &l.concurrency) < 0)
@@ -623,6 +523,63 @@ int phone_cmd_load(int argc, char **argv)
 				return phone_usage_error("load", "--retry wants 0..%lu",
 							 LOAD_RETRY_MAX);
 			break;
+		case OPT_PROTOCOL:
+			if (!strcmp(optarg, "native"))
+				l.protocol = LOAD_NATIVE;
+			else if (!strcmp(optarg, "cisco"))
+				l.protocol = LOAD_CISCO;
+			else
+				return phone_usage_error("load", "--protocol wants native or cisco");
+			break;
+		case OPT_KEY_TYPE:
+		case OPT_MIC_TYPE: {
+			int kt = 0;
+
+			if (key_type_from_name(optarg, &kt) < 0 || kt == 0)
+				return phone_usage_error("load", "unknown key type '%s'", optarg);
+			if (c == OPT_KEY_TYPE)
+				l.key_type = kt;
+			else
+				l.mic_type = kt;
+			break;
+		}
+		case OPT_KEY_POOL:
+			if (phone_parse_uint(optarg, 0, LOAD_KEY_POOL_MAX, &l.key_pool) < 0)
+				return phone_usage_error("load", "--key-pool wants 0..%lu",
+							 LOAD_KEY_POOL_MAX);
+			break;
+		case OPT_GROUPS:
+			if (client_groups_from_name(optarg, &l.groups) < 0)
+				return phone_usage_error("load", "--groups wants x25519, p256 or default");
+			break;
+		case OPT_RATE:
+			l.rate = strtod(optarg, &end);
+			if (*end != '\0' || !(l.rate > 0 && l.rate <= 1e6))
+				return phone_usage_error("load", "--rate wants 0 < R <= 1000000");
+			break;
+		case OPT_NO_SETUP:
+			l.no_setup = true;
+			break;
+		case OPT_LSC_OUT:
+			l.lsc_out = optarg;
+			break;
+		case OPT_LSC_IN:
+			l.lsc_in = optarg;
+			break;
+		case OPT_IDLE:
+			if (phone_parse_uint(optarg, 1, LOAD_IDLE_MAX, &l.idle) < 0)
+				return phone_usage_error("load", "--idle wants 1..%lu", LOAD_IDLE_MAX);
+			break;
+		case OPT_HOLD:
+			if (phone_parse_uint(optarg, 1, 86400, &l.hold) < 0)
+				return phone_usage_error("load", "--hold wants 1..86400 seconds");
+			break;
+		case OPT_JSON:
+			l.json = true;
+			break;
+		case OPT_KEY_FILE:
+			l.key_file = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return PHONE_EXIT_OK;
@@ -632,22 +589,33 @@ int phone_cmd_load(int argc, char **argv)
 	}
 	if (optind < argc)
 		return phone_usage_error("load", "unexpected argument '%s'", argv[optind]);
-	if (!l.count)
+	if (l.idle)
+		l.count = l.idle;
+	if (!l.count && !l.lsc_in)
 		return phone_usage_error("load", "--count is required");
-	if (!l.mfg_dir)
+	if (!l.mfg_dir && !l.lsc_in)
 		return phone_usage_error("load", "--mfg-dir is required");
 	if (!l.ca_file)
 		return phone_usage_error("load", "--ca is required");
-	if (l.concurrency > l.count)
-		l.concurrency = l.count;
+	if (l.lsc_in && (l.protocol == LOAD_CISCO || l.idle))
+		return phone_usage_error("load", "--lsc-in is for native enrollments");
+	if (l.transcripts && l.protocol == LOAD_CISCO)
+		return phone_usage_error("load", "--transcripts is for native enrollments");
+	if (l.lsc_in)
+		l.no_setup = true;
+	if (l.idle)
+		l.no_setup = true;
+	client_tls_set_groups(l.groups);
 
 	/* Check the inputs once here, so that the threads fail only on the server. */
-	ret = phone_mfg_ca_load(l.mfg_dir, &ca);
-	pki_pair_deinit(&ca);
-	if (ret < 0) {
-		fprintf(stderr, PHONE_PROG " load: cannot read the manufacturer CA in %s: %s\n",
-			l.mfg_dir, capf_strerror(ret));
-		goto out;
+	if (l.mfg_dir) {
+		ret = phone_mfg_ca_load(l.mfg_dir, &ca);
+		pki_pair_deinit(&ca);
+		if (ret < 0) {
+			fprintf(stderr, PHONE_PROG " load: cannot read the manufacturer CA in %s: %s\n",
+				l.mfg_dir, capf_strerror(ret));
+			goto out;
+		}
 	}
 	ret = client_trust_load(l.ca_file, &trust);
 	client_trust_deinit(&trust);
@@ -670,17 +638,32 @@ int phone_cmd_load(int argc, char **argv)
 			goto out;
 		}
 	}
+	if (l.lsc_in) {
+		ret = load_lsc_read(&l, count_max);
+		if (ret < 0) {
+			fprintf(stderr, PHONE_PROG " load: cannot read %s: %s\n", l.lsc_in,
+				capf_strerror(ret));
+			goto out;
+		}
+	}
+	if (l.concurrency > l.count)
+		l.concurrency = l.count;
 
-	l.names = calloc(l.count, sizeof(*l.names));
+	if (!l.names)
+		l.names = calloc(l.count, sizeof(*l.names));
+	if (!l.lscs)
+		l.lscs = calloc(l.count, sizeof(*l.lscs));
 	l.mics = calloc(l.count, sizeof(*l.mics));
 	l.latency_ms = calloc(l.count, sizeof(*l.latency_ms));
 	l.result = calloc(l.count, sizeof(*l.result));
-	if (!l.names || !l.mics || !l.latency_ms || !l.result) {
+	l.group = calloc(l.count, sizeof(*l.group));
+	if (!l.names || !l.lscs || !l.mics || !l.latency_ms || !l.result || !l.group) {
 		fprintf(stderr, PHONE_PROG " load: out of memory\n");
 		goto out;
 	}
 	for (i = 0; i < l.count; i++) {
-		snprintf(l.names[i], sizeof(l.names[i]), "%s%06lX", l.prefix, i + 1);
+		if (!l.lsc_in)
+			snprintf(l.names[i], sizeof(l.names[i]), "%s%06lX", l.prefix, i + 1);
 		if (!device_name_valid(l.names[i])) {
 			status = phone_usage_error("load", "'%s' is not a device name",
 						   l.names[i]);
@@ -689,9 +672,26 @@ int phone_cmd_load(int argc, char **argv)
 		l.result[i] = 1;
 	}
 
-	/* Setup: MICs and device records, not part of the measurement. */
-	nsetup = l.concurrency < LOAD_SETUP_THREADS_MAX ? l.concurrency : LOAD_SETUP_THREADS_MAX;
-	if (run_threads(&l, nsetup, setup_thread, "adding devices") < 0) {
+	/* Setup: keys, MICs and device records, not part of the measurement. */
+	if (l.key_pool > l.count)
+		l.key_pool = l.count;
+	{
+		double t0 = phone_now();
+
+		ret = load_pool_make(&l, !l.lsc_in);
+		if (ret == 0 && l.key_pool && !l.json)
+			printf("keys: %lu made before the run (%lu read from %s) in %.1f s\n",
+			       l.count + (l.lsc_in ? 0 : l.key_pool) - l.keys_read, l.keys_read,
+			       l.key_file ? l.key_file : "no file", phone_now() - t0);
+	}
+	if (ret < 0) {
+		fprintf(stderr, PHONE_PROG " load: cannot make the key pool: %s\n",
+			capf_strerror(ret));
+		goto out;
+	}
+	nsetup = LOAD_SETUP_THREADS_MAX;
+	if (run_threads(&l, nsetup, setup_thread, l.no_setup ? "making MICs" : "adding devices") <
+	    0) {
 		fprintf(stderr, PHONE_PROG " load: cannot start threads\n");
 		goto out;
 	}
@@ -700,23 +700,40 @@ int phone_cmd_load(int argc, char **argv)
 		status = ret;
 		goto out;
 	}
+	if (l.idle) {
+		status = load_idle_run(&l);
+		goto out;
+	}
 
-	pid = server_pid(l.socket);
-	cpu0 = proc_cpu_ms(pid);
+	pid = load_server_pid(l.socket);
+	cpu0 = load_proc_cpu_ms(pid);
+	getrusage(RUSAGE_SELF, &ru0);
 	start = phone_now();
+	l.start = start;
 	l.deadline = start + (double)timeout;
 	if (run_threads(&l, l.concurrency, enroll_thread, "enrolling") < 0) {
 		fprintf(stderr, PHONE_PROG " load: cannot start all threads\n");
 		goto out;
 	}
 	wall = phone_now() - start;
-	cpu1 = proc_cpu_ms(pid);
+	getrusage(RUSAGE_SELF, &ru1);
+	cpu1 = load_proc_cpu_ms(pid);
+	own.user_ms = tv_ms(&ru0.ru_utime, &ru1.ru_utime);
+	own.sys_ms = tv_ms(&ru0.ru_stime, &ru1.ru_stime);
 
-	report(&l, wall, cpu0 >= 0 && cpu1 >= 0 ? cpu1 - cpu0 : -1, pid);
-	bench = bench_key_csr();
-	if (bench > 0)
-		printf("client key+csr (ec-p256, one thread on this machine): %.0f/s, %.3f ms each\n",
-		       bench, 1000.0 / bench);
+	load_report(&l, wall, cpu0 >= 0 && cpu1 >= 0 ? cpu1 - cpu0 : -1, pid, &own);
+	if (l.lsc_out) {
+		ret = load_lsc_write(&l);
+		if (ret < 0)
+			fprintf(stderr, PHONE_PROG " load: cannot write %s: %s\n", l.lsc_out,
+				capf_strerror(ret));
+	}
+	if (!l.json && !l.key_pool) {
+		bench = load_key_csr_rate();
+		if (bench > 0)
+			printf("client key+csr (ec-p256, one thread on this machine): %.0f/s, %.3f ms "
+			       "each\n", bench, 1000.0 / bench);
+	}
 
 	status = PHONE_EXIT_OK;
 	for (i = 0; i < l.count; i++)
@@ -726,10 +743,16 @@ out:
 	if (l.mics)
 		for (i = 0; i < l.count; i++)
 			pki_pair_deinit(&l.mics[i]);
+	if (l.lscs)
+		for (i = 0; i < l.count; i++)
+			pki_pair_deinit(&l.lscs[i]);
+	load_pool_free(&l);
 	free(l.names);
 	free(l.mics);
+	free(l.lscs);
 	free(l.latency_ms);
 	free(l.result);
+	free(l.group);
 	if (l.record_fd >= 0)
 		close(l.record_fd);
 	pthread_mutex_destroy(&l.err_lock);
