@@ -34,7 +34,9 @@ int store_copies_add(struct audit_copies *c, const uint8_t *raw, size_t len)
 		keep++;
 	for (size_t i = 0; i < keep; i++)
 		capf__audit_anchor__free_unpacked(c->v[i], NULL);
-	memmove(c->v, c->v + keep, (c->n - keep) * sizeof(*c->v));
+	/* Nothing to move while the list is empty (and c->v still NULL). */
+	if (keep > 0)
+		memmove(c->v, c->v + keep, (c->n - keep) * sizeof(*c->v));
 	c->n -= keep;
 	/* An anchor without entries (the record of a sync) only prunes. */
 	if (a->n_entries == 0 || a->group_start < a->synced) {
