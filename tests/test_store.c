@@ -269,7 +269,7 @@ static uint8_t *frame_after(const uint8_t *buf, size_t len, enum store_file_kind
 			    const uint8_t *p, size_t plen, size_t *out_len)
 {
 	struct store_scan_result res;
-	struct store_framer f;
+	struct store_framer f = { 0 };
 	struct store_buf out = { 0 };
 
 	if (store_file_walk(buf, len, kind, NULL, NULL, NULL, NULL, &res) < 0)
@@ -2175,7 +2175,7 @@ static int reframe_file(const char *orig, const char *path, const int *idx, int 
 	struct store_scan_result res;
 	struct store_file_map m;
 	struct payloads ps = { 0 };
-	struct store_framer f;
+	struct store_framer f = { 0 };
 	struct store_buf out = { 0 };
 	int i, fd, ret = -1;
 
