@@ -276,6 +276,17 @@ struct ca_cert_summary {
 int ca_cert_summarize(const uint8_t *der, size_t len, struct ca_cert_summary *out);
 
 /*
+ * ca_peer_evidence() - what the chain a phone presented in the TLS
+ * handshake proves, each certificate parsed once: *mic_result is what
+ * ca_mic_verify() would answer, *lsc_result what ca_lsc_verify() would
+ * (both without a device name), *sum ca_cert_summarize() of the leaf.
+ * Returns 0, CAPF_EBADMSG (the leaf cannot be read: *sum is empty),
+ * CAPF_ENOCERT (no certificate), CAPF_EINVAL.
+ */
+int ca_peer_evidence(struct ca *ca, const uint8_t *const *certs, const size_t *lens, size_t n,
+		     time_t now, int *mic_result, int *lsc_result, struct ca_cert_summary *sum);
+
+/*
  * ca_issuer_of() - the DER of the CAPF CA (current or previous) whose
  * signature the certificate der carries, owned by the CA and valid until
  * ca_free(). Returns 0, CAPF_ENOENT (none of ours), CAPF_EBADMSG,
@@ -293,6 +304,16 @@ int ca_issuer_of(struct ca *ca, const uint8_t *der, size_t len, const uint8_t **
  */
 int ca_issuer_chain(struct ca *ca, const uint8_t *der, size_t len, uint8_t **ders, size_t *lens,
 		    size_t max, size_t *n);
+
+/*
+ * ca_issuer_chain_of() - ca_issuer_chain() for a certificate whose issuer
+ * is known: issuer_der is a CAPF CA's certificate (the issuer_der of a
+ * struct ca_lsc), found by its bytes; the certificate itself is neither
+ * read nor verified. Returns 0, CAPF_ENOENT (not one of our CAs),
+ * CAPF_EINVAL, CAPF_ENOMEM.
+ */
+int ca_issuer_chain_of(struct ca *ca, const uint8_t *issuer_der, size_t issuer_len, uint8_t **ders,
+		       size_t *lens, size_t max, size_t *n);
 
 /*
  * ca_cert_signed_verify() - does sig, made by the key of the certificate

@@ -195,6 +195,12 @@ int ca_key_id(gnutls_pubkey_t pub, uint8_t out[CA_KEY_ID_LEN]);
  * in DER (first byte in 0x01..0x7f). */
 int ca_random_serial(uint8_t serial[CA_SERIAL_LEN]);
 
+/* ca_mic_decide(), ca_lsc_decide() - ca_mic_verify() and ca_lsc_verify()
+ * of certificates parsed already. */
+int ca_mic_decide(struct ca *ca, gnutls_x509_crt_t *chain, size_t n, const char *device_name,
+		  time_t now);
+int ca_lsc_decide(struct ca *ca, gnutls_x509_crt_t leaf, const char *device_name, time_t now);
+
 /* ca_check_time() - 0 if crt is valid at now, CAPF_EEXPIRED if not,
  * CAPF_EUNTRUSTED if it has no readable start. 99991231235959Z never
  * expires. */
@@ -205,8 +211,15 @@ int ca_check_time(gnutls_x509_crt_t crt, time_t now);
  * an unexpected string type, or holding a NUL. */
 int ca_leaf_cn(gnutls_x509_crt_t crt, char *cn, size_t size, size_t *cn_len);
 
-/* ca_fingerprint() - SHA-256 of crt's DER in lower-case hex. */
+/* ca_fingerprint() - SHA-256 of crt's DER in lower-case hex (GnuTLS
+ * encodes crt again for it). */
 int ca_fingerprint(gnutls_x509_crt_t crt, char out[CA_FPR_HEX_LEN + 1]);
+
+/* ca_fingerprint_der() - ca_fingerprint() of a certificate GnuTLS read
+ * from der: the same for every certificate it accepts (it reads strict
+ * DER only, which encodes again to the same bytes), without encoding it
+ * again. */
+int ca_fingerprint_der(const uint8_t *der, size_t len, char out[CA_FPR_HEX_LEN + 1]);
 
 /* ca_crt_parse_all() - every certificate of data (PEM, or one DER), at
  * most CA_CHAIN_MAX * 16. *out is gnutls_malloc'd; deinit each and

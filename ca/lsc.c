@@ -9,34 +9,17 @@
 
 #include "ca/internal.h"
 
-int ca_lsc_verify(struct ca *ca, const uint8_t *const *certs, const size_t *lens, size_t n,
-		  const char *device_name, time_t now)
+int ca_lsc_decide(struct ca *ca, gnutls_x509_crt_t leaf, const char *device_name, time_t now)
 {
-	gnutls_x509_crt_t leaf = NULL;
-	gnutls_datum_t d;
 	struct ca_issuer *is, *signer = NULL;
 	uint8_t serial[CA_SERIAL_MAX];
 	size_t serial_len = sizeof(serial);
 	char cn[CA_CN_MAX * 4 + 8];
 	size_t cn_len = 0;
-	gnutls_datum_t dn = {NULL, 0};
+	gnutls_datum_t dn = {NULL, 0}, idn = {NULL, 0};
 	int signer_expired = 0;
 	unsigned status;
 	int ret;
-
-	if (ca == NULL)
-		return CAPF_EINVAL;
-	if (n == 0 || certs == NULL || lens == NULL || certs[0] == NULL || lens[0] == 0)
-		return CAPF_ENOCERT;
-	if (lens[0] > CA_CERT_MAX)
-		return CAPF_EUNTRUSTED;
-	d.data = (unsigned char *)certs[0];
-	d.size = (unsigned)lens[0];
-	CHECK_GNUTLS(gnutls_x509_crt_init(&leaf));
-	if (gnutls_x509_crt_import(leaf, &d, GNUTLS_X509_FMT_DER) < 0) {
-		ret = CAPF_EUNTRUSTED;
-		goto out;
-	}
 
 	/*
 	 * The issuer must be one of our CAPF CAs, trusted at now: LSCs are
@@ -44,8 +27,17 @@ int ca_lsc_verify(struct ca *ca, const uint8_t *const *certs, const size_t *lens
 	 * used. Times are checked below against now, which the caller
 	 * controls, rather than against GnuTLS's clock.
 	 */
+	if (gnutls_x509_crt_get_raw_issuer_dn(leaf, &idn) < 0)
+		return CAPF_EUNTRUSTED;
 	pthread_rwlock_rdlock(&ca->lock);
 	for (is = ca->issuers; is != NULL && signer == NULL; is = is->next) {
+		/* An LSC names its issuer with the very bytes of that CA's
+		 * subject (ca/issue.c copies them): a certificate that names
+		 * it otherwise is none of its LSCs, and GnuTLS's comparison,
+		 * which reads both names as strings when their bytes differ
+		 * (a MIC against every CAPF CA), is not needed. */
+		if (idn.size != is->raw_dn.size || memcmp(idn.data, is->raw_dn.data, idn.size) != 0)
+			continue;
 		if (!ca_issuer_trusted(ca, is, now) || !gnutls_x509_crt_check_issuer(leaf, is->crt))
 			continue;
 		status = 1;
@@ -93,7 +85,33 @@ int ca_lsc_verify(struct ca *ca, const uint8_t *const *certs, const size_t *lens
 	}
 	ret = 0;
 out:
+	gnutls_free(idn.data);
 	gnutls_free(dn.data);
+	return ret;
+}
+
+int ca_lsc_verify(struct ca *ca, const uint8_t *const *certs, const size_t *lens, size_t n,
+		  const char *device_name, time_t now)
+{
+	gnutls_x509_crt_t leaf = NULL;
+	gnutls_datum_t d;
+	int ret;
+
+	if (ca == NULL)
+		return CAPF_EINVAL;
+	if (n == 0 || certs == NULL || lens == NULL || certs[0] == NULL || lens[0] == 0)
+		return CAPF_ENOCERT;
+	if (lens[0] > CA_CERT_MAX)
+		return CAPF_EUNTRUSTED;
+	d.data = (unsigned char *)certs[0];
+	d.size = (unsigned)lens[0];
+	CHECK_GNUTLS(gnutls_x509_crt_init(&leaf));
+	if (gnutls_x509_crt_import(leaf, &d, GNUTLS_X509_FMT_DER) < 0) {
+		ret = CAPF_EUNTRUSTED;
+		goto out;
+	}
+	ret = ca_lsc_decide(ca, leaf, device_name, now);
+out:
 	gnutls_x509_crt_deinit(leaf);
 	return ret;
 }

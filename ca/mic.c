@@ -29,10 +29,11 @@ static int check_chain_times(struct ca *ca, gnutls_x509_crt_t *chain, size_t n, 
 		ret = ca_check_time(chain[i], now);
 		if (ret < 0)
 			return ret;
-		if (gnutls_x509_trust_list_get_issuer(ca->mfg_tl, chain[i], &anchor,
-						      GNUTLS_TL_GET_COPY) == 0) {
+		/* The list's own certificate, not a copy: the list is in
+		 * memory only (no PKCS#11 module behind it), and the caller's
+		 * read lock keeps it alive. */
+		if (gnutls_x509_trust_list_get_issuer(ca->mfg_tl, chain[i], &anchor, 0) == 0) {
 			ret = ca_check_time(anchor, now);
-			gnutls_x509_crt_deinit(anchor);
 			anchor = NULL;
 			if (ret < 0)
 				return ret;
@@ -119,8 +120,8 @@ static int check_patterns(struct ca *ca, gnutls_x509_crt_t *chain, size_t n)
 
 	if (ca->n_mic_patterns == 0)
 		return 0;
-	if (gnutls_x509_trust_list_get_issuer(ca->mfg_tl, chain[n - 1], &anchor,
-					      GNUTLS_TL_GET_COPY) < 0 ||
+	/* The list's own certificate, as in check_chain_times(). */
+	if (gnutls_x509_trust_list_get_issuer(ca->mfg_tl, chain[n - 1], &anchor, 0) < 0 ||
 	    ca_fingerprint(anchor, fpr) < 0) {
 		ret = CAPF_EUNTRUSTED;
 		goto out;
@@ -142,8 +143,6 @@ static int check_patterns(struct ca *ca, gnutls_x509_crt_t *chain, size_t n)
 		}
 	}
 out:
-	if (anchor != NULL)
-		gnutls_x509_crt_deinit(anchor);
 	return ret;
 }
 
@@ -167,11 +166,49 @@ static int check_eku(gnutls_x509_crt_t leaf)
 	return any ? CAPF_EUNTRUSTED : 0;
 }
 
+int ca_mic_decide(struct ca *ca, gnutls_x509_crt_t *chain, size_t n, const char *device_name,
+		  time_t now)
+{
+	unsigned status = 0;
+	int ret;
+
+	/* Without manufacturer roots nothing can be trusted. The roots may
+	 * change at run time: the read lock keeps this list alive. */
+	pthread_rwlock_rdlock(&ca->lock);
+	if (ca->mfg_tl == NULL) {
+		pthread_rwlock_unlock(&ca->lock);
+		return CAPF_EUNTRUSTED;
+	}
+	ret = gnutls_x509_trust_list_verify_crt2(ca->mfg_tl, chain, (unsigned)n, NULL, 0,
+						 GNUTLS_VERIFY_DISABLE_TIME_CHECKS |
+						     GNUTLS_VERIFY_DISABLE_TRUSTED_TIME_CHECKS,
+						 &status, NULL);
+	if (ret < 0 || status != 0) {
+		pthread_rwlock_unlock(&ca->lock);
+		return CAPF_EUNTRUSTED;
+	}
+	ret = check_chain_times(ca, chain, n, now);
+	if (ret == 0)
+		ret = check_patterns(ca, chain, n);
+	pthread_rwlock_unlock(&ca->lock);
+	if (ret < 0)
+		return ret;
+	/* A MIC is an end-entity certificate; a CA certificate proves
+	 * nothing about one phone. */
+	if (gnutls_x509_crt_get_ca_status(chain[0], NULL) > 0)
+		return CAPF_EUNTRUSTED;
+	/* A MIC is a client certificate: one whose extendedKeyUsage does
+	 * not allow clientAuth was made for something else. */
+	ret = check_eku(chain[0]);
+	if (ret < 0)
+		return ret;
+	return device_name != NULL ? check_identity(chain[0], device_name) : 0;
+}
+
 int ca_mic_verify(struct ca *ca, const uint8_t *const *certs, const size_t *lens, size_t n,
 		  const char *device_name, time_t now)
 {
 	gnutls_x509_crt_t chain[CA_CHAIN_MAX];
-	unsigned status = 0;
 	size_t i, loaded = 0;
 	int ret;
 
@@ -196,42 +233,7 @@ int ca_mic_verify(struct ca *ca, const uint8_t *const *certs, const size_t *lens
 			goto out;
 		}
 	}
-
-	/* Without manufacturer roots nothing can be trusted. The roots may
-	 * change at run time: the read lock keeps this list alive. */
-	pthread_rwlock_rdlock(&ca->lock);
-	if (ca->mfg_tl == NULL) {
-		pthread_rwlock_unlock(&ca->lock);
-		ret = CAPF_EUNTRUSTED;
-		goto out;
-	}
-	ret = gnutls_x509_trust_list_verify_crt2(ca->mfg_tl, chain, (unsigned)n, NULL, 0,
-						 GNUTLS_VERIFY_DISABLE_TIME_CHECKS |
-						     GNUTLS_VERIFY_DISABLE_TRUSTED_TIME_CHECKS,
-						 &status, NULL);
-	if (ret < 0 || status != 0) {
-		pthread_rwlock_unlock(&ca->lock);
-		ret = CAPF_EUNTRUSTED;
-		goto out;
-	}
-	ret = check_chain_times(ca, chain, n, now);
-	if (ret == 0)
-		ret = check_patterns(ca, chain, n);
-	pthread_rwlock_unlock(&ca->lock);
-	if (ret < 0)
-		goto out;
-	/* A MIC is an end-entity certificate; a CA certificate proves
-	 * nothing about one phone. */
-	if (gnutls_x509_crt_get_ca_status(chain[0], NULL) > 0) {
-		ret = CAPF_EUNTRUSTED;
-		goto out;
-	}
-	/* A MIC is a client certificate: one whose extendedKeyUsage does
-	 * not allow clientAuth was made for something else. */
-	ret = check_eku(chain[0]);
-	if (ret < 0)
-		goto out;
-	ret = device_name != NULL ? check_identity(chain[0], device_name) : 0;
+	ret = ca_mic_decide(ca, chain, n, device_name, now);
 out:
 	for (i = 0; i < loaded; i++)
 		gnutls_x509_crt_deinit(chain[i]);

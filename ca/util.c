@@ -119,6 +119,16 @@ int ca_check_time(gnutls_x509_crt_t crt, time_t now)
 	return 0;
 }
 
+int ca_fingerprint_der(const uint8_t *der, size_t len, char out[CA_FPR_HEX_LEN + 1])
+{
+	uint8_t fpr[32];
+
+	if (gnutls_hash_fast(GNUTLS_DIG_SHA256, der, len, fpr) < 0)
+		return CAPF_ECRYPTO;
+	hex_encode(fpr, sizeof(fpr), out);
+	return 0;
+}
+
 int ca_fingerprint(gnutls_x509_crt_t crt, char out[CA_FPR_HEX_LEN + 1])
 {
 	uint8_t fpr[32];

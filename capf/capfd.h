@@ -294,6 +294,12 @@ struct server {
 	bool crl_timer_on;
 	uv_async_t crl_async;          /* a worker recorded revocations: regenerate */
 	bool crl_async_on;
+	/* Revocations in a row (a re-key supersedes an LSC per phone) are
+	 * published together: at most one CRL per CRL_COALESCE_MS, the next
+	 * one at the end of that time (crl_soon). */
+	uv_timer_t crl_soon;
+	bool crl_soon_on;
+	uint64_t crl_signed_at;        /* uv_now() of the last CRL signed for revocations */
 	unsigned crl_every_ms;         /* the period crl_timer runs with */
 	/* The sweep of superseded LSCs (capf/sweep.c). */
 	uv_timer_t sweep_timer;        /* revokes superseded LSCs after their grace */

@@ -96,6 +96,15 @@ static int refuse(struct codec_cisco *n, struct core_event *ev, int code, const 
 	return code;
 }
 
+/* The leaf's CN, fingerprint and serial, for the core's evidence. */
+static void peer_summary(struct codec_cisco *n, const struct ca_cert_summary *sum)
+{
+	snprintf(n->peer.cn, sizeof(n->peer.cn), "%s", sum->cn);
+	snprintf(n->peer.fingerprint, sizeof(n->peer.fingerprint), "%s", sum->fingerprint);
+	n->peer.serial_len = sum->serial_len <= sizeof(n->peer.serial) ? sum->serial_len : 0;
+	memcpy(n->peer.serial, sum->serial, n->peer.serial_len);
+}
+
 /*
  * The certificate a phone authenticates with, and its signature over
  * DEVICE_NAME (without the NUL) || 0x00 || the certificate's DER: SHA-512
@@ -141,21 +150,19 @@ static void cert_evidence(struct codec_cisco *n, const struct cisco_msg *m, time
 					    sig_len);
 	}
 	free(signed_msg);
-	if (ca_cert_summarize(der, der_len, &sum) == 0) {
-		snprintf(n->peer.cn, sizeof(n->peer.cn), "%s", sum.cn);
-		snprintf(n->peer.fingerprint, sizeof(n->peer.fingerprint), "%s", sum.fingerprint);
-		n->peer.serial_len = sum.serial_len <= sizeof(n->peer.serial) ? sum.serial_len : 0;
-		memcpy(n->peer.serial, sum.serial, n->peer.serial_len);
-	}
+	n->certs[0] = der;
+	n->lens[0] = der_len;
 	if (ret < 0) {
 		/* A certificate without a signature of its key proves nothing. */
+		if (ca_cert_summarize(der, der_len, &sum) == 0)
+			peer_summary(n, &sum);
 		n->peer.mic_result = n->peer.lsc_result = CAPF_EAUTH;
 		return;
 	}
-	n->certs[0] = der;
-	n->lens[0] = der_len;
-	n->peer.mic_result = ca_mic_verify(n->ca, n->certs, n->lens, 1, NULL, now);
-	n->peer.lsc_result = ca_lsc_verify(n->ca, n->certs, n->lens, 1, NULL, now);
+	/* One parse for the MIC decision, the LSC decision and the summary. */
+	if (ca_peer_evidence(n->ca, n->certs, n->lens, 1, now, &n->peer.mic_result,
+			     &n->peer.lsc_result, &sum) == 0)
+		peer_summary(n, &sum);
 }
 
 /* One sub-element of SUDI_DATA: tag (u8), length (u16), value. */

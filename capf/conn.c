@@ -9,7 +9,8 @@
  *
  * Lifetime: the connection holds one reference per open handle (tcp and
  * two timers), one while a store write or a signature it asked for is in
- * flight and one while a handshake step runs on the threadpool; it is
+ * flight and one while a handshake step is under way (on its fiber, or
+ * waiting for a place, see below); it is
  * freed when the last one is dropped, so a completion never finds freed
  * memory even if the phone went away meanwhile.
  *
@@ -17,17 +18,23 @@
  * process: GnuTLS calls the key's sign callback synchronously inside
  * gnutls_handshake(), and a GNUTLS_E_AGAIN from it cannot be resumed. So
  * until the server's signature is made, each gnutls_handshake() call runs
- * on libuv's threadpool (handshake_off_loop()); meanwhile the loop does
- * not read (the receive buffer stays where GnuTLS pulls from), what
- * GnuTLS pushes is kept in hs_out and written once the call is back, and
+ * on a fiber of the worker's thread (handshake_step()): a stack of its
+ * own, which the sign callback leaves while the worker's signer channel
+ * asks for the signature, and which the answer resumes; so no thread
+ * hand-off and no loop waits. Meanwhile what the loop reads waits in
+ * hs_in (the receive buffer stays where GnuTLS pulls from), what GnuTLS
+ * pushes is kept in hs_out and written once the call is back, and
  * nothing on the loop touches the session. The rest of the handshake and
  * the session run on the loop; the LSC's signature is asked of the signer
- * asynchronously (signer_sign_async()).
+ * asynchronously too (signer_sign_async()).
  */
 #include "config.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <ucontext.h>
+#include <unistd.h>
 
 #include "ca/ca.h"
 #include "capf/capfd.h"
@@ -50,6 +57,7 @@ static struct log_limit conn_lim_source = LOG_LIMIT_INIT(20, 10);
 #define RBUF_MAX (64u * 1024u)
 #define RBUF_CHUNK (16u * 1024u + 512u)
 #define WRITE_QUEUE_MAX (256u * 1024u)
+#define WRITE_IOV_MAX 8 /* iovecs of one push written without a copy */
 
 
 struct write_req {
@@ -60,6 +68,7 @@ struct write_req {
 };
 
 static void on_session_timeout(uv_timer_t *t);
+static void fiber_free(struct fiber *f);
 void conn_process(struct conn *c);
 void conn_start_reading(struct conn *c);
 
@@ -96,7 +105,10 @@ void conn_unref(struct conn *c)
 		gnutls_deinit(c->tls);
 	server_creds_put(c->creds);
 	frame_decoder_deinit(&c->dec);
+	fiber_free(c->fiber);
 	free(c->rbuf);
+	free(c->held);
+	free(c->hs_in);
 	free(c->hs_out);
 	free(c);
 	worker_maybe_finish(w);
@@ -153,31 +165,54 @@ static void on_write(uv_write_t *req, int status)
 		conn_start_reading(c);
 }
 
-/* One write: a single allocation holding the uv_write_t and the bytes.
- * Returns 0 or an errno value. On the loop only. */
+/*
+ * One write. The socket usually takes the bytes at once: they go with
+ * uv_try_write() straight from GnuTLS's buffers (no copy, no request, no
+ * callback, and no change of the loop's poll set, which a completed
+ * uv_write() costs libuv an epoll_ctl() for). What it does not take (a
+ * full socket, a write queued before, an error to report from the loop)
+ * goes in a single allocation holding the uv_write_t and the bytes.
+ * Returns 0 or an errno value. On the loop only.
+ */
 static int queue_write(struct conn *c, const giovec_t *iov, int iovcnt, size_t total)
 {
 	struct write_req *wr;
-	size_t off = 0;
+	size_t off = 0, done = 0;
 	uv_buf_t buf;
 
 	if (c->handles_closed)
 		return EPIPE;
-	wr = malloc(sizeof(*wr) + total);
+	c->sent = true;
+	if (c->write_queued == 0 && iovcnt <= WRITE_IOV_MAX) {
+		uv_buf_t bufs[WRITE_IOV_MAX];
+		int n;
+
+		for (int i = 0; i < iovcnt; i++)
+			bufs[i] = uv_buf_init(iov[i].iov_base, (unsigned)iov[i].iov_len);
+		n = uv_try_write((uv_stream_t *)&c->tcp, bufs, (unsigned)iovcnt);
+		if (n > 0)
+			done = (size_t)n;
+		if (done == total)
+			return 0;
+	}
+	wr = malloc(sizeof(*wr) + total - done);
 	if (wr == NULL)
 		return ENOMEM;
 	wr->c = c;
-	wr->len = total;
+	wr->len = total - done;
 	for (int i = 0; i < iovcnt; i++) {
-		memcpy(wr->data + off, iov[i].iov_base, iov[i].iov_len);
-		off += iov[i].iov_len;
+		size_t skip = done > iov[i].iov_len ? iov[i].iov_len : done;
+
+		done -= skip;
+		memcpy(wr->data + off, (const uint8_t *)iov[i].iov_base + skip, iov[i].iov_len - skip);
+		off += iov[i].iov_len - skip;
 	}
-	buf = uv_buf_init((char *)wr->data, (unsigned)total);
+	buf = uv_buf_init((char *)wr->data, (unsigned)wr->len);
 	if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, &buf, 1, on_write) < 0) {
 		free(wr);
 		return EPIPE;
 	}
-	c->write_queued += total;
+	c->write_queued += wr->len;
 	if (c->write_queued > WRITE_QUEUE_MAX && c->reading) {
 		uv_read_stop((uv_stream_t *)&c->tcp);
 		c->reading = false;
@@ -186,8 +221,8 @@ static int queue_write(struct conn *c, const giovec_t *iov, int iovcnt, size_t t
 }
 
 /* Each push is one write; it never blocks, so a corked frame leaves as
- * one TLS record in one write. During a handshake step on the threadpool
- * the bytes wait in hs_out instead: libuv handles belong to the loop. */
+ * one TLS record in one write. During a handshake step the bytes wait in
+ * hs_out instead, and leave once the step is back. */
 static ssize_t tls_vec_push(gnutls_transport_ptr_t ptr, const giovec_t *iov, int iovcnt)
 {
 	struct conn *c = ptr;
@@ -196,6 +231,25 @@ static ssize_t tls_vec_push(gnutls_transport_ptr_t ptr, const giovec_t *iov, int
 
 	for (int i = 0; i < iovcnt; i++)
 		total += iov[i].iov_len;
+	if (c->hold_output) {
+		/* The last record and the close_notify after it: one write at
+		 * the close (conn_hold_output()). */
+		if (c->held_len + total > c->held_cap) {
+			size_t ncap = c->held_len + total + 256;
+			uint8_t *n = ncap <= WRITE_QUEUE_MAX ? realloc(c->held, ncap) : NULL;
+			if (n == NULL) {
+				gnutls_transport_set_errno(c->tls, ENOMEM);
+				return -1;
+			}
+			c->held = n;
+			c->held_cap = ncap;
+		}
+		for (int i = 0; i < iovcnt; i++) {
+			memcpy(c->held + c->held_len, iov[i].iov_base, iov[i].iov_len);
+			c->held_len += iov[i].iov_len;
+		}
+		return (ssize_t)total;
+	}
 	if (c->hs_off_loop) {
 		if (c->hs_out_len + total > c->hs_out_cap) {
 			size_t ncap = c->hs_out_len + total + 4096;
@@ -243,10 +297,32 @@ void conn_count_outcome(struct conn *c, int code)
 	atomic_fetch_add(code == 0 ? &c->srv->enrollments : &c->srv->failures, 1);
 }
 
+void conn_hold_output(struct conn *c)
+{
+	if (!c->closing && !c->hs_off_loop)
+		c->hold_output = true;
+}
+
+/* What conn_hold_output() kept, in one write. */
+static void flush_held(struct conn *c)
+{
+	giovec_t iov = { c->held, c->held_len };
+
+	c->hold_output = false;
+	if (c->held_len > 0) {
+		int err = queue_write(c, &iov, 1, c->held_len);
+		if (err != 0)
+			log_debug("%s: write failed: %s", c->peer, strerror(err));
+	}
+	c->held_len = 0;
+}
+
 void conn_close(struct conn *c)
 {
-	if (c->closing)
+	if (c->closing) {
+		flush_held(c);
 		return;
+	}
 	c->closing = true;
 	/* Every session that ends leaves a line with its outcome; one the
 	 * phone left midway has no other. */
@@ -265,10 +341,12 @@ void conn_close(struct conn *c)
 	}
 	if (c->handshaken)
 		(void)gnutls_bye(c->tls, GNUTLS_SHUT_WR);
+	flush_held(c);
 
-	/* Let the last frame and the close_notify leave before closing, but
-	 * never wait longer than the session timer allows. */
-	if (c->write_queued > 0) {
+	/* Let the last frame and the close_notify leave before closing (a
+	 * FIN after them, not a close that unread bytes turn into a reset),
+	 * but never wait longer than the session timer allows. */
+	if (c->write_queued > 0 || c->sent) {
 		c->shutdown_req.data = c;
 		if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown) == 0) {
 			uint64_t left = uv_timer_get_due_in(&c->session_timer);
@@ -422,9 +500,10 @@ static void peer_evidence(struct conn *c, const uint8_t *const *certs, const siz
 	if (n == 0)
 		return;
 	p->present = true;
-	p->mic_result = ca_mic_verify(c->srv->ca, certs, lens, n, NULL, now);
-	p->lsc_result = ca_lsc_verify(c->srv->ca, certs, lens, n, NULL, now);
-	if (ca_cert_summarize(certs[0], lens[0], &sum) == 0) {
+	/* One parse of the chain for the MIC decision, the LSC decision
+	 * and the summary. */
+	if (ca_peer_evidence(c->srv->ca, certs, lens, n, now, &p->mic_result, &p->lsc_result,
+			     &sum) == 0) {
 		snprintf(p->cn, sizeof(p->cn), "%s", sum.cn);
 		snprintf(p->fingerprint, sizeof(p->fingerprint), "%s", sum.fingerprint);
 		p->serial_len = sum.serial_len <= sizeof(p->serial) ? sum.serial_len : 0;
@@ -588,23 +667,225 @@ static void compact_rbuf(struct conn *c)
 	}
 }
 
-/* On the threadpool: one handshake step, which may wait for the signer. */
-static void hs_work(uv_work_t *req)
-{
-	struct conn *c = req->data;
+/* ---- handshake steps on fibers ----------------------------------------------- */
 
-	signer_thread_reset();
-	c->hs_ret = gnutls_handshake(c->tls);
-	c->hs_signer = signer_thread_result();
+/*
+ * A fiber: a stack of its own on the worker's thread, on which one
+ * gnutls_handshake() call runs. When GnuTLS asks for the server's
+ * signature, fiber_sign() sends it to the signer through the worker's
+ * channel and switches back to the loop; the channel's answer switches
+ * into the fiber again, the signature returns to GnuTLS, and the call
+ * finishes. Only a step that waits keeps its stack; the stacks (a guard
+ * page under each) are kept for the next steps of this thread.
+ */
+#define FIBER_STACK (256u * 1024u)
+/* Steps waiting for the signer at once on one worker; the others wait
+ * for a place in arrival order. */
+#define FIBERS_MAX 64u
+/* Stacks kept: as many as may wait, so that a steady load maps none
+ * (a stack touches a few pages; the rest is address space). */
+#define FIBER_CACHE FIBERS_MAX
+
+struct fiber {
+	ucontext_t ctx, back;
+	uint8_t *map; /* the mapping: guard page, then the stack */
+	bool done;    /* the gnutls_handshake() call has returned */
+	int sign_result;
+	uint8_t *sig;
+	size_t sig_len;
+};
+
+static _Thread_local uint8_t *stack_cache[FIBER_CACHE];
+static _Thread_local unsigned nstack_cache;
+static _Thread_local unsigned nwaiting;
+static _Thread_local struct conn *deferred_head, *deferred_tail;
+static _Thread_local struct conn *fiber_starting;
+static size_t page_size;
+
+static uint8_t *stack_get(void)
+{
+	uint8_t *m;
+
+	if (nstack_cache > 0)
+		return stack_cache[--nstack_cache];
+	if (page_size == 0)
+		page_size = (size_t)sysconf(_SC_PAGESIZE);
+	m = mmap(NULL, page_size + FIBER_STACK, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+	if (m == MAP_FAILED)
+		return NULL;
+	if (mprotect(m, page_size, PROT_NONE) < 0) {
+		munmap(m, page_size + FIBER_STACK);
+		return NULL;
+	}
+	return m;
 }
 
-/* Back on the loop: write what the step pushed, then go on as on the loop. */
-static void hs_after_work(uv_work_t *req, int status)
+static void stack_put(uint8_t *m)
 {
-	struct conn *c = req->data;
-	giovec_t iov = { c->hs_out, c->hs_out_len };
+	if (m == NULL)
+		return;
+	if (nstack_cache < FIBER_CACHE)
+		stack_cache[nstack_cache++] = m;
+	else
+		munmap(m, page_size + FIBER_STACK);
+}
 
+static void fiber_free(struct fiber *f)
+{
+	if (f == NULL)
+		return;
+	stack_put(f->map);
+	free(f->sig);
+	free(f);
+}
+
+void conn_fibers_release(void)
+{
+	while (nstack_cache > 0)
+		munmap(stack_cache[--nstack_cache], page_size + FIBER_STACK);
+}
+
+static void hs_step_done(struct conn *c);
+
+/* Into the fiber, until it waits or its call returns; and back out. Each
+ * in a function of its own, so that no caller's locals live across the
+ * switch. */
+static void fiber_enter(struct fiber *f)
+{
+	swapcontext(&f->back, &f->ctx);
+}
+
+static void fiber_leave(struct fiber *f)
+{
+	swapcontext(&f->ctx, &f->back);
+}
+
+static void fiber_main(void);
+
+/* A fresh context on f's stack that runs fiber_main(), then returns to
+ * whoever entered it last. */
+static int fiber_prepare(struct fiber *f)
+{
+	if (getcontext(&f->ctx) < 0)
+		return -1;
+	f->ctx.uc_stack.ss_sp = f->map + page_size;
+	f->ctx.uc_stack.ss_size = FIBER_STACK;
+	f->ctx.uc_link = &f->back;
+	makecontext(&f->ctx, fiber_main, 0);
+	return 0;
+}
+
+/* The channel's answer, on the loop: back into the fiber that waits. */
+static void on_fiber_signed(void *arg, int result, const uint8_t *sig, size_t sig_len)
+{
+	struct conn *c = arg;
+	struct fiber *f = c->fiber;
+
+	f->sign_result = result;
+	if (result == 0) {
+		f->sig = malloc(sig_len);
+		if (f->sig == NULL) {
+			f->sign_result = CAPF_ENOMEM;
+		} else {
+			memcpy(f->sig, sig, sig_len);
+			f->sig_len = sig_len;
+		}
+	}
+	nwaiting--;
+	fiber_enter(f);
+	if (c->fiber->done)
+		hs_step_done(c);
+	/* A place is free: the first step waiting for one starts. */
+	while (deferred_head != NULL && nwaiting < FIBERS_MAX) {
+		struct conn *d = deferred_head;
+
+		deferred_head = d->deferred_next;
+		if (deferred_head == NULL)
+			deferred_tail = NULL;
+		d->deferred = false;
+		d->deferred_next = NULL;
+		if (!d->closing)
+			conn_process(d);
+		conn_unref(d);
+	}
+}
+
+/* GnuTLS's sign callback, on the fiber (signer_thread_hook()). */
+static int fiber_sign(void *arg, const char *ref, unsigned algo, unsigned flags,
+		      const uint8_t *data, size_t len, uint8_t **sig, size_t *sig_len)
+{
+	struct conn *c = arg;
+	struct fiber *f = c->fiber;
+	int ret;
+
+	*sig = NULL;
+	*sig_len = 0;
+	/* Bounded by FIBERS_MAX, not by the channel's queue: that one is
+	 * the LSC signatures'. */
+	ret = signer_sign_async2(c->w->signer, ref, algo,
+				 SIGNER_ASYNC_UNBOUNDED | (flags & CA_SIGN_HASH ? SIGNER_ASYNC_HASH : 0),
+				 data, len, on_fiber_signed, c);
+	if (ret < 0) {
+		c->hs_signer = ret;
+		return ret;
+	}
+	nwaiting++;
+	signer_thread_hook(NULL, NULL);
+	fiber_leave(f);
+	signer_thread_hook(fiber_sign, c);
+	ret = f->sign_result;
+	c->hs_signer = ret == 0 ? 1 : ret;
+	if (ret == 0) {
+		*sig = f->sig;
+		*sig_len = f->sig_len;
+	} else {
+		free(f->sig);
+	}
+	f->sig = NULL;
+	f->sig_len = 0;
+	return ret;
+}
+
+static void fiber_main(void)
+{
+	struct conn *c = fiber_starting;
+
+	signer_thread_hook(fiber_sign, c);
+	c->hs_ret = gnutls_handshake(c->tls);
+	signer_thread_hook(NULL, NULL);
+	c->fiber->done = true;
+	/* Returns through uc_link to whoever switched in last. */
+}
+
+/* The step has returned: write what it pushed, then go on as on the loop. */
+static void hs_step_done(struct conn *c)
+{
+	giovec_t iov = { c->hs_out, c->hs_out_len };
+	bool more;
+
+	stack_put(c->fiber->map);
+	c->fiber->map = NULL;
 	c->hs_off_loop = false;
+	more = c->hs_in_len > 0;
+	if (c->hs_in_len > 0 && !c->closing) {
+		/* What came during the step follows what it left in rbuf. */
+		compact_rbuf(c);
+		if (c->rcap - c->rlen < c->hs_in_len) {
+			uint8_t *n = realloc(c->rbuf, c->rlen + c->hs_in_len);
+
+			if (n == NULL) {
+				conn_close(c);
+				conn_unref(c);
+				return;
+			}
+			c->rbuf = n;
+			c->rcap = c->rlen + c->hs_in_len;
+		}
+		memcpy(c->rbuf + c->rlen, c->hs_in, c->hs_in_len);
+		c->rlen += c->hs_in_len;
+	}
+	c->hs_in_len = 0;
 	if (c->hs_out_len > 0 && !c->closing) {
 		int err = queue_write(c, &iov, 1, c->hs_out_len);
 		if (err != 0)
@@ -613,11 +894,14 @@ static void hs_after_work(uv_work_t *req, int status)
 	c->hs_out_len = 0;
 	if (c->hs_signer > 0)
 		c->hs_signed = true;
-	if (!c->closing && status == 0) {
+	if (!c->closing) {
 		int r = handshake_result(c, c->hs_ret);
 		if (r == 1)
 			read_records(c);
-		if (!c->closing) {
+		else if (r == 0 && more)
+			conn_process(c); /* the bytes that came during the step */
+		/* conn_process() may have started the next step. */
+		if (!c->closing && !c->hs_off_loop) {
 			compact_rbuf(c);
 			if (!c->reading && c->write_queued < WRITE_QUEUE_MAX)
 				conn_start_reading(c);
@@ -626,21 +910,53 @@ static void hs_after_work(uv_work_t *req, int status)
 	conn_unref(c);
 }
 
-static void handshake_off_loop(struct conn *c)
+/*
+ * One gnutls_handshake() call on a fiber, until the server's signature is
+ * made. Meanwhile the socket stays in the loop's poll set (stopping and
+ * starting to read costs two epoll_ctl() calls): what arrives, rarely
+ * anything, since the phone waits for the server's flight, goes to hs_in,
+ * not to rbuf, which the step pulls from, and nothing else touches the
+ * session.
+ */
+static void handshake_step(struct conn *c)
 {
-	if (c->reading) {
-		uv_read_stop((uv_stream_t *)&c->tcp);
-		c->reading = false;
+	struct fiber *f = c->fiber;
+
+	if (nwaiting >= FIBERS_MAX) {
+		if (!c->deferred) {
+			c->deferred = true;
+			c->refs++;
+			if (deferred_tail != NULL)
+				deferred_tail->deferred_next = c;
+			else
+				deferred_head = c;
+			deferred_tail = c;
+		}
+		return;
 	}
+	if (f == NULL) {
+		f = c->fiber = calloc(1, sizeof(*f));
+		if (f == NULL)
+			goto fail;
+	}
+	f->map = stack_get();
+	if (f->map == NULL || fiber_prepare(f) < 0)
+		goto fail;
+	f->done = false;
 	c->hs_off_loop = true;
 	c->refs++;
-	c->hs_work.data = c;
-	if (uv_queue_work(&c->w->loop, &c->hs_work, hs_work, hs_after_work) < 0) {
-		c->hs_off_loop = false;
-		c->refs--;
-		log_warn("%s: cannot run the TLS handshake", c->peer);
-		conn_close(c);
+	fiber_starting = c;
+	fiber_enter(f);
+	if (c->fiber->done)
+		hs_step_done(c);
+	return;
+fail:
+	if (f != NULL) {
+		stack_put(f->map);
+		f->map = NULL;
 	}
+	log_warn("%s: cannot run the TLS handshake", c->peer);
+	conn_close(c);
 }
 
 void conn_process(struct conn *c)
@@ -649,7 +965,7 @@ void conn_process(struct conn *c)
 		return;
 	if (!c->handshaken) {
 		if (!c->hs_signed) {
-			handshake_off_loop(c);
+			handshake_step(c);
 			return;
 		}
 		if (handshake_result(c, gnutls_handshake(c->tls)) <= 0) {
@@ -666,6 +982,15 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
 	struct conn *c = h->data;
 	(void)suggested;
+
+	if (c->hs_off_loop) {
+		/* A handshake step pulls from rbuf: bytes wait beside it. */
+		if (c->hs_in == NULL)
+			c->hs_in = malloc(RBUF_CHUNK);
+		*buf = uv_buf_init((char *)c->hs_in + c->hs_in_len,
+				   c->hs_in != NULL ? (unsigned)(RBUF_CHUNK - c->hs_in_len) : 0);
+		return;
+	}
 
 	if (c->rcap - c->rlen < RBUF_CHUNK && c->rcap < RBUF_MAX) {
 		size_t ncap = c->rlen + RBUF_CHUNK;
@@ -691,6 +1016,14 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		conn_close(c);
 		return;
 	}
+	if (c->hs_off_loop) {
+		c->hs_in_len += (size_t)nread;
+		if (c->hs_in_len == RBUF_CHUNK) {
+			uv_read_stop(s);
+			c->reading = false;
+		}
+		return;
+	}
 	c->rlen += (size_t)nread;
 	if (c->busy) {
 		/* Data while the store or the signer works: keep it buffered,
@@ -711,7 +1044,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 void conn_start_reading(struct conn *c)
 {
-	/* A handshake step on the threadpool pulls from rbuf: not now. */
+	/* A handshake step pulls from rbuf: not now. */
 	if (c->hs_off_loop)
 		return;
 	if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
@@ -824,7 +1157,7 @@ void conn_accept(struct worker *w, enum conn_proto proto)
 			snprintf(c->peer, sizeof(c->peer), "%s:%d", c->addr, port);
 		}
 	}
-	uv_tcp_nodelay(&c->tcp, 1);
+	/* TCP_NODELAY comes from the listening socket (capf/server.c). */
 
 	if (w->stopping) {
 		conn_close(c);

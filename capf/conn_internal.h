@@ -56,13 +56,21 @@ struct conn {
 	int refs;
 	bool closing, handles_closed, handshaken, reading, counted_source;
 	bool busy; /* a store write or a signature of this session is in flight */
-	/* A gnutls_handshake() call on the threadpool (see the top). */
-	uv_work_t hs_work;
+	/* A gnutls_handshake() call on a fiber (see the top of conn.c). */
+	struct fiber *fiber;
+	struct conn *deferred_next; /* waiting for a fiber, in arrival order */
+	bool deferred;
 	bool hs_off_loop, hs_signed;
-	int hs_ret, hs_signer;	/* its result, and signer_thread_result() */
+	int hs_ret, hs_signer;	/* its result, and the signature's (1 made, or the code) */
 	uint8_t *hs_out;	/* what it pushed, for the loop to write */
 	size_t hs_out_len, hs_out_cap;
+	uint8_t *hs_in;		/* what the phone sent meanwhile (RBUF_CHUNK bytes) */
+	size_t hs_in_len;
+	uint8_t *held;		/* records kept for one write at the close */
+	size_t held_len, held_cap;
+	bool hold_output;
 	size_t write_queued;
+	bool sent; /* bytes were written (so the close shuts down first) */
 	unsigned nmsgs;
 	uint64_t t_accept; /* uv_hrtime() at accept, for the latencies */
 	char addr[INET6_ADDRSTRLEN];
@@ -74,6 +82,9 @@ extern struct log_limit conn_lim_handshake, conn_lim_refused, conn_lim_unauth;
 
 /* capf/conn.c */
 void conn_close(struct conn *c);
+/* conn_hold_output() - keep what TLS writes from now on (the session's
+ * last message) for one write with the close_notify, in conn_close(). */
+void conn_hold_output(struct conn *c);
 void conn_idle_timeout(uv_timer_t *t);
 /* conn_send_frame() - one frame (or Cisco message) in one TLS record. */
 void conn_send_frame(struct conn *c, const uint8_t *frame, size_t len);
@@ -87,6 +98,10 @@ void conn_unref(struct conn *c);
  * handle what is buffered (after the session waited for the world). */
 void conn_start_reading(struct conn *c);
 void conn_process(struct conn *c);
+
+/* conn_fibers_release() - unmap the handshake stacks this thread keeps
+ * (at the end of a worker's loop). */
+void conn_fibers_release(void);
 
 /* capf/session.c */
 /* conn_session_run() - feed first to the core and carry out its effects

@@ -23,6 +23,33 @@ static _Atomic int syslog_fd = -1;
 static _Atomic bool syslog_failed;
 #define SYSLOG_PATH "/dev/log"
 
+/* The pid of every line, asked of the kernel once per process (it is a
+ * system call each time); a child made by fork() asks again. */
+static _Atomic pid_t pid_cached;
+
+static void pid_forget(void)
+{
+	atomic_store(&pid_cached, 0);
+}
+
+static void pid_once(void)
+{
+	(void)pthread_atfork(NULL, NULL, pid_forget);
+}
+
+static int log_pid(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pid_t p = atomic_load(&pid_cached);
+
+	if (p == 0) {
+		pthread_once(&once, pid_once);
+		p = getpid();
+		atomic_store(&pid_cached, p);
+	}
+	return (int)p;
+}
+
 static const char *const level_names[] = {
 	[LOG_LVL_ERR] = "error",
 	[LOG_LVL_WARN] = "warning",
@@ -42,7 +69,7 @@ static void syslog_lost(int err)
 		close(fd);
 	fprintf(stderr, "capfd[%d]: cannot log to syslog (" SYSLOG_PATH ": %s): logging to "
 			"standard error instead\n",
-		(int)getpid(), strerror(err));
+		log_pid(), strerror(err));
 }
 
 void log_init(enum log_level level, bool use_syslog)
@@ -82,7 +109,7 @@ static bool syslog_send(enum log_level level, const char *line)
 	if (fd < 0)
 		return false;
 	n = snprintf(msg, sizeof(msg), "<%d>capfd[%d]: %s", LOG_DAEMON | prio[level],
-		     (int)getpid(), line);
+		     log_pid(), line);
 	if (n < 0)
 		return false;
 	if ((size_t)n >= sizeof(msg))
@@ -140,7 +167,7 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	gmtime_r(&ts.tv_sec, &tm);
 	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
 	flockfile(stderr);
-	fprintf(stderr, "%s.%03ldZ capfd[%d]: %s: %s\n", stamp, ts.tv_nsec / 1000000L, (int)getpid(),
+	fprintf(stderr, "%s.%03ldZ capfd[%d]: %s: %s\n", stamp, ts.tv_nsec / 1000000L, log_pid(),
 		level_names[level], line);
 	funlockfile(stderr);
 }

@@ -200,9 +200,10 @@ int main(int argc, char **argv)
 	log_init((enum log_level)cfg.log_level, cfg.log_syslog);
 	check_nofile(cfg.max_connections);
 	if (getenv("UV_THREADPOOL_SIZE") == NULL) {
-		/* TLS handshakes wait for the signer on libuv's threadpool
-		 * (capf/conn.c): four threads per worker, so that a slow
-		 * signature stalls a few handshakes, not all of them. */
+		/* Authentication strings are checked on libuv's threadpool
+		 * (PBKDF2 costs tens of milliseconds on purpose): four
+		 * threads per worker, so that a burst of them stalls a few
+		 * phones, not all of them. */
 		long cores = sysconf(_SC_NPROCESSORS_ONLN);
 		unsigned n = cfg.workers != 0 ? cfg.workers : cores > 0 ? (unsigned)cores : 1;
 		char v[16];

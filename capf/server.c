@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -274,8 +275,11 @@ static int open_listener(const char *host, unsigned port, unsigned *bound_port)
 	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		goto fail;
+	/* TCP_NODELAY here: every connection accepted from it inherits it
+	 * (a setsockopt() per connection fewer). */
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
 		goto fail;
 	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0)
 		goto fail;
@@ -336,14 +340,42 @@ static void on_crl_timer(uv_timer_t *t)
 		crl_refresh(srv);
 }
 
-/* A session recorded revocations (a superseded LSC): the CRLs follow on
- * the main loop, however many sessions asked meanwhile. */
+/* Revocations recorded by sessions become one CRL at most this often. */
+#define CRL_COALESCE_MS 1000u
+
+static void crl_for_revocations(struct server *srv)
+{
+	srv->crl_signed_at = uv_now(srv->loop);
+	crl_refresh(srv);
+}
+
+static void on_crl_soon(uv_timer_t *t)
+{
+	struct server *srv = t->data;
+
+	if (!srv->stopping)
+		crl_for_revocations(srv);
+}
+
+/*
+ * A session recorded revocations (a superseded LSC): the CRLs follow on
+ * the main loop, however many sessions asked meanwhile, and at most once
+ * per CRL_COALESCE_MS: a CRL lists every revocation, so a re-key of a
+ * whole fleet signs one a second instead of one per phone (each costs
+ * time in proportion to what it lists).
+ */
 static void on_crl_async(uv_async_t *a)
 {
 	struct server *srv = a->data;
+	uint64_t now = uv_now(srv->loop);
 
-	if (!srv->stopping)
-		crl_refresh(srv);
+	if (srv->stopping || uv_is_active((uv_handle_t *)&srv->crl_soon))
+		return;
+	if (srv->crl_signed_at != 0 && now - srv->crl_signed_at < CRL_COALESCE_MS)
+		uv_timer_start(&srv->crl_soon, on_crl_soon,
+			       CRL_COALESCE_MS - (now - srv->crl_signed_at), 0);
+	else
+		crl_for_revocations(srv);
 }
 
 void server_crl_dirty(struct server *srv)
@@ -809,6 +841,9 @@ int server_start(struct server *srv, struct capfd_config *cfg, uv_loop_t *loop)
 	srv->crl_every_ms = cfg->crl_refresh_ms;
 	uv_timer_start(&srv->crl_timer, on_crl_timer, srv->crl_every_ms, srv->crl_every_ms);
 	srv->crl_timer_on = true;
+	uv_timer_init(loop, &srv->crl_soon);
+	srv->crl_soon.data = srv;
+	srv->crl_soon_on = true;
 	ret = uv_async_init(loop, &srv->crl_async, on_crl_async);
 	if (ret < 0)
 		return ret;
@@ -868,6 +903,10 @@ void server_stop(struct server *srv)
 	if (srv->crl_async_on) {
 		uv_close((uv_handle_t *)&srv->crl_async, NULL);
 		srv->crl_async_on = false;
+	}
+	if (srv->crl_soon_on) {
+		uv_close((uv_handle_t *)&srv->crl_soon, NULL);
+		srv->crl_soon_on = false;
 	}
 	sweep_stop(srv);
 	if (srv->signals_on) {

@@ -379,10 +379,15 @@ static void send_msg(struct conn *c, const struct core_msg *m)
 	}
 	/* The certificate goes with the chain of the CA that signed it (a
 	 * rollover may have made another current since), up to the
-	 * enterprise root when that CA is enterprise-signed. */
+	 * enterprise root when that CA is enterprise-signed. A certificate
+	 * signed in this session comes with its issuer: found by its bytes,
+	 * without verifying the signature just made; one delivered again is
+	 * looked up by its signature. */
 	if (m->type == CORE_MSG_DELIVER &&
-	    ca_issuer_chain(c->srv->ca, m->cert, m->cert_len, chain, lens, CORE_MAX_CHAIN, &nchain) ==
-		    0) {
+	    (m->nchain > 0 ? ca_issuer_chain_of(c->srv->ca, m->chain[0], m->chain_lens[0], chain,
+						lens, CORE_MAX_CHAIN, &nchain)
+			   : ca_issuer_chain(c->srv->ca, m->cert, m->cert_len, chain, lens,
+					     CORE_MAX_CHAIN, &nchain)) == 0) {
 		struct core_msg full = *m;
 
 		full.chain = (const uint8_t *const *)chain;
@@ -480,6 +485,11 @@ void conn_session_run(struct conn *c, const struct core_event *first)
 		int ret;
 
 		core_step(c->core, &ev, &out);
+		/* A session's last message and its close_notify leave in one
+		 * write. */
+		for (size_t i = 0; i < out.nfx; i++)
+			if (out.fx[i].type == CORE_FX_CLOSE)
+				conn_hold_output(c);
 		for (size_t i = 0; i < out.nfx; i++) {
 			const struct core_fx *fx = &out.fx[i];
 			struct store_audit_event aev;

@@ -359,9 +359,16 @@ static int op_sign(const Capf__Signer__Sign *s, gnutls_datum_t *sig, char *err, 
 
 	if (s->data.len == 0 || s->data.len > SIGNER_DATA_MAX)
 		return CAPF_EINVAL;
-	ret = op_load(s->ref, 0, &h, err, errlen);
-	if (ret < 0)
-		return ret;
+	/* A key held already passed ref_allowed() when it was loaded: only
+	 * a ref not held yet is resolved on the file system (realpath() of
+	 * every path component, each signature, was most of this process's
+	 * system calls). */
+	h = held_get(s->ref);
+	if (h == NULL) {
+		ret = op_load(s->ref, 0, &h, err, errlen);
+		if (ret < 0)
+			return ret;
+	}
 	if (sg.delay_ms > 0) {
 		/* The test seam: a slow HSM. */
 		struct timespec ts = {sg.delay_ms / 1000, (long)(sg.delay_ms % 1000) * 1000000L};
@@ -397,7 +404,7 @@ static int answer(int fd, const Capf__Signer__Request *req)
 	gnutls_datum_t sig = {NULL, 0};
 	struct held *h = NULL;
 	char err[1024] = "";
-	uint8_t *frame = NULL;
+	uint8_t out[2048], *frame = NULL;
 	size_t len;
 	int ret;
 
@@ -433,42 +440,84 @@ static int answer(int fd, const Capf__Signer__Request *req)
 		log_warn("signer: %s", err);
 	len = capf__signer__response__get_packed_size(&resp);
 	ret = -1;
-	frame = malloc(FRAME_HEADER_LEN + len);
+	/* An answer is a signature or a public key and fits on the stack;
+	 * one send, header and payload together. */
+	frame = FRAME_HEADER_LEN + len <= sizeof(out) ? out : malloc(FRAME_HEADER_LEN + len);
 	if (frame != NULL) {
 		frame_write_header(frame, (uint32_t)len);
 		capf__signer__response__pack(&resp, frame + FRAME_HEADER_LEN);
 		ret = write_full(fd, frame, FRAME_HEADER_LEN + len);
 	}
-	free(frame);
+	if (frame != out)
+		free(frame);
 	gnutls_free(sig.data);
 	held_put(h);
 	return ret;
 }
 
+/* The receive buffer of a connection: a whole frame at most. */
+#define CONN_RBUF (FRAME_HEADER_LEN + SIGNER_FRAME_MAX)
+#define CONN_ARENA 8192u /* what a request unpacks to, usually */
+
+/*
+ * Requests are read into one buffer per connection, as many bytes as
+ * the socket has (so a request is one read, and requests sent back to
+ * back are several in one read), unpacked into an arena, answered in
+ * order. The length of each frame is checked before its payload is
+ * waited for; the bytes of a request (the data to sign) are wiped once
+ * answered.
+ */
 static void *conn_main(void *arg)
 {
 	int fd = (int)(intptr_t)arg;
-	uint8_t *buf = NULL;
-	size_t len = 0;
+	uint8_t *buf = malloc(CONN_RBUF), *abuf = malloc(CONN_ARENA);
+	struct signer_arena arena;
+	size_t have = 0;
 
+	if (buf == NULL || abuf == NULL)
+		goto out;
+	signer_arena_init(&arena, abuf, CONN_ARENA);
 	for (;;) {
 		Capf__Signer__Request *req;
+		uint32_t n = 0;
+		size_t flen;
+		int ok;
 
-		if (read_frame(fd, &buf, &len) < 0)
-			break;
-		req = capf__signer__request__unpack(NULL, len, buf);
-		/* The data to sign is copied out of buf by unpack: wipe both. */
-		gnutls_memset(buf, 0, len);
-		free(buf);
-		buf = NULL;
-		if (req == NULL)
-			break;
-		if (answer(fd, req) < 0) {
-			capf__signer__request__free_unpacked(req, NULL);
-			break;
+		while (have < FRAME_HEADER_LEN ||
+		       have < FRAME_HEADER_LEN + (n = (uint32_t)buf[0] << 24 | (uint32_t)buf[1] << 16 |
+						       (uint32_t)buf[2] << 8 | buf[3])) {
+			ssize_t k;
+
+			if (have >= FRAME_HEADER_LEN && (n == 0 || n > SIGNER_FRAME_MAX))
+				goto out;
+			k = read(fd, buf + have, CONN_RBUF - have);
+			if (k < 0 && errno == EINTR)
+				continue;
+			if (k <= 0)
+				goto out;
+			have += (size_t)k;
 		}
-		capf__signer__request__free_unpacked(req, NULL);
+		if (n == 0 || n > SIGNER_FRAME_MAX)
+			goto out;
+		flen = FRAME_HEADER_LEN + n;
+		req = capf__signer__request__unpack(&arena.alloc, n, buf + FRAME_HEADER_LEN);
+		/* The data to sign is copied out of buf by unpack: wipe both
+		 * once answered. */
+		ok = req != NULL && answer(fd, req) == 0;
+		gnutls_memset(buf, 0, flen);
+		signer_arena_reset(&arena);
+		if (!ok)
+			goto out;
+		have -= flen;
+		if (have > 0)
+			memmove(buf, buf + flen, have);
 	}
+out:
+	if (buf != NULL) {
+		gnutls_memset(buf, 0, have);
+		free(buf);
+	}
+	free(abuf);
 	close(fd);
 	pthread_mutex_lock(&sg.lock);
 	sg.nconns--;

@@ -10,13 +10,14 @@
  *             and answers only its parent (SO_PEERCRED).
  *   client    the synchronous side (struct signer_client): a pool of
  *             blocking connections shared by every thread, each request
- *             bounded by a poll timeout. ca/'s keyops call it: the main
- *             thread (CA lifecycle, CRLs) and the threadpool threads that
- *             run TLS handshakes until the server's signature is made.
+ *             bounded by a timeout. ca/'s keyops call it on the main
+ *             thread (CA lifecycle, CRLs); on a worker, a handshake's
+ *             signature is diverted to the channel (signer_thread_hook()).
  *   channel   the asynchronous side (struct signer_chan): one connection
  *             per worker loop, a bounded queue of requests in flight, a
  *             callback on that loop for each. For LSC signatures
- *             (ca_issue_prepare() / ca_issue_complete()).
+ *             (ca_issue_prepare() / ca_issue_complete()) and the TLS
+ *             handshakes' (capf/conn.c, on fibers).
  *   ref       a key's name: a path (inside the CA directory, or the
  *             configured [ca] key) or a pkcs11: URI. The signer loads a
  *             ref it does not hold yet, so a restart is invisible to ca/.
@@ -27,6 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <protobuf-c/protobuf-c.h>
 #include <uv.h>
 
 struct ca_keyops;
@@ -121,6 +123,18 @@ void signer_keyops(struct signer_client *sc, struct ca_keyops *ops);
 void signer_thread_reset(void);
 int signer_thread_result(void);
 
+/*
+ * signer_thread_hook() - while fn is set on a thread, signer_sign() there
+ * (the keyops' sign: a TLS handshake's signature inside GnuTLS) calls
+ * fn(arg, ...) with its arguments instead of the pool, and returns what
+ * it returns (*sig malloc'd). NULL removes it. A handshake that runs on
+ * a fiber of its worker's loop (capf/conn.c) suspends there while its
+ * worker's channel asks for the signature.
+ */
+typedef int (*signer_sign_fn)(void *arg, const char *ref, unsigned sign_algo, unsigned flags,
+			      const uint8_t *data, size_t len, uint8_t **sig, size_t *sig_len);
+void signer_thread_hook(signer_sign_fn fn, void *arg);
+
 /* ---- the asynchronous channel (capf/signer_client.c) ------------------- */
 
 typedef void (*signer_done_cb)(void *arg, int result, const uint8_t *sig, size_t sig_len);
@@ -149,6 +163,18 @@ int signer_chan_new(uv_loop_t *loop, const char *socket, unsigned queue, unsigne
 int signer_sign_async(struct signer_chan *ch, const char *key_ref, unsigned sign_algo,
 		      const uint8_t *data, size_t len, signer_done_cb cb, void *arg);
 
+#define SIGNER_ASYNC_HASH 1u	  /* data is a digest (as CA_SIGN_HASH) */
+#define SIGNER_ASYNC_UNBOUNDED 2u /* not counted against the queue: the caller bounds these */
+
+/*
+ * signer_sign_async2() - signer_sign_async() with flags SIGNER_ASYNC_*.
+ * A request made SIGNER_ASYNC_UNBOUNDED is never refused for a full
+ * queue, and does not take a place there from the others.
+ */
+int signer_sign_async2(struct signer_chan *ch, const char *key_ref, unsigned sign_algo,
+		       unsigned flags, const uint8_t *data, size_t len, signer_done_cb cb,
+		       void *arg);
+
 /* signer_chan_inflight() - requests waiting for their answer. */
 unsigned signer_chan_inflight(const struct signer_chan *ch);
 
@@ -158,5 +184,29 @@ unsigned signer_chan_inflight(const struct signer_chan *ch);
  * goes once the loop has run their callbacks. Accepts NULL.
  */
 void signer_chan_close(struct signer_chan *ch);
+
+/* ---- wire helpers (capf/signer_client.c) --------------------------------- */
+
+/*
+ * struct signer_arena - a protobuf-c allocator that takes from a buffer
+ * the caller owns (the stack, or one buffer per connection) and frees
+ * nothing until signer_arena_reset(): unpacking a request or a response
+ * then costs no malloc. What does not fit goes to malloc and is freed by
+ * the reset. Messages unpacked with it are never given to
+ * *_free_unpacked().
+ */
+struct signer_arena {
+	ProtobufCAllocator alloc; /* pass &arena.alloc to *_unpack() */
+	uint8_t *buf;
+	size_t cap, used;
+	void *spill; /* malloc'd blocks that did not fit, a list */
+};
+
+/* signer_arena_init() - an arena over buf (cap bytes). */
+void signer_arena_init(struct signer_arena *a, void *buf, size_t cap);
+
+/* signer_arena_reset() - wipe what was used (it held data to sign or a
+ * signature) and free what went to malloc; the arena is empty again. */
+void signer_arena_reset(struct signer_arena *a);
 
 #endif /* CAPF_SIGNER_H */

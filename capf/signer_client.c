@@ -33,6 +33,8 @@
 
 static atomic_uint_fast64_t next_id = 1;
 static _Thread_local int thread_result;
+static _Thread_local signer_sign_fn thread_hook;
+static _Thread_local void *thread_hook_arg;
 
 static uint64_t now_ms(void)
 {
@@ -42,21 +44,87 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-/* A request packed into a frame (malloc'd). */
-static int pack_request(const Capf__Signer__Request *req, uint8_t **frame, size_t *len)
+/* ---- the arena ------------------------------------------------------------- */
+
+struct spill {
+	struct spill *next;
+	size_t size;
+	max_align_t data[];
+};
+
+static void *arena_alloc(void *ad, size_t size)
+{
+	struct signer_arena *a = ad;
+	size_t at = (a->used + 15u) & ~(size_t)15u;
+	struct spill *sp;
+
+	if (size <= a->cap && at <= a->cap - size) {
+		a->used = at + size;
+		return a->buf + at;
+	}
+	sp = malloc(sizeof(*sp) + size);
+	if (sp == NULL)
+		return NULL;
+	sp->next = a->spill;
+	sp->size = size;
+	a->spill = sp;
+	return sp->data;
+}
+
+static void arena_free(void *ad, void *p)
+{
+	/* Everything goes at the reset. */
+	(void)ad;
+	(void)p;
+}
+
+void signer_arena_init(struct signer_arena *a, void *buf, size_t cap)
+{
+	a->alloc.alloc = arena_alloc;
+	a->alloc.free = arena_free;
+	a->alloc.allocator_data = a;
+	a->buf = buf;
+	a->cap = cap;
+	a->used = 0;
+	a->spill = NULL;
+}
+
+void signer_arena_reset(struct signer_arena *a)
+{
+	struct spill *sp = a->spill, *next;
+
+	gnutls_memset(a->buf, 0, a->used);
+	a->used = 0;
+	for (; sp != NULL; sp = next) {
+		next = sp->next;
+		gnutls_memset(sp->data, 0, sp->size);
+		free(sp);
+	}
+	a->spill = NULL;
+}
+
+/* A request packed into a frame: into buf when it fits in cap bytes,
+ * else into a malloc'd one (*frame != buf: the caller frees it). */
+static int pack_request(const Capf__Signer__Request *req, uint8_t *buf, size_t cap,
+			uint8_t **frame, size_t *len)
 {
 	size_t n = capf__signer__request__get_packed_size(req);
 
 	*frame = NULL;
 	if (n == 0 || n > SIGNER_FRAME_MAX)
 		return CAPF_EINVAL;
-	*frame = malloc(FRAME_HEADER_LEN + n);
+	*frame = FRAME_HEADER_LEN + n <= cap ? buf : malloc(FRAME_HEADER_LEN + n);
 	if (*frame == NULL)
 		return CAPF_ENOMEM;
 	frame_write_header(*frame, (uint32_t)n);
 	capf__signer__request__pack(req, *frame + FRAME_HEADER_LEN);
 	*len = FRAME_HEADER_LEN + n;
 	return 0;
+}
+
+static uint32_t frame_len_of(const uint8_t *h)
+{
+	return (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
 }
 
 /* ---- the synchronous pool -------------------------------------------------- */
@@ -108,8 +176,14 @@ static int connect_until(struct signer_client *sc, uint64_t deadline)
 
 		if (fd < 0)
 			return -1;
-		if (connect(fd, (struct sockaddr *)&sc->sa, sizeof(sc->sa)) == 0)
+		if (connect(fd, (struct sockaddr *)&sc->sa, sizeof(sc->sa)) == 0) {
+			/* A request waits for its answer in a blocking recv()
+			 * (one system call, no poll() first), at most this long. */
+			struct timeval tv = {sc->timeout_ms / 1000,
+					     (suseconds_t)(sc->timeout_ms % 1000) * 1000};
+			(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 			return fd;
+		}
 		e = errno;
 		close(fd);
 		if ((e != ENOENT && e != ECONNREFUSED && e != EAGAIN && e != EINTR) ||
@@ -141,73 +215,118 @@ static int wait_fd(int fd, short events, uint64_t deadline)
 	}
 }
 
-/* Sends frame and reads the answer: 0 and *resp, -1 (broken connection:
- * the signer went away), -2 (timeout). */
+/*
+ * Sends frame and reads the answer: 0 and *resp (unpacked into arena,
+ * whose buffer also takes the bytes), -1 (broken connection: the signer
+ * went away), -2 (timeout). The common case is two system calls: a send
+ * that the socket takes at once, and one blocking recv() (SO_RCVTIMEO
+ * bounds it) that brings the whole answer; a partial answer or a full
+ * socket falls back to poll() against the deadline.
+ */
 static int exchange(int fd, const uint8_t *frame, size_t len, uint64_t deadline,
+		    struct signer_arena *arena, uint8_t *rbuf, size_t rcap,
 		    Capf__Signer__Response **resp)
 {
-	uint8_t hdr[FRAME_HEADER_LEN], *buf = NULL;
-	size_t off = 0, need;
-	uint32_t n;
-	int r;
+	uint8_t *buf = rbuf;
+	size_t off = 0, have = 0, need = FRAME_HEADER_LEN;
+	bool first = true;
+	uint32_t n = 0;
+	int r, ret = -1;
 
 	*resp = NULL;
 	while (off < len) {
-		ssize_t k;
+		ssize_t k = send(fd, frame + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
 
-		if ((r = wait_fd(fd, POLLOUT, deadline)) < 0)
-			return r;
-		k = send(fd, frame + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (k < 0 && (errno == EINTR || errno == EAGAIN))
+		if (k < 0 && errno == EINTR)
 			continue;
+		if (k < 0 && errno == EAGAIN) {
+			if ((r = wait_fd(fd, POLLOUT, deadline)) < 0)
+				return r;
+			continue;
+		}
 		if (k <= 0)
 			return -1;
 		off += (size_t)k;
 	}
-	/* Header, then payload: the length is checked before allocating. */
-	for (int part = 0; part < 2; part++) {
-		uint8_t *dst = part == 0 ? hdr : buf;
+	/* Header, then payload: the length is checked before the payload
+	 * is waited for (or allocated, if it is larger than rbuf). */
+	while (have < need) {
+		ssize_t k;
 
-		need = part == 0 ? sizeof(hdr) : n;
-		off = 0;
-		while (off < need) {
-			ssize_t k;
-
-			if ((r = wait_fd(fd, POLLIN, deadline)) < 0) {
-				free(buf);
-				return r;
-			}
-			k = recv(fd, dst + off, need - off, MSG_DONTWAIT);
-			if (k < 0 && (errno == EINTR || errno == EAGAIN))
-				continue;
-			if (k <= 0) {
-				free(buf);
-				return -1;
-			}
-			off += (size_t)k;
+		if (!first && (r = wait_fd(fd, POLLIN, deadline)) < 0) {
+			ret = r;
+			goto out;
 		}
-		if (part == 0) {
-			n = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 |
-			    (uint32_t)hdr[2] << 8 | hdr[3];
+		k = recv(fd, buf + have, (need > FRAME_HEADER_LEN ? need : rcap) - have,
+			 first ? 0 : MSG_DONTWAIT);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			if (first && now_ms() >= deadline) {
+				ret = -2;
+				goto out;
+			}
+			first = false;
+			continue;
+		}
+		first = false;
+		if (k <= 0)
+			goto out;
+		have += (size_t)k;
+		if (n == 0 && have >= FRAME_HEADER_LEN) {
+			n = frame_len_of(buf);
 			if (n == 0 || n > SIGNER_FRAME_MAX)
-				return -1;
-			buf = malloc(n);
-			if (buf == NULL)
-				return -1;
+				goto out;
+			need = FRAME_HEADER_LEN + n;
+			/* One answer per request: nothing may follow it. */
+			if (have > need)
+				goto out;
+			if (need > rcap) {
+				uint8_t *big = malloc(need);
+
+				if (big == NULL)
+					goto out;
+				memcpy(big, buf, have);
+				buf = big;
+			}
 		}
 	}
-	*resp = capf__signer__response__unpack(NULL, n, buf);
-	free(buf);
-	return *resp != NULL ? 0 : -1;
+	*resp = capf__signer__response__unpack(&arena->alloc, n, buf + FRAME_HEADER_LEN);
+	ret = *resp != NULL ? 0 : -1;
+out:
+	if (buf != rbuf)
+		free(buf);
+	return ret;
+}
+
+/* What one synchronous request needs, on its caller's stack: the frame
+ * sent, the answer received and what it unpacks to. */
+struct rt {
+	struct signer_arena arena;
+	uint8_t wbuf[1024];
+	uint8_t rbuf[2048];
+	uint8_t abuf[2048];
+};
+
+static void rt_init(struct rt *rt)
+{
+	signer_arena_init(&rt->arena, rt->abuf, sizeof(rt->abuf));
+}
+
+/* Done with the answer of a round trip. */
+static void rt_done(struct rt *rt)
+{
+	signer_arena_reset(&rt->arena);
+	gnutls_memset(rt->rbuf, 0, sizeof(rt->rbuf));
 }
 
 /*
- * One request, one answer. A connection taken from the pool may have
- * died with a signer that was restarted since: then the pool is emptied
- * and the request goes once more on a fresh connection. A timeout is not
- * retried.
+ * One request, one answer (unpacked into rt's arena: rt_done() when
+ * read). A connection taken from the pool may have died with a signer
+ * that was restarted since: then the pool is emptied and the request goes
+ * once more on a fresh connection. A timeout is not retried.
  */
-static int roundtrip(struct signer_client *sc, Capf__Signer__Request *req,
+static int roundtrip(struct signer_client *sc, Capf__Signer__Request *req, struct rt *rt,
 		     Capf__Signer__Response **resp)
 {
 	/* Making an RSA key takes seconds, and happens only at the first
@@ -222,8 +341,9 @@ static int roundtrip(struct signer_client *sc, Capf__Signer__Request *req,
 	int ret;
 
 	*resp = NULL;
+	rt_init(rt);
 	req->id = atomic_fetch_add(&next_id, 1);
-	ret = pack_request(req, &frame, &len);
+	ret = pack_request(req, rt->wbuf, sizeof(rt->wbuf), &frame, &len);
 	if (ret < 0)
 		return ret;
 	ret = CAPF_ERETRY;
@@ -241,10 +361,10 @@ static int roundtrip(struct signer_client *sc, Capf__Signer__Request *req,
 			fd = connect_until(sc, deadline);
 		if (fd < 0)
 			break;
-		r = exchange(fd, frame, len, deadline, resp);
+		r = exchange(fd, frame, len, deadline, &rt->arena, rt->rbuf, sizeof(rt->rbuf), resp);
 		if (r == 0 && (*resp)->id != req->id) {
-			capf__signer__response__free_unpacked(*resp, NULL);
 			*resp = NULL;
+			signer_arena_reset(&rt->arena);
 			r = -1;
 			pooled = false;
 		}
@@ -272,7 +392,8 @@ static int roundtrip(struct signer_client *sc, Capf__Signer__Request *req,
 		break;
 	}
 	gnutls_memset(frame, 0, len);
-	free(frame);
+	if (frame != rt->wbuf)
+		free(frame);
 	return ret;
 }
 
@@ -281,20 +402,21 @@ int signer_ping(struct signer_client *sc)
 	Capf__Signer__Request req = CAPF__SIGNER__REQUEST__INIT;
 	Capf__Signer__Ping ping = CAPF__SIGNER__PING__INIT;
 	Capf__Signer__Response *resp = NULL;
+	struct rt rt;
 	int ret;
 
 	req.op_case = CAPF__SIGNER__REQUEST__OP_PING;
 	req.ping = &ping;
-	ret = roundtrip(sc, &req, &resp);
+	ret = roundtrip(sc, &req, &rt, &resp);
 	if (ret == 0)
 		ret = resp->code;
-	capf__signer__response__free_unpacked(resp, NULL);
+	rt_done(&rt);
 	return ret;
 }
 
 /* The public key of a Load or Generate answer. */
-static int take_spki(int ret, Capf__Signer__Response *resp, uint8_t **spki, size_t *spki_len,
-		     char *errbuf, size_t errlen)
+static int take_spki(int ret, Capf__Signer__Response *resp, struct rt *rt, uint8_t **spki,
+		     size_t *spki_len, char *errbuf, size_t errlen)
 {
 	if (ret == 0 && resp->code < 0) {
 		ret = resp->code;
@@ -314,7 +436,7 @@ static int take_spki(int ret, Capf__Signer__Response *resp, uint8_t **spki, size
 		snprintf(errbuf, errlen, "the signer process does not answer (%s)",
 			 capf_strerror(ret));
 	}
-	capf__signer__response__free_unpacked(resp, NULL);
+	rt_done(rt);
 	return ret;
 }
 
@@ -324,6 +446,7 @@ int signer_load(struct signer_client *sc, const char *ref, uint8_t **spki, size_
 	Capf__Signer__Request req = CAPF__SIGNER__REQUEST__INIT;
 	Capf__Signer__Load load = CAPF__SIGNER__LOAD__INIT;
 	Capf__Signer__Response *resp = NULL;
+	struct rt rt;
 	int ret;
 
 	*spki = NULL;
@@ -333,8 +456,8 @@ int signer_load(struct signer_client *sc, const char *ref, uint8_t **spki, size_
 	load.ref = (char *)ref;
 	req.op_case = CAPF__SIGNER__REQUEST__OP_LOAD;
 	req.load = &load;
-	ret = roundtrip(sc, &req, &resp);
-	return take_spki(ret, resp, spki, spki_len, errbuf, errlen);
+	ret = roundtrip(sc, &req, &rt, &resp);
+	return take_spki(ret, resp, &rt, spki, spki_len, errbuf, errlen);
 }
 
 int signer_generate(struct signer_client *sc, int key_type, const char *dir, const char *name,
@@ -343,6 +466,7 @@ int signer_generate(struct signer_client *sc, int key_type, const char *dir, con
 	Capf__Signer__Request req = CAPF__SIGNER__REQUEST__INIT;
 	Capf__Signer__Generate gen = CAPF__SIGNER__GENERATE__INIT;
 	Capf__Signer__Response *resp = NULL;
+	struct rt rt;
 	int ret;
 
 	*spki = NULL;
@@ -354,8 +478,8 @@ int signer_generate(struct signer_client *sc, int key_type, const char *dir, con
 	gen.name = (char *)name;
 	req.op_case = CAPF__SIGNER__REQUEST__OP_GENERATE;
 	req.generate = &gen;
-	ret = roundtrip(sc, &req, &resp);
-	return take_spki(ret, resp, spki, spki_len, errbuf, errlen);
+	ret = roundtrip(sc, &req, &rt, &resp);
+	return take_spki(ret, resp, &rt, spki, spki_len, errbuf, errlen);
 }
 
 int signer_sign(struct signer_client *sc, const char *ref, unsigned sign_algo, unsigned flags,
@@ -364,10 +488,16 @@ int signer_sign(struct signer_client *sc, const char *ref, unsigned sign_algo, u
 	Capf__Signer__Request req = CAPF__SIGNER__REQUEST__INIT;
 	Capf__Signer__Sign sign = CAPF__SIGNER__SIGN__INIT;
 	Capf__Signer__Response *resp = NULL;
+	struct rt rt;
 	int ret;
 
 	*sig = NULL;
 	*sig_len = 0;
+	if (thread_hook != NULL) {
+		ret = thread_hook(thread_hook_arg, ref, sign_algo, flags, data, len, sig, sig_len);
+		thread_result = ret == 0 ? 1 : ret;
+		return ret;
+	}
 	if (sc == NULL || ref == NULL || data == NULL || len == 0 || len > SIGNER_DATA_MAX)
 		return CAPF_EINVAL;
 	sign.ref = (char *)ref;
@@ -377,7 +507,7 @@ int signer_sign(struct signer_client *sc, const char *ref, unsigned sign_algo, u
 	sign.data.len = len;
 	req.op_case = CAPF__SIGNER__REQUEST__OP_SIGN;
 	req.sign = &sign;
-	ret = roundtrip(sc, &req, &resp);
+	ret = roundtrip(sc, &req, &rt, &resp);
 	if (ret == 0 && resp->code < 0)
 		ret = resp->code;
 	else if (ret == 0 && resp->signature.len == 0)
@@ -391,9 +521,15 @@ int signer_sign(struct signer_client *sc, const char *ref, unsigned sign_algo, u
 			*sig_len = resp->signature.len;
 		}
 	}
-	capf__signer__response__free_unpacked(resp, NULL);
+	rt_done(&rt);
 	thread_result = ret == 0 ? 1 : ret;
 	return ret;
+}
+
+void signer_thread_hook(signer_sign_fn fn, void *arg)
+{
+	thread_hook = fn;
+	thread_hook_arg = arg;
 }
 
 void signer_thread_reset(void)
@@ -434,14 +570,20 @@ void signer_keyops(struct signer_client *sc, struct ca_keyops *ops)
 
 /* ---- the asynchronous channel ---------------------------------------------- */
 
+/* A request's frame fits in the request itself up to this size (an LSC's
+ * TBSCertificate is about 400 bytes): one allocation per request. */
+#define SREQ_INLINE 1024u
+
 struct sreq {
 	struct sreq *next;
 	uint64_t id;
 	uint64_t deadline;
+	bool unbounded;
 	signer_done_cb cb;
 	void *arg;
-	uint8_t *frame; /* until written */
+	uint8_t *frame; /* until written: inline (in buf) or malloc'd */
 	size_t frame_len;
+	uint8_t buf[SREQ_INLINE];
 };
 
 struct wbuf {
@@ -464,6 +606,8 @@ struct signer_chan {
 	int handles;		  /* open handles: the memory goes with the last */
 	struct sreq *head, *tail; /* in submission order, so by deadline */
 	unsigned ninflight;
+	unsigned nunbounded; /* of them, SIGNER_ASYNC_UNBOUNDED */
+	unsigned wqueued; /* writes queued on the pipe (bytes the socket did not take at once) */
 	struct frame_decoder dec;
 };
 
@@ -481,7 +625,8 @@ static void sreq_free(struct sreq *r)
 {
 	if (r->frame != NULL) {
 		gnutls_memset(r->frame, 0, r->frame_len);
-		free(r->frame);
+		if (r->frame != r->buf)
+			free(r->frame);
 	}
 	free(r);
 }
@@ -501,6 +646,8 @@ static void unlink_req(struct signer_chan *ch, struct sreq *r)
 	if (ch->tail == r)
 		ch->tail = prev;
 	ch->ninflight--;
+	if (r->unbounded)
+		ch->nunbounded--;
 }
 
 /* Finishes every request (the list is detached first: a callback may
@@ -511,6 +658,7 @@ static void fail_all(struct signer_chan *ch, int code)
 
 	ch->head = ch->tail = NULL;
 	ch->ninflight = 0;
+	ch->nunbounded = 0;
 	for (; r != NULL; r = next) {
 		next = r->next;
 		r->cb(r->arg, code, NULL, 0);
@@ -552,33 +700,52 @@ static void on_written(uv_write_t *req, int status)
 	struct wbuf *wb = (struct wbuf *)req;
 	struct signer_chan *ch = req->data;
 
+	ch->wqueued--;
 	gnutls_memset(wb->frame, 0, wb->len);
-	free(wb->frame);
 	free(wb);
 	if (status < 0 && status != UV_ECANCELED && !ch->closing && ch->state == CH_CONNECTED)
 		chan_reset(ch, uv_strerror(status));
 }
 
+/* Sends r's frame: at once when the socket takes it (the usual case: no
+ * write request, no callback, no change of the loop's poll set), else
+ * what is left through a queued write. */
 static void send_req(struct signer_chan *ch, struct sreq *r)
 {
-	struct wbuf *wb = malloc(sizeof(*wb));
-	uv_buf_t buf;
+	uv_buf_t buf = uv_buf_init((char *)r->frame, (unsigned)r->frame_len);
+	struct wbuf *wb;
+	int n = 0;
 
-	if (wb == NULL) {
-		chan_reset(ch, "out of memory");
-		return;
+	if (ch->wqueued == 0)
+		n = uv_try_write((uv_stream_t *)&ch->pipe, &buf, 1);
+	/* A broken connection is left to the queued write to report, from
+	 * the loop: a caller of signer_sign_async() never sees its callback
+	 * run inside the call. */
+	if (n < 0)
+		n = 0;
+	if ((size_t)n < r->frame_len) {
+		wb = malloc(sizeof(*wb) + r->frame_len - (size_t)n);
+		if (wb == NULL) {
+			chan_reset(ch, "out of memory");
+			return;
+		}
+		wb->len = r->frame_len - (size_t)n;
+		wb->frame = (uint8_t *)(wb + 1);
+		memcpy(wb->frame, r->frame + n, wb->len);
+		wb->req.data = ch;
+		buf = uv_buf_init((char *)wb->frame, (unsigned)wb->len);
+		if (uv_write(&wb->req, (uv_stream_t *)&ch->pipe, &buf, 1, on_written) < 0) {
+			gnutls_memset(wb->frame, 0, wb->len);
+			free(wb);
+			chan_reset(ch, "write failed");
+			return;
+		}
+		ch->wqueued++;
 	}
-	wb->frame = r->frame;
-	wb->len = r->frame_len;
+	gnutls_memset(r->frame, 0, r->frame_len);
+	if (r->frame != r->buf)
+		free(r->frame);
 	r->frame = NULL;
-	wb->req.data = ch;
-	buf = uv_buf_init((char *)wb->frame, (unsigned)wb->len);
-	if (uv_write(&wb->req, (uv_stream_t *)&ch->pipe, &buf, 1, on_written) < 0) {
-		gnutls_memset(wb->frame, 0, wb->len);
-		free(wb->frame);
-		free(wb);
-		chan_reset(ch, "write failed");
-	}
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -592,10 +759,15 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 
 static void on_response(struct signer_chan *ch, const uint8_t *payload, size_t len)
 {
-	Capf__Signer__Response *resp = capf__signer__response__unpack(NULL, len, payload);
+	uint8_t abuf[2048];
+	struct signer_arena arena;
+	Capf__Signer__Response *resp;
 	struct sreq *r;
 
+	signer_arena_init(&arena, abuf, sizeof(abuf));
+	resp = capf__signer__response__unpack(&arena.alloc, len, payload);
 	if (resp == NULL) {
+		signer_arena_reset(&arena);
 		chan_reset(ch, "bad response");
 		return;
 	}
@@ -612,7 +784,7 @@ static void on_response(struct signer_chan *ch, const uint8_t *payload, size_t l
 		      code == 0 ? resp->signature.len : 0);
 		sreq_free(r);
 	}
-	capf__signer__response__free_unpacked(resp, NULL);
+	signer_arena_reset(&arena);
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -738,6 +910,13 @@ int signer_chan_new(uv_loop_t *loop, const char *socket_path, unsigned queue, un
 int signer_sign_async(struct signer_chan *ch, const char *key_ref, unsigned sign_algo,
 		      const uint8_t *data, size_t len, signer_done_cb cb, void *arg)
 {
+	return signer_sign_async2(ch, key_ref, sign_algo, 0, data, len, cb, arg);
+}
+
+int signer_sign_async2(struct signer_chan *ch, const char *key_ref, unsigned sign_algo,
+		       unsigned flags, const uint8_t *data, size_t len, signer_done_cb cb,
+		       void *arg)
+{
 	Capf__Signer__Request req = CAPF__SIGNER__REQUEST__INIT;
 	Capf__Signer__Sign sign = CAPF__SIGNER__SIGN__INIT;
 	struct sreq *r;
@@ -748,23 +927,26 @@ int signer_sign_async(struct signer_chan *ch, const char *key_ref, unsigned sign
 		return CAPF_EINVAL;
 	/* Bounded: a slow signer makes callers retry instead of queueing
 	 * without end. */
-	if (ch->ninflight >= ch->queue)
+	if (!(flags & SIGNER_ASYNC_UNBOUNDED) && ch->ninflight - ch->nunbounded >= ch->queue)
 		return CAPF_ERETRY;
-	r = calloc(1, sizeof(*r));
+	r = malloc(sizeof(*r));
 	if (r == NULL)
 		return CAPF_ENOMEM;
+	r->next = NULL;
+	r->unbounded = (flags & SIGNER_ASYNC_UNBOUNDED) != 0;
 	r->id = atomic_fetch_add(&next_id, 1);
 	r->cb = cb;
 	r->arg = arg;
 	r->deadline = uv_now(ch->loop) + ch->timeout_ms;
 	sign.ref = (char *)key_ref;
 	sign.algo = sign_algo;
+	sign.flags = flags & SIGNER_ASYNC_HASH ? SIGNER_SIGN_HASH : 0;
 	sign.data.data = (uint8_t *)data;
 	sign.data.len = len;
 	req.id = r->id;
 	req.op_case = CAPF__SIGNER__REQUEST__OP_SIGN;
 	req.sign = &sign;
-	ret = pack_request(&req, &r->frame, &r->frame_len);
+	ret = pack_request(&req, r->buf, sizeof(r->buf), &r->frame, &r->frame_len);
 	if (ret < 0) {
 		free(r);
 		return ret;
@@ -775,6 +957,8 @@ int signer_sign_async(struct signer_chan *ch, const char *key_ref, unsigned sign
 		ch->head = r;
 	ch->tail = r;
 	ch->ninflight++;
+	if (r->unbounded)
+		ch->nunbounded++;
 	if (ch->ninflight == 1)
 		arm_timer(ch);
 	if (ch->state == CH_CONNECTED)

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "capf/capfd.h"
+#include "capf/conn_internal.h"
 #include "capf/log.h"
 #include "capf/signer.h"
 
@@ -42,6 +43,7 @@ static void *worker_main(void *arg)
 	int ret;
 
 	uv_run(&w->loop, UV_RUN_DEFAULT);
+	conn_fibers_release();
 	ret = uv_loop_close(&w->loop);
 	if (ret != 0)
 		log_warn("worker %u: loop closed with handles left: %s", w->id, uv_strerror(ret));

@@ -1299,6 +1299,120 @@ static void test_mic_intermediate(void)
 	pki_pair_deinit(&chain[1]);
 }
 
+/* ---- the evidence of a presented chain, parsed once ---- */
+
+static int issue_for(struct ca *ca, const char *dev, time_t now, struct ca_lsc *out);
+
+/* ca_peer_evidence() decides as the DER functions do, one by one. */
+static void check_evidence(struct ca *ca, const uint8_t *const *p, const size_t *l, size_t n,
+			   time_t now)
+{
+	struct ca_cert_summary sum, want;
+	int mic = 1, lsc = 1, ret, want_ret;
+
+	ret = ca_peer_evidence(ca, p, l, n, now, &mic, &lsc, &sum);
+	CU_ASSERT_EQUAL(mic, ca_mic_verify(ca, p, l, n, NULL, now));
+	CU_ASSERT_EQUAL(lsc, ca_lsc_verify(ca, p, l, n, NULL, now));
+	want_ret = ca_cert_summarize(p[0], l[0], &want);
+	CU_ASSERT_EQUAL(ret, want_ret);
+	if (ret == 0 && want_ret == 0) {
+		CU_ASSERT_STRING_EQUAL(sum.cn, want.cn);
+		CU_ASSERT_STRING_EQUAL(sum.fingerprint, want.fingerprint);
+		CU_ASSERT(sum.serial_len == want.serial_len &&
+			  memcmp(sum.serial, want.serial, sum.serial_len) == 0);
+	}
+}
+
+static void test_peer_evidence(void)
+{
+	struct pki_pair mic, chain[2];
+	struct ca_lsc lsc = {0};
+	struct ca_cert_summary sum;
+	uint8_t *der[3] = {NULL}, junk[32] = {0x30, 0x1e};
+	size_t len[3] = {0};
+	const uint8_t *p[17];
+	size_t l[17];
+	time_t now = time(NULL);
+	int mic_r, lsc_r;
+
+	/* Invalid input first. */
+	p[0] = junk;
+	l[0] = sizeof(junk);
+	CU_ASSERT_EQUAL(ca_peer_evidence(NULL, p, l, 1, now, &mic_r, &lsc_r, &sum), CAPF_EINVAL);
+	CU_ASSERT_EQUAL(ca_peer_evidence(shared_ca, p, l, 1, now, NULL, &lsc_r, &sum),
+			CAPF_EINVAL);
+	CU_ASSERT_EQUAL(ca_peer_evidence(shared_ca, p, l, 0, now, &mic_r, &lsc_r, &sum),
+			CAPF_ENOCERT);
+	CU_ASSERT(mic_r == CAPF_ENOCERT && lsc_r == CAPF_ENOCERT);
+	CU_ASSERT_EQUAL(ca_peer_evidence(shared_ca, NULL, NULL, 1, now, &mic_r, &lsc_r, &sum),
+			CAPF_ENOCERT);
+	check_evidence(shared_ca, p, l, 1, now);
+
+	/* A MIC; a MIC and its intermediate, then without it; an LSC. */
+	CU_ASSERT_EQUAL_FATAL(pki_make_mic(&mfg_root, DEV, 0, 30, &mic), 0);
+	CU_ASSERT_EQUAL_FATAL(make_intermediate(&mfg_root, "Test Evidence Sub CA", &chain[1]), 0);
+	CU_ASSERT_EQUAL_FATAL(pki_make_mic(&chain[1], "CP-7841-" DEV, 0, 10, &chain[0]), 0);
+	CU_ASSERT_EQUAL_FATAL(pki_crt_der(mic.crt, &der[0], &len[0]), 0);
+	CU_ASSERT_EQUAL_FATAL(pki_crt_der(chain[0].crt, &der[1], &len[1]), 0);
+	CU_ASSERT_EQUAL_FATAL(pki_crt_der(chain[1].crt, &der[2], &len[2]), 0);
+	CU_ASSERT_EQUAL_FATAL(issue_for(shared_ca, DEV, now, &lsc), 0);
+	for (int t = 0; t < 3; t++) {
+		/* Now, before, long after. */
+		time_t at = t == 0 ? now : t == 1 ? now - 30 * DAY : now + 3650 * DAY;
+
+		p[0] = der[0];
+		l[0] = len[0];
+		check_evidence(shared_ca, p, l, 1, at);
+		p[0] = der[1];
+		l[0] = len[1];
+		p[1] = der[2];
+		l[1] = len[2];
+		check_evidence(shared_ca, p, l, 2, at);
+		check_evidence(shared_ca, p, l, 1, at);
+		/* A chain whose second certificate cannot be read. */
+		p[1] = junk;
+		l[1] = sizeof(junk);
+		check_evidence(shared_ca, p, l, 2, at);
+		p[0] = lsc.der;
+		l[0] = lsc.der_len;
+		check_evidence(shared_ca, p, l, 1, at);
+		/* An LSC with a MIC behind it, and too long a chain. */
+		p[1] = der[0];
+		l[1] = len[0];
+		check_evidence(shared_ca, p, l, 2, at);
+		for (int i = 1; i < 17; i++) {
+			p[i] = der[0];
+			l[i] = len[0];
+		}
+		check_evidence(shared_ca, p, l, 17, at);
+	}
+	CU_ASSERT_EQUAL(ca_peer_evidence(shared_ca, p, l, 1, now, &mic_r, &lsc_r, &sum), 0);
+	CU_ASSERT_EQUAL(lsc_r, 0);
+	CU_ASSERT_STRING_EQUAL(sum.cn, DEV);
+	/* The fingerprint, of the bytes as they came, is GnuTLS's (of the
+	 * certificate encoded again). */
+	for (int i = 0; i < 3; i++) {
+		gnutls_x509_crt_t crt = crt_from_der(der[i], len[i]);
+		uint8_t fpr[32];
+		size_t fl = sizeof(fpr);
+		char hex[65];
+
+		CU_ASSERT_PTR_NOT_NULL_FATAL(crt);
+		CU_ASSERT_EQUAL(gnutls_x509_crt_get_fingerprint(crt, GNUTLS_DIG_SHA256, fpr, &fl), 0);
+		for (size_t k = 0; k < sizeof(fpr); k++)
+			snprintf(hex + 2 * k, 3, "%02x", fpr[k]);
+		CU_ASSERT_EQUAL(ca_cert_summarize(der[i], len[i], &sum), 0);
+		CU_ASSERT_STRING_EQUAL(sum.fingerprint, hex);
+		gnutls_x509_crt_deinit(crt);
+	}
+	for (int i = 0; i < 3; i++)
+		free(der[i]);
+	ca_lsc_deinit(&lsc);
+	pki_pair_deinit(&mic);
+	pki_pair_deinit(&chain[0]);
+	pki_pair_deinit(&chain[1]);
+}
+
 /* ---- TLS credentials and channel binding ---- */
 
 struct tls_side {
@@ -3079,6 +3193,7 @@ int main(void)
 	    !CU_add_test(s, "ca_mic_verify naming patterns", test_mic_patterns) ||
 	    !CU_add_test(s, "ca_mic_verify time", test_mic_time) ||
 	    !CU_add_test(s, "ca_mic_verify intermediate", test_mic_intermediate) ||
+	    !CU_add_test(s, "ca_peer_evidence", test_peer_evidence) ||
 	    !CU_add_test(s, "ca_tls_credentials and binding", test_tls_credentials) ||
 	    !CU_add_test(s, "pki files", test_pki_files) ||
 	    !CU_add_test(s, "CA profile per key type", test_ca_profile_key_types) ||

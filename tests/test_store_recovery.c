@@ -89,19 +89,25 @@ static int write_file(const char *dir, const char *name, const uint8_t *buf, siz
 
 static uint8_t big_der[6000];
 
+/* A device record of revision 1 named name, in r. */
+static void device_rec(Capf__Device *d, Capf__StoreRecord *r, const char *name)
+{
+	capf__device__init(d);
+	d->name = (char *)name;
+	d->revision = 1;
+	capf__store_record__init(r);
+	r->body_case = CAPF__STORE_RECORD__BODY_DEVICE;
+	r->device = d;
+}
+
 static int put_device(struct store *st, const char *name, const char *detail)
 {
 	Capf__Device d;
 	Capf__StoreRecord r;
 	Capf__StoreRecord *recs[1] = {&r};
 
-	capf__device__init(&d);
-	d.name = (char *)name;
+	device_rec(&d, &r, name);
 	d.mic_fingerprint = (char *)(detail ? detail : "");
-	d.revision = 1;
-	capf__store_record__init(&r);
-	r.body_case = CAPF__STORE_RECORD__BODY_DEVICE;
-	r.device = &d;
 	return store_submit_wait(st, recs, 1);
 }
 
@@ -184,12 +190,7 @@ static void test_audit_unsynced_groups(void)
 		int done = 0;
 
 		snprintf(name, sizeof(name), "SEP-LAZY-%d", k);
-		capf__device__init(&d);
-		d.name = name;
-		d.revision = 1;
-		capf__store_record__init(&r);
-		r.body_case = CAPF__STORE_RECORD__BODY_DEVICE;
-		r.device = &d;
+		device_rec(&d, &r, name);
 		CU_ASSERT_EQUAL(store_submit_audit(st, recs, 1, &ev, done_cb, &done), 0);
 		CU_ASSERT_EQUAL(store_flush(st), 0);
 		CU_ASSERT_EQUAL(done, 1);
@@ -240,12 +241,7 @@ static int lazy_put(struct store *st, const char *name)
 	volatile int done = 0;
 	int i;
 
-	capf__device__init(&d);
-	d.name = (char *)name;
-	d.revision = 1;
-	capf__store_record__init(&r);
-	r.body_case = CAPF__STORE_RECORD__BODY_DEVICE;
-	r.device = &d;
+	device_rec(&d, &r, name);
 	if (store_submit_lazy(st, recs, 1, &ev, done_cb, (int *)&done) < 0)
 		return -1;
 	for (i = 0; i < 2000 && done == 0; i++)
@@ -614,12 +610,7 @@ static size_t txn_payload(uint8_t *out, const char *name)
 	Capf__StoreRecord *recs[1] = {&r};
 	Capf__StoreTxn txn = CAPF__STORE_TXN__INIT;
 
-	capf__device__init(&d);
-	d.name = (char *)name;
-	d.revision = 1;
-	capf__store_record__init(&r);
-	r.body_case = CAPF__STORE_RECORD__BODY_DEVICE;
-	r.device = &d;
+	device_rec(&d, &r, name);
 	txn.n_records = 1;
 	txn.records = recs;
 	return capf__store_txn__pack(&txn, out);
