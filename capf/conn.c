@@ -49,6 +49,10 @@
 struct log_limit conn_lim_handshake = LOG_LIMIT_INIT(20, 10);
 struct log_limit conn_lim_refused = LOG_LIMIT_INIT(20, 10);
 struct log_limit conn_lim_unauth = LOG_LIMIT_INIT(50, 10);
+/* Each connection limit has its own: a flood over one must not hide the
+ * other, nor the lines of authenticated phones. */
+static struct log_limit conn_lim_total = LOG_LIMIT_INIT(20, 10);
+static struct log_limit conn_lim_source = LOG_LIMIT_INIT(20, 10);
 
 #define RBUF_MAX (64u * 1024u)
 #define RBUF_CHUNK (16u * 1024u + 512u)
@@ -1180,14 +1184,14 @@ void conn_accept(struct worker *w, enum conn_proto proto)
 		return;
 	}
 	if (atomic_load(&srv->active_connections) > CFG_LIVE(srv->cfg->max_connections)) {
-		log_limited(&conn_lim_refused, LOG_LVL_WARN, "%s: connection limit (%u) reached, refusing",
+		log_limited(&conn_lim_total, LOG_LVL_WARN, "%s: connection limit (%u) reached, refusing",
 			    c->peer,
 			 CFG_LIVE(srv->cfg->max_connections));
 		conn_close(c);
 		return;
 	}
 	if (source_acquire(srv, c->addr) < 0) {
-		log_limited(&conn_lim_refused, LOG_LVL_WARN,
+		log_limited(&conn_lim_source, LOG_LVL_WARN,
 			    "%s: per-source connection limit (%u) reached, refusing", c->peer,
 			 CFG_LIVE(srv->cfg->max_per_source));
 		conn_close(c);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "capf/capfd.h"
@@ -40,6 +41,33 @@ static void usage(FILE *out)
 		"  -V, --version           print the version and exit\n"
 		"  -h, --help              print this help and exit\n",
 		LOCALSTATEDIR);
+}
+
+/* Descriptors capfd needs besides its phone connections: the store's
+ * files, the signer's sockets, admin and metrics clients, the CA's files. */
+#define NOFILE_RESERVE 64u
+
+/*
+ * Each phone connection is a descriptor. Past the open-files limit accept()
+ * fails and libuv drops what it cannot take, admin connections included,
+ * with nothing in the log: say so at start if max_connections cannot be
+ * reached. capfd does not raise the limit itself (capfd(8)).
+ */
+static void check_nofile(unsigned max_connections)
+{
+	struct rlimit rl;
+	unsigned long long want = (unsigned long long)max_connections + NOFILE_RESERVE;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY ||
+	    (unsigned long long)rl.rlim_cur >= want)
+		return;
+	log_warn("the open-files limit (%llu) is below [limits] max_connections (%u) plus %u: "
+		 "past about %llu connections, new ones (the admin socket's too) are dropped "
+		 "without a log line; raise the limit (LimitNOFILE=) or lower max_connections",
+		 (unsigned long long)rl.rlim_cur, max_connections, NOFILE_RESERVE,
+		 (unsigned long long)rl.rlim_cur > NOFILE_RESERVE
+			 ? (unsigned long long)rl.rlim_cur - NOFILE_RESERVE
+			 : 0ull);
 }
 
 int main(int argc, char **argv)
@@ -170,6 +198,7 @@ int main(int argc, char **argv)
 		goto out_cfg;
 	}
 	log_init((enum log_level)cfg.log_level, cfg.log_syslog);
+	check_nofile(cfg.max_connections);
 	if (getenv("UV_THREADPOOL_SIZE") == NULL) {
 		/* Authentication strings are checked on libuv's threadpool
 		 * (PBKDF2 costs tens of milliseconds on purpose): four

@@ -5,6 +5,8 @@
 #       certificate a phone received is in the store. A signer that hangs
 #       (SIGSTOP) fails handshakes with an alert and a log line, within
 #       [signer] timeout_ms, and they succeed again once it runs.
+#       Without retries, the sessions in flight fail with 1016 or a
+#       handshake alert and nothing else (a2).
 #   (b) with [testing] signer_delay_ms = 1500 and one worker, a phone
 #       that waits for its signatures (the handshake's, the LSC's) does
 #       not hold the loop: peers sending non-TLS bytes meanwhile are
@@ -96,6 +98,63 @@ echo "ok: (a) a hanging signer: handshake alert and one log line; enrolls once i
 stop_capfd
 check_received_stored "(a)"
 echo "ok: (a) every certificate a phone received is in the store"
+
+# ---- (a2) the sessions in flight when it dies ---------------------------------
+# Without --retry, and with each signature slowed down so that some are
+# always in flight: the signer killed three times, each logged and
+# followed by a new one. Every phone that fails, fails cleanly: 1016
+# (CAPF_ERETRY) when its LSC's signature was lost, or its handshake closed
+# with an alert (the phone sees the connection reset; capfd logs that the
+# signer could not sign); no other code. A second pass enrolls them all.
+cat >"$tmp/a2.conf" <<EOF
+[signer]
+timeout_ms = 1000
+[testing]
+fault_injection = yes
+signer_delay_ms = 50
+EOF
+start_capfd -c "$tmp/a2.conf"
+lines=$(wc -l <"$tmp/capfd.log")
+: >"$tmp/received"
+"$CAPF_PHONE" load --count 100 --concurrency 16 --mfg-dir "$tmp/mfg" --ca "$capf_ca" \
+	--socket "$sock" --host 127.0.0.1 --port "$port" --prefix SEPINFL --timeout 60 \
+	--record "$tmp/received" >"$tmp/load.a2" 2>&1 &
+load_pid=$!
+sleep 0.5
+for k in 1 2 3; do
+	spid=$(signer_pid)
+	[ -n "$spid" ] && kill -KILL "$spid" 2>/dev/null
+	sleep 0.3
+done
+wait "$load_pid"
+kill -0 "$capfd_pid" 2>/dev/null || fail "(a2) capfd died with its signer"
+n=$(tail -n +"$((lines + 1))" "$tmp/capfd.log" | grep -c "signer exited on signal 9; restarting")
+[ "$n" -ge 3 ] || fail "(a2) $n restarts logged for 3 kills"
+failed=$(sed -n 's/^enrollments: [0-9]* ok, \([0-9]*\) failed.*/\1/p' "$tmp/load.a2")
+[ "${failed:-0}" -gt 0 ] || { cat "$tmp/load.a2"; fail "(a2) no session was in flight at a kill"; }
+others=$(grep "^  failed with" "$tmp/load.a2" | grep -v "CAPF_ERETRY (1016)\|CAPF_ECONNRESET (104)" ||
+	true)
+[ -z "$others" ] || { cat "$tmp/load.a2"; fail "(a2) sessions failed otherwise: $others"; }
+if grep -q "CAPF_ECONNRESET" "$tmp/load.a2"; then
+	grep -q "TLS handshake failed: the signer could not sign" "$tmp/capfd.log" ||
+		fail "(a2) handshakes failed without a log line naming the signer"
+fi
+# The second pass once the last restart is done (it may still be waiting
+# out its back-off).
+i=0
+until [ "$(tail -n +"$((lines + 1))" "$tmp/capfd.log" | grep -c "signer started")" -ge "$n" ]; do
+	i=$((i + 1))
+	[ $i -lt 200 ] || fail "(a2) no signer after the last kill"
+	sleep 0.05
+done
+"$CAPF_PHONE" load --count 100 --concurrency 16 --mfg-dir "$tmp/mfg" --ca "$capf_ca" \
+	--socket "$sock" --host 127.0.0.1 --port "$port" --prefix SEPINFL --timeout 60 \
+	--record "$tmp/received" >"$tmp/load.a2b" 2>&1 ||
+	{ cat "$tmp/load.a2b"; fail "(a2) the second pass did not enroll every phone"; }
+stop_capfd
+check_received_stored "(a2)"
+echo "ok: (a2) signer killed 3 times under load without retries: $failed sessions failed," \
+	"each with 1016 or a handshake alert; all enrolled on a second pass"
 
 # ---- (b) a slow signature does not hold the loop -----------------------------
 cat >"$tmp/b.conf" <<EOF
