@@ -7,8 +7,9 @@
  * name length, the name, a 4-byte big-endian length and the bytes (cut
  * to what remains). At most DIR_INPUT_MAX_FILES. A name is 1..40 bytes of
  * [A-Za-z0-9._-], not "." or "..". With DIR_INPUT_TREE, names may also be
- * paths of such components joined by '/' (the directories are made as
- * needed, up to 120 bytes), and bit 7 of the length byte makes the entry
+ * paths of such components (of up to 72 bytes, for the CA directory's
+ * <sha256>.pem) joined by '/' (the directories are made as needed, up to
+ * 120 bytes), and bit 7 of the length byte makes the entry
  * a symbolic link whose target is the bytes: a relative path without a
  * ".." component, so that nothing the input makes points outside the
  * directory.
@@ -32,6 +33,7 @@
 
 #define DIR_INPUT_MAX_FILES 16
 #define DIR_INPUT_MAX_NAME 40
+#define DIR_INPUT_MAX_COMPONENT 72
 #define DIR_INPUT_MAX_PATH 120
 #define DIR_INPUT_TREE 1u
 
@@ -43,10 +45,10 @@ static int dir_input_rm_entry(const char *path, const struct stat *st, int flag,
 	return remove(path);
 }
 
-/* One path component: 1..40 of [A-Za-z0-9._-], not "." or "..". */
-static int dir_input_component_ok(const uint8_t *p, size_t n)
+/* One path component: 1..max of [A-Za-z0-9._-], not "." or "..". */
+static int dir_input_component_ok(const uint8_t *p, size_t n, size_t max)
 {
-	if (n == 0 || n > DIR_INPUT_MAX_NAME || (n == 1 && p[0] == '.') ||
+	if (n == 0 || n > max || (n == 1 && p[0] == '.') ||
 	    (n == 2 && p[0] == '.' && p[1] == '.'))
 		return 0;
 	for (size_t i = 0; i < n; i++) {
@@ -71,7 +73,8 @@ static int dir_input_name_ok(const uint8_t *p, size_t n, int tree)
 			continue;
 		if (!tree && i < n)
 			return 0;
-		if (!dir_input_component_ok(p + start, i - start))
+		if (!dir_input_component_ok(p + start, i - start,
+					    tree ? DIR_INPUT_MAX_COMPONENT : DIR_INPUT_MAX_NAME))
 			return 0;
 		start = i + 1;
 	}
@@ -90,7 +93,7 @@ static int dir_input_target_ok(const uint8_t *p, size_t n)
 		if (i < n && p[i] != '/')
 			continue;
 		if (!(i - start == 1 && p[start] == '.') &&
-		    !dir_input_component_ok(p + start, i - start))
+		    !dir_input_component_ok(p + start, i - start, DIR_INPUT_MAX_COMPONENT))
 			return 0;
 		start = i + 1;
 	}
