@@ -40,7 +40,7 @@ fuzz_pubkey ca/csr.c@der_element,spki_outer,pubkey_policy,ca_pubkey_parse,ca_pub
 fuzz_mic_verify ca/mic.c@check_chain_times,check_identity,check_patterns,check_eku,ca_mic_verify
 fuzz_core capf/core.c capf/core_policy.c capf/core_records.c
 fuzz_cisco proto/cisco.c capf/codec_cisco.c@refuse,cert_evidence,sudi_part,sudi_evidence,decode_auth,decode_key,reason_code,codec_cisco_decode
-fuzz_issue ca/issue.c ca/lsc.c ca/der.c
+fuzz_issue ca/issue.c ca/lsc.c ca/der.c@ca_der_put,ca_der_head,ca_der_wrap,ca_der_uint,ca_der_time,ca_der_sigalg
 fuzz_store_log store/frame.c store/log.c
 fuzz_audit_log store/audit.c@store_audit_encode,store_audit_hash,store_audit_link,store_audit_walk store/frame.c
 fuzz_store_dir store/check.c store/repair.c

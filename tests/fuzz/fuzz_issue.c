@@ -5,11 +5,14 @@
  * against the binding 0x00, 0x01, ..., 0x1f that fuzz_csr's requests
  * carry), then ca_issue_prepare(), the signature, ca_issue_complete() (and
  * for a request ca_issue() too), from one of four test CAs made once
- * (P-256, P-384, P-521 and RSA-2048 keys, valid for 36500 days so that
- * LSCs may end after 2049) in a directory under $TMPDIR that is removed
- * as soon as their keys are loaded. Nothing else is kept between inputs.
+ * (P-256, P-384 and P-521 keys valid for 36500 days, so that LSCs may end
+ * after 2049; an RSA-2048 key valid for 3650 days, so that LSCs may
+ * outlive it) in a directory under $TMPDIR that is removed as soon as
+ * their keys are loaded. Nothing else is kept between inputs.
  *
- * Input: byte 0: bits 0-1 the CA, bit 2 a request (else a bare key);
+ * Input: byte 0: bits 0-1 the CA, bit 2 a request (else a bare key),
+ * bits 3-7 a signed shift of the issuing time in steps of 8 hours from
+ * when the CAs were made (so that it may fall before their start);
  * bytes 1-2 the validity in days (big-endian, 0 = the CA's default);
  * byte 3 the length of the device name, the name (cut at a NUL), then
  * the DER of the key or request.
@@ -18,7 +21,8 @@
  * ca_lsc_verify()), carry exactly the phone's key (for a bare key, the
  * very input bytes), the device name as its only subject, the key usage
  * of its key type and a validity inside the CA's; and it is refused for
- * another name, outside its validity, and with its signature damaged.
+ * another name, outside its validity, with its signature damaged, cut
+ * short, and by the other CAs.
  */
 #include "config.h"
 
@@ -47,7 +51,7 @@ static struct test_ca {
 	gnutls_privkey_t key;	/* the CA key, for ca_issue_prepare()'s TBS */
 	gnutls_x509_crt_t crt;	/* the CA certificate */
 } cas[N_CAS];
-static time_t now;
+static time_t made; /* when the CAs were made */
 static int ready;
 
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -87,7 +91,7 @@ static void make_ca(struct test_ca *t, const char *dir, int key_type)
 
 	cfg.dir = dir;
 	cfg.key_type = key_type;
-	cfg.ca_days = 36500;
+	cfg.ca_days = key_type == CAPF__KEY_TYPE__KEY_RSA_2048 ? 3650 : 36500;
 	if (key_type == CAPF__KEY_TYPE__KEY_EC_P521) {
 		/* [ca] key_type offers no P-521, but a P-521 key file given
 		 * as [ca] key makes a CA that signs with SHA-512. */
@@ -110,7 +114,7 @@ static void make_ca(struct test_ca *t, const char *dir, int key_type)
 	if (gnutls_x509_crt_init(&t->crt) < 0 ||
 	    gnutls_x509_crt_import(t->crt, &der, GNUTLS_X509_FMT_DER) < 0 ||
 	    crt_spki(t->crt, &spki) < 0 || ca_pubkey_parse(spki.data, spki.size, &pk) != 0 ||
-	    ca_issue_prepare(t->ca, pk, "setup", now, 0, &tbs) != 0 ||
+	    ca_issue_prepare(t->ca, pk, "setup", made, 0, &tbs) != 0 ||
 	    ca_key_load(tbs.key_ref, &t->key) != 0)
 		abort();
 	ca_tbs_deinit(&tbs);
@@ -130,7 +134,7 @@ static void setup(void)
 	char dir[256], sub[300];
 	int i;
 
-	now = time(NULL);
+	made = time(NULL);
 	snprintf(dir, sizeof(dir), "%s/capf-fuzz-issue.XXXXXX", tmp && *tmp ? tmp : "/tmp");
 	if (!mkdtemp(dir))
 		abort();
@@ -181,6 +185,7 @@ static void check_lsc(const struct test_ca *t, const struct ca_lsc *lsc, const g
 	const uint8_t *ca_der;
 	size_t ca_len;
 	time_t ca_nb, ca_na;
+	int i;
 
 	if (gnutls_x509_crt_init(&crt) < 0)
 		abort();
@@ -247,6 +252,15 @@ static void check_lsc(const struct test_ca *t, const struct ca_lsc *lsc, const g
 	bad[lsc->der_len - 1] ^= 0x01;
 	if (verify_at(t->ca, bad, lsc->der_len, name, lsc->not_before) != CAPF_EUNTRUSTED)
 		abort();
+	/* Cut short, it is no certificate; none is one of another CA's. */
+	if (verify_at(t->ca, lsc->der, lsc->der_len - 1, name, lsc->not_before) != CAPF_EUNTRUSTED ||
+	    verify_at(t->ca, lsc->der, 0, name, lsc->not_before) != CAPF_ENOCERT)
+		abort();
+	for (i = 0; i < N_CAS; i++)
+		if (&cas[i] != t &&
+		    verify_at(cas[i].ca, lsc->der, lsc->der_len, name, lsc->not_before) !=
+			CAPF_EUNTRUSTED)
+			abort();
 	free(bad);
 	gnutls_free(got.data);
 	gnutls_x509_crt_deinit(crt);
@@ -254,7 +268,8 @@ static void check_lsc(const struct test_ca *t, const struct ca_lsc *lsc, const g
 
 /* ca_issue_prepare(), the CA key's signature, ca_issue_complete(). */
 static void issue_key(const struct test_ca *t, const struct ca_pubkey *key,
-		      const gnutls_datum_t *spki, int is_rsa, const char *name, unsigned days)
+		      const gnutls_datum_t *spki, int is_rsa, const char *name, unsigned days,
+		      time_t now)
 {
 	struct ca_tbs tbs;
 	struct ca_lsc lsc;
@@ -263,8 +278,9 @@ static void issue_key(const struct test_ca *t, const struct ca_pubkey *key,
 
 	ret = ca_issue_prepare(t->ca, key, name, now, days, &tbs);
 	if (ret != 0) {
-		/* A bad name or validity is the caller's: the key passed. */
-		if (ret != CAPF_EINVAL || tbs.data != NULL)
+		/* A bad name or validity is the caller's (the key passed), and
+		 * so is a validity that ends before the CA starts. */
+		if ((ret != CAPF_EINVAL && ret != CAPF_EEXPIRED) || tbs.data != NULL)
 			abort();
 		return;
 	}
@@ -282,7 +298,7 @@ static void issue_key(const struct test_ca *t, const struct ca_pubkey *key,
 }
 
 static void from_spki(const struct test_ca *t, const uint8_t *der, size_t len, const char *name,
-		      unsigned days)
+		      unsigned days, time_t now)
 {
 	struct ca_pubkey *key = NULL;
 	gnutls_datum_t spki = {(unsigned char *)der, (unsigned)len};
@@ -292,12 +308,12 @@ static void from_spki(const struct test_ca *t, const uint8_t *der, size_t len, c
 		return;
 	type = ca_pubkey_type(key);
 	issue_key(t, key, &spki, type >= CAPF__KEY_TYPE__KEY_RSA_2048 &&
-				 type <= CAPF__KEY_TYPE__KEY_RSA_4096, name, days);
+				 type <= CAPF__KEY_TYPE__KEY_RSA_4096, name, days, now);
 	ca_pubkey_free(key);
 }
 
 static void from_csr(const struct test_ca *t, const uint8_t *der, size_t len, const char *name,
-		     unsigned days)
+		     unsigned days, time_t now)
 {
 	uint8_t binding[CA_BINDING_LEN];
 	struct ca_csr *csr = NULL;
@@ -325,7 +341,7 @@ static void from_csr(const struct test_ca *t, const uint8_t *der, size_t len, co
 	/* The server's way: the request's key under the key policy. */
 	ret = ca_csr_pubkey(csr, &key);
 	if (ret == 0)
-		issue_key(t, key, &spki, rsa, name, days);
+		issue_key(t, key, &spki, rsa, name, days, now);
 	else if (ret != CAPF_EPOLICY)
 		abort();
 	/* And in one call, with the CA's default validity. */
@@ -333,7 +349,7 @@ static void from_csr(const struct test_ca *t, const uint8_t *der, size_t len, co
 	if (ret == 0) {
 		check_lsc(t, &lsc, &spki, rsa, name);
 		ca_lsc_deinit(&lsc);
-	} else if (ret != CAPF_EINVAL) {
+	} else if (ret != CAPF_EINVAL && ret != CAPF_EEXPIRED) {
 		abort();
 	}
 out:
@@ -349,6 +365,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const struct test_ca *t;
 	char name[256];
 	unsigned days, flags;
+	time_t now;
 	size_t nlen;
 
 	if (!ready)
@@ -357,6 +374,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	flags = data[0];
 	t = &cas[flags & 3];
+	now = made + (time_t)((int8_t)(flags & 0xf8) / 8) * 8 * 3600;
 	days = (unsigned)data[1] << 8 | data[2];
 	nlen = data[3];
 	memcpy(name, data + 4, nlen);
@@ -364,8 +382,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	data += 4 + nlen;
 	size -= 4 + nlen;
 	if (flags & 4)
-		from_csr(t, data, size, name, days);
+		from_csr(t, data, size, name, days, now);
 	else
-		from_spki(t, data, size, name, days);
+		from_spki(t, data, size, name, days, now);
 	return 0;
 }

@@ -12,7 +12,8 @@ trap 'rm -rf "$work"' EXIT
 byte() { printf "\\$(printf '%03o' "$1")"; }
 binding=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f
 
-# header FLAGS DAYS NAME: byte 0, the days (2 bytes), the name's length and the name
+# header FLAGS DAYS NAME: byte 0 (the CA, a request, the time shift), the
+# days (2 bytes), the name's length and the name
 header() {
 	byte "$1"
 	byte $(($2 >> 8 & 255)); byte $(($2 & 255))
@@ -57,3 +58,10 @@ done
 { header 0 1 "$(printf 'S%.0s' $(seq 64))"; cat "$work/rsa-3072.spki"; } >"$out/spki-rsa-3072-ca0-name-64"
 { header 4 1 "$(printf 'S%.0s' $(seq 65))"; cat "$work/ec-p256.csr"; } >"$out/csr-ec-p256-ca0-name-65"
 { header 0 0 ''; cat "$work/ec-p256.spki"; } >"$out/spki-ec-p256-no-name"
+# An LSC that would outlive the RSA CA (3650 days), issuing times before
+# the CAs' start (8 hours, and 128 hours with a validity that ends before
+# it), and a name with a control character.
+{ header 3 36500 SEP001122334455; cat "$work/ec-p384.spki"; } >"$out/spki-ec-p384-ca3-outlives-ca"
+{ header $((0xf8 | 5)) 30 SEP001122334455; cat "$work/rsa-2048.csr"; } >"$out/csr-rsa-2048-ca1-before-ca"
+{ header $((0x80 | 2)) 1 SEP001122334455; cat "$work/ec-p521.spki"; } >"$out/spki-ec-p521-ca2-ends-before-ca"
+{ header 0 0 "$(printf 'SEP\001tab')"; cat "$work/ec-p256.spki"; } >"$out/spki-ec-p256-ca0-control-name"
