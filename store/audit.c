@@ -337,7 +337,7 @@ int store_audit_read(const char *path, store_audit_read_cb cb, void *arg)
 	if (ret < 0)
 		return ret;
 	ret = store_audit_walk(m.data, m.len, read_item, &rc, &res);
-	if (ret == CAPF_ECORRUPT && res.version == 0)
+	if (ret == CAPF_ECORRUPT && res.header_len == 0)
 		store_set_error("%s: %s", path, res.reason);
 	else if (ret == CAPF_ECORRUPT)
 		store_set_error("%s: damaged entry at byte offset %zu (%s)", path, res.bad_off,
@@ -574,7 +574,10 @@ static int verify_file(struct verify *v, const char *path, bool last)
 	}
 	vf.len = m.len;
 	ret = store_audit_walk(m.data, m.len, verify_item, &vf, &res);
-	if (ret == CAPF_ECORRUPT && res.version == 0) {
+	/* A header that does not check (header_len 0) may still carry a
+	 * known version, with unknown flags say: no entry of the file was
+	 * read, and that is damage, not an empty log. */
+	if (ret == CAPF_ECORRUPT && res.header_len == 0) {
 		report(v, path, 0, m.len, 1, "bad header: %s", res.reason);
 		ret = 0;
 		goto out;
