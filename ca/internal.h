@@ -385,6 +385,19 @@ int ca_gen_key_load(const struct ca *ca, const char *gdir, struct held_key *k);
 void ca_held_key_clear(struct held_key *k);
 int ca_sync_tree_files(const char *dir);
 
+/*
+ * ca_issuer_check_key() - does the issuer's key (if it has one) sign for
+ * its certificate? The public half a key file carries is no proof that
+ * its private half goes with it: a damaged file can pair the
+ * certificate's public key with another private key, and every LSC and
+ * CRL signed with it would fail to verify. One signature, verified with
+ * the certificate's key, is. For keys read from the CA directory or
+ * given by the configuration (a key that just made its certificate needs
+ * none). Returns 0, CAPF_ECONFIG (another key), CAPF_ECRYPTO or
+ * CAPF_ERETRY (it cannot sign), with ca_last_error() naming where.
+ */
+int ca_issuer_check_key(struct ca_issuer *is, const char *where);
+
 /* ca_clear_error() - forget the text of the last failure (ca_last_error());
  * ca_has_error() - 1 if one was set since. */
 void ca_clear_error(void);

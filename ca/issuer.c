@@ -215,6 +215,39 @@ int ca_issuer_key_moved(const struct ca *ca, struct ca_issuer *is, const char *g
  * subject, SKI, signing algorithm, id) and checks that it is a CA that
  * may sign certificates, and that its key (if any) is its key.
  */
+int ca_issuer_check_key(struct ca_issuer *is, const char *where)
+{
+	static const uint8_t probe[] = "capf: does this key sign for its certificate?";
+	gnutls_datum_t data = {(unsigned char *)probe, sizeof(probe) - 1}, sig = {NULL, 0};
+	gnutls_pubkey_t cpub = NULL;
+	int ret;
+
+	if (is->key == NULL)
+		return 0;
+	CHECK_GNUTLS(gnutls_pubkey_init(&cpub));
+	CHECK_GNUTLS(gnutls_pubkey_import_x509(cpub, is->crt, 0));
+	(void)ca_key_ops_error();
+	ret = ca_issuer_sign(is, &data, &sig);
+	if (ret < 0) {
+		ret = ca_key_ops_error() == CAPF_ERETRY ? CAPF_ERETRY : CAPF_ECRYPTO;
+		ca_set_error("cannot sign with the CA key of %s: %s", where,
+			     ret == CAPF_ERETRY ? "the signer is not reachable" : "signature failed");
+		goto out;
+	}
+	if (gnutls_pubkey_verify_data2(cpub, is->sign_algo, 0, &data, &sig) < 0) {
+		ca_set_error("the CA key does not sign for the CA certificate %s (its private "
+			     "half is not the certificate's key: a damaged key file?)",
+			     where);
+		ret = CAPF_ECONFIG;
+		goto out;
+	}
+	ret = 0;
+out:
+	gnutls_free(sig.data);
+	gnutls_pubkey_deinit(cpub);
+	return ret;
+}
+
 int ca_issuer_adopt(struct ca_issuer *is, const char *where)
 {
 	gnutls_pubkey_t cpub = NULL;
