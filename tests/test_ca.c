@@ -462,6 +462,54 @@ static void test_new_mismatched_key(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(ca_last_error(), "key.pem"));
 }
 
+/* A key file that carries the certificate's public key beside another
+ * private key (damage in its private half): the public halves match, and
+ * yet it must not be used, since nothing it signs would verify. */
+static void test_new_key_private_half_wrong(void)
+{
+	struct ca_config cfg = {0};
+	struct ca *ca = NULL;
+	gnutls_x509_privkey_t own = NULL, other = NULL, mixed = NULL;
+	gnutls_datum_t pem = {NULL, 0}, x = {NULL, 0}, y = {NULL, 0}, k = {NULL, 0};
+	gnutls_datum_t ox = {NULL, 0}, oy = {NULL, 0}, ok = {NULL, 0};
+	gnutls_ecc_curve_t curve;
+	char keyfile[512];
+
+	cfg.dir = path_in("halfwrong");
+	CU_ASSERT_EQUAL_FATAL(ca_new(&ca, &cfg), 0);
+	CU_ASSERT_EQUAL_FATAL(current_key_path(ca, "halfwrong", keyfile, sizeof(keyfile)), 0);
+	ca_free(ca);
+	ca = NULL;
+	CU_ASSERT_EQUAL_FATAL(gnutls_load_file(keyfile, &pem), 0);
+	CU_ASSERT_EQUAL_FATAL(gnutls_x509_privkey_init(&own), 0);
+	CU_ASSERT_EQUAL_FATAL(gnutls_x509_privkey_import(own, &pem, GNUTLS_X509_FMT_PEM), 0);
+	gnutls_free(pem.data);
+	pem.data = NULL;
+	CU_ASSERT_EQUAL_FATAL(gnutls_x509_privkey_export_ecc_raw(own, &curve, &x, &y, &k), 0);
+	CU_ASSERT_EQUAL_FATAL(pki_gen_key(CAPF__KEY_TYPE__KEY_EC_P256, &other), 0);
+	CU_ASSERT_EQUAL_FATAL(gnutls_x509_privkey_export_ecc_raw(other, &curve, &ox, &oy, &ok), 0);
+	CU_ASSERT_EQUAL_FATAL(gnutls_x509_privkey_init(&mixed), 0);
+	CU_ASSERT_EQUAL_FATAL(gnutls_x509_privkey_import_ecc_raw(mixed, curve, &x, &y, &ok), 0);
+	CU_ASSERT_EQUAL_FATAL(gnutls_x509_privkey_export2_pkcs8(mixed, GNUTLS_X509_FMT_PEM, NULL,
+								GNUTLS_PKCS_PLAIN, &pem),
+			      0);
+	CU_ASSERT_EQUAL(write_file(keyfile, pem.data, pem.size), 0);
+	CU_ASSERT_EQUAL(ca_new(&ca, &cfg), CAPF_ECONFIG);
+	CU_ASSERT_PTR_NULL(ca);
+	CU_ASSERT_PTR_NOT_NULL(strstr(ca_last_error(), "does not sign for the CA certificate"));
+	ca_free(ca);
+	gnutls_free(pem.data);
+	gnutls_free(x.data);
+	gnutls_free(y.data);
+	gnutls_free(k.data);
+	gnutls_free(ox.data);
+	gnutls_free(oy.data);
+	gnutls_free(ok.data);
+	gnutls_x509_privkey_deinit(own);
+	gnutls_x509_privkey_deinit(other);
+	gnutls_x509_privkey_deinit(mixed);
+}
+
 static void test_new_not_a_ca(void)
 {
 	struct ca_config cfg = {0};
@@ -3059,6 +3107,8 @@ int main(void)
 	if (s == NULL || !CU_add_test(s, "ca_new invalid arguments", test_new_invalid_args) ||
 	    !CU_add_test(s, "ca_new one file missing", test_new_one_file_missing) ||
 	    !CU_add_test(s, "ca_new mismatched key", test_new_mismatched_key) ||
+	    !CU_add_test(s, "ca_new key whose private half is another key's",
+			 test_new_key_private_half_wrong) ||
 	    !CU_add_test(s, "ca_new certificate not a CA", test_new_not_a_ca) ||
 	    !CU_add_test(s, "ca_new bad subject", test_new_bad_subject) ||
 	    !CU_add_test(s, "ca_new bad manufacturer roots", test_new_bad_roots) ||
