@@ -179,8 +179,10 @@ static void check_lsc(const struct test_ca *t, const struct ca_lsc *lsc, const g
 	gnutls_x509_crt_t crt = NULL;
 	gnutls_datum_t der = {lsc->der, (unsigned)lsc->der_len}, got = {NULL, 0};
 	uint8_t hash[32], serial[40], *bad = NULL;
-	size_t serial_len = sizeof(serial), cn_len;
-	char cn[300], other[80];
+	size_t serial_len = sizeof(serial);
+	gnutls_x509_dn_t dn;
+	gnutls_x509_ava_st ava;
+	char other[80];
 	unsigned status = 1, usage = 0, crit = 0;
 	const uint8_t *ca_der;
 	size_t ca_len;
@@ -208,13 +210,16 @@ static void check_lsc(const struct test_ca *t, const struct ca_lsc *lsc, const g
 	if (gnutls_hash_fast(GNUTLS_DIG_SHA256, spki->data, spki->size, hash) < 0 ||
 	    memcmp(hash, lsc->spki_sha256, sizeof(hash)) != 0)
 		abort();
-	/* The name, and nothing else, as the subject. */
-	cn_len = sizeof(cn);
-	if (gnutls_x509_crt_get_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0, 0, cn, &cn_len) < 0 ||
-	    strcmp(cn, name) != 0)
-		abort();
-	cn_len = sizeof(cn);
-	if (gnutls_x509_crt_get_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 1, 0, cn, &cn_len) >= 0)
+	/* The name, and nothing else, as the subject: one RDN of one
+	 * attribute, the CN, whose string is the name (not escaped, as a
+	 * DN in text would be). */
+	if (gnutls_x509_crt_get_subject(crt, &dn) < 0 ||
+	    gnutls_x509_dn_get_rdn_ava(dn, 0, 0, &ava) < 0 ||
+	    ava.oid.data == NULL ||
+	    strcmp((const char *)ava.oid.data, GNUTLS_OID_X520_COMMON_NAME) != 0 ||
+	    ava.value.size != strlen(name) || memcmp(ava.value.data, name, ava.value.size) != 0 ||
+	    gnutls_x509_dn_get_rdn_ava(dn, 0, 1, &ava) >= 0 ||
+	    gnutls_x509_dn_get_rdn_ava(dn, 1, 0, &ava) >= 0)
 		abort();
 	/* Its serial, an end entity, the key usage of its key type. */
 	if (gnutls_x509_crt_get_serial(crt, serial, &serial_len) < 0 ||
