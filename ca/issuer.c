@@ -217,34 +217,26 @@ int ca_issuer_key_moved(const struct ca *ca, struct ca_issuer *is, const char *g
  */
 int ca_issuer_check_key(struct ca_issuer *is, const char *where)
 {
-	static const uint8_t probe[] = "capf: does this key sign for its certificate?";
-	gnutls_datum_t data = {(unsigned char *)probe, sizeof(probe) - 1}, sig = {NULL, 0};
-	gnutls_pubkey_t cpub = NULL;
+	gnutls_datum_t why = {NULL, 0};
+	unsigned status = 0;
 	int ret;
 
 	if (is->key == NULL)
 		return 0;
-	CHECK_GNUTLS(gnutls_pubkey_init(&cpub));
-	CHECK_GNUTLS(gnutls_pubkey_import_x509(cpub, is->crt, 0));
-	(void)ca_key_ops_error();
-	ret = ca_issuer_sign(is, &data, &sig);
-	if (ret < 0) {
-		ret = ca_key_ops_error() == CAPF_ERETRY ? CAPF_ERETRY : CAPF_ECRYPTO;
+	ret = ca_issuer_test_issue(is, &status);
+	if (ret == CAPF_ERETRY || ret == CAPF_ECRYPTO) {
 		ca_set_error("cannot sign with the CA key of %s: %s", where,
 			     ret == CAPF_ERETRY ? "the signer is not reachable" : "signature failed");
-		goto out;
-	}
-	if (gnutls_pubkey_verify_data2(cpub, is->sign_algo, 0, &data, &sig) < 0) {
+	} else if (ret == CAPF_ECONFIG && (status & GNUTLS_CERT_SIGNATURE_FAILURE)) {
 		ca_set_error("the CA key does not sign for the CA certificate %s (its private "
 			     "half is not the certificate's key: a damaged key file?)",
 			     where);
-		ret = CAPF_ECONFIG;
-		goto out;
+	} else if (ret == CAPF_ECONFIG) {
+		gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &why, 0);
+		ca_set_error("the CA certificate %s cannot issue certificates that verify: %s", where,
+			     why.data != NULL ? (const char *)why.data : "refused as an issuer");
+		gnutls_free(why.data);
 	}
-	ret = 0;
-out:
-	gnutls_free(sig.data);
-	gnutls_pubkey_deinit(cpub);
 	return ret;
 }
 
