@@ -510,6 +510,32 @@ static void test_new_key_private_half_wrong(void)
 	gnutls_x509_privkey_deinit(mixed);
 }
 
+/* A CA certificate that capf's checks pass but that verifiers refuse as
+ * an issuer (an unknown critical extension): every LSC it signed would
+ * fail to verify, so it is not taken. */
+static void test_new_ca_refused_as_issuer(void)
+{
+	static const uint8_t null_value[] = {0x05, 0x00};
+	struct ca_config cfg = {0};
+	struct ca *ca = NULL;
+	struct pki_pair root;
+
+	CU_ASSERT_EQUAL_FATAL(pki_make_root("CAPF odd extension", 30, &root), 0);
+	CU_ASSERT_EQUAL_FATAL(gnutls_x509_crt_set_extension_by_oid(root.crt, "1.3.6.1.4.1.32473.1",
+								   null_value, sizeof(null_value), 1),
+			      0);
+	CU_ASSERT_EQUAL_FATAL(gnutls_x509_crt_sign2(root.crt, root.crt, root.key, GNUTLS_DIG_SHA256, 0),
+			      0);
+	CU_ASSERT_EQUAL_FATAL(mkdir(path_in("oddext"), 0700), 0);
+	CU_ASSERT_EQUAL(pki_write_pair(&root, path_in("oddext/ca.pem"), path_in("oddext/ca.key")), 0);
+	pki_pair_deinit(&root);
+	cfg.dir = path_in("oddext");
+	CU_ASSERT_EQUAL(ca_new(&ca, &cfg), CAPF_ECONFIG);
+	CU_ASSERT_PTR_NULL(ca);
+	CU_ASSERT_PTR_NOT_NULL(strstr(ca_last_error(), "cannot issue certificates that verify"));
+	ca_free(ca);
+}
+
 static void test_new_not_a_ca(void)
 {
 	struct ca_config cfg = {0};
@@ -3109,6 +3135,7 @@ int main(void)
 	    !CU_add_test(s, "ca_new mismatched key", test_new_mismatched_key) ||
 	    !CU_add_test(s, "ca_new key whose private half is another key's",
 			 test_new_key_private_half_wrong) ||
+	    !CU_add_test(s, "ca_new certificate refused as an issuer", test_new_ca_refused_as_issuer) ||
 	    !CU_add_test(s, "ca_new certificate not a CA", test_new_not_a_ca) ||
 	    !CU_add_test(s, "ca_new bad subject", test_new_bad_subject) ||
 	    !CU_add_test(s, "ca_new bad manufacturer roots", test_new_bad_roots) ||
