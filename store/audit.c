@@ -596,6 +596,37 @@ out:
 	return ret;
 }
 
+/*
+ * The numbering of dir's audit files: from the one holding the store's
+ * anchor on (from the first without an anchor), each must follow the one
+ * before, as capfd's start requires; a gap is a file removed.
+ */
+static int check_numbering(struct verify *v, const char *dir)
+{
+	struct store_dir_list l;
+	char name[64];
+	size_t i, first = 0;
+	int ret;
+
+	ret = store_dir_list(dir, &l);
+	if (ret < 0)
+		return ret;
+	if (v->anchor.seq)
+		for (first = 0; first < l.n_audits && l.audits[first] != v->anchor.file; first++)
+			;
+	for (i = first + 1; i < l.n_audits; i++) {
+		if (l.audits[i] == l.audits[i - 1] + 1)
+			continue;
+		store_audit_name(name, sizeof(name), l.audits[i - 1] + 1);
+		report(v, dir, 0, 0, 1,
+		       "%s is missing: the audit files must follow each other (capfd does not "
+		       "start without it)",
+		       name);
+	}
+	store_dir_list_free(&l);
+	return 0;
+}
+
 int store_audit_verify(const char *dir, const char *const *files, size_t nfiles,
 		       store_report_cb cb, void *arg, struct store_audit_summary *sum)
 {
@@ -636,6 +667,9 @@ int store_audit_verify(const char *dir, const char *const *files, size_t nfiles,
 			ret = 0;
 		}
 		sum->anchor_seq = v.anchor.seq;
+		ret = check_numbering(&v, dir);
+		if (ret < 0)
+			goto out;
 	}
 	for (i = 0; i < nfiles; i++) {
 		ret = verify_file(&v, files[i], i + 1 == nfiles);
