@@ -94,6 +94,19 @@ static int issuer_load(struct ca *ca, const char *id, struct held_key *key, int 
 			ca_issuer_take_key(is, &k);
 	}
 	ret = ca_issuer_adopt(is, path);
+	if (ret == 0) {
+		ret = ca_issuer_check_key(is, path);
+		if (ret < 0 && !need_key && key == NULL) {
+			/* A previous CA whose key does not sign for it still
+			 * verifies; it signs no CRL. */
+			struct held_key bad;
+
+			ca_issuer_give_key(is, &bad);
+			ca_held_key_clear(&bad);
+			ca_clear_error();
+			ret = 0;
+		}
+	}
 	if (ret < 0) {
 		if (key != NULL)
 			ca_issuer_give_key(is, key); /* the caller keeps it */
@@ -514,6 +527,8 @@ static int adopt_legacy(struct ca *ca, const char *crt_path, const char *key_pat
 		goto out;
 	ca_issuer_take_key(is, &k);
 	ret = ca_issuer_adopt(is, crt_path);
+	if (ret == 0)
+		ret = ca_issuer_check_key(is, crt_path);
 	if (ret < 0)
 		goto out;
 	ret = ca_make_tmp_gen(ca, tmpdir, sizeof(tmpdir));

@@ -398,6 +398,32 @@ int ca_gen_key_load(const struct ca *ca, const char *gdir, struct held_key *k);
 void ca_held_key_clear(struct held_key *k);
 int ca_sync_tree_files(const char *dir);
 
+/*
+ * ca_issuer_check_key() - can the issuer (with a key) issue what verifies
+ * against it? The public half a key file carries is no proof that its
+ * private half goes with it (a damaged file can pair the certificate's
+ * public key with another private key), and a certificate that passes
+ * capf's own checks may still be refused as an issuer by GnuTLS (an
+ * unknown critical extension, say): then every LSC it signs would fail
+ * to verify. One test certificate, signed with the key and verified
+ * against the issuer as ca_lsc_verify() verifies, shows it. For CAs read
+ * from the CA directory or imported (a key that just made its
+ * certificate needs none). Returns 0, CAPF_ECONFIG (it does not verify),
+ * CAPF_ECRYPTO or CAPF_ERETRY (it cannot sign), CAPF_ENOMEM, with
+ * ca_last_error() naming where.
+ */
+int ca_issuer_check_key(struct ca_issuer *is, const char *where);
+
+/*
+ * ca_issuer_test_issue() - a test certificate (the issuer's own key, a
+ * fixed serial and name, the issuer's validity) encoded as LSCs are,
+ * signed with the issuer's key and verified against its certificate
+ * (times aside); *status is GnuTLS's verification status. Returns 0,
+ * CAPF_ECONFIG (*status says why), CAPF_ECRYPTO / CAPF_ERETRY (no
+ * signature), CAPF_ENOMEM.
+ */
+int ca_issuer_test_issue(struct ca_issuer *is, unsigned *status);
+
 /* ca_clear_error() - forget the text of the last failure (ca_last_error());
  * ca_has_error() - 1 if one was set since. */
 void ca_clear_error(void);

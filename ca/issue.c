@@ -287,6 +287,79 @@ out:
 	return ret;
 }
 
+int ca_issuer_test_issue(struct ca_issuer *is, unsigned *status)
+{
+	static const uint8_t serial[CA_SERIAL_LEN] = {0x01};
+	static const char name[] = "capf-issuer-check";
+	struct ca_der tbs = {0}, body = {0}, cert = {0};
+	gnutls_pubkey_t pub = NULL;
+	gnutls_x509_crt_t leaf = NULL;
+	gnutls_datum_t spki = {NULL, 0}, data, sig = {NULL, 0}, der;
+	uint8_t key_id[CA_KEY_ID_LEN];
+	time_t nb, na;
+	int ret;
+
+	*status = 0;
+	/* Any key will do as the subject's: the issuer's own. */
+	CHECK_GNUTLS(gnutls_pubkey_init(&pub));
+	CHECK_GNUTLS(gnutls_pubkey_import_x509(pub, is->crt, 0));
+	CHECK_GNUTLS(gnutls_pubkey_export2(pub, GNUTLS_X509_FMT_DER, &spki));
+	ret = ca_key_id(pub, key_id);
+	if (ret < 0)
+		goto out;
+	nb = gnutls_x509_crt_get_activation_time(is->crt);
+	na = gnutls_x509_crt_get_expiration_time(is->crt);
+	if (nb == (time_t)-1)
+		nb = 0;
+	if (na == (time_t)-1 || na <= nb)
+		na = nb + 86400;
+	encode_tbs(&tbs, is, &spki, key_id, gnutls_pubkey_get_pk_algorithm(pub, NULL), serial, nb,
+		   na, name, sizeof(name) - 1);
+	ca_der_wrap(&body, 0x30, &tbs);
+	if (body.err) {
+		ret = body.err == CAPF_ENOMEM ? CAPF_ENOMEM : CAPF_ECRYPTO;
+		goto out;
+	}
+	data.data = body.p;
+	data.size = (unsigned)body.len;
+	(void)ca_key_ops_error();
+	ret = ca_issuer_sign(is, &data, &sig);
+	if (ret < 0) {
+		ret = ca_key_ops_error() == CAPF_ERETRY ? CAPF_ERETRY : CAPF_ECRYPTO;
+		goto out;
+	}
+	ca_der_sigalg(&body, is->sign_algo);
+	ca_der_head(&body, 0x03, sig.size + 1);
+	ca_der_put(&body, (const uint8_t[]){0x00}, 1);
+	ca_der_put(&body, sig.data, sig.size);
+	ca_der_wrap(&cert, 0x30, &body);
+	if (cert.err) {
+		ret = cert.err == CAPF_ENOMEM ? CAPF_ENOMEM : CAPF_ECRYPTO;
+		goto out;
+	}
+	der.data = cert.p;
+	der.size = (unsigned)cert.len;
+	CHECK_GNUTLS(gnutls_x509_crt_init(&leaf));
+	if (gnutls_x509_crt_import(leaf, &der, GNUTLS_X509_FMT_DER) < 0 ||
+	    gnutls_x509_crt_verify(leaf, &is->crt, 1,
+				   GNUTLS_VERIFY_DISABLE_TIME_CHECKS |
+				       GNUTLS_VERIFY_DISABLE_TRUSTED_TIME_CHECKS,
+				   status) < 0) {
+		*status = GNUTLS_CERT_INVALID;
+		ret = CAPF_ECONFIG;
+		goto out;
+	}
+	ret = *status == 0 ? 0 : CAPF_ECONFIG;
+out:
+	gnutls_x509_crt_deinit(leaf);
+	gnutls_free(sig.data);
+	gnutls_free(spki.data);
+	gnutls_pubkey_deinit(pub);
+	free(body.p);
+	free(cert.p);
+	return ret;
+}
+
 void ca_lsc_deinit(struct ca_lsc *lsc)
 {
 	if (lsc == NULL)

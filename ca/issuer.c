@@ -215,6 +215,31 @@ int ca_issuer_key_moved(const struct ca *ca, struct ca_issuer *is, const char *g
  * subject, SKI, signing algorithm, id) and checks that it is a CA that
  * may sign certificates, and that its key (if any) is its key.
  */
+int ca_issuer_check_key(struct ca_issuer *is, const char *where)
+{
+	gnutls_datum_t why = {NULL, 0};
+	unsigned status = 0;
+	int ret;
+
+	if (is->key == NULL)
+		return 0;
+	ret = ca_issuer_test_issue(is, &status);
+	if (ret == CAPF_ERETRY || ret == CAPF_ECRYPTO) {
+		ca_set_error("cannot sign with the CA key of %s: %s", where,
+			     ret == CAPF_ERETRY ? "the signer is not reachable" : "signature failed");
+	} else if (ret == CAPF_ECONFIG && (status & GNUTLS_CERT_SIGNATURE_FAILURE)) {
+		ca_set_error("the CA key does not sign for the CA certificate %s (its private "
+			     "half is not the certificate's key: a damaged key file?)",
+			     where);
+	} else if (ret == CAPF_ECONFIG) {
+		gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &why, 0);
+		ca_set_error("the CA certificate %s cannot issue certificates that verify: %s", where,
+			     why.data != NULL ? (const char *)why.data : "refused as an issuer");
+		gnutls_free(why.data);
+	}
+	return ret;
+}
+
 int ca_issuer_adopt(struct ca_issuer *is, const char *where)
 {
 	gnutls_pubkey_t cpub = NULL;

@@ -515,6 +515,8 @@ int ca_import(struct ca *ca, const uint8_t *data, size_t len, unsigned overlap_d
 	certs[0] = NULL;
 	ca_issuer_take_key(is, &k);
 	ret = ca_issuer_adopt(is, "the imported certificate");
+	if (ret == 0)
+		ret = ca_issuer_check_key(is, "the imported certificate");
 	if (ret < 0)
 		goto out;
 	if (chain_pem_len > 0) {

@@ -16,7 +16,9 @@ int ca_lsc_decide(struct ca *ca, gnutls_x509_crt_t leaf, const char *device_name
 	size_t serial_len = sizeof(serial);
 	char cn[CA_CN_MAX * 4 + 8];
 	size_t cn_len = 0;
-	gnutls_datum_t dn = {NULL, 0}, idn = {NULL, 0};
+	gnutls_datum_t idn = {NULL, 0};
+	gnutls_x509_dn_t subject;
+	gnutls_x509_ava_st ava;
 	int signer_expired = 0;
 	unsigned status;
 	int ret;
@@ -75,10 +77,14 @@ int ca_lsc_decide(struct ca *ca, gnutls_x509_crt_t leaf, const char *device_name
 	if (ret < 0)
 		goto out;
 	if (device_name != NULL) {
-		/* Exactly one RDN, CN=device, as the server wrote it. */
+		/* Exactly one RDN of one attribute, CN=device, as the server
+		 * wrote it. (Counted in the structure: the DN as text escapes
+		 * characters such as ';', so its length says nothing.) */
 		if (ca_leaf_cn(leaf, cn, sizeof(cn), &cn_len) < 0 ||
 		    cn_len != strlen(device_name) || memcmp(cn, device_name, cn_len) != 0 ||
-		    gnutls_x509_crt_get_dn3(leaf, &dn, 0) < 0 || dn.size != cn_len + 3) {
+		    gnutls_x509_crt_get_subject(leaf, &subject) < 0 ||
+		    gnutls_x509_dn_get_rdn_ava(subject, 0, 1, &ava) >= 0 ||
+		    gnutls_x509_dn_get_rdn_ava(subject, 1, 0, &ava) >= 0) {
 			ret = CAPF_EIDENTITY;
 			goto out;
 		}
@@ -86,7 +92,6 @@ int ca_lsc_decide(struct ca *ca, gnutls_x509_crt_t leaf, const char *device_name
 	ret = 0;
 out:
 	gnutls_free(idn.data);
-	gnutls_free(dn.data);
 	return ret;
 }
 

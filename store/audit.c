@@ -276,18 +276,20 @@ static int audit_pass_item(const struct store_walk_item *it, void *arg)
 	return ap->cb(it, ap->res->torn && it->off >= ap->res->valid_len, ap->arg);
 }
 
-void store_audit_unanchored_tail(int *ret, struct store_scan_result *res, uint64_t after)
+bool store_audit_unanchored_tail(int *ret, struct store_scan_result *res, uint64_t after)
 {
 	if (*ret != CAPF_ECORRUPT || res->version != STORE_FORMAT_VERSION || res->bad_off == 0 ||
 	    res->bad_off <= after)
-		return;
+		return false;
 	*ret = 0;
 	res->torn = 1;
 	res->tail_off = res->valid_len;
+	return true;
 }
 
 static int audit_walk(const uint8_t *buf, size_t len, bool newest, uint64_t after,
-		      store_audit_item_cb cb, void *arg, struct store_scan_result *res)
+		      bool *relaxed, store_audit_item_cb cb, void *arg,
+		      struct store_scan_result *res)
 {
 	struct store_scan_result again;
 	struct audit_pass ap = { cb, arg, res };
@@ -295,8 +297,8 @@ static int audit_walk(const uint8_t *buf, size_t len, bool newest, uint64_t afte
 
 	ret = store_file_walk(buf, len, STORE_FILE_AUDIT, store_check_audit_payload, NULL, NULL,
 			      NULL, res);
-	if (newest)
-		store_audit_unanchored_tail(&ret, res, after);
+	if (newest && store_audit_unanchored_tail(&ret, res, after) && relaxed)
+		*relaxed = true;
 	if ((ret < 0 && ret != CAPF_ECORRUPT) || !cb || res->header_len == 0 || len == 0)
 		return ret;
 	if (ret == CAPF_ECORRUPT && res->version == 0)
@@ -314,13 +316,13 @@ static int audit_walk(const uint8_t *buf, size_t len, bool newest, uint64_t afte
 int store_audit_walk(const uint8_t *buf, size_t len, store_audit_item_cb cb, void *arg,
 		     struct store_scan_result *res)
 {
-	return audit_walk(buf, len, false, 0, cb, arg, res);
+	return audit_walk(buf, len, false, 0, NULL, cb, arg, res);
 }
 
-int store_audit_walk_newest(const uint8_t *buf, size_t len, uint64_t after,
+int store_audit_walk_newest(const uint8_t *buf, size_t len, uint64_t after, bool *relaxed,
 			    store_audit_item_cb cb, void *arg, struct store_scan_result *res)
 {
-	return audit_walk(buf, len, true, after, cb, arg, res);
+	return audit_walk(buf, len, true, after, relaxed, cb, arg, res);
 }
 
 #define READ_STOP 1
@@ -361,7 +363,7 @@ int store_audit_read(const char *path, store_audit_read_cb cb, void *arg)
 	if (ret < 0)
 		return ret;
 	ret = store_audit_walk(m.data, m.len, read_item, &rc, &res);
-	if (ret == CAPF_ECORRUPT && res.version == 0)
+	if (ret == CAPF_ECORRUPT && res.header_len == 0)
 		store_set_error("%s: %s", path, res.reason);
 	else if (ret == CAPF_ECORRUPT)
 		store_set_error("%s: damaged entry at byte offset %zu (%s)", path, res.bad_off,
@@ -617,6 +619,7 @@ static int verify_file(struct verify *v, const char *path, bool last)
 			goto out;
 		}
 		if (ret == 1) {
+			v->sum->restored += n_entries;
 			memcpy(image, m.data, start);
 			memcpy(image + start, restored.data, restored.len);
 			data = image;
@@ -635,11 +638,14 @@ static int verify_file(struct verify *v, const char *path, bool last)
 		ret = store_audit_walk_newest(data, len,
 					      v->anchor.seq && v->anchor.file == seq ? v->anchor.offset
 										     : 0,
-					      verify_item, &vf, &res);
+					      &v->sum->unanchored_tail, verify_item, &vf, &res);
 	} else {
 		ret = store_audit_walk(data, len, verify_item, &vf, &res);
 	}
-	if (ret == CAPF_ECORRUPT && res.version == 0) {
+	/* A header that does not check (header_len 0) may still carry a
+	 * known version, with unknown flags say: no entry of the file was
+	 * read, and that is damage, not an empty log. */
+	if (ret == CAPF_ECORRUPT && res.header_len == 0) {
 		report(v, path, 0, m.len, 1, "bad header: %s", res.reason);
 		ret = 0;
 		goto out;
@@ -658,6 +664,37 @@ out:
 	store_buf_free(&restored);
 	store_unmap_file(&m);
 	return ret;
+}
+
+/*
+ * The numbering of dir's audit files: from the one holding the store's
+ * anchor on (from the first without an anchor), each must follow the one
+ * before, as capfd's start requires; a gap is a file removed.
+ */
+static int check_numbering(struct verify *v, const char *dir)
+{
+	struct store_dir_list l;
+	char name[64];
+	size_t i, first = 0;
+	int ret;
+
+	ret = store_dir_list(dir, &l);
+	if (ret < 0)
+		return ret;
+	if (v->anchor.seq)
+		for (first = 0; first < l.n_audits && l.audits[first] != v->anchor.file; first++)
+			;
+	for (i = first + 1; i < l.n_audits; i++) {
+		if (l.audits[i] == l.audits[i - 1] + 1)
+			continue;
+		store_audit_name(name, sizeof(name), l.audits[i - 1] + 1);
+		report(v, dir, 0, 0, 1,
+		       "%s is missing: the audit files must follow each other (capfd does not "
+		       "start without it)",
+		       name);
+	}
+	store_dir_list_free(&l);
+	return 0;
 }
 
 int store_audit_verify(const char *dir, const char *const *files, size_t nfiles,
@@ -706,6 +743,9 @@ int store_audit_verify(const char *dir, const char *const *files, size_t nfiles,
 			ret = 0;
 		}
 		sum->anchor_seq = v.anchor.seq;
+		ret = check_numbering(&v, dir);
+		if (ret < 0)
+			goto out;
 	}
 	for (i = 0; i < nfiles; i++) {
 		ret = verify_file(&v, files[i], i + 1 == nfiles);

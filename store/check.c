@@ -246,7 +246,11 @@ int store_scan_file(const char *dir, const char *name, enum store_file_kind kind
 	fs->header_ok = fs->m.len > 0;
 	if (ret == CAPF_ECORRUPT) {
 		fs->damaged = true;
-		if (may_tear && fs->res.tail_off < fs->m.len) {
+		/* A later group follows the damage, so the damaged group was
+		 * durable: it is never part of the tail, which only a commit
+		 * after the damage can mark (tail_off is the commit before the
+		 * damage when there is none, and start-up refuses the file). */
+		if (may_tear && fs->res.tail_off < fs->m.len && fs->res.tail_off > fs->res.bad_off) {
 			for (i = 0; i < fs->n_regions; i++)
 				fs->regions[i].in_tail = fs->regions[i].off >= fs->res.tail_off;
 			fs->torn = true;

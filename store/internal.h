@@ -445,11 +445,12 @@ int store_audit_walk(const uint8_t *buf, size_t len, store_audit_item_cb cb, voi
  * it: the walk's verdict (*ret CAPF_ECORRUPT, res) becomes that (0, torn,
  * what is kept unchanged). Anything else is left as it is.
  */
-void store_audit_unanchored_tail(int *ret, struct store_scan_result *res, uint64_t after);
+bool store_audit_unanchored_tail(int *ret, struct store_scan_result *res, uint64_t after);
 
 /* store_audit_walk_newest() - store_audit_walk() of the newest audit file
- * with store_audit_unanchored_tail() applied before items are handed out. */
-int store_audit_walk_newest(const uint8_t *buf, size_t len, uint64_t after,
+ * with store_audit_unanchored_tail() applied before items are handed out
+ * (*relaxed, may be NULL, set true if it changed the verdict). */
+int store_audit_walk_newest(const uint8_t *buf, size_t len, uint64_t after, bool *relaxed,
 			    store_audit_item_cb cb, void *arg, struct store_scan_result *res);
 
 /* store_audit_link_text() - words for a link verdict. */

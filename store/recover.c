@@ -491,7 +491,7 @@ static int audit_open_file(struct store *st, struct audit_open *ao, bool last)
 					      ao->anchor->seq && ao->anchor->file == ao->file
 						  ? ao->anchor->offset
 						  : 0,
-					      audit_open_item, ao, &res);
+					      NULL, audit_open_item, ao, &res);
 	else
 		ret = store_scan(m.data, m.len, STORE_FILE_AUDIT, store_check_audit_payload, NULL,
 				 audit_open_entry, ao, &res);

@@ -36,6 +36,7 @@
 #define CAPF_STORE_STORE_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "proto/proto.h"
@@ -406,6 +407,11 @@ struct store_audit_summary {
 	uint64_t last_seq;
 	uint64_t anchor_seq;  /* the store's anchor (0: none found) */
 	unsigned problems;
+	/* With dir: the newest file read as a start leaves it (what the
+	 * files alone do not show): entries from the segment's copies, and
+	 * an unanchored end taken for a torn tail although groups follow. */
+	uint64_t restored;
+	bool unanchored_tail;
 };
 
 /*

@@ -462,6 +462,80 @@ static void test_new_mismatched_key(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(ca_last_error(), "key.pem"));
 }
 
+/* A key file that carries the certificate's public key beside another
+ * private key (damage in its private half): the public halves match, and
+ * yet it must not be used, since nothing it signs would verify. */
+static void test_new_key_private_half_wrong(void)
+{
+	struct ca_config cfg = {0};
+	struct ca *ca = NULL;
+	gnutls_x509_privkey_t own = NULL, other = NULL, mixed = NULL;
+	gnutls_datum_t pem = {NULL, 0}, x = {NULL, 0}, y = {NULL, 0}, k = {NULL, 0};
+	gnutls_datum_t ox = {NULL, 0}, oy = {NULL, 0}, ok = {NULL, 0};
+	gnutls_ecc_curve_t curve;
+	char keyfile[512];
+
+	cfg.dir = path_in("halfwrong");
+	CU_ASSERT_EQUAL_FATAL(ca_new(&ca, &cfg), 0);
+	CU_ASSERT_EQUAL_FATAL(current_key_path(ca, "halfwrong", keyfile, sizeof(keyfile)), 0);
+	ca_free(ca);
+	ca = NULL;
+	CU_ASSERT_EQUAL_FATAL(gnutls_load_file(keyfile, &pem), 0);
+	CU_ASSERT_EQUAL_FATAL(gnutls_x509_privkey_init(&own), 0);
+	CU_ASSERT_EQUAL_FATAL(gnutls_x509_privkey_import(own, &pem, GNUTLS_X509_FMT_PEM), 0);
+	gnutls_free(pem.data);
+	pem.data = NULL;
+	CU_ASSERT_EQUAL_FATAL(gnutls_x509_privkey_export_ecc_raw(own, &curve, &x, &y, &k), 0);
+	CU_ASSERT_EQUAL_FATAL(pki_gen_key(CAPF__KEY_TYPE__KEY_EC_P256, &other), 0);
+	CU_ASSERT_EQUAL_FATAL(gnutls_x509_privkey_export_ecc_raw(other, &curve, &ox, &oy, &ok), 0);
+	CU_ASSERT_EQUAL_FATAL(gnutls_x509_privkey_init(&mixed), 0);
+	CU_ASSERT_EQUAL_FATAL(gnutls_x509_privkey_import_ecc_raw(mixed, curve, &x, &y, &ok), 0);
+	CU_ASSERT_EQUAL_FATAL(gnutls_x509_privkey_export2_pkcs8(mixed, GNUTLS_X509_FMT_PEM, NULL,
+								GNUTLS_PKCS_PLAIN, &pem),
+			      0);
+	CU_ASSERT_EQUAL(write_file(keyfile, pem.data, pem.size), 0);
+	CU_ASSERT_EQUAL(ca_new(&ca, &cfg), CAPF_ECONFIG);
+	CU_ASSERT_PTR_NULL(ca);
+	CU_ASSERT_PTR_NOT_NULL(strstr(ca_last_error(), "does not sign for the CA certificate"));
+	ca_free(ca);
+	gnutls_free(pem.data);
+	gnutls_free(x.data);
+	gnutls_free(y.data);
+	gnutls_free(k.data);
+	gnutls_free(ox.data);
+	gnutls_free(oy.data);
+	gnutls_free(ok.data);
+	gnutls_x509_privkey_deinit(own);
+	gnutls_x509_privkey_deinit(other);
+	gnutls_x509_privkey_deinit(mixed);
+}
+
+/* A CA certificate that capf's checks pass but that verifiers refuse as
+ * an issuer (an unknown critical extension): every LSC it signed would
+ * fail to verify, so it is not taken. */
+static void test_new_ca_refused_as_issuer(void)
+{
+	static const uint8_t null_value[] = {0x05, 0x00};
+	struct ca_config cfg = {0};
+	struct ca *ca = NULL;
+	struct pki_pair root;
+
+	CU_ASSERT_EQUAL_FATAL(pki_make_root("CAPF odd extension", 30, &root), 0);
+	CU_ASSERT_EQUAL_FATAL(gnutls_x509_crt_set_extension_by_oid(root.crt, "1.3.6.1.4.1.32473.1",
+								   null_value, sizeof(null_value), 1),
+			      0);
+	CU_ASSERT_EQUAL_FATAL(gnutls_x509_crt_sign2(root.crt, root.crt, root.key, GNUTLS_DIG_SHA256, 0),
+			      0);
+	CU_ASSERT_EQUAL_FATAL(mkdir(path_in("oddext"), 0700), 0);
+	CU_ASSERT_EQUAL(pki_write_pair(&root, path_in("oddext/ca.pem"), path_in("oddext/ca.key")), 0);
+	pki_pair_deinit(&root);
+	cfg.dir = path_in("oddext");
+	CU_ASSERT_EQUAL(ca_new(&ca, &cfg), CAPF_ECONFIG);
+	CU_ASSERT_PTR_NULL(ca);
+	CU_ASSERT_PTR_NOT_NULL(strstr(ca_last_error(), "cannot issue certificates that verify"));
+	ca_free(ca);
+}
+
 static void test_new_not_a_ca(void)
 {
 	struct ca_config cfg = {0};
@@ -3063,10 +3137,12 @@ static void test_keyops(void)
 	cfg.keyops = &fake_ops;
 	CU_ASSERT_EQUAL_FATAL(ca_new(&ca, &cfg), 0);
 	CU_ASSERT_EQUAL(fake.generates, 1);
-	CU_ASSERT_EQUAL(fake.signs, 1);
+	/* Its certificate, then the check of the key as the CA is loaded
+	 * from the directory (ca_issuer_check_key()). */
+	CU_ASSERT_EQUAL(fake.signs, 2);
 	/* Issuance, both ways: each is one signature by the fake. */
 	CU_ASSERT_EQUAL_FATAL(ca_issue(ca, csr, DEV, now, &lsc), 0);
-	CU_ASSERT_EQUAL(fake.signs, 2);
+	CU_ASSERT_EQUAL(fake.signs, 3);
 	CU_ASSERT_EQUAL(lsc_check(ca, &lsc, DEV, now), 0);
 	ca_lsc_deinit(&lsc);
 	CU_ASSERT_EQUAL_FATAL(ca_csr_pubkey(csr, &key), 0);
@@ -3077,7 +3153,7 @@ static void test_keyops(void)
 	    fake_sign(NULL, tbs.key_ref, tbs.sign_algo, 0, tbs.data, tbs.len, &sig, &sig_len), 0);
 	CU_ASSERT_EQUAL_FATAL(ca_issue_complete(&tbs, sig, sig_len, &lsc), 0);
 	CU_ASSERT_EQUAL(lsc_check(ca, &lsc, DEV, now), 0);
-	CU_ASSERT_EQUAL(fake.signs, 3);
+	CU_ASSERT_EQUAL(fake.signs, 4);
 	ca_lsc_deinit(&lsc);
 	ca_tbs_deinit(&tbs);
 	free(sig);
@@ -3171,6 +3247,9 @@ int main(void)
 	if (s == NULL || !CU_add_test(s, "ca_new invalid arguments", test_new_invalid_args) ||
 	    !CU_add_test(s, "ca_new one file missing", test_new_one_file_missing) ||
 	    !CU_add_test(s, "ca_new mismatched key", test_new_mismatched_key) ||
+	    !CU_add_test(s, "ca_new key whose private half is another key's",
+			 test_new_key_private_half_wrong) ||
+	    !CU_add_test(s, "ca_new certificate refused as an issuer", test_new_ca_refused_as_issuer) ||
 	    !CU_add_test(s, "ca_new certificate not a CA", test_new_not_a_ca) ||
 	    !CU_add_test(s, "ca_new bad subject", test_new_bad_subject) ||
 	    !CU_add_test(s, "ca_new bad manufacturer roots", test_new_bad_roots) ||

@@ -1,13 +1,16 @@
 /*
  * Fuzz target: ca_mic_verify(), the decision on the certificate chain a
- * phone presents in its TLS handshake as its MIC. The manufacturer root is
- * this file's own test root (below, made with capf-phone mkmic), so that
- * the seeds, MICs it issued, reach the signature check, the validity
- * period and the identity rule instead of stopping at "unknown issuer".
+ * phone presents in its TLS handshake as its MIC. The manufacturer roots
+ * are this file's own test roots (below: one made with capf-phone mkmic,
+ * a second with openssl, under which [trust] mic_patterns lets MICs name
+ * only SEP00AA* devices), so that the seeds, MICs they issued, reach the
+ * signature check, the validity periods, the name patterns, the key
+ * usage and the identity rule instead of stopping at "unknown issuer".
  *
  * Input: byte 0 chooses the device name (bit 0: "SEP001122334455", else
- * none; bit 1: the prefixed "SEP00112233AABB") and the time (bits 2-3: a
- * time inside the seeds' validity, before it, after it, or now); byte 1
+ * none; bit 1: the prefixed "SEP00112233AABB"; bit 4, before both:
+ * "SEP00AA00000001") and the time (bits 2-3: a time inside the seeds'
+ * validity, before it, after it, or now); byte 1
  * the number of certificates (1 + (byte & 3)); then each certificate as a
  * 2-byte big-endian length and its DER, the last one taking what remains.
  * The CA is made once, in a temporary directory removed at exit; the
@@ -39,7 +42,23 @@ static const char mfg_root_pem[] =
 	"BTADAQH/MA4GA1UdDwEB/wQEAwIBBjAKBggqhkjOPQQDAgNHADBEAiA6FdlBYddK\n"
 	"yNP7q369WJKzfrhkQApqIn8YoYyb9oL60AIgR4KwFdxO7p3yfv4I4fPadyMP54qy\n"
 	"4WRFwFsPE/WtLFQ=\n"
-	"-----END CERTIFICATE-----\n";
+	"-----END CERTIFICATE-----\n"
+	/* openssl, valid 2026-12-02 to 2046-11-27; its MICs are limited to
+	 * SEP00AA* by mic_patterns below. */
+	"-----BEGIN CERTIFICATE-----\n"
+	"MIIB3zCCAYWgAwIBAgIUCOYEgF2IUjc/e9cToQw71x100FcwCgYIKoZIzj0EAwIw\n"
+	"PTEVMBMGA1UECgwMU2Vjb25kIE1ha2VyMSQwIgYDVQQDDBtzZWNvbmQgdGVzdCBt\n"
+	"YW51ZmFjdHVyZXIgQ0EwHhcNMjYxMjAyMDEyODAzWhcNNDYxMTI3MDEyODAzWjA9\n"
+	"MRUwEwYDVQQKDAxTZWNvbmQgTWFrZXIxJDAiBgNVBAMMG3NlY29uZCB0ZXN0IG1h\n"
+	"bnVmYWN0dXJlciBDQTBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABE31UFhuaF9R\n"
+	"13dht3rLGX4mjL5I9FTcSCygjXbL8TRc32Bc6PmSv3S+Dh+f6ox96uM34jMbHKF5\n"
+	"asC4Nmr6p1ujYzBhMB0GA1UdDgQWBBRmn+z8HZjBg6IWkN2zo6zfArTGBzAfBgNV\n"
+	"HSMEGDAWgBRmn+z8HZjBg6IWkN2zo6zfArTGBzAPBgNVHRMBAf8EBTADAQH/MA4G\n"
+	"A1UdDwEB/wQEAwIBBjAKBggqhkjOPQQDAgNIADBFAiAnrTVdjuBkd9TiQ5HXb0cL\n"
+	"svkVs5jjxwPyuVtex6DGJQIhAN43oDp7hdztVETD08deg548BKiAUk2rJcBiZfKl\n"
+	"BmBV\n"
+	"-----END CERTIFICATE-----\n"
+;
 
 static struct ca *ca;
 static char dir[256];
@@ -81,6 +100,7 @@ static int setup(void)
 		return -1;
 	cfg.dir = cadir;
 	cfg.mfg_roots = roots;
+	cfg.mic_patterns = "c8b77b0631243fde=SEP00AA*";
 	return ca_new(&ca, &cfg) < 0 ? -1 : 0;
 }
 
@@ -101,7 +121,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (size < 2)
 		return 0;
-	name = (data[0] & 2) ? "SEP00112233AABB" : (data[0] & 1) ? "SEP001122334455" : NULL;
+	name = (data[0] & 0x10)	 ? "SEP00AA00000001"
+	       : (data[0] & 2) ? "SEP00112233AABB"
+	       : (data[0] & 1) ? "SEP001122334455"
+			       : NULL;
 	now = ((data[0] >> 2) & 3) == 3 ? time(NULL) : times[(data[0] >> 2) & 3];
 	n = 1 + (data[1] & 3);
 	data += 2;
