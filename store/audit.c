@@ -602,7 +602,10 @@ static int verify_file(struct verify *v, const char *path, bool last)
 		return ret == CAPF_ENOMEM ? ret : 0;
 	}
 	if (m.len == 0) {
-		report(v, path, 0, 0, 0, "empty file");
+		/* capf makes an audit file whole, header included (written to
+		 * a temporary name, synced, renamed): an empty one is not what a
+		 * crash leaves, and start-up refuses it. */
+		report(v, path, 0, 0, 1, "empty file: no header");
 		goto out;
 	}
 	data = m.data;

@@ -455,8 +455,19 @@ static int start_recovery(struct checker *c, struct store_check_summary *sum)
 	int ret;
 
 	(void)sum;
+	struct store_dir_list l;
+	bool store_there;
+
 	if (stat(c->dir, &sb) < 0 || !S_ISDIR(sb.st_mode))
 		return 0; /* said by the checker */
+	/* Only a store that is there: opening a directory without segments
+	 * would make one. */
+	if (store_dir_list(c->dir, &l) < 0)
+		return 0;
+	store_there = l.n_segs > 0 || l.n_snaps > 0;
+	store_dir_list_free(&l);
+	if (!store_there)
+		return 0;
 	ret = store_open(&st, c->dir);
 	if (ret == CAPF_ELOCKED || ret == CAPF_ENOMEM)
 		return ret;
