@@ -610,6 +610,23 @@ static int verify_file(struct verify *v, const char *path, bool last)
 	}
 	data = m.data;
 	len = m.len;
+	/* A file of format 3 carries its own number, which start-up checks
+	 * against its name. */
+	{
+		const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+		unsigned long long num;
+		char tail[8];
+
+		if (m.len >= STORE_HEADER_LEN && store_be32_get(m.data + 8) == STORE_FORMAT_VERSION &&
+		    sscanf(base, STORE_AUDIT_PREFIX "%llu%7s", &num, tail) == 2 &&
+		    strcmp(tail, STORE_AUDIT_SUFFIX) == 0 && store_be64_get(m.data + 16) != num) {
+			report(v, path, 0, m.len, 1,
+			       "the header names audit file %llu, not this one (%llu)",
+			       (unsigned long long)store_be64_get(m.data + 16), num);
+			ret = 0;
+			goto out;
+		}
+	}
 	/* The newest file as capfd's start leaves it: its end restored from
 	 * the segment's copies if a power cut lost some of it. */
 	if (last && v->copies.n > 0 && m.len >= STORE_HEADER_LEN) {
