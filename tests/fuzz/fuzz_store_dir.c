@@ -17,30 +17,16 @@
  */
 #include "config.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <ftw.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "proto/errcode.h"
 #include "store/store.h"
+#include "tests/fuzz/dir_input.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define MAX_FILES 16
-#define MAX_NAME 40
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
 
 /* Counts the damage findings (arg: an unsigned counter, or NULL). */
 static void count_damage(const struct store_finding *f, void *arg)
@@ -49,50 +35,13 @@ static void count_damage(const struct store_finding *f, void *arg)
 		(*(unsigned *)arg)++;
 }
 
-static int name_ok(const uint8_t *p, size_t n)
-{
-	if (n == 0 || n > MAX_NAME || (n == 1 && p[0] == '.') ||
-	    (n == 2 && p[0] == '.' && p[1] == '.'))
-		return 0;
-	for (size_t i = 0; i < n; i++) {
-		uint8_t c = p[i];
-
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		      c == '.' || c == '_' || c == '-'))
-			return 0;
-	}
-	return 1;
-}
-
-static int write_all(const char *path, const uint8_t *p, size_t n)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-
-	if (fd < 0)
-		return -1;
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0) {
-			close(fd);
-			return -1;
-		}
-		p += w;
-		n -= (size_t)w;
-	}
-	return close(fd);
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	const char *tmp = getenv("TMPDIR");
-	char dir[256], path[320];
+	char dir[256];
 	struct store_check_summary sum;
 	struct store *st = NULL;
 	Capf__Device **devs = NULL;
-	size_t ndevs = 0, nfiles = 0;
+	size_t ndevs = 0;
 	unsigned flags;
 	int checked, ret;
 
@@ -101,29 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	flags = data[0];
 	data++;
 	size--;
-	snprintf(dir, sizeof(dir), "%s/capf-fuzz-store.XXXXXX", tmp && *tmp ? tmp : "/tmp");
-	if (!mkdtemp(dir))
-		abort();
-	while (size > 0 && nfiles < MAX_FILES) {
-		size_t nlen = data[0], flen;
-
-		if (size < 1 + nlen + 4 || !name_ok(data + 1, nlen))
-			break;
-		snprintf(path, sizeof(path), "%s/%.*s", dir, (int)nlen, (const char *)data + 1);
-		data += 1 + nlen;
-		size -= 1 + nlen;
-		flen = (size_t)data[0] << 24 | (size_t)data[1] << 16 | (size_t)data[2] << 8 | data[3];
-		data += 4;
-		size -= 4;
-		if (flen > size)
-			flen = size;
-		/* A name given twice: the first file stays. */
-		if (write_all(path, data, flen) < 0 && errno != EEXIST)
-			abort();
-		data += flen;
-		size -= flen;
-		nfiles++;
-	}
+	dir_input_make(dir, sizeof(dir), "capf-fuzz-store", data, size, 0);
 
 	memset(&sum, 0, sizeof(sum));
 	checked = store_check(dir, count_damage, NULL, &sum);
@@ -147,6 +74,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		/* What store check passes, start-up must accept. */
 		abort();
 	}
-	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	dir_input_remove(dir);
 	return 0;
 }
