@@ -68,6 +68,18 @@ stop_capfd() {
 	fi
 }
 
+# wait_log PATTERN SECONDS WHAT: capfd's log has a line matching PATTERN
+# (grep -E) within SECONDS, else fail naming WHAT. For what capfd logs
+# from a timer or another thread, after the line a test last saw.
+wait_log() {
+	i=0
+	until grep -Eq "$1" "$tmp/capfd.log"; do
+		i=$((i + 1))
+		[ $i -lt $(($2 * 20)) ] || fail "$3"
+		sleep 0.05
+	done
+}
+
 ctl() {
 	"$CAPFCTL" -s "$sock" "$@"
 }

@@ -142,8 +142,11 @@ cert_state "$g1" active 1 # superseded, inside the grace of an hour
 # Shortened to 2 s: revoked within seconds, not at the end of the hour.
 printf '[ca]\nsupersede_grace = 2\n' >"$conf"
 reload
-grep -q "superseded LSCs now end their grace within \[ca\] supersede_grace (2 s)" \
-	"$tmp/capfd.log" || fail "the shorter grace does not bring the revocation forward"
+# The sweep runs from its timer once the reload is done, and the record
+# of the acknowledgement that scheduled the revocation may still be on its
+# way to the store: wait for it.
+wait_log "superseded LSCs now end their grace within \[ca\] supersede_grace \(2 s\)" 5 \
+	"the shorter grace does not bring the revocation forward"
 cert_state "$g1" revoked 8
 jhas '"reason":"superseded"' "$g: the reason of the swept LSC"
 # Off: an LSC superseded under a grace of an hour is revoked at once.
