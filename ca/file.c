@@ -28,7 +28,9 @@ int ca_file_read(const char *path, size_t max, gnutls_datum_t *out)
 
 	out->data = NULL;
 	out->size = 0;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO or a device put where a file belongs is
+	 * refused below, not waited on. It changes nothing for a file. */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	if (fd < 0)
 		return -1;
 	if (fstat(fd, &st) < 0)

@@ -233,7 +233,9 @@ int store_map_file(const char *path, struct store_file_map *m)
 	int fd, ret = 0;
 
 	memset(m, 0, sizeof(*m));
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO or a device named like a store file is
+	 * refused below, not waited on. */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	if (fd < 0) {
 		store_set_error("cannot open %s: %s", path, strerror(errno));
 		return store_err_from_errno(errno);
@@ -241,6 +243,11 @@ int store_map_file(const char *path, struct store_file_map *m)
 	if (fstat(fd, &sb) < 0) {
 		store_set_error("cannot stat %s: %s", path, strerror(errno));
 		ret = store_err_from_errno(errno);
+		goto out;
+	}
+	if (!S_ISREG(sb.st_mode)) {
+		store_set_error("%s is not a regular file", path);
+		ret = CAPF_EIO;
 		goto out;
 	}
 	if (sb.st_size == 0)

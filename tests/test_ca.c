@@ -462,6 +462,32 @@ static void test_new_mismatched_key(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(ca_last_error(), "key.pem"));
 }
 
+/* A FIFO where the key file belongs (or any file that is not a regular
+ * one) is refused at once: reading it must not wait for a writer. */
+static void test_new_key_fifo(void)
+{
+	struct ca_config cfg = {0};
+	struct ca *ca = NULL;
+	char keyfile[512];
+	time_t t0;
+
+	cfg.dir = path_in("fifokey");
+	CU_ASSERT_EQUAL_FATAL(ca_new(&ca, &cfg), 0);
+	CU_ASSERT_EQUAL_FATAL(current_key_path(ca, "fifokey", keyfile, sizeof(keyfile)), 0);
+	ca_free(ca);
+	ca = NULL;
+	CU_ASSERT_EQUAL_FATAL(unlink(keyfile), 0);
+	CU_ASSERT_EQUAL_FATAL(mkfifo(keyfile, 0600), 0);
+	/* Were the open to block, SIGALRM would end the test program. */
+	alarm(30);
+	t0 = time(NULL);
+	CU_ASSERT_NOT_EQUAL(ca_new(&ca, &cfg), 0);
+	alarm(0);
+	CU_ASSERT(time(NULL) - t0 < 5);
+	CU_ASSERT_PTR_NULL(ca);
+	CU_ASSERT_PTR_NOT_NULL(strstr(ca_last_error(), "key.pem"));
+}
+
 /* A key file that carries the certificate's public key beside another
  * private key (damage in its private half): the public halves match, and
  * yet it must not be used, since nothing it signs would verify. */
@@ -3247,6 +3273,7 @@ int main(void)
 	if (s == NULL || !CU_add_test(s, "ca_new invalid arguments", test_new_invalid_args) ||
 	    !CU_add_test(s, "ca_new one file missing", test_new_one_file_missing) ||
 	    !CU_add_test(s, "ca_new mismatched key", test_new_mismatched_key) ||
+	    !CU_add_test(s, "ca_new key file that is a FIFO", test_new_key_fifo) ||
 	    !CU_add_test(s, "ca_new key whose private half is another key's",
 			 test_new_key_private_half_wrong) ||
 	    !CU_add_test(s, "ca_new certificate refused as an issuer", test_new_ca_refused_as_issuer) ||
