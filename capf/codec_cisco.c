@@ -251,7 +251,7 @@ static int decode_auth(struct codec_cisco *n, const struct cisco_msg *m, time_t 
 		return refuse(n, ev, CAPF_EBADMSG, "DEVICE_NAME is not a valid device name");
 	ev->type = CORE_EV_CLAIM;
 	ev->claim.device = n->device;
-	ev->claim.caps = CORE_CAP_DELETE | CORE_CAP_FETCH | CORE_CAP_RESULT;
+	ev->claim.caps = CORE_CAP_DELETE | CORE_CAP_FETCH | CORE_CAP_RESULT | CORE_CAP_AUTH_FIRST;
 	if (m->el[CISCO_EL_PASSWORD].data != NULL) {
 		ret = cisco_el_string(m, CISCO_EL_PASSWORD, n->password, sizeof(n->password));
 		if (ret < 0)

@@ -274,6 +274,8 @@ static int on_verified(struct core *s, const struct core_event *ev, struct core_
 	if (ev->result == 0) {
 		s->string_ok = true;
 		s->auth_method = "string";
+		if (s->idle_after_auth)
+			return core_fail(s, CAPF_ENO_OPERATION, "nothing to do for this device", out);
 		return begin_operation(s, out);
 	}
 	if (ev->result != CAPF_EAUTH)

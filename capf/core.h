@@ -120,6 +120,10 @@ struct core_start {
 #define CORE_CAP_DELETE 0x1u   /* the phone can be told to delete its LSC */
 #define CORE_CAP_FETCH 0x2u    /* the phone can report its certificates */
 #define CORE_CAP_RESULT 0x4u   /* an END may carry a result that is no error */
+/* The claim carries every credential the phone will offer, and its
+ * protocol answers a failed authentication before "nothing to do" (Cisco
+ * CAPF v3): with nothing scheduled, the phone is authenticated first. */
+#define CORE_CAP_AUTH_FIRST 0x8u
 #define CORE_MAX_KEYS 8u
 
 struct core_claim {

@@ -43,6 +43,9 @@ struct core {
 	/* The operation as decided at the claim. */
 	uint64_t op_generation;
 	int op;
+	/* Nothing scheduled, and the phone is authenticated first
+	 * (CORE_CAP_AUTH_FIRST): "nothing to do" once its string checks. */
+	bool idle_after_auth;
 	bool renewal;  /* an install nobody scheduled: the renewal window */
 	int key_type;  /* the key asked for */
 	unsigned lsc_days;

@@ -188,6 +188,15 @@ int core_decide(struct core *s, const struct core_view *v, time_t now, bool firs
 		s->renewal = false;
 		if (d->op == CAPF__OPERATION__OP_NONE) {
 			if (!renewal_due(s, v, now)) {
+				if (s->caps & CORE_CAP_AUTH_FIRST) {
+					ret = authenticate(s, v, now, first, why);
+					if (ret < 0)
+						return ret;
+					if (ret == CORE_NEED_VERIFY) {
+						s->idle_after_auth = true;
+						return ret;
+					}
+				}
 				*why = "nothing to do for this device";
 				return CAPF_ENO_OPERATION;
 			}

@@ -1667,6 +1667,67 @@ static void test_auth_string(void)
 	world_reset();
 }
 
+/* With nothing scheduled, a phone whose protocol authenticates first
+ * (Cisco CAPF v3: CORE_CAP_AUTH_FIRST) hears an authentication failure as
+ * such, and "nothing to do" only once its credentials check; a wrong
+ * string counts as it would with an operation. Without the capability,
+ * "nothing to do" comes first, unauthenticated, as before. */
+static void test_nothing_to_do_authenticated_first(void)
+{
+	unsigned persists;
+	struct core_event st;
+	struct core *s;
+
+	world_reset();
+	add_device(DEV, CAPF__OPERATION__OP_INSTALL, CAPF__AUTH_MODE__AUTH_MIC,
+		   CAPF__KEY_TYPE__KEY_EC_P256);
+	install_once(key_a);
+	world_dev(DEV)->op = CAPF__OPERATION__OP_INSTALL;
+	admin_touch(world_dev(DEV), true);
+	install_once(key_b);
+	CU_ASSERT_EQUAL_FATAL(W.ncert, 2);
+	W.cert[0]->state = CAPF__CERT_STATE__CERT_ACTIVE; /* within a grace period */
+	world_dev(DEV)->op = CAPF__OPERATION__OP_NONE;
+	world_dev(DEV)->auth = CAPF__AUTH_MODE__AUTH_LSC_OR_MIC;
+
+	/* The superseded LSC, nothing scheduled. */
+	st = ev_start_lsc(0, DEV);
+	s = new_session();
+	run(s, st, 0, NULL);
+	CU_ASSERT_EQUAL(fail_code(s, ev_claim(DEV)), CAPF_ENO_OPERATION);
+	core_free(s);
+	W.caps |= CORE_CAP_AUTH_FIRST;
+	s = new_session();
+	run(s, st, 0, NULL);
+	CU_ASSERT_EQUAL(fail_code(s, ev_claim(DEV)), CAPF_ESUPERSEDED);
+	core_free(s);
+	/* The current one: nothing to do, and nothing written. */
+	persists = W.persists;
+	s = new_session();
+	run(s, ev_start_lsc(1, DEV), 0, NULL);
+	CU_ASSERT_EQUAL(fail_code(s, ev_claim(DEV)), CAPF_ENO_OPERATION);
+	CU_ASSERT_EQUAL(W.persists, persists);
+	core_free(s);
+	/* The MIC of another device. */
+	s = new_session();
+	run(s, ev_start_mic(OTHER), 0, NULL);
+	CU_ASSERT_EQUAL(fail_code(s, ev_claim(DEV)), CAPF_EIDENTITY);
+	core_free(s);
+
+	/* By string: the right one checked, then nothing to do; a wrong one
+	 * counted. */
+	world_dev(DEV)->auth = CAPF__AUTH_MODE__AUTH_STRING;
+	set_secret(world_dev(DEV), "246810", true);
+	CU_ASSERT_EQUAL(string_session("246810"), CAPF_ENO_OPERATION);
+	CU_ASSERT_EQUAL(W.verifies, 1);
+	CU_ASSERT_PTR_NOT_NULL(world_dev(DEV)->auth_secret);
+	CU_ASSERT_EQUAL(world_dev(DEV)->auth_failures, 0);
+	CU_ASSERT_EQUAL(string_session("000000"), CAPF_EAUTH);
+	CU_ASSERT_EQUAL(world_dev(DEV)->auth_failures, 1);
+	CU_ASSERT_EQUAL(world_dev(DEV)->op, CAPF__OPERATION__OP_NONE);
+	world_reset();
+}
+
 static void test_null_string(void)
 {
 	struct core *s;
@@ -1710,6 +1771,7 @@ int main(void)
 	    CU_add_test(s, "delete", test_delete) == NULL ||
 	    CU_add_test(s, "fetch", test_fetch) == NULL ||
 	    CU_add_test(s, "nothing to do, deadline", test_nothing_to_do_and_deadline) == NULL ||
+	    CU_add_test(s, "nothing to do, authenticated first", test_nothing_to_do_authenticated_first) == NULL ||
 	    CU_add_test(s, "renewal window", test_renewal_window) == NULL ||
 	    CU_add_test(s, "key order and validity", test_key_order_and_validity) == NULL ||
 	    CU_add_test(s, "authentication string", test_auth_string) == NULL ||

@@ -127,6 +127,16 @@ ctl device set $A --op install --auth lsc-or-mic --key ec-p384 >/dev/null || fai
 cisco $A --cert "$tmp/$A.old.pem" --cert-key "$tmp/$A.old.key"
 reason 7 "a superseded LSC"
 grep -q "device \"$A\": .*CAPF_EREVOKED" "$tmp/capfd.log" || fail "no revoked log line"
+# Nothing scheduled: the phone is authenticated first (a failure is 7),
+# and only then told there is nothing to do (0).
+ctl device set $A --op none >/dev/null || fail "set none"
+cisco $A --cert "$tmp/$A.old.pem" --cert-key "$tmp/$A.old.key"
+reason 7 "a superseded LSC, nothing scheduled"
+cisco $A $(mic $B)
+reason 7 "another device's MIC, nothing scheduled"
+cisco $A --cert "$tmp/$A.lsc.pem" --cert-key "$tmp/$A.lsc.key"
+reason 0 "the current LSC, nothing scheduled"
+ctl device set $A --op install --auth lsc-or-mic --key ec-p384 >/dev/null || fail "set p384 again"
 
 # ---- by the SUDI alone (the manufacturer identity over this session) -----
 ctl device add $B --op install --auth mic --key ec-p256 >/dev/null || fail "device add $B"
