@@ -600,6 +600,7 @@ static void writer_group(struct store *st, struct item *head)
 	struct item *it, *next;
 	size_t n_ok = 0, n_audit = 0;
 	int ret = 0, wrote = 0, failed = 0;
+	bool audit_upkeep = false; /* entries written: the audit file's sync and rotation */
 	/* Not synced if nothing in it needs to be: lazy txns and audit events
 	 * on their own (store_audit() promises no sync) only. */
 	bool lazy = st->retry_head == NULL && st->audit_lost_unreported == 0;
@@ -688,14 +689,7 @@ static void writer_group(struct store *st, struct item *head)
 		st->chain = b.chain;
 		st->audit_group++;
 		st->audit_lazy = true;
-		/* Now and then the file itself, so that the copies a restart
-		 * may need stay few (a failure here loses nothing: the copies
-		 * hold it; the next sync tries again). */
-		if (st->chain.end - st->audit_synced >= STORE_AUDIT_SYNC_BYTES)
-			(void)store_audit_sync(st);
-		if (st->chain.end >= st->opt.audit_file_bytes ||
-		    st->audit_group >= STORE_GROUPS_MAX)
-			rotate_audit(st);
+		audit_upkeep = true;
 	}
 	if (lost_ev.kind)
 		st->audit_lost_unreported = 0;
@@ -740,6 +734,20 @@ callbacks:
 				store_waiter_done(it->w, r);
 		}
 		store_item_free(it);
+	}
+
+	/* Now and then the audit file itself, so that the copies a restart
+	 * may need stay few, and its rotation: once the group's waiters have
+	 * their answer, since the group is durable without them (its entries
+	 * are copied in the segment's anchor) and the sync of a megabyte of
+	 * entries must not add to their wait. A failure loses nothing: the
+	 * copies hold it, and the next sync tries again. */
+	if (audit_upkeep) {
+		if (st->chain.end - st->audit_synced >= STORE_AUDIT_SYNC_BYTES)
+			(void)store_audit_sync(st);
+		if (st->chain.end >= st->opt.audit_file_bytes ||
+		    st->audit_group >= STORE_GROUPS_MAX)
+			rotate_audit(st);
 	}
 
 	/* Past the threshold, compact on our own (quietly skipped while one
