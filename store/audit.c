@@ -351,6 +351,47 @@ static int read_item(const struct store_walk_item *it, bool in_tail, void *arg)
 	return 0;
 }
 
+/*
+ * The newest audit file as capfd's start leaves it: its end restored from
+ * the segment's copies when a power cut lost part of it. Returns 1 with
+ * *image (free it; *len, *start and *n set), 0 when the file is to be
+ * read as it is, or CAPF_ENOMEM.
+ */
+static int newest_image(const struct audit_copies *c, const struct store_file_map *m,
+			uint8_t **image, size_t *len, uint64_t *start, size_t *n)
+{
+	struct store_buf restored = { 0 };
+	int ret;
+
+	*image = NULL;
+	if (c->n == 0 || m->len < STORE_HEADER_LEN)
+		return 0;
+	ret = store_audit_restore_plan(c, store_be64_get(m->data + 16), m->data, m->len, &restored,
+				       start, n);
+	if (ret == 1) {
+		*image = malloc(*start + restored.len);
+		if (*image == NULL) {
+			ret = CAPF_ENOMEM;
+		} else {
+			memcpy(*image, m->data, *start);
+			memcpy(*image + *start, restored.data, restored.len);
+			*len = *start + restored.len;
+		}
+	}
+	store_buf_free(&restored);
+	return ret;
+}
+
+/* The reader's verdict on a file, for store_last_error(). */
+static void read_error(const char *path, int ret, const struct store_scan_result *res)
+{
+	if (ret == CAPF_ECORRUPT && res->header_len == 0)
+		store_set_error("%s: %s", path, res->reason);
+	else if (ret == CAPF_ECORRUPT)
+		store_set_error("%s: damaged entry at byte offset %zu (%s)", path, res->bad_off,
+				res->reason);
+}
+
 int store_audit_read(const char *path, store_audit_read_cb cb, void *arg)
 {
 	struct store_scan_result res;
@@ -363,11 +404,45 @@ int store_audit_read(const char *path, store_audit_read_cb cb, void *arg)
 	if (ret < 0)
 		return ret;
 	ret = store_audit_walk(m.data, m.len, read_item, &rc, &res);
-	if (ret == CAPF_ECORRUPT && res.header_len == 0)
-		store_set_error("%s: %s", path, res.reason);
-	else if (ret == CAPF_ECORRUPT)
-		store_set_error("%s: damaged entry at byte offset %zu (%s)", path, res.bad_off,
-				res.reason);
+	read_error(path, ret, &res);
+	store_unmap_file(&m);
+	return ret;
+}
+
+/*
+ * The newest audit file of a store whose segments are there, read as
+ * capfd's start leaves it (as store_audit_verify() reads it): its end
+ * restored from the copies, and damage after the last entry the segments
+ * anchor taken for the torn tail it is.
+ */
+static int read_newest(const char *path, const struct store_anchor *an,
+		       const struct audit_copies *c, store_audit_read_cb cb, void *arg)
+{
+	struct store_scan_result res;
+	struct store_file_map m;
+	struct read_ctx rc = { cb, arg, false };
+	const uint8_t *data;
+	uint8_t *image = NULL;
+	size_t len, n = 0;
+	uint64_t start = 0, seq;
+	int ret;
+
+	ret = store_map_file(path, &m);
+	if (ret < 0)
+		return ret;
+	data = m.data;
+	len = m.len;
+	ret = newest_image(c, &m, &image, &len, &start, &n);
+	if (ret < 0)
+		goto out;
+	if (ret == 1)
+		data = image;
+	seq = len >= STORE_HEADER_LEN ? store_be64_get(data + 16) : 0;
+	ret = store_audit_walk_newest(data, len, an->seq && an->file == seq ? an->offset : 0, NULL,
+				      read_item, &rc, &res);
+	read_error(path, ret, &res);
+out:
+	free(image);
 	store_unmap_file(&m);
 	return ret;
 }
@@ -437,6 +512,10 @@ static int read_dir_entry(const Capf__AuditEntry *e, uint64_t offset, void *arg)
 int store_audit_read_dir(const char *dir, store_audit_read_cb cb, void *arg)
 {
 	struct read_dir_ctx rd = { cb, arg, 0 };
+	struct audit_copies copies = { 0 };
+	struct store_anchor an = { 0 };
+	struct store_dir_list l;
+	bool segments = false;
 	char **paths = NULL;
 	size_t i, n = 0;
 	int ret, first_err = 0;
@@ -447,8 +526,22 @@ int store_audit_read_dir(const char *dir, store_audit_read_cb cb, void *arg)
 	ret = store_audit_files(dir, &paths, &n);
 	if (ret < 0)
 		return ret;
+	/* With the segments, the newest file is read as start leaves it. */
+	if (store_dir_list(dir, &l) == 0) {
+		segments = l.n_segs > 0;
+		store_dir_list_free(&l);
+	}
+	if (segments && store_find_anchor_copies(dir, &an, &copies) < 0) {
+		/* The segments do not say: the files as they are. */
+		store_copies_free(&copies);
+		memset(&an, 0, sizeof(an));
+		segments = false;
+	}
 	for (i = 0; i < n && !rd.stop; i++) {
-		ret = store_audit_read(paths[i], read_dir_entry, &rd);
+		if (segments && i + 1 == n)
+			ret = read_newest(paths[i], &an, &copies, read_dir_entry, &rd);
+		else
+			ret = store_audit_read(paths[i], read_dir_entry, &rd);
 		if (ret == CAPF_ECORRUPT && !first_err) {
 			first_err = ret;
 			snprintf(err, sizeof(err), "%s", store_last_error());
@@ -460,6 +553,7 @@ int store_audit_read_dir(const char *dir, store_audit_read_cb cb, void *arg)
 	if (ret)
 		store_set_error("%s", err);
 out:
+	store_copies_free(&copies);
 	store_audit_files_free(paths, n);
 	return ret;
 }
@@ -589,7 +683,6 @@ static int verify_file(struct verify *v, const char *path, bool last)
 	struct verify_file_ctx vf = { v, path, last, 0, false, 0 };
 	struct store_scan_result res;
 	struct store_file_map m;
-	struct store_buf restored = { 0 };
 	const uint8_t *data;
 	uint8_t *image = NULL;
 	size_t len, n_entries = 0;
@@ -629,21 +722,13 @@ static int verify_file(struct verify *v, const char *path, bool last)
 	}
 	/* The newest file as capfd's start leaves it: its end restored from
 	 * the segment's copies if a power cut lost some of it. */
-	if (last && v->copies.n > 0 && m.len >= STORE_HEADER_LEN) {
-		ret = store_audit_restore_plan(&v->copies, store_be64_get(m.data + 16), m.data,
-					       m.len, &restored, &start, &n_entries);
+	if (last) {
+		ret = newest_image(&v->copies, &m, &image, &len, &start, &n_entries);
 		if (ret < 0)
 			goto out;
-		if (ret == 1 && (image = malloc(start + restored.len)) == NULL) {
-			ret = CAPF_ENOMEM;
-			goto out;
-		}
 		if (ret == 1) {
 			v->sum->restored += n_entries;
-			memcpy(image, m.data, start);
-			memcpy(image + start, restored.data, restored.len);
 			data = image;
-			len = start + restored.len;
 			report(v, path, start, m.len > start ? m.len - start : 0, 0,
 			       "%zu audit entries from byte offset %llu on are read from their copies "
 			       "in the segment: the end of the file was not on disk after a crash, "
@@ -681,7 +766,6 @@ static int verify_file(struct verify *v, const char *path, bool last)
 		       len - res.valid_len, res.reason);
 out:
 	free(image);
-	store_buf_free(&restored);
 	store_unmap_file(&m);
 	return ret;
 }

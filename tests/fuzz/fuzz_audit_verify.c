@@ -13,8 +13,9 @@
  * Besides not crashing or leaking, the readers keep their promises: none
  * changes a file; a log that verifies intact with -d verifies intact
  * from its files alone, with the same entries, and gives the same answer
- * when its files are named; audit show of an intact log reads without
- * damage, in order, the entries that verify counted (a torn tail aside);
+ * when its files are named; audit show of an intact log reads the files
+ * as verify -d does, without damage, in order, no more entries than
+ * verify counted (a torn tail aside);
  * and a directory that store check passes dumps.
  */
 #include "config.h"
@@ -155,10 +156,9 @@ read:
 
 	/* audit show */
 	read = store_audit_read_dir(dir, on_shown, &shown);
-	/* It reads the files as they are (the newest one's end that only the
-	 * segments vouch for aside, as above). */
-	if (verified == 0 && read != CAPF_ENOMEM && !with_dir.restored &&
-	    !with_dir.unanchored_tail &&
+	/* It reads the files as verify -d does (the newest one as start
+	 * leaves it): a log intact for verify shows whole, in order. */
+	if (verified == 0 && read != CAPF_ENOMEM &&
 	    (read != 0 || shown.order_broken || shown.n > with_dir.entries ||
 	     (shown.n > 0 && shown.first != with_dir.first_seq)))
 		abort();
