@@ -157,6 +157,7 @@ static int build_rec(const struct store_rec_view *v, void *arg)
 static int enqueue(struct store *st, struct item *it)
 {
 	bool counted = it->kind == ITEM_TXN || it->kind == ITEM_AUDIT;
+	bool wake = false;
 	int ret = 0;
 
 	pthread_mutex_lock(&st->q_lock);
@@ -174,9 +175,13 @@ static int enqueue(struct store *st, struct item *it)
 		else
 			st->q_head = it;
 		st->q_tail = it;
-		pthread_cond_signal(&st->q_cond);
+		wake = true;
 	}
 	pthread_mutex_unlock(&st->q_lock);
+	/* After the unlock: a writer woken while the lock is still held
+	 * would only block on it again (two more switches on a busy core). */
+	if (wake)
+		pthread_cond_signal(&st->q_cond);
 	return ret;
 }
 

@@ -90,6 +90,11 @@ void bench_cpu_of(pid_t pid, double *user, double *sys);
  * VmRSS), of pid and its descendants added; 0 if unknown. */
 unsigned long long bench_proc_kib(pid_t pid, const char *name, bool children);
 
+/* bench_ctxt_switches() - the context switches, voluntary and not, of
+ * every thread of pid and of its children (capfd's workers, store writer
+ * and signer): how often the work of one enrollment waits or is woken. */
+unsigned long long bench_ctxt_switches(pid_t pid);
+
 /* bench_raise_nofile() - the soft RLIMIT_NOFILE raised to want (or to the
  * hard limit when that is lower); the limit now. */
 unsigned long bench_raise_nofile(unsigned long want);

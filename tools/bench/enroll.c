@@ -63,6 +63,7 @@ struct figures {
 	double half_target;       /* the open-loop rate asked for */
 	double half_user_ms, half_sys_ms; /* server CPU per enrollment at that rate */
 	double fdatasyncs, commits;
+	double switches;          /* context switches per enrollment, capfd and its signer */
 	double commit_ms;         /* mean duration of a group commit (write + fdatasyncs) */
 	unsigned long long rss_kib, signer_rss_kib;
 	double client_ms;
@@ -161,6 +162,7 @@ static int one_run(const struct run *r, struct figures *fg, struct bench_capfd *
 	char perf_out[1200];
 	double u0 = 0, s0 = 0, u1 = 0, s1 = 0;
 	double c0, c1, cs0, cs1, cn0, cn1;
+	unsigned long long x0, x1;
 	long long fd = -1;
 	pid_t perf = -1;
 	int ret = -1;
@@ -179,7 +181,9 @@ static int one_run(const struct run *r, struct figures *fg, struct bench_capfd *
 	cs0 = bench_capfd_metric(d, "capf_store_commit_duration_seconds_sum");
 	cn0 = bench_capfd_metric(d, "capf_store_commit_duration_seconds_count");
 	bench_cpu_of(d->pid, &u0, &s0);
+	x0 = bench_ctxt_switches(d->pid);
 	ret = bench_load(d, &lo, lr);
+	x1 = bench_ctxt_switches(d->pid);
 	bench_cpu_of(d->pid, &u1, &s1);
 	c1 = bench_capfd_metric(d, "capf_store_syncs_total");
 	cs1 = bench_capfd_metric(d, "capf_store_commit_duration_seconds_sum");
@@ -202,6 +206,7 @@ static int one_run(const struct run *r, struct figures *fg, struct bench_capfd *
 		fg->commits = c0 >= 0 && c1 >= c0 ? (c1 - c0) / (double)lr->ok : -1;
 		fg->commit_ms = cn1 > cn0 && cs0 >= 0 ? 1e3 * (cs1 - cs0) / (cn1 - cn0) : -1;
 		fg->fdatasyncs = fd >= 0 ? (double)fd / (double)lr->ok : -1;
+		fg->switches = x1 >= x0 ? (double)(x1 - x0) / (double)lr->ok : -1;
 		fg->rss_kib = bench_proc_kib(d->pid, "VmHWM", false);
 		fg->signer_rss_kib = bench_proc_kib(d->pid, "VmHWM", true) - fg->rss_kib;
 		fg->client_ms = lr->client_user_ms + lr->client_sys_ms;
@@ -249,6 +254,8 @@ static int run_variant(struct run *r, struct figures *fg)
 		       fg->fdatasyncs);
 	else
 		printf("  fdatasyncs            ? per enrollment (no perf)\n");
+	printf("  switches         %8.2f context switches per enrollment (capfd's threads and "
+	       "its signer)\n", fg->switches);
 	printf("  group commits    %8.2f per enrollment (capf_store_syncs_total), %.1f ms each on "
 	       "average (write and fdatasyncs)\n", fg->commits, fg->commit_ms);
 	printf("  peak RSS         %8llu KiB capfd, %llu KiB its signer\n", fg->rss_kib,
@@ -285,13 +292,13 @@ static void print_json(const struct figures *fg)
 	       "\"server_user_ms\":%.4f,\"server_sys_ms\":%.4f,\"ratio\":%.3f,"
 	       "\"per_cpu_second\":%.1f,\"rate\":%.1f,\"server_busy\":%.3f,\"half_rate\":%.1f,"
 	       "\"p50_ms\":%.2f,\"p99_ms\":%.2f,\"half_server_cpu_ms\":%.4f,"
-	       "\"fdatasyncs_per_enrollment\":%.3f,"
+	       "\"fdatasyncs_per_enrollment\":%.3f,\"switches_per_enrollment\":%.2f,"
 	       "\"group_commits_per_enrollment\":%.3f,\"commit_ms\":%.3f,\"peak_rss_kib\":%llu,"
 	       "\"signer_peak_rss_kib\":%llu,\"client_cpu_ms\":%.4f,\"x25519\":%lu,"
 	       "\"secp256r1\":%lu,\"kx_x25519_ms\":%.4f,\"kx_p256_ms\":%.4f,\"count\":%lu}\n",
 	       fg->v->name, ms(fg->crypto.seconds), cpu, fg->user_ms, fg->sys_ms,
 	       cpu / ms(fg->crypto.seconds), 1e3 / cpu, fg->rate, fg->busy, fg->half_rate, fg->p50,
-	       fg->p99, fg->half_user_ms + fg->half_sys_ms, fg->fdatasyncs, fg->commits, fg->commit_ms, fg->rss_kib, fg->signer_rss_kib, fg->client_ms,
+	       fg->p99, fg->half_user_ms + fg->half_sys_ms, fg->fdatasyncs, fg->switches, fg->commits, fg->commit_ms, fg->rss_kib, fg->signer_rss_kib, fg->client_ms,
 	       fg->x25519, fg->secp256r1, ms(fg->crypto.x25519_seconds), ms(fg->crypto.p256_seconds),
 	       fg->count);
 }

@@ -125,6 +125,42 @@ void bench_cpu_of(pid_t pid, double *user, double *sys)
 		bench_cpu_of(kids[i], user, sys);
 }
 
+unsigned long long bench_ctxt_switches(pid_t pid)
+{
+	unsigned long long n = 0, v;
+	char path[80], line[256];
+	struct dirent *e;
+	int kids[16];
+	size_t nk;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	d = opendir(path);
+	if (d != NULL) {
+		while ((e = readdir(d)) != NULL) {
+			FILE *f;
+
+			if (e->d_name[0] == '.')
+				continue;
+			snprintf(path, sizeof(path), "/proc/%d/task/%.20s/status", (int)pid,
+				 e->d_name);
+			f = fopen(path, "r");
+			if (f == NULL)
+				continue; /* the thread has just ended */
+			while (fgets(line, sizeof(line), f) != NULL)
+				if ((sscanf(line, "voluntary_ctxt_switches: %llu", &v) == 1 ||
+				     sscanf(line, "nonvoluntary_ctxt_switches: %llu", &v) == 1))
+					n += v;
+			fclose(f);
+		}
+		closedir(d);
+	}
+	nk = children_of(pid, kids, 16);
+	for (size_t i = 0; i < nk; i++)
+		n += bench_ctxt_switches(kids[i]);
+	return n;
+}
+
 unsigned long long bench_proc_kib(pid_t pid, const char *name, bool children)
 {
 	char path[64], line[256], want[40];
