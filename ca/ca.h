@@ -448,7 +448,9 @@ int ca_csr(struct ca *ca, const struct ca_keyspec *spec, const char *subject, ch
  * chains to an imported trust anchor (else CAPF_EUNTRUSTED, and
  * ca_last_error() says to import the chain first), its key is the pending
  * key (CAPF_EPOLICY), it is a CA certificate allowed to sign certificates
- * (CAPF_EPOLICY) and it is valid at now (CAPF_EEXPIRED). It then becomes
+ * (CAPF_EPOLICY), signed with SHA-256 or better and numbered with a
+ * serial of at most 20 bytes (CAPF_EPOLICY), and valid at now
+ * (CAPF_EEXPIRED). It then becomes
  * the current CA; the previous one stays trusted for overlap_days (0 = the
  * configured overlap). Returns 0, those codes, CAPF_ENOENT (no pending
  * request), CAPF_EBADMSG (no certificate in data), CAPF_EIO.

@@ -474,6 +474,21 @@ int ca_import(struct ca *ca, const uint8_t *data, size_t len, unsigned overlap_d
 		ret = CAPF_EPOLICY;
 		goto out;
 	}
+	{
+		/* The serial names the CA generation (gen/<serial>): RFC 5280
+		 * allows 20 bytes at most. Checked before anything moves. */
+		uint8_t serial[CA_SERIAL_MAX + 1];
+		size_t serial_len = sizeof(serial);
+
+		if (gnutls_x509_crt_get_serial(certs[0], serial, &serial_len) < 0 ||
+		    serial_len == 0 || serial_len > CA_SERIAL_MAX) {
+			ca_set_error("the certificate's serial number is empty or longer than %u "
+				     "bytes (RFC 5280): ask the enterprise CA for another",
+				     CA_SERIAL_MAX);
+			ret = CAPF_EPOLICY;
+			goto out;
+		}
+	}
 	ret = ca_check_time(certs[0], now);
 	if (ret < 0) {
 		ca_set_error("the certificate is not valid now (expired or not yet valid)");

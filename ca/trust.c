@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -310,6 +311,43 @@ static int self_signed(gnutls_x509_crt_t crt)
 	return signed_by(crt, crt);
 }
 
+/*
+ * Why crt has no issuer among cands (n) although one of them, or crt
+ * itself, bears the name of its issuer: the verifier's reasons (a weak
+ * signature algorithm, an issuer that may not sign certificates, a
+ * signature that does not verify...). Returns 1 with why set, 0 when no
+ * candidate bears that name (the issuer is missing indeed).
+ */
+static int issuer_refused(gnutls_x509_crt_t crt, gnutls_x509_crt_t const *cands, size_t n,
+			  char *why, size_t len, bool *itself)
+{
+	gnutls_datum_t text = {NULL, 0};
+	unsigned status = 0;
+	size_t i;
+
+	for (i = 0; i <= n; i++) {
+		gnutls_x509_crt_t c = i < n ? cands[i] : crt;
+
+		if (!gnutls_x509_crt_check_issuer(crt, c))
+			continue;
+		if (gnutls_x509_crt_verify(crt, &c, 1,
+					   GNUTLS_VERIFY_DISABLE_TIME_CHECKS |
+					       GNUTLS_VERIFY_DISABLE_TRUSTED_TIME_CHECKS,
+					   &status) < 0 ||
+		    status == 0)
+			continue;
+		if (gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &text,
+								 0) < 0)
+			text.data = NULL;
+		snprintf(why, len, "%s", text.data != NULL ? (char *)text.data
+							   : "its signature does not verify");
+		gnutls_free(text.data);
+		*itself = i == n;
+		return 1;
+	}
+	return 0;
+}
+
 int ca_chain_build(struct ca *ca, gnutls_x509_crt_t leaf, time_t now, gnutls_x509_crt_t *path,
 		   unsigned *n)
 {
@@ -340,11 +378,20 @@ int ca_chain_build(struct ca *ca, gnutls_x509_crt_t leaf, time_t now, gnutls_x50
 		anchored = self_signed(cur);
 	}
 	if (!anchored) {
+		char why[512];
+		bool itself = false;
+
 		gnutls_x509_crt_get_issuer_dn3(cur, &dn, 0);
-		ca_set_error("the issuing chain of this certificate (up to \"%s\") is not in the "
-			     "trust store: import the chain first with 'capfctl trust add --chain "
-			     "FILE', then import the certificate again",
-			     dn.data != NULL ? (char *)dn.data : "?");
+		if (issuer_refused(cur, ca->chain.crts, ca->chain.n, why, sizeof(why), &itself))
+			ca_set_error("%s \"%s\" does not verify it: %s",
+				     itself ? "the certificate names itself as its issuer, and"
+					    : "its issuer is in the trust store, but",
+				     dn.data != NULL ? (char *)dn.data : "?", why);
+		else
+			ca_set_error("the issuing chain of this certificate (up to \"%s\") is not "
+				     "in the trust store: import the chain first with 'capfctl trust "
+				     "add --chain FILE', then import the certificate again",
+				     dn.data != NULL ? (char *)dn.data : "?");
 		gnutls_free(dn.data);
 		return CAPF_EUNTRUSTED;
 	}
@@ -480,12 +527,26 @@ int ca_trust_add(struct ca *ca, int kind, const uint8_t *data, size_t len, size_
 		} while (progress && left > 0);
 		pthread_rwlock_unlock(&ca->lock);
 		for (i = 0; i < n; i++) {
+			bool itself = false;
+			char why[512];
+
 			if (ok[i])
 				continue;
 			gnutls_x509_crt_get_dn3(list[i], &dn, 0);
-			ca_set_error("\"%s\" is not self-signed and its issuer is neither in the "
-				     "trust store nor in the file: add the issuer first",
-				     dn.data != NULL ? (char *)dn.data : "?");
+			pthread_rwlock_rdlock(&ca->lock);
+			if (issuer_refused(list[i], ca->chain.crts, ca->chain.n, why, sizeof(why),
+					   &itself) ||
+			    issuer_refused(list[i], list, n, why, sizeof(why), &itself))
+				ca_set_error("\"%s\" does not verify with %s: %s",
+					     dn.data != NULL ? (char *)dn.data : "?",
+					     itself ? "its own key (it names itself as its issuer)"
+						    : "its issuer, which is in the trust store or the file",
+					     why);
+			else
+				ca_set_error("\"%s\" is not self-signed and its issuer is neither in "
+					     "the trust store nor in the file: add the issuer first",
+					     dn.data != NULL ? (char *)dn.data : "?");
+			pthread_rwlock_unlock(&ca->lock);
 			ret = CAPF_EUNTRUSTED;
 			goto out;
 		}

@@ -72,6 +72,26 @@ grep -q '"anchor":true' "$tmp/tl" || { cat "$tmp/tl"; fail "no anchor listed"; }
 # Not a CA certificate: refused.
 ctl ca import "$tmp/capf-leaf.pem" >"$tmp/out" 2>&1 && fail "a non-CA certificate was imported"
 grep -q "not a CA certificate" "$tmp/out" || { cat "$tmp/out"; fail "non-CA: wrong error"; }
+# Signed with SHA-1 by an issuer that is there: refused, saying why, not
+# that the chain is missing.
+ossl x509 -req -in "$tmp/capf.csr" -CA "$tmp/sub.pem" -CAkey "$tmp/sub.key" -set_serial 0x2004 \
+	-days 20 -sha1 -extfile "$tmp/ext.cnf" -extensions v3_capf -out "$tmp/capf-sha1.pem"
+ctl ca import "$tmp/capf-sha1.pem" >"$tmp/out" 2>&1 && fail "a SHA-1 signed certificate was imported"
+grep -q "its issuer is in the trust store, but .*does not verify it: .*insecure" "$tmp/out" ||
+	{ cat "$tmp/out"; fail "SHA-1: the reason is not given"; }
+# A serial of 21 bytes: refused before anything moves (the real import
+# below still finds the pending key).
+ossl x509 -req -in "$tmp/capf.csr" -CA "$tmp/sub.pem" -CAkey "$tmp/sub.key" \
+	-set_serial 0x7f0102030405060708090a0b0c0d0e0f1011121314 -days 20 -extfile "$tmp/ext.cnf" \
+	-extensions v3_capf -out "$tmp/capf-serial.pem"
+ctl ca import "$tmp/capf-serial.pem" >"$tmp/out" 2>&1 && fail "a 21-byte serial was imported"
+grep -q "CAPF_EPOLICY.*serial number" "$tmp/out" || { cat "$tmp/out"; fail "long serial: wrong error"; }
+ossl x509 -req -in "$tmp/sub.csr" -CA "$tmp/root.pem" -CAkey "$tmp/root.key" \
+	-set_serial 0x1002 -days 30 -sha1 -extfile "$tmp/ext.cnf" -extensions v3_sub \
+	-out "$tmp/sub-sha1.pem"
+ctl trust add --chain "$tmp/sub-sha1.pem" >"$tmp/out" 2>&1 && fail "a SHA-1 intermediate was added"
+grep -q "does not verify with its issuer, .*insecure" "$tmp/out" ||
+	{ cat "$tmp/out"; fail "SHA-1 intermediate: the reason is not given"; }
 
 # 4. Import while phones enroll: sessions in flight are not disturbed.
 # The phones trust the old CA and the new chain, as phones told in
