@@ -751,7 +751,7 @@ static char capf_ca_path[PATH_MAX], other_ca_path[PATH_MAX];
 
 static void test_trust_invalid(void)
 {
-	struct client_trust t = { NULL, 0 };
+	struct client_trust t = { 0 };
 	char path[PATH_MAX];
 	FILE *f;
 
@@ -772,7 +772,7 @@ static void test_trust_invalid(void)
 
 static void test_trust_verify(void)
 {
-	struct client_trust t = { NULL, 0 };
+	struct client_trust t = { 0 };
 	uint8_t *der = NULL, garbage[64];
 	size_t len = 0;
 	char path[PATH_MAX];
@@ -1279,7 +1279,7 @@ static void test_enroll_ok(void)
 {
 	struct phone_enroll_opts o;
 	struct phone_enroll_result r;
-	struct client_trust trust = { NULL, 0 };
+	struct client_trust trust = { 0 };
 	gnutls_x509_crt_t crt = NULL;
 	gnutls_datum_t d;
 	char cn[80];
@@ -1593,7 +1593,7 @@ static void test_transcript_write_read(void)
 {
 	struct phone_enroll_opts o;
 	struct phone_enroll_result r;
-	struct client_trust trust = { NULL, 0 };
+	struct client_trust trust = { 0 };
 	struct transcript t = { NULL, 0 };
 	struct transcript_writer *w = NULL;
 	const struct transcript_session *s;

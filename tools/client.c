@@ -254,10 +254,19 @@ out:
 	return ret;
 }
 
+int client_trust_cache(struct client_trust *t)
+{
+	if (t->verified == NULL)
+		t->verified = calloc(1, sizeof(*t->verified));
+	return t->verified != NULL ? 0 : CAPF_ENOMEM;
+}
+
 void client_trust_deinit(struct client_trust *t)
 {
 	unsigned i;
 
+	free(t->verified);
+	t->verified = NULL;
 	if (!t->crts)
 		return;
 	for (i = 0; i < t->n; i++)
@@ -463,6 +472,50 @@ static const char *groups_priority(unsigned *flags)
 	}
 }
 
+/*
+ * The server's chain, checked against the trust of client_tls_open()
+ * unless it is byte for byte one that verified before (client_trust_cache()).
+ * Called by GnuTLS once the server's certificate message arrived.
+ */
+static int verify_cached(gnutls_session_t session)
+{
+	struct client_tls *t = gnutls_session_get_ptr(session);
+	struct client_verified *v = t->trust->verified;
+	const gnutls_datum_t *peers;
+	unsigned n = 0, status = 0;
+	gnutls_hash_hd_t h;
+	uint8_t sum[32];
+
+	peers = gnutls_certificate_get_peers(session, &n);
+	if (peers == NULL || n == 0) {
+		t->verify_status = GNUTLS_CERT_INVALID;
+		return GNUTLS_E_CERTIFICATE_ERROR;
+	}
+	if (gnutls_hash_init(&h, GNUTLS_DIG_SHA256) < 0)
+		return GNUTLS_E_CERTIFICATE_ERROR;
+	for (unsigned i = 0; i < n; i++) {
+		uint8_t len[4] = { (uint8_t)(peers[i].size >> 24), (uint8_t)(peers[i].size >> 16),
+				   (uint8_t)(peers[i].size >> 8), (uint8_t)peers[i].size };
+
+		gnutls_hash(h, len, sizeof(len));
+		gnutls_hash(h, peers[i].data, peers[i].size);
+	}
+	gnutls_hash_deinit(h, sum);
+	for (unsigned k = 0; k < v->n; k++)
+		if (memcmp(v->sum[k], sum, sizeof(sum)) == 0) {
+			v->cached++;
+			return 0;
+		}
+	if (gnutls_certificate_verify_peers2(session, &status) < 0 || status != 0) {
+		t->verify_status = status != 0 ? status : GNUTLS_CERT_INVALID;
+		return GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR;
+	}
+	v->full++;
+	if (v->n < CLIENT_VERIFIED_MAX)
+		memcpy(v->sum[v->n++], sum, sizeof(sum));
+	return 0;
+}
+
 int client_tls_open(struct client_tls *t, const char *host, const char *port,
 		    const struct pki_pair *mic, const struct client_trust *trust,
 		    unsigned timeout_ms)
@@ -534,7 +587,11 @@ int client_tls_open(struct client_tls *t, const char *host, const char *port,
 		goto out;
 	}
 	/* The server certificate is the CAPF CA itself: no host name to check. */
-	gnutls_session_set_verify_cert(t->session, NULL, 0);
+	t->trust = trust;
+	if (trust->verified != NULL)
+		gnutls_session_set_verify_function(t->session, verify_cached);
+	else
+		gnutls_session_set_verify_cert(t->session, NULL, 0);
 	gnutls_transport_set_int(t->session, t->fd);
 	gnutls_handshake_set_timeout(t->session, timeout_ms);
 	gnutls_record_set_timeout(t->session, timeout_ms);
@@ -542,8 +599,10 @@ int client_tls_open(struct client_tls *t, const char *host, const char *port,
 	do
 		g = gnutls_handshake(t->session);
 	while (g < 0 && !gnutls_error_is_fatal(g) && g != GNUTLS_E_AGAIN);
-	if (g == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR) {
-		unsigned status = gnutls_session_get_verify_cert_status(t->session);
+	if (g == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR || t->verify_status != 0) {
+		unsigned status = t->verify_status != 0
+					  ? t->verify_status
+					  : gnutls_session_get_verify_cert_status(t->session);
 
 		if (gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &out, 0) >=
 		    0)

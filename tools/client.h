@@ -86,7 +86,30 @@ int client_admin_call(struct client_admin *a, const Capf__AdminRequest *req,
 struct client_trust {
 	gnutls_x509_crt_t *crts;
 	unsigned n;
+	/* With client_trust_cache(): the server chains that verified, by
+	 * the SHA-256 of what the server sent, and the counts. NULL: every
+	 * handshake verifies the server's chain. */
+	struct client_verified *verified;
 };
+
+/* The server chains a client_trust has seen verify (at most
+ * CLIENT_VERIFIED_MAX kept). Not locked: one per thread. */
+#define CLIENT_VERIFIED_MAX 8u
+struct client_verified {
+	uint8_t sum[CLIENT_VERIFIED_MAX][32];
+	unsigned n;
+	unsigned long full;   /* handshakes that verified the chain */
+	unsigned long cached; /* handshakes whose chain was one that verified */
+};
+
+/*
+ * client_trust_cache() - from now on a handshake with t verifies the
+ * server's chain only when it is not byte for byte one that verified
+ * before (what a load of many sessions to one server needs; a phone's
+ * single session gains nothing). The server still proves its key in
+ * every handshake. Returns 0 or CAPF_ENOMEM.
+ */
+int client_trust_cache(struct client_trust *t);
 
 /*
  * client_trust_load() - read every certificate of a PEM (or one DER) file.
@@ -124,6 +147,8 @@ struct client_tls {
 	struct client_reader rd;
 	char errtext[160];          /* why the last call failed, for people */
 	struct transcript_writer *rec; /* records every frame sent and received, or NULL */
+	const struct client_trust *trust; /* during client_tls_open() */
+	unsigned verify_status;     /* why the server's chain did not verify (cached trust) */
 };
 #define CLIENT_TLS_INIT { .fd = -1 }
 
@@ -238,6 +263,9 @@ struct phone_enroll_opts {
 	unsigned stall_ms;
 	struct transcript_writer *rec;    /* the session's transcript, or NULL */
 	const char *tool;                 /* its "tool" field; NULL = "capf-phone enroll" */
+	/* The delivered LSC's signature is not verified (its key and name
+	 * still are): a load checks a sample. */
+	bool skip_lsc_signature;
 };
 
 /* Where phone_enroll() stopped. */

@@ -97,6 +97,20 @@ ctl --csv device list | head -n 1 | grep -qi "name" || fail "csv header"
 	--socket "$sock" --host 127.0.0.1 --port "$port" --timeout 60 >"$tmp/load" 2>&1 ||
 	{ cat "$tmp/load"; fail "load run"; }
 grep -qi "enrollments/s" "$tmp/load" || { cat "$tmp/load"; fail "load output"; }
+# Each of the 4 phone threads verifies the server's chain once, then
+# recognises it; every LSC's signature is checked by default.
+grep -q "the signature of every one (--verify-every 1); the server's chain verified in 4 handshakes, recognised in 20" \
+	"$tmp/load" || { cat "$tmp/load"; fail "load: the checks it made"; }
+# A server the phones do not trust is refused by every one of them, the
+# cache notwithstanding; 1 in 4 LSC signatures checked is said so.
+"$CAPF_PHONE" load --count 8 --concurrency 2 --prefix SEPNOTRUST --mfg-dir "$tmp/mfg" \
+	--ca "$tmp/mfg/mfg-ca.pem" --socket "$sock" --host 127.0.0.1 --port "$port" \
+	--timeout 60 >"$tmp/load" 2>&1 && fail "load against an untrusted server succeeded"
+grep -q "failed with CAPF_EUNTRUSTED (1009): 8" "$tmp/load" || { cat "$tmp/load"; fail "load: untrusted"; }
+"$CAPF_PHONE" load --count 8 --concurrency 2 --prefix SEPSAMPLE --mfg-dir "$tmp/mfg" \
+	--ca "$capf_ca" --socket "$sock" --host 127.0.0.1 --port "$port" --verify-every 4 \
+	--timeout 60 >"$tmp/load" 2>&1 || { cat "$tmp/load"; fail "load --verify-every 4"; }
+grep -q "the signature of 1 in N (--verify-every 4)" "$tmp/load" || { cat "$tmp/load"; fail "load: sample"; }
 
 stop_capfd
 grep -q "LSC installed" "$tmp/capfd.log" || fail "no success line in the log"

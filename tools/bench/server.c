@@ -265,6 +265,10 @@ int bench_load(const struct bench_capfd *d, const struct bench_load_opts *o,
 		av[k++] = "--key-pool";
 		av[k++] = (char *)o->key_pool;
 	}
+	if (o->verify_every) {
+		av[k++] = "--verify-every";
+		av[k++] = (char *)o->verify_every;
+	}
 	if (o->lsc_out) {
 		av[k++] = "--lsc-out";
 		av[k++] = (char *)o->lsc_out;

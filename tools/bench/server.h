@@ -56,6 +56,7 @@ struct bench_load_opts {
 	const char *groups;   /* --groups, NULL: capf-phone's default */
 	const char *key_file, *lsc_out, *lsc_in;
 	const char *key_pool; /* --key-pool, NULL: capf-phone's default */
+	const char *verify_every; /* --verify-every, NULL: capf-phone's default (all) */
 	int cpu;
 	unsigned timeout;     /* seconds after which no enrollment starts; 0 = 300 */
 };

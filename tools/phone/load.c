@@ -46,6 +46,7 @@ enum {
 	OPT_HOLD,
 	OPT_JSON,
 	OPT_KEY_FILE,
+	OPT_VERIFY_EVERY,
 };
 
 static void usage(FILE *f)
@@ -57,7 +58,7 @@ static void usage(FILE *f)
 		"         [--protocol native|cisco] [--key-type T] [--mic-type T] [--key-pool N]\n"
 		"         [--groups x25519|p256|default] [--rate R] [--no-setup]\n"
 		"         [--lsc-out FILE] [--lsc-in FILE] [--idle N [--hold S]] [--json]\n"
-		"         [--key-file FILE]\n"
+		"         [--key-file FILE] [--verify-every N]\n"
 		"Add N devices through the admin socket, then enroll them with C phones at a\n"
 		"time, and report rates, latencies, the server's CPU time per enrollment and\n"
 		"the simulator's own.\n"
@@ -98,6 +99,8 @@ static void usage(FILE *f)
 		"      --rate R           open loop: start one enrollment every 1/R seconds (up to\n"
 		"                         C at once), latency counted from the scheduled start\n"
 		"      --no-setup         the devices are there already (e.g. a bulk import)\n"
+		"      --verify-every N   verify the signature of 1 LSC in N (every LSC's key and\n"
+		"                         name are checked); default 1, all of them\n"
 		"      --lsc-out FILE     write every LSC received, with its key, to FILE\n"
 		"      --lsc-in FILE      the phones of FILE (--lsc-out) present their LSC\n"
 		"      --idle N           instead of enrolling: open N TLS connections with C\n"
@@ -304,6 +307,7 @@ static int enroll_one(struct load *l, unsigned long i, struct phone_enroll_opts 
 	o->mic = l->lsc_in ? NULL : &l->mics[i];
 	o->lsc = l->lsc_in ? &l->lscs[i] : NULL;
 	o->reuse_key = load_lsc_key(l, i);
+	o->skip_lsc_signature = i % l->verify_every != 0;
 	open_transcript(l, i, o);
 	ret = phone_enroll(o, &r);
 	/* A failure to write it is reported once by the check below. */
@@ -321,14 +325,17 @@ static int enroll_one(struct load *l, unsigned long i, struct phone_enroll_opts 
 static void *enroll_thread(void *arg)
 {
 	struct load *l = arg;
-	struct client_trust trust = { NULL, 0 };
+	struct client_trust trust = { 0 };
 	struct phone_enroll_opts o;
 	unsigned long i;
 	double start, left;
 	int ret;
 
-	/* Each thread reads its own copy: GnuTLS objects stay per thread. */
+	/* Each thread reads its own copy: GnuTLS objects stay per thread.
+	 * The server's chain is verified once per thread, then recognised. */
 	ret = client_trust_load(l->ca_file, &trust);
+	if (ret == 0)
+		ret = client_trust_cache(&trust);
 	memset(&o, 0, sizeof(o));
 	o.host = l->host;
 	o.port = l->port;
@@ -370,6 +377,10 @@ static void *enroll_thread(void *arg)
 		}
 		l->latency_ms[i] = (phone_now() - start) * 1000.0;
 		atomic_fetch_add(&l->finished, 1);
+	}
+	if (trust.verified != NULL) {
+		atomic_fetch_add(&l->chains_verified, trust.verified->full);
+		atomic_fetch_add(&l->chains_cached, trust.verified->cached);
 	}
 	client_trust_deinit(&trust);
 	atomic_fetch_add(&l->exited, 1);
@@ -442,11 +453,12 @@ int phone_cmd_load(int argc, char **argv)
 		{ "hold", required_argument, NULL, OPT_HOLD },
 		{ "json", no_argument, NULL, OPT_JSON },
 		{ "key-file", required_argument, NULL, OPT_KEY_FILE },
+		{ "verify-every", required_argument, NULL, OPT_VERIFY_EVERY },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct load l;
-	struct client_trust trust = { NULL, 0 };
+	struct client_trust trust = { 0 };
 	struct pki_pair ca = { NULL, NULL };
 	unsigned long timeout = LOAD_TIMEOUT_DEFAULT, i, nsetup, count_max = 0;
 	double start, wall, cpu0 = -1, cpu1 = -1, bench;
@@ -470,6 +482,7 @@ int phone_cmd_load(int argc, char **argv)
 	l.key_type = CAPF__KEY_TYPE__KEY_EC_P256;
 	l.mic_type = CAPF__KEY_TYPE__KEY_EC_P256;
 	l.key_pool = LOAD_KEY_POOL_DEFAULT;
+	l.verify_every = 1;
 	l.groups = CLIENT_GROUPS_X25519;
 	l.hold = LOAD_HOLD_DEFAULT;
 	optind = 0;
@@ -547,6 +560,11 @@ int phone_cmd_load(int argc, char **argv)
 			if (phone_parse_uint(optarg, 0, LOAD_KEY_POOL_MAX, &l.key_pool) < 0)
 				return phone_usage_error("load", "--key-pool wants 0..%lu",
 							 LOAD_KEY_POOL_MAX);
+			break;
+		case OPT_VERIFY_EVERY:
+			if (phone_parse_uint(optarg, 1, LOAD_COUNT_MAX, &l.verify_every) < 0)
+				return phone_usage_error("load", "--verify-every wants 1..%lu",
+							 LOAD_COUNT_MAX);
 			break;
 		case OPT_GROUPS:
 			if (client_groups_from_name(optarg, &l.groups) < 0)

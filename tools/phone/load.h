@@ -52,6 +52,9 @@ struct load {
 	int key_type;               /* what the device records ask for (capf KeyType) */
 	int mic_type;               /* the MICs' key type */
 	unsigned long key_pool;     /* 0: a fresh key per phone and per MIC */
+	unsigned long verify_every; /* --verify-every: 1 LSC signature in N verified */
+	atomic_ulong chains_verified; /* handshakes that verified the server's chain */
+	atomic_ulong chains_cached;   /* handshakes that met a chain verified before */
 	unsigned long count;
 	unsigned long concurrency;
 	unsigned long retries;      /* --retry: attempts after a retry-later or lost connection */

@@ -96,9 +96,10 @@ int load_cisco_enroll(const struct load *l, unsigned long i, const struct client
 		} else if (cmd == CISCO_STORE_CERTIFICATE_REQUEST) {
 			const uint8_t *der;
 			size_t dlen;
+			/* Its signature verified for 1 phone in --verify-every. */
 			bool ok = key != NULL &&
 				  cisco_el_certificate(&c->io.m, CISCO_EL_CERTIFICATE, &der, &dlen) == 0 &&
-				  client_trust_verify(trust, der, dlen) == 1;
+				  (i % l->verify_every != 0 || client_trust_verify(trust, der, dlen) == 1);
 
 			cisco_builder_init(&c->b, CISCO_STORE_CERTIFICATE_RESPONSE, sid);
 			cisco_put_u8(&c->b, CISCO_EL_REASON,

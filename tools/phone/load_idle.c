@@ -34,7 +34,7 @@ struct idle_run {
 static void *idle_thread(void *arg)
 {
 	struct idle_run *r = arg;
-	struct client_trust trust = { NULL, 0 };
+	struct client_trust trust = { 0 };
 	unsigned long i;
 
 	if (client_trust_load(r->l->ca_file, &trust) < 0) {

@@ -202,6 +202,11 @@ void load_report(const struct load *l, double wall, double cpu_ms, uint32_t pid,
 		       l->key_file ? " or read from --key-file" : "");
 	else
 		printf("keys: a new one for every MIC and every enrollment, in the run (no pool)\n");
+	printf("checks: every LSC's key and name, the signature of %s (--verify-every %lu); "
+	       "the server's chain verified in %lu handshakes, recognised in %lu (verified "
+	       "before by the same phone thread)\n",
+	       l->verify_every == 1 ? "every one" : "1 in N", l->verify_every,
+	       atomic_load(&l->chains_verified), atomic_load(&l->chains_cached));
 	if (cpu_ms >= 0 && nok > 0)
 		printf("server cpu: %.0f ms in total, %.2f ms per enrollment (pid %u)\n", cpu_ms,
 		       cpu_ms / (double)nok, pid);
