@@ -634,8 +634,10 @@ static int count_entries(const char *dir)
 }
 
 /* Checks every field of a CA certificate made by ca/ (certificate-profile.md). */
-static void check_ca_profile(struct ca *ca, gnutls_x509_privkey_t key_or_null, const char *dn,
-			     unsigned days, int sign_algo, int pk, unsigned bits_want)
+/* before: the time before the CA was made (its validity starts between
+ * then and now, however slow the machine). */
+static void check_ca_profile(struct ca *ca, time_t before, gnutls_x509_privkey_t key_or_null,
+			     const char *dn, unsigned days, int sign_algo, int pk, unsigned bits_want)
 {
 	gnutls_x509_crt_t crt = ca_crt(ca);
 	gnutls_datum_t d = {NULL, 0};
@@ -659,10 +661,11 @@ static void check_ca_profile(struct ca *ca, gnutls_x509_privkey_t key_or_null, c
 	CU_ASSERT_EQUAL(gnutls_x509_crt_get_issuer_dn3(crt, &d, 0), 0);
 	CU_ASSERT_STRING_EQUAL((char *)d.data, dn);
 	gnutls_free(d.data);
-	CU_ASSERT(labs(gnutls_x509_crt_get_activation_time(crt) - (now - CA_BACKDATE_SECONDS)) <=
-		  5);
-	CU_ASSERT(labs(gnutls_x509_crt_get_expiration_time(crt) - (now + (time_t)days * DAY)) <=
-		  5);
+	CU_ASSERT(gnutls_x509_crt_get_activation_time(crt) + CA_BACKDATE_SECONDS >= before - 1);
+	CU_ASSERT(gnutls_x509_crt_get_activation_time(crt) + CA_BACKDATE_SECONDS <= now + 1);
+	CU_ASSERT_EQUAL(gnutls_x509_crt_get_expiration_time(crt) -
+				gnutls_x509_crt_get_activation_time(crt),
+			(time_t)days * DAY + CA_BACKDATE_SECONDS);
 	CU_ASSERT(gnutls_x509_crt_get_basic_constraints(crt, &critical, &is_ca, &pathlen) > 0);
 	CU_ASSERT_EQUAL(is_ca, 1);
 	CU_ASSERT_EQUAL(pathlen, 0);
@@ -714,6 +717,7 @@ static void test_new_creates_ca(void)
 	gnutls_datum_t file = {NULL, 0};
 	struct stat st;
 	char keyfile[512];
+	time_t before = time(NULL);
 
 	cfg.dir = path_in("newca");
 	cfg.subject = "CN=Test CAPF,O=capf test";
@@ -736,7 +740,7 @@ static void test_new_creates_ca(void)
 	CU_ASSERT(memcmp(file.data, ca_cert_pem(ca), file.size) == 0);
 	gnutls_free(file.data);
 
-	check_ca_profile(ca, NULL, "CN=Test CAPF,O=capf test", 100, GNUTLS_SIGN_ECDSA_SHA256,
+	check_ca_profile(ca, before, NULL, "CN=Test CAPF,O=capf test", 100, GNUTLS_SIGN_ECDSA_SHA256,
 			 GNUTLS_PK_ECDSA, 256);
 
 	/* ca.pem, current, gen/<id>/{cert.pem,key.pem}: no temporary file
@@ -1684,6 +1688,7 @@ static void test_ca_profile_key_types(void)
 {
 	struct ca_config cfg = {0};
 	struct ca *ca = NULL;
+	time_t before;
 
 	/* Invalid key types are configuration errors, caught before any file. */
 	cfg.dir = path_in("kt-bad");
@@ -1695,8 +1700,9 @@ static void test_ca_profile_key_types(void)
 	cfg.key_type = 0;
 	cfg.subject = "CN=P256 CAPF,O=test";
 	cfg.ca_days = 20;
+	before = time(NULL);
 	CU_ASSERT_EQUAL_FATAL(ca_new(&ca, &cfg), 0);
-	check_ca_profile(ca, NULL, "CN=P256 CAPF,O=test", 20, GNUTLS_SIGN_ECDSA_SHA256,
+	check_ca_profile(ca, before, NULL, "CN=P256 CAPF,O=test", 20, GNUTLS_SIGN_ECDSA_SHA256,
 			 GNUTLS_PK_ECDSA, 256);
 	ca_free(ca);
 
@@ -1704,8 +1710,9 @@ static void test_ca_profile_key_types(void)
 	cfg.key_type = CAPF__KEY_TYPE__KEY_EC_P384;
 	cfg.subject = "CN=P384 CAPF";
 	cfg.ca_days = 30;
+	before = time(NULL);
 	CU_ASSERT_EQUAL_FATAL(ca_new(&ca, &cfg), 0);
-	check_ca_profile(ca, NULL, "CN=P384 CAPF", 30, GNUTLS_SIGN_ECDSA_SHA384, GNUTLS_PK_ECDSA,
+	check_ca_profile(ca, before, NULL, "CN=P384 CAPF", 30, GNUTLS_SIGN_ECDSA_SHA384, GNUTLS_PK_ECDSA,
 			 384);
 	ca_free(ca);
 
@@ -1713,8 +1720,9 @@ static void test_ca_profile_key_types(void)
 	cfg.key_type = CAPF__KEY_TYPE__KEY_RSA_2048;
 	cfg.subject = "CN=RSA CAPF,OU=phones,O=test";
 	cfg.ca_days = 40;
+	before = time(NULL);
 	CU_ASSERT_EQUAL_FATAL(ca_new(&ca, &cfg), 0);
-	check_ca_profile(ca, NULL, "CN=RSA CAPF,OU=phones,O=test", 40, GNUTLS_SIGN_RSA_SHA256,
+	check_ca_profile(ca, before, NULL, "CN=RSA CAPF,OU=phones,O=test", 40, GNUTLS_SIGN_RSA_SHA256,
 			 GNUTLS_PK_RSA, 2048);
 	ca_free(ca);
 }
