@@ -280,6 +280,14 @@ struct source_count;
  */
 #define CFG_LIVE(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
 
+/* Descriptors capfd needs besides its phone connections: the store's
+ * files, the signer's sockets, admin and metrics clients, the CA's files. */
+#define CAPFD_NOFILE_RESERVE 64u
+
+/* capfd_nofile_connections() - RLIMIT_NOFILE less CAPFD_NOFILE_RESERVE
+ * (UINT_MAX without a limit). */
+unsigned capfd_nofile_connections(void);
+
 struct server {
 	struct capfd_config *cfg;
 	struct ca *ca;
@@ -337,6 +345,13 @@ struct server {
 	atomic_uint_fast64_t failures;
 	atomic_uint_fast64_t connections;  /* accepted, total */
 	atomic_uint active_connections;
+	/* The phone connections the open-files limit leaves room for
+	 * (capfd_nofile_connections()): the limit in force when it is below
+	 * [limits] max_connections, so that accept() never runs out of
+	 * descriptors (a worker's loop would spin on EMFILE, its timers
+	 * starved) and what is over it is refused at once, as over
+	 * max_connections. */
+	unsigned nofile_connections;
 	struct outcomes outcomes;          /* by operation, result, code; latencies */
 };
 

@@ -324,6 +324,10 @@ void conn_close(struct conn *c)
 		return;
 	}
 	c->closing = true;
+	if (c->audit_quiet) {
+		store_wake(c->srv->store);
+		c->audit_quiet = false;
+	}
 	/* Every session that ends leaves a line with its outcome; one the
 	 * phone left midway has no other. */
 	if (c->core != NULL && core_state(c->core) != CORE_S_DONE) {
@@ -1183,10 +1187,17 @@ void conn_accept(struct worker *w, enum conn_proto proto)
 		conn_close(c);
 		return;
 	}
-	if (atomic_load(&srv->active_connections) > CFG_LIVE(srv->cfg->max_connections)) {
-		log_limited(&conn_lim_total, LOG_LVL_WARN, "%s: connection limit (%u) reached, refusing",
-			    c->peer,
-			 CFG_LIVE(srv->cfg->max_connections));
+	if (atomic_load(&srv->active_connections) > CFG_LIVE(srv->cfg->max_connections) ||
+	    atomic_load(&srv->active_connections) > srv->nofile_connections) {
+		unsigned limit = CFG_LIVE(srv->cfg->max_connections);
+
+		if (srv->nofile_connections < limit)
+			log_limited(&conn_lim_total, LOG_LVL_WARN,
+				    "%s: connection limit (%u, set by the open-files limit) reached, "
+				    "refusing", c->peer, srv->nofile_connections);
+		else
+			log_limited(&conn_lim_total, LOG_LVL_WARN,
+				    "%s: connection limit (%u) reached, refusing", c->peer, limit);
 		conn_close(c);
 		return;
 	}

@@ -36,6 +36,10 @@ struct conn {
 	size_t rlen, roff, rcap;
 
 	struct frame_decoder dec;
+	/* An audit event of this session is queued without waking the store
+	 * writer (store_audit_quiet()): it goes with the session's next
+	 * txn, or conn_close() wakes the writer for it. */
+	bool audit_quiet;
 	struct core *core;
 	struct codec_native *codec;
 	/* Cisco CAPF v3: its codec, and the bytes of messages not yet whole

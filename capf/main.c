@@ -43,31 +43,23 @@ static void usage(FILE *out)
 		LOCALSTATEDIR);
 }
 
-/* Descriptors capfd needs besides its phone connections: the store's
- * files, the signer's sockets, admin and metrics clients, the CA's files. */
-#define NOFILE_RESERVE 64u
-
 /*
- * Each phone connection is a descriptor. Past the open-files limit accept()
- * fails and libuv drops what it cannot take, admin connections included,
- * with nothing in the log: say so at start if max_connections cannot be
- * reached. capfd does not raise the limit itself (capfd(8)).
+ * Each phone connection is a descriptor: under an open-files limit below
+ * max_connections, capfd takes at most what the limit leaves room for
+ * (server.nofile_connections) and refuses the rest at once. Say so at
+ * start. capfd does not raise the limit itself (capfd(8)).
  */
 static void check_nofile(unsigned max_connections)
 {
-	struct rlimit rl;
-	unsigned long long want = (unsigned long long)max_connections + NOFILE_RESERVE;
+	unsigned n = capfd_nofile_connections();
 
-	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY ||
-	    (unsigned long long)rl.rlim_cur >= want)
+	if (n >= max_connections)
 		return;
 	log_warn("the open-files limit (%llu) is below [limits] max_connections (%u) plus %u: "
-		 "past about %llu connections, new ones (the admin socket's too) are dropped "
-		 "without a log line; raise the limit (LimitNOFILE=) or lower max_connections",
-		 (unsigned long long)rl.rlim_cur, max_connections, NOFILE_RESERVE,
-		 (unsigned long long)rl.rlim_cur > NOFILE_RESERVE
-			 ? (unsigned long long)rl.rlim_cur - NOFILE_RESERVE
-			 : 0ull);
+		 "capfd takes at most %u phone connections and refuses more at once; raise "
+		 "the limit (LimitNOFILE=) or lower max_connections",
+		 (unsigned long long)n + CAPFD_NOFILE_RESERVE, max_connections,
+		 CAPFD_NOFILE_RESERVE, n);
 }
 
 int main(int argc, char **argv)

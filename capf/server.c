@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -675,6 +677,17 @@ static int start_signer(struct server *srv, const char *cadir, struct ca_keyops 
 	return 0;
 }
 
+unsigned capfd_nofile_connections(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY ||
+	    rl.rlim_cur >= (rlim_t)UINT_MAX)
+		return UINT_MAX;
+	return rl.rlim_cur > CAPFD_NOFILE_RESERVE ? (unsigned)(rl.rlim_cur - CAPFD_NOFILE_RESERVE)
+						  : 1u;
+}
+
 int server_start(struct server *srv, struct capfd_config *cfg, uv_loop_t *loop)
 {
 	struct ca_config cacfg = { 0 };
@@ -687,6 +700,7 @@ int server_start(struct server *srv, struct capfd_config *cfg, uv_loop_t *loop)
 	srv->cfg = cfg;
 	srv->loop = loop;
 	srv->started_at = time(NULL);
+	srv->nofile_connections = capfd_nofile_connections();
 	pthread_mutex_init(&srv->claims_lock, NULL);
 	pthread_mutex_init(&srv->creds_lock, NULL);
 

@@ -501,6 +501,8 @@ void conn_session_run(struct conn *c, const struct core_event *first)
 				break;
 			case CORE_FX_PERSIST:
 				ret = start_persist(c, fx);
+				if (ret == 0)
+					c->audit_quiet = false; /* the submission woke the writer */
 				have_next = ret < 0 && failed_now(&next, CORE_EV_PERSISTED, ret);
 				break;
 			case CORE_FX_SIGN:
@@ -511,8 +513,11 @@ void conn_session_run(struct conn *c, const struct core_event *first)
 				send_msg(c, &fx->send);
 				break;
 			case CORE_FX_AUDIT:
+				/* Written with the session's next txn (one wake-up
+				 * of the writer for both), or when it closes. */
 				audit_fill(c, &aev, &fx->audit);
-				(void)store_audit(c->srv->store, &aev);
+				if (store_audit_quiet(c->srv->store, &aev) == 0)
+					c->audit_quiet = true;
 				break;
 			case CORE_FX_VERIFY:
 				ret = start_verify(c, fx);

@@ -825,6 +825,9 @@ struct store {
 	uint64_t audit_aggregated;
 	bool closing;
 	bool kick;               /* wake the writer to retry what waits */
+	/* The queue has an item that wants the writer now (every item but
+	 * the events of store_audit_quiet()), or store_wake() was called. */
+	bool q_wake;
 
 	pthread_mutex_t c_lock;  /* protects the compaction fields */
 	pthread_t compactor;

@@ -154,7 +154,7 @@ static int build_rec(const struct store_rec_view *v, void *arg)
  * that cannot keep up (a slow or failing disk) pushes back on its callers
  * instead of growing without bound; requests (flush, compact) always pass.
  */
-static int enqueue(struct store *st, struct item *it)
+static int enqueue_opts(struct store *st, struct item *it, bool quiet)
 {
 	bool counted = it->kind == ITEM_TXN || it->kind == ITEM_AUDIT;
 	bool wake = false;
@@ -175,7 +175,8 @@ static int enqueue(struct store *st, struct item *it)
 		else
 			st->q_head = it;
 		st->q_tail = it;
-		wake = true;
+		wake = !quiet;
+		st->q_wake = st->q_wake || wake;
 	}
 	pthread_mutex_unlock(&st->q_lock);
 	/* After the unlock: a writer woken while the lock is still held
@@ -183,6 +184,11 @@ static int enqueue(struct store *st, struct item *it)
 	if (wake)
 		pthread_cond_signal(&st->q_cond);
 	return ret;
+}
+
+static int enqueue(struct store *st, struct item *it)
+{
+	return enqueue_opts(st, it, false);
 }
 
 /* The packed size of record r inside a StoreTxn: tag, length, body. */
@@ -484,7 +490,7 @@ void store_agg_free(struct store *st)
 	st->agg_n = 0;
 }
 
-int store_audit(struct store *st, const struct store_audit_event *ev)
+static int audit_opts(struct store *st, const struct store_audit_event *ev, bool quiet)
 {
 	struct item *it = NULL;
 	int ret;
@@ -505,10 +511,34 @@ int store_audit(struct store *st, const struct store_audit_event *ev)
 		store_item_free(it);
 		return CAPF_ENOMEM;
 	}
-	ret = enqueue(st, it);
+	ret = enqueue_opts(st, it, quiet);
 	if (ret < 0)
 		store_item_free(it);
 	return ret;
+}
+
+int store_audit(struct store *st, const struct store_audit_event *ev)
+{
+	return audit_opts(st, ev, false);
+}
+
+int store_audit_quiet(struct store *st, const struct store_audit_event *ev)
+{
+	return audit_opts(st, ev, true);
+}
+
+void store_wake(struct store *st)
+{
+	bool wake;
+
+	if (!st)
+		return;
+	pthread_mutex_lock(&st->q_lock);
+	wake = st->q_head != NULL;
+	st->q_wake = st->q_wake || wake;
+	pthread_mutex_unlock(&st->q_lock);
+	if (wake)
+		pthread_cond_signal(&st->q_cond);
 }
 
 /* Queues a request for the writer and waits for its answer. */

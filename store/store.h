@@ -247,6 +247,19 @@ int store_submit_wait(struct store *st, Capf__StoreRecord *const *recs, size_t n
 int store_audit(struct store *st, const struct store_audit_event *ev);
 
 /*
+ * store_audit_quiet() - store_audit() without waking the writer: the
+ * event waits for the next submission (of any caller), store_wake() or
+ * store_flush(). For a session whose next step submits a txn, so that the
+ * event and the txn cost the writer one wake-up, not two; the caller
+ * calls store_wake() if that submission does not come (the session
+ * ends). Returns as store_audit().
+ */
+int store_audit_quiet(struct store *st, const struct store_audit_event *ev);
+
+/* store_wake() - wake the writer if anything waits in its queue. */
+void store_wake(struct store *st);
+
+/*
  * store_flush() - wait until everything queued before the call is written
  * (or failed). Returns 0, or the write error that keeps audit events
  * waiting. For tools and tests; never call it on an event loop.

@@ -806,7 +806,9 @@ void *store_writer_main(void *arg)
 		bool closing, retry;
 
 		pthread_mutex_lock(&st->q_lock);
-		while (!st->q_head && !st->closing && !st->kick) {
+		/* Quiet events alone do not end the wait: they go with the
+		 * next item that wants the writer (or a timeout's work). */
+		while (!st->q_wake && !st->closing && !st->kick) {
 			struct timespec ts;
 			double wait = STORE_RETRY_SECONDS;
 
@@ -836,6 +838,7 @@ void *store_writer_main(void *arg)
 		head = st->q_head;
 		st->q_head = st->q_tail = NULL;
 		st->q_len = 0;
+		st->q_wake = false;
 		closing = st->closing;
 		st->kick = false;
 		if (store_agg_take(st, closing, &aggs, &n_aggs) < 0)

@@ -2072,6 +2072,44 @@ static int any_text(const struct collected *c, const char *needle)
 	return 0;
 }
 
+/* An event queued quietly waits for the writer's next wake-up: a
+ * submission, store_wake(), store_flush(); then it is written in order. */
+static void test_audit_quiet(void)
+{
+	struct store_audit_event ev = { .kind = CAPF__AUDIT_KIND__AUDIT_AUTH_OK,
+					.device = "SEPQUIET0001", .peer = "127.0.0.1:1",
+					.detail = "mic" };
+	struct store_stats s0, s1;
+	struct store *st = NULL;
+	struct tmp t;
+	int i;
+
+	CU_ASSERT_EQUAL(store_audit_quiet(NULL, &ev), CAPF_EINVAL);
+	store_wake(NULL);
+	CU_ASSERT_EQUAL_FATAL(tmp_setup(&t), 0);
+	CU_ASSERT_EQUAL_FATAL(store_open(&st, t.dir), 0);
+	store_get_stats(st, &s0);
+	CU_ASSERT_EQUAL(store_audit_quiet(st, &ev), 0);
+	usleep(200000);
+	store_get_stats(st, &s1);
+	CU_ASSERT_EQUAL(s1.audit_seq, s0.audit_seq); /* nobody woke the writer */
+	store_wake(st);
+	for (i = 0; i < 200; i++) {
+		store_get_stats(st, &s1);
+		if (s1.audit_seq == s0.audit_seq + 1)
+			break;
+		usleep(10000);
+	}
+	CU_ASSERT_EQUAL(s1.audit_seq, s0.audit_seq + 1);
+	/* With a submission: both in the same group, the quiet one first. */
+	CU_ASSERT_EQUAL(store_audit_quiet(st, &ev), 0);
+	CU_ASSERT_EQUAL(put_device(st, "SEPQUIET0002", 0, 0, 0), 0);
+	store_get_stats(st, &s0);
+	CU_ASSERT_EQUAL(s0.audit_seq, s1.audit_seq + 1);
+	store_close(st);
+	tmp_cleanup(&t);
+}
+
 static void test_audit_invalid(void)
 {
 	struct store_audit_event ev = { 0 };
@@ -3356,6 +3394,7 @@ static CU_TestInfo tests_bounds[] = {
 
 static CU_TestInfo tests_audit[] = {
 	{ "invalid input", test_audit_invalid },
+	{ "quiet events wait for a wake-up", test_audit_quiet },
 	{ "chain across restarts", test_audit_chain },
 	{ "tampering", test_audit_tamper },
 	{ "torn, missing, truncated", test_audit_recovery },
