@@ -107,6 +107,24 @@ void conn_process(struct conn *c);
  * (at the end of a worker's loop). */
 void conn_fibers_release(void);
 
+/* What is queued for the socket beyond which reading stops. */
+#define CONN_WRITE_QUEUE_MAX (256u * 1024u)
+/* conn_queue_write() - queue what GnuTLS pushed (total bytes in iov) for
+ * the socket; conn_read_records() - the session's records, to the codec;
+ * conn_compact_rbuf() - the receive buffer, what was read moved out. */
+int conn_queue_write(struct conn *c, const giovec_t *iov, int iovcnt, size_t total);
+void conn_read_records(struct conn *c);
+void conn_compact_rbuf(struct conn *c);
+
+/* capf/conn_handshake.c */
+/* conn_handshake_step() - one gnutls_handshake() call on a fiber, until
+ * the server's signature is made; conn_handshake_result() - what a call
+ * returned: > 0 the session started, 0 more to come, < 0 closed. */
+void conn_handshake_step(struct conn *c);
+int conn_handshake_result(struct conn *c, int ret);
+/* conn_fiber_free() - a connection's fiber (NULL: nothing). */
+void conn_fiber_free(struct fiber *f);
+
 /* capf/session.c */
 /* conn_session_run() - feed first to the core and carry out its effects
  * until it waits for the world or is done. */

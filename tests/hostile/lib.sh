@@ -1,5 +1,5 @@
 # Shared by the hostile tests and tests/soak.sh, on top of
-# tests/integration/lib.sh (source that first): waiting for log lines,
+# tests/integration/lib.sh (source that first; wait_log is there):
 # raising the open-files limit, the offline checks of the state directory
 # and the comparison of the store with what the phones were told.
 
@@ -7,18 +7,6 @@
 skip() {
 	echo "SKIP: $*"
 	exit 77
-}
-
-# wait_log PATTERN WHAT [SECONDS]: PATTERN (grep) appears in the log in
-# time (default 10 s), else fail with WHAT.
-wait_log() {
-	n=$((${3:-10} * 20))
-	i=0
-	until grep -q -- "$1" "$tmp/capfd.log"; do
-		i=$((i + 1))
-		[ $i -lt "$n" ] || fail "$2: no log line matching '$1'"
-		sleep 0.05
-	done
 }
 
 # raise_nofile N: the soft open-files limit of this shell, and so of the

@@ -68,14 +68,15 @@ stop_capfd() {
 	fi
 }
 
-# wait_log PATTERN SECONDS WHAT: capfd's log has a line matching PATTERN
-# (grep -E) within SECONDS, else fail naming WHAT. For what capfd logs
-# from a timer or another thread, after the line a test last saw.
+# wait_log PATTERN WHAT [SECONDS]: capfd's log has a line matching
+# PATTERN (grep) within SECONDS (default 10), else fail with WHAT. For what
+# capfd logs from a timer or another thread, after the line a test saw.
 wait_log() {
+	n=$((${3:-10} * 20))
 	i=0
-	until grep -Eq "$1" "$tmp/capfd.log"; do
+	until grep -q -- "$1" "$tmp/capfd.log"; do
 		i=$((i + 1))
-		[ $i -lt $(($2 * 20)) ] || fail "$3"
+		[ $i -lt "$n" ] || fail "$2: no log line matching '$1'"
 		sleep 0.05
 	done
 }

@@ -27,10 +27,7 @@ sleep 0.5
 # Bad: refused, every problem named with its line, the old one kept.
 printf '[log]\nlevel = chatty\n[limits]\nidle_timeout = 0\n[metrics]\nlisten = x:y\n' >"$conf"
 kill -HUP "$capfd_pid"
-i=0
-until grep -q "reload refused" "$tmp/capfd.log"; do
-	i=$((i + 1)); [ $i -lt 100 ] || fail "no answer to SIGHUP"; sleep 0.05
-done
+wait_log "reload refused" "no answer to SIGHUP" 5
 grep -q "capfd.conf:2: \[log\] level must be" "$tmp/capfd.log" || fail "bad level not reported"
 grep -q "capfd.conf:4: \[limits\] idle_timeout must be" "$tmp/capfd.log" ||
 	fail "bad idle_timeout not reported"
@@ -41,10 +38,7 @@ ctl status >/dev/null || fail "capfd does not serve after a refused reload"
 # store option for later.
 printf '[log]\nlevel = debug\n[limits]\nidle_timeout = 20\n[metrics]\nlisten = 127.0.0.1:0\n[admin]\nreadonly_users = 4242\n[store]\nqueue = 64\n' >"$conf"
 kill -HUP "$capfd_pid"
-i=0
-until grep -q "configuration reloaded" "$tmp/capfd.log"; do
-	i=$((i + 1)); [ $i -lt 100 ] || fail "no reload"; sleep 0.05
-done
+wait_log "configuration reloaded" "no reload" 5
 grep -q "configuration reloaded from .*: 4 changes applied, 1 at the next restart" "$tmp/capfd.log" ||
 	fail "reload summary: $(grep reload "$tmp/capfd.log")"
 grep -q "reload: \[limits\] idle_timeout changed: new sessions use it" "$tmp/capfd.log" ||
@@ -145,8 +139,8 @@ reload
 # The sweep runs from its timer once the reload is done, and the record
 # of the acknowledgement that scheduled the revocation may still be on its
 # way to the store: wait for it.
-wait_log "superseded LSCs now end their grace within \[ca\] supersede_grace \(2 s\)" 5 \
-	"the shorter grace does not bring the revocation forward"
+wait_log "superseded LSCs now end their grace within \[ca\] supersede_grace (2 s)" \
+	"the shorter grace does not bring the revocation forward" 5
 cert_state "$g1" revoked 8
 jhas '"reason":"superseded"' "$g: the reason of the swept LSC"
 # Off: an LSC superseded under a grace of an hour is revoked at once.

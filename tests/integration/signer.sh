@@ -23,16 +23,6 @@ signer_pid() {
 	pgrep -P "$capfd_pid" | head -n 1
 }
 
-# wait_log PATTERN WHAT: the pattern appears in the log within 10 s.
-wait_log() {
-	i=0
-	until grep -q "$1" "$tmp/capfd.log"; do
-		i=$((i + 1))
-		[ $i -lt 200 ] || fail "$2: no log line matching '$1'"
-		sleep 0.05
-	done
-}
-
 # Every certificate recorded in $tmp/received is in the store (offline).
 check_received_stored() {
 	"$CAPFCTL" store dump -d "$tmp/state" --json >"$tmp/dump" 2>&1 ||
