@@ -342,6 +342,9 @@ static int issuer_refused(gnutls_x509_crt_t crt, gnutls_x509_crt_t const *cands,
 		snprintf(why, len, "%s", text.data != NULL ? (char *)text.data
 							   : "its signature does not verify");
 		gnutls_free(text.data);
+		/* GnuTLS ends its text with a space. */
+		for (size_t k = strlen(why); k > 0 && why[k - 1] == ' '; k--)
+			why[k - 1] = '\0';
 		*itself = i == n;
 		return 1;
 	}
