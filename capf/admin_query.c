@@ -121,7 +121,7 @@ static bool filter_needs_lsc(const Capf__DeviceFilter *f)
  * missing has no expiry, so an expiry condition leaves it out.
  */
 static bool filter_match(const Capf__DeviceFilter *f, const Capf__Device *d,
-			 const Capf__Certificate *lsc)
+			 const Capf__Certificate *lsc, int64_t now)
 {
 	bool has_lsc = d->lsc_serial.len > 0;
 
@@ -146,6 +146,9 @@ static bool filter_match(const Capf__DeviceFilter *f, const Capf__Device *d,
 		return false;
 	if (f->unacknowledged && d->pending_serial.len == 0 &&
 	    d->status != CAPF__OP_STATUS__STATUS_ISSUED)
+		return false;
+	if (f->failed && d->status != CAPF__OP_STATUS__STATUS_FAILED && d->last_error == 0 &&
+	    !(d->op != CAPF__OPERATION__OP_NONE && d->deadline != 0 && d->deadline < now))
 		return false;
 	if (filter_needs_lsc(f)) {
 		if (lsc == NULL)
@@ -207,6 +210,7 @@ static void handle_device_list(struct admin_client *ac, const Capf__AdminRequest
 	const char *prefix = NULL;
 	size_t limit = q->limit == 0 ? PAGE_DEFAULT : q->limit > PAGE_MAX ? PAGE_MAX : q->limit;
 	size_t i, scanned = 0, last = SIZE_MAX;
+	int64_t now = (int64_t)time(NULL);
 	int ret;
 
 	if (cur == NULL) {
@@ -264,7 +268,7 @@ static void handle_device_list(struct admin_client *ac, const Capf__AdminRequest
 		}
 		if (d->lsc_serial.len > 0)
 			store_cert_get(st, d->lsc_serial.data, d->lsc_serial.len, &c);
-		if (!filter_match(f, d, c)) {
+		if (!filter_match(f, d, c, now)) {
 			capf__device__free_unpacked(d, NULL);
 			if (c != NULL)
 				capf__certificate__free_unpacked(c, NULL);

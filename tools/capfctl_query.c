@@ -292,7 +292,7 @@ static void usage_list(FILE *f)
 		   "  status = S[,S]   none, pending, issued, success, failed\n"
 		   "  auth = M[,M]     mic, string, null, lsc-or-mic, mic-or-lsc\n"
 		   "  op = O[,O]       none, install, delete, fetch\n"
-		   "  no lsc, has lsc, unacknowledged\n"
+		   "  no lsc, has lsc, unacknowledged, failed (see report --failed)\n"
 		   "  expires before DATE, expires after DATE, expires within N[d|h|w]\n"
 		   "\n"
 		   "      --count      print only how many match\n",

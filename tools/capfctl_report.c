@@ -323,7 +323,9 @@ static void usage_report(FILE *f)
 		   "\n"
 		   "      --stale         only LSCs issued and never acknowledged\n"
 		   "      --expiring N    only LSCs that expire within N (30d, 12h, 2w)\n"
-		   "      --failed        only devices whose last operation failed\n");
+		   "      --failed        only devices that need attention: the operation\n"
+		   "                      failed, the last attempt was refused (a wrong\n"
+		   "                      string, a lockout) or the deadline has passed\n");
 }
 
 static const char *const report_heads[] = {
@@ -439,8 +441,7 @@ static int cmd_report(struct ctl *c, int argc, char **argv)
 			w.f.expires_before = (int64_t)time(NULL) + dur;
 			break;
 		case OPT_FAILED:
-			if (w.f.n_status < WHERE_LIST_MAX)
-				w.status[w.f.n_status++] = CAPF__OP_STATUS__STATUS_FAILED;
+			w.f.failed = 1;
 			break;
 		case 'w':
 			if (ctl_add_where("report", &w, optarg))

@@ -137,6 +137,10 @@ static int condition(struct where *w, char **t, size_t n, int64_t now, char *err
 		f->unacknowledged = 1;
 		return 0;
 	}
+	if (n == 1 && !strcmp(t[0], "failed")) {
+		f->failed = 1;
+		return 0;
+	}
 	if (n == 3 && !strcmp(t[0], "name")) {
 		if (!strcmp(t[1], "=") || !strcmp(t[1], "is")) {
 			if (strpbrk(t[2], "*?[")) {

@@ -107,6 +107,18 @@ enroll $c --no-ack >"$tmp/out" 2>&1 || true
 ctl --csv report --stale >"$tmp/report" || fail "report --stale"
 grep -q "^$c," "$tmp/report" || fail "report --stale lacks $c: $(cat "$tmp/report")"
 [ "$(count --where unacknowledged)" = 1 ] || fail "where unacknowledged"
+[ "$(count --where failed)" = 0 ] || fail "where failed: a device that needs no attention"
+# Needing attention: a wrong string (its last result), a deadline passed.
+ctl device set $d --op install --auth string --auth-string 4711 >/dev/null || fail "device set $d"
+enroll $d --auth-string 1234 >"$tmp/out" 2>&1 && fail "a wrong string enrolled"
+ctl device set $b --op install --deadline 2000-01-01 >/dev/null || fail "device set $b deadline"
+ctl --csv report --failed >"$tmp/report" || fail "report --failed"
+grep -q "^$d,install,pending,string,,,20[^,]*,CAPF_EAUTH$" "$tmp/report" ||
+	fail "report --failed lacks $d: $(cat "$tmp/report")"
+grep -q "^$b,install,pending," "$tmp/report" || fail "report --failed lacks $b: $(cat "$tmp/report")"
+[ "$(wc -l <"$tmp/report")" -eq 3 ] || fail "report --failed: $(cat "$tmp/report")"
+[ "$(count --where 'failed and auth = string')" = 1 ] || fail "where failed and auth"
+ctl device set $b --op none --deadline none >/dev/null || fail "device set $b back"
 
 # cert list.
 ctl cert list >"$tmp/certs" || fail "cert list"
