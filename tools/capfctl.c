@@ -142,6 +142,47 @@ int ctl_unknown(const char *area, const char *word, const char *const *names, si
 			   word);
 }
 
+static bool rsa_key(int kt)
+{
+	return kt == CAPF__KEY_TYPE__KEY_RSA_2048 || kt == CAPF__KEY_TYPE__KEY_RSA_3072 ||
+	       kt == CAPF__KEY_TYPE__KEY_RSA_4096;
+}
+
+int ctl_parse_value(const char *cmd, const char *opt, enum ctl_value kind, const char *arg,
+		    int *out)
+{
+	const char *(*name)(int) = kind == CTL_VALUE_OP		? op_name
+				   : kind == CTL_VALUE_AUTH	? auth_name
+				   : kind == CTL_VALUE_KEY_ORDER ? key_order_name
+								 : key_type_name;
+	const char *names[16], *near;
+	char all[160] = "";
+	size_t n = 0, used = 0;
+
+	for (int v = 0; v < 16; v++) {
+		const char *s = name(v);
+
+		if (!strcmp(s, "?"))
+			continue;
+		if ((kind == CTL_VALUE_RSA_KEY && !rsa_key(v)) ||
+		    (kind == CTL_VALUE_EC_KEY && rsa_key(v)) ||
+		    (kind != CTL_VALUE_OP && v == 0)) /* unspecified */
+			continue;
+		if (!strcmp(s, arg)) {
+			*out = v;
+			return 0;
+		}
+		names[n++] = s;
+		used += (size_t)snprintf(all + used, used < sizeof(all) ? sizeof(all) - used : 0,
+					 "%s%s", used ? ", " : "", s);
+	}
+	near = client_nearest(arg, names, n);
+	if (near != NULL)
+		return usage_error(cmd, "%s: unknown value '%s'; did you mean '%s'?", opt, arg,
+				   near);
+	return usage_error(cmd, "%s: unknown value '%s' (%s)", opt, arg, all);
+}
+
 /* ---- talking to the server -------------------------------------------- */
 
 /* Sends req; on a connection failure says which path and why. Returns 0 or

@@ -97,6 +97,25 @@ int ctl_bad_option(const char *cmd, char **argv, const struct option *longopts);
  * the top level), with the nearest of the n names as a hint. */
 int ctl_unknown(const char *area, const char *word, const char *const *names, size_t n);
 
+/* What ctl_parse_value() reads: an enumeration's names, or a part of one. */
+enum ctl_value {
+	CTL_VALUE_OP,        /* none, install, delete, fetch */
+	CTL_VALUE_AUTH,      /* mic, string, null, lsc-or-mic, mic-or-lsc */
+	CTL_VALUE_KEY,       /* every key type */
+	CTL_VALUE_RSA_KEY,   /* rsa-2048, rsa-3072, rsa-4096 */
+	CTL_VALUE_EC_KEY,    /* ec-p256, ec-p384, ec-p521 */
+	CTL_VALUE_KEY_ORDER, /* rsa-only, ec-only, ec-preferred */
+};
+
+/*
+ * ctl_parse_value() - the value of option opt of cmd, arg, as one of the
+ * names of kind ("unspecified" is none of them). 0 and *out set, or the
+ * usage error (CTL_EXIT_USAGE) with the nearest name as a hint, or all of
+ * them when none is near.
+ */
+int ctl_parse_value(const char *cmd, const char *opt, enum ctl_value kind, const char *arg,
+		    int *out);
+
 /* ctl_set_format() - apply the option OPT_JSON or OPT_CSV (opt) to c. */
 void ctl_set_format(struct ctl *c, int opt);
 

@@ -373,8 +373,8 @@ static int parse_newkey(struct ctl *c, int argc, char **argv, const char *cmd,
 	while ((opt = getopt_long(argc, argv, "o:h", longopts, NULL)) != -1) {
 		switch (opt) {
 		case OPT_KEY_TYPE:
-			if (key_type_from_name(optarg, &o->key_type) < 0 || o->key_type == 0)
-				return usage_error(cmd, "unknown key type '%s'", optarg);
+			if (ctl_parse_value(cmd, "--key-type", CTL_VALUE_KEY, optarg, &o->key_type))
+				return CTL_EXIT_USAGE;
 			break;
 		case OPT_KEY:
 			o->key = optarg;

@@ -237,14 +237,6 @@ void ctl_progress(unsigned long done, unsigned long total, double started)
 }
 
 /* Parses one key option: a key type of the family wanted (rsa or ec). */
-static int parse_key(const char *cmd, const char *opt, const char *arg, int family, int *out)
-{
-	if (key_type_from_name(arg, out) < 0 || *out == CAPF__KEY_TYPE__KEY_UNSPECIFIED ||
-	    (family == 'r' && !is_rsa_key(*out)) || (family == 'e' && is_rsa_key(*out)))
-		return usage_error(cmd, "bad %s '%s'", opt, arg);
-	return 0;
-}
-
 static int parse_put_opts(struct ctl *c, int argc, char **argv, bool create, struct put_opts *p,
 			  bool *help)
 {
@@ -274,35 +266,34 @@ static int parse_put_opts(struct ctl *c, int argc, char **argv, bool create, str
 	while ((opt = getopt_long(argc, argv, "o:a:k:d:h", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'o':
-			if (op_from_name(optarg, &p->op) < 0)
-				return usage_error(cmd, "unknown operation '%s'", optarg);
+			if (ctl_parse_value(cmd, "--op", CTL_VALUE_OP, optarg, &p->op))
+				return CTL_EXIT_USAGE;
 			p->has_op = true;
 			break;
 		case 'a':
-			if (auth_from_name(optarg, &p->auth) < 0 ||
-			    p->auth == CAPF__AUTH_MODE__AUTH_UNSPECIFIED)
-				return usage_error(cmd, "unknown authentication mode '%s'", optarg);
+			if (ctl_parse_value(cmd, "--auth", CTL_VALUE_AUTH, optarg, &p->auth))
+				return CTL_EXIT_USAGE;
 			p->has_auth = true;
 			break;
 		case 'k':
-			if (parse_key(cmd, "key type", optarg, 0, &p->key))
+			if (ctl_parse_value(cmd, "--key", CTL_VALUE_KEY, optarg, &p->key))
 				return CTL_EXIT_USAGE;
 			p->has_key = true;
 			break;
 		case OPT_RSA_KEY:
-			if (parse_key(cmd, "--rsa-key", optarg, 'r', &p->rsa))
+			if (ctl_parse_value(cmd, "--rsa-key", CTL_VALUE_RSA_KEY, optarg, &p->rsa))
 				return CTL_EXIT_USAGE;
 			p->has_rsa = true;
 			break;
 		case OPT_EC_KEY:
-			if (parse_key(cmd, "--ec-key", optarg, 'e', &p->ec))
+			if (ctl_parse_value(cmd, "--ec-key", CTL_VALUE_EC_KEY, optarg, &p->ec))
 				return CTL_EXIT_USAGE;
 			p->has_ec = true;
 			break;
 		case OPT_KEY_ORDER:
-			if (key_order_from_name(optarg, &p->order) < 0 ||
-			    p->order == CAPF__KEY_ORDER__KEY_ORDER_UNSPECIFIED)
-				return usage_error(cmd, "unknown key order '%s'", optarg);
+			if (ctl_parse_value(cmd, "--key-order", CTL_VALUE_KEY_ORDER, optarg,
+					    &p->order))
+				return CTL_EXIT_USAGE;
 			p->has_order = true;
 			break;
 		case OPT_LSC_DAYS:

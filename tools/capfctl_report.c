@@ -178,19 +178,6 @@ out:
 	return ret;
 }
 
-static int parse_key_of(const char *opt, const char *arg, bool rsa, int *out)
-{
-	bool is_rsa;
-
-	if (key_type_from_name(arg, out) < 0 || *out == CAPF__KEY_TYPE__KEY_UNSPECIFIED)
-		return usage_error("schedule", "bad %s '%s'", opt, arg);
-	is_rsa = *out == CAPF__KEY_TYPE__KEY_RSA_2048 || *out == CAPF__KEY_TYPE__KEY_RSA_3072 ||
-		 *out == CAPF__KEY_TYPE__KEY_RSA_4096;
-	if (is_rsa != rsa)
-		return usage_error("schedule", "bad %s '%s'", opt, arg);
-	return 0;
-}
-
 static int cmd_schedule(struct ctl *c, int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -220,15 +207,14 @@ static int cmd_schedule(struct ctl *c, int argc, char **argv)
 	while ((opt = getopt_long(argc, argv, "o:a:d:w:h", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'o':
-			if (op_from_name(optarg, &v) < 0)
-				return usage_error("schedule", "unknown operation '%s'", optarg);
+			if (ctl_parse_value("schedule", "--op", CTL_VALUE_OP, optarg, &v))
+				return CTL_EXIT_USAGE;
 			ss.proto.op = v;
 			ss.fields |= CAPF__PUT_FIELD__PUT_FIELD_OP;
 			break;
 		case 'a':
-			if (auth_from_name(optarg, &v) < 0 || v == CAPF__AUTH_MODE__AUTH_UNSPECIFIED)
-				return usage_error("schedule", "unknown authentication mode '%s'",
-						   optarg);
+			if (ctl_parse_value("schedule", "--auth", CTL_VALUE_AUTH, optarg, &v))
+				return CTL_EXIT_USAGE;
 			ss.proto.auth = v;
 			ss.fields |= CAPF__PUT_FIELD__PUT_FIELD_AUTH;
 			break;
@@ -244,20 +230,19 @@ static int cmd_schedule(struct ctl *c, int argc, char **argv)
 				return CTL_EXIT_USAGE;
 			break;
 		case OPT_Q_KEY_ORDER:
-			if (key_order_from_name(optarg, &v) < 0 ||
-			    v == CAPF__KEY_ORDER__KEY_ORDER_UNSPECIFIED)
-				return usage_error("schedule", "unknown key order '%s'", optarg);
+			if (ctl_parse_value("schedule", "--key-order", CTL_VALUE_KEY_ORDER, optarg, &v))
+				return CTL_EXIT_USAGE;
 			ss.proto.key_order = v;
 			ss.fields |= CAPF__PUT_FIELD__PUT_FIELD_KEY_ORDER;
 			break;
 		case OPT_Q_RSA_KEY:
-			if (parse_key_of("--rsa-key", optarg, true, &v))
+			if (ctl_parse_value("schedule", "--rsa-key", CTL_VALUE_RSA_KEY, optarg, &v))
 				return CTL_EXIT_USAGE;
 			ss.proto.key_type = v;
 			ss.fields |= CAPF__PUT_FIELD__PUT_FIELD_KEY_TYPE;
 			break;
 		case OPT_Q_EC_KEY:
-			if (parse_key_of("--ec-key", optarg, false, &v))
+			if (ctl_parse_value("schedule", "--ec-key", CTL_VALUE_EC_KEY, optarg, &v))
 				return CTL_EXIT_USAGE;
 			ss.proto.ec_key_type = v;
 			ss.fields |= CAPF__PUT_FIELD__PUT_FIELD_EC_KEY_TYPE;

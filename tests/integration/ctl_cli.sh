@@ -29,6 +29,14 @@ usage "did you mean '--json'?" device list --jsn
 usage "did you mean '--dry-run'?" schedule --op fetch --where 'no lsc' --dryrun
 usage "did you mean '--prometheus'?" stats --prometeus
 usage "did you mean 'compact'?" store compcat
+# A mistyped value: the nearest name, or all of them.
+usage "--op: unknown value 'instal'; did you mean 'install'?" schedule --op instal --where 'no lsc'
+usage "did you mean 'ec-p256'?" device add SEP000000000001 --key ec-p25
+usage "did you mean 'mic-or-lsc'?" device set SEP000000000001 --auth mic-or-lcs
+usage "--rsa-key: unknown value 'ec-p256' (rsa-2048, rsa-3072, rsa-4096)" schedule --op install \
+	--where 'no lsc' --rsa-key ec-p256
+usage "--key-order: unknown value 'ec' (rsa-only, ec-only, ec-preferred)" device add SEP000000000001 \
+	--key-order ec
 usage "option '--where' needs a value" device list --where
 usage "unknown command 'frobnicate'$" frobnicate
 rc=0
