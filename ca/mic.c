@@ -166,24 +166,41 @@ static int check_eku(gnutls_x509_crt_t leaf)
 	return any ? CAPF_EUNTRUSTED : 0;
 }
 
+/*
+ * The chain verified up to its anchor in the manufacturer roots: the
+ * root that issued the last certificate (or that is it), the list's own
+ * (no copy), checked with the chain by GnuTLS; a chain that does not
+ * verify so (unsorted, another root of the same name) gets the trust
+ * list's own search, which sorts and tries every candidate.
+ */
+static int verify_chain(struct ca *ca, gnutls_x509_crt_t *chain, size_t n)
+{
+	const unsigned flags =
+		GNUTLS_VERIFY_DISABLE_TIME_CHECKS | GNUTLS_VERIFY_DISABLE_TRUSTED_TIME_CHECKS;
+	gnutls_x509_crt_t anchor = NULL;
+	unsigned status = 0;
+	int ret;
+
+	if (gnutls_x509_trust_list_get_issuer(ca->mfg_tl, chain[n - 1], &anchor, 0) == 0 &&
+	    gnutls_x509_crt_list_verify(chain, (unsigned)n, &anchor, 1, NULL, 0, flags,
+					&status) == 0 &&
+	    status == 0)
+		return 0;
+	status = 0;
+	ret = gnutls_x509_trust_list_verify_crt2(ca->mfg_tl, chain, (unsigned)n, NULL, 0, flags,
+						 &status, NULL);
+	return ret < 0 || status != 0 ? CAPF_EUNTRUSTED : 0;
+}
+
 int ca_mic_decide(struct ca *ca, gnutls_x509_crt_t *chain, size_t n, const char *device_name,
 		  time_t now)
 {
-	unsigned status = 0;
 	int ret;
 
 	/* Without manufacturer roots nothing can be trusted. The roots may
 	 * change at run time: the read lock keeps this list alive. */
 	pthread_rwlock_rdlock(&ca->lock);
-	if (ca->mfg_tl == NULL) {
-		pthread_rwlock_unlock(&ca->lock);
-		return CAPF_EUNTRUSTED;
-	}
-	ret = gnutls_x509_trust_list_verify_crt2(ca->mfg_tl, chain, (unsigned)n, NULL, 0,
-						 GNUTLS_VERIFY_DISABLE_TIME_CHECKS |
-						     GNUTLS_VERIFY_DISABLE_TRUSTED_TIME_CHECKS,
-						 &status, NULL);
-	if (ret < 0 || status != 0) {
+	if (ca->mfg_tl == NULL || verify_chain(ca, chain, n) < 0) {
 		pthread_rwlock_unlock(&ca->lock);
 		return CAPF_EUNTRUSTED;
 	}

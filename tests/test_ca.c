@@ -1387,12 +1387,19 @@ static void test_mic_time(void)
 
 static void test_mic_intermediate(void)
 {
-	struct pki_pair chain[2];
+	struct pki_pair chain[3], swapped[2];
 
 	CU_ASSERT_EQUAL_FATAL(make_intermediate(&mfg_root, "Test Manufacturing Sub CA", &chain[1]),
 			      0);
 	CU_ASSERT_EQUAL_FATAL(pki_make_mic(&chain[1], "CP-7841-" DEV, 0, 10, &chain[0]), 0);
 	CU_ASSERT_EQUAL(verify_pairs(shared_ca, chain, 2, DEV, time(NULL)), 0);
+	/* The root sent too: the chain ends at a trusted certificate. */
+	chain[2] = mfg_root;
+	CU_ASSERT_EQUAL(verify_pairs(shared_ca, chain, 3, DEV, time(NULL)), 0);
+	/* Out of order: the leaf must come first. */
+	swapped[0] = chain[1];
+	swapped[1] = chain[0];
+	CU_ASSERT_EQUAL(verify_pairs(shared_ca, swapped, 2, DEV, time(NULL)), CAPF_EUNTRUSTED);
 	/* Without the intermediate the leaf leads nowhere. */
 	CU_ASSERT_EQUAL(verify_pairs(shared_ca, chain, 1, DEV, time(NULL)), CAPF_EUNTRUSTED);
 	/* The intermediate (a CA) presented as the leaf. */
