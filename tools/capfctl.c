@@ -244,9 +244,14 @@ int ctl_call_ok(struct ctl *c, Capf__AdminRequest *req, Capf__AdminResponse **re
 
 /* ---- command lines ---------------------------------------------------- */
 
-void ctl_set_format(struct ctl *c, int opt)
+int ctl_set_format(struct ctl *c, int opt)
 {
-	c->fmt = opt == OPT_JSON ? FMT_JSON : FMT_CSV;
+	enum ctl_format want = opt == OPT_JSON ? FMT_JSON : FMT_CSV;
+
+	if (c->fmt != FMT_TABLE && c->fmt != want)
+		return usage_error(NULL, "--json and --csv: one output format at a time");
+	c->fmt = want;
+	return 0;
 }
 
 int ctl_no_operands(const char *cmd, int argc, char **argv)
@@ -546,7 +551,8 @@ int simple_opts(struct ctl *c, int argc, char **argv, const char *cmd,
 		switch (opt) {
 		case OPT_JSON:
 		case OPT_CSV:
-			ctl_set_format(c, opt);
+			if (ctl_set_format(c, opt))
+				return CTL_EXIT_USAGE;
 			break;
 		case 'h':
 			usage(stdout);
@@ -916,7 +922,8 @@ int main(int argc, char **argv)
 			break;
 		case OPT_JSON:
 		case OPT_CSV:
-			ctl_set_format(&c, opt);
+			if (ctl_set_format(&c, opt))
+				return CTL_EXIT_USAGE;
 			break;
 		case 'h':
 			usage_main(stdout);

@@ -116,8 +116,9 @@ enum ctl_value {
 int ctl_parse_value(const char *cmd, const char *opt, enum ctl_value kind, const char *arg,
 		    int *out);
 
-/* ctl_set_format() - apply the option OPT_JSON or OPT_CSV (opt) to c. */
-void ctl_set_format(struct ctl *c, int opt);
+/* ctl_set_format() - apply the option OPT_JSON or OPT_CSV (opt) to c: 0,
+ * or the usage error (CTL_EXIT_USAGE) if the other one was given. */
+int ctl_set_format(struct ctl *c, int opt);
 
 /* ctl_no_operands() - 0 if getopt left no operand in argv, else a usage
  * error about the first one for cmd (CTL_EXIT_USAGE). */

@@ -274,7 +274,8 @@ static int cmd_bulk_import(struct ctl *c, int argc, char **argv)
 			break;
 		case OPT_JSON:
 		case OPT_CSV:
-			ctl_set_format(c, opt);
+			if (ctl_set_format(c, opt))
+				return CTL_EXIT_USAGE;
 			break;
 		case 'h':
 			usage_bulk(stdout);

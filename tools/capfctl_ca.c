@@ -395,7 +395,8 @@ static int parse_newkey(struct ctl *c, int argc, char **argv, const char *cmd,
 			break;
 		case OPT_JSON:
 		case OPT_CSV:
-			ctl_set_format(c, opt);
+			if (ctl_set_format(c, opt))
+				return CTL_EXIT_USAGE;
 			break;
 		case 'h':
 			usage(stdout);
@@ -689,7 +690,8 @@ static int parse_kind(struct ctl *c, int argc, char **argv, const char *cmd, int
 			break;
 		case OPT_JSON:
 		case OPT_CSV:
-			ctl_set_format(c, opt);
+			if (ctl_set_format(c, opt))
+				return CTL_EXIT_USAGE;
 			break;
 		case 'h':
 			usage_trust(stdout);
@@ -979,7 +981,8 @@ static int cmd_cert_revoke(struct ctl *c, int argc, char **argv)
 			break;
 		case OPT_JSON:
 		case OPT_CSV:
-			ctl_set_format(c, opt);
+			if (ctl_set_format(c, opt))
+				return CTL_EXIT_USAGE;
 			break;
 		case 'h':
 			usage_cert(stdout);

@@ -339,7 +339,8 @@ static int parse_put_opts(struct ctl *c, int argc, char **argv, bool create, str
 			break;
 		case OPT_JSON:
 		case OPT_CSV:
-			ctl_set_format(c, opt);
+			if (ctl_set_format(c, opt))
+				return CTL_EXIT_USAGE;
 			break;
 		case 'h':
 			usage_put(stdout, create);

@@ -333,7 +333,8 @@ int ctl_cmd_device_list(struct ctl *c, int argc, char **argv)
 			break;
 		case OPT_JSON:
 		case OPT_CSV:
-			ctl_set_format(c, opt);
+			if (ctl_set_format(c, opt))
+				return CTL_EXIT_USAGE;
 			break;
 		case 'h':
 			usage_list(stdout);
@@ -422,7 +423,8 @@ int ctl_cmd_device_del(struct ctl *c, int argc, char **argv)
 			break;
 		case OPT_JSON:
 		case OPT_CSV:
-			ctl_set_format(c, opt);
+			if (ctl_set_format(c, opt))
+				return CTL_EXIT_USAGE;
 			break;
 		case 'h':
 			usage_del(stdout);
@@ -692,7 +694,8 @@ int ctl_cmd_cert_list(struct ctl *c, int argc, char **argv)
 			break;
 		case OPT_JSON:
 		case OPT_CSV:
-			ctl_set_format(c, opt);
+			if (ctl_set_format(c, opt))
+				return CTL_EXIT_USAGE;
 			break;
 		case 'h':
 			usage_cert_list(stdout);

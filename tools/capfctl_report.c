@@ -264,7 +264,8 @@ static int cmd_schedule(struct ctl *c, int argc, char **argv)
 			break;
 		case OPT_JSON:
 		case OPT_CSV:
-			ctl_set_format(c, opt);
+			if (ctl_set_format(c, opt))
+				return CTL_EXIT_USAGE;
 			break;
 		case 'h':
 			usage_schedule(stdout);
@@ -438,7 +439,8 @@ static int cmd_report(struct ctl *c, int argc, char **argv)
 			break;
 		case OPT_JSON:
 		case OPT_CSV:
-			ctl_set_format(c, opt);
+			if (ctl_set_format(c, opt))
+				return CTL_EXIT_USAGE;
 			break;
 		case 'h':
 			usage_report(stdout);

@@ -365,7 +365,8 @@ static int offline_opts(struct ctl *c, int argc, char **argv, const char *cmd,
 			break;
 		case OPT_JSON:
 		case OPT_CSV:
-			ctl_set_format(c, opt);
+			if (ctl_set_format(c, opt))
+				return CTL_EXIT_USAGE;
 			break;
 		case 'h':
 			usage(stdout);

@@ -29,6 +29,8 @@ usage "did you mean '--json'?" device list --jsn
 usage "did you mean '--dry-run'?" schedule --op fetch --where 'no lsc' --dryrun
 usage "did you mean '--prometheus'?" stats --prometeus
 usage "did you mean 'compact'?" store compcat
+usage "one output format at a time" --json device list --csv
+usage "one output format at a time" --csv --json status
 # A mistyped value: the nearest name, or all of them.
 usage "--op: unknown value 'instal'; did you mean 'install'?" schedule --op instal --where 'no lsc'
 usage "did you mean 'ec-p256'?" device add SEP000000000001 --key ec-p25
