@@ -370,6 +370,17 @@ int metrics_render(struct server *srv, char **out, size_t *len)
 		put_hist(&b, "capf_store_commit_duration_seconds",
 			 "How long a group commit's writes and fdatasyncs took.", bounds,
 			 ss.commit_le, STORE_COMMIT_BUCKETS, (double)ss.commit_us_total / 1e6);
+		put_hist(&b, "capf_store_fdatasync_duration_seconds",
+			 "How long the fdatasync of a synced group's segment took.", bounds,
+			 ss.sync_le, STORE_COMMIT_BUCKETS, (double)ss.sync_us_total / 1e6);
+	}
+	{
+		double bounds[STORE_GROUP_BUCKETS];
+
+		for (size_t i = 0; i < STORE_GROUP_BUCKETS; i++)
+			bounds[i] = (double)store_group_bounds[i];
+		put_hist(&b, "capf_store_group_commit_txns", "Txns per synced group commit.",
+			 bounds, ss.group_le, STORE_GROUP_BUCKETS, (double)ss.group_txns_total);
 	}
 	family(&b, "capf_store_write_failures_total", "counter", "Groups whose write failed.");
 	put(&b, "capf_store_write_failures_total %llu\n", (unsigned long long)ss.write_failures);

@@ -46,6 +46,9 @@ struct store;
 /* Upper bounds, in microseconds, of the commit latency buckets. */
 #define STORE_COMMIT_BUCKETS 10
 extern const uint64_t store_commit_bounds_us[STORE_COMMIT_BUCKETS];
+/* The bounds of the histogram of txns per synced group. */
+#define STORE_GROUP_BUCKETS 9
+extern const uint64_t store_group_bounds[STORE_GROUP_BUCKETS];
 
 struct store_stats {
 	uint64_t devices;
@@ -75,6 +78,13 @@ struct store_stats {
 	 * per bucket (store_commit_bounds_us, then one past the last). */
 	uint64_t commit_us_total;
 	uint64_t commit_le[STORE_COMMIT_BUCKETS + 1];
+	/* The segment's fdatasync alone, per synced group, the same way. */
+	uint64_t sync_us_total;
+	uint64_t sync_le[STORE_COMMIT_BUCKETS + 1];
+	/* Txns per synced group (store_group_bounds, then one past), and
+	 * their sum. */
+	uint64_t group_le[STORE_GROUP_BUCKETS + 1];
+	uint64_t group_txns_total;
 };
 
 /*

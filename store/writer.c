@@ -336,9 +336,20 @@ static int inject_fault(struct store *st, int fault, int fd, const uint8_t *data
  * written after it until the next sync say so (AFTER_LAZY), so that a
  * power cut may leave it torn with them.
  */
-static int write_group(struct store *st, struct audit_batch *b, int fault, bool lazy)
+static uint64_t since_us(const struct timespec *t0)
+{
+	struct timespec t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (uint64_t)(t1.tv_sec - t0->tv_sec) * 1000000u +
+	       (uint64_t)((t1.tv_nsec - t0->tv_nsec) / 1000);
+}
+
+static int write_group(struct store *st, struct audit_batch *b, int fault, bool lazy,
+		       uint64_t *sync_us)
 {
 	char segname[64], audname[64];
+	struct timespec t0;
 	int ret = 0;
 
 	store_seq_name(segname, sizeof(segname), STORE_SEG_PREFIX, st->seg_seq);
@@ -363,8 +374,12 @@ static int write_group(struct store *st, struct audit_batch *b, int fault, bool 
 		goto fail;
 	}
 	ret = store_write_full(st->seg_fd, b->seg_out.data, b->seg_out.len);
-	if (ret == 0 && !lazy && fdatasync(st->seg_fd) < 0)
-		ret = store_write_err(errno);
+	if (ret == 0 && !lazy) {
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		if (fdatasync(st->seg_fd) < 0)
+			ret = store_write_err(errno);
+		*sync_us = since_us(&t0);
+	}
 	if (ret < 0) {
 		snprintf(st->fault_text, sizeof(st->fault_text), "write to %s/%s failed: %s",
 			 st->dir, segname, strerror(-ret));
@@ -561,10 +576,22 @@ const uint64_t store_commit_bounds_us[STORE_COMMIT_BUCKETS] = {
 	500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 1000000,
 };
 
-static void update_stats(struct store *st, size_t n_ok, int wrote, int failed,
-			 uint64_t commit_us, bool lazy)
+const uint64_t store_group_bounds[STORE_GROUP_BUCKETS] = {
+	1, 2, 4, 8, 16, 32, 64, 128, 256,
+};
+
+static size_t bucket_of(uint64_t v, const uint64_t *bounds, size_t n)
 {
 	size_t i = 0;
+
+	while (i < n && v > bounds[i])
+		i++;
+	return i;
+}
+
+static void update_stats(struct store *st, size_t n_ok, int wrote, int failed,
+			 uint64_t commit_us, uint64_t sync_us, bool lazy)
+{
 
 	pthread_rwlock_wrlock(&st->idx_lock);
 	st->stats.txns_written += n_ok;
@@ -572,10 +599,16 @@ static void update_stats(struct store *st, size_t n_ok, int wrote, int failed,
 	st->stats.lazy_groups += wrote && lazy;
 	st->stats.audit_syncs = st->audit_sync_count;
 	if (wrote) {
-		while (i < STORE_COMMIT_BUCKETS && commit_us > store_commit_bounds_us[i])
-			i++;
-		st->stats.commit_le[i]++;
+		st->stats.commit_le[bucket_of(commit_us, store_commit_bounds_us,
+					      STORE_COMMIT_BUCKETS)]++;
 		st->stats.commit_us_total += commit_us;
+	}
+	if (wrote && !lazy) {
+		st->stats.sync_le[bucket_of(sync_us, store_commit_bounds_us,
+					    STORE_COMMIT_BUCKETS)]++;
+		st->stats.sync_us_total += sync_us;
+		st->stats.group_le[bucket_of(n_ok, store_group_bounds, STORE_GROUP_BUCKETS)]++;
+		st->stats.group_txns_total += n_ok;
 	}
 	st->stats.write_failures += failed;
 	st->stats.segment_seq = st->seg_seq;
@@ -604,8 +637,8 @@ static void writer_group(struct store *st, struct item *head)
 	/* Not synced if nothing in it needs to be: lazy txns and audit events
 	 * on their own (store_audit() promises no sync) only. */
 	bool lazy = st->retry_head == NULL && st->audit_lost_unreported == 0;
-	struct timespec t0, t1;
-	uint64_t commit_us = 0;
+	struct timespec t0;
+	uint64_t commit_us = 0, sync_us = 0;
 
 	if (st->failed)
 		(void)truncate_back(st);
@@ -671,12 +704,10 @@ static void writer_group(struct store *st, struct item *head)
 		goto fail;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	ret = write_group(st, &b, fault, lazy);
+	ret = write_group(st, &b, fault, lazy, &sync_us);
 	if (ret < 0)
 		goto fail;
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	commit_us = (uint64_t)(t1.tv_sec - t0.tv_sec) * 1000000u +
-		    (uint64_t)((t1.tv_nsec - t0.tv_nsec) / 1000);
+	commit_us = since_us(&t0);
 
 	wrote = 1;
 	note_success(st);
@@ -719,7 +750,7 @@ callbacks:
 	store_buf_free(&b.audit_out);
 	store_buf_free(&b.seg_out);
 	free(b.evs);
-	update_stats(st, wrote ? n_ok : 0, wrote, failed, commit_us, lazy);
+	update_stats(st, wrote ? n_ok : 0, wrote, failed, commit_us, sync_us, lazy);
 
 	for (it = head; it; it = next) {
 		next = it->next;

@@ -83,6 +83,13 @@ grep -q '^capf_store_group_commit_size [0-9.]*$' "$tmp/prom" || fail "group comm
 	fail "handshake histogram"
 [ "$(value 'capf_store_commit_duration_seconds_count' "$tmp/prom")" -ge 1 ] ||
 	fail "commit latency histogram"
+[ "$(value 'capf_store_fdatasync_duration_seconds_count' "$tmp/prom")" -ge 1 ] ||
+	fail "fdatasync latency histogram"
+# Each synced group is in the size histogram, and its txns in the sum.
+[ "$(value 'capf_store_group_commit_txns_count' "$tmp/prom")" = \
+	"$(value capf_store_syncs_total "$tmp/prom")" ] || fail "group size histogram count"
+[ "$(value 'capf_store_group_commit_txns_sum' "$tmp/prom" | cut -d. -f1)" -ge \
+	"$(value 'capf_store_group_commit_txns_count' "$tmp/prom")" ] || fail "group size histogram sum"
 # Buckets only grow.
 awk '/^capf_session_duration_seconds_bucket/ { if ($2 < last) bad = 1; last = $2 }
 	END { exit bad }' "$tmp/prom" || fail "histogram buckets are not cumulative"
