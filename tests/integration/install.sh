@@ -75,4 +75,12 @@ if grep -v "^$" "$tmp/out" | grep -q .; then
 	cat "$tmp/out"
 	fail "systemd-analyze verify reports problems"
 fi
+# Hardened: systemd's own exposure score (0 to 10, lower is safer) stays
+# in its "OK" band, under 2.
+systemd-analyze security --offline=true "$tmp/units/capfd.service" >"$tmp/out" 2>&1 ||
+	{ cat "$tmp/out"; fail "systemd-analyze security"; }
+score=$(sed -n 's/.*Overall exposure level for capfd.service: \([0-9.]*\).*/\1/p' "$tmp/out")
+[ -n "$score" ] || { cat "$tmp/out"; fail "no exposure level from systemd-analyze security"; }
+awk -v s="$score" 'BEGIN { exit !(s < 2.0) }' ||
+	fail "exposure level $score: the unit lost some of its hardening"
 echo "PASS"
