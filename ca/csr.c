@@ -30,6 +30,7 @@ static int take_key(struct ca_csr *csr)
 		return CAPF_ENOMEM;
 	if (gnutls_pubkey_import_x509_crq(pub, csr->crq, 0) < 0)
 		goto out;
+	csr->pub = pub;
 	csr->pk = gnutls_pubkey_get_pk_algorithm(pub, NULL);
 	if (gnutls_pubkey_export2(pub, GNUTLS_X509_FMT_DER, &csr->spki) < 0 ||
 	    gnutls_hash_fast(GNUTLS_DIG_SHA256, csr->spki.data, csr->spki.size, id) < 0) {
@@ -42,9 +43,50 @@ static int take_key(struct ca_csr *csr)
 	/* The first 160 bits of SHA-256 over the SubjectPublicKeyInfo, as
 	 * ca_key_id() computes for the CA. */
 	memcpy(csr->key_id, id, CA_KEY_ID_LEN);
+	return 0;
 out:
+	csr->pub = NULL;
 	gnutls_pubkey_deinit(pub);
 	return ret;
+}
+
+static int der_element(const uint8_t *p, size_t len, uint8_t tag, size_t *body);
+
+/*
+ * Where the parts that the signature covers are: CertificationRequest is
+ * SEQUENCE { certificationRequestInfo SEQUENCE, signatureAlgorithm
+ * SEQUENCE, signature BIT STRING } (RFC 2986 4.2), in DER (the caller
+ * checked it is). The signature's bits without their unused-bits octet,
+ * which must be 0.
+ */
+static int split_request(struct ca_csr *csr, size_t len)
+{
+	const uint8_t *p = csr->der;
+	size_t body, alg_len;
+	int h;
+
+	h = der_element(p, len, 0x30, &body);
+	if (h < 0 || (size_t)h + body != len)
+		return CAPF_EBADCSR;
+	p += h;
+	h = der_element(p, body, 0x30, &csr->info_len);
+	if (h < 0)
+		return CAPF_EBADCSR;
+	csr->info_off = (size_t)(p - csr->der);
+	csr->info_len += (size_t)h;
+	p += csr->info_len;
+	body -= csr->info_len;
+	h = der_element(p, body, 0x30, &alg_len);
+	if (h < 0)
+		return CAPF_EBADCSR;
+	p += (size_t)h + alg_len;
+	body -= (size_t)h + alg_len;
+	h = der_element(p, body, 0x03, &csr->sig_len);
+	if (h < 0 || (size_t)h + csr->sig_len != body || csr->sig_len < 2 || p[h] != 0)
+		return CAPF_EBADCSR;
+	csr->sig_off = (size_t)(p - csr->der) + (size_t)h + 1;
+	csr->sig_len -= 1;
+	return 0;
 }
 
 int ca_csr_parse(const uint8_t *der, size_t len, struct ca_csr **out)
@@ -88,6 +130,15 @@ int ca_csr_parse(const uint8_t *der, size_t len, struct ca_csr **out)
 			goto out;
 		}
 	}
+	csr->der = malloc(len);
+	if (csr->der == NULL) {
+		ret = CAPF_ENOMEM;
+		goto out;
+	}
+	memcpy(csr->der, der, len);
+	ret = split_request(csr, len);
+	if (ret < 0)
+		goto out;
 	ret = take_key(csr);
 	if (ret < 0)
 		goto out;
@@ -105,6 +156,9 @@ void ca_csr_free(struct ca_csr *csr)
 		return;
 	if (csr->crq != NULL)
 		gnutls_x509_crq_deinit(csr->crq);
+	if (csr->pub != NULL)
+		gnutls_pubkey_deinit(csr->pub);
+	free(csr->der);
 	gnutls_free(csr->spki.data);
 	free(csr);
 }
@@ -132,20 +186,16 @@ static int hash_acceptable(gnutls_digest_algorithm_t dig)
  * Runs before the signature is verified, so an absurd RSA key is refused
  * before it costs any verification time.
  */
-static int check_key(gnutls_x509_crq_t crq, int key_type)
+static int check_key(gnutls_pubkey_t pub, int key_type)
 {
-	gnutls_pubkey_t pub = NULL;
 	gnutls_ecc_curve_t curve = GNUTLS_ECC_CURVE_INVALID;
 	gnutls_datum_t m = {NULL, 0}, e = {NULL, 0};
 	unsigned bits = 0, e_skip = 0;
 	int pk;
 	int ret;
 
-	CHECK_GNUTLS(gnutls_pubkey_init(&pub));
-	if (gnutls_pubkey_import_x509_crq(pub, crq, 0) < 0) {
-		ret = CAPF_EPOLICY;
-		goto out;
-	}
+	if (pub == NULL)
+		return CAPF_EPOLICY; /* a key GnuTLS cannot read */
 	pk = gnutls_pubkey_get_pk_algorithm(pub, &bits);
 	if (pk == GNUTLS_PK_ECDSA) {
 		if (gnutls_pubkey_export_ecc_raw2(pub, &curve, NULL, NULL, 0) < 0) {
@@ -207,8 +257,27 @@ static int check_key(gnutls_x509_crq_t crq, int key_type)
 out:
 	gnutls_free(m.data);
 	gnutls_free(e.data);
-	gnutls_pubkey_deinit(pub);
 	return ret;
+}
+
+/*
+ * The request's self-signature, with its key as imported once: ECDSA and
+ * RSA PKCS#1 v1.5 over the certificationRequestInfo's bytes as they came;
+ * anything else (RSA-PSS, whose parameters are in the algorithm) by
+ * GnuTLS's own check of the request.
+ */
+static int check_signature(const struct ca_csr *csr, gnutls_sign_algorithm_t sig)
+{
+	gnutls_datum_t info = {csr->der + csr->info_off, (unsigned)csr->info_len};
+	gnutls_datum_t value = {csr->der + csr->sig_off, (unsigned)csr->sig_len};
+	gnutls_pk_algorithm_t pk = gnutls_sign_get_pk_algorithm(sig);
+
+	if (pk != GNUTLS_PK_ECDSA && pk != GNUTLS_PK_RSA)
+		return gnutls_x509_crq_verify(csr->crq, 0) < 0 ? CAPF_ECSRSIG : 0;
+	if (pk != (gnutls_pk_algorithm_t)csr->pk)
+		return CAPF_ECSRSIG;
+	return gnutls_pubkey_verify_data2(csr->pub, sig, 0, &info, &value) < 0 ? CAPF_ECSRSIG
+									      : 0;
 }
 
 /* Compares two equal-length buffers in time that does not depend on
@@ -264,11 +333,12 @@ int ca_csr_check(const struct ca_csr *csr, const uint8_t *binding, size_t bindin
 	if (sig < 0 ||
 	    !hash_acceptable(gnutls_sign_get_hash_algorithm((gnutls_sign_algorithm_t)sig)))
 		return CAPF_EPOLICY;
-	ret = check_key(csr->crq, key_type);
+	ret = check_key(csr->pub, key_type);
 	if (ret < 0)
 		return ret;
-	if (gnutls_x509_crq_verify(csr->crq, 0) < 0)
-		return CAPF_ECSRSIG;
+	ret = check_signature(csr, (gnutls_sign_algorithm_t)sig);
+	if (ret < 0)
+		return ret;
 	return check_binding(csr->crq, binding, binding_len);
 }
 

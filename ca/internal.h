@@ -144,6 +144,12 @@ struct ca {
 
 struct ca_csr {
 	gnutls_x509_crq_t crq;
+	/* The request's key, imported once (NULL if GnuTLS cannot read
+	 * it), and where its certificationRequestInfo and signature are in
+	 * der, its bytes (copied). */
+	gnutls_pubkey_t pub;
+	uint8_t *der;
+	size_t info_off, info_len, sig_off, sig_len;
 	/* The request's key as GnuTLS encodes a SubjectPublicKeyInfo
 	 * (empty if GnuTLS cannot read the key: ca_csr_check() refuses
 	 * it), its key identifier and algorithm: what ca_issue() takes. */

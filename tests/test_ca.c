@@ -123,10 +123,10 @@ static int expected_key_id(gnutls_x509_privkey_t key, uint8_t out[20])
 	return 0;
 }
 
-enum { CSR_EXT = 1, CSR_UPPER_HEX = 2, CSR_SHA1 = 4 };
+enum { CSR_EXT = 1, CSR_UPPER_HEX = 2, CSR_SHA1 = 4, CSR_PSS = 8 };
 
 /* A CSR built by hand, for the cases pki_make_csr() cannot make:
- * extensions a phone should not get, upper-case hex, SHA-1. */
+ * extensions a phone should not get, upper-case hex, SHA-1, RSA-PSS. */
 static int make_csr_custom(gnutls_x509_privkey_t key, const char *cn, unsigned flags, uint8_t **der,
 			   size_t *len)
 {
@@ -158,8 +158,21 @@ static int make_csr_custom(gnutls_x509_privkey_t key, const char *cn, unsigned f
 		    gnutls_x509_crq_set_key_purpose_oid(crq, "1.3.6.1.5.5.7.3.3", 0) < 0)
 			goto out;
 	}
-	if (gnutls_x509_crq_sign2(crq, key,
-				  (flags & CSR_SHA1) ? GNUTLS_DIG_SHA1 : GNUTLS_DIG_SHA256, 0) < 0)
+	if (flags & CSR_PSS) {
+		gnutls_privkey_t pk = NULL;
+		int r = gnutls_privkey_init(&pk);
+
+		if (r == 0)
+			r = gnutls_privkey_import_x509(pk, key, 0);
+		if (r == 0)
+			r = gnutls_x509_crq_privkey_sign(crq, pk, GNUTLS_DIG_SHA256,
+							 GNUTLS_PRIVKEY_SIGN_FLAG_RSA_PSS);
+		gnutls_privkey_deinit(pk);
+		if (r < 0)
+			goto out;
+	} else if (gnutls_x509_crq_sign2(crq, key,
+					 (flags & CSR_SHA1) ? GNUTLS_DIG_SHA1 : GNUTLS_DIG_SHA256,
+					 0) < 0)
 		goto out;
 	if (gnutls_x509_crq_export2(crq, GNUTLS_X509_FMT_DER, &out) < 0)
 		goto out;
@@ -904,6 +917,39 @@ static void test_csr_check_invalid(void)
 	CU_ASSERT_EQUAL_FATAL(pki_make_csr(key_p256, DEV, binding, sizeof(binding), &der, &len), 0);
 	der[len - 1] ^= 0x01;
 	CU_ASSERT_EQUAL(check_der(der, len, binding, sizeof(binding), CAPF__KEY_TYPE__KEY_EC_P256),
+			CAPF_ECSRSIG);
+	free(der);
+	/* A byte of what the signature covers: the subject's last letter. */
+	CU_ASSERT_EQUAL_FATAL(pki_make_csr(key_p256, DEV, binding, sizeof(binding), &der, &len), 0);
+	{
+		uint8_t *at = memmem(der, len, DEV, strlen(DEV));
+
+		CU_ASSERT_PTR_NOT_NULL_FATAL(at);
+		at[strlen(DEV) - 1] ^= 0x01;
+	}
+	CU_ASSERT_EQUAL(check_der(der, len, binding, sizeof(binding), CAPF__KEY_TYPE__KEY_EC_P256),
+			CAPF_ECSRSIG);
+	free(der);
+	/* RSA-PSS, its parameters in the algorithm: verified, and refused
+	 * once a covered byte changes. */
+	CU_ASSERT_EQUAL_FATAL(make_csr_custom(key_rsa2048, DEV, CSR_PSS, &der, &len), 0);
+	CU_ASSERT_EQUAL(check_der(der, len, binding, sizeof(binding), CAPF__KEY_TYPE__KEY_RSA_2048),
+			0);
+	{
+		uint8_t *at = memmem(der, len, DEV, strlen(DEV));
+
+		CU_ASSERT_PTR_NOT_NULL_FATAL(at);
+		at[strlen(DEV) - 1] ^= 0x01;
+	}
+	CU_ASSERT_EQUAL(check_der(der, len, binding, sizeof(binding), CAPF__KEY_TYPE__KEY_RSA_2048),
+			CAPF_ECSRSIG);
+	free(der);
+	/* PKCS#1 v1.5 with RSA, the same. */
+	CU_ASSERT_EQUAL_FATAL(pki_make_csr(key_rsa2048, DEV, binding, sizeof(binding), &der, &len), 0);
+	CU_ASSERT_EQUAL(check_der(der, len, binding, sizeof(binding), CAPF__KEY_TYPE__KEY_RSA_2048),
+			0);
+	der[len - 1] ^= 0x01;
+	CU_ASSERT_EQUAL(check_der(der, len, binding, sizeof(binding), CAPF__KEY_TYPE__KEY_RSA_2048),
 			CAPF_ECSRSIG);
 	free(der);
 
