@@ -19,7 +19,8 @@
  * caller controls (and the tests set). Every presented certificate and
  * every root that issued one of them must be valid at now.
  */
-static int check_chain_times(struct ca *ca, gnutls_x509_crt_t *chain, size_t n, time_t now)
+static int check_chain_times(struct ca *ca, gnutls_x509_crt_t *chain, size_t n,
+			     gnutls_x509_crt_t last_anchor, time_t now)
 {
 	gnutls_x509_crt_t anchor = NULL;
 	size_t i;
@@ -31,8 +32,13 @@ static int check_chain_times(struct ca *ca, gnutls_x509_crt_t *chain, size_t n, 
 			return ret;
 		/* The list's own certificate, not a copy: the list is in
 		 * memory only (no PKCS#11 module behind it), and the caller's
-		 * read lock keeps it alive. */
-		if (gnutls_x509_trust_list_get_issuer(ca->mfg_tl, chain[i], &anchor, 0) == 0) {
+		 * read lock keeps it alive. The last one's was found
+		 * already. */
+		if (i == n - 1 && last_anchor != NULL) {
+			ret = ca_check_time(last_anchor, now);
+			if (ret < 0)
+				return ret;
+		} else if (gnutls_x509_trust_list_get_issuer(ca->mfg_tl, chain[i], &anchor, 0) == 0) {
 			ret = ca_check_time(anchor, now);
 			anchor = NULL;
 			if (ret < 0)
@@ -110,9 +116,9 @@ int ca_mic_patterns_parse_to(const char *spec, struct ca_mic_pattern **arr, size
  * softphone's device. The name is the one the MIC gives (after the last
  * "-" of its CN).
  */
-static int check_patterns(struct ca *ca, gnutls_x509_crt_t *chain, size_t n)
+static int check_patterns(struct ca *ca, gnutls_x509_crt_t *chain, size_t n,
+			  gnutls_x509_crt_t anchor)
 {
-	gnutls_x509_crt_t anchor = NULL;
 	char fpr[CA_FPR_HEX_LEN + 1], cn[CA_CN_MAX * 4 + 8];
 	const char *name;
 	size_t cn_len = 0;
@@ -121,7 +127,8 @@ static int check_patterns(struct ca *ca, gnutls_x509_crt_t *chain, size_t n)
 	if (ca->n_mic_patterns == 0)
 		return 0;
 	/* The list's own certificate, as in check_chain_times(). */
-	if (gnutls_x509_trust_list_get_issuer(ca->mfg_tl, chain[n - 1], &anchor, 0) < 0 ||
+	if ((anchor == NULL &&
+	     gnutls_x509_trust_list_get_issuer(ca->mfg_tl, chain[n - 1], &anchor, 0) < 0) ||
 	    ca_fingerprint(anchor, fpr) < 0) {
 		ret = CAPF_EUNTRUSTED;
 		goto out;
@@ -173,19 +180,21 @@ static int check_eku(gnutls_x509_crt_t leaf)
  * verify so (unsorted, another root of the same name) gets the trust
  * list's own search, which sorts and tries every candidate.
  */
-static int verify_chain(struct ca *ca, gnutls_x509_crt_t *chain, size_t n)
+static int verify_chain(struct ca *ca, gnutls_x509_crt_t *chain, size_t n,
+			gnutls_x509_crt_t *anchor)
 {
 	const unsigned flags =
 		GNUTLS_VERIFY_DISABLE_TIME_CHECKS | GNUTLS_VERIFY_DISABLE_TRUSTED_TIME_CHECKS;
-	gnutls_x509_crt_t anchor = NULL;
 	unsigned status = 0;
 	int ret;
 
-	if (gnutls_x509_trust_list_get_issuer(ca->mfg_tl, chain[n - 1], &anchor, 0) == 0 &&
-	    gnutls_x509_crt_list_verify(chain, (unsigned)n, &anchor, 1, NULL, 0, flags,
+	*anchor = NULL;
+	if (gnutls_x509_trust_list_get_issuer(ca->mfg_tl, chain[n - 1], anchor, 0) == 0 &&
+	    gnutls_x509_crt_list_verify(chain, (unsigned)n, anchor, 1, NULL, 0, flags,
 					&status) == 0 &&
 	    status == 0)
 		return 0;
+	*anchor = NULL; /* the search below may have used another */
 	status = 0;
 	ret = gnutls_x509_trust_list_verify_crt2(ca->mfg_tl, chain, (unsigned)n, NULL, 0, flags,
 						 &status, NULL);
@@ -195,18 +204,19 @@ static int verify_chain(struct ca *ca, gnutls_x509_crt_t *chain, size_t n)
 int ca_mic_decide(struct ca *ca, gnutls_x509_crt_t *chain, size_t n, const char *device_name,
 		  time_t now)
 {
+	gnutls_x509_crt_t anchor = NULL;
 	int ret;
 
 	/* Without manufacturer roots nothing can be trusted. The roots may
 	 * change at run time: the read lock keeps this list alive. */
 	pthread_rwlock_rdlock(&ca->lock);
-	if (ca->mfg_tl == NULL || verify_chain(ca, chain, n) < 0) {
+	if (ca->mfg_tl == NULL || verify_chain(ca, chain, n, &anchor) < 0) {
 		pthread_rwlock_unlock(&ca->lock);
 		return CAPF_EUNTRUSTED;
 	}
-	ret = check_chain_times(ca, chain, n, now);
+	ret = check_chain_times(ca, chain, n, anchor, now);
 	if (ret == 0)
-		ret = check_patterns(ca, chain, n);
+		ret = check_patterns(ca, chain, n, anchor);
 	pthread_rwlock_unlock(&ca->lock);
 	if (ret < 0)
 		return ret;
