@@ -418,6 +418,31 @@ void ctl_json_kv(FILE *f, const char *key, const char *val, bool comma)
 		fputc(',', f);
 }
 
+const char *ctl_when(int64_t t, char *buf, size_t len)
+{
+	if (t == 0 || t == -1)
+		return "-";
+	return client_time_iso(t, buf, len);
+}
+
+void ctl_json_time(FILE *f, const char *key, int64_t t, bool comma)
+{
+	char buf[32];
+
+	ctl_json_kv(f, key, t == 0 || t == -1 ? NULL : client_time_iso(t, buf, sizeof(buf)),
+		    comma);
+}
+
+void ctl_csv_row(FILE *f, const char *const *fields, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			fputc(',', f);
+		client_csv_field(f, fields[i]);
+	}
+	fputc('\n', f);
+}
+
 static void json_device_extra(FILE *f, const Capf__Device *d);
 static void csv_device(FILE *f, const struct device_view *v);
 static void json_device_certs(FILE *f, const Capf__Device *d, const Capf__AdminResponse *resp);
@@ -523,14 +548,8 @@ static void csv_device(FILE *f, const struct device_view *v)
 		v->nfetched,
 		v->fetched_at,
 	};
-	size_t i;
 
-	for (i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
-		if (i)
-			fputc(',', f);
-		client_csv_field(f, fields[i]);
-	}
-	fputc('\n', f);
+	ctl_csv_row(f, fields, sizeof(fields) / sizeof(fields[0]));
 }
 
 /* ---- device show / list ----------------------------------------------- */

@@ -228,6 +228,15 @@ const Capf__Certificate *ctl_page_lsc(const Capf__AdminResponse *page, const Cap
 
 /* ctl_json_kv() - "key":"val" (JSON strings), then a comma if asked. */
 void ctl_json_kv(FILE *f, const char *key, const char *val, bool comma);
+/* ctl_json_time() - "key":"ISO time" (null for 0 or -1), then a comma if
+ * comma. */
+void ctl_json_time(FILE *f, const char *key, int64_t t, bool comma);
+/* ctl_when() - t as ISO 8601 UTC in buf, or "-" for 0 or -1. */
+const char *ctl_when(int64_t t, char *buf, size_t len);
+/* ctl_csv_row() - one CSV line of n fields (client_csv_field() each). */
+void ctl_csv_row(FILE *f, const char *const *fields, size_t n);
+/* ctl_cmd_cert() - cert show | revoke | list (capfctl_cert.c). */
+int ctl_cmd_cert(struct ctl *c, int argc, char **argv);
 
 /* ctl_json_device_fetched(), ctl_show_fetched_table() - the certificates
  * a phone reported (fetch), in JSON (members, each with a comma) or for

@@ -1,9 +1,9 @@
 /*
- * capfctl commands about the CAPF CA, trust stores and certificates:
+ * capfctl commands about the CAPF CA and the trust stores (cert show and
+ * revoke are in capfctl_cert.c):
  *
  *   ca status | csr | import | rollover | bundle
  *   trust add | list | remove
- *   cert show | revoke
  *   crl
  *
  * The server makes every decision; these commands read files, send one
@@ -35,7 +35,6 @@ enum {
 	OPT_PEM,
 	OPT_MFG,
 	OPT_CHAIN,
-	OPT_REASON,
 };
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -104,65 +103,6 @@ static int write_output(const char *path, const uint8_t *data, size_t len, bool 
 		fprintf(stderr, PROG ": cannot write %s: %s\n", path, strerror(errno));
 		return CTL_EXIT_REFUSED;
 	}
-	return 0;
-}
-
-static const char *when(int64_t t, char *buf, size_t len)
-{
-	if (t == 0 || t == -1)
-		return "-";
-	return client_time_iso(t, buf, len);
-}
-
-static void json_str(const char *key, const char *val, bool comma)
-{
-	client_json_string(stdout, key);
-	fputc(':', stdout);
-	client_json_string(stdout, val);
-	if (comma)
-		fputc(',', stdout);
-}
-
-static void json_time(const char *key, int64_t t, bool comma)
-{
-	char buf[32];
-
-	json_str(key, t == 0 || t == -1 ? NULL : client_time_iso(t, buf, sizeof(buf)), comma);
-}
-
-static void csv_row(const char *const *fields, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		if (i)
-			fputc(',', stdout);
-		client_csv_field(stdout, fields[i]);
-	}
-	fputc('\n', stdout);
-}
-
-/* A serial number in hex (colons and a 0x prefix allowed). */
-static int parse_serial(const char *s, uint8_t *out, size_t cap, size_t *len)
-{
-	char clean[2 * CA_SERIAL_MAX + 1];
-	size_t n = 0;
-	int ret;
-
-	if (strncmp(s, "0x", 2) == 0 || strncmp(s, "0X", 2) == 0)
-		s += 2;
-	for (; *s != '\0'; s++) {
-		if (*s == ':')
-			continue;
-		if (n + 1 >= sizeof(clean))
-			return -1;
-		clean[n++] = *s;
-	}
-	clean[n] = '\0';
-	if (n == 0 || n % 2 != 0)
-		return -1;
-	ret = hex_decode(clean, out, cap);
-	if (ret <= 0)
-		return -1;
-	*len = (size_t)ret;
 	return 0;
 }
 
@@ -241,17 +181,17 @@ static int cmd_ca_status(struct ctl *c, int argc, char **argv)
 			const Capf__CaInfo *p = resp->ca->cas[i];
 
 			fputs(i ? ",\n{" : "{", stdout);
-			json_str("role", p->pending ? "pending" : p->current ? "current" : "previous",
+			ctl_json_kv(stdout, "role", p->pending ? "pending" : p->current ? "current" : "previous",
 				 true);
-			json_str("id", p->pending ? NULL : p->id, true);
-			json_str("subject", p->subject, true);
-			json_str("issuer", p->pending ? NULL : p->issuer, true);
-			json_str("fingerprint", p->pending ? NULL : p->fingerprint, true);
-			json_str("key_type", p->key_type, true);
-			json_str("key_store", p->key_store, true);
-			json_time("not_before", p->pending ? 0 : p->not_before, true);
-			json_time("not_after", p->pending ? 0 : p->not_after, true);
-			json_time("trusted_until", p->trusted_until, true);
+			ctl_json_kv(stdout, "id", p->pending ? NULL : p->id, true);
+			ctl_json_kv(stdout, "subject", p->subject, true);
+			ctl_json_kv(stdout, "issuer", p->pending ? NULL : p->issuer, true);
+			ctl_json_kv(stdout, "fingerprint", p->pending ? NULL : p->fingerprint, true);
+			ctl_json_kv(stdout, "key_type", p->key_type, true);
+			ctl_json_kv(stdout, "key_store", p->key_store, true);
+			ctl_json_time(stdout, "not_before", p->pending ? 0 : p->not_before, true);
+			ctl_json_time(stdout, "not_after", p->pending ? 0 : p->not_after, true);
+			ctl_json_time(stdout, "trusted_until", p->trusted_until, true);
 			fprintf(stdout, "\"self_signed\":%s}", p->self_signed ? "true" : "false");
 		}
 		fputs("]\n", stdout);
@@ -270,12 +210,12 @@ static int cmd_ca_status(struct ctl *c, int argc, char **argv)
 				p->pending ? "" : p->fingerprint,
 				p->key_type,
 				p->key_store,
-				p->pending ? "" : when(p->not_before, b1, sizeof(b1)),
-				p->pending ? "" : when(p->not_after, b2, sizeof(b2)),
-				p->trusted_until ? when(p->trusted_until, b3, sizeof(b3)) : "",
+				p->pending ? "" : ctl_when(p->not_before, b1, sizeof(b1)),
+				p->pending ? "" : ctl_when(p->not_after, b2, sizeof(b2)),
+				p->trusted_until ? ctl_when(p->trusted_until, b3, sizeof(b3)) : "",
 				p->self_signed ? "yes" : "no",
 			};
-			csv_row(f, 11);
+			ctl_csv_row(stdout, f, 11);
 		}
 		break;
 	default:
@@ -296,11 +236,11 @@ static int cmd_ca_status(struct ctl *c, int argc, char **argv)
 			printf("  issuer:       %s%s\n", p->issuer,
 			       p->self_signed ? " (self-signed)" : "");
 			printf("  key:          %s (%s)\n", p->key_type, p->key_store);
-			printf("  not before:   %s\n", when(p->not_before, b1, sizeof(b1)));
-			printf("  expires:      %s\n", when(p->not_after, b2, sizeof(b2)));
+			printf("  not before:   %s\n", ctl_when(p->not_before, b1, sizeof(b1)));
+			printf("  expires:      %s\n", ctl_when(p->not_after, b2, sizeof(b2)));
 			if (!p->current)
 				printf("  trusted until: %s (end of the overlap)\n",
-				       when(p->trusted_until, b3, sizeof(b3)));
+				       ctl_when(p->trusted_until, b3, sizeof(b3)));
 			printf("  sha256:       %s\n", p->fingerprint);
 		}
 		break;
@@ -473,7 +413,7 @@ static int cmd_ca_rollover(struct ctl *c, int argc, char **argv)
 		return ret;
 	if (c->fmt == FMT_JSON) {
 		fputc('{', stdout);
-		json_str("id", resp->ca != NULL ? resp->ca->id : NULL, false);
+		ctl_json_kv(stdout, "id", resp->ca != NULL ? resp->ca->id : NULL, false);
 		fputs("}\n", stdout);
 	} else if (c->fmt == FMT_CSV) {
 		printf("id\n%s\n", resp->ca != NULL ? resp->ca->id : "");
@@ -775,10 +715,10 @@ static int cmd_trust_list(struct ctl *c, int argc, char **argv)
 			const Capf__TrustEntry *e = resp->ca->trust[i];
 
 			fputs(i ? ",\n{" : "{", stdout);
-			json_str("store", kind_name(e->kind), true);
-			json_str("fingerprint", e->fingerprint, true);
-			json_str("subject", e->subject, true);
-			json_time("not_after", e->not_after, true);
+			ctl_json_kv(stdout, "store", kind_name(e->kind), true);
+			ctl_json_kv(stdout, "fingerprint", e->fingerprint, true);
+			ctl_json_kv(stdout, "subject", e->subject, true);
+			ctl_json_time(stdout, "not_after", e->not_after, true);
 			fprintf(stdout, "\"from_config\":%s,\"anchor\":%s}",
 				e->from_config ? "true" : "false", e->anchor ? "true" : "false");
 		}
@@ -789,10 +729,10 @@ static int cmd_trust_list(struct ctl *c, int argc, char **argv)
 		for (i = 0; i < n; i++) {
 			const Capf__TrustEntry *e = resp->ca->trust[i];
 			const char *f[6] = { kind_name(e->kind), e->fingerprint, e->subject,
-					     when(e->not_after, buf, sizeof(buf)),
+					     ctl_when(e->not_after, buf, sizeof(buf)),
 					     e->from_config ? "yes" : "no", e->anchor ? "yes" : "no" };
 
-			csv_row(f, 6);
+			ctl_csv_row(stdout, f, 6);
 		}
 		break;
 	default:
@@ -801,7 +741,7 @@ static int cmd_trust_list(struct ctl *c, int argc, char **argv)
 			const Capf__TrustEntry *e = resp->ca->trust[i];
 
 			printf("%-6s %.16s %.10s %s%s%s\n", kind_name(e->kind), e->fingerprint,
-			       when(e->not_after, buf, sizeof(buf)), e->subject,
+			       ctl_when(e->not_after, buf, sizeof(buf)), e->subject,
 			       e->from_config ? " (config)" : "",
 			       e->kind == CAPF__TRUST_KIND__TRUST_CHAIN && e->anchor ? " (anchor)" : "");
 		}
@@ -848,190 +788,12 @@ static int cmd_trust(struct ctl *c, int argc, char **argv)
 	return ctl_dispatch(c, argc, argv, "trust", usage_trust, subs);
 }
 
-/* ---- cert --------------------------------------------------------------- */
-
-static void usage_cert(FILE *f)
-{
-	fprintf(f, "Usage: " PROG " cert COMMAND ...\n"
-		   "\n"
-		   "Commands:\n"
-		   "  show SERIAL                    one certificate record\n"
-		   "  revoke SERIAL --reason REASON  revoke an LSC: it no longer authenticates\n"
-		   "                                 and the CRL lists it\n"
-		   "  list [--device NAME] [--state S[,S]] [--expires-before DATE]\n"
-		   "       [--expires-within N]      certificate records, by serial\n"
-		   "\n"
-		   "SERIAL is hex ('" PROG " device show' prints it). REASON is one of\n"
-		   "unspecified, keyCompromise, cACompromise, affiliationChanged, superseded,\n"
-		   "cessationOfOperation, privilegeWithdrawn.\n");
-}
-
-/* Prints one certificate record in the chosen format. */
-static void print_cert(struct ctl *c, const Capf__Certificate *crt)
-{
-	char serial[2 * 64 + 1] = "?", subject[512] = "", b1[32], b2[32], b3[32], b4[32];
-	bool revoked = crt->state == CAPF__CERT_STATE__CERT_REVOKED;
-
-	if (crt->serial.len <= 64)
-		hex_encode(crt->serial.data, crt->serial.len, serial);
-	if (crt->der.len > 0)
-		ca_cert_subject(crt->der.data, crt->der.len, subject, sizeof(subject));
-	switch (c->fmt) {
-	case FMT_JSON:
-		fputc('{', stdout);
-		json_str("serial", serial, true);
-		json_str("device", crt->device, true);
-		json_str("subject", subject[0] ? subject : NULL, true);
-		json_str("state", cert_state_name(crt->state), true);
-		json_time("not_before", crt->not_before, true);
-		json_time("not_after", crt->not_after, true);
-		json_time("issued_at", crt->issued_at, true);
-		json_time("revoked_at", revoked ? crt->revoked_at : 0, true);
-		json_str("reason", revoked ? ca_reason_name((int)crt->revocation_reason) : NULL,
-			 false);
-		fputs("}\n", stdout);
-		break;
-	case FMT_CSV: {
-		const char *f[9] = { serial,
-				     crt->device,
-				     subject,
-				     cert_state_name(crt->state),
-				     when(crt->not_before, b1, sizeof(b1)),
-				     when(crt->not_after, b2, sizeof(b2)),
-				     when(crt->issued_at, b3, sizeof(b3)),
-				     revoked ? when(crt->revoked_at, b4, sizeof(b4)) : "",
-				     revoked ? ca_reason_name((int)crt->revocation_reason) : "" };
-
-		fputs("serial,device,subject,state,not_before,not_after,issued_at,revoked_at,"
-		      "reason\n",
-		      stdout);
-		csv_row(f, 9);
-		break;
-	}
-	default:
-		printf("serial:      %s\n", serial);
-		printf("device:      %s\n", crt->device);
-		printf("subject:     %s\n", subject[0] ? subject : "-");
-		printf("state:       %s\n", cert_state_name(crt->state));
-		printf("not before:  %s\n", when(crt->not_before, b1, sizeof(b1)));
-		printf("not after:   %s\n", when(crt->not_after, b2, sizeof(b2)));
-		printf("issued:      %s\n", when(crt->issued_at, b3, sizeof(b3)));
-		if (revoked) {
-			printf("revoked:     %s\n", when(crt->revoked_at, b4, sizeof(b4)));
-			printf("reason:      %s\n", ca_reason_name((int)crt->revocation_reason));
-		}
-		break;
-	}
-}
-
-static int cmd_cert_show(struct ctl *c, int argc, char **argv)
-{
-	Capf__AdminRequest req = CAPF__ADMIN_REQUEST__INIT;
-	Capf__CertShowRequest q = CAPF__CERT_SHOW_REQUEST__INIT;
-	Capf__AdminResponse *resp = NULL;
-	uint8_t serial[CA_SERIAL_MAX];
-	size_t len = 0;
-	bool help;
-	int ret;
-
-	ret = simple_opts(c, argc, argv, "cert show", usage_cert, &help);
-	if (ret || help)
-		return ret;
-	if (optind + 1 != argc)
-		return usage_error("cert show", "give exactly one SERIAL");
-	if (parse_serial(argv[optind], serial, sizeof(serial), &len) < 0)
-		return usage_error("cert show", "'%s' is not a serial number in hex", argv[optind]);
-	q.serial.data = serial;
-	q.serial.len = len;
-	req.body_case = CAPF__ADMIN_REQUEST__BODY_CERT_SHOW;
-	req.cert_show = &q;
-	ret = ctl_call_ok(c, &req, &resp, NULL);
-	if (ret)
-		return ret;
-	if (resp->n_certificates == 0) {
-		fprintf(stderr, PROG ": the server sent no certificate\n");
-		ret = CTL_EXIT_REFUSED;
-	} else {
-		print_cert(c, resp->certificates[0]);
-	}
-	capf__admin_response__free_unpacked(resp, NULL);
-	return ret;
-}
-
-static int cmd_cert_revoke(struct ctl *c, int argc, char **argv)
-{
-	static const struct option longopts[] = {
-		{ "reason", required_argument, NULL, OPT_REASON },
-		CTL_FORMAT_LONGOPTS,
-		{ NULL, 0, NULL, 0 },
-	};
-	Capf__AdminRequest req = CAPF__ADMIN_REQUEST__INIT;
-	Capf__CertRevokeRequest q = CAPF__CERT_REVOKE_REQUEST__INIT;
-	Capf__AdminResponse *resp = NULL;
-	uint8_t serial[CA_SERIAL_MAX];
-	size_t len = 0;
-	int reason = -1, opt, ret;
-
-	optind = 0;
-	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-		switch (opt) {
-		case OPT_REASON:
-			if (ca_reason_from_name(optarg, &reason) < 0)
-				return usage_error("cert revoke", "unknown reason '%s'", optarg);
-			break;
-		case OPT_JSON:
-		case OPT_CSV:
-			if (ctl_set_format(c, opt))
-				return CTL_EXIT_USAGE;
-			break;
-		case 'h':
-			usage_cert(stdout);
-			return CTL_EXIT_OK;
-		default:
-			return ctl_bad_option("cert revoke", argv, longopts);
-		}
-	}
-	if (optind + 1 != argc)
-		return usage_error("cert revoke", "give exactly one SERIAL");
-	if (reason < 0)
-		return usage_error("cert revoke", "give --reason (keyCompromise, superseded, ...)");
-	if (parse_serial(argv[optind], serial, sizeof(serial), &len) < 0)
-		return usage_error("cert revoke", "'%s' is not a serial number in hex",
-				   argv[optind]);
-	q.serial.data = serial;
-	q.serial.len = len;
-	q.reason = (uint32_t)reason;
-	req.body_case = CAPF__ADMIN_REQUEST__BODY_CERT_REVOKE;
-	req.cert_revoke = &q;
-	ret = ctl_call_ok(c, &req, &resp, NULL);
-	if (ret)
-		return ret;
-	if (c->fmt == FMT_TABLE)
-		printf("revoked %s (%s)\n", argv[optind], ca_reason_name(reason));
-	else if (resp->n_certificates > 0)
-		print_cert(c, resp->certificates[0]);
-	capf__admin_response__free_unpacked(resp, NULL);
-	return CTL_EXIT_OK;
-}
-
-static int cmd_cert(struct ctl *c, int argc, char **argv)
-{
-	static const struct ctl_subcommand subs[] = {
-		{ "show", cmd_cert_show },
-		{ "revoke", cmd_cert_revoke },
-		{ "list", ctl_cmd_cert_list },
-		{ NULL, NULL },
-	};
-
-	return ctl_dispatch(c, argc, argv, "cert", usage_cert, subs);
-}
-
 const struct ctl_command ctl_ca_commands[] = {
 	{ "ca", "ca status|csr|import|rollover|bundle   the CAPF CA", cmd_ca },
 	{ "trust", "trust add|list|remove  manufacturer roots and the enterprise chain",
 	  cmd_trust },
 	{ "cert", "cert show|revoke SERIAL  one certificate; revocation\n"
-		  "  cert list            certificates by device, state, expiry", cmd_cert },
+		  "  cert list            certificates by device, state, expiry", ctl_cmd_cert },
 	{ "crl", "crl [--pem|--der]     the certificate revocation list", cmd_crl },
 	{ NULL, NULL, NULL },
 };
