@@ -27,6 +27,7 @@
 #include <uv.h>
 
 #include "capf/outcome.h"
+#include "capf/tls_prio.h"
 #include "proto/proto.h"
 
 struct ca;
@@ -38,10 +39,13 @@ struct signer_sup;
 
 #define CAPFD_DEFAULT_PORT 3804
 /* TLS 1.2 or 1.3; AEAD suites with ECDHE only (no static RSA, no finite
- * field DH, no CBC); no SHA-1 or SHA-224 signatures. */
+ * field DH, no CBC); no SHA-1 or SHA-224 signatures. The server's order
+ * of suites, AES-128-GCM first (the suite every TLS 1.3 peer has, RFC
+ * 8446 9.1: its key schedule on SHA-256 costs less than SHA-384's); the
+ * group follows the phone's key share (capf/tls_prio.c). */
 #define CAPFD_DEFAULT_PRIORITY                                                                     \
-	"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+AES-256-GCM:+AES-128-GCM:"          \
-	"+CHACHA20-POLY1305:+AES-256-CCM:+AES-128-CCM:-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-ECDSA:"          \
+	"NORMAL:%SERVER_PRECEDENCE:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+AES-128-GCM:"    \
+	"+AES-256-GCM:+CHACHA20-POLY1305:+AES-128-CCM:+AES-256-CCM:-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-ECDSA:" \
 	"+ECDHE-RSA:-GROUP-ALL:+GROUP-X25519:+GROUP-SECP256R1:+GROUP-SECP384R1:+GROUP-SECP521R1:"    \
 	"-SIGN-RSA-SHA1:-SIGN-ECDSA-SHA1:-SIGN-DSA-SHA1:-SIGN-RSA-SHA224:-SIGN-ECDSA-SHA224:"        \
 	"-SIGN-DSA-SHA224"
@@ -359,8 +363,8 @@ struct server {
  * accept to free, so a change never pulls them from under it. */
 struct tls_creds {
 	gnutls_certificate_credentials_t cred;
-	gnutls_priority_t priority;       /* [tls] priority */
-	gnutls_priority_t cisco_priority; /* [cisco] priority, NULL if Cisco is off */
+	struct tls_prio prio;       /* [tls] priority */
+	struct tls_prio cisco_prio; /* [cisco] priority, empty if Cisco is off */
 	atomic_int refs;
 };
 

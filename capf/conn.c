@@ -649,9 +649,30 @@ static void reject_close_cb(uv_handle_t *h)
 	free(h);
 }
 
+/* Before GnuTLS reads a ClientHello: with server precedence, the group of
+ * one of its key shares first, so that the phone is not asked for another
+ * (capf/tls_prio.c). A hello that does not parse is left to GnuTLS. */
+static int on_client_hello(gnutls_session_t tls, unsigned htype, unsigned when, unsigned incoming,
+			   const gnutls_datum_t *msg)
+{
+	struct conn *c = gnutls_transport_get_ptr(tls);
+	const struct tls_prio *prio;
+	gnutls_priority_t pick;
+
+	(void)when;
+	if (htype != GNUTLS_HANDSHAKE_CLIENT_HELLO || !incoming || c == NULL || c->creds == NULL)
+		return 0;
+	prio = c->proto == CONN_CISCO ? &c->creds->cisco_prio : &c->creds->prio;
+	pick = tls_prio_for_hello(prio, msg->data, msg->size);
+	if (pick != NULL && gnutls_priority_set(tls, pick) < 0)
+		log_debug("%s: the key share's group could not be put first", c->peer);
+	return 0;
+}
+
 void conn_accept(struct worker *w, enum conn_proto proto)
 {
 	struct server *srv = w->srv;
+	const struct tls_prio *prio;
 	struct conn *c;
 	struct sockaddr_storage ss;
 	int sl = sizeof(ss), ret;
@@ -749,10 +770,13 @@ void conn_accept(struct worker *w, enum conn_proto proto)
 		ret = GNUTLS_E_MEMORY_ERROR;
 		goto tls_fail;
 	}
-	ret = gnutls_priority_set(c->tls, proto == CONN_CISCO ? c->creds->cisco_priority
-							     : c->creds->priority);
+	prio = proto == CONN_CISCO ? &c->creds->cisco_prio : &c->creds->prio;
+	ret = gnutls_priority_set(c->tls, prio->base);
 	if (ret < 0)
 		goto tls_fail;
+	if (prio->ngroups > 0)
+		gnutls_handshake_set_hook_function(c->tls, GNUTLS_HANDSHAKE_CLIENT_HELLO,
+						   GNUTLS_HOOK_PRE, on_client_hello);
 	ret = gnutls_credentials_set(c->tls, GNUTLS_CRD_CERTIFICATE, c->creds->cred);
 	if (ret < 0)
 		goto tls_fail;

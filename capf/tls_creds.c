@@ -12,33 +12,12 @@
 #include "capf/capfd.h"
 #include "capf/log.h"
 
-/* A priority string as an addition to GnuTLS's defaults, or, when it
- * starts with a keyword such as NORMAL, on its own. */
-static int priority_make(gnutls_priority_t *out, const char *what, const char *str)
-{
-	const char *errpos = NULL;
-	int ret;
-
-	ret = gnutls_priority_init2(out, str, &errpos, GNUTLS_PRIORITY_INIT_DEF_APPEND);
-	if (ret < 0)
-		ret = gnutls_priority_init(out, str, &errpos);
-	if (ret < 0) {
-		*out = NULL;
-		log_err("invalid %s \"%s\" near \"%s\": %s", what, str,
-			errpos != NULL ? errpos : "", gnutls_strerror(ret));
-		return CAPF_ECONFIG;
-	}
-	return 0;
-}
-
 static void creds_free(struct tls_creds *c)
 {
 	if (c->cred != NULL)
 		gnutls_certificate_free_credentials(c->cred);
-	if (c->priority != NULL)
-		gnutls_priority_deinit(c->priority);
-	if (c->cisco_priority != NULL)
-		gnutls_priority_deinit(c->cisco_priority);
+	tls_prio_deinit(&c->prio);
+	tls_prio_deinit(&c->cisco_prio);
 	free(c);
 }
 
@@ -63,9 +42,9 @@ struct tls_creds *server_creds_new(struct server *srv)
 		creds_free(c);
 		return NULL;
 	}
-	if (priority_make(&c->priority, "[tls] priority", srv->cfg->tls_priority) < 0 ||
+	if (tls_prio_init(&c->prio, "[tls] priority", srv->cfg->tls_priority) < 0 ||
 	    (srv->cfg->cisco_enabled &&
-	     priority_make(&c->cisco_priority, "[cisco] priority", srv->cfg->cisco_priority) < 0)) {
+	     tls_prio_init(&c->cisco_prio, "[cisco] priority", srv->cfg->cisco_priority) < 0)) {
 		creds_free(c);
 		return NULL;
 	}

@@ -32,7 +32,7 @@ if [ ! -f Makefile ] || [ configure.ac -nt config.status ]; then
 	./configure -q --enable-sanitizers --enable-werror >/dev/null || exit 1
 fi
 unit="tests/test_proto tests/test_ca tests/test_store tests/test_enroll tests/test_core \
-	tests/test_tools tests/test_signer"
+	tests/test_tools tests/test_signer tests/test_tls_prio"
 fuzz=$(cd tests/fuzz && ls fuzz_*.c | sed 's|^|tests/fuzz/|; s|\.c$||' | tr '\n' ' ')
 # Leaks are errors too (LeakSanitizer runs at exit).
 ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0} \

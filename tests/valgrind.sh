@@ -9,7 +9,7 @@ srcdir=$1
 command -v valgrind >/dev/null || { echo "check-valgrind: valgrind is not installed (apt-get install valgrind)"; exit 1; }
 rc=0
 for t in tests/test_proto tests/test_ca tests/test_store tests/test_enroll tests/test_core \
-	tests/test_tools tests/test_signer; do
+	tests/test_tools tests/test_signer tests/test_tls_prio; do
 	[ -x "$t" ] || { echo "FAIL: $t is not built (run make check first)"; rc=1; continue; }
 	log="$t.valgrind.log"
 	if srcdir="$srcdir" valgrind -q --error-exitcode=99 --leak-check=full \
