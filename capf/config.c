@@ -358,6 +358,42 @@ static int ini_line(void *user, const char *section, const char *name, const cha
 	return 1;
 }
 
+/*
+ * libinih reads a line in a buffer of 200 bytes and takes what does not
+ * fit for the next line: an option longer than that (a long priority
+ * string) would be cut, its tail read as an option of its own. Each such
+ * line is an error of its own, said as such. Returns how many there are.
+ */
+#define CONFIG_MAX_LINE 199
+
+static unsigned long_lines(FILE *f, const char *path)
+{
+	unsigned lineno = 0, bad = 0;
+	size_t len = 0;
+	int ch;
+
+	while ((ch = getc(f)) != EOF) {
+		if (ch != '\n') {
+			len += ch != '\r';
+			continue;
+		}
+		lineno++;
+		if (len > CONFIG_MAX_LINE) {
+			fprintf(stderr, "capfd: %s:%u: the line is %zu characters long, more than the %u "
+				"the configuration reader takes\n", path, lineno, len, CONFIG_MAX_LINE);
+			bad++;
+		}
+		len = 0;
+	}
+	if (len > CONFIG_MAX_LINE) {
+		fprintf(stderr, "capfd: %s:%u: the line is %zu characters long, more than the %u "
+			"the configuration reader takes\n", path, lineno + 1, len, CONFIG_MAX_LINE);
+		bad++;
+	}
+	rewind(f);
+	return bad;
+}
+
 int config_load(struct capfd_config *cfg, const char *path)
 {
 	struct load_ctx ctx = { cfg, path, 0, NULL, 0, "" };
@@ -366,6 +402,10 @@ int config_load(struct capfd_config *cfg, const char *path)
 	free(cfg->config_file);
 	cfg->config_file = strdup(path);
 	ctx.scan = fopen(path, "r");
+	if (ctx.scan != NULL && long_lines(ctx.scan, path) > 0) {
+		fclose(ctx.scan);
+		return CAPF_ECONFIG;
+	}
 	ret = ini_parse(path, ini_line, &ctx);
 	if (ctx.scan != NULL)
 		fclose(ctx.scan);

@@ -48,6 +48,17 @@ printf '[trust]\nmanufacturer_roots = %s\n' "$tmp/junk.pem" >"$tmp/junk.conf"
 grep -q "junk.conf:2: \[trust\] manufacturer_roots: .* holds no certificate" "$tmp/out" ||
 	fail "junk roots: $(cat "$tmp/out")"
 
+# A line longer than the reader takes (a long priority string) is said to
+# be that, not cut into a bogus option.
+long="NORMAL:%SERVER_PRECEDENCE:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+AES-128-GCM"
+long="$long:+AES-256-GCM:+CHACHA20-POLY1305:-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA"
+long="$long:-GROUP-ALL:+GROUP-X25519:+GROUP-SECP256R1:+GROUP-SECP384R1:+GROUP-SECP521R1"
+printf '[server]\nworkers = 2\n[tls]\npriority = %s\n' "$long" >"$tmp/long.conf"
+"$CAPFD" -c "$tmp/long.conf" -d "$tmp/state" --check-config >"$tmp/out" 2>&1 && fail "a long line"
+grep -q "long.conf:4: the line is 252 characters long, more than the 199" "$tmp/out" ||
+	fail "a long line: $(cat "$tmp/out")"
+grep -q "unknown option" "$tmp/out" && fail "a long line read as two: $(cat "$tmp/out")"
+
 # A good file passes, and creates nothing either.
 "$CAPF_PHONE" mkmic --dir "$tmp/mfg" SEP0000000K0001 >/dev/null 2>&1 || fail "mkmic"
 printf '[server]\nworkers = 2\n[trust]\nmanufacturer_roots = %s\n[metrics]\nlisten = 9100\n' \
