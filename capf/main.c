@@ -12,12 +12,28 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#ifdef HAVE_TCMALLOC
+#include <gperftools/tcmalloc.h>
+#endif
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include "capf/capfd.h"
 #include "capf/log.h"
 #include "capf/signer.h"
+
+/* The allocator capfd runs on, for --version. */
+static void print_allocator(void)
+{
+#ifdef HAVE_TCMALLOC
+	const char *v = tc_version(NULL, NULL, NULL);
+
+	printf("allocator: tcmalloc (%s)\n", v != NULL ? v : "gperftools");
+#else
+	printf("allocator: the C library's malloc\n");
+#endif
+}
 
 static void usage(FILE *out)
 {
@@ -132,6 +148,7 @@ int main(int argc, char **argv)
 			continue;
 		case 'V':
 			printf("capfd %s\n", PACKAGE_VERSION);
+			print_allocator();
 			return EXIT_SUCCESS;
 		case 'h':
 			usage(stdout);
