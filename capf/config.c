@@ -372,8 +372,9 @@ static unsigned long_lines(FILE *f, const char *path)
 	size_t len = 0;
 	int ch;
 
-	while ((ch = getc(f)) != EOF) {
-		if (ch != '\n') {
+	do {
+		ch = getc(f);
+		if (ch != '\n' && ch != EOF) {
 			len += ch != '\r';
 			continue;
 		}
@@ -384,12 +385,7 @@ static unsigned long_lines(FILE *f, const char *path)
 			bad++;
 		}
 		len = 0;
-	}
-	if (len > CONFIG_MAX_LINE) {
-		fprintf(stderr, "capfd: %s:%u: the line is %zu characters long, more than the %u "
-			"the configuration reader takes\n", path, lineno + 1, len, CONFIG_MAX_LINE);
-		bad++;
-	}
+	} while (ch != EOF);
 	rewind(f);
 	return bad;
 }

@@ -48,22 +48,18 @@ static uint16_t group_tls_id(gnutls_group_t g)
 }
 
 /* A priority string as an addition to GnuTLS's defaults, or, when it
- * starts with a keyword such as NORMAL, on its own. */
-static int priority_make(gnutls_priority_t *out, const char *what, const char *str)
+ * starts with a keyword such as NORMAL, on its own; GnuTLS's error, and
+ * *errpos where it is. */
+static int priority_parse(gnutls_priority_t *out, const char *str, const char **errpos)
 {
-	const char *errpos = NULL;
 	int ret;
 
-	ret = gnutls_priority_init2(out, str, &errpos, GNUTLS_PRIORITY_INIT_DEF_APPEND);
+	ret = gnutls_priority_init2(out, str, errpos, GNUTLS_PRIORITY_INIT_DEF_APPEND);
 	if (ret < 0)
-		ret = gnutls_priority_init(out, str, &errpos);
-	if (ret < 0) {
+		ret = gnutls_priority_init(out, str, errpos);
+	if (ret < 0)
 		*out = NULL;
-		log_err("invalid %s \"%s\" near \"%s\": %s", what, str,
-			errpos != NULL ? errpos : "", gnutls_strerror(ret));
-		return CAPF_ECONFIG;
-	}
-	return 0;
+	return ret;
 }
 
 /* str with the groups of list (n of them) in their order but list[lead]
@@ -92,10 +88,15 @@ int tls_prio_init(struct tls_prio *p, const char *what, const char *str)
 	const unsigned *list = NULL;
 	int n, ret;
 
+	const char *errpos = NULL;
+
 	memset(p, 0, sizeof(*p));
-	ret = priority_make(&p->base, what, str);
-	if (ret < 0)
-		return ret;
+	ret = priority_parse(&p->base, str, &errpos);
+	if (ret < 0) {
+		log_err("invalid %s \"%s\" near \"%s\": %s", what, str,
+			errpos != NULL ? errpos : "", gnutls_strerror(ret));
+		return CAPF_ECONFIG;
+	}
 	if (strcasestr(str, "%SERVER_PRECEDENCE") == NULL)
 		return 0;
 	n = gnutls_priority_group_list(p->base, &list);
@@ -112,13 +113,12 @@ int tls_prio_init(struct tls_prio *p, const char *what, const char *str)
 			tls_prio_deinit(p);
 			return CAPF_ENOMEM;
 		}
-		ret = priority_make(&first, what, s);
+		ret = priority_parse(&first, s, &errpos);
 		free(s);
-		if (ret < 0) {
-			tls_prio_deinit(p);
-			return ret;
-		}
-		/* The same groups, this one first. */
+		/* The same groups, this one first; else this group is never
+		 * put first (the base is valid: nothing to report). */
+		if (ret < 0)
+			continue;
 		if (gnutls_priority_group_list(first, &got) != n || got[0] != list[i]) {
 			gnutls_priority_deinit(first);
 			continue;
