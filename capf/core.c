@@ -148,6 +148,7 @@ void core_free(struct core *s)
 		return;
 	drop_lsc(s);
 	drop_fetched(s);
+	free(s->recs);
 	/* What could open a device to someone else does not linger. */
 	memset(s->binding, 0, sizeof(s->binding));
 	memset(s->secret, 0, sizeof(s->secret));
@@ -176,6 +177,8 @@ static int on_claim(struct core *s, const struct core_event *ev, struct core_out
 {
 	if (ev->claim.device == NULL || !device_name_valid(ev->claim.device))
 		return core_fail(s, CAPF_EBADMSG, "invalid device name", out);
+	if (s->recs == NULL && (s->recs = calloc(1, sizeof(*s->recs))) == NULL)
+		return core_fail(s, CAPF_ENOMEM, NULL, out);
 	snprintf(s->device, sizeof(s->device), "%s", ev->claim.device);
 	s->caps = ev->claim.caps;
 	if (ev->claim.peer != NULL) {
@@ -310,7 +313,7 @@ static int on_loaded_authfail(struct core *s, const struct core_event *ev, struc
 		 s->outcome == CAPF_ELOCKOUT ? ": device locked out" : "");
 	core_emit_persist(s, out, CAPF__AUDIT_KIND__AUDIT_AUTH_FAIL, s->text,
 		     CORE_S_PERSIST_AUTHFAIL);
-	s->rec_ptrs[0]->device->last_error = (uint32_t)-s->outcome;
+	s->recs->rec_ptrs[0]->device->last_error = (uint32_t)-s->outcome;
 	return 0;
 }
 
@@ -500,8 +503,8 @@ static int on_loaded_issue(struct core *s, const struct core_event *ev, struct c
 			    out);
 
 	core_persist_begin(s);
-	r = &s->rec[s->nrec];
-	c = &s->cert_out[s->nrec];
+	r = &s->recs->rec[s->recs->nrec];
+	c = &s->recs->cert_out[s->recs->nrec];
 	capf__certificate__init(c);
 	c->serial.data = s->serial;
 	c->serial.len = s->serial_len;
@@ -520,7 +523,7 @@ static int on_loaded_issue(struct core *s, const struct core_event *ev, struct c
 	r->cert = c;
 	/* Serials are unique: the store refuses to record one it knows. */
 	r->create_only = true;
-	s->rec_ptrs[s->nrec++] = r;
+	s->recs->rec_ptrs[s->recs->nrec++] = r;
 
 	d = core_persist_device(s, v->device, ev->now);
 	d->status = CAPF__OP_STATUS__STATUS_ISSUED;
@@ -666,7 +669,7 @@ static int finish_install(struct core *s, const struct core_event *ev, struct co
 	 * phone's next contact settles. Not when it revokes the LSC it
 	 * replaces: a CRL publishes that once it is reported. */
 	core_emit_persist(s, out, CAPF__AUDIT_KIND__AUDIT_ACK, s->renewal ? "renewal" : NULL,
-			  CORE_S_PERSIST_FINISH)->persist.lazy = s->nrevoked == 0;
+			  CORE_S_PERSIST_FINISH)->persist.lazy = s->recs->nrevoked == 0;
 	return 0;
 }
 

@@ -69,8 +69,15 @@ struct core {
 	ProtobufCBinaryData fetched[FETCH_MAX];
 	size_t nfetched;
 
-	/* Records handed out with CORE_FX_PERSIST; they borrow from the view
-	 * of the same event and from the fields above. */
+	/* Made at the claim: a connection that never claims a device (an
+	 * idle one holds the core from the handshake on) does not carry it. */
+	struct core_recs *recs;
+	char text[160];
+};
+
+/* Records handed out with CORE_FX_PERSIST; they borrow from the view of
+ * the same event and from the fields of the core. */
+struct core_recs {
 	Capf__Device dev_out;
 	Capf__Certificate cert_out[CORE_MAX_RECS];
 	Capf__StoreRecord rec[CORE_MAX_RECS];
@@ -78,7 +85,6 @@ struct core {
 	size_t nrec;
 	struct core_revoked revoked[CORE_MAX_RECS];
 	size_t nrevoked;
-	char text[160];
 };
 
 /*

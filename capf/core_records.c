@@ -93,14 +93,14 @@ bool core_serial_eq(const ProtobufCBinaryData *a, const uint8_t *b, size_t blen)
 
 void core_persist_begin(struct core *s)
 {
-	s->nrec = 0;
-	s->nrevoked = 0;
+	s->recs->nrec = 0;
+	s->recs->nrevoked = 0;
 }
 
 Capf__Device *core_persist_device(struct core *s, const Capf__Device *cur, time_t now)
 {
-	Capf__StoreRecord *r = &s->rec[s->nrec];
-	Capf__Device *d = &s->dev_out;
+	Capf__StoreRecord *r = &s->recs->rec[s->recs->nrec];
+	Capf__Device *d = &s->recs->dev_out;
 
 	*d = *cur;
 	d->revision = cur->revision + 1;
@@ -110,15 +110,15 @@ Capf__Device *core_persist_device(struct core *s, const Capf__Device *cur, time_
 	r->device = d;
 	r->check_revision = true;
 	r->expect_revision = cur->revision;
-	s->rec_ptrs[s->nrec++] = r;
+	s->recs->rec_ptrs[s->recs->nrec++] = r;
 	return d;
 }
 
 /* A changed copy of an existing certificate record, at its revision. */
 Capf__Certificate *core_persist_cert(struct core *s, const Capf__Certificate *cur)
 {
-	Capf__StoreRecord *r = &s->rec[s->nrec];
-	Capf__Certificate *c = &s->cert_out[s->nrec];
+	Capf__StoreRecord *r = &s->recs->rec[s->recs->nrec];
+	Capf__Certificate *c = &s->recs->cert_out[s->recs->nrec];
 
 	*c = *cur;
 	c->revision = cur->revision + 1;
@@ -127,14 +127,14 @@ Capf__Certificate *core_persist_cert(struct core *s, const Capf__Certificate *cu
 	r->cert = c;
 	r->check_revision = true;
 	r->expect_revision = cur->revision;
-	s->rec_ptrs[s->nrec++] = r;
+	s->recs->rec_ptrs[s->recs->nrec++] = r;
 	return c;
 }
 
 void core_revoke_cert(struct core *s, const Capf__Certificate *cur, time_t now, int reason)
 {
 	Capf__Certificate *c = core_persist_cert(s, cur);
-	struct core_revoked *rv = &s->revoked[s->nrevoked++];
+	struct core_revoked *rv = &s->recs->revoked[s->recs->nrevoked++];
 
 	c->state = CAPF__CERT_STATE__CERT_REVOKED;
 	c->revoked_at = now;
@@ -153,11 +153,11 @@ struct core_fx *core_emit_persist(struct core *s, struct core_out *out, Capf__Au
 {
 	struct core_fx *fx = core_fx_add(out, CORE_FX_PERSIST);
 
-	fx->persist.recs = s->rec_ptrs;
-	fx->persist.nrecs = s->nrec;
+	fx->persist.recs = s->recs->rec_ptrs;
+	fx->persist.nrecs = s->recs->nrec;
 	core_audit_init(s, &fx->persist.audit, kind, 0, detail);
-	fx->persist.revoked = s->nrevoked > 0 ? s->revoked : NULL;
-	fx->persist.nrevoked = s->nrevoked;
+	fx->persist.revoked = s->recs->nrevoked > 0 ? s->recs->revoked : NULL;
+	fx->persist.nrevoked = s->recs->nrevoked;
 	fx->persist.lazy = false;
 	s->state = next;
 	return fx;
