@@ -23,7 +23,6 @@
 static int take_key(struct ca_csr *csr)
 {
 	gnutls_pubkey_t pub = NULL;
-	uint8_t id[32];
 	int ret = 0;
 
 	if (gnutls_pubkey_init(&pub) < 0)
@@ -33,7 +32,7 @@ static int take_key(struct ca_csr *csr)
 	csr->pub = pub;
 	csr->pk = gnutls_pubkey_get_pk_algorithm(pub, NULL);
 	if (gnutls_pubkey_export2(pub, GNUTLS_X509_FMT_DER, &csr->spki) < 0 ||
-	    gnutls_hash_fast(GNUTLS_DIG_SHA256, csr->spki.data, csr->spki.size, id) < 0) {
+	    gnutls_hash_fast(GNUTLS_DIG_SHA256, csr->spki.data, csr->spki.size, csr->sha256) < 0) {
 		gnutls_free(csr->spki.data);
 		csr->spki.data = NULL;
 		csr->spki.size = 0;
@@ -42,7 +41,7 @@ static int take_key(struct ca_csr *csr)
 	}
 	/* The first 160 bits of SHA-256 over the SubjectPublicKeyInfo, as
 	 * ca_key_id() computes for the CA. */
-	memcpy(csr->key_id, id, CA_KEY_ID_LEN);
+	memcpy(csr->key_id, csr->sha256, CA_KEY_ID_LEN);
 	return 0;
 out:
 	csr->pub = NULL;
@@ -471,11 +470,43 @@ static int pubkey_policy(gnutls_pubkey_t pub, int *pk)
 	return type;
 }
 
+/*
+ * A ca_pubkey of a key GnuTLS has read (pub) and its SubjectPublicKeyInfo
+ * as GnuTLS encodes it (spki, canonical), with the SHA-256 of that: under
+ * capf's policy, spki copied.
+ */
+static int pubkey_make(gnutls_pubkey_t pub, const gnutls_datum_t *spki, const uint8_t sha256[32],
+		       struct ca_pubkey **out)
+{
+	struct ca_pubkey *k = calloc(1, sizeof(*k));
+
+	if (k == NULL)
+		return CAPF_ENOMEM;
+	k->type = pubkey_policy(pub, &k->pk);
+	if (k->type == 0) {
+		free(k);
+		return CAPF_EPOLICY;
+	}
+	k->spki.data = gnutls_malloc(spki->size);
+	if (k->spki.data == NULL) {
+		free(k);
+		return CAPF_ENOMEM;
+	}
+	memcpy(k->spki.data, spki->data, spki->size);
+	k->spki.size = spki->size;
+	memcpy(k->sha256, sha256, sizeof(k->sha256));
+	/* The key identifier: the first 160 bits of that hash, as for the
+	 * CA's own keys (ca_key_id()). */
+	memcpy(k->key_id, k->sha256, CA_KEY_ID_LEN);
+	*out = k;
+	return 0;
+}
+
 int ca_pubkey_parse(const uint8_t *der, size_t len, struct ca_pubkey **out)
 {
-	gnutls_datum_t in = {(unsigned char *)der, (unsigned)len};
+	gnutls_datum_t in = {(unsigned char *)der, (unsigned)len}, again = {NULL, 0};
 	gnutls_pubkey_t pub = NULL;
-	struct ca_pubkey *k = NULL;
+	uint8_t sha256[32];
 	int known, ret;
 
 	if (out == NULL)
@@ -490,9 +521,6 @@ int ca_pubkey_parse(const uint8_t *der, size_t len, struct ca_pubkey **out)
 		return ret;
 	if (!known)
 		return CAPF_EPOLICY;
-	k = calloc(1, sizeof(*k));
-	if (k == NULL)
-		return CAPF_ENOMEM;
 	CHECK_GNUTLS(gnutls_pubkey_init(&pub));
 	if (gnutls_pubkey_import(pub, &in, GNUTLS_X509_FMT_DER) < 0) {
 		ret = CAPF_EBADMSG;
@@ -500,39 +528,39 @@ int ca_pubkey_parse(const uint8_t *der, size_t len, struct ca_pubkey **out)
 	}
 	/* The key inside the BIT STRING must be DER too: GnuTLS re-encodes
 	 * it canonically, and any difference is refused. */
-	CHECK_GNUTLS(gnutls_pubkey_export2(pub, GNUTLS_X509_FMT_DER, &k->spki));
-	if (k->spki.size != len || memcmp(k->spki.data, der, len) != 0) {
+	CHECK_GNUTLS(gnutls_pubkey_export2(pub, GNUTLS_X509_FMT_DER, &again));
+	if (again.size != len || memcmp(again.data, der, len) != 0) {
 		ret = CAPF_EBADMSG;
 		goto out;
 	}
-	k->type = pubkey_policy(pub, &k->pk);
-	if (k->type == 0) {
-		ret = CAPF_EPOLICY;
-		goto out;
-	}
-	CHECK_GNUTLS(gnutls_hash_fast(GNUTLS_DIG_SHA256, der, len, k->sha256));
-	/* The key identifier: the first 160 bits of that hash, as for the
-	 * CA's own keys (ca_key_id()). */
-	memcpy(k->key_id, k->sha256, CA_KEY_ID_LEN);
-	*out = k;
-	k = NULL;
-	ret = 0;
+	CHECK_GNUTLS(gnutls_hash_fast(GNUTLS_DIG_SHA256, der, len, sha256));
+	ret = pubkey_make(pub, &in, sha256, out);
 out:
+	gnutls_free(again.data);
 	gnutls_pubkey_deinit(pub);
-	ca_pubkey_free(k);
 	return ret;
 }
 
 int ca_csr_pubkey(const struct ca_csr *csr, struct ca_pubkey **out)
 {
+	int known, ret;
+
 	if (out == NULL)
 		return CAPF_EINVAL;
 	*out = NULL;
 	if (csr == NULL || csr->crq == NULL)
 		return CAPF_EINVAL;
-	if (csr->spki.size == 0)
+	if (csr->spki.size == 0 || csr->pub == NULL)
 		return CAPF_EPOLICY; /* a key GnuTLS cannot read */
-	return ca_pubkey_parse(csr->spki.data, csr->spki.size, out);
+	/* The key ca_csr_parse() imported, and its SubjectPublicKeyInfo as
+	 * GnuTLS encoded it: canonical already, so nothing is read twice;
+	 * the same structure rule and policy as ca_pubkey_parse(). */
+	ret = spki_outer(csr->spki.data, csr->spki.size, &known);
+	if (ret < 0)
+		return ret;
+	if (!known)
+		return CAPF_EPOLICY;
+	return pubkey_make(csr->pub, &csr->spki, csr->sha256, out);
 }
 
 void ca_pubkey_free(struct ca_pubkey *key)

@@ -154,6 +154,7 @@ struct ca_csr {
 	 * (empty if GnuTLS cannot read the key: ca_csr_check() refuses
 	 * it), its key identifier and algorithm: what ca_issue() takes. */
 	gnutls_datum_t spki;
+	uint8_t sha256[32];
 	uint8_t key_id[CA_KEY_ID_LEN];
 	int pk;
 };

@@ -2850,6 +2850,49 @@ static void test_pubkey_parse(void)
 	ca_pubkey_free(NULL);
 }
 
+/*
+ * The key of a parsed CSR is the one ca_pubkey_parse() makes of the same
+ * key's SubjectPublicKeyInfo: same type, same SHA-256 (so the same
+ * bytes), and a key outside the policy refused the same way.
+ */
+static void test_csr_pubkey(void)
+{
+	gnutls_x509_privkey_t keys[] = { key_p256, key_p384, key_rsa2048 }, weak = NULL;
+	struct ca_pubkey *a = NULL, *b = NULL;
+	struct ca_csr *csr;
+	uint8_t *der = NULL, ha[32], hb[32];
+	size_t len = 0;
+
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		csr = bound_csr(keys[i], DEV);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(csr);
+		CU_ASSERT_EQUAL_FATAL(ca_csr_pubkey(csr, &a), 0);
+		ca_csr_free(csr);
+		CU_ASSERT_EQUAL_FATAL(spki_of(keys[i], &der, &len), 0);
+		CU_ASSERT_EQUAL_FATAL(ca_pubkey_parse(der, len, &b), 0);
+		CU_ASSERT_EQUAL(ca_pubkey_type(a), ca_pubkey_type(b));
+		CU_ASSERT_NOT_EQUAL(ca_pubkey_type(a), 0);
+		ca_pubkey_sha256(a, ha);
+		ca_pubkey_sha256(b, hb);
+		CU_ASSERT(memcmp(ha, hb, sizeof(ha)) == 0);
+		ca_pubkey_free(a);
+		ca_pubkey_free(b);
+		a = b = NULL;
+		free(der);
+		der = NULL;
+	}
+	/* RSA-1024: a CSR GnuTLS reads, a key capf does not certify. */
+	CU_ASSERT_EQUAL_FATAL(gnutls_x509_privkey_init(&weak), 0);
+	CU_ASSERT_EQUAL_FATAL(gnutls_x509_privkey_generate(weak, GNUTLS_PK_RSA, 1024, 0), 0);
+	csr = bound_csr(weak, DEV);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(csr);
+	a = (struct ca_pubkey *)&a;
+	CU_ASSERT_EQUAL(ca_csr_pubkey(csr, &a), CAPF_EPOLICY);
+	CU_ASSERT_PTR_NULL(a);
+	ca_csr_free(csr);
+	gnutls_x509_privkey_deinit(weak);
+}
+
 /* Signs tbs as a signer would: with the key its ref names. */
 static int sign_tbs(const struct ca_tbs *tbs, uint8_t **sig, size_t *sig_len)
 {
@@ -3378,6 +3421,7 @@ int main(void)
 	    !CU_add_test(s, "serial unique in the store", test_serial_unique_in_store) ||
 	    !CU_add_test(s, "raw signature for the benchmark", test_sign_bench) ||
 	    !CU_add_test(s, "ca_pubkey_parse", test_pubkey_parse) ||
+	    !CU_add_test(s, "ca_csr_pubkey", test_csr_pubkey) ||
 	    !CU_add_test(s, "ca_issue_prepare and complete", test_issue_prepare_complete) ||
 	    !CU_add_test(s, "keyops: no key in ca/", test_keyops)) {
 		CU_cleanup_registry();
