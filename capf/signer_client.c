@@ -608,6 +608,10 @@ struct signer_chan {
 	unsigned ninflight;
 	unsigned nunbounded; /* of them, SIGNER_ASYNC_UNBOUNDED */
 	unsigned wqueued; /* writes queued on the pipe (bytes the socket did not take at once) */
+	/* Requests are written together, once a loop iteration, before the
+	 * loop waits again: one system call (and one wake-up of the signer)
+	 * for all that the iteration's callbacks asked for. */
+	uv_prepare_t flush;
 	struct frame_decoder dec;
 };
 
@@ -707,45 +711,90 @@ static void on_written(uv_write_t *req, int status)
 		chan_reset(ch, uv_strerror(status));
 }
 
-/* Sends r's frame: at once when the socket takes it (the usual case: no
- * write request, no callback, no change of the loop's poll set), else
- * what is left through a queued write. */
-static void send_req(struct signer_chan *ch, struct sreq *r)
-{
-	uv_buf_t buf = uv_buf_init((char *)r->frame, (unsigned)r->frame_len);
-	struct wbuf *wb;
-	int n = 0;
+/* Requests gathered into one write at most. */
+#define FLUSH_MAX 64u
 
-	if (ch->wqueued == 0)
-		n = uv_try_write((uv_stream_t *)&ch->pipe, &buf, 1);
-	/* A broken connection is left to the queued write to report, from
-	 * the loop: a caller of signer_sign_async() never sees its callback
-	 * run inside the call. */
-	if (n < 0)
-		n = 0;
-	if ((size_t)n < r->frame_len) {
-		wb = malloc(sizeof(*wb) + r->frame_len - (size_t)n);
-		if (wb == NULL) {
-			chan_reset(ch, "out of memory");
-			return;
+/*
+ * Writes the frames not written yet, in submission order: at once what
+ * the socket takes (the usual case: no write request, no callback, no
+ * change of the loop's poll set), the rest copied into one queued write.
+ */
+static void flush_unsent(struct signer_chan *ch)
+{
+	uv_buf_t bufs[FLUSH_MAX];
+	struct sreq *rs[FLUSH_MAX], *r = ch->head;
+
+	while (ch->state == CH_CONNECTED) {
+		size_t k = 0, total = 0, done, off;
+		int n = 0;
+
+		for (; r != NULL && k < FLUSH_MAX; r = r->next) {
+			if (r->frame == NULL)
+				continue;
+			rs[k] = r;
+			bufs[k++] = uv_buf_init((char *)r->frame, (unsigned)r->frame_len);
+			total += r->frame_len;
 		}
-		wb->len = r->frame_len - (size_t)n;
-		wb->frame = (uint8_t *)(wb + 1);
-		memcpy(wb->frame, r->frame + n, wb->len);
-		wb->req.data = ch;
-		buf = uv_buf_init((char *)wb->frame, (unsigned)wb->len);
-		if (uv_write(&wb->req, (uv_stream_t *)&ch->pipe, &buf, 1, on_written) < 0) {
-			gnutls_memset(wb->frame, 0, wb->len);
-			free(wb);
-			chan_reset(ch, "write failed");
+		if (k == 0)
 			return;
+		if (ch->wqueued == 0)
+			n = uv_try_write((uv_stream_t *)&ch->pipe, bufs, (unsigned)k);
+		/* A broken connection is left to the queued write to report,
+		 * from the loop. */
+		done = n > 0 ? (size_t)n : 0;
+		if (done < total) {
+			struct wbuf *wb = malloc(sizeof(*wb) + total - done);
+			uv_buf_t rest;
+
+			if (wb == NULL) {
+				chan_reset(ch, "out of memory");
+				return;
+			}
+			wb->len = total - done;
+			wb->frame = (uint8_t *)(wb + 1);
+			off = 0;
+			for (size_t i = 0, at = 0; i < k; at += bufs[i].len, i++) {
+				size_t skip = done > at ? done - at : 0;
+
+				if (skip >= bufs[i].len)
+					continue;
+				memcpy(wb->frame + off, bufs[i].base + skip, bufs[i].len - skip);
+				off += bufs[i].len - skip;
+			}
+			wb->req.data = ch;
+			rest = uv_buf_init((char *)wb->frame, (unsigned)wb->len);
+			if (uv_write(&wb->req, (uv_stream_t *)&ch->pipe, &rest, 1, on_written) < 0) {
+				gnutls_memset(wb->frame, 0, wb->len);
+				free(wb);
+				chan_reset(ch, "write failed");
+				return;
+			}
+			ch->wqueued++;
 		}
-		ch->wqueued++;
+		for (size_t i = 0; i < k; i++) {
+			gnutls_memset(rs[i]->frame, 0, rs[i]->frame_len);
+			if (rs[i]->frame != rs[i]->buf)
+				free(rs[i]->frame);
+			rs[i]->frame = NULL;
+		}
 	}
-	gnutls_memset(r->frame, 0, r->frame_len);
-	if (r->frame != r->buf)
-		free(r->frame);
-	r->frame = NULL;
+}
+
+static void on_flush(uv_prepare_t *p)
+{
+	struct signer_chan *ch = p->data;
+
+	uv_prepare_stop(p);
+	if (!ch->closing && ch->state == CH_CONNECTED)
+		flush_unsent(ch);
+}
+
+/* The frames not written yet go with the others of this loop iteration
+ * (on_flush()). */
+static void want_flush(struct signer_chan *ch)
+{
+	if (!uv_is_active((uv_handle_t *)&ch->flush))
+		uv_prepare_start(&ch->flush, on_flush);
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -831,9 +880,8 @@ static void on_connected(uv_connect_t *req, int status)
 		chan_reset(ch, "cannot read");
 		return;
 	}
-	for (struct sreq *r = ch->head; r != NULL && ch->state == CH_CONNECTED; r = r->next)
-		if (r->frame != NULL)
-			send_req(ch, r);
+	if (ch->head != NULL)
+		want_flush(ch);
 }
 
 static void chan_connect(struct signer_chan *ch)
@@ -902,7 +950,9 @@ int signer_chan_new(uv_loop_t *loop, const char *socket_path, unsigned queue, un
 	frame_decoder_init(&ch->dec, SIGNER_FRAME_MAX);
 	uv_timer_init(loop, &ch->timer);
 	ch->timer.data = ch;
-	ch->handles = 1;
+	uv_prepare_init(loop, &ch->flush);
+	ch->flush.data = ch;
+	ch->handles = 2;
 	*out = ch;
 	return 0;
 }
@@ -962,7 +1012,7 @@ int signer_sign_async2(struct signer_chan *ch, const char *key_ref, unsigned sig
 	if (ch->ninflight == 1)
 		arm_timer(ch);
 	if (ch->state == CH_CONNECTED)
-		send_req(ch, r);
+		want_flush(ch);
 	else if (ch->state == CH_IDLE)
 		chan_connect(ch);
 	/* CH_CONNECTING: sent once connected; CH_RESETTING: once closed,
@@ -975,7 +1025,8 @@ unsigned signer_chan_inflight(const struct signer_chan *ch)
 	return ch != NULL ? ch->ninflight : 0;
 }
 
-static void on_timer_closed(uv_handle_t *h)
+/* The timer's and the flush's. */
+static void on_aux_closed(uv_handle_t *h)
 {
 	struct signer_chan *ch = h->data;
 
@@ -991,5 +1042,6 @@ void signer_chan_close(struct signer_chan *ch)
 	fail_all(ch, CAPF_ESHUTDOWN);
 	if (ch->state == CH_CONNECTING || ch->state == CH_CONNECTED)
 		uv_close((uv_handle_t *)&ch->pipe, on_pipe_closed);
-	uv_close((uv_handle_t *)&ch->timer, on_timer_closed);
+	uv_close((uv_handle_t *)&ch->timer, on_aux_closed);
+	uv_close((uv_handle_t *)&ch->flush, on_aux_closed);
 }

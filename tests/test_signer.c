@@ -95,12 +95,13 @@ static void stop_signer(void)
 	signer_pid = 0;
 }
 
-static int verify(const uint8_t *spki, size_t spki_len, unsigned algo, const uint8_t *sig,
-		  size_t sig_len)
+/* A signature over data (len bytes) by spki's key. */
+static int verify_of(const uint8_t *spki, size_t spki_len, unsigned algo, const uint8_t *data,
+		     size_t len, const uint8_t *sig, size_t sig_len)
 {
 	gnutls_pubkey_t pub = NULL;
 	gnutls_datum_t k = {(unsigned char *)spki, (unsigned)spki_len};
-	gnutls_datum_t d = {(unsigned char *)msg, sizeof(msg)};
+	gnutls_datum_t d = {(unsigned char *)data, (unsigned)len};
 	gnutls_datum_t s = {(unsigned char *)sig, (unsigned)sig_len};
 	int ret = -1;
 
@@ -109,6 +110,13 @@ static int verify(const uint8_t *spki, size_t spki_len, unsigned algo, const uin
 		ret = gnutls_pubkey_verify_data2(pub, (gnutls_sign_algorithm_t)algo, 0, &d, &s);
 	gnutls_pubkey_deinit(pub);
 	return ret;
+}
+
+/* A signature over msg. */
+static int verify(const uint8_t *spki, size_t spki_len, unsigned algo, const uint8_t *sig,
+		  size_t sig_len)
+{
+	return verify_of(spki, spki_len, algo, msg, sizeof(msg), sig, sig_len);
 }
 
 static uint8_t *the_spki;
@@ -332,6 +340,9 @@ struct done {
 	int calls;
 	int result;
 	int verified;
+	const uint8_t *data; /* what was signed: msg if NULL */
+	size_t len;
+	int order, *seq;    /* the order of the answers, when seq is set */
 };
 
 static void on_done(void *arg, int result, const uint8_t *sig, size_t sig_len)
@@ -340,9 +351,12 @@ static void on_done(void *arg, int result, const uint8_t *sig, size_t sig_len)
 
 	d->calls++;
 	d->result = result;
+	if (d->seq != NULL)
+		d->order = (*d->seq)++;
 	if (result == 0)
-		d->verified =
-		    verify(the_spki, the_spki_len, GNUTLS_SIGN_ECDSA_SHA256, sig, sig_len) == 0;
+		d->verified = verify_of(the_spki, the_spki_len, GNUTLS_SIGN_ECDSA_SHA256,
+					d->data != NULL ? d->data : msg,
+					d->data != NULL ? d->len : sizeof(msg), sig, sig_len) == 0;
 }
 
 static void run_until(uv_loop_t *loop, const struct done *d, int n, unsigned max_ms)
@@ -462,6 +476,53 @@ static void test_async(void)
 	CU_ASSERT_EQUAL(uv_loop_close(&loop), 0);
 }
 
+/*
+ * Many requests made in one loop iteration go out together, more than
+ * one write gathers and more bytes than the socket takes at once (the
+ * rest through a queued write): each is answered once, in order, with a
+ * signature over its own data.
+ */
+#define BURST 150
+#define BURST_LEN 6000
+
+static void test_async_burst(void)
+{
+	static uint8_t data[BURST][BURST_LEN];
+	static struct done d[BURST];
+	uv_loop_t loop;
+	struct signer_chan *ch = NULL;
+	int seq = 0, ok = 1;
+
+	CU_ASSERT_EQUAL_FATAL(uv_loop_init(&loop), 0);
+	CU_ASSERT_EQUAL_FATAL(signer_chan_new(&loop, sockpath, BURST, 20000, &ch), 0);
+	memset(d, 0, sizeof(d));
+	for (int i = 0; i < BURST; i++) {
+		memset(data[i], 'a' + i % 26, sizeof(data[i]));
+		memcpy(data[i], &i, sizeof(i));
+		d[i].data = data[i];
+		d[i].len = sizeof(data[i]);
+		d[i].seq = &seq;
+		ok = ok && signer_sign_async(ch, keyref, GNUTLS_SIGN_ECDSA_SHA256, data[i],
+					     sizeof(data[i]), on_done, &d[i]) == 0;
+	}
+	CU_ASSERT(ok);
+	CU_ASSERT_EQUAL(signer_chan_inflight(ch), BURST);
+	run_until(&loop, d, BURST, 20000);
+	for (int i = 0; i < BURST; i++) {
+		ok = ok && d[i].calls == 1 && d[i].result == 0 && d[i].verified && d[i].order == i;
+		if (!ok) {
+			fprintf(stderr, "request %d: %d calls, result %d, verified %d, answer %d\n", i,
+				d[i].calls, d[i].result, d[i].verified, d[i].order);
+			break;
+		}
+	}
+	CU_ASSERT(ok);
+	CU_ASSERT_EQUAL(signer_chan_inflight(ch), 0);
+	signer_chan_close(ch);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	CU_ASSERT_EQUAL(uv_loop_close(&loop), 0);
+}
+
 int main(void)
 {
 	CU_pSuite s;
@@ -473,7 +534,8 @@ int main(void)
 	if (s == NULL || !CU_add_test(s, "synchronous client invalid", test_sync_invalid) ||
 	    !CU_add_test(s, "load, generate, sign, restart", test_sync) ||
 	    !CU_add_test(s, "only the parent, bounded frames", test_peer_and_frames) ||
-	    !CU_add_test(s, "asynchronous channel", test_async)) {
+	    !CU_add_test(s, "asynchronous channel", test_async) ||
+	    !CU_add_test(s, "asynchronous burst", test_async_burst)) {
 		CU_cleanup_registry();
 		return 1;
 	}
