@@ -187,16 +187,22 @@ int config_set(struct capfd_config *cfg, const char *section, const char *name,
 	       const char *value, char *errbuf, size_t errlen)
 {
 	const struct opt *o = NULL;
+	bool known_section = false;
 	unsigned long n;
 
-	for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++) {
-		if (strcmp(options[i].section, section) == 0 && strcmp(options[i].name, name) == 0) {
+	for (size_t i = 0; i < sizeof(options) / sizeof(options[0]) && o == NULL; i++) {
+		if (strcmp(options[i].section, section) != 0)
+			continue;
+		known_section = true;
+		if (strcmp(options[i].name, name) == 0)
 			o = &options[i];
-			break;
-		}
 	}
 	if (o == NULL) {
-		snprintf(errbuf, errlen, "unknown option [%s] %s", section, name);
+		if (known_section)
+			snprintf(errbuf, errlen, "unknown option [%s] %s", section, name);
+		else
+			snprintf(errbuf, errlen, "unknown section [%s] (its option %s)", section,
+				 name);
 		return CAPF_ECONFIG;
 	}
 

@@ -11,7 +11,7 @@ cat >"$tmp/bad.conf" <<'CONF'
 listen = 999.1.1.1
 port = 99999
 workers = 2
-
+colour = red
 [tls]
 priority = NORMAL:+BOGUS
 [trust]
@@ -27,7 +27,8 @@ rc=0
 "$CAPFD" -c "$tmp/bad.conf" -d "$tmp/state" --check-config >"$tmp/out" 2>&1 || rc=$?
 [ "$rc" -eq 1 ] || fail "a bad file: exit status $rc"
 for want in "bad.conf:3: \[server\] port must be a number from 0 to 65535" \
-	"bad.conf:15: unknown option \[bogus\] colour" \
+	"bad.conf:5: unknown option \[server\] colour" \
+	"bad.conf:15: unknown section \[bogus\] (its option colour)" \
 	"bad.conf:2: \[server\] listen: \"999.1.1.1\" is not an address" \
 	"bad.conf:9: \[trust\] manufacturer_roots: cannot read /nonexistent/roots.pem" \
 	"bad.conf:7: \[tls\] priority: invalid GnuTLS priority string near \"+BOGUS\"" \
