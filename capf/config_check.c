@@ -18,6 +18,7 @@
 
 #include "capf/capfd.h"
 #include "capf/metrics.h"
+#include "capf/tls_prio.h"
 
 static int bad(const struct capfd_config *cfg, const char *section, const char *name,
 	       const char *what)
@@ -84,9 +85,7 @@ static int check_priority(const struct capfd_config *cfg, const char *section, c
 
 	if (s == NULL)
 		return 0;
-	ret = gnutls_priority_init2(&p, s, &errpos, GNUTLS_PRIORITY_INIT_DEF_APPEND);
-	if (ret < 0)
-		ret = gnutls_priority_init(&p, s, &errpos);
+	ret = tls_priority_parse(&p, s, &errpos);
 	if (ret < 0) {
 		snprintf(what, sizeof(what), "invalid GnuTLS priority string near \"%.200s\": %s",
 			 errpos != NULL ? errpos : "", gnutls_strerror(ret));

@@ -47,10 +47,7 @@ static uint16_t group_tls_id(gnutls_group_t g)
 	return 0;
 }
 
-/* A priority string as an addition to GnuTLS's defaults, or, when it
- * starts with a keyword such as NORMAL, on its own; GnuTLS's error, and
- * *errpos where it is. */
-static int priority_parse(gnutls_priority_t *out, const char *str, const char **errpos)
+int tls_priority_parse(gnutls_priority_t *out, const char *str, const char **errpos)
 {
 	int ret;
 
@@ -91,7 +88,7 @@ int tls_prio_init(struct tls_prio *p, const char *what, const char *str)
 	const char *errpos = NULL;
 
 	memset(p, 0, sizeof(*p));
-	ret = priority_parse(&p->base, str, &errpos);
+	ret = tls_priority_parse(&p->base, str, &errpos);
 	if (ret < 0) {
 		log_err("invalid %s \"%s\" near \"%s\": %s", what, str,
 			errpos != NULL ? errpos : "", gnutls_strerror(ret));
@@ -113,7 +110,7 @@ int tls_prio_init(struct tls_prio *p, const char *what, const char *str)
 			tls_prio_deinit(p);
 			return CAPF_ENOMEM;
 		}
-		ret = priority_parse(&first, s, &errpos);
+		ret = tls_priority_parse(&first, s, &errpos);
 		free(s);
 		/* The same groups, this one first; else this group is never
 		 * put first (the base is valid: nothing to report). */

@@ -26,6 +26,14 @@ struct tls_prio {
 };
 
 /*
+ * tls_priority_parse() - a priority string as an addition to GnuTLS's
+ * defaults, or, when it starts with a keyword such as NORMAL, on its own.
+ * Returns 0 and *out, or GnuTLS's error with *out NULL and *errpos where
+ * the string went wrong.
+ */
+int tls_priority_parse(gnutls_priority_t *out, const char *str, const char **errpos);
+
+/*
  * tls_prio_init() - make p from a priority string (an addition to
  * GnuTLS's defaults, or, when it starts with a keyword such as NORMAL, on
  * its own). @what names the option in the log line of an error.
