@@ -612,6 +612,7 @@ struct signer_chan {
 	 * loop waits again: one system call (and one wake-up of the signer)
 	 * for all that the iteration's callbacks asked for. */
 	uv_prepare_t flush;
+	unsigned nwritten; /* requests written and not answered yet */
 	struct frame_decoder dec;
 };
 
@@ -652,6 +653,8 @@ static void unlink_req(struct signer_chan *ch, struct sreq *r)
 	ch->ninflight--;
 	if (r->unbounded)
 		ch->nunbounded--;
+	if (r->frame == NULL)
+		ch->nwritten--;
 }
 
 /* Finishes every request (the list is detached first: a callback may
@@ -663,6 +666,7 @@ static void fail_all(struct signer_chan *ch, int code)
 	ch->head = ch->tail = NULL;
 	ch->ninflight = 0;
 	ch->nunbounded = 0;
+	ch->nwritten = 0;
 	for (; r != NULL; r = next) {
 		next = r->next;
 		r->cb(r->arg, code, NULL, 0);
@@ -777,6 +781,7 @@ static void flush_unsent(struct signer_chan *ch)
 				free(rs[i]->frame);
 			rs[i]->frame = NULL;
 		}
+		ch->nwritten += (unsigned)k;
 	}
 }
 
@@ -789,10 +794,18 @@ static void on_flush(uv_prepare_t *p)
 		flush_unsent(ch);
 }
 
-/* The frames not written yet go with the others of this loop iteration
- * (on_flush()). */
+/*
+ * The frames not written yet: at once when the signer has nothing of
+ * this channel's to work on (it starts while the loop goes on), else with
+ * the others of this loop iteration (on_flush()): the signer reads them
+ * when it is done with what it has, and is woken once for all of them.
+ */
 static void want_flush(struct signer_chan *ch)
 {
+	if (ch->nwritten == 0 && ch->wqueued == 0) {
+		flush_unsent(ch);
+		return;
+	}
 	if (!uv_is_active((uv_handle_t *)&ch->flush))
 		uv_prepare_start(&ch->flush, on_flush);
 }
