@@ -8,7 +8,7 @@ build=$(pwd)
 for prog in capfd capfctl capf-phone capf-replay; do
 	[ -x "$build/$prog" ] || { echo "FAIL: $prog is not built"; exit 1; }
 done
-missing=$(mktemp /tmp/capf-manopts-XXXXXX)
+missing=$(mktemp "${TMPDIR:-/tmp}/capf-manopts-XXXXXX")
 trap 'rm -f "$missing"' EXIT
 
 # check PAGE PROGRAM [WORDS...]: PROGRAM WORDS --help against PAGE.

@@ -7,7 +7,7 @@ set -u
 src=${top_srcdir:-${srcdir:-.}}
 table="$src/capf/config.c"
 page="$src/doc/capfd.conf.5"
-tmp=$(mktemp -d /tmp/capf-reload-doc-XXXXXX)
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/capf-reload-doc-XXXXXX")
 trap 'rm -rf "$tmp"' EXIT INT TERM
 fail() {
 	echo "FAIL: $*"

@@ -8,7 +8,7 @@ if [ ! -x "$CAPF_BENCH" ]; then
 	echo "FAIL: $CAPF_BENCH is not built"
 	exit 1
 fi
-tmp=$(mktemp -d /tmp/capf-it-bench-XXXXXX)
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/capf-it-bench-XXXXXX")
 trap 'rm -rf "$tmp"' EXIT INT TERM
 fail() {
 	echo "FAIL: $*"

@@ -12,7 +12,11 @@ for prog in "$CAPFD" "$CAPFCTL" "$CAPF_PHONE"; do
 	fi
 done
 
-tmp=$(mktemp -d /tmp/capf-it-XXXXXX)
+# Under $TMPDIR when it is short enough for the UNIX sockets the tests
+# make in it (108 bytes a path), else under /tmp.
+tmp_base=${TMPDIR:-/tmp}
+[ ${#tmp_base} -le 60 ] && [ -d "$tmp_base" ] && [ -w "$tmp_base" ] || tmp_base=/tmp
+tmp=$(mktemp -d "$tmp_base/capf-it-XXXXXX")
 capfd_pid=""
 
 cleanup() {
