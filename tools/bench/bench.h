@@ -95,6 +95,11 @@ unsigned long long bench_proc_kib(pid_t pid, const char *name, bool children);
  * and signer): how often the work of one enrollment waits or is woken. */
 unsigned long long bench_ctxt_switches(pid_t pid);
 
+/* bench_tmp_template() - "DIR/capf-bench-WHAT-XXXXXX" for mkdtemp() in buf
+ * (len bytes), DIR $TMPDIR when it is set and short enough for the UNIX
+ * sockets made under it (60 bytes at most), else /tmp. Returns buf. */
+char *bench_tmp_template(char *buf, size_t len, const char *what);
+
 /* bench_raise_nofile() - the soft RLIMIT_NOFILE raised to want (or to the
  * hard limit when that is lower); the limit now. */
 unsigned long bench_raise_nofile(unsigned long want);

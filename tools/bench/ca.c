@@ -132,8 +132,7 @@ static double measure(struct ca *ca, struct ca_csr *csr, int issue, unsigned thr
 
 static int bench_one(int key_type, const char *key, double seconds, unsigned threads)
 {
-	char dir[] = "/tmp/capf-bench-ca.XXXXXX";
-	char cadir[sizeof(dir) + 4];
+	char dir[128], cadir[sizeof(dir) + 4];
 	struct ca_config cfg = {0};
 	struct ca *ca = NULL;
 	struct ca_csr *csr = NULL;
@@ -144,9 +143,8 @@ static int bench_one(int key_type, const char *key, double seconds, unsigned thr
 	double sign_rate = 0, issue_rate = 0, t0;
 	int failed = 0, ret = BENCH_EXIT_FAIL, r;
 
-	if (mkdtemp(dir) == NULL) {
-		fprintf(stderr, BENCH_PROG " ca: cannot make a directory in /tmp: %s\n",
-			strerror(errno));
+	if (mkdtemp(bench_tmp_template(dir, sizeof(dir), "ca")) == NULL) {
+		fprintf(stderr, BENCH_PROG " ca: cannot make %s: %s\n", dir, strerror(errno));
 		return BENCH_EXIT_FAIL;
 	}
 	snprintf(cadir, sizeof(cadir), "%s/ca", dir);

@@ -623,7 +623,7 @@ int bench_enroll(int argc, char **argv)
 			return BENCH_EXIT_FAIL;
 		snprintf(r.keys, sizeof(r.keys), "%s/keys", dir);
 	}
-	snprintf(r.dir, sizeof(r.dir), "/tmp/capf-bench-enroll-XXXXXX");
+	bench_tmp_template(r.dir, sizeof(r.dir), "enroll");
 	if (mkdtemp(r.dir) == NULL)
 		return BENCH_EXIT_FAIL;
 	if (callgrind) {

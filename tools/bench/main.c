@@ -48,7 +48,9 @@ static void usage(FILE *f)
 	for (i = 0; i < N_COMMANDS; i++)
 		fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
 	fprintf(f, "  %-8s %s\n", "all", "every benchmark above with its defaults");
-	fprintf(f, "\n'" BENCH_PROG " COMMAND --help' describes a command.\n");
+	fprintf(f, "\nEach run works in a new directory under $TMPDIR (when it is at most 60\n"
+		   "bytes long; else /tmp), its phones and capfd on this machine only.\n"
+		   "'" BENCH_PROG " COMMAND --help' describes a command.\n");
 }
 
 int bench_usage_error(const char *cmd, const char *fmt, ...)

@@ -189,6 +189,16 @@ unsigned long long bench_proc_kib(pid_t pid, const char *name, bool children)
 	return kib;
 }
 
+char *bench_tmp_template(char *buf, size_t len, const char *what)
+{
+	const char *t = getenv("TMPDIR");
+
+	if (t == NULL || t[0] != '/' || strlen(t) > 60)
+		t = "/tmp";
+	snprintf(buf, len, "%s/capf-bench-%s-XXXXXX", t, what);
+	return buf;
+}
+
 unsigned long bench_raise_nofile(unsigned long want)
 {
 	struct rlimit r;

@@ -37,7 +37,7 @@ static int setup_dir(struct bench_capfd *d, const char *build, const char *what)
 	memset(d, 0, sizeof(*d));
 	d->pid = -1;
 	snprintf(d->build, sizeof(d->build), "%s", build);
-	snprintf(d->dir, sizeof(d->dir), "/tmp/capf-bench-%s-XXXXXX", what);
+	bench_tmp_template(d->dir, sizeof(d->dir), what);
 	if (mkdtemp(d->dir) == NULL)
 		return -1;
 	snprintf(d->mfg, sizeof(d->mfg), "%s/mfg", d->dir);

@@ -53,7 +53,7 @@ static void usage(FILE *f)
 		"  -n, --records N   device records to create, default %lu\n"
 		"  -d, --dir DIR     state directory to create (it must not exist, its\n"
 		"                    parent must); default a new directory under $TMPDIR\n"
-		"                    or /tmp, removed at the end\n"
+		"                    (when at most 60 bytes long) or /tmp, removed at the end\n"
 		"  -k, --keep        keep the state directory\n"
 		"  -h, --help        show this help\n",
 		RECORDS_DEFAULT);
@@ -364,7 +364,6 @@ int bench_store(int argc, char **argv)
 	unsigned long n = RECORDS_DEFAULT;
 	unsigned long long bytes = 0;
 	char tmpl[4096], *dir = NULL, *end;
-	const char *tmpdir;
 	bool keep = false, made_root = false;
 	int c, ret = BENCH_EXIT_FAIL;
 
@@ -395,9 +394,7 @@ int bench_store(int argc, char **argv)
 	if (optind < argc)
 		return bench_usage_error("store", "unexpected argument '%s'", argv[optind]);
 	if (!dir) {
-		tmpdir = getenv("TMPDIR");
-		snprintf(tmpl, sizeof(tmpl), "%s/capf-bench-store-XXXXXX",
-			 tmpdir && *tmpdir ? tmpdir : "/tmp");
+		bench_tmp_template(tmpl, sizeof(tmpl), "store");
 		if (!mkdtemp(tmpl)) {
 			fprintf(stderr, BENCH_PROG " store: cannot make %s: %s\n", tmpl,
 				strerror(errno));
