@@ -608,9 +608,9 @@ struct signer_chan {
 	unsigned ninflight;
 	unsigned nunbounded; /* of them, SIGNER_ASYNC_UNBOUNDED */
 	unsigned wqueued; /* writes queued on the pipe (bytes the socket did not take at once) */
-	/* Requests are written together, once a loop iteration, before the
-	 * loop waits again: one system call (and one wake-up of the signer)
-	 * for all that the iteration's callbacks asked for. */
+	/* Requests made while the signer works on earlier ones are written
+	 * together before the loop waits again (want_flush()): one system
+	 * call, and one wake-up of the signer, for all of them. */
 	uv_prepare_t flush;
 	unsigned nwritten; /* requests written and not answered yet */
 	struct frame_decoder dec;
