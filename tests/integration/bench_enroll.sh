@@ -25,7 +25,9 @@ for field in "pure crypto" "server " "ratio" "per CPU-second" "saturated" "clien
 	grep -q "^  $field" "$tmp/out" || fail "no '$field' line"
 done
 json=$(grep '^{"bench":"enroll","variant":"p256-native"' "$tmp/out") || fail "no JSON line"
-for key in crypto_ms server_cpu_ms server_user_ms server_sys_ms ratio per_cpu_second rate \
+grep -q "^  pure crypto .* again after the run: the baseline" "$tmp/out" ||
+	fail "the crypto was not measured again after the run"
+for key in crypto_ms crypto_before_ms crypto_after_ms server_cpu_ms server_user_ms server_sys_ms ratio per_cpu_second rate \
 	p50_ms p99_ms fdatasyncs_per_enrollment group_commits_per_enrollment peak_rss_kib \
 	client_cpu_ms kx_x25519_ms kx_p256_ms; do
 	echo "$json" | grep -q "\"$key\":" || fail "no $key in the JSON line"

@@ -4,7 +4,9 @@
  * variant (CA, MIC and key type; protocol; key exchange):
  *
  *  1. the pure crypto of one enrollment with the same GnuTLS calls and
- *     key types (tools/bench/crypto.c says which);
+ *     key types (tools/bench/crypto.c says which), on the server's core,
+ *     before the saturated run and again after it (the mean is the
+ *     baseline: the machine's speed moves);
  *  2. capfd with one worker pinned to CPU 0 (its signer too) under
  *     capf-phone load pinned to CPU 1, the devices bulk-imported first:
  *     saturated (closed loop, C phones at once), then on a fresh capfd
@@ -23,6 +25,8 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <math.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,7 +64,10 @@ static const struct variant variants[] = {
 
 struct figures {
 	const struct variant *v;
+	/* The pure crypto: measured on the server's core before the
+	 * saturated run and again after it; crypto.seconds is their mean. */
 	struct bench_crypto crypto;
+	double crypto_before_s, crypto_after_s;
 	unsigned long count;
 	double user_ms, sys_ms;   /* server CPU per enrollment */
 	double rate, busy;        /* saturated: enrollments/s, server core use */
@@ -132,20 +139,62 @@ static double ms(double s)
 	return s * 1e3;
 }
 
-/* The pure crypto of v, timed in this process. */
+/* The pure crypto of v, timed in this process on cpu (-1: any) into c. */
+static int crypto_on(const struct run *r, const struct figures *fg, int cpu,
+		     struct bench_crypto *c)
+{
+	cpu_set_t old, one;
+	bool pinned = false;
+	int ret;
+
+	c->rsa = fg->v->rsa;
+	c->cisco = fg->v->cisco;
+	c->x25519 = strcmp(fg->v->groups, "p256") != 0;
+	if (cpu >= 0 && sched_getaffinity(0, sizeof(old), &old) == 0) {
+		CPU_ZERO(&one);
+		CPU_SET(cpu, &one);
+		pinned = sched_setaffinity(0, sizeof(one), &one) == 0;
+	}
+	ret = bench_crypto_measure(c, r->quick ? 20 : fg->v->rsa ? 40 : 200, 5);
+	if (pinned)
+		(void)sched_setaffinity(0, sizeof(old), &old);
+	if (ret < 0)
+		fprintf(stderr, BENCH_PROG " enroll: the crypto measurement failed\n");
+	return ret;
+}
+
+/* The pure crypto before the runs, on the core the server will have. */
 static int measure_crypto(const struct run *r, struct figures *fg)
 {
 	char what[200];
 
-	fg->crypto.rsa = fg->v->rsa;
-	fg->crypto.cisco = fg->v->cisco;
-	fg->crypto.x25519 = strcmp(fg->v->groups, "p256") != 0;
-	if (bench_crypto_measure(&fg->crypto, r->quick ? 20 : fg->v->rsa ? 40 : 200, 5) < 0) {
-		fprintf(stderr, BENCH_PROG " enroll: the crypto measurement failed\n");
+	if (crypto_on(r, fg, r->server_cpu, &fg->crypto) < 0)
 		return -1;
-	}
+	fg->crypto_before_s = fg->crypto_after_s = fg->crypto.seconds;
 	bench_crypto_describe(&fg->crypto, what, sizeof(what));
 	printf("  pure crypto      %8.3f ms per enrollment (%s)\n", ms(fg->crypto.seconds), what);
+	return 0;
+}
+
+/*
+ * The pure crypto again, right after the saturated run: the baseline is
+ * the mean of both, and a machine whose speed moved in between is said to
+ * have (the ratio is then uncertain by as much).
+ */
+static int measure_crypto_after(const struct run *r, struct figures *fg)
+{
+	struct bench_crypto again = { 0 };
+	double drift;
+
+	if (crypto_on(r, fg, r->server_cpu, &again) < 0)
+		return -1;
+	fg->crypto_after_s = again.seconds;
+	fg->crypto.seconds = (fg->crypto_before_s + fg->crypto_after_s) / 2;
+	drift = fabs(fg->crypto_after_s - fg->crypto_before_s) / fg->crypto.seconds;
+	printf("  pure crypto      %8.3f ms again after the run: the baseline %.3f ms (the mean)%s\n",
+	       ms(fg->crypto_after_s), ms(fg->crypto.seconds),
+	       drift > 0.15 ? "; the machine's speed moved by more than 15 %, the ratio is as "
+			      "uncertain" : "");
 	return 0;
 }
 
@@ -245,7 +294,7 @@ static int run_variant(struct run *r, struct figures *fg)
 	}
 	fg->count = r->count ? r->count : r->quick ? COUNT_QUICK : fg->v->rsa ? COUNT_RSA
 									  : COUNT_P256;
-	if (one_run(r, fg, &d, 0, &lr) < 0)
+	if (one_run(r, fg, &d, 0, &lr) < 0 || measure_crypto_after(r, fg) < 0)
 		return -1;
 	fg->ran = true;
 	printf("  server           %8.3f ms CPU per enrollment (user %.3f, system %.3f; capfd "
@@ -298,7 +347,8 @@ static void print_json(const struct figures *fg)
 {
 	double cpu = fg->user_ms + fg->sys_ms;
 
-	printf("{\"bench\":\"enroll\",\"variant\":\"%s\",\"crypto_ms\":%.4f,\"server_cpu_ms\":%.4f,"
+	printf("{\"bench\":\"enroll\",\"variant\":\"%s\",\"crypto_ms\":%.4f,"
+	       "\"crypto_before_ms\":%.4f,\"crypto_after_ms\":%.4f,\"server_cpu_ms\":%.4f,"
 	       "\"server_user_ms\":%.4f,\"server_sys_ms\":%.4f,\"ratio\":%.3f,"
 	       "\"per_cpu_second\":%.1f,\"rate\":%.1f,\"server_busy\":%.3f,\"half_rate\":%.1f,"
 	       "\"p50_ms\":%.2f,\"p99_ms\":%.2f,\"half_server_cpu_ms\":%.4f,"
@@ -306,7 +356,8 @@ static void print_json(const struct figures *fg)
 	       "\"group_commits_per_enrollment\":%.3f,\"commit_ms\":%.3f,\"peak_rss_kib\":%llu,"
 	       "\"signer_peak_rss_kib\":%llu,\"client_cpu_ms\":%.4f,\"x25519\":%lu,"
 	       "\"secp256r1\":%lu,\"kx_x25519_ms\":%.4f,\"kx_p256_ms\":%.4f,\"count\":%lu}\n",
-	       fg->v->name, ms(fg->crypto.seconds), cpu, fg->user_ms, fg->sys_ms,
+	       fg->v->name, ms(fg->crypto.seconds), ms(fg->crypto_before_s),
+	       ms(fg->crypto_after_s), cpu, fg->user_ms, fg->sys_ms,
 	       cpu / ms(fg->crypto.seconds), 1e3 / cpu, fg->rate, fg->busy, fg->half_rate, fg->p50,
 	       fg->p99, fg->half_user_ms + fg->half_sys_ms, fg->fdatasyncs, fg->switches, fg->commits, fg->commit_ms, fg->rss_kib, fg->signer_rss_kib, fg->client_ms,
 	       fg->x25519, fg->secp256r1, ms(fg->crypto.x25519_seconds), ms(fg->crypto.p256_seconds),
