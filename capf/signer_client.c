@@ -613,6 +613,9 @@ struct signer_chan {
 	 * call, and one wake-up of the signer, for all of them. */
 	uv_prepare_t flush;
 	unsigned nwritten; /* requests written and not answered yet */
+	/* Why the connection must be reset, found where no callback may run
+	 * (inside signer_sign_async()): the loop resets it (on_flush()). */
+	const char *broken;
 	struct frame_decoder dec;
 };
 
@@ -684,6 +687,7 @@ static void on_pipe_closed(uv_handle_t *h)
 		return;
 	}
 	ch->state = CH_IDLE;
+	ch->broken = NULL;
 	frame_decoder_deinit(&ch->dec);
 	frame_decoder_init(&ch->dec, SIGNER_FRAME_MAX);
 	/* Requests made while the old connection closed go on a new one. */
@@ -722,13 +726,18 @@ static void on_written(uv_write_t *req, int status)
  * Writes the frames not written yet, in submission order: at once what
  * the socket takes (the usual case: no write request, no callback, no
  * change of the loop's poll set), the rest copied into one queued write.
+ * A broken connection is left to the queued write to report. Returns 0;
+ * 1 when nothing could be written and the frames wait (out of memory:
+ * the loop tries again); or -1 with ch->broken set when the connection
+ * must be reset (a frame cut in the middle, a write libuv refused). No
+ * callback runs here.
  */
-static void flush_unsent(struct signer_chan *ch)
+static int flush_unsent(struct signer_chan *ch)
 {
 	uv_buf_t bufs[FLUSH_MAX];
 	struct sreq *rs[FLUSH_MAX], *r = ch->head;
 
-	while (ch->state == CH_CONNECTED) {
+	while (ch->state == CH_CONNECTED && ch->broken == NULL) {
 		size_t k = 0, total = 0, done, off;
 		int n = 0;
 
@@ -740,19 +749,19 @@ static void flush_unsent(struct signer_chan *ch)
 			total += r->frame_len;
 		}
 		if (k == 0)
-			return;
+			return 0;
 		if (ch->wqueued == 0)
 			n = uv_try_write((uv_stream_t *)&ch->pipe, bufs, (unsigned)k);
-		/* A broken connection is left to the queued write to report,
-		 * from the loop. */
 		done = n > 0 ? (size_t)n : 0;
 		if (done < total) {
 			struct wbuf *wb = malloc(sizeof(*wb) + total - done);
 			uv_buf_t rest;
 
+			if (wb == NULL && done == 0)
+				return 1;
 			if (wb == NULL) {
-				chan_reset(ch, "out of memory");
-				return;
+				ch->broken = "out of memory";
+				return -1;
 			}
 			wb->len = total - done;
 			wb->frame = (uint8_t *)(wb + 1);
@@ -770,8 +779,8 @@ static void flush_unsent(struct signer_chan *ch)
 			if (uv_write(&wb->req, (uv_stream_t *)&ch->pipe, &rest, 1, on_written) < 0) {
 				gnutls_memset(wb->frame, 0, wb->len);
 				free(wb);
-				chan_reset(ch, "write failed");
-				return;
+				ch->broken = "write failed";
+				return -1;
 			}
 			ch->wqueued++;
 		}
@@ -783,6 +792,7 @@ static void flush_unsent(struct signer_chan *ch)
 		}
 		ch->nwritten += (unsigned)k;
 	}
+	return ch->broken != NULL ? -1 : 0;
 }
 
 static void on_flush(uv_prepare_t *p)
@@ -790,8 +800,12 @@ static void on_flush(uv_prepare_t *p)
 	struct signer_chan *ch = p->data;
 
 	uv_prepare_stop(p);
-	if (!ch->closing && ch->state == CH_CONNECTED)
-		flush_unsent(ch);
+	if (ch->closing || ch->state != CH_CONNECTED)
+		return;
+	if (ch->broken == NULL && flush_unsent(ch) > 0)
+		ch->broken = "out of memory";
+	if (ch->broken != NULL)
+		chan_reset(ch, ch->broken);
 }
 
 /*
@@ -799,13 +813,13 @@ static void on_flush(uv_prepare_t *p)
  * this channel's to work on (it starts while the loop goes on), else with
  * the others of this loop iteration (on_flush()): the signer reads them
  * when it is done with what it has, and is woken once for all of them.
+ * Whatever goes wrong is the loop's to handle, never the caller's.
  */
 static void want_flush(struct signer_chan *ch)
 {
-	if (ch->nwritten == 0 && ch->wqueued == 0) {
-		flush_unsent(ch);
+	if (ch->nwritten == 0 && ch->wqueued == 0 && ch->broken == NULL &&
+	    flush_unsent(ch) == 0)
 		return;
-	}
 	if (!uv_is_active((uv_handle_t *)&ch->flush))
 		uv_prepare_start(&ch->flush, on_flush);
 }
