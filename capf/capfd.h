@@ -265,6 +265,10 @@ struct worker {
 	uv_tcp_t listener;
 	uv_async_t stop_async;
 	uv_timer_t drain_timer;
+	/* Audit events queued quietly (store_audit_quiet()) reach the writer
+	 * at most CAPFD_QUIET_AUDIT_MS after the first of them, whether or
+	 * not their session writes again (worker_audit_quiet()). */
+	uv_timer_t quiet_timer;
 	struct bridge bridge;
 	struct signer_chan *signer; /* this loop's channel to the signer */
 	struct conn *conns;      /* list of live connections */
@@ -434,6 +438,15 @@ int worker_start(struct worker *w, struct server *srv, unsigned id, int listen_f
 		 int cisco_fd);
 void worker_stop(struct worker *w);
 void worker_join(struct worker *w);
+
+/* How long an audit event queued quietly may wait for its session's next
+ * write before the writer is woken for it: what a capfd killed meanwhile
+ * can lose of it. */
+#define CAPFD_QUIET_AUDIT_MS 10u
+
+/* worker_audit_quiet() - an audit event was queued quietly on this worker's
+ * loop: the writer is woken for it within CAPFD_QUIET_AUDIT_MS. */
+void worker_audit_quiet(struct worker *w);
 
 /* worker_maybe_finish() - called when a connection goes away: a stopping
  * worker with no connections left closes its handles. */

@@ -514,10 +514,13 @@ void conn_session_run(struct conn *c, const struct core_event *first)
 				break;
 			case CORE_FX_AUDIT:
 				/* Written with the session's next txn (one wake-up
-				 * of the writer for both), or when it closes. */
+				 * of the writer for both), or when it closes, or
+				 * CAPFD_QUIET_AUDIT_MS later, whichever comes first. */
 				audit_fill(c, &aev, &fx->audit);
-				if (store_audit_quiet(c->srv->store, &aev) == 0)
+				if (store_audit_quiet(c->srv->store, &aev) == 0) {
 					c->audit_quiet = true;
+					worker_audit_quiet(c->w);
+				}
 				break;
 			case CORE_FX_VERIFY:
 				ret = start_verify(c, fx);

@@ -14,6 +14,7 @@
 #include "capf/conn_internal.h"
 #include "capf/log.h"
 #include "capf/signer.h"
+#include "store/store.h"
 
 static void on_connection(uv_stream_t *listener, int status)
 {
@@ -55,6 +56,20 @@ static void handle_noop_close(uv_handle_t *h)
 	(void)h;
 }
 
+static void on_quiet_timeout(uv_timer_t *t)
+{
+	struct worker *w = t->data;
+
+	store_wake(w->srv->store);
+}
+
+void worker_audit_quiet(struct worker *w)
+{
+	if (!uv_is_active((uv_handle_t *)&w->quiet_timer) &&
+	    !uv_is_closing((uv_handle_t *)&w->quiet_timer))
+		uv_timer_start(&w->quiet_timer, on_quiet_timeout, CAPFD_QUIET_AUDIT_MS, 0);
+}
+
 /* Once stopping and empty, the worker closes its remaining handles so that
  * uv_run() returns. */
 void worker_maybe_finish(struct worker *w)
@@ -65,6 +80,9 @@ void worker_maybe_finish(struct worker *w)
 		return;
 	uv_timer_stop(&w->drain_timer);
 	uv_close((uv_handle_t *)&w->drain_timer, handle_noop_close);
+	/* Every connection woke the writer for its quiet events as it closed. */
+	uv_timer_stop(&w->quiet_timer);
+	uv_close((uv_handle_t *)&w->quiet_timer, handle_noop_close);
 	uv_close((uv_handle_t *)&w->stop_async, handle_noop_close);
 	bridge_close(&w->bridge);
 	signer_chan_close(w->signer);
@@ -144,6 +162,8 @@ int worker_start(struct worker *w, struct server *srv, unsigned id, int listen_f
 	w->stop_async.data = w;
 	uv_timer_init(&w->loop, &w->drain_timer);
 	w->drain_timer.data = w;
+	uv_timer_init(&w->loop, &w->quiet_timer);
+	w->quiet_timer.data = w;
 	ret = bridge_init(&w->bridge, &w->loop);
 	if (ret < 0)
 		goto fail;
@@ -167,6 +187,8 @@ fail:
 		uv_close((uv_handle_t *)&w->stop_async, NULL);
 	if (w->drain_timer.loop != NULL)
 		uv_close((uv_handle_t *)&w->drain_timer, NULL);
+	if (w->quiet_timer.loop != NULL)
+		uv_close((uv_handle_t *)&w->quiet_timer, NULL);
 	if (w->bridge.async.loop != NULL)
 		uv_close((uv_handle_t *)&w->bridge.async, NULL);
 	signer_chan_close(w->signer);
