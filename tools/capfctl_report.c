@@ -13,26 +13,9 @@
 
 #include "tools/capfctl.h"
 #include "tools/client.h"
+#include "tools/query_opts.h"
 #include "tools/where.h"
 
-enum {
-	OPT_WHERE = OPT_FIRST_FREE,
-	OPT_PAGE_SIZE,
-	OPT_KEEP_CERT,
-	OPT_DRY_RUN,
-	OPT_DEVICE,
-	OPT_STATE,
-	OPT_EXPIRES_BEFORE,
-	OPT_EXPIRES_AFTER,
-	OPT_EXPIRES_WITHIN,
-	OPT_STALE,
-	OPT_EXPIRING,
-	OPT_FAILED,
-	OPT_Q_KEY_ORDER,
-	OPT_Q_RSA_KEY,
-	OPT_Q_EC_KEY,
-	OPT_Q_LSC_DAYS,
-};
 
 /* ---- schedule ----------------------------------------------------------------- */
 
