@@ -10,6 +10,9 @@
 
 #include <stdlib.h>
 #include <string.h>
+#ifdef HAVE_VALGRIND_VALGRIND_H
+#include <valgrind/valgrind.h>
+#endif
 #include <sys/mman.h>
 #include <ucontext.h>
 #include <unistd.h>
@@ -201,6 +204,8 @@ int conn_handshake_result(struct conn *c, int ret)
  * page under each) are kept for the next steps of this thread.
  */
 #define FIBER_STACK (256u * 1024u)
+/* The top of each stack keeps valgrind's id of it (see below). */
+#define FIBER_STACK_RESERVE 64u
 /* Steps waiting for the signer at once on one worker; the others wait
  * for a place in arrival order. */
 #define FIBERS_MAX 64u
@@ -224,8 +229,27 @@ static _Thread_local struct conn *deferred_head, *deferred_tail;
 static _Thread_local struct conn *fiber_starting;
 static size_t page_size;
 
+/*
+ * Under valgrind, a stack it was not told of makes every access on it an
+ * error: each one is registered while mapped (a no-op otherwise, and
+ * without valgrind's header).
+ */
+#ifdef HAVE_VALGRIND_VALGRIND_H
+#define STACK_REGISTER(lo, hi) VALGRIND_STACK_REGISTER(lo, hi)
+#define STACK_DEREGISTER(id) VALGRIND_STACK_DEREGISTER(id)
+#else
+#define STACK_REGISTER(lo, hi) 0u
+#define STACK_DEREGISTER(id) ((void)(id))
+#endif
+
+static uint8_t *stack_top(uint8_t *m)
+{
+	return m + page_size + FIBER_STACK - FIBER_STACK_RESERVE;
+}
+
 static uint8_t *stack_get(void)
 {
+	unsigned id;
 	uint8_t *m;
 
 	if (nstack_cache > 0)
@@ -240,7 +264,18 @@ static uint8_t *stack_get(void)
 		munmap(m, page_size + FIBER_STACK);
 		return NULL;
 	}
+	id = (unsigned)STACK_REGISTER(m + page_size, stack_top(m));
+	memcpy(stack_top(m), &id, sizeof(id));
 	return m;
+}
+
+static void stack_unmap(uint8_t *m)
+{
+	unsigned id;
+
+	memcpy(&id, stack_top(m), sizeof(id));
+	STACK_DEREGISTER(id);
+	munmap(m, page_size + FIBER_STACK);
 }
 
 static void stack_put(uint8_t *m)
@@ -250,7 +285,7 @@ static void stack_put(uint8_t *m)
 	if (nstack_cache < FIBER_CACHE)
 		stack_cache[nstack_cache++] = m;
 	else
-		munmap(m, page_size + FIBER_STACK);
+		stack_unmap(m);
 }
 
 void conn_fiber_free(struct fiber *f)
@@ -265,7 +300,7 @@ void conn_fiber_free(struct fiber *f)
 void conn_fibers_release(void)
 {
 	while (nstack_cache > 0)
-		munmap(stack_cache[--nstack_cache], page_size + FIBER_STACK);
+		stack_unmap(stack_cache[--nstack_cache]);
 }
 
 static void hs_step_done(struct conn *c);
@@ -292,7 +327,7 @@ static int fiber_prepare(struct fiber *f)
 	if (getcontext(&f->ctx) < 0)
 		return -1;
 	f->ctx.uc_stack.ss_sp = f->map + page_size;
-	f->ctx.uc_stack.ss_size = FIBER_STACK;
+	f->ctx.uc_stack.ss_size = FIBER_STACK - FIBER_STACK_RESERVE;
 	f->ctx.uc_link = &f->back;
 	makecontext(&f->ctx, fiber_main, 0);
 	return 0;

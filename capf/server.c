@@ -955,6 +955,8 @@ void server_free(struct server *srv)
 	srv->ca = NULL;
 	signer_client_free(srv->signer);
 	srv->signer = NULL;
+	keyindex_free(srv->keys);
+	srv->keys = NULL;
 	HASH_ITER(hh, srv->claims, c, ctmp)
 	{
 		HASH_DEL(srv->claims, c);

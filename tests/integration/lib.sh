@@ -43,9 +43,10 @@ start_capfd() {
 	rm -f "$tmp/ready"
 	# CAPFD_WRAPPER runs the server under a tool, e.g.
 	# CAPFD_WRAPPER="valgrind --leak-check=full --error-exitcode=99
-	# --soname-synonyms=somalloc=libtcmalloc_minimal.so.4" (capfd's
-	# allocator is tcmalloc unless built --without-tcmalloc: memcheck must
-	# replace it).
+	# --soname-synonyms=somalloc=libtcmalloc_minimal.so.4
+	# --suppressions=tests/valgrind.supp" (capfd's allocator is tcmalloc
+	# unless built --without-tcmalloc: memcheck must replace it); make
+	# check-valgrind does so (tests/valgrind.sh).
 	${CAPFD_WRAPPER:-} "$CAPFD" -d "$tmp/state" -l 127.0.0.1 -p 0 -w 2 \
 		-m "$tmp/mfg/mfg-ca.pem" -r "$tmp/ready" "$@" >>"$tmp/capfd.log" 2>&1 &
 	capfd_pid=$!
