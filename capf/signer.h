@@ -135,7 +135,7 @@ typedef int (*signer_sign_fn)(void *arg, const char *ref, unsigned sign_algo, un
 			      const uint8_t *data, size_t len, uint8_t **sig, size_t *sig_len);
 void signer_thread_hook(signer_sign_fn fn, void *arg);
 
-/* ---- the asynchronous channel (capf/signer_client.c) ------------------- */
+/* ---- the asynchronous channel (capf/signer_chan.c) --------------------- */
 
 typedef void (*signer_done_cb)(void *arg, int result, const uint8_t *sig, size_t sig_len);
 
